@@ -1,0 +1,329 @@
+"""The event directory: data files, metadata riders, flags, locks, atomic generation.
+
+One directory per event, named by the event id. Beside each data file ``F`` live
+hidden riders:
+
+``.F.meta.json``
+    sha256 and stat of ``F``, sha256 of each input it was made from, the package
+    version, generation time (UTC, ISO), wall time and the flags in force.
+``.F.lock``
+    freezes ``F``: never regenerated.
+``.F.failed.json``
+    the traceback of the last failed attempt (removed on success).
+
+A file is *up to date* when it exists and the checksums of its inputs match those in
+its metadata; it is *obsolete* when an input changed. A file with no metadata was put
+here from outside: it is an input of this event and up to date.
+
+Examples
+--------
+>>> import tempfile
+>>> from llama.event import Event
+>>> ev = Event(tempfile.mkdtemp() + "/S190425z")
+>>> ev.eventid
+'S190425z'
+>>> ev.flags["ROLE"]
+'test'
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from llama.flags import DEFAULT_FLAGS, FlagPreset, validate_flags
+from llama.handler import FileHandler, Status
+
+__all__ = ["Event", "HandlerFailed", "atomic_write_bytes", "atomic_write_json", "sha256_file"]
+
+FLAGS_FILENAME = "FLAGS.json"
+
+
+class HandlerFailed(RuntimeError):
+    """A handler's generate step raised; the original error is the ``__cause__``."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's contents."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _tmp_name(path: Path, suffix: str = "") -> Path:
+    # same directory (so os.replace is atomic), hidden, unique, and keeping the real
+    # suffix so writers that infer the format from it (matplotlib, astropy) still work
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}{suffix}")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, then rename)."""
+    tmp = _tmp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Event:
+    """One event directory.
+
+    Parameters
+    ----------
+    directory
+        The event directory; its name is the event id. Created when missing.
+    flags
+        Flags to write to ``FLAGS.json`` (merged over the existing ones, or over the
+        defaults for a new event). None keeps what is there.
+    """
+
+    def __init__(self, directory: str | os.PathLike, flags: Mapping[str, str] | None = None):
+        self.directory = Path(directory).expanduser()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._sha_memo: dict[str, tuple[int, int, str]] = {}
+        self._lock = threading.Lock()
+        self._flags: FlagPreset | None = None
+        if flags is not None:
+            self.write_flags(flags)
+
+    def __repr__(self) -> str:
+        return f"Event({str(self.directory)!r})"
+
+    @property
+    def eventid(self) -> str:
+        return self.directory.name
+
+    # -- paths -------------------------------------------------------------------------
+    def path(self, filename: str) -> Path:
+        """Path of a data file of this event (``filename`` is a plain name)."""
+        if not filename or "/" in filename or filename in (".", ".."):
+            raise ValueError(f"not a plain file name inside the event: {filename!r}")
+        return self.directory / filename
+
+    def meta_path(self, filename: str) -> Path:
+        return self.directory / f".{filename}.meta.json"
+
+    def lock_path(self, filename: str) -> Path:
+        return self.directory / f".{filename}.lock"
+
+    def failed_path(self, filename: str) -> Path:
+        return self.directory / f".{filename}.failed.json"
+
+    # -- flags -------------------------------------------------------------------------
+    @property
+    def flags(self) -> FlagPreset:
+        """The event's flags (``FLAGS.json``; the defaults when there is none)."""
+        if self._flags is None:
+            p = self.directory / FLAGS_FILENAME
+            self._flags = (
+                validate_flags(json.loads(p.read_text()))
+                if p.exists()
+                else (FlagPreset(DEFAULT_FLAGS))
+            )
+        return self._flags
+
+    def write_flags(self, flags: Mapping[str, str]) -> None:
+        """Merge ``flags`` over the current ones and write ``FLAGS.json`` atomically."""
+        merged = validate_flags({**self.flags, **flags})
+        atomic_write_json(self.directory / FLAGS_FILENAME, dict(merged))
+        self._flags = merged
+
+    def is_retracted(self) -> bool:
+        """Whether a retraction notice was received for this event."""
+        return self.path("lvc_retraction.xml").exists()
+
+    # -- checksums ---------------------------------------------------------------------
+    def sha256(self, filename: str) -> str | None:
+        """sha256 of a data file, or None if it does not exist.
+
+        Cheap on re-runs: a file whose size and mtime match its own metadata is not
+        read again, and results are memoised per (size, mtime).
+        """
+        p = self.path(filename)
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            return None
+        key = (st.st_size, st.st_mtime_ns)
+        memo = self._sha_memo.get(filename)
+        if memo and memo[:2] == key:
+            return memo[2]
+        meta = self.read_meta(filename)
+        if meta and (meta.get("size"), meta.get("mtime_ns")) == key:
+            digest = meta["sha256"]
+        else:
+            digest = sha256_file(p)
+        self._sha_memo[filename] = (*key, digest)
+        return digest
+
+    def read_meta(self, filename: str) -> dict[str, Any] | None:
+        """The metadata rider of ``filename`` (None if it was supplied from outside)."""
+        try:
+            return json.loads(self.meta_path(filename).read_text())
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError:
+            return {}  # a damaged rider: treat the file as obsolete
+
+    # -- status ------------------------------------------------------------------------
+    def status(self, handler: type[FileHandler]) -> Status:
+        """The state of ``handler``'s file in this event."""
+        if handler.veto_reason(self) is not None:
+            return Status.VETOED
+        if all(self.path(f).exists() for f in handler.filenames()):
+            return self._existing_status(handler)
+        if self.failed_path(handler.FILENAME).exists():
+            return Status.FAILED
+        if handler.is_input():
+            return Status.NOT_APPLICABLE
+        if all(self.path(d.FILENAME).exists() for d in handler.DEPENDENCIES):
+            return Status.READY
+        return Status.WAITING
+
+    def _existing_status(self, handler: type[FileHandler]) -> Status:
+        name = handler.FILENAME
+        if self.lock_path(name).exists():
+            return Status.EXISTS
+        meta = self.read_meta(name)
+        if meta is None:
+            return Status.EXISTS  # supplied from outside: an input of this event
+        recorded = meta.get("inputs")
+        if not isinstance(recorded, dict) or self.sha256(name) != meta.get("sha256"):
+            return Status.OBSOLETE  # damaged rider, or a run killed mid-rename
+        for dep in handler.DEPENDENCIES:
+            current = self.sha256(dep.FILENAME)
+            if current is not None and current != recorded.get(dep.FILENAME):
+                return Status.OBSOLETE
+        return Status.EXISTS
+
+    def missing_inputs(self, handler: type[FileHandler]) -> list[str]:
+        """Dependency files of ``handler`` that are not in the event."""
+        return [d.FILENAME for d in handler.DEPENDENCIES if not self.path(d.FILENAME).exists()]
+
+    # -- generation --------------------------------------------------------------------
+    def generate(self, handler: type[FileHandler], version: str = "") -> None:
+        """Run ``handler``'s generate step atomically and write its metadata.
+
+        Inputs are hashed first; outputs go to temporary names in this directory and
+        are renamed into place only on success, each just after its metadata (so a
+        kill in between leaves an obsolete file, never one that looks supplied from
+        outside). On failure nothing
+        under a real name changes and ``.F.failed.json`` records the traceback.
+
+        Raises
+        ------
+        HandlerFailed
+            When generate raised (after ``RETRIES`` extra attempts) or timed out.
+        """
+        attempts = handler.RETRIES + 1
+        for attempt in range(attempts):
+            try:
+                self._generate_once(handler, version)
+                return
+            except Exception as err:
+                if attempt + 1 < attempts:
+                    time.sleep(min(0.5 * 2**attempt, 30.0))
+                    continue
+                atomic_write_json(
+                    self.failed_path(handler.FILENAME),
+                    {
+                        "handler": handler.__name__,
+                        "time": _utc_now(),
+                        "attempts": attempts,
+                        "traceback": traceback.format_exc(),
+                    },
+                )
+                raise HandlerFailed(f"{handler.__name__} failed: {err}") from err
+
+    def _generate_once(self, handler: type[FileHandler], version: str) -> None:
+        inputs = {d.FILENAME: self.sha256(d.FILENAME) for d in handler.DEPENDENCIES}
+        finals = [self.path(f) for f in handler.filenames()]
+        tmps = [_tmp_name(p, p.suffix) for p in finals]
+        instance = handler(self)
+        instance.extra_outputs = dict(zip(handler.ALSO_WRITES, tmps[1:]))
+        start = time.perf_counter()
+        try:
+            _call_with_timeout(instance.generate, tmps[0], handler.TIMEOUT_S, handler.__name__)
+            for tmp in tmps:
+                if not tmp.exists():
+                    raise RuntimeError(f"{handler.__name__}.generate wrote no {tmp.name}")
+            wall = time.perf_counter() - start
+            for tmp, final in zip(tmps, finals):
+                # metadata describing the new file goes first: if we are killed before
+                # the rename, the old file no longer matches it and counts as obsolete,
+                # so a generated file can never pass for one supplied from outside
+                self._write_meta(final.name, tmp, inputs, version, wall)
+                os.replace(tmp, final)
+        finally:
+            for tmp in tmps:
+                if tmp.exists():
+                    tmp.unlink()
+        failed = self.failed_path(handler.FILENAME)
+        if failed.exists():
+            failed.unlink()
+
+    def _write_meta(
+        self, filename: str, tmp: Path, inputs: dict, version: str, wall: float
+    ) -> None:
+        st = tmp.stat()  # os.replace keeps size and mtime
+        digest = sha256_file(tmp)
+        self._sha_memo[filename] = (st.st_size, st.st_mtime_ns, digest)
+        atomic_write_json(
+            self.meta_path(filename),
+            {
+                "sha256": digest,
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "inputs": inputs,
+                "version": version,
+                "generated": _utc_now(),
+                "wall_time_s": round(wall, 6),
+                "flags": dict(self.flags),
+            },
+        )
+
+
+def _call_with_timeout(func, arg, timeout_s: float | None, name: str) -> None:
+    if timeout_s is None:
+        func(arg)
+        return
+    # a thread cannot be killed: on timeout we stop waiting and the caller discards
+    # the temporary output, so a late finish never lands under the real name
+    box: dict[str, BaseException] = {}
+
+    def target() -> None:
+        try:
+            func(arg)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = err
+
+    worker = threading.Thread(target=target, daemon=True, name=f"llama-{name}")
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise TimeoutError(f"{name} did not finish within {timeout_s} s")
+    if "error" in box:
+        raise box["error"]

@@ -1,0 +1,245 @@
+"""File handlers: the unit of computation of LLAMA, and the registry that names them.
+
+A file handler is a class with a ``FILENAME``, its ``DEPENDENCIES`` (other handler
+classes: the edges of the DAG) and a ``generate`` step that reads the dependency files
+and writes its own. Handlers without dependencies are *inputs*: made by hand, by an
+alert listener, or in batch runs by ``--get``.
+
+Examples
+--------
+>>> from llama.handler import FileHandler, HandlerRegistry
+>>> demo = HandlerRegistry()
+>>> class Hello(FileHandler, registry=demo):
+...     FILENAME = "hello.txt"
+>>> class Shout(FileHandler, registry=demo):
+...     FILENAME = "shout.txt"
+...     DEPENDENCIES = (Hello,)
+...     def generate(self, out):
+...         out.write_text(self.read_text(Hello).upper())
+>>> demo.check()
+>>> sorted(demo)
+['Hello', 'Shout']
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from llama.event import Event
+
+__all__ = [
+    "REGISTRY",
+    "DagError",
+    "FileHandler",
+    "HandlerRegistry",
+    "Status",
+    "ancestors",
+    "topological_order",
+]
+
+
+class Status(str, enum.Enum):
+    """State of one handler's file in one event."""
+
+    EXISTS = "EXISTS"
+    OBSOLETE = "OBSOLETE"
+    VETOED = "VETOED"
+    FAILED = "FAILED"
+    READY = "READY"
+    WAITING = "WAITING"
+    NOT_APPLICABLE = "NOT APPLICABLE"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class DagError(TypeError):
+    """The handler graph has a cycle, an unknown dependency or a clash of file names."""
+
+
+class HandlerRegistry(dict):
+    """Handler class name -> class, with checks on the graph they form."""
+
+    def register(self, cls: type[FileHandler]) -> None:
+        """Add ``cls`` under its class name (names must be unique)."""
+        other = self.get(cls.__name__)
+        if other is not None and other is not cls:
+            raise DagError(f"two handlers named {cls.__name__}: {other} and {cls}")
+        self[cls.__name__] = cls
+
+    def check(self) -> None:
+        """Raise `DagError` on unknown dependencies, duplicate files or cycles."""
+        owners: dict[str, str] = {}
+        for name, cls in self.items():
+            for filename in cls.filenames():
+                if filename in owners:
+                    raise DagError(f"{name} and {owners[filename]} both write {filename}")
+                owners[filename] = name
+            for dep in cls.DEPENDENCIES:
+                if self.get(dep.__name__) is not dep:
+                    raise DagError(f"{name} depends on {dep.__name__}, which is not registered")
+        topological_order(self.values())
+
+    def resolve(self, names: Iterable[str]) -> list[type[FileHandler]]:
+        """Classes for ``names``; an unknown name lists the valid choices."""
+        unknown = [n for n in names if n not in self]
+        if unknown:
+            raise KeyError(
+                f"unknown file handler(s): {', '.join(unknown)}; "
+                f"valid choices are: {', '.join(sorted(self))}"
+            )
+        return [self[n] for n in names]
+
+
+#: The global registry of handler classes (filled by importing ``llama.handlers``).
+REGISTRY = HandlerRegistry()
+
+
+class FileHandler:
+    """Base class of all file handlers.
+
+    Subclasses set ``FILENAME`` and ``DEPENDENCIES`` and implement `generate`. Keyword
+    ``registry=`` in the class statement picks a registry other than `REGISTRY`
+    (tests use their own); ``abstract=True`` registers nothing.
+    """
+
+    #: Name of the file this handler makes, inside the event directory.
+    FILENAME: ClassVar[str] = ""
+    #: Handler classes whose files are read by `generate`.
+    DEPENDENCIES: ClassVar[tuple[type[FileHandler], ...]] = ()
+    #: Further files written by the same `generate` call (e.g. a PDF beside a PNG).
+    ALSO_WRITES: ClassVar[tuple[str, ...]] = ()
+    #: Whether generating contacts an outside service (vetoed when ONLINE=false).
+    CONTACTS_SERVICE: ClassVar[bool] = False
+    #: Seconds after which a generate call counts as failed (None: no limit).
+    TIMEOUT_S: ClassVar[float | None] = None
+    #: Extra attempts after a failure (with exponential backoff).
+    RETRIES: ClassVar[int] = 0
+
+    def __init_subclass__(
+        cls, registry: HandlerRegistry | None = None, abstract: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if abstract:
+            return
+        if not cls.FILENAME or "/" in cls.FILENAME or cls.FILENAME.startswith("."):
+            raise DagError(f"{cls.__name__}.FILENAME must be a plain, visible file name")
+        (REGISTRY if registry is None else registry).register(cls)
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        #: Temporary paths of `ALSO_WRITES` files, set while `generate` runs.
+        self.extra_outputs: dict[str, Path] = {}
+
+    # -- description -------------------------------------------------------------------
+    @classmethod
+    def filenames(cls) -> tuple[str, ...]:
+        """``FILENAME`` followed by ``ALSO_WRITES``."""
+        return (cls.FILENAME, *cls.ALSO_WRITES)
+
+    @classmethod
+    def is_input(cls) -> bool:
+        """Inputs have no dependencies: they are supplied, never generated here."""
+        return not cls.DEPENDENCIES
+
+    @classmethod
+    def veto_reason(cls, event: Event) -> str | None:
+        """Why this handler does not apply to ``event`` now, or None.
+
+        The base rules: the VETOED flag, a retraction notice, and ONLINE=false for
+        handlers that contact a service. Subclasses add their own and call super().
+        """
+        flags = event.flags
+        if flags.is_true("VETOED"):
+            return "event flag VETOED=true"
+        if cls.CONTACTS_SERVICE and not flags.is_true("ONLINE"):
+            return "ONLINE=false and this handler contacts an outside service"
+        if event.is_retracted() and cls.FILENAME != "lvc_retraction.xml":
+            return "the GW alert was retracted"
+        return None
+
+    @classmethod
+    def record(cls, event: Event) -> dict[str, Any]:
+        """Scalar results of this handler's file for the batch results Dataset."""
+        return {}
+
+    # -- work --------------------------------------------------------------------------
+    def generate(self, out: Path) -> None:
+        """Write this handler's file to ``out`` (a temporary path; renamed on success)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} is an input: supply {self.FILENAME} with --get or by hand"
+        )
+
+    # helpers for subclasses
+    def dep_path(self, dep: type[FileHandler]) -> Path:
+        """Path of a dependency's file in this event."""
+        return self.event.path(dep.FILENAME)
+
+    def read_text(self, dep: type[FileHandler]) -> str:
+        return self.dep_path(dep).read_text()
+
+    def read_json(self, dep: type[FileHandler]) -> Any:
+        with open(self.dep_path(dep)) as f:
+            return json.load(f)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (handlers use it for their ``out`` path)."""
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
+        f.write("\n")
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, without importing numpy here
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def ancestors(classes: Iterable[type[FileHandler]]) -> set[type[FileHandler]]:
+    """Every handler that ``classes`` depend on, directly or not (excluding themselves)."""
+    seen: set[type[FileHandler]] = set()
+    stack = [dep for cls in classes for dep in cls.DEPENDENCIES]
+    while stack:
+        cls = stack.pop()
+        if cls not in seen:
+            seen.add(cls)
+            stack.extend(cls.DEPENDENCIES)
+    return seen
+
+
+def topological_order(classes: Iterable[type[FileHandler]]) -> list[type[FileHandler]]:
+    """Order ``classes`` so that each comes after its dependencies (stable by name).
+
+    Raises
+    ------
+    DagError
+        If the dependencies form a cycle.
+    """
+    pending = sorted(set(classes), key=lambda c: c.__name__)
+    chosen = set(pending)
+    order: list[type[FileHandler]] = []
+    state: dict[type, int] = {}  # 1: visiting, 2: done
+
+    def visit(cls: type[FileHandler], path: tuple[str, ...]) -> None:
+        mark = state.get(cls)
+        if mark == 2:
+            return
+        if mark == 1:
+            raise DagError("dependency cycle: " + " -> ".join((*path, cls.__name__)))
+        state[cls] = 1
+        for dep in cls.DEPENDENCIES:
+            if dep in chosen:
+                visit(dep, (*path, cls.__name__))
+        state[cls] = 2
+        order.append(cls)
+
+    for cls in pending:
+        visit(cls, ())
+    return order
