@@ -263,7 +263,7 @@ class Event:
         finals = [self.path(f) for f in handler.filenames()]
         tmps = [_tmp_name(p, p.suffix) for p in finals]
         instance = handler(self)
-        instance.extra_outputs = dict(zip(handler.ALSO_WRITES, tmps[1:]))
+        instance.extra_outputs = dict(zip(handler.ALSO_WRITES, tmps[1:], strict=True))
         start = time.perf_counter()
         try:
             _call_with_timeout(instance.generate, tmps[0], handler.TIMEOUT_S, handler.__name__)
@@ -271,7 +271,7 @@ class Event:
                 if not tmp.exists():
                     raise RuntimeError(f"{handler.__name__}.generate wrote no {tmp.name}")
             wall = time.perf_counter() - start
-            for tmp, final in zip(tmps, finals):
+            for tmp, final in zip(tmps, finals, strict=True):
                 # metadata describing the new file goes first: if we are killed before
                 # the rename, the old file no longer matches it and counts as obsolete,
                 # so a generated file can never pass for one supplied from outside
