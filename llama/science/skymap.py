@@ -1,0 +1,904 @@
+"""GW sky maps: flat HEALPix and LVK multi-order maps, FITS and HDF5 I/O, distances.
+
+A :class:`SkyMap` is either
+
+* multi-order (``uniq`` set): one row per NUNIQ pixel, ``probdensity`` in sr^-1,
+  rows sorted by their range of pixels at the finest order (the order in which
+  ligo.skymap writes them), or
+* flat (``nside`` set): ``probdensity`` in sr^-1 for every pixel in NESTED order
+  (RING input is reordered on read).
+
+Optional distance layers ``distmu``, ``distsigma`` [Mpc] and ``distnorm`` [Mpc^-2]
+follow the ansatz of Singer et al. 2016 (ApJL 829, L15): the conditional distance
+density in a pixel is ``distnorm * r**2 * N(r; distmu, distsigma)``.
+
+Multi-order maps are never flattened unless :meth:`SkyMap.flatten` is called: a
+BAYESTAR map of ~20,000 rows flattened to NSIDE 2048 is 50 M pixels (403 MB a layer).
+
+Examples
+--------
+>>> import numpy as np
+>>> from llama.science.skymap import SkyMap
+>>> m = SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1)
+>>> round(float(m.probability().sum()), 12)
+1.0
+>>> m.to_moc().uniq[:3]
+array([4, 5, 6])
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import numpy as np
+from scipy import special
+
+__all__ = [
+    "SkyMap",
+    "SkyMapError",
+    "read_sky_map",
+    "write_sky_map",
+    "read_hdf5",
+    "write_hdf5",
+    "uniq_to_order_ipix",
+    "order_ipix_to_uniq",
+    "moments_to_parameters",
+    "parameters_to_moments",
+    "conditional_distance_pdf",
+    "marginal_distance_moments",
+]
+
+#: Relative deviation of the total probability from 1 that is silently renormalised.
+#: Beyond it the map is rejected: a map summing to, say, 0.5 is truncated or corrupt.
+NORM_TOLERANCE = 0.05
+#: Column names that may hold the probability: density (sr^-1) or per-pixel.
+_DENSITY_COLUMNS = ("PROBDENSITY",)
+_PER_PIXEL_COLUMNS = ("PROB", "PROBABILITY")
+_DISTANCE_COLUMNS = ("DISTMU", "DISTSIGMA", "DISTNORM")
+#: Format tag of the internal HDF5 copy, bumped when its layout changes.
+HDF5_FORMAT = "llama-skymap"
+HDF5_VERSION = 1
+
+
+class SkyMapError(ValueError):
+    """A sky map that cannot be read, written or used; the message names the fix."""
+
+
+# --- HEALPix index helpers (numpy; the Numba versions live in kernels/) -------------
+
+
+def uniq_to_order_ipix(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split NUNIQ indices into (order, NESTED pixel index).
+
+    ``uniq = 4 * 4**order + ipix``.
+
+    Examples
+    --------
+    >>> uniq_to_order_ipix(np.array([4, 15, 16, 1024 + 7]))
+    (array([0, 0, 1, 4]), array([ 0, 11,  0,  7]))
+    """
+    uniq = np.asarray(uniq, dtype=np.int64)
+    if np.any(uniq < 4):
+        raise SkyMapError("NUNIQ indices must be >= 4; the UNIQ column is corrupt")
+    # bit_length(uniq) - 1 = 2 * order + 2; integer arithmetic avoids float log
+    # rounding at high orders.
+    nbits = np.zeros(uniq.shape, dtype=np.int64)
+    u = uniq.copy()
+    for shift in (32, 16, 8, 4, 2, 1):
+        big = u >= (np.int64(1) << shift)
+        nbits[big] += shift
+        u[big] >>= shift
+    order = (nbits - 2) // 2
+    ipix = uniq - (np.int64(4) << (2 * order))
+    return order, ipix
+
+
+def order_ipix_to_uniq(order, ipix) -> np.ndarray:
+    """Combine (order, NESTED pixel index) into NUNIQ indices.
+
+    Examples
+    --------
+    >>> order_ipix_to_uniq(np.array([0, 4]), np.array([11, 7]))
+    array([  15, 1031])
+    """
+    order = np.asarray(order, dtype=np.int64)
+    return (np.int64(4) << (2 * order)) + np.asarray(ipix, dtype=np.int64)
+
+
+def _nside_to_order(nside: int) -> int:
+    order = int(nside).bit_length() - 1
+    if nside < 1 or (1 << order) != nside:
+        raise SkyMapError(f"NSIDE must be a power of 2, got {nside}")
+    return order
+
+
+def _npix_to_nside(npix: int, where: str) -> int:
+    nside = int(round(math.sqrt(npix / 12)))
+    if nside < 1 or 12 * nside * nside != npix or (nside & (nside - 1)):
+        raise SkyMapError(
+            f"{where}: {npix} pixels is not a full HEALPix map (12 * NSIDE**2 with NSIDE a "
+            "power of 2); write the map with all pixels or as a multi-order (UNIQ) map"
+        )
+    return nside
+
+
+# --- distance ansatz (Singer et al. 2016) --------------------------------------------
+
+
+def _scaled_moments(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Integrals of r^k N(r; z, 1) over r > 0 for k = 2, 3, 4, and their scale.
+
+    Returns ``(i2, i3, i4, scale)`` with the true integrals being ``scale * i_k``.  For
+    z < 0 the integrals are divided by the normal pdf phi(z) and use the scaled
+    complementary error function, so that they stay finite where Phi(z) underflows;
+    for z >= 0 they are computed directly (erfcx would overflow there).
+    """
+    z = np.asarray(z, dtype=float)
+    neg = z < 0
+    zn = np.where(neg, z, 0.0)
+    phi = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+    # For z < 0: a = Phi(z) / phi(z), b = 1; for z >= 0: a = Phi(z), b = phi(z).
+    a = np.where(neg, np.sqrt(np.pi / 2) * special.erfcx(-zn / np.sqrt(2)), special.ndtr(z))
+    b = np.where(neg, 1.0, phi)
+    scale = np.where(neg, phi, 1.0)
+    z2 = z * z
+    i2 = (z2 + 1) * a + z * b
+    i3 = (z2 * z + 3 * z) * a + (z2 + 2) * b
+    i4 = (z2 * z2 + 6 * z2 + 3) * a + (z2 * z + 5 * z) * b
+    return i2, i3, i4, scale
+
+
+def parameters_to_moments(distmu, distsigma):
+    """Ansatz parameters -> (conditional mean, conditional std, normalisation).
+
+    Parameters
+    ----------
+    distmu, distsigma : array_like
+        Location and scale parameters of the ansatz [Mpc].
+
+    Returns
+    -------
+    distmean, diststd : ndarray
+        Mean and standard deviation of ``p(r) = distnorm r^2 N(r; distmu, distsigma)``
+        over r > 0 [Mpc].
+    distnorm : ndarray
+        Normalisation [Mpc^-2].
+
+    Examples
+    --------
+    For mu = 0, sigma = 1 the ansatz is a chi distribution with 3 degrees of freedom:
+
+    >>> mean, std, norm = parameters_to_moments(0.0, 1.0)
+    >>> round(float(mean), 6), round(float(norm), 6)
+    (1.595769, 2.0)
+    """
+    mu = np.asarray(distmu, dtype=float)
+    sigma = np.asarray(distsigma, dtype=float)
+    with np.errstate(all="ignore"):
+        z = mu / sigma
+        i2, i3, i4, scale = _scaled_moments(z)
+        mean = sigma * i3 / i2
+        std = sigma * np.sqrt(np.maximum(i4 / i2 - (i3 / i2) ** 2, 0.0))
+        norm = 1.0 / (sigma * sigma * i2 * scale)
+    return mean, std, norm
+
+
+# mean/std of the ansatz depends only on z = mu/sigma; below sqrt(3) (the limit
+# z -> -inf) there is no solution.  ligo.skymap uses the same bound.
+_MIN_MEAN_STD = math.sqrt(3) + 1e-2
+
+
+def _mean_over_std(z):
+    i2, i3, i4, _ = _scaled_moments(z)
+    m = i3 / i2
+    return m / np.sqrt(np.maximum(i4 / i2 - m * m, 1e-300))
+
+
+def moments_to_parameters(distmean, diststd):
+    """Conditional (mean, std) of distance -> ansatz (distmu, distsigma, distnorm).
+
+    The inverse of :func:`parameters_to_moments`, as in ``ligo.skymap.distance``:
+    where ``distmean / diststd`` is below sqrt(3) (no ansatz has that shape) or the
+    inputs are not finite and positive, returns ``(inf, 1, 0)``.
+
+    Examples
+    --------
+    >>> mu, sigma, norm = moments_to_parameters(400.0, 100.0)
+    >>> mean, std, _ = parameters_to_moments(mu, sigma)
+    >>> round(float(mean), 6), round(float(std), 6)
+    (400.0, 100.0)
+    """
+    mean = np.asarray(distmean, dtype=float)
+    std = np.asarray(diststd, dtype=float)
+    mean, std = np.broadcast_arrays(mean, std)
+    with np.errstate(all="ignore"):
+        target = mean / std
+        ok = np.isfinite(mean) & np.isfinite(std) & (std > 0) & (mean > 0)
+        ok &= target >= _MIN_MEAN_STD
+    t = np.where(ok, target, 3.0)
+    # Vectorised bisection on z: mean/std increases monotonically with z.  At
+    # z = -40 it is within 1e-3 of sqrt(3), and for large z it approaches z + O(1/z).
+    lo = np.full(t.shape, -40.0)
+    hi = t + 10.0
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        below = _mean_over_std(mid) < t
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    z = 0.5 * (lo + hi)
+    i2, i3, _, _ = _scaled_moments(z)
+    sigma = mean / (i3 / i2)
+    mu = z * sigma
+    _, _, norm = parameters_to_moments(mu, sigma)
+    mu = np.where(ok, mu, np.inf)
+    sigma = np.where(ok, sigma, 1.0)
+    norm = np.where(ok, norm, 0.0)
+    if mu.ndim == 0:
+        return float(mu), float(sigma), float(norm)
+    return mu, sigma, norm
+
+
+def conditional_distance_pdf(r, distmu, distsigma, distnorm):
+    """Conditional distance density in a pixel, ``distnorm r^2 N(r; distmu, distsigma)``.
+
+    Parameters
+    ----------
+    r : array_like
+        Distance [Mpc].
+    distmu, distsigma, distnorm : array_like
+        The pixel's distance layers [Mpc, Mpc, Mpc^-2].
+
+    Returns
+    -------
+    ndarray
+        p(r | pixel) [Mpc^-1]; 0 for pixels without distance support (distnorm 0).
+
+    Examples
+    --------
+    >>> from scipy.integrate import quad
+    >>> mu, sigma, norm = moments_to_parameters(300.0, 80.0)
+    >>> round(quad(conditional_distance_pdf, 0, 2000, args=(mu, sigma, norm))[0], 6)
+    1.0
+    """
+    r = np.asarray(r, dtype=float)
+    mu = np.asarray(distmu, dtype=float)
+    sigma = np.asarray(distsigma, dtype=float)
+    with np.errstate(all="ignore"):
+        gauss = np.exp(-0.5 * ((r - mu) / sigma) ** 2) / (np.sqrt(2 * np.pi) * sigma)
+        out = np.asarray(distnorm, dtype=float) * r * r * gauss
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+def marginal_distance_moments(prob, distmu, distsigma) -> tuple[float, float]:
+    """All-sky (distmean, diststd) [Mpc] from per-pixel probabilities and layers.
+
+    Pixels with non-finite layers (no distance support) are skipped.
+
+    Examples
+    --------
+    >>> mu, sigma, _ = moments_to_parameters(np.array([100.0, 300.0]), np.array([10.0, 30.0]))
+    >>> mean, std = marginal_distance_moments(np.array([0.5, 0.5]), mu, sigma)
+    >>> round(mean, 6)
+    200.0
+    """
+    prob = np.asarray(prob, dtype=float)
+    mean, std, _ = parameters_to_moments(distmu, distsigma)
+    good = np.isfinite(prob) & np.isfinite(mean) & np.isfinite(std)
+    p = prob[good]
+    total = p.sum()
+    if total <= 0:
+        raise SkyMapError("no pixel has finite distance layers; cannot compute distances")
+    rbar = float((p * mean[good]).sum() / total)
+    r2bar = float((p * (std[good] ** 2 + mean[good] ** 2)).sum() / total)
+    return rbar, math.sqrt(max(r2bar - rbar * rbar, 0.0))
+
+
+# --- the sky map ----------------------------------------------------------------------
+
+
+@dataclass
+class SkyMap:
+    """A GW sky map, multi-order (``uniq``) or flat NESTED (``nside``).
+
+    Parameters
+    ----------
+    probdensity : ndarray
+        Probability density [sr^-1] per pixel (per row for multi-order maps).
+    uniq : ndarray of int64, optional
+        NUNIQ pixel indices; set for multi-order maps.  Rows are sorted on creation.
+    nside : int, optional
+        HEALPix NSIDE; set for flat maps, whose pixels are in NESTED order.
+    distmu, distsigma, distnorm : ndarray, optional
+        Distance layers [Mpc, Mpc, Mpc^-2], aligned with the pixels.
+    meta : dict
+        Header information: ``distmean``, ``diststd`` [Mpc], ``gps_time`` [s],
+        ``objid``, ``instruments`` (list), ``origin``, ``ordering`` (of the file read).
+
+    Examples
+    --------
+    >>> m = SkyMap(probdensity=np.full(48, 1 / (4 * np.pi)), nside=2)
+    >>> m.is_moc, m.max_order, round(m.area90(), 1)
+    (False, 1, 37815.2)
+    """
+
+    probdensity: np.ndarray
+    uniq: np.ndarray | None = None
+    nside: int | None = None
+    distmu: np.ndarray | None = None
+    distsigma: np.ndarray | None = None
+    distnorm: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.uniq is None) == (self.nside is None):
+            raise SkyMapError("a SkyMap needs exactly one of uniq (multi-order) or nside (flat)")
+        self.probdensity = np.ascontiguousarray(self.probdensity, dtype=np.float64)
+        n = len(self.probdensity)
+        if self.uniq is not None:
+            self.uniq = np.ascontiguousarray(self.uniq, dtype=np.int64)
+            if len(self.uniq) != n:
+                raise SkyMapError(f"uniq has {len(self.uniq)} rows, probdensity {n}")
+        else:
+            self.nside = int(self.nside)
+            _nside_to_order(self.nside)
+            if n != 12 * self.nside**2:
+                raise SkyMapError(
+                    f"flat map with NSIDE {self.nside} needs {12 * self.nside**2} pixels, got {n}"
+                )
+        for name in _DISTANCE_COLUMNS:
+            arr = getattr(self, name.lower())
+            if arr is not None:
+                arr = np.ascontiguousarray(arr, dtype=np.float64)
+                if len(arr) != n:
+                    raise SkyMapError(f"{name} has {len(arr)} rows, probdensity {n}")
+                setattr(self, name.lower(), arr)
+        if self.uniq is not None:
+            self._sort_by_nested_range()
+
+    def _sort_by_nested_range(self) -> None:
+        order, ipix = uniq_to_order_ipix(self.uniq)
+        start = ipix << (2 * (order.max() - order))
+        if len(start) > 1 and np.any(np.diff(start) < 0):
+            idx = np.argsort(start, kind="stable")
+            self.uniq = self.uniq[idx]
+            self.probdensity = self.probdensity[idx]
+            for name in ("distmu", "distsigma", "distnorm"):
+                arr = getattr(self, name)
+                if arr is not None:
+                    setattr(self, name, arr[idx])
+
+    # -- shape ------------------------------------------------------------------------
+
+    @property
+    def is_moc(self) -> bool:
+        """True for a multi-order (NUNIQ) map."""
+        return self.uniq is not None
+
+    @property
+    def has_distance(self) -> bool:
+        """True when all three distance layers are present."""
+        return all(getattr(self, n) is not None for n in ("distmu", "distsigma", "distnorm"))
+
+    @property
+    def orders(self) -> np.ndarray:
+        """HEALPix order of each row (a constant array for flat maps)."""
+        if self.is_moc:
+            return uniq_to_order_ipix(self.uniq)[0]
+        return np.full(len(self.probdensity), _nside_to_order(self.nside), dtype=np.int64)
+
+    @property
+    def max_order(self) -> int:
+        """The finest HEALPix order in the map."""
+        if self.is_moc:
+            return int(self.orders.max())
+        return _nside_to_order(self.nside)
+
+    def __len__(self) -> int:
+        return len(self.probdensity)
+
+    def pixel_area(self) -> np.ndarray:
+        """Area of each pixel [sr].
+
+        Examples
+        --------
+        >>> float(SkyMap(probdensity=np.ones(12) / (4 * np.pi), nside=1).pixel_area()[0])
+        1.0471975511965976
+        """
+        return 4 * np.pi / (12 * 4.0 ** self.orders.astype(float))
+
+    def probability(self) -> np.ndarray:
+        """Probability in each pixel (density x area), summing to 1."""
+        return self.probdensity * self.pixel_area()
+
+    # -- conversions --------------------------------------------------------------------
+
+    def to_moc(self) -> SkyMap:
+        """This map as a multi-order map (flat maps get one row per pixel).
+
+        Fine for NSIDE <= 1024; larger flat maps should be made multi-order upstream.
+        """
+        if self.is_moc:
+            return self
+        order = _nside_to_order(self.nside)
+        uniq = order_ipix_to_uniq(order, np.arange(len(self.probdensity), dtype=np.int64))
+        return SkyMap(
+            probdensity=self.probdensity.copy(),
+            uniq=uniq,
+            distmu=None if self.distmu is None else self.distmu.copy(),
+            distsigma=None if self.distsigma is None else self.distsigma.copy(),
+            distnorm=None if self.distnorm is None else self.distnorm.copy(),
+            meta=dict(self.meta),
+        )
+
+    def flatten(self, nside: int) -> SkyMap:
+        """Resample onto a flat NESTED grid of the given NSIDE (only when asked).
+
+        Coarser rows are copied into their children; finer rows are merged into their
+        parent, conserving probability, with distance layers combined through their
+        moments.
+
+        Examples
+        --------
+        >>> m = SkyMap(probdensity=np.ones(12) / (4 * np.pi), nside=1)
+        >>> f = m.flatten(4)
+        >>> f.nside, round(float(f.probability().sum()), 12)
+        (4, 1.0)
+        """
+        target = _nside_to_order(nside)
+        moc = self.to_moc()
+        order, ipix = uniq_to_order_ipix(moc.uniq)
+        npix = 12 * 4**target
+        prob = moc.probability()
+        area = 4 * np.pi / npix
+        coarse = order <= target
+        fine = ~coarse
+        # Children of coarse rows: a run of 4**(target - order) pixels starting here.
+        nchild = np.int64(1) << (2 * (target - order[coarse]))
+        start = ipix[coarse] << (2 * (target - order[coarse]))
+        dest = np.repeat(start, nchild) + _ranges(nchild)
+        parent = ipix[fine] >> (2 * (order[fine] - target))
+
+        out_prob = np.zeros(npix)
+        out_prob[dest] = np.repeat(prob[coarse] / nchild, nchild)
+        np.add.at(out_prob, parent, prob[fine])
+        result = SkyMap(probdensity=out_prob / area, nside=nside, meta=dict(self.meta))
+        if moc.has_distance:
+            mean, std, _ = parameters_to_moments(moc.distmu, moc.distsigma)
+            ok = np.isfinite(mean) & np.isfinite(std)
+            w = np.where(ok, prob, 0.0)
+            m1 = np.zeros(npix)
+            m2 = np.zeros(npix)
+            wsum = np.zeros(npix)
+            for acc, val in ((m1, mean), (m2, std**2 + mean**2), (wsum, np.ones_like(mean))):
+                v = np.where(ok, val, 0.0) * w
+                acc[dest] = np.repeat(v[coarse] / nchild, nchild)
+                np.add.at(acc, parent, v[fine])
+            with np.errstate(all="ignore"):
+                rbar = m1 / wsum
+                rstd = np.sqrt(np.maximum(m2 / wsum - rbar**2, 0.0))
+            mu, sigma, norm = moments_to_parameters(rbar, rstd)
+            result.distmu, result.distsigma, result.distnorm = (
+                np.asarray(mu, dtype=float),
+                np.asarray(sigma, dtype=float),
+                np.asarray(norm, dtype=float),
+            )
+        return result
+
+    # -- summaries ------------------------------------------------------------------------
+
+    def area90(self, level: float = 0.9) -> float:
+        """Area of the smallest region holding ``level`` of the probability [deg^2].
+
+        Examples
+        --------
+        >>> m = SkyMap(probdensity=np.r_[np.full(6, 1 / (2 * np.pi)), np.zeros(6)], nside=1)
+        >>> round(m.area90(0.5), 4)
+        10313.2403
+        """
+        order = np.argsort(-self.probdensity, kind="stable")
+        prob = self.probability()[order]
+        cum = np.cumsum(prob)
+        k = int(np.searchsorted(cum, level * cum[-1]))
+        area_sr = self.pixel_area()[order][: k + 1].sum()
+        return float(area_sr * (180 / np.pi) ** 2)
+
+    def distance_moments(self) -> tuple[float, float]:
+        """(distmean, diststd) [Mpc]: from the header, else from the distance layers.
+
+        Raises
+        ------
+        SkyMapError
+            When the header has no DISTMEAN/DISTSTD and the map has no distance layers.
+        """
+        mean = self.meta.get("distmean")
+        std = self.meta.get("diststd")
+        if mean is not None and std is not None and np.isfinite(mean) and np.isfinite(std):
+            return float(mean), float(std)
+        if not self.has_distance:
+            raise SkyMapError(
+                "the sky map has neither DISTMEAN/DISTSTD header keys nor DISTMU/DISTSIGMA/"
+                "DISTNORM layers; supply a map with distance information"
+            )
+        return marginal_distance_moments(self.probability(), self.distmu, self.distsigma)
+
+
+def _ranges(counts: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(c) for each c in counts."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(total, dtype=np.int64) - starts
+
+
+# --- FITS -----------------------------------------------------------------------------
+
+
+def _describe(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return getattr(source, "name", repr(source))
+
+
+def _open_fits(source, where: str):
+    from astropy.io import fits
+
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                data = f.read()
+        else:
+            data = source.read()
+        if data[:2] == b"\x1f\x8b":
+            import gzip
+
+            data = gzip.decompress(data)
+        hdul = fits.open(io.BytesIO(data), memmap=False)
+        hdul.verify("silentfix")
+        return hdul
+    except FileNotFoundError:
+        raise SkyMapError(f"{where}: no such file; check the path") from None
+    except Exception as exc:  # astropy raises OSError, TypeError, ... on bad files
+        raise SkyMapError(
+            f"{where}: not a readable FITS file ({exc.__class__.__name__}: {exc}); "
+            "re-download the sky map or pass the FITS (optionally .gz) file itself"
+        ) from None
+
+
+def _find_table(hdul, where: str):
+    from astropy.io import fits
+
+    for hdu in hdul:
+        if isinstance(hdu, fits.BinTableHDU) and hdu.columns is not None and len(hdu.columns):
+            return hdu
+    raise SkyMapError(
+        f"{where}: no binary table HDU; a HEALPix sky map stores its pixels in a BINTABLE "
+        "extension (LVK or healpy format)"
+    )
+
+
+def _header_meta(header) -> dict[str, Any]:
+    from llama.science.times import iso_to_gps, mjd_to_gps
+
+    meta: dict[str, Any] = {}
+    for key, name in (("DISTMEAN", "distmean"), ("DISTSTD", "diststd")):
+        if key in header:
+            meta[name] = float(header[key])
+    if "OBJECT" in header:
+        meta["objid"] = str(header["OBJECT"])
+    if "DATE-OBS" in header:
+        try:
+            meta["gps_time"] = iso_to_gps(str(header["DATE-OBS"]))
+        except ValueError:
+            pass
+    if "gps_time" not in meta and "MJD-OBS" in header:
+        meta["gps_time"] = mjd_to_gps(float(header["MJD-OBS"]))
+    if "INSTRUME" in header:
+        meta["instruments"] = [s for s in str(header["INSTRUME"]).split(",") if s]
+    for key, name in (("ORIGIN", "origin"), ("CREATOR", "creator"), ("REFERENC", "url")):
+        if key in header:
+            meta[name] = str(header[key])
+    return meta
+
+
+def read_sky_map(source: str | os.PathLike | BinaryIO) -> SkyMap:
+    """Read a HEALPix sky map from FITS: flat RING/NESTED or LVK multi-order.
+
+    Gzipped files are detected by content.  Multi-order maps stay multi-order; flat
+    RING maps are reordered to NESTED.  Per-pixel ``PROB`` columns become densities.
+    Small deviations of the total probability from 1 are renormalised.
+
+    Parameters
+    ----------
+    source : path or binary file object
+
+    Returns
+    -------
+    SkyMap
+
+    Raises
+    ------
+    SkyMapError
+        Not a FITS file, no probability column, NaN or negative probabilities, total
+        probability far from 1, or an unknown ORDERING.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> m = SkyMap(probdensity=np.ones(12) / (4 * np.pi), nside=1, meta={"distmean": 100.0})
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.fits.gz")
+    >>> write_sky_map(path, m)
+    >>> r = read_sky_map(path)
+    >>> r.is_moc, len(r), r.meta["distmean"]
+    (True, 12, 100.0)
+    """
+    where = _describe(source)
+    with warnings.catch_warnings():
+        # astropy only warns on a truncated file and then hands back garbage or fails
+        # later with an obscure message: make it an error that names the file.
+        warnings.filterwarnings("error", message=".*truncated.*")
+        skymap = _read_fits_table(source, where)
+    _check_probability(skymap, where)
+    return skymap
+
+
+def _read_fits_table(source, where: str) -> SkyMap:
+    with _open_fits(source, where) as hdul:
+        hdu = _find_table(hdul, where)
+        header = hdu.header
+        names = [c.upper() for c in hdu.columns.names]
+        try:
+            data = hdu.data
+            cols = {name: np.asarray(data.field(i)).ravel() for i, name in enumerate(names)}
+        except Exception as exc:
+            raise SkyMapError(
+                f"{where}: the pixel table cannot be decoded ({exc}); the file is corrupt"
+            ) from None
+        ordering = str(header.get("ORDERING", "")).strip().upper()
+        if not ordering and "UNIQ" in cols:
+            ordering = "NUNIQ"
+        if ordering not in ("RING", "NESTED", "NUNIQ"):
+            raise SkyMapError(
+                f"{where}: unknown pixel ORDERING {header.get('ORDERING')!r}; expected RING, "
+                "NESTED or NUNIQ (set the ORDERING header key)"
+            )
+        if ordering == "NUNIQ" and "UNIQ" not in cols:
+            raise SkyMapError(f"{where}: ORDERING is NUNIQ but there is no UNIQ column")
+        meta = _header_meta(header)
+    meta["ordering"] = ordering
+
+    density_col = next((c for c in _DENSITY_COLUMNS if c in cols), None)
+    prob_col = next((c for c in _PER_PIXEL_COLUMNS if c in cols), None)
+    if density_col is None and prob_col is None:
+        raise SkyMapError(
+            f"{where}: no PROBDENSITY or PROB column (found {', '.join(names)}); a GW sky "
+            "map must have PROBDENSITY (multi-order, sr^-1) or PROB (flat, per pixel)"
+        )
+    layers = {n.lower(): cols[n].astype(float) for n in _DISTANCE_COLUMNS if n in cols}
+    if 0 < len(layers) < 3:
+        # A partial set of layers cannot be used; drop rather than guess.
+        layers = {}
+
+    if ordering == "NUNIQ":
+        uniq = cols["UNIQ"].astype(np.int64)
+        skymap = SkyMap(
+            probdensity=_density(cols, density_col, prob_col, uniq=uniq),
+            uniq=uniq,
+            meta=meta,
+            **layers,
+        )
+    else:
+        nside = _npix_to_nside(len(cols[density_col or prob_col]), where)
+        values = {"p": cols[density_col or prob_col].astype(float), **layers}
+        if ordering == "RING":
+            import healpy as hp
+
+            ring_of_nest = hp.nest2ring(nside, np.arange(12 * nside * nside))
+            values = {k: v[ring_of_nest] for k, v in values.items()}
+        area = 4 * np.pi / (12 * nside * nside)
+        dens = values.pop("p") if density_col else values.pop("p") / area
+        skymap = SkyMap(probdensity=dens, nside=nside, meta=meta, **values)
+    return skymap
+
+
+def _density(cols, density_col, prob_col, uniq) -> np.ndarray:
+    if density_col:
+        return cols[density_col].astype(float)
+    order, _ = uniq_to_order_ipix(uniq)
+    return cols[prob_col].astype(float) / (4 * np.pi / (12 * 4.0**order))
+
+
+def _check_probability(skymap: SkyMap, where: str) -> None:
+    p = skymap.probdensity
+    bad = ~np.isfinite(p)
+    if bad.any():
+        raise SkyMapError(
+            f"{where}: {int(bad.sum())} pixel(s) have NaN or infinite probability (first at "
+            f"row {int(np.argmax(bad))}); the map is corrupt: regenerate or re-download it"
+        )
+    scale = max(float(np.abs(p).max()), 1e-300)
+    neg = p < -1e-12 * scale
+    if neg.any():
+        raise SkyMapError(
+            f"{where}: {int(neg.sum())} pixel(s) have negative probability (first at row "
+            f"{int(np.argmax(neg))}: {p[np.argmax(neg)]:g}); the map is corrupt"
+        )
+    p = np.maximum(p, 0.0)  # round-off negatives
+    total = float((p * skymap.pixel_area()).sum())
+    if not abs(total - 1.0) <= NORM_TOLERANCE:
+        raise SkyMapError(
+            f"{where}: total probability is {total:.6g}, not 1; the map is truncated or "
+            "its column holds something else (PROB must be per pixel, PROBDENSITY per sr)"
+        )
+    skymap.probdensity = p / total
+
+
+def _fits_hdu(skymap: SkyMap):
+    """The LVK multi-order BINTABLE HDU, with the header ligo.skymap writes."""
+    from astropy import units as u
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from llama.science.times import gps_to_iso, gps_to_mjd
+
+    moc = skymap.to_moc()
+    table = Table()
+    table["UNIQ"] = moc.uniq
+    table["PROBDENSITY"] = moc.probdensity
+    table["PROBDENSITY"].unit = u.sr**-1
+    if moc.has_distance:
+        for name, unit in zip(_DISTANCE_COLUMNS, (u.Mpc, u.Mpc, u.Mpc**-2), strict=True):
+            table[name] = getattr(moc, name.lower())
+            table[name].unit = unit
+    hdu = fits.table_to_hdu(table)
+    cards = [
+        ("PIXTYPE", "HEALPIX", "HEALPIX pixelisation"),
+        ("ORDERING", "NUNIQ", "Pixel ordering scheme: RING, NESTED, or NUNIQ"),
+        ("COORDSYS", "C", "Ecliptic, Galactic or Celestial (equatorial)"),
+        ("MOCORDER", moc.max_order, "MOC resolution (best order)"),
+        ("INDXSCHM", "EXPLICIT", "Indexing: IMPLICIT or EXPLICIT"),
+    ]
+    meta = skymap.meta
+    if meta.get("objid") is not None:
+        cards.append(("OBJECT", str(meta["objid"]), "Unique identifier for this event"))
+    if meta.get("url"):
+        cards.append(("REFERENC", str(meta["url"]), "URL of this event"))
+    if meta.get("instruments"):
+        inst = meta["instruments"]
+        inst = inst if isinstance(inst, str) else ",".join(sorted(inst))
+        cards.append(("INSTRUME", inst, "Instruments that triggered this event"))
+    if meta.get("gps_time") is not None:
+        cards.append(("DATE-OBS", gps_to_iso(meta["gps_time"]), "UTC date of the observation"))
+        cards.append(
+            ("MJD-OBS", gps_to_mjd(meta["gps_time"]), "modified Julian date of the observation")
+        )
+    for key, fits_key, comment in (
+        ("creator", "CREATOR", "Program that created this file"),
+        ("origin", "ORIGIN", "Organization responsible for this FITS file"),
+        ("distmean", "DISTMEAN", "Posterior mean distance (Mpc)"),
+        ("diststd", "DISTSTD", "Posterior standard deviation of distance (Mpc)"),
+    ):
+        if meta.get(key) is not None:
+            cards.append((fits_key, meta[key], comment))
+    hdu.header.extend(cards)
+    return hdu
+
+
+def write_sky_map(path: str | os.PathLike, skymap: SkyMap) -> None:
+    """Write the LVK multi-order FITS format (as ``ligo.skymap.io.fits.write_sky_map``).
+
+    Columns UNIQ, PROBDENSITY [sr^-1] and, when present, DISTMU, DISTSIGMA [Mpc],
+    DISTNORM [Mpc^-2]; header keys PIXTYPE, ORDERING=NUNIQ, COORDSYS, MOCORDER,
+    INDXSCHM and the metadata (OBJECT, INSTRUME, DATE-OBS, MJD-OBS, DISTMEAN, DISTSTD,
+    CREATOR, ORIGIN).  Flat maps are written one row per pixel.  A path ending in
+    ``.gz`` is gzip-compressed.  The write is atomic (temporary name, then rename).
+    """
+    from astropy.io import fits
+
+    path = os.fspath(path)
+    hdul = fits.HDUList([fits.PrimaryHDU(), _fits_hdu(skymap)])
+    buf = io.BytesIO()
+    hdul.writeto(buf)
+    data = buf.getvalue()
+    if path.endswith(".gz"):
+        import gzip
+
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    _atomic_write_bytes(path, data)
+
+
+def _atomic_write_bytes(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+# --- HDF5 (the internal fast-loading copy) -------------------------------------------
+
+
+def write_hdf5(path: str | os.PathLike, skymap: SkyMap) -> None:
+    """Write the internal HDF5 copy (LvcSkymapHdf5).
+
+    Layout: root attributes ``format`` ("llama-skymap"), ``version``, ``moc`` (bool),
+    and for flat maps ``nside`` and ``nest`` (always True); datasets ``uniq`` (multi-order
+    only), ``probdensity`` [sr^-1], and ``distmu``, ``distsigma`` [Mpc], ``distnorm``
+    [Mpc^-2] when present; group ``meta`` whose attributes are the meta values,
+    JSON-encoded.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> m = SkyMap(probdensity=np.ones(12) / (4 * np.pi), nside=1, meta={"objid": "S1"})
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.hdf5")
+    >>> write_hdf5(path, m)
+    >>> r = read_hdf5(path)
+    >>> r.nside, r.meta["objid"]
+    (1, 'S1')
+    """
+    import h5py
+
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with h5py.File(tmp, "w") as f:
+        f.attrs["format"] = HDF5_FORMAT
+        f.attrs["version"] = HDF5_VERSION
+        f.attrs["moc"] = skymap.is_moc
+        if skymap.is_moc:
+            f.create_dataset("uniq", data=skymap.uniq)
+        else:
+            f.attrs["nside"] = skymap.nside
+            f.attrs["nest"] = True
+        f.create_dataset("probdensity", data=skymap.probdensity)
+        for name in ("distmu", "distsigma", "distnorm"):
+            arr = getattr(skymap, name)
+            if arr is not None:
+                f.create_dataset(name, data=arr)
+        g = f.create_group("meta")
+        for key, value in skymap.meta.items():
+            g.attrs[key] = json.dumps(value)
+    os.replace(tmp, path)
+
+
+def read_hdf5(path: str | os.PathLike) -> SkyMap:
+    """Read a map written by :func:`write_hdf5`.
+
+    Raises
+    ------
+    SkyMapError
+        When the file is not an HDF5 file written by :func:`write_hdf5`.
+    """
+    import h5py
+
+    where = os.fspath(path)
+    try:
+        f = h5py.File(where, "r")
+    except FileNotFoundError:
+        raise SkyMapError(f"{where}: no such file; check the path") from None
+    except OSError as exc:
+        raise SkyMapError(
+            f"{where}: not an HDF5 file ({exc}); regenerate it from the FITS sky map"
+        ) from None
+    with f:
+        if f.attrs.get("format") != HDF5_FORMAT:
+            raise SkyMapError(
+                f"{where}: not a llama sky-map HDF5 file (format attribute missing); "
+                "regenerate it with llama.science.skymap.write_hdf5"
+            )
+        kwargs: dict[str, Any] = {"probdensity": f["probdensity"][()]}
+        if bool(f.attrs["moc"]):
+            kwargs["uniq"] = f["uniq"][()]
+        else:
+            kwargs["nside"] = int(f.attrs["nside"])
+        for name in ("distmu", "distsigma", "distnorm"):
+            if name in f:
+                kwargs[name] = f[name][()]
+        kwargs["meta"] = {k: json.loads(v) for k, v in f["meta"].attrs.items()}
+    return SkyMap(**kwargs)

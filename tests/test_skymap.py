@@ -1,0 +1,344 @@
+"""Sky-map I/O: flat RING/NESTED and multi-order FITS, gz, HDF5, errors, distances."""
+
+from __future__ import annotations
+
+import gzip
+
+import healpy as hp
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from llama.science.skymap import (
+    SkyMap,
+    SkyMapError,
+    conditional_distance_pdf,
+    moments_to_parameters,
+    parameters_to_moments,
+    read_hdf5,
+    read_sky_map,
+    uniq_to_order_ipix,
+    write_hdf5,
+    write_sky_map,
+)
+
+
+def flat_map(nside=8, seed=0, distance=True) -> SkyMap:
+    rng = np.random.default_rng(seed)
+    npix = 12 * nside * nside
+    prob = rng.random(npix)
+    prob /= prob.sum()
+    kw = {}
+    if distance:
+        mu, sigma, norm = moments_to_parameters(
+            rng.uniform(100, 500, npix), rng.uniform(20, 80, npix)
+        )
+        kw = {"distmu": mu, "distsigma": sigma, "distnorm": norm}
+    return SkyMap(
+        probdensity=prob / hp.nside2pixarea(nside),
+        nside=nside,
+        meta={"objid": "S190425z", "gps_time": 1240215503.0, "instruments": ["H1", "L1"]},
+        **kw,
+    )
+
+
+def moc_map(distance=True) -> SkyMap:
+    """Order-1 sky with one order-1 pixel split into order-3 children."""
+    uniq = [4 * 4 + i for i in range(1, 48)]
+    uniq += [4 * 4**3 + i for i in range(16)]  # children of order-1 pixel 0
+    uniq = np.array(uniq, dtype=np.int64)
+    order, _ = uniq_to_order_ipix(uniq)
+    area = 4 * np.pi / (12 * 4.0**order)
+    prob = np.linspace(1, 2, len(uniq))
+    prob /= prob.sum()
+    kw = {}
+    if distance:
+        mu, sigma, norm = moments_to_parameters(np.full(len(uniq), 300.0), 60.0)
+        kw = {"distmu": mu, "distsigma": sigma, "distnorm": norm}
+    return SkyMap(probdensity=prob / area, uniq=uniq, meta={"distmean": 300.0}, **kw)
+
+
+def write_flat_fits(path, m: SkyMap, nest: bool, columns=("PROB",), distance=True):
+    """A flat map in the healpy / ligo.skymap convention (per-pixel PROB)."""
+    values = {"PROB": m.probability()}
+    if distance and m.has_distance:
+        values.update(DISTMU=m.distmu, DISTSIGMA=m.distsigma, DISTNORM=m.distnorm)
+    if not nest:
+        nest_of_ring = hp.ring2nest(m.nside, np.arange(len(m)))
+        values = {k: v[nest_of_ring] for k, v in values.items()}
+    cols = [fits.Column(name=k, format="D", array=v) for k, v in values.items()]
+    if columns != ("PROB",):
+        cols = [fits.Column(name=c, format="D", array=values["PROB"]) for c in columns]
+    hdu = fits.BinTableHDU.from_columns(cols)
+    hdu.header["PIXTYPE"] = "HEALPIX"
+    hdu.header["ORDERING"] = "NESTED" if nest else "RING"
+    hdu.header["NSIDE"] = m.nside
+    hdu.header["OBJECT"] = "S190425z"
+    hdu.header["DISTMEAN"] = 123.0
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
+
+
+def assert_same(a: SkyMap, b: SkyMap):
+    a, b = a.to_moc(), b.to_moc()
+    np.testing.assert_array_equal(a.uniq, b.uniq)
+    np.testing.assert_allclose(a.probdensity, b.probdensity, rtol=1e-12)
+    for name in ("distmu", "distsigma", "distnorm"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None)
+        if x is not None:
+            np.testing.assert_allclose(x, y, rtol=1e-12)
+
+
+@pytest.mark.parametrize("nest", [True, False])
+@pytest.mark.parametrize("distance", [True, False])
+@pytest.mark.parametrize("suffix", [".fits", ".fits.gz"])
+def test_flat_fits_reads_as_nested(tmp_path, nest, distance, suffix):
+    m = flat_map(distance=distance)
+    path = tmp_path / f"flat{suffix}"
+    write_flat_fits(tmp_path / "plain.fits", m, nest=nest, distance=distance)
+    data = (tmp_path / "plain.fits").read_bytes()
+    path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+    r = read_sky_map(path)
+    assert not r.is_moc and r.nside == m.nside
+    assert r.meta["ordering"] == ("NESTED" if nest else "RING")
+    assert r.meta["objid"] == "S190425z" and r.meta["distmean"] == 123.0
+    assert r.has_distance == distance
+    assert_same(r, m)
+
+
+@pytest.mark.parametrize("distance", [True, False])
+@pytest.mark.parametrize("suffix", [".fits", ".fits.gz"])
+def test_moc_round_trip(tmp_path, distance, suffix):
+    m = moc_map(distance)
+    path = tmp_path / f"moc{suffix}"
+    write_sky_map(path, m)
+    if suffix.endswith(".gz"):
+        assert path.read_bytes()[:2] == b"\x1f\x8b"
+    r = read_sky_map(path)
+    assert r.is_moc and r.max_order == 3 and len(r) == len(m)
+    assert r.meta["distmean"] == 300.0 and r.meta["ordering"] == "NUNIQ"
+    assert_same(r, m)
+
+
+def test_flat_written_as_moc_round_trip(tmp_path):
+    m = flat_map()
+    write_sky_map(tmp_path / "m.fits", m)
+    r = read_sky_map(tmp_path / "m.fits")
+    assert r.is_moc
+    assert_same(r, m)
+    assert r.meta["instruments"] == ["H1", "L1"]
+    assert abs(r.meta["gps_time"] - 1240215503.0) < 1e-5
+
+
+def test_read_from_file_object(tmp_path):
+    write_sky_map(tmp_path / "m.fits.gz", moc_map())
+    with open(tmp_path / "m.fits.gz", "rb") as f:
+        assert_same(read_sky_map(f), moc_map())
+
+
+@pytest.mark.parametrize("make", [flat_map, moc_map])
+def test_hdf5_round_trip(tmp_path, make):
+    m = make()
+    write_hdf5(tmp_path / "m.hdf5", m)
+    r = read_hdf5(tmp_path / "m.hdf5")
+    assert r.is_moc == m.is_moc
+    assert_same(r, m)
+    assert r.meta == m.meta
+
+
+def test_unsorted_uniq_is_sorted_by_nested_range():
+    m = moc_map()
+    idx = np.random.default_rng(1).permutation(len(m))
+    shuffled = SkyMap(
+        probdensity=m.probdensity[idx], uniq=m.uniq[idx], distmu=m.distmu[idx],
+        distsigma=m.distsigma[idx], distnorm=m.distnorm[idx],
+    )  # fmt: skip
+    assert_same(shuffled, m)
+
+
+def test_flatten_conserves_probability_and_distance():
+    m = moc_map()
+    for nside in (1, 2, 8, 16):
+        f = m.flatten(nside)
+        assert f.nside == nside
+        assert f.probability().sum() == pytest.approx(1.0)
+        assert f.distance_moments()[0] == pytest.approx(300.0)
+    # Flattening to the finest order and back loses nothing.
+    f = m.flatten(8)
+    assert f.area90() == pytest.approx(m.area90(), rel=0.05)
+
+
+def test_area90_uniform_and_concentrated():
+    m = SkyMap(probdensity=np.full(12 * 16**2, 1 / (4 * np.pi)), nside=16)
+    assert m.area90() == pytest.approx(0.9 * 41252.96, rel=0.01)
+
+
+def test_distance_moments_from_layers_when_header_lacks_them():
+    m = flat_map()
+    m.meta.pop("distmean", None)
+    mean, std = m.distance_moments()
+    assert 100 < mean < 500 and std > 0
+    with pytest.raises(SkyMapError, match="DISTMEAN"):
+        flat_map(distance=False).distance_moments()
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+def test_not_fits(tmp_path):
+    p = tmp_path / "junk.fits"
+    p.write_text("this is not a sky map\n" * 100)
+    with pytest.raises(SkyMapError, match="junk.fits.*not a readable FITS"):
+        read_sky_map(p)
+
+
+def test_truncated_fits(tmp_path):
+    write_sky_map(tmp_path / "m.fits", flat_map())
+    data = (tmp_path / "m.fits").read_bytes()
+    (tmp_path / "cut.fits").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SkyMapError, match="cut.fits"):
+        read_sky_map(tmp_path / "cut.fits")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SkyMapError, match="no such file"):
+        read_sky_map(tmp_path / "nope.fits")
+
+
+def test_missing_prob_column(tmp_path):
+    write_flat_fits(tmp_path / "m.fits", flat_map(), nest=True, columns=("TEMPERATURE",))
+    with pytest.raises(SkyMapError, match="no PROBDENSITY or PROB column.*TEMPERATURE"):
+        read_sky_map(tmp_path / "m.fits")
+
+
+def _write_raw_moc(path, prob, ordering="NUNIQ"):
+    uniq = np.arange(4, 16, dtype=np.int64)
+    hdu = fits.BinTableHDU.from_columns(
+        [
+            fits.Column(name="UNIQ", format="K", array=uniq),
+            fits.Column(name="PROBDENSITY", format="D", array=prob),
+        ]
+    )
+    hdu.header["ORDERING"] = ordering
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+
+
+def test_nan_probability(tmp_path):
+    prob = np.full(12, 1 / (4 * np.pi))
+    prob[3] = np.nan
+    _write_raw_moc(tmp_path / "m.fits", prob)
+    with pytest.raises(SkyMapError, match="NaN.*row 3"):
+        read_sky_map(tmp_path / "m.fits")
+
+
+def test_negative_probability(tmp_path):
+    prob = np.full(12, 1 / (4 * np.pi))
+    prob[5] = -0.01
+    _write_raw_moc(tmp_path / "m.fits", prob)
+    with pytest.raises(SkyMapError, match="negative.*row 5"):
+        read_sky_map(tmp_path / "m.fits")
+
+
+def test_total_probability(tmp_path):
+    _write_raw_moc(tmp_path / "small.fits", np.full(12, 1.01 / (4 * np.pi)))
+    assert read_sky_map(tmp_path / "small.fits").probability().sum() == pytest.approx(1.0)
+    _write_raw_moc(tmp_path / "far.fits", np.full(12, 0.5 / (4 * np.pi)))
+    with pytest.raises(SkyMapError, match="total probability is 0.5"):
+        read_sky_map(tmp_path / "far.fits")
+
+
+def test_unknown_ordering(tmp_path):
+    _write_raw_moc(tmp_path / "m.fits", np.full(12, 1 / (4 * np.pi)), ordering="SPIRAL")
+    with pytest.raises(SkyMapError, match="unknown pixel ORDERING 'SPIRAL'"):
+        read_sky_map(tmp_path / "m.fits")
+
+
+def test_bad_hdf5(tmp_path):
+    (tmp_path / "x.hdf5").write_text("no")
+    with pytest.raises(SkyMapError, match="not an HDF5"):
+        read_hdf5(tmp_path / "x.hdf5")
+
+
+# --- distance ansatz ----------------------------------------------------------------------
+
+
+def test_conditional_distance_pdf_normalised_with_requested_moments():
+    from scipy.integrate import quad
+
+    mu, sigma, norm = moments_to_parameters(400.0, 120.0)
+    r = np.linspace(0, 3000, 300001)
+    pdf = conditional_distance_pdf(r, mu, sigma, norm)
+    assert quad(conditional_distance_pdf, 0, np.inf, args=(mu, sigma, norm))[0] == pytest.approx(
+        1.0, rel=1e-6
+    )
+    mean = np.trapezoid(r * pdf, r)
+    std = np.sqrt(np.trapezoid(r**2 * pdf, r) - mean**2)
+    assert mean == pytest.approx(400.0, rel=1e-5) and std == pytest.approx(120.0, rel=1e-5)
+
+
+def test_moments_parameters_match_ligo_skymap():
+    distance = pytest.importorskip("ligo.skymap.distance")
+    rng = np.random.default_rng(3)
+    mean = rng.uniform(5, 3000, 200)
+    std = mean * rng.uniform(0.05, 0.55, 200)
+    ours = moments_to_parameters(mean, std)
+    theirs = distance.moments_to_parameters(mean, std)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    mu = rng.uniform(-500, 3000, 200)
+    sigma = rng.uniform(10, 800, 200)
+    for a, b in zip(
+        parameters_to_moments(mu, sigma), distance.parameters_to_moments(mu, sigma), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    # Impossible moments (mean/std below sqrt 3) map to (inf, 1, 0) as in ligo.skymap.
+    assert moments_to_parameters(10.0, 10.0) == (np.inf, 1.0, 0.0)
+
+
+# --- interoperability with ligo.skymap ---------------------------------------------------
+
+
+def test_ligo_skymap_moc_reads_in_llama(tmp_path):
+    lfits = pytest.importorskip("ligo.skymap.io.fits")
+    from astropy.table import Table
+
+    m = moc_map()
+    table = Table(
+        {"UNIQ": m.uniq, "PROBDENSITY": m.probdensity, "DISTMU": m.distmu,
+         "DISTSIGMA": m.distsigma, "DISTNORM": m.distnorm}
+    )  # fmt: skip
+    lfits.write_sky_map(
+        str(tmp_path / "theirs.fits.gz"), table, objid="S190425z", gps_time=1240215503.0,
+        instruments={"L1", "V1"}, distmean=300.0, diststd=60.0,
+    )  # fmt: skip
+    r = read_sky_map(tmp_path / "theirs.fits.gz")
+    assert_same(r, m)
+    assert r.meta["instruments"] == ["L1", "V1"] and r.meta["objid"] == "S190425z"
+    assert r.meta["gps_time"] == pytest.approx(1240215503.0)
+    assert r.distance_moments() == (300.0, 60.0)
+
+
+def test_ligo_skymap_flat_reads_in_llama(tmp_path):
+    lfits = pytest.importorskip("ligo.skymap.io.fits")
+    m = flat_map()
+    ring = hp.ring2nest(m.nside, np.arange(len(m)))
+    layers = [m.probability()[ring], m.distmu[ring], m.distsigma[ring], m.distnorm[ring]]
+    lfits.write_sky_map(str(tmp_path / "theirs.fits"), layers, nest=False)
+    assert_same(read_sky_map(tmp_path / "theirs.fits"), m)
+
+
+def test_llama_map_reads_in_ligo_skymap(tmp_path):
+    lfits = pytest.importorskip("ligo.skymap.io.fits")
+    m = moc_map()
+    m.meta.update(objid="S190425z", gps_time=1240215503.0, instruments=["H1", "L1"], diststd=60.0)
+    write_sky_map(tmp_path / "ours.fits.gz", m)
+    t = lfits.read_sky_map(str(tmp_path / "ours.fits.gz"), moc=True)
+    np.testing.assert_array_equal(np.asarray(t["UNIQ"]), m.uniq)
+    for name in ("PROBDENSITY", "DISTMU", "DISTSIGMA", "DISTNORM"):
+        np.testing.assert_allclose(np.asarray(t[name]), getattr(m, name.lower()))
+    assert t.meta["objid"] == "S190425z" and t.meta["instruments"] == {"H1", "L1"}
+    assert t.meta["distmean"] == 300.0 and t.meta["diststd"] == 60.0
+    # ligo.skymap's rasteriser sees the same probability at the finest order.
+    prob, _ = lfits.read_sky_map(str(tmp_path / "ours.fits.gz"), nest=True)
+    assert prob.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(prob, m.flatten(8).probability(), atol=1e-12)
