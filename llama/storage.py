@@ -1,0 +1,923 @@
+"""Every file access of LLAMA, local or remote, through fsspec URLs.
+
+One place decides how files move: batch ``--get``/``--put``/``--errdump``, params
+files and sky-map downloads all call the functions here.
+
+Supported locations
+-------------------
+- local paths (``~`` is expanded) and ``file://`` URLs: read and write;
+- ``http://`` and ``https://``: read only (any write raises `StorageError`);
+- ``s3://bucket/key``: read and write through s3fs, configured only by the
+  standard AWS environment variables (``AWS_ACCESS_KEY_ID``,
+  ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_DEFAULT_REGION``,
+  ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``), so any S3-compatible store works.
+
+Errors
+------
+Transient failures (connection errors, HTTP 5xx/429, S3 throttling) are retried with
+exponential backoff (see `RetryPolicy`); "not found" is never retried and becomes a
+`NotFoundError`. Every error message names the URL with secrets removed (see
+`redact`) and says what to check.
+
+Examples
+--------
+>>> import tempfile, os
+>>> d = tempfile.mkdtemp()
+>>> src = os.path.join(d, "a.txt")
+>>> with open(src, "w") as f:
+...     _ = f.write("hello")
+>>> put(src, os.path.join(d, "out", "b.txt"))
+>>> read_text(os.path.join(d, "out", "b.txt"))
+'hello'
+>>> exists("file://" + os.path.join(d, "nope"))
+False
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = [
+    "PROTOCOLS",
+    "Backend",
+    "NotFoundError",
+    "RetryPolicy",
+    "StorageError",
+    "UnsafePathError",
+    "clear_cache",
+    "exists",
+    "get",
+    "get_retry_policy",
+    "is_local",
+    "join",
+    "put",
+    "put_tree",
+    "read_bytes",
+    "read_text",
+    "redact",
+    "safe_join",
+    "set_retry_policy",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class StorageError(Exception):
+    """A file could not be read or written; the message says what to check.
+
+    Messages never contain credentials (see `redact`).
+    """
+
+
+class NotFoundError(StorageError, FileNotFoundError):
+    """The file (or bucket) does not exist. Never retried.
+
+    Also a `FileNotFoundError`, so ``except FileNotFoundError`` keeps working.
+    """
+
+
+class UnsafePathError(ValueError):
+    """A relative name would leave the event directory (see `safe_join`)."""
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How one URL scheme maps onto fsspec.
+
+    Parameters
+    ----------
+    protocol : str
+        The fsspec protocol name.
+    module : str or None
+        Python module the fsspec implementation needs (None: built in).
+    pip : str or None
+        What to ``pip install`` when `module` is missing.
+    writable : bool
+        Whether LLAMA may write there.
+    """
+
+    protocol: str
+    module: str | None
+    pip: str | None
+    writable: bool
+
+
+#: URL scheme -> backend. The empty scheme is a plain local path.
+PROTOCOLS: dict[str, Backend] = {
+    "": Backend("file", None, None, True),
+    "file": Backend("file", None, None, True),
+    "http": Backend("http", "aiohttp", "aiohttp", False),
+    "https": Backend("https", "aiohttp", "aiohttp", False),
+    "s3": Backend("s3", "s3fs", "s3fs", True),
+}
+
+
+def _scheme(url: str) -> str:
+    """Lower-case scheme of `url`, or "" for a plain path."""
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    return m.group(1).lower() if m else ""
+
+
+def _backend(url: str) -> Backend:
+    """The `Backend` for `url`, checking that its optional dependency is installed."""
+    scheme = _scheme(url)
+    backend = PROTOCOLS.get(scheme)
+    if backend is None:
+        supported = ", ".join(f"{s}://" for s in PROTOCOLS if s)
+        raise StorageError(
+            f"unsupported URL scheme {scheme}:// in {redact(url)}; "
+            f"use a local path or one of {supported}"
+        )
+    if backend.module and importlib.util.find_spec(backend.module) is None:
+        raise StorageError(f"{scheme}:// needs {backend.module}: pip install {backend.pip}")
+    return backend
+
+
+def is_local(url: str | os.PathLike[str]) -> bool:
+    """Whether `url` is a local path or a ``file://`` URL.
+
+    Examples
+    --------
+    >>> is_local("/tmp/x"), is_local("file:///tmp/x"), is_local("s3://b/k")
+    (True, True, False)
+    """
+    return _scheme(os.fspath(url)) in ("", "file")
+
+
+def _local_path(url: str) -> str:
+    """Filesystem path of a local path or ``file://`` URL (``~`` expanded)."""
+    if _scheme(url) == "file":
+        url = url.split("://", 1)[1]
+        # file://localhost/abs is the same as file:///abs
+        if url.startswith("localhost/"):
+            url = url[len("localhost") :]
+    return os.path.expanduser(url)
+
+
+def join(url: str | os.PathLike[str], *parts: str) -> str:
+    """Append path components to a local path or URL with "/".
+
+    Examples
+    --------
+    >>> join("s3://bucket/dumps/", "S190425z", "ERRDUMP.log")
+    's3://bucket/dumps/S190425z/ERRDUMP.log'
+    >>> join("/tmp/dumps", "S1")
+    '/tmp/dumps/S1'
+    """
+    url = os.fspath(url)
+    if is_local(url) and _scheme(url) == "":
+        return os.path.join(url, *parts)
+    return "/".join([url.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+# ---------------------------------------------------------------------------- secrets
+
+_SECRET_QUERY = re.compile(
+    r"(sig|signature|token|secret|password|passwd|pwd|credential|auth|key|x-amz-)", re.I
+)
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def _redact_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, "REDACTED" if _SECRET_QUERY.search(k) else v) for k, v in pairs], safe="*"
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact(text: str | os.PathLike[str]) -> str:
+    """Remove credentials from a URL or from a message that contains URLs.
+
+    Strips userinfo (``user:password@``), replaces query values whose names look like
+    credentials (signature, token, key, secret, password, X-Amz-*), and blanks any
+    occurrence of the AWS secret key or session token from the environment.
+
+    Examples
+    --------
+    >>> redact("https://me:hunter2@host/a?X-Amz-Signature=abc&x=1")
+    'https://***@host/a?X-Amz-Signature=REDACTED&x=1'
+    >>> redact("s3://bucket/key")
+    's3://bucket/key'
+    """
+    text = _URL_IN_TEXT.sub(lambda m: _redact_url(m.group(0)), os.fspath(text))
+    for name in _SECRET_ENV:
+        value = os.environ.get(name)
+        # very short values would blank innocent text; real secrets are long
+        if value and len(value) >= 8:
+            text = text.replace(value, "***")
+    return text
+
+
+# ---------------------------------------------------------------------------- retries
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry transient failures.
+
+    Attempt ``i`` (0-based) that fails transiently is followed by a sleep of
+    ``min(max_delay, base_delay * factor**i)`` scaled by a random factor in
+    [0.5, 1] (jitter, so that many workers do not retry in lockstep).
+
+    Parameters
+    ----------
+    tries : int
+        Total attempts, at least 1.
+    base_delay, factor, max_delay : float
+        Backoff schedule, in seconds.
+
+    Examples
+    --------
+    >>> RetryPolicy(tries=3, base_delay=0.1).delay(2)
+    0.4
+    """
+
+    tries: int = 4
+    base_delay: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.tries < 1:
+            raise ValueError(f"RetryPolicy.tries must be >= 1, got {self.tries}")
+
+    def delay(self, attempt: int) -> float:
+        """Upper bound of the sleep after failed attempt `attempt` (0-based)."""
+        return min(self.max_delay, self.base_delay * self.factor**attempt)
+
+
+_retry_policy = RetryPolicy()
+
+
+def set_retry_policy(policy: RetryPolicy) -> RetryPolicy:
+    """Set the process-wide default retry policy; return the previous one.
+
+    Examples
+    --------
+    >>> old = set_retry_policy(RetryPolicy(tries=2, base_delay=0.01))
+    >>> get_retry_policy().tries
+    2
+    >>> _ = set_retry_policy(old)
+    """
+    global _retry_policy
+    old, _retry_policy = _retry_policy, policy
+    return old
+
+
+def get_retry_policy() -> RetryPolicy:
+    """The process-wide default `RetryPolicy`."""
+    return _retry_policy
+
+
+# S3 error codes that mean "try again later"
+_TRANSIENT_S3_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "503",
+    "500",
+}
+
+
+def _chain(exc: BaseException) -> Iterable[BaseException]:
+    """`exc` and its causes/contexts (s3fs hides botocore errors in __cause__)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
+def _http_status(exc: BaseException) -> int | None:
+    for e in _chain(exc):
+        status = getattr(e, "status", None)  # aiohttp.ClientResponseError
+        if isinstance(status, int):
+            return status
+        response = getattr(e, "response", None)  # botocore ClientError
+        if isinstance(response, dict):
+            code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(code, int):
+                return code
+    return None
+
+
+def _s3_code(exc: BaseException) -> str | None:
+    for e in _chain(exc):
+        response = getattr(e, "response", None)
+        if isinstance(response, dict) and "Error" in response:
+            return str(response["Error"].get("Code"))
+    return None
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    names = {c.__name__ for e in _chain(exc) for c in type(e).__mro__}
+    # aiohttp's and botocore's connection/timeouts, without importing either here
+    return bool(
+        names
+        & {
+            "ConnectionError",
+            "TimeoutError",
+            "FSTimeoutError",
+            "ClientConnectionError",
+            "ClientPayloadError",
+            "ServerDisconnectedError",
+            "HTTPClientError",
+            "EndpointConnectionError",
+            "IncompleteRead",
+        }
+    )
+
+
+def _kind(exc: BaseException) -> str:
+    """Classify a failure: "not_found", "denied", "transient" or "other"."""
+    if isinstance(exc, NotFoundError):
+        return "not_found"
+    code = _s3_code(exc)
+    status = _http_status(exc)
+    if code in _TRANSIENT_S3_CODES or (status is not None and (status >= 500 or status == 429)):
+        return "transient"
+    if isinstance(exc, FileNotFoundError) or status in (404, 410):
+        return "not_found"
+    if isinstance(exc, PermissionError) or status in (401, 403):
+        return "denied"
+    if _is_connection_error(exc):
+        return "transient"
+    return "other"
+
+
+def _hint(url: str, kind: str) -> str:
+    """What the user should check, per location type and failure kind."""
+    scheme = _scheme(url)
+    if scheme == "s3":
+        endpoint = _s3_endpoint() or "the AWS default"
+        if kind == "not_found":
+            return (
+                "check the bucket and key names, and that AWS_ENDPOINT_URL points at the "
+                f"right store (now: {redact(endpoint)})"
+            )
+        if kind == "denied":
+            return "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's policy"
+        return f"check that the S3 endpoint {redact(endpoint)} is reachable"
+    if scheme in ("http", "https"):
+        if kind == "not_found":
+            return "check the URL"
+        if kind == "denied":
+            return "only unauthenticated HTTP(S) is supported; check the URL"
+        return "check that the server is up and reachable"
+    if kind == "not_found":
+        return f"check the path (relative paths start from {os.getcwd()})"
+    if kind == "denied":
+        return "check the file permissions"
+    return "check the path and free disk space"
+
+
+def _describe(exc: BaseException) -> str:
+    """Short, secret-free description of the underlying error."""
+    code = _s3_code(exc)
+    status = _http_status(exc)
+    bits = [type(exc).__name__]
+    if code:
+        bits.append(code)
+    elif status:
+        bits.append(f"HTTP {status}")
+    msg = redact(str(exc))
+    return f"{' '.join(bits)}: {msg}" if msg else " ".join(bits)
+
+
+def _call(what: str, url: str, func: Callable[[], T], retry: RetryPolicy | None = None) -> T:
+    """Run `func` with retries on transient errors, translating failures.
+
+    Raises `NotFoundError` or `StorageError`; the original exception is kept on the
+    ``original`` attribute but not chained, because chained tracebacks would print
+    unredacted URLs.
+    """
+    policy = retry or _retry_policy
+    for attempt in range(policy.tries):
+        try:
+            return func()
+        except (StorageError, UnsafePathError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified below
+            kind = _kind(exc)
+            if kind == "transient" and attempt + 1 < policy.tries:
+                pause = policy.delay(attempt) * random.uniform(0.5, 1.0)
+                log.warning(
+                    "%s %s failed (%s); retry %d/%d in %.2f s",
+                    what,
+                    redact(url),
+                    _describe(exc),
+                    attempt + 1,
+                    policy.tries - 1,
+                    pause,
+                )
+                time.sleep(pause)
+                continue
+            err = _translate(what, url, exc, kind, attempt + 1)
+            err.original = exc  # type: ignore[attr-defined]
+            raise err from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _translate(what: str, url: str, exc: BaseException, kind: str, tries: int) -> StorageError:
+    where = redact(url)
+    hint = _hint(url, kind)
+    if kind == "not_found":
+        return NotFoundError(f"cannot {what} {where}: not found; {hint}")
+    if kind == "denied":
+        return StorageError(f"cannot {what} {where}: access denied ({_describe(exc)}); {hint}")
+    if _s3_code(exc) == "AccessControlListNotSupported":
+        return StorageError(
+            f"cannot {what} {where}: the bucket does not accept ACLs (object ownership "
+            "'bucket owner enforced'); upload without --public or enable ACLs on the bucket"
+        )
+    if type(exc).__name__ == "NoCredentialsError":
+        return StorageError(
+            f"cannot {what} {where}: no S3 credentials; set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY"
+        )
+    if kind == "transient":
+        return StorageError(
+            f"cannot {what} {where}: gave up after {tries} tries ({_describe(exc)}); {hint}"
+        )
+    return StorageError(f"cannot {what} {where}: {_describe(exc)}; {hint}")
+
+
+# ------------------------------------------------------------------------ filesystems
+
+_fs_lock = threading.Lock()
+_s3_cache: dict[tuple[Any, ...], Any] = {}
+
+
+def _s3_endpoint() -> str | None:
+    # botocore's own precedence: the service-specific variable wins
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def clear_cache() -> None:
+    """Forget cached filesystem objects (e.g. after changing AWS_* variables in tests).
+
+    Examples
+    --------
+    >>> clear_cache()
+    """
+    with _fs_lock:
+        _s3_cache.clear()
+
+
+def _s3_filesystem() -> Any:
+    """An s3fs filesystem for the current AWS_* environment.
+
+    s3fs/botocore already read AWS_ENDPOINT_URL and the credentials from the
+    environment; the endpoint is still passed explicitly, and the instance is
+    cached on the environment it was made from, so that a changed environment
+    (tests, notebooks) is never served by a stale client. Retries inside s3fs and
+    botocore are switched off so that `RetryPolicy` is the only retry layer
+    (otherwise the layers multiply: 5 x 5 x tries attempts).
+    """
+    import s3fs
+
+    endpoint = _s3_endpoint()
+    key = (
+        os.getpid(),  # s3fs clients do not survive fork
+        endpoint,
+        os.environ.get("AWS_ACCESS_KEY_ID"),
+        hash(os.environ.get("AWS_SECRET_ACCESS_KEY")),
+        hash(os.environ.get("AWS_SESSION_TOKEN")),
+        os.environ.get("AWS_DEFAULT_REGION"),
+        os.environ.get("AWS_PROFILE"),
+    )
+    with _fs_lock:
+        fs = _s3_cache.get(key)
+        if fs is None:
+            kwargs: dict[str, Any] = {
+                "skip_instance_cache": True,
+                "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}},
+            }
+            if endpoint:
+                kwargs["endpoint_url"] = endpoint
+            fs = s3fs.S3FileSystem(**kwargs)
+            fs.retries = 1  # a class attribute in s3fs, not a constructor argument
+            _s3_cache[key] = fs
+        return fs
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem and the path it wants for `url`."""
+    backend = _backend(url)
+    if backend.protocol == "file":
+        import fsspec
+
+        return fsspec.filesystem("file"), _local_path(url)
+    if backend.protocol == "s3":
+        return _s3_filesystem(), url.split("://", 1)[1]
+    import fsspec
+
+    # fsspec's HTTP filesystem takes whole URLs
+    return fsspec.filesystem(backend.protocol), url
+
+
+def _refuse_readonly(url: str, what: str) -> None:
+    backend = _backend(url)
+    if not backend.writable:
+        raise StorageError(
+            f"cannot {what} {redact(url)}: {_scheme(url)}:// locations are read-only; "
+            "write to a local path or an s3:// URL instead"
+        )
+
+
+# ----------------------------------------------------------------------------- local
+
+
+def _temp_beside(path: Path) -> Path:
+    """A fresh hidden temporary name in the directory of `path`."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
+
+
+def _atomic_local_write(dest: str | os.PathLike[str], fill: Callable[[str], None]) -> None:
+    """Write `dest` atomically: `fill` writes a temp file beside it, then rename.
+
+    Parent directories are created. A killed process leaves at most a hidden
+    ``.*.part`` file, never a half-written `dest`.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(dest)
+    try:
+        # create it ourselves so that the umask decides the permissions
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        fill(str(tmp))
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------------------- API
+
+
+def read_bytes(url: str | os.PathLike[str], *, retry: RetryPolicy | None = None) -> bytes:
+    """Read a whole file.
+
+    Parameters
+    ----------
+    url : str or path-like
+        Local path, ``file://``, ``http(s)://`` or ``s3://`` URL.
+    retry : RetryPolicy, optional
+        Overrides the process default (`set_retry_policy`).
+
+    Returns
+    -------
+    bytes
+
+    Raises
+    ------
+    NotFoundError
+        Nothing at `url`.
+    StorageError
+        Any other failure, after retrying transient ones.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.bin")
+    >>> with open(p, "wb") as f:
+    ...     _ = f.write(b"abc")
+    >>> read_bytes(p)
+    b'abc'
+    """
+    url = os.fspath(url)
+    fs, path = _filesystem(url)
+    return _call("read", url, lambda: fs.cat_file(path), retry)
+
+
+def read_text(
+    url: str | os.PathLike[str], encoding: str = "utf-8", *, retry: RetryPolicy | None = None
+) -> str:
+    """Read a whole text file (UTF-8 by default).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.txt")
+    >>> with open(p, "w") as f:
+    ...     _ = f.write("S190425z\\n")
+    >>> read_text(p)
+    'S190425z\\n'
+    """
+    url = os.fspath(url)
+    data = read_bytes(url, retry=retry)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise StorageError(
+            f"cannot read {redact(url)} as {encoding} text ({exc.reason} at byte {exc.start}); "
+            "check that it is a text file"
+        ) from None
+
+
+def get(
+    url: str | os.PathLike[str],
+    local_path: str | os.PathLike[str],
+    *,
+    retry: RetryPolicy | None = None,
+) -> None:
+    """Download `url` to `local_path` atomically.
+
+    The data goes to a temporary file in the destination directory, which is then
+    renamed into place (``os.replace``), so `local_path` is either the old file or
+    the complete new one. Parent directories are created.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> with open(os.path.join(d, "src.txt"), "w") as f:
+    ...     _ = f.write("data")
+    >>> get(os.path.join(d, "src.txt"), os.path.join(d, "sub", "dst.txt"))
+    >>> open(os.path.join(d, "sub", "dst.txt")).read()
+    'data'
+    """
+    url = os.fspath(url)
+    if not is_local(os.fspath(local_path)):
+        raise StorageError(
+            f"cannot download {redact(url)} to {redact(local_path)}: the destination must be local"
+        )
+    local_path = _local_path(os.fspath(local_path))
+    fs, path = _filesystem(url)
+
+    def attempt() -> None:
+        _atomic_local_write(local_path, lambda tmp: fs.get_file(path, tmp))
+
+    _call("download", url, attempt, retry)
+
+
+def put(
+    local_path: str | os.PathLike[str],
+    url: str | os.PathLike[str],
+    public: bool = False,
+    *,
+    retry: RetryPolicy | None = None,
+) -> None:
+    """Upload (or copy) a local file to `url`.
+
+    Parameters
+    ----------
+    local_path : str or path-like
+        The file to send.
+    url : str or path-like
+        Local path / ``file://`` (written atomically, parents created) or ``s3://``.
+        HTTP(S) destinations raise `StorageError`.
+    public : bool
+        S3 only: canned ACL ``public-read``. Otherwise no ACL is sent, so the object
+        gets the bucket's default, which is private (owner only); sending
+        ``ACL=private`` explicitly would fail on buckets that disable ACLs.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> with open(os.path.join(d, "a"), "w") as f:
+    ...     _ = f.write("x")
+    >>> put(os.path.join(d, "a"), os.path.join(d, "deep", "er", "b"))
+    >>> os.path.exists(os.path.join(d, "deep", "er", "b"))
+    True
+    >>> put(os.path.join(d, "a"), "https://example.org/b")
+    Traceback (most recent call last):
+    ...
+    llama.storage.StorageError: cannot upload to https://example.org/b: https:// locations are read-only; write to a local path or an s3:// URL instead
+    """
+    src = _local_path(os.fspath(local_path))
+    url = os.fspath(url)
+    _refuse_readonly(url, "upload to")
+    if not os.path.isfile(src):
+        raise NotFoundError(
+            f"cannot upload {redact(src)} to {redact(url)}: no such local file; "
+            "check that it was produced"
+        )
+    fs, path = _filesystem(url)
+    if is_local(url):
+        import shutil
+
+        def attempt() -> None:
+            _atomic_local_write(path, lambda tmp: shutil.copyfile(src, tmp))
+
+    else:
+        extra = {"ACL": "public-read"} if public else {}
+
+        def attempt() -> None:
+            fs.put_file(src, path, **extra)
+
+    _call("upload to", url, attempt, retry)
+
+
+def put_tree(
+    local_dir: str | os.PathLike[str],
+    url: str | os.PathLike[str],
+    public: bool = False,
+    *,
+    exclude: Iterable[str] = (),
+    retry: RetryPolicy | None = None,
+) -> list[str]:
+    """Copy a local directory recursively to `url` (local or S3).
+
+    Files keep their relative paths below `url`. Symlinked directories are not
+    followed (no cycles, nothing from outside the tree); symlinked files are
+    copied by content.
+
+    Parameters
+    ----------
+    local_dir : str or path-like
+        The directory to copy.
+    url : str or path-like
+        Destination directory: local path / ``file://`` or ``s3://``.
+    public : bool
+        As in `put`.
+    exclude : iterable of str
+        File or directory names skipped at any depth, e.g. ``(".git",)``.
+
+    Returns
+    -------
+    list of str
+        The destination of every file written.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(d, "ev", ".git"))
+    >>> for name in ("ev/a.json", "ev/.git/HEAD"):
+    ...     with open(os.path.join(d, name), "w") as f:
+    ...         _ = f.write("{}")
+    >>> [os.path.basename(p) for p in put_tree(os.path.join(d, "ev"), os.path.join(d, "copy"),
+    ...                                        exclude=[".git"])]
+    ['a.json']
+    """
+    root = _local_path(os.fspath(local_dir))
+    url = os.fspath(url)
+    _refuse_readonly(url, "upload to")
+    if not os.path.isdir(root):
+        raise NotFoundError(
+            f"cannot upload {redact(root)}: no such local directory; check the path"
+        )
+    skip = set(exclude)
+    written = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip)
+        rel_dir = os.path.relpath(dirpath, root)
+        for name in sorted(filenames):
+            if name in skip:
+                continue
+            parts = [] if rel_dir == "." else rel_dir.split(os.sep)
+            dest = join(url, *parts, name)
+            put(os.path.join(dirpath, name), dest, public, retry=retry)
+            written.append(dest)
+    return written
+
+
+def exists(url: str | os.PathLike[str], *, retry: RetryPolicy | None = None) -> bool:
+    """Whether something exists at `url`.
+
+    "Not found" is False; transient errors are retried and then raised, never
+    silently turned into False.
+
+    Examples
+    --------
+    >>> exists("/definitely/not/here")
+    False
+    """
+    url = os.fspath(url)
+    if is_local(url):
+        return os.path.exists(_local_path(url))
+    fs, path = _filesystem(url)
+    if _scheme(url) in ("http", "https"):
+        check: Callable[[], Any] = lambda: _http_status_of(fs, path)  # noqa: E731
+    else:
+        check = lambda: fs.info(path)  # noqa: E731
+    try:
+        _call("check", url, check, retry)
+    except NotFoundError:
+        return False
+    return True
+
+
+def _http_status_of(fs: Any, url: str) -> int:
+    """HEAD `url` (GET without reading the body if HEAD is refused).
+
+    fsspec's own ``exists``/``info`` turn every HTTP failure, 5xx included, into
+    "missing", which would hide outages; so raise for anything but success.
+    """
+    from fsspec.asyn import sync
+
+    async def probe() -> int:
+        session = await fs.set_session()
+        target = fs.encode_url(url)
+        async with session.head(target, allow_redirects=True, **fs.kwargs) as r:
+            status = r.status
+        if status in (405, 501):
+            async with session.get(target, **fs.kwargs) as r:
+                status = r.status
+        if status == 404 or status == 410:
+            raise FileNotFoundError(url)
+        if status >= 400:
+            import aiohttp
+
+            raise aiohttp.ClientResponseError(
+                r.request_info, (), status=status, message=f"HTTP {status}"
+            )
+        return status
+
+    return sync(fs.loop, probe)
+
+
+# ------------------------------------------------------------------------ path safety
+
+
+def safe_join(directory: str | os.PathLike[str], relative_name: str) -> Path:
+    """Join a user-supplied file name to an event directory, refusing escapes.
+
+    For ``--get`` destinations and ``--put`` sources: the name must stay inside
+    `directory`. Absolute paths, ``..`` that climbs out, the directory itself, and
+    symlinks (existing ones, anywhere on the path) that lead outside are refused.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        The event directory.
+    relative_name : str
+        A relative file name such as ``skymap_info.json`` or ``plots/a.png``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``directory / relative_name``, normalised.
+
+    Raises
+    ------
+    UnsafePathError
+        The name would leave `directory`.
+
+    Examples
+    --------
+    >>> safe_join("/tmp/ev", "skymap_info.json").as_posix()
+    '/tmp/ev/skymap_info.json'
+    >>> safe_join("/tmp/ev", "../etc/passwd")
+    Traceback (most recent call last):
+    ...
+    llama.storage.UnsafePathError: '../etc/passwd' leaves the event directory /tmp/ev: names must be relative paths inside it
+    """
+    name = os.fspath(relative_name)
+    base = Path(directory)
+    why = "names must be relative paths inside it"
+    if not name or "\0" in name:
+        raise UnsafePathError(f"{name!r} is not a valid file name in {base}")
+    if os.path.isabs(name) or name.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", name):
+        raise UnsafePathError(f"{name!r} is an absolute path; {why} ({base})")
+    normal = os.path.normpath(name)
+    if normal == "." or normal == ".." or normal.startswith(".." + os.sep):
+        raise UnsafePathError(f"{name!r} leaves the event directory {base}: {why}")
+    candidate = base / normal
+    # resolve() follows existing symlinks, so a link pointing outside is caught too
+    real_base = base.resolve()
+    real = candidate.resolve()
+    if real == real_base or real_base not in real.parents:
+        raise UnsafePathError(
+            f"{name!r} leads outside the event directory {base} (through a symlink?): {why}"
+        )
+    return candidate
