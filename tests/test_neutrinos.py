@@ -1,0 +1,120 @@
+"""The icecube_neutrino_list.json format: round trips, validation, window, blinding."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from llama.science.constants import SIGMA_FLOOR_DEG
+from llama.science.neutrinos import NeutrinoList, NeutrinoListError
+
+
+def trig(**kw):
+    base = {"mjd": 58598.3, "ra": 10.0, "dec": -5.0, "sigma": 0.5, "energy": 1e4}
+    base.update(kw)
+    return base
+
+
+def test_round_trip(tmp_path):
+    obj = {
+        "triggers": [
+            trig(type="observation", zenith=84.0, azimuth=12.0, run=123, event=4),
+            trig(mjd=58598.301, ra=350.0, dec=40.0, sigma=2.0, energy=3e3),
+        ],
+        "complete": False,
+    }
+    nl = NeutrinoList.from_json(obj)
+    assert len(nl) == 2 and not nl.complete
+    assert nl.type.tolist() == ["observation", "unspecified"]
+    nl.write(tmp_path / "n.json")
+    again = NeutrinoList.read(tmp_path / "n.json")
+    assert again.to_json() == nl.to_json()
+    out = json.loads((tmp_path / "n.json").read_text())
+    assert out["triggers"][0]["run"] == 123 and "run" not in out["triggers"][1]
+
+
+def test_empty_list_is_valid(tmp_path):
+    nl = NeutrinoList.from_json({"triggers": [], "complete": True})
+    assert len(nl) == 0
+    nl.write(tmp_path / "e.json")
+    assert len(NeutrinoList.read(tmp_path / "e.json")) == 0
+    assert len(NeutrinoList.empty().select_window(58598.0, 500)) == 0
+
+
+def test_sigma_floor():
+    nl = NeutrinoList.from_json({"triggers": [trig(sigma=0.05)]})
+    assert nl.sigma[0] == SIGMA_FLOOR_DEG
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"ra": None}, "trigger 1: ra = None is not a number"),
+        ({"sigma": 0.0}, "trigger 1: sigma = 0 must be > 0"),
+        ({"sigma": -1.0}, "trigger 1: sigma = -1 must be > 0"),
+        ({"dec": 91.0}, r"trigger 1: dec = 91 must be within \[-90, 90\]"),
+        ({"energy": float("nan")}, "trigger 1: energy is NaN"),
+        ({"type": "real"}, "trigger 1: type 'real' is not one of"),
+    ],
+)
+def test_bad_values_name_the_trigger(bad, match):
+    with pytest.raises(NeutrinoListError, match=match):
+        NeutrinoList.from_json({"triggers": [trig(), trig(**bad)]})
+
+
+def test_missing_key_names_trigger_and_fix():
+    t = trig()
+    del t["dec"]
+    with pytest.raises(NeutrinoListError, match="trigger 1: missing key 'dec'; each trigger needs"):
+        NeutrinoList.from_json({"triggers": [trig(), t]})
+    with pytest.raises(NeutrinoListError, match="'triggers' key is missing"):
+        NeutrinoList.from_json({"neutrinos": []})
+
+
+def test_read_errors_name_the_file(tmp_path):
+    p = tmp_path / "n.json"
+    p.write_text("{not json")
+    with pytest.raises(NeutrinoListError, match="n.json: not valid JSON"):
+        NeutrinoList.read(p)
+    with pytest.raises(NeutrinoListError, match="no such file"):
+        NeutrinoList.read(tmp_path / "missing.json")
+
+
+def test_nan_in_arrays_rejected():
+    with pytest.raises(NeutrinoListError, match="trigger 0: ra"):
+        NeutrinoList(mjd=[1.0], ra=[np.nan], dec=[0.0], sigma=[1.0], energy=[1.0])
+
+
+def test_select_window():
+    t0 = 58598.5
+    dts = np.array([-600, -499, 0, 499.9, 501])
+    nl = NeutrinoList(
+        mjd=t0 + dts / 86400, ra=np.zeros(5), dec=np.zeros(5), sigma=np.ones(5),
+        energy=np.ones(5),
+    )  # fmt: skip
+    sel = nl.select_window(t0, 500.0)
+    np.testing.assert_allclose(sel.dt_seconds(t0), [-499, 0, 499.9], atol=1e-4)
+
+
+def test_scramble_ra_keeps_dec_and_marks_blinded():
+    nl = NeutrinoList.from_json({"triggers": [trig(), trig(ra=200.0, dec=30.0)]})
+    a = nl.scramble_ra(np.random.default_rng(1))
+    b = nl.scramble_ra(np.random.default_rng(1))
+    np.testing.assert_array_equal(a.ra, b.ra)
+    assert not np.allclose(a.ra, nl.ra)
+    np.testing.assert_array_equal(a.dec, nl.dec)
+    assert set(a.type) == {"blinded"} and set(nl.type) == {"unspecified"}
+
+
+def test_zenith_from_dec_unless_given():
+    nl = NeutrinoList.from_json({"triggers": [trig(dec=-30.0), trig(dec=10.0, zenith=101.0)]})
+    np.testing.assert_allclose(nl.zenith_deg, [60.0, 101.0])
+
+
+def test_concatenate_sorts_by_time():
+    a = NeutrinoList.from_json({"triggers": [trig(mjd=2.0)]})
+    b = NeutrinoList.from_json({"triggers": [trig(mjd=1.0, type="injected")]})
+    c = a.concatenate(b)
+    assert c.mjd.tolist() == [1.0, 2.0] and c.type.tolist() == ["injected", "unspecified"]
