@@ -1,0 +1,23 @@
+"""Batch runs: parameter sweeps over many event directories.
+
+The data path, one module each:
+
+- `llama.batch.sweep`: params files -> parameter vectors (Cartesian product, or
+  seeded random draws, possibly endless);
+- `llama.batch.template`: the safe formatter that fills ``{name}`` fields of
+  ``--get``/``--put``/``--errdump``/``--eventdir``/``--format`` from a vector and
+  the environment;
+- `llama.batch.errdump`: copies a failed event directory to every ``--errdump`` place.
+
+Submodules are imported on demand, so ``import llama.batch`` stays cheap (the
+CLI's ``--help`` must be instant).
+
+Examples
+--------
+>>> from llama.batch import sweep, template
+>>> params = {"graceid": ["S1", "S2"]}
+>>> [template.render("sim/{graceid}", v, environ={}) for v in sweep.product_vectors(params)]
+['sim/S1', 'sim/S2']
+"""
+
+__all__ = ["errdump", "sweep", "template"]

@@ -1,0 +1,84 @@
+"""llama.batch.template: plain-name fields only, parameters before the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from llama.batch.template import TemplateError, fields, render
+
+
+def test_fields_in_order_without_repeats():
+    assert fields("s3://llama/{graceid}/{nu}/{graceid}.json") == ["graceid", "nu"]
+    assert fields("plain") == []
+    assert fields("{{not a field}}") == []
+
+
+def test_render_parameters_win_over_environment():
+    env = {"graceid": "FROM_ENV", "HOME": "/home/ann"}
+    assert render("{HOME}/{graceid}", {"graceid": "S1"}, environ=env) == "/home/ann/S1"
+
+
+def test_render_uses_os_environ_by_default(monkeypatch):
+    monkeypatch.setenv("LLAMA_TEST_BUCKET", "bkt")
+    assert render("s3://{LLAMA_TEST_BUCKET}/{g}", {"g": "S1"}) == "s3://bkt/S1"
+
+
+def test_environ_none_means_parameters_only(monkeypatch):
+    monkeypatch.setenv("LLAMA_TEST_X", "x")
+    with pytest.raises(TemplateError):
+        render("{LLAMA_TEST_X}", {}, environ=None)
+
+
+def test_missing_field_message_lists_names_not_env_values(monkeypatch):
+    monkeypatch.setenv("SECRET_THING", "hunter2")
+    with pytest.raises(TemplateError) as info:
+        render("sim/{graceid}/{run}", {"graceid": "S1", "neutrino_filename": "n.json"})
+    msg = str(info.value)
+    assert "{run}" in msg and "'sim/{graceid}/{run}'" in msg
+    assert "available: graceid, neutrino_filename" in msg
+    assert "environment variable" in msg
+    assert "hunter2" not in msg and "SECRET_THING" not in msg
+
+
+@pytest.mark.parametrize(
+    "template, why",
+    [
+        ("{x.__class__}", "attribute or index"),
+        ("{x.__class__.__mro__}", "attribute or index"),
+        ("{x[0]}", "attribute or index"),
+        ("{x!r}", "conversion"),
+        ("{x!s}", "conversion"),
+        ("{}", "positional"),
+        ("{0}", "positional"),
+        ("{x:{y}}", "format spec"),
+        ("{x:%Y}", "format spec"),
+        ("{x:>100000000}", "width above"),
+        ("{x", "malformed"),
+        ("x}", "malformed"),
+    ],
+)
+def test_unsafe_or_malformed_templates_refused(template, why):
+    with pytest.raises(TemplateError, match=why) as info:
+        render(template, {"x": "1", "y": "2"}, environ={})
+    assert "only plain names" in str(info.value) or why in (
+        "format spec",
+        "width above",
+        "malformed",
+    )
+    with pytest.raises(TemplateError):
+        fields(template)
+
+
+def test_safe_format_specs():
+    v = {"i": "7", "f": "0.5", "s": "ab"}
+    assert render("{i:03d}", v, environ={}) == "007"
+    assert render("{f:.2f}", v, environ={}) == "0.50"
+    assert render("{s:>4}|{s:_<4}", v, environ={}) == "  ab|ab__"
+    with pytest.raises(TemplateError, match=r"cannot format s='ab'"):
+        render("{s:03d}", v, environ={})
+
+
+def test_values_are_not_reinterpreted():
+    # a value containing braces is inserted literally, never parsed again
+    assert render("{a}", {"a": "{b.__class__}"}, environ={}) == "{b.__class__}"
+    assert render("{{a}}={a}", {"a": "1"}, environ={}) == "{a}=1"
