@@ -1,0 +1,159 @@
+"""Error dumps: copy a failed event directory to every ``--errdump`` place.
+
+When an event fails with an unhandled exception, the batch runner calls
+`dump_event`; each destination (a template, local or ``s3://``) receives
+``<dest>/<event_dir_name>/`` with everything in the event directory except its git
+history, plus ``ERRDUMP.log`` (UTC time, parameter vector, traceback). A dump that
+fails somewhere is logged and the other destinations are still tried: a dump must
+never hide the original error.
+
+Examples
+--------
+>>> import tempfile, os
+>>> d = tempfile.mkdtemp()
+>>> os.makedirs(os.path.join(d, "S1"))
+>>> with open(os.path.join(d, "S1", "skymap_info.json"), "w") as f:
+...     _ = f.write("{}")
+>>> places = dump_event(os.path.join(d, "S1"), [os.path.join(d, "dumps-{run}")],
+...                     "Traceback ...", {"run": "7"}, environ={})
+>>> sorted(os.listdir(places[0]))
+['ERRDUMP.log', 'skymap_info.json']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from llama import storage
+from llama.batch import template
+
+__all__ = ["ERRDUMP_LOG", "dump_event", "errdump_log_text"]
+
+log = logging.getLogger(__name__)
+
+#: Name of the log file added to every dump.
+ERRDUMP_LOG = "ERRDUMP.log"
+
+# git history is not copied (see the --errdump reference)
+_EXCLUDE = (".git",)
+
+
+def errdump_log_text(
+    event_dir: str | os.PathLike[str],
+    traceback_text: str,
+    vector: Mapping[str, str],
+    now: datetime | None = None,
+) -> str:
+    """The text of ``ERRDUMP.log``.
+
+    Examples
+    --------
+    >>> t = errdump_log_text("/ev/S1", "Traceback: boom", {"graceid": "S1"},
+    ...                      now=datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    >>> print(t)
+    LLAMA error dump
+    time (UTC): 2024-01-02T03:04:05+00:00
+    event directory: /ev/S1
+    parameter vector: {"graceid": "S1"}
+    <BLANKLINE>
+    Traceback: boom
+    <BLANKLINE>
+    """
+    now = now or datetime.now(timezone.utc)
+    return (
+        "LLAMA error dump\n"
+        f"time (UTC): {now.astimezone(timezone.utc).isoformat(timespec='seconds')}\n"
+        f"event directory: {os.fspath(event_dir)}\n"
+        f"parameter vector: {json.dumps(dict(vector), sort_keys=True)}\n"
+        "\n"
+        f"{traceback_text.rstrip()}\n"
+    )
+
+
+def dump_event(
+    event_dir: str | os.PathLike[str],
+    destinations: Sequence[str],
+    traceback_text: str,
+    vector: Mapping[str, str],
+    public: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Copy `event_dir` and an ``ERRDUMP.log`` into ``<dest>/<event_dir_name>/``.
+
+    Parameters
+    ----------
+    event_dir : str or path-like
+        The failed event's directory; ``.git`` inside it is skipped.
+    destinations : sequence of str
+        ``--errdump`` templates, rendered with `vector` then `environ`
+        (`llama.batch.template.render`); local paths or ``s3://`` URLs.
+    traceback_text : str
+        The formatted traceback of the failure.
+    vector : mapping of str to str
+        The event's parameter vector.
+    public : bool
+        S3 uploads readable by anyone (``--public``).
+    environ : mapping, optional
+        Fallback for template fields; None means ``os.environ``.
+
+    Returns
+    -------
+    list of str
+        The dump directories written, one per destination that worked.
+
+    Notes
+    -----
+    Never raises for a destination that fails (bad template, unreachable store,
+    read-only location): the failure is logged and the next destination is tried.
+    ``ERRDUMP.log`` is written last, so its presence marks a complete dump.
+    """
+    event_dir = Path(event_dir)
+    env = os.environ if environ is None else environ
+    text = errdump_log_text(event_dir, traceback_text, vector)
+    written: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="llama-errdump-") as tmp:
+        # staged outside the event directory, which must stay as the failure left it
+        log_file = os.path.join(tmp, ERRDUMP_LOG)
+        with open(log_file, "w", encoding="utf-8") as f:
+            f.write(text)
+        for dest_template in destinations:
+            place = _dump_one(event_dir, dest_template, log_file, vector, env, public)
+            if place is not None:
+                written.append(place)
+    return written
+
+
+def _dump_one(
+    event_dir: Path,
+    dest_template: str,
+    log_file: str,
+    vector: Mapping[str, str],
+    environ: Mapping[str, str],
+    public: bool,
+) -> str | None:
+    """Dump to one destination; log and return None on any failure."""
+    try:
+        dest = template.render(dest_template, vector, environ)
+        place = storage.join(dest, event_dir.name)
+        if event_dir.is_dir():
+            storage.put_tree(event_dir, place, public, exclude=_EXCLUDE)
+        else:
+            log.warning("event directory %s is missing; dumping only %s", event_dir, ERRDUMP_LOG)
+        storage.put(log_file, storage.join(place, ERRDUMP_LOG), public)
+    except Exception as exc:  # noqa: BLE001 - one bad destination must not stop the others
+        log.error(
+            "error dump of %s to %s failed: %s: %s",
+            event_dir,
+            storage.redact(dest_template),
+            type(exc).__name__,
+            storage.redact(str(exc)),
+        )
+        return None
+    log.info("dumped failed event %s to %s", event_dir.name, storage.redact(place))
+    return place
