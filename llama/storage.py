@@ -394,13 +394,17 @@ def _hint(url: str, kind: str) -> str:
             )
         if kind == "denied":
             return "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's policy"
-        return f"check that the S3 endpoint {redact(endpoint)} is reachable"
+        if kind == "transient":
+            return f"check that the S3 endpoint {redact(endpoint)} is reachable"
+        return f"check the URL and the AWS_* settings (endpoint: {redact(endpoint)})"
     if scheme in ("http", "https"):
         if kind == "not_found":
             return "check the URL"
         if kind == "denied":
             return "only unauthenticated HTTP(S) is supported; check the URL"
-        return "check that the server is up and reachable"
+        if kind == "transient":
+            return "check that the server is up and reachable"
+        return "check the URL"
     if kind == "not_found":
         return f"check the path (relative paths start from {os.getcwd()})"
     if kind == "denied":
@@ -829,7 +833,8 @@ def exists(url: str | os.PathLike[str], *, retry: RetryPolicy | None = None) -> 
     if _scheme(url) in ("http", "https"):
         check: Callable[[], Any] = lambda: _http_status_of(fs, path)  # noqa: E731
     else:
-        check = lambda: fs.info(path)  # noqa: E731
+        # refresh: s3fs may answer from a listing cached before another writer's upload
+        check = lambda: fs.info(path, refresh=True)  # noqa: E731
     try:
         _call("check", url, check, retry)
     except NotFoundError:
