@@ -198,7 +198,7 @@ def find_pairs(lon, lat, sigma, offsets, n_sigma, mode):
     return pair_i, pair_j
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def combine_odds(p_s1, pair_i, pair_j, pair_signal, b_density, p_c, p_0):
     """Per-neutrino odds O_i = (P_s1,i + sum_j P_s2,ij) / (P_c,i + P_0,i).
 
@@ -266,7 +266,7 @@ def segment_sum(values, offsets):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def background_density(
     zen_q, en_q, zen_sorted, en_by_zen, half_zen, rel_en, min_events, widen, max_widen
 ):
