@@ -7,7 +7,10 @@ The data path, one module each:
 - `llama.batch.template`: the safe formatter that fills ``{name}`` fields of
   ``--get``/``--put``/``--errdump``/``--eventdir``/``--format`` from a vector and
   the environment;
-- `llama.batch.errdump`: copies a failed event directory to every ``--errdump`` place.
+- `llama.batch.runner`: vectors -> event jobs -> one Dask graph per event (handlers
+  as tasks) -> files and per-event outcomes; progress, summary, resume;
+- `llama.batch.errdump`: copies a failed event directory to every ``--errdump`` place;
+- `llama.batch.alerts`: ``--err-alert`` webhook posts.
 
 Submodules are imported on demand, so ``import llama.batch`` stays cheap (the
 CLI's ``--help`` must be instant).
@@ -20,4 +23,4 @@ Examples
 ['sim/S1', 'sim/S2']
 """
 
-__all__ = ["errdump", "sweep", "template"]
+__all__ = ["alerts", "errdump", "runner", "sweep", "template"]

@@ -1,0 +1,574 @@
+"""Run events through the handler DAG on Dask: scheduling, progress, summary.
+
+Data flows one way: parameter vectors -> `EventJob` (paths rendered from templates)
+-> one dask.delayed graph per event (prepare -> one task per handler, edges from
+DEPENDENCIES -> finish) -> files in the event directory + one `EventOutcome` record
+per event.
+
+An event whose files are all up to date (same inputs, same pipeline, same puts) is
+recognised in the driver by a stat-and-checksum pass and never becomes Dask tasks,
+so re-running a finished or interrupted batch only does the missing work.
+
+Examples
+--------
+>>> import tempfile
+>>> from llama.batch.runner import BatchConfig, run_batch
+>>> from llama.pipeline import select_pipeline
+>>> root = tempfile.mkdtemp()
+>>> config = BatchConfig(pipeline=select_pipeline(exact=["SkymapInfo"]),
+...                      eventdir=root + "/{graceid}", flags={})
+>>> summary = run_batch([{"graceid": "S1"}, {"graceid": "S2"}], config, progress=False)
+>>> summary.counts["done"], summary.ok
+(2, True)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llama.batch import template
+from llama.event import Event, HandlerFailed, atomic_write_json, sha256_file
+from llama.handler import FileHandler, Status
+from llama.pipeline import Pipeline
+
+__all__ = ["BatchConfig", "BatchSummary", "EventJob", "EventOutcome", "run_batch"]
+
+log = logging.getLogger("llama.batch")
+
+#: Rider in each event directory recording the last batch run that finished it.
+BATCH_RIDER = ".batch.json"
+#: Handler states that mean "nothing left to do" for that handler.
+_SETTLED = {Status.EXISTS, Status.VETOED, Status.NOT_APPLICABLE, Status.WAITING}
+
+
+@dataclass
+class BatchConfig:
+    """Everything about a batch run except the parameter vectors.
+
+    Parameters mirror the options of ``llama batch``; templates are rendered per
+    event by `llama.batch.template.render` with the vector, then the environment.
+    """
+
+    pipeline: Pipeline
+    get: Mapping[str, str] = field(default_factory=dict)  # event file -> source URL template
+    put: Mapping[str, str] = field(default_factory=dict)  # event file -> destination template
+    format: Iterable[str] = ()  # event files whose contents are templates
+    errdump: Iterable[str] = ()  # destination templates for failed events
+    eventdir: str | None = None  # event directory template; None: temporary
+    flags: Mapping[str, str] | None = None  # None: keep existing / defaults for new events
+    public: bool = False
+    jobs: int = max(1, os.cpu_count() or 1)
+    scheduler: str = "threads"  # threads | processes | synchronous | distributed | tcp://...
+    version: str = ""
+    err_alert: bool = False
+    environ: Mapping[str, str] | None = None  # None: os.environ
+    chunk_events: int = 0  # events handed to Dask at once; 0: automatic
+
+    def env(self) -> Mapping[str, str]:
+        return os.environ if self.environ is None else self.environ
+
+
+@dataclass
+class EventJob:
+    """One event of the batch, with every template already rendered."""
+
+    index: int
+    vector: dict[str, str]
+    directory: Path
+    temporary: bool
+    get: dict[str, str]
+    put: dict[str, str]
+    format: tuple[str, ...]
+    errdump: tuple[str, ...]
+    flags: Mapping[str, str] | None
+    public: bool
+    version: str
+    handlers: tuple[type[FileHandler], ...]
+    explicit: frozenset
+    err_alert: bool
+    environ: dict[str, str]
+
+
+@dataclass
+class EventOutcome:
+    """What happened to one event; the record that becomes a row of the results."""
+
+    index: int
+    eventid: str
+    directory: str
+    vector: dict[str, str]
+    state: str  # done | up to date | vetoed | failed
+    statuses: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+    records: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class BatchSummary:
+    """Counts and timing of a whole batch run."""
+
+    counts: Counter = field(default_factory=Counter)
+    outcomes: list[EventOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+    seed: int | None = None
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when no event failed."""
+        return self.counts["failed"] == 0 and not self.interrupted
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def line(self) -> str:
+        """The one-line summary printed at the end of a run."""
+        rate = self.total / self.seconds if self.seconds else 0.0
+        parts = ", ".join(
+            f"{self.counts[k]} {k}" for k in ("done", "up to date", "vetoed", "failed")
+        )
+        return f"{self.total} events: {parts} in {self.seconds:.1f} s ({rate:.1f} events/s)"
+
+
+# -- jobs ------------------------------------------------------------------------------
+def make_job(index: int, vector: Mapping[str, str], config: BatchConfig) -> EventJob:
+    """Render every template of ``config`` for one parameter vector."""
+    env = config.env()
+    vector = dict(vector)
+
+    def render(tmpl: str) -> str:
+        return template.render(tmpl, vector, env)
+
+    if config.eventdir:
+        directory = Path(os.path.expanduser(render(config.eventdir).rstrip("/")))
+        temporary = False
+    else:
+        eventid = vector.get("graceid") or f"event-{index:06d}"
+        directory = Path(tempfile.mkdtemp(prefix="llama-batch-")) / _plain_name(eventid)
+        temporary = True
+    return EventJob(
+        index=index,
+        vector=vector,
+        directory=directory,
+        temporary=temporary,
+        get={dest: render(src) for dest, src in config.get.items()},
+        put={src: render(dest) for src, dest in config.put.items()},
+        format=tuple(config.format),
+        errdump=tuple(render(d) for d in config.errdump),
+        flags=config.flags,
+        public=config.public,
+        version=config.version,
+        handlers=config.pipeline.handlers,
+        explicit=config.pipeline.explicit,
+        err_alert=config.err_alert,
+        environ=dict(env),
+    )
+
+
+def _plain_name(text: str) -> str:
+    name = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text).strip(".")
+    return name or "event"
+
+
+# -- the per-event task functions (run by Dask workers) --------------------------------
+def prepare_event(job: EventJob) -> str:
+    """Create the event directory, set flags, fetch ``--get`` files, apply ``--format``.
+
+    Returns "" on success or the traceback text of the failure. Files already in the
+    event are never overwritten by ``--get`` (PIPELINE.md: supplied files are inputs).
+    """
+    from llama import storage
+
+    try:
+        event = Event(job.directory)
+        if job.flags is not None:
+            event.write_flags(job.flags)
+        elif not (job.directory / "FLAGS.json").exists():
+            event.write_flags({})
+        for dest, url in job.get.items():
+            target = storage.safe_join(job.directory, dest)
+            if target.exists():
+                continue
+            if dest in job.format:
+                text = template.render(storage.read_text(url), job.vector, job.environ)
+                _atomic_text(target, text)
+            else:
+                storage.get(url, target)
+        for name in job.format:
+            if name not in job.get:  # a file already in the event
+                target = storage.safe_join(job.directory, name)
+                _atomic_text(target, template.render(target.read_text(), job.vector, job.environ))
+        return ""
+    except Exception:  # one bad event never stops the batch
+        return traceback.format_exc()
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    from llama.event import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode())
+
+
+def run_handler(job: EventJob, handler: type[FileHandler], prepared: str, *deps: str) -> str:
+    """Bring one handler's file up to date; return its final status (a string).
+
+    ``prepared`` is `prepare_event`'s result and ``deps`` the statuses of the
+    dependencies in this pipeline: a failed one leaves this handler unmade.
+    """
+    if prepared:
+        return Status.FAILED.value + ": event preparation failed"
+    if any(d.startswith(Status.FAILED.value) for d in deps):
+        return Status.WAITING.value + ": an input failed"
+    event = Event(job.directory)
+    status = event.status(handler)
+    if status in (Status.READY, Status.OBSOLETE, Status.FAILED):
+        if status is Status.FAILED and event.missing_inputs(handler):
+            return Status.WAITING.value
+        try:
+            event.generate(handler, job.version)
+            return Status.EXISTS.value
+        except HandlerFailed as err:
+            log.warning("%s: %s", job.directory.name, err)
+            return f"{Status.FAILED.value}: {err}"
+    if status is Status.WAITING and handler in job.explicit:
+        missing = ", ".join(event.missing_inputs(handler))
+        return (
+            f"{Status.FAILED.value}: missing inputs {missing} "
+            "(-f makes no ancestors; use +f to make them, or --get them)"
+        )
+    return status.value
+
+
+def finish_event(job: EventJob, prepared: str, *statuses: str) -> EventOutcome:
+    """Upload ``--put`` files, dump failures, collect records, remove temporary dirs."""
+    from llama import storage
+
+    names = [h.__name__ for h in job.handlers]
+    by_name = dict(zip(names, statuses, strict=True))
+    outcome = EventOutcome(
+        index=job.index,
+        eventid=job.directory.name,
+        directory=str(job.directory),
+        vector=job.vector,
+        state="done",
+        statuses={k: v.split(":")[0] for k, v in by_name.items()},
+    )
+    errors = [f"{k}: {v}" for k, v in by_name.items() if v.startswith(Status.FAILED.value)]
+    trace = prepared
+    try:
+        if not prepared:
+            outcome.records = _collect_records(job)
+            if not errors:  # the rider marks the event finished: only after success
+                _write_rider(job, _do_puts(job, storage))
+    except Exception:
+        trace = traceback.format_exc()
+    if trace or errors:
+        outcome.state = "failed"
+        outcome.error = trace.strip().splitlines()[-1] if trace else "; ".join(errors)
+        _report_failure(job, trace or "\n".join(errors + _failed_tracebacks(job)), outcome)
+    elif statuses and all(s == Status.VETOED.value for s in statuses):
+        outcome.state = "vetoed"
+    if job.temporary:
+        shutil.rmtree(job.directory.parent, ignore_errors=True)
+    return outcome
+
+
+def _do_puts(job: EventJob, storage) -> dict[str, list[str]]:
+    done = {}
+    for src, dest in job.put.items():
+        path = storage.safe_join(job.directory, src)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"--put {src}: the event has no {src} (was its handler in the pipeline?)"
+            )
+        storage.put(path, dest, public=job.public)
+        done[src] = [dest, sha256_file(path)]
+    return done
+
+
+def _collect_records(job: EventJob) -> dict[str, Any]:
+    event = Event(job.directory)
+    records: dict[str, Any] = {}
+    for handler in job.handlers:
+        if event.path(handler.FILENAME).exists():
+            try:
+                records.update(handler.record(event))
+            except Exception as err:  # a record is a summary: never fail the event for it
+                log.debug("%s: no record from %s: %s", event.eventid, handler.__name__, err)
+    return records
+
+
+def _write_rider(job: EventJob, puts: dict[str, list[str]]) -> None:
+    atomic_write_json(
+        job.directory / BATCH_RIDER,
+        {
+            "vector": job.vector,
+            "pipeline": [h.__name__ for h in job.handlers],
+            "puts": puts,
+            "version": job.version,
+        },
+    )
+
+
+def _failed_tracebacks(job: EventJob) -> list[str]:
+    event = Event(job.directory)
+    texts = []
+    for h in job.handlers:
+        p = event.failed_path(h.FILENAME)
+        if p.exists():
+            import json
+
+            texts.append(json.loads(p.read_text()).get("traceback", ""))
+    return texts
+
+
+def _report_failure(job: EventJob, text: str, outcome: EventOutcome) -> None:
+    log.error("event %s failed: %s", outcome.eventid, outcome.error)
+    log.debug("event %s traceback:\n%s", outcome.eventid, text)
+    if job.errdump:
+        from llama.batch import errdump
+
+        places = errdump.dump_event(job.directory, list(job.errdump), text, job.vector, job.public)
+        log.info("event %s dumped to %s", outcome.eventid, ", ".join(map(str, places)))
+    if job.err_alert:
+        from llama.batch.alerts import alert_maintainers
+
+        alert_maintainers(outcome.eventid, text, job.vector)
+
+
+# -- the driver ------------------------------------------------------------------------
+def up_to_date(job: EventJob) -> bool:
+    """Whether ``job``'s event needs no work: a stat-and-checksum pass, no Dask.
+
+    True when a previous batch finished this event with the same vector and pipeline,
+    every ``--get`` file is present, no handler has work left, and every ``--put``
+    file is unchanged since it was uploaded.
+    """
+    import json
+
+    rider = job.directory / BATCH_RIDER
+    try:
+        previous = json.loads(rider.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    if previous.get("vector") != job.vector or previous.get("pipeline") != [
+        h.__name__ for h in job.handlers
+    ]:
+        return False
+    if any(not (job.directory / name).exists() for name in job.get):
+        return False
+    event = Event(job.directory)
+    for handler in job.handlers:
+        status = event.status(handler)
+        if status not in _SETTLED or (status is Status.WAITING and handler in job.explicit):
+            return False
+    for src, dest in job.put.items():
+        if previous.get("puts", {}).get(src) != [dest, event.sha256(src)]:
+            return False
+    return True
+
+
+def event_graph(job: EventJob):
+    """The dask.delayed graph of one event: prepare -> handlers -> finish."""
+    import dask
+
+    tag = f"{job.index}-{job.directory.name}"
+    prepared = dask.delayed(prepare_event, pure=False)(job, dask_key_name=f"prepare-{tag}")
+    results: dict[type[FileHandler], Any] = {}
+    for handler in job.handlers:  # topological order: dependencies first
+        deps = [results[d] for d in handler.DEPENDENCIES if d in results]
+        results[handler] = dask.delayed(run_handler, pure=False)(
+            job, handler, prepared, *deps, dask_key_name=f"{handler.__name__}-{tag}"
+        )
+    return dask.delayed(finish_event, pure=False)(
+        job, prepared, *results.values(), dask_key_name=f"finish-{tag}"
+    )
+
+
+def _chunks(jobs: Iterator[EventJob], size: int) -> Iterator[list[EventJob]]:
+    """Groups of jobs with distinct directories (a duplicate waits for a later group)."""
+    deferred: list[EventJob] = []
+    exhausted = False
+    while not exhausted or deferred:
+        chunk, dirs, carry = [], set(), []
+        for job in deferred:
+            (carry if job.directory in dirs or len(chunk) >= size else chunk).append(job)
+            dirs.add(job.directory)
+        deferred = carry
+        while len(chunk) < size and not exhausted:
+            job = next(jobs, None)
+            if job is None:
+                exhausted = True
+            elif job.directory in dirs:
+                deferred.append(job)
+            else:
+                chunk.append(job)
+                dirs.add(job.directory)
+        if chunk:
+            yield chunk
+
+
+class _Progress:
+    """A progress bar on a terminal, plain log lines every 10 s otherwise."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        import sys
+
+        self.total, self.count, self.failed = total, 0, 0
+        self.start = self.last = time.monotonic()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="event", dynamic_ncols=True)
+        self.enabled = enabled
+
+    def update(self, outcome: EventOutcome) -> None:
+        self.count += 1
+        self.failed += outcome.state == "failed"
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(failed=self.failed)
+        elif self.enabled and time.monotonic() - self.last > 10:
+            self.last = time.monotonic()
+            rate = self.count / (self.last - self.start)
+            of = f"/{self.total}" if self.total is not None else ""
+            log.info("%d%s events (%.1f/s), %d failed", self.count, of, rate, self.failed)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _Scheduler:
+    """Runs lists of delayed objects on the chosen Dask scheduler."""
+
+    def __init__(self, name: str, jobs: int) -> None:
+        self.name, self.jobs, self.client, self.cluster = name, jobs, None, None
+        if name == "distributed" or "://" in name:
+            from distributed import Client, LocalCluster
+
+            if name == "distributed":
+                self.cluster = LocalCluster(
+                    n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None
+                )
+                self.client = Client(self.cluster)
+            else:
+                self.client = Client(name)
+            log.info("Dask distributed scheduler at %s", self.client.scheduler.address)
+        elif name not in ("threads", "processes", "synchronous"):
+            raise ValueError(
+                f"unknown scheduler {name!r}; use threads, processes, synchronous, "
+                "distributed (a local cluster) or a scheduler address tcp://HOST:PORT"
+            )
+
+    def run(self, graphs: list, on_result) -> None:
+        if self.client is not None:
+            from distributed import as_completed
+
+            futures = self.client.compute(graphs)
+            for future in as_completed(futures):
+                on_result(future.result())
+            return
+        import dask
+
+        for result in dask.compute(*graphs, scheduler=self.name, num_workers=self.jobs):
+            on_result(result)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def run_batch(
+    vectors: Iterable[Mapping[str, str]],
+    config: BatchConfig,
+    total: int | None = None,
+    progress: bool = True,
+    keep_outcomes: bool = True,
+) -> BatchSummary:
+    """Run every parameter vector as one event through ``config.pipeline``.
+
+    Parameters
+    ----------
+    vectors
+        Parameter vectors (dicts name -> value); may be endless.
+    config
+        The run's settings.
+    total
+        Number of vectors if known (for the progress bar).
+    progress
+        Show progress (a bar on a terminal, log lines otherwise).
+    keep_outcomes
+        Keep every `EventOutcome` in the summary (turn off for endless runs so memory
+        stays bounded).
+
+    Returns
+    -------
+    BatchSummary
+        Counts per state, outcomes, time taken. One failing event never stops the run.
+    """
+    start = time.monotonic()
+    summary = BatchSummary()
+    bar = _Progress(total, progress)
+    chunk = config.chunk_events or max(16, 8 * config.jobs)
+    jobs = (make_job(i, v, config) for i, v in enumerate(vectors))
+    scheduler = _Scheduler(config.scheduler, config.jobs)
+    lock = threading.Lock()
+
+    def record(outcome: EventOutcome) -> None:
+        with lock:
+            summary.counts[outcome.state] += 1
+            if keep_outcomes:
+                summary.outcomes.append(outcome)
+            bar.update(outcome)
+
+    try:
+        for group in _chunks(jobs, chunk):
+            graphs = []
+            for job in group:
+                if not job.temporary and up_to_date(job):
+                    record(_settled_outcome(job))
+                else:
+                    graphs.append(event_graph(job))
+            if graphs:
+                scheduler.run(graphs, record)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        log.warning("interrupted: run the same command again to resume")
+    finally:
+        bar.close()
+        scheduler.close()
+    summary.outcomes.sort(key=lambda o: o.index)
+    summary.seconds = time.monotonic() - start
+    return summary
+
+
+def _settled_outcome(job: EventJob) -> EventOutcome:
+    event = Event(job.directory)
+    statuses = {h.__name__: event.status(h).value for h in job.handlers}
+    vetoed = statuses and all(s == Status.VETOED.value for s in statuses.values())
+    return EventOutcome(
+        index=job.index,
+        eventid=job.directory.name,
+        directory=str(job.directory),
+        vector=job.vector,
+        state="vetoed" if vetoed else "up to date",
+        statuses=statuses,
+        records=_collect_records(job),
+    )

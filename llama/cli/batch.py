@@ -1,0 +1,400 @@
+"""``llama batch``: process large sets of events, with inputs and outputs local or remote.
+
+Batch process large sets of organized data using LLAMA. Input and output files can be
+stored locally or on cloud data (HTTP(S) for reading, S3). Good for large-scale
+simulations of injected or randomized data. Source/destination paths are Python
+format strings whose ``{fields}`` are filled from the parameter lists given as
+``params`` (``name=FILE``) or, for names not given there, from the environment.
+
+Put the positional ``params`` first (or after ``--``): options such as ``--get`` take
+any number of values and would otherwise swallow them.
+
+Examples
+--------
+``llama batch graceid=ids.txt --eventdir 'runs/{graceid}' --get
+skymap_info.json=s3://bucket/{graceid}/skymap_info.json -p LLAMA2_REVIEW_PIPELINE``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "parser"]
+
+_PIPELINES = ["DEFAULT_PIPELINE", "SUBTHRESHOLD_PIPELINE", "LLAMA2_REVIEW_PIPELINE"]
+_LEVELS = ["debug", "info", "warning", "error", "critical", "none"]
+
+
+def default_logfile() -> Path:
+    """The archival log file, under the XDG data directory."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "llama" / "logs" / "llama.batch.log"
+
+
+def _handler_names() -> list[str]:
+    from llama.handler import REGISTRY
+    from llama.pipeline import _registry
+
+    _registry()
+    return sorted(REGISTRY)
+
+
+class _Assignments(argparse.Action):
+    """``NAME=VALUE`` pairs into an ordered dict (``--get``, ``--put``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        result = dict(getattr(namespace, self.dest) or {})
+        for item in values:
+            name, sep, value = item.partition("=")
+            if not sep or not name or not value:
+                parser.error(
+                    f"{option_string} expects FILENAME=PATH pairs, got {item!r} "
+                    f"(e.g. {option_string} skymap_info.json=s3://bucket/{{graceid}}/skymap_info.json)"
+                )
+            result[name] = value
+        setattr(namespace, self.dest, result)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``llama batch`` (the reference page's options)."""
+    handlers = _handler_names()
+    p = argparse.ArgumentParser(
+        prog="llama batch",
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        prefix_chars="-+",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Put params before the options, or after '--'. "
+        "Exit status: 0 all events fine, 1 some events failed, 2 bad input.",
+    )
+    p.add_argument(
+        "-V", "--version", action="store_true", help="Print the version number and exit."
+    )
+    p.add_argument(
+        "-D", "--dev-mode", action="store_true",
+        help="Allow running a build whose version is not a release (X.Y.Z) or whose source "
+        "has local changes; without it such a build refuses to run.",
+    )  # fmt: skip
+    p.add_argument(
+        "--err-alert", action="store_true",
+        help="Alert maintainers to unhandled exceptions (POST to the webhook in LLAMA_ERR_ALERT_URL).",
+    )  # fmt: skip
+    p.add_argument(
+        "--flags", nargs="*", metavar="FLAGNAME=value",
+        help="A flag preset (see --flag-presets) and/or FLAGNAME=value settings for the events. "
+        "Omitted flags keep their existing values (new events: the defaults). Without --flags you "
+        "are asked on a terminal; otherwise the defaults/existing flags are used and the log says so. "
+        "Give --flags with no value to accept them silently.",
+    )  # fmt: skip
+    p.add_argument("--flag-presets", action="store_true", help="Print available flag presets.")
+    p.add_argument(
+        "--dry-run-flags", action="store_true", help="Print flags parsed by the CLI and exit."
+    )
+    g = p.add_argument_group("choose pipeline (see ``llama.pipeline``)")
+    g.add_argument(
+        "-f", "--filehandlers", nargs="*", choices=handlers, default=[], metavar="FILEHANDLER",
+        help="FileHandler class names to include. Missing dependencies are not made unless "
+        "listed too (their absence fails the file). Choices: " + ", ".join(handlers),
+    )  # fmt: skip
+    g.add_argument(
+        "+f", "++filehandlers", dest="plus_filehandlers", nargs="*", choices=handlers,
+        default=[], metavar="FILEHANDLER",
+        help="Like -f, but all ancestors of these handlers are included too.",
+    )  # fmt: skip
+    g.add_argument(
+        "-p", "--pipeline", choices=_PIPELINES,
+        help="A named pipeline; with -f/+f the union is used.",
+    )  # fmt: skip
+    g.add_argument(
+        "--print-default-pipeline", action="store_true",
+        help="Print the contents of the default pipeline and quit.",
+    )  # fmt: skip
+    g.add_argument(
+        "--dry-run-pipeline", action="store_true",
+        help="Print the pipeline selected by the user and quit.",
+    )  # fmt: skip
+    g = p.add_argument_group("logging settings")
+    g.add_argument(
+        "-l", "--logfile", default=str(default_logfile()),
+        help="File where logs are written, always at DEBUG level; /dev/null suppresses it. "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    g.add_argument(
+        "-v", "--verbosity", choices=_LEVELS, default="info",
+        help="Level of the logs printed to the terminal (stderr); 'none' prints none. (default: info)",
+    )  # fmt: skip
+    g = p.add_argument_group(
+        "simulation configuration",
+        "Paths may be local, http(s):// (read only) or s3://BUCKET/KEY (configured by the "
+        "standard AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL variables).",
+    )
+    g.add_argument(
+        "params", nargs="*", metavar="params",
+        help="NAME=FILE: a JSON or newline-separated list of values of variable NAME (local, "
+        "HTTP or S3). The run goes through the Cartesian product of all lists, or --random N draws.",
+    )  # fmt: skip
+    g.add_argument(
+        "--get", nargs="*", action=_Assignments, default={}, metavar="GET",
+        help="FILENAME=PATH: load an input file of each event from PATH (a format string), "
+        "e.g. skymap_info.json=s3://llama/sim/{graceid}/skymap_info.json. Files already in "
+        "the event are kept.",
+    )  # fmt: skip
+    g.add_argument(
+        "--put", nargs="*", action=_Assignments, default={}, metavar="PUT",
+        help="FILENAME=PATH: save an event's file to PATH (a format string; local or S3).",
+    )  # fmt: skip
+    g.add_argument(
+        "--errdump", nargs="*", default=[], metavar="ERRDUMP",
+        help="Directories (format strings, local or S3) where a failed event's directory and "
+        "an ERRDUMP.log with the traceback are copied.",
+    )  # fmt: skip
+    g.add_argument(
+        "--format", nargs="*", default=[], metavar="FORMAT",
+        help="Event files whose contents are format strings, filled from the params and the "
+        "environment after --get.",
+    )  # fmt: skip
+    g.add_argument(
+        "--eventdir",
+        help="Directory of each event (a format string, e.g. ~/sim/{graceid}-{neutrinos}). "
+        "Without it, events live in temporary directories deleted after --put.",
+    )
+    g.add_argument(
+        "--random", type=int, metavar="N",
+        help="Run N random draws from the params instead of their Cartesian product; "
+        "N < 0 runs until stopped.",
+    )  # fmt: skip
+    g.add_argument(
+        "--seed", type=int,
+        help="Seed of --random draws (default: a fresh seed, always logged).",
+    )  # fmt: skip
+    g.add_argument(
+        "--public", action="store_true",
+        help="Make files uploaded to S3 publicly readable (default: private).",
+    )  # fmt: skip
+    g = p.add_argument_group("execution")
+    g.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1,
+        help="Number of events processed at once (threads, processes or workers). (default: %(default)s)",
+    )  # fmt: skip
+    g.add_argument(
+        "--scheduler", default="threads",
+        help="Dask scheduler: threads, processes, synchronous, distributed (a local cluster of "
+        "--jobs worker processes) or the address of a running scheduler (tcp://HOST:PORT). "
+        "(default: threads)",
+    )  # fmt: skip
+    g.add_argument(
+        "--results",
+        help="Where the per-event results Dataset (netCDF) is written (default: "
+        "llama_batch_results.nc beside the event directories, when --eventdir is given).",
+    )
+    return p
+
+
+# -- helpers of main -------------------------------------------------------------------
+class UsageError(Exception):
+    """A mistake in the command line or its inputs: one clear message, exit status 2."""
+
+
+def _setup_logging(logfile: str, verbosity: str) -> None:
+    root = logging.getLogger("llama")
+    root.setLevel(logging.DEBUG)
+    root.handlers.clear()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbosity != "none":
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(getattr(logging, verbosity.upper()))
+        console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        root.addHandler(console)
+    path = Path(logfile).expanduser()
+    if path.resolve() != Path(os.devnull).resolve():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+        handler.setLevel(logging.DEBUG)
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+def _choose_flags(args) -> dict[str, str] | None:
+    from llama.flags import PRESETS, parse_flag_args
+
+    if args.flags is not None:
+        return dict(parse_flag_args(args.flags)) if args.flags else None
+    if sys.stdin.isatty() and not args.dry_run_flags:
+        answer = input(
+            f"Flags for these events: a preset ({', '.join(PRESETS)}) and/or NAME=value pairs; "
+            "empty keeps existing flags (new events: DEFAULT): "
+        ).split()
+        return dict(parse_flag_args(answer)) if answer else None
+    logging.getLogger("llama.batch").info(
+        "no --flags given: existing events keep their flags, new events get the DEFAULT preset"
+    )
+    return None
+
+
+def _check_templates(args, params: dict[str, list[str]]) -> None:
+    """Fail before any work when a template names a field nobody provides."""
+    from llama.batch import template
+
+    known = set(params) | set(os.environ)
+    templates = [*args.get.values(), *args.put.values(), *args.errdump]
+    if args.eventdir:
+        templates.append(args.eventdir)
+    for tmpl in templates:
+        for name in template.fields(tmpl):
+            if name not in known:
+                raise UsageError(
+                    f"template {tmpl!r} uses {{{name}}}, which is neither a params name "
+                    f"({', '.join(sorted(params)) or 'none given'}) nor an environment variable; "
+                    f"add {name}=FILE to the params or set ${name}"
+                )
+
+
+def _check_event_names(args) -> None:
+    from llama import storage
+
+    for opt, names in (("--get", args.get), ("--put", args.put), ("--format", args.format)):
+        for name in names:
+            try:
+                storage.safe_join("/event", name)
+            except storage.UnsafePathError as err:
+                raise UsageError(f"{opt} {name}: {err}") from None
+
+
+def _results_path(args) -> Path | None:
+    if args.results:
+        return Path(args.results).expanduser()
+    if not args.eventdir:
+        return None
+    fixed = Path(os.path.expanduser(args.eventdir.split("{")[0]))
+    folder = fixed if args.eventdir.split("{")[0].endswith("/") else fixed.parent
+    return folder / "llama_batch_results.nc"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``llama batch``; returns the exit status."""
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        return _main(args)
+    except UsageError as err:
+        print(f"llama batch: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
+    from llama.version import __version__, release_problem
+
+    if args.version:
+        print(__version__)
+        return 0
+    if args.flag_presets:
+        from llama.flags import PRESETS
+
+        for name, preset in PRESETS.items():
+            print(f"{name}: {dict(preset)}")
+        return 0
+    if args.print_default_pipeline:
+        from llama.pipeline import DEFAULT_PIPELINE
+
+        print("\n".join(DEFAULT_PIPELINE.names()))
+        return 0
+    _setup_logging(args.logfile, args.verbosity)
+    log = logging.getLogger("llama.batch")
+    problem = release_problem()
+    if problem and not args.dev_mode:
+        raise UsageError(f"{problem}; refusing to run. Use -D/--dev-mode to run anyway.")
+    if problem:
+        log.warning("dev mode: %s", problem)
+    pipeline = _pipeline(args)
+    if args.dry_run_pipeline:
+        print("\n".join(pipeline.names()))
+        return 0
+    flags = _flags(args)
+    if args.dry_run_flags:
+        from llama.flags import DEFAULT_FLAGS
+
+        print(
+            dict(flags)
+            if flags is not None
+            else f"existing flags, new events: {dict(DEFAULT_FLAGS)}"
+        )
+        return 0
+    return _run(args, pipeline, flags, __version__, log)
+
+
+def _pipeline(args):
+    from llama.pipeline import select_pipeline
+
+    try:
+        return select_pipeline(args.pipeline, args.filehandlers, args.plus_filehandlers)
+    except KeyError as err:
+        raise UsageError(err.args[0]) from None
+
+
+def _flags(args):
+    from llama.flags import FlagError
+
+    try:
+        return _choose_flags(args)
+    except FlagError as err:
+        raise UsageError(str(err)) from None
+
+
+def _run(args, pipeline, flags, version, log) -> int:
+    from llama import storage
+    from llama.batch import sweep, template
+    from llama.batch.runner import BatchConfig, run_batch
+
+    _check_event_names(args)
+    try:
+        params = sweep.parse_params(args.params)
+    except (sweep.ParamsError, storage.StorageError) as err:
+        raise UsageError(str(err)) from None
+    _check_templates(args, params)
+    seed = None
+    if args.random is not None:
+        seed = args.seed if args.seed is not None else sweep.make_seed()
+        log.info("random draws: %s, seed %d (repeat with --seed %d)",
+                 "endless" if args.random < 0 else args.random, seed, seed)  # fmt: skip
+        vectors = sweep.random_vectors(params, args.random, seed)
+    else:
+        vectors = sweep.product_vectors(params) if params else iter([{}])
+    total = sweep.count(params, args.random) if params or args.random is not None else 1
+    log.info("pipeline %s: %d handlers; %s events", pipeline.name or "custom", len(pipeline),
+             total if total is not None else "endless")  # fmt: skip
+    config = BatchConfig(
+        pipeline=pipeline, get=args.get, put=args.put, format=args.format,
+        errdump=args.errdump, eventdir=args.eventdir, flags=flags, public=args.public,
+        jobs=max(1, args.jobs), scheduler=args.scheduler, version=version,
+        err_alert=args.err_alert,
+    )  # fmt: skip
+    try:
+        summary = run_batch(vectors, config, total=total, progress=args.verbosity != "none",
+                            keep_outcomes=total is not None)  # fmt: skip
+    except (template.TemplateError, storage.UnsafePathError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    summary.seed = seed
+    _write_results(args, summary, log)
+    log.info("%s", summary.line())
+    print(summary.line(), file=sys.stderr if args.verbosity == "none" else sys.stdout)
+    if summary.interrupted:
+        return 130
+    return 0 if summary.ok else 1
+
+
+def _write_results(args, summary, log) -> None:
+    path = _results_path(args)
+    if path is None or not summary.outcomes:
+        return
+    from llama.results import write_results
+
+    write_results(summary.outcomes, path, seed=summary.seed)
+    log.info("results of %d events in %s", len(summary.outcomes), path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

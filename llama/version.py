@@ -1,0 +1,47 @@
+"""The package version and the release check behind ``-D/--dev-mode``."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["__version__", "release_problem"]
+
+try:
+    __version__ = metadata.version("llama")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def release_problem(version: str = __version__, source: Path | None = None) -> str | None:
+    """Why this build is not a clean release, or None.
+
+    A build is a release when its version is plain semantic versioning (X.Y.Z) and,
+    if it runs from a git checkout, no tracked source file has local changes.
+
+    Examples
+    --------
+    >>> release_problem("1.2.3", source=Path("/nonexistent"))
+    >>> release_problem("1.2.3.dev4", source=Path("/nonexistent"))
+    "version '1.2.3.dev4' is not a release (expected X.Y.Z)"
+    """
+    if not _SEMVER.match(version):
+        return f"version {version!r} is not a release (expected X.Y.Z)"
+    source = source if source is not None else Path(__file__).resolve().parent.parent
+    if not (source / ".git").exists():
+        return None
+    try:
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "llama", "kernels"],
+            cwd=source, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if changed:
+        n = len(changed.splitlines())
+        return f"the source in {source} has local changes ({n} files; see git status)"
+    return None

@@ -1,0 +1,117 @@
+"""The event directory: statuses, atomic generation, metadata riders, locks, vetoes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from toy_handlers import AfterFragile, Double, Fragile, Online, Seed, Square
+
+from llama.event import Event, HandlerFailed
+from llama.handler import Status
+
+
+@pytest.fixture
+def event(tmp_path):
+    ev = Event(tmp_path / "S190425z")
+    ev.path("seed.json").write_text(json.dumps({"value": 3}))
+    return ev
+
+
+def test_statuses_follow_the_dag(event):
+    assert event.status(Seed) is Status.EXISTS  # supplied from outside: no metadata
+    assert event.status(Double) is Status.READY
+    assert event.status(Square) is Status.WAITING
+    event.generate(Double)
+    assert event.status(Square) is Status.READY
+    event.generate(Square)
+    assert json.loads(event.path("square.json").read_text()) == {"value": 36}
+    assert event.status(Square) is Status.EXISTS
+
+
+def test_input_without_file_is_not_applicable(tmp_path):
+    assert Event(tmp_path / "e").status(Seed) is Status.NOT_APPLICABLE
+
+
+def test_metadata_rider_records_checksums_and_flags(event):
+    event.generate(Double, version="9.9.9")
+    meta = json.loads(event.meta_path("double.json").read_text())
+    from llama.event import sha256_file
+
+    assert meta["sha256"] == sha256_file(event.path("double.json"))
+    assert meta["inputs"] == {"seed.json": sha256_file(event.path("seed.json"))}
+    assert meta["version"] == "9.9.9"
+    assert meta["flags"]["ROLE"] == "test"
+    assert meta["generated"].endswith("+00:00") and meta["wall_time_s"] >= 0
+
+
+def test_changed_input_makes_descendants_obsolete(event):
+    event.generate(Double)
+    event.generate(Square)
+    event.path("seed.json").write_text(json.dumps({"value": 4}))
+    fresh = Event(event.directory)  # a new run: no memo
+    assert fresh.status(Double) is Status.OBSOLETE
+    assert fresh.status(Square) is Status.EXISTS  # its own input did not change yet
+    fresh.generate(Double)
+    assert fresh.status(Square) is Status.OBSOLETE
+    fresh.generate(Square)
+    assert json.loads(fresh.path("square.json").read_text()) == {"value": 64}
+
+
+def test_lock_freezes_a_file(event):
+    event.generate(Double)
+    event.lock_path("double.json").touch()
+    event.path("seed.json").write_text(json.dumps({"value": 5}))
+    assert Event(event.directory).status(Double) is Status.EXISTS
+
+
+def test_failure_leaves_nothing_under_the_real_name(event):
+    event.path("fail.txt").touch()
+    with pytest.raises(HandlerFailed, match="fragile failed as asked"):
+        event.generate(Fragile)
+    assert not event.path("fragile.json").exists()
+    assert not [p for p in os.listdir(event.directory) if ".tmp-" in p]
+    assert event.status(Fragile) is Status.FAILED
+    rider = json.loads(event.failed_path("fragile.json").read_text())
+    assert "RuntimeError" in rider["traceback"]
+    event.path("fail.txt").unlink()
+    event.generate(Fragile)  # a later success clears the failure
+    assert event.status(Fragile) is Status.EXISTS
+    assert not event.failed_path("fragile.json").exists()
+    assert event.status(AfterFragile) is Status.READY
+
+
+def test_kill_between_metadata_and_rename_is_obsolete_not_external(event):
+    event.generate(Double)
+    # simulate a regeneration killed after the new rider was written, before rename
+    meta = json.loads(event.meta_path("double.json").read_text())
+    meta.update(sha256="0" * 64, size=1, mtime_ns=1)
+    event.meta_path("double.json").write_text(json.dumps(meta))
+    assert Event(event.directory).status(Double) is Status.OBSOLETE
+
+
+def test_vetoes(event):
+    event.write_flags({"ONLINE": "false"})
+    assert event.status(Online) is Status.VETOED
+    assert event.status(Double) is Status.READY
+    event.write_flags({"VETOED": "true"})
+    assert event.status(Double) is Status.VETOED
+    event.write_flags({"VETOED": "false", "ONLINE": "true"})
+    event.path("lvc_retraction.xml").write_text("<retraction/>")
+    assert event.status(Double) is Status.VETOED
+
+
+def test_flags_are_validated_and_persisted(tmp_path):
+    from llama.flags import FlagError
+
+    ev = Event(tmp_path / "e", flags={"ROLE": "observation"})
+    assert json.loads((ev.directory / "FLAGS.json").read_text())["ROLE"] == "observation"
+    with pytest.raises(FlagError, match="choose one of: true, false"):
+        ev.write_flags({"ONLINE": "maybe"})
+    assert Event(tmp_path / "e").flags["ROLE"] == "observation"
+
+
+def test_plain_names_only(event):
+    with pytest.raises(ValueError, match="plain file name"):
+        event.path("../escape.json")

@@ -1,0 +1,187 @@
+"""The batch runner: Dask graphs per event, failures, resume, schedulers, results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from toy_handlers import TOY
+
+from llama.batch.runner import BatchConfig, make_job, run_batch
+from llama.pipeline import select_pipeline
+
+HERE = Path(__file__).parent
+
+
+def _seed_files(root: Path, values: list[int]) -> None:
+    for v in values:
+        (root / f"seed-{v}.json").write_text(json.dumps({"value": v}))
+
+
+def _config(tmp_path: Path, handlers=("Square",), **kw) -> BatchConfig:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    _seed_files(src, range(10))
+    return BatchConfig(
+        pipeline=select_pipeline(with_ancestors=list(handlers), registry=TOY),
+        get={"seed.json": str(src / "seed-{v}.json")},
+        eventdir=str(tmp_path / "events" / "E{v}"),
+        flags={},
+        jobs=2,
+        **kw,
+    )
+
+
+def test_events_run_through_the_dag(tmp_path):
+    summary = run_batch([{"v": str(v)} for v in range(4)], _config(tmp_path), progress=False)
+    assert summary.ok and summary.counts["done"] == 4
+    for v in range(4):
+        square = json.loads((tmp_path / "events" / f"E{v}" / "square.json").read_text())
+        assert square == {"value": (2 * v) ** 2}
+    assert [o.records["double"] for o in summary.outcomes] == [0, 2, 4, 6]
+
+
+def test_rerun_skips_finished_events_and_redoes_obsolete_ones(tmp_path):
+    config = _config(tmp_path)
+    vectors = [{"v": str(v)} for v in range(3)]
+    run_batch(vectors, config, progress=False)
+    square = tmp_path / "events" / "E1" / "square.json"
+    before = square.stat().st_mtime_ns
+    again = run_batch(vectors, config, progress=False)
+    assert again.counts["up to date"] == 3 and square.stat().st_mtime_ns == before
+    # an input changed by hand: its descendants are regenerated, nothing else
+    (tmp_path / "events" / "E1" / "seed.json").write_text(json.dumps({"value": 5}))
+    third = run_batch(vectors, config, progress=False)
+    assert third.counts["done"] == 1 and third.counts["up to date"] == 2
+    assert json.loads(square.read_text()) == {"value": 100}
+
+
+def test_a_failing_event_does_not_stop_the_batch(tmp_path):
+    config = _config(tmp_path, handlers=("AfterFragile", "Square"))
+    config.errdump = [str(tmp_path / "dumps")]
+    bad = tmp_path / "events" / "E1"
+    bad.mkdir(parents=True)
+    (bad / "fail.txt").touch()
+    summary = run_batch([{"v": str(v)} for v in range(3)], config, progress=False)
+    assert summary.counts == {"done": 2, "failed": 1}
+    assert not summary.ok
+    failed = summary.outcomes[1]
+    assert failed.statuses["Fragile"] == "FAILED" and failed.statuses["AfterFragile"] == "WAITING"
+    assert failed.statuses["Square"] == "EXISTS"  # independent branch still made
+    assert not (bad / "fragile.json").exists() and not (bad / "after_fragile.json").exists()
+    dump = tmp_path / "dumps" / "E1"
+    assert (dump / "seed.json").exists()
+    log = (dump / "ERRDUMP.log").read_text()
+    assert "fragile failed as asked" in log and "'v': '1'" in log.replace('"', "'")
+    # fixed by hand, the same command finishes the event
+    (bad / "fail.txt").unlink()
+    again = run_batch([{"v": str(v)} for v in range(3)], config, progress=False)
+    assert again.ok and again.counts == {"done": 1, "up to date": 2}
+    assert (bad / "after_fragile.json").exists()
+
+
+def test_exact_selection_fails_on_missing_inputs(tmp_path):
+    config = _config(tmp_path)
+    config.pipeline = select_pipeline(exact=["Square"], registry=TOY)
+    summary = run_batch([{"v": "1"}], config, progress=False)
+    assert summary.counts["failed"] == 1
+    assert "missing inputs double.json" in summary.outcomes[0].error
+
+
+def test_temporary_event_dirs_are_removed_after_put(tmp_path):
+    config = _config(tmp_path)
+    config.eventdir = None
+    config.put = {"square.json": str(tmp_path / "out" / "{v}" / "square.json")}
+    summary = run_batch([{"v": "2"}, {"v": "3"}], config, progress=False)
+    assert summary.ok
+    assert json.loads((tmp_path / "out" / "3" / "square.json").read_text()) == {"value": 36}
+    assert not any(Path(o.directory).exists() for o in summary.outcomes)
+
+
+def test_duplicate_event_dirs_never_run_at_once(tmp_path):
+    config = _config(tmp_path)
+    config.chunk_events = 4
+    summary = run_batch([{"v": "1"}] * 6, config, progress=False)
+    assert summary.counts == {"done": 1, "up to date": 5}
+
+
+@pytest.mark.parametrize("scheduler", ["synchronous", "processes"])
+def test_other_local_schedulers(tmp_path, scheduler):
+    config = _config(tmp_path, scheduler=scheduler)
+    summary = run_batch([{"v": str(v)} for v in range(3)], config, progress=False)
+    assert summary.ok and summary.counts["done"] == 3
+
+
+def test_distributed_cluster_with_worker_processes(tmp_path):
+    pytest.importorskip("distributed")
+    config = _config(tmp_path, scheduler="distributed")
+    summary = run_batch([{"v": str(v)} for v in range(5)], config, progress=False)
+    assert summary.ok and summary.counts["done"] == 5
+    meta = json.loads((tmp_path / "events" / "E4" / ".square.json.meta.json").read_text())
+    assert meta["inputs"]
+
+
+def test_unknown_scheduler_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown scheduler 'gpu'"):
+        run_batch([{"v": "1"}], _config(tmp_path, scheduler="gpu"), progress=False)
+
+
+def test_templates_are_rendered_per_event(tmp_path):
+    job = make_job(7, {"v": "3"}, _config(tmp_path))
+    assert job.directory == tmp_path / "events" / "E3"
+    assert job.get["seed.json"].endswith("seed-3.json")
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {here!r})
+    from toy_handlers import TOY
+    from llama.batch.runner import BatchConfig, run_batch
+    from llama.pipeline import select_pipeline
+    config = BatchConfig(
+        pipeline=select_pipeline(with_ancestors=["Square"], registry=TOY),
+        get={{"seed.json": {src!r} + "/seed-{{v}}.json"}},
+        eventdir={root!r} + "/E{{v}}", flags={{}}, jobs=2, chunk_events=2,
+    )
+    s = run_batch([{{"v": str(v)}} for v in range(10)], config, progress=False)
+    print(dict(s.counts))
+    """
+)
+
+
+def test_killed_run_resumes_without_redoing_finished_events(tmp_path):
+    src, root = tmp_path / "src", tmp_path / "events"
+    src.mkdir()
+    _seed_files(src, range(10))
+    script = KILL_SCRIPT.format(here=str(HERE), src=str(src), root=str(root))
+    env = {**os.environ, "TOY_DELAY_S": "0.15"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until some, not all, events are finished
+        if len(list(root.glob("*/.batch.json"))) >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.parent.name: p.parent.joinpath("square.json").stat().st_mtime_ns
+                for p in root.glob("*/.batch.json")}  # fmt: skip
+    assert 2 <= len(finished) < 10
+    for path in root.rglob("*"):  # nothing half-written under a real name
+        if path.suffix == ".json" and not path.name.startswith("."):
+            json.loads(path.read_text())
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    counts = eval(out.stdout.strip().splitlines()[-1])
+    assert counts.get("up to date", 0) >= len(finished) and "failed" not in counts
+    assert sum(counts.values()) == 10
+    for name, mtime in finished.items():
+        assert (root / name / "square.json").stat().st_mtime_ns == mtime
+    for v in range(10):
+        assert json.loads((root / f"E{v}" / "square.json").read_text()) == {"value": 4 * v * v}
