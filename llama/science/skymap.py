@@ -544,7 +544,8 @@ def _ranges(counts: np.ndarray) -> np.ndarray:
 def _describe(source) -> str:
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
-    return getattr(source, "name", repr(source))
+    name = getattr(source, "name", None)
+    return str(name) if isinstance(name, (str, os.PathLike)) else "sky map (in-memory file)"
 
 
 def _open_fits(source, where: str):
