@@ -280,9 +280,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return _main(args)
-    except UsageError as err:
+    except _user_errors() as err:
         print(f"llama batch: error: {err}", file=sys.stderr)
         return 2
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean bad input: reported in one line, never as a traceback."""
+    from llama.batch.sweep import ParamsError
+    from llama.batch.template import TemplateError
+    from llama.flags import FlagError
+    from llama.storage import StorageError, UnsafePathError
+
+    return (UsageError, ParamsError, TemplateError, FlagError, StorageError, UnsafePathError)
 
 
 def _main(args) -> int:
