@@ -592,7 +592,8 @@ def _header_meta(header) -> dict[str, Any]:
     for key, name in (("DISTMEAN", "distmean"), ("DISTSTD", "diststd")):
         if key in header:
             meta[name] = float(header[key])
-    if "OBJECT" in header:
+    # healpy writes OBJECT = FULLSKY/PARTIAL (map coverage), not an event id.
+    if "OBJECT" in header and str(header["OBJECT"]) not in ("FULLSKY", "PARTIAL"):
         meta["objid"] = str(header["OBJECT"])
     if "DATE-OBS" in header:
         try:
