@@ -67,6 +67,7 @@ def parser() -> argparse.ArgumentParser:
         prog="llama batch",
         description=__doc__.split("\n\n")[1].replace("\n", " "),
         prefix_chars="-+",
+        fromfile_prefix_chars="@",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Put params before the options, or after '--'. "
         "Exit status: 0 all events fine, 1 some events failed, 2 bad input.",
