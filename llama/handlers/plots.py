@@ -1,35 +1,189 @@
-"""Scatter plots of neutrinos and optical candidates over the GW sky map."""
+"""Scatter plots of neutrinos and optical candidates over the GW sky map.
+
+Each plot is a PNG handler and a PDF handler drawing the same figure
+(:func:`llama.science.plotting.draw_scatter`): a Mollweide all-sky panel and a zoom
+on the 90% credible region, with 50%/90% contours, neutrinos as r90 circles coloured
+by energy and labelled by their arrival time relative to the GW event, and ZTF
+candidates as labelled stars.
+
+The GW time for the labels is taken from the event's ``skymap_info.json`` when it is
+there (it is an ancestor of the neutrino list, so a change to it makes these plots
+obsolete through the list), else from the sky map header, else the labels are relative
+to the first neutrino; the plot says which.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from llama.handler import FileHandler
-from llama.handlers.gw import LvcSkymapHdf5
+from llama.handlers.gw import LvcSkymapHdf5, SkymapInfo
 from llama.handlers.neutrino import IceCubeNeutrinoList
 from llama.handlers.other_messengers import ZtfTriggerList
 
+if TYPE_CHECKING:
+    from llama.event import Event
+    from llama.science.neutrinos import NeutrinoList
+    from llama.science.plotting import Candidate
+    from llama.science.skymap import SkyMap
 
-class CoincScatterI3LvcPng(FileHandler):
+__all__ = [
+    "CoincScatterI3LvcPdf",
+    "CoincScatterI3LvcPng",
+    "CoincScatterZtfI3LvcPdf",
+    "CoincScatterZtfI3LvcPng",
+    "CoincScatterZtfLVCPdf",
+    "CoincScatterZtfLVCPng",
+    "read_candidates",
+    "reference_time",
+]
+
+
+def reference_time(
+    event: Event, skymap: SkyMap | None = None, neutrinos: NeutrinoList | None = None
+) -> tuple[float | None, str]:
+    """The time neutrino dt values are relative to, as (MJD UTC, description).
+
+    In order of preference: ``event_time_iso`` of the event's ``skymap_info.json``;
+    the ``gps_time`` of the sky map header; the first neutrino's time. ``(None, ...)``
+    when none is available (an empty list and no GW time).
+    """
+    from llama.science import times
+
+    info = event.path(SkymapInfo.FILENAME)
+    if info.exists():
+        import json
+
+        iso = json.loads(info.read_text()).get("event_time_iso")
+        if iso:
+            return times.iso_to_mjd(iso), f"GW event time {iso} UTC ({SkymapInfo.FILENAME})"
+    gps = (skymap.meta.get("gps_time") if skymap is not None else None) or None
+    if gps is not None:
+        iso = times.gps_to_iso(float(gps))
+        return times.gps_to_mjd(float(gps)), f"GW event time {iso} UTC (sky map header)"
+    if neutrinos is not None and len(neutrinos) > 0:
+        t0 = float(neutrinos.mjd[0])
+        return t0, f"the first neutrino, {times.mjd_to_iso(t0)} UTC (no GW time available)"
+    return None, "no reference time (no GW time and no neutrinos)"
+
+
+def read_candidates(obj: Any) -> list[Candidate]:
+    """Candidates from a ``ztf_trigger_list.json`` object.
+
+    Accepts a list of ``{ra, dec, name, ...}`` objects, or an object holding such a
+    list under ``candidates``, ``triggers`` or ``objects``; the name may also be given
+    as ``objectId`` or ``id``.
+
+    Examples
+    --------
+    >>> read_candidates([{"ra": 1.5, "dec": -2, "name": "ZTF19abc"}])
+    [Candidate(ra=1.5, dec=-2.0, name='ZTF19abc')]
+    """
+    from llama.science.plotting import Candidate
+
+    if isinstance(obj, dict):
+        found = [obj[k] for k in ("candidates", "triggers", "objects") if k in obj]
+        if not found:
+            raise ValueError(
+                f"{ZtfTriggerList.FILENAME}: expected a list of candidates or an object "
+                "with a 'candidates' list"
+            )
+        obj = found[0]
+    out = []
+    for i, item in enumerate(obj):
+        try:
+            ra, dec = float(item["ra"]), float(item["dec"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{ZtfTriggerList.FILENAME}: candidate {i} needs numeric ra and dec [deg]"
+            ) from exc
+        name = item.get("name") or item.get("objectId") or item.get("id") or f"#{i}"
+        out.append(Candidate(ra=ra % 360.0, dec=dec, name=str(name)))
+    return out
+
+
+class _ScatterPlot(FileHandler, abstract=True):
+    """Shared drawing: reads whichever of neutrinos and ZTF candidates it depends on."""
+
+    #: Title after the GraceID.
+    SUBJECT = ""
+
+    def _skymap(self) -> SkyMap:
+        from llama.science.skymap import read_hdf5
+
+        return read_hdf5(self.dep_path(LvcSkymapHdf5))
+
+    def _neutrinos(self) -> NeutrinoList | None:
+        if IceCubeNeutrinoList not in self.DEPENDENCIES:
+            return None
+        from llama.science.neutrinos import NeutrinoList
+
+        return NeutrinoList.read(self.dep_path(IceCubeNeutrinoList))
+
+    def _candidates(self) -> list[Candidate]:
+        if ZtfTriggerList not in self.DEPENDENCIES:
+            return []
+        return read_candidates(self.read_json(ZtfTriggerList))
+
+    def generate(self, out: Path) -> None:
+        """Draw the figure and save it in the format of this handler's FILENAME."""
+        from llama.science import plotting
+
+        skymap = self._skymap()
+        neutrinos = self._neutrinos()
+        candidates = self._candidates()
+        note = ""
+        dt = None
+        if neutrinos is not None:
+            t0, what = reference_time(self.event, skymap, neutrinos)
+            if t0 is not None:
+                dt = neutrinos.dt_seconds(t0)
+            note = f"Neutrino labels: arrival time relative to {what}"
+        title = f"{self.event.eventid}: {self.SUBJECT}"
+        fmt = Path(self.FILENAME).suffix.lstrip(".")
+        with plotting.DRAW_LOCK:
+            fig = plotting.draw_scatter(skymap, neutrinos, dt, candidates, title, note)
+            plotting.save_figure(fig, out, fmt)
+
+
+class CoincScatterI3LvcPng(_ScatterPlot):
+    """PNG: IceCube neutrinos (r90 circles, colour = energy) over the GW sky map."""
+
     FILENAME = "scatterplot_lvc-i3.png"
     DEPENDENCIES = (LvcSkymapHdf5, IceCubeNeutrinoList)
+    SUBJECT = "IceCube neutrinos over the GW sky map"
 
 
 class CoincScatterI3LvcPdf(CoincScatterI3LvcPng):
+    """PDF of the same figure as `CoincScatterI3LvcPng`."""
+
     FILENAME = "scatterplot_lvc-i3.pdf"
 
 
-class CoincScatterZtfLVCPng(FileHandler):
+class CoincScatterZtfLVCPng(_ScatterPlot):
+    """PNG: ZTF optical candidates over the GW sky map."""
+
     FILENAME = "scatterplot_ztf-lvc.png"
     DEPENDENCIES = (LvcSkymapHdf5, ZtfTriggerList)
+    SUBJECT = "ZTF candidates over the GW sky map"
 
 
 class CoincScatterZtfLVCPdf(CoincScatterZtfLVCPng):
+    """PDF of the same figure as `CoincScatterZtfLVCPng`."""
+
     FILENAME = "scatterplot_ztf-lvc.pdf"
 
 
-class CoincScatterZtfI3LvcPng(FileHandler):
+class CoincScatterZtfI3LvcPng(_ScatterPlot):
+    """PNG: IceCube neutrinos and ZTF candidates over the GW sky map."""
+
     FILENAME = "scatterplot_ztf-lvc-i3.png"
     DEPENDENCIES = (LvcSkymapHdf5, IceCubeNeutrinoList, ZtfTriggerList)
+    SUBJECT = "IceCube neutrinos and ZTF candidates over the GW sky map"
 
 
 class CoincScatterZtfI3LvcPdf(CoincScatterZtfI3LvcPng):
+    """PDF of the same figure as `CoincScatterZtfI3LvcPng`."""
+
     FILENAME = "scatterplot_ztf-lvc-i3.pdf"

@@ -1,0 +1,302 @@
+"""Scatter-plot handlers run through Event.generate on realistic inputs.
+
+The builders here (a multi-order sky map, a neutrino list, a significance file, ZTF
+candidates, an event holding them) are shared with test_handlers_tables.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llama.event import Event
+from llama.handlers import plots
+from llama.science import plotting
+from llama.science.skymap import SkyMap, order_ipix_to_uniq, write_hdf5
+
+GRACEID = "S190425z"
+EVENT_TIME_ISO = "2019-04-25T08:18:05.017553"
+EVENT_MJD = 58598.34589140686  # EVENT_TIME_ISO as MJD (UTC)
+#: Three neutrinos: two inside the GW region (one precise, one wide), one far away.
+NEUTRINOS = [
+    {"dt": -120.0, "ra": 176.0, "dec": 22.0, "sigma": 0.5, "energy": 2.0e3},
+    {"dt": 33.0, "ra": 170.0, "dec": 15.0, "sigma": 1.5, "energy": 5.0e4},
+    {"dt": 402.5, "ra": 300.0, "dec": -40.0, "sigma": 3.0, "energy": 1.0e6},
+]
+CANDIDATES = [
+    {"ra": 174.0, "dec": 19.0, "name": "ZTF19aaaaaaa", "classification": "SN?"},
+    {"ra": 178.0, "dec": 23.0, "name": "ZTF19bbbbbbb"},
+    {"ra": 10.0, "dec": -5.0, "name": "ZTF19ccccccc"},
+]
+
+
+def moc_blob(ra: float, dec: float, sigma_deg: float, lo: int = 3, hi: int = 7) -> SkyMap:
+    """A Fisher-von Mises blob as a true multi-order map: order ``hi`` near the peak,
+    order ``lo`` elsewhere."""
+    import healpy as hp
+
+    nlo = 1 << lo
+    centre = hp.ang2vec(ra, dec, lonlat=True)
+    near = hp.query_disc(nlo, centre, np.radians(6 * sigma_deg), nest=True, inclusive=True)
+    far = np.setdiff1d(np.arange(12 * nlo**2), near)
+    k = 4 ** (hi - lo)
+    fine = (near[:, None] * k + np.arange(k)).ravel()
+    uniq = np.r_[order_ipix_to_uniq(lo, far), order_ipix_to_uniq(hi, fine)]
+    vec = np.r_[
+        np.array(hp.pix2vec(nlo, far, nest=True)).T,
+        np.array(hp.pix2vec(1 << hi, fine, nest=True)).T,
+    ]
+    order = np.r_[np.full(len(far), lo), np.full(len(fine), hi)]
+    density = np.exp((vec @ centre - 1) / np.radians(sigma_deg) ** 2)
+    density /= (density * 4 * np.pi / (12 * 4.0**order)).sum()
+    return SkyMap(probdensity=density, uniq=uniq, meta={"objid": GRACEID, "distmean": 150.0})
+
+
+def neutrino_list(rows=NEUTRINOS) -> dict:
+    """An icecube_neutrino_list.json object (PIPELINE.md format)."""
+    triggers = [
+        {
+            "mjd": EVENT_MJD + r["dt"] / 86400.0,
+            "ra": r["ra"],
+            "dec": r["dec"],
+            "sigma": r["sigma"],
+            "energy": r["energy"],
+            "type": "observation",
+            "zenith": 90.0 + r["dec"],
+            "azimuth": 10.0,
+            "run": 132000 + i,
+            "event": 7 + i,
+        }
+        for i, r in enumerate(rows)
+    ]
+    return {"triggers": triggers, "complete": True}
+
+
+def skymap_info() -> dict:
+    return {
+        "graceid": GRACEID,
+        "event_time_iso": EVENT_TIME_ISO,
+        "notice_time_iso": "2019-04-25T08:59:52",
+        "far": 4.5e-13,
+        "pipeline": "GSTLAL",
+        "instruments": ["L1", "V1"],
+        "skymap_filename": "bayestar.multiorder.fits,2",
+        "alert_type": "Initial",
+    }
+
+
+PER_NEUTRINO = [
+    {"odds_ratio": 0.42, "p_value": 0.0123},
+    {"odds_ratio": 3.1e-3, "p_value": 0.31},
+    {"odds_ratio": 0.0, "p_value": 1.0},
+]
+
+
+def significance(rows=NEUTRINOS) -> dict:
+    """significance_lvc-i3.json shaped as in SCIENCE.md."""
+    triggers = [
+        {
+            "ra": r["ra"], "dec": r["dec"], "sigma": r["sigma"], "energy": r["energy"],
+            "dt": r["dt"], "psf_overlap": 1e-3, "p_h_s1": 1e-9, "p_h_s2": 0.0,
+            "p_h_c": 1e-8, "p_h_0": 0.0, **PER_NEUTRINO[i % 3],
+        }
+        for i, r in enumerate(rows)
+    ]  # fmt: skip
+    combined = {"odds_ratio": sum(t["odds_ratio"] for t in triggers), "p_value": 0.0061}
+    combined.update({"method": "trials", "n_trials": 10000})
+    return {
+        "inputs": {"skymap_info": skymap_info(), "neutrino_list": neutrino_list(rows)},
+        "outputs": {"neutrino_gw_triggers": triggers, "neutrino_gw_combined": combined},
+    }
+
+
+def make_event(tmp_path: Path, rows=NEUTRINOS, with_info: bool = True) -> Event:
+    """An event directory holding every input the plot and table handlers read."""
+    event = Event(tmp_path / GRACEID)
+    write_hdf5(event.path("lvc_skymap.hdf5"), moc_blob(175.0, 20.0, 4.0))
+    if with_info:
+        event.path("skymap_info.json").write_text(json.dumps(skymap_info()))
+    event.path("icecube_neutrino_list.json").write_text(json.dumps(neutrino_list(rows)))
+    event.path("ztf_trigger_list.json").write_text(json.dumps(CANDIDATES))
+    event.path("significance_lvc-i3.json").write_text(json.dumps(significance(rows)))
+    return event
+
+
+@pytest.fixture(scope="module")
+def event(tmp_path_factory) -> Event:
+    return make_event(tmp_path_factory.mktemp("plots"))
+
+
+def _png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return np.asarray(im.convert("RGB"), dtype=float)
+
+
+PNG_HANDLERS = [
+    plots.CoincScatterI3LvcPng,
+    plots.CoincScatterZtfLVCPng,
+    plots.CoincScatterZtfI3LvcPng,
+]
+PDF_HANDLERS = [
+    plots.CoincScatterI3LvcPdf,
+    plots.CoincScatterZtfLVCPdf,
+    plots.CoincScatterZtfI3LvcPdf,
+]
+
+
+@pytest.mark.parametrize("handler", PNG_HANDLERS, ids=lambda h: h.__name__)
+def test_png(event: Event, handler) -> None:
+    event.generate(handler)
+    pixels = _png(event.path(handler.FILENAME))
+    width, height = (round(x * plotting.DPI) for x in plotting.FIGSIZE_IN)
+    assert pixels.shape == (height, width, 3)
+    assert pixels.std() > 10  # not blank
+    assert event.read_meta(handler.FILENAME)["inputs"].keys() == {
+        d.FILENAME for d in handler.DEPENDENCIES
+    }
+    assert str(event.status(handler)) == "EXISTS"
+
+
+@pytest.mark.parametrize("handler", PDF_HANDLERS, ids=lambda h: h.__name__)
+def test_pdf(event: Event, handler) -> None:
+    event.generate(handler)
+    data = event.path(handler.FILENAME).read_bytes()
+    assert data.startswith(b"%PDF")
+    assert data.rstrip().endswith(b"%%EOF")
+    assert len(data) > 10_000
+
+
+def test_pdf_is_reproducible(tmp_path: Path) -> None:
+    """No creation date in the PDF: same inputs, same bytes (stable checksums)."""
+    event = make_event(tmp_path)
+    event.generate(plots.CoincScatterI3LvcPdf)
+    first = event.path(plots.CoincScatterI3LvcPdf.FILENAME).read_bytes()
+    event.generate(plots.CoincScatterI3LvcPdf)
+    assert event.path(plots.CoincScatterI3LvcPdf.FILENAME).read_bytes() == first
+
+
+def test_neutrinos_change_the_picture(tmp_path: Path) -> None:
+    """The neutrino layer is drawn: the plot differs from the map-only one."""
+    with_nu = make_event(tmp_path / "a")
+    without = make_event(tmp_path / "b", rows=[])
+    for ev in (with_nu, without):
+        ev.generate(plots.CoincScatterI3LvcPng)
+    a = _png(with_nu.path(plots.CoincScatterI3LvcPng.FILENAME))
+    b = _png(without.path(plots.CoincScatterI3LvcPng.FILENAME))
+    assert a.shape == b.shape
+    # energy colour bar and circles: many pixels differ, and b has no saturated colour
+    assert (np.abs(a - b).sum(-1) > 60).sum() > 2000
+
+
+def test_empty_neutrino_list_gives_a_valid_plot(tmp_path: Path) -> None:
+    event = make_event(tmp_path, rows=[])
+    event.generate(plots.CoincScatterI3LvcPng)
+    event.generate(plots.CoincScatterZtfI3LvcPdf)
+    pixels = _png(event.path(plots.CoincScatterI3LvcPng.FILENAME))
+    assert pixels.std() > 10
+    assert event.path(plots.CoincScatterZtfI3LvcPdf.FILENAME).read_bytes()[:4] == b"%PDF"
+
+
+def test_no_skymap_info_uses_map_or_first_neutrino(tmp_path: Path) -> None:
+    event = make_event(tmp_path, with_info=False)
+    from llama.science.neutrinos import NeutrinoList
+
+    nl = NeutrinoList.read(event.path("icecube_neutrino_list.json"))
+    t0, what = plots.reference_time(event, neutrinos=nl)
+    assert t0 == pytest.approx(nl.mjd[0]) and "first neutrino" in what
+    skymap = moc_blob(0.0, 0.0, 5.0)
+    skymap.meta["gps_time"] = 1240215503.0
+    t0, what = plots.reference_time(event, skymap, nl)
+    assert t0 == pytest.approx(EVENT_MJD, abs=1e-6) and "sky map header" in what
+    event.generate(plots.CoincScatterI3LvcPng)  # still draws
+
+
+def test_flat_map_and_pole_and_seam(tmp_path: Path) -> None:
+    """A flat NESTED map near the pole, neutrinos straddling RA = 0 draw fine."""
+    import healpy as hp
+
+    nside = 32
+    vec = np.array(hp.pix2vec(nside, np.arange(12 * nside**2), nest=True)).T
+    centre = hp.ang2vec(359.0, 80.0, lonlat=True)
+    density = np.exp((vec @ centre - 1) / np.radians(8.0) ** 2)
+    density /= density.sum() * hp.nside2pixarea(nside)
+    skymap = SkyMap(probdensity=density, nside=nside)
+    rows = [
+        {"dt": 1.0, "ra": 359.5, "dec": 75.0, "sigma": 2.0, "energy": 1e4},
+        {"dt": 2.0, "ra": 0.5, "dec": 85.0, "sigma": 5.0, "energy": 1e5},
+    ]
+    event = make_event(tmp_path, rows=rows)
+    write_hdf5(event.path("lvc_skymap.hdf5"), skymap)
+    event.generate(plots.CoincScatterZtfI3LvcPng)
+    assert _png(event.path(plots.CoincScatterZtfI3LvcPng.FILENAME)).std() > 10
+
+
+def test_bad_ztf_list_fails_clearly(tmp_path: Path) -> None:
+    event = make_event(tmp_path)
+    event.path("ztf_trigger_list.json").write_text(json.dumps([{"name": "x"}]))
+    with pytest.raises(Exception, match="ra and dec"):
+        event.generate(plots.CoincScatterZtfLVCPng)
+    assert not event.path(plots.CoincScatterZtfLVCPng.FILENAME).exists()
+
+
+def test_read_candidates_shapes() -> None:
+    wrapped = plots.read_candidates({"candidates": [{"ra": -10, "dec": 5, "objectId": "Z1"}]})
+    assert wrapped == [plotting.Candidate(350.0, 5.0, "Z1")]
+
+
+def test_threads_draw_safely(tmp_path: Path) -> None:
+    """Two handlers drawing at once from worker threads both succeed."""
+    events = [make_event(tmp_path / str(i)) for i in range(2)]
+    errors: list[BaseException] = []
+
+    def work(ev: Event) -> None:
+        try:
+            ev.generate(plots.CoincScatterI3LvcPng)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(ev,)) for ev in events]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(ev.path(plots.CoincScatterI3LvcPng.FILENAME).exists() for ev in events)
+
+
+def test_lookup_rows_matches_flatten() -> None:
+    """Multi-order lookup gives the same density as flattening to the finest order."""
+    import healpy as hp
+
+    skymap = moc_blob(40.0, -30.0, 3.0, lo=2, hi=5)
+    rng = np.random.default_rng(1)
+    ra = rng.uniform(0, 360, 500)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, 500)))
+    rows = plotting.lookup_rows(skymap, ra, dec)
+    flat = skymap.flatten(32)
+    want = flat.probdensity[hp.ang2pix(32, ra, dec, nest=True, lonlat=True)]
+    np.testing.assert_allclose(skymap.probdensity[rows], want, rtol=1e-12, atol=1e-300)
+
+
+def test_credible_levels_and_zoom() -> None:
+    skymap = moc_blob(175.0, 20.0, 4.0)
+    levels = plotting.credible_levels(skymap)
+    inside = levels <= 0.9
+    assert skymap.probability()[inside].sum() == pytest.approx(0.9, abs=0.01)
+    ra_c, dec_c, half = plotting.zoom_window(skymap, levels)
+    assert ra_c == pytest.approx(175.0, abs=0.5) and dec_c == pytest.approx(20.0, abs=0.5)
+    # r90 of a 2-D Gaussian is 2.146 sigma: the window reaches just past it
+    assert 2.146 * 4.0 < half < 2 * 2.146 * 4.0
+
+
+def test_small_circle_radius() -> None:
+    ra, dec = plotting.small_circle(123.0, -45.0, 3.0)
+    d = plotting._angular_distance(123.0, -45.0, ra, dec)
+    np.testing.assert_allclose(d, 3.0, rtol=1e-9)
