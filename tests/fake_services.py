@@ -8,7 +8,8 @@ GraceDB REST API (``/gracedb/api``)
     ``events`` and ``p_astro``; 404 ``{"detail": "Not found."}`` otherwise.
 IceCube stand-in (``/icecube``)
     ``GET /events?mjd_start=&mjd_stop=`` -> ``{"events": [...], "complete": ...}`` with
-    the entries of ``neutrinos`` in the window (``complete`` omitted when None).
+    the entries of ``neutrinos`` in the window, widened by ``icecube_padding_s``
+    (``complete`` omitted when None).
 ZTF stand-in (``/ztf``)
     ``GET /candidates?mjd_start=&mjd_stop=`` -> ``{"candidates": [...]}``.
 Fermi stand-in (``/fermi``)
@@ -55,6 +56,8 @@ class FakeServices:
         self.p_astro: dict[str, Any] = {}
         self.neutrinos: list[dict] = []
         self.icecube_complete: bool | None = True
+        #: the IceCube stand-in answers this much more than asked [s] (a sloppy server)
+        self.icecube_padding_s = 0.0
         self.ztf_candidates: list[dict] = []
         self.fermi_grbs: list[dict] = []
         self.posts: list[dict] = []
@@ -96,7 +99,8 @@ class FakeServices:
         if parts[:2] == ["gracedb", "api"]:
             return self._gracedb(parts[2:])
         if parts == ["icecube", "events"]:
-            lo, hi = float(query["mjd_start"]), float(query["mjd_stop"])
+            pad = self.icecube_padding_s / 86400.0
+            lo, hi = float(query["mjd_start"]) - pad, float(query["mjd_stop"]) + pad
             events = [e for e in self.neutrinos if lo <= e["mjd"] <= hi]
             body: dict[str, Any] = {"events": events}
             if self.icecube_complete is not None:
