@@ -154,3 +154,14 @@ def test_number_formats_in_tex() -> None:
     assert r"$1.2 \times 10^{-5}$" in tex and r"$7 \times 10^{4}$" in tex
     assert "$-5.00$" in tex and "$-2.000$" in tex
     assert _balanced(tex)
+
+
+def test_blinded_flag_scrambles_ra_in_tables(tmp_path: Path) -> None:
+    """Under BLINDED_NEUTRINOS=true a supplied unblinded list never shows its true RA."""
+    event = make_event(tmp_path)
+    event.write_flags({"BLINDED_NEUTRINOS": "true"})
+    event.generate(tables.IceCubeNeutrinoListTxt)
+    _, rows = tables.read_fixed_width(event.path("icecube_neutrino_list.txt").read_text())
+    got = np.array(rows)
+    np.testing.assert_allclose(got[:, 2], _expected()[:, 2], atol=6e-3)  # Dec kept
+    assert not np.allclose(got[:, 1], _expected()[:, 1], atol=6e-3)  # RA scrambled

@@ -9,7 +9,9 @@ candidates as labelled stars.
 The GW time for the labels is taken from the event's ``skymap_info.json`` when it is
 there (it is an ancestor of the neutrino list, so a change to it makes these plots
 obsolete through the list), else from the sky map header, else the labels are relative
-to the first neutrino; the plot says which.
+to the first neutrino; the plot says which. Neutrinos are read through
+:func:`llama.handlers.neutrino.read_neutrino_list`, so under BLINDED_NEUTRINOS=true a
+supplied unblinded list is drawn with scrambled right ascensions.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from llama.handler import FileHandler
 from llama.handlers.gw import LvcSkymapHdf5, SkymapInfo
-from llama.handlers.neutrino import IceCubeNeutrinoList
+from llama.handlers.neutrino import IceCubeNeutrinoList, read_neutrino_list
 from llama.handlers.other_messengers import ZtfTriggerList
 
 if TYPE_CHECKING:
@@ -117,9 +119,7 @@ class _ScatterPlot(FileHandler, abstract=True):
     def _neutrinos(self) -> NeutrinoList | None:
         if IceCubeNeutrinoList not in self.DEPENDENCIES:
             return None
-        from llama.science.neutrinos import NeutrinoList
-
-        return NeutrinoList.read(self.dep_path(IceCubeNeutrinoList))
+        return read_neutrino_list(self.event)  # RA scrambled under BLINDED_NEUTRINOS
 
     def _candidates(self) -> list[Candidate]:
         if ZtfTriggerList not in self.DEPENDENCIES:

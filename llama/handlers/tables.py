@@ -24,7 +24,9 @@ dt is the neutrino arrival time minus the GW event time [s]. The GW time comes f
 ``skymap_info.json`` (the neutrino list's own input, so a change to it makes these
 files obsolete through the list; for the coincidence table, from the skymap info the
 significance file recorded). With no GW time, dt is relative to the first neutrino and
-the file says so.
+the file says so. Neutrinos are read through
+:func:`llama.handlers.neutrino.read_neutrino_list`: under BLINDED_NEUTRINOS=true a
+supplied unblinded list shows scrambled right ascensions.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from llama.handler import FileHandler
 from llama.handlers.coinc import CoincSignificanceI3Lvc
 from llama.handlers.gw import SkymapInfo
-from llama.handlers.neutrino import IceCubeNeutrinoList
+from llama.handlers.neutrino import IceCubeNeutrinoList, read_neutrino_list
 from llama.handlers.plots import CoincScatterI3LvcPng, reference_time
 
 if TYPE_CHECKING:
@@ -228,9 +230,7 @@ class _NeutrinoTable(FileHandler, abstract=True):
     """Reads the neutrino list and the dt reference time."""
 
     def _load(self) -> tuple[NeutrinoList, list[tuple[float, ...]], list[str]]:
-        from llama.science.neutrinos import NeutrinoList
-
-        neutrinos = NeutrinoList.read(self.dep_path(IceCubeNeutrinoList))
+        neutrinos = read_neutrino_list(self.event)
         t0, what = reference_time(self.event, neutrinos=neutrinos)
         rows = _neutrino_rows(neutrinos, _dt(neutrinos, t0))
         return neutrinos, rows, _list_comments(self.event.eventid, neutrinos, what)
@@ -366,9 +366,7 @@ class IceCubeNeutrinoListCoincTxt(FileHandler):
     DEPENDENCIES = (IceCubeNeutrinoList, CoincSignificanceI3Lvc)
 
     def generate(self, out: Path) -> None:
-        from llama.science.neutrinos import NeutrinoList
-
-        neutrinos = NeutrinoList.read(self.dep_path(IceCubeNeutrinoList))
+        neutrinos = read_neutrino_list(self.event)
         sig = _Significance.read(self.dep_path(CoincSignificanceI3Lvc))
         rows, comments = _coinc_table(self.event, neutrinos, sig)
         out.write_text(format_fixed_width(COINC_COLUMNS, rows, comments))
@@ -410,10 +408,9 @@ class _Summary(FileHandler, abstract=True):
     """Reads everything both summaries show."""
 
     def _load(self):
-        from llama.science.neutrinos import NeutrinoList
 
         info = self.read_json(SkymapInfo)
-        neutrinos = NeutrinoList.read(self.dep_path(IceCubeNeutrinoList))
+        neutrinos = read_neutrino_list(self.event)
         sig = _Significance.read(self.dep_path(CoincSignificanceI3Lvc))
         if not sig.skymap_info:
             sig.skymap_info = info
