@@ -638,7 +638,7 @@ class LVCGraceDbEventData(FileHandler):
 
     FILENAME = "lvc_gracedb_event_data.json"
     DEPENDENCIES = (SkymapInfo,)
-    RETRIES = 2
+    RETRIES = 1  # on top of get_json's own retries of transient HTTP failures
     TIMEOUT_S = 120.0
 
     def generate(self, out: Path) -> None:
@@ -711,7 +711,7 @@ class PAstro(FileHandler):
 
     FILENAME = "p_astro.json"
     DEPENDENCIES = (SkymapInfo,)
-    RETRIES = 2
+    RETRIES = 1  # on top of get_json's own retries of transient HTTP failures
     TIMEOUT_S = 120.0
 
     def generate(self, out: Path) -> None:

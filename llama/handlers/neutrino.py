@@ -132,7 +132,7 @@ class IceCubeNeutrinoList(FileHandler):
 
     FILENAME = "icecube_neutrino_list.json"
     DEPENDENCIES = (SkymapInfo,)
-    RETRIES = 2
+    RETRIES = 1  # on top of get_json's own retries of transient HTTP failures
     TIMEOUT_S = 120.0
 
     def generate(self, out: Path) -> None:

@@ -132,7 +132,7 @@ class ZtfTriggerList(FileHandler):
     FILENAME = "ztf_trigger_list.json"
     DEPENDENCIES = (SkymapInfo,)
     CONTACTS_SERVICE = True
-    RETRIES = 2
+    RETRIES = 1  # on top of get_json's own retries of transient HTTP failures
     TIMEOUT_S = 120.0
 
     def generate(self, out: Path) -> None:
@@ -155,7 +155,7 @@ class FermiGRBsJSON(FileHandler):
     FILENAME = "fermi_grbs.json"
     DEPENDENCIES = (SkymapInfo,)
     CONTACTS_SERVICE = True
-    RETRIES = 2
+    RETRIES = 1  # on top of get_json's own retries of transient HTTP failures
     TIMEOUT_S = 120.0
 
     def generate(self, out: Path) -> None:
