@@ -71,10 +71,15 @@ def test_skymap_and_neutrinos_commands(tmp_path, capsys):
 
 def test_examples_command(tmp_path):
     out = tmp_path / "ex"
-    assert main(["examples", str(out), "--seed", "5", "--n-events", "3", "--max-order", "6"]) == 0
+    args = ["examples", str(out), "--seed", "5", "--n-events", "3", "--n-background", "2"]
+    assert main([*args, "--max-order", "6"]) == 0
     graceids = (out / "graceids.txt").read_text().split()
     names = (out / "neutrinos.txt").read_text().split()
-    assert len(graceids) == 3 and len(names) == 5
+    assert len(graceids) == 3 and names == ["bg-00", "bg-01"] + [f"inj-{g}" for g in graceids]
+    # one GW time for all, so any map pairs with any list
+    times = {json.loads((out / "events" / g / "skymap_info.json").read_text())["event_time_iso"]
+             for g in graceids}  # fmt: skip
+    assert len(times) == 1
     for g in graceids:
         assert g[0] == "S" and g[1:7].isdigit() and g[7:].isalpha()
         info = json.loads((out / "events" / g / "skymap_info.json").read_text())
@@ -89,7 +94,7 @@ def test_examples_command(tmp_path):
 def test_shipped_examples_are_consistent():
     graceids = (EXAMPLES / "graceids.txt").read_text().split()
     names = (EXAMPLES / "neutrinos.txt").read_text().split()
-    assert len(graceids) == 8 and len(names) == 12
+    assert len(graceids) == 8 and len(names) == 24
     assert "llama sim examples" in (EXAMPLES / "README.md").read_text()
     total = sum(p.stat().st_size for p in EXAMPLES.rglob("*") if p.is_file())
     assert total < 3e6
@@ -97,9 +102,11 @@ def test_shipped_examples_are_consistent():
         m = read_sky_map(EXAMPLES / "events" / g / "lvc_skymap.fits")
         assert m.max_order <= 8 and m.has_distance
     inj = [
-        NeutrinoList.read(EXAMPLES / "neutrinos" / f"{n}.json") for n in names if n.endswith("-inj")
+        NeutrinoList.read(EXAMPLES / "neutrinos" / f"{n}.json")
+        for n in names
+        if n.startswith("inj-")
     ]
-    assert len(inj) == 4 and all("injected" in list(nl.type) for nl in inj)
+    assert len(inj) == 8 and all("injected" in list(nl.type) for nl in inj)
 
 
 def test_shipped_examples_regenerate_identically(tmp_path):

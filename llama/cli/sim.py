@@ -24,6 +24,8 @@ from collections.abc import Sequence
 __all__ = ["parser", "main"]
 
 EXAMPLES_SEED = 20190425
+#: GPS time of GW190425, shared by every example event.
+EXAMPLES_GPS = 1240215503.017
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,14 +80,17 @@ def parser() -> argparse.ArgumentParser:
         "examples",
         help="an example set: events/<graceid>/ with skymap_info.json and lvc_skymap.fits, "
         "neutrinos/<name>.json, graceids.txt, neutrinos.txt",
-        description="Write N synthetic events (skymap_info.json, lvc_skymap.fits) and their "
-        "neutrino lists: <graceid>-bg.json (background) for every event and "
-        "<graceid>-inj.json (the same background plus one injected neutrino) for the first "
-        "half; params files graceids.txt and neutrinos.txt list the names.",
+        description="Write N synthetic events (skymap_info.json, lvc_skymap.fits) that all "
+        "happen at one GW time, background neutrino lists bg-NN.json around that time, and "
+        "for each event inj-<graceid>.json (background plus one neutrino drawn from that "
+        "event's map). Since every list shares the GW time, any map pairs with any list: a "
+        "background and injection campaign over graceids.txt x neutrinos.txt.",
     )
     e.add_argument("outdir", help="output directory (created)")
     e.add_argument("--seed", type=int, default=EXAMPLES_SEED, help="random seed")
     e.add_argument("--n-events", type=int, default=8, help="number of events")
+    e.add_argument("--n-background", type=int, default=16, help="number of background lists")
+    e.add_argument("--gps", type=float, default=EXAMPLES_GPS, help="the common GW time [GPS s]")
     e.add_argument("--max-order", type=int, default=8, help="finest HEALPix order")
     e.add_argument("--base-order", type=int, default=3, help="all-sky starting order")
     return p
@@ -171,43 +176,63 @@ LVK or IceCube data). Regenerate exactly with:
 
     {command}
 
+All events happen at the same GW time (GPS {gps}), so any sky map pairs with any
+neutrino list: `graceids.txt` x `neutrinos.txt` is a background and injection campaign.
+
 - `events/<graceid>/skymap_info.json`: the SkymapInfo input (graceid, event_time_iso,
-  notice_time_iso, far [Hz], pipeline, instruments, skymap_filename, alert_type).
+  notice_time_iso, far [Hz], pipeline, instruments, skymap_filename, alert_type, and the
+  snr and p_astro that LVCGraceDbEventData and PAstro use when GraceDB is not contacted).
 - `events/<graceid>/lvc_skymap.fits`: LVK multi-order sky map (UNIQ, PROBDENSITY, DISTMU,
   DISTSIGMA, DISTNORM), gzip-compressed (readable by llama and ligo.skymap), max order {max_order}.
-- `neutrinos/<graceid>-bg.json`: background neutrinos (Poisson 6.4 in t_gw +- 500 s) for
-  that event, in the icecube_neutrino_list.json format.
-- `neutrinos/<graceid>-inj.json` (first half of the events): the same background plus
-  one neutrino drawn from the event's sky map (type "injected").
+- `neutrinos/bg-NN.json`: background neutrinos (Poisson 6.4 in t_gw +- 500 s), in the
+  icecube_neutrino_list.json format.
+- `neutrinos/inj-<graceid>.json`: background plus one neutrino drawn from that event's
+  sky map (type "injected"); paired with another event's map it is background.
 - `graceids.txt`, `neutrinos.txt`: params files (one name per line) for `llama batch`.
 
-| graceid | area90 [deg2] | distmean [Mpc] | neutrinos (bg) | injected list |
+| graceid | area90 [deg2] | distmean [Mpc] | snr | injected list |
 |---|---|---|---|---|
 {rows}
 """
 
 
 def _examples(args) -> None:
+    import math
+
     import numpy as np
 
-    from llama.science.sim import simulate_event, simulate_signal_neutrino
+    from llama.science.sim import (
+        make_graceid,
+        simulate_background_neutrinos,
+        simulate_event,
+        simulate_signal_neutrino,
+    )
     from llama.science.skymap import write_sky_map
-    from llama.science.times import gps_to_mjd, iso_to_gps
+    from llama.science.times import gps_to_mjd
 
-    if args.n_events < 1:
-        raise ValueError("--n-events must be at least 1")
+    if args.n_events < 1 or args.n_background < 1:
+        raise ValueError("--n-events and --n-background must be at least 1")
+    if args.n_events > 26:
+        raise ValueError("--n-events is at most 26 (one GraceID letter each)")
     rng = np.random.default_rng(args.seed)
     events_dir = os.path.join(args.outdir, "events")
     nu_dir = os.path.join(args.outdir, "neutrinos")
     os.makedirs(events_dir, exist_ok=True)
     os.makedirs(nu_dir, exist_ok=True)
+    t_mjd = gps_to_mjd(args.gps)
+    names = []
+    for i in range(args.n_background):
+        name = f"bg-{i:02d}"
+        simulate_background_neutrinos(rng, t_mjd).write(os.path.join(nu_dir, f"{name}.json"))
+        names.append(name)
     graceids: list[str] = []
-    names: list[str] = []
     rows: list[str] = []
-    while len(graceids) < args.n_events:
-        ev = simulate_event(rng, max_order=args.max_order, base_order=args.base_order)
-        if ev.graceid in graceids:
-            continue  # the same day and letter drawn twice: draw another event
+    for i in range(args.n_events):
+        # nearby sources, where the O3 energy prior admits SNRs above threshold
+        distmean = float(math.exp(rng.uniform(math.log(40.0), math.log(250.0))))
+        ev = simulate_event(rng, graceid=make_graceid(args.gps, i), gps_time=args.gps,
+                            distmean=distmean, max_order=args.max_order,
+                            base_order=args.base_order)  # fmt: skip
         graceids.append(ev.graceid)
         edir = os.path.join(events_dir, ev.graceid)
         os.makedirs(edir, exist_ok=True)
@@ -218,18 +243,14 @@ def _examples(args) -> None:
         tmp = os.path.join(edir, "lvc_skymap.fits.gz")
         write_sky_map(tmp, ev.skymap)
         os.replace(tmp, os.path.join(edir, ev.skymap_info["skymap_filename"]))
-        ev.neutrinos.write(os.path.join(nu_dir, f"{ev.graceid}-bg.json"))
-        names.append(f"{ev.graceid}-bg")
-        inj = ""
-        if len(graceids) <= (args.n_events + 1) // 2:
-            t_mjd = gps_to_mjd(iso_to_gps(ev.skymap_info["event_time_iso"]))
-            with_signal = ev.neutrinos.concatenate(simulate_signal_neutrino(rng, ev.skymap, t_mjd))
-            with_signal.write(os.path.join(nu_dir, f"{ev.graceid}-inj.json"))
-            names.append(f"{ev.graceid}-inj")
-            inj = f"{ev.graceid}-inj"
+        injected = simulate_background_neutrinos(rng, t_mjd).concatenate(
+            simulate_signal_neutrino(rng, ev.skymap, t_mjd)
+        )
+        injected.write(os.path.join(nu_dir, f"inj-{ev.graceid}.json"))
+        names.append(f"inj-{ev.graceid}")
         rows.append(
             f"| {ev.graceid} | {ev.skymap.area90():.0f} | {ev.skymap.meta['distmean']:.0f} "
-            f"| {len(ev.neutrinos)} | {inj} |"
+            f"| {ev.skymap_info['snr']} | inj-{ev.graceid} |"
         )
     with open(os.path.join(args.outdir, "graceids.txt"), "w") as f:
         f.write("\n".join(graceids) + "\n")
@@ -237,11 +258,14 @@ def _examples(args) -> None:
         f.write("\n".join(names) + "\n")
     command = (
         f"llama sim examples {args.outdir} --seed {args.seed} --n-events {args.n_events} "
+        f"--n-background {args.n_background} --gps {args.gps} "
         f"--max-order {args.max_order} --base-order {args.base_order}"
     )
     with open(os.path.join(args.outdir, "README.md"), "w") as f:
         f.write(
-            _EXAMPLES_README.format(command=command, max_order=args.max_order, rows="\n".join(rows))
+            _EXAMPLES_README.format(
+                command=command, max_order=args.max_order, gps=args.gps, rows="\n".join(rows)
+            )
         )
     print(f"wrote {len(graceids)} events and {len(names)} neutrino lists under {args.outdir}")
 

@@ -454,13 +454,14 @@ def simulate_event(
     -------
     SimulatedEvent
         ``skymap_info`` holds graceid, event_time_iso, notice_time_iso, far [Hz],
-        pipeline, instruments, skymap_filename, alert_type.
+        pipeline, instruments, skymap_filename, alert_type, and the preferred event's
+        snr and p_astro (used when GraceDB is not contacted).
 
     Examples
     --------
     >>> ev = simulate_event(np.random.default_rng(7), max_order=6, inject=True)
     >>> sorted(ev.skymap_info) == sorted(['graceid', 'event_time_iso', 'notice_time_iso',
-    ...     'far', 'pipeline', 'instruments', 'skymap_filename', 'alert_type'])
+    ...     'far', 'pipeline', 'instruments', 'skymap_filename', 'alert_type', 'snr', 'p_astro'])
     True
     >>> 'injected' in list(ev.neutrinos.type)
     True
@@ -508,8 +509,47 @@ def simulate_event(
         "instruments": instruments,
         "skymap_filename": skymap_filename,
         "alert_type": "Preliminary",
+        "snr": simulate_snr(rng, distmean),
+        "p_astro": simulate_p_astro(rng),
     }
     return SimulatedEvent(graceid, skymap, info, neutrinos, bool(inject))
+
+
+def simulate_snr(rng: np.random.Generator, distmean_mpc: float) -> float:
+    """A network SNR for a source at ``distmean_mpc``, inside the search's energy prior.
+
+    The statistic pins E_gw = (r rho / K0)^2 and gives it zero prior outside
+    [E_GW_MIN, E_GW_MAX]; an SNR is drawn log-uniformly between RHO_MIN and the
+    largest value that keeps E_gw in range (RHO_MIN when none does).
+
+    Examples
+    --------
+    >>> from llama.science import constants as C
+    >>> rho = simulate_snr(np.random.default_rng(1), 100.0)
+    >>> C.RHO_MIN <= rho and (100.0 * rho / C.K0) ** 2 <= C.E_GW_MAX
+    True
+    """
+    from llama.science import constants as C
+
+    rho_max = 0.95 * C.K0 * math.sqrt(C.E_GW_MAX) / distmean_mpc
+    rho_max = min(max(rho_max, C.RHO_MIN), 50.0)
+    return round(float(math.exp(rng.uniform(math.log(C.RHO_MIN), math.log(rho_max)))), 2)
+
+
+def simulate_p_astro(rng: np.random.Generator) -> dict[str, float]:
+    """Source-class probabilities (BNS, NSBH, BBH, MassGap, Terrestrial) summing to 1.
+
+    Examples
+    --------
+    >>> p = simulate_p_astro(np.random.default_rng(2))
+    >>> sorted(p), round(sum(p.values()), 6)
+    (['BBH', 'BNS', 'MassGap', 'NSBH', 'Terrestrial'], 1.0)
+    """
+    weights = rng.dirichlet([1.0, 0.5, 1.5, 0.2, 0.5])
+    keys = ("BNS", "NSBH", "BBH", "MassGap", "Terrestrial")
+    p = {k: round(float(w), 4) for k, w in zip(keys, weights, strict=True)}
+    p["Terrestrial"] = round(1.0 - sum(v for k, v in p.items() if k != "Terrestrial"), 4)
+    return p
 
 
 if __name__ == "__main__":
