@@ -382,20 +382,29 @@ def up_to_date(job: EventJob) -> bool:
 
 
 def event_graph(job: EventJob):
-    """The dask.delayed graph of one event: prepare -> handlers -> finish."""
-    import dask
+    """The Dask graph of one event: prepare -> handlers -> finish, as a Delayed.
+
+    The graph is written out directly (a plain dict of task tuples) rather than built
+    with ``dask.delayed`` calls: those walk every argument looking for collections,
+    and the job (a dataclass holding the environment, the vector and the templates)
+    was walked once per task, which cost more than running a trivial handler.
+    Arguments are the job (unhashable, so never mistaken for a key), handler classes
+    and the keys of the tasks each one depends on.
+    """
+    from dask.delayed import Delayed
 
     tag = f"{job.index}-{job.directory.name}"
-    prepared = dask.delayed(prepare_event, pure=False)(job, dask_key_name=f"prepare-{tag}")
-    results: dict[type[FileHandler], Any] = {}
+    prepared = f"prepare-{tag}"
+    dsk: dict[str, tuple] = {prepared: (prepare_event, job)}
+    keys: dict[type[FileHandler], str] = {}
     for handler in job.handlers:  # topological order: dependencies first
-        deps = [results[d] for d in handler.DEPENDENCIES if d in results]
-        results[handler] = dask.delayed(run_handler, pure=False)(
-            job, handler, prepared, *deps, dask_key_name=f"{handler.__name__}-{tag}"
-        )
-    return dask.delayed(finish_event, pure=False)(
-        job, prepared, *results.values(), dask_key_name=f"finish-{tag}"
-    )
+        key = f"{handler.__name__}-{tag}"
+        deps = [keys[d] for d in handler.DEPENDENCIES if d in keys]
+        dsk[key] = (run_handler, job, handler, prepared, *deps)
+        keys[handler] = key
+    finish = f"finish-{tag}"
+    dsk[finish] = (finish_event, job, prepared, *keys.values())
+    return Delayed(finish, dsk)
 
 
 def _chunks(jobs: Iterator[EventJob], size: int) -> Iterator[list[EventJob]]:
