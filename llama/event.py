@@ -46,6 +46,7 @@ from llama.handler import FileHandler, Status
 __all__ = ["Event", "HandlerFailed", "atomic_write_bytes", "atomic_write_json", "sha256_file"]
 
 FLAGS_FILENAME = "FLAGS.json"
+_UNREAD = object()  # "the caller has not read the metadata rider"
 
 
 class HandlerFailed(RuntimeError):
@@ -84,6 +85,12 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def _plain(filename: str) -> str:
+    if not filename or "/" in filename or filename in (".", ".."):
+        raise ValueError(f"not a plain file name inside the event: {filename!r}")
+    return filename
+
+
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -103,6 +110,7 @@ class Event:
     def __init__(self, directory: str | os.PathLike, flags: Mapping[str, str] | None = None):
         self.directory = Path(directory).expanduser()
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._dir = os.fspath(self.directory)
         self._sha_memo: dict[str, tuple[int, int, str]] = {}
         self._lock = threading.Lock()
         self._flags: FlagPreset | None = None
@@ -119,9 +127,12 @@ class Event:
     # -- paths -------------------------------------------------------------------------
     def path(self, filename: str) -> Path:
         """Path of a data file of this event (``filename`` is a plain name)."""
-        if not filename or "/" in filename or filename in (".", ".."):
-            raise ValueError(f"not a plain file name inside the event: {filename!r}")
-        return self.directory / filename
+        return self.directory / _plain(filename)
+
+    def _file(self, filename: str) -> str:
+        # path() as a string: the status and checksum passes stat many files, and
+        # building Path objects cost more than the stat calls themselves
+        return f"{self._dir}/{_plain(filename)}"
 
     def meta_path(self, filename: str) -> Path:
         return self.directory / f".{filename}.meta.json"
@@ -153,7 +164,7 @@ class Event:
 
     def is_retracted(self) -> bool:
         """Whether a retraction notice was received for this event."""
-        return self.path("lvc_retraction.xml").exists()
+        return os.path.exists(f"{self._dir}/lvc_retraction.xml")
 
     # -- checksums ---------------------------------------------------------------------
     def sha256(self, filename: str) -> str | None:
@@ -162,27 +173,32 @@ class Event:
         Cheap on re-runs: a file whose size and mtime match its own metadata is not
         read again, and results are memoised per (size, mtime).
         """
-        p = self.path(filename)
+        return self._sha256(filename, _UNREAD)
+
+    def _sha256(self, filename: str, meta: Any) -> str | None:
+        # ``meta``: the rider already read by the caller, or _UNREAD
         try:
-            st = p.stat()
+            st = os.stat(self._file(filename))
         except FileNotFoundError:
             return None
         key = (st.st_size, st.st_mtime_ns)
         memo = self._sha_memo.get(filename)
         if memo and memo[:2] == key:
             return memo[2]
-        meta = self.read_meta(filename)
+        if meta is _UNREAD:
+            meta = self.read_meta(filename)
         if meta and (meta.get("size"), meta.get("mtime_ns")) == key:
             digest = meta["sha256"]
         else:
-            digest = sha256_file(p)
+            digest = sha256_file(self.path(filename))
         self._sha_memo[filename] = (*key, digest)
         return digest
 
     def read_meta(self, filename: str) -> dict[str, Any] | None:
         """The metadata rider of ``filename`` (None if it was supplied from outside)."""
         try:
-            return json.loads(self.meta_path(filename).read_text())
+            with open(f"{self._dir}/.{filename}.meta.json", "rb") as f:
+                return json.loads(f.read())
         except FileNotFoundError:
             return None
         except json.JSONDecodeError:
@@ -193,25 +209,26 @@ class Event:
         """The state of ``handler``'s file in this event."""
         if handler.veto_reason(self) is not None:
             return Status.VETOED
-        if all(self.path(f).exists() for f in handler.filenames()):
+        exists = os.path.exists
+        if all(exists(self._file(f)) for f in handler.filenames()):
             return self._existing_status(handler)
-        if self.failed_path(handler.FILENAME).exists():
+        if exists(f"{self._dir}/.{handler.FILENAME}.failed.json"):
             return Status.FAILED
         if handler.is_input():
             return Status.NOT_APPLICABLE
-        if all(self.path(d.FILENAME).exists() for d in handler.DEPENDENCIES):
+        if all(exists(self._file(d.FILENAME)) for d in handler.DEPENDENCIES):
             return Status.READY
         return Status.WAITING
 
     def _existing_status(self, handler: type[FileHandler]) -> Status:
         name = handler.FILENAME
-        if self.lock_path(name).exists():
+        if os.path.exists(f"{self._dir}/.{name}.lock"):
             return Status.EXISTS
         meta = self.read_meta(name)
         if meta is None:
             return Status.EXISTS  # supplied from outside: an input of this event
         recorded = meta.get("inputs")
-        if not isinstance(recorded, dict) or self.sha256(name) != meta.get("sha256"):
+        if not isinstance(recorded, dict) or self._sha256(name, meta) != meta.get("sha256"):
             return Status.OBSOLETE  # damaged rider, or a run killed mid-rename
         for dep in handler.DEPENDENCIES:
             current = self.sha256(dep.FILENAME)

@@ -299,8 +299,8 @@ def _do_puts(job: EventJob, storage) -> dict[str, list[str]]:
     return done
 
 
-def _collect_records(job: EventJob) -> dict[str, Any]:
-    event = Event(job.directory)
+def _collect_records(job: EventJob, event: Event | None = None) -> dict[str, Any]:
+    event = Event(job.directory) if event is None else event
     records: dict[str, Any] = {}
     for handler in job.handlers:
         if event.path(handler.FILENAME).exists():
@@ -357,28 +357,36 @@ def up_to_date(job: EventJob) -> bool:
     every ``--get`` file is present, no handler has work left, and every ``--put``
     file is unchanged since it was uploaded.
     """
+    return _settled_statuses(job) is not None
+
+
+def _settled_statuses(job: EventJob) -> tuple[Event, dict[str, str]] | None:
+    """`up_to_date`, returning the event and its handlers' statuses when it holds."""
     import json
 
     rider = job.directory / BATCH_RIDER
     try:
-        previous = json.loads(rider.read_text())
+        with open(rider, "rb") as f:
+            previous = json.loads(f.read())
     except (FileNotFoundError, json.JSONDecodeError):
-        return False
+        return None
     if previous.get("vector") != job.vector or previous.get("pipeline") != [
         h.__name__ for h in job.handlers
     ]:
-        return False
+        return None
     if any(not (job.directory / name).exists() for name in job.get):
-        return False
+        return None
     event = Event(job.directory)
+    statuses = {}
     for handler in job.handlers:
         status = event.status(handler)
         if status not in _SETTLED or (status is Status.WAITING and handler in job.explicit):
-            return False
+            return None
+        statuses[handler.__name__] = status.value
     for src, dest in job.put.items():
         if previous.get("puts", {}).get(src) != [dest, event.sha256(src)]:
-            return False
-    return True
+            return None
+    return event, statuses
 
 
 def event_graph(job: EventJob):
@@ -551,8 +559,9 @@ def run_batch(
         for group in _chunks(jobs, chunk):
             graphs = []
             for job in group:
-                if not job.temporary and up_to_date(job):
-                    record(_settled_outcome(job))
+                settled = None if job.temporary else _settled_statuses(job)
+                if settled is not None:
+                    record(_settled_outcome(job, *settled))
                 else:
                     graphs.append(event_graph(job))
             if graphs:
@@ -568,9 +577,8 @@ def run_batch(
     return summary
 
 
-def _settled_outcome(job: EventJob) -> EventOutcome:
-    event = Event(job.directory)
-    statuses = {h.__name__: event.status(h).value for h in job.handlers}
+def _settled_outcome(job: EventJob, event: Event, statuses: dict[str, str]) -> EventOutcome:
+    # the statuses are those of the up-to-date pass that just ran: not computed twice
     vetoed = statuses and all(s == Status.VETOED.value for s in statuses.values())
     return EventOutcome(
         index=job.index,
@@ -579,5 +587,5 @@ def _settled_outcome(job: EventJob) -> EventOutcome:
         vector=job.vector,
         state="vetoed" if vetoed else "up to date",
         statuses=statuses,
-        records=_collect_records(job),
+        records=_collect_records(job, event),
     )
