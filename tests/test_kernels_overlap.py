@@ -1,0 +1,307 @@
+"""PSF overlap kernels against an independent healpy brute force on finer flat grids."""
+
+from __future__ import annotations
+
+import math
+
+import healpy as hp
+import numpy as np
+import pytest
+
+from kernels.overlap import (
+    PSF_GAUSS,
+    PSF_VMF,
+    aeff_lookup,
+    psf_norm,
+    psf_overlap,
+    psf_overlap_flat,
+    psf_pair_overlap,
+    psf_pair_overlap_flat,
+)
+
+DEG = math.pi / 180.0
+SQDEG = DEG * DEG
+CENTRE = (1.0, 0.3)  # (ra, dec) of the test blobs [rad]
+
+# A_eff table: 3 energy bins x 4 sin(dec) bins, distinct values so clamping shows
+LOG10E = np.array([2.0, 3.0, 4.0, 5.0])
+SINDEC = np.array([-1.0, -0.2, 0.1, 0.5, 1.0])
+AEFF = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [9.0, 10.0, 11.0, 12.0]])
+E_NU = 3.0e3  # GeV: middle energy bin
+
+
+# ----------------------------------------------------------------------------------------
+# test maps (built here, independently of kernels/)
+# ----------------------------------------------------------------------------------------
+def fisher_density(vec, centre, kappa, floor):
+    """Normalised Fisher-von Mises density [sr^-1] plus a uniform floor (total 1+floor)."""
+    c = np.asarray(hp.ang2vec(math.pi / 2 - centre[1], centre[0]))
+    cosd = vec @ c
+    dens = kappa / (2 * np.pi * -np.expm1(-2 * kappa)) * np.exp(kappa * (cosd - 1))
+    return dens + floor / (4 * np.pi)
+
+
+def make_moc(area_deg2, max_order, thresh=2e-4, floor=1e-3, centre=CENTRE):
+    """Multi-order map: refine a pixel while its probability exceeds ``thresh``.
+
+    Density is the blob evaluated at each pixel centre, so the map is exactly
+    piecewise constant. 90% area of a Fisher blob: 2 pi ln(10) / kappa.
+    """
+    kappa = 2 * np.pi * np.log(10) / (area_deg2 * SQDEG)
+    uniq, rho = [], []
+    ipix = np.arange(12)
+    for order in range(max_order + 1):
+        nside = 2**order
+        vec = np.array(hp.pix2vec(nside, ipix, nest=True)).T
+        dens = fisher_density(vec, centre, kappa, floor)
+        # refine on the largest density the pixel may hold (centre distance - pixel radius)
+        c = np.asarray(hp.ang2vec(math.pi / 2 - centre[1], centre[0]))
+        psi = np.maximum(np.arccos(np.clip(vec @ c, -1, 1)) - hp.max_pixrad(nside), 0)
+        dmax = kappa / (2 * np.pi * -np.expm1(-2 * kappa)) * np.exp(kappa * (np.cos(psi) - 1))
+        split = (dmax * hp.nside2pixarea(nside) > thresh) & (order < max_order)
+        uniq.append(4 * 4**order + ipix[~split])
+        rho.append(dens[~split])
+        ipix = (4 * ipix[split][:, None] + np.arange(4)).ravel()
+    return np.concatenate(uniq), np.concatenate(rho)
+
+
+def moc_to_flat(uniq, rho, order):
+    """Rasterise a multi-order density map to a flat NESTED map of probability/pixel."""
+    o = (np.log2(uniq // 4) // 2).astype(np.int64)
+    ip = uniq - 4 * 4**o
+    flat = np.empty(12 * 4**order)
+    for k in range(uniq.size):
+        sh = 4 ** (order - o[k])
+        flat[ip[k] * sh : (ip[k] + 1) * sh] = rho[k]
+    return flat * hp.nside2pixarea(2**order)
+
+
+def density_lookup(uniq, rho, nest_pix, order):
+    """Density of the map pixel containing each fine NESTED pixel (searchsorted)."""
+    o = (np.log2(uniq // 4) // 2).astype(np.int64)
+    ip = uniq - 4 * 4**o
+    lo = ip << (2 * (29 - o))
+    idx = np.argsort(lo)
+    k = np.searchsorted(lo[idx], nest_pix << (2 * (29 - order)), side="right") - 1
+    return rho[idx][k]
+
+
+def brute(uniq, rho, ra, dec, sigma, kind, order, radius, energy=E_NU, ra2=None, dec2=None, sigma2=None):  # fmt: skip
+    """Brute force: sum over a flat NESTED grid at ``order`` inside a disc of ``radius``."""
+    v = hp.ang2vec(math.pi / 2 - dec, ra)
+    pix = hp.query_disc(2**order, v, radius, nest=True, inclusive=True)
+    vec = np.array(hp.pix2vec(2**order, pix, nest=True)).T
+    dens = density_lookup(uniq, rho, pix, order) * hp.nside2pixarea(2**order)
+
+    def g(vn, s):
+        cosd = np.clip(vec @ vn, -1, 1)
+        if kind == PSF_VMF:
+            k = 1 / s**2
+            return k / (2 * np.pi * -np.expm1(-2 * k)) * np.exp(k * (cosd - 1))
+        psi = np.arccos(cosd)
+        return np.exp(-(psi**2) / (2 * s**2)) / (2 * np.pi * s**2)
+
+    ie = np.clip(np.searchsorted(LOG10E, np.log10(energy), side="right") - 1, 0, 2)
+    jd = np.clip(np.searchsorted(SINDEC, vec[:, 2], side="right") - 1, 0, 3)
+    a = AEFF[ie, jd]
+    gi = g(v, sigma)
+    if ra2 is None:
+        return np.sum(dens * gi), np.sum(dens * a * gi)
+    gj = g(hp.ang2vec(math.pi / 2 - dec2, ra2), sigma2)
+    return np.sum(dens * gi * gj), np.sum(dens * a * a * gi * gj)
+
+
+def brute_order(sigma, map_order):
+    """Grid at least one order finer than the map and finer than sigma / 5."""
+    o = int(np.ceil(np.log2(np.sqrt(np.pi / 3) / (sigma / 5))))
+    return max(map_order + 1, o)
+
+
+@pytest.fixture(scope="module")
+def maps():
+    return {
+        1: (make_moc(1.0, 9), 9),
+        100: (make_moc(100.0, 8), 8),
+        10000: (make_moc(1e4, 6, thresh=1e-3), 6),
+    }
+
+
+def _offset(ra, dec, dist, pa=0.7):
+    """Point at angular distance ``dist`` from (ra, dec) along position angle ``pa``."""
+    v = hp.ang2vec(math.pi / 2 - dec, ra)
+    east = np.cross([0, 0, 1], v)
+    east /= np.linalg.norm(east)
+    north = np.cross(v, east)
+    t = np.cos(pa) * north + np.sin(pa) * east
+    w = np.cos(dist) * v + np.sin(dist) * t
+    th, ph = hp.vec2ang(w)
+    return float(ph[0]), float(math.pi / 2 - th[0])
+
+
+CASES = [  # (90% area [deg^2], sigma [deg])
+    (1, 0.2),
+    (1, 1.0),
+    (1, 3.0),
+    (100, 0.2),
+    (100, 1.0),
+    (100, 3.0),
+    (100, 10.0),
+    (10000, 1.0),
+    (10000, 3.0),
+    (10000, 10.0),
+]
+
+
+# ----------------------------------------------------------------------------------------
+# accuracy against brute force
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", [PSF_GAUSS, PSF_VMF])
+@pytest.mark.parametrize("area,sig_deg", CASES)
+def test_overlap_matches_brute_force(maps, area, sig_deg, kind):
+    """Within 1% of brute force, at the peak and 1.5 / 3 combined widths off it."""
+    (uniq, rho), map_order = maps[area]
+    sigma = sig_deg * DEG
+    width = math.hypot(sigma, math.sqrt(area * SQDEG / (2 * np.pi * np.log(10))))
+    pts = [CENTRE, _offset(*CENTRE, 1.5 * width), _offset(*CENTRE, 3.0 * width, pa=2.0)]
+    ra = np.array([p[0] for p in pts])
+    dec = np.array([p[1] for p in pts])
+    sig = np.full(3, sigma)
+    ov, wt = psf_overlap(uniq, rho, ra, dec, sig, np.full(3, E_NU), LOG10E, SINDEC, AEFF, None, kind)  # fmt: skip
+    order = brute_order(sigma, map_order)
+    for k in range(3):
+        bo, bw = brute(uniq, rho, ra[k], dec[k], sigma, kind, order, min(np.pi, 7 * sigma))
+        assert ov[k] == pytest.approx(bo, rel=0.01), (k, ov[k], bo)
+        assert wt[k] == pytest.approx(bw, rel=0.01), (k, wt[k], bw)
+
+
+# ----------------------------------------------------------------------------------------
+# pairs, flat maps, PSF shapes
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", [PSF_GAUSS, PSF_VMF])
+@pytest.mark.parametrize("area,s1,s2", [(1, 0.5, 1.0), (100, 1.0, 2.0), (10000, 3.0, 5.0)])
+def test_pair_overlap_matches_brute_force(maps, area, s1, s2, kind):
+    (uniq, rho), map_order = maps[area]
+    ra1, dec1 = _offset(*CENTRE, 0.5 * s1 * DEG)
+    ra2, dec2 = _offset(*CENTRE, 1.0 * s2 * DEG, pa=2.5)
+    one = np.ones(1)
+    po, pw = psf_pair_overlap(
+        uniq, rho, [ra1], [dec1], [s1 * DEG], [E_NU], [ra2], [dec2], [s2 * DEG], [E_NU],
+        LOG10E, SINDEC, AEFF, None, kind,
+    )  # fmt: skip
+    order = brute_order(min(s1, s2) * DEG / math.sqrt(2), map_order)
+    bo, bw = brute(uniq, rho, ra1, dec1, s1 * DEG, kind, order, 7 * s1 * DEG, E_NU * one[0], ra2, dec2, s2 * DEG)  # fmt: skip
+    assert po[0] == pytest.approx(bo, rel=0.01)
+    assert pw[0] == pytest.approx(bw, rel=0.01)
+
+
+def test_flat_equals_multi_order(maps):
+    """The same piecewise-constant map, flat NESTED or multi-order: same overlaps."""
+    (uniq, rho), map_order = maps[100]
+    flat = moc_to_flat(uniq, rho, map_order)
+    rng = np.random.default_rng(3)
+    n = 40
+    ra = np.concatenate([rng.uniform(0, 2 * np.pi, n // 2), CENTRE[0] + rng.normal(0, 0.1, n // 2)])  # fmt: skip
+    dec = np.concatenate([np.arcsin(rng.uniform(-1, 1, n // 2)), CENTRE[1] + rng.normal(0, 0.1, n // 2)])  # fmt: skip
+    sig = np.exp(rng.uniform(np.log(0.2), np.log(5.0), n)) * DEG
+    en = 10 ** rng.uniform(1.5, 5.5, n)
+    w_moc = 1.0 + 0.5 * np.sin(np.arange(uniq.size))
+    for kind in (PSF_GAUSS, PSF_VMF):
+        a = psf_overlap(uniq, rho, ra, dec, sig, en, LOG10E, SINDEC, AEFF, None, kind)
+        b = psf_overlap_flat(flat, ra, dec, sig, en, LOG10E, SINDEC, AEFF, None, kind)
+        np.testing.assert_allclose(a[0], b[0], rtol=0.01)
+        np.testing.assert_allclose(a[1], b[1], rtol=0.01)
+    # per-pixel weights travel with the pixels
+    w_flat = moc_to_flat(uniq, w_moc, map_order) / hp.nside2pixarea(2**map_order)
+    a = psf_overlap(uniq, rho, ra, dec, sig, en, LOG10E, SINDEC, AEFF, w_moc, PSF_VMF)
+    b = psf_overlap_flat(flat, ra, dec, sig, en, LOG10E, SINDEC, AEFF, w_flat, PSF_VMF)
+    np.testing.assert_allclose(a[1], b[1], rtol=0.01)
+    pa = psf_pair_overlap(uniq, rho, ra[:5], dec[:5], sig[:5], en[:5], ra[20:25], dec[20:25], sig[20:25], en[20:25], LOG10E, SINDEC, AEFF)  # fmt: skip
+    pb = psf_pair_overlap_flat(flat, ra[:5], dec[:5], sig[:5], en[:5], ra[20:25], dec[20:25], sig[20:25], en[20:25], LOG10E, SINDEC, AEFF)  # fmt: skip
+    np.testing.assert_allclose(pa[0], pb[0], rtol=0.01, atol=1e-300)
+
+
+def test_row_order_and_resolution_independence(maps):
+    """Shuffled rows, and every pixel split into its 4 children: same overlap."""
+    (uniq, rho), _ = maps[1]
+    ra, dec = np.array([CENTRE[0], 1.01]), np.array([CENTRE[1], 0.31])
+    args = (np.full(2, 0.5 * DEG), np.full(2, E_NU), LOG10E, SINDEC, AEFF)
+    ref = psf_overlap(uniq, rho, ra, dec, *args)
+    perm = np.random.default_rng(0).permutation(uniq.size)
+    shuf = psf_overlap(uniq[perm], rho[perm], ra, dec, *args)
+    np.testing.assert_allclose(shuf[0], ref[0], rtol=1e-12)
+    o = (np.log2(uniq // 4) // 2).astype(np.int64)
+    fine = (4 * (uniq - 4 * 4**o))[:, None] + np.arange(4) + 4 * 4 ** (o[:, None] + 1)
+    split = psf_overlap(fine.ravel(), np.repeat(rho, 4), ra, dec, *args)
+    np.testing.assert_allclose(split[0], ref[0], rtol=0.005)
+
+
+def test_vmf_equals_gauss_for_small_sigma(maps):
+    (uniq, rho), _ = maps[100]
+    ra = CENTRE[0] + np.array([0.0, 0.02, 0.05])
+    dec = CENTRE[1] + np.array([0.0, -0.01, 0.03])
+    args = (np.full(3, 0.3 * DEG), np.full(3, E_NU), LOG10E, SINDEC, AEFF)
+    g = psf_overlap(uniq, rho, ra, dec, *args, None, PSF_GAUSS)
+    v = psf_overlap(uniq, rho, ra, dec, *args, None, PSF_VMF)
+    np.testing.assert_allclose(v[0], g[0], rtol=1e-3)
+
+
+@pytest.mark.parametrize("sig_deg", [10.0, 30.0, 60.0])
+def test_psf_normalisation_on_the_sphere(sig_deg):
+    """A uniform map of density 1 returns the PSF's integral: 1 for vMF at any width;
+    psf_norm (< 1) for the O3 Gaussian, checked by direct quadrature."""
+    uniq = 4 * 4**2 + np.arange(192)
+    rho = np.ones(192)
+    ra, dec, s = np.array([0.3, 2.0]), np.array([0.1, -1.2]), np.full(2, sig_deg * DEG)
+    e = np.full(2, E_NU)
+    v = psf_overlap(uniq, rho, ra, dec, s, e, LOG10E, SINDEC, AEFF, None, PSF_VMF)[0]
+    np.testing.assert_allclose(v, 1.0, rtol=1e-6)
+    g = psf_overlap(uniq, rho, ra, dec, s, e, LOG10E, SINDEC, AEFF, None, PSF_GAUSS)[0]
+    t = np.linspace(0, np.pi, 200001)
+    sg = sig_deg * DEG
+    ref = np.trapezoid(np.exp(-(t**2) / (2 * sg**2)) * np.sin(t), t) / sg**2
+    np.testing.assert_allclose(g, ref, rtol=1e-6)
+    assert psf_norm(sg, PSF_GAUSS) == pytest.approx(ref, rel=1e-6)
+    # brute-force check of the vMF normalisation on a flat grid
+    vec = np.array(hp.pix2vec(64, np.arange(12 * 64**2))).T
+    k = 1 / sg**2
+    dens = k / (2 * np.pi * -np.expm1(-2 * k)) * np.exp(k * (vec[:, 2] - 1))
+    assert dens.sum() * hp.nside2pixarea(64) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_aeff_lookup_clamps():
+    assert aeff_lookup(AEFF, LOG10E, SINDEC, 10.0, -1.0) == 1.0  # below both tables
+    assert aeff_lookup(AEFF, LOG10E, SINDEC, 1e9, 1.0) == 12.0  # above both
+    assert aeff_lookup(AEFF, LOG10E, SINDEC, 1e3, 0.0) == 6.0  # on an edge: upper bin
+    assert aeff_lookup(AEFF, LOG10E, SINDEC, 5e4, 0.3) == 11.0
+    # weighted / overlap on a uniform map is A_eff at the neutrino (clamped energy)
+    uniq = 4 + np.arange(12)
+    rho = np.ones(12)
+    ov, wt = psf_overlap(uniq, rho, [0.0], [0.3], [0.01], [1e9], LOG10E, SINDEC, AEFF, None, 1)  # fmt: skip
+    assert wt[0] / ov[0] == pytest.approx(11.0, rel=1e-9)
+
+
+def test_empty_inputs_and_validation(maps):
+    (uniq, rho), _ = maps[1]
+    e = np.empty(0)
+    ov, wt = psf_overlap(uniq, rho, e, e, e, e, LOG10E, SINDEC, AEFF)
+    assert ov.shape == wt.shape == (0,)
+    po, pw = psf_pair_overlap(uniq, rho, e, e, e, e, e, e, e, e, LOG10E, SINDEC, AEFF)
+    assert po.shape == pw.shape == (0,)
+    ov, _ = psf_overlap_flat(np.ones(12) / 12, e, e, e, e, LOG10E, SINDEC, AEFF)
+    assert ov.shape == (0,)
+    with pytest.raises(ValueError):
+        psf_overlap(uniq, rho, [0.0], [0.0], [0.01], [1e3], LOG10E, SINDEC, AEFF[:, :2])
+    with pytest.raises(ValueError):
+        psf_overlap(uniq, rho, [0.0], [0.0], [0.01], [1e3], LOG10E, SINDEC, AEFF, None, 2)
+    with pytest.raises(ValueError):
+        psf_overlap_flat(np.ones(13), [0.0], [0.0], [0.01], [1e3], LOG10E, SINDEC, AEFF)
+
+
+def test_pixel_weight_scales_weighted_only():
+    uniq = 4 * 4 + np.arange(48)
+    rho = np.full(48, 1 / (4 * np.pi))
+    args = ([0.5], [0.2], [2 * DEG], [E_NU], LOG10E, SINDEC, AEFF)
+    a = psf_overlap(uniq, rho, *args)
+    b = psf_overlap(uniq, rho, *args, np.full(48, 3.0))
+    assert b[0][0] == pytest.approx(a[0][0], rel=1e-12)
+    assert b[1][0] == pytest.approx(3 * a[1][0], rel=1e-9)
