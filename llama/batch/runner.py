@@ -99,6 +99,24 @@ class EventJob:
     err_alert: bool
     environ: dict[str, str]
 
+    def event(self) -> Event:
+        """The event, shared by this job's tasks while they run in one process.
+
+        Sharing keeps the flags read once and the checksum memo (each handler's
+        output hash, recorded as it is written, is its dependants' input hash)
+        instead of a fresh `Event` per task. Never pickled: a task sent to another
+        process builds its own, as before.
+        """
+        event = self.__dict__.get("_event")
+        if event is None:
+            event = self.__dict__["_event"] = Event(self.directory)
+        return event
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_event", None)
+        return state
+
 
 @dataclass
 class EventOutcome:
@@ -193,7 +211,7 @@ def prepare_event(job: EventJob) -> str:
     from llama import storage
 
     try:
-        event = Event(job.directory)
+        event = job.event()
         if job.flags is not None:
             event.write_flags(job.flags)
         elif not (job.directory / "FLAGS.json").exists():
@@ -232,7 +250,7 @@ def run_handler(job: EventJob, handler: type[FileHandler], prepared: str, *deps:
         return Status.FAILED.value + ": event preparation failed"
     if any(d.startswith(Status.FAILED.value) for d in deps):
         return Status.WAITING.value + ": an input failed"
-    event = Event(job.directory)
+    event = job.event()
     status = event.status(handler)
     if status in (Status.READY, Status.OBSOLETE, Status.FAILED):
         if status is Status.FAILED and event.missing_inputs(handler):
@@ -270,7 +288,7 @@ def finish_event(job: EventJob, prepared: str, *statuses: str) -> EventOutcome:
     trace = prepared
     try:
         if not prepared:
-            outcome.records = _collect_records(job)
+            outcome.records = _collect_records(job, job.event())
             if not errors:  # the rider marks the event finished: only after success
                 _write_rider(job, _do_puts(job, storage))
     except Exception:
