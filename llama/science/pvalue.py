@@ -28,7 +28,7 @@ Examples
 >>> path = os.path.join(tempfile.mkdtemp(), "bg.npz")
 >>> build_background_table(np.arange(99.0), "bns", ["L1", "H1"], path)["n_events"]
 99
->>> table_pvalue(97.5, path)[0]  # 2 of 99 are >= 97.5: (1 + 2) / (1 + 99)
+>>> table_pvalue(97.5, path)[0]  # only 98.0 is >= 97.5: (1 + 1) / (1 + 99)
 0.03
 """
 
