@@ -29,7 +29,7 @@ Examples
 >>> build_background_table(np.arange(99.0), "bns", ["L1", "H1"], path)["n_events"]
 99
 >>> table_pvalue(97.5, path)[0]  # only 98.0 is >= 97.5: (1 + 1) / (1 + 99)
-0.03
+0.02
 """
 
 from __future__ import annotations
