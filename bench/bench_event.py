@@ -1,0 +1,238 @@
+"""Benchmark of the whole event statistic (llama.science.odds) and its trials.
+
+Claims measured (goals on the 2-core machines):
+
+* one event, a ~20,000-row multi-order map up to order 11, 7 neutrinos including
+  pairs: time per event after compilation (goal <= 5 ms);
+* ratio against a naive numpy evaluation of the same formula on the map flattened to
+  order 11 (50.3 M pixels, processed in chunks), goal >= 1000x;
+* on-the-fly trials for one map (Poisson(6.4) background lists), single thread:
+  trials per second per core (goal >= 10,000);
+* peak memory of the kernel path (goal < 200 MB), as the process's peak RSS before
+  the naive part runs (it includes Python, NumPy, Numba and LLVM themselves).
+
+Run: ``python bench/bench_event.py [--quick] [--trials M]``. ``--quick`` times the naive
+version on 1/16 of the sky and extrapolates. Prints a table; writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+
+import healpy as hp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from numba import set_num_threads  # noqa: E402
+
+from kernels import odds as K  # noqa: E402
+from llama.science import constants as C  # noqa: E402
+from llama.science.background import load_background_sample  # noqa: E402
+from llama.science.effective_area import load_effective_area, zenith_weight  # noqa: E402
+from llama.science.odds import EventModel  # noqa: E402
+from llama.science.pvalue import trial_pvalues  # noqa: E402
+from llama.science.skymap import SkyMap  # noqa: E402
+
+MAX_ORDER = 11
+RHO, RBAR = 12.0, 30.0  # E_gw = (30 * 12 / 400.8)^2 = 0.81 code units: inside the prior
+CENTRE = (math.radians(150.0), math.radians(-25.0))
+
+
+def _blob(vec, kappa):
+    c = hp.ang2vec(0.5 * math.pi - CENTRE[1], CENTRE[0])
+    return kappa / (2 * math.pi * -math.expm1(-2 * kappa)) * np.exp(kappa * (vec @ c - 1.0))
+
+
+def make_map(threshold: float = 1e-4) -> SkyMap:
+    """A BAYESTAR-like map: a 20 deg^2 blob, refined while a pixel's probability > threshold."""
+    kappa = 2 * math.pi * math.log(10) / (20.0 * (math.pi / 180) ** 2)  # 90% area 20 deg^2
+    uniq, dens = [], []
+    ipix = np.arange(12)
+    for order in range(MAX_ORDER + 1):
+        nside = 2**order
+        vec = np.array(hp.pix2vec(nside, ipix, nest=True)).T
+        d = _blob(vec, kappa) + 1e-6 / (4 * math.pi)  # a floor: no pixel is exactly empty
+        # Split on the density's bound over the pixel (its nearest point to the centre).
+        c = hp.ang2vec(0.5 * math.pi - CENTRE[1], CENTRE[0])
+        psi = np.maximum(np.arccos(np.clip(vec @ c, -1, 1)) - hp.max_pixrad(nside), 0.0)
+        d_max = kappa / (2 * math.pi) * np.exp(kappa * (np.cos(psi) - 1.0))
+        split = (d_max * hp.nside2pixarea(nside) > threshold) & (order < MAX_ORDER)
+        uniq.append(4 * 4**order + ipix[~split])
+        dens.append(d[~split])
+        ipix = (4 * ipix[split][:, None] + np.arange(4)).ravel()
+    uniq, dens = np.concatenate(uniq), np.concatenate(dens)
+    order = (np.log2(uniq // 4) // 2).astype(int)
+    dens /= np.sum(dens * 4 * math.pi / (12 * 4.0**order))
+    return SkyMap(probdensity=dens, uniq=uniq)
+
+
+def event_neutrinos(rng):
+    """7 neutrinos [deg, GeV, s]: 4 near the blob forming pairs, 3 anywhere."""
+    ra0, dec0 = math.degrees(CENTRE[0]), math.degrees(CENTRE[1])
+    ra = np.r_[ra0, ra0 + 0.4, ra0 - 1.5, ra0 - 1.2, rng.uniform(0, 360, 3)]
+    dec = np.r_[
+        dec0, dec0 + 0.2, dec0 + 1.0, dec0 + 0.8, np.degrees(np.arcsin(rng.uniform(-1, 1, 3)))
+    ]
+    sigma = np.array([0.5, 1.0, 2.0, 0.3, 1.0, 0.2, 3.0])
+    energy = 10 ** rng.uniform(3.0, 5.0, 7)
+    dt = rng.uniform(-400, 400, 7)
+    return ra, dec, sigma, energy, dt, 90.0 + dec
+
+
+def naive_event(model, nu, fraction=1.0, chunk=1 << 20):
+    """The same statistic with numpy on the map flattened to order 11 (pixel centres)."""
+    ra, dec, sigma, energy, dt, zen = (np.asarray(a, dtype=float) for a in nu)
+    r, d, s = np.radians(ra), np.radians(dec), np.radians(sigma)
+    sm = model.skymap
+    order = (np.log2(sm.uniq // 4) // 2).astype(np.int64)
+    ipix = sm.uniq - 4 * 4**order
+    shift = 2 * (MAX_ORDER - order)
+    lo, hi = ipix << shift, (ipix + 1) << shift  # each row's range of order-11 pixels
+    npix = 12 * 4**MAX_ORDER
+    area = 4 * math.pi / npix
+    le, se, ae = model.log10e_edges, model.sindec_edges, model.aeff
+    ie = np.clip(np.searchsorted(le, np.log10(energy), side="right") - 1, 0, ae.shape[0] - 1)
+    pi, pj = K.find_pairs(r, d, s, np.array([0, r.size]), 5.0, K.PAIR_GREAT_CIRCLE)
+    s_i = np.zeros(r.size)
+    s_ij = np.zeros(pi.size)
+    stop = int(npix * fraction)
+    for start in range(0, stop, chunk):
+        pix = np.arange(start, min(start + chunk, stop))
+        row = np.searchsorted(hi, pix, side="right")  # flattened: density of the row
+        prob = sm.probdensity[row] * area
+        theta, phi = hp.pix2ang(2**MAX_ORDER, pix, nest=True)
+        pdec = 0.5 * math.pi - theta
+        js = np.clip(np.searchsorted(se, np.sin(pdec), side="right") - 1, 0, ae.shape[1] - 1)
+        g = np.empty((r.size, pix.size))
+        for k in range(r.size):
+            cos_psi = np.sin(pdec) * math.sin(d[k]) + np.cos(pdec) * math.cos(d[k]) * np.cos(
+                phi - r[k]
+            )
+            psi = np.arccos(np.clip(cos_psi, -1, 1))
+            g[k] = ae[ie[k], js] * np.exp(-(psi**2) / (2 * s[k] ** 2)) / (2 * math.pi * s[k] ** 2)
+            s_i[k] += np.sum(prob * g[k])
+        for p in range(pi.size):
+            s_ij[p] += np.sum(prob * g[pi[p]] * g[pj[p]])
+    assert lo[0] == 0
+    # The rest of the formula, written out again.
+    t_i = np.maximum(0.0, 500.0 - np.abs(dt))
+    rate = model.rate_per_energy * zenith_weight(zen)
+    lr = math.log(C.E_NU_MAX / C.E_NU_MIN)
+    i1 = (np.exp(-rate * C.E_NU_MIN) - np.exp(-rate * C.E_NU_MAX)) / lr
+    x0, x1 = rate * C.E_NU_MIN, rate * C.E_NU_MAX
+    i2 = ((1 + x0) * np.exp(-x0) - (1 + x1) * np.exp(-x1)) / (2 * lr)
+    b = model.background.density(zen, energy)
+    q = model.common
+    p_s1 = q * i1 * s_i * t_i / (C.BEAMING_FACTOR * 1000.0**2)
+    p_s2 = np.zeros(r.size)
+    for p in range(pi.size):
+        a, c = pi[p], pj[p]
+        t_ij = max(0.0, 500.0 - (max(dt[a], dt[c]) - min(dt[a], dt[c])))
+        i2_ac = ((1 + 0.5 * (x0[a] + x0[c])) * np.exp(-0.5 * (x0[a] + x0[c]))
+                 - (1 + 0.5 * (x1[a] + x1[c])) * np.exp(-0.5 * (x1[a] + x1[c]))) / (2 * lr)  # fmt: skip
+        base = q * i2_ac * s_ij[p] * t_ij / (C.BEAMING_FACTOR * 1000.0**2)
+        p_s2[a] += base / b[c]
+        p_s2[c] += base / b[a]
+    del i2
+    p_c = q * C.NU_BACKGROUND_RATE_HZ * b
+    return float(np.sum((p_s1 + p_s2) / p_c)), pi.size
+
+
+def _best(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), float(np.median(times))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="naive sum on 1/16 of the sky")
+    ap.add_argument("--trials", type=int, default=2000, help="trials for the rate (2000)")
+    args = ap.parse_args(argv)
+
+    set_num_threads(1)  # per-core numbers
+    rss_imports_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rng = np.random.default_rng(42)
+    skymap = make_map()
+    model = EventModel(
+        skymap,
+        RHO,
+        RBAR,
+        "bns",
+        effective_area=load_effective_area(),
+        zenith_weight=zenith_weight,
+        background=load_background_sample(),
+    )
+    nu = event_neutrinos(rng)
+    off = np.array([0, 7])
+
+    t0 = time.perf_counter()
+    first = model.evaluate_batch(*nu, off)
+    compile_s = time.perf_counter() - t0
+    rss_compiled_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n_pairs = int((first.terms["p_h_s2"] > 0).sum())
+    best, med = _best(lambda: model.evaluate_batch(*nu, off), 20)
+    prep_best, _ = _best(
+        lambda: EventModel(
+            skymap, RHO, RBAR, "bns", effective_area=(model.log10e_edges, model.sindec_edges,
+            model.aeff), zenith_weight=zenith_weight, background=model.background,
+        ).evaluate_batch(*nu, off),
+        5,
+    )  # fmt: skip
+
+    # Trials: one batched call per 2000 Poisson(6.4) background lists.
+    trial_pvalues(model, first_result(model, nu), n_trials=50, kind="background", seed=0)
+    t0 = time.perf_counter()
+    res = trial_pvalues(
+        model, first_result(model, nu), n_trials=args.trials, kind="background", seed=1
+    )
+    trial_s = time.perf_counter() - t0
+    peak_kernel_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    fraction = 1 / 16 if args.quick else 1.0
+    t0 = time.perf_counter()
+    naive_odds, naive_pairs = naive_event(model, nu, fraction)
+    naive_s = (time.perf_counter() - t0) / fraction
+
+    rows = [
+        ("map rows / max order", f"{len(skymap)} / {skymap.max_order}", ""),
+        ("neutrinos / pairs", f"7 / {n_pairs} with P_s2 > 0 ({naive_pairs} pairs found)", ""),
+        ("first call (compile + run)", f"{compile_s:.2f} s", ""),
+        ("time per event, prepared map", f"{best * 1e3:.2f} ms (median {med * 1e3:.2f})", "<= 5 ms"),
+        ("time per event incl. EventModel()", f"{prep_best * 1e3:.2f} ms", ""),
+        ("naive flattened numpy (order 11)", f"{naive_s:.1f} s" + (" (extrapolated)" if args.quick else ""), ""),
+        ("speed-up vs naive", f"{naive_s / best:,.0f}x", ">= 1000x"),
+        ("trials per second per core", f"{args.trials / trial_s:,.0f} ({args.trials} trials, {res.method['n_trial_neutrinos']} neutrinos)", ">= 10,000"),
+        ("peak RSS, kernel path", f"{peak_kernel_mb:.0f} MB (after imports {rss_imports_mb:.0f}, after compiling {rss_compiled_mb:.0f})", "< 200 MB"),
+        ("odds: kernels / naive", f"{float(first.odds[0]):.6g} / {naive_odds:.6g}" + (" (naive partial sky)" if args.quick else ""), ""),
+    ]  # fmt: skip
+    w = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{w}}  {'value':<60}  goal")
+    for name, value, goal in rows:
+        print(f"{name:<{w}}  {value:<60}  {goal}")
+
+
+def first_result(model, nu):
+    """The observed statistic of ``nu`` as an object ``trial_pvalues`` accepts."""
+    ra, dec, sigma, energy, dt, zen = nu
+    batch = model.evaluate_batch(ra, dec, sigma, energy, dt, zen, np.array([0, ra.size]))
+
+    class Observed:
+        pass
+
+    obs = Observed()
+    obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, obs.zenith = ra, dec, sigma, energy, dt, zen
+    obs.odds, obs.odds_ratio = float(batch.odds[0]), batch.odds_i
+    return obs
+
+
+if __name__ == "__main__":
+    main()
