@@ -21,7 +21,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["SERVICES", "config_path", "service_url"]
+__all__ = ["ANALYSIS_OPTIONS", "SERVICES", "analysis_option", "config_path", "service_url"]
 
 #: Service name -> environment variable holding its base URL.
 SERVICES: dict[str, str] = {
@@ -59,3 +59,37 @@ def service_url(name: str) -> str | None:
     if env:
         return env
     return _file_config(config_path()).get(SERVICES[name].removeprefix("LLAMA_").lower())
+
+
+#: Analysis options of the significance handlers: name -> (environment variable,
+#: default, allowed values or None for free-form). O3 behaviour is the default.
+ANALYSIS_OPTIONS: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
+    "psf": ("LLAMA_PSF", "gaussian", ("gaussian", "vmf")),
+    "distance_aware": ("LLAMA_DISTANCE_AWARE", "false", ("true", "false")),
+    "pair_distance": ("LLAMA_PAIR_DISTANCE", "great_circle", ("great_circle", "o3_flat")),
+    "null_term": ("LLAMA_NULL_TERM", "o3", ("o3", "full")),
+    "n_trials": ("LLAMA_N_TRIALS", "2000", None),
+    "trial_kind": ("LLAMA_TRIAL_KIND", "scramble", ("scramble", "background")),
+    "background_table": ("LLAMA_BACKGROUND_TABLE", "", None),
+}
+
+
+def analysis_option(name: str) -> str:
+    """The value of analysis option ``name`` (environment, then config file, then default).
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ["LLAMA_PSF"] = "vmf"
+    >>> analysis_option("psf")
+    'vmf'
+    >>> del os.environ["LLAMA_PSF"]
+    >>> analysis_option("psf")
+    'gaussian'
+    """
+    var, default, allowed = ANALYSIS_OPTIONS[name]
+    value = os.environ.get(var) or _file_config(config_path()).get(name) or default
+    value = str(value)
+    if allowed is not None and value not in allowed:
+        raise ValueError(f"{var}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+    return value

@@ -1,8 +1,19 @@
-"""Coincidence significance: the LLAMA odds ratio and p-values."""
+"""Coincidence significance: the LLAMA odds ratio and p-values (SCIENCE.md).
+
+The analysis options (PSF form, distance-aware mode, pair distance, null term, number
+and kind of trials, background table) come from `llama.config.analysis_option`;
+the defaults reproduce O3. The p-value comes from a background table when
+``LLAMA_BACKGROUND_TABLE`` names one, else from on-the-fly trials seeded by the event
+id and the neutrino list, so re-running an event gives the same numbers.
+"""
 
 from __future__ import annotations
 
-from llama.handler import FileHandler
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from llama.handler import FileHandler, write_json
 from llama.handlers.gw import (
     LVAlertJSON,
     LvcDistancesJson,
@@ -10,12 +21,42 @@ from llama.handlers.gw import (
     LvcSkymapHdf5,
     PAstro,
     SkymapInfo,
+    event_gps_time,
+    read_skymap_info,
 )
-from llama.handlers.neutrino import IceCubeNeutrinoList
+from llama.handlers.neutrino import IceCubeNeutrinoList, read_neutrino_list
+
+
+def population(p_astro: dict[str, float]) -> str:
+    """ "bbh" when P(BBH) > P(BNS) + P(NSBH) + P(MassGap), else "bns" (SCIENCE.md).
+
+    Examples
+    --------
+    >>> population({"BNS": 0.1, "NSBH": 0.1, "BBH": 0.7, "MassGap": 0.0, "Terrestrial": 0.1})
+    'bbh'
+    """
+    others = sum(p_astro.get(k, 0.0) for k in ("BNS", "NSBH", "MassGap"))
+    return "bbh" if p_astro.get("BBH", 0.0) > others else "bns"
+
+
+def _options() -> dict[str, Any]:
+    from llama.config import analysis_option
+
+    return {
+        "psf": analysis_option("psf"),
+        "distance_aware": analysis_option("distance_aware") == "true",
+        "pair_distance": analysis_option("pair_distance"),
+        "null_term": analysis_option("null_term"),
+    }
+
+
+def _seed(eventid: str, neutrino_sha: str | None) -> int:
+    digest = hashlib.sha256(f"{eventid}:{neutrino_sha}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 class CoincSignificanceI3Lvc(FileHandler):
-    """Odds ratio and p-value of the GW x IceCube coincidence."""
+    """Odds ratio and p-value of the GW x IceCube coincidence (significance_lvc-i3.json)."""
 
     FILENAME = "significance_lvc-i3.json"
     DEPENDENCIES = (
@@ -27,9 +68,96 @@ class CoincSignificanceI3Lvc(FileHandler):
         PAstro,
     )
 
+    def generate(self, out: Path) -> None:
+        write_json(out, self.significance())
+
+    def significance(self) -> dict[str, Any]:
+        """The contents of the significance file (SCIENCE.md, "Output")."""
+        from llama.config import analysis_option
+        from llama.science.constants import constants_dict
+        from llama.science.odds import EventModel
+        from llama.science.pvalue import table_pvalue, trial_pvalues
+        from llama.science.skymap import read_hdf5
+
+        info = read_skymap_info(self.event)
+        neutrinos = read_neutrino_list(self.event)
+        gw_data = self.read_json(LVCGraceDbEventData)
+        p_astro = self.read_json(PAstro)
+        distmean = float(self.read_json(LvcDistancesJson)["distmean"])
+        pop = population(p_astro)
+        options = _options()
+        model = EventModel(
+            read_hdf5(self.dep_path(LvcSkymapHdf5)),
+            rho=float(gw_data["snr"]),
+            rbar=distmean,
+            population=pop,
+            p_terrestrial=float(p_astro.get("Terrestrial", 0.0)),
+            **options,
+        )
+        observed = model.evaluate(neutrinos, event_gps_time(info))
+        table = analysis_option("background_table")
+        if table:
+            p_value, method = table_pvalue(observed.odds, table, population=pop)
+            p_nu = [None] * len(neutrinos)
+        else:
+            seed = _seed(self.event.eventid, self.event.sha256(IceCubeNeutrinoList.FILENAME))
+            trials = trial_pvalues(
+                model,
+                observed,
+                n_trials=int(analysis_option("n_trials")),
+                kind=analysis_option("trial_kind"),
+                seed=seed,
+            )
+            p_value, method, p_nu = trials.p_value, trials.method, trials.p_values_neutrino
+        triggers = observed.triggers()
+        for trigger, p in zip(triggers, p_nu, strict=True):
+            trigger["p_value"] = None if p is None else float(p)
+        return {
+            "inputs": {
+                "skymap_info": info,
+                "neutrino_list": neutrinos.to_json(),
+                "snr": model.rho,
+                "distmean_mpc": distmean,
+                "p_astro": p_astro,
+                "population": pop,
+                "options": observed.options,
+                "gw_energy_in_prior": observed.gw_energy_in_prior,
+                "constants": constants_dict(),
+            },
+            "outputs": {
+                "neutrino_gw_triggers": triggers,
+                "neutrino_gw_combined": {
+                    "odds_ratio": observed.odds,
+                    "p_value": p_value,
+                    **method,
+                },
+            },
+        }
+
+    @classmethod
+    def record(cls, event) -> dict[str, Any]:
+        import json
+
+        data = json.loads(event.path(cls.FILENAME).read_text())
+        combined = data["outputs"]["neutrino_gw_combined"]
+        return {
+            "odds_ratio": combined["odds_ratio"],
+            "p_value": combined["p_value"],
+            "population": data["inputs"]["population"],
+        }
+
 
 class CoincSignificanceSubthresholdI3Lvc(CoincSignificanceI3Lvc):
     """The same statistic for sub-threshold GW candidates announced over LVAlert."""
 
     FILENAME = "significance_subthresh_lvc-i3.json"
     DEPENDENCIES = (*CoincSignificanceI3Lvc.DEPENDENCIES, LVAlertJSON)
+
+    def significance(self) -> dict[str, Any]:
+        result = super().significance()
+        result["inputs"]["lvalert"] = self.read_json(LVAlertJSON)
+        return result
+
+    @classmethod
+    def record(cls, event) -> dict[str, Any]:
+        return {f"subthreshold_{k}": v for k, v in super().record(event).items()}

@@ -1,0 +1,118 @@
+"""The significance handlers on the shipped example events, end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llama.event import Event
+from llama.handler import Status
+from llama.handlers.coinc import CoincSignificanceI3Lvc, CoincSignificanceSubthresholdI3Lvc
+from llama.pipeline import select_pipeline
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "llama" / "examples"
+
+
+def _event(tmp_path: Path, graceid: str, neutrinos: str | None) -> Event:
+    ev = Event(tmp_path / f"{graceid}-{neutrinos}", flags={"ONLINE": "false"})
+    for name in ("skymap_info.json", "lvc_skymap.fits"):
+        shutil.copy(EXAMPLES / "events" / graceid / name, ev.path(name))
+    if neutrinos is None:
+        ev.path("icecube_neutrino_list.json").write_text('{"triggers": [], "complete": true}')
+    else:
+        shutil.copy(
+            EXAMPLES / "neutrinos" / f"{neutrinos}.json", ev.path("icecube_neutrino_list.json")
+        )
+    for handler in select_pipeline(with_ancestors=["CoincSignificanceI3Lvc"]):
+        if ev.status(handler) is Status.READY and handler is not CoincSignificanceI3Lvc:
+            ev.generate(handler)
+    return ev
+
+
+@pytest.fixture(autouse=True)
+def few_trials(monkeypatch):
+    monkeypatch.setenv("LLAMA_N_TRIALS", "300")
+
+
+def _brute_force_overlap(ev: Event, ra: float, dec: float, sigma: float) -> float:
+    """sum_pix P_gw(pix) G(pix) on a fine flat grid, with healpy [sr^-1]."""
+    import healpy as hp
+
+    from llama.science.skymap import read_sky_map
+
+    flat = read_sky_map(ev.path("lvc_skymap.fits")).flatten(512)
+    prob = flat.probability()
+    x, y, z = hp.pix2vec(512, np.arange(prob.size), nest=True)
+    v = hp.ang2vec(np.radians(90 - dec), np.radians(ra))
+    psi = np.arccos(np.clip(x * v[0] + y * v[1] + z * v[2], -1, 1))
+    s = np.radians(sigma)
+    return float(np.sum(prob * np.exp(-(psi**2) / (2 * s * s)) / (2 * np.pi * s * s)))
+
+
+def test_injected_neutrino_on_its_own_map(tmp_path):
+    ev = _event(tmp_path, "S190425a", "inj-S190425a")
+    ev.generate(CoincSignificanceI3Lvc)
+    data = json.loads(ev.path("significance_lvc-i3.json").read_text())
+    triggers = data["outputs"]["neutrino_gw_triggers"]
+    listed = json.loads(ev.path("icecube_neutrino_list.json").read_text())["triggers"]
+    assert len(triggers) == len(listed)
+    keys = {"ra", "dec", "sigma", "energy", "dt", "psf_overlap", "p_h_s1", "p_h_s2",
+            "p_h_c", "p_h_0", "odds_ratio", "p_value"}  # fmt: skip
+    assert all(keys <= set(t) for t in triggers)
+    injected = [t for t, n in zip(triggers, listed, strict=True) if n["type"] == "injected"][0]
+    # psf_overlap checked independently: brute-force healpy sum at NSIDE 512, within 2%
+    expected = _brute_force_overlap(ev, injected["ra"], injected["dec"], injected["sigma"])
+    assert injected["psf_overlap"] == pytest.approx(expected, rel=0.02)
+    combined = data["outputs"]["neutrino_gw_combined"]
+    assert combined["odds_ratio"] == pytest.approx(sum(t["odds_ratio"] for t in triggers))
+    assert combined["n_trials"] == 300 and 0 < combined["p_value"] <= 1
+    assert injected["odds_ratio"] == max(t["odds_ratio"] for t in triggers)
+    assert data["inputs"]["constants"]["K0"] == 400.8
+    record = CoincSignificanceI3Lvc.record(ev)
+    assert record["odds_ratio"] == combined["odds_ratio"]
+    # same inputs, same numbers (trials are seeded by the event and its neutrino list)
+    again = CoincSignificanceI3Lvc(ev).significance()
+    assert again["outputs"]["neutrino_gw_combined"] == combined
+
+
+def test_empty_neutrino_list_gives_zero_odds_and_p_one(tmp_path):
+    ev = _event(tmp_path, "S190425b", None)
+    ev.generate(CoincSignificanceI3Lvc)
+    combined = json.loads(ev.path("significance_lvc-i3.json").read_text())["outputs"][
+        "neutrino_gw_combined"
+    ]
+    assert combined["odds_ratio"] == 0 and combined["p_value"] == 1
+
+
+def test_background_table_is_used_when_configured(tmp_path, monkeypatch):
+    from llama.science.pvalue import build_background_table
+
+    ev = _event(tmp_path, "S190425a", "inj-S190425a")
+    table = tmp_path / "bg.npz"
+    pop = CoincSignificanceI3Lvc(ev).significance()["inputs"]["population"]
+    build_background_table(np.linspace(0, 1e3, 999), pop, ["H1", "V1"], table)
+    monkeypatch.setenv("LLAMA_BACKGROUND_TABLE", str(table))
+    combined = CoincSignificanceI3Lvc(ev).significance()["outputs"]["neutrino_gw_combined"]
+    assert combined["method"] == "background_table" and combined["n_background"] == 999
+    expected = (1 + np.sum(np.linspace(0, 1e3, 999) >= combined["odds_ratio"])) / 1000
+    assert combined["p_value"] == pytest.approx(expected)
+
+
+def test_subthreshold_variant_records_the_alert(tmp_path):
+    ev = _event(tmp_path, "S190425a", "bg-00")
+    ev.path("lvalert.json").write_text(json.dumps({"superevent_id": "S190425a"}))
+    ev.generate(CoincSignificanceSubthresholdI3Lvc)
+    data = json.loads(ev.path("significance_subthresh_lvc-i3.json").read_text())
+    assert data["inputs"]["lvalert"]["superevent_id"] == "S190425a"
+    assert "subthreshold_odds_ratio" in CoincSignificanceSubthresholdI3Lvc.record(ev)
+
+
+def test_bad_analysis_option_is_a_clear_error(tmp_path, monkeypatch):
+    ev = _event(tmp_path, "S190425a", "bg-00")
+    monkeypatch.setenv("LLAMA_PSF", "cauchy")
+    with pytest.raises(Exception, match="LLAMA_PSF='cauchy' is not allowed"):
+        ev.generate(CoincSignificanceI3Lvc)
