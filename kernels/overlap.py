@@ -142,7 +142,17 @@ def _resolved(order: int, psi_min: float, sigma: float, res: float) -> bool:
     ``d log G / d psi = psi / sigma^2`` grows."""
     if order >= _MAX_REFINE_ORDER:
         return True
-    return _RESOL[order] * max(1.0, psi_min / sigma) <= res * sigma
+    return _RESOL[order] * max(1.0, 0.5 * psi_min / sigma) <= res * sigma
+
+
+@njit(cache=True)
+def _cell_factor(order: int, psi: float, sigma: float) -> float:
+    """Second-order correction of the midpoint rule for G = exp(f) over a cell:
+    ``1 + (|grad f|^2 + lap f) * A / 24`` with ``|grad f| = psi / sigma^2`` and
+    ``lap f = -2 / sigma^2`` (cell second moment ~ A / 12 per axis). Lets cells in the
+    PSF tail, where G falls steeply, stay larger for the same accuracy."""
+    s2 = sigma * sigma
+    return 1.0 + _AREA[order] * (psi * psi / s2 - 2.0) / (24.0 * s2)
 
 
 # ======================================================================================
@@ -179,9 +189,13 @@ def _aeff_range(
 ) -> tuple[float, float, bool]:
     """(max, min, constant?) of one A_eff row over the declinations within ``rad`` of a
     pixel centre at ``sin dec = z``."""
-    dec = math.asin(min(max(z, -1.0), 1.0))
-    j0 = bin_index(sindec_edges, math.sin(max(dec - rad, -0.5 * math.pi)))
-    j1 = bin_index(sindec_edges, math.sin(min(dec + rad, 0.5 * math.pi)))
+    # sin(dec -/+ rad) by the addition theorem (no asin); clamp at the poles
+    c = math.sqrt(max(0.0, 1.0 - z * z))
+    cr, sr = math.cos(rad), math.sin(rad)
+    zlo = -1.0 if c * cr + z * sr <= 0.0 else z * cr - c * sr
+    zhi = 1.0 if c * cr - z * sr <= 0.0 else z * cr + c * sr
+    j0 = bin_index(sindec_edges, zlo)
+    j1 = bin_index(sindec_edges, zhi)
     amax = arow[j0]
     amin = arow[j0]
     for j in range(j0 + 1, j1 + 1):
@@ -310,23 +324,29 @@ def _build_pyramid(rho, rw, top, pord):
 @njit(cache=True)
 def _node_info(mp, o, p, tid):
     """(constant?, rho, rw, rho_max, rho_min, rw_max, rw_min) of a heap node."""
-    mode, top, rho, rw, lo, hi, t_child, t_row, bnd, poff, pord = mp
-    if mode == 0:
+    # index the tuple lazily: unpacking all arrays costs a refcount pair each
+    if mp[0] == 0:
         if tid >= 0:
-            if t_child[tid] >= 0:
-                return False, 0.0, 0.0, bnd[tid, 0], bnd[tid, 1], bnd[tid, 2], bnd[tid, 3]
-            r = t_row[tid]
+            if mp[6][tid] >= 0:
+                b = mp[8]
+                return False, 0.0, 0.0, b[tid, 0], b[tid, 1], b[tid, 2], b[tid, 3]
+            r = mp[7][tid]
         else:
             r = -tid - 1
-        return True, rho[r], rw[r], rho[r], rho[r], rw[r], rw[r]
+        x, xw = mp[2][r], mp[3][r]
+        return True, x, xw, x, x, xw, xw
+    top = mp[1]
     if o >= top:
         k = p >> (2 * (o - top))
-        return True, rho[k], rw[k], rho[k], rho[k], rw[k], rw[k]
+        x, xw = mp[2][k], mp[3][k]
+        return True, x, xw, x, x, xw, xw
+    pord = mp[10]
     if o <= pord:
-        d = poff[o] + p
+        d = mp[9][o] + p
     else:  # below the pyramid: the ancestor's bounds are valid, if looser
-        d = poff[pord] + (p >> (2 * (o - pord)))
-    return False, 0.0, 0.0, bnd[d, 0], bnd[d, 1], bnd[d, 2], bnd[d, 3]
+        d = mp[9][pord] + (p >> (2 * (o - pord)))
+    b = mp[8]
+    return False, 0.0, 0.0, b[d, 0], b[d, 1], b[d, 2], b[d, 3]
 
 
 @njit(cache=True)
@@ -526,7 +546,7 @@ def _single(mp, vx, vy, vz, sigma, kind, arow, sindec_edges, rtol, res, hi_, hf)
                 hi_, hf, n = _heap_push(hi_, hf, n, co, cp, ct, key, cbo, cbw)
                 rem_o += cbo
                 rem_w += cbw
-    return base_o + acc_o, base_w + acc_w, hi_, hf
+    return base_o + acc_o, base_w + acc_w, hi_, hf, steps
 
 
 @njit(cache=True)
@@ -547,7 +567,7 @@ def _visit(mp, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, sindec_e
         if r == c0 and ((aconst and rwv * amax == c0w) or (rwv == 0.0 and c0w == 0.0)):
             return 0.0, 0.0, 0.0, 0.0, True  # integrand of the correction is zero here
         if _resolved(o, psi_min, sigma, res):
-            ga = psf_from_chord2(c2, sigma, peak, kind) * _AREA[o]
+            ga = psf_from_chord2(c2, sigma, peak, kind) * _AREA[o] * _cell_factor(o, psi, sigma)
             a = arow[bin_index(sindec_edges, z)]
             return (r - c0) * ga, (rwv * a - c0w) * ga, 0.0, 0.0, True
     fo = max(rmax - c0, c0 - rmin)
@@ -611,7 +631,7 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
                 rem_o += cbo
                 rem_w += cbw
         first = False
-    return acc_o, acc_w, hi_, hf
+    return acc_o, acc_w, hi_, hf, steps
 
 
 @njit(cache=True)
@@ -651,6 +671,7 @@ def _overlap_many(
     n = ra.shape[0]
     out_o = np.empty(n)
     out_w = np.empty(n)
+    steps = np.empty(n, np.int64)  # node expansions per neutrino (diagnostics)
     nchunks = (n + cs - 1) // cs
     for ch in prange(nchunks):
         hi_ = np.empty((256, 3), np.int64)
@@ -658,10 +679,10 @@ def _overlap_many(
         for i in range(ch * cs, min(n, (ch + 1) * cs)):
             vx, vy, vz = radec_to_vec(ra[i], dec[i])
             ie = bin_index(log10e_edges, math.log10(energy[i])) if energy[i] > 0 else 0
-            out_o[i], out_w[i], hi_, hf = _single(
+            out_o[i], out_w[i], hi_, hf, steps[i] = _single(
                 mp, vx, vy, vz, sigma[i], kind, aeff[ie], sindec_edges, rtol, res, hi_, hf
             )
-    return out_o, out_w
+    return out_o, out_w, steps
 
 
 @njit(cache=True, parallel=True)
@@ -669,6 +690,7 @@ def _pair_many(mp, ra1, dec1, s1, e1, ra2, dec2, s2, e2, log10e_edges, sindec_ed
     n = ra1.shape[0]
     out_o = np.empty(n)
     out_w = np.empty(n)
+    steps = np.empty(n, np.int64)
     nchunks = (n + cs - 1) // cs
     for ch in prange(nchunks):
         hi_ = np.empty((256, 3), np.int64)
@@ -680,10 +702,10 @@ def _pair_many(mp, ra1, dec1, s1, e1, ra2, dec2, s2, e2, log10e_edges, sindec_ed
             v2[0], v2[1], v2[2] = radec_to_vec(ra2[i], dec2[i])
             i1 = bin_index(log10e_edges, math.log10(e1[i])) if e1[i] > 0 else 0
             i2 = bin_index(log10e_edges, math.log10(e2[i])) if e2[i] > 0 else 0
-            out_o[i], out_w[i], hi_, hf = _pair(
+            out_o[i], out_w[i], hi_, hf, steps[i] = _pair(
                 mp, v1, s1[i], v2, s2[i], kind, aeff[i1], aeff[i2], sindec_edges, rtol, res, hi_, hf
             )
-    return out_o, out_w
+    return out_o, out_w, steps
 
 
 # ======================================================================================
@@ -850,7 +872,7 @@ def psf_overlap(
     mp = _prepare_moc(uniq, rho, w)
     return _overlap_many(
         mp, ra, dec, sigma, energy, le, se, ae, psf_kind, float(rtol), float(res), _chunk(ra.size)
-    )
+    )[:2]
 
 
 def psf_overlap_flat(
@@ -886,7 +908,7 @@ def psf_overlap_flat(
     mp = _prepare_flat(prob, w, top)
     return _overlap_many(
         mp, ra, dec, sigma, energy, le, se, ae, psf_kind, float(rtol), float(res), _chunk(ra.size)
-    )
+    )[:2]
 
 
 def psf_pair_overlap(
@@ -938,7 +960,7 @@ def psf_pair_overlap(
         float(rtol),
         float(res) / math.sqrt(2.0),
         _chunk(arr[0].size),
-    )
+    )[:2]
 
 
 def psf_pair_overlap_flat(
@@ -980,4 +1002,4 @@ def psf_pair_overlap_flat(
         float(rtol),
         float(res) / math.sqrt(2.0),
         _chunk(arr[0].size),
-    )
+    )[:2]
