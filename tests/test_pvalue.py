@@ -180,6 +180,9 @@ def test_injected_neutrino_is_significant(precise_model):
         "seed": 5,
         "convention": "(1 + #{trials >= observed}) / (1 + n_trials)",
     }
+    rows = obs.triggers(res.p_values_neutrino)
+    assert [r["p_value"] for r in rows] == res.p_values_neutrino.tolist()
+    assert obs.combined(res.p_value, res.method)["p_value_method"]["n_trials"] == 1000
     scr = trial_pvalues(precise_model, obs, n_trials=500, kind="scramble", seed=6)
     assert scr.p_value < 0.01 and scr.method["trial_kind"] == "scramble"
     assert scr.trial_odds.size == 500

@@ -188,8 +188,14 @@ class OddsResult:
     gw_energy_in_prior: bool = True
     zenith: np.ndarray | None = None
 
-    def triggers(self) -> list[dict[str, float]]:
-        """One dict per neutrino, in list order, for ``neutrino_gw_triggers``.
+    def triggers(self, p_values=None) -> list[dict[str, float]]:
+        """One dict per neutrino, in list order, for ``outputs.neutrino_gw_triggers``.
+
+        Parameters
+        ----------
+        p_values : array_like, optional
+            Per-neutrino p-values (e.g. ``TrialResult.p_values_neutrino``), added as
+            ``p_value``.
 
         Examples
         --------
@@ -198,9 +204,28 @@ class OddsResult:
         []
         """
         names = ("ra dec sigma energy dt psf_overlap p_h_s1 p_h_s2 p_h_c p_h_0 odds_ratio").split()
-        return [
-            {name: float(getattr(self, name)[k]) for name in names} for k in range(self.ra.size)
-        ]
+        out = [{name: float(getattr(self, name)[k]) for name in names} for k in range(self.ra.size)]
+        if p_values is not None:
+            for row, p in zip(out, np.asarray(p_values, dtype=float), strict=True):
+                row["p_value"] = float(p)
+        return out
+
+    def combined(self, p_value: float, method: dict[str, Any]) -> dict[str, Any]:
+        """The ``outputs.neutrino_gw_combined`` object: odds, p-value and how it was got.
+
+        Examples
+        --------
+        >>> r = OddsResult(*([np.zeros(0)] * 11), odds=0.0)
+        >>> r.combined(1.0, {"method": "trials", "n_trials": 10})["p_value"]
+        1.0
+        """
+        return {
+            "odds_ratio": float(self.odds),
+            "p_value": float(p_value),
+            "p_value_method": dict(method),
+            "gw_energy_in_prior": bool(self.gw_energy_in_prior),
+            "options": dict(self.options),
+        }
 
 
 class EventModel:
