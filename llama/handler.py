@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """State of one handler's file in one event."""
 
     EXISTS = "EXISTS"

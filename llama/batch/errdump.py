@@ -27,7 +27,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from llama import storage
@@ -65,10 +65,10 @@ def errdump_log_text(
     Traceback: boom
     <BLANKLINE>
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return (
         "LLAMA error dump\n"
-        f"time (UTC): {now.astimezone(timezone.utc).isoformat(timespec='seconds')}\n"
+        f"time (UTC): {now.astimezone(UTC).isoformat(timespec='seconds')}\n"
         f"event directory: {os.fspath(event_dir)}\n"
         f"parameter vector: {json.dumps(dict(vector), sort_keys=True)}\n"
         "\n"
