@@ -194,3 +194,113 @@ def test_cartesian_sweep_over_local_http_and_s3(tmp_path, http_server, s3, s3_cl
     code, stdout, _ = run(args, capsys)
     assert code == 0 and "6 up to date" in stdout
     assert len(http_server.requests) == before
+
+
+# -- failures, alerts, ACLs, prompts, endless runs ---------------------------------------
+def _failing_sweep(tmp_path: Path) -> list[str]:
+    """Two events; the second one's sky map is not a FITS file, so LvcSkymapHdf5 fails."""
+    src = tmp_path / "src"
+    for g, body in (("S1", None), ("S2", b"not a sky map")):
+        (src / g).mkdir(parents=True)
+        (src / g / "skymap_info.json").write_text(
+            json.dumps({"graceid": g, "event_time_iso": "2019-04-25T08:18:05"})
+        )
+        if body is None:
+            _write_map(src / g / "lvc_skymap.fits", 1)
+        else:
+            (src / g / "lvc_skymap.fits").write_bytes(body)
+    (tmp_path / "ids.txt").write_text("S1\nS2\n")
+    return [
+        f"graceid={tmp_path / 'ids.txt'}", "+f", "LvcSkymapHdf5", "--flags",
+        "--get", f"skymap_info.json={src}/{{graceid}}/skymap_info.json",
+        f"lvc_skymap.fits={src}/{{graceid}}/lvc_skymap.fits",
+        "--eventdir", str(tmp_path / "events" / "{graceid}"),
+    ]  # fmt: skip
+
+
+def test_failed_event_is_dumped_to_local_and_s3_and_alerted(tmp_path, s3, s3_client, capsys,
+                                                             monkeypatch):  # fmt: skip
+    import http.server
+    import threading
+
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("LLAMA_ERR_ALERT_URL", f"http://127.0.0.1:{server.server_port}/secret-token")
+    args = _failing_sweep(tmp_path)
+    args += ["--errdump", str(tmp_path / "dumps" / "{graceid}"), f"s3://{s3}/dumps", "--err-alert"]
+    try:
+        code, stdout, err = run(args, capsys)
+    finally:
+        server.shutdown()
+    assert code == 1, err
+    assert "2 events: 1 done, 0 up to date, 0 vetoed, 1 failed" in stdout
+    local = tmp_path / "dumps" / "S2" / "S2"
+    assert (local / "lvc_skymap.fits").read_bytes() == b"not a sky map"
+    assert "LvcSkymapHdf5" in (local / "ERRDUMP.log").read_text()
+    keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=s3)["Contents"]}
+    assert {"dumps/S2/ERRDUMP.log", "dumps/S2/skymap_info.json"} <= keys
+    assert len(received) == 1 and "S2" in received[0]["text"]
+    assert "secret-token" not in err + stdout
+    assert (tmp_path / "events" / "S1" / "lvc_skymap.hdf5").exists()
+
+
+def test_public_uploads_are_public_and_default_private(tmp_path, s3, s3_client, capsys):
+    (tmp_path / "ids.txt").write_text("S1\n")
+    (tmp_path / "info.json").write_text('{"graceid": "S1"}')
+    base = [f"graceid={tmp_path / 'ids.txt'}", "-f", "SkymapInfo", "--flags",
+            "--get", f"skymap_info.json={tmp_path}/info.json"]  # fmt: skip
+    for public, key in ((True, "pub/S1.json"), (False, "priv/S1.json")):
+        args = [*base, "--put", f"skymap_info.json=s3://{s3}/{key}"]
+        code, _, err = run([*args, "--public"] if public else args, capsys)
+        assert code == 0, err
+        grants = s3_client.get_object_acl(Bucket=s3, Key=key)["Grants"]
+        everyone = [g for g in grants if g["Grantee"].get("URI", "").endswith("/AllUsers")]
+        assert bool(everyone) == public
+
+
+def test_flags_are_asked_on_a_terminal(tmp_path, capsys, monkeypatch):
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stdin", Tty("TRIGGERED_TEST ONLINE=false\n"))
+    code = batch.main(["-D", "-l", "/dev/null", "-f", "SkymapInfo",
+                       "--eventdir", str(tmp_path / "ev")])  # fmt: skip
+    assert code == 0
+    flags = json.loads((tmp_path / "ev" / "FLAGS.json").read_text())
+    assert flags["BLINDED_NEUTRINOS"] == "true" and flags["ONLINE"] == "false"
+
+
+def test_endless_random_run_stops_cleanly_on_interrupt(tmp_path):
+    import signal
+    import sys
+    import time
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(f"S{i}" for i in range(1000)))
+    cmd = [sys.executable, "-m", "llama.cli", "batch", "-D", "-l", str(tmp_path / "log"),
+           f"graceid={ids}", "--random", "-1", "--seed", "3", "-f", "SkymapInfo", "--flags",
+           "--eventdir", str(tmp_path / "ev" / "{graceid}")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list((tmp_path / "ev").glob("*/.batch.json"))) < 50:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: run the same command again to resume" in err
+    assert "events:" in out
+    assert "seed 3" in (tmp_path / "log").read_text()
