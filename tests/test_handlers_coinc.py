@@ -116,3 +116,43 @@ def test_bad_analysis_option_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("LLAMA_PSF", "cauchy")
     with pytest.raises(Exception, match="LLAMA_PSF='cauchy' is not allowed"):
         ev.generate(CoincSignificanceI3Lvc)
+
+
+def test_map_written_by_ligo_skymap_gives_sensible_odds(tmp_path):
+    """A real LVK-format multi-order file from ligo.skymap runs through the pipeline."""
+    lfits = pytest.importorskip("ligo.skymap.io.fits")
+    from astropy.table import Table
+
+    from llama.science.skymap import read_sky_map
+
+    ours = _event(tmp_path / "ours", "S190425a", "inj-S190425a")
+    ours.generate(CoincSignificanceI3Lvc)
+    skymap = read_sky_map(ours.path("lvc_skymap.fits"))
+    table = Table(
+        {
+            "UNIQ": skymap.uniq,
+            "PROBDENSITY": skymap.probdensity,
+            "DISTMU": skymap.distmu,
+            "DISTSIGMA": skymap.distsigma,
+            "DISTNORM": skymap.distnorm,
+        }
+    )
+    table.meta.update(objid="S190425a", gps_time=1240215503.017, instruments={"H1", "V1"},
+                      distmean=skymap.meta["distmean"], diststd=skymap.meta["diststd"])  # fmt: skip
+    theirs = Event(tmp_path / "theirs" / "S190425a", flags={"ONLINE": "false"})
+    for name in ("skymap_info.json", "icecube_neutrino_list.json"):
+        shutil.copy(ours.path(name), theirs.path(name))
+    lfits.write_sky_map(str(theirs.path("lvc_skymap.fits")), table, moc=True)
+    for handler in select_pipeline(with_ancestors=["CoincSignificanceI3Lvc"]):
+        if theirs.status(handler) is Status.READY:
+            theirs.generate(handler)
+    read = [
+        json.loads(ev.path("significance_lvc-i3.json").read_text())["outputs"]
+        for ev in (ours, theirs)
+    ]
+    assert read[1]["neutrino_gw_combined"]["odds_ratio"] > 0
+    assert read[1]["neutrino_gw_combined"]["odds_ratio"] == pytest.approx(
+        read[0]["neutrino_gw_combined"]["odds_ratio"], rel=1e-6
+    )
+    overlaps = [[t["psf_overlap"] for t in r["neutrino_gw_triggers"]] for r in read]
+    np.testing.assert_allclose(overlaps[1], overlaps[0], rtol=1e-6)
