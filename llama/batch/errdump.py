@@ -55,7 +55,7 @@ def errdump_log_text(
     Examples
     --------
     >>> t = errdump_log_text("/ev/S1", "Traceback: boom", {"graceid": "S1"},
-    ...                      now=datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    ...                      now=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
     >>> print(t)
     LLAMA error dump
     time (UTC): 2024-01-02T03:04:05+00:00
