@@ -519,9 +519,16 @@ class _Scheduler:
                 on_result(future.result())
             return
         import dask
+        from dask.callbacks import Callback
 
-        for result in dask.compute(*graphs, scheduler=self.name, num_workers=self.jobs):
-            on_result(result)
+        # report each event as its finish task completes, not when the whole chunk does,
+        # so progress and outcomes flow while the chunk's slower events still run
+        def posttask(key, result, dsk, state, worker_id):
+            if isinstance(key, str) and key.startswith("finish-"):
+                on_result(result)
+
+        with Callback(posttask=posttask):
+            dask.compute(*graphs, scheduler=self.name, num_workers=self.jobs)
 
     def close(self) -> None:
         if self.client is not None:
