@@ -126,47 +126,48 @@ def fetch_fermi_grbs(base_url: str, t_gw_gps: float) -> list[dict[str, Any]]:
     return sorted(out, key=lambda g: g["dt"])
 
 
-class ZtfTriggerList(FileHandler):
+class _ServiceQuery(FileHandler, abstract=True):
+    """A JSON list fetched from an outside service around the GW time (when ONLINE)."""
+
+    DEPENDENCIES = (SkymapInfo,)
+    CONTACTS_SERVICE = True
+    RETRIES = 1  # on top of get_json's own retries of transient HTTP failures
+    TIMEOUT_S = 120.0
+    #: Service name in `llama.config.SERVICES`, and what the query is for (messages).
+    SERVICE: str
+    PURPOSE: str
+    #: Column of the results Dataset holding the number of items found.
+    RECORD_KEY: str
+
+    @staticmethod
+    def fetch(base_url: str, t_gw_gps: float) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def generate(self, out: Path) -> None:
+        from llama.services import require_url
+
+        info = read_skymap_info(self.event)
+        base = require_url(self.SERVICE, self.PURPOSE)
+        write_json(out, self.fetch(base, event_gps_time(info)))
+
+    @classmethod
+    def record(cls, event: Event) -> dict[str, Any]:
+        import json
+
+        return {cls.RECORD_KEY: len(json.loads(event.path(cls.FILENAME).read_text()))}
+
+
+class ZtfTriggerList(_ServiceQuery):
     """ZTF optical candidates after the GW time (queried when ONLINE; a JSON list)."""
 
     FILENAME = "ztf_trigger_list.json"
-    DEPENDENCIES = (SkymapInfo,)
-    CONTACTS_SERVICE = True
-    RETRIES = 1  # on top of get_json's own retries of transient HTTP failures
-    TIMEOUT_S = 120.0
-
-    def generate(self, out: Path) -> None:
-        from llama.services import require_url
-
-        info = read_skymap_info(self.event)
-        base = require_url("ztf", "query ZTF candidates")
-        write_json(out, fetch_ztf_candidates(base, event_gps_time(info)))
-
-    @classmethod
-    def record(cls, event: Event) -> dict[str, Any]:
-        import json
-
-        return {"n_ztf_candidates": len(json.loads(event.path(cls.FILENAME).read_text()))}
+    SERVICE, PURPOSE, RECORD_KEY = "ztf", "query ZTF candidates", "n_ztf_candidates"
+    fetch = staticmethod(fetch_ztf_candidates)
 
 
-class FermiGRBsJSON(FileHandler):
+class FermiGRBsJSON(_ServiceQuery):
     """Fermi GBM bursts near the GW time (queried when ONLINE; a JSON list)."""
 
     FILENAME = "fermi_grbs.json"
-    DEPENDENCIES = (SkymapInfo,)
-    CONTACTS_SERVICE = True
-    RETRIES = 1  # on top of get_json's own retries of transient HTTP failures
-    TIMEOUT_S = 120.0
-
-    def generate(self, out: Path) -> None:
-        from llama.services import require_url
-
-        info = read_skymap_info(self.event)
-        base = require_url("fermi", "query Fermi GBM bursts")
-        write_json(out, fetch_fermi_grbs(base, event_gps_time(info)))
-
-    @classmethod
-    def record(cls, event: Event) -> dict[str, Any]:
-        import json
-
-        return {"n_fermi_grbs": len(json.loads(event.path(cls.FILENAME).read_text()))}
+    SERVICE, PURPOSE, RECORD_KEY = "fermi", "query Fermi GBM bursts", "n_fermi_grbs"
+    fetch = staticmethod(fetch_fermi_grbs)
