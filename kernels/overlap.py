@@ -18,9 +18,18 @@ How it is computed (per neutrino, in parallel over neutrinos):
 * The map becomes a quadtree over the 12 HEALPix base pixels whose leaves are the map's
   pixels; each node knows min/max of ``rho`` and ``rho*w`` below it.
 * Control variate: with ``c0 = rho`` at the neutrino, ``overlap = c0 * int G +
-  int (rho - c0) G``; ``int G`` over the sphere is known in closed form, so the regions
-  of constant density around the neutrino (above all its own pixel) cost nothing, and
-  only map-pixel boundaries (and A_eff bin edges) inside the PSF need refining.
+  int (rho - c0) G``; ``int G`` over the sphere is known in closed form, and
+  ``int A_eff G`` is a sum over the A_eff sin(dec) bands of the PSF mass north of each
+  band edge (a 1-D quadrature per edge within reach), so the regions of constant
+  density around the neutrino (above all its own pixel) cost nothing, A_eff bin edges
+  included, and only map-pixel boundaries inside the PSF need refining.
+* Moment expansion: every tree node stores the mass, first and second moments of
+  ``rho``, ``rho*w`` and of its area (pixel centres plus each pixel's own spread).
+  An internal node no larger than sigma gets the second-order Taylor expansion of the
+  PSF about its centre (exact in those moments), with the third-order remainder as
+  its bound; refining it replaces the expansion by its children's. Wide PSFs on a
+  finely resolved map thus stop at nodes of a fraction of sigma instead of the map's
+  pixels.
 * Best-first traversal: nodes sit in a max-heap keyed by a rigorous upper bound of
   their remaining contribution (density bound x min(G(psi_min) area, PSF tail mass
   beyond psi_min)); the largest is split first, and the traversal stops when the sum of
@@ -65,6 +74,14 @@ PSF_VMF = 1
 
 _MAX_REFINE_ORDER = 29
 _MAX_STEPS = 20_000_000  # runaway guard per neutrino (node expansions)
+_NMOM = 30  # moments per tree node (see _leaf_moments)
+_NGL = 32  # Gauss-Legendre points of the band integrals
+_CAP_L = 6.5  # band integrals reach out to this many sigma (Gaussian tail < 1e-9)
+#: Moment expansion of internal nodes up to this radius in sigma.
+_TAYLOR_RAD = 1.0
+#: Cells crossing an A_eff edge are integrated at this fraction of ``res``.
+_EDGE_RES = 0.25
+_R3_MEAN = 0.35  # mean |u|^3 over a pixel, in units of its max radius cubed
 _TWO_PI = 2.0 * math.pi
 
 # per-order tables (index = order)
@@ -276,18 +293,39 @@ def _build_tree(order, ipix, lo, hi, rho, rw, top):
                     count += 1
         i += 1
     bnd = np.empty((count, 4))
+    mom = np.zeros((count, _NMOM))
     for i in range(count - 1, -1, -1):
         c = t_child[i]
         if c < 0:
             r = t_row[i]
             bnd[i, 0] = bnd[i, 1] = rho[r]
             bnd[i, 2] = bnd[i, 3] = rw[r]
+            _leaf_moments(mom, i, t_ord[i], t_pix[i], rho[r], rw[r])
         else:
+            for k in range(_NMOM):
+                mom[i, k] = mom[c, k] + mom[c + 1, k] + mom[c + 2, k] + mom[c + 3, k]
             bnd[i, 0] = max(max(bnd[c, 0], bnd[c + 1, 0]), max(bnd[c + 2, 0], bnd[c + 3, 0]))
             bnd[i, 1] = min(min(bnd[c, 1], bnd[c + 1, 1]), min(bnd[c + 2, 1], bnd[c + 3, 1]))
             bnd[i, 2] = max(max(bnd[c, 2], bnd[c + 1, 2]), max(bnd[c + 2, 2], bnd[c + 3, 2]))
             bnd[i, 3] = min(min(bnd[c, 3], bnd[c + 1, 3]), min(bnd[c + 2, 3], bnd[c + 3, 3]))
-    return t_child[:count].copy(), t_row[:count].copy(), bnd
+    return t_child[:count].copy(), t_row[:count].copy(), bnd, mom
+
+
+@njit(cache=True)
+def _leaf_moments(mom, i, o, p, r, rw):
+    """Moments of a map pixel of constant density: 3 groups of 10 (rho, rho*w, area),
+    each (mass, first moment x y z, second moment xx yy zz xy xz yz) of the pixel
+    centre ``x`` with the pixel's own spread, ``A / 12`` per tangent axis."""
+    x, y, z = pix2vec_nest(o, p)
+    a = _AREA[o]
+    s = a / 12.0
+    q = (1.0 - s)
+    m = (1.0, x, y, z, q * x * x + s, q * y * y + s, q * z * z + s, q * x * y, q * x * z, q * y * z)  # fmt: skip
+    for g in range(3):
+        f = (r, rw, 1.0)[g] * a
+        if f != 0.0:
+            for k in range(10):
+                mom[i, 10 * g + k] = f * m[k]
 
 
 @njit(cache=True)
@@ -396,34 +434,131 @@ def _scale_node_bounds(mp, vx, vy, vz, o):
 
 
 @njit(cache=True)
-def _control(mp, vx, vy, vz, sigma, arow, sindec_edges):
-    """Constants (c0, c0w) of the control variate.
+def _control(mp, vx, vy, vz, sigma):
+    """Constants (c0, c0w) of the control variate: density and density*weight.
 
     The map value at the neutrino when the density stays within a factor 2 of it over a
     few sigma (then its own pixel costs nothing); otherwise the minimum over that
     region, so the corrections stay non-negative there and no large constant has to
-    cancel against the midpoint sums (a sharp map peak under a wide PSF).
+    cancel against the midpoint sums (a sharp map peak under a wide PSF). A_eff is not
+    part of ``c0w``: the control variate integrates it exactly band by band
+    (:func:`_band_sum`), so A_eff bin edges cost nothing where the map is constant.
     """
     r0, rw0 = _value_at(mp, vx, vy, vz)
     o = 0
     while o < _MAX_REFINE_ORDER and _MAXRAD[o + 1] >= 3.0 * sigma:
         o += 1
     rmin, wmin = _scale_node_bounds(mp, vx, vy, vz, o)
-    x, y, z = pix2vec_nest(o, vec2pix_nest(o, vx, vy, vz))
-    amax, amin, aconst = _aeff_range(arow, sindec_edges, z, _MAXRAD[o])
     if rmin >= 0.5 * r0 and wmin >= 0.5 * rw0:
-        return r0, rw0 * arow[bin_index(sindec_edges, vz)]
-    return rmin, wmin * amin
+        return r0, rw0
+    return rmin, wmin
 
 
 # ======================================================================================
-# best-first heap (max-heap on key); node ints (order, ipix, tid), floats (key, bo, bw)
+# the control variate's A_eff: PSF mass per sin(dec) band, by 1-D quadrature
+# ======================================================================================
+_GLX, _GLW = np.polynomial.legendre.leggauss(_NGL)
+_GLX = 0.5 * (_GLX + 1.0)  # nodes and weights on [0, 1]
+_GLW = 0.5 * _GLW
+
+
+@njit(cache=True)
+def _cap_frac(psi, zn, cn, z1):
+    """Fraction of the circle at angle ``psi`` around the neutrino (sin dec ``zn``,
+    cos dec ``cn``) that lies at ``sin dec > z1``."""
+    den = math.sin(psi) * cn
+    num = z1 - math.cos(psi) * zn
+    if den <= 1e-300:
+        return 1.0 if num < 0.0 else 0.0
+    q = num / den
+    if q <= -1.0:
+        return 1.0
+    if q >= 1.0:
+        return 0.0
+    return math.acos(q) / math.pi
+
+
+@njit(cache=True)
+def _gl_psf(a, b, sigma, peak, kind):
+    """Gauss-Legendre ``int_a^b G(psi) sin(psi) dpsi`` (smooth integrand)."""
+    acc = 0.0
+    h = b - a
+    for k in range(_NGL):
+        t = a + h * _GLX[k]
+        acc += _GLW[k] * psf_at(t, sigma, peak, kind) * math.sin(t)
+    return acc * h
+
+
+@njit(cache=True)
+def _cap_integral(zn, cn, dn, z1, sigma, peak, kind, norm):
+    """``int_{sin dec > z1} G dOmega``: the PSF mass north of a declination.
+
+    ``2 pi int G(psi) sin(psi) frac(psi) dpsi`` over ``psi < min(pi, _CAP_L sigma)``
+    (the rest is below 1e-7 of the PSF), split where ``frac`` has kinks (the nearest
+    and farthest points of the declination circle, ``pa`` and ``pb``) and substituted
+    there so its square-root ends become smooth.
+    """
+    if z1 <= -1.0:
+        return norm
+    if z1 >= 1.0:
+        return 0.0
+    d1 = math.asin(z1)
+    u = min(math.pi, _CAP_L * sigma)
+    if d1 <= dn - u:
+        return norm
+    if d1 >= dn + u:
+        return 0.0
+    pa = abs(dn - d1)
+    pb = math.pi - abs(dn + d1)
+    tot = 0.0
+    if pa > 0.0 and zn > z1:  # circles nearer than the declination line: inside
+        tot += _gl_psf(0.0, min(pa, u), sigma, peak, kind)
+    if pa < u and pb > pa:
+        acc = 0.0
+        if pb <= u:  # both kinks: psi = pa + (pb - pa) (1 - cos t) / 2, t in [0, pi]
+            h = pb - pa
+            for k in range(_NGL):
+                t = math.pi * _GLX[k]
+                psi = pa + 0.5 * h * (1.0 - math.cos(t))
+                jac = 0.5 * h * math.sin(t) * math.pi
+                acc += _GLW[k] * jac * psf_at(psi, sigma, peak, kind) * math.sin(psi) * _cap_frac(psi, zn, cn, z1)  # fmt: skip
+        else:  # one kink: psi = pa + (u - pa) s^2, s in [0, 1]
+            h = u - pa
+            for k in range(_NGL):
+                sk = _GLX[k]
+                psi = pa + h * sk * sk
+                jac = 2.0 * h * sk
+                acc += _GLW[k] * jac * psf_at(psi, sigma, peak, kind) * math.sin(psi) * _cap_frac(psi, zn, cn, z1)  # fmt: skip
+        tot += acc
+    if pb < u and _cap_frac(0.5 * (pb + u), zn, cn, z1) > 0.5:
+        tot += _gl_psf(pb, u, sigma, peak, kind)
+    return _TWO_PI * tot
+
+
+@njit(cache=True)
+def _band_sum(vz, sigma, peak, kind, norm, arow, sindec_edges):
+    """``int A_eff(sin dec) G dOmega`` over the sphere for one A_eff row (clamped bins):
+    ``A_0 norm + sum_j (A_j - A_{j-1}) * (PSF mass north of edge j)``."""
+    zn = min(1.0, max(-1.0, vz))
+    cn = math.sqrt(max(0.0, 1.0 - zn * zn))
+    dn = math.asin(zn)
+    acc = arow[0] * norm
+    for j in range(1, arow.shape[0]):
+        da = arow[j] - arow[j - 1]
+        if da != 0.0:
+            acc += da * _cap_integral(zn, cn, dn, sindec_edges[j], sigma, peak, kind, norm)
+    return acc
+
+
+# ======================================================================================
+# best-first heap (max-heap on key); node ints (order, ipix, tid), floats (key, bo, bw,
+# vo, vw): bounds of the node's remaining error and its provisional (Taylor) values
 # ======================================================================================
 @njit(cache=True)
-def _heap_push(hi_, hf, n, o, p, tid, key, bo, bw):
+def _heap_push(hi_, hf, n, o, p, tid, key, bo, bw, vo, vw):
     if n == hi_.shape[0]:  # grow
         hi2 = np.empty((2 * n, 3), np.int64)
-        hf2 = np.empty((2 * n, 3))
+        hf2 = np.empty((2 * n, 5))
         hi2[:n] = hi_
         hf2[:n] = hf
         hi_, hf = hi2, hf2
@@ -432,22 +567,25 @@ def _heap_push(hi_, hf, n, o, p, tid, key, bo, bw):
         par = (k - 1) >> 1
         if hf[par, 0] >= key:
             break
-        hi_[k, :] = hi_[par, :]
-        hf[k, :] = hf[par, :]
+        for c in range(3):
+            hi_[k, c] = hi_[par, c]
+        for c in range(5):
+            hf[k, c] = hf[par, c]
         k = par
     hi_[k, 0], hi_[k, 1], hi_[k, 2] = o, p, tid
-    hf[k, 0], hf[k, 1], hf[k, 2] = key, bo, bw
+    hf[k, 0], hf[k, 1], hf[k, 2], hf[k, 3], hf[k, 4] = key, bo, bw, vo, vw
     return hi_, hf, n + 1
 
 
 @njit(cache=True)
 def _heap_pop(hi_, hf, n):
-    """Remove the top; returns (o, p, tid, bo, bw, new n)."""
-    o, p, tid, bo, bw = hi_[0, 0], hi_[0, 1], hi_[0, 2], hf[0, 1], hf[0, 2]
+    """Remove the top; returns (o, p, tid, bo, bw, vo, vw, new n)."""
+    o, p, tid = hi_[0, 0], hi_[0, 1], hi_[0, 2]
+    bo, bw, vo, vw = hf[0, 1], hf[0, 2], hf[0, 3], hf[0, 4]
     n -= 1
     if n > 0:
         li0, li1, li2 = hi_[n, 0], hi_[n, 1], hi_[n, 2]
-        lf0, lf1, lf2 = hf[n, 0], hf[n, 1], hf[n, 2]
+        lf0, lf1, lf2, lf3, lf4 = hf[n, 0], hf[n, 1], hf[n, 2], hf[n, 3], hf[n, 4]
         k = 0
         while True:  # sift down
             c = 2 * k + 1
@@ -457,12 +595,14 @@ def _heap_pop(hi_, hf, n):
                 c += 1
             if hf[c, 0] <= lf0:
                 break
-            hi_[k, :] = hi_[c, :]
-            hf[k, :] = hf[c, :]
+            for j in range(3):
+                hi_[k, j] = hi_[c, j]
+            for j in range(5):
+                hf[k, j] = hf[c, j]
             k = c
         hi_[k, 0], hi_[k, 1], hi_[k, 2] = li0, li1, li2
-        hf[k, 0], hf[k, 1], hf[k, 2] = lf0, lf1, lf2
-    return o, p, tid, bo, bw, n
+        hf[k, 0], hf[k, 1], hf[k, 2], hf[k, 3], hf[k, 4] = lf0, lf1, lf2, lf3, lf4
+    return o, p, tid, bo, bw, vo, vw, n
 
 
 @njit(cache=True)
@@ -498,12 +638,14 @@ def _single(mp, vx, vy, vz, sigma, kind, arow, sindec_edges, rtol, res, hi_, hf)
     """(overlap, weighted) for one neutrino; ``hi_``/``hf`` are scratch heap arrays."""
     peak = psf_peak(sigma, kind)
     norm = psf_norm(sigma, kind)
-    c0, c0w = _control(mp, vx, vy, vz, sigma, arow, sindec_edges)
+    c0, c0w = _control(mp, vx, vy, vz, sigma)
     gr, gw = _global_max(mp)
     ato = ATOL * rtol * gr  # below 1e-12 of the map's peak: absolute, not relative
     atw = ATOL * rtol * gw * arow.max()
     base_o = c0 * norm  # control variate: c0 * integral of G over the sphere
-    base_w = c0w * norm
+    base_w = 0.0
+    if c0w != 0.0:
+        base_w = c0w * _band_sum(vz, sigma, peak, kind, norm, arow, sindec_edges)
     acc_o = 0.0
     acc_w = 0.0
     rem_o = 0.0
@@ -519,7 +661,7 @@ def _single(mp, vx, vy, vz, sigma, kind, arow, sindec_edges, rtol, res, hi_, hf)
         acc_w += dw
         if not leaf:
             key = bo / max(abs(base_o + acc_o), 1e-300) + bw / max(abs(base_w + acc_w), 1e-300)
-            hi_, hf, n = _heap_push(hi_, hf, n, o, p, tid, key, bo, bw)
+            hi_, hf, n = _heap_push(hi_, hf, n, o, p, tid, key, bo, bw, do, dw)
             rem_o += bo
             rem_w += bw
     steps = 0
@@ -531,9 +673,11 @@ def _single(mp, vx, vy, vz, sigma, kind, arow, sindec_edges, rtol, res, hi_, hf)
             rem_o, rem_w = _remaining(hf, n)
             if _converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
                 break
-        o, p, tid, bo, bw, n = _heap_pop(hi_, hf, n)
+        o, p, tid, bo, bw, vo, vw, n = _heap_pop(hi_, hf, n)
         rem_o = max(rem_o - bo, 0.0)
         rem_w = max(rem_w - bw, 0.0)
+        acc_o -= vo  # provisional values are replaced by the children's
+        acc_w -= vw
         for c in range(4):
             co, cp, ct = o + 1, 4 * p + c, _child_tid(mp, tid, c)
             do, dw, cbo, cbw, leaf = _visit(
@@ -543,18 +687,80 @@ def _single(mp, vx, vy, vz, sigma, kind, arow, sindec_edges, rtol, res, hi_, hf)
             acc_w += dw
             if not leaf:
                 key = cbo / max(abs(tot_o), 1e-300) + cbw / max(abs(tot_w), 1e-300)
-                hi_, hf, n = _heap_push(hi_, hf, n, co, cp, ct, key, cbo, cbw)
+                hi_, hf, n = _heap_push(hi_, hf, n, co, cp, ct, key, cbo, cbw, do, dw)
                 rem_o += cbo
                 rem_w += cbw
     return base_o + acc_o, base_w + acc_w, hi_, hf, steps
 
 
 @njit(cache=True)
-def _visit(mp, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, sindec_edges, res):
-    """Evaluate a node or bound it.
+def _taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind):
+    """Coefficients ``K`` of the second-order expansion of the PSF about a node centre
+    ``x0``: ``int f G dOmega ~= sum_k K[k] * moment_k(f)`` for the moments of
+    :func:`_leaf_moments` (mass, first moments, second moments xx yy zz xy xz yz).
 
-    Returns (d_overlap, d_weighted, bound_o, bound_w, done): ``done`` means the node was
-    integrated (or contributes exactly nothing) and needs no heap entry.
+    In orthographic coordinates ``u = x - (x0.x) x0`` on the tangent plane at ``x0``,
+    ``G ~= h + h' e_r.u + 1/2 [h'' (e_r.u)^2 + h' cot(psi) (|u|^2 - (e_r.u)^2)]`` with
+    ``h(psi)`` the PSF profile at the centre's distance ``psi`` and ``e_r`` the
+    tangent pointing away from the neutrino (the Hessian of a radial function on the
+    sphere). ``e_r.u = e_r.x`` and ``|u|^2 = |x|^2 - (x0.x)^2``, so every term is linear
+    in the stored moments.
+    """
+    cosp = 1.0 - 0.5 * c2
+    dx, dy, dz = x * cosp - vx, y * cosp - vy, z * cosp - vz  # (away from n) * sin psi
+    sinp = math.sqrt(dx * dx + dy * dy + dz * dz)
+    s2 = sigma * sigma
+    if kind == PSF_VMF:
+        h0 = peak * math.exp(-0.5 * c2 / s2)
+        h1 = -sinp / s2 * h0
+        h2 = (sinp * sinp / (s2 * s2) - cosp / s2) * h0
+        hc = -cosp / s2 * h0
+    else:
+        psi = math.atan2(sinp, cosp)
+        h0 = peak * math.exp(-0.5 * psi * psi / s2)
+        h1 = -psi / s2 * h0
+        h2 = (psi * psi / s2 - 1.0) / s2 * h0
+        hc = -h0 / s2 if sinp < 1e-12 else h1 * cosp / sinp
+    if sinp < 1e-12:
+        ex, ey, ez = 0.0, 0.0, 0.0
+        h1 = 0.0
+        h2 = hc
+    else:
+        ex, ey, ez = dx / sinp, dy / sinp, dz / sinp
+    a = 0.5 * (h2 - hc)
+    b = 0.5 * hc
+    # K_m2 = a e e^T + b (I - x0 x0^T); off-diagonal coefficients doubled (symmetric m2)
+    return (
+        h0,
+        h1 * ex,
+        h1 * ey,
+        h1 * ez,
+        a * ex * ex + b * (1.0 - x * x),
+        a * ey * ey + b * (1.0 - y * y),
+        a * ez * ez + b * (1.0 - z * z),
+        2.0 * (a * ex * ey - b * x * y),
+        2.0 * (a * ex * ez - b * x * z),
+        2.0 * (a * ey * ez - b * y * z),
+    )
+
+
+@njit(cache=True)
+def _taylor_value(K, mom, i, g, c):
+    """``sum_k K[k] * (moment_k(group g) - c * moment_k(area))`` of tree node ``i``."""
+    acc = 0.0
+    for k in range(10):
+        acc += K[k] * (mom[i, 10 * g + k] - c * mom[i, 20 + k])
+    return acc
+
+
+@njit(cache=True)
+def _visit(mp, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, sindec_edges, res):
+    """Evaluate a node, expand it in moments, or bound it.
+
+    Returns (d_overlap, d_weighted, bound_o, bound_w, done). ``done`` means the node was
+    integrated (or contributes exactly nothing) and needs no heap entry; otherwise the
+    d_ values are provisional (a moment expansion, or 0) and the bounds bound their
+    error.
     """
     x, y, z = pix2vec_nest(o, p)
     c2 = chord2(x, y, z, vx, vy, vz)
@@ -563,21 +769,45 @@ def _visit(mp, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, sindec_e
     psi_min = max(psi - rad, 0.0)
     const, r, rwv, rmax, rmin, wmax, wmin = _node_info(mp, o, p, tid)
     amax, amin, aconst = _aeff_range(arow, sindec_edges, z, rad)
+    # across an A_eff edge the midpoint rule takes A at the centre: finer cells there
+    res_a = res if aconst else res * _EDGE_RES
     if const:
-        if r == c0 and ((aconst and rwv * amax == c0w) or (rwv == 0.0 and c0w == 0.0)):
+        if r == c0 and rwv == c0w:
             return 0.0, 0.0, 0.0, 0.0, True  # integrand of the correction is zero here
-        if _resolved(o, psi_min, sigma, res):
+        if _resolved(o, psi_min, sigma, res_a):
             ga = psf_from_chord2(c2, sigma, peak, kind) * _AREA[o] * _cell_factor(o, psi, sigma)
             a = arow[bin_index(sindec_edges, z)]
-            return (r - c0) * ga, (rwv * a - c0w) * ga, 0.0, 0.0, True
+            return (r - c0) * ga, (rwv - c0w) * a * ga, 0.0, 0.0, True
     fo = max(rmax - c0, c0 - rmin)
-    fw = max(wmax * amax - c0w, c0w - wmin * amin)
-    gint = min(psf_at(psi_min, sigma, peak, kind) * _AREA[o], psf_tail_bound(psi_min, sigma, kind))
+    fw = max(wmax - c0w, c0w - wmin) * amax
+    g_min = psf_at(psi_min, sigma, peak, kind)
+    gint = min(g_min * _AREA[o], psf_tail_bound(psi_min, sigma, kind))
     bo = fo * gint
     bw = fw * gint
     if bo <= 0.0 and bw <= 0.0:
         return 0.0, 0.0, 0.0, 0.0, True
-    return 0.0, 0.0, bo, bw, False
+    vo = 0.0
+    vw = 0.0
+    if not const and mp[0] == 0 and rad <= _TAYLOR_RAD * sigma:
+        # moment expansion of an internal node (sub-pixels of a map pixel are
+        # constant and handled above); third-order remainder as its error bound:
+        # |D^3 G| <= G(t) (t^3 + 3t) / sigma^3 (t = psi / sigma), <= 2.7 peak / sigma^3
+        tmax = (psi + rad) / sigma
+        env = min(g_min * (tmax * tmax * tmax + 3.0 * tmax), 2.7 * peak)
+        e3 = env * _AREA[o] * _R3_MEAN * rad * rad * rad / (6.0 * sigma * sigma * sigma)
+        K = _taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind)
+        mom = mp[11]
+        if fo * e3 < bo:
+            vo = _taylor_value(K, mom, tid, 0, c0)
+            bo = fo * e3
+        if fw * e3 < bw and (aconst or rad <= res_a * sigma):
+            # across an A_eff edge: A at the centre, as the midpoint rule does
+            a = amax if aconst else arow[bin_index(sindec_edges, z)]
+            vw = a * _taylor_value(K, mom, tid, 1, c0w)
+            bw = fw * e3
+        if bo <= 0.0 and bw <= 0.0:
+            return vo, vw, 0.0, 0.0, True
+    return vo, vw, bo, bw, False
 
 
 # ======================================================================================
@@ -611,7 +841,7 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
                 rem_o, rem_w = _remaining(hf, n)
                 if _converged(rem_o, rem_w, acc_o, acc_w, rtol, ato, atw):
                     break
-            o, p, tid, bo, bw, n = _heap_pop(hi_, hf, n)
+            o, p, tid, bo, bw, _vo, _vw, n = _heap_pop(hi_, hf, n)
             rem_o = max(rem_o - bo, 0.0)
             rem_w = max(rem_w - bw, 0.0)
             nch = 4
@@ -627,7 +857,7 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
             acc_w += dw
             if not leaf:
                 key = cbo / max(acc_o, 1e-300) + cbw / max(acc_w, 1e-300)
-                hi_, hf, n = _heap_push(hi_, hf, n, co, cp, ct, key, cbo, cbw)
+                hi_, hf, n = _heap_push(hi_, hf, n, co, cp, ct, key, cbo, cbw, 0.0, 0.0)
                 rem_o += cbo
                 rem_w += cbw
         first = False
@@ -675,7 +905,7 @@ def _overlap_many(
     nchunks = (n + cs - 1) // cs
     for ch in prange(nchunks):
         hi_ = np.empty((256, 3), np.int64)
-        hf = np.empty((256, 3))
+        hf = np.empty((256, 5))
         for i in range(ch * cs, min(n, (ch + 1) * cs)):
             vx, vy, vz = radec_to_vec(ra[i], dec[i])
             ie = bin_index(log10e_edges, math.log10(energy[i])) if energy[i] > 0 else 0
@@ -694,7 +924,7 @@ def _pair_many(mp, ra1, dec1, s1, e1, ra2, dec2, s2, e2, log10e_edges, sindec_ed
     nchunks = (n + cs - 1) // cs
     for ch in prange(nchunks):
         hi_ = np.empty((256, 3), np.int64)
-        hf = np.empty((256, 3))
+        hf = np.empty((256, 5))
         v1 = np.empty(3)
         v2 = np.empty(3)
         for i in range(ch * cs, min(n, (ch + 1) * cs)):
@@ -728,9 +958,9 @@ def _prepare_moc(uniq, probdensity, pixel_weight):
     rw = np.zeros(n + 1)
     rho[:n] = probdensity
     rw[:n] = probdensity * pixel_weight
-    t_child, t_row, bnd = _build_tree(order, ipix, lo, hi, rho, rw, top)
+    t_child, t_row, bnd, mom = _build_tree(order, ipix, lo, hi, rho, rw, top)
     poff = np.zeros(1, np.int64)
-    return (np.int64(0), top, rho, rw, lo, hi, t_child, t_row, bnd, poff, np.int64(-1))
+    return (np.int64(0), top, rho, rw, lo, hi, t_child, t_row, bnd, poff, np.int64(-1), mom)
 
 
 @njit(cache=True)
@@ -741,7 +971,8 @@ def _prepare_flat(prob, pixel_weight, top):
     pord = min(top - 1, 7)  # pyramid down to order 7: <= 1.1 M nodes, ~35 MB
     poff, bnd = _build_pyramid(rho, rw, top, pord)
     empty = np.zeros(1, np.int64)
-    return (np.int64(1), np.int64(top), rho, rw, empty, empty, empty, empty, bnd, poff, np.int64(pord))  # fmt: skip
+    mom = np.zeros((1, _NMOM))  # no moments: the implicit tree refines to the pixels
+    return (np.int64(1), np.int64(top), rho, rw, empty, empty, empty, empty, bnd, poff, np.int64(pord), mom)  # fmt: skip
 
 
 # ======================================================================================
