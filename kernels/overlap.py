@@ -1030,6 +1030,113 @@ def _neutrinos(*arrays):
     return out
 
 
+class PreparedMap:
+    """A sky map prepared once for any number of overlap calls.
+
+    Holds the sorted map, its quadtree with min/max bounds and node moments (multi-order
+    maps) or the min/max pyramid (flat maps). Build it with :func:`prepare_map` or
+    :func:`prepare_map_flat` and pass it to :func:`psf_overlap_prepared` and
+    :func:`psf_pair_overlap_prepared`; the kernels then pay only the traversal.
+
+    Attributes
+    ----------
+    mp : tuple
+        The arrays the kernels read (see "map representations" in the source).
+    nbytes : int
+        Memory held by those arrays [bytes].
+    """
+
+    __slots__ = ("mp", "nbytes")
+
+    def __init__(self, mp):
+        self.mp = mp
+        self.nbytes = int(sum(getattr(a, "nbytes", 0) for a in mp))
+
+    def __repr__(self):
+        kind = "multi-order" if self.mp[0] == 0 else "flat"
+        return f"PreparedMap({kind}, order {int(self.mp[1])}, {self.nbytes / 2**20:.1f} MiB)"
+
+
+def prepare_map(uniq, probdensity, pixel_weight=None) -> PreparedMap:
+    """Prepare a multi-order map (arguments as in :func:`psf_overlap`) once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pm = prepare_map(4 + np.arange(12), np.full(12, 1 / (4 * np.pi)))
+    >>> ov, wt = psf_overlap_prepared(pm, [1.0], [0.2], [0.01], [1e3],
+    ...                               [0.0, 9.0], [-1.0, 1.0], [[2.0]], psf_kind=1)
+    >>> bool(np.isclose(wt[0], 2 / (4 * np.pi)))
+    True
+    """
+    uniq, rho, w = _sorted_moc(uniq, probdensity, pixel_weight)
+    return PreparedMap(_prepare_moc(uniq, rho, w))
+
+
+def prepare_map_flat(prob_nested, pixel_weight=None) -> PreparedMap:
+    """Prepare a flat NESTED map of probability per pixel (see :func:`psf_overlap_flat`)."""
+    prob = _f64(prob_nested)
+    top = _flat_order(prob.size)
+    w = np.ones_like(prob) if pixel_weight is None else _f64(pixel_weight)
+    return PreparedMap(_prepare_flat(prob, w, top))
+
+
+def psf_overlap_prepared(
+    pmap,
+    ra,
+    dec,
+    sigma,
+    energy,
+    log10e_edges,
+    sindec_edges,
+    aeff,
+    psf_kind=PSF_GAUSS,
+    *,
+    rtol=RTOL,
+    res=RES,
+):
+    """:func:`psf_overlap` on a :class:`PreparedMap` (pixel weights were given there)."""
+    _check_psf(psf_kind)
+    ra, dec, sigma, energy = _neutrinos(ra, dec, sigma, energy)
+    le, se, ae = _tables(log10e_edges, sindec_edges, aeff)
+    if ra.size == 0:
+        return np.empty(0), np.empty(0)
+    return _overlap_many(
+        pmap.mp, ra, dec, sigma, energy, le, se, ae, psf_kind, float(rtol), float(res),
+        _chunk(ra.size),
+    )[:2]  # fmt: skip
+
+
+def psf_pair_overlap_prepared(
+    pmap,
+    ra_i,
+    dec_i,
+    sigma_i,
+    energy_i,
+    ra_j,
+    dec_j,
+    sigma_j,
+    energy_j,
+    log10e_edges,
+    sindec_edges,
+    aeff,
+    psf_kind=PSF_GAUSS,
+    *,
+    rtol=RTOL,
+    res=RES,
+):
+    """:func:`psf_pair_overlap` on a :class:`PreparedMap`."""
+    _check_psf(psf_kind)
+    arr = _neutrinos(ra_i, dec_i, sigma_i, energy_i, ra_j, dec_j, sigma_j, energy_j)
+    le, se, ae = _tables(log10e_edges, sindec_edges, aeff)
+    if arr[0].size == 0:
+        return np.empty(0), np.empty(0)
+    return _pair_many(
+        pmap.mp, *arr, le, se, ae, psf_kind, float(rtol), float(res) / math.sqrt(2.0),
+        _chunk(arr[0].size),
+    )[:2]  # fmt: skip
+
+
 def psf_overlap(
     uniq,
     probdensity,

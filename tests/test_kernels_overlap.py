@@ -305,3 +305,34 @@ def test_pixel_weight_scales_weighted_only():
     b = psf_overlap(uniq, rho, *args, np.full(48, 3.0))
     assert b[0][0] == pytest.approx(a[0][0], rel=1e-12)
     assert b[1][0] == pytest.approx(3 * a[1][0], rel=1e-9)
+
+
+def test_prepared_map_gives_the_same_numbers(maps):
+    """A map prepared once (PreparedMap) gives exactly what the one-shot calls give."""
+    from kernels.overlap import (
+        prepare_map,
+        prepare_map_flat,
+        psf_overlap_prepared,
+        psf_pair_overlap_prepared,
+    )
+
+    (uniq, rho), map_order = maps[100]
+    rng = np.random.default_rng(5)
+    n = 12
+    ra = CENTRE[0] + rng.normal(0, 0.05, n)
+    dec = CENTRE[1] + rng.normal(0, 0.05, n)
+    sig = np.full(n, 0.8 * DEG)
+    en = np.full(n, E_NU)
+    w = 1.0 + 0.5 * np.cos(np.arange(uniq.size))
+    pm = prepare_map(uniq, rho, w)
+    a = psf_overlap(uniq, rho, ra, dec, sig, en, LOG10E, SINDEC, AEFF, w, PSF_GAUSS)
+    b = psf_overlap_prepared(pm, ra, dec, sig, en, LOG10E, SINDEC, AEFF, PSF_GAUSS)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    pa = psf_pair_overlap(uniq, rho, ra[:6], dec[:6], sig[:6], en[:6], ra[6:], dec[6:], sig[6:], en[6:], LOG10E, SINDEC, AEFF, w)  # fmt: skip
+    pb = psf_pair_overlap_prepared(pm, ra[:6], dec[:6], sig[:6], en[:6], ra[6:], dec[6:], sig[6:], en[6:], LOG10E, SINDEC, AEFF)  # fmt: skip
+    np.testing.assert_array_equal(pa[0], pb[0])
+    flat = moc_to_flat(uniq, rho, map_order)
+    c = psf_overlap_flat(flat, ra, dec, sig, en, LOG10E, SINDEC, AEFF)
+    d = psf_overlap_prepared(prepare_map_flat(flat), ra, dec, sig, en, LOG10E, SINDEC, AEFF)
+    np.testing.assert_array_equal(c[0], d[0])

@@ -322,26 +322,41 @@ class EventModel:
         self.common = C.NDOT_MPC3_S * self.rbar**2 * self.p_egw
         # a / w(θ) = n0 · 10 · (r̄ / 100 Mpc)^-2  [expected neutrinos per code energy unit]
         self.rate_per_energy = C.N0 * 10.0 * (self.rbar / C.R_REF_MPC) ** -2
+        self._prepared = None  # kernels.overlap.PreparedMap, built on first use
         self.null_ratio = 0.0
         if null_term == "full":
             self.null_ratio = p_terrestrial / (1.0 - p_terrestrial)
 
     # -- kernels -------------------------------------------------------------------------
 
+    @property
+    def prepared_map(self):
+        """The map prepared for the overlap kernels (``kernels.overlap.PreparedMap``:
+        sorted rows, quadtree bounds and moments), built on first use and kept, so
+        every later evaluation and trial pays only the traversal."""
+        if self._prepared is None:
+            ov = _overlap_kernels()
+            if self.skymap.is_moc:
+                self._prepared = ov.prepare_map(
+                    self.skymap.uniq, self.probdensity, self.pixel_weight
+                )
+            else:
+                self._prepared = ov.prepare_map_flat(self.prob_flat, self.pixel_weight)
+        return self._prepared
+
     def _psf_overlap(self, ra, dec, sigma, energy):
         """(Σ P_gw ∫G, Σ P_gw w A_eff ∫G) per neutrino, angles in rad."""
-        ov = _overlap_kernels()
-        tail = (
+        return _overlap_kernels().psf_overlap_prepared(
+            self.prepared_map,
+            ra,
+            dec,
+            sigma,
             energy,
             self.log10e_edges,
             self.sindec_edges,
             self.aeff,
-            self.pixel_weight,
             self.psf_kind,
         )
-        if self.skymap.is_moc:
-            return ov.psf_overlap(self.skymap.uniq, self.probdensity, ra, dec, sigma, *tail)
-        return ov.psf_overlap_flat(self.prob_flat, ra, dec, sigma, *tail)
 
     def _pair_overlap(self, ra, dec, sigma, energy, pi, pj):
         """S_ij = Σ P_gw w A_i G_i A_j G_j [A_eff^2 sr^-2] for each pair."""
@@ -360,12 +375,9 @@ class EventModel:
             self.log10e_edges,
             self.sindec_edges,
             self.aeff,
-            self.pixel_weight,
             self.psf_kind,
         )
-        if self.skymap.is_moc:
-            return ov.psf_pair_overlap(self.skymap.uniq, self.probdensity, *args)[1]
-        return ov.psf_pair_overlap_flat(self.prob_flat, *args)[1]
+        return ov.psf_pair_overlap_prepared(self.prepared_map, *args)[1]
 
     # -- evaluation ----------------------------------------------------------------------
 
