@@ -694,17 +694,14 @@ def _single(mp, vx, vy, vz, sigma, kind, arow, sindec_edges, rtol, res, hi_, hf)
 
 
 @njit(cache=True)
-def _taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind):
-    """Coefficients ``K`` of the second-order expansion of the PSF about a node centre
-    ``x0``: ``int f G dOmega ~= sum_k K[k] * moment_k(f)`` for the moments of
-    :func:`_leaf_moments` (mass, first moments, second moments xx yy zz xy xz yz).
+def _psf_local(x, y, z, c2, vx, vy, vz, sigma, peak, kind):
+    """Local shape of the PSF at a node centre ``x0`` (squared chord ``c2`` from the
+    neutrino): ``(h, h', h'' - hc, hc, e_r)`` with ``h(psi)`` the profile, ``hc = h'
+    cot(psi)`` and ``e_r`` the unit tangent at ``x0`` pointing away from the neutrino.
 
-    In orthographic coordinates ``u = x - (x0.x) x0`` on the tangent plane at ``x0``,
-    ``G ~= h + h' e_r.u + 1/2 [h'' (e_r.u)^2 + h' cot(psi) (|u|^2 - (e_r.u)^2)]`` with
-    ``h(psi)`` the PSF profile at the centre's distance ``psi`` and ``e_r`` the
-    tangent pointing away from the neutrino (the Hessian of a radial function on the
-    sphere). ``e_r.u = e_r.x`` and ``|u|^2 = |x|^2 - (x0.x)^2``, so every term is linear
-    in the stored moments.
+    On the tangent plane at ``x0`` (orthographic ``u = x - (x0.x) x0``) the PSF is
+    ``h + h' e_r.u + 1/2 [(h'' - hc) (e_r.u)^2 + hc |u|^2] + O(u^3)`` (the Hessian of
+    a radial function on the sphere); ``e_r.u = e_r.x`` and ``|u|^2 = |x|^2 - (x0.x)^2``.
     """
     cosp = 1.0 - 0.5 * c2
     dx, dy, dz = x * cosp - vx, y * cosp - vy, z * cosp - vz  # (away from n) * sin psi
@@ -722,12 +719,19 @@ def _taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind):
         h2 = (psi * psi / s2 - 1.0) / s2 * h0
         hc = -h0 / s2 if sinp < 1e-12 else h1 * cosp / sinp
     if sinp < 1e-12:
-        ex, ey, ez = 0.0, 0.0, 0.0
-        h1 = 0.0
-        h2 = hc
-    else:
-        ex, ey, ez = dx / sinp, dy / sinp, dz / sinp
-    a = 0.5 * (h2 - hc)
+        return h0, 0.0, 0.0, hc, 0.0, 0.0, 0.0
+    return h0, h1, h2 - hc, hc, dx / sinp, dy / sinp, dz / sinp
+
+
+@njit(cache=True)
+def _taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind):
+    """Coefficients ``K`` of the second-order expansion of the PSF about a node centre
+    ``x0``: ``int f G dOmega ~= sum_k K[k] * moment_k(f)`` for the moments of
+    :func:`_leaf_moments` (mass, first moments, second moments xx yy zz xy xz yz);
+    see :func:`_psf_local`. Every term is linear in the stored moments.
+    """
+    h0, h1, hd, hc, ex, ey, ez = _psf_local(x, y, z, c2, vx, vy, vz, sigma, peak, kind)
+    a = 0.5 * hd
     b = 0.5 * hc
     # K_m2 = a e e^T + b (I - x0 x0^T); off-diagonal coefficients doubled (symmetric m2)
     return (
@@ -841,9 +845,11 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
                 rem_o, rem_w = _remaining(hf, n)
                 if _converged(rem_o, rem_w, acc_o, acc_w, rtol, ato, atw):
                     break
-            o, p, tid, bo, bw, _vo, _vw, n = _heap_pop(hi_, hf, n)
+            o, p, tid, bo, bw, vo, vw, n = _heap_pop(hi_, hf, n)
             rem_o = max(rem_o - bo, 0.0)
             rem_w = max(rem_w - bw, 0.0)
+            acc_o -= vo  # provisional values are replaced by the children's
+            acc_w -= vw
             nch = 4
         for c in range(nch):
             if first:
@@ -857,7 +863,7 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
             acc_w += dw
             if not leaf:
                 key = cbo / max(acc_o, 1e-300) + cbw / max(acc_w, 1e-300)
-                hi_, hf, n = _heap_push(hi_, hf, n, co, cp, ct, key, cbo, cbw, 0.0, 0.0)
+                hi_, hf, n = _heap_push(hi_, hf, n, co, cp, ct, key, cbo, cbw, do, dw)
                 rem_o += cbo
                 rem_w += cbw
         first = False
@@ -888,7 +894,53 @@ def _visit_pair(mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sin
         g1 * g2 * _AREA[o],
         min(g1 * psf_tail_bound(pm2, s2, kind), g2 * psf_tail_bound(pm1, s1, kind)),
     )
-    return 0.0, 0.0, rmax * gint, wmax * a1max * a2max * gint, False
+    bo = rmax * gint
+    bw = wmax * a1max * a2max * gint
+    vo = 0.0
+    vw = 0.0
+    s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)  # width of the product G1 G2
+    if not const and mp[0] == 0 and rad <= _TAYLOR_RAD * s12:
+        # moment expansion of G1 G2 (see _visit); exponent f = log G1 + log G2 has
+        # |grad f| <= gm = psi1/s1^2 + psi2/s2^2 and |Hess f| <= 1/s12^2, so
+        # |D^3 (G1 G2)| <= G1 G2 (gm^3 + 3 gm / s12^2) over the node
+        psi1 = 2.0 * math.asin(min(0.5 * math.sqrt(c21), 1.0))
+        psi2 = 2.0 * math.asin(min(0.5 * math.sqrt(c22), 1.0))
+        gm = (psi1 + rad) / (s1 * s1) + (psi2 + rad) / (s2 * s2)
+        env = min(g1 * g2 * (gm * gm * gm + 3.0 * gm / (s12 * s12)), 2.7 * pk1 * pk2 / (s12 * s12 * s12))  # fmt: skip
+        e3 = env * _AREA[o] * _R3_MEAN * rad * rad * rad / 6.0
+        h0a, h1a, ha, hca, e1x, e1y, e1z = _psf_local(x, y, z, c21, v1[0], v1[1], v1[2], s1, pk1, kind)  # fmt: skip
+        h0b, h1b, hb, hcb, e2x, e2y, e2z = _psf_local(x, y, z, c22, v2[0], v2[1], v2[2], s2, pk2, kind)  # fmt: skip
+        # F = G1 G2: grad = h0b h1a e1 + h0a h1b e2; Hess = h0b H1 + h0a H2 + h1a h1b (e1 e2^T + e2 e1^T)
+        a1 = 0.5 * h0b * ha
+        a2 = 0.5 * h0a * hb
+        c12 = 0.5 * h1a * h1b
+        b = 0.5 * (h0b * hca + h0a * hcb)
+        g1x, g1y, g1z = h0b * h1a * e1x + h0a * h1b * e2x, h0b * h1a * e1y + h0a * h1b * e2y, h0b * h1a * e1z + h0a * h1b * e2z  # fmt: skip
+        K = (
+            h0a * h0b,
+            g1x,
+            g1y,
+            g1z,
+            a1 * e1x * e1x + a2 * e2x * e2x + 2.0 * c12 * e1x * e2x + b * (1.0 - x * x),
+            a1 * e1y * e1y + a2 * e2y * e2y + 2.0 * c12 * e1y * e2y + b * (1.0 - y * y),
+            a1 * e1z * e1z + a2 * e2z * e2z + 2.0 * c12 * e1z * e2z + b * (1.0 - z * z),
+            2.0 * (a1 * e1x * e1y + a2 * e2x * e2y + c12 * (e1x * e2y + e2x * e1y) - b * x * y),
+            2.0 * (a1 * e1x * e1z + a2 * e2x * e2z + c12 * (e1x * e2z + e2x * e1z) - b * x * z),
+            2.0 * (a1 * e1y * e1z + a2 * e2y * e2z + c12 * (e1y * e2z + e2y * e1z) - b * y * z),
+        )
+        mom = mp[11]
+        if rmax * e3 < bo:
+            vo = _taylor_value(K, mom, tid, 0, 0.0)
+            bo = rmax * e3
+        a1max_, a1min_, a1c = _aeff_range(arow1, sindec_edges, z, rad)
+        a2max_, a2min_, a2c = _aeff_range(arow2, sindec_edges, z, rad)
+        if wmax * a1max * a2max * e3 < bw and ((a1c and a2c) or rad <= res * _EDGE_RES * s12):
+            j = bin_index(sindec_edges, z)
+            vw = arow1[j] * arow2[j] * _taylor_value(K, mom, tid, 1, 0.0)
+            bw = wmax * a1max * a2max * e3
+        if bo <= 0.0 and bw <= 0.0:
+            return vo, vw, 0.0, 0.0, True
+    return vo, vw, bo, bw, False
 
 
 # ======================================================================================
