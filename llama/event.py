@@ -330,17 +330,22 @@ def _call_with_timeout(func, arg, timeout_s: float | None, name: str) -> None:
     # a thread cannot be killed: on timeout we stop waiting and the caller discards
     # the temporary output, so a late finish never lands under the real name
     box: dict[str, BaseException] = {}
+    abandoned = threading.Event()
 
     def target() -> None:
         try:
             func(arg)
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller
             box["error"] = err
+        finally:
+            if abandoned.is_set():  # a late finish: remove what it wrote
+                Path(arg).unlink(missing_ok=True)
 
     worker = threading.Thread(target=target, daemon=True, name=f"llama-{name}")
     worker.start()
     worker.join(timeout_s)
     if worker.is_alive():
+        abandoned.set()
         raise TimeoutError(f"{name} did not finish within {timeout_s} s")
     if "error" in box:
         raise box["error"]

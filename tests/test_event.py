@@ -115,3 +115,52 @@ def test_flags_are_validated_and_persisted(tmp_path):
 def test_plain_names_only(event):
     with pytest.raises(ValueError, match="plain file name"):
         event.path("../escape.json")
+
+
+def test_files_produced_together_timeouts_and_retries(tmp_path):
+    import time
+
+    from llama.handler import FileHandler, HandlerRegistry, write_json
+
+    reg = HandlerRegistry()
+    calls = {"flaky": 0}
+
+    class Pair(FileHandler, registry=reg):
+        FILENAME = "plot.png"
+        ALSO_WRITES = ("plot.pdf",)
+
+        def generate(self, out):
+            out.write_bytes(b"png")
+            self.extra_outputs["plot.pdf"].write_bytes(b"pdf")
+
+    class Slow(FileHandler, registry=reg):
+        FILENAME = "slow.json"
+        TIMEOUT_S = 0.2
+
+        def generate(self, out):
+            time.sleep(1.0)
+            write_json(out, {})
+
+    class Flaky(FileHandler, registry=reg):
+        FILENAME = "flaky.json"
+        RETRIES = 2
+
+        def generate(self, out):
+            calls["flaky"] += 1
+            if calls["flaky"] < 3:
+                raise ConnectionError("try again")
+            write_json(out, {"attempt": calls["flaky"]})
+
+    ev = Event(tmp_path / "e")
+    ev.generate(Pair)
+    assert ev.path("plot.pdf").read_bytes() == b"pdf"
+    assert ev.read_meta("plot.pdf")["sha256"] and ev.status(Pair) is Status.EXISTS
+    ev.path("plot.pdf").unlink()
+    assert ev.status(Pair) is not Status.EXISTS  # one of the pair missing: remake both
+    with pytest.raises(HandlerFailed, match="did not finish within 0.2 s"):
+        ev.generate(Slow)
+    time.sleep(1.2)  # the abandoned attempt finishes late: it must not land or linger
+    assert not ev.path("slow.json").exists()
+    assert not [p for p in os.listdir(ev.directory) if ".tmp-" in p]
+    ev.generate(Flaky)
+    assert json.loads(ev.path("flaky.json").read_text()) == {"attempt": 3}
