@@ -64,3 +64,18 @@ def test_trials_on_a_distributed_cluster(model):
             remote = client.compute(trial_statistics(model, 200, chunk=50, seed=4)).result()
     local = trial_statistics(model, 200, chunk=50, seed=4).compute(scheduler="synchronous")
     np.testing.assert_allclose(remote, local, rtol=1e-12)
+
+
+def test_many_maps_by_many_lists(model, batch):
+    from llama.science.campaign import maps_by_lists
+
+    other = EventModel(
+        simulate_skymap(np.random.default_rng(9), 300.0, 40.0, sigma_deg=2.0, distmean=60.0,
+                        max_order=6),
+        rho=12.0, rbar=60.0,
+    )  # fmt: skip
+    grid = maps_by_lists([model, other], batch, chunk=16)
+    assert grid.shape == (2, 40) and grid.numblocks == (2, 3)
+    values = grid.compute()
+    np.testing.assert_allclose(values[0], padded_statistics(model, batch))
+    np.testing.assert_allclose(values[1], padded_statistics(other, batch))

@@ -29,7 +29,13 @@ if TYPE_CHECKING:
 
     from llama.science.odds import EventModel
 
-__all__ = ["background_batch", "pad_lists", "padded_statistics", "trial_statistics"]
+__all__ = [
+    "background_batch",
+    "maps_by_lists",
+    "pad_lists",
+    "padded_statistics",
+    "trial_statistics",
+]
 
 #: Order of the per-neutrino fields of a padded batch.
 FIELDS = ("ra", "dec", "sigma", "energy", "dt", "zenith")
@@ -80,6 +86,33 @@ def padded_statistics(model: EventModel, batch: dict[str, Any]) -> Any:
             _statistics_block, model, *arrays, drop_axis=1, dtype=np.float64, meta=np.empty(0)
         )
     return _statistics_block(model, *arrays)
+
+
+def maps_by_lists(models: Sequence[EventModel], batch: dict[str, Any], chunk: int = 500):
+    """Statistic of every (GW map, neutrino list) pair, as a lazy 2-D Dask array.
+
+    Parameters
+    ----------
+    models
+        Prepared GW events, one per map.
+    batch
+        A padded batch of neutrino lists (NumPy or Dask arrays), see `padded_statistics`.
+    chunk
+        Lists per block when ``batch`` holds NumPy arrays.
+
+    Returns
+    -------
+    dask.array.Array
+        Shape ``(len(models), n_lists)``; block (i, j) is one batched kernel call of
+        map i over the j-th chunk of lists.
+    """
+    import dask.array as da
+
+    lazy = {
+        name: arr if hasattr(arr, "map_blocks") else da.from_array(arr, chunks=(chunk, -1))
+        for name, arr in batch.items()
+    }
+    return da.stack([padded_statistics(model, lazy) for model in models])
 
 
 def background_batch(
