@@ -390,7 +390,7 @@ def _run(args, pipeline, flags, version, log) -> int:
         raise UsageError(str(err)) from None
     summary.seed = seed
     _write_results(args, summary, log)
-    log.info("%s", summary.line())
+    log.debug("%s", summary.line())  # printed to stdout just below; the log file keeps it
     print(summary.line(), file=sys.stderr if args.verbosity == "none" else sys.stdout)
     if summary.interrupted:
         return 130
