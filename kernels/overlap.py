@@ -824,12 +824,39 @@ def _visit(mp, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, sindec_e
 # integral for the Gaussian, and pairs are few)
 # ======================================================================================
 @njit(cache=True)
-def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, hf):
+def _product_centre(v1, s1, v2, s2, kind):
+    """(x, y, z, g0): the point on the great circle n1 -> n2 where the gradient of
+    log G1 + log G2 vanishes for the Gaussian (at angle d s1^2 / (s1^2 + s2^2) from
+    n1), and g0, the gradient's magnitude there (0 for the Gaussian, small for vMF)."""
+    c = min(1.0, max(-1.0, v1[0] * v2[0] + v1[1] * v2[1] + v1[2] * v2[2]))
+    d = math.acos(c)
+    sd = math.sin(d)
+    a = d * s1 * s1 / (s1 * s1 + s2 * s2)
+    if sd < 1e-12:  # (anti)parallel: the first direction, gradient bounded crudely
+        g0 = 0.0 if c > 0.0 else math.pi * (1.0 / (s1 * s1) + 1.0 / (s2 * s2))
+        return np.array([v1[0], v1[1], v1[2], g0])
+    w1 = math.sin(d - a) / sd
+    w2 = math.sin(a) / sd
+    out = np.array([w1 * v1[0] + w2 * v2[0], w1 * v1[1] + w2 * v2[1], w1 * v1[2] + w2 * v2[2], 0.0])  # fmt: skip
+    nn = math.sqrt(out[0] * out[0] + out[1] * out[1] + out[2] * out[2])
+    out[0] /= nn
+    out[1] /= nn
+    out[2] /= nn
+    if kind == PSF_VMF:  # f = -(1 - cos psi) / s^2: gradient sin(psi) / s^2 per PSF
+        out[3] = abs(math.sin(a) / (s1 * s1) - math.sin(d - a) / (s2 * s2))
+    return out
+
+
+@njit(cache=True)
+def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, hf, wonly):
     """(overlap, weighted) of rho * G1 * G2 (and rho w A1 A2 G1 G2) for one pair."""
     pk1 = psf_peak(s1, kind)
     pk2 = psf_peak(s2, kind)
+    cst = _product_centre(v1, s1, v2, s2, kind)
     gr, gw = _global_max(mp)
     ato = ATOL * rtol * gr * min(pk1, pk2)
+    if wonly:  # only ``weighted`` is wanted: the overlap's bounds never stop the loop
+        ato = math.inf
     atw = ATOL * rtol * gw * min(pk1, pk2) * arow1.max() * arow2.max()
     acc_o = 0.0
     acc_w = 0.0
@@ -862,12 +889,14 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
             else:
                 co, cp, ct = o + 1, 4 * p + c, _child_tid(mp, tid, c)
             do, dw, cbo, cbw, leaf = _visit_pair(
-                mp, co, cp, ct, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sindec_edges, res
+                mp, co, cp, ct, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sindec_edges, res, cst
             )
             acc_o += do
             acc_w += dw
             if not leaf:
-                key = cbo / max(acc_o, 1e-300) + cbw / max(acc_w, 1e-300)
+                key = cbw / max(acc_w, 1e-300)
+                if not wonly:
+                    key += cbo / max(acc_o, 1e-300)
                 hi_, hf, n = _heap_push(hi_, hf, n, co, cp, ct, key, cbo, cbw, do, dw)
                 rem_o += cbo
                 rem_w += cbw
@@ -876,7 +905,7 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
 
 
 @njit(cache=True)
-def _visit_pair(mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sindec_edges, res):
+def _visit_pair(mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sindec_edges, res, cst):
     """Pair version of :func:`_visit`."""
     x, y, z = pix2vec_nest(o, p)
     c21 = chord2(x, y, z, v1[0], v1[1], v1[2])
@@ -907,10 +936,15 @@ def _visit_pair(mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sin
     if not const and mp[0] == 0 and rad <= _TAYLOR_RAD * s12:
         # moment expansion of G1 G2 (see _visit); exponent f = log G1 + log G2 has
         # |grad f| <= gm = psi1/s1^2 + psi2/s2^2 and |Hess f| <= 1/s12^2, so
-        # |D^3 (G1 G2)| <= G1 G2 (gm^3 + 3 gm / s12^2) over the node
+        # |D^3 (G1 G2)| <= G1 G2 (gm^3 + 3 gm / s12^2) over the node. The gradient
+        # vanishes (up to cst[3]) at the product's centre cst, so also
+        # |grad f| <= cst[3] + dist(x, cst) / s12^2, far tighter between the two PSFs
         psi1 = 2.0 * math.asin(min(0.5 * math.sqrt(c21), 1.0))
         psi2 = 2.0 * math.asin(min(0.5 * math.sqrt(c22), 1.0))
         gm = (psi1 + rad) / (s1 * s1) + (psi2 + rad) / (s2 * s2)
+        c2c = chord2(x, y, z, cst[0], cst[1], cst[2])
+        psic = 2.0 * math.asin(min(0.5 * math.sqrt(c2c), 1.0))
+        gm = min(gm, cst[3] + (psic + rad) / (s12 * s12))
         env = min(g1 * g2 * (gm * gm * gm + 3.0 * gm / (s12 * s12)), 2.7 * pk1 * pk2 / (s12 * s12 * s12))  # fmt: skip
         e3 = env * _AREA[o] * _R3_MEAN * rad * rad * rad / 6.0
         h0a, h1a, ha, hca, e1x, e1y, e1z = _psf_local(x, y, z, c21, v1[0], v1[1], v1[2], s1, pk1, kind)  # fmt: skip
@@ -934,15 +968,19 @@ def _visit_pair(mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sin
             2.0 * (a1 * e1y * e1z + a2 * e2y * e2z + c12 * (e1y * e2z + e2y * e1z) - b * y * z),
         )
         mom = mp[11]
-        if rmax * e3 < bo:
+        # the cubic term of a constant nearly cancels over a cell: the density's
+        # variation drives the remainder (its level counts at _ASYM), as in _visit
+        fo = (rmax - rmin) + _ASYM * rmax
+        fw = ((wmax - wmin) + _ASYM * wmax) * a1max * a2max
+        if fo * e3 < bo:
             vo = _taylor_value(K, mom, tid, 0, 0.0)
-            bo = rmax * e3
+            bo = fo * e3
         a1max_, a1min_, a1c = _aeff_range(arow1, sindec_edges, z, rad)
         a2max_, a2min_, a2c = _aeff_range(arow2, sindec_edges, z, rad)
-        if wmax * a1max * a2max * e3 < bw and ((a1c and a2c) or rad <= res * _EDGE_RES * s12):
+        if fw * e3 < bw and ((a1c and a2c) or rad <= res * _EDGE_RES * s12):
             j = bin_index(sindec_edges, z)
             vw = arow1[j] * arow2[j] * _taylor_value(K, mom, tid, 1, 0.0)
-            bw = wmax * a1max * a2max * e3
+            bw = fw * e3
         if bo <= 0.0 and bw <= 0.0:
             return vo, vw, 0.0, 0.0, True
     return vo, vw, bo, bw, False
@@ -973,7 +1011,7 @@ def _overlap_many(
 
 
 @njit(cache=True, parallel=True)
-def _pair_many(mp, ra1, dec1, s1, e1, ra2, dec2, s2, e2, log10e_edges, sindec_edges, aeff, kind, rtol, res, cs):  # fmt: skip
+def _pair_many(mp, ra1, dec1, s1, e1, ra2, dec2, s2, e2, log10e_edges, sindec_edges, aeff, kind, rtol, res, cs, wonly=False):  # fmt: skip
     n = ra1.shape[0]
     out_o = np.empty(n)
     out_w = np.empty(n)
@@ -990,8 +1028,11 @@ def _pair_many(mp, ra1, dec1, s1, e1, ra2, dec2, s2, e2, log10e_edges, sindec_ed
             i1 = bin_index(log10e_edges, math.log10(e1[i])) if e1[i] > 0 else 0
             i2 = bin_index(log10e_edges, math.log10(e2[i])) if e2[i] > 0 else 0
             out_o[i], out_w[i], hi_, hf, steps[i] = _pair(
-                mp, v1, s1[i], v2, s2[i], kind, aeff[i1], aeff[i2], sindec_edges, rtol, res, hi_, hf
+                mp, v1, s1[i], v2, s2[i], kind, aeff[i1], aeff[i2], sindec_edges, rtol, res, hi_, hf,
+                wonly,
             )
+            if wonly:
+                out_o[i] = np.nan
     return out_o, out_w, steps
 
 
@@ -1181,8 +1222,13 @@ def psf_pair_overlap_prepared(
     *,
     rtol=RTOL,
     res=RES,
+    weighted_only=False,
 ):
-    """:func:`psf_pair_overlap` on a :class:`PreparedMap`."""
+    """:func:`psf_pair_overlap` on a :class:`PreparedMap`.
+
+    ``weighted_only=True``: only ``weighted`` is computed to ``rtol`` (the pruning
+    ignores the overlap's bounds); ``overlap`` is then returned as NaN.
+    """
     _check_psf(psf_kind)
     arr = _neutrinos(ra_i, dec_i, sigma_i, energy_i, ra_j, dec_j, sigma_j, energy_j)
     le, se, ae = _tables(log10e_edges, sindec_edges, aeff)
@@ -1190,7 +1236,7 @@ def psf_pair_overlap_prepared(
         return np.empty(0), np.empty(0)
     return _pair_many(
         pmap.mp, *arr, le, se, ae, psf_kind, float(rtol), float(res) / math.sqrt(2.0),
-        _chunk(arr[0].size),
+        _chunk(arr[0].size), bool(weighted_only),
     )[:2]  # fmt: skip
 
 

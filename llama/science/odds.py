@@ -377,7 +377,8 @@ class EventModel:
             self.aeff,
             self.psf_kind,
         )
-        return ov.psf_pair_overlap_prepared(self.prepared_map, *args)[1]
+        # only the weighted sum enters P_s2: the kernel need not converge the other
+        return ov.psf_pair_overlap_prepared(self.prepared_map, *args, weighted_only=True)[1]
 
     # -- evaluation ----------------------------------------------------------------------
 
