@@ -759,6 +759,17 @@ def _taylor_value(K, mom, i, g, c):
 
 
 @njit(cache=True)
+def _const_taylor(K, x, y, z, a):
+    """``sum_k K[k] * moment_k`` of a pixel of unit density, area ``a`` and centre
+    (x, y, z) (the moments of :func:`_leaf_moments`, computed on the fly)."""
+    s = a / 12.0
+    q = 1.0 - s
+    m2 = K[4] * (q * x * x + s) + K[5] * (q * y * y + s) + K[6] * (q * z * z + s)
+    m2 += q * (K[7] * x * y + K[8] * x * z + K[9] * y * z)
+    return a * (K[0] + K[1] * x + K[2] * y + K[3] * z + m2)
+
+
+@njit(cache=True)
 def _visit(mp, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, sindec_edges, res):
     """Evaluate a node, expand it in moments, or bound it.
 
@@ -933,7 +944,10 @@ def _visit_pair(mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sin
     vo = 0.0
     vw = 0.0
     s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)  # width of the product G1 G2
-    if not const and mp[0] == 0 and rad <= _TAYLOR_RAD * s12:
+    if mp[0] == 0 and rad <= _TAYLOR_RAD * s12:
+        # internal nodes from their stored moments; a constant cell (a map pixel too
+        # coarse for the midpoint rule, or a sub-pixel of one) from its own moments,
+        # so the pair needs no control variate where the map is flat
         # moment expansion of G1 G2 (see _visit); exponent f = log G1 + log G2 has
         # |grad f| <= gm = psi1/s1^2 + psi2/s2^2 and |Hess f| <= 1/s12^2, so
         # |D^3 (G1 G2)| <= G1 G2 (gm^3 + 3 gm / s12^2) over the node. The gradient
@@ -972,14 +986,18 @@ def _visit_pair(mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sin
         # variation drives the remainder (its level counts at _ASYM), as in _visit
         fo = (rmax - rmin) + _ASYM * rmax
         fw = ((wmax - wmin) + _ASYM * wmax) * a1max * a2max
+        if const:  # nothing varies to dominate the higher orders: the full remainder
+            fo = rmax
+            fw = wmax * a1max * a2max
+        kc = _const_taylor(K, x, y, z, _AREA[o]) if const else 0.0
         if fo * e3 < bo:
-            vo = _taylor_value(K, mom, tid, 0, 0.0)
+            vo = r * kc if const else _taylor_value(K, mom, tid, 0, 0.0)
             bo = fo * e3
         a1max_, a1min_, a1c = _aeff_range(arow1, sindec_edges, z, rad)
         a2max_, a2min_, a2c = _aeff_range(arow2, sindec_edges, z, rad)
         if fw * e3 < bw and ((a1c and a2c) or rad <= res * _EDGE_RES * s12):
             j = bin_index(sindec_edges, z)
-            vw = arow1[j] * arow2[j] * _taylor_value(K, mom, tid, 1, 0.0)
+            vw = arow1[j] * arow2[j] * (rwv * kc if const else _taylor_value(K, mom, tid, 1, 0.0))
             bw = fw * e3
         if bo <= 0.0 and bw <= 0.0:
             return vo, vw, 0.0, 0.0, True
