@@ -931,8 +931,8 @@ def _visit_pair(mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sin
         g = psf_from_chord2(c21, s1, pk1, kind) * psf_from_chord2(c22, s2, pk2, kind) * _AREA[o]
         j = bin_index(sindec_edges, z)
         return r * g, rwv * arow1[j] * arow2[j] * g, 0.0, 0.0, True
-    a1max, _, _ = _aeff_range(arow1, sindec_edges, z, rad)
-    a2max, _, _ = _aeff_range(arow2, sindec_edges, z, rad)
+    a1max, _, a1c = _aeff_range(arow1, sindec_edges, z, rad)
+    a2max, _, a2c = _aeff_range(arow2, sindec_edges, z, rad)
     g1 = psf_at(pm1, s1, pk1, kind)
     g2 = psf_at(pm2, s2, pk2, kind)
     gint = min(
@@ -993,8 +993,6 @@ def _visit_pair(mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sin
         if fo * e3 < bo:
             vo = r * kc if const else _taylor_value(K, mom, tid, 0, 0.0)
             bo = fo * e3
-        a1max_, a1min_, a1c = _aeff_range(arow1, sindec_edges, z, rad)
-        a2max_, a2min_, a2c = _aeff_range(arow2, sindec_edges, z, rad)
         if fw * e3 < bw and ((a1c and a2c) or rad <= res * _EDGE_RES * s12):
             j = bin_index(sindec_edges, z)
             vw = arow1[j] * arow2[j] * (rwv * kc if const else _taylor_value(K, mom, tid, 1, 0.0))
