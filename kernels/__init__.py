@@ -33,9 +33,9 @@ from .overlap import (
     psf_norm,
     psf_overlap,
     psf_overlap_flat,
+    psf_overlap_prepared,
     psf_pair_overlap,
     psf_pair_overlap_flat,
-    psf_overlap_prepared,
     psf_pair_overlap_prepared,
 )
 
