@@ -916,6 +916,38 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
 
 
 @njit(cache=True)
+def _pair_cell_factor(o, x, y, z, c21, c22, v1, s1, v2, s2, kind):
+    """Second-order correction of the midpoint rule for G1 G2 = exp(f) over a cell (see
+    :func:`_cell_factor`): ``1 + (|grad f|^2 + lap f) * A / 24`` with
+    ``grad f = grad log G1 + grad log G2`` (vector sum: the two gradients cancel
+    between the PSFs) and ``lap f = -2 / s1^2 - 2 / s2^2``. Without it the rule
+    underestimates the product's peak by ~ A / (12 s12^2): percent-level for cells of
+    ``res`` sigma."""
+    gx = 0.0
+    gy = 0.0
+    gz = 0.0
+    for k in range(2):
+        c2 = c21 if k == 0 else c22
+        s = s1 if k == 0 else s2
+        nx, ny, nz = (v1[0], v1[1], v1[2]) if k == 0 else (v2[0], v2[1], v2[2])
+        cp = 1.0 - 0.5 * c2  # cos psi
+        # grad log G = -q (x cos psi - n) / s^2 with q = psi / sin psi (Gauss), 1 (vMF)
+        q = 1.0
+        if kind == PSF_GAUSS:
+            h = 0.5 * math.sqrt(c2)
+            if h > 1e-4:
+                psi = 2.0 * math.asin(min(h, 1.0))
+                sp = math.sin(psi)
+                q = psi / sp if sp > 1e-12 else 1.0
+        f = -q / (s * s)
+        gx += f * (x * cp - nx)
+        gy += f * (y * cp - ny)
+        gz += f * (z * cp - nz)
+    g2 = gx * gx + gy * gy + gz * gz
+    return 1.0 + _AREA[o] * (g2 - 2.0 / (s1 * s1) - 2.0 / (s2 * s2)) / 24.0
+
+
+@njit(cache=True)
 def _visit_pair(mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sindec_edges, res, cst):
     """Pair version of :func:`_visit`."""
     x, y, z = pix2vec_nest(o, p)
@@ -927,12 +959,15 @@ def _visit_pair(mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sin
     const, r, rwv, rmax, rmin, wmax, wmin = _node_info(mp, o, p, tid)
     if rmax <= 0.0 and wmax <= 0.0:
         return 0.0, 0.0, 0.0, 0.0, True
-    if const and _resolved(o, pm1, s1, res) and _resolved(o, pm2, s2, res):
-        g = psf_from_chord2(c21, s1, pk1, kind) * psf_from_chord2(c22, s2, pk2, kind) * _AREA[o]
-        j = bin_index(sindec_edges, z)
-        return r * g, rwv * arow1[j] * arow2[j] * g, 0.0, 0.0, True
     a1max, _, a1c = _aeff_range(arow1, sindec_edges, z, rad)
     a2max, _, a2c = _aeff_range(arow2, sindec_edges, z, rad)
+    # across an A_eff edge the midpoint rule takes A at the centre: finer cells there
+    res_a = res if (a1c and a2c) else res * _EDGE_RES
+    if const and _resolved(o, pm1, s1, res_a) and _resolved(o, pm2, s2, res_a):
+        g = psf_from_chord2(c21, s1, pk1, kind) * psf_from_chord2(c22, s2, pk2, kind) * _AREA[o]
+        g *= _pair_cell_factor(o, x, y, z, c21, c22, v1, s1, v2, s2, kind)
+        j = bin_index(sindec_edges, z)
+        return r * g, rwv * arow1[j] * arow2[j] * g, 0.0, 0.0, True
     g1 = psf_at(pm1, s1, pk1, kind)
     g2 = psf_at(pm2, s2, pk2, kind)
     gint = min(
