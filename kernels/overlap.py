@@ -320,7 +320,7 @@ def _leaf_moments(mom, i, o, p, r, rw):
     x, y, z = pix2vec_nest(o, p)
     a = _AREA[o]
     s = a / 12.0
-    q = (1.0 - s)
+    q = 1.0 - s
     m = (1.0, x, y, z, q * x * x + s, q * y * y + s, q * z * z + s, q * x * y, q * x * z, q * y * z)  # fmt: skip
     for g in range(3):
         f = (r, rw, 1.0)[g] * a
@@ -948,7 +948,9 @@ def _pair_cell_factor(o, x, y, z, c21, c22, v1, s1, v2, s2, kind):
 
 
 @njit(cache=True)
-def _visit_pair(mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sindec_edges, res, cst):
+def _visit_pair(
+    mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sindec_edges, res, cst
+):
     """Pair version of :func:`_visit`."""
     x, y, z = pix2vec_nest(o, p)
     c21 = chord2(x, y, z, v1[0], v1[1], v1[2])
@@ -1079,7 +1081,19 @@ def _pair_many(mp, ra1, dec1, s1, e1, ra2, dec2, s2, e2, log10e_edges, sindec_ed
             i1 = bin_index(log10e_edges, math.log10(e1[i])) if e1[i] > 0 else 0
             i2 = bin_index(log10e_edges, math.log10(e2[i])) if e2[i] > 0 else 0
             out_o[i], out_w[i], hi_, hf, steps[i] = _pair(
-                mp, v1, s1[i], v2, s2[i], kind, aeff[i1], aeff[i2], sindec_edges, rtol, res, hi_, hf,
+                mp,
+                v1,
+                s1[i],
+                v2,
+                s2[i],
+                kind,
+                aeff[i1],
+                aeff[i2],
+                sindec_edges,
+                rtol,
+                res,
+                hi_,
+                hf,
                 wonly,
             )
             if wonly:
