@@ -70,14 +70,9 @@ def _tmp_name(path: Path, suffix: str = "") -> Path:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary file, then rename)."""
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from llama.storage import atomic_write_bytes as write
+
+    write(path, data)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -56,6 +56,7 @@ __all__ = [
     "RetryPolicy",
     "StorageError",
     "UnsafePathError",
+    "atomic_write_bytes",
     "clear_cache",
     "exists",
     "get",
@@ -587,6 +588,30 @@ def _atomic_local_write(dest: str | os.PathLike[str], fill: Callable[[str], None
         # create it ourselves so that the umask decides the permissions
         os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         fill(str(tmp))
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to the local file ``dest`` atomically (temporary file, then rename).
+
+    The directory must exist: this is the lean writer of event files, metadata riders
+    and sky maps, which run once per handler (``get``/``put`` also make parents).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.bin")
+    >>> atomic_write_bytes(path, b"abc")
+    >>> open(path, "rb").read()
+    b'abc'
+    """
+    tmp = _temp_beside(Path(dest))
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -813,14 +813,9 @@ def write_sky_map(path: str | os.PathLike, skymap: SkyMap) -> None:
         import gzip
 
         data = gzip.compress(data, compresslevel=6, mtime=0)
-    _atomic_write_bytes(path, data)
+    from llama.storage import atomic_write_bytes
 
-
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
 
 
 # --- HDF5 (the internal fast-loading copy) -------------------------------------------
