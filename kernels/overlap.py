@@ -39,6 +39,11 @@ How it is computed (per neutrino, in parallel over neutrinos):
   tail, where the Gaussian falls faster) is integrated with the midpoint rule; larger
   ones are split into their 4 children, never flattening the map.
 
+Pairs (``G1 G2``) use the same traversal with their own control variate: the sphere
+integrals of ``G1 G2`` and ``A1 A2 G1 G2`` (band by band) by a polar quadrature about the
+product's centre, where the product is nearly isotropic (exactly so for the vMF PSF), so
+pairs in regions of constant density need no refinement at all.
+
 Trials: concatenate many neutrino lists into one call; the map tree is built once.
 """
 
@@ -552,6 +557,140 @@ def _band_sum(vz, sigma, peak, kind, norm, arow, sindec_edges):
 
 
 # ======================================================================================
+# the pair control variate: G1 G2 (and A1 A2 G1 G2) integrated over the sphere
+# ======================================================================================
+_NPHI = 12  # azimuths per ring around the product's centre (the integrand is near-isotropic)
+_PHX, _PHW = np.polynomial.legendre.leggauss(_NPHI)
+_PHX = 0.5 * (_PHX + 1.0)  # nodes and weights on [0, 1]
+_PHW = 0.5 * _PHW
+
+
+@njit(cache=True)
+def _pair_frame(v1, s1, v2, s2):
+    """Centre of the product G1 G2 and its tangent frame: (cx, cy, cz, north xyz, east
+    xyz, cos dec of the centre).
+
+    The centre is ``normalise(n1 / s1^2 + n2 / s2^2)``: exact for the vMF PSF (whose
+    product is a vMF) and the flat-sky centre of the Gaussian product.
+    """
+    w1 = 1.0 / (s1 * s1)
+    w2 = 1.0 / (s2 * s2)
+    cx, cy, cz = w1 * v1[0] + w2 * v2[0], w1 * v1[1] + w2 * v2[1], w1 * v1[2] + w2 * v2[2]
+    nn = math.sqrt(cx * cx + cy * cy + cz * cz)
+    if nn < 1e-12 * (w1 + w2):  # antipodal twins: any point of the great circle
+        cx, cy, cz, nn = v1[0], v1[1], v1[2], 1.0
+    cx, cy, cz = cx / nn, cy / nn, cz / nn
+    cn = math.sqrt(max(0.0, 1.0 - cz * cz))
+    out = np.empty(10)
+    out[0], out[1], out[2], out[9] = cx, cy, cz, cn
+    if cn > 1e-12:
+        out[3], out[4], out[5] = -cz * cx / cn, -cz * cy / cn, cn  # north
+        out[6], out[7], out[8] = -cy / cn, cx / cn, 0.0  # east
+    else:  # at a pole sin dec does not depend on the azimuth: any frame will do
+        out[3], out[4], out[5] = 1.0, 0.0, 0.0
+        out[6], out[7], out[8] = 0.0, 1.0, 0.0
+    return out
+
+
+@njit(cache=True)
+def _pair_ring(fr, psi, half, v1, s1, pk1, v2, s2, pk2, kind):
+    """``int G1 G2 dphi`` over the azimuths ``|phi| <= half`` (from north) of the circle
+    at angle ``psi`` around the product's centre; ``half >= pi``: the whole circle
+    (trapezoid rule, exact for a periodic integrand), else Gauss-Legendre."""
+    cp = math.cos(psi)
+    sp = math.sin(psi)
+    full = half >= math.pi
+    acc = 0.0
+    for k in range(_NPHI):
+        if full:
+            phi = _TWO_PI * (k + 0.5) / _NPHI
+            wk = _TWO_PI / _NPHI
+        else:
+            phi = half * (2.0 * _PHX[k] - 1.0)
+            wk = 2.0 * half * _PHW[k]
+        a = sp * math.cos(phi)
+        b = sp * math.sin(phi)
+        x = cp * fr[0] + a * fr[3] + b * fr[6]
+        y = cp * fr[1] + a * fr[4] + b * fr[7]
+        z = cp * fr[2] + a * fr[5] + b * fr[8]
+        g = psf_from_chord2(chord2(x, y, z, v1[0], v1[1], v1[2]), s1, pk1, kind)
+        g *= psf_from_chord2(chord2(x, y, z, v2[0], v2[1], v2[2]), s2, pk2, kind)
+        acc += wk * g
+    return acc
+
+
+@njit(cache=True)
+def _pair_radial(fr, a, b, v1, s1, pk1, v2, s2, pk2, kind):
+    """``int_a^b (int G1 G2 dphi) sin(psi) dpsi`` over whole circles (Gauss-Legendre)."""
+    acc = 0.0
+    h = b - a
+    for k in range(_NGL):
+        t = a + h * _GLX[k]
+        acc += _GLW[k] * _pair_ring(fr, t, math.pi, v1, s1, pk1, v2, s2, pk2, kind) * math.sin(t)
+    return acc * h
+
+
+@njit(cache=True)
+def _pair_cap(fr, u, z1, norm, v1, s1, pk1, v2, s2, pk2, kind):
+    """``int_{sin dec > z1} G1 G2 dOmega``, in polar coordinates about the product's
+    centre out to ``u``; the same splitting and substitutions as :func:`_cap_integral`,
+    with the azimuthal integral done by quadrature on the arc north of ``z1``."""
+    if z1 <= -1.0:
+        return norm
+    if z1 >= 1.0:
+        return 0.0
+    zn, cn = fr[2], fr[9]
+    dn = math.asin(min(1.0, max(-1.0, zn)))
+    d1 = math.asin(z1)
+    if d1 <= dn - u:
+        return norm
+    if d1 >= dn + u:
+        return 0.0
+    pa = abs(dn - d1)
+    pb = math.pi - abs(dn + d1)
+    tot = 0.0
+    if pa > 0.0 and zn > z1:
+        tot += _pair_radial(fr, 0.0, min(pa, u), v1, s1, pk1, v2, s2, pk2, kind)
+    if pa < u and pb > pa:
+        acc = 0.0
+        both = pb <= u
+        h = (pb if both else u) - pa
+        for k in range(_NGL):
+            if both:  # psi = pa + h (1 - cos t) / 2, t in [0, pi]
+                t = math.pi * _GLX[k]
+                psi = pa + 0.5 * h * (1.0 - math.cos(t))
+                jac = 0.5 * h * math.sin(t) * math.pi
+            else:  # psi = pa + h s^2, s in [0, 1]
+                sk = _GLX[k]
+                psi = pa + h * sk * sk
+                jac = 2.0 * h * sk
+            half = math.pi * _cap_frac(psi, zn, cn, z1)
+            if half > 0.0:
+                ring = _pair_ring(fr, psi, half, v1, s1, pk1, v2, s2, pk2, kind)
+                acc += _GLW[k] * jac * ring * math.sin(psi)
+        tot += acc
+    if pb < u and _cap_frac(0.5 * (pb + u), zn, cn, z1) > 0.5:
+        tot += _pair_radial(fr, pb, u, v1, s1, pk1, v2, s2, pk2, kind)
+    return tot
+
+
+@njit(cache=True)
+def _pair_band_sum(fr, u, norm, arow1, arow2, sindec_edges, v1, s1, pk1, v2, s2, pk2, kind):
+    """``int A1 A2 G1 G2 dOmega`` over the sphere (clamped sin dec bins), as
+    :func:`_band_sum`: ``A_0 norm + sum_j (A_j - A_{j-1}) * (mass north of edge j)``."""
+    prev = arow1[0] * arow2[0]
+    acc = prev * norm
+    for j in range(1, arow1.shape[0]):
+        cur = arow1[j] * arow2[j]
+        if cur != prev:
+            acc += (cur - prev) * _pair_cap(
+                fr, u, sindec_edges[j], norm, v1, s1, pk1, v2, s2, pk2, kind
+            )
+        prev = cur
+    return acc
+
+
+# ======================================================================================
 # best-first heap (max-heap on key); node ints (order, ipix, tid), floats (key, bo, bw,
 # vo, vw): bounds of the node's remaining error and its provisional (Taylor) values
 # ======================================================================================
@@ -831,8 +970,9 @@ def _visit(mp, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, sindec_e
 
 
 # ======================================================================================
-# one pair of neutrinos (no control variate: the PSF product has no simple sphere
-# integral for the Gaussian, and pairs are few)
+# one pair of neutrinos: the same traversal on the product G1 G2, with its own control
+# variate (:func:`_pair_band_sum`), so pairs in regions of constant density (most pairs
+# of background trials) cost no refinement
 # ======================================================================================
 @njit(cache=True)
 def _product_centre(v1, s1, v2, s2, kind):
@@ -864,6 +1004,19 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
     pk1 = psf_peak(s1, kind)
     pk2 = psf_peak(s2, kind)
     cst = _product_centre(v1, s1, v2, s2, kind)
+    s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)  # width of the product G1 G2
+    fr = _pair_frame(v1, s1, v2, s2)
+    c0, c0w = _control(mp, fr[0], fr[1], fr[2], s12)
+    base_o = 0.0
+    base_w = 0.0
+    if c0 != 0.0 or c0w != 0.0:
+        u = min(math.pi, _CAP_L * s12)
+        norm = _pair_radial(fr, 0.0, u, v1, s1, pk1, v2, s2, pk2, kind)
+        base_o = c0 * norm
+        if c0w != 0.0:
+            base_w = c0w * _pair_band_sum(
+                fr, u, norm, arow1, arow2, sindec_edges, v1, s1, pk1, v2, s2, pk2, kind
+            )
     gr, gw = _global_max(mp)
     ato = ATOL * rtol * gr * min(pk1, pk2)
     if wonly:  # only ``weighted`` is wanted: the overlap's bounds never stop the loop
@@ -879,14 +1032,16 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
     first = True
     while steps < _MAX_STEPS:
         steps += 1
+        tot_o = base_o + acc_o
+        tot_w = base_w + acc_w
         if first:
             nch = 12
         else:
             if n == 0:
                 break
-            if _converged(rem_o, rem_w, acc_o, acc_w, rtol, ato, atw):
+            if _converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
                 rem_o, rem_w = _remaining(hf, n)
-                if _converged(rem_o, rem_w, acc_o, acc_w, rtol, ato, atw):
+                if _converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
                     break
             o, p, tid, bo, bw, vo, vw, n = _heap_pop(hi_, hf, n)
             rem_o = max(rem_o - bo, 0.0)
@@ -900,19 +1055,20 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
             else:
                 co, cp, ct = o + 1, 4 * p + c, _child_tid(mp, tid, c)
             do, dw, cbo, cbw, leaf = _visit_pair(
-                mp, co, cp, ct, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sindec_edges, res, cst
-            )
+                mp, co, cp, ct, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sindec_edges,
+                res, cst, c0, c0w,
+            )  # fmt: skip
             acc_o += do
             acc_w += dw
             if not leaf:
-                key = cbw / max(acc_w, 1e-300)
+                key = cbw / max(abs(tot_w), 1e-300)
                 if not wonly:
-                    key += cbo / max(acc_o, 1e-300)
+                    key += cbo / max(abs(tot_o), 1e-300)
                 hi_, hf, n = _heap_push(hi_, hf, n, co, cp, ct, key, cbo, cbw, do, dw)
                 rem_o += cbo
                 rem_w += cbw
         first = False
-    return acc_o, acc_w, hi_, hf, steps
+    return base_o + acc_o, base_w + acc_w, hi_, hf, steps
 
 
 @njit(cache=True)
@@ -949,9 +1105,10 @@ def _pair_cell_factor(o, x, y, z, c21, c22, v1, s1, v2, s2, kind):
 
 @njit(cache=True)
 def _visit_pair(
-    mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sindec_edges, res, cst
+    mp, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, sindec_edges, res, cst, c0, c0w
 ):
-    """Pair version of :func:`_visit`."""
+    """Pair version of :func:`_visit`: integrand ``(rho - c0) G1 G2`` (and
+    ``(rho w - c0w) A1 A2 G1 G2``), the control variate having taken the rest."""
     x, y, z = pix2vec_nest(o, p)
     c21 = chord2(x, y, z, v1[0], v1[1], v1[2])
     c22 = chord2(x, y, z, v2[0], v2[1], v2[2])
@@ -959,8 +1116,8 @@ def _visit_pair(
     pm1 = max(2.0 * math.asin(min(0.5 * math.sqrt(c21), 1.0)) - rad, 0.0)
     pm2 = max(2.0 * math.asin(min(0.5 * math.sqrt(c22), 1.0)) - rad, 0.0)
     const, r, rwv, rmax, rmin, wmax, wmin = _node_info(mp, o, p, tid)
-    if rmax <= 0.0 and wmax <= 0.0:
-        return 0.0, 0.0, 0.0, 0.0, True
+    if const and r == c0 and rwv == c0w:
+        return 0.0, 0.0, 0.0, 0.0, True  # integrand of the correction is zero here
     a1max, _, a1c = _aeff_range(arow1, sindec_edges, z, rad)
     a2max, _, a2c = _aeff_range(arow2, sindec_edges, z, rad)
     # across an A_eff edge the midpoint rule takes A at the centre: finer cells there
@@ -969,15 +1126,19 @@ def _visit_pair(
         g = psf_from_chord2(c21, s1, pk1, kind) * psf_from_chord2(c22, s2, pk2, kind) * _AREA[o]
         g *= _pair_cell_factor(o, x, y, z, c21, c22, v1, s1, v2, s2, kind)
         j = bin_index(sindec_edges, z)
-        return r * g, rwv * arow1[j] * arow2[j] * g, 0.0, 0.0, True
+        return (r - c0) * g, (rwv - c0w) * arow1[j] * arow2[j] * g, 0.0, 0.0, True
     g1 = psf_at(pm1, s1, pk1, kind)
     g2 = psf_at(pm2, s2, pk2, kind)
     gint = min(
         g1 * g2 * _AREA[o],
         min(g1 * psf_tail_bound(pm2, s2, kind), g2 * psf_tail_bound(pm1, s1, kind)),
     )
-    bo = rmax * gint
-    bw = wmax * a1max * a2max * gint
+    fo = max(rmax - c0, c0 - rmin)
+    fw = max(wmax - c0w, c0w - wmin) * a1max * a2max
+    bo = fo * gint
+    bw = fw * gint
+    if bo <= 0.0 and bw <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0, True
     vo = 0.0
     vw = 0.0
     s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)  # width of the product G1 G2
@@ -1021,18 +1182,17 @@ def _visit_pair(
         mom = mp[11]
         # the cubic term of a constant nearly cancels over a cell: the density's
         # variation drives the remainder (its level counts at _ASYM), as in _visit
-        fo = (rmax - rmin) + _ASYM * rmax
-        fw = ((wmax - wmin) + _ASYM * wmax) * a1max * a2max
-        if const:  # nothing varies to dominate the higher orders: the full remainder
-            fo = rmax
-            fw = wmax * a1max * a2max
+        if not const:  # a constant keeps the full remainder (nothing varies to dominate)
+            fo = (rmax - rmin) + _ASYM * fo
+            fw = (wmax - wmin) * a1max * a2max + _ASYM * fw
         kc = _const_taylor(K, x, y, z, _AREA[o]) if const else 0.0
         if fo * e3 < bo:
-            vo = r * kc if const else _taylor_value(K, mom, tid, 0, 0.0)
+            vo = (r - c0) * kc if const else _taylor_value(K, mom, tid, 0, c0)
             bo = fo * e3
         if fw * e3 < bw and ((a1c and a2c) or rad <= res * _EDGE_RES * s12):
             j = bin_index(sindec_edges, z)
-            vw = arow1[j] * arow2[j] * (rwv * kc if const else _taylor_value(K, mom, tid, 1, 0.0))
+            dw = (rwv - c0w) * kc if const else _taylor_value(K, mom, tid, 1, c0w)
+            vw = arow1[j] * arow2[j] * dw
             bw = fw * e3
         if bo <= 0.0 and bw <= 0.0:
             return vo, vw, 0.0, 0.0, True
