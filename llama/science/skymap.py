@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
-from scipy import special
 
 __all__ = [
     "SkyMap",
@@ -139,6 +138,8 @@ def _scaled_moments(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     complementary error function, so that they stay finite where Phi(z) underflows;
     for z >= 0 they are computed directly (erfcx would overflow there).
     """
+    from scipy import special  # here, not at module level: ~4 MB the kernel path never uses
+
     z = np.asarray(z, dtype=float)
     neg = z < 0
     zn = np.where(neg, z, 0.0)
