@@ -95,6 +95,8 @@ _AREA = np.array([pixel_area(o) for o in range(30)])
 _RESOL = np.sqrt(_AREA)
 # 1% margin on max_pixrad: the bound must never be optimistic
 _MAXRAD = np.array([max_pixrad(o) for o in range(30)]) * 1.01
+_COSRAD = np.cos(_MAXRAD)
+_SINRAD = np.sin(_MAXRAD)
 
 
 # ======================================================================================
@@ -208,16 +210,19 @@ def aeff_lookup(
 
 @njit(cache=True)
 def _aeff_range(
-    arow: np.ndarray, sindec_edges: np.ndarray, z: float, rad: float
+    arow: np.ndarray, sindec_edges: np.ndarray, z: float, o: int
 ) -> tuple[float, float, bool]:
-    """(max, min, constant?) of one A_eff row over the declinations within ``rad`` of a
-    pixel centre at ``sin dec = z``."""
+    """(max, min, constant?) of one A_eff row over the declinations within the radius
+    of a pixel of order ``o`` (``_MAXRAD``) about its centre at ``sin dec = z``."""
     # sin(dec -/+ rad) by the addition theorem (no asin); clamp at the poles
     c = math.sqrt(max(0.0, 1.0 - z * z))
-    cr, sr = math.cos(rad), math.sin(rad)
+    cr, sr = _COSRAD[o], _SINRAD[o]
     zlo = -1.0 if c * cr + z * sr <= 0.0 else z * cr - c * sr
     zhi = 1.0 if c * cr - z * sr <= 0.0 else z * cr + c * sr
     j0 = bin_index(sindec_edges, zlo)
+    nb = sindec_edges.shape[0] - 1
+    if j0 == nb - 1 or zhi < sindec_edges[j0 + 1]:  # the usual case: inside one bin
+        return arow[j0], arow[j0], True
     j1 = bin_index(sindec_edges, zhi)
     amax = arow[j0]
     amin = arow[j0]
@@ -240,6 +245,7 @@ def _aeff_range(
 #   b           bounds per tree node (mode 0) or per pyramid node (mode 1):
 #               columns rho_max, rho_min, rw_max, rw_min
 #   poff, pord  pyramid offsets per order and the deepest pyramid order (mode 1)
+#   mom, cen    moments (see _leaf_moments) and centre vectors per tree node (mode 0)
 # A node on the heap is (order, ipix, tid): tid >= 0 is an explicit tree node, tid < 0 a
 # virtual sub-pixel of row -tid-1 (mode 0); tid is unused in mode 1.
 
@@ -314,7 +320,10 @@ def _build_tree(order, ipix, lo, hi, rho, rw, top):
             bnd[i, 1] = min(min(bnd[c, 1], bnd[c + 1, 1]), min(bnd[c + 2, 1], bnd[c + 3, 1]))
             bnd[i, 2] = max(max(bnd[c, 2], bnd[c + 1, 2]), max(bnd[c + 2, 2], bnd[c + 3, 2]))
             bnd[i, 3] = min(min(bnd[c, 3], bnd[c + 1, 3]), min(bnd[c + 2, 3], bnd[c + 3, 3]))
-    return t_child[:count].copy(), t_row[:count].copy(), bnd, mom
+    cen = np.empty((count, 3))  # node centres: every traversal visits them again
+    for i in range(count):
+        cen[i, 0], cen[i, 1], cen[i, 2] = pix2vec_nest(t_ord[i], t_pix[i])
+    return t_child[:count].copy(), t_row[:count].copy(), bnd, mom, cen
 
 
 @njit(cache=True)
@@ -391,6 +400,15 @@ def _node_info(mp, o, p, tid):
         d = mp[9][pord] + (p >> (2 * (o - pord)))
     b = mp[8]
     return False, 0.0, 0.0, b[d, 0], b[d, 1], b[d, 2], b[d, 3]
+
+
+@njit(cache=True)
+def _node_centre(mp, o, p, tid):
+    """Unit vector of a heap node's centre (stored for explicit tree nodes)."""
+    if tid >= 0 and mp[0] == 0:
+        cen = mp[12]
+        return cen[tid, 0], cen[tid, 1], cen[tid, 2]
+    return pix2vec_nest(o, p)
 
 
 @njit(cache=True)
@@ -917,26 +935,26 @@ def _visit(mp, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, sindec_e
     d_ values are provisional (a moment expansion, or 0) and the bounds bound their
     error.
     """
-    x, y, z = pix2vec_nest(o, p)
+    const, r, rwv, rmax, rmin, wmax, wmin = _node_info(mp, o, p, tid)
+    if const and r == c0 and rwv == c0w:
+        return 0.0, 0.0, 0.0, 0.0, True  # integrand of the correction is zero here
+    x, y, z = _node_centre(mp, o, p, tid)
     c2 = chord2(x, y, z, vx, vy, vz)
     psi = 2.0 * math.asin(min(0.5 * math.sqrt(c2), 1.0))
     rad = _MAXRAD[o]
     psi_min = max(psi - rad, 0.0)
-    const, r, rwv, rmax, rmin, wmax, wmin = _node_info(mp, o, p, tid)
-    amax, amin, aconst = _aeff_range(arow, sindec_edges, z, rad)
+    amax, amin, aconst = _aeff_range(arow, sindec_edges, z, o)
     # across an A_eff edge the midpoint rule takes A at the centre: finer cells there
     res_a = res if aconst else res * _EDGE_RES
-    if const:
-        if r == c0 and rwv == c0w:
-            return 0.0, 0.0, 0.0, 0.0, True  # integrand of the correction is zero here
-        if _resolved(o, psi_min, sigma, res_a):
-            ga = psf_from_chord2(c2, sigma, peak, kind) * _AREA[o] * _cell_factor(o, psi, sigma)
-            a = arow[bin_index(sindec_edges, z)]
-            return (r - c0) * ga, (rwv - c0w) * a * ga, 0.0, 0.0, True
+    if const and _resolved(o, psi_min, sigma, res_a):
+        ga = psf_from_chord2(c2, sigma, peak, kind) * _AREA[o] * _cell_factor(o, psi, sigma)
+        a = amax if aconst else arow[bin_index(sindec_edges, z)]
+        return (r - c0) * ga, (rwv - c0w) * a * ga, 0.0, 0.0, True
     fo = max(rmax - c0, c0 - rmin)
     fw = max(wmax - c0w, c0w - wmin) * amax
     g_min = psf_at(psi_min, sigma, peak, kind)
-    gint = min(g_min * _AREA[o], psf_tail_bound(psi_min, sigma, kind))
+    # G(psi_min) x area, or the PSF's tail mass beyond psi_min (psf_tail_bound = G / peak)
+    gint = g_min * min(_AREA[o], 1.0 / peak)
     bo = fo * gint
     bw = fw * gint
     if bo <= 0.0 and bw <= 0.0:
@@ -1109,17 +1127,17 @@ def _visit_pair(
 ):
     """Pair version of :func:`_visit`: integrand ``(rho - c0) G1 G2`` (and
     ``(rho w - c0w) A1 A2 G1 G2``), the control variate having taken the rest."""
-    x, y, z = pix2vec_nest(o, p)
+    const, r, rwv, rmax, rmin, wmax, wmin = _node_info(mp, o, p, tid)
+    if const and r == c0 and rwv == c0w:
+        return 0.0, 0.0, 0.0, 0.0, True  # integrand of the correction is zero here
+    x, y, z = _node_centre(mp, o, p, tid)
     c21 = chord2(x, y, z, v1[0], v1[1], v1[2])
     c22 = chord2(x, y, z, v2[0], v2[1], v2[2])
     rad = _MAXRAD[o]
     pm1 = max(2.0 * math.asin(min(0.5 * math.sqrt(c21), 1.0)) - rad, 0.0)
     pm2 = max(2.0 * math.asin(min(0.5 * math.sqrt(c22), 1.0)) - rad, 0.0)
-    const, r, rwv, rmax, rmin, wmax, wmin = _node_info(mp, o, p, tid)
-    if const and r == c0 and rwv == c0w:
-        return 0.0, 0.0, 0.0, 0.0, True  # integrand of the correction is zero here
-    a1max, _, a1c = _aeff_range(arow1, sindec_edges, z, rad)
-    a2max, _, a2c = _aeff_range(arow2, sindec_edges, z, rad)
+    a1max, _, a1c = _aeff_range(arow1, sindec_edges, z, o)
+    a2max, _, a2c = _aeff_range(arow2, sindec_edges, z, o)
     # across an A_eff edge the midpoint rule takes A at the centre: finer cells there
     res_a = res if (a1c and a2c) else res * _EDGE_RES
     if const and _resolved(o, pm1, s1, res_a) and _resolved(o, pm2, s2, res_a):
@@ -1129,10 +1147,8 @@ def _visit_pair(
         return (r - c0) * g, (rwv - c0w) * arow1[j] * arow2[j] * g, 0.0, 0.0, True
     g1 = psf_at(pm1, s1, pk1, kind)
     g2 = psf_at(pm2, s2, pk2, kind)
-    gint = min(
-        g1 * g2 * _AREA[o],
-        min(g1 * psf_tail_bound(pm2, s2, kind), g2 * psf_tail_bound(pm1, s1, kind)),
-    )
+    # psf_tail_bound(pm, s) = G(pm) / peak: the tail mass of one PSF times the other's max
+    gint = g1 * g2 * min(_AREA[o], min(1.0 / pk1, 1.0 / pk2))
     fo = max(rmax - c0, c0 - rmin)
     fw = max(wmax - c0w, c0w - wmin) * a1max * a2max
     bo = fo * gint
@@ -1281,9 +1297,9 @@ def _prepare_moc(uniq, probdensity, pixel_weight):
     rw = np.zeros(n + 1)
     rho[:n] = probdensity
     rw[:n] = probdensity * pixel_weight
-    t_child, t_row, bnd, mom = _build_tree(order, ipix, lo, hi, rho, rw, top)
+    t_child, t_row, bnd, mom, cen = _build_tree(order, ipix, lo, hi, rho, rw, top)
     poff = np.zeros(1, np.int64)
-    return (np.int64(0), top, rho, rw, lo, hi, t_child, t_row, bnd, poff, np.int64(-1), mom)
+    return (np.int64(0), top, rho, rw, lo, hi, t_child, t_row, bnd, poff, np.int64(-1), mom, cen)
 
 
 @njit(cache=True)
@@ -1295,7 +1311,8 @@ def _prepare_flat(prob, pixel_weight, top):
     poff, bnd = _build_pyramid(rho, rw, top, pord)
     empty = np.zeros(1, np.int64)
     mom = np.zeros((1, _NMOM))  # no moments: the implicit tree refines to the pixels
-    return (np.int64(1), np.int64(top), rho, rw, empty, empty, empty, empty, bnd, poff, np.int64(pord), mom)  # fmt: skip
+    cen = np.zeros((1, 3))  # the implicit tree computes its centres
+    return (np.int64(1), np.int64(top), rho, rw, empty, empty, empty, empty, bnd, poff, np.int64(pord), mom, cen)  # fmt: skip
 
 
 # ======================================================================================
