@@ -328,7 +328,7 @@ def _build_tree(order, ipix, lo, hi, rho, rw, top):
     for i in range(count):
         cen[i, 0], cen[i, 1], cen[i, 2] = pix2vec_nest(t_ord[i], t_pix[i])
     bnd = np.empty((count, 4))
-    mom = np.zeros((count, _NMOM))
+    mom = np.empty((count, _NMOM))  # every row is written below
     for i in range(count - 1, -1, -1):
         c = t_child[i]
         if c < 0:
@@ -346,7 +346,7 @@ def _build_tree(order, ipix, lo, hi, rho, rw, top):
     return t_child[:count].copy(), t_row[:count].copy(), bnd, mom, cen
 
 
-@njit(cache=True)
+@_per_node
 def _leaf_moments(mom, i, o, x, y, z, r, rw):
     """Moments of a map pixel of constant density: 3 groups of 10 (rho, rho*w, area),
     each (mass, first moment x y z, second moment xx yy zz xy xz yz) of the pixel
@@ -357,9 +357,8 @@ def _leaf_moments(mom, i, o, x, y, z, r, rw):
     m = (1.0, x, y, z, q * x * x + s, q * y * y + s, q * z * z + s, q * x * y, q * x * z, q * y * z)  # fmt: skip
     for g in range(3):
         f = (r, rw, 1.0)[g] * a
-        if f != 0.0:
-            for k in range(10):
-                mom[i, 10 * g + k] = f * m[k]
+        for k in range(10):
+            mom[i, 10 * g + k] = f * m[k]
 
 
 @njit(cache=True)
