@@ -532,46 +532,56 @@ def _gl_psf(a, b, sigma, peak, kind):
 
 
 @njit(cache=True)
+def _cap_split(dn, z1, u):
+    """How the circles of angle ``psi <= u`` about a point at declination ``dn`` meet the
+    region ``sin dec > z1``: ``(1, ., .)`` all inside, ``(0, ., .)`` none, or ``(-1, pa,
+    pb)`` split, with ``pa`` / ``pb`` the angles of the declination circle's nearest and
+    farthest points (where the fraction inside has square-root kinks)."""
+    if z1 <= -1.0:
+        return 1, 0.0, 0.0
+    if z1 >= 1.0:
+        return 0, 0.0, 0.0
+    d1 = math.asin(z1)
+    if d1 <= dn - u:
+        return 1, 0.0, 0.0
+    if d1 >= dn + u:
+        return 0, 0.0, 0.0
+    return -1, abs(dn - d1), math.pi - abs(dn + d1)
+
+
+@njit(cache=True)
+def _arc_node(k, pa, pb, u):
+    """Node ``k`` of the quadrature over the circles that cross the declination line,
+    ``psi`` in ``[pa, min(pb, u)]``: ``(psi, weight x jacobian)``, substituted so that
+    the square-root ends at the kinks become smooth."""
+    if pb <= u:  # both kinks: psi = pa + (pb - pa) (1 - cos t) / 2, t in [0, pi]
+        h = pb - pa
+        t = math.pi * _GLX[k]
+        return pa + 0.5 * h * (1.0 - math.cos(t)), _GLW[k] * 0.5 * h * math.sin(t) * math.pi
+    h = u - pa  # one kink: psi = pa + (u - pa) s^2, s in [0, 1]
+    sk = _GLX[k]
+    return pa + h * sk * sk, _GLW[k] * 2.0 * h * sk
+
+
+@njit(cache=True)
 def _cap_integral(zn, cn, dn, z1, sigma, peak, kind, norm):
     """``int_{sin dec > z1} G dOmega``: the PSF mass north of a declination.
 
     ``2 pi int G(psi) sin(psi) frac(psi) dpsi`` over ``psi < min(pi, _CAP_L sigma)``
-    (the rest is below 1e-7 of the PSF), split where ``frac`` has kinks (the nearest
-    and farthest points of the declination circle, ``pa`` and ``pb``) and substituted
-    there so its square-root ends become smooth.
+    (the rest is below 1e-7 of the PSF), split where ``frac`` has kinks (see
+    :func:`_cap_split`, :func:`_arc_node`).
     """
-    if z1 <= -1.0:
-        return norm
-    if z1 >= 1.0:
-        return 0.0
-    d1 = math.asin(z1)
     u = min(math.pi, _CAP_L * sigma)
-    if d1 <= dn - u:
-        return norm
-    if d1 >= dn + u:
-        return 0.0
-    pa = abs(dn - d1)
-    pb = math.pi - abs(dn + d1)
+    whole, pa, pb = _cap_split(dn, z1, u)
+    if whole >= 0:
+        return whole * norm
     tot = 0.0
     if pa > 0.0 and zn > z1:  # circles nearer than the declination line: inside
         tot += _gl_psf(0.0, min(pa, u), sigma, peak, kind)
     if pa < u and pb > pa:
-        acc = 0.0
-        if pb <= u:  # both kinks: psi = pa + (pb - pa) (1 - cos t) / 2, t in [0, pi]
-            h = pb - pa
-            for k in range(_NGL):
-                t = math.pi * _GLX[k]
-                psi = pa + 0.5 * h * (1.0 - math.cos(t))
-                jac = 0.5 * h * math.sin(t) * math.pi
-                acc += _GLW[k] * jac * psf_at(psi, sigma, peak, kind) * math.sin(psi) * _cap_frac(psi, zn, cn, z1)  # fmt: skip
-        else:  # one kink: psi = pa + (u - pa) s^2, s in [0, 1]
-            h = u - pa
-            for k in range(_NGL):
-                sk = _GLX[k]
-                psi = pa + h * sk * sk
-                jac = 2.0 * h * sk
-                acc += _GLW[k] * jac * psf_at(psi, sigma, peak, kind) * math.sin(psi) * _cap_frac(psi, zn, cn, z1)  # fmt: skip
-        tot += acc
+        for k in range(_NGL):
+            psi, w = _arc_node(k, pa, pb, u)
+            tot += w * psf_at(psi, sigma, peak, kind) * math.sin(psi) * _cap_frac(psi, zn, cn, z1)  # fmt: skip
     if pb < u and _cap_frac(0.5 * (pb + u), zn, cn, z1) > 0.5:
         tot += _gl_psf(pb, u, sigma, peak, kind)
     return _TWO_PI * tot
@@ -669,42 +679,22 @@ def _pair_radial(fr, a, b, v1, s1, pk1, v2, s2, pk2, kind):
 @njit(cache=True)
 def _pair_cap(fr, u, z1, norm, v1, s1, pk1, v2, s2, pk2, kind):
     """``int_{sin dec > z1} G1 G2 dOmega``, in polar coordinates about the product's
-    centre out to ``u``; the same splitting and substitutions as :func:`_cap_integral`,
-    with the azimuthal integral done by quadrature on the arc north of ``z1``."""
-    if z1 <= -1.0:
-        return norm
-    if z1 >= 1.0:
-        return 0.0
+    centre out to ``u``, split as :func:`_cap_integral` is, with the azimuthal integral
+    done by quadrature on the arc north of ``z1``."""
     zn, cn = fr[2], fr[9]
-    dn = math.asin(min(1.0, max(-1.0, zn)))
-    d1 = math.asin(z1)
-    if d1 <= dn - u:
-        return norm
-    if d1 >= dn + u:
-        return 0.0
-    pa = abs(dn - d1)
-    pb = math.pi - abs(dn + d1)
+    whole, pa, pb = _cap_split(math.asin(min(1.0, max(-1.0, zn))), z1, u)
+    if whole >= 0:
+        return whole * norm
     tot = 0.0
     if pa > 0.0 and zn > z1:
         tot += _pair_radial(fr, 0.0, min(pa, u), v1, s1, pk1, v2, s2, pk2, kind)
     if pa < u and pb > pa:
-        acc = 0.0
-        both = pb <= u
-        h = (pb if both else u) - pa
         for k in range(_NGL):
-            if both:  # psi = pa + h (1 - cos t) / 2, t in [0, pi]
-                t = math.pi * _GLX[k]
-                psi = pa + 0.5 * h * (1.0 - math.cos(t))
-                jac = 0.5 * h * math.sin(t) * math.pi
-            else:  # psi = pa + h s^2, s in [0, 1]
-                sk = _GLX[k]
-                psi = pa + h * sk * sk
-                jac = 2.0 * h * sk
+            psi, w = _arc_node(k, pa, pb, u)
             half = math.pi * _cap_frac(psi, zn, cn, z1)
             if half > 0.0:
                 ring = _pair_ring(fr, psi, half, v1, s1, pk1, v2, s2, pk2, kind)
-                acc += _GLW[k] * jac * ring * math.sin(psi)
-        tot += acc
+                tot += w * ring * math.sin(psi)
     if pb < u and _cap_frac(0.5 * (pb + u), zn, cn, z1) > 0.5:
         tot += _pair_radial(fr, pb, u, v1, s1, pk1, v2, s2, pk2, kind)
     return tot
