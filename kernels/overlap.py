@@ -90,7 +90,7 @@ PSF_VMF = 1
 _MAX_REFINE_ORDER = 29
 _MAX_STEPS = 20_000_000  # runaway guard per neutrino (node expansions)
 _NMOM = 30  # moments per tree node (see _leaf_moments)
-_NGL = 32  # Gauss-Legendre points of the band integrals
+_NGL = 16  # Gauss-Legendre points of the band integrals
 _CAP_L = 6.5  # band integrals reach out to this many sigma (Gaussian tail < 1e-9)
 #: Moment expansion of internal nodes up to this radius in sigma.
 _TAYLOR_RAD = 1.0
@@ -627,15 +627,10 @@ def _pair_frame(v1, s1, v2, s2):
         cx, cy, cz, nn = v1[0], v1[1], v1[2], 1.0
     cx, cy, cz = cx / nn, cy / nn, cz / nn
     cn = math.sqrt(max(0.0, 1.0 - cz * cz))
-    out = np.empty(10)
-    out[0], out[1], out[2], out[9] = cx, cy, cz, cn
-    if cn > 1e-12:
-        out[3], out[4], out[5] = -cz * cx / cn, -cz * cy / cn, cn  # north
-        out[6], out[7], out[8] = -cy / cn, cx / cn, 0.0  # east
-    else:  # at a pole sin dec does not depend on the azimuth: any frame will do
-        out[3], out[4], out[5] = 1.0, 0.0, 0.0
-        out[6], out[7], out[8] = 0.0, 1.0, 0.0
-    return out
+    if cn > 1e-12:  # north, then east
+        return (cx, cy, cz, -cz * cx / cn, -cz * cy / cn, cn, -cy / cn, cx / cn, 0.0, cn)
+    # at a pole sin dec does not depend on the azimuth: any frame will do
+    return (cx, cy, cz, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, cn)
 
 
 @njit(cache=True)
@@ -721,20 +716,16 @@ def _pair_band_sum(fr, u, norm, arow1, arow2, sindec_edges, v1, s1, pk1, v2, s2,
 # vo, vw): bounds of the node's remaining error and its provisional (Taylor) values
 # ======================================================================================
 @njit(cache=True)
-def _heap_grow(hi_, hf, n):
-    """The heap's arrays at twice their size (called rarely: callers check the room
-    first, so the per-node calls never pass arrays back and forth)."""
-    size = max(2 * hi_.shape[0], n + 16)
-    hi2 = np.empty((size, 3), np.int64)
-    hf2 = np.empty((size, 5))
-    hi2[:n] = hi_[:n]
-    hf2[:n] = hf[:n]
-    return hi2, hf2
+def _heap_arrays(size):
+    """Scratch arrays of a heap of ``size`` nodes: ints (order, ipix, tid) and floats
+    (key, bound_o, bound_w, value_o, value_w). A traversal that fills them returns -1
+    and is run again with twice the size (rare; see :func:`_single`)."""
+    return np.empty((size, 3), np.int64), np.empty((size, 5))
 
 
 @_per_node
 def _heap_push(hi_, hf, n, o, p, tid, key, bo, bw, vo, vw):
-    """Push a node (the arrays must have room: see :func:`_heap_grow`); returns n + 1."""
+    """Push a node (the arrays must have room); returns n + 1."""
     k = n
     while k > 0:  # sift up
         par = (k - 1) >> 1
@@ -798,23 +789,42 @@ def _converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
 def _global_max(mp):
     """Largest rho and rho*w of the map (sets the absolute floor of the tolerance)."""
     mode, top, rho, rw, bnd = mp[0], mp[1], mp[2], mp[3], mp[8]
-    if mode == 1 and top == 0:
-        return rho.max(), rw.max()
-    return bnd[:12, 0].max(), bnd[:12, 2].max()
+    gr = -math.inf
+    gw = -math.inf
+    if mode == 1 and top == 0:  # 12 pixels and no pyramid
+        for k in range(rho.shape[0]):
+            gr = max(gr, rho[k])
+            gw = max(gw, rw[k])
+        return gr, gw
+    for f in range(12):  # loops, not .max(): callers run without reference counting
+        gr = max(gr, bnd[f, 0])
+        gw = max(gw, bnd[f, 2])
+    return gr, gw
+
+
+@njit(cache=True)
+def _row_max(a):
+    """Largest value of a 1-D array (a loop: callers run without reference counting)."""
+    m = a[0]
+    for k in range(1, a.shape[0]):
+        m = max(m, a[k])
+    return m
 
 
 # ======================================================================================
 # one neutrino
 # ======================================================================================
-@njit(cache=True)
+@_per_node
 def _single(mp, vx, vy, vz, sigma, kind, arow, sindec_edges, rtol, res, hi_, hf):
-    """(overlap, weighted) for one neutrino; ``hi_``/``hf`` are scratch heap arrays."""
+    """(overlap, weighted, node expansions) for one neutrino; ``hi_``/``hf`` are scratch
+    heap arrays. Expansions -1: the heap is full, call again with larger ones (growing
+    here would make every loop iteration pay reference counts on the heap arrays)."""
     peak = psf_peak(sigma, kind)
     norm = psf_norm(sigma, kind)
     c0, c0w = _control(mp, vx, vy, vz, sigma)
     gr, gw = _global_max(mp)
     ato = ATOL * rtol * gr  # below 1e-12 of the map's peak: absolute, not relative
-    atw = ATOL * rtol * gw * arow.max()
+    atw = ATOL * rtol * gw * _row_max(arow)
     base_o = c0 * norm  # control variate: c0 * integral of G over the sphere
     base_w = 0.0
     if c0w != 0.0:
@@ -825,7 +835,7 @@ def _single(mp, vx, vy, vz, sigma, kind, arow, sindec_edges, rtol, res, hi_, hf)
     rem_w = 0.0
     n = 0
     if hi_.shape[0] < 12:
-        hi_, hf = _heap_grow(hi_, hf, n)
+        return 0.0, 0.0, -1
     # the 12 base pixels are the roots: (order 0, ipix f, tid f)
     for f in range(12):
         o, p, tid = 0, np.int64(f), np.int64(f)
@@ -854,7 +864,7 @@ def _single(mp, vx, vy, vz, sigma, kind, arow, sindec_edges, rtol, res, hi_, hf)
         acc_o -= vo  # provisional values are replaced by the children's
         acc_w -= vw
         if n + 4 > hi_.shape[0]:
-            hi_, hf = _heap_grow(hi_, hf, n)
+            return 0.0, 0.0, -1
         for c in range(4):
             co, cp, ct = o + 1, 4 * p + c, _child_tid(mp, tid, c)
             do, dw, cbo, cbw, leaf = _visit(
@@ -867,7 +877,7 @@ def _single(mp, vx, vy, vz, sigma, kind, arow, sindec_edges, rtol, res, hi_, hf)
                 n = _heap_push(hi_, hf, n, co, cp, ct, key, cbo, cbw, do, dw)
                 rem_o += cbo
                 rem_w += cbw
-    return base_o + acc_o, base_w + acc_w, hi_, hf, steps
+    return base_o + acc_o, base_w + acc_w, steps
 
 
 @njit(cache=True)
@@ -1023,22 +1033,21 @@ def _product_centre(v1, s1, v2, s2, kind):
     a = d * s1 * s1 / (s1 * s1 + s2 * s2)
     if sd < 1e-12:  # (anti)parallel: the first direction, gradient bounded crudely
         g0 = 0.0 if c > 0.0 else math.pi * (1.0 / (s1 * s1) + 1.0 / (s2 * s2))
-        return np.array([v1[0], v1[1], v1[2], g0])
+        return v1[0], v1[1], v1[2], g0
     w1 = math.sin(d - a) / sd
     w2 = math.sin(a) / sd
-    out = np.array([w1 * v1[0] + w2 * v2[0], w1 * v1[1] + w2 * v2[1], w1 * v1[2] + w2 * v2[2], 0.0])  # fmt: skip
-    nn = math.sqrt(out[0] * out[0] + out[1] * out[1] + out[2] * out[2])
-    out[0] /= nn
-    out[1] /= nn
-    out[2] /= nn
+    x, y, z = w1 * v1[0] + w2 * v2[0], w1 * v1[1] + w2 * v2[1], w1 * v1[2] + w2 * v2[2]
+    nn = math.sqrt(x * x + y * y + z * z)
+    g0 = 0.0
     if kind == PSF_VMF:  # f = -(1 - cos psi) / s^2: gradient sin(psi) / s^2 per PSF
-        out[3] = abs(math.sin(a) / (s1 * s1) - math.sin(d - a) / (s2 * s2))
-    return out
+        g0 = abs(math.sin(a) / (s1 * s1) - math.sin(d - a) / (s2 * s2))
+    return x / nn, y / nn, z / nn, g0
 
 
-@njit(cache=True)
+@_per_node
 def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, hf, wonly):
-    """(overlap, weighted) of rho * G1 * G2 (and rho w A1 A2 G1 G2) for one pair."""
+    """(overlap, weighted, node expansions) of rho * G1 * G2 (and rho w A1 A2 G1 G2)
+    for one pair; -1 expansions: the heap is full (see :func:`_single`)."""
     pk1 = psf_peak(s1, kind)
     pk2 = psf_peak(s2, kind)
     cst = _product_centre(v1, s1, v2, s2, kind)
@@ -1059,7 +1068,7 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
     ato = ATOL * rtol * gr * min(pk1, pk2)
     if wonly:  # only ``weighted`` is wanted: the overlap's bounds never stop the loop
         ato = math.inf
-    atw = ATOL * rtol * gw * min(pk1, pk2) * arow1.max() * arow2.max()
+    atw = ATOL * rtol * gw * min(pk1, pk2) * _row_max(arow1) * _row_max(arow2)
     acc_o = 0.0
     acc_w = 0.0
     rem_o = 0.0
@@ -1088,7 +1097,7 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
             acc_w -= vw
             nch = 4
         if n + nch > hi_.shape[0]:
-            hi_, hf = _heap_grow(hi_, hf, n)
+            return 0.0, 0.0, -1
         for c in range(nch):
             if first:
                 co, cp, ct = 0, np.int64(c), np.int64(c)
@@ -1108,7 +1117,7 @@ def _pair(mp, v1, s1, v2, s2, kind, arow1, arow2, sindec_edges, rtol, res, hi_, 
                 rem_o += cbo
                 rem_w += cbw
         first = False
-    return base_o + acc_o, base_w + acc_w, hi_, hf, steps
+    return base_o + acc_o, base_w + acc_w, steps
 
 
 @njit(cache=True)
@@ -1250,14 +1259,18 @@ def _overlap_many(
     steps = np.empty(n, np.int64)  # node expansions per neutrino (diagnostics)
     nchunks = (n + cs - 1) // cs
     for ch in prange(nchunks):
-        hi_ = np.empty((256, 3), np.int64)
-        hf = np.empty((256, 5))
+        hi_, hf = _heap_arrays(4096)  # 256 KiB; larger heaps are rare
         for i in range(ch * cs, min(n, (ch + 1) * cs)):
             vx, vy, vz = radec_to_vec(ra[i], dec[i])
             ie = bin_index(log10e_edges, math.log10(energy[i])) if energy[i] > 0 else 0
-            out_o[i], out_w[i], hi_, hf, steps[i] = _single(
-                mp, vx, vy, vz, sigma[i], kind, aeff[ie], sindec_edges, rtol, res, hi_, hf
-            )
+            while True:
+                o_, w_, st = _single(
+                    mp, vx, vy, vz, sigma[i], kind, aeff[ie], sindec_edges, rtol, res, hi_, hf
+                )
+                if st >= 0:
+                    break
+                hi_, hf = _heap_arrays(2 * hi_.shape[0])  # kept for the chunk's later ones
+            out_o[i], out_w[i], steps[i] = o_, w_, st
     return out_o, out_w, steps
 
 
@@ -1269,8 +1282,7 @@ def _pair_many(mp, ra1, dec1, s1, e1, ra2, dec2, s2, e2, log10e_edges, sindec_ed
     steps = np.empty(n, np.int64)
     nchunks = (n + cs - 1) // cs
     for ch in prange(nchunks):
-        hi_ = np.empty((256, 3), np.int64)
-        hf = np.empty((256, 5))
+        hi_, hf = _heap_arrays(4096)  # 256 KiB; larger heaps are rare
         v1 = np.empty(3)
         v2 = np.empty(3)
         for i in range(ch * cs, min(n, (ch + 1) * cs)):
@@ -1278,22 +1290,15 @@ def _pair_many(mp, ra1, dec1, s1, e1, ra2, dec2, s2, e2, log10e_edges, sindec_ed
             v2[0], v2[1], v2[2] = radec_to_vec(ra2[i], dec2[i])
             i1 = bin_index(log10e_edges, math.log10(e1[i])) if e1[i] > 0 else 0
             i2 = bin_index(log10e_edges, math.log10(e2[i])) if e2[i] > 0 else 0
-            out_o[i], out_w[i], hi_, hf, steps[i] = _pair(
-                mp,
-                v1,
-                s1[i],
-                v2,
-                s2[i],
-                kind,
-                aeff[i1],
-                aeff[i2],
-                sindec_edges,
-                rtol,
-                res,
-                hi_,
-                hf,
-                wonly,
-            )
+            while True:
+                o_, w_, st = _pair(
+                    mp, v1, s1[i], v2, s2[i], kind, aeff[i1], aeff[i2], sindec_edges, rtol,
+                    res, hi_, hf, wonly,
+                )  # fmt: skip
+                if st >= 0:
+                    break
+                hi_, hf = _heap_arrays(2 * hi_.shape[0])
+            out_o[i], out_w[i], steps[i] = o_, w_, st
             if wonly:
                 out_o[i] = np.nan
     return out_o, out_w, steps
