@@ -396,3 +396,22 @@ def test_pair_control_variate_on_uniform_sky_matches_brute_force(kind):
         bo, bw = brute(uniq, rho, ra1, dec1, s1, kind, order, reach, E_NU, ra2, dec2, s2)
         assert po[0] == pytest.approx(bo, rel=0.01), (k, po[0], bo)
         assert pw[0] == pytest.approx(bw, rel=0.01), (k, pw[0], bw)
+
+
+def test_deep_refinement_outgrows_the_first_heap(maps):
+    """rtol 1e-6 needs ~23,000 node expansions: far more pending nodes than the first
+    heap holds (4096), so the traversal is rerun with larger heaps. Same answer as the
+    default tolerance and as brute force."""
+    from kernels.overlap import _overlap_many, _tables, prepare_map
+
+    (uniq, rho), map_order = maps[100]
+    pm = prepare_map(uniq, rho)
+    le, se, ae = _tables(LOG10E, SINDEC, AEFF)
+    nu = [np.array([x]) for x in (CENTRE[0], CENTRE[1], DEG, E_NU)]
+    deep = _overlap_many(pm.mp, *nu, le, se, ae, PSF_GAUSS, 1e-6, 0.1, 1)
+    default = _overlap_many(pm.mp, *nu, le, se, ae, PSF_GAUSS, 1e-2, 0.4, 1)
+    assert deep[2][0] > 10_000
+    bo, bw = brute(uniq, rho, CENTRE[0], CENTRE[1], DEG, PSF_GAUSS, brute_order(DEG, map_order), 7 * DEG)  # fmt: skip
+    assert deep[0][0] == pytest.approx(bo, rel=1e-3)
+    assert deep[1][0] == pytest.approx(bw, rel=1e-3)
+    assert default[0][0] == pytest.approx(deep[0][0], rel=1e-2)
