@@ -1573,16 +1573,9 @@ def psf_overlap(
     >>> bool(np.isclose(ov[0], 1 / (4 * np.pi)))
     True
     """
-    _check_psf(psf_kind)
-    ra, dec, sigma, energy = _neutrinos(ra, dec, sigma, energy)
-    le, se, ae = _tables(log10e_edges, sindec_edges, aeff)
-    if ra.size == 0:
-        return np.empty(0), np.empty(0)
-    uniq, rho, w = _sorted_moc(uniq, probdensity, pixel_weight)
-    mp = _prepare_moc(uniq, rho, w)
-    return _overlap_many(
-        mp, ra, dec, sigma, energy, le, se, ae, psf_kind, float(rtol), float(res), _chunk(ra.size)
-    )[:2]
+    pmap = prepare_map(uniq, probdensity, pixel_weight)
+    args = (ra, dec, sigma, energy, log10e_edges, sindec_edges, aeff, psf_kind)
+    return psf_overlap_prepared(pmap, *args, rtol=rtol, res=res)
 
 
 def psf_overlap_flat(
@@ -1607,18 +1600,9 @@ def psf_overlap_flat(
     is built: the tree is implicit, with a min/max pyramid down to order 7 (~35 MB).
     ``pixel_weight`` is per flat pixel (None: ones).
     """
-    _check_psf(psf_kind)
-    ra, dec, sigma, energy = _neutrinos(ra, dec, sigma, energy)
-    le, se, ae = _tables(log10e_edges, sindec_edges, aeff)
-    if ra.size == 0:
-        return np.empty(0), np.empty(0)
-    prob = _f64(prob_nested)
-    top = _flat_order(prob.size)
-    w = np.ones_like(prob) if pixel_weight is None else _f64(pixel_weight)
-    mp = _prepare_flat(prob, w, top)
-    return _overlap_many(
-        mp, ra, dec, sigma, energy, le, se, ae, psf_kind, float(rtol), float(res), _chunk(ra.size)
-    )[:2]
+    pmap = prepare_map_flat(prob_nested, pixel_weight)
+    args = (ra, dec, sigma, energy, log10e_edges, sindec_edges, aeff, psf_kind)
+    return psf_overlap_prepared(pmap, *args, rtol=rtol, res=res)
 
 
 def psf_pair_overlap(
@@ -1653,24 +1637,10 @@ def psf_pair_overlap(
     weighted : (n_pairs,) float64
         ``sum_pix rho * w * integral_pix A_i G_i A_j G_j dOmega`` [A_eff^2 / sr^2].
     """
-    _check_psf(psf_kind)
-    arr = _neutrinos(ra_i, dec_i, sigma_i, energy_i, ra_j, dec_j, sigma_j, energy_j)
-    le, se, ae = _tables(log10e_edges, sindec_edges, aeff)
-    if arr[0].size == 0:
-        return np.empty(0), np.empty(0)
-    uniq, rho, w = _sorted_moc(uniq, probdensity, pixel_weight)
-    mp = _prepare_moc(uniq, rho, w)
-    return _pair_many(
-        mp,
-        *arr,
-        le,
-        se,
-        ae,
-        psf_kind,
-        float(rtol),
-        float(res) / math.sqrt(2.0),
-        _chunk(arr[0].size),
-    )[:2]
+    pmap = prepare_map(uniq, probdensity, pixel_weight)
+    args = (ra_i, dec_i, sigma_i, energy_i, ra_j, dec_j, sigma_j, energy_j)
+    tables = (log10e_edges, sindec_edges, aeff, psf_kind)
+    return psf_pair_overlap_prepared(pmap, *args, *tables, rtol=rtol, res=res)
 
 
 def psf_pair_overlap_flat(
@@ -1693,23 +1663,7 @@ def psf_pair_overlap_flat(
     res=RES,
 ):
     """:func:`psf_pair_overlap` for a flat NESTED map of probability per pixel."""
-    _check_psf(psf_kind)
-    arr = _neutrinos(ra_i, dec_i, sigma_i, energy_i, ra_j, dec_j, sigma_j, energy_j)
-    le, se, ae = _tables(log10e_edges, sindec_edges, aeff)
-    if arr[0].size == 0:
-        return np.empty(0), np.empty(0)
-    prob = _f64(prob_nested)
-    top = _flat_order(prob.size)
-    w = np.ones_like(prob) if pixel_weight is None else _f64(pixel_weight)
-    mp = _prepare_flat(prob, w, top)
-    return _pair_many(
-        mp,
-        *arr,
-        le,
-        se,
-        ae,
-        psf_kind,
-        float(rtol),
-        float(res) / math.sqrt(2.0),
-        _chunk(arr[0].size),
-    )[:2]
+    pmap = prepare_map_flat(prob_nested, pixel_weight)
+    args = (ra_i, dec_i, sigma_i, energy_i, ra_j, dec_j, sigma_j, energy_j)
+    tables = (log10e_edges, sindec_edges, aeff, psf_kind)
+    return psf_pair_overlap_prepared(pmap, *args, *tables, rtol=rtol, res=res)
