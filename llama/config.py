@@ -71,6 +71,7 @@ ANALYSIS_OPTIONS: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
     "n_trials": ("LLAMA_N_TRIALS", "2000", None),
     "trial_kind": ("LLAMA_TRIAL_KIND", "scramble", ("scramble", "background")),
     "background_table": ("LLAMA_BACKGROUND_TABLE", "", None),
+    "overlap_rtol": ("LLAMA_OVERLAP_RTOL", "", None),  # "": the kernels' default
 }
 
 

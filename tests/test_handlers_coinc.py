@@ -116,6 +116,17 @@ def test_bad_analysis_option_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("LLAMA_PSF", "cauchy")
     with pytest.raises(Exception, match="LLAMA_PSF='cauchy' is not allowed"):
         ev.generate(CoincSignificanceI3Lvc)
+    monkeypatch.delenv("LLAMA_PSF")
+    monkeypatch.setenv("LLAMA_OVERLAP_RTOL", "tight")
+    with pytest.raises(Exception, match="LLAMA_OVERLAP_RTOL='tight' is not a number"):
+        ev.generate(CoincSignificanceI3Lvc)
+    monkeypatch.setenv("LLAMA_OVERLAP_RTOL", "2")
+    with pytest.raises(Exception, match=r"overlap_rtol must be in \(0, 1\)"):
+        ev.generate(CoincSignificanceI3Lvc)
+    monkeypatch.setenv("LLAMA_OVERLAP_RTOL", "0.001")
+    ev.generate(CoincSignificanceI3Lvc)
+    data = json.loads(ev.path("significance_lvc-i3.json").read_text())
+    assert data["inputs"]["options"]["overlap_rtol"] == 0.001
 
 
 def test_map_written_by_ligo_skymap_gives_sensible_odds(tmp_path):

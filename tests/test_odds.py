@@ -319,3 +319,20 @@ def test_reviewer_scenarios_order(precise, coarse):
     assert odds["a"] > odds["b"] > odds["e"] > odds["c"] >= 0.0
     assert odds["d"] == 0.0
     assert odds["a"] > 1e3 * odds["e"]
+
+
+def test_overlap_rtol_is_an_option(precise):
+    """A tighter overlap tolerance moves the odds by less than the default's 1% bound,
+    is recorded in the options, and nonsense is refused."""
+    from kernels.overlap import RTOL
+
+    nl = neutrinos([CENTER[0], CENTER[0] + 0.5, CENTER[0] + 3.0], CENTER[1], [0.0, 30.0, 60.0])
+    default = model(precise).evaluate(nl, T_GW)
+    tight = model(precise, overlap_rtol=1e-5).evaluate(nl, T_GW)
+    assert default.options["overlap_rtol"] == RTOL
+    assert tight.options["overlap_rtol"] == 1e-5
+    np.testing.assert_allclose(default.psf_overlap, tight.psf_overlap, rtol=RTOL)
+    assert default.odds == pytest.approx(tight.odds, rel=RTOL)
+    for bad in (0.0, 1.0, -1e-3, float("nan")):
+        with pytest.raises(ValueError, match="overlap_rtol"):
+            model(precise, overlap_rtol=bad)

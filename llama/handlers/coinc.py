@@ -40,13 +40,20 @@ def population(p_astro: dict[str, float]) -> str:
 
 
 def _options() -> dict[str, Any]:
-    from llama.config import analysis_option
+    from llama.config import ANALYSIS_OPTIONS, analysis_option
 
+    rtol = analysis_option("overlap_rtol")
+    try:
+        overlap_rtol = float(rtol) if rtol else None
+    except ValueError:
+        var = ANALYSIS_OPTIONS["overlap_rtol"][0]
+        raise ValueError(f"{var}={rtol!r} is not a number; set e.g. 0.01 or unset it") from None
     return {
         "psf": analysis_option("psf"),
         "distance_aware": analysis_option("distance_aware") == "true",
         "pair_distance": analysis_option("pair_distance"),
         "null_term": analysis_option("null_term"),
+        "overlap_rtol": overlap_rtol,
     }
 
 
