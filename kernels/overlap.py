@@ -27,11 +27,12 @@ How it is computed (per neutrino, in parallel over neutrinos):
   ``rho``, ``rho*w`` and of its area (pixel centres plus each pixel's own spread).
   An internal node no larger than sigma gets the second-order Taylor expansion of the
   PSF about its centre (exact in those moments), with the third-order remainder as
-  its bound; refining it replaces the expansion by its children's. Wide PSFs on a
-  finely resolved map thus stop at nodes of a fraction of sigma instead of the map's
-  pixels.
-* Best-first traversal: nodes sit in a max-heap keyed by a rigorous upper bound of
-  their remaining contribution (density bound x min(G(psi_min) area, PSF tail mass
+  its bound (with mean, not worst-case, factors for a node's cubic moments: measured
+  errors stay 3-100x below the bounds); refining it replaces the expansion by its
+  children's. Wide PSFs on a finely resolved map thus stop at nodes of a fraction of
+  sigma instead of the map's pixels.
+* Best-first traversal: nodes sit in a max-heap keyed by an upper bound of their
+  remaining contribution (density bound x min(G(psi_min) area, PSF tail mass
   beyond psi_min)); the largest is split first, and the traversal stops when the sum of
   all bounds left is below ``rtol`` times the running total. Pruning thus keeps the
   relative accuracy even for neutrinos far from the map's probability.
