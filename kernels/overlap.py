@@ -156,20 +156,16 @@ def psf_from_chord2(c2: float, sigma: float, peak: float, kind: int) -> float:
 
 @njit(cache=True)
 def psf_at(psi: float, sigma: float, peak: float, kind: int) -> float:
-    """PSF value [sr^-1] at angle ``psi`` [rad]."""
+    """PSF value [sr^-1] at angle ``psi`` [rad].
+
+    ``psf_at(psi) / peak`` also bounds the PSF's mass at angles >= ``psi`` over the
+    whole sphere (for the Gaussian since ``sin(psi) <= psi``): the tail bound of the
+    traversals.
+    """
     if kind == PSF_VMF:
         s = math.sin(0.5 * psi)
         return peak * math.exp(-2.0 * s * s / (sigma * sigma))
     return peak * math.exp(-0.5 * psi * psi / (sigma * sigma))
-
-
-@njit(cache=True)
-def psf_tail_bound(psi: float, sigma: float, kind: int) -> float:
-    """Upper bound of the PSF mass at angles >= ``psi`` (over the whole sphere)."""
-    if kind == PSF_VMF:
-        s = math.sin(0.5 * psi)
-        return math.exp(-2.0 * s * s / (sigma * sigma))
-    return math.exp(-0.5 * psi * psi / (sigma * sigma))  # since sin(psi) <= psi
 
 
 @njit(cache=True)
@@ -396,7 +392,7 @@ def _build_pyramid(rho, rw, top, pord):
 @_per_node
 def _node_info(mp, o, p, tid):
     """(constant?, rho, rw, rho_max, rho_min, rw_max, rw_min) of a heap node."""
-    # index the tuple lazily: unpacking all arrays costs a refcount pair each
+    # index the tuple lazily: only the arrays this node needs are touched
     if mp[0] == 0:
         if tid >= 0:
             if mp[6][tid] >= 0:
@@ -984,7 +980,7 @@ def _visit(mp, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, sindec_e
     fo = max(rmax - c0, c0 - rmin)
     fw = max(wmax - c0w, c0w - wmin) * amax
     g_min = psf_at(psi_min, sigma, peak, kind)
-    # G(psi_min) x area, or the PSF's tail mass beyond psi_min (psf_tail_bound = G / peak)
+    # G(psi_min) x area, or the PSF's tail mass beyond psi_min (G / peak, see psf_at)
     gint = g_min * min(_AREA[o], 1.0 / peak)
     bo = fo * gint
     bw = fw * gint
@@ -1180,7 +1176,7 @@ def _visit_pair(
         return (r - c0) * g, (rwv - c0w) * arow1[jc] * arow2[jc] * g, 0.0, 0.0, True
     g1 = psf_at(pm1, s1, pk1, kind)
     g2 = psf_at(pm2, s2, pk2, kind)
-    # psf_tail_bound(pm, s) = G(pm) / peak: the tail mass of one PSF times the other's max
+    # the tail mass of one PSF beyond pm (G(pm) / peak, see psf_at) times the other's max
     gint = g1 * g2 * min(_AREA[o], min(1.0 / pk1, 1.0 / pk2))
     fo = max(rmax - c0, c0 - rmin)
     fw = max(wmax - c0w, c0w - wmin) * a1max * a2max
