@@ -21,7 +21,14 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["ANALYSIS_OPTIONS", "SERVICES", "analysis_option", "config_path", "service_url"]
+__all__ = [
+    "ANALYSIS_OPTIONS",
+    "SERVICES",
+    "analysis_number",
+    "analysis_option",
+    "config_path",
+    "service_url",
+]
 
 #: Service name -> environment variable holding its base URL.
 SERVICES: dict[str, str] = {
@@ -94,3 +101,30 @@ def analysis_option(name: str) -> str:
     if allowed is not None and value not in allowed:
         raise ValueError(f"{var}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
     return value
+
+
+def analysis_number(name: str, kind: type[int] | type[float] = float) -> int | float | None:
+    """A numeric analysis option parsed as ``kind``; None when it is empty (unset with
+    no default). A value that is not a number is one clear error naming the variable.
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ["LLAMA_N_TRIALS"] = "500"
+    >>> analysis_number("n_trials", int)
+    500
+    >>> del os.environ["LLAMA_N_TRIALS"]
+    >>> analysis_number("overlap_rtol") is None
+    True
+    """
+    value = analysis_option(name)
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        var = ANALYSIS_OPTIONS[name][0]
+        raise ValueError(
+            f"{var}={value!r} is not {'an integer' if kind is int else 'a number'}; "
+            f"set e.g. {ANALYSIS_OPTIONS[name][1] or '0.01'} or unset it"
+        ) from None

@@ -124,6 +124,10 @@ def test_bad_analysis_option_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(Exception, match=r"overlap_rtol must be in \(0, 1\)"):
         ev.generate(CoincSignificanceI3Lvc)
     monkeypatch.setenv("LLAMA_OVERLAP_RTOL", "0.001")
+    monkeypatch.setenv("LLAMA_N_TRIALS", "many")
+    with pytest.raises(Exception, match="LLAMA_N_TRIALS='many' is not an integer"):
+        ev.generate(CoincSignificanceI3Lvc)
+    monkeypatch.setenv("LLAMA_N_TRIALS", "300")
     ev.generate(CoincSignificanceI3Lvc)
     data = json.loads(ev.path("significance_lvc-i3.json").read_text())
     assert data["inputs"]["options"]["overlap_rtol"] == 0.001

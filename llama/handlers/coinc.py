@@ -40,20 +40,14 @@ def population(p_astro: dict[str, float]) -> str:
 
 
 def _options() -> dict[str, Any]:
-    from llama.config import ANALYSIS_OPTIONS, analysis_option
+    from llama.config import analysis_number, analysis_option
 
-    rtol = analysis_option("overlap_rtol")
-    try:
-        overlap_rtol = float(rtol) if rtol else None
-    except ValueError:
-        var = ANALYSIS_OPTIONS["overlap_rtol"][0]
-        raise ValueError(f"{var}={rtol!r} is not a number; set e.g. 0.01 or unset it") from None
     return {
         "psf": analysis_option("psf"),
         "distance_aware": analysis_option("distance_aware") == "true",
         "pair_distance": analysis_option("pair_distance"),
         "null_term": analysis_option("null_term"),
-        "overlap_rtol": overlap_rtol,
+        "overlap_rtol": analysis_number("overlap_rtol"),
     }
 
 
@@ -80,7 +74,7 @@ class CoincSignificanceI3Lvc(FileHandler):
 
     def significance(self) -> dict[str, Any]:
         """The contents of the significance file (SCIENCE.md, "Output")."""
-        from llama.config import analysis_option
+        from llama.config import analysis_number, analysis_option
         from llama.science.constants import constants_dict
         from llama.science.odds import EventModel
         from llama.science.pvalue import table_pvalue, trial_pvalues
@@ -111,7 +105,7 @@ class CoincSignificanceI3Lvc(FileHandler):
             trials = trial_pvalues(
                 model,
                 observed,
-                n_trials=int(analysis_option("n_trials")),
+                n_trials=analysis_number("n_trials", int),
                 kind=analysis_option("trial_kind"),
                 seed=seed,
             )
