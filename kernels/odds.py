@@ -36,7 +36,8 @@ __all__ = [
 
 #: ``find_pairs`` mode: true great-circle separation (the default, an improvement on O3).
 PAIR_GREAT_CIRCLE = 0
-#: ``find_pairs`` mode: O3's flat distance sqrt(d_lat^2 + d_lon^2), no cos(lat) factor.
+#: ``find_pairs`` mode: O3's flat distance sqrt(d_lat^2 + d_lon^2), no cos(lat) factor
+#: and no wrap of the longitude (O3 used detector zenith and azimuth).
 PAIR_O3_FLAT = 1
 
 
@@ -133,10 +134,8 @@ def _separation(lon1, lat1, lon2, lat2, mode):
     """Angular distance [rad] between two directions (haversine, or O3's flat one)."""
     dlon = lon2 - lon1
     if mode == PAIR_O3_FLAT:
-        # O3 compared zenith and azimuth differences as if the sky were flat.
-        dlon = abs(dlon) % (2.0 * math.pi)
-        if dlon > math.pi:
-            dlon = 2.0 * math.pi - dlon
+        # O3 compared zenith and azimuth differences as if the sky were flat, without
+        # wrapping the azimuth (359 deg and 1 deg are 358 deg apart).
         dlat = lat2 - lat1
         return math.sqrt(dlat * dlat + dlon * dlon)
     # Haversine: accurate for the small separations that matter here.
@@ -154,7 +153,7 @@ def find_pairs(lon, lat, sigma, offsets, n_sigma, mode):
     Parameters
     ----------
     lon, lat : float64 arrays
-        Directions [rad] (ra/dec; or azimuth/elevation for the O3 flat mode).
+        Directions [rad] (ra/dec; or azimuth/zenith for the O3 flat mode).
     sigma : float64 array
         1-sigma angular errors [rad].
     offsets : int64 array, shape (M + 1,)
@@ -199,50 +198,45 @@ def find_pairs(lon, lat, sigma, offsets, n_sigma, mode):
 
 
 @njit(cache=True, error_model="numpy")
-def combine_odds(p_s1, pair_i, pair_j, pair_signal, b_density, p_c, p_0):
-    """Per-neutrino odds O_i = (P_s1,i + sum_j P_s2,ij) / (P_c,i + P_0,i).
+def combine_odds(p_s1, pair_first, pair_term, p_c, p_0):
+    """Per-neutrino odds O_i = (P_s1,i + P_s2,i) / (P_c,i + P_0,i).
 
-    The pair signal of (i, j) is shared; it enters O_i divided by the partner's
-    background density B_j and O_j divided by B_i. NaN, infinite or negative
-    results become 0 (a term that cannot be evaluated never counts as evidence).
+    Each doublet enters once, at its first member in list order (O3): ``pair_term[p]``
+    (already divided by the partner's background density) is added to P_s2 of
+    ``pair_first[p]``. NaN, -inf or negative odds become 0 (a term that cannot be
+    evaluated never counts as evidence); +inf is kept, as O3 kept it.
 
     Parameters
     ----------
     p_s1 : float64 array (N,)
         Single-neutrino signal terms.
-    pair_i, pair_j : int64 arrays (P,)
-        Pair indices from :func:`find_pairs`.
-    pair_signal : float64 array (P,)
-        The pair signal before division by the partner's background density.
-    b_density : float64 array (N,)
-        Background densities B [sr^-1 GeV^-1].
+    pair_first : int64 array (P,)
+        First member (global index) of each doublet.
+    pair_term : float64 array (P,)
+        Each doublet's contribution to P_s2 of its first member.
     p_c, p_0 : float64 arrays (N,)
         Chance and null terms.
 
     Returns
     -------
     odds, p_s2 : float64 arrays (N,)
-        O_i, and sum_j P_s2,ij.
 
     Examples
     --------
     >>> import numpy as np
-    >>> e = np.empty(0, dtype=np.int64)
-    >>> combine_odds(np.array([2.0, np.nan]), e, e, np.empty(0), np.ones(2),
-    ...              np.array([1.0, 1.0]), np.zeros(2))[0]
-    array([2., 0.])
+    >>> odds, p_s2 = combine_odds(np.array([2.0, np.nan, 1.0]), np.array([0]),
+    ...                           np.array([1.0]), np.array([1.0, 1.0, 0.0]), np.zeros(3))
+    >>> odds.tolist(), p_s2.tolist()
+    ([3.0, 0.0, inf], [1.0, 0.0, 0.0])
     """
     n = p_s1.shape[0]
     p_s2 = np.zeros(n)
-    for p in range(pair_i.shape[0]):
-        i = pair_i[p]
-        j = pair_j[p]
-        p_s2[i] += pair_signal[p] / b_density[j]
-        p_s2[j] += pair_signal[p] / b_density[i]
+    for p in range(pair_first.shape[0]):
+        p_s2[pair_first[p]] += pair_term[p]
     odds = np.empty(n)
     for k in range(n):
         o = (p_s1[k] + p_s2[k]) / (p_c[k] + p_0[k])
-        odds[k] = o if (math.isfinite(o) and o > 0.0) else 0.0
+        odds[k] = o if o > 0.0 else 0.0  # NaN and negatives fail the test; +inf passes
     return odds, p_s2
 
 

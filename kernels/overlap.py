@@ -1,15 +1,18 @@
 """PSF x sky-map spatial overlap: the heavy part of the LLAMA statistic (Numba).
 
-For neutrino ``i`` with direction ``n_i``, 1-sigma error ``sigma_i`` [rad] and energy
-``energy_i`` [GeV], and a sky map of probability density ``rho`` [sr^-1]::
+For neutrino ``i`` with direction ``n_i``, 1-sigma error ``sigma_i`` [rad] and sky
+weight ``a_i`` constant in sin(dec) bands, and a sky map of probability density
+``rho`` [sr^-1]::
 
     overlap[i]  = integral rho(Omega) G_i(Omega) dOmega                     [sr^-1]
-    weighted[i] = integral rho(Omega) w(Omega) A_eff(E_i, sin dec) G_i dOmega
+    weighted[i] = integral rho(Omega) w(Omega) a_i(sin dec) G_i dOmega
 
 where ``G_i`` is the PSF (``psf_kind`` 0: O3 2-D Gaussian
 ``exp(-psi^2 / 2 sigma^2) / (2 pi sigma^2)``; 1: von Mises-Fisher with
 ``kappa = 1 / sigma^2``, normalised on the sphere), ``w`` the per-pixel weight and
-``A_eff`` a table over (log10 E, sin dec) bins, clamped at its edges. Since the map is
+``a_i`` one row per neutrino over sin(dec) bands (in the LLAMA statistic the signal
+energy density a(eps_i, theta = 90 deg + dec) [GeV^-1]), clamped at its edges. (The
+code calls it A_eff, its historical name.) Since the map is
 piecewise constant, ``overlap`` is ``sum_pix P_gw(pix) * <G_i>_pix``: the same number
 at any map resolution.
 
@@ -200,19 +203,6 @@ def bin_index(edges: np.ndarray, x: float) -> int:
     if k > nb - 1:
         return nb - 1
     return k
-
-
-@njit(cache=True)
-def aeff_lookup(
-    aeff: np.ndarray,
-    log10e_edges: np.ndarray,
-    sindec_edges: np.ndarray,
-    energy: float,
-    sindec: float,
-) -> float:
-    """A_eff at ``energy`` [GeV] and ``sindec``; out-of-range values use the edge bins."""
-    ie = bin_index(log10e_edges, math.log10(energy)) if energy > 0 else 0
-    return aeff[ie, bin_index(sindec_edges, sindec)]
 
 
 @_per_node
@@ -1247,9 +1237,7 @@ def _visit_pair(
 # batch drivers (parallel over neutrinos)
 # ======================================================================================
 @njit(cache=True, parallel=True)
-def _overlap_many(
-    mp, ra, dec, sigma, energy, log10e_edges, sindec_edges, aeff, kind, rtol, res, cs
-):
+def _overlap_many(mp, ra, dec, sigma, rows, sindec_edges, kind, rtol, res, cs):
     n = ra.shape[0]
     out_o = np.empty(n)
     out_w = np.empty(n)
@@ -1259,10 +1247,9 @@ def _overlap_many(
         hi_, hf = _heap_arrays(4096)  # 256 KiB; larger heaps are rare
         for i in range(ch * cs, min(n, (ch + 1) * cs)):
             vx, vy, vz = radec_to_vec(ra[i], dec[i])
-            ie = bin_index(log10e_edges, math.log10(energy[i])) if energy[i] > 0 else 0
             while True:
                 o_, w_, st = _single(
-                    mp, vx, vy, vz, sigma[i], kind, aeff[ie], sindec_edges, rtol, res, hi_, hf
+                    mp, vx, vy, vz, sigma[i], kind, rows[i], sindec_edges, rtol, res, hi_, hf
                 )
                 if st >= 0:
                     break
@@ -1272,7 +1259,7 @@ def _overlap_many(
 
 
 @njit(cache=True, parallel=True)
-def _pair_many(mp, ra1, dec1, s1, e1, ra2, dec2, s2, e2, log10e_edges, sindec_edges, aeff, kind, rtol, res, cs, wonly=False):  # fmt: skip
+def _pair_many(mp, ra1, dec1, s1, rows1, ra2, dec2, s2, rows2, sindec_edges, kind, rtol, res, cs, wonly=False):  # fmt: skip
     n = ra1.shape[0]
     out_o = np.empty(n)
     out_w = np.empty(n)
@@ -1285,11 +1272,9 @@ def _pair_many(mp, ra1, dec1, s1, e1, ra2, dec2, s2, e2, log10e_edges, sindec_ed
         for i in range(ch * cs, min(n, (ch + 1) * cs)):
             v1[0], v1[1], v1[2] = radec_to_vec(ra1[i], dec1[i])
             v2[0], v2[1], v2[2] = radec_to_vec(ra2[i], dec2[i])
-            i1 = bin_index(log10e_edges, math.log10(e1[i])) if e1[i] > 0 else 0
-            i2 = bin_index(log10e_edges, math.log10(e2[i])) if e2[i] > 0 else 0
             while True:
                 o_, w_, st = _pair(
-                    mp, v1, s1[i], v2, s2[i], kind, aeff[i1], aeff[i2], sindec_edges, rtol,
+                    mp, v1, s1[i], v2, s2[i], kind, rows1[i], rows2[i], sindec_edges, rtol,
                     res, hi_, hf, wonly,
                 )  # fmt: skip
                 if st >= 0:
@@ -1356,14 +1341,20 @@ def _check_psf(psf_kind):
         raise ValueError(f"psf_kind must be 0 (Gaussian) or 1 (von Mises-Fisher), got {psf_kind}")
 
 
-def _tables(log10e_edges, sindec_edges, aeff):
-    le, se, ae = _f64(log10e_edges), _f64(sindec_edges), _f64(aeff)
-    if ae.ndim != 2 or ae.shape != (le.size - 1, se.size - 1):
+def _rows(rows, sindec_edges, n):
+    """Validate per-neutrino weight rows (n, n_dec) against the sin(dec) band edges."""
+    se = _f64(sindec_edges)
+    r = _f64(rows)
+    if se.ndim != 1 or se.size < 2 or np.any(np.diff(se) <= 0):
+        raise ValueError("sindec_edges must be 1-D, ascending, with at least 2 edges")
+    if r.ndim != 2 or r.shape != (n, se.size - 1):
         raise ValueError(
-            f"aeff must have shape (len(log10e_edges)-1, len(sindec_edges)-1) = "
-            f"({le.size - 1}, {se.size - 1}), got {ae.shape}"
+            f"weight rows must have shape (n_neutrinos, len(sindec_edges)-1) = "
+            f"({n}, {se.size - 1}), got {r.shape}"
         )
-    return le, se, ae
+    if np.any(~(r >= 0)):
+        raise ValueError("weight rows must be finite and >= 0")
+    return r, se
 
 
 def _sorted_moc(uniq, probdensity, pixel_weight):
@@ -1450,10 +1441,8 @@ def psf_overlap_prepared(
     ra,
     dec,
     sigma,
-    energy,
-    log10e_edges,
+    rows,
     sindec_edges,
-    aeff,
     psf_kind=PSF_GAUSS,
     *,
     rtol=RTOL,
@@ -1461,14 +1450,13 @@ def psf_overlap_prepared(
 ):
     """:func:`psf_overlap` on a :class:`PreparedMap` (pixel weights were given there)."""
     _check_psf(psf_kind)
-    ra, dec, sigma, energy = _neutrinos(ra, dec, sigma, energy)
-    le, se, ae = _tables(log10e_edges, sindec_edges, aeff)
+    ra, dec, sigma = _neutrinos(ra, dec, sigma)
+    rows, se = _rows(rows, sindec_edges, ra.size)
     if ra.size == 0:
         return np.empty(0), np.empty(0)
     return _overlap_many(
-        pmap.mp, ra, dec, sigma, energy, le, se, ae, psf_kind, float(rtol), float(res),
-        _chunk(ra.size),
-    )[:2]  # fmt: skip
+        pmap.mp, ra, dec, sigma, rows, se, psf_kind, float(rtol), float(res), _chunk(ra.size)
+    )[:2]
 
 
 def psf_pair_overlap_prepared(
@@ -1476,14 +1464,12 @@ def psf_pair_overlap_prepared(
     ra_i,
     dec_i,
     sigma_i,
-    energy_i,
+    rows_i,
     ra_j,
     dec_j,
     sigma_j,
-    energy_j,
-    log10e_edges,
+    rows_j,
     sindec_edges,
-    aeff,
     psf_kind=PSF_GAUSS,
     *,
     rtol=RTOL,
@@ -1496,13 +1482,16 @@ def psf_pair_overlap_prepared(
     ignores the overlap's bounds); ``overlap`` is then returned as NaN.
     """
     _check_psf(psf_kind)
-    arr = _neutrinos(ra_i, dec_i, sigma_i, energy_i, ra_j, dec_j, sigma_j, energy_j)
-    le, se, ae = _tables(log10e_edges, sindec_edges, aeff)
-    if arr[0].size == 0:
+    ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j = _neutrinos(
+        ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j
+    )
+    rows_i, se = _rows(rows_i, sindec_edges, ra_i.size)
+    rows_j, _ = _rows(rows_j, sindec_edges, ra_i.size)
+    if ra_i.size == 0:
         return np.empty(0), np.empty(0)
     return _pair_many(
-        pmap.mp, *arr, le, se, ae, psf_kind, float(rtol), float(res) / math.sqrt(2.0),
-        _chunk(arr[0].size), bool(weighted_only),
+        pmap.mp, ra_i, dec_i, sigma_i, rows_i, ra_j, dec_j, sigma_j, rows_j, se, psf_kind,
+        float(rtol), float(res) / math.sqrt(2.0), _chunk(ra_i.size), bool(weighted_only),
     )[:2]  # fmt: skip
 
 
@@ -1512,10 +1501,8 @@ def psf_overlap(
     ra,
     dec,
     sigma,
-    energy,
-    log10e_edges,
+    rows,
     sindec_edges,
-    aeff,
     pixel_weight=None,
     psf_kind=PSF_GAUSS,
     *,
@@ -1533,15 +1520,12 @@ def psf_overlap(
         Probability density per pixel [sr^-1].
     ra, dec, sigma : (n,) float64
         Neutrino directions and 1-sigma errors [rad].
-    energy : (n,) float64
-        Neutrino energies [GeV].
-    log10e_edges : (n_e + 1,) float64
-        Energy bin edges of ``aeff`` [log10 GeV], ascending.
+    rows : (n, n_dec) float64
+        Per neutrino, a non-negative sky weight constant in each sin(dec) band (the
+        signal energy density a(eps_i, theta = 90 deg + dec) of the LLAMA statistic, in
+        any unit; ``weighted`` carries it).
     sindec_edges : (n_dec + 1,) float64
-        sin(dec) bin edges of ``aeff``, ascending.
-    aeff : (n_e, n_dec) float64
-        Effective area table (any unit; ``weighted`` carries it). Values outside the
-        table use the edge bins (clamping).
+        sin(dec) band edges, ascending; positions outside use the edge bands.
     pixel_weight : (m,) float64 or None
         Non-negative per-pixel multiplier inside ``weighted`` (None: ones, the O3 case).
     psf_kind : int
@@ -1558,21 +1542,22 @@ def psf_overlap(
     overlap : (n,) float64
         ``sum_pix rho * integral_pix G_i dOmega`` [sr^-1].
     weighted : (n,) float64
-        ``sum_pix rho * w * integral_pix A_eff(E_i, dec) G_i dOmega`` [A_eff unit / sr].
+        ``sum_pix rho * w * integral_pix rows_i(dec) G_i dOmega`` [row unit / sr].
 
     Examples
     --------
     >>> import numpy as np
     >>> uniq = 4 + np.arange(12)          # order 0, uniform map
     >>> rho = np.full(12, 1 / (4 * np.pi))
-    >>> ov, wt = psf_overlap(uniq, rho, [1.0], [0.2], [0.01], [1e3],
-    ...                      [0.0, 9.0], [-1.0, 1.0], [[2.0]], psf_kind=1)
-    >>> bool(np.isclose(ov[0], 1 / (4 * np.pi)))
-    True
+    >>> ov, wt = psf_overlap(uniq, rho, [1.0], [0.2], [0.01], [[2.0]], [-1.0, 1.0],
+    ...                      psf_kind=1)
+    >>> bool(np.isclose(ov[0], 1 / (4 * np.pi))), bool(np.isclose(wt[0], 2 / (4 * np.pi)))
+    (True, True)
     """
     pmap = prepare_map(uniq, probdensity, pixel_weight)
-    args = (ra, dec, sigma, energy, log10e_edges, sindec_edges, aeff, psf_kind)
-    return psf_overlap_prepared(pmap, *args, rtol=rtol, res=res)
+    return psf_overlap_prepared(
+        pmap, ra, dec, sigma, rows, sindec_edges, psf_kind, rtol=rtol, res=res
+    )
 
 
 def psf_overlap_flat(
@@ -1580,10 +1565,8 @@ def psf_overlap_flat(
     ra,
     dec,
     sigma,
-    energy,
-    log10e_edges,
+    rows,
     sindec_edges,
-    aeff,
     pixel_weight=None,
     psf_kind=PSF_GAUSS,
     *,
@@ -1598,8 +1581,9 @@ def psf_overlap_flat(
     ``pixel_weight`` is per flat pixel (None: ones).
     """
     pmap = prepare_map_flat(prob_nested, pixel_weight)
-    args = (ra, dec, sigma, energy, log10e_edges, sindec_edges, aeff, psf_kind)
-    return psf_overlap_prepared(pmap, *args, rtol=rtol, res=res)
+    return psf_overlap_prepared(
+        pmap, ra, dec, sigma, rows, sindec_edges, psf_kind, rtol=rtol, res=res
+    )
 
 
 def psf_pair_overlap(
@@ -1608,14 +1592,12 @@ def psf_pair_overlap(
     ra_i,
     dec_i,
     sigma_i,
-    energy_i,
+    rows_i,
     ra_j,
     dec_j,
     sigma_j,
-    energy_j,
-    log10e_edges,
+    rows_j,
     sindec_edges,
-    aeff,
     pixel_weight=None,
     psf_kind=PSF_GAUSS,
     *,
@@ -1632,12 +1614,11 @@ def psf_pair_overlap(
     overlap : (n_pairs,) float64
         ``sum_pix rho * integral_pix G_i G_j dOmega`` [sr^-2].
     weighted : (n_pairs,) float64
-        ``sum_pix rho * w * integral_pix A_i G_i A_j G_j dOmega`` [A_eff^2 / sr^2].
+        ``sum_pix rho * w * integral_pix rows_i G_i rows_j G_j dOmega`` [row unit^2 / sr^2].
     """
     pmap = prepare_map(uniq, probdensity, pixel_weight)
-    args = (ra_i, dec_i, sigma_i, energy_i, ra_j, dec_j, sigma_j, energy_j)
-    tables = (log10e_edges, sindec_edges, aeff, psf_kind)
-    return psf_pair_overlap_prepared(pmap, *args, *tables, rtol=rtol, res=res)
+    args = (ra_i, dec_i, sigma_i, rows_i, ra_j, dec_j, sigma_j, rows_j, sindec_edges)
+    return psf_pair_overlap_prepared(pmap, *args, psf_kind, rtol=rtol, res=res)
 
 
 def psf_pair_overlap_flat(
@@ -1645,14 +1626,12 @@ def psf_pair_overlap_flat(
     ra_i,
     dec_i,
     sigma_i,
-    energy_i,
+    rows_i,
     ra_j,
     dec_j,
     sigma_j,
-    energy_j,
-    log10e_edges,
+    rows_j,
     sindec_edges,
-    aeff,
     pixel_weight=None,
     psf_kind=PSF_GAUSS,
     *,
@@ -1661,6 +1640,5 @@ def psf_pair_overlap_flat(
 ):
     """:func:`psf_pair_overlap` for a flat NESTED map of probability per pixel."""
     pmap = prepare_map_flat(prob_nested, pixel_weight)
-    args = (ra_i, dec_i, sigma_i, energy_i, ra_j, dec_j, sigma_j, energy_j)
-    tables = (log10e_edges, sindec_edges, aeff, psf_kind)
-    return psf_pair_overlap_prepared(pmap, *args, *tables, rtol=rtol, res=res)
+    args = (ra_i, dec_i, sigma_i, rows_i, ra_j, dec_j, sigma_j, rows_j, sindec_edges)
+    return psf_pair_overlap_prepared(pmap, *args, psf_kind, rtol=rtol, res=res)

@@ -56,9 +56,8 @@ def _brute_pairs(ra, dec, sigma, offsets, mode):
                     ) * math.cos(ra[i] - ra[j])
                     d = math.acos(max(-1.0, min(1.0, c)))
                 else:
-                    dra = abs(ra[i] - ra[j]) % (2 * math.pi)
-                    dra = min(dra, 2 * math.pi - dra)
-                    d = math.hypot(dec[i] - dec[j], dra)
+                    # O3: flat in degrees of (azimuth, zenith), azimuth NOT wrapped
+                    d = math.hypot(dec[i] - dec[j], ra[i] - ra[j])
                 if d < 5.0 * (sigma[i] + sigma[j]):
                     out.append((i, j))
     return out
@@ -81,6 +80,16 @@ def test_find_pairs_matches_brute_force_and_respects_lists(mode):
     assert np.array_equal(seg, np.searchsorted(offsets, pj, side="right"))
 
 
+def test_o3_flat_distance_does_not_wrap_the_azimuth():
+    # azimuths 359.5 and 0.5 deg at the same zenith: 1 deg apart on the sky, 359 flat
+    az = np.radians([359.5, 0.5])
+    zen = np.radians([100.0, 100.0])
+    sigma = np.radians([0.3, 0.3])
+    off = np.array([0, 2])
+    assert K.find_pairs(az, zen, sigma, off, 5.0, K.PAIR_O3_FLAT)[0].size == 0
+    assert K.find_pairs(az, np.pi / 2 - zen, sigma, off, 5.0, K.PAIR_GREAT_CIRCLE)[0].size == 1
+
+
 def test_flat_and_great_circle_differ_near_pole():
     # Two points at dec 89 deg, 180 deg apart in RA: 2 deg apart on the sky.
     ra = np.array([0.0, np.pi])
@@ -91,15 +100,17 @@ def test_flat_and_great_circle_differ_near_pole():
     assert K.find_pairs(ra, dec, sigma, off, 5.0, K.PAIR_O3_FLAT)[0].size == 0
 
 
-def test_combine_odds_nan_negative_and_pairs():
-    p_s1 = np.array([1.0, np.nan, -1.0, 2.0])
-    p_c = np.array([1.0, 1.0, 1.0, 0.0])
-    b = np.array([2.0, 4.0, 1.0, 1.0])
-    pi, pj = np.array([0]), np.array([1])
-    odds, p_s2 = K.combine_odds(p_s1, pi, pj, np.array([8.0]), b, p_c, np.zeros(4))
-    # neutrino 0 gets 8 / B_1 = 2, neutrino 1 gets 8 / B_0 = 4 (but its P_s1 is NaN)
-    np.testing.assert_allclose(p_s2, [2.0, 4.0, 0.0, 0.0])
-    np.testing.assert_allclose(odds, [3.0, 0.0, 0.0, 0.0])  # 2/0 = inf -> 0 as well
+def test_combine_odds_nan_negative_pairs_once_and_infinity():
+    p_s1 = np.array([1.0, np.nan, -1.0, 2.0, 1.0])
+    p_c = np.array([1.0, 1.0, 1.0, 0.0, 2.0])
+    # two doublets, (0, 1) and (0, 4), each entering only at its first member, 0
+    first, term = np.array([0, 0]), np.array([2.0, 0.5])
+    odds, p_s2 = K.combine_odds(p_s1, first, term, p_c, np.zeros(5))
+    np.testing.assert_allclose(p_s2, [2.5, 0.0, 0.0, 0.0, 0.0])
+    # NaN -> 0, negative -> 0, 2/0 = +inf kept (O3), 1 (no pair term at member 4)
+    np.testing.assert_allclose(odds, [3.5, 0.0, 0.0, np.inf, 0.5])
+    odds0, _ = K.combine_odds(np.zeros(1), first[:0], term[:0], np.zeros(1), np.zeros(1))
+    assert odds0[0] == 0.0  # 0/0 is NaN -> 0
 
 
 def test_segment_sum_and_offsets():

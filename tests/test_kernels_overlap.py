@@ -11,7 +11,6 @@ import pytest
 from kernels.overlap import (
     PSF_GAUSS,
     PSF_VMF,
-    aeff_lookup,
     psf_norm,
     psf_overlap,
     psf_overlap_flat,
@@ -28,6 +27,13 @@ LOG10E = np.array([2.0, 3.0, 4.0, 5.0])
 SINDEC = np.array([-1.0, -0.2, 0.1, 0.5, 1.0])
 AEFF = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [9.0, 10.0, 11.0, 12.0]])
 E_NU = 3.0e3  # GeV: middle energy bin
+
+
+def rows(energy):
+    """Per-neutrino rows of the test table: its energy bin (clamped) for each energy."""
+    e = np.atleast_1d(np.asarray(energy, dtype=float))
+    ie = np.clip(np.searchsorted(LOG10E, np.log10(e), side="right") - 1, 0, AEFF.shape[0] - 1)
+    return AEFF[ie]
 
 
 # ----------------------------------------------------------------------------------------
@@ -166,7 +172,7 @@ def test_overlap_matches_brute_force(maps, area, sig_deg, kind):
     ra = np.array([p[0] for p in pts])
     dec = np.array([p[1] for p in pts])
     sig = np.full(3, sigma)
-    ov, wt = psf_overlap(uniq, rho, ra, dec, sig, np.full(3, E_NU), LOG10E, SINDEC, AEFF, None, kind)  # fmt: skip
+    ov, wt = psf_overlap(uniq, rho, ra, dec, sig, rows(np.full(3, E_NU)), SINDEC, None, kind)
     order = brute_order(sigma, map_order)
     for k in range(3):
         bo, bw = brute(uniq, rho, ra[k], dec[k], sigma, kind, order, min(np.pi, 7 * sigma))
@@ -185,8 +191,8 @@ def test_pair_overlap_matches_brute_force(maps, area, s1, s2, kind):
     ra2, dec2 = _offset(*CENTRE, 1.0 * s2 * DEG, pa=2.5)
     one = np.ones(1)
     po, pw = psf_pair_overlap(
-        uniq, rho, [ra1], [dec1], [s1 * DEG], [E_NU], [ra2], [dec2], [s2 * DEG], [E_NU],
-        LOG10E, SINDEC, AEFF, None, kind,
+        uniq, rho, [ra1], [dec1], [s1 * DEG], rows(E_NU), [ra2], [dec2], [s2 * DEG], rows(E_NU),
+        SINDEC, None, kind,
     )  # fmt: skip
     order = brute_order(min(s1, s2) * DEG / math.sqrt(2), map_order)
     bo, bw = brute(uniq, rho, ra1, dec1, s1 * DEG, kind, order, 7 * s1 * DEG, E_NU * one[0], ra2, dec2, s2 * DEG)  # fmt: skip
@@ -206,17 +212,17 @@ def test_flat_equals_multi_order(maps):
     en = 10 ** rng.uniform(1.5, 5.5, n)
     w_moc = 1.0 + 0.5 * np.sin(np.arange(uniq.size))
     for kind in (PSF_GAUSS, PSF_VMF):
-        a = psf_overlap(uniq, rho, ra, dec, sig, en, LOG10E, SINDEC, AEFF, None, kind)
-        b = psf_overlap_flat(flat, ra, dec, sig, en, LOG10E, SINDEC, AEFF, None, kind)
+        a = psf_overlap(uniq, rho, ra, dec, sig, rows(en), SINDEC, None, kind)
+        b = psf_overlap_flat(flat, ra, dec, sig, rows(en), SINDEC, None, kind)
         np.testing.assert_allclose(a[0], b[0], rtol=0.01)
         np.testing.assert_allclose(a[1], b[1], rtol=0.01)
     # per-pixel weights travel with the pixels
     w_flat = moc_to_flat(uniq, w_moc, map_order) / hp.nside2pixarea(2**map_order)
-    a = psf_overlap(uniq, rho, ra, dec, sig, en, LOG10E, SINDEC, AEFF, w_moc, PSF_VMF)
-    b = psf_overlap_flat(flat, ra, dec, sig, en, LOG10E, SINDEC, AEFF, w_flat, PSF_VMF)
+    a = psf_overlap(uniq, rho, ra, dec, sig, rows(en), SINDEC, w_moc, PSF_VMF)
+    b = psf_overlap_flat(flat, ra, dec, sig, rows(en), SINDEC, w_flat, PSF_VMF)
     np.testing.assert_allclose(a[1], b[1], rtol=0.01)
-    pa = psf_pair_overlap(uniq, rho, ra[:5], dec[:5], sig[:5], en[:5], ra[20:25], dec[20:25], sig[20:25], en[20:25], LOG10E, SINDEC, AEFF)  # fmt: skip
-    pb = psf_pair_overlap_flat(flat, ra[:5], dec[:5], sig[:5], en[:5], ra[20:25], dec[20:25], sig[20:25], en[20:25], LOG10E, SINDEC, AEFF)  # fmt: skip
+    pa = psf_pair_overlap(uniq, rho, ra[:5], dec[:5], sig[:5], rows(en[:5]), ra[20:25], dec[20:25], sig[20:25], rows(en[20:25]), SINDEC)  # fmt: skip
+    pb = psf_pair_overlap_flat(flat, ra[:5], dec[:5], sig[:5], rows(en[:5]), ra[20:25], dec[20:25], sig[20:25], rows(en[20:25]), SINDEC)  # fmt: skip
     np.testing.assert_allclose(pa[0], pb[0], rtol=0.01, atol=1e-300)
 
 
@@ -224,7 +230,7 @@ def test_row_order_and_resolution_independence(maps):
     """Shuffled rows, and every pixel split into its 4 children: same overlap."""
     (uniq, rho), _ = maps[1]
     ra, dec = np.array([CENTRE[0], 1.01]), np.array([CENTRE[1], 0.31])
-    args = (np.full(2, 0.5 * DEG), np.full(2, E_NU), LOG10E, SINDEC, AEFF)
+    args = (np.full(2, 0.5 * DEG), rows(np.full(2, E_NU)), SINDEC)
     ref = psf_overlap(uniq, rho, ra, dec, *args)
     perm = np.random.default_rng(0).permutation(uniq.size)
     shuf = psf_overlap(uniq[perm], rho[perm], ra, dec, *args)
@@ -239,7 +245,7 @@ def test_vmf_equals_gauss_for_small_sigma(maps):
     (uniq, rho), _ = maps[100]
     ra = CENTRE[0] + np.array([0.0, 0.02, 0.05])
     dec = CENTRE[1] + np.array([0.0, -0.01, 0.03])
-    args = (np.full(3, 0.3 * DEG), np.full(3, E_NU), LOG10E, SINDEC, AEFF)
+    args = (np.full(3, 0.3 * DEG), rows(np.full(3, E_NU)), SINDEC)
     g = psf_overlap(uniq, rho, ra, dec, *args, None, PSF_GAUSS)
     v = psf_overlap(uniq, rho, ra, dec, *args, None, PSF_VMF)
     np.testing.assert_allclose(v[0], g[0], rtol=1e-3)
@@ -253,9 +259,9 @@ def test_psf_normalisation_on_the_sphere(sig_deg):
     rho = np.ones(192)
     ra, dec, s = np.array([0.3, 2.0]), np.array([0.1, -1.2]), np.full(2, sig_deg * DEG)
     e = np.full(2, E_NU)
-    v = psf_overlap(uniq, rho, ra, dec, s, e, LOG10E, SINDEC, AEFF, None, PSF_VMF)[0]
+    v = psf_overlap(uniq, rho, ra, dec, s, rows(e), SINDEC, None, PSF_VMF)[0]
     np.testing.assert_allclose(v, 1.0, rtol=1e-6)
-    g = psf_overlap(uniq, rho, ra, dec, s, e, LOG10E, SINDEC, AEFF, None, PSF_GAUSS)[0]
+    g = psf_overlap(uniq, rho, ra, dec, s, rows(e), SINDEC, None, PSF_GAUSS)[0]
     t = np.linspace(0, np.pi, 200001)
     sg = sig_deg * DEG
     ref = np.trapezoid(np.exp(-(t**2) / (2 * sg**2)) * np.sin(t), t) / sg**2
@@ -268,39 +274,45 @@ def test_psf_normalisation_on_the_sphere(sig_deg):
     assert dens.sum() * hp.nside2pixarea(64) == pytest.approx(1.0, rel=1e-3)
 
 
-def test_aeff_lookup_clamps():
-    assert aeff_lookup(AEFF, LOG10E, SINDEC, 10.0, -1.0) == 1.0  # below both tables
-    assert aeff_lookup(AEFF, LOG10E, SINDEC, 1e9, 1.0) == 12.0  # above both
-    assert aeff_lookup(AEFF, LOG10E, SINDEC, 1e3, 0.0) == 6.0  # on an edge: upper bin
-    assert aeff_lookup(AEFF, LOG10E, SINDEC, 5e4, 0.3) == 11.0
-    # weighted / overlap on a uniform map is A_eff at the neutrino (clamped energy)
+def test_row_bands_clamp_and_edges():
+    # weighted / overlap on a uniform map is the row's value at the neutrino's band
     uniq = 4 + np.arange(12)
     rho = np.ones(12)
-    ov, wt = psf_overlap(uniq, rho, [0.0], [0.3], [0.01], [1e9], LOG10E, SINDEC, AEFF, None, 1)  # fmt: skip
-    assert wt[0] / ov[0] == pytest.approx(11.0, rel=1e-9)
+    row = np.array([[1.0, 2.0, 3.0, 4.0]])
+    # (on an edge, sindec 0.1, half the PSF lies in each band)
+    for sindec, expect in ((0.3, 3.0), (0.1, 2.5), (-0.999, 1.0), (0.999, 4.0)):
+        ov, wt = psf_overlap(uniq, rho, [0.0], [math.asin(sindec)], [1e-4], row, SINDEC, None, 1)  # fmt: skip
+        assert wt[0] / ov[0] == pytest.approx(expect, rel=1e-5), sindec
+    # bands beyond the edges given clamp to the edge bands
+    ov, wt = psf_overlap(uniq, rho, [0.0], [1.5], [1e-3], [[5.0]], [-0.5, 0.5], None, 1)
+    assert wt[0] / ov[0] == pytest.approx(5.0, rel=1e-9)
 
 
 def test_empty_inputs_and_validation(maps):
     (uniq, rho), _ = maps[1]
     e = np.empty(0)
-    ov, wt = psf_overlap(uniq, rho, e, e, e, e, LOG10E, SINDEC, AEFF)
+    ov, wt = psf_overlap(uniq, rho, e, e, e, np.empty((0, 4)), SINDEC)
     assert ov.shape == wt.shape == (0,)
-    po, pw = psf_pair_overlap(uniq, rho, e, e, e, e, e, e, e, e, LOG10E, SINDEC, AEFF)
+    po, pw = psf_pair_overlap(
+        uniq, rho, e, e, e, np.empty((0, 4)), e, e, e, np.empty((0, 4)), SINDEC
+    )
     assert po.shape == pw.shape == (0,)
-    ov, _ = psf_overlap_flat(np.ones(12) / 12, e, e, e, e, LOG10E, SINDEC, AEFF)
+    ov, _ = psf_overlap_flat(np.ones(12) / 12, e, e, e, np.empty((0, 4)), SINDEC)
     assert ov.shape == (0,)
     with pytest.raises(ValueError):
-        psf_overlap(uniq, rho, [0.0], [0.0], [0.01], [1e3], LOG10E, SINDEC, AEFF[:, :2])
+        psf_overlap(uniq, rho, [0.0], [0.0], [0.01], AEFF[:1, :2], SINDEC)
     with pytest.raises(ValueError):
-        psf_overlap(uniq, rho, [0.0], [0.0], [0.01], [1e3], LOG10E, SINDEC, AEFF, None, 2)
+        psf_overlap(uniq, rho, [0.0], [0.0], [0.01], rows(1e3), SINDEC, None, 2)
     with pytest.raises(ValueError):
-        psf_overlap_flat(np.ones(13), [0.0], [0.0], [0.01], [1e3], LOG10E, SINDEC, AEFF)
+        psf_overlap_flat(np.ones(13), [0.0], [0.0], [0.01], rows(1e3), SINDEC)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        psf_overlap(uniq, rho, [0.0], [0.0], [0.01], -rows(1e3), SINDEC)
 
 
 def test_pixel_weight_scales_weighted_only():
     uniq = 4 * 4 + np.arange(48)
     rho = np.full(48, 1 / (4 * np.pi))
-    args = ([0.5], [0.2], [2 * DEG], [E_NU], LOG10E, SINDEC, AEFF)
+    args = ([0.5], [0.2], [2 * DEG], rows(E_NU), SINDEC)
     a = psf_overlap(uniq, rho, *args)
     b = psf_overlap(uniq, rho, *args, np.full(48, 3.0))
     assert b[0][0] == pytest.approx(a[0][0], rel=1e-12)
@@ -325,16 +337,16 @@ def test_prepared_map_gives_the_same_numbers(maps):
     en = np.full(n, E_NU)
     w = 1.0 + 0.5 * np.cos(np.arange(uniq.size))
     pm = prepare_map(uniq, rho, w)
-    a = psf_overlap(uniq, rho, ra, dec, sig, en, LOG10E, SINDEC, AEFF, w, PSF_GAUSS)
-    b = psf_overlap_prepared(pm, ra, dec, sig, en, LOG10E, SINDEC, AEFF, PSF_GAUSS)
+    a = psf_overlap(uniq, rho, ra, dec, sig, rows(en), SINDEC, w, PSF_GAUSS)
+    b = psf_overlap_prepared(pm, ra, dec, sig, rows(en), SINDEC, PSF_GAUSS)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
-    pa = psf_pair_overlap(uniq, rho, ra[:6], dec[:6], sig[:6], en[:6], ra[6:], dec[6:], sig[6:], en[6:], LOG10E, SINDEC, AEFF, w)  # fmt: skip
-    pb = psf_pair_overlap_prepared(pm, ra[:6], dec[:6], sig[:6], en[:6], ra[6:], dec[6:], sig[6:], en[6:], LOG10E, SINDEC, AEFF)  # fmt: skip
+    pa = psf_pair_overlap(uniq, rho, ra[:6], dec[:6], sig[:6], rows(en[:6]), ra[6:], dec[6:], sig[6:], rows(en[6:]), SINDEC, w)  # fmt: skip
+    pb = psf_pair_overlap_prepared(pm, ra[:6], dec[:6], sig[:6], rows(en[:6]), ra[6:], dec[6:], sig[6:], rows(en[6:]), SINDEC)  # fmt: skip
     np.testing.assert_array_equal(pa[0], pb[0])
     flat = moc_to_flat(uniq, rho, map_order)
-    c = psf_overlap_flat(flat, ra, dec, sig, en, LOG10E, SINDEC, AEFF)
-    d = psf_overlap_prepared(prepare_map_flat(flat), ra, dec, sig, en, LOG10E, SINDEC, AEFF)
+    c = psf_overlap_flat(flat, ra, dec, sig, rows(en), SINDEC)
+    d = psf_overlap_prepared(prepare_map_flat(flat), ra, dec, sig, rows(en), SINDEC)
     np.testing.assert_array_equal(c[0], d[0])
 
 
@@ -361,7 +373,7 @@ def test_random_pairs_match_converged_reference(maps):
         ra2[k], dec2[k] = _offset(ra1[k], dec1[k], sep, rng.uniform(0, 6.28))
     e1 = 10 ** rng.uniform(2, 5, n)
     e2 = 10 ** rng.uniform(2, 5, n)
-    args = (uniq, rho, ra1, dec1, s1, e1, ra2, dec2, s2, e2, LOG10E, SINDEC, AEFF)
+    args = (uniq, rho, ra1, dec1, s1, rows(e1), ra2, dec2, s2, rows(e2), SINDEC)
     po, pw = psf_pair_overlap(*args)
     ro, rw = psf_pair_overlap(*args, rtol=1e-5, res=0.2)
     flo = ATOL * RTOL * rho.max() * np.minimum(1 / (2 * np.pi * s1**2), 1 / (2 * np.pi * s2**2))
@@ -387,8 +399,8 @@ def test_pair_control_variate_on_uniform_sky_matches_brute_force(kind):
         sep = [0.0, 0.5, 2.0, 4.0, 4.9][k % 5] * (s1 + s2)
         ra2, dec2 = _offset(ra1, dec1, sep, rng.uniform(0, 6.28))
         po, pw = psf_pair_overlap(
-            uniq, rho, [ra1], [dec1], [s1], [E_NU], [ra2], [dec2], [s2], [E_NU],
-            LOG10E, SINDEC, AEFF, None, kind,
+            uniq, rho, [ra1], [dec1], [s1], rows(E_NU), [ra2], [dec2], [s2], rows(E_NU),
+            SINDEC, None, kind,
         )  # fmt: skip
         s12 = s1 * s2 / math.hypot(s1, s2)
         order = brute_order(s12, 0) + 1
@@ -402,14 +414,13 @@ def test_deep_refinement_outgrows_the_first_heap(maps):
     """rtol 1e-6 needs ~23,000 node expansions: far more pending nodes than the first
     heap holds (4096), so the traversal is rerun with larger heaps. Same answer as the
     default tolerance and as brute force."""
-    from kernels.overlap import _overlap_many, _tables, prepare_map
+    from kernels.overlap import _overlap_many, prepare_map
 
     (uniq, rho), map_order = maps[100]
     pm = prepare_map(uniq, rho)
-    le, se, ae = _tables(LOG10E, SINDEC, AEFF)
-    nu = [np.array([x]) for x in (CENTRE[0], CENTRE[1], DEG, E_NU)]
-    deep = _overlap_many(pm.mp, *nu, le, se, ae, PSF_GAUSS, 1e-6, 0.1, 1)
-    default = _overlap_many(pm.mp, *nu, le, se, ae, PSF_GAUSS, 1e-2, 0.4, 1)
+    nu = [np.array([x]) for x in (CENTRE[0], CENTRE[1], DEG)]
+    deep = _overlap_many(pm.mp, *nu, rows(E_NU), SINDEC, PSF_GAUSS, 1e-6, 0.1, 1)
+    default = _overlap_many(pm.mp, *nu, rows(E_NU), SINDEC, PSF_GAUSS, 1e-2, 0.4, 1)
     assert deep[2][0] > 10_000
     bo, bw = brute(uniq, rho, CENTRE[0], CENTRE[1], DEG, PSF_GAUSS, brute_order(DEG, map_order), 7 * DEG)  # fmt: skip
     assert deep[0][0] == pytest.approx(bo, rel=1e-3)

@@ -2,8 +2,9 @@
 
 Values are those used in the O3 observing run (Bartos et al. 2019, PRD 100, 083017;
 Countryman et al. 2019, arXiv:1901.05486) unless stated otherwise. Code units follow
-O3: GW and neutrino energies are in units of 1e51 erg ("code units"), so that
-``10 * E_nu`` in code units is approximately ``E_nu / 1e51 erg``.
+O3: GW and neutrino emission energies are in O3's code unit kg·Mpc²·s⁻²
+(≈ 9.52e51 erg), so that ``10 * E`` in code units is approximately ``E / 1e51 erg``.
+Reconstructed neutrino energies are in GeV.
 
 Change a value here and nowhere else; ``constants_dict()`` is what the significance
 files record as "the constants used".
@@ -33,12 +34,18 @@ PAIR_SEPARATION_SIGMAS = 5.0
 K0 = 400.8
 #: Network SNR threshold of the GW search [dimensionless].
 RHO_MIN = 5.59
-#: Log-uniform prior range of the GW energy [code units, 1e51 erg].
+#: Log-uniform prior range of the GW energy [code units, kg·Mpc²·s⁻² ≈ 9.52e51 erg].
 E_GW_MIN = 1.87e-3
 E_GW_MAX = 18.7
+#: Per-population E_gw = (r ρ / K0)^2 ranges of the ``egw_prior = strict`` option
+#: [code units]. They span the r·ρ of detected sources of each population with a factor
+#: ~3 in r·ρ to spare on each side: BAYESTAR simulations of 1.4+1.4 Msun BNS give
+#: r·ρ = 1,400-3,500 Mpc (E_gw 12-76), 30+30 Msun BBH 17,800-28,700 Mpc (E_gw 2,000-5,100).
+#: O3 applied no range (its global one cancels in the odds).
+E_GW_STRICT_RANGE = {"bns": (1.0, 700.0), "bbh": (200.0, 5.0e4)}
 
 # --- neutrino emission ----------------------------------------------------------------
-#: Log-uniform prior range of the neutrino energy [code units, 1e51 erg].
+#: Log-uniform prior range of the neutrino energy [code units, kg·Mpc²·s⁻² ≈ 9.52e51 erg].
 E_NU_MIN = 1e-6
 E_NU_MAX = 0.1
 #: Expected neutrino count normalisation: <n> = N0 * (10 E_nu) * (r / R_REF_MPC)^-2 * w(theta).
@@ -65,10 +72,23 @@ BG_ENERGY_REL_HALF_WIDTH = 0.3
 BG_MIN_EVENTS = 5
 #: Factor by which both windows widen when too few events fall inside.
 BG_WIDEN_FACTOR = 1.5
+#: Factor by which O3 moves the energy per widening (x10 below the sample median, /10 above).
+BG_ENERGY_STEP_FACTOR = 10.0
+#: Zenith above which O3 applies the spectral correction f_E to B [deg].
+BG_STEEP_ZENITH_DEG = 80.0
+#: Spectral index of that correction, f_E = (eps_i / eps)^index [dimensionless].
+BG_SPECTRAL_INDEX = 3.7
+
+# --- detector ---------------------------------------------------------------------------
+#: IceCube's geodetic latitude and longitude [deg], as O3 placed it for the detector
+#: frame (zenith and azimuth from astropy's AltAz, no refraction).
+ICECUBE_LAT_DEG = -89.9944
+ICECUBE_LON_DEG = -62.6081
 
 # --- unit conversions -----------------------------------------------------------------
 MPC_PER_GPC = 1000.0
-SECONDS_PER_YEAR = 365.25 * 86400.0
+#: O3's year (365 days) in ṅ.
+SECONDS_PER_YEAR = 365.0 * 86400.0
 #: Source rate density in Mpc^-3 s^-1.
 NDOT_MPC3_S = NDOT_GPC3_YR / MPC_PER_GPC**3 / SECONDS_PER_YEAR
 DEG = math.pi / 180.0
