@@ -377,7 +377,7 @@ def o3_partner_terms(
     Returns
     -------
     tuple of arrays
-        ``(density, energy_eval, lo_q, hi_q, count)`` as :func:`o3_partner_terms`; step
+        ``(density, energy_eval, lo_q, hi_q, count)`` as :func:`o3_primary_terms`; step
         4 compares against the clamped energy.
 
     Examples
