@@ -71,13 +71,22 @@ def service_url(name: str) -> str | None:
 #: Analysis options of the significance handlers: name -> (environment variable,
 #: default, allowed values or None for free-form). O3 behaviour is the default.
 ANALYSIS_OPTIONS: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
+    # the statistic's options (llama.science.odds.OPTIONS): O3's value is the default
     "psf": ("LLAMA_PSF", "gaussian", ("gaussian", "vmf")),
-    "distance_aware": ("LLAMA_DISTANCE_AWARE", "false", ("true", "false")),
-    "pair_distance": ("LLAMA_PAIR_DISTANCE", "great_circle", ("great_circle", "o3_flat")),
-    "null_term": ("LLAMA_NULL_TERM", "o3", ("o3", "full")),
+    "pairs": ("LLAMA_PAIRS", "o3", ("o3", "great_circle")),
+    "distance": ("LLAMA_DISTANCE", "o3", ("o3", "marginal")),
+    "egw_prior": ("LLAMA_EGW_PRIOR", "o3", ("o3", "strict")),
+    "background_band": ("LLAMA_BACKGROUND_BAND", "o3", ("o3", "capped")),
+    "pair_background": ("LLAMA_PAIR_BACKGROUND", "o3", ("o3", "fixed")),
+    "null": ("LLAMA_NULL", "o3", ("o3", "full")),
+    # inputs of the statistic: "" means the shipped default file
+    "signal_tables": ("LLAMA_SIGNAL_TABLES", "", None),
+    "background_sample": ("LLAMA_BACKGROUND_SAMPLE", "", None),
+    "background_snr_list": ("LLAMA_BACKGROUND_SNR_LIST", "", None),
     "n_trials": ("LLAMA_N_TRIALS", "2000", None),
     "trial_kind": ("LLAMA_TRIAL_KIND", "scramble", ("scramble", "background")),
     "background_table": ("LLAMA_BACKGROUND_TABLE", "", None),
+    "background_sensitivity": ("LLAMA_BACKGROUND_SENSITIVITY", "", None),  # "": the only one
     "overlap_rtol": ("LLAMA_OVERLAP_RTOL", "", None),  # "": the kernels' default
 }
 

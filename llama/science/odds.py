@@ -1,100 +1,112 @@
-"""The LLAMA coincidence statistic (SCIENCE.md) for one GW event and its neutrinos.
+"""The LLAMA O3 coincidence statistic (SCIENCE.md, "The O3 statistic, exactly").
 
-Formulas as implemented (units in brackets; constants from
-:mod:`llama.science.constants`):
+Per neutrino i of a list (units in brackets; constants in :mod:`llama.science.constants`):
 
-- time overlap, h = 250 s:  T_i = max(0, 2h - |t_i - t_gw|)   [s]
-- GW energy pinned by the SNR:  E_gw = (r̄ ρ / k0)^2          [code units, 1e51 erg]
-- log-uniform prior:  P_Egw(E) = 1 / (E ln(E+/E-)) on [E-, E+], else 0   [per code unit]
-- common factor:  Q = ṅ r̄^2 P_Egw(E_gw)        [Mpc^-3 s^-1 · Mpc^2 · per code unit]
-- expected count per unit neutrino energy:
-  a_i = n0 · 10 · (r̄ / 100 Mpc)^-2 · w(θ_i)     [per code unit], so ⟨n⟩ = a_i E_ν
-- I_k(a) = ∫ Poisson(k; a E_ν) P(E_ν) dE_ν over [1e-6, 0.1] (closed form, dimensionless)
-- D_i = Q · I_1(a_i)
-- S_i = Σ_pix P_gw(pix) · w_pix · A_eff(ε_i, δ_pix) · ∫_pix G_i dΩ   [A_eff units · sr^-1]
-- P_s1,i = (ṅ/f_b) ... written as  Q · I_1(a_i) · S_i · T_i / (f_b (500 s)^2)
-- pairs (separation < 5(σ_i+σ_j), same list):
-  S_ij = Σ_pix P_gw · w_pix · A_i G_i · A_j G_j          [A_eff^2 · sr^-2]
-  T_ij = common overlap of the three 500 s windows          [s]
-  P_s2,ij = Q · I_2(ā_ij) · S_ij · T_ij / (f_b (500 s)^2) / B_j,  ā_ij = (a_i + a_j)/2
-- chance:  P_c,i = Q · R_ν,bg · B_i,  B_i [sr^-1 GeV^-1] from :mod:`.background`
-- null:  P_0,i = 0 (``null_term="o3"``), or P_c,i · p_terr / (1 - p_terr) (``"full"``)
-- O_i = (P_s1,i + Σ_j P_s2,ij) / (P_c,i + P_0,i), non-finite or negative -> 0;  O = Σ_i O_i
+- background (:meth:`~llama.science.background.BackgroundDensity.o3_primary`): B_i
+  [sr⁻¹ GeV⁻¹] and the energy ε_i at which the signal is evaluated (raised to the
+  zenith band's minimum, moved by ×10/÷10 while the windows widen, O3's clamps);
+- spatial overlap (kernels, exact PSF integrals over the map, never flattened):
+  S_i = Σ_pix P_gw · a(ε_i, 90° + dec_pix) · ∫_pix G_i   [sr⁻¹ GeV⁻¹];
+- time overlap T_i = max(0, 500 s − |t_i − t_gw|)   [s];
+- distance and energy factor (no range check on E_gw, as O3):
+  D_k(θ) = r̄² P_Egw((r̄ρ/k0)²) · ∫ Poisson(k; n0 · 10E · (r̄/100)⁻² · w(θ)) P(E) dE,
+  where r̄² P_Egw((r̄ρ/k0)²) = k0² / (ρ² ln(E⁺/E⁻)) does not depend on r̄;
+- P_s1,i = (ṅ / f_b) · S_i · T_i · D_1(θ_i) / (500 s · 500 s);
+- doublets, each unordered pair once, at the first of the two in list order, partners
+  selected flat in detector (zenith, azimuth) degrees without wrap, < 5(σ_i + σ_j):
+  P_s2,i = (ṅ / f_b) Σ_j S_ij · T_ij · D_2((θ_i + θ_j)/2) / (500 s)² / B_j with the
+  partner's B_j and ε_j from O3's partner rule (energy clamped to i's band, then its
+  loop with O3's slip);
+- P_c,i = R_ν,bg · ṅ · r̄² P_Egw · B_i;  P_0 = 0;
+- O_i = (P_s1,i + P_s2,i) / (P_c,i + P_0,i), NaN, −∞ or negative → 0, +∞ kept;
+  the event statistic O = Σ_i O_i.
 
-ṅ enters as :data:`~llama.science.constants.NDOT_MPC3_S`. Q cancels in O_i; it is kept
-so the reported P terms are the published ones. When E_gw falls outside its prior,
-Q = 0 and every O_i is 0/0 -> 0, as SCIENCE.md prescribes (``gw_energy_in_prior``
-records it).
-
-The full null term: Bartos et al. (2019) write the denominator as the sum of the
-"real GW + background neutrino" hypothesis (P_c) and the "noise GW + background
-neutrino" one. Both share the neutrino factor R_ν,bg B_i, so their ratio is the GW
-pipeline's noise-to-astrophysical likelihood ratio weighted by the rates, which is
-exactly p_terrestrial / (1 - p_terrestrial) from ``p_astro.json``. The third term
-(noise GW + an astrophysical neutrino unrelated to it) is neglected: such neutrinos
-are a small fraction of the realtime stream.
-
-Distance-aware mode (``distance_aware=True``, maps with distance layers): the sky is
-weighted by w_pix = p(r̄ | pix) / Σ_pix P_gw p(r̄ | pix), i.e. the sky map conditioned
-on the distance r̄ at which D and P_c are evaluated, with
-p(r | pix) = DISTNORM r^2 N(r; DISTMU, DISTSIGMA). Otherwise w_pix = 1 (O3).
+The improvements of SCIENCE.md are options of :class:`EventModel`, each off by default
+and recorded in :attr:`EventModel.options` (hence in the significance file):
+``psf="vmf"``, ``pairs="great_circle"``, ``distance="marginal"``,
+``egw_prior="strict"``, ``background_band="capped"``, ``pair_background="fixed"`` and
+``null="full"``; see each one's description in :data:`OPTIONS`.
 
 Examples
 --------
->>> import numpy as np
->>> from llama.science.odds import gw_energy_prior
->>> round(gw_energy_prior(40.0, 10.0) * 1e3, 3)  # P_Egw at E_gw = (40 * 10 / 400.8)^2
-109.008
+>>> round(gw_energy_factor(10.0, 40.0) * 1e3, 3)  # k0² / (ρ² ln(E⁺/E⁻)), no range check
+175.201
 """
 
 from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from kernels import odds as K
 from llama.science import constants as C
 from llama.science.background import BackgroundDensity, load_background_sample
+from llama.science.signal_tables import SINDEC_EDGES, SignalTables, load_signal_tables
 
 __all__ = [
+    "OPTIONS",
     "OddsResult",
     "BatchOdds",
     "EventModel",
     "compute_odds",
-    "gw_energy_prior",
+    "gw_energy_factor",
     "neutrino_energy_integral",
-    "PSF_KINDS",
-    "PAIR_MODES",
 ]
 
+#: The analysis options: name -> (O3's value first, then the improvements).
+OPTIONS: dict[str, tuple[str, ...]] = {
+    # neutrino PSF: O3's planar Gaussian, or von Mises-Fisher (right for wide sigma)
+    "psf": ("gaussian", "vmf"),
+    # doublet partners: O3's flat distance in detector (zenith, azimuth) degrees without
+    # wrap, or the true great-circle separation
+    "pairs": ("o3", "great_circle"),
+    # distance: O3's mean distance r̄ in <n>, or <n> averaged over p(r | pixel)
+    "distance": ("o3", "marginal"),
+    # E_gw prior: none (cancels, O3), or the per-population range of constants.py
+    "egw_prior": ("o3", "strict"),
+    # B's zenith band normaliser: O3's (diverges at the poles), or capped at 0 and 180 deg
+    "background_band": ("o3", "capped"),
+    # doublet partner's B: O3's loop with its slip, or the corrected loop
+    "pair_background": ("o3", "fixed"),
+    # null hypothesis term: O3's P_0 = 0, or a real one from p_terr and the SNR density
+    "null": ("o3", "full"),
+}
+
 #: psf option -> kernel code (0 Gaussian as in O3, 1 von Mises-Fisher).
-PSF_KINDS = {"gaussian": 0, "vmf": 1}
-#: pair_distance option -> kernel code.
-PAIR_MODES = {"great_circle": K.PAIR_GREAT_CIRCLE, "o3_flat": K.PAIR_O3_FLAT}
-#: Width of the neutrino search window, normalising the time terms [s].
-_WINDOW_S = 2.0 * C.SEARCH_HALF_WINDOW_S
+_PSF_CODES = {"gaussian": 0, "vmf": 1}
+#: O3's normalisation of the time terms: (t_ν⁺ − t_ν⁻)(t_gw⁺ − t_gw⁻) = 500 s × 500 s.
+_TIME_NORM_S2 = (2.0 * C.EMISSION_HALF_WINDOW_S) ** 2
 
 _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_F = np.empty(0, dtype=np.float64)
 
 
-def gw_energy_prior(rbar_mpc: float, rho: float) -> float:
-    """P_Egw at E_gw = (r̄ ρ / k0)^2, log-uniform on [E_GW_MIN, E_GW_MAX] [per code unit].
+def gw_energy_factor(rho: float, rbar_mpc: float, population: str | None = None) -> float:
+    """r̄² · P_Egw((r̄ρ/k0)²) [Mpc² per code energy unit].
+
+    With ``population=None`` (O3) there is no range check: the factor is
+    k0² / (ρ² ln(E⁺/E⁻)) for any r̄. With a population ("bns", "bbh") the strict prior
+    of :data:`llama.science.constants.E_GW_STRICT_RANGE` applies: 0 outside its range,
+    the log-uniform normalisation of that range inside.
 
     Examples
     --------
-    >>> gw_energy_prior(4000.0, 10.0)  # E_gw ~ 1e4 code units: outside the prior
+    >>> gw_energy_factor(12.0, 150.0) == gw_energy_factor(12.0, 1500.0)
+    True
+    >>> gw_energy_factor(12.0, 150.0, "bbh")  # E_gw ~ 20: below the strict BBH range
     0.0
     """
+    if population is None:
+        return C.K0**2 / (rho**2 * math.log(C.E_GW_MAX / C.E_GW_MIN))
+    lo, hi = C.E_GW_STRICT_RANGE[population]
     e_gw = (rbar_mpc * rho / C.K0) ** 2
-    if not (C.E_GW_MIN <= e_gw <= C.E_GW_MAX):
+    if not lo <= e_gw <= hi:
         return 0.0
-    return 1.0 / (e_gw * math.log(C.E_GW_MAX / C.E_GW_MIN))
+    return rbar_mpc**2 / (e_gw * math.log(hi / lo))
 
 
 def neutrino_energy_integral(rate_per_energy, k: int = 1) -> np.ndarray:
@@ -121,27 +133,6 @@ def _overlap_kernels():
     return importlib.import_module("kernels.overlap")
 
 
-def _default_effective_area() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ea = importlib.import_module("llama.science.effective_area")
-    return tuple(np.ascontiguousarray(x, dtype=np.float64) for x in ea.load_effective_area())
-
-
-def _default_zenith_weight() -> Callable[[np.ndarray], np.ndarray]:
-    return importlib.import_module("llama.science.effective_area").zenith_weight
-
-
-def _distance_pixel_weight(skymap, rbar: float) -> np.ndarray:
-    """w_pix = p(r̄|pix) / Σ P_gw p(r̄|pix): the sky map conditioned on r = r̄."""
-    from llama.science.skymap import conditional_distance_pdf
-
-    p_r = conditional_distance_pdf(rbar, skymap.distmu, skymap.distsigma, skymap.distnorm)
-    norm = float(np.sum(skymap.probability() * p_r))
-    if not (norm > 0 and math.isfinite(norm)):
-        # No pixel supports r̄ (or no usable layers): fall back to the O3 weighting.
-        return np.ones(len(skymap.probdensity))
-    return np.ascontiguousarray(p_r / norm)
-
-
 @dataclass
 class BatchOdds:
     """Statistics of M neutrino lists against one GW map (see :meth:`EventModel.evaluate_batch`).
@@ -155,7 +146,8 @@ class BatchOdds:
     offsets : ndarray (M + 1,)
         CSR offsets of the lists into ``odds_i``.
     terms : dict
-        Per-neutrino arrays (psf_overlap, p_h_s1, p_h_s2, p_h_c, p_h_0, dt, ...).
+        Per-neutrino arrays (psf_overlap, signal_overlap, p_h_s1, p_h_s2, p_h_c, p_h_0,
+        b_density, energy_eval, zenith, azimuth, dt, time_overlap).
     """
 
     odds: np.ndarray
@@ -164,12 +156,20 @@ class BatchOdds:
     terms: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+_TRIGGER_FIELDS = (
+    "ra dec sigma energy dt zenith azimuth psf_overlap signal_overlap b_density "
+    "energy_eval p_h_s1 p_h_s2 p_h_c p_h_0 odds_ratio"
+).split()
+
+
 @dataclass
 class OddsResult:
     """The statistic for one event: per-neutrino terms and the combined odds.
 
     Per-neutrino arrays (list order): ra, dec, sigma [deg], energy [GeV], dt [s],
-    psf_overlap [sr^-1], p_h_s1, p_h_s2, p_h_c, p_h_0, odds_ratio.
+    zenith, azimuth [deg], psf_overlap [sr⁻¹], signal_overlap S_i [sr⁻¹ GeV⁻¹],
+    b_density B_i [sr⁻¹ GeV⁻¹], energy_eval [GeV], p_h_s1, p_h_s2, p_h_c, p_h_0,
+    odds_ratio.
     """
 
     ra: np.ndarray
@@ -177,7 +177,12 @@ class OddsResult:
     sigma: np.ndarray
     energy: np.ndarray
     dt: np.ndarray
+    zenith: np.ndarray
+    azimuth: np.ndarray
     psf_overlap: np.ndarray
+    signal_overlap: np.ndarray
+    b_density: np.ndarray
+    energy_eval: np.ndarray
     p_h_s1: np.ndarray
     p_h_s2: np.ndarray
     p_h_c: np.ndarray
@@ -186,7 +191,6 @@ class OddsResult:
     odds: float
     options: dict[str, Any] = field(default_factory=dict)
     gw_energy_in_prior: bool = True
-    zenith: np.ndarray | None = None
 
     def triggers(self, p_values=None) -> list[dict[str, float]]:
         """One dict per neutrino, in list order, for ``outputs.neutrino_gw_triggers``.
@@ -199,40 +203,32 @@ class OddsResult:
 
         Examples
         --------
-        >>> r = OddsResult(*([np.zeros(0)] * 11), odds=0.0)
+        >>> r = OddsResult(*([np.zeros(0)] * 16), odds=0.0)
         >>> r.triggers()
         []
         """
-        names = ("ra dec sigma energy dt psf_overlap p_h_s1 p_h_s2 p_h_c p_h_0 odds_ratio").split()
-        out = [{name: float(getattr(self, name)[k]) for name in names} for k in range(self.ra.size)]
+        out = [
+            {name: float(getattr(self, name)[k]) for name in _TRIGGER_FIELDS}
+            for k in range(self.ra.size)
+        ]
         if p_values is not None:
             for row, p in zip(out, np.asarray(p_values, dtype=float), strict=True):
                 row["p_value"] = float(p)
         return out
 
-    def combined(self, p_value: float, method: dict[str, Any]) -> dict[str, Any]:
-        """The ``outputs.neutrino_gw_combined`` object: odds, p-value and how it was got.
 
-        Examples
-        --------
-        >>> r = OddsResult(*([np.zeros(0)] * 11), odds=0.0)
-        >>> r.combined(1.0, {"method": "trials", "n_trials": 10})["p_value"]
-        1.0
-        """
-        return {
-            "odds_ratio": float(self.odds),
-            "p_value": float(p_value),
-            "p_value_method": dict(method),
-            "gw_energy_in_prior": bool(self.gw_energy_in_prior),
-            "options": dict(self.options),
-        }
+def _check_option(name: str, value: str) -> str:
+    allowed = OPTIONS[name]
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)} (O3: {allowed[0]}); got {value!r}")  # fmt: skip
+    return value
 
 
 class EventModel:
     """One GW event prepared for evaluating any number of neutrino lists against it.
 
-    Holds the map arrays, pixel weights, A_eff table, constants-derived factors and
-    the background density, so on-the-fly trials pay only the kernel calls.
+    Holds the map prepared for the kernels, the signal tables, the background sample
+    and the event's constant factors, so on-the-fly trials pay only the kernel calls.
 
     Parameters
     ----------
@@ -243,24 +239,24 @@ class EventModel:
     rbar : float
         Mean distance DISTMEAN [Mpc].
     population : {"bns", "bbh"}
-        Source class from p_astro (recorded; selects the background table).
-    psf : {"gaussian", "vmf"}
-    distance_aware : bool
-        Weight pixels by p(r̄ | pix) when the map has distance layers.
-    pair_distance : {"great_circle", "o3_flat"}
-    null_term : {"o3", "full"}
+        Source class from p_astro (selects the background table and, with
+        ``egw_prior="strict"``, the E_gw range).
+    t_gw_mjd : float, optional
+        GW time (MJD); needed to put neutrinos without zenith/azimuth into the detector
+        frame. Without it, zenith = 90° + dec and azimuth = RA (the South Pole limit).
+    psf, pairs, distance, egw_prior, background_band, pair_background, null : str
+        Analysis options (:data:`OPTIONS`; the first value of each is O3's, the default).
     p_terrestrial : float, optional
-        P(Terrestrial) from p_astro; required for ``null_term="full"``.
-    effective_area : (log10e_edges, sindec_edges, aeff), optional
-        Default: :func:`llama.science.effective_area.load_effective_area`.
-    zenith_weight : callable, optional
-        w(θ [deg]); default :func:`llama.science.effective_area.zenith_weight`.
+        P(Terrestrial) from p_astro; used by ``null="full"``.
+    snr_list : array_like, optional
+        Background GW SNRs for ``null="full"`` (:func:`llama.science.gw_null.read_snr_list`;
+        default the shipped synthetic list).
+    signal_tables : SignalTables, optional
+        a(ε, θ) and w(θ); default O3's (:func:`llama.science.signal_tables.load_signal_tables`).
     background : BackgroundDensity, optional
-        Default: the shipped synthetic sample.
+        The background neutrino sample; default the shipped one.
     overlap_rtol : float, optional
-        Tolerance of the PSF overlap integrals (the sum of the error bounds of what is
-        not evaluated, relative to the result); default ``kernels.overlap.RTOL``
-        (1e-2). Smaller is more accurate and slower (1e-3: ~2.5x the work).
+        Tolerance of the PSF overlap integrals; default ``kernels.overlap.RTOL`` (1e-2).
     """
 
     def __init__(
@@ -268,133 +264,213 @@ class EventModel:
         skymap,
         rho: float,
         rbar: float,
-        population: Literal["bns", "bbh"] = "bns",
+        population: str = "bns",
         *,
-        psf: Literal["gaussian", "vmf"] = "gaussian",
-        distance_aware: bool = False,
-        pair_distance: Literal["great_circle", "o3_flat"] = "great_circle",
-        null_term: Literal["o3", "full"] = "o3",
+        t_gw_mjd: float | None = None,
+        psf: str = "gaussian",
+        pairs: str = "o3",
+        distance: str = "o3",
+        egw_prior: str = "o3",
+        background_band: str = "o3",
+        pair_background: str = "o3",
+        null: str = "o3",
         p_terrestrial: float | None = None,
-        effective_area: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-        zenith_weight: Callable[[np.ndarray], np.ndarray] | None = None,
+        snr_list=None,
+        signal_tables: SignalTables | None = None,
         background: BackgroundDensity | None = None,
         overlap_rtol: float | None = None,
     ) -> None:
-        if psf not in PSF_KINDS:
-            raise ValueError(f"psf must be one of {sorted(PSF_KINDS)}, got {psf!r}")
-        if pair_distance not in PAIR_MODES:
-            raise ValueError(f"pair_distance must be one of {sorted(PAIR_MODES)}")
-        if null_term not in ("o3", "full"):
-            raise ValueError(f"null_term must be 'o3' or 'full', got {null_term!r}")
+        chosen = {
+            "psf": psf,
+            "pairs": pairs,
+            "distance": distance,
+            "egw_prior": egw_prior,
+            "background_band": background_band,
+            "pair_background": pair_background,
+            "null": null,
+        }
+        for name, value in chosen.items():
+            _check_option(name, value)
         if population not in ("bns", "bbh"):
             raise ValueError(f"population must be 'bns' or 'bbh', got {population!r}")
-        if null_term == "full" and (p_terrestrial is None or not 0 <= p_terrestrial < 1):
-            raise ValueError("null_term='full' needs p_terrestrial in [0, 1)")
         if not (rbar > 0 and rho > 0):
             raise ValueError(f"rbar and rho must be positive, got {rbar}, {rho}")
+        if null == "full" and (p_terrestrial is None or not 0 <= p_terrestrial <= 1):
+            raise ValueError("null='full' needs p_terrestrial in [0, 1] (from p_astro.json)")
         if overlap_rtol is None:
             overlap_rtol = _overlap_kernels().RTOL
         if not 0 < overlap_rtol < 1:
             raise ValueError(f"overlap_rtol must be in (0, 1), e.g. 0.01; got {overlap_rtol}")
-        self.overlap_rtol = float(overlap_rtol)
         self.skymap = skymap
         self.rho, self.rbar, self.population = float(rho), float(rbar), population
-        self.psf_kind = PSF_KINDS[psf]
-        self.pair_mode = PAIR_MODES[pair_distance]
-        self.null_term, self.p_terrestrial = null_term, p_terrestrial
-        self.distance_aware = bool(distance_aware and skymap.has_distance)
-        self.options = {
-            "psf": psf,
-            "distance_aware": self.distance_aware,
-            "pair_distance": pair_distance,
-            "null_term": null_term,
-            "p_terrestrial": p_terrestrial,
+        self.t_gw_mjd = None if t_gw_mjd is None else float(t_gw_mjd)
+        self.choices = chosen
+        self.psf_kind = _PSF_CODES[psf]
+        self.p_terrestrial = p_terrestrial
+        self.overlap_rtol = float(overlap_rtol)
+        self.tables = signal_tables if signal_tables is not None else load_signal_tables()
+        self.background = background if background is not None else load_background_sample()
+        self.marginal = distance == "marginal" and bool(skymap.has_distance)
+        self.options: dict[str, Any] = {
+            "model": "o3",
+            **chosen,
+            "distance_marginal_applied": self.marginal,
             "population": population,
             "rho": self.rho,
             "rbar_mpc": self.rbar,
+            "p_terrestrial": p_terrestrial,
             "overlap_rtol": self.overlap_rtol,
+            "background_sample": self.background.source,
+            "signal_tables": self.tables.source,
         }
-        ea = effective_area if effective_area is not None else _default_effective_area()
-        self.log10e_edges, self.sindec_edges, self.aeff = (
-            np.ascontiguousarray(x, dtype=np.float64) for x in ea
-        )
-        self.zenith_weight = zenith_weight or _default_zenith_weight()
-        self.background = background if background is not None else load_background_sample()
-        self.options["background_sample"] = self.background.source
-        self.probdensity = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
-        npix = self.probdensity.size
-        # Flat NESTED maps go to the kernels as probability per pixel.
-        self.prob_flat = None if skymap.is_moc else np.ascontiguousarray(skymap.probability())
-        self.pixel_weight = (
-            _distance_pixel_weight(skymap, self.rbar) if self.distance_aware else np.ones(npix)
-        )
-        # Q = ṅ r̄² P_Egw(E_gw)  [Mpc^-3 s^-1 · Mpc^2 · per code energy unit]
-        self.p_egw = gw_energy_prior(self.rbar, self.rho)
-        self.common = C.NDOT_MPC3_S * self.rbar**2 * self.p_egw
-        # a / w(θ) = n0 · 10 · (r̄ / 100 Mpc)^-2  [expected neutrinos per code energy unit]
+        if egw_prior == "strict":
+            self.options["egw_strict_range"] = list(C.E_GW_STRICT_RANGE[population])
+        # ṅ r̄² P_Egw [Mpc⁻¹ s⁻¹ per code energy unit]: common to P_s and P_c
+        self.egw = gw_energy_factor(self.rho, self.rbar, population if egw_prior == "strict" else None)  # fmt: skip
+        self.common = C.NDOT_MPC3_S * self.egw
+        # <n> / (E w(θ)) = n0 · 10 · (r̄ / 100 Mpc)⁻²  [per code energy unit]
         self.rate_per_energy = C.N0 * 10.0 * (self.rbar / C.R_REF_MPC) ** -2
-        self._prepared = None  # kernels.overlap.PreparedMap, built on first use
-        self.null_ratio = 0.0
-        if null_term == "full":
-            self.null_ratio = p_terrestrial / (1.0 - p_terrestrial)
+        self.null_ratio = self._null_ratio(snr_list) if null == "full" else 0.0
+        self._prepared: dict[Any, Any] = {}
+        self._frame = None
+
+    # -- geometry ------------------------------------------------------------------------
+
+    def detector_frame(self, ra_deg, dec_deg, dt_s, zenith_deg, azimuth_deg):
+        """Zenith and azimuth [deg], filling those not given (NaN) from the frame at t_gw."""
+        zen = np.array(zenith_deg, dtype=np.float64)
+        az = np.array(azimuth_deg, dtype=np.float64)
+        need = ~(np.isfinite(zen) & np.isfinite(az))
+        if not need.any():
+            return zen, az
+        ra, dec = np.asarray(ra_deg)[need], np.asarray(dec_deg)[need]
+        if self.t_gw_mjd is None:
+            z0, a0 = 90.0 + dec, ra % 360.0
+        else:
+            if self._frame is None:
+                from llama.science.detector_frame import DetectorFrame
+
+                self._frame = DetectorFrame(self.t_gw_mjd)
+            z0, a0 = self._frame.zenith_azimuth(ra, dec, np.asarray(dt_s)[need])
+        zen[need] = np.where(np.isfinite(zen[need]), zen[need], z0)
+        az[need] = np.where(np.isfinite(az[need]), az[need], a0)
+        return zen, az
 
     # -- kernels -------------------------------------------------------------------------
 
-    @property
-    def prepared_map(self):
-        """The map prepared for the overlap kernels (``kernels.overlap.PreparedMap``:
-        sorted rows, quadtree bounds and moments), built on first use and kept, so
-        every later evaluation and trial pays only the traversal."""
-        if self._prepared is None:
+    def prepared_map(self, pixel_weight_key=None):
+        """The map prepared for the overlap kernels (``kernels.overlap.PreparedMap``),
+        built on first use and kept. ``pixel_weight_key``: None (O3), or
+        ``(k, w)`` for the marginal-distance weights of a k-neutrino term at zenith
+        weight w (:meth:`_marginal_weight`)."""
+        pm = self._prepared.get(pixel_weight_key)
+        if pm is None:
             ov = _overlap_kernels()
+            weight = None if pixel_weight_key is None else self._marginal_weight(*pixel_weight_key)
             if self.skymap.is_moc:
-                self._prepared = ov.prepare_map(
-                    self.skymap.uniq, self.probdensity, self.pixel_weight
-                )
+                pm = ov.prepare_map(self.skymap.uniq, self.skymap.probdensity, weight)
             else:
-                self._prepared = ov.prepare_map_flat(self.prob_flat, self.pixel_weight)
-        return self._prepared
+                pm = ov.prepare_map_flat(self.skymap.probability(), weight)
+            self._prepared[pixel_weight_key] = pm
+        return pm
 
-    def _psf_overlap(self, ra, dec, sigma, energy):
-        """(Σ P_gw ∫G, Σ P_gw w A_eff ∫G) per neutrino, angles in rad."""
+    def signal_overlap(self, ra_deg, dec_deg, sigma_deg, energy_eval_gev, pixel_weight_key=None):
+        """(Σ P_gw ∫G [sr⁻¹], S = Σ P_gw a(ε) ∫G [sr⁻¹ GeV⁻¹]) per neutrino.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from llama.science.skymap import SkyMap
+        >>> m = EventModel(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1), 12.0, 150.0)
+        >>> ov, s = m.signal_overlap([10.0], [0.0], [1.0], [1e3])
+        >>> round(float(ov[0] * 4 * np.pi), 6)
+        1.0
+        """
+        ra = np.radians(np.ascontiguousarray(ra_deg, dtype=np.float64))
+        if ra.size == 0:
+            return _EMPTY_F, _EMPTY_F
         return _overlap_kernels().psf_overlap_prepared(
-            self.prepared_map,
+            self.prepared_map(pixel_weight_key),
             ra,
-            dec,
-            sigma,
-            energy,
-            self.log10e_edges,
-            self.sindec_edges,
-            self.aeff,
+            np.radians(np.ascontiguousarray(dec_deg, dtype=np.float64)),
+            np.radians(np.ascontiguousarray(sigma_deg, dtype=np.float64)),
+            self.tables.dec_rows(energy_eval_gev),
+            SINDEC_EDGES,
             self.psf_kind,
             rtol=self.overlap_rtol,
         )
 
-    def _pair_overlap(self, ra, dec, sigma, energy, pi, pj):
-        """S_ij = Σ P_gw w A_i G_i A_j G_j [A_eff^2 sr^-2] for each pair."""
-        if pi.size == 0:
-            return _EMPTY_F
-        ov = _overlap_kernels()
-        args = (
-            ra[pi],
-            dec[pi],
-            sigma[pi],
-            energy[pi],
-            ra[pj],
-            dec[pj],
-            sigma[pj],
-            energy[pj],
-            self.log10e_edges,
-            self.sindec_edges,
-            self.aeff,
-            self.psf_kind,
+    def _pair_overlap(self, ra, dec, sigma, eps_i, eps_j, pi, pj, pixel_weight_key=None):
+        """S_ij = Σ P_gw a(ε_i) a(ε_j) ∫ G_i G_j [sr⁻² GeV⁻²] per pair (angles in rad)."""
+        return _overlap_kernels().psf_pair_overlap_prepared(
+            self.prepared_map(pixel_weight_key),
+            ra[pi], dec[pi], sigma[pi], self.tables.dec_rows(eps_i),
+            ra[pj], dec[pj], sigma[pj], self.tables.dec_rows(eps_j),
+            SINDEC_EDGES, self.psf_kind, rtol=self.overlap_rtol, weighted_only=True,
+        )[1]  # fmt: skip
+
+    # -- distance ------------------------------------------------------------------------
+
+    def _marginal_weight(self, k: int, w: float) -> np.ndarray:
+        """Per pixel ∫ p(r | pix) I_k(c(r)) dr / I_k(c(r̄)), c(r) = n0 · 10 (r/100)⁻² w.
+
+        Multiplying S by it and D_k by I_k(c(r̄)) averages the neutrino-count integral
+        over the pixel's distance posterior p(r | pix) = DISTNORM r² N(r; DISTMU,
+        DISTSIGMA) inside the pixel sum (SCIENCE.md, ``distance = marginal``).
+        Pixels without a usable posterior keep r̄ (weight 1).
+        """
+        from llama.science.skymap import conditional_distance_pdf
+
+        # Gauss-Legendre in r over the bulk of each pixel's posterior
+        x, wq = np.polynomial.legendre.leggauss(48)
+        mu = np.asarray(self.skymap.distmu, dtype=np.float64)
+        sd = np.asarray(self.skymap.distsigma, dtype=np.float64)
+        norm = np.asarray(self.skymap.distnorm, dtype=np.float64)
+        ok = np.isfinite(mu) & np.isfinite(sd) & np.isfinite(norm) & (sd > 0) & (norm > 0)
+        lo = np.where(ok, np.maximum(mu - 6.0 * sd, 0.0), 0.0)
+        hi = np.where(ok, np.maximum(mu + 6.0 * sd, 1e-3), 1.0)
+        r = 0.5 * (hi - lo)[:, None] * (x[None, :] + 1.0) + lo[:, None]  # (npix, 48) [Mpc]
+        pdf = conditional_distance_pdf(r, mu[:, None], sd[:, None], norm[:, None])
+        rate = C.N0 * 10.0 * w * (np.maximum(r, 1e-9) / C.R_REF_MPC) ** -2
+        ik = neutrino_energy_integral(rate.ravel(), k).reshape(r.shape)
+        mass = (pdf * wq).sum(axis=1) * 0.5 * (hi - lo)
+        avg = (pdf * ik * wq).sum(axis=1) * 0.5 * (hi - lo) / np.where(mass > 0, mass, 1.0)
+        i_rbar = float(neutrino_energy_integral([self.rate_per_energy * w], k)[0])
+        weight = np.where(ok & (mass > 0.5), avg / i_rbar if i_rbar > 0 else 0.0, 1.0)
+        return np.ascontiguousarray(weight)
+
+    def _overlaps(self, ra, dec, sigma, eps, w_i):
+        """S_i for every neutrino, per distinct zenith weight when distance is marginal."""
+        if not self.marginal:
+            return self.signal_overlap(ra, dec, sigma, eps)
+        overlap = np.empty(ra.size)
+        signal = np.empty(ra.size)
+        for w in np.unique(w_i):
+            sel = w_i == w
+            o, s = self.signal_overlap(ra[sel], dec[sel], sigma[sel], eps[sel], (1, float(w)))
+            overlap[sel], signal[sel] = o, s
+        return overlap, signal
+
+    # -- null ----------------------------------------------------------------------------
+
+    def _null_ratio(self, snr_list) -> float:
+        """P_0 / P_c for ``null="full"``: p(x_gw | H0) / (V0 · ṅ · g), as O3's sub-threshold
+        statistic relates its null and its first chance term (SCIENCE.md)."""
+        from llama.science import gw_null
+
+        return gw_null.null_to_chance_ratio(
+            self.rho, self.rbar, float(self.p_terrestrial), snr_list
         )
-        # only the weighted sum enters P_s2: the kernel need not converge the other
-        return ov.psf_pair_overlap_prepared(
-            self.prepared_map, *args, rtol=self.overlap_rtol, weighted_only=True
-        )[1]
 
     # -- evaluation ----------------------------------------------------------------------
+
+    def background_terms(self, zenith_deg, energy_gev):
+        """B_i and the energies of O3's background steps for these neutrinos (primaries)."""
+        return self.background.o3_primary(
+            np.ascontiguousarray(zenith_deg, dtype=np.float64),
+            np.ascontiguousarray(energy_gev, dtype=np.float64),
+            band=self.choices["background_band"],
+        )
 
     def evaluate_batch(
         self,
@@ -405,7 +481,9 @@ class EventModel:
         dt_s,
         zenith_deg,
         offsets,
-        b_density=None,
+        *,
+        azimuth_deg=None,
+        background_terms=None,
     ) -> BatchOdds:
         """Statistics of M concatenated neutrino lists in one pass of each kernel.
 
@@ -416,109 +494,146 @@ class EventModel:
         energy_gev : array_like (N,)
             Reconstructed energies [GeV].
         dt_s : array_like (N,)
-            t_i - t_gw [s].
+            t_i − t_gw [s].
         zenith_deg : array_like (N,)
-            Detector zenith [deg]; NaN -> 90 + dec (IceCube at the South Pole).
+            Detector zenith [deg]; NaN: from the detector frame (:meth:`detector_frame`).
         offsets : array_like (M + 1,)
-            CSR offsets: list m is ``[offsets[m], offsets[m+1])``.
-        b_density : array_like (N,), optional
-            Precomputed B_i [sr^-1 GeV^-1] (RA scrambling leaves it unchanged).
+            CSR offsets: list m is ``[offsets[m], offsets[m+1])``; list order matters
+            (a doublet counts at its first member).
+        azimuth_deg : array_like (N,), optional
+            Detector azimuth [deg]; None or NaN: from the detector frame.
+        background_terms : BackgroundTerms, optional
+            Precomputed :meth:`background_terms` (scrambling RA keeps zenith and
+            energy, hence these).
 
         Returns
         -------
         BatchOdds
         """
         f64 = np.float64
-        ra = np.radians(np.ascontiguousarray(ra_deg, dtype=f64))
-        dec = np.radians(np.ascontiguousarray(dec_deg, dtype=f64))
-        sigma = np.radians(np.ascontiguousarray(sigma_deg, dtype=f64))
+        ra_d = np.ascontiguousarray(ra_deg, dtype=f64)
+        dec_d = np.ascontiguousarray(dec_deg, dtype=f64)
+        sig_d = np.ascontiguousarray(sigma_deg, dtype=f64)
         energy = np.ascontiguousarray(energy_gev, dtype=f64)
         dt = np.ascontiguousarray(dt_s, dtype=f64)
         offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-        zen = np.ascontiguousarray(zenith_deg, dtype=f64)
-        zen = np.where(np.isfinite(zen), zen, 90.0 + np.degrees(dec))
-        n = ra.size
+        n = ra_d.size
         if offsets[0] != 0 or offsets[-1] != n or np.any(np.diff(offsets) < 0):
             raise ValueError("offsets must rise from 0 to the number of neutrinos")
-        if np.any(~(sigma > 0)):
+        if np.any(~(sig_d > 0)):
             raise ValueError("every sigma must be positive (NeutrinoList floors it)")
+        az_in = np.full(n, np.nan) if azimuth_deg is None else azimuth_deg
+        zen, az = self.detector_frame(ra_d, dec_d, dt, zenith_deg, az_in)
 
-        if b_density is None:
-            b_density = self.background.density(zen, energy)
-        b_density = np.ascontiguousarray(b_density, dtype=f64)
-
+        bg = background_terms if background_terms is not None else self.background_terms(zen, energy)  # fmt: skip
+        b_i, eps_i = bg.density, bg.energy_eval
+        w_i = np.asarray(self.tables.zenith_weight(zen), dtype=f64)
         t_i = K.time_overlap(dt, C.EMISSION_HALF_WINDOW_S)  # [s]
-        if n:
-            overlap, weighted = self._psf_overlap(ra, dec, sigma, energy)
-        else:
-            overlap, weighted = _EMPTY_F, _EMPTY_F
-        rate = self.rate_per_energy * np.asarray(self.zenith_weight(zen), dtype=f64)
-        d_i = self.common * neutrino_energy_integral(rate, 1)  # D_i
-        # P_s1 = (ṅ/f_b) S T D / (500 s)^2 with ṅ r̄² P_Egw folded into D.
-        p_s1 = d_i * weighted * t_i / (C.BEAMING_FACTOR * _WINDOW_S**2)
-        p_c = self.common * C.NU_BACKGROUND_RATE_HZ * b_density
+        overlap, s_i = self._overlaps(ra_d, dec_d, sig_d, eps_i, w_i)
+        d_1 = self.egw * neutrino_energy_integral(self.rate_per_energy * w_i, 1)
+        p_s1 = C.NDOT_MPC3_S / C.BEAMING_FACTOR * s_i * t_i * d_1 / _TIME_NORM_S2
+        p_c = C.NU_BACKGROUND_RATE_HZ * self.common * b_i
         p_0 = p_c * self.null_ratio
 
-        pi, pj = K.find_pairs(ra, dec, sigma, offsets, C.PAIR_SEPARATION_SIGMAS, self.pair_mode)
-        pair_signal = _EMPTY_F
-        if pi.size:
-            t_ij = K.pair_time_overlap(dt, pi, pj, C.EMISSION_HALF_WINDOW_S)
-            keep = t_ij > 0  # pairs outside the window cannot contribute
-            pi, pj, t_ij = pi[keep], pj[keep], t_ij[keep]
-            s_ij = self._pair_overlap(ra, dec, sigma, energy, pi, pj)
-            d2 = self.common * neutrino_energy_integral(0.5 * (rate[pi] + rate[pj]), 2)
-            pair_signal = d2 * s_ij * t_ij / (C.BEAMING_FACTOR * _WINDOW_S**2)
-        odds_i, p_s2 = K.combine_odds(p_s1, pi, pj, pair_signal, b_density, p_c, p_0)
-        odds = K.segment_sum(odds_i, offsets)
+        pair_i, pair_value = self._pair_terms(ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets)
+        odds_i, p_s2 = K.combine_odds(p_s1, pair_i, pair_value, p_c, p_0)
         terms = {
             "dt": dt,
+            "zenith": zen,
+            "azimuth": az,
             "psf_overlap": overlap,
+            "signal_overlap": s_i,
+            "b_density": b_i,
+            "energy_eval": eps_i,
             "p_h_s1": p_s1,
             "p_h_s2": p_s2,
             "p_h_c": p_c,
             "p_h_0": p_0,
-            "b_density": b_density,
             "time_overlap": t_i,
         }
-        return BatchOdds(odds=odds, odds_i=odds_i, offsets=offsets, terms=terms)
+        return BatchOdds(K.segment_sum(odds_i, offsets), odds_i, offsets, terms)
+
+    def _pair_terms(self, ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets):
+        """(first member, P_s2 contribution) of every doublet with T_ij > 0."""
+        if self.choices["pairs"] == "o3":  # flat in detector (azimuth, zenith), no wrap
+            lon, lat, mode = np.radians(az), np.radians(zen), K.PAIR_O3_FLAT
+        else:
+            lon, lat, mode = np.radians(ra_d), np.radians(dec_d), K.PAIR_GREAT_CIRCLE
+        sig = np.radians(sig_d)
+        pi, pj = K.find_pairs(lon, lat, sig, offsets, C.PAIR_SEPARATION_SIGMAS, mode)
+        if pi.size == 0:
+            return _EMPTY_I, _EMPTY_F
+        t_ij = K.pair_time_overlap(dt, pi, pj, C.EMISSION_HALF_WINDOW_S)
+        keep = t_ij > 0  # outside the common window a pair contributes nothing
+        pi, pj, t_ij = pi[keep], pj[keep], t_ij[keep]
+        if pi.size == 0:
+            return _EMPTY_I, _EMPTY_F
+        if self.choices["pair_background"] == "o3":
+            partner = self.background.o3_partner(
+                zen[pj], energy[pj], bg.energy_lo[pi], bg.energy_hi[pi],
+                rule="o3", band=self.choices["background_band"],
+            )  # fmt: skip
+            b_j, eps_j = partner.density, partner.energy_eval
+        else:  # the corrected rule: the partner's own background, as a primary
+            b_j, eps_j = bg.density[pj], bg.energy_eval[pj]
+        w_ij = np.asarray(self.tables.zenith_weight(0.5 * (zen[pi] + zen[pj])), dtype=np.float64)
+        ra, dec = np.radians(ra_d), np.radians(dec_d)
+        if self.marginal:
+            s_ij = np.empty(pi.size)
+            for w in np.unique(w_ij):
+                sel = w_ij == w
+                s_ij[sel] = self._pair_overlap(
+                    ra, dec, sig, bg.energy_eval[pi[sel]], eps_j[sel], pi[sel], pj[sel], (2, float(w))
+                )  # fmt: skip
+        else:
+            s_ij = self._pair_overlap(ra, dec, sig, bg.energy_eval[pi], eps_j, pi, pj)
+        d_2 = self.egw * neutrino_energy_integral(self.rate_per_energy * w_ij, 2)
+        value = C.NDOT_MPC3_S / C.BEAMING_FACTOR * s_ij * t_ij * d_2 / _TIME_NORM_S2 / b_j
+        return pi, value
 
     def evaluate(self, neutrinos, t_gw: float) -> OddsResult:
         """The statistic for one neutrino list (a ``NeutrinoList``) at GW time t_gw [GPS s].
 
-        An empty list gives odds 0.
+        Zenith and azimuth come from the list when it has them, else from astropy's
+        AltAz at IceCube at each neutrino's time (O3). An empty list gives odds 0.
         """
+        from llama.science.times import mjd_to_gps
+
         ra = np.asarray(neutrinos.ra, dtype=np.float64)
         dec = np.asarray(neutrinos.dec, dtype=np.float64)
-        sigma = np.asarray(neutrinos.sigma, dtype=np.float64)
-        energy = np.asarray(neutrinos.energy, dtype=np.float64)
         n = ra.size
-        if n:
-            from llama.science.times import mjd_to_gps
+        mjd = np.asarray(neutrinos.mjd, dtype=np.float64)
+        dt = np.atleast_1d(mjd_to_gps(mjd)) - t_gw if n else _EMPTY_F
+        zen = _optional(getattr(neutrinos, "zenith", None), n)
+        az = _optional(getattr(neutrinos, "azimuth", None), n)
+        missing = ~(np.isfinite(zen) & np.isfinite(az))
+        if missing.any():
+            from llama.science.detector_frame import zenith_azimuth
 
-            dt = np.atleast_1d(mjd_to_gps(np.asarray(neutrinos.mjd, dtype=np.float64))) - t_gw
-        else:
-            dt = _EMPTY_F
-        zenith = getattr(neutrinos, "zenith_deg", None)
-        zenith = np.full(n, np.nan) if zenith is None else np.asarray(zenith, dtype=np.float64)
-        batch = self.evaluate_batch(ra, dec, sigma, energy, dt, zenith, np.array([0, n]))
+            z0, a0 = zenith_azimuth(ra[missing], dec[missing], mjd[missing])
+            zen[missing] = np.where(np.isfinite(zen[missing]), zen[missing], z0)
+            az[missing] = np.where(np.isfinite(az[missing]), az[missing], a0)
+        batch = self.evaluate_batch(
+            ra, dec, neutrinos.sigma, neutrinos.energy, dt, zen, np.array([0, n]), azimuth_deg=az
+        )
         t = batch.terms
         return OddsResult(
             ra=ra,
             dec=dec,
-            sigma=sigma,
-            energy=energy,
-            dt=t["dt"],
-            psf_overlap=t["psf_overlap"],
-            p_h_s1=t["p_h_s1"],
-            p_h_s2=t["p_h_s2"],
-            p_h_c=t["p_h_c"],
-            p_h_0=t["p_h_0"],
+            sigma=np.asarray(neutrinos.sigma, dtype=np.float64),
+            energy=np.asarray(neutrinos.energy, dtype=np.float64),
+            **{name: t[name] for name in _TRIGGER_FIELDS[4:-1]},
             odds_ratio=batch.odds_i,
             odds=float(batch.odds[0]),
             options=dict(self.options),
-            gw_energy_in_prior=self.p_egw > 0,
-            zenith=zenith,
+            gw_energy_in_prior=self.egw > 0,
         )
+
+
+def _optional(values, n: int) -> np.ndarray:
+    if values is None:
+        return np.full(n, np.nan)
+    return np.array(values, dtype=np.float64)
 
 
 def compute_odds(
@@ -527,7 +642,7 @@ def compute_odds(
     t_gw: float,
     rho: float,
     rbar: float,
-    population: Literal["bns", "bbh"] = "bns",
+    population: str = "bns",
     **options: Any,
 ) -> OddsResult:
     """The LLAMA odds ratio for one event (see the module docstring for the formulas).
@@ -545,11 +660,13 @@ def compute_odds(
         DISTMEAN [Mpc].
     population : {"bns", "bbh"}
     **options
-        Passed to :class:`EventModel` (psf, distance_aware, pair_distance, null_term,
-        p_terrestrial, effective_area, zenith_weight, background).
+        Passed to :class:`EventModel` (analysis options, tables, background).
 
     Returns
     -------
     OddsResult
     """
+    from llama.science.times import gps_to_mjd
+
+    options.setdefault("t_gw_mjd", float(gps_to_mjd(t_gw)))
     return EventModel(skymap, rho, rbar, population, **options).evaluate(neutrinos, t_gw)
