@@ -29,7 +29,6 @@ __all__ = [
     "find_pairs",
     "combine_odds",
     "segment_sum",
-    "background_density",
     "PAIR_GREAT_CIRCLE",
     "PAIR_O3_FLAT",
 ]
@@ -257,68 +256,4 @@ def segment_sum(values, offsets):
         for k in range(offsets[s], offsets[s + 1]):
             acc += values[k]
         out[s] = acc
-    return out
-
-
-@njit(cache=True, error_model="numpy")
-def background_density(
-    zen_q, en_q, zen_sorted, en_by_zen, half_zen, rel_en, min_events, widen, max_widen
-):
-    """Empirical background density B [sr^-1 GeV^-1] at (zenith, energy) queries.
-
-    B = n_in / (N_bg * 2 pi |cos(theta - h) - cos(theta + h)| * 2 f eps), with n_in the
-    number of sample events with |theta - theta_bg| < h and |eps - eps_bg| < f eps;
-    h and f grow by ``widen`` until n_in >= ``min_events``.
-
-    Parameters
-    ----------
-    zen_q, en_q : float64 arrays
-        Query zenith [deg] and energy [GeV].
-    zen_sorted : float64 array
-        Background sample zenith [deg], sorted ascending.
-    en_by_zen : float64 array
-        Background sample energy [GeV], in the same order as ``zen_sorted``.
-    half_zen : float
-        Zenith half-width h [deg] (2.5).
-    rel_en : float
-        Relative energy half-width f (0.3).
-    min_events : int
-        Minimum count (5).
-    widen : float
-        Widening factor (1.5).
-    max_widen : int
-        Give up after this many widenings (the whole sample is then inside).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> z = np.linspace(0.0, 180.0, 10001); e = np.full(z.size, 1000.0)
-    >>> b = background_density(np.array([90.0]), np.array([1000.0]), z, e,
-    ...                        2.5, 0.3, 5, 1.5, 40)
-    >>> norm = 2 * np.pi * 2 * np.sin(np.radians(2.5)) * 2 * 0.3 * 1000.0
-    >>> round(float(b[0] * norm * 180.0 / 5.0), 2)  # fraction inside = 5 deg / 180 deg
-    1.0
-    """
-    n_bg = zen_sorted.shape[0]
-    out = np.empty(zen_q.shape[0])
-    deg = math.pi / 180.0
-    for q in range(zen_q.shape[0]):
-        theta = zen_q[q]
-        eps = en_q[q]
-        h = half_zen
-        f = rel_en
-        n_in = 0
-        for _ in range(max_widen + 1):
-            lo = np.searchsorted(zen_sorted, theta - h, side="right")
-            hi = np.searchsorted(zen_sorted, theta + h, side="left")
-            n_in = 0
-            for k in range(lo, hi):
-                if abs(eps - en_by_zen[k]) < f * eps:
-                    n_in += 1
-            if n_in >= min_events:
-                break
-            h *= widen
-            f *= widen
-        solid = 2.0 * math.pi * abs(math.cos((theta - h) * deg) - math.cos((theta + h) * deg))
-        out[q] = n_in / (n_bg * solid * 2.0 * f * eps)
     return out

@@ -11,7 +11,6 @@ from scipy import integrate, stats
 from kernels import odds as K
 from kernels import trials as KT
 from llama.science import constants as C
-from llama.science.background import BackgroundDensity
 
 
 def test_time_overlap_analytic_cases():
@@ -127,52 +126,3 @@ def test_count_at_least_matches_numpy():
     obs = np.concatenate([[0.0, 10.0], rng.exponential(size=20)])
     expected = [(t >= x).sum() for x in obs]
     assert KT.count_at_least(t, obs).tolist() == expected
-
-
-def _brute_background_density(zq, eq, zs, es):
-    """SCIENCE.md's definition, one query at a time in plain Python."""
-    out = []
-    for theta, eps in zip(zq, eq, strict=True):
-        h, f = C.BG_ZENITH_HALF_WIDTH_DEG, C.BG_ENERGY_REL_HALF_WIDTH
-        while True:
-            n = sum(
-                1
-                for tb, eb in zip(zs, es, strict=True)
-                if abs(theta - tb) < h and abs(eps - eb) < f * eps
-            )
-            if n >= C.BG_MIN_EVENTS:
-                break
-            h *= C.BG_WIDEN_FACTOR
-            f *= C.BG_WIDEN_FACTOR
-        solid = (
-            2 * math.pi * abs(math.cos(math.radians(theta - h)) - math.cos(math.radians(theta + h)))
-        )
-        out.append(n / (len(zs) * solid * 2 * f * eps))
-    return np.array(out)
-
-
-def test_background_density_matches_brute_force():
-    rng = np.random.default_rng(11)
-    n_bg = 3000
-    zs = np.degrees(np.arccos(rng.uniform(-1, 1, n_bg)))
-    es = 10 ** rng.normal(3.5, 0.7, n_bg)
-    bg = BackgroundDensity(zs, es)
-    # Typical queries plus ones that need widening (rare energies, near the poles).
-    zq = np.concatenate([rng.uniform(5, 175, 40), [0.5, 179.5, 90.0, 60.0]])
-    eq = np.concatenate([10 ** rng.normal(3.5, 0.7, 40), [1e3, 1e3, 1e8, 5.0]])
-    got = bg.density(zq, eq)
-    ref = _brute_background_density(zq, eq, zs, es)
-    np.testing.assert_allclose(got, ref, rtol=1e-12)
-
-
-def test_background_density_normalised_for_uniform_sample():
-    # Isotropic sample, narrow energy spread: B integrates to ~1 over sky and energy,
-    # so at the centre of the energy distribution B ~ 1 / (4 pi) * p(eps).
-    rng = np.random.default_rng(5)
-    n_bg = 200_000
-    zs = np.degrees(np.arccos(rng.uniform(-1, 1, n_bg)))
-    es = rng.uniform(900.0, 1100.0, n_bg)  # p(eps) = 1/200 GeV^-1 on [900, 1100]
-    b = BackgroundDensity(zs, es).density(np.array([90.0, 60.0]), np.array([1000.0, 1000.0]))
-    # The energy window |eps - 1000| < 300 covers the whole range: fraction of p inside is
-    # 1, the window width is 600 GeV, so B = 1/(4 pi) * (200/600) / 200 ... = 1/(4 pi 600).
-    np.testing.assert_allclose(b, 1.0 / (4 * math.pi * 600.0), rtol=0.05)

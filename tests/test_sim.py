@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llama.science import constants as C
-from llama.science import effective_area as ea
+from llama.science.background import DEFAULT_BACKGROUND_SAMPLE
 from llama.science.sim import (
     BACKGROUND_SAMPLE_SEED,
     BACKGROUND_SAMPLE_SIZE,
@@ -146,42 +146,11 @@ def test_make_graceid():
 
 
 def test_background_sample_file_matches_generator():
-    with np.load(ea.DATA_DIR / "background_neutrinos.npz") as f:
+    with np.load(DEFAULT_BACKGROUND_SAMPLE) as f:
         zen, en = f["zenith"], f["energy"]
         assert int(f["seed"]) == BACKGROUND_SAMPLE_SEED
     assert len(zen) == BACKGROUND_SAMPLE_SIZE
     z2, e2 = simulate_background_sample(BACKGROUND_SAMPLE_SIZE, BACKGROUND_SAMPLE_SEED)
-    np.testing.assert_array_equal(zen, z2)
-    np.testing.assert_array_equal(en, e2)
-
-
-def test_effective_area_table_shape_and_physics(tmp_path):
-    e, s, a = ea.load_effective_area()
-    assert a.shape == (len(e) - 1, len(s) - 1) == (14, 18)
-    np.testing.assert_allclose(e[[0, -1]], [2.0, 9.0])
-    np.testing.assert_allclose(s[[0, -1]], [-1.0, 1.0])
-    assert np.all(np.diff(s) > 0) and np.all(a > 0)
-    # southern sky (dec < 0) suppressed at low energy relative to the north
-    assert ea.effective_area(1e3, -60.0) < 0.05 * ea.effective_area(1e3, 30.0)
-    # up-going high energies absorbed: less area through the Earth than at the horizon
-    assert ea.effective_area(1e8, 80.0) < ea.effective_area(1e8, 5.0)
-    # the file is what the generator writes
-    ea.write_default_tables(tmp_path)
-    assert (tmp_path / "effective_area.csv").read_text() == ea.EFFECTIVE_AREA_FILE.read_text()
-    assert (tmp_path / "zenith_weight.csv").read_text() == ea.ZENITH_WEIGHT_FILE.read_text()
-    e2, s2, a2 = ea.load_effective_area(tmp_path / "effective_area.csv")
-    np.testing.assert_allclose(a2, a)
-
-
-def test_effective_area_rejects_incomplete_table(tmp_path):
-    lines = ea.EFFECTIVE_AREA_FILE.read_text().splitlines()
-    (tmp_path / "bad.csv").write_text("\n".join(lines[:-1]) + "\n")
-    with pytest.raises(ValueError, match="full, non-overlapping grid"):
-        ea.load_effective_area(tmp_path / "bad.csv")
-
-
-def test_zenith_weight_shape():
-    theta = np.linspace(0, 180, 181)
-    w = ea.zenith_weight(theta)
-    assert w.max() == 1.0 and theta[np.argmax(w)] == 90.0
-    assert w[0] < 0.1 and w[0] < w[-1] < 1.0
+    # equal to rounding: libm's arccos/exp may differ in the last bit across platforms
+    np.testing.assert_allclose(zen, z2, rtol=1e-12)
+    np.testing.assert_allclose(en, e2, rtol=1e-12)

@@ -1,27 +1,24 @@
 """Empirical background density of neutrinos, B_i, from a (zenith, energy) sample.
 
-SCIENCE.md defines B at a neutrino's zenith theta [deg] and energy eps [GeV] as the
-number n of background events with |theta - theta_bg| < 2.5 deg and
-|eps - eps_bg| < 0.3 eps, divided by
+B is O3's (SCIENCE.md, "Background density B and the energy the signal is evaluated
+at", steps 1-5): the count of background events within δω = 2.5° of the neutrino's
+zenith and within ε·ΔE (ΔE = 0.3) of its energy ε, after raising ε to the zenith band's
+minimum energy, both windows widening by ×1.5 (and ε moving ×10 or ÷10) until 5 events
+are inside, with the (ε_i/ε)^3.7 correction above 80° zenith, divided by
 
-    N_bg * 2 pi |cos(theta - 2.5 deg) - cos(theta + 2.5 deg)| * 2 * 0.3 * eps,
+    N_bg · 2π |cos(θ − δω) − cos(θ + δω)| · 2ΔE · ε        [sr⁻¹ GeV⁻¹].
 
-both windows widening by x1.5 until n >= 5. Units: sr^-1 GeV^-1 (a probability
-density per background event in solid angle and energy).
+:meth:`BackgroundDensity.o3_primary` gives it for each neutrino of an OPA list,
+:meth:`BackgroundDensity.o3_partner` for the second neutrino of a doublet (O3's slip,
+or the fixed rule), :meth:`BackgroundDensity.o3_list` for the sub-threshold search's
+windows carried along a list. They return :class:`BackgroundTerms` (B and the energies
+of the steps: the signal density a(ε, θ) is evaluated at ``energy_eval``), computed by
+the Numba kernels in :mod:`kernels.background`.
 
 The sample is an ``.npz`` file with arrays ``zenith`` [deg] and ``energy`` [GeV]
 (``zenith_deg`` / ``energy_gev`` are accepted too). The default is the project's
 synthetic sample ``llama/science/data/background_neutrinos.npz`` made by
 :func:`llama.science.sim.simulate_background_sample`.
-
-O3's B exactly (SCIENCE.md, "Background density B and the energy the signal is
-evaluated at", steps 1-5: the raise to the band's minimum energy, the energy moved x10
-or /10 with each widening, the (eps_i/eps)^3.7 correction above 80 deg) is given by
-:meth:`BackgroundDensity.o3_primary` (one neutrino at a time),
-:meth:`BackgroundDensity.o3_partner` (the second neutrino of a doublet, with O3's slip
-or the fixed rule) and :meth:`BackgroundDensity.o3_list` (the sub-threshold search's
-windows carried along a list). They return :class:`BackgroundTerms`, computed by the
-Numba kernels in :mod:`kernels.background`.
 
 Examples
 --------
@@ -29,9 +26,9 @@ Examples
 >>> rng = np.random.default_rng(1)
 >>> bg = BackgroundDensity(np.degrees(np.arccos(rng.uniform(-1, 1, 20000))),
 ...                        10 ** rng.uniform(2, 6, 20000))
->>> b = bg.density(np.array([90.0]), np.array([1e4]))
->>> b.shape
-(1,)
+>>> terms = bg.o3_primary(np.array([90.0]), np.array([1e4]))
+>>> bool(terms.density[0] > 0 and terms.count[0] >= 5)
+True
 """
 
 from __future__ import annotations
@@ -49,7 +46,6 @@ from kernels.background import (
     o3_partner_terms,
     o3_primary_terms,
 )
-from kernels.odds import background_density
 from llama.science import constants as C
 
 __all__ = [
@@ -133,8 +129,9 @@ class BackgroundDensity:
     --------
     >>> import numpy as np
     >>> bg = BackgroundDensity(np.linspace(0, 180, 1001), np.full(1001, 100.0))
-    >>> float(bg.density(np.array([90.0]), np.array([1.0]))[0]) > 0  # widened until 5 inside
-    True
+    >>> t = bg.o3_primary(np.array([90.0]), np.array([1.0]))  # raised to the band's 100 GeV
+    >>> float(t.energy_eval[0]), int(t.count[0]) >= 5
+    (100.0, True)
     """
 
     def __init__(self, zenith_deg, energy_gev, source: str = "in-memory") -> None:
@@ -155,30 +152,6 @@ class BackgroundDensity:
 
     def __len__(self) -> int:
         return self.zenith_sorted.size
-
-    def density(self, zenith_deg, energy_gev) -> np.ndarray:
-        """B at each (zenith [deg], energy [GeV]) query, in sr^-1 GeV^-1.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> bg = BackgroundDensity(np.linspace(0, 180, 1001), np.full(1001, 100.0))
-        >>> bg.density(np.array([]), np.array([])).size
-        0
-        """
-        zen = np.ascontiguousarray(zenith_deg, dtype=np.float64).ravel()
-        en = np.ascontiguousarray(energy_gev, dtype=np.float64).ravel()
-        return background_density(
-            zen,
-            en,
-            self.zenith_sorted,
-            self.energy_by_zenith,
-            C.BG_ZENITH_HALF_WIDTH_DEG,
-            C.BG_ENERGY_REL_HALF_WIDTH,
-            C.BG_MIN_EVENTS,
-            C.BG_WIDEN_FACTOR,
-            _MAX_WIDEN,
-        )
 
     @cached_property
     def _o3_sample(self) -> tuple[np.ndarray, float]:

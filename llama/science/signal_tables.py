@@ -175,13 +175,11 @@ def _row_arrays(rows: dict, key: str, n_zen: int, path: str) -> tuple[list, list
 
 
 @functools.lru_cache(maxsize=8)
-def _load(path: str) -> SignalTables:
+def _load(path: str, stamp: tuple[int, int]) -> SignalTables:  # stamp: a changed file reloads
     try:
         data = json.loads(Path(path).read_text())
         rows = data["aeff"]["rows"]
         weight = np.asarray(data["zenith_weight"]["values"], dtype=np.float64)
-    except FileNotFoundError:
-        raise SignalTablesError(f"{path}: no such signal-tables file") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise SignalTablesError(
             f"{path}: not a signal-tables file (JSON with aeff.rows and "
@@ -211,7 +209,12 @@ def load_signal_tables(path: str | os.PathLike | None = None) -> SignalTables:
     >>> load_signal_tables().weight.size
     36
     """
-    return _load(os.fspath(path or DEFAULT_SIGNAL_TABLES))
+    path = os.fspath(path or DEFAULT_SIGNAL_TABLES)
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise SignalTablesError(f"{path}: no such signal-tables file") from None
+    return _load(path, (st.st_mtime_ns, st.st_size))
 
 
 def energy_density_integral(tables: SignalTables, zenith_deg: float, n: int = 4000) -> float:
