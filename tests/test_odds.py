@@ -431,3 +431,29 @@ def test_overlap_rtol_is_an_option(precise):
     for bad in (0.0, 1.0, -1e-3, float("nan")):
         with pytest.raises(ValueError, match="overlap_rtol"):
             model(precise, overlap_rtol=bad)
+
+
+# --- the reviewers' scenarios ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "population,rho,rbar", [("bns", 12.0, 150.0), ("bbh", 12.0, 800.0)], ids=["BNS", "BBH"]
+)
+def test_reviewer_scenarios_order(precise, coarse, population, rho, rbar):
+    """a > b > e > c and d ≈ 0 for ordinary events (SNR 12 at 150 Mpc, and at 800 Mpc)."""
+    far = (CENTER[0] + 60.0, CENTER[1])  # 56 deg from the peak
+    on = CENTER
+    scen = {
+        "a": (precise, on, 0.0),
+        "b": (coarse, on, 0.0),
+        "c": (precise, far, 0.0),
+        "d": (precise, on, 600.0),
+        "e": (coarse, far, 0.0),
+    }
+    odds = {
+        k: model(m, rho, rbar, population).evaluate(neutrinos(p[0], p[1], dt), T_GW).odds
+        for k, (m, p, dt) in scen.items()
+    }
+    assert odds["a"] > odds["b"] > odds["e"] > odds["c"] >= 0.0, odds
+    assert odds["d"] == 0.0
+    assert odds["a"] > 1.0 > 1e-3 > odds["c"]  # a coincidence is evidence; a miss is not
