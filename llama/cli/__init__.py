@@ -15,12 +15,16 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("llama.cli.batch", "run the pipeline over sweeps of events (local, HTTP, S3)"),
     "sim": ("llama.cli.sim", "write synthetic sky maps, neutrino lists and example sets"),
+    "background": (
+        "llama.cli.background",
+        "build and show background tables of the event statistic from batch results",
+    ),
 }
 
 
 def _usage() -> str:
     lines = ["usage: llama [-h] [-V] COMMAND ...", "", "commands:"]
-    lines += [f"  {name:<8} {desc}" for name, (_, desc) in COMMANDS.items()]
+    lines += [f"  {name:<12}{desc}" for name, (_, desc) in COMMANDS.items()]
     lines += ["", "Run 'llama COMMAND -h' for the options of a command."]
     return "\n".join(lines)
 

@@ -77,7 +77,7 @@ class CoincSignificanceI3Lvc(FileHandler):
         from llama.config import analysis_number, analysis_option
         from llama.science.constants import constants_dict
         from llama.science.odds import EventModel
-        from llama.science.pvalue import table_pvalue, trial_pvalues
+        from llama.science.pvalue import table_significance, trial_pvalues
         from llama.science.skymap import read_hdf5
 
         info = read_skymap_info(self.event)
@@ -98,8 +98,18 @@ class CoincSignificanceI3Lvc(FileHandler):
         observed = model.evaluate(neutrinos, event_gps_time(info))
         table = analysis_option("background_table")
         if table:
-            p_value, method = table_pvalue(observed.odds, table, population=pop)
-            p_nu = [None] * len(neutrinos)
+            # Key from the event's population and network; ties randomised per event.
+            from_table = table_significance(
+                observed.odds,
+                observed.odds_ratio,
+                table,
+                population=pop,
+                instruments=info.get("instruments") or None,
+                sensitivity=analysis_option("background_sensitivity") or None,
+                seed=_seed(self.event.eventid, self.event.sha256(IceCubeNeutrinoList.FILENAME)),
+            )
+            p_value, method = from_table.p_value, from_table.method
+            p_nu = from_table.p_values_neutrino
         else:
             seed = _seed(self.event.eventid, self.event.sha256(IceCubeNeutrinoList.FILENAME))
             trials = trial_pvalues(
