@@ -242,13 +242,15 @@ def _primary_loop(
 @njit(cache=True)
 def _slip_loop(
     zen_sorted, en_by_zen, en_blk, block, theta, eps, half, rel, median, min_events,
-    widen, step, max_widen,
+    widen, step, max_widen, eps_test,
 ):  # fmt: skip
     """O3's partner loop: count, then ALWAYS widen and move eps, until a count reached 5.
 
-    O3 tested the primary's count in its ``while``, so every pass widened after
-    counting; the count kept is the last one, paired with windows and energy that were
-    moved once more after it. At most ``max_widen`` passes.
+    Every pass widens after counting, so the count kept is the last one, paired with
+    windows and energy moved once more after it; and the direction of the move (x10
+    below the median, /10 above) tests ``eps_test``, the primary's energy, not the
+    partner's (SCIENCE.md: "the test looked at the primary's value"). At most
+    ``max_widen`` passes.
     """
     count = 0
     for _ in range(max(max_widen, 1)):
@@ -256,7 +258,7 @@ def _slip_loop(
         count = _count(en_by_zen, en_blk, block, lo, hi, eps, eps * rel)
         rel *= widen
         half *= widen
-        if eps < median:
+        if eps_test < median:
             eps *= step
         else:
             eps /= step
@@ -355,7 +357,7 @@ def o3_primary_terms(
 
 @njit(cache=True)
 def o3_partner_terms(
-    zen_q, en_q, lo_q, hi_q, zen_sorted, en_by_zen, en_blk, block, median_energy,
+    zen_q, en_q, lo_q, hi_q, primary_q, zen_sorted, en_by_zen, en_blk, block, median_energy,
     half_zen, rel_en, min_events, widen, energy_step, steep_zenith, spectral_index,
     max_widen, capped, fixed,
 ):  # fmt: skip
@@ -368,6 +370,9 @@ def o3_partner_terms(
     lo_q, hi_q : float64 arrays
         The primary's ``energy_lo``, ``energy_hi`` [GeV], one per partner (a NaN bound
         clamps nothing).
+    primary_q : float64 array
+        The primary's ``energy_eval`` [GeV]: O3's slip decides the direction of each
+        energy move on it (unused by the fixed rule).
     fixed : bool
         False: O3's slip (count, then always widen and move, see :func:`_slip_loop`).
         True: the corrected rule, step 3's loop exactly as for a primary.
@@ -386,7 +391,7 @@ def o3_partner_terms(
     >>> zen = np.linspace(0.0, 180.0, 3601); en = np.full(zen.size, 1e3)
     >>> args = (zen, en, block_sort(en, 64), 64, 1e3, 2.5, 0.3, 5, 1.5, 10.0, 80.0, 3.7,
     ...         60, False)
-    >>> q = (np.array([60.0]), np.array([1e3]), np.array([1e3]), np.array([1e3]))
+    >>> q = (np.array([60.0]), np.array([1e3]), np.array([1e3]), np.array([1e3]), np.array([1e3]))
     >>> slip = o3_partner_terms(*q, *args, False); fixed = o3_partner_terms(*q, *args, True)
     >>> float(slip[1][0]), float(fixed[1][0])  # slip moved eps once more after counting
     (100.0, 1000.0)
@@ -413,7 +418,7 @@ def o3_partner_terms(
         else:
             n, eps, half, rel = _slip_loop(
                 zen_sorted, en_by_zen, en_blk, block, theta, eps, half_zen, rel_en,
-                median_energy, min_events, widen, energy_step, max_widen,
+                median_energy, min_events, widen, energy_step, max_widen, primary_q[q],
             )  # fmt: skip
         b, eps = _steps_4_5(
             n, eps, eps_clamped, theta, half, rel, n_bg, steep_zenith, spectral_index, capped

@@ -82,7 +82,7 @@ def ref_primary(sample, theta, eps_own, capped=False, dw=2.5, de=0.3):
                 f_e=f_e, raised=raised)  # fmt: skip
 
 
-def ref_partner(sample, theta, eps_own, lo, hi, rule, capped=False):
+def ref_partner(sample, theta, eps_own, lo, hi, rule, capped=False, eps_primary=None):
     """The partner of a doublet: clamp to the primary's [lo, hi], then steps 3-5."""
     median = statistics.median([e for _, e in sample])
     eps = min(max(eps_own, lo), hi)
@@ -97,7 +97,9 @@ def ref_partner(sample, theta, eps_own, lo, hi, rule, capped=False):
             n = ref_count(sample, theta, eps, dw, de)
             de *= 1.5
             dw *= 1.5
-            eps = ref_move(eps, median, moves)
+            # the direction of the move tests the primary's energy, not eps
+            eps = eps * 10 if eps_primary < median else eps / 10
+            moves.append("up" if eps_primary < median else "down")
             if n >= 5:
                 break
     else:
@@ -260,10 +262,14 @@ def test_partner_matches_reference(seed):
     results = {}
     for rule in ("o3", "fixed"):
         for band in ("o3", "capped"):
-            t = bg.o3_partner(jz, je, prim.energy_lo, prim.energy_hi, rule=rule, band=band)
+            t = bg.o3_partner(
+                jz, je, prim.energy_lo, prim.energy_hi, prim.energy_eval, rule=rule, band=band
+            )
             refs = [
-                ref_partner(sample, z, e, lo, hi, rule, band == "capped")
-                for z, e, lo, hi in zip(jz, je, prim.energy_lo, prim.energy_hi, strict=True)
+                ref_partner(sample, z, e, lo, hi, rule, band == "capped", ep)
+                for z, e, lo, hi, ep in zip(
+                    jz, je, prim.energy_lo, prim.energy_hi, prim.energy_eval, strict=True
+                )
             ]
             assert_terms(t, refs)
             np.testing.assert_array_equal(t.energy_lo, prim.energy_lo)
@@ -286,8 +292,11 @@ def test_partner_slip_widens_once_even_when_first_count_is_enough():
     bg = BackgroundDensity(zen, np.full(zen.size, 1e3))
     lo, hi = np.array([1e3]), np.array([1e3])
     # eps_j = 4e3 is clamped to the primary's eps_hi = 1e3; the first count is 99 >= 5.
-    fixed = bg.o3_partner([60.0], [4e3], lo, hi, rule="fixed")
-    slip = bg.o3_partner([60.0], [4e3], lo, hi, rule="o3")
+    fixed = bg.o3_partner([60.0], [4e3], lo, hi, hi, rule="fixed")
+    slip = bg.o3_partner([60.0], [4e3], lo, hi, hi, rule="o3")
+    # the slip's move direction follows the primary's energy: below the median, x10
+    up = bg.o3_partner([60.0], [4e3], lo, hi, np.array([10.0]), rule="o3")
+    assert up.energy_eval[0] == 1e4 and up.count[0] == 99
     assert fixed.count[0] == slip.count[0] == 99
     assert fixed.energy_eval[0] == 1e3
     assert slip.energy_eval[0] == 1e2  # 1e3 is not below the median 1e3: /10
@@ -394,7 +403,7 @@ def test_empty_queries():
     rng = np.random.default_rng(0)
     bg = BackgroundDensity(*random_sample(rng, 100))
     e = np.array([])
-    for t in (bg.o3_primary(e, e), bg.o3_partner(e, e, e, e), bg.o3_list(e, e)):
+    for t in (bg.o3_primary(e, e), bg.o3_partner(e, e, e, e, e), bg.o3_list(e, e)):
         assert all(a.shape == (0,) for a in t)
         assert t.count.dtype == np.int64 and t.density.dtype == np.float64
 
@@ -408,10 +417,10 @@ def test_bad_options_and_shapes():
     with pytest.raises(ValueError, match="band must be one of 'o3', 'capped'"):
         bg.o3_list(z, e, band="fixed")
     with pytest.raises(ValueError, match="rule must be one of 'o3', 'fixed'; got 'capped'"):
-        bg.o3_partner(z, e, e, e, rule="capped")
+        bg.o3_partner(z, e, e, e, e, rule="capped")
     with pytest.raises(ValueError, match="band must be one of"):
-        bg.o3_partner(z, e, e, e, band="O3")
-    with pytest.raises(ValueError, match="one energy_lo and energy_hi per partner"):
-        bg.o3_partner(z, e, np.array([1.0, 2.0]), e)
+        bg.o3_partner(z, e, e, e, e, band="O3")
+    with pytest.raises(ValueError, match="one energy_lo, energy_hi and primary_energy per partner"):
+        bg.o3_partner(z, e, np.array([1.0, 2.0]), e, e)
     with pytest.raises(ValueError, match="zenith has 1 entries, energy 2"):
         bg.o3_primary(z, [1.0, 2.0])

@@ -224,6 +224,7 @@ class BackgroundDensity:
         energy_gev,
         energy_lo,
         energy_hi,
+        primary_energy,
         *,
         rule: str = "o3",
         band: str = "o3",
@@ -241,10 +242,14 @@ class BackgroundDensity:
         energy_lo, energy_hi : array_like
             The primary's ``energy_lo``, ``energy_hi`` [GeV] (from :meth:`o3_primary`),
             one value per partner.
+        primary_energy : array_like
+            The primary's ``energy_eval`` [GeV], one per partner.
         rule : {"o3", "fixed"}
             ``"o3"`` keeps O3's slip: each pass counts, then ALWAYS widens both windows
-            and moves eps, stopping once a count reached 5, so B_j pairs that count
-            with windows and energy moved once more. ``"fixed"``
+            and moves eps (×10 or ÷10, the direction decided by the PRIMARY's energy
+            against the sample median: "the test looked at the primary's value"),
+            stopping once a count reached 5, so B_j pairs that count with windows and
+            energy moved once more. ``"fixed"``
             (``pair_background = fixed``): the primary's loop, widening only while the
             partner's own count is below 5.
         band : {"o3", "capped"}
@@ -260,8 +265,9 @@ class BackgroundDensity:
         >>> import numpy as np
         >>> bg = BackgroundDensity(np.linspace(0, 180, 3601), np.full(3601, 1e3))
         >>> p = bg.o3_primary([60.0], [1e3])
-        >>> slip = bg.o3_partner([60.0], [5e3], p.energy_lo, p.energy_hi)
-        >>> fixed = bg.o3_partner([60.0], [5e3], p.energy_lo, p.energy_hi, rule="fixed")
+        >>> args = (p.energy_lo, p.energy_hi, p.energy_eval)
+        >>> slip = bg.o3_partner([60.0], [5e3], *args)
+        >>> fixed = bg.o3_partner([60.0], [5e3], *args, rule="fixed")
         >>> float(slip.energy_eval[0]), float(fixed.energy_eval[0])  # clamped to 1e3
         (100.0, 1000.0)
         """
@@ -270,12 +276,14 @@ class BackgroundDensity:
         zen, en = _queries(zenith_deg, energy_gev)
         lo = np.ascontiguousarray(energy_lo, dtype=np.float64).ravel()
         hi = np.ascontiguousarray(energy_hi, dtype=np.float64).ravel()
-        if lo.shape != zen.shape or hi.shape != zen.shape:
+        prim = np.ascontiguousarray(primary_energy, dtype=np.float64).ravel()
+        if lo.shape != zen.shape or hi.shape != zen.shape or prim.shape != zen.shape:
             raise ValueError(
-                f"need one energy_lo and energy_hi per partner: {zen.size} partners, "
-                f"{lo.size} energy_lo, {hi.size} energy_hi"
+                f"need one energy_lo, energy_hi and primary_energy per partner: {zen.size} "
+                f"partners, {lo.size} energy_lo, {hi.size} energy_hi, {prim.size} primary_energy"
             )
-        return BackgroundTerms(*o3_partner_terms(zen, en, lo, hi, *self._o3_args(), capped, fixed))
+        terms = o3_partner_terms(zen, en, lo, hi, prim, *self._o3_args(), capped, fixed)
+        return BackgroundTerms(*terms)
 
     def o3_list(self, zenith_deg, energy_gev, *, band: str = "o3", offsets=None) -> BackgroundTerms:
         """O3's sub-threshold B: steps 1-5 in list order, windows carried along the list.

@@ -570,7 +570,7 @@ class EventModel:
             return _EMPTY_I, _EMPTY_F
         if self.choices["pair_background"] == "o3":
             partner = self.background.o3_partner(
-                zen[pj], energy[pj], bg.energy_lo[pi], bg.energy_hi[pi],
+                zen[pj], energy[pj], bg.energy_lo[pi], bg.energy_hi[pi], bg.energy_eval[pi],
                 rule="o3", band=self.choices["background_band"],
             )  # fmt: skip
             b_j, eps_j = partner.density, partner.energy_eval
