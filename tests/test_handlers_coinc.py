@@ -105,13 +105,68 @@ def test_background_table_is_used_when_configured(tmp_path, monkeypatch):
     assert expected - 1 / 1000 <= combined["p_value"] <= expected
 
 
-def test_subthreshold_variant_records_the_alert(tmp_path):
-    ev = _event(tmp_path, "S190425a", "bg-00")
-    ev.path("lvalert.json").write_text(json.dumps({"superevent_id": "S190425a"}))
+@pytest.mark.parametrize(("graceid", "cwb"), [("S190425a", True), ("S190425d", False)])
+def test_subthreshold_variant_records_the_alert(tmp_path, monkeypatch, graceid, cwb):
+    """O3's sub-threshold file: one combined odds ratio, no per-neutrino entries."""
+    from llama.science.neutrinos import NeutrinoList
+    from llama.science.skymap import read_hdf5
+    from llama.science.subthreshold import SubthresholdModel
+
+    ev = _event(tmp_path, graceid, f"inj-{graceid}")
+    ev.path("lvalert.json").write_text(json.dumps({"superevent_id": graceid}))
     ev.generate(CoincSignificanceSubthresholdI3Lvc)
     data = json.loads(ev.path("significance_subthresh_lvc-i3.json").read_text())
-    assert data["inputs"]["lvalert"]["superevent_id"] == "S190425a"
-    assert "subthreshold_odds_ratio" in CoincSignificanceSubthresholdI3Lvc.record(ev)
+    assert set(data) == {"inputs", "outputs"}
+    assert set(data["inputs"]) == {"gw_skymap_info", "neutrino_info", "search_parameters"}
+    assert set(data["outputs"]) == {"neutrino_gw_combined"}
+    combined = data["outputs"]["neutrino_gw_combined"]
+    assert set(combined) == {"odds_ratio", "p_h_s1", "p_h_s2", "p_h_0", "p_h_c", "p_value", "dump"}  # fmt: skip
+    assert combined["p_h_s2"] == 0 and combined["dump"] == {}
+    gw = data["inputs"]["gw_skymap_info"]
+    assert gw["lvalert"]["superevent_id"] == graceid and gw["graceid"] == graceid
+    params = data["inputs"]["search_parameters"]
+    assert params["model"] == "o3_subthreshold" and params["cwb_branch"] is cwb
+    assert params["background_snr_list_synthetic"] is True
+    assert params["background_snr_list"].endswith("synthetic_background_snr.txt")
+    method = params["p_value_method"]
+    assert method["method"] == "trials" and method["n_trials"] == 300
+    # the injected neutrino sits on the map: small p from the scrambled trials
+    assert 0 < combined["p_value"] < 0.05 and combined["odds_ratio"] > 0
+    # the numbers are the model's on the event's own inputs (SNR, p_terr, pipeline)
+    listed = NeutrinoList.from_json(data["inputs"]["neutrino_info"])
+    model = SubthresholdModel(
+        read_hdf5(ev.path("lvc_skymap.hdf5")),
+        rho=gw["snr"],
+        rbar=gw["distmean_mpc"],
+        p_terrestrial=gw["p_astro"]["Terrestrial"],
+        pipeline=gw["pipeline"],
+        t_gw_mjd=params["t_gw_mjd"],
+    )
+    again = model.evaluate(listed, params["t_gw_gps"])
+    for name in ("odds_ratio", "p_h_s1", "p_h_c", "p_h_0"):
+        assert combined[name] == pytest.approx(getattr(again, name), rel=1e-9), name
+    record = CoincSignificanceSubthresholdI3Lvc.record(ev)
+    assert record["subthreshold_odds_ratio"] == combined["odds_ratio"]
+    assert record["subthreshold_p_value"] == combined["p_value"]
+    # a background table: its subthreshold keys give the p-value, OPA keys are not used
+    from llama.science.pvalue import make_background_table, write_background_table
+
+    entry = {"population": gw["population"], "sensitivity": "O3", "instruments": gw["instruments"]}  # fmt: skip
+    opa = make_background_table([{**entry, "odds": np.linspace(0.0, 1.0, 99)}])
+    monkeypatch.setenv("LLAMA_BACKGROUND_TABLE", str(write_background_table(opa, tmp_path / "o.nc")))  # fmt: skip
+    unused = CoincSignificanceSubthresholdI3Lvc(ev).significance()["inputs"]["search_parameters"]
+    assert unused["p_value_method"]["method"] == "trials"
+    assert "no subthreshold_odds_ratio keys" in unused["p_value_method"]["background_table_unused"]
+    odds = np.linspace(0.0, 2.0 * combined["odds_ratio"], 999)
+    sub = make_background_table([{**entry, "odds": odds, "statistic": "subthreshold_odds_ratio"}])
+    monkeypatch.setenv("LLAMA_BACKGROUND_TABLE", str(write_background_table(sub, tmp_path / "s.nc")))  # fmt: skip
+    from_table = CoincSignificanceSubthresholdI3Lvc(ev).significance()
+    method = from_table["inputs"]["search_parameters"]["p_value_method"]
+    assert method["method"] == "background_table" and method["n_background"] == 999
+    expected = (1 + np.sum(odds >= combined["odds_ratio"])) / 1000  # about one half
+    assert method["p_value_upper"] == pytest.approx(expected)
+    p_value = from_table["outputs"]["neutrino_gw_combined"]["p_value"]
+    assert np.sum(odds > combined["odds_ratio"]) / 1000 <= p_value <= expected  # ties: U
 
 
 def test_bad_analysis_option_is_a_clear_error(tmp_path, monkeypatch):

@@ -158,17 +158,129 @@ class CoincSignificanceI3Lvc(FileHandler):
         }
 
 
-class CoincSignificanceSubthresholdI3Lvc(CoincSignificanceI3Lvc):
-    """The same statistic for sub-threshold GW candidates announced over LVAlert."""
+class CoincSignificanceSubthresholdI3Lvc(FileHandler):
+    """O3's sub-threshold statistic for GW candidates announced over LVAlert
+    (significance_subthresh_lvc-i3.json; SCIENCE.md, "The O3 sub-threshold statistic").
+
+    One odds ratio for the whole neutrino list, with a real null term from P(Terrestrial)
+    and the background GW SNR list (``LLAMA_BACKGROUND_SNR_LIST``, default the shipped
+    SYNTHETIC list), computed by :class:`llama.science.subthreshold.SubthresholdModel`.
+    The p-value comes from the ``subthreshold_odds_ratio`` keys of the background table
+    named by ``LLAMA_BACKGROUND_TABLE`` when it has any, else from on-the-fly trials
+    (``LLAMA_N_TRIALS``, ``LLAMA_TRIAL_KIND``) seeded by the event and its list.
+    """
 
     FILENAME = "significance_subthresh_lvc-i3.json"
     DEPENDENCIES = (*CoincSignificanceI3Lvc.DEPENDENCIES, LVAlertJSON)
 
+    def generate(self, out: Path) -> None:
+        write_json(out, self.significance())
+
     def significance(self) -> dict[str, Any]:
-        result = super().significance()
-        result["inputs"]["lvalert"] = self.read_json(LVAlertJSON)
-        return result
+        """The contents of the significance file (SCIENCE.md, "Output
+        ``significance_subthresh_lvc-i3.json``")."""
+        from llama.config import analysis_number, analysis_option
+        from llama.science.background import load_background_sample
+        from llama.science.constants import constants_dict
+        from llama.science.gw_null import SYNTHETIC_SNR_LIST, read_snr_list
+        from llama.science.signal_tables import load_signal_tables
+        from llama.science.skymap import read_hdf5
+        from llama.science.subthreshold import (
+            SubthresholdModel,
+            subthreshold_table_pvalue,
+            subthreshold_trial_pvalue,
+        )
+        from llama.science.times import gps_to_mjd
+
+        info = read_skymap_info(self.event)
+        neutrinos = read_neutrino_list(self.event)
+        gw_data = self.read_json(LVCGraceDbEventData)
+        p_astro = self.read_json(PAstro)
+        distmean = float(self.read_json(LvcDistancesJson)["distmean"])
+        pop = population(p_astro)
+        t_gw = event_gps_time(info)
+        # the OPA statistic's tables, background sample and overlap tolerance apply here
+        tables = analysis_option("signal_tables") or None
+        sample = analysis_option("background_sample") or None
+        snr_path = analysis_option("background_snr_list") or None
+        model = SubthresholdModel(
+            read_hdf5(self.dep_path(LvcSkymapHdf5)),
+            rho=float(gw_data["snr"]),
+            rbar=distmean,
+            p_terrestrial=float(p_astro.get("Terrestrial", 0.0)),
+            pipeline=str(info.get("pipeline") or ""),
+            t_gw_mjd=float(gps_to_mjd(t_gw)),
+            snr_list=read_snr_list(snr_path),
+            population=pop,
+            signal_tables=None if tables is None else load_signal_tables(tables),
+            background=None if sample is None else load_background_sample(sample),
+            overlap_rtol=analysis_number("overlap_rtol"),
+        )
+        observed = model.evaluate(neutrinos, t_gw)
+        seed = _seed(self.event.eventid, self.event.sha256(IceCubeNeutrinoList.FILENAME))
+        table = analysis_option("background_table")
+        from_table = None
+        if table:
+            from_table = subthreshold_table_pvalue(
+                observed.odds_ratio,
+                table,
+                population=pop,
+                instruments=info.get("instruments") or None,
+                sensitivity=analysis_option("background_sensitivity") or None,
+                seed=seed,
+            )
+        if from_table is not None:
+            p_value, method = from_table
+        else:
+            terms = observed.terms
+            trials = subthreshold_trial_pvalue(
+                model,
+                neutrinos.ra,
+                neutrinos.dec,
+                neutrinos.sigma,
+                neutrinos.energy,
+                terms["dt"],
+                terms["zenith"],
+                observed.odds_ratio,
+                n_trials=analysis_number("n_trials", int),
+                kind=analysis_option("trial_kind"),
+                seed=seed,
+            )
+            p_value, method = trials.p_value, trials.method
+            if table:  # named but of no use here: say so rather than fall back silently
+                method["background_table_unused"] = f"{table} has no subthreshold_odds_ratio keys"
+        return {
+            "inputs": {
+                "gw_skymap_info": {
+                    **info,
+                    "snr": model.rho,
+                    "distmean_mpc": distmean,
+                    "p_astro": p_astro,
+                    "population": pop,
+                    "lvalert": self.read_json(LVAlertJSON),
+                },
+                "neutrino_info": neutrinos.to_json(),
+                "search_parameters": {
+                    **observed.options,
+                    "t_gw_gps": t_gw,
+                    "t_gw_mjd": float(gps_to_mjd(t_gw)),
+                    "background_snr_list": str(snr_path or SYNTHETIC_SNR_LIST),
+                    "background_snr_list_synthetic": snr_path is None,
+                    "p_value_method": method,
+                    "constants": constants_dict(),
+                },
+            },
+            "outputs": {"neutrino_gw_combined": observed.combined(p_value)},
+        }
 
     @classmethod
     def record(cls, event) -> dict[str, Any]:
-        return {f"subthreshold_{k}": v for k, v in super().record(event).items()}
+        import json
+
+        data = json.loads(event.path(cls.FILENAME).read_text())
+        combined = data["outputs"]["neutrino_gw_combined"]
+        return {
+            "subthreshold_odds_ratio": combined["odds_ratio"],
+            "subthreshold_p_value": combined["p_value"],
+            "subthreshold_population": data["inputs"]["gw_skymap_info"]["population"],
+        }

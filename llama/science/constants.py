@@ -62,6 +62,9 @@ BEAMING_FACTOR = 10.0
 NU_BACKGROUND_RATE_HZ = 6.4e-3
 #: Rate of background (false) GW triggers [Hz] (1 per day).
 GW_BACKGROUND_RATE_HZ = 1.0 / 86400.0
+#: Window of O3's sub-threshold background-count prior pi_N = Poisson(N; R_nu,bg * this)
+#: [s]: 500 s (the emission window), not the 1000 s search window, so the mean is 3.2.
+NU_BACKGROUND_WINDOW_S = 500.0
 
 # --- empirical background density of neutrinos -----------------------------------------
 #: Half-width of the zenith window used for the background density B_i [deg].
