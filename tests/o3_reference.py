@@ -780,9 +780,9 @@ def opa_reference(
             three = (0.0, times[i], times[j])
             t_ij = time_overlap(max(three), min(three))
             d2 = distance_energy_factor(2, (nu["zenith"][i] + nu["zenith"][j]) / 2.0, rho, rbar)
-            out["p_h_s2"][i] += (
-                NDOT / F_B * s_ij * t_ij * d2 / (WINDOW * WINDOW) / partner["b_density"]
-            )
+            # numpy division: B_j = 0 gives +inf (or NaN for 0/0), as O3's numpy did
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out["p_h_s2"][i] += np.float64(NDOT / F_B * s_ij * t_ij * d2 / (WINDOW * WINDOW)) / np.float64(partner["b_density"])  # fmt: skip
             pairs.append(
                 {
                     "i": i,

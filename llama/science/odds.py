@@ -564,10 +564,6 @@ class EventModel:
         if pi.size == 0:
             return _EMPTY_I, _EMPTY_F
         t_ij = K.pair_time_overlap(dt, pi, pj, C.EMISSION_HALF_WINDOW_S)
-        keep = t_ij > 0  # outside the common window a pair contributes nothing
-        pi, pj, t_ij = pi[keep], pj[keep], t_ij[keep]
-        if pi.size == 0:
-            return _EMPTY_I, _EMPTY_F
         if self.choices["pair_background"] == "o3":
             partner = self.background.o3_partner(
                 zen[pj], energy[pj], bg.energy_lo[pi], bg.energy_hi[pi], bg.energy_eval[pi],
@@ -576,19 +572,38 @@ class EventModel:
             b_j, eps_j = partner.density, partner.energy_eval
         else:  # the corrected rule: the partner's own background, as a primary
             b_j, eps_j = bg.density[pj], bg.energy_eval[pj]
-        w_ij = np.asarray(self.tables.zenith_weight(0.5 * (zen[pi] + zen[pj])), dtype=np.float64)
+        # A pair outside the common window (T_ij = 0) needs no overlap, but O3 still
+        # divided its zero by B_j: with B_j = 0 that is 0/0 = NaN, and the first
+        # member's odds become 0 ("NaN -> 0"). Kept, as every O3 quirk is.
+        value = np.zeros(pi.size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value[(t_ij <= 0) & (b_j == 0)] = np.nan
+        live = np.flatnonzero(t_ij > 0)
+        if live.size == 0:
+            return pi, value
+        pl, pjl = pi[live], pj[live]
+        w_ij = np.asarray(self.tables.zenith_weight(0.5 * (zen[pl] + zen[pjl])), dtype=np.float64)
         ra, dec = np.radians(ra_d), np.radians(dec_d)
         if self.marginal:
-            s_ij = np.empty(pi.size)
+            s_ij = np.empty(live.size)
             for w in np.unique(w_ij):
                 sel = w_ij == w
                 s_ij[sel] = self._pair_overlap(
-                    ra, dec, sig, bg.energy_eval[pi[sel]], eps_j[sel], pi[sel], pj[sel], (2, float(w))
+                    ra, dec, sig, bg.energy_eval[pl[sel]], eps_j[live][sel], pl[sel], pjl[sel], (2, float(w))
                 )  # fmt: skip
         else:
-            s_ij = self._pair_overlap(ra, dec, sig, bg.energy_eval[pi], eps_j, pi, pj)
+            s_ij = self._pair_overlap(ra, dec, sig, bg.energy_eval[pl], eps_j[live], pl, pjl)
         d_2 = self.egw * neutrino_energy_integral(self.rate_per_energy * w_ij, 2)
-        value = C.NDOT_MPC3_S / C.BEAMING_FACTOR * s_ij * t_ij * d_2 / _TIME_NORM_S2 / b_j
+        with np.errstate(divide="ignore", invalid="ignore"):  # B_j = 0: +inf, as O3
+            value[live] = (
+                C.NDOT_MPC3_S
+                / C.BEAMING_FACTOR
+                * s_ij
+                * t_ij[live]
+                * d_2
+                / _TIME_NORM_S2
+                / b_j[live]
+            )
         return pi, value
 
     def evaluate(self, neutrinos, t_gw: float) -> OddsResult:
