@@ -40,15 +40,25 @@ def population(p_astro: dict[str, float]) -> str:
 
 
 def _options() -> dict[str, Any]:
+    """The statistic's analysis options and inputs, from the environment / config file."""
     from llama.config import analysis_number, analysis_option
+    from llama.science.odds import OPTIONS
 
-    return {
-        "psf": analysis_option("psf"),
-        "distance_aware": analysis_option("distance_aware") == "true",
-        "pair_distance": analysis_option("pair_distance"),
-        "null_term": analysis_option("null_term"),
-        "overlap_rtol": analysis_number("overlap_rtol"),
-    }
+    options: dict[str, Any] = {name: analysis_option(name) for name in OPTIONS}
+    options["overlap_rtol"] = analysis_number("overlap_rtol")
+    if analysis_option("signal_tables"):
+        from llama.science.signal_tables import load_signal_tables
+
+        options["signal_tables"] = load_signal_tables(analysis_option("signal_tables"))
+    if analysis_option("background_sample"):
+        from llama.science.background import load_background_sample
+
+        options["background"] = load_background_sample(analysis_option("background_sample"))
+    if options["null"] == "full":
+        from llama.science.gw_null import read_snr_list
+
+        options["snr_list"] = read_snr_list(analysis_option("background_snr_list") or None)
+    return options
 
 
 def _seed(eventid: str, neutrino_sha: str | None) -> int:
@@ -79,6 +89,7 @@ class CoincSignificanceI3Lvc(FileHandler):
         from llama.science.odds import EventModel
         from llama.science.pvalue import table_significance, trial_pvalues
         from llama.science.skymap import read_hdf5
+        from llama.science.times import gps_to_mjd
 
         info = read_skymap_info(self.event)
         neutrinos = read_neutrino_list(self.event)
@@ -87,15 +98,17 @@ class CoincSignificanceI3Lvc(FileHandler):
         distmean = float(self.read_json(LvcDistancesJson)["distmean"])
         pop = population(p_astro)
         options = _options()
+        t_gw = event_gps_time(info)
         model = EventModel(
             read_hdf5(self.dep_path(LvcSkymapHdf5)),
             rho=float(gw_data["snr"]),
             rbar=distmean,
             population=pop,
+            t_gw_mjd=float(gps_to_mjd(t_gw)),
             p_terrestrial=float(p_astro.get("Terrestrial", 0.0)),
             **options,
         )
-        observed = model.evaluate(neutrinos, event_gps_time(info))
+        observed = model.evaluate(neutrinos, t_gw)
         table = analysis_option("background_table")
         if table:
             # Key from the event's population and network; ties randomised per event.

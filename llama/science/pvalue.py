@@ -26,9 +26,9 @@ Sources
    keyed by population, sensitivity and instruments. ``llama background build``
    (:func:`table_from_results`) writes one from ``llama batch --results`` files.
 
-Per-neutrino p-values (same convention): with a table, each O_i looked up in the
-table's event statistics, as O3 did; with trials, against all trial neutrinos' O_i
-(unchanged here; SCIENCE.md asks for the trials' event statistics instead).
+Per-neutrino p-values (same convention): each O_i looked up in the same distribution
+of event statistics as the event's O, as O3 did: the table's, or the trials' event
+statistics (SCIENCE.md, "Significance").
 
 Background table file (netCDF, open with ``xarray.open_dataset(path)``)
 ------------------------------------------------------------------------
@@ -352,14 +352,15 @@ def trial_pvalues(
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     rng = np.random.default_rng(seed)
     trial_kind = "custom" if sampler is not None else kind
-    b_fixed = None
+    bg_fixed = None
     if sampler is None and kind == "scramble":
         zen = np.where(np.isfinite(_zenith(observed)), _zenith(observed), 90.0 + observed.dec)
         sampler = scramble_sampler(
             observed.ra, observed.dec, observed.sigma, observed.energy, observed.dt, zen
         )
-        # Scrambling RA keeps (zenith, energy), hence B_i: compute it once.
-        b_fixed = model.background.density(zen, observed.energy)
+        # Scrambling RA keeps (zenith, energy), hence B_i and its energies: compute them
+        # once; the azimuth (doublets) follows the new RA through the detector frame.
+        bg_fixed = model.background_terms(zen, observed.energy)
     elif sampler is None and kind == "background":
         sampler = background_sampler(model.background)
     elif sampler is None:
@@ -370,8 +371,8 @@ def trial_pvalues(
     while done < n_trials:
         m = min(chunk, n_trials - done)
         ra, dec, sigma, energy, dt, zen, offsets = sampler(rng, m)
-        b = None if b_fixed is None else np.tile(b_fixed, m)
-        batch = model.evaluate_batch(ra, dec, sigma, energy, dt, zen, offsets, b_density=b)
+        bg = None if bg_fixed is None else type(bg_fixed)(*(np.tile(a, m) for a in bg_fixed))
+        batch = model.evaluate_batch(ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg)
         odds_parts.append(batch.odds)
         odds_i_parts.append(batch.odds_i)
         done += m
@@ -380,9 +381,9 @@ def trial_pvalues(
 
     # Randomised over ties, so an atom (e.g. many trials at odds 0) does not pile the
     # p-values up at 1; the tie draws come from their own stream of the same seed.
-    # Per neutrino, as before, against all trial neutrinos' O_i.
+    # Per neutrino: each O_i against the trials' event statistics, as O3 did with its table.
     p_event, p_nu, tie = _significance(
-        np.sort(trial_odds), observed.odds, observed.odds_ratio, seed, np.sort(trial_odds_i)
+        np.sort(trial_odds), observed.odds, observed.odds_ratio, seed
     )
     method = {
         "method": "trials",
