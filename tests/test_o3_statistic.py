@@ -11,6 +11,10 @@ pixel sums); the background terms are counts and must agree exactly.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import healpy as hp
 import numpy as np
 import o3_reference as ref
 import pytest
@@ -19,6 +23,7 @@ from test_odds import flat_map
 from llama.science.background import load_background_sample
 from llama.science.neutrinos import NeutrinoList
 from llama.science.odds import EventModel
+from llama.science.skymap import read_sky_map
 from llama.science.times import gps_to_mjd
 
 T_GW = 1_240_215_503.0  # GPS s (2019-04-25)
@@ -71,20 +76,51 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
+# BAYESTAR maps (tests/data/bayestar), flattened to order 9 for the reference's pixel
+# sums (both implementations get the same flat map); neutrinos placed around the
+# map's most probable pixel, in (offset ra, offset dec, sigma, energy, dt).
+BAYESTAR = Path(__file__).parent / "data" / "bayestar"
+BAYESTAR_CASES = {
+    "bayestar-bns-1": [
+        (0.2, -0.3, 0.6, 5e3, 30.0),
+        (-0.8, 0.5, 1.0, 2e5, -100.0),
+        (1.5, 1.0, 2.5, 800.0, 240.0),
+        (40.0, 10.0, 0.8, 1e4, 0.0),
+    ],
+    "bayestar-bbh-2": [
+        (0.0, 0.0, 1.5, 3e4, -20.0),
+        (2.0, -1.0, 3.0, 2e3, 150.0),
+        (-3.0, 2.0, 0.7, 6e5, 350.0),
+    ],
+}
+
+
+def bayestar_case(name):
+    event = json.loads((BAYESTAR / "events.json").read_text())[name.removeprefix("bayestar-")]
+    skymap = read_sky_map(BAYESTAR / f"{name.removeprefix('bayestar-')}.fits").flatten(512)
+    peak = int(np.argmax(skymap.probability()))
+    ra0, dec0 = hp.pix2ang(skymap.nside, peak, nest=True, lonlat=True)
+    rows = [(ra0 + dra, dec0 + ddec, *rest) for dra, ddec, *rest in BAYESTAR_CASES[name]]
+    return skymap, rows, event["network_snr"], event["distmean_mpc"], event["population"]
+
+
+@pytest.fixture(scope="module", params=sorted(CASES) + sorted(BAYESTAR_CASES))
 def case(request):
-    (order, sigma_map, centre), rows = CASES[request.param]
-    skymap = flat_map(order, sigma_map, centre)
+    if request.param in CASES:
+        (order, sigma_map, centre), rows = CASES[request.param]
+        skymap, rho, rbar, population = flat_map(order, sigma_map, centre), 12.0, 150.0, "bns"
+    else:
+        skymap, rows, rho, rbar, population = bayestar_case(request.param)
     nl = make_list(rows)
-    model = EventModel(skymap, 12.0, 150.0, "bns", t_gw_mjd=T_GW_MJD, background=BACKGROUND)
+    model = EventModel(skymap, rho, rbar, population, t_gw_mjd=T_GW_MJD, background=BACKGROUND)
     ours = model.evaluate(nl, T_GW)
     theirs = ref.opa_reference(
         skymap.probability(),
         skymap.nside,
         {"mjd": nl.mjd, "ra": nl.ra, "dec": nl.dec, "sigma": nl.sigma, "energy": nl.energy},
         T_GW_MJD,
-        12.0,
-        150.0,
+        rho,
+        rbar,
         BACKGROUND.zenith_sorted,
         BACKGROUND.energy_by_zenith,
     )
