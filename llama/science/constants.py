@@ -19,6 +19,9 @@ import math
 SEARCH_HALF_WINDOW_S = 500.0
 #: Half-width of the per-messenger emission window used in the time overlap T_i [s].
 EMISSION_HALF_WINDOW_S = 250.0
+#: O3's normalisation of the signal terms, (t_ν⁺ − t_ν⁻)(t_gw⁺ − t_gw⁻) = 500 s × 500 s
+#: [s²] (not the (1000 s)² of the search window).
+TIME_NORM_S2 = (2.0 * EMISSION_HALF_WINDOW_S) ** 2
 
 # --- neutrino point-spread function -------------------------------------------------
 #: Floor on a neutrino's 1-sigma angular error [deg].

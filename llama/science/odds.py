@@ -78,8 +78,6 @@ OPTIONS: dict[str, tuple[str, ...]] = {
 
 #: psf option -> kernel code (0 Gaussian as in O3, 1 von Mises-Fisher).
 _PSF_CODES = {"gaussian": 0, "vmf": 1}
-#: O3's normalisation of the time terms: (t_ν⁺ − t_ν⁻)(t_gw⁺ − t_gw⁻) = 500 s × 500 s.
-_TIME_NORM_S2 = (2.0 * C.EMISSION_HALF_WINDOW_S) ** 2
 
 _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_F = np.empty(0, dtype=np.float64)
@@ -531,7 +529,7 @@ class EventModel:
         t_i = K.time_overlap(dt, C.EMISSION_HALF_WINDOW_S)  # [s]
         overlap, s_i = self._overlaps(ra_d, dec_d, sig_d, eps_i, w_i)
         d_1 = self.egw * neutrino_energy_integral(self.rate_per_energy * w_i, 1)
-        p_s1 = C.NDOT_MPC3_S / C.BEAMING_FACTOR * s_i * t_i * d_1 / _TIME_NORM_S2
+        p_s1 = C.NDOT_MPC3_S / C.BEAMING_FACTOR * s_i * t_i * d_1 / C.TIME_NORM_S2
         p_c = C.NU_BACKGROUND_RATE_HZ * self.common * b_i
         p_0 = p_c * self.null_ratio
 
@@ -601,7 +599,7 @@ class EventModel:
                 * s_ij
                 * t_ij[live]
                 * d_2
-                / _TIME_NORM_S2
+                / C.TIME_NORM_S2
                 / b_j[live]
             )
         return pi, value

@@ -102,15 +102,11 @@ __all__ = [
 
 #: The results variable (and background-table ``statistic``) of this statistic.
 SUBTHRESHOLD_STATISTIC = "subthreshold_odds_ratio"
-#: O3's time normalisation (t_ν⁺ − t_ν⁻)(t_gw⁺ − t_gw⁻) = 500 s × 500 s [s²].
-_TIME_NORM_S2 = (2.0 * C.EMISSION_HALF_WINDOW_S) ** 2
 #: Mean of π_N: background neutrinos expected in O3's 500 s window (3.2).
 _PI_MEAN = C.NU_BACKGROUND_RATE_HZ * C.NU_BACKGROUND_WINDOW_S
 # Distance quadrature (reading 6): panels of one e-fold in ln d below ln r0.
 _QUAD_EFOLDS = 30
 _QUAD_NODES = 16
-#: Second word of the tie-breaking generator's seed (its own stream, apart from trials).
-_TIE_STREAM = 0x7375_6274
 
 
 def is_cwb(pipeline: str | None) -> bool:
@@ -491,7 +487,7 @@ class SubthresholdModel:
             n = np.diff(offsets)
             pi_n = background_count_prior(n)
             pi_n1 = background_count_prior(np.maximum(n - 1, 0))
-            p_s = C.NDOT_MPC3_S * pi_n1 * f / _TIME_NORM_S2
+            p_s = C.NDOT_MPC3_S * pi_n1 * f / C.TIME_NORM_S2
             p_c = C.NDOT_MPC3_S * (self.gw_chance * pi_n + self.p_gw_h0 * pi_n1 * w)
             p_0 = self.p_gw_h0 * pi_n / self.v0
             odds = p_s / (p_c + p_0)
@@ -562,25 +558,14 @@ class SubthresholdModel:
 # -- significance ------------------------------------------------------------------------
 
 
-def _tie_draw(seed: int | None) -> float:
-    """The tie-breaking U of an event, from its own stream of ``seed``."""
-    rng = np.random.default_rng(None if seed is None else [int(seed), _TIE_STREAM])
-    return float(rng.uniform())
-
-
 def _pvalue(background_sorted, odds: float, seed: int | None) -> tuple[float, dict[str, Any]]:
-    """Randomised p-value of ``odds`` against sorted background statistics (pvalue.py)."""
-    from llama.science.pvalue import TIE_CONVENTION, randomised_pvalues
+    """Randomised p-value of ``odds`` against sorted background statistics, with the
+    tie keys of the OPA statistic (:mod:`llama.science.pvalue`): one list, no neutrinos."""
+    from llama.science.pvalue import _significance
 
-    r = randomised_pvalues(background_sorted, [odds], [_tie_draw(seed)])
-    method = {
-        "convention": TIE_CONVENTION,
-        "seed": seed,
-        "p_value_upper": float(r["p_upper"][0]),
-        "n_greater": int(r["n_greater"][0]),
-        "n_equal": int(r["n_equal"][0]),
-    }
-    return float(r["p"][0]), method
+    p, _, method = _significance(background_sorted, odds, [], seed)
+    method.pop("p_values_neutrino_upper")
+    return p, method
 
 
 def subthreshold_trial_pvalue(
