@@ -91,9 +91,9 @@ def ref_partner(sample, theta, eps_own, lo, hi, rule, capped=False, eps_primary=
     moves = []
     first_n = ref_count(sample, theta, eps, dw, de)
     if rule == "o3":
-        # O3's loop looked at the primary's count: count, widen and move, and only then
-        # stop if this count reached 5.
-        while True:
+        # O3's loop: count, widen and move, and only then stop if this count reached
+        # 5; at most 60 passes (the project's cap on every loop)
+        for _ in range(60):
             n = ref_count(sample, theta, eps, dw, de)
             de *= 1.5
             dw *= 1.5
