@@ -325,34 +325,13 @@ def o3_primary_terms(
     >>> float(r[1][0])  # raised to the band's minimum energy
     1000.0
     """
-    nq = zen_q.shape[0]
-    n_bg = zen_sorted.shape[0]
-    density = np.empty(nq)
-    energy_eval = np.empty(nq)
-    energy_lo = np.empty(nq)
-    energy_hi = np.empty(nq)
-    count = np.empty(nq, dtype=np.int64)
-    for q in range(nq):
-        theta = zen_q[q]
-        eps_own = en_q[q]
-        lo, hi = _window(zen_sorted, 0, n_bg, theta, half_zen)
-        e_lo, e_hi = _min_max(en_by_zen, en_blk, block, lo, hi)
-        eps = eps_own
-        if e_lo > eps:  # NaN (empty band) compares false: eps stays the neutrino's own
-            eps = e_lo
-        n, eps, half, rel = _primary_loop(
-            zen_sorted, en_by_zen, en_blk, block, theta, eps, half_zen, rel_en,
-            median_energy, min_events, widen, energy_step, max_widen,
-        )  # fmt: skip
-        b, eps = _steps_4_5(
-            n, eps, eps_own, theta, half, rel, n_bg, steep_zenith, spectral_index, capped
-        )
-        density[q] = b
-        energy_eval[q] = eps
-        energy_lo[q] = e_lo
-        energy_hi[q] = e_hi
-        count[q] = n
-    return density, energy_eval, energy_lo, energy_hi, count
+    # a primary is a list of one: fresh windows for every neutrino
+    offsets = np.arange(zen_q.shape[0] + 1, dtype=np.int64)
+    return o3_list_terms(
+        zen_q, en_q, offsets, zen_sorted, en_by_zen, en_blk, block, median_energy, half_zen,
+        rel_en, min_events, widen, energy_step, steep_zenith, spectral_index, max_widen,
+        capped,
+    )  # fmt: skip
 
 
 @njit(cache=True)

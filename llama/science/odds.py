@@ -52,6 +52,7 @@ __all__ = [
     "OddsResult",
     "BatchOdds",
     "EventModel",
+    "batch_arrays",
     "compute_odds",
     "gw_energy_factor",
     "neutrino_energy_integral",
@@ -124,6 +125,27 @@ def neutrino_energy_integral(rate_per_energy, k: int = 1) -> np.ndarray:
     """
     a = np.ascontiguousarray(rate_per_energy, dtype=np.float64).ravel()
     return K.poisson_energy_integral(a, int(k), C.E_NU_MIN, C.E_NU_MAX)
+
+
+def batch_arrays(ra_deg, dec_deg, sigma_deg, energy_gev, dt_s, offsets):
+    """Concatenated neutrino lists as contiguous float64 arrays and int64 CSR offsets,
+    checked: offsets rise from 0 to N, every sigma is positive.
+
+    Examples
+    --------
+    >>> batch_arrays([1.0], [2.0], [0.5], [1e3], [0.0], [0, 1])[5].tolist()
+    [0, 1]
+    """
+    arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (ra_deg, dec_deg, sigma_deg, energy_gev, dt_s)]  # fmt: skip
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    n = arrays[0].size
+    if any(a.shape != (n,) for a in arrays):
+        raise ValueError("ra, dec, sigma, energy and dt must be 1-D arrays of equal length")
+    if offsets.size < 1 or offsets[0] != 0 or offsets[-1] != n or np.any(np.diff(offsets) < 0):
+        raise ValueError(f"offsets must rise from 0 to the number of neutrinos ({n})")
+    if np.any(~(arrays[2] > 0)):
+        raise ValueError("every sigma must be positive (NeutrinoList floors it)")
+    return (*arrays, offsets)
 
 
 def _overlap_kernels():
@@ -509,17 +531,10 @@ class EventModel:
         BatchOdds
         """
         f64 = np.float64
-        ra_d = np.ascontiguousarray(ra_deg, dtype=f64)
-        dec_d = np.ascontiguousarray(dec_deg, dtype=f64)
-        sig_d = np.ascontiguousarray(sigma_deg, dtype=f64)
-        energy = np.ascontiguousarray(energy_gev, dtype=f64)
-        dt = np.ascontiguousarray(dt_s, dtype=f64)
-        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        ra_d, dec_d, sig_d, energy, dt, offsets = batch_arrays(
+            ra_deg, dec_deg, sigma_deg, energy_gev, dt_s, offsets
+        )
         n = ra_d.size
-        if offsets[0] != 0 or offsets[-1] != n or np.any(np.diff(offsets) < 0):
-            raise ValueError("offsets must rise from 0 to the number of neutrinos")
-        if np.any(~(sig_d > 0)):
-            raise ValueError("every sigma must be positive (NeutrinoList floors it)")
         az_in = np.full(n, np.nan) if azimuth_deg is None else azimuth_deg
         zen, az = self.detector_frame(ra_d, dec_d, dt, zenith_deg, az_in)
 

@@ -85,7 +85,7 @@ import numpy as np
 from kernels import odds as K
 from llama.science import constants as C
 from llama.science import gw_null
-from llama.science.odds import EventModel, neutrino_energy_integral
+from llama.science.odds import EventModel, batch_arrays, neutrino_energy_integral
 from llama.science.signal_tables import SINDEC_EDGES
 
 __all__ = [
@@ -462,16 +462,9 @@ class SubthresholdModel:
         SubthresholdBatch
         """
         f64 = np.float64
-        ra = np.ascontiguousarray(ra_deg, dtype=f64)
-        dec = np.ascontiguousarray(dec_deg, dtype=f64)
-        sigma = np.ascontiguousarray(sigma_deg, dtype=f64)
-        energy = np.ascontiguousarray(energy_gev, dtype=f64)
-        dt = np.ascontiguousarray(dt_s, dtype=f64)
-        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-        if offsets.size < 1 or offsets[0] != 0 or offsets[-1] != ra.size or np.any(np.diff(offsets) < 0):  # fmt: skip
-            raise ValueError(f"offsets must rise from 0 to the number of neutrinos ({ra.size})")
-        if np.any(~(sigma > 0)):
-            raise ValueError("every sigma must be positive (NeutrinoList floors it)")
+        ra, dec, sigma, energy, dt, offsets = batch_arrays(
+            ra_deg, dec_deg, sigma_deg, energy_gev, dt_s, offsets
+        )
         # only the zenith matters here (no pairs): the azimuth is not asked for
         zen, _ = self.event.detector_frame(ra, dec, dt, zenith_deg, np.zeros(ra.size))
         bg = background_terms if background_terms is not None else self.background_terms(zen, energy, offsets)  # fmt: skip
