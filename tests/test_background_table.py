@@ -24,8 +24,7 @@ from llama.event import Event
 from llama.handlers.coinc import CoincSignificanceI3Lvc, population
 from llama.handlers.gw import SkymapInfo
 from llama.results import write_results
-from llama.science.pvalue import (
-    TIE_CONVENTION,
+from llama.science.background_table import (
     build_background_table,
     make_background_table,
     open_background_table,
@@ -35,6 +34,7 @@ from llama.science.pvalue import (
     table_significance,
     write_background_table,
 )
+from llama.science.pvalue import TIE_CONVENTION
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "llama" / "examples"
 GRACEIDS = (EXAMPLES / "graceids.txt").read_text().split()

@@ -91,7 +91,7 @@ def test_empty_neutrino_list_gives_zero_odds_and_p_one(tmp_path):
 
 
 def test_background_table_is_used_when_configured(tmp_path, monkeypatch):
-    from llama.science.pvalue import build_background_table
+    from llama.science.background_table import build_background_table
 
     ev = _event(tmp_path, "S190425a", "inj-S190425a")
     table = tmp_path / "bg.npz"
@@ -149,7 +149,7 @@ def test_subthreshold_variant_records_the_alert(tmp_path, monkeypatch, graceid, 
     assert record["subthreshold_odds_ratio"] == combined["odds_ratio"]
     assert record["subthreshold_p_value"] == combined["p_value"]
     # a background table: its subthreshold keys give the p-value, OPA keys are not used
-    from llama.science.pvalue import make_background_table, write_background_table
+    from llama.science.background_table import make_background_table, write_background_table
 
     entry = {"population": gw["population"], "sensitivity": "O3", "instruments": gw["instruments"]}  # fmt: skip
     opa = make_background_table([{**entry, "odds": np.linspace(0.0, 1.0, 99)}])

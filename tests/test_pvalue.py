@@ -14,15 +14,17 @@ import pytest
 from scipy import stats
 from test_odds import CENTER, T_GW, T_GW_MJD, moc_map, model, neutrinos
 
+from llama.science.background_table import (
+    build_background_table,
+    read_background_table,
+    table_pvalue,
+)
 from llama.science.neutrinos import NeutrinoList
 from llama.science.pvalue import (
     DEFAULT_N_TRIALS,
     TIE_CONVENTION,
-    build_background_table,
     pvalue_from_counts,
     randomised_pvalues,
-    read_background_table,
-    table_pvalue,
     trial_pvalues,
 )
 from llama.science.sim import simulate_background_neutrinos, simulate_signal_neutrino

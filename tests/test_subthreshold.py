@@ -19,6 +19,7 @@ from scipy.special import erfc
 from test_odds import BACKGROUND, T_GW, T_GW_MJD, flat_map, moc_map, neutrinos
 
 from llama.science import constants as C
+from llama.science.background_table import make_background_table, write_background_table
 from llama.science.gw_null import (
     g_factor,
     horizon_volume_mpc3,
@@ -26,7 +27,6 @@ from llama.science.gw_null import (
     r0_mpc,
     read_snr_list,
 )
-from llama.science.pvalue import make_background_table, write_background_table
 from llama.science.subthreshold import (
     SubthresholdModel,
     background_count_prior,

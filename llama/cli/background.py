@@ -5,7 +5,7 @@ event statistics (odds) of background events: the results of a ``llama batch
 --results`` run over simulated GW maps x background neutrino lists, as O3 built its
 tables. ``CoincSignificanceI3Lvc`` uses one when ``LLAMA_BACKGROUND_TABLE`` names it
 (``LLAMA_BACKGROUND_SENSITIVITY`` picks the sensitivity when the file holds several).
-The file layout is in :mod:`llama.science.pvalue`.
+The file layout is in :mod:`llama.science.background_table`.
 
 Examples
 --------
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _build(args) -> None:
     from pathlib import Path
 
-    from llama.science.pvalue import (
+    from llama.science.background_table import (
         merge_background_tables,
         open_background_table,
         table_from_results,
@@ -153,7 +153,7 @@ def _build(args) -> None:
 def _show(args) -> None:
     import numpy as np
 
-    from llama.science.pvalue import background_odds, open_background_table
+    from llama.science.background_table import background_odds, open_background_table
 
     table = open_background_table(args.table)
     print(f"{args.table}: {table.sizes['key']} keys (population/sensitivity/instruments)")

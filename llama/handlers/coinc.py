@@ -85,9 +85,10 @@ class CoincSignificanceI3Lvc(FileHandler):
     def significance(self) -> dict[str, Any]:
         """The contents of the significance file (SCIENCE.md, "Output")."""
         from llama.config import analysis_number, analysis_option
+        from llama.science.background_table import table_significance
         from llama.science.constants import constants_dict
         from llama.science.odds import EventModel
-        from llama.science.pvalue import table_significance, trial_pvalues
+        from llama.science.pvalue import trial_pvalues
         from llama.science.skymap import read_hdf5
         from llama.science.times import gps_to_mjd
 

@@ -656,13 +656,13 @@ def subthreshold_table_pvalue(
 
     Only keys whose ``statistic`` is :data:`SUBTHRESHOLD_STATISTIC` (tables built with
     ``llama background build --statistic subthreshold_odds_ratio``) are considered; the
-    key is then chosen as :func:`llama.science.pvalue.select_background_key` does.
+    key is then chosen as :func:`llama.science.background_table.select_background_key` does.
     Returns None when the table has no such key (older ``.npz`` tables never do).
 
     Examples
     --------
     >>> import tempfile, os
-    >>> from llama.science.pvalue import make_background_table, write_background_table
+    >>> from llama.science.background_table import make_background_table, write_background_table
     >>> ds = make_background_table([{"population": "bns", "sensitivity": "O3",
     ...     "instruments": "H1,L1", "odds": [0.0, 1.0, 2.0, 3.0],
     ...     "statistic": "subthreshold_odds_ratio"}])
@@ -671,7 +671,11 @@ def subthreshold_table_pvalue(
     >>> method["key"], method["p_value_upper"]
     ('bns/O3/H1,L1', 0.4)
     """
-    from llama.science.pvalue import background_odds, open_background_table, select_background_key
+    from llama.science.background_table import (
+        background_odds,
+        open_background_table,
+        select_background_key,
+    )
 
     table = open_background_table(path)
     if "statistic" not in table.variables:
