@@ -29,8 +29,8 @@ and recorded in :attr:`EventModel.options` (hence in the significance file):
 
 Examples
 --------
->>> round(gw_energy_factor(10.0, 40.0) * 1e3, 3)  # k0² / (ρ² ln(E⁺/E⁻)), no range check
-175.201
+>>> round(gw_energy_factor(10.0, 40.0), 2)  # k0² / (ρ² ln(E⁺/E⁻)) [Mpc²], no range check
+174.41
 """
 
 from __future__ import annotations
@@ -403,8 +403,8 @@ class EventModel:
         >>> from llama.science.skymap import SkyMap
         >>> m = EventModel(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1), 12.0, 150.0)
         >>> ov, s = m.signal_overlap([10.0], [0.0], [1.0], [1e3])
-        >>> round(float(ov[0] * 4 * np.pi), 6)
-        1.0
+        >>> bool(abs(ov[0] * 4 * np.pi - 1) < 1e-3)  # uniform map: ∫G / 4π, to the kernels' 1%
+        True
         """
         ra = np.radians(np.ascontiguousarray(ra_deg, dtype=np.float64))
         if ra.size == 0:
