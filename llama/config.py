@@ -84,7 +84,7 @@ ANALYSIS_OPTIONS: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
     "background_sample": ("LLAMA_BACKGROUND_SAMPLE", "", None),
     "background_snr_list": ("LLAMA_BACKGROUND_SNR_LIST", "", None),
     "n_trials": ("LLAMA_N_TRIALS", "2000", None),
-    "trial_kind": ("LLAMA_TRIAL_KIND", "scramble", ("scramble", "background")),
+    "trial_kind": ("LLAMA_TRIAL_KIND", "background", ("background", "scramble")),
     "background_table": ("LLAMA_BACKGROUND_TABLE", "", None),
     "background_sensitivity": ("LLAMA_BACKGROUND_SENSITIVITY", "", None),  # "": the only one
     "overlap_rtol": ("LLAMA_OVERLAP_RTOL", "", None),  # "": the kernels' default

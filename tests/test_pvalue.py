@@ -78,13 +78,16 @@ def test_background_table_round_trip(tmp_path):
 def test_empty_list_gives_randomised_p_at_the_atom(coarse_model):
     empty = NeutrinoList(mjd=[], ra=[], dec=[], sigma=[], energy=[])
     obs = coarse_model.evaluate(empty, T_GW)
-    res = trial_pvalues(coarse_model, obs, n_trials=50, seed=1)
-    # Every trial ties at 0: the conservative p is 1, the randomised one is U.
+    res = trial_pvalues(coarse_model, obs, n_trials=50, kind="scramble", seed=1)
+    # Every scrambled (empty) trial ties at 0: the conservative p is 1, the randomised
+    # one is U.
     assert obs.odds == 0.0 and res.method["p_value_upper"] == 1.0
     assert res.method["n_equal"] == 50 and 0.0 < res.p_value <= 1.0
     assert res.p_values_neutrino.size == 0
-    res = trial_pvalues(coarse_model, obs, n_trials=50, kind="background", seed=1)
-    assert res.method["p_value_upper"] == 1.0
+    # background lists: the ones at odds 0 (empty, or far from the map) tie with it
+    res = trial_pvalues(coarse_model, obs, n_trials=50, seed=1)
+    assert res.method["p_value_upper"] == 1.0 and res.method["trial_kind"] == "background"
+    assert res.method["n_greater"] + res.method["n_equal"] == 50
 
 
 def test_background_only_events_are_calibrated(coarse_model):

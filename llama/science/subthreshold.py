@@ -571,7 +571,7 @@ def subthreshold_trial_pvalue(
     zenith_deg,
     observed_odds: float,
     n_trials: int = 2000,
-    kind: str = "scramble",
+    kind: str = "background",
     seed: int | None = None,
     sampler=None,
     chunk: int = 20000,
