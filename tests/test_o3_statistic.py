@@ -24,7 +24,7 @@ from llama.science.background import load_background_sample
 from llama.science.neutrinos import NeutrinoList
 from llama.science.odds import EventModel
 from llama.science.skymap import read_sky_map
-from llama.science.times import gps_to_mjd
+from llama.science.times import gps_to_mjd, iso_to_gps
 
 T_GW = 1_240_215_503.0  # GPS s (2019-04-25)
 T_GW_MJD = float(gps_to_mjd(T_GW))
@@ -104,21 +104,43 @@ def bayestar_case(name):
     return skymap, rows, event["network_snr"], event["distmean_mpc"], event["population"]
 
 
-@pytest.fixture(scope="module", params=sorted(CASES) + sorted(BAYESTAR_CASES))
+# The README's examples: a simulated event with its injected list (the injection and
+# three background neutrinos), at the example's own time.
+EXAMPLES = Path(__file__).resolve().parents[1] / "llama" / "examples"
+
+
+def example_case(graceid):
+    info = json.loads((EXAMPLES / "events" / graceid / "skymap_info.json").read_text())
+    skymap = read_sky_map(EXAMPLES / "events" / graceid / "lvc_skymap.fits")
+    nl = NeutrinoList.read(EXAMPLES / "neutrinos" / f"inj-{graceid}.json")
+    nl.zenith = nl.azimuth = None  # the simulation writes 90 + dec: take astropy's, as O3
+    rbar = float(skymap.meta["distmean"])
+    return skymap.flatten(512), nl, info["snr"], rbar, iso_to_gps(info["event_time_iso"])
+
+
+@pytest.fixture(
+    scope="module", params=sorted(CASES) + sorted(BAYESTAR_CASES) + ["example-S190425g"]
+)
 def case(request):
-    if request.param in CASES:
+    t_gw = T_GW
+    if request.param.startswith("example-"):
+        skymap, nl, rho, rbar, t_gw = example_case(request.param.removeprefix("example-"))
+        population = "bbh"
+    elif request.param in CASES:
         (order, sigma_map, centre), rows = CASES[request.param]
         skymap, rho, rbar, population = flat_map(order, sigma_map, centre), 12.0, 150.0, "bns"
     else:
         skymap, rows, rho, rbar, population = bayestar_case(request.param)
-    nl = make_list(rows)
-    model = EventModel(skymap, rho, rbar, population, t_gw_mjd=T_GW_MJD, background=BACKGROUND)
-    ours = model.evaluate(nl, T_GW)
+    if not request.param.startswith("example-"):
+        nl = make_list(rows)
+    t_mjd = float(gps_to_mjd(t_gw))
+    model = EventModel(skymap, rho, rbar, population, t_gw_mjd=t_mjd, background=BACKGROUND)
+    ours = model.evaluate(nl, t_gw)
     theirs = ref.opa_reference(
         skymap.probability(),
         skymap.nside,
         {"mjd": nl.mjd, "ra": nl.ra, "dec": nl.dec, "sigma": nl.sigma, "energy": nl.energy},
-        T_GW_MJD,
+        t_mjd,
         rho,
         rbar,
         BACKGROUND.zenith_sorted,
