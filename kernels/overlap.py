@@ -1419,8 +1419,8 @@ def prepare_map(uniq, probdensity, pixel_weight=None) -> PreparedMap:
     --------
     >>> import numpy as np
     >>> pm = prepare_map(4 + np.arange(12), np.full(12, 1 / (4 * np.pi)))
-    >>> ov, wt = psf_overlap_prepared(pm, [1.0], [0.2], [0.01], [1e3],
-    ...                               [0.0, 9.0], [-1.0, 1.0], [[2.0]], psf_kind=1)
+    >>> ov, wt = psf_overlap_prepared(pm, [1.0], [0.2], [0.01], [[2.0]], [-1.0, 1.0],
+    ...                               psf_kind=1)
     >>> bool(np.isclose(wt[0], 2 / (4 * np.pi)))
     True
     """
