@@ -33,6 +33,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import os
 from functools import cached_property
 from pathlib import Path
@@ -352,9 +353,22 @@ def load_background_sample(path: str | os.PathLike | None = None) -> BackgroundD
     >>> np.savez(p, zenith=np.linspace(0, 180, 100), energy=np.full(100, 1e3))
     >>> len(load_background_sample(p))
     100
+
+    The sample is read once per file version (path, modification time, size) and
+    shared: every event of a batch uses the same one, and its sorted tables are built
+    once (a BackgroundDensity is never modified after construction).
     """
     path = Path(DEFAULT_BACKGROUND_SAMPLE if path is None else path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ValueError(f"background sample {path}: cannot read it ({exc.strerror})") from None
+    return _load_sample(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_sample(path: str, mtime_ns: int, size: int) -> BackgroundDensity:
     with np.load(path) as data:
         zen = _pick(data, ("zenith", "zenith_deg"), path)
         en = _pick(data, ("energy", "energy_gev"), path)
-    return BackgroundDensity(zen, en, source=str(path))
+    return BackgroundDensity(zen, en, source=path)
