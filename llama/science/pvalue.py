@@ -56,6 +56,7 @@ __all__ = [
     "background_sampler",
     "pvalue_from_counts",
     "randomised_pvalues",
+    "run_trials",
     "scramble_sampler",
     "trial_pvalues",
 ]
@@ -241,6 +242,60 @@ def background_sampler(background, rate_hz: float = C.NU_BACKGROUND_RATE_HZ) -> 
     return draw
 
 
+def run_trials(model, sample, observed, n_trials, kind, seed, sampler=None, chunk=20000):
+    """Evaluate ``n_trials`` redrawn neutrino lists with ``model.evaluate_batch``.
+
+    One loop for every statistic with the ``evaluate_batch(..., background_terms=)``
+    and ``background_terms(zenith, energy)`` of :class:`llama.science.odds.EventModel`
+    (and of the sub-threshold model). A scramble keeps each neutrino's zenith, energy
+    and place in the list, hence its background terms: they are computed once.
+
+    Parameters
+    ----------
+    model : EventModel or SubthresholdModel
+    sample : BackgroundDensity
+        Sample the background lists are drawn from (``kind="background"``).
+    observed : tuple of arrays or None
+        (ra, dec, sigma [deg], energy [GeV], dt [s], zenith [deg]) of the observed list,
+        the seed of a scramble (unused by the other kinds).
+    n_trials, kind, seed, sampler, chunk
+        As :func:`trial_pvalues`.
+
+    Returns
+    -------
+    batches : list
+        The model's batch results, in order (``.odds`` per trial).
+    trial_kind : str
+        "background", "scramble" or "custom" (a sampler was given).
+    """
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    rng = np.random.default_rng(seed)
+    fixed = None
+    if sampler is not None:
+        trial_kind = "custom"
+    elif kind == "scramble":
+        trial_kind = kind
+        ra, dec, sigma, energy, dt, zen = observed
+        sampler = scramble_sampler(ra, dec, sigma, energy, dt, zen)
+        # the azimuth (doublets) follows the new RA through the detector frame
+        fixed = model.background_terms(np.asarray(zen, dtype=np.float64), energy)
+    elif kind == "background":
+        trial_kind = kind
+        sampler = background_sampler(sample)
+    else:
+        raise ValueError(f"kind must be 'background' or 'scramble', got {kind!r}")
+    batches = []
+    done = 0
+    while done < n_trials:
+        m = min(chunk, n_trials - done)
+        ra, dec, sigma, energy, dt, zen, offsets = sampler(rng, m)
+        bg = None if fixed is None else type(fixed)(*(np.tile(a, m) for a in fixed))
+        batches.append(model.evaluate_batch(ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg))  # fmt: skip
+        done += m
+    return batches, trial_kind
+
+
 def trial_pvalues(
     model,
     observed,
@@ -274,36 +329,14 @@ def trial_pvalues(
     -------
     TrialResult
     """
-    if n_trials < 1:
-        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-    rng = np.random.default_rng(seed)
-    trial_kind = "custom" if sampler is not None else kind
-    bg_fixed = None
+    lists = None  # the observed list seeds a scramble only
     if sampler is None and kind == "scramble":
         zen = np.where(np.isfinite(_zenith(observed)), _zenith(observed), 90.0 + observed.dec)
-        sampler = scramble_sampler(
-            observed.ra, observed.dec, observed.sigma, observed.energy, observed.dt, zen
-        )
-        # Scrambling RA keeps (zenith, energy), hence B_i and its energies: compute them
-        # once; the azimuth (doublets) follows the new RA through the detector frame.
-        bg_fixed = model.background_terms(zen, observed.energy)
-    elif sampler is None and kind == "background":
-        sampler = background_sampler(model.background)
-    elif sampler is None:
-        raise ValueError(f"kind must be 'scramble' or 'background', got {kind!r}")
-
-    odds_parts, odds_i_parts = [], []
-    done = 0
-    while done < n_trials:
-        m = min(chunk, n_trials - done)
-        ra, dec, sigma, energy, dt, zen, offsets = sampler(rng, m)
-        bg = None if bg_fixed is None else type(bg_fixed)(*(np.tile(a, m) for a in bg_fixed))
-        batch = model.evaluate_batch(ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg)
-        odds_parts.append(batch.odds)
-        odds_i_parts.append(batch.odds_i)
-        done += m
-    trial_odds = np.concatenate(odds_parts)
-    trial_odds_i = np.concatenate(odds_i_parts)
+        lists = (observed.ra, observed.dec, observed.sigma, observed.energy, observed.dt, zen)
+    sample = getattr(model, "background", None)  # a custom sampler needs none
+    batches, trial_kind = run_trials(model, sample, lists, n_trials, kind, seed, sampler, chunk)
+    trial_odds = np.concatenate([b.odds for b in batches])
+    trial_odds_i = np.concatenate([b.odds_i for b in batches])
 
     # Randomised over ties, so an atom (e.g. many trials at odds 0) does not pile the
     # p-values up at 1; the tie draws come from their own stream of the same seed.

@@ -610,35 +610,17 @@ def subthreshold_trial_pvalue(
     >>> from llama.science.skymap import SkyMap
     >>> sky = SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1)
     >>> m = SubthresholdModel(sky, 9.0, 200.0, 0.5)
-    >>> r = subthreshold_trial_pvalue(m, [], [], [], [], [], [], 0.0, n_trials=10, seed=1)
-    >>> r.method["n_equal"], r.method["p_value_upper"]  # every empty trial ties at 0
+    >>> r = subthreshold_trial_pvalue(m, [], [], [], [], [], [], 0.0, 10, "scramble", seed=1)
+    >>> r.method["n_equal"], r.method["p_value_upper"]  # every scrambled empty list ties at 0
     (10, 1.0)
     """
-    from llama.science.pvalue import TrialResult, background_sampler, scramble_sampler
+    from llama.science.pvalue import TrialResult, run_trials
 
-    if n_trials < 1:
-        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-    rng = np.random.default_rng(seed)
-    trial_kind = "custom" if sampler is not None else kind
-    fixed = None
-    if sampler is None and kind == "scramble":
-        zen = np.asarray(zenith_deg, dtype=np.float64)
-        sampler = scramble_sampler(ra_deg, dec_deg, sigma_deg, energy_gev, dt_s, zen)
-        # zenith, energy and order are kept, hence the carried background terms
-        fixed = model.background_terms(zen, energy_gev)
-    elif sampler is None and kind == "background":
-        sampler = background_sampler(model.event.background)
-    elif sampler is None:
-        raise ValueError(f"kind must be 'scramble' or 'background', got {kind!r}")
-    parts = []
-    done = 0
-    while done < n_trials:
-        m = min(chunk, n_trials - done)
-        ra, dec, sigma, energy, dt, zen, offsets = sampler(rng, m)
-        bg = None if fixed is None else type(fixed)(*(np.tile(a, m) for a in fixed))
-        parts.append(model.evaluate_batch(ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg).odds)  # fmt: skip
-        done += m
-    trial_odds = np.concatenate(parts)
+    lists = (ra_deg, dec_deg, sigma_deg, energy_gev, dt_s, zenith_deg)
+    batches, trial_kind = run_trials(
+        model, model.event.background, lists, n_trials, kind, seed, sampler, chunk
+    )
+    trial_odds = np.concatenate([b.odds for b in batches])
     p, tie = _pvalue(np.sort(trial_odds), observed_odds, seed)
     method = {"method": "trials", "trial_kind": trial_kind, "n_trials": int(n_trials), **tie}
     return TrialResult(p, np.empty(0), trial_odds, method)
