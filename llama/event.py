@@ -29,6 +29,7 @@ Examples
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -43,7 +44,14 @@ from typing import Any
 from llama.flags import DEFAULT_FLAGS, FlagPreset, validate_flags
 from llama.handler import FileHandler, Status
 
-__all__ = ["Event", "HandlerFailed", "atomic_write_bytes", "atomic_write_json", "sha256_file"]
+__all__ = [
+    "Event",
+    "EventError",
+    "HandlerFailed",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "sha256_file",
+]
 
 FLAGS_FILENAME = "FLAGS.json"
 _UNREAD = object()  # "the caller has not read the metadata rider"
@@ -51,6 +59,49 @@ _UNREAD = object()  # "the caller has not read the metadata rider"
 
 class HandlerFailed(RuntimeError):
     """A handler's generate step raised; the original error is the ``__cause__``."""
+
+
+class EventError(RuntimeError):
+    """The event directory cannot be used; the message names the path and the fix.
+
+    Raised for a file where the directory should be, a name longer than the file
+    system allows, or a damaged ``FLAGS.json``: problems of one event, which a
+    batch reports as that event's failure.
+    """
+
+
+def _short(path: os.PathLike | str, limit: int = 120) -> str:
+    # an over-long name is the very problem being reported: show its two ends only
+    text = os.fspath(path)
+    return text if len(text) <= limit else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
+
+
+def _directory_error(directory: Path, err: OSError) -> EventError:
+    """A clear `EventError` for an OSError raised while creating `directory`."""
+    where = _short(directory)
+    if err.errno == errno.ENAMETOOLONG:
+        longest = max((len(os.fsencode(part)) for part in directory.parts), default=0)
+        return EventError(
+            f"event directory {where}: a name is too long for the file system "
+            f"({longest} bytes; the usual limit is 255 per name, 4096 per path): "
+            "use shorter parameter values or a shorter --eventdir template"
+        )
+    if err.errno in (errno.EEXIST, errno.ENOTDIR):
+        # name the file in the way: the directory itself, or one above it
+        for place in (directory, *directory.parents):
+            if place.exists() and not place.is_dir():
+                what = (
+                    f"event directory {where} is a file"
+                    if place == directory
+                    else f"event directory {where} cannot be created: {_short(place)} is a file"
+                )
+                return EventError(
+                    f"{what}, not a directory: move the file away or choose another --eventdir"
+                )
+    return EventError(
+        f"event directory {where} cannot be created: {err.strerror or err}: check its "
+        "permissions and free space, or choose another --eventdir"
+    )
 
 
 def sha256_file(path: Path) -> str:
@@ -104,7 +155,10 @@ class Event:
 
     def __init__(self, directory: str | os.PathLike, flags: Mapping[str, str] | None = None):
         self.directory = Path(directory).expanduser()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _directory_error(self.directory, err) from err
         self._dir = os.fspath(self.directory)
         self._sha_memo: dict[str, tuple[int, int, str]] = {}
         self._lock = threading.Lock()
@@ -144,12 +198,21 @@ class Event:
         """The event's flags (``FLAGS.json``; the defaults when there is none)."""
         if self._flags is None:
             p = self.directory / FLAGS_FILENAME
-            self._flags = (
-                validate_flags(json.loads(p.read_text()))
-                if p.exists()
-                else (FlagPreset(DEFAULT_FLAGS))
-            )
+            self._flags = self._read_flags(p) if p.exists() else FlagPreset(DEFAULT_FLAGS)
         return self._flags
+
+    @staticmethod
+    def _read_flags(path: Path) -> FlagPreset:
+        try:
+            data = json.loads(path.read_bytes())
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
+            return validate_flags(data)
+        except (OSError, ValueError) as err:  # FlagError and JSONDecodeError are ValueErrors
+            raise EventError(
+                f"{_short(path)} is damaged ({err}): fix it, or delete it to get the default "
+                "flags (or the --flags given)"
+            ) from err
 
     def write_flags(self, flags: Mapping[str, str]) -> None:
         """Merge ``flags`` over the current ones and write ``FLAGS.json`` atomically."""

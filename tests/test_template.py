@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llama.batch.template import TemplateError, fields, render
+from llama.batch.template import TemplateError, UnsafeValueError, check_values, fields, render
 
 
 def test_fields_in_order_without_repeats():
@@ -14,8 +14,58 @@ def test_fields_in_order_without_repeats():
 
 
 def test_render_parameters_win_over_environment():
-    env = {"graceid": "FROM_ENV", "HOME": "/home/ann"}
-    assert render("{HOME}/{graceid}", {"graceid": "S1"}, environ=env) == "/home/ann/S1"
+    env = {"graceid": "FROM_ENV", "USER": "ann"}
+    assert render("/home/{USER}/{graceid}", {"graceid": "S1"}, environ=env) == "/home/ann/S1"
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("a/../x", "contains a path separator '/'"),
+        ("a\\b", "contains a path separator '\\\\'"),
+        ("..", "names the parent directory"),
+        (".", "names the current directory"),
+        ("", "is empty"),
+        ("~root", "starts with '~'"),
+        ("a\x00b", "contains the control character '\\x00'"),
+        ("a\x1bb", "contains the control character '\\x1b'"),
+    ],
+)
+def test_values_in_paths_must_be_plain_names(value, problem):
+    with pytest.raises(UnsafeValueError) as info:
+        render("dst/{v}", {"v": value}, environ={})
+    assert str(info.value).startswith(f"parameter v: value {value!r} {problem}")
+    assert "--allow-path-values" in str(info.value) or "control" in problem
+
+
+def test_environment_values_obey_the_same_rule():
+    with pytest.raises(UnsafeValueError, match="^environment variable HOME: value '/home/ann'"):
+        render("{HOME}/{graceid}", {"graceid": "S1"}, environ={"HOME": "/home/ann"})
+
+
+def test_the_inserted_text_is_what_is_checked():
+    # a precision can cut a harmless value down to ".."
+    with pytest.raises(UnsafeValueError, match=r"value '\.\.x' \(inserted as '\.\.'\)"):
+        render("dst/{v:.2}", {"v": "..x"}, environ={})
+    assert render("dst/{v:.1}", {"v": "a/b"}, environ={}) == "dst/a"
+
+
+def test_path_and_text_modes():
+    assert render("ev/{v}", {"v": "a/../b"}, environ={}, mode="path") == "ev/a/../b"
+    with pytest.raises(UnsafeValueError, match="control character"):
+        render("ev/{v}", {"v": "a\nb"}, environ={}, mode="path")
+    assert render("{v}", {"v": "../\x00\n"}, environ={}, mode="text") == "../\x00\n"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        render("{v}", {"v": "x"}, environ={}, mode="nope")
+
+
+def test_check_values_names_the_origin_and_skips_unused_names():
+    params = {"g": ["S1", "x/y"], "unused": [".."]}
+    check_values(["ev/{g:.1}"], params, environ={})  # "x/y" cut to "x": fine
+    with pytest.raises(UnsafeValueError, match="^g=ids.txt line 7: value 'x/y'"):
+        check_values(["ev/{g}"], params, environ={}, origin=lambda n, i: f"{n}=ids.txt line 7")
+    with pytest.raises(UnsafeValueError, match="^environment variable E: value ''"):
+        check_values(["ev/{E}"], params, environ={"E": ""})
 
 
 def test_render_uses_os_environ_by_default(monkeypatch):

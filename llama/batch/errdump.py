@@ -22,6 +22,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from pathlib import Path
 from llama import storage
 from llama.batch import template
 
-__all__ = ["ERRDUMP_LOG", "dump_event", "errdump_log_text"]
+__all__ = ["ERRDUMP_LOG", "dump_event", "dump_name", "errdump_log_text"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,32 @@ ERRDUMP_LOG = "ERRDUMP.log"
 
 # git history is not copied (see the --errdump reference)
 _EXCLUDE = (".git",)
+# longest folder name a dump may use: file systems allow 255 bytes per name
+_MAX_NAME = 255
+
+
+def dump_name(event_dir: str | os.PathLike[str]) -> str:
+    """The folder name of an event's dump: its directory name, shortened if too long.
+
+    An event whose directory name is too long for the file system is still dumped,
+    under the name's start and a hash of the whole name (unique, and the same each
+    time).
+
+    Examples
+    --------
+    >>> dump_name("/ev/S190425z")
+    'S190425z'
+    >>> name = dump_name("/ev/" + "S" * 300)
+    >>> len(name), name[:3], name == dump_name("/ev/" + "S" * 300)
+    (217, 'SSS', True)
+    """
+    name = Path(event_dir).name
+    if len(os.fsencode(name)) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    # cut by bytes, dropping a character split at the cut, so the result always fits
+    start = os.fsencode(name)[:200].decode("utf-8", "ignore")
+    return f"{start}-{digest}"
 
 
 def errdump_log_text(
@@ -83,6 +110,7 @@ def dump_event(
     vector: Mapping[str, str],
     public: bool = False,
     environ: Mapping[str, str] | None = None,
+    rendered: bool = False,
 ) -> list[str]:
     """Copy `event_dir` and an ``ERRDUMP.log`` into ``<dest>/<event_dir_name>/``.
 
@@ -101,6 +129,10 @@ def dump_event(
         S3 uploads readable by anyone (``--public``).
     environ : mapping, optional
         Fallback for template fields; None means ``os.environ``.
+    rendered : bool
+        `destinations` are already rendered (the batch runner renders them with the
+        rest of the event's templates): used as they are, never rendered again, so
+        braces that came from a value stay literal.
 
     Returns
     -------
@@ -123,10 +155,18 @@ def dump_event(
         with open(log_file, "w", encoding="utf-8") as f:
             f.write(text)
         for dest_template in destinations:
-            place = _dump_one(event_dir, dest_template, log_file, vector, env, public)
+            place = _dump_one(event_dir, dest_template, log_file, vector, env, public, rendered)
             if place is not None:
                 written.append(place)
     return written
+
+
+def _is_dir(path: Path) -> bool:
+    # Path.is_dir raises for a name too long; such an event still gets its ERRDUMP.log
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _dump_one(
@@ -136,12 +176,13 @@ def _dump_one(
     vector: Mapping[str, str],
     environ: Mapping[str, str],
     public: bool,
+    rendered: bool = False,
 ) -> str | None:
     """Dump to one destination; log and return None on any failure."""
     try:
-        dest = template.render(dest_template, vector, environ)
-        place = storage.join(dest, event_dir.name)
-        if event_dir.is_dir():
+        dest = dest_template if rendered else template.render(dest_template, vector, environ)
+        place = storage.join(dest, dump_name(event_dir))
+        if _is_dir(event_dir):
             storage.put_tree(event_dir, place, public, exclude=_EXCLUDE)
         else:
             log.warning("event directory %s is missing; dumping only %s", event_dir, ERRDUMP_LOG)

@@ -74,6 +74,8 @@ class BatchConfig:
     err_alert: bool = False
     environ: Mapping[str, str] | None = None  # None: os.environ
     chunk_events: int = 0  # events handed to Dask at once; 0: automatic
+    # values may hold "/" or ".." and so name other directories (--allow-path-values)
+    allow_path_values: bool = False
 
     def env(self) -> Mapping[str, str]:
         return os.environ if self.environ is None else self.environ
@@ -166,9 +168,10 @@ def make_job(index: int, vector: Mapping[str, str], config: BatchConfig) -> Even
     """Render every template of ``config`` for one parameter vector."""
     env = config.env()
     vector = dict(vector)
+    mode = "path" if config.allow_path_values else "name"
 
     def render(tmpl: str) -> str:
-        return template.render(tmpl, vector, env)
+        return template.render(tmpl, vector, env, mode=mode)
 
     if config.eventdir:
         directory = Path(os.path.expanduser(render(config.eventdir).rstrip("/")))
@@ -216,22 +219,47 @@ def prepare_event(job: EventJob) -> str:
             event.write_flags(job.flags)
         elif not (job.directory / "FLAGS.json").exists():
             event.write_flags({})
+        # read the flags now: a damaged FLAGS.json fails the event once, here, rather
+        # than once per handler when each one asks whether it is vetoed
+        _ = event.flags
         for dest, url in job.get.items():
             target = storage.safe_join(job.directory, dest)
             if target.exists():
                 continue
             if dest in job.format:
-                text = template.render(storage.read_text(url), job.vector, job.environ)
+                text = _format_text(storage.read_text(url), job)
                 _atomic_text(target, text)
             else:
                 storage.get(url, target)
         for name in job.format:
             if name not in job.get:  # a file already in the event
                 target = storage.safe_join(job.directory, name)
-                _atomic_text(target, template.render(target.read_text(), job.vector, job.environ))
+                _atomic_text(target, _format_text(target.read_text(), job))
         return ""
-    except Exception:  # one bad event never stops the batch
-        return traceback.format_exc()
+    except Exception as err:  # one bad event never stops the batch
+        return _failure_text(err)
+
+
+def _format_text(text: str, job: EventJob) -> str:
+    # --format files are contents, not paths: any value may go in (mode "text")
+    return template.render(text, job.vector, job.environ, mode="text")
+
+
+def _reason(err: BaseException) -> str:
+    """One line saying why an event failed, without the traceback."""
+    from llama import storage
+    from llama.event import EventError
+
+    if isinstance(err, (EventError, HandlerFailed)):
+        text = str(err)
+    else:
+        text = f"{type(err).__name__}: {err}"
+    return storage.redact(" ".join(text.split()))
+
+
+def _failure_text(err: BaseException) -> str:
+    """The record of a failure: its one-line reason, a blank line, the traceback."""
+    return f"{_reason(err)}\n\n{traceback.format_exc()}"
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -250,17 +278,21 @@ def run_handler(job: EventJob, handler: type[FileHandler], prepared: str, *deps:
         return Status.FAILED.value + ": event preparation failed"
     if any(d.startswith(Status.FAILED.value) for d in deps):
         return Status.WAITING.value + ": an input failed"
+    try:
+        return _bring_up_to_date(job, handler)
+    except Exception as err:  # a Dask task that raises would stop the whole batch
+        log.warning("%s: %s", job.directory.name, _reason(err))
+        return f"{Status.FAILED.value}: {_reason(err)}"
+
+
+def _bring_up_to_date(job: EventJob, handler: type[FileHandler]) -> str:
     event = job.event()
     status = event.status(handler)
     if status in (Status.READY, Status.OBSOLETE, Status.FAILED):
         if status is Status.FAILED and event.missing_inputs(handler):
             return Status.WAITING.value
-        try:
-            event.generate(handler, job.version)
-            return Status.EXISTS.value
-        except HandlerFailed as err:
-            log.warning("%s: %s", job.directory.name, err)
-            return f"{Status.FAILED.value}: {err}"
+        event.generate(handler, job.version)
+        return Status.EXISTS.value
     if status is Status.WAITING and handler in job.explicit:
         missing = ", ".join(event.missing_inputs(handler))
         return (
@@ -271,7 +303,34 @@ def run_handler(job: EventJob, handler: type[FileHandler], prepared: str, *deps:
 
 
 def finish_event(job: EventJob, prepared: str, *statuses: str) -> EventOutcome:
-    """Upload ``--put`` files, dump failures, collect records, remove temporary dirs."""
+    """Upload ``--put`` files, dump failures, collect records, remove temporary dirs.
+
+    Never raises: this is the last task of the event's graph, and an exception from
+    a Dask task would stop every other event of the batch. Anything unexpected
+    becomes this event's failure.
+    """
+    try:
+        return _finish_event(job, prepared, *statuses)
+    except Exception as err:
+        outcome = EventOutcome(
+            index=job.index,
+            eventid=job.directory.name,
+            directory=str(job.directory),
+            vector=job.vector,
+            state="failed",
+            error=_reason(err),
+        )
+        try:
+            _report_failure(job, _failure_text(err), outcome)
+        except Exception as again:  # reporting is best effort; the count is what matters
+            log.error("event %s failed: %s (reporting it failed too: %s)",
+                      outcome.eventid, outcome.error, _reason(again))  # fmt: skip
+        if job.temporary:
+            shutil.rmtree(job.directory.parent, ignore_errors=True)
+        return outcome
+
+
+def _finish_event(job: EventJob, prepared: str, *statuses: str) -> EventOutcome:
     from llama import storage
 
     names = [h.__name__ for h in job.handlers]
@@ -291,11 +350,12 @@ def finish_event(job: EventJob, prepared: str, *statuses: str) -> EventOutcome:
             outcome.records = _collect_records(job, job.event())
             if not errors:  # the rider marks the event finished: only after success
                 _write_rider(job, _do_puts(job, storage))
-    except Exception:
-        trace = traceback.format_exc()
+    except Exception as err:
+        trace = _failure_text(err)
     if trace or errors:
         outcome.state = "failed"
-        outcome.error = trace.strip().splitlines()[-1] if trace else "; ".join(errors)
+        # a failure text starts with its one-line reason (`_failure_text`)
+        outcome.error = trace.strip().splitlines()[0] if trace else "; ".join(errors)
         _report_failure(job, trace or "\n".join(errors + _failed_tracebacks(job)), outcome)
     elif statuses and all(s == Status.VETOED.value for s in statuses):
         outcome.state = "vetoed"
@@ -342,14 +402,19 @@ def _write_rider(job: EventJob, puts: dict[str, list[str]]) -> None:
 
 
 def _failed_tracebacks(job: EventJob) -> list[str]:
+    import json
+
     event = Event(job.directory)
     texts = []
     for h in job.handlers:
         p = event.failed_path(h.FILENAME)
-        if p.exists():
-            import json
-
+        try:
             texts.append(json.loads(p.read_text()).get("traceback", ""))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, AttributeError) as err:
+            # a damaged rider only loses detail for the dump; the failure is reported anyway
+            texts.append(f"(unreadable {p.name}: {type(err).__name__}: {err})")
     return texts
 
 
@@ -359,12 +424,19 @@ def _report_failure(job: EventJob, text: str, outcome: EventOutcome) -> None:
     if job.errdump:
         from llama.batch import errdump
 
-        places = errdump.dump_event(job.directory, list(job.errdump), text, job.vector, job.public)
+        # job.errdump is already rendered: a second rendering would read a value such
+        # as "{HOME}" as a field of its own
+        places = errdump.dump_event(
+            job.directory, list(job.errdump), text, job.vector, job.public, rendered=True
+        )
         log.info("event %s dumped to %s", outcome.eventid, ", ".join(map(str, places)))
     if job.err_alert:
         from llama.batch.alerts import alert_maintainers
 
-        alert_maintainers(outcome.eventid, text, job.vector)
+        try:
+            alert_maintainers(outcome.eventid, text, job.vector)
+        except Exception as err:  # an alert that fails must not hide the event's failure
+            log.error("alert for event %s failed: %s", outcome.eventid, _reason(err))
 
 
 # -- the driver ------------------------------------------------------------------------
@@ -405,6 +477,20 @@ def _settled_statuses(job: EventJob) -> tuple[Event, dict[str, str]] | None:
         if previous.get("puts", {}).get(src) != [dest, event.sha256(src)]:
             return None
     return event, statuses
+
+
+def _quick_settled(job: EventJob) -> tuple[Event, dict[str, str]] | None:
+    """`_settled_statuses`, None when it cannot tell (the event then runs as a graph).
+
+    The pass is only a shortcut: an event directory it cannot read (a file in the
+    way, a name too long, a damaged FLAGS.json) goes to its graph, whose tasks turn
+    the same problem into this event's failure instead of stopping the batch.
+    """
+    try:
+        return _settled_statuses(job)
+    except Exception as err:
+        log.debug("%s: up-to-date check failed: %s", job.directory.name, _reason(err))
+        return None
 
 
 def event_graph(job: EventJob):
@@ -584,7 +670,7 @@ def run_batch(
         for group in _chunks(jobs, chunk):
             graphs = []
             for job in group:
-                settled = None if job.temporary else _settled_statuses(job)
+                settled = None if job.temporary else _quick_settled(job)
                 if settled is not None:
                     record(_settled_outcome(job, *settled))
                 else:

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from llama import storage
 
 __all__ = [
+    "Params",
     "ParamsError",
     "count",
     "make_seed",
@@ -44,6 +45,33 @@ _BLOCK = 1024
 
 class ParamsError(ValueError):
     """A params spec or params file is unusable; the message names the spec."""
+
+
+class Params(dict):
+    """``{name: [values...]}`` that remembers where each value was read.
+
+    A plain dict to every caller; `origin` gives the place of one value for error
+    messages (``graceid=ids.txt line 3``), so a bad value can be found and fixed.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.places: dict[str, tuple[str, list[int]]] = {}
+
+    def origin(self, name: str, index: int) -> str:
+        """Where value `index` of `name` came from: ``SPEC line N``.
+
+        Examples
+        --------
+        >>> p = Params(g=["S1", "S2"])
+        >>> p.places["g"] = ("g=ids.txt", [1, 3])
+        >>> p.origin("g", 1), p.origin("x", 0)
+        ('g=ids.txt line 3', 'parameter x value 1')
+        """
+        if name not in self.places:
+            return f"parameter {name} value {index + 1}"
+        spec, lines = self.places[name]
+        return f"{spec} line {lines[index]}"
 
 
 def parse_values(text: str) -> list[str]:
@@ -65,6 +93,16 @@ def parse_values(text: str) -> list[str]:
     >>> parse_values("# GraceIDs\\nS1\\n\\n  S2  \\n")
     ['S1', 'S2']
     """
+    return [value for value, _ in _located_values(text)]
+
+
+def _line(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _located_values(text: str) -> list[tuple[str, int]]:
+    """`parse_values`, each value with the line it starts on (counting from 1)."""
+    start = len(text) - len(text.lstrip())
     stripped = text.strip()
     if stripped.startswith(("[", "{")):
         try:
@@ -73,20 +111,28 @@ def parse_values(text: str) -> list[str]:
             raise ValueError(f"invalid JSON ({exc})") from None
         if not isinstance(data, list):
             raise ValueError(f"JSON must be a list of values, not a {type(data).__name__}")
-        values = []
+        located = []
+        # the list is valid JSON: walk it again item by item only to learn their lines
+        decoder, pos = json.JSONDecoder(), start + 1
         for i, item in enumerate(data):
             if isinstance(item, (list, dict)):
                 raise ValueError(f"JSON must be a flat list; item {i} is a {type(item).__name__}")
-            values.append(item if isinstance(item, str) else json.dumps(item))
+            while text[pos] in " \t\r\n,":
+                pos += 1
+            located.append((item if isinstance(item, str) else json.dumps(item), _line(text, pos)))
+            _, pos = decoder.raw_decode(text, pos)
     else:
-        lines = (line.strip() for line in text.splitlines())
-        values = [line for line in lines if line and not line.startswith("#")]
-    if not values:
+        located = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            value = line.strip()
+            if value and not value.startswith("#"):
+                located.append((value, number))
+    if not located:
         raise ValueError("the list of values is empty")
-    return values
+    return located
 
 
-def parse_params(specs: Sequence[str]) -> dict[str, list[str]]:
+def parse_params(specs: Sequence[str]) -> Params:
     """Read ``name=PATH`` specs into ``{name: [values...]}``, in the order given.
 
     Parameters
@@ -96,7 +142,8 @@ def parse_params(specs: Sequence[str]) -> dict[str, list[str]]:
 
     Returns
     -------
-    dict of str to list of str
+    Params
+        A dict of str to list of str, which also knows the line of every value.
 
     Raises
     ------
@@ -114,7 +161,7 @@ def parse_params(specs: Sequence[str]) -> dict[str, list[str]]:
     >>> parse_params([f"graceid={p}"])
     {'graceid': ['S190425z', 'S200105ae']}
     """
-    params: dict[str, list[str]] = {}
+    params = Params()
     for spec in specs:
         name, sep, path = spec.partition("=")
         name = name.strip()
@@ -135,9 +182,11 @@ def parse_params(specs: Sequence[str]) -> dict[str, list[str]]:
         except storage.StorageError as exc:
             raise ParamsError(f"params spec {shown!r}: {exc}") from None
         try:
-            params[name] = parse_values(text)
+            located = _located_values(text)
         except ValueError as exc:
             raise ParamsError(f"params spec {shown!r}: {exc}") from None
+        params[name] = [value for value, _ in located]
+        params.places[name] = (f"{name}={storage.redact(path)}", [n for _, n in located])
     return params
 
 

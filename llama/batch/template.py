@@ -8,6 +8,16 @@ positional fields (``{}``, ``{0}``) are refused, because ``str.format`` on
 untrusted templates can reach object internals. A format spec is allowed when it
 is a plain standard spec (``{i:03d}``, ``{x:>8}``) without nested fields.
 
+Values are checked as they are inserted, because a value is data from a params
+file or the environment while the template is the user's choice of place. In a
+path or URL (``mode="name"``, the default) each inserted value must be one plain
+name: no ``/`` or ``\\``, not ``.`` or ``..``, not empty, not starting with ``~``
+(which local paths expand to a home directory), no NUL or other control character;
+otherwise ``--put 'dst/{v}'`` with ``v = ../../x`` would write outside
+``dst/``. ``mode="path"`` (``--allow-path-values``) lets values span directories
+but still refuses control characters; ``mode="text"`` (the contents of
+``--format`` files, which are not paths) inserts anything.
+
 Examples
 --------
 >>> render("s3://llama/sim/{graceid}/skymap_info.json", {"graceid": "S190425z"})
@@ -16,6 +26,10 @@ Examples
 ['a', 'b']
 >>> render("{run:04d}", {"run": "7"})
 '0007'
+>>> render("dst/{v}", {"v": "../x"}, environ={})
+Traceback (most recent call last):
+...
+llama.batch.template.UnsafeValueError: parameter v: value '../x' contains a path separator '/'; ...
 """
 
 from __future__ import annotations
@@ -23,9 +37,14 @@ from __future__ import annotations
 import os
 import re
 import string
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-__all__ = ["TemplateError", "fields", "render"]
+__all__ = ["MODES", "TemplateError", "UnsafeValueError", "check_values", "fields", "render"]
+
+#: What an inserted value may be: one plain name (paths and URLs, the default), a
+#: path spanning directories (``--allow-path-values``), or any text (``--format``).
+MODES = ("name", "path", "text")
 
 # the standard format-spec mini-language, one group per part
 _SPEC = re.compile(
@@ -41,6 +60,65 @@ _FLOAT_TYPES = set("eEfFgG%")
 
 class TemplateError(ValueError):
     """A template is malformed, unsafe, or uses a field with no value."""
+
+
+class UnsafeValueError(TemplateError):
+    """A value would change which directory a path or URL points into."""
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    # a hostile value may be megabytes long: the message shows its start only
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...' ({len(value)} characters)"
+
+
+def _value_problem(piece: str, mode: str) -> str | None:
+    """Why `piece` may not be inserted in `mode`, or None when it may."""
+    if mode == "text":
+        return None
+    for char in piece:
+        # NUL truncates paths in C libraries and a newline forges log lines: never allowed
+        if unicodedata.category(char) == "Cc":
+            return f"contains the control character {char!r}"
+    if mode == "path":
+        return None
+    if not piece:
+        return "is empty"
+    for sep in ("/", "\\"):
+        if sep in piece:
+            return f"contains a path separator {sep!r}"
+    if piece == ".":
+        return "names the current directory"
+    if piece == "..":
+        return "names the parent directory"
+    if piece.startswith("~"):
+        return "starts with '~', which a local path reads as a home directory"
+    return None
+
+
+def _insert(template: str, name: str, spec: str, value: str, mode: str, origin: str | None) -> str:
+    """Format one value for one field and check what will actually be inserted."""
+    piece = _format_value(template, name, value, spec)
+    problem = _value_problem(piece, mode)
+    if problem is None:
+        return piece
+    where = origin or f"parameter {name}"
+    inserted = f" (inserted as {_shown(piece)})" if piece != value else ""
+    if problem.startswith("contains the control"):
+        rule = "values inserted into paths and URLs may not contain control characters"
+        fix = "remove it from the value"
+    else:
+        rule = (
+            "a value inserted into a path or URL must be one plain name: no '/' or '\\', "
+            "not '.' or '..', not empty, not starting with '~', no control characters"
+        )
+        fix = (
+            "correct the value, or give --allow-path-values if values are meant to name "
+            "subdirectories"
+        )
+    raise UnsafeValueError(
+        f"{where}: value {_shown(value)}{inserted} {problem}; {rule} (template {template!r}): {fix}"
+    )
 
 
 def _parse(template: str) -> list[tuple[str, str | None, str | None, str | None]]:
@@ -129,6 +207,8 @@ def render(
     template: str,
     values: Mapping[str, str],
     environ: Mapping[str, str] | None = os.environ,
+    *,
+    mode: str = "name",
 ) -> str:
     """Fill the fields of `template` from `values`, then from `environ`.
 
@@ -140,6 +220,10 @@ def render(
         The parameter vector; it wins over the environment.
     environ : mapping, optional
         Fallback for names not in `values`; ``os.environ`` by default, None for none.
+    mode : {"name", "path", "text"}
+        What an inserted value may be (see the module docstring): one plain name
+        (the default, for paths and URLs), a path (``--allow-path-values``), or any
+        text (the contents of ``--format`` files). Environment values obey it too.
 
     Returns
     -------
@@ -147,6 +231,9 @@ def render(
 
     Raises
     ------
+    UnsafeValueError
+        A value breaks the rule of `mode`; the message names the field, the value
+        and the fix.
     TemplateError
         A field has no value (the message names it, the template, and the parameter
         names available), or the template is malformed or unsafe.
@@ -159,7 +246,11 @@ def render(
     Traceback (most recent call last):
     ...
     llama.batch.template.TemplateError: template '{graceid}/{run}' uses field {run}, which is neither a parameter (available: graceid) nor an environment variable
+    >>> render("runs/{sub}/x", {"sub": "a/b"}, environ={}, mode="path")
+    'runs/a/b/x'
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     out: list[str] = []
     for literal, name, spec, conversion in _parse(template):
         out.append(literal)
@@ -167,14 +258,76 @@ def render(
             continue
         _check_field(template, name, spec, conversion)
         if name in values:
-            value = values[name]
+            value, origin = values[name], None
         elif environ is not None and name in environ:
-            value = environ[name]
+            value, origin = environ[name], f"environment variable {name}"
         else:
             available = ", ".join(sorted(values)) or "none"
             raise TemplateError(
                 f"template {template!r} uses field {{{name}}}, which is neither a parameter "
                 f"(available: {available}) nor an environment variable"
             )
-        out.append(_format_value(template, name, str(value), spec or ""))
+        out.append(_insert(template, name, spec or "", str(value), mode, origin))
     return "".join(out)
+
+
+def check_values(
+    templates: Iterable[str],
+    params: Mapping[str, Sequence[str]],
+    environ: Mapping[str, str] | None = os.environ,
+    *,
+    mode: str = "name",
+    origin: Callable[[str, int], str] | None = None,
+) -> None:
+    """Refuse, before any event runs, every value that `render` would refuse.
+
+    Every value of every params list that a template uses is tried, so a Cartesian
+    sweep (whose vectors draw only on these values) and random draws from the same
+    lists are both checked in full; a field that no list provides is tried with
+    its environment value.
+
+    Parameters
+    ----------
+    templates : iterable of str
+        The path and URL templates of the run.
+    params : mapping of str to sequence of str
+        The possible values of each name.
+    environ : mapping, optional
+        Fallback for names not in `params`, as in `render`.
+    mode : {"name", "path", "text"}
+        As in `render`.
+    origin : callable, optional
+        ``origin(name, i)`` says where value ``i`` of ``name`` came from (e.g.
+        ``"graceid=ids.txt line 3"``); the error message starts with it.
+
+    Raises
+    ------
+    UnsafeValueError
+        The first value that breaks the rule, with its origin.
+    TemplateError
+        A template is malformed or unsafe.
+
+    Examples
+    --------
+    >>> check_values(["dst/{v}"], {"v": ["ok", "a/../../x"]}, environ={},
+    ...              origin=lambda name, i: f"{name}=list.txt line {i + 1}")
+    Traceback (most recent call last):
+    ...
+    llama.batch.template.UnsafeValueError: v=list.txt line 2: value 'a/../../x' contains a path separator '/'; ...
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    for template in templates:
+        for _, name, spec, conversion in _parse(template):
+            if name is None:
+                continue
+            _check_field(template, name, spec, conversion)
+            if name in params:
+                for i, value in enumerate(params[name]):
+                    where = (
+                        origin(name, i) if origin is not None else f"parameter {name} value {i + 1}"
+                    )
+                    _insert(template, name, spec or "", str(value), mode, where)
+            elif environ is not None and name in environ:
+                where = f"environment variable {name}"
+                _insert(template, name, spec or "", str(environ[name]), mode, where)

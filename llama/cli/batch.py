@@ -21,6 +21,7 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,10 +129,19 @@ def parser() -> argparse.ArgumentParser:
         "-v", "--verbosity", choices=_LEVELS, default="info",
         help="Level of the logs printed to the terminal (stderr); 'none' prints none. (default: info)",
     )  # fmt: skip
+    # the raw formatter keeps this description as written: wrap it here to stay readable
     g = p.add_argument_group(
         "simulation configuration",
-        "Paths may be local, http(s):// (read only) or s3://BUCKET/KEY (configured by the "
-        "standard AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL variables).",
+        textwrap.fill(
+            "Paths may be local, http(s):// (read only) or s3://BUCKET/KEY (configured by the "
+            "standard AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL variables). "
+            "In --get, --put, --errdump and --eventdir each {field} must receive one plain name: "
+            "a value (from the params or the environment) that contains '/' or '\\', is '.' or "
+            "'..', is empty, starts with '~' or holds a control character is refused before any "
+            "event runs, so values cannot lead outside the directories you name (see "
+            "--allow-path-values).",
+            width=78,
+        ),
     )
     g.add_argument(
         "params", nargs="*", metavar="params",
@@ -163,6 +173,12 @@ def parser() -> argparse.ArgumentParser:
         help="Directory of each event (a format string, e.g. ~/sim/{graceid}-{neutrinos}). "
         "Without it, events live in temporary directories deleted after --put.",
     )
+    g.add_argument(
+        "--allow-path-values", action="store_true",
+        help="Let values inserted into --get, --put, --errdump and --eventdir contain '/', "
+        "'..' and the like, so they can name subdirectories (and any other place: use only "
+        "with params you trust). Control characters stay refused.",
+    )  # fmt: skip
     g.add_argument(
         "--random", type=int, metavar="N",
         help="Run N random draws from the params instead of their Cartesian product; "
@@ -241,10 +257,7 @@ def _check_templates(args, params: dict[str, list[str]]) -> None:
     from llama.batch import template
 
     known = set(params) | set(os.environ)
-    templates = [*args.get.values(), *args.put.values(), *args.errdump]
-    if args.eventdir:
-        templates.append(args.eventdir)
-    for tmpl in templates:
+    for tmpl in _path_templates(args):
         for name in template.fields(tmpl):
             if name not in known:
                 raise UsageError(
@@ -252,6 +265,27 @@ def _check_templates(args, params: dict[str, list[str]]) -> None:
                     f"({', '.join(sorted(params)) or 'none given'}) nor an environment variable; "
                     f"add {name}=FILE to the params or set ${name}"
                 )
+
+
+def _path_templates(args) -> list[str]:
+    """The templates that become paths or URLs (not --format, whose files are text)."""
+    templates = [*args.get.values(), *args.put.values(), *args.errdump]
+    if args.eventdir:
+        templates.append(args.eventdir)
+    return templates
+
+
+def _check_values(args, params) -> None:
+    """Refuse, before any event runs, a value that would lead out of its directory.
+
+    Every value of every params list used by a path template is checked, which
+    covers every vector of the Cartesian product and every possible --random draw.
+    """
+    from llama.batch import template
+
+    mode = "path" if args.allow_path_values else "name"
+    origin = getattr(params, "origin", None)
+    template.check_values(_path_templates(args), params, os.environ, mode=mode, origin=origin)
 
 
 def _check_event_names(args) -> None:
@@ -366,6 +400,7 @@ def _run(args, pipeline, flags, version, log) -> int:
     except (sweep.ParamsError, storage.StorageError) as err:
         raise UsageError(str(err)) from None
     _check_templates(args, params)
+    _check_values(args, params)
     seed = None
     if args.random is not None:
         seed = args.seed if args.seed is not None else sweep.make_seed()
@@ -381,7 +416,7 @@ def _run(args, pipeline, flags, version, log) -> int:
         pipeline=pipeline, get=args.get, put=args.put, format=args.format,
         errdump=args.errdump, eventdir=args.eventdir, flags=flags, public=args.public,
         jobs=max(1, args.jobs), scheduler=args.scheduler, version=version,
-        err_alert=args.err_alert,
+        err_alert=args.err_alert, allow_path_values=args.allow_path_values,
     )  # fmt: skip
     try:
         summary = run_batch(vectors, config, total=total, progress=args.verbosity != "none",
