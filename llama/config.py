@@ -5,6 +5,11 @@ Each service has an environment variable; a JSON file
 same keys in lower case, e.g. ``{"gracedb_url": "https://gracedb.example/api/"}``.
 The environment wins. A service with no URL is simply not contacted.
 
+Service URLs and webhooks may carry access tokens, like the AWS and other credential
+variables: `credential_reason` says which variables are credentials, so that
+templates never copy them into files, and `secret_strings` lists what messages must
+never show (see `llama.storage.redact`).
+
 Examples
 --------
 >>> import os
@@ -18,16 +23,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
     "ANALYSIS_OPTIONS",
+    "CREDENTIAL_WORDS",
     "SERVICES",
+    "WEBHOOK_PATH",
     "analysis_number",
     "analysis_option",
     "config_path",
+    "credential_reason",
+    "secret_strings",
     "service_url",
+    "url_secrets",
 ]
 
 #: Service name -> environment variable holding its base URL.
@@ -56,6 +69,19 @@ def _file_config(path: Path) -> dict[str, str]:
         return {}
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); fix or remove it") from err
+
+
+def _config_or_empty() -> dict:
+    """The config file's contents, or {} when it is missing or unreadable.
+
+    The credential checks must work even with a damaged file (the services that need
+    it report the damage themselves).
+    """
+    try:
+        data = _file_config(config_path())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def service_url(name: str) -> str | None:
@@ -137,3 +163,141 @@ def analysis_number(name: str, kind: type[int] | type[float] = float) -> int | f
             f"{var}={value!r} is not {'an integer' if kind is int else 'a number'}; "
             f"set e.g. {ANALYSIS_OPTIONS[name][1] or '0.01'} or unset it"
         ) from None
+
+
+# -- credentials -------------------------------------------------------------------------
+#: Words that mark a variable as a credential wherever they appear in its name.
+CREDENTIAL_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
+# variables whose whole value is a secret URL (anyone holding it can post)
+_WEBHOOK_NAMES = ("LLAMA_ERR_ALERT_URL",)
+# shortest text blanked from messages: shorter values would blank innocent words
+_MIN_SECRET = 6
+#: The token part of the paths of known webhook shapes: Slack (services/T../B../xxxx),
+#: Discord and others (webhooks/ID/TOKEN), Google Chat and Teams style (hooks/...).
+WEBHOOK_PATH = re.compile(r"/(?:services|webhooks?|hooks)/(?P<token>[^?#\s]+)", re.I)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def _is_webhook(name: str) -> bool:
+    upper = name.upper()
+    return upper.endswith("_WEBHOOK") or upper in _WEBHOOK_NAMES
+
+
+def credential_reason(name: str, value: str | None = None) -> str | None:
+    """Why environment variable `name` (holding `value`) is a credential, or None.
+
+    Credentials are the ``AWS_*`` variables, names containing one of
+    `CREDENTIAL_WORDS`, LLAMA's service URLs and webhooks (``LLAMA_*_URL``,
+    ``LLAMA_*_WEBHOOK``: they may carry an access token), names and values found in
+    the config file (which holds the same URLs; its analysis options excepted), and
+    any value holding ``user:password@`` or a query string, which may be a token.
+
+    Examples
+    --------
+    >>> credential_reason("AWS_SECRET_ACCESS_KEY")
+    'AWS_* variables give access to S3'
+    >>> credential_reason("LLAMA_SLACK_LMA_WEBHOOK")
+    'a webhook URL lets anyone who has it post to the channel'
+    >>> credential_reason("GITHUB_TOKEN")
+    'its name contains TOKEN'
+    >>> credential_reason("RUN_URL", "https://host/x?sig=abc")[:40]
+    'its value holds a URL with a query strin'
+    >>> credential_reason("USER", "ann") is None
+    True
+    """
+    upper = name.upper()
+    if upper.startswith("AWS_"):
+        return "AWS_* variables give access to S3"
+    for word in CREDENTIAL_WORDS:
+        if word in upper:
+            return f"its name contains {word}"
+    if _is_webhook(upper):
+        return "a webhook URL lets anyone who has it post to the channel"
+    if upper.startswith("LLAMA_") and upper.endswith("_URL"):
+        return "LLAMA's service URLs may carry an access token"
+    settings = _config_or_empty()
+    key = upper.removeprefix("LLAMA_").lower()
+    if key in settings and key not in ANALYSIS_OPTIONS:
+        return f"{key!r} is set in the llama config file {config_path()}"
+    if value:
+        if any(
+            isinstance(v, str) and v == value
+            for k, v in settings.items()
+            if k not in ANALYSIS_OPTIONS
+        ):
+            return f"its value is set in the llama config file {config_path()}"
+        if _carries_token(value):
+            return (
+                "its value holds a URL with a query string, user:password@ or a webhook "
+                "path, which may carry a token"
+            )
+    return None
+
+
+def _carries_token(value: str) -> bool:
+    """Whether a URL in `value` has a query string, a user:password@ or a webhook path."""
+    for match in _URL.finditer(value):
+        try:
+            parts = urlsplit(match.group(0))
+        except ValueError:
+            return True  # cannot tell: treat as a credential
+        if parts.query or "@" in parts.netloc or WEBHOOK_PATH.search(parts.path):
+            return True
+    return False
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of `url` that may be tokens: password, query values, webhook path.
+
+    Parts shorter than 6 characters are left out: blanking them would blank
+    innocent words (a query value stays hidden by its ``name=`` anyway).
+
+    Examples
+    --------
+    >>> url_secrets("https://u:hunter2@h/api/?token=XYZ123&n=1")
+    ['XYZ123', 'hunter2']
+    >>> url_secrets("https://hooks.slack.com/services/T00/B00/abcdef")
+    ['T00/B00/abcdef']
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return []
+    found = [v for _, v in parse_qsl(parts.query, keep_blank_values=True)]
+    if parts.password:
+        found.append(parts.password)
+    if WEBHOOK_PATH.search(parts.path or ""):
+        found.append(WEBHOOK_PATH.search(parts.path).group("token"))
+    return [s for s in found if len(s) >= _MIN_SECRET]
+
+
+def secret_strings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every secret that messages must never show, longest first.
+
+    The values of variables named like credentials (`CREDENTIAL_WORDS`), webhook
+    URLs with their paths, and the tokens inside service URLs (passwords, query
+    values, webhook path tokens), from `environ` and from the config file. Base URLs
+    themselves are not secrets: messages keep naming the host they tried.
+
+    Examples
+    --------
+    >>> secret_strings({"LLAMA_GRACEDB_URL": "https://h/api/?token=abcdef123", "USER": "ann"})
+    ['abcdef123']
+    """
+    environ = os.environ if environ is None else environ
+    settings = _config_or_empty()
+    pairs = list(environ.items())
+    pairs += [("LLAMA_" + k.upper(), v) for k, v in settings.items() if isinstance(v, str)]
+    found: set[str] = set()
+    for name, value in pairs:
+        upper = name.upper()
+        if not value:
+            continue
+        if any(word in upper for word in CREDENTIAL_WORDS) and len(value) >= _MIN_SECRET:
+            found.add(value)
+        if _is_webhook(upper):
+            path = urlsplit(value).path.strip("/")
+            found.update(s for s in (value, value.rstrip("/"), path) if len(s) >= _MIN_SECRET)
+        if "://" in value:
+            found.update(url_secrets(value))
+    return sorted(found, key=len, reverse=True)

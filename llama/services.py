@@ -10,7 +10,9 @@ environment variable or the config file), never a hard-coded host. Handlers call
 * `post_webhook` to post a JSON payload to a channel webhook (Slack-like).
 
 Webhook URLs are secrets: `post_webhook` never puts the URL, or any part of its
-path, into an exception message, a log line or the returned response text.
+path, into an exception message, a log line or the returned response text. Tokens
+in service URLs are too: response bodies quoted in messages pass through
+`llama.storage.redact`, and `join_url` keeps a base URL's query string at the end.
 
 Examples
 --------
@@ -29,6 +31,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from llama.config import SERVICES, service_url
+from llama.storage import redact
 
 __all__ = [
     "DEFAULT_RETRIES",
@@ -81,12 +84,25 @@ def require_url(name: str, purpose: str = "") -> str:
 def join_url(base: str, *parts: str) -> str:
     """``base`` followed by URL-quoted path ``parts``, separated by single slashes.
 
-    An empty last part gives a trailing slash (GraceDB's REST paths end in one).
+    The one way LLAMA builds a service URL. The parts go into the path of `base`
+    (split with `urllib.parse`), before its query string and fragment: a base such
+    as ``https://host/api/?token=XYZ`` keeps its token as a query parameter instead
+    of swallowing the path into the token. An empty last part gives a trailing
+    slash (GraceDB's REST paths end in one).
+
+    Examples
+    --------
+    >>> join_url("https://host/api/?token=XYZ", "superevents", "S1", "")
+    'https://host/api/superevents/S1/?token=XYZ'
+    >>> join_url("http://host", "a b", "c/d")
+    'http://host/a%20b/c%2Fd'
     """
-    out = base.rstrip("/")
+    split = urlsplit(base)
+    path = split.path.rstrip("/")
     for part in parts:
-        out += "/" + quote(str(part), safe="")
-    return out
+        # each part is one segment: a "/" or "?" inside it must not change the URL's shape
+        path += "/" + quote(str(part), safe="")
+    return urlunsplit((split.scheme, split.netloc, path, split.query, split.fragment))
 
 
 def public_url(url: str) -> str:
@@ -156,7 +172,7 @@ def get_json(
             raise ServiceError(f"GET {shown}: not found (HTTP 404)")
         if resp.status_code >= 400:
             raise ServiceError(
-                f"GET {shown}: HTTP {resp.status_code} {_trim(resp.text)!r}"
+                f"GET {shown}: HTTP {resp.status_code} {_body(resp.text, url)!r}"
                 + (
                     f" after {retries + 1} attempts"
                     if resp.status_code in _TRANSIENT_STATUS
@@ -167,7 +183,7 @@ def get_json(
             return resp.json()
         except ValueError:
             raise ServiceError(
-                f"GET {shown}: the answer is not JSON ({_trim(resp.text, 80)!r})"
+                f"GET {shown}: the answer is not JSON ({_body(resp.text, url, 80)!r})"
             ) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -226,7 +242,7 @@ def post_webhook(
             raise ServiceError(
                 f"POST to {label} failed: {type(err).__name__}; check the service"
             ) from None
-        body = _scrub(_trim(resp.text), url)
+        body = _trim(_scrub(redact(resp.text, also=[url]), url))
         if resp.status_code in (429, 503) and not last:
             _sleep_before_retry(attempt)
             continue
@@ -271,6 +287,15 @@ def _never_sent(err: BaseException) -> bool:
     import requests
 
     return isinstance(err, requests.ConnectTimeout) or "refused" in str(err).lower()
+
+
+def _body(text: str, url: str, limit: int = MAX_BODY_CHARS) -> str:
+    """A response body fit for a message: credentials redacted, then trimmed.
+
+    A server may echo the request, token included; redacting before trimming
+    leaves no cut-off piece of a secret behind.
+    """
+    return _trim(redact(text, also=[url]), limit)
 
 
 def _trim(text: str, limit: int = MAX_BODY_CHARS) -> str:

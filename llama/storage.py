@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "PROTOCOLS",
@@ -67,6 +67,8 @@ __all__ = [
     "put_tree",
     "read_bytes",
     "read_text",
+    "REDACTED",
+    "RedactingFilter",
     "redact",
     "safe_join",
     "set_retry_policy",
@@ -193,51 +195,113 @@ def join(url: str | os.PathLike[str], *parts: str) -> str:
 
 # ---------------------------------------------------------------------------- secrets
 
-_SECRET_QUERY = re.compile(
-    r"(sig|signature|token|secret|password|passwd|pwd|credential|auth|key|x-amz-)", re.I
-)
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+# a query string, with or without the URL before it (servers echo bare request paths)
+_QUERY_IN_TEXT = re.compile(r"\?[^\s'\"<>]*")
+_QUERY_PAIR = re.compile(r"(^|[?&;])([^=&;#?]+)=([^&;#]*)")
+# the token of a Slack webhook written without its scheme
+_SLACK_BARE = re.compile(r"(hooks\.slack\.com/services/)[^\s'\"<>?#]+", re.I)
+#: What a credential is replaced with.
+REDACTED = "***"
+
+
+def _redact_query(query: str) -> str:
+    # every value: which names hold tokens is the server's choice, not ours to guess
+    return _QUERY_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}={REDACTED}", query)
 
 
 def _redact_url(url: str) -> str:
+    from llama.config import WEBHOOK_PATH
+
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
     netloc = parts.netloc
     if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, "REDACTED" if _SECRET_QUERY.search(k) else v) for k, v in pairs], safe="*"
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        netloc = f"{REDACTED}@" + netloc.rsplit("@", 1)[1]
+    path = WEBHOOK_PATH.sub(
+        lambda m: m.group(0)[: m.start("token") - m.start(0)] + REDACTED, parts.path
+    )
+    query = _redact_query(parts.query) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
 
 
-def redact(text: str | os.PathLike[str]) -> str:
-    """Remove credentials from a URL or from a message that contains URLs.
+def redact(text: str | os.PathLike[str], also: Iterable[str] = ()) -> str:
+    """Remove credentials from a URL or from any message that may contain URLs.
 
-    Strips userinfo (``user:password@``), replaces query values whose names look like
-    credentials (signature, token, key, secret, password, X-Amz-*), and blanks any
-    occurrence of the AWS secret key or session token from the environment.
+    The one redaction of LLAMA: log records (`RedactingFilter`), failure reasons,
+    ``.failed.json`` files, error dumps and exception messages all pass through it.
+    It blanks, in this order:
+
+    - every secret known from the environment and the config file
+      (`llama.config.secret_strings`: credential variables, webhook URLs and their
+      paths, passwords and query values of service URLs), wherever it appears;
+    - the parts of the URLs in `also` that may be tokens (`llama.config.url_secrets`);
+    - in every URL: ``user:password@`` and the token of webhook paths
+      (``hooks.slack.com/services/***``, ``.../webhooks/***``);
+    - every value of every query string, with or without its URL (a server may echo
+      the request path ``/api/?token=...``).
+
+    Parameters
+    ----------
+    text : str or path-like
+        The message.
+    also : iterable of str
+        URLs whose secret parts must be blanked too (e.g. the URL just requested).
+
+    Returns
+    -------
+    str
 
     Examples
     --------
     >>> redact("https://me:hunter2@host/a?X-Amz-Signature=abc&x=1")
-    'https://***@host/a?X-Amz-Signature=REDACTED&x=1'
+    'https://***@host/a?X-Amz-Signature=***&x=***'
+    >>> redact("GET /api/?token=XYZ/superevents/S1/ failed")
+    'GET /api/?token=*** failed'
+    >>> redact("posting to hooks.slack.com/services/T00/B00/XXXX")
+    'posting to hooks.slack.com/services/***'
     >>> redact("s3://bucket/key")
     's3://bucket/key'
     """
-    text = _URL_IN_TEXT.sub(lambda m: _redact_url(m.group(0)), os.fspath(text))
-    for name in _SECRET_ENV:
-        value = os.environ.get(name)
-        # very short values would blank innocent text; real secrets are long
-        if value and len(value) >= 8:
-            text = text.replace(value, "***")
-    return text
+    from llama.config import secret_strings, url_secrets
+
+    text = os.fspath(text)
+    secrets = set(secret_strings())
+    for url in also:
+        secrets.update(url_secrets(url))
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    text = _URL_IN_TEXT.sub(lambda m: _redact_url(m.group(0)), text)
+    text = _SLACK_BARE.sub(lambda m: m.group(1) + REDACTED, text)
+    return _QUERY_IN_TEXT.sub(lambda m: _redact_query(m.group(0)), text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that passes every record's text through `redact`.
+
+    Put on the handlers that write LLAMA's logs (the console and the log file of
+    ``llama batch``): a filter on a handler sees the records of every logger that
+    reaches it, where one on the ``llama`` logger would miss those of its children.
+    The message, the traceback and the stack text are all redacted.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: logging reports it itself
+            return True
+        clean = redact(message)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
 
 
 # ---------------------------------------------------------------------------- retries

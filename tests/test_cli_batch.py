@@ -304,3 +304,21 @@ def test_endless_random_run_stops_cleanly_on_interrupt(tmp_path):
     assert "interrupted: run the same command again to resume" in err
     assert "events:" in out
     assert "seed 3" in (tmp_path / "log").read_text()
+
+
+# -- --jobs: bounded ---------------------------------------------------------------------
+@pytest.mark.parametrize("jobs, message", [
+    ("20000", "--jobs 20000 is more than 64 per CPU"),
+    ("0", "--jobs 0: at least 1 job is needed; give --jobs 1 or more"),
+])  # fmt: skip
+def test_absurd_jobs_are_refused_before_any_work(jobs, message, tmp_path, capsys):
+    from llama.batch.runner import max_jobs
+
+    (tmp_path / "ids.txt").write_text("S1\n")
+    args = [f"graceid={tmp_path / 'ids.txt'}", "-f", "SkymapInfo", "--flags", "--jobs", jobs,
+            "--eventdir", str(tmp_path / "events" / "{graceid}")]  # fmt: skip
+    code, _, err = run(args, capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+    if jobs == "20000":  # the limit and the fix are named
+        assert f"give --jobs {max_jobs()} or less" in err
+    assert not (tmp_path / "events").exists()

@@ -185,3 +185,26 @@ def test_killed_run_resumes_without_redoing_finished_events(tmp_path):
         assert (root / name / "square.json").stat().st_mtime_ns == mtime
     for v in range(10):
         assert json.loads((root / f"E{v}" / "square.json").read_text()) == {"value": 4 * v * v}
+
+
+def test_events_in_flight_are_bounded_whatever_jobs_says(tmp_path, monkeypatch):
+    """Many jobs must not queue many events: at most MAX_IN_FLIGHT wait at once."""
+    from llama.batch import runner
+
+    monkeypatch.setattr(runner, "MAX_IN_FLIGHT", 6)
+    n = 30
+    config = _config(tmp_path)
+    config.jobs = min(64, runner.max_jobs())  # 8 events per job would have been 512
+    _seed_files(tmp_path / "src", range(n))
+    events = tmp_path / "events"
+    waiting = []
+
+    def vectors():
+        for v in range(n):
+            finished = sum(1 for _ in events.glob("E*/.batch.json")) if events.exists() else 0
+            waiting.append(v - finished)  # events drawn but not finished yet
+            yield {"v": str(v)}
+
+    summary = run_batch(vectors(), config, progress=False)
+    assert summary.ok and summary.counts["done"] == n
+    assert max(waiting) <= 6, waiting

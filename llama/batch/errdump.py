@@ -143,11 +143,13 @@ def dump_event(
     -----
     Never raises for a destination that fails (bad template, unreachable store,
     read-only location): the failure is logged and the next destination is tried.
-    ``ERRDUMP.log`` is written last, so its presence marks a complete dump.
+    ``ERRDUMP.log`` is written last, so its presence marks a complete dump. Its
+    text is redacted (`llama.storage.redact`).
     """
     event_dir = Path(event_dir)
     env = os.environ if environ is None else environ
-    text = errdump_log_text(event_dir, traceback_text, vector)
+    # whoever reads a dump must not learn a credential from it (tokens in URLs)
+    text = storage.redact(errdump_log_text(event_dir, traceback_text, vector))
     written: list[str] = []
     with tempfile.TemporaryDirectory(prefix="llama-errdump-") as tmp:
         # staged outside the event directory, which must stay as the failure left it

@@ -42,7 +42,17 @@ from llama.event import Event, HandlerFailed, atomic_write_json, sha256_file
 from llama.handler import FileHandler, Status
 from llama.pipeline import Pipeline
 
-__all__ = ["BatchConfig", "BatchSummary", "EventJob", "EventOutcome", "run_batch"]
+__all__ = [
+    "JOBS_PER_CPU",
+    "MAX_IN_FLIGHT",
+    "BatchConfig",
+    "BatchSummary",
+    "EventJob",
+    "EventOutcome",
+    "check_jobs",
+    "max_jobs",
+    "run_batch",
+]
 
 log = logging.getLogger("llama.batch")
 
@@ -50,6 +60,46 @@ log = logging.getLogger("llama.batch")
 BATCH_RIDER = ".batch.json"
 #: Handler states that mean "nothing left to do" for that handler.
 _SETTLED = {Status.EXISTS, Status.VETOED, Status.NOT_APPLICABLE, Status.WAITING}
+#: Most events handed to Dask at once, whatever --jobs says: each pending event holds
+#: its job (vector, rendered paths, a copy of the environment) and its task graph,
+#: and 20,000 jobs used to queue 160,000 of them (3 GB) before any work began.
+MAX_IN_FLIGHT = 1024
+#: Most --jobs per CPU: beyond this, threads or processes only wait on one another.
+JOBS_PER_CPU = 64
+
+
+def max_jobs() -> int:
+    """The largest ``--jobs`` accepted on this machine: `JOBS_PER_CPU` per CPU."""
+    return JOBS_PER_CPU * (os.cpu_count() or 1)
+
+
+def check_jobs(jobs: int) -> None:
+    """Refuse a number of jobs below 1 or above `max_jobs`, naming the limit and the fix.
+
+    Raises
+    ------
+    ValueError
+        With one message saying what is allowed and what to give instead.
+
+    Examples
+    --------
+    >>> check_jobs(1)
+    >>> check_jobs(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: --jobs 0: at least 1 job is needed; give --jobs 1 or more
+    """
+    if jobs < 1:
+        raise ValueError(f"--jobs {jobs}: at least 1 job is needed; give --jobs 1 or more")
+    limit = max_jobs()
+    if jobs > limit:
+        cpus = os.cpu_count() or 1
+        raise ValueError(
+            f"--jobs {jobs} is more than {JOBS_PER_CPU} per CPU ({limit} for the {cpus} "
+            f"CPU(s) of this machine): each job is a thread or process of its own, and so many "
+            f"only wait on one another; give --jobs {limit} or less (events beyond --jobs wait "
+            "their turn, they are not dropped)"
+        )
 
 
 @dataclass
@@ -73,7 +123,7 @@ class BatchConfig:
     version: str = ""
     err_alert: bool = False
     environ: Mapping[str, str] | None = None  # None: os.environ
-    chunk_events: int = 0  # events handed to Dask at once; 0: automatic
+    chunk_events: int = 0  # events handed to Dask at once; 0: automatic (<= MAX_IN_FLIGHT)
     # values may hold "/" or ".." and so name other directories (--allow-path-values)
     allow_path_values: bool = False
 
@@ -227,22 +277,26 @@ def prepare_event(job: EventJob) -> str:
             if target.exists():
                 continue
             if dest in job.format:
-                text = _format_text(storage.read_text(url), job)
+                text = _format_text(storage.read_text(url), job, dest)
                 _atomic_text(target, text)
             else:
                 storage.get(url, target)
         for name in job.format:
             if name not in job.get:  # a file already in the event
                 target = storage.safe_join(job.directory, name)
-                _atomic_text(target, _format_text(target.read_text(), job))
+                _atomic_text(target, _format_text(target.read_text(), job, name))
         return ""
     except Exception as err:  # one bad event never stops the batch
         return _failure_text(err)
 
 
-def _format_text(text: str, job: EventJob) -> str:
+def _format_text(text: str, job: EventJob, name: str) -> str:
     # --format files are contents, not paths: any value may go in (mode "text")
-    return template.render(text, job.vector, job.environ, mode="text")
+    try:
+        return template.render(text, job.vector, job.environ, mode="text")
+    except template.CredentialFieldError as err:
+        # the message names the field; the user also needs to know which file asked
+        raise template.CredentialFieldError(f"--format {name}: {err}") from None
 
 
 def _reason(err: BaseException) -> str:
@@ -258,8 +312,13 @@ def _reason(err: BaseException) -> str:
 
 
 def _failure_text(err: BaseException) -> str:
-    """The record of a failure: its one-line reason, a blank line, the traceback."""
-    return f"{_reason(err)}\n\n{traceback.format_exc()}"
+    """The record of a failure: its one-line reason, a blank line, the traceback.
+
+    Redacted (`llama.storage.redact`): it goes to ERRDUMP.log and to alerts.
+    """
+    from llama import storage
+
+    return storage.redact(f"{_reason(err)}\n\n{traceback.format_exc()}")
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -281,8 +340,36 @@ def run_handler(job: EventJob, handler: type[FileHandler], prepared: str, *deps:
     try:
         return _bring_up_to_date(job, handler)
     except Exception as err:  # a Dask task that raises would stop the whole batch
+        try:
+            _redact_failed_rider(job, handler)
+        except Exception as again:  # the failure itself is what must be reported
+            log.debug("%s: could not redact the failure record: %s", job.directory.name, again)
         log.warning("%s: %s", job.directory.name, _reason(err))
         return f"{Status.FAILED.value}: {_reason(err)}"
+
+
+def _redact_failed_rider(job: EventJob, handler: type[FileHandler]) -> None:
+    """Rewrite the handler's ``.F.failed.json`` with credentials blanked.
+
+    The rider holds the traceback text of the failure, whose exception message may
+    quote a URL with its token (a server echoing the request, say); it stays in the
+    event directory and is copied into error dumps.
+    """
+    import json
+
+    from llama import storage
+
+    path = job.event().failed_path(handler.FILENAME)
+    try:
+        rider = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no rider (the failure came before generate) or unreadable
+        return
+    if not isinstance(rider, dict):
+        return
+    # redact the decoded strings, not the JSON text, whose escapes could hide a secret
+    clean = {k: storage.redact(v) if isinstance(v, str) else v for k, v in rider.items()}
+    if clean != rider:
+        atomic_write_json(path, clean)
 
 
 def _bring_up_to_date(job: EventJob, handler: type[FileHandler]) -> str:
@@ -404,12 +491,14 @@ def _write_rider(job: EventJob, puts: dict[str, list[str]]) -> None:
 def _failed_tracebacks(job: EventJob) -> list[str]:
     import json
 
+    from llama import storage
+
     event = Event(job.directory)
     texts = []
     for h in job.handlers:
         p = event.failed_path(h.FILENAME)
         try:
-            texts.append(json.loads(p.read_text()).get("traceback", ""))
+            texts.append(storage.redact(json.loads(p.read_text()).get("traceback", "")))
         except FileNotFoundError:
             continue
         except (OSError, ValueError, AttributeError) as err:
@@ -419,6 +508,10 @@ def _failed_tracebacks(job: EventJob) -> list[str]:
 
 
 def _report_failure(job: EventJob, text: str, outcome: EventOutcome) -> None:
+    from llama import storage
+
+    # the text goes to dumps and alerts: no credential in it, wherever it came from
+    text = storage.redact(text)
     log.error("event %s failed: %s", outcome.eventid, outcome.error)
     log.debug("event %s traceback:\n%s", outcome.eventid, text)
     if job.errdump:
@@ -650,11 +743,23 @@ def run_batch(
     -------
     BatchSummary
         Counts per state, outcomes, time taken. One failing event never stops the run.
+
+    Raises
+    ------
+    ValueError
+        ``config.jobs`` is below 1 or above `max_jobs` (see `check_jobs`).
+
+    Notes
+    -----
+    Events reach Dask in groups of at most `MAX_IN_FLIGHT` (8 per job, at least 16),
+    so memory stays bounded however large ``config.jobs`` or the sweep is.
     """
     start = time.monotonic()
     summary = BatchSummary()
     bar = _Progress(total, progress)
-    chunk = config.chunk_events or max(16, 8 * config.jobs)
+    check_jobs(config.jobs)
+    # enough events to keep every job busy, never more than MAX_IN_FLIGHT at once
+    chunk = config.chunk_events or min(max(16, 8 * config.jobs), MAX_IN_FLIGHT)
     jobs = (make_job(i, v, config) for i, v in enumerate(vectors))
     scheduler = _Scheduler(config.scheduler, config.jobs)
     lock = threading.Lock()

@@ -18,6 +18,14 @@ otherwise ``--put 'dst/{v}'`` with ``v = ../../x`` would write outside
 but still refuses control characters; ``mode="text"`` (the contents of
 ``--format`` files, which are not paths) inserts anything.
 
+The environment never fills a field with a credential, in any mode: ``AWS_*``,
+names containing SECRET, TOKEN, PASSWORD, KEY or CREDENTIAL, LLAMA's service URLs
+and webhooks, anything from the llama config file, and any URL carrying a query
+string or ``user:password@`` (`llama.config.credential_reason`). Otherwise a
+``--format`` file holding ``{AWS_SECRET_ACCESS_KEY}`` would copy the key into the
+event and into every upload of it. A params file may still give such a name: its
+values are the user's own data.
+
 Examples
 --------
 >>> render("s3://llama/sim/{graceid}/skymap_info.json", {"graceid": "S190425z"})
@@ -40,7 +48,15 @@ import string
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-__all__ = ["MODES", "TemplateError", "UnsafeValueError", "check_values", "fields", "render"]
+__all__ = [
+    "MODES",
+    "CredentialFieldError",
+    "TemplateError",
+    "UnsafeValueError",
+    "check_values",
+    "fields",
+    "render",
+]
 
 #: What an inserted value may be: one plain name (paths and URLs, the default), a
 #: path spanning directories (``--allow-path-values``), or any text (``--format``).
@@ -64,6 +80,10 @@ class TemplateError(ValueError):
 
 class UnsafeValueError(TemplateError):
     """A value would change which directory a path or URL points into."""
+
+
+class CredentialFieldError(TemplateError):
+    """A field would be filled with a credential from the environment."""
 
 
 def _shown(value: str, limit: int = 80) -> str:
@@ -118,6 +138,24 @@ def _insert(template: str, name: str, spec: str, value: str, mode: str, origin: 
         )
     raise UnsafeValueError(
         f"{where}: value {_shown(value)}{inserted} {problem}; {rule} (template {template!r}): {fix}"
+    )
+
+
+def _from_environ(template: str, name: str, environ: Mapping[str, str]) -> str:
+    """The environment's value for field `name`, refused when it is a credential."""
+    from llama.config import credential_reason
+
+    value = str(environ[name])
+    reason = credential_reason(name, value)
+    if reason is None:
+        return value
+    # a --format file is a whole file: name it by its field only, not by its text
+    where = f" of template {template!r}" if len(template) <= 80 else ""
+    raise CredentialFieldError(
+        f"field {{{name}}}{where} would copy the environment variable {name}, a credential "
+        f"({reason}); the environment never fills templates with credentials, so that they "
+        f"cannot end up in files or uploads: remove the field, or give the value in a "
+        f"params file ({name}=FILE) if it really belongs there"
     )
 
 
@@ -234,12 +272,19 @@ def render(
     UnsafeValueError
         A value breaks the rule of `mode`; the message names the field, the value
         and the fix.
+    CredentialFieldError
+        A field would be filled from an environment variable that is a credential
+        (see the module docstring); the message names the field and why.
     TemplateError
         A field has no value (the message names it, the template, and the parameter
         names available), or the template is malformed or unsafe.
 
     Examples
     --------
+    >>> render("{AWS_SECRET_ACCESS_KEY}", {}, environ={"AWS_SECRET_ACCESS_KEY": "k"})
+    Traceback (most recent call last):
+    ...
+    llama.batch.template.CredentialFieldError: field {AWS_SECRET_ACCESS_KEY} of template '{AWS_SECRET_ACCESS_KEY}' would copy the environment variable AWS_SECRET_ACCESS_KEY, a credential (AWS_* variables give access to S3); ...
     >>> render("{user}/{graceid}", {"graceid": "S1"}, environ={"user": "ann"})
     'ann/S1'
     >>> render("{graceid}/{run}", {"graceid": "S1"}, environ={})
@@ -260,7 +305,8 @@ def render(
         if name in values:
             value, origin = values[name], None
         elif environ is not None and name in environ:
-            value, origin = environ[name], f"environment variable {name}"
+            value = _from_environ(template, name, environ)
+            origin = f"environment variable {name}"
         else:
             available = ", ".join(sorted(values)) or "none"
             raise TemplateError(
@@ -304,6 +350,8 @@ def check_values(
     ------
     UnsafeValueError
         The first value that breaks the rule, with its origin.
+    CredentialFieldError
+        A field would be filled with a credential from the environment.
     TemplateError
         A template is malformed or unsafe.
 
@@ -329,5 +377,6 @@ def check_values(
                     )
                     _insert(template, name, spec or "", str(value), mode, where)
             elif environ is not None and name in environ:
+                value = _from_environ(template, name, environ)
                 where = f"environment variable {name}"
-                _insert(template, name, spec or "", str(environ[name]), mode, where)
+                _insert(template, name, spec or "", value, mode, where)

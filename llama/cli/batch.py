@@ -139,7 +139,12 @@ def parser() -> argparse.ArgumentParser:
             "a value (from the params or the environment) that contains '/' or '\\', is '.' or "
             "'..', is empty, starts with '~' or holds a control character is refused before any "
             "event runs, so values cannot lead outside the directories you name (see "
-            "--allow-path-values).",
+            "--allow-path-values). The environment never fills a {field} (here or in --format "
+            "files) with a credential: AWS_* variables, names containing SECRET, TOKEN, "
+            "PASSWORD, KEY or CREDENTIAL, LLAMA_*_URL and LLAMA_*_WEBHOOK, anything in "
+            "~/.config/llama/config.json, or a URL with a query string or user:password@; "
+            "such a field is an error naming it. Messages, logs and error dumps show URLs "
+            "with their tokens and passwords replaced by ***.",
             width=78,
         ),
     )
@@ -195,7 +200,9 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("execution")
     g.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1,
-        help="Number of events processed at once (threads, processes or workers). (default: %(default)s)",
+        help="Number of events processed at once (threads, processes or workers), from 1 to "
+        "64 per CPU; at most 1024 events are queued at once, whatever --jobs is. "
+        "(default: %(default)s)",
     )  # fmt: skip
     g.add_argument(
         "--scheduler", default="threads",
@@ -221,10 +228,15 @@ def _setup_logging(logfile: str, verbosity: str) -> None:
     root.setLevel(logging.DEBUG)
     root.handlers.clear()
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from llama.storage import RedactingFilter
+
+    # on the handlers, not the logger: they see the records of every llama.* logger
+    redacting = RedactingFilter()
     if verbosity != "none":
         console = logging.StreamHandler(sys.stderr)
         console.setLevel(getattr(logging, verbosity.upper()))
         console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        console.addFilter(redacting)
         root.addHandler(console)
     path = Path(logfile).expanduser()
     if path.resolve() != Path(os.devnull).resolve():
@@ -232,6 +244,7 @@ def _setup_logging(logfile: str, verbosity: str) -> None:
         handler = logging.FileHandler(path)
         handler.setLevel(logging.DEBUG)
         handler.setFormatter(fmt)
+        handler.addFilter(redacting)
         root.addHandler(handler)
 
 
@@ -316,7 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(args)
     except _user_errors() as err:
-        print(f"llama batch: error: {err}", file=sys.stderr)
+        from llama.storage import redact
+
+        print(f"llama batch: error: {redact(str(err))}", file=sys.stderr)
         return 2
 
 
@@ -392,8 +407,12 @@ def _flags(args):
 def _run(args, pipeline, flags, version, log) -> int:
     from llama import storage
     from llama.batch import sweep, template
-    from llama.batch.runner import BatchConfig, run_batch
+    from llama.batch.runner import BatchConfig, check_jobs, run_batch
 
+    try:  # before the params are read: a bad --jobs needs no downloads to be found
+        check_jobs(args.jobs)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     _check_event_names(args)
     try:
         params = sweep.parse_params(args.params)
@@ -415,7 +434,7 @@ def _run(args, pipeline, flags, version, log) -> int:
     config = BatchConfig(
         pipeline=pipeline, get=args.get, put=args.put, format=args.format,
         errdump=args.errdump, eventdir=args.eventdir, flags=flags, public=args.public,
-        jobs=max(1, args.jobs), scheduler=args.scheduler, version=version,
+        jobs=args.jobs, scheduler=args.scheduler, version=version,
         err_alert=args.err_alert, allow_path_values=args.allow_path_values,
     )  # fmt: skip
     try:
