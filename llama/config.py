@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -32,12 +33,14 @@ from urllib.parse import parse_qsl, urlsplit
 __all__ = [
     "ANALYSIS_OPTIONS",
     "CREDENTIAL_WORDS",
+    "NETWORK_OPTIONS",
     "SERVICES",
     "WEBHOOK_PATH",
     "analysis_number",
     "analysis_option",
     "config_path",
     "credential_reason",
+    "network_option",
     "secret_strings",
     "service_url",
     "url_secrets",
@@ -165,6 +168,82 @@ def analysis_number(name: str, kind: type[int] | type[float] = float) -> int | f
         ) from None
 
 
+# -- waits ---------------------------------------------------------------------------
+#: Waiting options: name -> (environment variable, default in seconds, what it bounds).
+#: The config file may give them under the name, e.g. ``{"read_timeout_s": 120}``.
+NETWORK_OPTIONS: dict[str, tuple[str, float, str]] = {
+    "connect_timeout_s": (
+        "LLAMA_CONNECT_TIMEOUT_S", 10.0, "the wait for a connection to a server (HTTP, S3)"
+    ),
+    "read_timeout_s": (
+        "LLAMA_READ_TIMEOUT_S", 60.0, "the wait for each answer or piece of data from a server"
+    ),
+    "retry_budget_s": (
+        "LLAMA_RETRY_BUDGET_S", 60.0,
+        "how long transient failures (connection errors, timeouts, HTTP 5xx/429, S3 "
+        "throttling) are retried with exponential backoff; 0 means no retries",
+    ),
+    "lock_wait_s": (
+        "LLAMA_BATCH_LOCK_WAIT_S", 10.0,
+        "how long llama batch waits, at the end of its run, for an event directory that "
+        "another run is using before it skips it",
+    ),
+}  # fmt: skip
+
+
+def network_option(name: str) -> float:
+    """The value of waiting option ``name`` in seconds (environment, config file, default).
+
+    Parameters
+    ----------
+    name
+        A key of `NETWORK_OPTIONS`.
+
+    Returns
+    -------
+    float
+        A finite number of seconds, at least 0 (connect and read timeouts: above 0).
+
+    Raises
+    ------
+    ValueError
+        One message naming the variable, the bad value and what to set instead.
+
+    Examples
+    --------
+    >>> import os
+    >>> network_option("connect_timeout_s")
+    10.0
+    >>> os.environ["LLAMA_READ_TIMEOUT_S"] = "2.5"
+    >>> network_option("read_timeout_s")
+    2.5
+    >>> os.environ["LLAMA_READ_TIMEOUT_S"] = "soon"
+    >>> network_option("read_timeout_s")
+    Traceback (most recent call last):
+    ...
+    ValueError: LLAMA_READ_TIMEOUT_S='soon' is not a number of seconds; set e.g. 60 or unset it
+    >>> del os.environ["LLAMA_READ_TIMEOUT_S"]
+    """
+    var, default, _ = NETWORK_OPTIONS[name]
+    raw = os.environ.get(var)
+    where = var
+    if not raw:
+        raw = _config_or_empty().get(name)
+        where = f"{name} in {config_path()}"
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    # a timeout of 0 would fail every request at once; a budget of 0 only means no retries
+    lowest_ok = (value >= 0) if name in ("retry_budget_s", "lock_wait_s") else (value > 0)
+    if not (math.isfinite(value) and lowest_ok):
+        shown = f"{var}={raw!r}" if where == var else f"{where}: {raw!r}"
+        raise ValueError(f"{shown} is not a number of seconds; set e.g. {default:g} or unset it")
+    return value
+
+
 # -- credentials -------------------------------------------------------------------------
 #: Words that mark a variable as a credential wherever they appear in its name.
 CREDENTIAL_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
@@ -217,13 +296,13 @@ def credential_reason(name: str, value: str | None = None) -> str | None:
         return "LLAMA's service URLs may carry an access token"
     settings = _config_or_empty()
     key = upper.removeprefix("LLAMA_").lower()
-    if key in settings and key not in ANALYSIS_OPTIONS:
+    if key in settings and key not in ANALYSIS_OPTIONS and key not in NETWORK_OPTIONS:
         return f"{key!r} is set in the llama config file {config_path()}"
     if value:
         if any(
             isinstance(v, str) and v == value
             for k, v in settings.items()
-            if k not in ANALYSIS_OPTIONS
+            if k not in ANALYSIS_OPTIONS and k not in NETWORK_OPTIONS
         ):
             return f"its value is set in the llama config file {config_path()}"
         if _carries_token(value):

@@ -47,7 +47,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Seconds to wait for a connection and for each read.
+#: Seconds to wait for a connection and for each read when the caller gives a number;
+#: by default the configured LLAMA_CONNECT_TIMEOUT_S and LLAMA_READ_TIMEOUT_S apply.
 DEFAULT_TIMEOUT_S = 20.0
 #: Extra attempts after a transient failure.
 DEFAULT_RETRIES = 2
@@ -120,6 +121,13 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def _timeout(timeout_s: float | None) -> float | tuple[float, float]:
+    """What requests takes as ``timeout``: the caller's number, else (connect, read)."""
+    from llama.storage import timeouts
+
+    return timeouts() if timeout_s is None else timeout_s
+
+
 def _sleep_before_retry(attempt: int) -> None:
     time.sleep(min(0.2 * 2**attempt, 5.0))
 
@@ -128,7 +136,7 @@ def get_json(
     url: str,
     params: Mapping[str, Any] | None = None,
     *,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float | None = None,
     retries: int = DEFAULT_RETRIES,
 ) -> Any:
     """GET ``url`` and decode its JSON body.
@@ -140,7 +148,8 @@ def get_json(
     params
         Query parameters.
     timeout_s
-        Connect and read timeout [s].
+        Connect and read timeout [s]; None: the configured ones
+        (`llama.storage.timeouts`: 10 s to connect, 60 s per read by default).
     retries
         Extra attempts after connection errors, timeouts, HTTP 429 or 5xx.
 
@@ -156,7 +165,7 @@ def get_json(
     for attempt in range(retries + 1):
         last = attempt == retries
         try:
-            resp = requests.get(url, params=params, timeout=timeout_s)
+            resp = requests.get(url, params=params, timeout=_timeout(timeout_s))
         except requests.RequestException as err:
             if not last:
                 _sleep_before_retry(attempt)
@@ -200,7 +209,7 @@ def post_webhook(
     name: str,
     payload: Mapping[str, Any],
     *,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float | None = None,
     retries: int = 1,
 ) -> WebhookResponse:
     """POST ``payload`` as JSON to the webhook of service ``name``.
@@ -229,7 +238,7 @@ def post_webhook(
     for attempt in range(retries + 1):
         last = attempt == retries
         try:
-            resp = requests.post(url, json=dict(payload), timeout=timeout_s)
+            resp = requests.post(url, json=dict(payload), timeout=_timeout(timeout_s))
         except requests.ConnectionError as err:
             refused = not isinstance(err, requests.ReadTimeout) and _never_sent(err)
             if refused and not last:

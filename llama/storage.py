@@ -72,6 +72,7 @@ __all__ = [
     "redact",
     "safe_join",
     "set_retry_policy",
+    "timeouts",
 ]
 
 log = logging.getLogger(__name__)
@@ -313,7 +314,8 @@ class RetryPolicy:
 
     Attempt ``i`` (0-based) that fails transiently is followed by a sleep of
     ``min(max_delay, base_delay * factor**i)`` scaled by a random factor in
-    [0.5, 1] (jitter, so that many workers do not retry in lockstep).
+    [0.5, 1] (jitter, so that many workers do not retry in lockstep), as long as
+    attempts remain and the sleep ends within ``budget_s`` of the first attempt.
 
     Parameters
     ----------
@@ -321,17 +323,23 @@ class RetryPolicy:
         Total attempts, at least 1.
     base_delay, factor, max_delay : float
         Backoff schedule, in seconds.
+    budget_s : float or None
+        Seconds, counted from the first attempt, after which no retry starts
+        (None: only `tries` limits). An outage shorter than the budget is ridden out.
 
     Examples
     --------
     >>> RetryPolicy(tries=3, base_delay=0.1).delay(2)
     0.4
+    >>> RetryPolicy.from_config().budget_s
+    60.0
     """
 
     tries: int = 4
     base_delay: float = 0.5
     factor: float = 2.0
     max_delay: float = 10.0
+    budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.tries < 1:
@@ -341,12 +349,27 @@ class RetryPolicy:
         """Upper bound of the sleep after failed attempt `attempt` (0-based)."""
         return min(self.max_delay, self.base_delay * self.factor**attempt)
 
+    @classmethod
+    def from_config(cls) -> RetryPolicy:
+        """The default policy: retries bounded by time, ``LLAMA_RETRY_BUDGET_S`` (60 s).
 
-_retry_policy = RetryPolicy()
+        The budget, not a count, bounds the retries, so that an outage of a few
+        seconds is ridden out whatever each attempt costs (`llama.config`).
+        """
+        from llama.config import network_option
+
+        budget = network_option("retry_budget_s")
+        return cls(tries=10_000 if budget > 0 else 1, budget_s=budget)
 
 
-def set_retry_policy(policy: RetryPolicy) -> RetryPolicy:
+# None: the policy comes from the configuration at each call (see get_retry_policy)
+_retry_policy: RetryPolicy | None = None
+
+
+def set_retry_policy(policy: RetryPolicy | None) -> RetryPolicy | None:
     """Set the process-wide default retry policy; return the previous one.
+
+    None goes back to the configured policy (`RetryPolicy.from_config`).
 
     Examples
     --------
@@ -361,8 +384,24 @@ def set_retry_policy(policy: RetryPolicy) -> RetryPolicy:
 
 
 def get_retry_policy() -> RetryPolicy:
-    """The process-wide default `RetryPolicy`."""
-    return _retry_policy
+    """The process-wide default `RetryPolicy` (set, or from the configuration)."""
+    return _retry_policy if _retry_policy is not None else RetryPolicy.from_config()
+
+
+def timeouts() -> tuple[float, float]:
+    """The configured (connect, read) timeouts in seconds of every remote access.
+
+    ``LLAMA_CONNECT_TIMEOUT_S`` (default 10) and ``LLAMA_READ_TIMEOUT_S`` (default
+    60, the longest silence of a server within one request), or the config file.
+
+    Examples
+    --------
+    >>> timeouts()
+    (10.0, 60.0)
+    """
+    from llama.config import network_option
+
+    return network_option("connect_timeout_s"), network_option("read_timeout_s")
 
 
 # S3 error codes that mean "try again later"
@@ -497,7 +536,8 @@ def _call(what: str, url: str, func: Callable[[], T], retry: RetryPolicy | None 
     ``original`` attribute but not chained, because chained tracebacks would print
     unredacted URLs.
     """
-    policy = retry or _retry_policy
+    policy = retry or get_retry_policy()
+    start = time.monotonic()
     for attempt in range(policy.tries):
         try:
             return func()
@@ -505,26 +545,29 @@ def _call(what: str, url: str, func: Callable[[], T], retry: RetryPolicy | None 
             raise
         except Exception as exc:  # noqa: BLE001 - classified below
             kind = _kind(exc)
-            if kind == "transient" and attempt + 1 < policy.tries:
-                pause = policy.delay(attempt) * random.uniform(0.5, 1.0)
+            pause = policy.delay(attempt) * random.uniform(0.5, 1.0)
+            elapsed = time.monotonic() - start
+            in_budget = policy.budget_s is None or elapsed + pause <= policy.budget_s
+            if kind == "transient" and attempt + 1 < policy.tries and in_budget:
                 log.warning(
-                    "%s %s failed (%s); retry %d/%d in %.2f s",
+                    "%s %s failed (%s); retry %d in %.2f s",
                     what,
                     redact(url),
                     _describe(exc),
                     attempt + 1,
-                    policy.tries - 1,
                     pause,
                 )
                 time.sleep(pause)
                 continue
-            err = _translate(what, url, exc, kind, attempt + 1)
+            err = _translate(what, url, exc, kind, attempt + 1, elapsed)
             err.original = exc  # type: ignore[attr-defined]
             raise err from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _translate(what: str, url: str, exc: BaseException, kind: str, tries: int) -> StorageError:
+def _translate(
+    what: str, url: str, exc: BaseException, kind: str, tries: int, elapsed: float = 0.0
+) -> StorageError:
     where = redact(url)
     hint = _hint(url, kind)
     if kind == "not_found":
@@ -542,8 +585,12 @@ def _translate(what: str, url: str, exc: BaseException, kind: str, tries: int) -
             "AWS_SECRET_ACCESS_KEY"
         )
     if kind == "transient":
+        # the settings that bound the wait, so the user can give a slow store more time
         return StorageError(
-            f"cannot {what} {where}: gave up after {tries} tries ({_describe(exc)}); {hint}"
+            f"cannot {what} {where}: gave up after {tries} {'try' if tries == 1 else 'tries'} "
+            f"in {elapsed:.1f} s "
+            f"({_describe(exc)}); {hint}, or allow longer waits with LLAMA_RETRY_BUDGET_S, "
+            "LLAMA_CONNECT_TIMEOUT_S and LLAMA_READ_TIMEOUT_S"
         )
     return StorageError(f"cannot {what} {where}: {_describe(exc)}; {hint}")
 
@@ -583,9 +630,12 @@ def _s3_filesystem() -> Any:
     import s3fs
 
     endpoint = _s3_endpoint()
+    connect_s, read_s = timeouts()
     key = (
         os.getpid(),  # s3fs clients do not survive fork
         endpoint,
+        connect_s,
+        read_s,
         os.environ.get("AWS_ACCESS_KEY_ID"),
         hash(os.environ.get("AWS_SECRET_ACCESS_KEY")),
         hash(os.environ.get("AWS_SESSION_TOKEN")),
@@ -597,7 +647,12 @@ def _s3_filesystem() -> Any:
         if fs is None:
             kwargs: dict[str, Any] = {
                 "skip_instance_cache": True,
-                "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}},
+                "config_kwargs": {
+                    "retries": {"max_attempts": 1, "mode": "standard"},
+                    # botocore's own default waits 60 s to connect: LLAMA's settings rule
+                    "connect_timeout": connect_s,
+                    "read_timeout": read_s,
+                },
             }
             if endpoint:
                 kwargs["endpoint_url"] = endpoint
@@ -616,10 +671,24 @@ def _filesystem(url: str) -> tuple[Any, str]:
         return fsspec.filesystem("file"), _local_path(url)
     if backend.protocol == "s3":
         return _s3_filesystem(), url.split("://", 1)[1]
+    return _http_filesystem(backend.protocol), url
+
+
+def _http_filesystem(protocol: str) -> Any:
+    """fsspec's HTTP filesystem with LLAMA's connect and read timeouts.
+
+    aiohttp's default is one 300 s limit on the whole request, which a server that
+    accepts and never answers used up once per retry (20 minutes per file). The
+    instance is cached by fsspec on its arguments, so changed settings get a new one.
+    """
+    import aiohttp
     import fsspec
 
+    connect_s, read_s = timeouts()
+    # no total limit: a large file that keeps arriving is not a hung server
+    limits = aiohttp.ClientTimeout(total=None, sock_connect=connect_s, sock_read=read_s)
     # fsspec's HTTP filesystem takes whole URLs
-    return fsspec.filesystem(backend.protocol), url
+    return fsspec.filesystem(protocol, client_kwargs={"timeout": limits})
 
 
 def _refuse_readonly(url: str, what: str) -> None:

@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 #: Name of the log file added to every dump.
 ERRDUMP_LOG = "ERRDUMP.log"
 
-# git history is not copied (see the --errdump reference)
-_EXCLUDE = (".git",)
+# git history is not copied (see the --errdump reference), nor the lock of a batch run
+# (it says who was running the event, not what went wrong)
+_EXCLUDE = (".git", ".llama-batch.lock")
 # longest folder name a dump may use: file systems allow 255 bytes per name
 _MAX_NAME = 255
 

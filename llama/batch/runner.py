@@ -126,6 +126,9 @@ class BatchConfig:
     chunk_events: int = 0  # events handed to Dask at once; 0: automatic (<= MAX_IN_FLIGHT)
     # values may hold "/" or ".." and so name other directories (--allow-path-values)
     allow_path_values: bool = False
+    # seconds an event in use by another run is waited for before it is skipped;
+    # None: LLAMA_BATCH_LOCK_WAIT_S (llama.config.network_option)
+    lock_wait_s: float | None = None
 
     def env(self) -> Mapping[str, str]:
         return os.environ if self.environ is None else self.environ
@@ -178,7 +181,7 @@ class EventOutcome:
     eventid: str
     directory: str
     vector: dict[str, str]
-    state: str  # done | up to date | vetoed | failed
+    state: str  # done | up to date | vetoed | failed | skipped (in use by another run)
     statuses: dict[str, str] = field(default_factory=dict)
     error: str = ""
     records: dict[str, Any] = field(default_factory=dict)
@@ -197,8 +200,8 @@ class BatchSummary:
 
     @property
     def ok(self) -> bool:
-        """True when no event failed."""
-        return self.counts["failed"] == 0 and not self.interrupted
+        """True when no event failed or was skipped (in use by another run)."""
+        return self.counts["failed"] == 0 and self.counts["skipped"] == 0 and not self.interrupted
 
     @property
     def total(self) -> int:
@@ -207,9 +210,10 @@ class BatchSummary:
     def line(self) -> str:
         """The one-line summary printed at the end of a run."""
         rate = self.total / self.seconds if self.seconds else 0.0
-        parts = ", ".join(
-            f"{self.counts[k]} {k}" for k in ("done", "up to date", "vetoed", "failed")
-        )
+        states = ["done", "up to date", "vetoed", "failed"]
+        if self.counts["skipped"]:  # only when it happened: the usual line stays short
+            states.append("skipped")
+        parts = ", ".join(f"{self.counts[k]} {k}" for k in states)
         return f"{self.total} events: {parts} in {self.seconds:.1f} s ({rate:.1f} events/s)"
 
 
@@ -667,11 +671,19 @@ class _Progress:
             self.bar.close()
 
 
+def _ignore_sigint() -> None:
+    """Initializer of worker processes: SIGINT (Ctrl-C) goes to the driver only."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class _Scheduler:
     """Runs lists of delayed objects on the chosen Dask scheduler."""
 
     def __init__(self, name: str, jobs: int) -> None:
         self.name, self.jobs, self.client, self.cluster = name, jobs, None, None
+        self.pool = None  # the worker processes of scheduler "processes" (made on first use)
         if name == "distributed" or "://" in name:
             from distributed import Client, LocalCluster
 
@@ -706,10 +718,37 @@ class _Scheduler:
             if isinstance(key, str) and key.startswith("finish-"):
                 on_result(result)
 
+        extra = {}
+        if self.name == "processes":
+            extra["pool"] = self._process_pool()
         with Callback(posttask=posttask):
-            dask.compute(*graphs, scheduler=self.name, num_workers=self.jobs)
+            dask.compute(*graphs, scheduler=self.name, num_workers=self.jobs, **extra)
 
-    def close(self) -> None:
+    def _process_pool(self):
+        """One pool of worker processes for the whole run, made as Dask makes its own.
+
+        Dask shuts the pool it makes down at the end of each compute, waiting for the
+        running tasks: after Ctrl-C that was minutes behind a server that never
+        answers. With a pool of ours, `close` decides whether to wait.
+        """
+        if self.pool is None:
+            from concurrent.futures import ProcessPoolExecutor
+            from functools import partial
+
+            from dask.multiprocessing import get_context, initialize_worker_process
+
+            # what Dask does for its own pool: hashing consistent across the workers
+            if os.environ.get("PYTHONHASHSEED") in (None, "0"):
+                os.environ["PYTHONHASHSEED"] = "6640"
+            # Ctrl-C is the driver's to handle: workers that got it too printed tracebacks
+            init = partial(initialize_worker_process, user_initializer=_ignore_sigint)
+            self.pool = ProcessPoolExecutor(self.jobs, mp_context=get_context(), initializer=init)
+        return self.pool
+
+    def close(self, interrupted: bool = False) -> None:
+        """Let the workers go; after Ctrl-C without waiting for their running tasks."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:
@@ -753,6 +792,12 @@ def run_batch(
     -----
     Events reach Dask in groups of at most `MAX_IN_FLIGHT` (8 per job, at least 16),
     so memory stays bounded however large ``config.jobs`` or the sweep is.
+
+    Each event directory is locked (`llama.batch.locks`) from its up-to-date check to
+    its outcome. An event that another run holds waits, while the rest of the batch
+    goes on, up to ``config.lock_wait_s`` seconds for the lock to be free (it is then
+    usually up to date); past that it is counted as "skipped" and `BatchSummary.ok`
+    is False.
     """
     start = time.monotonic()
     summary = BatchSummary()
@@ -763,6 +808,12 @@ def run_batch(
     jobs = (make_job(i, v, config) for i, v in enumerate(vectors))
     scheduler = _Scheduler(config.scheduler, config.jobs)
     lock = threading.Lock()
+    if config.lock_wait_s is None:
+        from llama.config import network_option
+
+        held = _HeldLocks(network_option("lock_wait_s"))
+    else:
+        held = _HeldLocks(config.lock_wait_s)
 
     def record(outcome: EventOutcome) -> None:
         with lock:
@@ -770,27 +821,126 @@ def run_batch(
             if keep_outcomes:
                 summary.outcomes.append(outcome)
             bar.update(outcome)
+        held.release(outcome.index)
+
+    def run(group: list[EventJob]) -> None:
+        graphs = []
+        for job in group:
+            settled = None if job.temporary else _quick_settled(job)
+            if settled is not None:
+                record(_settled_outcome(job, *settled))
+            else:
+                graphs.append(event_graph(job))
+        if graphs:
+            scheduler.run(graphs, record)
+        held.release_all()  # an outcome that never came must not keep its event locked
+
+    def run_waiting() -> None:
+        for group in _chunks(iter(held.retry(record)), chunk):
+            run(group)
 
     try:
         for group in _chunks(jobs, chunk):
-            graphs = []
-            for job in group:
-                settled = None if job.temporary else _quick_settled(job)
-                if settled is not None:
-                    record(_settled_outcome(job, *settled))
-                else:
-                    graphs.append(event_graph(job))
-            if graphs:
-                scheduler.run(graphs, record)
+            run(held.take(group))
+            run_waiting()
+        while held.waiting:  # the end: events in use get what is left of their wait
+            time.sleep(0.1)
+            run_waiting()
     except KeyboardInterrupt:
         summary.interrupted = True
         log.warning("interrupted: run the same command again to resume")
     finally:
+        held.release_all()
         bar.close()
-        scheduler.close()
+        scheduler.close(interrupted=summary.interrupted)
     summary.outcomes.sort(key=lambda o: o.index)
     summary.seconds = time.monotonic() - start
     return summary
+
+
+class _HeldLocks:
+    """The event locks this run holds, and the events it waits for (in use elsewhere).
+
+    An event that another run is using (`llama.batch.locks`) is put aside while the
+    batch goes on, tried again after each group of events, and skipped (state
+    "skipped", one warning naming the holder) once it has waited ``wait_s`` seconds.
+    """
+
+    def __init__(self, wait_s: float) -> None:
+        self.wait_s = wait_s
+        self.locks: dict[int, Any] = {}
+        self.waiting: list[tuple[EventJob, float]] = []  # job, deadline
+
+    def _try(self, job: EventJob) -> str | None:
+        from llama.batch.locks import EventLock
+
+        lock = EventLock(job.directory)
+        try:
+            holder = lock.acquire()
+        except OSError as err:
+            # a problem of the directory itself (a file in the way, a name too long):
+            # its graph turns the same problem into this event's failure
+            log.debug("%s: not locked: %s", job.directory.name, _reason(err))
+            return None
+        if holder is None:
+            self.locks[job.index] = lock
+        return holder
+
+    def take(self, group: list[EventJob]) -> list[EventJob]:
+        """Lock each job's event; return those locked, set the others aside."""
+        ready = []
+        for job in group:
+            holder = None if job.temporary else self._try(job)
+            if holder is None:
+                ready.append(job)
+                continue
+            # INFO: two runs sharing a sweep meet on every event, and each only waits
+            log.info(
+                "event %s in use by %s: waiting (up to %g s, LLAMA_BATCH_LOCK_WAIT_S) "
+                "while other events run",
+                job.directory, holder, self.wait_s,
+            )  # fmt: skip
+            self.waiting.append((job, time.monotonic() + self.wait_s))
+        return ready
+
+    def retry(self, record) -> list[EventJob]:
+        """The waiting jobs whose lock is free now; those out of time are skipped."""
+        ready, still = [], []
+        for job, deadline in self.waiting:
+            now_holder = self._try(job)
+            if now_holder is None:
+                ready.append(job)
+            elif time.monotonic() >= deadline:
+                log.warning(
+                    "event %s in use by %s: skipped; run the same command again once "
+                    "that run is over",
+                    job.directory, now_holder,
+                )  # fmt: skip
+                record(_skipped_outcome(job, now_holder))
+            else:
+                still.append((job, deadline))
+        self.waiting = still
+        return ready
+
+    def release(self, index: int) -> None:
+        lock = self.locks.pop(index, None)
+        if lock is not None:
+            lock.release()
+
+    def release_all(self) -> None:
+        for index in list(self.locks):
+            self.release(index)
+
+
+def _skipped_outcome(job: EventJob, holder: str) -> EventOutcome:
+    return EventOutcome(
+        index=job.index,
+        eventid=job.directory.name,
+        directory=str(job.directory),
+        vector=job.vector,
+        state="skipped",
+        error=f"in use by {holder}",
+    )
 
 
 def _settled_outcome(job: EventJob, event: Event, statuses: dict[str, str]) -> EventOutcome:

@@ -20,8 +20,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -197,7 +200,24 @@ def parser() -> argparse.ArgumentParser:
         "--public", action="store_true",
         help="Make files uploaded to S3 publicly readable (default: private).",
     )  # fmt: skip
-    g = p.add_argument_group("execution")
+    g = p.add_argument_group(
+        "execution",
+        textwrap.fill(
+            "Waits are bounded by environment variables (or the same names in lower case, "
+            "without LLAMA_, in ~/.config/llama/config.json): LLAMA_CONNECT_TIMEOUT_S "
+            "(default 10) to connect to an HTTP or S3 server, LLAMA_READ_TIMEOUT_S (60) for "
+            "each answer of a server, LLAMA_RETRY_BUDGET_S (60) during which transient "
+            "failures are retried with exponential backoff (0: no retries), and "
+            "LLAMA_BATCH_LOCK_WAIT_S (10). Two runs may work on the same event directories at "
+            "once: each event is locked by the run working on it (the lock dies with its "
+            "process, even after kill -9); an event in use by another run is logged as 'in "
+            "use by PID n (host h)', waits up to LLAMA_BATCH_LOCK_WAIT_S while the batch goes "
+            "on, then is counted as skipped (exit status 1). The --results file gets the rows "
+            "of both runs. Ctrl-C stops the run within a second or two (exit status 130); run "
+            "the same command again to resume.",
+            width=78,
+        ),
+    )
     g.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1,
         help="Number of events processed at once (threads, processes or workers), from 1 to "
@@ -301,6 +321,17 @@ def _check_values(args, params) -> None:
     template.check_values(_path_templates(args), params, os.environ, mode=mode, origin=origin)
 
 
+def _check_waits() -> None:
+    """Refuse, before any work, a timeout or retry budget that is not a number of seconds."""
+    from llama.config import NETWORK_OPTIONS, network_option
+
+    for name in NETWORK_OPTIONS:
+        try:
+            network_option(name)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+
+
 def _check_event_names(args) -> None:
     from llama import storage
 
@@ -324,15 +355,46 @@ def _results_path(args) -> Path | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``llama batch``; returns the exit status."""
-    p = parser()
-    args = p.parse_args(argv)
+    previous = _catch_sigint()
     try:
+        p = parser()
+        args = p.parse_args(argv)
         return _main(args)
     except _user_errors() as err:
         from llama.storage import redact
 
         print(f"llama batch: error: {redact(str(err))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C before or after the events ran (reading params, writing results): the
+        # run loop handles the one during the events
+        print("llama batch: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _catch_sigint():
+    """Make the first Ctrl-C a KeyboardInterrupt and any later one an immediate exit.
+
+    The first one stops the run cleanly (results of the finished events written);
+    a second one, while that happens, must not print a traceback from wherever it
+    lands. Returns the previous handler, None where none can be set (not the main
+    thread) or where SIGINT is ignored (a background job of a shell).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        return None
+
+    def first(signum, frame):
+        signal.signal(signal.SIGINT, _exit_at_once)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, first)
+    return previous
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -420,6 +482,7 @@ def _run(args, pipeline, flags, version, log) -> int:
         raise UsageError(str(err)) from None
     _check_templates(args, params)
     _check_values(args, params)
+    _check_waits()
     seed = None
     if args.random is not None:
         seed = args.seed if args.seed is not None else sweep.make_seed()
@@ -437,27 +500,56 @@ def _run(args, pipeline, flags, version, log) -> int:
         jobs=args.jobs, scheduler=args.scheduler, version=version,
         err_alert=args.err_alert, allow_path_values=args.allow_path_values,
     )  # fmt: skip
+    started = time.time()  # results written by another run after this are merged
     try:
         summary = run_batch(vectors, config, total=total, progress=args.verbosity != "none",
                             keep_outcomes=total is not None)  # fmt: skip
     except (template.TemplateError, storage.UnsafePathError, ValueError) as err:
         raise UsageError(str(err)) from None
     summary.seed = seed
-    _write_results(args, summary, log)
+    _write_results(args, summary, log, started)
     log.debug("%s", summary.line())  # printed to stdout just below; the log file keeps it
     print(summary.line(), file=sys.stderr if args.verbosity == "none" else sys.stdout)
     if summary.interrupted:
-        return 130
+        _exit_now(130)
     return 0 if summary.ok else 1
 
 
-def _write_results(args, summary, log) -> None:
+def _exit_at_once(signum, frame) -> None:
+    """The handler of a second Ctrl-C: one line, no traceback, exit status 130."""
+    os.write(2, b"llama batch: interrupted again; exiting now\n")
+    _exit_now(130)
+
+
+def _exit_now(status: int) -> None:
+    """End the process now, without waiting for the tasks still running.
+
+    After Ctrl-C, Dask's worker threads may still wait on a server that never
+    answers; a normal exit joins them (minutes) and a second Ctrl-C during that join
+    printed a traceback. Everything that must survive is already on disk: finished
+    events, their locks' release (the kernel drops them with the process), the
+    results. Worker processes (``--scheduler processes``) are ended first.
+    """
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said there
+            pass
+    logging.shutdown()
+    os._exit(status)
+
+
+def _write_results(args, summary, log, started: float) -> None:
     path = _results_path(args)
     if path is None or not summary.outcomes:
         return
     from llama.results import write_results
 
-    write_results(summary.outcomes, path, seed=summary.seed)
+    write_results(summary.outcomes, path, merge_since=started, seed=summary.seed)
     log.info("results of %d events in %s", len(summary.outcomes), path)
 
 
