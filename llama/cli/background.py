@@ -104,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _build(args)
         else:
             _show(args)
+    except BrokenPipeError:
+        # the reader went away (``llama background show t.nc | head``): not an error
+        sys.stderr.close()
+        return 0
     except (ValueError, OSError) as exc:
         print(f"llama background {args.what}: error: {exc}", file=sys.stderr)
         return 1
