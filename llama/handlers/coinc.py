@@ -10,6 +10,7 @@ id and the neutrino list, so re-running an event gives the same numbers.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,23 @@ def population(p_astro: dict[str, float]) -> str:
     return "bbh" if p_astro.get("BBH", 0.0) > others else "bns"
 
 
+def _input_files() -> dict[str, Any]:
+    """The statistic's replaceable inputs named in the configuration (signal tables,
+    background sample), as EventModel / SubthresholdModel keywords; absent: defaults."""
+    from llama.config import analysis_option
+
+    files: dict[str, Any] = {}
+    if analysis_option("signal_tables"):
+        from llama.science.signal_tables import load_signal_tables
+
+        files["signal_tables"] = load_signal_tables(analysis_option("signal_tables"))
+    if analysis_option("background_sample"):
+        from llama.science.background import load_background_sample
+
+        files["background"] = load_background_sample(analysis_option("background_sample"))
+    return files
+
+
 def _options() -> dict[str, Any]:
     """The statistic's analysis options and inputs, from the environment / config file."""
     from llama.config import analysis_number, analysis_option
@@ -46,19 +64,47 @@ def _options() -> dict[str, Any]:
 
     options: dict[str, Any] = {name: analysis_option(name) for name in OPTIONS}
     options["overlap_rtol"] = analysis_number("overlap_rtol")
-    if analysis_option("signal_tables"):
-        from llama.science.signal_tables import load_signal_tables
-
-        options["signal_tables"] = load_signal_tables(analysis_option("signal_tables"))
-    if analysis_option("background_sample"):
-        from llama.science.background import load_background_sample
-
-        options["background"] = load_background_sample(analysis_option("background_sample"))
+    options.update(_input_files())
     if options["null"] == "full":
         from llama.science.gw_null import read_snr_list
 
         options["snr_list"] = read_snr_list(analysis_option("background_snr_list") or None)
     return options
+
+
+@dataclass(frozen=True)
+class _EventInputs:
+    """What both significance handlers read from the event directory."""
+
+    info: dict[str, Any]
+    neutrinos: Any  # NeutrinoList
+    rho: float
+    distmean: float
+    p_astro: dict[str, float]
+    population: str
+    t_gw: float  # GPS s
+    t_gw_mjd: float
+    seed: int  # of the trials and tie draws: the event id and its neutrino list
+
+
+def _event_inputs(handler: FileHandler) -> _EventInputs:
+    from llama.science.times import gps_to_mjd
+
+    event = handler.event
+    info = read_skymap_info(event)
+    p_astro = handler.read_json(PAstro)
+    t_gw = event_gps_time(info)
+    return _EventInputs(
+        info=info,
+        neutrinos=read_neutrino_list(event),
+        rho=float(handler.read_json(LVCGraceDbEventData)["snr"]),
+        distmean=float(handler.read_json(LvcDistancesJson)["distmean"]),
+        p_astro=p_astro,
+        population=population(p_astro),
+        t_gw=t_gw,
+        t_gw_mjd=float(gps_to_mjd(t_gw)),
+        seed=_seed(event.eventid, event.sha256(IceCubeNeutrinoList.FILENAME)),
+    )
 
 
 def _seed(eventid: str, neutrino_sha: str | None) -> int:
@@ -90,26 +136,19 @@ class CoincSignificanceI3Lvc(FileHandler):
         from llama.science.odds import EventModel
         from llama.science.pvalue import trial_pvalues
         from llama.science.skymap import read_hdf5
-        from llama.science.times import gps_to_mjd
 
-        info = read_skymap_info(self.event)
-        neutrinos = read_neutrino_list(self.event)
-        gw_data = self.read_json(LVCGraceDbEventData)
-        p_astro = self.read_json(PAstro)
-        distmean = float(self.read_json(LvcDistancesJson)["distmean"])
-        pop = population(p_astro)
-        options = _options()
-        t_gw = event_gps_time(info)
+        ev = _event_inputs(self)
+        info, neutrinos, p_astro, pop = ev.info, ev.neutrinos, ev.p_astro, ev.population
         model = EventModel(
             read_hdf5(self.dep_path(LvcSkymapHdf5)),
-            rho=float(gw_data["snr"]),
-            rbar=distmean,
+            rho=ev.rho,
+            rbar=ev.distmean,
             population=pop,
-            t_gw_mjd=float(gps_to_mjd(t_gw)),
+            t_gw_mjd=ev.t_gw_mjd,
             p_terrestrial=float(p_astro.get("Terrestrial", 0.0)),
-            **options,
+            **_options(),
         )
-        observed = model.evaluate(neutrinos, t_gw)
+        observed = model.evaluate(neutrinos, ev.t_gw)
         table = analysis_option("background_table")
         if table:
             # Key from the event's population and network; ties randomised per event.
@@ -120,18 +159,17 @@ class CoincSignificanceI3Lvc(FileHandler):
                 population=pop,
                 instruments=info.get("instruments") or None,
                 sensitivity=analysis_option("background_sensitivity") or None,
-                seed=_seed(self.event.eventid, self.event.sha256(IceCubeNeutrinoList.FILENAME)),
+                seed=ev.seed,
             )
             p_value, method = from_table.p_value, from_table.method
             p_nu = from_table.p_values_neutrino
         else:
-            seed = _seed(self.event.eventid, self.event.sha256(IceCubeNeutrinoList.FILENAME))
             trials = trial_pvalues(
                 model,
                 observed,
                 n_trials=analysis_number("n_trials", int),
                 kind=analysis_option("trial_kind"),
-                seed=seed,
+                seed=ev.seed,
             )
             p_value, method, p_nu = trials.p_value, trials.method, trials.p_values_neutrino
         triggers = observed.triggers()
@@ -142,7 +180,7 @@ class CoincSignificanceI3Lvc(FileHandler):
                 "skymap_info": info,
                 "neutrino_list": neutrinos.to_json(),
                 "snr": model.rho,
-                "distmean_mpc": distmean,
+                "distmean_mpc": ev.distmean,
                 "p_astro": p_astro,
                 "population": pop,
                 "options": observed.options,
@@ -194,44 +232,33 @@ class CoincSignificanceSubthresholdI3Lvc(FileHandler):
         """The contents of the significance file (SCIENCE.md, "Output
         ``significance_subthresh_lvc-i3.json``")."""
         from llama.config import analysis_number, analysis_option
-        from llama.science.background import load_background_sample
         from llama.science.constants import constants_dict
         from llama.science.gw_null import SYNTHETIC_SNR_LIST, read_snr_list
-        from llama.science.signal_tables import load_signal_tables
         from llama.science.skymap import read_hdf5
         from llama.science.subthreshold import (
             SubthresholdModel,
             subthreshold_table_pvalue,
             subthreshold_trial_pvalue,
         )
-        from llama.science.times import gps_to_mjd
 
-        info = read_skymap_info(self.event)
-        neutrinos = read_neutrino_list(self.event)
-        gw_data = self.read_json(LVCGraceDbEventData)
-        p_astro = self.read_json(PAstro)
-        distmean = float(self.read_json(LvcDistancesJson)["distmean"])
-        pop = population(p_astro)
-        t_gw = event_gps_time(info)
-        # the OPA statistic's tables, background sample and overlap tolerance apply here
-        tables = analysis_option("signal_tables") or None
-        sample = analysis_option("background_sample") or None
+        ev = _event_inputs(self)
+        info, neutrinos, p_astro, pop = ev.info, ev.neutrinos, ev.p_astro, ev.population
+        t_gw, seed = ev.t_gw, ev.seed
         snr_path = analysis_option("background_snr_list") or None
+        # the OPA statistic's tables, background sample and overlap tolerance apply here
         model = SubthresholdModel(
             read_hdf5(self.dep_path(LvcSkymapHdf5)),
-            rho=float(gw_data["snr"]),
-            rbar=distmean,
+            rho=ev.rho,
+            rbar=ev.distmean,
             p_terrestrial=float(p_astro.get("Terrestrial", 0.0)),
             pipeline=str(info.get("pipeline") or ""),
-            t_gw_mjd=float(gps_to_mjd(t_gw)),
+            t_gw_mjd=ev.t_gw_mjd,
             snr_list=read_snr_list(snr_path),
             population=pop,
-            signal_tables=None if tables is None else load_signal_tables(tables),
-            background=None if sample is None else load_background_sample(sample),
             overlap_rtol=analysis_number("overlap_rtol"),
+            **_input_files(),
         )
         observed = model.evaluate(neutrinos, t_gw)
-        seed = _seed(self.event.eventid, self.event.sha256(IceCubeNeutrinoList.FILENAME))
         table = analysis_option("background_table")
         from_table = None
         if table:
@@ -268,7 +295,7 @@ class CoincSignificanceSubthresholdI3Lvc(FileHandler):
                 "gw_skymap_info": {
                     **info,
                     "snr": model.rho,
-                    "distmean_mpc": distmean,
+                    "distmean_mpc": ev.distmean,
                     "p_astro": p_astro,
                     "population": pop,
                     "lvalert": self.read_json(LVAlertJSON),
@@ -277,7 +304,7 @@ class CoincSignificanceSubthresholdI3Lvc(FileHandler):
                 "search_parameters": {
                     **observed.options,
                     "t_gw_gps": t_gw,
-                    "t_gw_mjd": float(gps_to_mjd(t_gw)),
+                    "t_gw_mjd": ev.t_gw_mjd,
                     "background_snr_list": str(snr_path or SYNTHETIC_SNR_LIST),
                     "background_snr_list_synthetic": snr_path is None,
                     "p_value_method": method,
