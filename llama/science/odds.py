@@ -459,16 +459,20 @@ class EventModel:
         weight = np.where(ok & (mass > 0.5), avg / i_rbar if i_rbar > 0 else 0.0, 1.0)
         return np.ascontiguousarray(weight)
 
-    def _overlaps(self, ra, dec, sigma, eps, w_i):
-        """S_i for every neutrino, per distinct zenith weight when distance is marginal."""
+    def _weight_groups(self, w, k: int):
+        """(selection, pixel_weight_key) pairs covering all terms: one group with the O3
+        map, or with ``distance="marginal"`` one per distinct zenith weight w of a
+        k-neutrino term (each needs its own pixel weights, :meth:`_marginal_weight`)."""
         if not self.marginal:
-            return self.signal_overlap(ra, dec, sigma, eps)
+            return [(slice(None), None)]
+        return [(w == v, (k, float(v))) for v in np.unique(w)]
+
+    def _overlaps(self, ra, dec, sigma, eps, w_i):
+        """(Σ P_gw ∫G, S_i) for every neutrino."""
         overlap = np.empty(ra.size)
         signal = np.empty(ra.size)
-        for w in np.unique(w_i):
-            sel = w_i == w
-            o, s = self.signal_overlap(ra[sel], dec[sel], sigma[sel], eps[sel], (1, float(w)))
-            overlap[sel], signal[sel] = o, s
+        for sel, key in self._weight_groups(w_i, 1):
+            overlap[sel], signal[sel] = self.signal_overlap(ra[sel], dec[sel], sigma[sel], eps[sel], key)  # fmt: skip
         return overlap, signal
 
     # -- null ----------------------------------------------------------------------------
@@ -567,7 +571,8 @@ class EventModel:
         return BatchOdds(K.segment_sum(odds_i, offsets), odds_i, offsets, terms)
 
     def _pair_terms(self, ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets):
-        """(first member, P_s2 contribution) of every doublet with T_ij > 0."""
+        """(first member, P_s2 contribution) of every doublet; those outside the common
+        time window contribute 0 (or NaN, see below) without an overlap."""
         if self.choices["pairs"] == "o3":  # flat in detector (azimuth, zenith), no wrap
             lon, lat, mode = np.radians(az), np.radians(zen), K.PAIR_O3_FLAT
         else:
@@ -589,23 +594,17 @@ class EventModel:
         # divided its zero by B_j: with B_j = 0 that is 0/0 = NaN, and the first
         # member's odds become 0 ("NaN -> 0"). Kept, as every O3 quirk is.
         value = np.zeros(pi.size)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value[(t_ij <= 0) & (b_j == 0)] = np.nan
+        value[(t_ij <= 0) & (b_j == 0)] = np.nan
         live = np.flatnonzero(t_ij > 0)
         if live.size == 0:
             return pi, value
         pl, pjl = pi[live], pj[live]
         w_ij = np.asarray(self.tables.zenith_weight(0.5 * (zen[pl] + zen[pjl])), dtype=np.float64)
         ra, dec = np.radians(ra_d), np.radians(dec_d)
-        if self.marginal:
-            s_ij = np.empty(live.size)
-            for w in np.unique(w_ij):
-                sel = w_ij == w
-                s_ij[sel] = self._pair_overlap(
-                    ra, dec, sig, bg.energy_eval[pl[sel]], eps_j[live][sel], pl[sel], pjl[sel], (2, float(w))
-                )  # fmt: skip
-        else:
-            s_ij = self._pair_overlap(ra, dec, sig, bg.energy_eval[pl], eps_j[live], pl, pjl)
+        eps_i, eps_j = bg.energy_eval[pl], eps_j[live]
+        s_ij = np.empty(live.size)
+        for sel, key in self._weight_groups(w_ij, 2):
+            s_ij[sel] = self._pair_overlap(ra, dec, sig, eps_i[sel], eps_j[sel], pl[sel], pjl[sel], key)  # fmt: skip
         d_2 = self.egw * neutrino_energy_integral(self.rate_per_energy * w_ij, 2)
         with np.errstate(divide="ignore", invalid="ignore"):  # B_j = 0: +inf, as O3
             value[live] = (
