@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -761,6 +761,7 @@ def run_batch(
     total: int | None = None,
     progress: bool = True,
     keep_outcomes: bool = True,
+    on_outcome: Callable[[EventOutcome], None] | None = None,
 ) -> BatchSummary:
     """Run every parameter vector as one event through ``config.pipeline``.
 
@@ -777,6 +778,9 @@ def run_batch(
     keep_outcomes
         Keep every `EventOutcome` in the summary (turn off for endless runs so memory
         stays bounded).
+    on_outcome
+        Called with each `EventOutcome` as its event finishes (in the driver, one call
+        at a time), e.g. to write results incrementally or drive a notebook display.
 
     Returns
     -------
@@ -821,6 +825,8 @@ def run_batch(
             if keep_outcomes:
                 summary.outcomes.append(outcome)
             bar.update(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
         held.release(outcome.index)
 
     def run(group: list[EventJob]) -> None:
