@@ -29,6 +29,10 @@ def test_render_parameters_win_over_environment():
         ("~root", "starts with '~'"),
         ("a\x00b", "contains the control character '\\x00'"),
         ("a\x1bb", "contains the control character '\\x1b'"),
+        # a URL's server decodes these back into '..' and '/'
+        ("%2e%2e", "decodes as a URL to '..', which names the parent directory"),
+        ("a%2Fb", "decodes as a URL to 'a/b', which contains a path separator '/'"),
+        ("%252e%252e", "decodes as a URL to '%2e%2e', which decodes as a URL to '..'"),
     ],
 )
 def test_values_in_paths_must_be_plain_names(value, problem):
@@ -36,6 +40,11 @@ def test_values_in_paths_must_be_plain_names(value, problem):
         render("dst/{v}", {"v": value}, environ={})
     assert str(info.value).startswith(f"parameter v: value {value!r} {problem}")
     assert "--allow-path-values" in str(info.value) or "control" in problem
+
+
+def test_harmless_percent_signs_pass():
+    assert render("dst/{v}", {"v": "50%"}, environ={}) == "dst/50%"
+    assert render("dst/{v}", {"v": "S1%20a"}, environ={}) == "dst/S1%20a"
 
 
 def test_environment_values_obey_the_same_rule():

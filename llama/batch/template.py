@@ -113,6 +113,15 @@ def _value_problem(piece: str, mode: str) -> str | None:
         return "names the parent directory"
     if piece.startswith("~"):
         return "starts with '~', which a local path reads as a home directory"
+    if "%" in piece:
+        # a URL's server decodes %2e%2e and %2f back into '..' and '/'
+        from urllib.parse import unquote
+
+        decoded = unquote(piece)
+        if decoded != piece:
+            problem = _value_problem(decoded, mode)
+            if problem is not None:
+                return f"decodes as a URL to {_shown(decoded)}, which {problem}"
     return None
 
 
