@@ -322,16 +322,19 @@ class Event:
                 if attempt + 1 < attempts:
                     time.sleep(min(0.5 * 2**attempt, 30.0))
                     continue
+                from llama.storage import redact
+
+                # blanked before the first write: an exception may quote a URL's token
                 atomic_write_json(
                     self.failed_path(handler.FILENAME),
                     {
                         "handler": handler.__name__,
                         "time": _utc_now(),
                         "attempts": attempts,
-                        "traceback": traceback.format_exc(),
+                        "traceback": redact(traceback.format_exc()),
                     },
                 )
-                raise HandlerFailed(f"{handler.__name__} failed: {err}") from err
+                raise HandlerFailed(redact(f"{handler.__name__} failed: {err}")) from err
 
     def _generate_once(self, handler: type[FileHandler], version: str) -> None:
         inputs = {d.FILENAME: self.sha256(d.FILENAME) for d in handler.DEPENDENCIES}

@@ -82,6 +82,17 @@ def test_failure_leaves_nothing_under_the_real_name(event):
     assert event.status(AfterFragile) is Status.READY
 
 
+def test_failure_record_never_holds_a_credential(event):
+    # written blanked at once: no moment where the token sits on disk
+    event.path("fail.txt").write_text("at https://ann:hunter2@host/api/?token=XYZ123")
+    with pytest.raises(HandlerFailed) as info:
+        event.generate(Fragile)
+    rider = event.failed_path("fragile.json").read_text()
+    for secret in ("hunter2", "XYZ123"):
+        assert secret not in rider and secret not in str(info.value)
+    assert "https://***@host/api/?token=***" in rider
+
+
 def test_kill_between_metadata_and_rename_is_obsolete_not_external(event):
     event.generate(Double)
     # simulate a regeneration killed after the new rider was written, before rename

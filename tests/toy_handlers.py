@@ -50,7 +50,8 @@ class Fragile(FileHandler, registry=TOY):
     def generate(self, out: Path) -> None:
         out.write_text("partial")  # a half-written output that must never land
         if self.event.path("fail.txt").exists():
-            raise RuntimeError("fragile failed as asked")
+            # the file's text joins the message: tests put secrets there to see them blanked
+            raise RuntimeError(f"fragile failed as asked {self.event.path('fail.txt').read_text()}")
         write_json(out, {"ok": True})
 
 
