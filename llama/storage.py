@@ -786,7 +786,22 @@ def read_bytes(url: str | os.PathLike[str], *, retry: RetryPolicy | None = None)
     """
     url = os.fspath(url)
     fs, path = _filesystem(url)
+    if fs.protocol in ("file", ("file", "local")) and _is_stream(path):
+        # a pipe such as bash's <(...) cannot seek, which fsspec's reader does; it can
+        # be read once only, so no retry
+        return _call("read", url, lambda: Path(path).read_bytes(), RetryPolicy(tries=1))
     return _call("read", url, lambda: fs.cat_file(path), retry)
+
+
+def _is_stream(path: str) -> bool:
+    """True for a named pipe or character device (``/dev/fd/63`` from ``<(...)``)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
 def read_text(

@@ -303,3 +303,20 @@ def test_safe_join_refuses_symlink_out(tmp_path):
     with pytest.raises(UnsafePathError):
         storage.safe_join(ev, "filelink")
     assert issubclass(UnsafePathError, ValueError)
+
+
+def test_read_text_from_a_pipe(tmp_path):
+    # bash's <(...) hands over /dev/fd/N, a pipe that cannot seek
+    import threading
+
+    fifo = tmp_path / "values"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "w") as f:
+            f.write("S1\nS2\n")
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    assert storage.read_text(str(fifo)) == "S1\nS2\n"
+    writer.join(timeout=5)
