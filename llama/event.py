@@ -33,6 +33,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 import traceback
@@ -111,6 +112,10 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# temporary names of _tmp_name and of llama.storage downloads (see Event.remove_leftovers)
+_LEFTOVER = re.compile(r"^\..+\.(tmp-[0-9a-f]{12}.*|[0-9a-f]{12}\.part)$", re.DOTALL)
 
 
 def _tmp_name(path: Path, suffix: str = "") -> Path:
@@ -219,6 +224,33 @@ class Event:
         merged = validate_flags({**self.flags, **flags})
         atomic_write_json(self.directory / FLAGS_FILENAME, dict(merged))
         self._flags = merged
+
+    def remove_leftovers(self) -> list[str]:
+        """Delete the temporary files a killed run left in this directory.
+
+        The names are those of `_tmp_name` (``.F.tmp-<12 hex>...``) and of
+        `llama.storage` downloads (``.F.<12 hex>.part``); a kill between writing and
+        renaming leaves them, and nothing ever reads them. Call it only while holding
+        the event (the batch runner's lock), since a running writer owns its own.
+
+        Returns
+        -------
+        list of str
+            The names removed.
+        """
+        removed = []
+        try:
+            names = os.listdir(self._dir)
+        except OSError:
+            return removed
+        for name in names:
+            if _LEFTOVER.match(name):
+                try:
+                    os.unlink(f"{self._dir}/{name}")
+                    removed.append(name)
+                except (FileNotFoundError, IsADirectoryError, PermissionError):
+                    pass
+        return removed
 
     def is_retracted(self) -> bool:
         """Whether a retraction notice was received for this event."""

@@ -277,3 +277,28 @@ def test_help_states_the_rule(capsys):
     assert "each {field} must receive one plain name" in out
     assert "starts with '~' or holds a control character is refused before any event runs" in out
     assert "--allow-path-values Let values inserted into --get, --put, --errdump" in out
+
+
+def test_a_killed_runs_temporary_files_are_removed_by_the_next(tmp_path):
+    # issue 9, item 9: they were never cleaned and were copied into error dumps
+    event_dir = tmp_path / "ev" / "E1"
+    event_dir.mkdir(parents=True)
+    leftovers = [
+        ".skymap_info.json.tmp-0123456789ab.json",  # llama.event._tmp_name
+        ".lvc_skymap.fits.0123456789ab.part",  # a download cut short
+    ]
+    kept = [".hidden-notes.txt", "notes.tmp-0123456789ab.json", ".x.part"]
+    for name in leftovers + kept:
+        (event_dir / name).write_text("stale")
+    config = BatchConfig(
+        pipeline=select_pipeline(exact=["SkymapInfo"]),
+        eventdir=str(tmp_path / "ev" / "E{g}"),
+        flags={},
+        jobs=1,
+    )
+    summary = run_batch([{"g": "1"}], config, progress=False)
+    assert summary.counts == {"done": 1}
+    names = set(os.listdir(event_dir))
+    assert not names & set(leftovers)
+    assert set(kept) <= names
+    assert not [n for n in names if ".tmp-" in n and n.startswith(".")]

@@ -269,6 +269,7 @@ def prepare_event(job: EventJob) -> str:
 
     try:
         event = job.event()
+        event.remove_leftovers()  # a killed run's temporary files (the lock is ours)
         if job.flags is not None:
             event.write_flags(job.flags)
         elif not (job.directory / "FLAGS.json").exists():
