@@ -64,3 +64,44 @@ def test_top_level_help_lists_commands():
     assert out.returncode == 0
     for command in COMMANDS:
         assert command in out.stdout
+
+
+def _help_texts(command: str) -> dict[str, str]:
+    """``--help`` of a command and of each of its subcommands, by command line."""
+    texts = {}
+    out = subprocess.run(
+        [sys.executable, "-m", "llama.cli", command, "--help"], capture_output=True, text=True
+    )
+    texts[f"llama {command} --help"] = out.stdout
+    choices = re.search(r"\{([a-z,]+)\}", out.stdout.split("\n\n")[0])
+    if command != "batch" and choices:  # batch's {...} are pipeline names, not subcommands
+        for sub in choices.group(1).split(","):
+            out = subprocess.run(
+                [sys.executable, "-m", "llama.cli", command, sub, "--help"],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            texts[f"llama {command} {sub} --help"] = out.stdout
+    return texts
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_shows_no_markup(command):
+    # argparse prints help as written: reST markup would reach the user raw
+    texts = _help_texts(command)
+    assert len(texts) >= (1 if command == "batch" else 3)
+    for where, text in texts.items():
+        assert text.startswith("usage: llama"), where
+        for markup in ("``", ":mod:", ":func:", ":class:", ":py:"):
+            assert markup not in text, f"{where} shows {markup!r}"
+
+
+@pytest.mark.parametrize("command", [None, *sorted(COMMANDS)])
+def test_version_of_every_command(command):
+    from llama.version import __version__
+
+    for flag in ("--version", "-V"):
+        argv = [flag] if command is None else [command, flag]
+        out = subprocess.run(
+            [sys.executable, "-m", "llama.cli", *argv], capture_output=True, text=True
+        )
+        assert (out.returncode, out.stdout, out.stderr) == (0, __version__ + "\n", ""), argv

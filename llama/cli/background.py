@@ -26,6 +26,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from llama.version import __version__
+
 __all__ = ["parser", "main"]
 
 #: Below this many background events a key's p-values cannot go under ~1e-2: say so.
@@ -44,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
         "LLAMA_BACKGROUND_TABLE=TABLE.nc (and LLAMA_BACKGROUND_SENSITIVITY=LABEL when it "
         "holds several sensitivities).",
     )
+    p.add_argument(
+        "-V", "--version", action="version", version=__version__,
+        help="Print the version number and exit.",
+    )  # fmt: skip
     sub = p.add_subparsers(dest="what", required=True, metavar="{build,show}")
 
     b = sub.add_parser(

@@ -64,17 +64,30 @@ class _Assignments(argparse.Action):
         setattr(namespace, self.dest, result)
 
 
+#: What ``--help`` prints first: plain text, since argparse shows markup as it is.
+_DESCRIPTION = (
+    "Batch process large sets of organized data using LLAMA. Input and output files can "
+    "be stored locally or on cloud data (HTTP(S) for reading, S3). Good for large-scale "
+    "simulations of injected or randomized data. Source/destination paths are Python "
+    "format strings whose {fields} are filled from the parameter lists given as params "
+    "(NAME=FILE) or, for names not given there, from the environment. A run needs "
+    "somewhere to keep what it makes: --eventdir, --put and/or --results."
+)
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``llama batch`` (the reference page's options)."""
     handlers = _handler_names()
     p = argparse.ArgumentParser(
         prog="llama batch",
-        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        description=_DESCRIPTION,
         prefix_chars="-+",
         fromfile_prefix_chars="@",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Put params before the options, or after '--'. "
-        "Exit status: 0 all events fine, 1 some events failed, 2 bad input.",
+        epilog="Put params before the options, or after '--'. Example (the main job of "
+        "README.md): llama batch @llama/examples/review.args. "
+        "Exit status: 0 all events fine, 1 some events failed, 2 bad input (and a run "
+        "with no arguments), 130 after Ctrl-C.",
     )
     p.add_argument(
         "-V", "--version", action="store_true", help="Print the version number and exit."
@@ -99,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run-flags", action="store_true", help="Print flags parsed by the CLI and exit."
     )
-    g = p.add_argument_group("choose pipeline (see ``llama.pipeline``)")
+    g = p.add_argument_group("choose pipeline (see llama.pipeline)")
     g.add_argument(
         "-f", "--filehandlers", nargs="*", choices=handlers, default=[], metavar="FILEHANDLER",
         help="FileHandler class names to include. Missing dependencies are not made unless "
@@ -189,7 +202,10 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     g.add_argument(
         "--random", type=int, metavar="N",
-        help="Run N random draws from the params instead of their Cartesian product; "
+        help="Run N random draws from the params instead of their Cartesian product: "
+        "each draw takes every params value uniformly and independently, WITH replacement, "
+        "so a draw can repeat an earlier one (its event is then up to date); N draws over "
+        "M combinations give M(1-(1-1/M)^N) distinct events on average (100 over 192: ~78). "
         "N < 0 runs until stopped.",
     )  # fmt: skip
     g.add_argument(
@@ -239,6 +255,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 # -- helpers of main -------------------------------------------------------------------
+_NO_ARGUMENTS = (
+    "no arguments: give the params (NAME=FILE, e.g. graceid=ids.txt) and where to keep "
+    "the events (--eventdir DIR, --put FILE=PATH and/or --results FILE); "
+    "'llama batch --help' lists every option, and 'llama batch @llama/examples/review.args' "
+    "runs the example of README.md"
+)
+_NOTHING_KEPT = (
+    "nothing would be kept: without --eventdir each event lives in a temporary directory "
+    "that is deleted after --put; give --eventdir DIR, --put FILE=PATH and/or --results FILE"
+)
+
+
 class UsageError(Exception):
     """A mistake in the command line or its inputs: one clear message, exit status 2."""
 
@@ -355,6 +383,13 @@ def _results_path(args) -> Path | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``llama batch``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        # the reference page makes every argument optional, but a run with none has no
+        # events to read and nowhere to keep them: say what to give instead of running
+        print(parser().format_usage().rstrip(), file=sys.stderr)
+        print(f"llama batch: error: {_NO_ARGUMENTS}", file=sys.stderr)
+        return 2
     previous = _catch_sigint()
     try:
         p = parser()
@@ -483,6 +518,8 @@ def _run(args, pipeline, flags, version, log) -> int:
     _check_templates(args, params)
     _check_values(args, params)
     _check_waits()
+    if not (args.eventdir or args.put or args.results):
+        raise UsageError(_NOTHING_KEPT)
     seed = None
     if args.random is not None:
         seed = args.seed if args.seed is not None else sweep.make_seed()

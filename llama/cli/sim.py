@@ -21,6 +21,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from llama.version import __version__
+
 __all__ = ["parser", "main"]
 
 EXAMPLES_SEED = 20190425
@@ -36,6 +38,10 @@ def parser() -> argparse.ArgumentParser:
         "lists (icecube_neutrino_list.json format) and example event sets. Every output is "
         "reproducible from --seed.",
     )
+    p.add_argument(
+        "-V", "--version", action="version", version=__version__,
+        help="Print the version number and exit.",
+    )  # fmt: skip
     sub = p.add_subparsers(dest="what", required=True, metavar="{skymap,neutrinos,examples}")
 
     s = sub.add_parser(
