@@ -302,3 +302,22 @@ def test_a_killed_runs_temporary_files_are_removed_by_the_next(tmp_path):
     assert not names & set(leftovers)
     assert set(kept) <= names
     assert not [n for n in names if ".tmp-" in n and n.startswith(".")]
+
+
+def test_an_html_page_served_as_params_is_refused(http_server, work, capsys):
+    # issue 9, item 8: a login or error page became the sweep's values
+    base_url, root = http_server
+    (root / "ids.txt").write_text("<!DOCTYPE html>\n<html><body>Sign in</body></html>\n")
+    code, out, err = run(["--eventdir", "ev/{graceid}", f"graceid={base_url}/ids.txt"], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "HTML/XML page, not a list of values" in err and "ids.txt" in err
+    assert not (work / "ev").exists()
+
+
+def test_params_lines_written_as_json_strings_lose_their_quotes(work, capsys):
+    (work / "ids.txt").write_text('"S1"\n')
+    get = "skymap_info.json=src/{graceid}.json"
+    code, out, err = run(["graceid=ids.txt", "--get", get, "--eventdir", "ev/{graceid}",
+                          "-f", "SkymapInfo"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert sorted(os.listdir(work / "ev")) == ["S1", "llama_batch_results.nc"]

@@ -79,7 +79,8 @@ def parse_values(text: str) -> list[str]:
 
     JSON is recognised by a leading ``[`` (or ``{``, which is then an error);
     JSON strings are kept as they are, other scalars as their JSON text
-    (``1``, ``0.5``, ``true``, ``null``).
+    (``1``, ``0.5``, ``true``, ``null``). In a list of lines, a line written as a
+    JSON string (``"S1"``) is that string; an HTML or XML page is refused.
 
     Raises
     ------
@@ -92,8 +93,25 @@ def parse_values(text: str) -> list[str]:
     ['S1', '2', '0.5', 'true']
     >>> parse_values("# GraceIDs\\nS1\\n\\n  S2  \\n")
     ['S1', 'S2']
+    >>> parse_values('"S1"\\n"S 2"\\n')  # lines written as JSON strings lose their quotes
+    ['S1', 'S 2']
     """
     return [value for value, _ in _located_values(text)]
+
+
+_MARKUP = ("doctype", "html", "?xml", "head", "body", "xml")
+
+
+def _unquoted(value: str) -> str:
+    """A line written as a JSON string (``"S1"``) is that string, without its quotes."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            decoded = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        if isinstance(decoded, str):
+            return decoded
+    return value
 
 
 def _line(text: str, offset: int) -> int:
@@ -121,12 +139,18 @@ def _located_values(text: str) -> list[tuple[str, int]]:
                 pos += 1
             located.append((item if isinstance(item, str) else json.dumps(item), _line(text, pos)))
             _, pos = decoder.raw_decode(text, pos)
+    elif stripped[:1] == "<" and stripped[:200].lower().lstrip("<!").startswith(_MARKUP):
+        # a login or error page served in place of the list would become its values
+        raise ValueError(
+            "this is an HTML/XML page, not a list of values: check the path or URL "
+            "(a login or error page?)"
+        )
     else:
         located = []
         for number, line in enumerate(text.splitlines(), start=1):
             value = line.strip()
             if value and not value.startswith("#"):
-                located.append((value, number))
+                located.append((_unquoted(value), number))
     if not located:
         raise ValueError("the list of values is empty")
     return located
