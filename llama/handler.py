@@ -184,8 +184,15 @@ class FileHandler:
         return self.dep_path(dep).read_text()
 
     def read_json(self, dep: type[FileHandler]) -> Any:
+        """A dependency's JSON file; a damaged one fails with a message naming it."""
         with open(self.dep_path(dep)) as f:
-            return json.load(f)
+            try:
+                return json.load(f)
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"{dep.FILENAME} is not valid JSON ({err.msg} at line {err.lineno}, "
+                    f"column {err.colno}): correct or remove the file"
+                ) from None
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -229,3 +229,14 @@ def test_map_written_by_ligo_skymap_gives_sensible_odds(tmp_path):
     )
     overlaps = [[t["psf_overlap"] for t in r["neutrino_gw_triggers"]] for r in read]
     np.testing.assert_allclose(overlaps[1], overlaps[0], rtol=1e-6)
+
+
+def test_a_damaged_p_astro_is_named_in_the_failure(tmp_path):
+    from llama.event import HandlerFailed
+
+    ev = _event(tmp_path, "S190425a", "inj-S190425a")
+    ev.path("p_astro.json").write_text('{"BNS": 0.9}\n\n{"BBH": 0.1}\n')
+    with pytest.raises(
+        HandlerFailed, match=r"p_astro.json is not valid JSON \(Extra data at line 3"
+    ):
+        ev.generate(CoincSignificanceI3Lvc)

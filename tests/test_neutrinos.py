@@ -118,3 +118,10 @@ def test_concatenate_sorts_by_time():
     b = NeutrinoList.from_json({"triggers": [trig(mjd=1.0, type="injected")]})
     c = a.concatenate(b)
     assert c.mjd.tolist() == [1.0, 2.0] and c.type.tolist() == ["injected", "unspecified"]
+
+
+@pytest.mark.parametrize("mjd", [1e15, -5.0, 2.4e6])  # seconds, negative, a Julian Date
+def test_an_absurd_arrival_time_is_one_clear_message(mjd):
+    trig = {"mjd": mjd, "ra": 1.0, "dec": 2.0, "sigma": 0.5, "energy": 1e4}
+    with pytest.raises(NeutrinoListError, match=r"trigger 0: mjd = .* is outside \[0, 100000\]"):
+        NeutrinoList.from_json({"triggers": [trig]})

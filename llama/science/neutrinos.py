@@ -43,6 +43,9 @@ __all__ = ["NeutrinoList", "NeutrinoListError", "NEUTRINO_TYPES"]
 #: Allowed values of a trigger's ``type``.
 NEUTRINO_TYPES = ("observation", "blinded", "injected", "archival", "unspecified")
 _REQUIRED = ("mjd", "ra", "dec", "sigma", "energy")
+# [day] arrival times astropy's UTC conversions accept with leap seconds known or
+# extrapolated; a value outside is a unit mistake (seconds, JD) that failed deep in ERFA
+MJD_VALID = (0.0, 100_000.0)
 _OPTIONAL_FLOAT = ("zenith", "azimuth")
 _OPTIONAL_INT = ("run", "event")
 
@@ -147,6 +150,12 @@ class NeutrinoList:
             (self.sigma <= 0, "sigma", "must be > 0 degrees (the 1-sigma angular error)"),
             (np.abs(self.dec) > 90, "dec", "must be within [-90, 90] degrees"),
             (self.energy <= 0, "energy", "must be > 0 GeV"),
+            (
+                (self.mjd < MJD_VALID[0]) | (self.mjd > MJD_VALID[1]),
+                "mjd",
+                f"is outside [{MJD_VALID[0]:g}, {MJD_VALID[1]:g}] (years 1858-2132): "
+                "give the UTC arrival time as a Modified Julian Date",
+            ),
         )
         for bad, name, fix in checks:
             if bad.any():
