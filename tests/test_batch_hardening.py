@@ -322,3 +322,39 @@ def test_params_lines_written_as_json_strings_lose_their_quotes(work, capsys):
     assert code == 0, err
     assert (work / "ev" / "S1" / "skymap_info.json").exists()
     assert not [n for n in os.listdir(work / "ev") if "S1" in n and n != "S1"]
+
+
+LONG_DIR = "/".join(["d" * 250] * 17)  # over PATH_MAX (4096)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["-l", "nofolder/x.log", "--eventdir", "ev/{graceid}"], None),
+        (["--results", "{blocked}/r.nc", "--eventdir", "ev/{graceid}"], "--results"),
+        (["--results", ".", "--eventdir", "ev/{graceid}"], "--results . is a directory"),
+        (["--eventdir", f"ev/{LONG_DIR}/{{graceid}}"], "(File name too long)"),
+        (["--random", "2", "--seed", str(2**64), "--eventdir", "ev/{graceid}"],
+         "--seed 18446744073709551616 is out of range"),
+        (["--put", "skymap_info.json=http://localhost:9/{graceid}.json", "--eventdir",
+          "ev/{graceid}"], "uploads to HTTP(S) are not supported"),
+    ],
+)  # fmt: skip
+def test_options_that_cannot_work_are_refused_before_any_event(extra, message, work, capsys):
+    # issue 9, item 8: these surfaced as tracebacks, some after every event had run
+    (work / "ids.txt").write_text("S1\n")
+    blocked = work / "blocked"
+    blocked.write_text("a file where a folder is needed")
+    extra = [a.replace("{blocked}", str(blocked)) for a in extra]
+    if extra[0] == "-l":
+        (work / "nofolder").write_text("a file where a folder is needed")
+        argv = ["-D", "-v", "info", "graceid=ids.txt", *extra, "-f", "SkymapInfo"]
+        code = batch.main(argv)
+        out, err = capsys.readouterr()
+        message = "-l/--logfile nofolder/x.log cannot be written"
+    else:
+        code, out, err = run(["graceid=ids.txt", *extra, "-f", "SkymapInfo"], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    (line,) = [x for x in err.splitlines() if x.startswith("llama batch: error:")]
+    assert message in line
+    assert not (work / "ev").exists()

@@ -288,7 +288,9 @@ def _setup_logging(logfile: str, verbosity: str) -> None:
         root.addHandler(console)
     path = Path(logfile).expanduser()
     if path.resolve() != Path(os.devnull).resolve():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from llama.batch.preflight import check_writable
+
+        check_writable(path, "-l/--logfile")
         handler = logging.FileHandler(path)
         handler.setLevel(logging.DEBUG)
         handler.setFormatter(fmt)
@@ -434,12 +436,21 @@ def _catch_sigint():
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean bad input: reported in one line, never as a traceback."""
+    from llama.batch.preflight import PreflightError
     from llama.batch.sweep import ParamsError
     from llama.batch.template import TemplateError
     from llama.flags import FlagError
     from llama.storage import StorageError, UnsafePathError
 
-    return (UsageError, ParamsError, TemplateError, FlagError, StorageError, UnsafePathError)
+    return (
+        UsageError,
+        PreflightError,
+        ParamsError,
+        TemplateError,
+        FlagError,
+        StorageError,
+        UnsafePathError,
+    )
 
 
 def _main(args) -> int:
@@ -503,13 +514,16 @@ def _flags(args):
 
 def _run(args, pipeline, flags, version, log) -> int:
     from llama import storage
-    from llama.batch import sweep, template
+    from llama.batch import preflight, sweep, template
     from llama.batch.runner import BatchConfig, check_jobs, run_batch
 
     try:  # before the params are read: a bad --jobs needs no downloads to be found
         check_jobs(args.jobs)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    # before any event: these used to surface after every event had run
+    preflight.check_seed(args.seed)
+    preflight.check_put_destinations(args.put)
     _check_event_names(args)
     try:
         params = sweep.parse_params(args.params)
@@ -520,6 +534,10 @@ def _run(args, pipeline, flags, version, log) -> int:
     _check_waits()
     if not (args.eventdir or args.put or args.results):
         raise UsageError(_NOTHING_KEPT)
+    results = _results_path(args)  # last check: it makes the results folder
+    if results is not None:
+        where = "--results" if args.results else "the results file (default: beside --eventdir)"
+        preflight.check_writable(results, where)
     seed = None
     if args.random is not None:
         seed = args.seed if args.seed is not None else sweep.make_seed()
