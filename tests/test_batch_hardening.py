@@ -358,3 +358,19 @@ def test_options_that_cannot_work_are_refused_before_any_event(extra, message, w
     (line,) = [x for x in err.splitlines() if x.startswith("llama batch: error:")]
     assert message in line
     assert not (work / "ev").exists()
+
+
+def test_a_closed_pipe_is_not_an_error():
+    # `llama batch --print-default-pipeline | head -1` printed a BrokenPipeError traceback
+    import subprocess
+    import sys
+
+    code = "import sys; from llama.cli import main; sys.exit(main(sys.argv[1:]))"
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "batch", "--print-default-pipeline"],
+        stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+    )  # fmt: skip
+    os.close(write)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

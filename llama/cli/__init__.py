@@ -45,7 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nllama: error: unknown command {args[0]!r}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[args[0]][0])
-    return module.main(args[1:]) or 0
+    try:
+        return module.main(args[1:]) or 0
+    except BrokenPipeError:
+        # the reader went away (``llama batch --print-default-pipeline | head -1``): not
+        # an error; stdout goes to /dev/null so the flush at exit cannot fail again
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
