@@ -1,13 +1,17 @@
-"""Run events through the handler DAG on Dask: scheduling, progress, summary.
+"""Run events through the handler DAG on a pool of workers: scheduling, progress, summary.
 
 Data flows one way: parameter vectors -> `EventJob` (paths rendered from templates)
--> one dask.delayed graph per event (prepare -> one task per handler, edges from
-DEPENDENCIES -> finish) -> files in the event directory + one `EventOutcome` record
-per event.
+-> one task per event (`run_event`: prepare, each handler in dependency order,
+finish) on the pool of `llama.batch.schedulers` -> files in the event directory +
+one `EventOutcome` record per event.
+
+Whole events are the unit of work, not handlers: a task per handler cost 0.4-2 ms of
+scheduler overhead each (ARCHITECTURE.md), more than most handlers take. A bounded
+window of events is in flight; the next is submitted as each one finishes.
 
 An event whose files are all up to date (same inputs, same pipeline, same puts) is
-recognised in the driver by a stat-and-checksum pass and never becomes Dask tasks,
-so re-running a finished or interrupted batch only does the missing work.
+recognised in the driver by a stat-and-checksum pass and never becomes a task, so
+re-running a finished or interrupted batch only does the missing work.
 
 Examples
 --------
@@ -28,10 +32,9 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +55,7 @@ __all__ = [
     "check_jobs",
     "max_jobs",
     "run_batch",
+    "run_event",
 ]
 
 log = logging.getLogger("llama.batch")
@@ -60,10 +64,13 @@ log = logging.getLogger("llama.batch")
 BATCH_RIDER = ".batch.json"
 #: Handler states that mean "nothing left to do" for that handler.
 _SETTLED = {Status.EXISTS, Status.VETOED, Status.NOT_APPLICABLE, Status.WAITING}
-#: Most events handed to Dask at once, whatever --jobs says: each pending event holds
-#: its job (vector, rendered paths, a copy of the environment) and its task graph,
-#: and 20,000 jobs used to queue 160,000 of them (3 GB) before any work began.
+#: Most events in flight at once, whatever --jobs says: each pending event holds its
+#: job (vector, rendered paths, a copy of the environment), and 20,000 jobs used to
+#: queue 160,000 tasks (3 GB) before any work began.
 MAX_IN_FLIGHT = 1024
+#: Events in flight per worker: one running, one queued behind it so that a worker
+#: never idles while the driver records the outcome it just handed back.
+IN_FLIGHT_PER_SLOT = 2
 #: Most --jobs per CPU: beyond this, threads or processes only wait on one another.
 JOBS_PER_CPU = 64
 
@@ -123,7 +130,9 @@ class BatchConfig:
     version: str = ""
     err_alert: bool = False
     environ: Mapping[str, str] | None = None  # None: os.environ
-    chunk_events: int = 0  # events handed to Dask at once; 0: automatic (<= MAX_IN_FLIGHT)
+    # events in flight at once (the window); 0: automatic, IN_FLIGHT_PER_SLOT per worker,
+    # at most MAX_IN_FLIGHT
+    chunk_events: int = 0
     # values may hold "/" or ".." and so name other directories (--allow-path-values)
     allow_path_values: bool = False
     # seconds an event in use by another run is waited for before it is skipped;
@@ -258,7 +267,39 @@ def _plain_name(text: str) -> str:
     return name or "event"
 
 
-# -- the per-event task functions (run by Dask workers) --------------------------------
+# -- the per-event task (run by a worker) -----------------------------------------------
+def run_event(job: EventJob) -> EventOutcome:
+    """Bring one event up to date, start to end, in the calling worker.
+
+    Prepare the directory, run each handler of the pipeline in dependency order (a
+    handler whose input failed is left unmade, independent branches still run),
+    then finish (puts, error dumps, records). Numba kernels called by the handlers
+    run on this worker's thread alone (`llama.batch.schedulers`): the workers are
+    the one level of parallelism.
+
+    Never raises except KeyboardInterrupt: every problem becomes this event's failure.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from llama.pipeline import select_pipeline
+    >>> config = BatchConfig(pipeline=select_pipeline(exact=["SkymapInfo"]),
+    ...                      eventdir=tempfile.mkdtemp() + "/{graceid}", flags={})
+    >>> run_event(make_job(0, {"graceid": "S1"}, config)).state
+    'done'
+    """
+    from llama.batch.schedulers import single_threaded_kernels
+
+    prepared = prepare_event(job)
+    statuses: dict[type[FileHandler], str] = {}
+    for handler in job.handlers:  # topological order: dependencies first
+        single_threaded_kernels()  # once Numba is loaded (by a handler), before each
+        deps = [statuses[d] for d in handler.DEPENDENCIES if d in statuses]
+        statuses[handler] = run_handler(job, handler, prepared, *deps)
+    return finish_event(job, prepared, *statuses.values())
+
+
+# -- the steps of an event -------------------------------------------------------------
 def prepare_event(job: EventJob) -> str:
     """Create the event directory, set flags, fetch ``--get`` files, apply ``--format``.
 
@@ -344,7 +385,7 @@ def run_handler(job: EventJob, handler: type[FileHandler], prepared: str, *deps:
         return Status.WAITING.value + ": an input failed"
     try:
         return _bring_up_to_date(job, handler)
-    except Exception as err:  # a Dask task that raises would stop the whole batch
+    except Exception as err:  # one handler's failure is this event's, never the batch's
         try:
             _redact_failed_rider(job, handler)
         except Exception as again:  # the failure itself is what must be reported
@@ -397,9 +438,8 @@ def _bring_up_to_date(job: EventJob, handler: type[FileHandler]) -> str:
 def finish_event(job: EventJob, prepared: str, *statuses: str) -> EventOutcome:
     """Upload ``--put`` files, dump failures, collect records, remove temporary dirs.
 
-    Never raises: this is the last task of the event's graph, and an exception from
-    a Dask task would stop every other event of the batch. Anything unexpected
-    becomes this event's failure.
+    Never raises (KeyboardInterrupt aside): this is the last step of the event, and
+    anything unexpected becomes this event's failure.
     """
     try:
         return _finish_event(job, prepared, *statuses)
@@ -539,7 +579,7 @@ def _report_failure(job: EventJob, text: str, outcome: EventOutcome) -> None:
 
 # -- the driver ------------------------------------------------------------------------
 def up_to_date(job: EventJob) -> bool:
-    """Whether ``job``'s event needs no work: a stat-and-checksum pass, no Dask.
+    """Whether ``job``'s event needs no work: a stat-and-checksum pass, no task.
 
     True when a previous batch finished this event with the same vector and pipeline,
     every ``--get`` file is present, no handler has work left, and every ``--put``
@@ -578,66 +618,17 @@ def _settled_statuses(job: EventJob) -> tuple[Event, dict[str, str]] | None:
 
 
 def _quick_settled(job: EventJob) -> tuple[Event, dict[str, str]] | None:
-    """`_settled_statuses`, None when it cannot tell (the event then runs as a graph).
+    """`_settled_statuses`, None when it cannot tell (the event then runs as a task).
 
     The pass is only a shortcut: an event directory it cannot read (a file in the
-    way, a name too long, a damaged FLAGS.json) goes to its graph, whose tasks turn
-    the same problem into this event's failure instead of stopping the batch.
+    way, a name too long, a damaged FLAGS.json) goes to its task, which turns the
+    same problem into this event's failure instead of stopping the batch.
     """
     try:
         return _settled_statuses(job)
     except Exception as err:
         log.debug("%s: up-to-date check failed: %s", job.directory.name, _reason(err))
         return None
-
-
-def event_graph(job: EventJob):
-    """The Dask graph of one event: prepare -> handlers -> finish, as a Delayed.
-
-    The graph is written out directly (a plain dict of task tuples) rather than built
-    with ``dask.delayed`` calls: those walk every argument looking for collections,
-    and the job (a dataclass holding the environment, the vector and the templates)
-    was walked once per task, which cost more than running a trivial handler.
-    Arguments are the job (unhashable, so never mistaken for a key), handler classes
-    and the keys of the tasks each one depends on.
-    """
-    from dask.delayed import Delayed
-
-    tag = f"{job.index}-{job.directory.name}"
-    prepared = f"prepare-{tag}"
-    dsk: dict[str, tuple] = {prepared: (prepare_event, job)}
-    keys: dict[type[FileHandler], str] = {}
-    for handler in job.handlers:  # topological order: dependencies first
-        key = f"{handler.__name__}-{tag}"
-        deps = [keys[d] for d in handler.DEPENDENCIES if d in keys]
-        dsk[key] = (run_handler, job, handler, prepared, *deps)
-        keys[handler] = key
-    finish = f"finish-{tag}"
-    dsk[finish] = (finish_event, job, prepared, *keys.values())
-    return Delayed(finish, dsk)
-
-
-def _chunks(jobs: Iterator[EventJob], size: int) -> Iterator[list[EventJob]]:
-    """Groups of jobs with distinct directories (a duplicate waits for a later group)."""
-    deferred: list[EventJob] = []
-    exhausted = False
-    while not exhausted or deferred:
-        chunk, dirs, carry = [], set(), []
-        for job in deferred:
-            (carry if job.directory in dirs or len(chunk) >= size else chunk).append(job)
-            dirs.add(job.directory)
-        deferred = carry
-        while len(chunk) < size and not exhausted:
-            job = next(jobs, None)
-            if job is None:
-                exhausted = True
-            elif job.directory in dirs:
-                deferred.append(job)
-            else:
-                chunk.append(job)
-                dirs.add(job.directory)
-        if chunk:
-            yield chunk
 
 
 class _Progress:
@@ -670,90 +661,6 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _ignore_sigint() -> None:
-    """Initializer of worker processes: SIGINT (Ctrl-C) goes to the driver only."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class _Scheduler:
-    """Runs lists of delayed objects on the chosen Dask scheduler."""
-
-    def __init__(self, name: str, jobs: int) -> None:
-        self.name, self.jobs, self.client, self.cluster = name, jobs, None, None
-        self.pool = None  # the worker processes of scheduler "processes" (made on first use)
-        if name == "distributed" or "://" in name:
-            from distributed import Client, LocalCluster
-
-            if name == "distributed":
-                self.cluster = LocalCluster(
-                    n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None
-                )
-                self.client = Client(self.cluster)
-            else:
-                self.client = Client(name)
-            log.info("Dask distributed scheduler at %s", self.client.scheduler.address)
-        elif name not in ("threads", "processes", "synchronous"):
-            raise ValueError(
-                f"unknown scheduler {name!r}; use threads, processes, synchronous, "
-                "distributed (a local cluster) or a scheduler address tcp://HOST:PORT"
-            )
-
-    def run(self, graphs: list, on_result) -> None:
-        if self.client is not None:
-            from distributed import as_completed
-
-            futures = self.client.compute(graphs)
-            for future in as_completed(futures):
-                on_result(future.result())
-            return
-        import dask
-        from dask.callbacks import Callback
-
-        # report each event as its finish task completes, not when the whole chunk does,
-        # so progress and outcomes flow while the chunk's slower events still run
-        def posttask(key, result, dsk, state, worker_id):
-            if isinstance(key, str) and key.startswith("finish-"):
-                on_result(result)
-
-        extra = {}
-        if self.name == "processes":
-            extra["pool"] = self._process_pool()
-        with Callback(posttask=posttask):
-            dask.compute(*graphs, scheduler=self.name, num_workers=self.jobs, **extra)
-
-    def _process_pool(self):
-        """One pool of worker processes for the whole run, made as Dask makes its own.
-
-        Dask shuts the pool it makes down at the end of each compute, waiting for the
-        running tasks: after Ctrl-C that was minutes behind a server that never
-        answers. With a pool of ours, `close` decides whether to wait.
-        """
-        if self.pool is None:
-            from concurrent.futures import ProcessPoolExecutor
-            from functools import partial
-
-            from dask.multiprocessing import get_context, initialize_worker_process
-
-            # what Dask does for its own pool: hashing consistent across the workers
-            if os.environ.get("PYTHONHASHSEED") in (None, "0"):
-                os.environ["PYTHONHASHSEED"] = "6640"
-            # Ctrl-C is the driver's to handle: workers that got it too printed tracebacks
-            init = partial(initialize_worker_process, user_initializer=_ignore_sigint)
-            self.pool = ProcessPoolExecutor(self.jobs, mp_context=get_context(), initializer=init)
-        return self.pool
-
-    def close(self, interrupted: bool = False) -> None:
-        """Let the workers go; after Ctrl-C without waiting for their running tasks."""
-        if self.pool is not None:
-            self.pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
 
 
 def run_batch(
@@ -795,8 +702,20 @@ def run_batch(
 
     Notes
     -----
-    Events reach Dask in groups of at most `MAX_IN_FLIGHT` (8 per job, at least 16),
-    so memory stays bounded however large ``config.jobs`` or the sweep is.
+    Parallelism: one level, the events. ``config.jobs`` events run at once, one per
+    worker (threads, processes or Dask worker processes), and every Numba kernel
+    inside an event runs on its worker's thread alone, so ``--jobs N`` uses N cores
+    and never N times Numba's own threads. ``synchronous`` runs one event at a time
+    in the calling thread: one core, whatever ``config.jobs`` says. Threads share
+    the interpreter: only kernels compiled ``nogil=True`` run side by side there;
+    ``processes`` and ``distributed`` have no such limit.
+
+    A sliding window: at most ``config.chunk_events`` events (automatic: two per
+    worker, never more than `MAX_IN_FLIGHT`) are in flight, and the next is submitted
+    as each one finishes, so a slow event holds back no other; outcomes are recorded
+    in the order events finish. Two vectors naming the same event directory never
+    run at once: the later waits for the earlier to finish (and is then usually up
+    to date).
 
     Each event directory is locked (`llama.batch.locks`) from its up-to-date check to
     its outcome. An event that another run holds waits, while the rest of the batch
@@ -804,15 +723,16 @@ def run_batch(
     usually up to date); past that it is counted as "skipped" and `BatchSummary.ok`
     is False.
     """
+    from llama.batch.schedulers import make_pool
+
     start = time.monotonic()
     summary = BatchSummary()
-    bar = _Progress(total, progress)
     check_jobs(config.jobs)
-    # enough events to keep every job busy, never more than MAX_IN_FLIGHT at once
-    chunk = config.chunk_events or min(max(16, 8 * config.jobs), MAX_IN_FLIGHT)
+    pool = make_pool(config.scheduler, config.jobs, run_event)
+    bar = _Progress(total, progress)
+    window = config.chunk_events or min(IN_FLIGHT_PER_SLOT * pool.slots, MAX_IN_FLIGHT)
+    window = min(window, MAX_IN_FLIGHT)
     jobs = (make_job(i, v, config) for i, v in enumerate(vectors))
-    scheduler = _Scheduler(config.scheduler, config.jobs)
-    lock = threading.Lock()
     if config.lock_wait_s is None:
         from llama.config import network_option
 
@@ -821,55 +741,123 @@ def run_batch(
         held = _HeldLocks(config.lock_wait_s)
 
     def record(outcome: EventOutcome) -> None:
-        with lock:
-            summary.counts[outcome.state] += 1
-            if keep_outcomes:
-                summary.outcomes.append(outcome)
-            bar.update(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
+        summary.counts[outcome.state] += 1
+        if keep_outcomes:
+            summary.outcomes.append(outcome)
+        bar.update(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
         held.release(outcome.index)
 
-    def run(group: list[EventJob]) -> None:
-        graphs = []
-        for job in group:
-            settled = None if job.temporary else _quick_settled(job)
-            if settled is not None:
-                record(_settled_outcome(job, *settled))
-            else:
-                graphs.append(event_graph(job))
-        if graphs:
-            scheduler.run(graphs, record)
-        held.release_all()  # an outcome that never came must not keep its event locked
-
-    def run_waiting() -> None:
-        for group in _chunks(iter(held.retry(record)), chunk):
-            run(group)
-
     try:
-        for group in _chunks(jobs, chunk):
-            run(held.take(group))
-            run_waiting()
-        while held.waiting:  # the end: events in use get what is left of their wait
-            time.sleep(0.1)
-            run_waiting()
+        _Window(jobs, pool, held, record, window).run()
     except KeyboardInterrupt:
         summary.interrupted = True
         log.warning("interrupted: run the same command again to resume")
     finally:
         held.release_all()
         bar.close()
-        scheduler.close(interrupted=summary.interrupted)
+        pool.close(interrupted=summary.interrupted)
     summary.outcomes.sort(key=lambda o: o.index)
     summary.seconds = time.monotonic() - start
     return summary
+
+
+class _Window:
+    """The driver loop: keep up to ``size`` events in flight, record each as it ends.
+
+    Every job drawn is locked, checked for being up to date (recorded at once, no
+    task) or submitted; a job whose directory is in flight already is deferred until
+    that one finishes, and at most ``size`` are deferred before drawing stops, so
+    memory stays bounded on endless sweeps. Events in use by another run wait in
+    `_HeldLocks` and are tried again every `RETRY_S` seconds.
+    """
+
+    RETRY_S = 0.1
+
+    def __init__(self, jobs: Iterator[EventJob], pool, held: _HeldLocks, record, size: int):
+        self.jobs, self.pool, self.held, self.record = jobs, pool, held, record
+        self.size = max(1, size)
+        self.running: dict[Path, EventJob] = {}  # event directory -> its job in flight
+        self.deferred: deque[EventJob] = deque()  # same directory as one in flight
+        self.ready: deque[EventJob] = deque()  # waited for; now locked by this run
+        self.exhausted = False
+
+    def run(self) -> None:
+        pool, held = self.pool, self.held
+        next_retry = 0.0
+        while True:
+            while pool.in_flight < self.size:
+                picked = self._pick()
+                if picked is None:
+                    break
+                self._start(*picked)
+            if pool.in_flight:
+                finished = pool.next_finished(timeout=self.RETRY_S if held.waiting else 1.0)
+                if finished is not None:
+                    self._finished(*finished)
+            elif held.waiting:  # only events in use elsewhere are left: wait for them
+                time.sleep(self.RETRY_S)
+            elif self.exhausted and not self.deferred and not self.ready:
+                return
+            if held.waiting and time.monotonic() >= next_retry:
+                self.ready.extend(held.retry(self.record))
+                next_retry = time.monotonic() + self.RETRY_S
+
+    def _pick(self) -> tuple[EventJob, bool] | None:
+        """The next job to start and whether this run holds its lock already."""
+        if self.ready:
+            return self.ready.popleft(), True
+        for k, job in enumerate(self.deferred):
+            if job.directory not in self.running:
+                del self.deferred[k]
+                return job, False
+        while not self.exhausted and len(self.deferred) < self.size:
+            job = next(self.jobs, None)
+            if job is None:
+                self.exhausted = True
+            elif job.directory in self.running:
+                self.deferred.append(job)
+            else:
+                return job, False
+        return None
+
+    def _start(self, job: EventJob, locked: bool) -> None:
+        if not locked and not self.held.take([job]):
+            return  # in use by another run: it waits in self.held
+        settled = None if job.temporary else _quick_settled(job)
+        if settled is not None:
+            self.record(_settled_outcome(job, *settled))
+            return
+        self.running[job.directory] = job
+        self.pool.submit(job)
+
+    def _finished(self, job: EventJob, result: EventOutcome | BaseException) -> None:
+        self.running.pop(job.directory, None)
+        if isinstance(result, BaseException):  # the worker died or the task was lost
+            result = _lost_outcome(job, result)
+        self.record(result)
+
+
+def _lost_outcome(job: EventJob, err: BaseException) -> EventOutcome:
+    """The failure of an event whose task never returned (its worker died, say)."""
+    outcome = EventOutcome(
+        index=job.index,
+        eventid=job.directory.name,
+        directory=str(job.directory),
+        vector=job.vector,
+        state="failed",
+        error=f"its worker was lost: {_reason(err)}",
+    )
+    log.error("event %s failed: %s", outcome.eventid, outcome.error)
+    return outcome
 
 
 class _HeldLocks:
     """The event locks this run holds, and the events it waits for (in use elsewhere).
 
     An event that another run is using (`llama.batch.locks`) is put aside while the
-    batch goes on, tried again after each group of events, and skipped (state
+    batch goes on, tried again every `_Window.RETRY_S` seconds, and skipped (state
     "skipped", one warning naming the holder) once it has waited ``wait_s`` seconds.
     """
 
@@ -886,7 +874,7 @@ class _HeldLocks:
             holder = lock.acquire()
         except OSError as err:
             # a problem of the directory itself (a file in the way, a name too long):
-            # its graph turns the same problem into this event's failure
+            # its task turns the same problem into this event's failure
             log.debug("%s: not locked: %s", job.directory.name, _reason(err))
             return None
         if holder is None:

@@ -1,0 +1,307 @@
+"""Where events run: pools of ``--jobs`` workers fed one whole event per task.
+
+One level of parallelism per scheduler: ``--jobs N`` runs N events at once on N
+workers (threads, processes or Dask workers) and every Numba kernel inside an event
+runs on its worker's thread alone, so a run uses N cores and never N x (Numba's
+threads). ``synchronous`` runs one event at a time in the calling thread (one core,
+whatever ``--jobs`` says).
+
+Each pool takes events one at a time (`EventPool.submit`) and hands back finished
+ones in the order they finish (`EventPool.next_finished`), so the driver keeps a
+bounded window of events in flight and submits the next as each one ends: no event
+waits for a slower one that happened to be submitted with it.
+
+Examples
+--------
+>>> pool = make_pool("synchronous", jobs=4, task=len)
+>>> pool.slots
+1
+>>> pool.submit("abc")
+>>> pool.next_finished(timeout=0)
+('abc', 3)
+>>> pool.close()
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "KERNEL_THREAD_VARIABLES",
+    "EventPool",
+    "make_pool",
+    "single_threaded_kernels",
+]
+
+#: Environment variables that size the thread pools of Numba and of the numerical
+#: libraries; set to 1 in worker processes, before those libraries are loaded there.
+KERNEL_THREAD_VARIABLES = (
+    "NUMBA_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
+
+SCHEDULERS = ("threads", "processes", "synchronous", "distributed")
+
+_local = threading.local()
+
+
+def single_threaded_kernels() -> None:
+    """Make the Numba kernels called from this thread run on this thread alone.
+
+    Numba's thread count is a per-thread setting, so each worker thread sets its
+    own. Numba is never imported here: a pipeline without kernels does not pay for
+    it, and once a handler has imported it the next call (before the next handler)
+    takes effect. Cheap after the first call in a thread.
+
+    Examples
+    --------
+    >>> single_threaded_kernels()  # doctest: +SKIP
+    """
+    if getattr(_local, "limited", False):
+        return
+    numba = sys.modules.get("numba")
+    set_threads = getattr(numba, "set_num_threads", None)
+    if set_threads is None:  # not imported yet (or still being imported by another thread)
+        return
+    _local.previous = numba.get_num_threads()
+    set_threads(1)
+    _local.limited = True
+
+
+def restore_kernel_threads() -> None:
+    """Give this thread back the Numba thread count it had before the run.
+
+    For the calling thread of a ``synchronous`` run (a notebook's own thread, say).
+    """
+    if getattr(_local, "limited", False):
+        sys.modules["numba"].set_num_threads(_local.previous)
+        _local.limited = False
+
+
+def _worker_process_init() -> None:
+    """Initializer of worker processes: one thread per kernel, Ctrl-C to the driver."""
+    import signal
+
+    # before Numba, NumPy's BLAS or OpenMP are loaded in this process
+    for name in KERNEL_THREAD_VARIABLES:
+        os.environ[name] = "1"
+    # Ctrl-C is the driver's to handle: workers that got it too printed tracebacks
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class EventPool:
+    """Runs ``task(job)`` for each submitted job and reports them as they finish.
+
+    Parameters
+    ----------
+    task
+        A module-level function (picklable by reference), one whole event per call.
+    slots
+        Events that run at once: the cores this pool uses.
+    """
+
+    def __init__(self, task: Callable[[Any], Any], slots: int) -> None:
+        self.task, self.slots = task, slots
+        # (job, future) as each future finishes; futures call back from their own threads
+        self.finished: queue.Queue = queue.Queue()
+        self.running = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs submitted and not yet handed back by `next_finished`."""
+        return self.running
+
+    def submit(self, job: Any) -> None:
+        self.running += 1
+        future = self._submit(job)
+        future.add_done_callback(lambda f: self.finished.put((job, f)))
+
+    def next_finished(self, timeout: float | None) -> tuple[Any, Any] | None:
+        """The next finished ``(job, result)``; None when none finished within ``timeout``.
+
+        ``result`` is the task's return value, or the exception that kept it from
+        returning one (a worker that died, say) for the caller to turn into that
+        event's failure. KeyboardInterrupt is raised, not returned.
+        """
+        try:
+            job, future = self.finished.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        self.running -= 1
+        self._forget(job)
+        try:
+            return job, future.result()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # CancelledError is a BaseException in 3.8+
+            return job, err
+
+    def _submit(self, job: Any):
+        raise NotImplementedError
+
+    def _forget(self, job: Any) -> None:
+        pass
+
+    def close(self, interrupted: bool = False) -> None:
+        """Let the workers go; after Ctrl-C without waiting for their running tasks."""
+
+
+class _Synchronous(EventPool):
+    """Each event runs when submitted, in the calling thread."""
+
+    def __init__(self, task: Callable[[Any], Any]) -> None:
+        super().__init__(task, 1)
+        self.done: deque = deque()
+
+    def submit(self, job: Any) -> None:
+        self.done.append((job, self.task(job)))  # KeyboardInterrupt goes straight up
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.done)
+
+    def next_finished(self, timeout: float | None) -> tuple[Any, Any] | None:
+        return self.done.popleft() if self.done else None
+
+    def close(self, interrupted: bool = False) -> None:
+        restore_kernel_threads()
+
+
+class _Executor(EventPool):
+    """A `concurrent.futures` pool of ``slots`` threads or processes, made on first use."""
+
+    def __init__(self, task: Callable[[Any], Any], slots: int, processes: bool) -> None:
+        super().__init__(task, slots)
+        self.processes = processes
+        self.pool = None
+
+    def _make(self):
+        if not self.processes:
+            from concurrent.futures import ThreadPoolExecutor
+
+            return ThreadPoolExecutor(self.slots, thread_name_prefix="llama-event")
+        from concurrent.futures import ProcessPoolExecutor
+        from functools import partial
+
+        from dask.multiprocessing import get_context, initialize_worker_process
+
+        # what Dask does for its own pool: hashing consistent across the workers
+        if os.environ.get("PYTHONHASHSEED") in (None, "0"):
+            os.environ["PYTHONHASHSEED"] = "6640"
+        init = partial(initialize_worker_process, user_initializer=_worker_process_init)
+        return ProcessPoolExecutor(self.slots, mp_context=get_context(), initializer=init)
+
+    def _submit(self, job: Any):
+        from concurrent.futures import BrokenExecutor
+
+        if self.pool is None:
+            self.pool = self._make()
+        try:
+            return self.pool.submit(self.task, job)
+        except BrokenExecutor:
+            # a worker process died (killed, out of memory): the events it held have
+            # failed already; the rest of the batch gets a fresh pool
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._make()
+            return self.pool.submit(self.task, job)
+
+    def close(self, interrupted: bool = False) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
+
+
+class _Distributed(EventPool):
+    """Events as Dask futures on a local cluster of ``jobs`` worker processes or a
+    running scheduler (``tcp://HOST:PORT``); the cluster starts on first use."""
+
+    def __init__(self, task: Callable[[Any], Any], jobs: int, address: str | None) -> None:
+        super().__init__(task, jobs)
+        self.address, self.client, self.cluster = address, None, None
+        self.futures: dict[int, Any] = {}  # a future nobody holds is cancelled by Dask
+        if address is not None:
+            self._connect()  # a remote cluster decides the slots: its worker threads
+
+    def _connect(self) -> None:
+        import logging
+
+        from distributed import Client, LocalCluster
+
+        if self.address is None:
+            env = dict.fromkeys(KERNEL_THREAD_VARIABLES, "1")
+            self.cluster = LocalCluster(
+                n_workers=self.slots,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                env=env,
+            )
+            self.client = Client(self.cluster)
+        else:
+            self.client = Client(self.address)
+            self.slots = max(1, sum(self.client.nthreads().values()))
+        logging.getLogger("llama.batch").info(
+            "Dask distributed scheduler at %s (%d worker threads)",
+            self.client.scheduler.address,
+            self.slots,
+        )
+
+    def _submit(self, job: Any):
+        import uuid
+
+        if self.client is None:
+            self._connect()
+        key = f"event-{job.index}-{uuid.uuid4().hex[:8]}"
+        future = self.client.submit(self.task, job, key=key, pure=False)
+        self.futures[id(job)] = future
+        return future
+
+    def _forget(self, job: Any) -> None:
+        self.futures.pop(id(job), None)
+
+    def close(self, interrupted: bool = False) -> None:
+        if self.client is not None:
+            if interrupted:
+                self.client.cancel(list(self.futures.values()))
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def make_pool(name: str, jobs: int, task: Callable[[Any], Any]) -> EventPool:
+    """The pool for scheduler ``name``: threads, processes, synchronous, distributed
+    (a local cluster of ``jobs`` worker processes) or ``tcp://HOST:PORT``.
+
+    Raises
+    ------
+    ValueError
+        An unknown scheduler name, with the names allowed.
+
+    Examples
+    --------
+    >>> make_pool("threads", 2, task=len).slots
+    2
+    >>> make_pool("gpu", 2, task=len)
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown scheduler 'gpu'; use threads, processes, synchronous, distributed (a local cluster) or a scheduler address tcp://HOST:PORT
+    """
+    if name == "synchronous":
+        return _Synchronous(task)
+    if name in ("threads", "processes"):
+        return _Executor(task, jobs, processes=name == "processes")
+    if name == "distributed":
+        return _Distributed(task, jobs, None)
+    if "://" in name:
+        return _Distributed(task, jobs, name)
+    raise ValueError(
+        f"unknown scheduler {name!r}; use threads, processes, synchronous, "
+        "distributed (a local cluster) or a scheduler address tcp://HOST:PORT"
+    )
