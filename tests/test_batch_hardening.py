@@ -374,3 +374,11 @@ def test_a_closed_pipe_is_not_an_error():
     )  # fmt: skip
     os.close(write)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_nul_character_from_an_args_file_names_its_option(work, capsys):
+    (work / "ids.txt").write_text("S1\n")
+    (work / "run.args").write_text("-f\nSkymapInfo\n-l\nlog\x00.txt\n--eventdir\nev/{graceid}\n")
+    code, out, err = run(["graceid=ids.txt", "@run.args"], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert "option --logfile holds a NUL character" in err

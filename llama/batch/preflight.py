@@ -21,7 +21,13 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["PreflightError", "check_put_destinations", "check_seed", "check_writable"]
+__all__ = [
+    "PreflightError",
+    "check_no_nul",
+    "check_put_destinations",
+    "check_seed",
+    "check_writable",
+]
 
 # numpy's SeedSequence takes any non-negative integer, but the seed is stored as an
 # unsigned 64-bit attribute of the results file and printed for repeating the run
@@ -30,6 +36,34 @@ SEED_LIMIT = 2**64
 
 class PreflightError(ValueError):
     """An option that cannot work, found before any event ran."""
+
+
+def check_no_nul(options: Mapping[str, object]) -> None:
+    """Refuse option values holding a NUL character (possible from an ``@args`` file).
+
+    Every path function of the system stops at NUL; Python reported it as
+    "embedded null byte" from deep inside, naming no option.
+
+    Examples
+    --------
+    >>> check_no_nul({"eventdir": "ev/{graceid}", "get": {"a.json": "src/a.json"}})
+    >>> check_no_nul({"logfile": "x" + chr(0) + ".log"})
+    Traceback (most recent call last):
+    ...
+    llama.batch.preflight.PreflightError: option --logfile holds a NUL character ('x\\x00.log'): remove it (from the @args file?)
+    """
+    for name, value in options.items():
+        texts = [value] if isinstance(value, str) else []
+        if isinstance(value, Mapping):
+            texts = [f"{k}={v}" for k, v in value.items()]
+        elif isinstance(value, (list, tuple)):
+            texts = [v for v in value if isinstance(v, str)]
+        for text in texts:
+            if "\x00" in text:
+                raise PreflightError(
+                    f"option --{name.replace('_', '-')} holds a NUL character ({text!r}): "
+                    "remove it (from the @args file?)"
+                )
 
 
 def check_seed(seed: int | None) -> None:

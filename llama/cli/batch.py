@@ -248,8 +248,11 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     g.add_argument(
         "--results",
-        help="Where the per-event results Dataset (netCDF) is written (default: "
-        "llama_batch_results.nc beside the event directories, when --eventdir is given).",
+        help="Where the results Dataset is written: a zarr store (NAME.zarr, local or any "
+        "URL such as s3://bucket/run.zarr) updated as events finish and readable with "
+        "xarray.open_zarr while the run goes on (the same command fills what a killed run "
+        "left), or a netCDF file written at the end (default: llama_batch_results.nc beside "
+        "the event directories, when --eventdir is given).",
     )
     return p
 
@@ -373,9 +376,18 @@ def _check_event_names(args) -> None:
                 raise UsageError(f"{opt} {name}: {err}") from None
 
 
-def _results_path(args) -> Path | None:
+def _results_path(args) -> str | Path | None:
     if args.results:
-        return Path(args.results).expanduser()
+        from llama.results import is_zarr
+
+        if "://" in args.results and not args.results.startswith("file://"):
+            if not is_zarr(args.results):
+                raise UsageError(
+                    f"--results {args.results}: netCDF results are written locally; give a "
+                    "local file, or a zarr store (a URL ending in .zarr) for a remote place"
+                )
+            return args.results
+        return Path(args.results.removeprefix("file://")).expanduser()
     if not args.eventdir:
         return None
     fixed = Path(os.path.expanduser(args.eventdir.split("{")[0]))
@@ -470,6 +482,9 @@ def _main(args) -> int:
 
         print("\n".join(DEFAULT_PIPELINE.names()))
         return 0
+    from llama.batch.preflight import check_no_nul
+
+    check_no_nul(vars(args))
     _setup_logging(args.logfile, args.verbosity)
     log = logging.getLogger("llama.batch")
     problem = release_problem()
@@ -538,15 +553,11 @@ def _run(args, pipeline, flags, version, log) -> int:
     if results is not None:
         where = "--results" if args.results else "the results file (default: beside --eventdir)"
         preflight.check_writable(results, where)
-    seed = None
-    if args.random is not None:
-        seed = args.seed if args.seed is not None else sweep.make_seed()
-        log.info("random draws: %s, seed %d (repeat with --seed %d)",
-                 "endless" if args.random < 0 else args.random, seed, seed)  # fmt: skip
-        vectors = sweep.random_vectors(params, args.random, seed)
-    else:
-        vectors = sweep.product_vectors(params) if params else iter([{}])
-    total = sweep.count(params, args.random) if params or args.random is not None else 1
+    from llama.sweep_api import plan_sweep
+
+    # the one path shared with llama.sweep: same vectors, same results layout
+    plan = plan_sweep(params, args.random, args.seed)
+    total = plan.total
     log.info("pipeline %s: %d handlers; %s events", pipeline.name or "custom", len(pipeline),
              total if total is not None else "endless")  # fmt: skip
     config = BatchConfig(
@@ -556,13 +567,14 @@ def _run(args, pipeline, flags, version, log) -> int:
         err_alert=args.err_alert, allow_path_values=args.allow_path_values,
     )  # fmt: skip
     started = time.time()  # results written by another run after this are merged
+    writer = _results_writer(args, plan)
     try:
-        summary = run_batch(vectors, config, total=total, progress=args.verbosity != "none",
-                            keep_outcomes=total is not None)  # fmt: skip
+        summary = run_batch(plan.vectors(), config, total=total, progress=args.verbosity != "none",
+                            keep_outcomes=total is not None, on_outcome=writer)  # fmt: skip
     except (template.TemplateError, storage.UnsafePathError, ValueError) as err:
         raise UsageError(str(err)) from None
-    summary.seed = seed
-    _write_results(args, summary, log, started)
+    summary.seed = plan.seed
+    _write_results(args, summary, log, started, plan, writer)
     log.debug("%s", summary.line())  # printed to stdout just below; the log file keeps it
     print(summary.line(), file=sys.stderr if args.verbosity == "none" else sys.stdout)
     if summary.interrupted:
@@ -598,14 +610,23 @@ def _exit_now(status: int) -> None:
     os._exit(status)
 
 
-def _write_results(args, summary, log, started: float) -> None:
-    path = _results_path(args)
-    if path is None or not summary.outcomes:
-        return
-    from llama.results import write_results
+def _results_writer(args, plan):
+    """The zarr store of ``--results NAME.zarr``, opened before any event runs."""
+    from llama.sweep_api import results_writer
 
-    write_results(summary.outcomes, path, merge_since=started, seed=summary.seed)
-    log.info("results of %d events in %s", len(summary.outcomes), path)
+    try:
+        return results_writer(_results_path(args), plan)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--results {args.results}: {err}") from None
+
+
+def _write_results(args, summary, log, started: float, plan, writer) -> None:
+    from llama.storage import redact
+    from llama.sweep_api import finish_results
+
+    path = finish_results(_results_path(args), summary, plan, writer, merge_since=started)
+    if path is not None:
+        log.info("results of %d events in %s", summary.total, redact(str(path)))
 
 
 if __name__ == "__main__":
