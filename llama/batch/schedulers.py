@@ -4,7 +4,11 @@ One level of parallelism per scheduler: ``--jobs N`` runs N events at once on N
 workers (threads, processes or Dask workers) and every Numba kernel inside an event
 runs on its worker's thread alone, so a run uses N cores and never N x (Numba's
 threads). ``synchronous`` runs one event at a time in the calling thread (one core,
-whatever ``--jobs`` says).
+whatever ``--jobs`` says). Numba's thread count is set per thread, once it is
+loaded; so that the handler that first loads it is single-threaded too, worker
+processes are started with ``NUMBA_NUM_THREADS=1``, and a run on threads (or
+synchronous) in a process that has not loaded Numba yet sets ``NUMBA_NUM_THREADS=1``
+while it lasts: import numba before the run to keep its default for later use.
 
 Each pool takes events one at a time (`EventPool.submit`) and hands back finished
 ones in the order they finish (`EventPool.next_finished`), so the driver keeps a
@@ -86,6 +90,36 @@ def restore_kernel_threads() -> None:
         _local.limited = False
 
 
+def _one_thread_numba_if_loaded_later() -> dict[str, str | None]:
+    """Size Numba's pool at 1 thread should it first be loaded in this process now.
+
+    `single_threaded_kernels` can only act once Numba is loaded, and the handler that
+    loads it would run its kernels on every core. Returns the previous values of the
+    variables changed, for `_restore_environment`; nothing changes once Numba is
+    loaded (its pool is sized already; the per-thread setting does the work).
+    """
+    if "numba" in sys.modules:
+        return {}
+    previous = {"NUMBA_NUM_THREADS": os.environ.get("NUMBA_NUM_THREADS")}
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    return previous
+
+
+def _restore_environment(previous: dict[str, str | None]) -> None:
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _one_thread_per_kernel_here() -> None:
+    """Run in each worker process of a running cluster: kernels loaded later there
+    are sized at one thread (`KERNEL_THREAD_VARIABLES`), as in our own workers."""
+    if "numba" not in sys.modules:
+        os.environ["NUMBA_NUM_THREADS"] = "1"
+
+
 def _worker_process_init() -> None:
     """Initializer of worker processes: one thread per kernel, Ctrl-C to the driver."""
     import signal
@@ -160,6 +194,7 @@ class _Synchronous(EventPool):
     def __init__(self, task: Callable[[Any], Any]) -> None:
         super().__init__(task, 1)
         self.done: deque = deque()
+        self.environ = _one_thread_numba_if_loaded_later()
 
     def submit(self, job: Any) -> None:
         self.done.append((job, self.task(job)))  # KeyboardInterrupt goes straight up
@@ -173,6 +208,7 @@ class _Synchronous(EventPool):
 
     def close(self, interrupted: bool = False) -> None:
         restore_kernel_threads()
+        _restore_environment(self.environ)
 
 
 class _Executor(EventPool):
@@ -182,6 +218,7 @@ class _Executor(EventPool):
         super().__init__(task, slots)
         self.processes = processes
         self.pool = None
+        self.environ = {} if processes else _one_thread_numba_if_loaded_later()
 
     def _make(self):
         if not self.processes:
@@ -216,6 +253,7 @@ class _Executor(EventPool):
     def close(self, interrupted: bool = False) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
+        _restore_environment(self.environ)
 
 
 class _Distributed(EventPool):
@@ -247,6 +285,7 @@ class _Distributed(EventPool):
         else:
             self.client = Client(self.address)
             self.slots = max(1, sum(self.client.nthreads().values()))
+            self.client.run(_one_thread_per_kernel_here)
         logging.getLogger("llama.batch").info(
             "Dask distributed scheduler at %s (%d worker threads)",
             self.client.scheduler.address,

@@ -1,0 +1,170 @@
+"""Parallel runs: a sliding window with no barrier, one level of parallelism.
+
+The cluster tests use a real ``distributed.LocalCluster`` of 2 worker processes,
+reached by its address as ``--scheduler tcp://...`` would; the handlers below are
+imported by the workers from this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from llama.batch.runner import BatchConfig, run_batch
+from llama.handler import FileHandler, HandlerRegistry, write_json
+from llama.pipeline import select_pipeline
+
+PARALLEL = HandlerRegistry()
+#: Seconds that event 0 takes (the others take none): long against the scheduler's
+#: round trips, so that a barrier behind it could not go unseen.
+SLOW_S = 3.0
+
+
+class Seed(FileHandler, registry=PARALLEL):
+    FILENAME = "seed.json"
+
+
+class Slow(FileHandler, registry=PARALLEL):
+    """Sleeps `SLOW_S` for the seed value 0 only."""
+
+    FILENAME = "slow.json"
+    DEPENDENCIES = (Seed,)
+
+    def generate(self, out: Path) -> None:
+        value = self.read_json(Seed)["value"]
+        if value == 0:
+            time.sleep(SLOW_S)
+        write_json(out, {"value": value, "pid": os.getpid()})
+
+
+class KernelThreads(FileHandler, registry=PARALLEL):
+    """Records how many threads a Numba kernel called here would use."""
+
+    FILENAME = "kernel_threads.json"
+    DEPENDENCIES = (Seed,)
+
+    def generate(self, out: Path) -> None:
+        import numba
+
+        write_json(out, {"threads": numba.get_num_threads(), "pid": os.getpid()})
+
+
+PARALLEL.check()
+
+
+def _config(tmp_path: Path, n: int, handler: str, **kw) -> BatchConfig:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    for v in range(n):
+        (src / f"seed-{v}.json").write_text(json.dumps({"value": v}))
+    return BatchConfig(
+        pipeline=select_pipeline(with_ancestors=[handler], registry=PARALLEL),
+        get={"seed.json": str(src / "seed-{v}.json")},
+        eventdir=str(tmp_path / "events" / "E{v}"),
+        flags={},
+        **kw,
+    )
+
+
+def _finish_order(tmp_path: Path, n: int, **kw) -> list[int]:
+    order: list[int] = []
+    config = _config(tmp_path, n, "Slow", **kw)
+    summary = run_batch(
+        [{"v": str(v)} for v in range(n)],
+        config,
+        progress=False,
+        on_outcome=lambda o: order.append(int(o.vector["v"])),
+    )
+    assert summary.ok and summary.counts["done"] == n, summary.line()
+    assert sorted(order) == list(range(n))
+    return order
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as local:
+        yield local
+
+
+def test_a_slow_event_holds_back_no_other_on_a_cluster(tmp_path, cluster):
+    # 40 events: with the old chunks of 16, events 16-39 waited for event 0's chunk
+    n = 40
+    order = _finish_order(tmp_path, n, jobs=2, scheduler=cluster.scheduler_address)
+    before = order.index(0)
+    # the other worker runs them all while event 0 sleeps; one event may have been
+    # queued on event 0's worker before the scheduler saw it was busy
+    assert before >= n - 2, order
+
+
+def test_a_slow_event_holds_back_no_other_on_local_threads(tmp_path):
+    n = 40
+    order = _finish_order(tmp_path, n, jobs=2, scheduler="threads")
+    assert order[-1] == 0, order
+
+
+def test_events_in_flight_never_exceed_the_window(tmp_path, cluster):
+    n, window = 30, 3
+    config = _config(tmp_path, n, "Seed", jobs=2, scheduler=cluster.scheduler_address)
+    config.chunk_events = window
+    events = tmp_path / "events"
+    drawn_not_finished = []
+
+    def vectors():
+        for v in range(n):
+            finished = sum(1 for _ in events.glob("E*/.batch.json")) if events.exists() else 0
+            drawn_not_finished.append(v - finished)
+            yield {"v": str(v)}
+
+    summary = run_batch(vectors(), config, progress=False)
+    assert summary.ok and summary.counts["done"] == n
+    assert max(drawn_not_finished) <= window, drawn_not_finished
+
+
+def test_duplicate_directories_never_run_at_once_on_a_cluster(tmp_path, cluster):
+    config = _config(tmp_path, 3, "Slow", jobs=2, scheduler=cluster.scheduler_address)
+    vectors = [{"v": "1"}, {"v": "2"}, {"v": "1"}, {"v": "1"}, {"v": "2"}]
+    summary = run_batch(vectors, config, progress=False)
+    assert summary.counts == {"done": 2, "up to date": 3}, summary.line()
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "processes", "synchronous"])
+def test_kernels_run_single_threaded_inside_each_event(tmp_path, scheduler):
+    numba = pytest.importorskip("numba")  # loaded before the run, as the kernels load it
+    before = numba.get_num_threads()
+    config = _config(tmp_path, 4, "KernelThreads", jobs=2, scheduler=scheduler)
+    summary = run_batch([{"v": str(v)} for v in range(4)], config, progress=False)
+    assert summary.ok
+    for v in range(4):
+        seen = json.loads((tmp_path / "events" / f"E{v}" / "kernel_threads.json").read_text())
+        assert seen["threads"] == 1, (scheduler, seen)
+    # the calling thread (a notebook's, say) gets its own setting back
+    assert numba.get_num_threads() == before
+
+
+def test_kernels_run_single_threaded_on_a_cluster(tmp_path, cluster):
+    config = _config(tmp_path, 4, "KernelThreads", jobs=2, scheduler=cluster.scheduler_address)
+    summary = run_batch([{"v": str(v)} for v in range(4)], config, progress=False)
+    assert summary.ok
+    for v in range(4):
+        seen = json.loads((tmp_path / "events" / f"E{v}" / "kernel_threads.json").read_text())
+        assert seen["threads"] == 1, seen
+
+
+def test_an_up_to_date_rerun_starts_no_workers(tmp_path, monkeypatch):
+    from llama.batch import schedulers
+
+    config = _config(tmp_path, 3, "Seed", jobs=2, scheduler="processes")
+    vectors = [{"v": str(v)} for v in range(3)]
+    assert run_batch(vectors, config, progress=False).counts["done"] == 3
+    made = []
+    real = schedulers._Executor._make
+    monkeypatch.setattr(schedulers._Executor, "_make", lambda self: made.append(1) or real(self))
+    again = run_batch(vectors, config, progress=False)
+    assert again.counts["up to date"] == 3 and not made
