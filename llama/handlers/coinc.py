@@ -1,4 +1,4 @@
-"""Coincidence significance: the LLAMA odds ratio and p-values (SCIENCE.md).
+"""Coincidence significance: the LLAMA odds ratio and p-values (docs/science.md, "Significance").
 
 The analysis options (PSF form, distance-aware mode, pair distance, null term, number
 and kind of trials, background table) come from `llama.config.analysis_option`;
@@ -29,7 +29,7 @@ from llama.handlers.neutrino import IceCubeNeutrinoList, read_neutrino_list
 
 
 def population(p_astro: dict[str, float]) -> str:
-    """ "bbh" when P(BBH) > P(BNS) + P(NSBH) + P(MassGap), else "bns" (SCIENCE.md).
+    """ "bbh" when P(BBH) > P(BNS) + P(NSBH) + P(MassGap), else "bns" (docs/science.md, "Inputs").
 
     Examples
     --------
@@ -129,7 +129,7 @@ class CoincSignificanceI3Lvc(FileHandler):
         write_json(out, self.significance())
 
     def significance(self) -> dict[str, Any]:
-        """The contents of the significance file (SCIENCE.md, "Output")."""
+        """The contents of the significance file (docs/science.md, "Output")."""
         from llama.config import analysis_number, analysis_option
         from llama.science.background_table import table_significance
         from llama.science.constants import constants_dict
@@ -212,7 +212,7 @@ class CoincSignificanceI3Lvc(FileHandler):
 
 class CoincSignificanceSubthresholdI3Lvc(FileHandler):
     """O3's sub-threshold statistic for GW candidates announced over LVAlert
-    (significance_subthresh_lvc-i3.json; SCIENCE.md, "The O3 sub-threshold statistic").
+    (significance_subthresh_lvc-i3.json; docs/science.md, "The O3 sub-threshold statistic").
 
     One odds ratio for the whole neutrino list, with a real null term from P(Terrestrial)
     and the background GW SNR list (``LLAMA_BACKGROUND_SNR_LIST``, default the shipped
@@ -229,7 +229,7 @@ class CoincSignificanceSubthresholdI3Lvc(FileHandler):
         write_json(out, self.significance())
 
     def significance(self) -> dict[str, Any]:
-        """The contents of the significance file (SCIENCE.md, "Output
+        """The contents of the significance file (docs/science.md, "Output
         ``significance_subthresh_lvc-i3.json``")."""
         from llama.config import analysis_number, analysis_option
         from llama.science.constants import constants_dict

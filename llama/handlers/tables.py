@@ -304,7 +304,7 @@ class _Significance:
         except (KeyError, TypeError) as exc:
             raise ValueError(
                 f"{path.name}: needs outputs.neutrino_gw_triggers and "
-                "outputs.neutrino_gw_combined (see SCIENCE.md)"
+                "outputs.neutrino_gw_combined (see docs/science.md, 'Output')"
             ) from exc
         info = (data.get("inputs") or {}).get("skymap_info") or {}
         return cls(per, combined, info if isinstance(info, dict) else {})

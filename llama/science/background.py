@@ -1,6 +1,6 @@
 """Empirical background density of neutrinos, B_i, from a (zenith, energy) sample.
 
-B is O3's (SCIENCE.md, "Background density B and the energy the signal is evaluated
+B is O3's (docs/science.md, "Background density B and the energy the signal is evaluated
 at", steps 1-5): the count of background events within δω = 2.5° of the neutrino's
 zenith and within ε·ΔE (ΔE = 0.3) of its energy ε, after raising ε to the zenith band's
 minimum energy, both windows widening by ×1.5 (and ε moving ×10 or ÷10) until 5 events
@@ -180,7 +180,7 @@ class BackgroundDensity:
         )
 
     def o3_primary(self, zenith_deg, energy_gev, *, band: str = "o3") -> BackgroundTerms:
-        """O3's B for each neutrino on its own (SCIENCE.md steps 1-5, fresh windows).
+        """O3's B for each neutrino on its own (docs/science.md, "Background density B and the energy the signal is evaluated at", steps 1-5, fresh windows).
 
         Per neutrino: the band |theta_i - theta_bg| < 2.5 deg gives eps_lo, eps_hi;
         eps = max(eps_i, eps_lo); while fewer than 5 events have
@@ -230,7 +230,7 @@ class BackgroundDensity:
         rule: str = "o3",
         band: str = "o3",
     ) -> BackgroundTerms:
-        """O3's B for the partner j of a doublet (SCIENCE.md, "Pairs").
+        """O3's B for the partner j of a doublet (docs/science.md, "Pairs").
 
         eps_j is clamped to the primary's [energy_lo, energy_hi], then steps 3-5 run
         with theta_j, starting from dw = 2.5 deg and dE = 0.3. Step 4 compares the

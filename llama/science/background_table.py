@@ -451,7 +451,7 @@ def table_significance(
     sensitivity: str | None = None,
     seed: int | None = None,
 ) -> TableResult:
-    """Event and per-neutrino p-values from a background table (SCIENCE.md).
+    """Event and per-neutrino p-values from a background table (docs/science.md, "Background tables").
 
     The key is chosen from the event's ``population``, ``instruments`` and
     ``sensitivity`` (:func:`select_background_key`). The event p-value is the fraction

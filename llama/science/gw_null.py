@@ -1,4 +1,4 @@
-"""The GW side of O3's null and chance terms (SCIENCE.md, "The O3 sub-threshold statistic").
+"""The GW side of O3's null and chance terms (docs/science.md, "The O3 sub-threshold statistic").
 
 O3's sub-threshold statistic has a real null term built from the GW pipeline's
 P(Terrestrial), an empirical density of background SNRs and the volume V0 within

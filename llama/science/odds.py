@@ -1,4 +1,4 @@
-"""The LLAMA O3 coincidence statistic (SCIENCE.md, "The O3 statistic, exactly").
+"""The LLAMA O3 coincidence statistic (docs/science.md, "The O3 statistic, exactly").
 
 Per neutrino i of a list (units in brackets; constants in :mod:`llama.science.constants`):
 
@@ -21,7 +21,7 @@ Per neutrino i of a list (units in brackets; constants in :mod:`llama.science.co
 - O_i = (P_s1,i + P_s2,i) / (P_c,i + P_0,i), NaN, −∞ or negative → 0, +∞ kept;
   the event statistic O = Σ_i O_i.
 
-The improvements of SCIENCE.md are options of :class:`EventModel`, each off by default
+The improvements (docs/science.md, "Options") are options of :class:`EventModel`, each off by default
 and recorded in :attr:`EventModel.options` (hence in the significance file):
 ``psf="vmf"``, ``pairs="great_circle"``, ``distance="marginal"``,
 ``egw_prior="strict"``, ``background_band="capped"``, ``pair_background="fixed"`` and
@@ -436,7 +436,7 @@ class EventModel:
 
         Multiplying S by it and D_k by I_k(c(r̄)) averages the neutrino-count integral
         over the pixel's distance posterior p(r | pix) = DISTNORM r² N(r; DISTMU,
-        DISTSIGMA) inside the pixel sum (SCIENCE.md, ``distance = marginal``).
+        DISTSIGMA) inside the pixel sum (docs/science.md, "Options", ``distance = marginal``).
         Pixels without a usable posterior keep r̄ (weight 1).
         """
         from llama.science.skymap import conditional_distance_pdf
@@ -479,7 +479,7 @@ class EventModel:
 
     def _null_ratio(self, snr_list) -> float:
         """P_0 / P_c for ``null="full"``: p(x_gw | H0) / (V0 · ṅ · g), as O3's sub-threshold
-        statistic relates its null and its first chance term (SCIENCE.md)."""
+        statistic relates its null and its first chance term (docs/science.md, "Chance and null")."""
         from llama.science import gw_null
 
         return gw_null.null_to_chance_ratio(

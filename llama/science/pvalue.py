@@ -30,7 +30,7 @@ Sources
 
 Per-neutrino p-values (same convention): each O_i looked up in the same distribution
 of event statistics as the event's O, as O3 did: the table's, or the trials' event
-statistics (SCIENCE.md, "Significance").
+statistics (docs/science.md, "Significance").
 
 Examples
 --------
@@ -63,7 +63,7 @@ __all__ = [
 
 #: Default number of on-the-fly trials: resolves p down to ~1e-3 ((1 + 0) / 2001).
 DEFAULT_N_TRIALS = 2000
-#: Range of simulated neutrino errors for background lists [deg] (SCIENCE.md).
+#: Range of simulated neutrino errors for background lists [deg] (docs/science.md, "On-the-fly trials").
 _SIGMA_RANGE_DEG = (C.SIGMA_FLOOR_DEG, 3.0)
 #: How p-values treat ties, as recorded in every method dict.
 TIE_CONVENTION = (

@@ -1,4 +1,4 @@
-"""O3's sub-threshold statistic (SCIENCE.md, "The O3 sub-threshold statistic").
+"""O3's sub-threshold statistic (docs/science.md, "The O3 sub-threshold statistic").
 
 O3 ran a second statistic for GW triggers below the public-alert threshold
 (LLAMA v3.5.1, ``coinc_significance/subthreshold.py``). It shares the tables a(ε, θ)
@@ -31,7 +31,7 @@ scrambled, or background lists) or from a background table whose keys hold
 ``subthreshold_odds_ratio`` statistics (:func:`subthreshold_table_pvalue`), with the
 randomised tie convention of :mod:`llama.science.pvalue`.
 
-Readings made here (where SCIENCE.md leaves a choice)
+Readings made here (as in docs/science.md)
 -----------------------------------------------------
 1. The a(ε_i, ·) of S_i and of A_i is evaluated at the ε left by the background steps
    (``energy_eval``), as in the OPA section ("The ε left by steps 2-4 is the ε at
@@ -57,7 +57,7 @@ Readings made here (where SCIENCE.md leaves a choice)
    energy integral is the closed form (:func:`llama.science.odds.neutrino_energy_integral`).
    Both depend only on w(θ_i), so they are computed once per distinct weight.
 7. cWB: P_Egw is used without a range check inside the distance integrals, as in
-   the first chance term's closed form SCIENCE.md gives.
+   the first chance term's closed form (docs/science.md, "The O3 sub-threshold statistic").
 8. "NaN, −∞ or negative → 0" applies to the odds; the terms p_h_s1, p_h_c, p_h_0
    are reported as computed.
 9. Trials: ``scramble`` keeps every neutrino's zenith, energy, error, time and list
@@ -248,7 +248,7 @@ class SubthresholdResult:
     options: dict[str, Any] = field(default_factory=dict)
 
     def combined(self, p_value: float | None = None) -> dict[str, Any]:
-        """``outputs.neutrino_gw_combined`` of the significance file (SCIENCE.md).
+        """``outputs.neutrino_gw_combined`` of the significance file (docs/science.md, "Output").
 
         Examples
         --------
