@@ -1,15 +1,29 @@
 """Sky-map drawings: the GW map with neutrinos and optical candidates on top.
 
-The scatter plot has two panels: a Mollweide all-sky view of the GW probability
-density with its 50% and 90% credible contours, and a zoom on the 90% region. Each
-neutrino is a circle of radius r90 = R90_PER_SIGMA * sigma (the GCN convention),
-coloured by energy and labelled by its arrival time relative to the GW event.
-Optical candidates (ZTF) are stars labelled by name.
+One figure, saved as PNG and PDF, with three parts:
 
-The map is never flattened: each drawing grid point is looked up in the multi-order
-map directly (a binary search over the rows' pixel ranges at the finest order), so a
-BAYESTAR map of ~20,000 rows draws as fast as a coarse one, and credible levels are
-those of the map itself, not of a resampled copy.
+- an all-sky Mollweide panel (equal-area, centred on RA 180° for every event, RA
+  increasing to the left, RA and Dec in degrees, like ligo.skymap's "astro degrees
+  mollweide") showing the GW probability per deg² as an image, its 50% (dashed) and
+  90% (solid) credible contours, and the outline of the zoom panel;
+- a zoom panel in Lambert's azimuthal equal-area projection centred on the
+  probability-weighted centre of the 90% credible region, reaching just past its
+  farthest pixel (:func:`zoom_window`), north up;
+- a side column with the legend and the neutrino list. Neutrinos are numbered in list
+  order, the row order of every neutrino table, and drawn as their 90% containment
+  circles (radius R90_PER_SIGMA * sigma, the GCN convention) computed as true small
+  circles on the sky.
+
+One colour bar serves both panels (same colour scale). Contours are smooth: the
+credible level is interpolated bilinearly between pixel centres at the resolution of
+the map's pixels on the 90% boundary (:func:`interpolated_levels`) and contoured on a
+grid finer than the drawing, never drawn from pixel edges. For a small region they are
+computed once in the zoom panel and reprojected onto the all-sky panel.
+
+Speed: images are coloured in numpy at the panels' pixel size and drawn once each, the
+all-sky grid's inverse projection is computed once per process, everything sits in
+plain axes with affine transforms, and no tight-bbox pass is made, so a drawing plus
+its PNG and PDF take a few tenths of a second (``bench/bench_plots.py``).
 
 Drawing uses :class:`matplotlib.figure.Figure` and the Agg canvas only (no pyplot, no
 global state), and every drawing holds :data:`DRAW_LOCK`, so handlers may run in
@@ -35,11 +49,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llama.science.constants import R90_PER_SIGMA
 from llama.science.skymap import SkyMap, uniq_to_order_ipix
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from llama.science.neutrinos import NeutrinoList
@@ -51,28 +63,24 @@ __all__ = [
     "Candidate",
     "credible_levels",
     "draw_scatter",
+    "interpolated_levels",
     "lookup_rows",
     "save_figure",
     "small_circle",
+    "text_boxes",
+    "boundary_order",
     "zoom_window",
 ]
 
 #: Size of the scatter plot [inches] and its resolution [dots per inch]: PNGs are
-#: ``FIGSIZE_IN * DPI`` pixels (1300 x 560).
-FIGSIZE_IN = (13.0, 5.6)
+#: ``FIGSIZE_IN * DPI`` pixels (1300 x 520).
+FIGSIZE_IN = (13.0, 5.2)
 DPI = 100
 #: Credible levels drawn as contours (dashed, solid).
 CONTOUR_LEVELS = (0.5, 0.9)
-#: Drawing grid of the all-sky panel [points in RA, Dec]: 0.5 degree cells.
-ALLSKY_GRID = (720, 360)
-#: Drawing grid of the zoom panel [points per side].
-ZOOM_GRID = 300
-#: Bounds on the zoom panel's half-height [deg].
+#: Bounds on the zoom panel's angular radius [deg].
 ZOOM_MIN_HALF_DEG = 1.0
 ZOOM_MAX_HALF_DEG = 60.0
-#: Colour maps: GW probability density and neutrino energy.
-MAP_CMAP = "Blues"
-ENERGY_CMAP = "plasma"
 
 #: Held while drawing and saving: matplotlib's font and text caches are shared.
 DRAW_LOCK = threading.Lock()
@@ -111,6 +119,23 @@ def credible_levels(skymap: SkyMap) -> np.ndarray:
     return levels
 
 
+def _rows_of_nested(skymap: SkyMap, order: int, ipix: np.ndarray) -> np.ndarray:
+    """Row holding the first finest-order sub-pixel of each NESTED pixel at ``order``
+    (-1 where the map has no row); ``order`` may exceed the map's finest."""
+    ipix = np.asarray(ipix, dtype=np.int64)
+    if not skymap.is_moc:
+        shift = 2 * (order - int(np.log2(skymap.nside)))
+        return ipix >> shift if shift >= 0 else ipix << -shift
+    row_order, row_ipix = uniq_to_order_ipix(skymap.uniq)
+    top = max(int(row_order.max()), order)
+    start = row_ipix << (2 * (top - row_order))
+    end = (row_ipix + 1) << (2 * (top - row_order))
+    fine = ipix << (2 * (top - order))
+    row = np.searchsorted(start, fine, side="right") - 1
+    inside = (row >= 0) & (fine < end[np.clip(row, 0, None)])
+    return np.where(inside, row, -1)
+
+
 def lookup_rows(skymap: SkyMap, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
     """Row of ``skymap`` containing each direction (-1 where the map has no row).
 
@@ -125,28 +150,64 @@ def lookup_rows(skymap: SkyMap, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.n
     """
     import healpy as hp
 
+    order = skymap.max_order
+    ipix = hp.ang2pix(1 << order, ra_deg, dec_deg, nest=True, lonlat=True)
+    return _rows_of_nested(skymap, order, ipix)
+
+
+def _sample(skymap: SkyMap, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """Probability density [sr^-1] at each direction (0 off the map and at NaN)."""
+    ok = np.isfinite(ra) & np.isfinite(dec)
+    density = np.zeros(ra.shape)
+    if ok.any():
+        row = lookup_rows(skymap, ra[ok], dec[ok])
+        density[ok] = np.where(row >= 0, skymap.probdensity[np.clip(row, 0, None)], 0.0)
+    return density
+
+
+def boundary_order(skymap: SkyMap, levels: np.ndarray, level: float = 0.9) -> int:
+    """HEALPix order of the map's pixels on the ``level`` credible boundary.
+
+    The median order of the rows whose credible level lies within ±0.05 of ``level``
+    (the map's finest order when none does): the resolution at which the contour is
+    known, and at which :func:`interpolated_levels` interpolates.
+    """
+    near = np.abs(levels - level) <= 0.05
+    if not skymap.is_moc or not near.any():
+        return skymap.max_order
+    return int(np.median(skymap.orders[near]))
+
+
+def interpolated_levels(
+    skymap: SkyMap, levels: np.ndarray, ra_deg, dec_deg, order: int
+) -> np.ndarray:
+    """Credible level at directions, interpolated bilinearly between the centres of the
+    four nearest HEALPix pixels of ``order`` (healpy's interpolation weights).
+
+    Contouring this continuous field gives smooth credible contours instead of the
+    staircases of pixel edges. NaN directions give NaN.
+
+    Examples
+    --------
+    >>> m = SkyMap(probdensity=np.ones(48) / (4 * np.pi), nside=2)
+    >>> lv = np.linspace(0.0, 1.0, 48)
+    >>> v = interpolated_levels(m, lv, np.array([10.0, np.nan]), np.array([5.0, 0.0]), 1)
+    >>> bool(0.0 <= v[0] <= 1.0), bool(np.isnan(v[1]))
+    (True, True)
+    """
+    import healpy as hp
+
     ra = np.asarray(ra_deg, dtype=float)
     dec = np.asarray(dec_deg, dtype=float)
-    if not skymap.is_moc:
-        return hp.ang2pix(skymap.nside, ra, dec, nest=True, lonlat=True).astype(np.int64)
-    order, ipix = uniq_to_order_ipix(skymap.uniq)
-    max_order = int(order.max())
-    shift = 2 * (max_order - order)
-    start = ipix << shift
-    end = (ipix + 1) << shift
-    fine = hp.ang2pix(1 << max_order, ra, dec, nest=True, lonlat=True).astype(np.int64)
-    row = np.searchsorted(start, fine, side="right") - 1
-    inside = (row >= 0) & (fine < end[np.clip(row, 0, None)])
-    return np.where(inside, row, -1)
-
-
-def _sample(skymap: SkyMap, levels: np.ndarray, ra: np.ndarray, dec: np.ndarray):
-    """Probability density [sr^-1] and credible level at each direction."""
-    row = lookup_rows(skymap, ra, dec)
-    ok = row >= 0
-    density = np.where(ok, skymap.probdensity[np.clip(row, 0, None)], 0.0)
-    level = np.where(ok, levels[np.clip(row, 0, None)], 1.0)
-    return density, level
+    out = np.full(ra.shape, np.nan)
+    ok = np.isfinite(ra) & np.isfinite(dec)
+    if not ok.any():
+        return out
+    pix, weight = hp.get_interp_weights(1 << order, ra[ok], dec[ok], nest=True, lonlat=True)
+    row = _rows_of_nested(skymap, order, pix.ravel()).reshape(pix.shape)
+    value = np.where(row >= 0, levels[np.clip(row, 0, None)], 1.0)
+    out[ok] = (value * weight).sum(axis=0)
+    return out
 
 
 def _row_directions(skymap: SkyMap, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -200,19 +261,15 @@ def small_circle(
     return np.degrees(ra) % 360.0, np.degrees(dec)
 
 
-def _wrap180(x) -> np.ndarray:
-    """Angles [deg] wrapped into [-180, 180)."""
-    return (np.asarray(x, dtype=float) + 180.0) % 360.0 - 180.0
-
-
 def zoom_window(
     skymap: SkyMap, levels: np.ndarray, level: float = CONTOUR_LEVELS[-1]
 ) -> tuple[float, float, float]:
-    """Centre (RA, Dec) and half-height [deg] of a panel around the credible region.
+    """Centre (RA, Dec) and angular radius [deg] of a panel around the credible region.
 
     The centre is the probability-weighted mean direction of the rows inside the
-    ``level`` region; the half-height reaches the farthest of them (plus a margin),
-    within [ZOOM_MIN_HALF_DEG, ZOOM_MAX_HALF_DEG].
+    ``level`` region (the projection centre of the zoom panel, for every event); the
+    radius reaches the farthest of them (plus a pixel and a 15% margin), within
+    [ZOOM_MIN_HALF_DEG, ZOOM_MAX_HALF_DEG].
     """
     rows = np.flatnonzero(levels <= level)
     if len(rows) == 0:
@@ -233,178 +290,13 @@ def zoom_window(
     return ra_c, dec_c, half
 
 
-# --- drawing --------------------------------------------------------------------------
-
-
-def _energy_norm(energy_tev: np.ndarray):
-    from matplotlib.colors import LogNorm
-
-    if len(energy_tev) == 0:
-        return LogNorm(vmin=1.0, vmax=1e3)
-    lo, hi = float(energy_tev.min()), float(energy_tev.max())
-    return LogNorm(vmin=lo / 1.5, vmax=hi * 1.5)
-
-
 def _break_jumps(x: np.ndarray, y: np.ndarray, jump: float) -> tuple[np.ndarray, np.ndarray]:
     """Insert NaN where consecutive x differ by more than ``jump`` (wrap-around seams)."""
     cut = np.flatnonzero(np.abs(np.diff(x)) > jump) + 1
     return np.insert(x, cut, np.nan), np.insert(y, cut, np.nan)
 
 
-class _Panel:
-    """Coordinate mapping of one panel: (RA, Dec) [deg] -> axes data coordinates."""
-
-    def __init__(self, ax: Axes, allsky: bool, ra_c: float = 180.0, box=None) -> None:
-        self.ax = ax
-        self.allsky = allsky
-        self.ra_c = ra_c
-        #: (RA half-width, Dec low, Dec high) of a zoom panel [deg]
-        self.box = box
-
-    def xy(self, ra, dec) -> tuple[np.ndarray, np.ndarray]:
-        ra = np.asarray(ra, dtype=float)
-        dec = np.asarray(dec, dtype=float)
-        if self.allsky:  # Mollweide: radians, RA increasing to the left, ra_c central
-            return -np.radians(_wrap180(ra - self.ra_c)), np.radians(dec)
-        return self.ra_c + _wrap180(ra - self.ra_c), dec
-
-    def contains(self, ra, dec) -> np.ndarray:
-        """Whether each direction falls inside a zoom panel (never for all-sky)."""
-        ra = np.asarray(ra, dtype=float)
-        if self.box is None:
-            return np.zeros(ra.shape, dtype=bool)
-        ra_half, dec_lo, dec_hi = self.box
-        dec = np.asarray(dec, dtype=float)
-        return (np.abs(_wrap180(ra - self.ra_c)) <= ra_half) & (dec >= dec_lo) & (dec <= dec_hi)
-
-    def curve(self, ra, dec) -> tuple[np.ndarray, np.ndarray]:
-        x, y = self.xy(ra, dec)
-        return _break_jumps(x, y, np.pi if self.allsky else 180.0)
-
-
-def _draw_map(panel: _Panel, skymap: SkyMap, levels: np.ndarray, ra, dec, shape) -> None:
-    """Density image and credible contours on a (RA, Dec) grid of cell centres."""
-    density, level = _sample(skymap, levels, ra.ravel(), dec.ravel())
-    density = density.reshape(shape)
-    level = level.reshape(shape)
-    x, y = panel.xy(ra, dec)
-    if not panel.allsky:  # RA unwrapped around the centre, monotonic along x
-        x = np.broadcast_to(np.unwrap(x[0], period=360.0)[None, :], x.shape)
-    panel.ax.pcolormesh(x, y, density, cmap=MAP_CMAP, shading="nearest", rasterized=True)
-    if level.min() < CONTOUR_LEVELS[-1] < level.max():
-        panel.ax.contour(
-            x, y, level, levels=list(CONTOUR_LEVELS), colors="k",
-            linestyles=["--", "-"], linewidths=[0.8, 1.1],
-        )  # fmt: skip
-
-
-def _draw_neutrinos(panel: _Panel, neutrinos, dt: np.ndarray, cmap, norm, label: np.ndarray):
-    """r90 circles coloured by energy, centre markers, and dt labels where ``label``."""
-    if neutrinos is None or len(neutrinos) == 0:
-        return None
-    energy_tev = neutrinos.energy / 1000.0
-    colors = cmap(norm(energy_tev))
-    for i in range(len(neutrinos)):
-        ra_c, dec_c = small_circle(
-            neutrinos.ra[i], neutrinos.dec[i], R90_PER_SIGMA * neutrinos.sigma[i]
-        )
-        panel.ax.plot(*panel.curve(ra_c, dec_c), color=colors[i], linewidth=1.4)
-    x, y = panel.xy(neutrinos.ra, neutrinos.dec)
-    points = panel.ax.scatter(x, y, c=energy_tev, cmap=cmap, norm=norm, marker="+", s=40, zorder=4)
-    for xi, yi, dti in zip(x[label], y[label], dt[label], strict=True):
-        panel.ax.annotate(
-            f"{dti:+.0f} s", (xi, yi), xytext=(5, 5), textcoords="offset points",
-            fontsize=7, color="0.15", annotation_clip=True,
-        )  # fmt: skip
-    return points
-
-
-def _draw_candidates(panel: _Panel, candidates: Sequence[Candidate], label: np.ndarray) -> None:
-    if not candidates:
-        return
-    x, y = panel.xy([c.ra for c in candidates], [c.dec for c in candidates])
-    panel.ax.scatter(
-        x, y, marker="*", s=60, color="tab:green", edgecolors="k", linewidths=0.4, zorder=5
-    )
-    for i in np.flatnonzero(label):
-        panel.ax.annotate(
-            candidates[i].name, (x[i], y[i]), xytext=(4, -9), textcoords="offset points",
-            fontsize=6, color="darkgreen", annotation_clip=True,
-        )  # fmt: skip
-
-
-def _ra_formatter(panel: _Panel):
-    from matplotlib.ticker import FuncFormatter
-
-    if panel.allsky:
-        return FuncFormatter(lambda x, _pos: f"{(panel.ra_c - np.degrees(x)) % 360:.0f}°")
-    return FuncFormatter(lambda x, _pos: f"{x % 360:g}°")
-
-
-def _allsky_panel(fig: Figure, spec, skymap: SkyMap, levels: np.ndarray, ra_c: float) -> _Panel:
-    """Mollweide view centred on RA ``ra_c`` [deg]."""
-    ax = fig.add_subplot(spec, projection="mollweide")
-    panel = _Panel(ax, allsky=True, ra_c=ra_c)
-    nx, ny = ALLSKY_GRID
-    ra = ra_c - 180.0 + (np.arange(nx) + 0.5) * 360.0 / nx
-    dec = -90.0 + (np.arange(ny) + 0.5) * 180.0 / ny
-    ra_g, dec_g = np.meshgrid(ra[::-1] % 360.0, dec)  # x = -(RA - ra_c) increasing
-    _draw_map(panel, skymap, levels, ra_g, dec_g, ra_g.shape)
-    ax.grid(True, color="0.6", linewidth=0.4)
-    ax.xaxis.set_major_formatter(_ra_formatter(panel))
-    ax.tick_params(axis="x", labelsize=7)
-    ax.tick_params(axis="y", labelsize=8)
-    ax.set_xlabel("Right ascension [deg]")
-    ax.set_ylabel("Declination [deg]")
-    ax.set_title("All sky (Mollweide)", fontsize=10)
-    return panel
-
-
-def _zoom_panel(fig: Figure, spec, skymap: SkyMap, levels: np.ndarray, window) -> _Panel:
-    """Plate carrée view of ``window`` = (RA, Dec, half-height) [deg]."""
-    ax = fig.add_subplot(spec)
-    ra_c, dec_c, half = window
-    dec_lo, dec_hi = max(dec_c - half, -90.0), min(dec_c + half, 90.0)
-    cos_c = max(np.cos(np.radians(dec_c)), 0.2)
-    ra_half = min(half / cos_c, 180.0)
-    panel = _Panel(ax, allsky=False, ra_c=ra_c, box=(ra_half, dec_lo, dec_hi))
-    ra = ra_c + np.linspace(-ra_half, ra_half, ZOOM_GRID)
-    dec = np.linspace(dec_lo, dec_hi, ZOOM_GRID)
-    ra_g, dec_g = np.meshgrid(ra % 360.0, dec)
-    _draw_map(panel, skymap, levels, ra_g, dec_g, ra_g.shape)
-    ax.set_xlim(ra_c + ra_half, ra_c - ra_half)  # RA increases to the left
-    ax.set_ylim(dec_lo, dec_hi)
-    ax.set_aspect(1.0 / cos_c, adjustable="box")
-    ax.xaxis.set_major_formatter(_ra_formatter(panel))
-    ax.tick_params(labelsize=8)
-    ax.grid(True, color="0.7", linewidth=0.4)
-    ax.set_xlabel("Right ascension [deg]")
-    ax.set_ylabel("Declination [deg]")
-    ax.set_title(f"90% region, {skymap.area90():.0f} deg²", fontsize=10)
-    return panel
-
-
-def _legend(ax: Axes, has_neutrinos: bool, has_candidates: bool) -> None:
-    from matplotlib.lines import Line2D
-
-    handles = [
-        Line2D([], [], color="k", linestyle="--", linewidth=0.8, label="50% credible"),
-        Line2D([], [], color="k", linestyle="-", linewidth=1.1, label="90% credible"),
-    ]
-    if has_neutrinos:
-        handles.append(
-            Line2D([], [], color="tab:purple", marker="+", linewidth=1.4,
-                   label=f"IceCube ν, r90 = {R90_PER_SIGMA}σ")
-        )  # fmt: skip
-    if has_candidates:
-        handles.append(
-            Line2D([], [], color="tab:green", marker="*", linestyle="", markeredgecolor="k",
-                   label="ZTF candidate")
-        )  # fmt: skip
-    ax.legend(
-        handles=handles, loc="lower left", bbox_to_anchor=(-0.03, -0.1), fontsize=7,
-        framealpha=0.9,
-    )  # fmt: skip
+# --- drawing --------------------------------------------------------------------------
 
 
 def draw_scatter(
@@ -414,6 +306,8 @@ def draw_scatter(
     candidates: Sequence[Candidate] = (),
     title: str = "",
     note: str = "",
+    key: Any = None,
+    fresh: bool = False,
 ) -> Figure:
     """Draw the GW map with neutrinos and candidates; returns an unsaved Figure.
 
@@ -422,73 +316,63 @@ def draw_scatter(
     skymap
         The GW sky map (multi-order or flat).
     neutrinos
-        Neutrinos to draw (None: a map-and-candidates plot with no neutrino layer).
+        Neutrinos to draw, numbered 1, 2, ... in list order, the row order of the
+        neutrino tables (None: a map-and-candidates plot with no neutrino layer; an
+        empty list: the plot says there were none).
     dt
-        Arrival time of each neutrino relative to the GW event [s], for the labels.
+        Arrival time of each neutrino relative to the GW event [s], for the list.
     candidates
         Optical candidates to overlay.
     title
         Figure title (the caller puts the GraceID in it).
     note
         Small print under the title (e.g. what dt is relative to).
+    key
+        Any hashable naming these inputs: when this thread's figure already holds the
+        drawing made with the same ``key``, it is returned as it is (the PNG and the
+        PDF handler of one plot draw once).
+    fresh
+        Draw on a new figure instead of this thread's reusable one.
 
     Returns
     -------
     matplotlib.figure.Figure
-        Not attached to pyplot; save it with :func:`save_figure`.
-    """
-    from matplotlib.figure import Figure
+        Not attached to pyplot; save it with :func:`save_figure` before the next call
+        from the same thread (which redraws the same figure), unless ``fresh``.
 
-    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI)
-    grid = fig.add_gridspec(
-        1, 3, width_ratios=[2.15, 1.0, 0.04], wspace=0.18,
-        left=0.04, right=0.95, bottom=0.1, top=0.84,
-    )  # fmt: skip
-    levels = credible_levels(skymap)
-    window = zoom_window(skymap, levels)
-    centre = (round(window[0] / 30.0) * 30.0) % 360.0  # keeps the meridians round
-    zoom = _zoom_panel(fig, grid[0, 1], skymap, levels, window)
-    allsky = _allsky_panel(fig, grid[0, 0], skymap, levels, centre)
-    have_nu = neutrinos is not None and len(neutrinos) > 0
-    points = _draw_neutrino_layers((allsky, zoom), neutrinos if have_nu else None, dt)
-    cand_ra = np.array([c.ra for c in candidates], dtype=float)
-    cand_dec = np.array([c.dec for c in candidates], dtype=float)
-    in_zoom = zoom.contains(cand_ra, cand_dec)
-    _draw_candidates(zoom, candidates, in_zoom)
-    _draw_candidates(allsky, candidates, ~in_zoom & (len(candidates) <= 20))
-    cax = fig.add_subplot(grid[0, 2])
-    if points is not None:
-        fig.colorbar(points, cax=cax).set_label("Neutrino energy [TeV]")
-    else:
-        cax.set_axis_off()
-    _legend(allsky.ax, have_nu, bool(candidates))
-    if neutrinos is not None and not have_nu:
-        note = "; ".join(filter(None, [note, "no IceCube neutrinos in the ±500 s window"]))
-    fig.suptitle(title, fontsize=13, y=0.975)
-    if note:
-        fig.text(0.5, 0.905, note, ha="center", fontsize=8, color="0.3")
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from llama.science.skymap import SkyMap
+    >>> flat = SkyMap(probdensity=np.full(192, 1 / (4 * np.pi)), nside=4)
+    >>> fig = draw_scatter(flat, title="uniform map")
+    >>> [round(float(v), 1) for v in fig.get_size_inches()]
+    [13.0, 5.2]
+    """
+    from llama.science.skyfigure import template_for
+
+    template = template_for(neutrinos is not None, bool(candidates), fresh=fresh)
+    if key is not None and template.key == key:
+        return template.fig
+    fig = template.draw(skymap, neutrinos, dt, candidates, title, note)
+    template.key = key
     return fig
 
 
-def _draw_neutrino_layers(panels: Sequence[_Panel], neutrinos, dt):
-    """Neutrinos on every panel; all-sky labels only for those outside the zoom."""
-    import matplotlib as mpl
+def text_boxes(fig: Figure) -> list:
+    """Display-space boxes of every visible, non-empty text of ``fig`` (for checking
+    that no two overlap and that all lie inside the figure)."""
+    from llama.science.skyfigure import text_boxes as boxes
 
-    if neutrinos is None:
-        return None
-    dt = np.zeros(len(neutrinos)) if dt is None else np.asarray(dt, dtype=float)
-    cmap = mpl.colormaps[ENERGY_CMAP]
-    norm = _energy_norm(neutrinos.energy / 1000.0)
-    allsky, zoom = panels
-    in_zoom = zoom.contains(neutrinos.ra, neutrinos.dec)
-    _draw_neutrinos(allsky, neutrinos, dt, cmap, norm, ~in_zoom)
-    return _draw_neutrinos(zoom, neutrinos, dt, cmap, norm, in_zoom)
+    return boxes(fig)
 
 
-def save_figure(fig: Figure, path: str | Path, fmt: str | None = None) -> None:
+def save_figure(fig: Figure, path: Any, fmt: str | None = None) -> None:
     """Save ``fig`` with reproducible metadata (no creation date or software stamp).
 
-    ``fmt`` defaults to the suffix of ``path`` ("png" or "pdf").
+    ``path`` is a file name or a binary file object; ``fmt`` defaults to the suffix
+    of ``path`` ("png" or "pdf"). The figure is saved at its own size (no tight
+    bounding box: the layout already keeps everything inside).
     """
     fmt = (fmt or Path(path).suffix.lstrip(".")).lower()
     metadata: dict[str, Any] = {"Software": None} if fmt == "png" else {}
