@@ -8,6 +8,9 @@ Examples
 >>> import llama
 >>> "CoincSignificanceI3Lvc" in llama.select_pipeline("LLAMA2_REVIEW_PIPELINE")
 True
+
+``llama.sweep(params, pipeline=..., get=..., eventdir=..., results=...)`` runs a whole
+sweep and returns its results as labelled arrays (`llama.sweep_api.sweep`).
 """
 
 from llama.batch.runner import BatchConfig, BatchSummary, EventOutcome, run_batch
@@ -15,7 +18,14 @@ from llama.event import Event
 from llama.flags import DEFAULT_FLAGS, PRESETS
 from llama.handler import REGISTRY, FileHandler, Status
 from llama.pipeline import Pipeline, select_pipeline
-from llama.results import outcomes_to_dataset, read_results, write_results
+from llama.results import (
+    SweepLayout,
+    open_results,
+    outcomes_to_dataset,
+    read_results,
+    write_results,
+)
+from llama.sweep_api import sweep
 from llama.version import __version__
 
 __all__ = [
@@ -29,10 +39,13 @@ __all__ = [
     "FileHandler",
     "Pipeline",
     "Status",
+    "SweepLayout",
     "__version__",
+    "open_results",
     "outcomes_to_dataset",
     "read_results",
     "run_batch",
     "select_pipeline",
+    "sweep",
     "write_results",
 ]

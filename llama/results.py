@@ -1,75 +1,533 @@
-"""Per-event results of a batch run, collected into an xarray Dataset.
+"""Results of a sweep as labelled arrays (an xarray Dataset), and their files.
 
-One row per event along dimension ``event``: the event id and directory, the
-parameter vector (one variable per params name, prefixed ``param_``), the final state,
-and the scalar records the handlers report (odds ratio, p-value, number of neutrinos,
-distances, ...). Missing numbers are NaN, missing strings empty.
+The layout follows the sweep (`SweepLayout`):
+
+- a Cartesian product has one dimension per params name, whose values are its
+  coordinate: ``ds.odds_ratio.sel(graceid="S190425z", neutrinos="nu3.json")``, and
+  a 2-D sweep plots as a grid (``ds.p_value.plot()``);
+- ``--random N`` draws have a ``draw`` dimension with each params name as a
+  coordinate along it; ``ds.set_index(draw=[...]).unstack("draw")`` turns them into
+  the grid (see `unstack_draws`; draws are made with replacement, so repeats are
+  dropped first);
+- a run without params has one ``event`` of length 1.
+
+Per event: ``state`` (int8 codes with CF ``flag_values``/``flag_meanings``; 0 is a
+hole, an event not run yet), ``directory`` (a coordinate), ``eventid``, ``error`` and
+every scalar record of the handlers (``odds_ratio``, ``p_value``, ``population``,
+``distmean``, ...; a record named like a params name gets the prefix ``event_``).
+Per neutrino, along a padded ``neutrino`` dimension with ``neutrino_count`` the
+number used: ``neutrino_ra``, ``neutrino_dec``, ``neutrino_sigma``,
+``neutrino_energy``, ``neutrino_dt``, ``neutrino_psf_overlap``, the terms
+``neutrino_p_h_s1`` ... ``neutrino_p_h_0``, ``neutrino_odds_ratio`` and
+``neutrino_p_value`` (read from each event's ``significance_lvc-i3.json``). Every
+variable has CF ``long_name`` and, for numbers, ``units`` (`llama.results_schema`).
+
+`read_results` gives the flat view of any results file (one row per event that ran,
+dimension ``event``, ``state`` as text, params as ``param_<name>``), the layout of
+files written before the labelled one.
 
 Examples
 --------
 >>> from llama.batch.runner import EventOutcome
->>> from llama.results import outcomes_to_dataset
->>> ds = outcomes_to_dataset([
-...     EventOutcome(0, "S1", "/tmp/S1", {"graceid": "S1"}, "done", records={"odds_ratio": 2.5}),
-...     EventOutcome(1, "S2", "/tmp/S2", {"graceid": "S2"}, "failed"),
-... ])
->>> ds.sizes["event"], float(ds.odds_ratio[0]), str(ds.state[1].values)
-(2, 2.5, 'failed')
+>>> layout = SweepLayout({"graceid": ("S1", "S2"), "nu": ("a", "b", "c")})
+>>> outcomes = [
+...     EventOutcome(1, "S1-b", "/ev/S1-b", {"graceid": "S1", "nu": "b"}, "done",
+...                  records={"odds_ratio": 2.5}),
+...     EventOutcome(3, "S2-a", "/ev/S2-a", {"graceid": "S2", "nu": "a"}, "failed"),
+... ]
+>>> ds = outcomes_to_dataset(outcomes, layout=layout)
+>>> dict(ds.sizes)
+{'graceid': 2, 'nu': 3}
+>>> float(ds.odds_ratio.sel(graceid="S1", nu="b")), str(ds.directory.sel(graceid="S2", nu="a").values)
+(2.5, '/ev/S2-a')
+>>> state_names(ds.state).sel(graceid="S2").values.tolist()
+['failed', 'not run', 'not run']
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llama.results_schema import (
+    NEUTRINO_FIELDS,
+    SIGNIFICANCE_FILE,
+    STATE_MEANINGS,
+    cf_attrs,
+    state_attrs,
+    state_code,
+    state_name,
+)
+
 if TYPE_CHECKING:
+    import numpy as np
     import xarray as xr
 
     from llama.batch.runner import EventOutcome
 
-__all__ = ["outcomes_to_dataset", "read_results", "write_results"]
+__all__ = [
+    "ResultRow",
+    "SweepLayout",
+    "event_table",
+    "is_zarr",
+    "open_results",
+    "outcomes_to_dataset",
+    "read_results",
+    "row_from_outcome",
+    "rows_to_dataset",
+    "state_names",
+    "unstack_draws",
+    "write_results",
+]
+
+#: Names the layout itself uses: a record of the same name gets the prefix ``event_``.
+_RESERVED = {
+    "state",
+    "directory",
+    "eventid",
+    "error",
+    "draw",
+    "event",
+    "neutrino",
+    "neutrino_count",
+}
 
 
-def _column(values: list[Any]) -> tuple[Any, ...]:
+@dataclass(frozen=True)
+class SweepLayout:
+    """The shape of a sweep's results: its params and how vectors were made of them.
+
+    Parameters
+    ----------
+    params : mapping of str to sequence of str
+        The params names and their values, in the order given (the last name varies
+        fastest in the Cartesian product, as `llama.batch.sweep.product_vectors`).
+    random : int, optional
+        ``--random N``: N draws (negative: endless); None for the Cartesian product.
+    seed : int, optional
+        Seed of the draws.
+
+    Examples
+    --------
+    >>> grid = SweepLayout({"a": ("1", "2"), "b": ("x", "y", "z")})
+    >>> grid.kind, grid.dims, grid.shape(), grid.position(4)
+    ('grid', ('a', 'b'), (2, 3), (1, 1))
+    >>> SweepLayout({"a": ("1", "2")}, random=5, seed=1).dims
+    ('draw',)
+    """
+
+    params: Mapping[str, Sequence[str]]
+    random: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", {k: tuple(v) for k, v in self.params.items()})
+
+    @property
+    def kind(self) -> str:
+        """ "grid", "draw" or "event" (no params)."""
+        if self.random is not None:
+            return "draw"
+        return "grid" if self.params else "event"
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """The dimensions of a per-event variable."""
+        return {"grid": tuple(self.params), "draw": ("draw",), "event": ("event",)}[self.kind]
+
+    def shape(self, draws: int = 0) -> tuple[int, ...]:
+        """The per-event shape; an endless sweep has `draws` so far."""
+        if self.kind == "grid":
+            return tuple(len(v) for v in self.params.values())
+        if self.kind == "draw":
+            # an endless sweep starts with draw 0 as a hole: a store made empty would
+            # get float64 text arrays (xarray cannot tell the dtype of no values)
+            return (self.random if self.random >= 0 else max(draws, 1),)
+        return (1,)
+
+    def position(self, index: int) -> tuple[int, ...]:
+        """Where event `index` (its place in the order vectors are made) goes."""
+        if self.kind == "grid":
+            import numpy as np
+
+            return tuple(int(i) for i in np.unravel_index(index, self.shape()))
+        return (index,) if self.kind == "draw" else (0,)
+
+    def draw_values(self, n: int | None = None) -> dict[str, list[str]]:
+        """The params values of draws 0..n-1 (the same draws the run makes)."""
+        from llama.batch.sweep import random_vectors
+
+        n = self.random if n is None else n
+        names = list(self.params)
+        vectors = list(random_vectors(self.params, n, self.seed)) if n and names else []
+        return {name: [v[name] for v in vectors] for name in names}
+
+    def to_json(self) -> str:
+        """The layout as JSON (the ``llama_layout`` attribute of the results)."""
+        return json.dumps({"params": self.params, "random": self.random, "seed": self.seed})
+
+    @classmethod
+    def from_json(cls, text: str) -> SweepLayout:
+        """The layout from `to_json`'s text."""
+        data = json.loads(text)
+        return cls(data["params"], data.get("random"), data.get("seed"))
+
+    def coords(self, draws: int = 0) -> dict[str, Any]:
+        """Coordinates of the per-event dimensions (params values, draw numbers)."""
+        import numpy as np
+
+        # fixed-width text: zarr gives variable-width text back as numpy's StringDType,
+        # which xarray cannot put on a plot axis
+        if self.kind == "grid":
+            return {n: (n, np.array(v, dtype=str)) for n, v in self.params.items()}
+        if self.kind == "event":
+            return {"event": ("event", np.zeros(1, dtype=np.int64))}
+        size = self.shape(draws)[0]
+        out: dict[str, Any] = {"draw": ("draw", np.arange(size, dtype=np.int64))}
+        known = self.draw_values(size) if self.random >= 0 else {n: [] for n in self.params}
+        width = max((len(v) for vs in self.params.values() for v in vs), default=1)
+        for name, values in known.items():
+            column = np.full(size, "", dtype=f"<U{width}")
+            column[: len(values)] = values
+            out[name] = ("draw", column)
+        return out
+
+
+@dataclass
+class ResultRow:
+    """One event's results, ready to be placed in the arrays of a `SweepLayout`."""
+
+    index: int
+    state: int
+    vector: dict[str, str]
+    values: dict[str, Any] = field(default_factory=dict)
+    neutrinos: dict[str, np.ndarray] | None = None  # None: no significance file
+
+
+def row_from_outcome(outcome: EventOutcome, layout: SweepLayout | None = None) -> ResultRow:
+    """An event's `ResultRow`: its outcome's values and the neutrinos of its significance file.
+
+    Parameters
+    ----------
+    outcome : EventOutcome
+        As `llama.batch.runner.run_batch` reports it.
+    layout : SweepLayout, optional
+        Records named like one of its params are renamed ``event_<name>``.
+
+    Examples
+    --------
+    >>> from llama.batch.runner import EventOutcome
+    >>> row = row_from_outcome(EventOutcome(0, "S1", "/nowhere/S1", {"graceid": "S1"}, "done",
+    ...                                     records={"graceid": "S1", "snr": 9.0}),
+    ...                        SweepLayout({"graceid": ("S1",)}))
+    >>> sorted(row.values), row.state, row.neutrinos
+    (['directory', 'error', 'event_graceid', 'eventid', 'snr'], 1, None)
+    """
+    taken = _RESERVED | set(layout.params if layout is not None else ())
+    values: dict[str, Any] = {
+        "directory": outcome.directory,
+        "eventid": outcome.eventid,
+        "error": outcome.error,
+    }
+    for name, value in outcome.records.items():
+        values[f"event_{name}" if name in taken else name] = value
+    neutrinos = None
+    if outcome.state in ("done", "up to date") and outcome.directory:
+        neutrinos = read_neutrinos(Path(outcome.directory) / SIGNIFICANCE_FILE)
+    return ResultRow(
+        outcome.index, state_code(outcome.state), dict(outcome.vector), values, neutrinos
+    )
+
+
+def read_neutrinos(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
+    """Per-neutrino arrays of a significance file (`NEUTRINO_FIELDS`), None without one.
+
+    A damaged file gives None too: the results are a summary and never fail an event.
+    """
     import numpy as np
 
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, (int, float, bool)) for v in present):
-        return np.array([math.nan if v is None else float(v) for v in values])
-    return np.array(["" if v is None else str(v) for v in values], dtype=object)
+    try:
+        with open(path, encoding="utf-8") as f:
+            triggers = json.load(f)["outputs"]["neutrino_gw_triggers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {
+        name: np.array([_number(t.get(name)) for t in triggers], dtype=np.float64)
+        for name in NEUTRINO_FIELDS
+    }
 
 
-def outcomes_to_dataset(outcomes: Sequence[EventOutcome], **attrs: Any) -> xr.Dataset:
-    """Build the results Dataset from event outcomes (see module docstring)."""
+def _number(value: Any) -> float:
+    try:
+        return math.nan if value is None else float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, bool)) or (
+        hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0 and value.dtype.kind in "biuf"
+    )
+
+
+def record_kinds(rows: Iterable[ResultRow]) -> dict[str, str]:
+    """Each per-event variable's kind: "number" (float64, NaN missing) or "text" ("")."""
+    kinds: dict[str, str] = {}
+    unknown: set[str] = set()
+    for row in rows:
+        for name, value in row.values.items():
+            if value is None:
+                unknown.add(name)
+            elif name not in kinds:
+                kinds[name] = "number" if _is_number(value) else "text"
+    for name in unknown - set(kinds):  # never given: NaN, as the flat table had it
+        kinds[name] = "number"
+    for name in ("directory", "eventid", "error"):
+        kinds[name] = "text"
+    return kinds
+
+
+def empty_variable(name: str, kind: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A per-event array of holes: NaN for numbers, "" for text."""
+    import numpy as np
+
+    if kind == "number":
+        return np.full(shape, np.nan)
+    return np.full(shape, "", dtype=object)
+
+
+def cell(kind: str, value: Any) -> Any:
+    """`value` as stored in a variable of `kind` (None: the hole value)."""
+    if kind == "number":
+        return _number(value)
+    return "" if value is None else str(value)
+
+
+def rows_to_dataset(rows: Sequence[ResultRow], layout: SweepLayout, **attrs: Any) -> xr.Dataset:
+    """The labelled results Dataset of `rows` (see the module docstring)."""
     import numpy as np
     import xarray as xr
 
-    columns: dict[str, list[Any]] = {
-        "eventid": [o.eventid for o in outcomes],
-        "directory": [o.directory for o in outcomes],
-        "state": [o.state for o in outcomes],
-        "error": [o.error for o in outcomes],
-    }
-    params = sorted({k for o in outcomes for k in o.vector})
-    records = sorted({k for o in outcomes for k in o.records})
-    for name in params:
-        columns[f"param_{name}"] = [o.vector.get(name) for o in outcomes]
-    for name in records:
-        columns[name] = [o.records.get(name) for o in outcomes]
-    data = {name: ("event", _column(values)) for name, values in columns.items()}
-    index = np.array([o.index for o in outcomes], dtype=np.int64)
-    clean = {k: v for k, v in attrs.items() if v is not None}
-    return xr.Dataset(data, coords={"event": index}, attrs=clean)
+    draws = 1 + max((r.index for r in rows), default=-1)
+    shape = layout.shape(draws)
+    dims = layout.dims
+    kinds = record_kinds(rows)
+    data = {name: empty_variable(name, kind, shape) for name, kind in kinds.items()}
+    state = np.zeros(shape, dtype=np.int8)
+    width = max((len(r.neutrinos["ra"]) for r in rows if r.neutrinos is not None), default=-1)
+    per_nu: dict[str, np.ndarray] = {}
+    if width >= 0:
+        per_nu = {f"neutrino_{n}": np.full((*shape, width), np.nan) for n in NEUTRINO_FIELDS}
+        per_nu["neutrino_count"] = np.zeros(shape, dtype=np.int32)
+    for row in rows:
+        at = layout.position(row.index)
+        state[at] = row.state
+        for name, value in row.values.items():
+            data[name][at] = cell(kinds[name], value)
+        if row.neutrinos is not None:
+            count = len(row.neutrinos["ra"])
+            per_nu["neutrino_count"][at] = count
+            for name, values in row.neutrinos.items():
+                per_nu[f"neutrino_{name}"][(*at, slice(0, count))] = values
+    coords = layout.coords(draws)
+    if layout.kind == "draw" and layout.random < 0:
+        for row in rows:  # endless draws: the coordinates are the vectors run
+            for name in layout.params:
+                coords[name][1][row.index] = row.vector.get(name, "")
+    coords["directory"] = (dims, data.pop("directory"))
+    variables = {"state": (dims, state)}
+    variables.update({name: (dims, values) for name, values in data.items()})
+    for name, values in per_nu.items():
+        variables[name] = (dims if name == "neutrino_count" else (*dims, "neutrino"), values)
+    ds = xr.Dataset(variables, coords=coords)
+    return decorate(ds, layout, **attrs)
+
+
+def decorate(ds: xr.Dataset, layout: SweepLayout, **attrs: Any) -> xr.Dataset:
+    """Set the CF attributes of every variable and the Dataset's own."""
+    for name in ds.variables:
+        if name == "state":
+            ds[name].attrs.update(state_attrs())
+        elif name in layout.params:
+            ds[name].attrs.update(long_name=f"params value of {name}")
+        elif name == "draw":
+            ds[name].attrs.update(long_name="random draw number")
+        elif name == "event":
+            ds[name].attrs.update(long_name="event number")
+        else:
+            ds[name].attrs.update(cf_attrs(str(name)))
+    ds.attrs.update(
+        Conventions="CF-1.8",
+        title="LLAMA sweep results",
+        llama_layout=layout.to_json(),
+        **{k: v for k, v in attrs.items() if v is not None},
+    )
+    if layout.seed is not None:
+        ds.attrs.setdefault("seed", layout.seed)
+    return ds
+
+
+def outcomes_to_dataset(
+    outcomes: Sequence[EventOutcome], layout: SweepLayout | None = None, **attrs: Any
+) -> xr.Dataset:
+    """Build the results Dataset from event outcomes (see the module docstring).
+
+    Parameters
+    ----------
+    outcomes : sequence of EventOutcome
+        One per event, as `llama.batch.runner.run_batch` reports them.
+    layout : SweepLayout, optional
+        The sweep; without it the flat table of `read_results` is built (one row per
+        outcome along ``event``, states as text, params as ``param_<name>``).
+    **attrs
+        Attributes of the Dataset (e.g. ``seed``).
+    """
+    if layout is None:
+        return _flat_dataset(outcomes, **attrs)
+    return rows_to_dataset([row_from_outcome(o, layout) for o in outcomes], layout, **attrs)
+
+
+def state_names(state: xr.DataArray) -> xr.DataArray:
+    """The ``state`` codes as the outcome states' words ("done", "up to date", "not run").
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> state_names(xr.DataArray([1, 4, 0])).values.tolist()
+    ['done', 'failed', 'not run']
+    """
+    import numpy as np
+
+    words = np.array([state_name(i) for i in range(len(STATE_MEANINGS))], dtype=object)
+    return state.copy(data=words[np.asarray(state.values, dtype=np.int64)])
+
+
+def unstack_draws(ds: xr.Dataset) -> xr.Dataset:
+    """Random draws on the grid of their params (repeated draws dropped, holes NaN).
+
+    Examples
+    --------
+    >>> from llama.batch.runner import EventOutcome
+    >>> layout = SweepLayout({"a": ("1", "2"), "b": ("x", "y")}, random=6, seed=3)
+    >>> ds = outcomes_to_dataset([], layout=layout)
+    >>> grid = unstack_draws(ds)
+    >>> set(grid.odds_ratio.dims if "odds_ratio" in grid else grid.state.dims) == {"a", "b"}
+    True
+    """
+    layout = SweepLayout.from_json(ds.attrs["llama_layout"])
+    names = list(layout.params)
+    return (
+        ds.reset_coords("directory")
+        .set_index(draw=names)
+        .drop_duplicates("draw")
+        .unstack("draw")
+        .set_coords("directory")
+    )
+
+
+# -- files ----------------------------------------------------------------------------
+def is_zarr(path: str | os.PathLike) -> bool:
+    """Whether a results path names a zarr store (``.zarr``, a trailing slash allowed).
+
+    Examples
+    --------
+    >>> is_zarr("s3://bucket/run.zarr"), is_zarr("run.nc")
+    (True, False)
+    """
+    return str(path).rstrip("/").endswith(".zarr")
+
+
+def storage_options(url: str) -> dict[str, Any]:
+    """fsspec options for a results URL: the S3 endpoint of the AWS_* environment."""
+    if not str(url).startswith("s3://"):
+        return {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return {"endpoint_url": endpoint} if endpoint else {}
+
+
+def open_results(path: str | os.PathLike) -> xr.Dataset:
+    """The labelled results Dataset of a zarr store (lazy, any fsspec URL) or netCDF file.
+
+    A zarr store may be opened while its batch still runs: events finished so far have
+    their values, the others are holes (state "not_run").
+    """
+    import xarray as xr
+
+    if is_zarr(path):
+        url = str(path)
+        return xr.open_zarr(url, storage_options=storage_options(url) or None)
+    return xr.load_dataset(path, engine="h5netcdf")
+
+
+def event_table(ds: xr.Dataset) -> xr.Dataset:
+    """The flat view of results: one row per event that ran, along ``event``.
+
+    States are text ("done", "up to date", ...), params are ``param_<name>``
+    variables, and ``event`` numbers events in the order their vectors were made. A
+    Dataset already flat (a file written before the labelled layout) is returned as
+    it is.
+
+    Examples
+    --------
+    >>> from llama.batch.runner import EventOutcome
+    >>> layout = SweepLayout({"g": ("S1", "S2")})
+    >>> ds = outcomes_to_dataset([EventOutcome(1, "S2", "/ev/S2", {"g": "S2"}, "done")], layout)
+    >>> flat = event_table(ds)
+    >>> flat.sizes["event"], flat.param_g.values.tolist(), flat.state.values.tolist()
+    (1, ['S2'], ['done'])
+    """
+    import numpy as np
+
+    if "llama_layout" not in ds.attrs:
+        return ds
+    layout = SweepLayout.from_json(ds.attrs["llama_layout"])
+    dims = layout.dims
+    flat = ds.reset_coords("directory")
+    if layout.kind == "draw":
+        flat = flat.reset_coords(list(layout.params)).rename(
+            {n: f"param_{n}" for n in layout.params}
+        )
+    elif layout.kind == "grid":
+        flat = flat.reset_index(dims, drop=True)
+        for name in dims:
+            grid = np.broadcast_to(
+                np.asarray(ds[name].values, dtype=object).reshape(
+                    [-1 if d == name else 1 for d in dims]
+                ),
+                layout.shape(),
+            )
+            flat[f"param_{name}"] = (dims, grid)
+    if len(dims) > 1:
+        flat = flat.stack(event=dims)
+    elif dims[0] != "event":
+        flat = flat.rename({dims[0]: "event"})
+    flat = flat.drop_vars(["event", *dims], errors="ignore")
+    flat = flat.assign_coords(event=np.arange(flat.sizes["event"], dtype=np.int64))
+    flat = flat.isel(event=np.flatnonzero(np.asarray(flat.state.values) != 0))
+    flat["state"] = ("event", np.array([state_name(c) for c in flat.state.values], dtype=object))
+    return flat
+
+
+def read_results(path: str | os.PathLike) -> xr.Dataset:
+    """The flat table (`event_table`) of a results file or store, loaded in memory.
+
+    For the labelled arrays use `open_results`.
+    """
+    ds = open_results(path)
+    return event_table(ds.load() if is_zarr(path) else ds)
 
 
 def write_results(
     outcomes: Sequence[EventOutcome],
     path: str | os.PathLike,
     *,
+    layout: SweepLayout | None = None,
     merge_since: float | None = None,
     **attrs,
 ) -> Path:
@@ -81,6 +539,8 @@ def write_results(
         One per event of this run.
     path
         The results file.
+    layout
+        The sweep (`SweepLayout`): the labelled layout; None writes the flat table.
     merge_since
         A `time.time` stamp, normally the start of this run. When the file at `path`
         was written at or after it, another run finished while this one ran (two
@@ -110,7 +570,7 @@ def write_results(
         rows = list(outcomes)
         if merge_since is not None:
             rows = _merge(rows, path, merge_since)
-        ds = outcomes_to_dataset(rows, **attrs)
+        ds = outcomes_to_dataset(rows, layout, **attrs)
         # a name of this process's own: a fixed name was held open (HDF5 file lock)
         # by the other run and failed with BlockingIOError
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -122,6 +582,38 @@ def write_results(
     return path
 
 
+# -- the flat table (files written before the labelled layout, and merges) -----------
+def _column(values: list[Any]) -> np.ndarray:
+    import numpy as np
+
+    present = [v for v in values if v is not None]
+    if present and all(_is_number(v) for v in present):
+        return np.array([math.nan if v is None else float(v) for v in values])
+    return np.array(["" if v is None else str(v) for v in values], dtype=object)
+
+
+def _flat_dataset(outcomes: Sequence[EventOutcome], **attrs: Any) -> xr.Dataset:
+    import numpy as np
+    import xarray as xr
+
+    columns: dict[str, list[Any]] = {
+        "eventid": [o.eventid for o in outcomes],
+        "directory": [o.directory for o in outcomes],
+        "state": [o.state for o in outcomes],
+        "error": [o.error for o in outcomes],
+    }
+    params = sorted({k for o in outcomes for k in o.vector})
+    records = sorted({k for o in outcomes for k in o.records})
+    for name in params:
+        columns[f"param_{name}"] = [o.vector.get(name) for o in outcomes]
+    for name in records:
+        columns[name] = [o.records.get(name) for o in outcomes]
+    data = {name: ("event", _column(values)) for name, values in columns.items()}
+    index = np.array([o.index for o in outcomes], dtype=np.int64)
+    clean = {k: v for k, v in attrs.items() if v is not None}
+    return xr.Dataset(data, coords={"event": index}, attrs=clean)
+
+
 def _merge(rows: list[EventOutcome], path: Path, since: float) -> list[EventOutcome]:
     """``rows`` plus the rows of the file at `path` if it was written at or after `since`."""
     try:
@@ -130,7 +622,7 @@ def _merge(rows: list[EventOutcome], path: Path, since: float) -> list[EventOutc
         theirs = _read_outcomes(path)
     except FileNotFoundError:
         return rows
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, KeyError) as err:
         # the other run's file is unreadable: this run's rows are still worth writing
         import logging
 
@@ -153,10 +645,10 @@ def _read_outcomes(path: Path) -> list[EventOutcome]:
     fixed = {"eventid", "directory", "state", "error"}
     outcomes = []
     for i in range(ds.sizes.get("event", 0)):
-        row = {name: ds[name].values[i] for name in ds.data_vars}
+        row = {name: ds[name].values[i] for name in ds.data_vars if "neutrino" not in ds[name].dims}
         vector, records = {}, {}
         for name, value in row.items():
-            if name in fixed or _missing(value):
+            if name in fixed or name.startswith("neutrino_") or _missing(value):
                 continue
             if name.startswith("param_"):
                 vector[name.removeprefix("param_")] = str(value)
@@ -164,7 +656,7 @@ def _read_outcomes(path: Path) -> list[EventOutcome]:
                 records[name] = value.item() if hasattr(value, "item") else value
         outcomes.append(
             EventOutcome(
-                index=int(ds.event.values[i]),
+                index=int(ds.event.values[i]),  # the event's place in the sweep
                 eventid=str(row.get("eventid", "")),
                 directory=str(row.get("directory", "")),
                 vector=vector,
@@ -183,10 +675,3 @@ def _missing(value: Any) -> bool:
         return bool(math.isnan(value))
     except TypeError:
         return False
-
-
-def read_results(path: str | os.PathLike) -> xr.Dataset:
-    """Load a results Dataset written by `write_results` (e.g. in a notebook)."""
-    import xarray as xr
-
-    return xr.load_dataset(path, engine="h5netcdf")

@@ -625,7 +625,7 @@ def table_from_results(
     Parameters
     ----------
     paths : sequence of path-like
-        Results files (netCDF).
+        Results of ``llama batch --results``: netCDF files or local zarr stores.
     sensitivity : str
         Sensitivity label of every key built (e.g. "O3", "design").
     populations, instruments : sequence of str, optional
@@ -643,20 +643,21 @@ def table_from_results(
     FileNotFoundError, ValueError
         A missing file, a file without the statistic, or nothing left to build from.
     """
-    import xarray as xr
-
     if not paths:
         raise ValueError("give at least one results file")
     groups: dict[tuple[str, str], list[np.ndarray]] = {}
     skipped: dict[str, int] = {}
     n_read = 0
     options: dict[str, Any] = {}
+    from llama.results import is_zarr, read_results
+
     for path in map(Path, paths):
-        if not path.is_file():
+        if not (path.is_file() or (is_zarr(path) and path.is_dir())):
             raise FileNotFoundError(f"results file {path} does not exist")
         try:
-            ds = xr.load_dataset(path, engine="h5netcdf")
-        except (OSError, ValueError) as err:
+            # the flat view (one row per event that ran) of either results layout
+            ds = read_results(path)
+        except (OSError, ValueError, KeyError) as err:
             raise ValueError(f"{path} is not a results Dataset ({err})") from None
         if "event" not in ds.dims:
             raise ValueError(f"{path} is not a results Dataset of llama batch (no 'event')")
