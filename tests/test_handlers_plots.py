@@ -300,3 +300,72 @@ def test_small_circle_radius() -> None:
     ra, dec = plotting.small_circle(123.0, -45.0, 3.0)
     d = plotting._angular_distance(123.0, -45.0, ra, dec)
     np.testing.assert_allclose(d, 3.0, rtol=1e-9)
+
+
+def _crowded_neutrinos(n: int = 12) -> list[dict]:
+    """Neutrinos bunched inside and around the GW region, some far away, so that
+    their number labels compete for room with each other and with the graticule."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(n):
+        near = i < n - 3
+        rows.append({
+            "dt": float(rng.uniform(-500, 500)),
+            "ra": float(175.0 + rng.normal(0, 4) if near else rng.uniform(0, 360)),
+            "dec": float(20.0 + rng.normal(0, 4) if near else rng.uniform(-80, 80)),
+            "sigma": float(rng.uniform(0.2, 3.0)),
+            "energy": float(10 ** rng.uniform(3, 6)),
+        })  # fmt: skip
+    return rows
+
+
+def _pole_map() -> SkyMap:
+    """A flat map around the north celestial pole, straddling RA = 0."""
+    import healpy as hp
+
+    nside = 32
+    vec = np.array(hp.pix2vec(nside, np.arange(12 * nside**2), nest=True)).T
+    centre = hp.ang2vec(359.0, 80.0, lonlat=True)
+    density = np.exp((vec @ centre - 1) / np.radians(8.0) ** 2)
+    density /= density.sum() * hp.nside2pixarea(nside)
+    return SkyMap(probdensity=density, nside=nside)
+
+
+@pytest.mark.parametrize(
+    "skymap",
+    [
+        moc_blob(175.0, 20.0, 4.0),
+        moc_blob(300.0, -60.0, 0.4, hi=9),
+        moc_blob(20.0, 5.0, 25.0, lo=2, hi=4),
+        _pole_map(),
+    ],
+    ids=["blob-4deg", "small-south", "wide", "pole"],
+)
+def test_texts_do_not_overlap_and_stay_inside(tmp_path: Path, skymap: SkyMap) -> None:
+    """Every visible text box (tick labels, neutrino numbers, colour bar ticks and
+    label, legend, list, titles) lies inside the figure and overlaps no other, as the
+    renderer measures them after a full draw."""
+    from llama.science.neutrinos import NeutrinoList
+
+    rows = _crowded_neutrinos()
+    path = tmp_path / "nu.json"
+    path.write_text(json.dumps(neutrino_list(rows)))
+    nl = NeutrinoList.read(path)
+    cands = plots.read_candidates(CANDIDATES)
+    title = f"{GRACEID}: IceCube neutrinos and ZTF candidates over the GW sky map"
+    note = f"Neutrino labels: arrival time relative to GW event time {EVENT_TIME_ISO} UTC"
+    fig = plotting.draw_scatter(skymap, nl, nl.dt_seconds(EVENT_MJD), cands, title, note)
+    plotting.save_figure(fig, tmp_path / "x.png")  # a real draw lays out the legend
+    boxes = plotting.text_boxes(fig)
+    texts = [b for b in boxes if b.width > 0]
+    assert len(texts) > 20  # the graticule, legend, list, numbers were all measured
+    width, height = fig.bbox.width, fig.bbox.height
+    for b in texts:
+        assert 0 <= b.x0 and b.x1 <= width and 0 <= b.y0 and b.y1 <= height, b
+    clashes = [(a, b) for i, a in enumerate(texts) for b in texts[i + 1 :] if a.overlaps(b)]
+    assert not clashes
+    # and every neutrino got its row number somewhere (in the zoom or the all-sky panel)
+    from matplotlib.text import Text
+
+    drawn = {t.get_text() for t in fig.findobj(Text) if t.get_visible()}
+    assert {str(i + 1) for i in range(len(rows))} <= drawn

@@ -159,11 +159,13 @@ class Panel:
 def text_boxes(fig: Figure, renderer=None) -> list:
     """Display-space boxes of every visible, non-empty text of ``fig``.
 
-    Texts inside hidden artists (an axes' hidden tick labels) do not count. Used by the
-    label placement and by tests that check that no two texts overlap and that all
-    stay inside the figure.
+    Texts inside hidden artists (an axes' hidden tick labels) do not count. The figure
+    is laid out first (a draw without rendering), since a legend places its texts only
+    when drawn. Used by the label placement and by tests that check that no two texts
+    overlap and that all stay inside the figure.
     """
     renderer = renderer or _renderer(fig)
+    fig.draw_without_rendering()
     return [t.get_window_extent(renderer) for t in _visible_texts(fig)]
 
 
