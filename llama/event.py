@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import threading
 import time
 import traceback
@@ -424,9 +425,16 @@ def _call_with_timeout(func, arg, timeout_s: float | None, name: str) -> None:
     # the temporary output, so a late finish never lands under the real name
     box: dict[str, BaseException] = {}
     abandoned = threading.Event()
+    # Numba's thread count is a per-thread setting and a new thread starts at Numba's
+    # default (every core): carry the caller's over, so that a worker limited to one
+    # thread (llama.batch.schedulers) does not run this handler's kernels on all cores
+    numba = sys.modules.get("numba")
+    kernel_threads = numba.get_num_threads() if hasattr(numba, "get_num_threads") else None
 
     def target() -> None:
         try:
+            if kernel_threads is not None:
+                numba.set_num_threads(kernel_threads)
             func(arg)
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller
             box["error"] = err

@@ -53,6 +53,13 @@ class KernelThreads(FileHandler, registry=PARALLEL):
         write_json(out, {"threads": numba.get_num_threads(), "pid": os.getpid()})
 
 
+class KernelThreadsTimed(KernelThreads, registry=PARALLEL):
+    """The same, in a handler with a time limit: its generate runs in a thread of its own."""
+
+    FILENAME = "kernel_threads_timed.json"
+    TIMEOUT_S = 60.0
+
+
 PARALLEL.check()
 
 
@@ -134,15 +141,16 @@ def test_duplicate_directories_never_run_at_once_on_a_cluster(tmp_path, cluster)
     assert summary.counts == {"done": 2, "up to date": 3}, summary.line()
 
 
+@pytest.mark.parametrize("handler", [KernelThreads, KernelThreadsTimed])
 @pytest.mark.parametrize("scheduler", ["threads", "processes", "synchronous"])
-def test_kernels_run_single_threaded_inside_each_event(tmp_path, scheduler):
+def test_kernels_run_single_threaded_inside_each_event(tmp_path, scheduler, handler):
     numba = pytest.importorskip("numba")  # loaded before the run, as the kernels load it
     before = numba.get_num_threads()
-    config = _config(tmp_path, 4, "KernelThreads", jobs=2, scheduler=scheduler)
+    config = _config(tmp_path, 4, handler.__name__, jobs=2, scheduler=scheduler)
     summary = run_batch([{"v": str(v)} for v in range(4)], config, progress=False)
     assert summary.ok
     for v in range(4):
-        seen = json.loads((tmp_path / "events" / f"E{v}" / "kernel_threads.json").read_text())
+        seen = json.loads((tmp_path / "events" / f"E{v}" / handler.FILENAME).read_text())
         assert seen["threads"] == 1, (scheduler, seen)
     # the calling thread (a notebook's, say) gets its own setting back
     assert numba.get_num_threads() == before

@@ -386,36 +386,9 @@ def run_handler(job: EventJob, handler: type[FileHandler], prepared: str, *deps:
     try:
         return _bring_up_to_date(job, handler)
     except Exception as err:  # one handler's failure is this event's, never the batch's
-        try:
-            _redact_failed_rider(job, handler)
-        except Exception as again:  # the failure itself is what must be reported
-            log.debug("%s: could not redact the failure record: %s", job.directory.name, again)
+        # (its .failed.json rider was redacted as it was written: llama.event)
         log.warning("%s: %s", job.directory.name, _reason(err))
         return f"{Status.FAILED.value}: {_reason(err)}"
-
-
-def _redact_failed_rider(job: EventJob, handler: type[FileHandler]) -> None:
-    """Rewrite the handler's ``.F.failed.json`` with credentials blanked.
-
-    The rider holds the traceback text of the failure, whose exception message may
-    quote a URL with its token (a server echoing the request, say); it stays in the
-    event directory and is copied into error dumps.
-    """
-    import json
-
-    from llama import storage
-
-    path = job.event().failed_path(handler.FILENAME)
-    try:
-        rider = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # no rider (the failure came before generate) or unreadable
-        return
-    if not isinstance(rider, dict):
-        return
-    # redact the decoded strings, not the JSON text, whose escapes could hide a secret
-    clean = {k: storage.redact(v) if isinstance(v, str) else v for k, v in rider.items()}
-    if clean != rider:
-        atomic_write_json(path, clean)
 
 
 def _bring_up_to_date(job: EventJob, handler: type[FileHandler]) -> str:
