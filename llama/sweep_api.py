@@ -279,14 +279,88 @@ def _pipeline(pipeline: str | Pipeline | Sequence[str] | None) -> Pipeline:
 
 
 def _progress_bar(total: int | None):
-    """tqdm.auto's widget in Jupyter (when ipywidgets is there), a text bar otherwise."""
+    """A progress display that renders where the sweep runs.
+
+    In a Jupyter kernel: tqdm's widget when ipywidgets is installed, else a plain HTML
+    ``<progress>`` bar updated in place (`_HtmlProgress`); on a terminal, tqdm's text
+    bar on stderr.
+    """
     import importlib.util
 
-    if importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.auto import tqdm
-    else:  # tqdm.auto would warn and fall back to this anyway
-        from tqdm.std import tqdm
+    if _in_jupyter():
+        if importlib.util.find_spec("ipywidgets") is not None:
+            from tqdm.auto import tqdm
+
+            return tqdm(total=total, unit="event")
+        return _HtmlProgress(total)
+    from tqdm.std import tqdm
+
     return tqdm(total=total, unit="event", file=sys.stderr)
+
+
+def _in_jupyter() -> bool:
+    """Whether this runs in a Jupyter kernel (not a terminal IPython)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+class _HtmlProgress:
+    """A progress bar for Jupyter without ipywidgets: one HTML output updated in place.
+
+    Quacks like the part of tqdm that `sweep` uses (``update``, ``set_postfix``,
+    ``close``); redraws at most every `interval` seconds, and once at the end.
+    """
+
+    def __init__(self, total: int | None, interval: float = 0.2) -> None:
+        import time
+
+        from IPython.display import HTML, display
+
+        self.total, self.n, self.interval, self.postfix = total, 0, interval, {}
+        self.started = self.drawn = time.monotonic()
+        self.handle = display(HTML(self.html()), display_id=True)
+
+    def html(self) -> str:
+        import html
+        import time
+
+        elapsed = time.monotonic() - self.started
+        rate = self.n / elapsed if elapsed > 0 else 0.0
+        of = "" if self.total is None else f"/{self.total}"
+        extra = "".join(
+            f", {html.escape(str(k))}={html.escape(str(v))}" for k, v in self.postfix.items()
+        )
+        bar = (
+            f'<progress value="{self.n}" max="{self.total}" style="width:20em"></progress> '
+            if self.total
+            else ""
+        )
+        return f"<div>{bar}<code>{self.n}{of} events, {elapsed:.0f} s, {rate:.2f} events/s{extra}</code></div>"
+
+    def update(self, n: int = 1) -> None:
+        import time
+
+        self.n += n
+        if time.monotonic() - self.drawn >= self.interval:
+            self.redraw()
+
+    def set_postfix(self, **values: Any) -> None:
+        self.postfix = values
+
+    def redraw(self) -> None:
+        import time
+
+        from IPython.display import HTML
+
+        self.drawn = time.monotonic()
+        self.handle.update(HTML(self.html()))
+
+    def close(self) -> None:
+        self.redraw()
 
 
 class _Cluster:
