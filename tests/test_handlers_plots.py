@@ -369,3 +369,26 @@ def test_texts_do_not_overlap_and_stay_inside(tmp_path: Path, skymap: SkyMap) ->
 
     drawn = {t.get_text() for t in fig.findobj(Text) if t.get_visible()}
     assert {str(i + 1) for i in range(len(rows))} <= drawn
+
+
+def test_png_and_pdf_share_one_drawing(tmp_path: Path, monkeypatch) -> None:
+    """The PDF handler saves the figure the PNG handler drew (same inputs, same thread);
+    a change of inputs draws again."""
+    from llama.science import skyfigure
+
+    draws: list[str] = []
+    real = skyfigure.ScatterTemplate.draw
+
+    def counting(self, *args, **kwargs):
+        draws.append(args[-2])  # the title
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(skyfigure.ScatterTemplate, "draw", counting)
+    event = make_event(tmp_path / "a")
+    event.generate(plots.CoincScatterI3LvcPng)
+    event.generate(plots.CoincScatterI3LvcPdf)
+    assert len(draws) == 1
+    other = make_event(tmp_path / "b", rows=NEUTRINOS[:1])
+    other.generate(plots.CoincScatterI3LvcPdf)
+    assert len(draws) == 2
+    assert event.path(plots.CoincScatterI3LvcPdf.FILENAME).read_bytes()[:4] == b"%PDF"

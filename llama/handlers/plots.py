@@ -1,10 +1,12 @@
 """Scatter plots of neutrinos and optical candidates over the GW sky map.
 
 Each plot is a PNG handler and a PDF handler drawing the same figure
-(:func:`llama.science.plotting.draw_scatter`): a Mollweide all-sky panel and a zoom
-on the 90% credible region, with 50%/90% contours, neutrinos as r90 circles coloured
-by energy and labelled by their arrival time relative to the GW event, and ZTF
-candidates as labelled stars.
+(:func:`llama.science.plotting.draw_scatter`): the GW probability per deg² as an image
+with its colour bar on an all-sky Mollweide panel (centred on RA 180° for every event)
+and on a zoom that follows the 90% credible region, 50%/90% contours, neutrinos as
+their 90% containment circles numbered as the rows of the neutrino tables and listed
+with their arrival time relative to the GW event, and ZTF candidates as named stars.
+The PNG and PDF handlers of one plot share the drawing (it is made once per thread).
 
 The GW time for the labels is taken from the event's ``skymap_info.json`` when it is
 there (it is an ancestor of the neutrino list, so a change to it makes these plots
@@ -142,8 +144,11 @@ class _ScatterPlot(FileHandler, abstract=True):
             note = f"Neutrino labels: arrival time relative to {what}"
         title = f"{self.event.eventid}: {self.SUBJECT}"
         fmt = Path(self.FILENAME).suffix.lstrip(".")
+        # the PNG and PDF handlers of a plot draw the same figure: the second one in the
+        # same thread finds it already drawn (same key) and only saves it
+        key = plotting.drawing_key(skymap, neutrinos, dt, candidates, title, note)
         with plotting.DRAW_LOCK:
-            fig = plotting.draw_scatter(skymap, neutrinos, dt, candidates, title, note)
+            fig = plotting.draw_scatter(skymap, neutrinos, dt, candidates, title, note, key)
             plotting.save_figure(fig, out, fmt)
 
 

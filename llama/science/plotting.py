@@ -63,6 +63,7 @@ __all__ = [
     "Candidate",
     "credible_levels",
     "draw_scatter",
+    "drawing_key",
     "interpolated_levels",
     "lookup_rows",
     "save_figure",
@@ -357,6 +358,41 @@ def draw_scatter(
     fig = template.draw(skymap, neutrinos, dt, candidates, title, note)
     template.key = key
     return fig
+
+
+def drawing_key(
+    skymap: SkyMap,
+    neutrinos: NeutrinoList | None,
+    dt: np.ndarray | None,
+    candidates: Sequence[Candidate],
+    title: str,
+    note: str,
+) -> str:
+    """A digest of everything :func:`draw_scatter` draws, for its ``key``: the PNG and
+    the PDF handler of one plot compute the same key, so the second one saves the
+    drawing the first one made instead of drawing it again.
+
+    Examples
+    --------
+    >>> flat = SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1)
+    >>> drawing_key(flat, None, None, (), "a", "") == drawing_key(flat, None, None, (), "a", "")
+    True
+    >>> drawing_key(flat, None, None, (), "a", "") == drawing_key(flat, None, None, (), "b", "")
+    False
+    """
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    arrays = [skymap.probdensity, skymap.uniq, np.asarray(skymap.nside or 0)]
+    if neutrinos is not None:
+        arrays += [neutrinos.ra, neutrinos.dec, neutrinos.sigma, neutrinos.energy]
+    arrays.append(np.asarray([] if dt is None else dt, dtype=float))
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray([] if a is None else a))
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.tobytes())
+    digest.update(repr((neutrinos is None, list(candidates), title, note)).encode())
+    return digest.hexdigest()
 
 
 def text_boxes(fig: Figure) -> list:

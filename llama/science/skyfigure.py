@@ -284,7 +284,7 @@ class ScatterTemplate:
         extent = (-moll.half_width, moll.half_width, -moll.half_height, moll.half_height)
         self.allsky_image = ax.imshow(
             np.zeros((2, 2, 4), np.uint8), extent=extent, origin="upper",
-            interpolation="nearest", aspect="auto", zorder=0,
+            interpolation="none", aspect="auto", zorder=0,
         )  # fmt: skip
         outline = Ellipse((0, 0), 2 * moll.half_width, 2 * moll.half_height, fill=False,
                           lw=0.9, ec="0.25", zorder=6)  # fmt: skip
@@ -313,7 +313,7 @@ class ScatterTemplate:
             spine.set_linewidth(0.8)
         self.zoom_image = ax.imshow(
             np.zeros((2, 2, 4), np.uint8), extent=(-1, 1, -1, 1), origin="upper",
-            interpolation="nearest", aspect="auto", zorder=0,
+            interpolation="none", aspect="auto", zorder=0,
         )  # fmt: skip
         ax.text(0.5, -0.075, "Right ascension [deg]", transform=ax.transAxes, ha="center",
                 va="top", fontsize=7.5)  # fmt: skip
@@ -327,8 +327,9 @@ class ScatterTemplate:
         ax = _bare_axes(self.fig, COLORBAR_IN, frame=True)
         for spine in ax.spines.values():
             spine.set_linewidth(0.6)
-        ax.imshow(np.linspace(0, 1, 256)[None, :], cmap=self.cmap, extent=(0, 1, 0, 1),
-                  aspect="auto", interpolation="bilinear")  # fmt: skip
+        # coloured once here, so that no save colour-maps it again
+        ramp = self.cmap(np.linspace(0, 1, 256)[None, :], bytes=True)
+        ax.imshow(ramp, extent=(0, 1, 0, 1), aspect="auto", interpolation="none")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.text(0.5, -1.9, "GW probability per deg²", transform=ax.transAxes, ha="center",
@@ -336,41 +337,47 @@ class ScatterTemplate:
         self.colorbar_ax = ax
 
     def _build_side_column(self) -> None:
+        """The key (drawn by hand: a matplotlib legend lays itself out again at every
+        save, a cost paid per event) and the frame of the neutrino list under it."""
         from matplotlib.lines import Line2D
 
-        handles = [
-            Line2D([], [], color=CONTOUR_COLOR, linestyle="--", linewidth=0.9,
-                   label="50% credible region"),
-            Line2D([], [], color=CONTOUR_COLOR, linestyle="-", linewidth=1.2,
-                   label="90% credible region"),
+        fig, inch = self.fig, self.fig.dpi_scale_trans
+        entries: list[tuple[dict[str, Any], str]] = [
+            ({"color": CONTOUR_COLOR, "linestyle": "--", "linewidth": 0.9},
+             "50% credible region"),
+            ({"color": CONTOUR_COLOR, "linestyle": "-", "linewidth": 1.2},
+             "90% credible region"),
         ]  # fmt: skip
         if self.has_neutrinos:
-            handles.append(
-                Line2D([], [], color=NEUTRINO_COLOR, marker="o", markerfacecolor="none",
-                       markersize=9, linestyle="", label="Neutrino: direction and\n"
-                       "90% containment radius")
-            )  # fmt: skip
+            entries.append((
+                {"color": NEUTRINO_COLOR, "marker": "o", "markerfacecolor": "none",
+                 "markersize": 9, "linestyle": ""},
+                "Neutrino: direction and\n90% containment radius",
+            ))  # fmt: skip
         if self.has_candidates:
-            handles.append(
-                Line2D([], [], color=CANDIDATE_COLOR, marker="*", linestyle="",
-                       markeredgecolor="k", markeredgewidth=0.4, markersize=9,
-                       label="ZTF candidate")
-            )  # fmt: skip
-        handles.append(
-            Line2D([], [], color="0.3", linestyle=":", linewidth=0.8,
-                   label="Zoom panel's outline")
-        )  # fmt: skip
-        legend = self.fig.legend(
-            handles=handles, loc="upper left",
-            bbox_to_anchor=(SIDE_LEFT_IN / FIGSIZE_IN[0], SIDE_TOP), fontsize=7.5,
-            frameon=False, borderaxespad=0.0, borderpad=0.0, handlelength=2.0,
-        )  # fmt: skip
-        box = legend.get_window_extent(_renderer(self.fig))
-        below = self.fig.transFigure.inverted().transform((0, box.y0))[1] - 0.04
+            entries.append((
+                {"color": CANDIDATE_COLOR, "marker": "*", "linestyle": "",
+                 "markeredgecolor": "k", "markeredgewidth": 0.4, "markersize": 9},
+                "ZTF candidate",
+            ))  # fmt: skip
+        entries.append(
+            ({"color": "0.3", "linestyle": ":", "linewidth": 0.8}, "Zoom panel's outline")
+        )
+        x = SIDE_LEFT_IN
+        y = SIDE_TOP * FIGSIZE_IN[1] - 0.07
+        for style, label in entries:
+            lines = label.count("\n") + 1
+            mid = y - 0.065 * (lines - 1)
+            xs = [x + 0.14] if style.get("linestyle") == "" else [x, x + 0.28]
+            fig.add_artist(Line2D(xs, [mid] * len(xs), transform=inch, **style))
+            fig.text(x + 0.38, mid, label, transform=inch, fontsize=7.5, va="center",
+                     linespacing=1.15)  # fmt: skip
+            y -= 0.2 + 0.13 * (lines - 1)
+        below = (y - 0.12) / FIGSIZE_IN[1]
         x = SIDE_LEFT_IN / FIGSIZE_IN[0]
-        self.list_title = self.fig.text(x, below, "", fontsize=8, weight="bold", va="top")
-        self.list_body = self.fig.text(x, below - 0.04, "", family="monospace", fontsize=7,
-                                       va="top", linespacing=1.3)  # fmt: skip
+        self.list_title = fig.text(x, below, "", fontsize=8, weight="bold", va="top")
+        self.list_body = fig.text(x, below - 0.04, "", family="monospace", fontsize=7,
+                                  va="top", linespacing=1.3)  # fmt: skip
 
     # -- per event ---------------------------------------------------------------------
 
