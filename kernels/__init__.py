@@ -1,7 +1,9 @@
 """Numba compute layer: pure functions over arrays (no I/O, no Dask, no ``llama`` imports).
 
 ``kernels.healpix``: NESTED / NUNIQ index math. ``kernels.overlap``: the PSF x sky-map
-spatial overlap that dominates the LLAMA statistic, batched over many neutrinos.
+spatial overlap that dominates the LLAMA statistic, batched over many neutrinos: prepare
+a map once (``prepare_map``, ``prepare_map_flat``), then evaluate on it
+(``psf_overlap_prepared``, ``psf_pair_overlap_prepared``).
 """
 
 from .healpix import (
@@ -30,11 +32,7 @@ from .overlap import (
     prepare_map,
     prepare_map_flat,
     psf_norm,
-    psf_overlap,
-    psf_overlap_flat,
     psf_overlap_prepared,
-    psf_pair_overlap,
-    psf_pair_overlap_flat,
     psf_pair_overlap_prepared,
 )
 
@@ -59,10 +57,6 @@ __all__ = [
     "prepare_map",
     "prepare_map_flat",
     "psf_norm",
-    "psf_overlap",
-    "psf_overlap_flat",
-    "psf_pair_overlap",
-    "psf_pair_overlap_flat",
     "psf_overlap_prepared",
     "psf_pair_overlap_prepared",
     "uniq_to_order_ipix",

@@ -11,11 +11,11 @@ import pytest
 from kernels.overlap import (
     PSF_GAUSS,
     PSF_VMF,
+    prepare_map,
+    prepare_map_flat,
     psf_norm,
-    psf_overlap,
-    psf_overlap_flat,
-    psf_pair_overlap,
-    psf_pair_overlap_flat,
+    psf_overlap_prepared,
+    psf_pair_overlap_prepared,
 )
 
 DEG = math.pi / 180.0
@@ -27,6 +27,32 @@ LOG10E = np.array([2.0, 3.0, 4.0, 5.0])
 SINDEC = np.array([-1.0, -0.2, 0.1, 0.5, 1.0])
 AEFF = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [9.0, 10.0, 11.0, 12.0]])
 E_NU = 3.0e3  # GeV: middle energy bin
+
+
+def psf_overlap(uniq, rho, ra, dec, sigma, rws, edges, weight=None, kind=PSF_GAUSS, **kw):
+    """One multi-order map, prepared and evaluated once (the public API in one call)."""
+    pm = prepare_map(uniq, rho, weight)
+    return psf_overlap_prepared(pm, ra, dec, sigma, rws, edges, kind, **kw)
+
+
+def psf_overlap_flat(prob, ra, dec, sigma, rws, edges, weight=None, kind=PSF_GAUSS, **kw):
+    """:func:`psf_overlap` for a flat NESTED map of probability per pixel."""
+    pm = prepare_map_flat(prob, weight)
+    return psf_overlap_prepared(pm, ra, dec, sigma, rws, edges, kind, **kw)
+
+
+def psf_pair_overlap(uniq, rho, *pairs, weight=None, kind=PSF_GAUSS, **kw):
+    """Pairs on one multi-order map; ``pairs``: ra_i .. rows_j, sindec_edges[, weight,
+    kind] as :func:`psf_pair_overlap_prepared` lists them."""
+    pairs, extra = pairs[:9], pairs[9:]
+    weight = extra[0] if extra else weight
+    kind = extra[1] if len(extra) > 1 else kind
+    return psf_pair_overlap_prepared(prepare_map(uniq, rho, weight), *pairs, kind, **kw)
+
+
+def psf_pair_overlap_flat(prob, *pairs, **kw):
+    """:func:`psf_pair_overlap` for a flat NESTED map of probability per pixel."""
+    return psf_pair_overlap_prepared(prepare_map_flat(prob), *pairs, **kw)
 
 
 def rows(energy):
@@ -319,35 +345,67 @@ def test_pixel_weight_scales_weighted_only():
     assert b[1][0] == pytest.approx(3 * a[1][0], rel=1e-9)
 
 
-def test_prepared_map_gives_the_same_numbers(maps):
-    """A map prepared once (PreparedMap) gives exactly what the one-shot calls give."""
-    from kernels.overlap import (
-        prepare_map,
-        prepare_map_flat,
-        psf_overlap_prepared,
-        psf_pair_overlap_prepared,
-    )
+def test_serial_and_parallel_kernels_agree(maps):
+    """The parallel kernels (calls with many neutrinos when Numba has several threads)
+    give exactly the serial kernels' numbers, item by item, whatever the chunking; a
+    prepared map is only read, so it gives the same numbers on every reuse."""
+    from kernels.overlap import Accuracy, Neutrinos, SignalRows
+    from kernels.overlap.pairs import pair_parallel, pair_serial
+    from kernels.overlap.traversal import overlap_parallel, overlap_serial
 
     (uniq, rho), map_order = maps[100]
     rng = np.random.default_rng(5)
     n = 12
-    ra = CENTRE[0] + rng.normal(0, 0.05, n)
-    dec = CENTRE[1] + rng.normal(0, 0.05, n)
-    sig = np.full(n, 0.8 * DEG)
-    en = np.full(n, E_NU)
+    nu = Neutrinos(
+        CENTRE[0] + rng.normal(0, 0.05, n),
+        CENTRE[1] + rng.normal(0, 0.05, n),
+        np.full(n, 0.8 * DEG),
+    )
+    sig = SignalRows(rows(np.full(n, E_NU)), SINDEC)
+    acc = Accuracy(PSF_GAUSS, 1e-2, 0.4)
     w = 1.0 + 0.5 * np.cos(np.arange(uniq.size))
-    pm = prepare_map(uniq, rho, w)
-    a = psf_overlap(uniq, rho, ra, dec, sig, rows(en), SINDEC, w, PSF_GAUSS)
-    b = psf_overlap_prepared(pm, ra, dec, sig, rows(en), SINDEC, PSF_GAUSS)
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
-    pa = psf_pair_overlap(uniq, rho, ra[:6], dec[:6], sig[:6], rows(en[:6]), ra[6:], dec[6:], sig[6:], rows(en[6:]), SINDEC, w)  # fmt: skip
-    pb = psf_pair_overlap_prepared(pm, ra[:6], dec[:6], sig[:6], rows(en[:6]), ra[6:], dec[6:], sig[6:], rows(en[6:]), SINDEC)  # fmt: skip
-    np.testing.assert_array_equal(pa[0], pb[0])
-    flat = moc_to_flat(uniq, rho, map_order)
-    c = psf_overlap_flat(flat, ra, dec, sig, rows(en), SINDEC)
-    d = psf_overlap_prepared(prepare_map_flat(flat), ra, dec, sig, rows(en), SINDEC)
-    np.testing.assert_array_equal(c[0], d[0])
+    for pm in (prepare_map(uniq, rho, w), prepare_map_flat(moc_to_flat(uniq, rho, map_order))):
+        before = [np.copy(a) for a in pm]
+        serial = overlap_serial(pm, nu, sig, acc)
+        for chunk in (1, 5, n):
+            par = overlap_parallel(pm, nu, sig, acc, chunk)
+            for x, y in zip(serial, par, strict=True):
+                np.testing.assert_array_equal(x, y)
+        half = [Neutrinos(*(a[:6] for a in nu)), Neutrinos(*(a[6:] for a in nu))]
+        sigs = [SignalRows(sig.rows[:6], SINDEC), SignalRows(sig.rows[6:], SINDEC)]
+        for wonly in (False, True):
+            ps = pair_serial(pm, *half, *sigs, acc, wonly)
+            pp = pair_parallel(pm, *half, *sigs, acc, wonly, 2)
+            for x, y in zip(ps, pp, strict=True):
+                np.testing.assert_array_equal(x, y)
+            assert np.all(np.isnan(ps[0])) == wonly
+        again = overlap_serial(pm, nu, sig, acc)
+        np.testing.assert_array_equal(again[1], serial[1])
+        for a, b in zip(before, pm, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_bad_input_names_the_problem(maps):
+    """Each bad input is refused with one message naming it."""
+    (uniq, rho), _ = maps[1]
+    pm = prepare_map(uniq, rho)
+    one = ([0.0], [0.0], [0.01])
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        psf_overlap_prepared(pm, [0.0], [0.0], [0.0], rows(1e3), SINDEC)
+    with pytest.raises(ValueError, match="1-D and of equal length"):
+        psf_overlap_prepared(pm, [0.0, 1.0], [0.0], [0.01], rows(1e3), SINDEC)
+    with pytest.raises(ValueError, match="rtol must be in"):
+        psf_overlap_prepared(pm, *one, rows(1e3), SINDEC, rtol=0.0)
+    with pytest.raises(ValueError, match="psf_kind must be 0"):
+        psf_overlap_prepared(pm, *one, rows(1e3), SINDEC, 2)
+    with pytest.raises(ValueError, match="equal numbers"):
+        psf_pair_overlap_prepared(pm, *one, rows(1e3), [0.0] * 2, [0.0] * 2, [0.01] * 2, rows([1e3] * 2), SINDEC)  # fmt: skip
+    with pytest.raises(ValueError, match="NUNIQ"):
+        prepare_map([0, 1], [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"12 \* 4\*\*order"):
+        prepare_map_flat(np.ones(13))
+    with pytest.raises(ValueError, match="pixel_weight must have"):
+        prepare_map_flat(np.ones(12), np.ones(3))
 
 
 def test_random_pairs_match_converged_reference(maps):
@@ -414,13 +472,15 @@ def test_deep_refinement_outgrows_the_first_heap(maps):
     """rtol 1e-6 needs ~23,000 node expansions: far more pending nodes than the first
     heap holds (4096), so the traversal is rerun with larger heaps. Same answer as the
     default tolerance and as brute force."""
-    from kernels.overlap import _overlap_many, prepare_map
+    from kernels.overlap import Accuracy, Neutrinos, SignalRows
+    from kernels.overlap.api import overlap_with_steps
 
     (uniq, rho), map_order = maps[100]
     pm = prepare_map(uniq, rho)
-    nu = [np.array([x]) for x in (CENTRE[0], CENTRE[1], DEG)]
-    deep = _overlap_many(pm.mp, *nu, rows(E_NU), SINDEC, PSF_GAUSS, 1e-6, 0.1, 1)
-    default = _overlap_many(pm.mp, *nu, rows(E_NU), SINDEC, PSF_GAUSS, 1e-2, 0.4, 1)
+    nu = Neutrinos(*(np.array([x]) for x in (CENTRE[0], CENTRE[1], DEG)))
+    sig = SignalRows(rows(E_NU), SINDEC)
+    deep = overlap_with_steps(pm, nu, sig, Accuracy(PSF_GAUSS, 1e-6, 0.1))
+    default = overlap_with_steps(pm, nu, sig, Accuracy(PSF_GAUSS, 1e-2, 0.4))
     assert deep[2][0] > 10_000
     bo, bw = brute(uniq, rho, CENTRE[0], CENTRE[1], DEG, PSF_GAUSS, brute_order(DEG, map_order), 7 * DEG)  # fmt: skip
     assert deep[0][0] == pytest.approx(bo, rel=1e-3)

@@ -1,0 +1,299 @@
+"""The public side of the overlap kernels: prepare a sky map once, then evaluate PSF
+overlaps of neutrinos and of neutrino pairs on it.
+
+Everything here runs in Python: it checks and converts the inputs (one dtype and
+layout per argument, so each kernel compiles once), packs them into the records of
+:mod:`.records` and picks the serial kernel or, when Numba has several threads and the
+call has work enough for them, the parallel one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import get_num_threads
+
+from ..healpix import uniq_to_order_ipix_array
+from .common import RES, RTOL
+from .pairs import pair_parallel, pair_serial
+from .psf import PSF_GAUSS, PSF_VMF
+from .records import Accuracy, Neutrinos, PreparedMap, SignalRows
+from .traversal import overlap_parallel, overlap_serial
+from .tree import prepare_flat_arrays, prepare_moc_arrays
+
+#: Fewest neutrinos (or pairs) per Numba thread for which a call runs in parallel: one
+#: event's handful runs in the calling thread, so the parallel kernels are compiled
+#: only by calls with many (trials), and a Dask thread is never split further.
+PARALLEL_MIN_PER_THREAD = 8
+
+
+def _f64(a, name: str) -> np.ndarray:
+    """``a`` as a writeable C-contiguous float64 array (the one type the kernels take:
+    a read-only or strided array would compile another specialisation)."""
+    try:
+        return np.require(a, np.float64, ("C", "W"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numbers convertible to float64 ({exc})") from None
+
+
+def _accuracy(psf_kind, rtol, res) -> Accuracy:
+    if psf_kind not in (PSF_GAUSS, PSF_VMF):
+        raise ValueError(
+            f"psf_kind must be 0 (PSF_GAUSS, O3's Gaussian) or 1 (PSF_VMF, von Mises-Fisher), "
+            f"got {psf_kind!r}"
+        )
+    if not 0.0 < float(rtol) < 1.0:
+        raise ValueError(f"rtol must be in (0, 1) (default {RTOL}), got {rtol!r}")
+    if not float(res) > 0.0:
+        raise ValueError(f"res must be > 0 (default {RES}), got {res!r}")
+    return Accuracy(int(psf_kind), float(rtol), float(res))
+
+
+def _neutrinos(ra, dec, sigma, what: str = "neutrino") -> Neutrinos:
+    nu = Neutrinos(_f64(ra, "ra"), _f64(dec, "dec"), _f64(sigma, "sigma"))
+    if len({a.shape for a in nu}) != 1 or nu.ra.ndim != 1:
+        shapes = ", ".join(str(a.shape) for a in nu)
+        raise ValueError(f"{what} ra, dec, sigma must be 1-D and of equal length, got {shapes}")
+    if np.any(~(nu.sigma > 0.0)):
+        raise ValueError(f"{what} sigma must be > 0 [rad] (finite, not NaN)")
+    return nu
+
+
+def _signal_rows(rows, sindec_edges, n: int) -> SignalRows:
+    """Validate per-neutrino weight rows (n, n_dec) against the sin(dec) band edges."""
+    se = _f64(sindec_edges, "sindec_edges")
+    if se.ndim != 1 or se.size < 2 or np.any(np.diff(se) <= 0):
+        raise ValueError("sindec_edges must be 1-D, ascending, with at least 2 edges")
+    r = _f64(rows, "rows")
+    if r.ndim != 2 or r.shape != (n, se.size - 1):
+        raise ValueError(
+            f"weight rows must have shape (n_neutrinos, len(sindec_edges) - 1) = "
+            f"({n}, {se.size - 1}), got {r.shape}"
+        )
+    if np.any(~(r >= 0)):
+        raise ValueError("weight rows must be finite and >= 0")
+    return SignalRows(r, se)
+
+
+def _chunk(n: int, threads: int) -> int:
+    """Neutrinos per prange chunk: a few chunks per thread, each reusing one heap."""
+    return max(1, min(64, n // (4 * threads) + 1))
+
+
+def _parallel(n: int) -> int:
+    """Numba threads for a call of ``n`` items: 0 means run serially."""
+    threads = get_num_threads()
+    return threads if threads > 1 and n >= PARALLEL_MIN_PER_THREAD * threads else 0
+
+
+# --------------------------------------------------------------------------------------
+# preparing a map
+# --------------------------------------------------------------------------------------
+def prepare_map(uniq, probdensity, pixel_weight=None) -> PreparedMap:
+    """Prepare a multi-order sky map once for any number of overlap calls.
+
+    Parameters
+    ----------
+    uniq : (m,) int64
+        NUNIQ pixel indices; disjoint pixels (sky not covered counts as zero density).
+        Any row order is accepted.
+    probdensity : (m,) float64
+        Probability density per pixel [sr^-1].
+    pixel_weight : (m,) float64 or None
+        Non-negative per-pixel multiplier inside ``weighted`` (None: ones, the O3 case).
+
+    Returns
+    -------
+    PreparedMap
+        The map's quadtree with min/max bounds and moments, for
+        :func:`psf_overlap_prepared` and :func:`psf_pair_overlap_prepared`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pm = prepare_map(4 + np.arange(12), np.full(12, 1 / (4 * np.pi)))
+    >>> ov, wt = psf_overlap_prepared(pm, [1.0], [0.2], [0.01], [[2.0]], [-1.0, 1.0],
+    ...                               psf_kind=PSF_VMF)
+    >>> bool(np.isclose(ov[0], 1 / (4 * np.pi))), bool(np.isclose(wt[0], 2 / (4 * np.pi)))
+    (True, True)
+    """
+    uniq = np.require(uniq, np.int64, ("C", "W"))
+    rho = _f64(probdensity, "probdensity")
+    w = np.ones_like(rho) if pixel_weight is None else _f64(pixel_weight, "pixel_weight")
+    if not (uniq.ndim == 1 and uniq.shape == rho.shape == w.shape):
+        raise ValueError(
+            f"uniq, probdensity and pixel_weight must be 1-D of one length, got "
+            f"{uniq.shape}, {rho.shape}, {w.shape}"
+        )
+    if uniq.size and uniq.min() < 4:
+        raise ValueError(f"uniq must be NUNIQ indices (>= 4), got {uniq.min()}")
+    order, ipix = uniq_to_order_ipix_array(uniq)
+    lo = ipix << (2 * (29 - order))
+    if lo.size > 1 and np.any(np.diff(lo) < 0):  # accept any row order, sort once
+        idx = np.argsort(lo, kind="stable")
+        uniq, rho, w = uniq[idx], rho[idx], w[idx]
+    return PreparedMap(*prepare_moc_arrays(uniq, rho, w))
+
+
+def prepare_map_flat(prob_nested, pixel_weight=None) -> PreparedMap:
+    """Prepare a flat NESTED map of probability PER PIXEL once.
+
+    ``prob_nested`` has ``12 * 4**order`` entries (convert a RING map first with
+    ``healpy.reorder(m, r2n=True)``); the density is ``prob / pixel_area``. No uniq
+    array is built: the tree is implicit, with a min/max pyramid down to order 7
+    (~35 MB). ``pixel_weight`` is per flat pixel (None: ones).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pm = prepare_map_flat(np.full(48, 1 / 48))
+    >>> pm.flat, int(pm.top_order)
+    (1, 1)
+    """
+    prob = _f64(prob_nested, "prob_nested")
+    order = int(round(np.log2(max(prob.size, 1) / 12) / 2))
+    if prob.ndim != 1 or 12 * 4**order != prob.size:
+        raise ValueError(
+            f"a flat map must have 12 * 4**order pixels (NESTED), got shape {prob.shape}"
+        )
+    w = np.ones_like(prob) if pixel_weight is None else _f64(pixel_weight, "pixel_weight")
+    if w.shape != prob.shape:
+        raise ValueError(f"pixel_weight must have the map's shape {prob.shape}, got {w.shape}")
+    return PreparedMap(*prepare_flat_arrays(prob, w, np.int64(order)))
+
+
+# --------------------------------------------------------------------------------------
+# evaluating on it
+# --------------------------------------------------------------------------------------
+def psf_overlap_prepared(
+    pmap: PreparedMap,
+    ra,
+    dec,
+    sigma,
+    rows,
+    sindec_edges,
+    psf_kind: int = PSF_GAUSS,
+    *,
+    rtol: float = RTOL,
+    res: float = RES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spatial overlap of many neutrino PSFs with a prepared sky map.
+
+    Parameters
+    ----------
+    pmap : PreparedMap
+        From :func:`prepare_map` or :func:`prepare_map_flat`.
+    ra, dec, sigma : (n,) float64
+        Neutrino directions and 1-sigma errors [rad].
+    rows : (n, n_dec) float64
+        Per neutrino, a non-negative sky weight constant in each sin(dec) band (the
+        signal energy density a(eps_i, theta = 90 deg + dec) of the LLAMA statistic, in
+        any unit; ``weighted`` carries it).
+    sindec_edges : (n_dec + 1,) float64
+        sin(dec) band edges, ascending; positions outside use the edge bands.
+    psf_kind : int
+        ``PSF_GAUSS`` (0): O3's 2-D Gaussian ``exp(-psi^2/2 sigma^2)/(2 pi sigma^2)``;
+        ``PSF_VMF`` (1): von Mises-Fisher with ``kappa = 1/sigma^2``, normalised on
+        the sphere.
+    rtol : float
+        Relative tolerance of the pruning: the sum of upper bounds of everything not
+        evaluated is below ``rtol`` times each result.
+    res : float
+        Midpoint-rule resolution in units of sigma (smaller is more accurate, slower).
+
+    Returns
+    -------
+    overlap : (n,) float64
+        ``sum_pix rho * integral_pix G_i dOmega`` [sr^-1].
+    weighted : (n,) float64
+        ``sum_pix rho * w * integral_pix rows_i(dec) G_i dOmega`` [row unit / sr].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pm = prepare_map(4 + np.arange(12), np.full(12, 1 / (4 * np.pi)))
+    >>> ov, wt = psf_overlap_prepared(pm, [1.0], [0.2], [0.01], [[2.0]], [-1.0, 1.0])
+    >>> bool(np.isclose(ov[0] * 4 * np.pi, 1.0, rtol=1e-4))  # Gaussian norm 1 - s^2/3
+    True
+    """
+    acc = _accuracy(psf_kind, rtol, res)
+    nu = _neutrinos(ra, dec, sigma)
+    sig = _signal_rows(rows, sindec_edges, nu.ra.size)
+    return overlap_with_steps(pmap, nu, sig, acc)[:2]
+
+
+def overlap_with_steps(pmap: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: Accuracy):
+    """(overlap, weighted, node expansions) of checked records: the kernel call of
+    :func:`psf_overlap_prepared`, with the traversal's work per neutrino."""
+    n = nu.ra.size
+    if n == 0:
+        return np.empty(0), np.empty(0), np.empty(0, np.int64)
+    threads = _parallel(n)
+    if threads:
+        return overlap_parallel(pmap, nu, sig, acc, _chunk(n, threads))
+    return overlap_serial(pmap, nu, sig, acc)
+
+
+def psf_pair_overlap_prepared(
+    pmap: PreparedMap,
+    ra_i,
+    dec_i,
+    sigma_i,
+    rows_i,
+    ra_j,
+    dec_j,
+    sigma_j,
+    rows_j,
+    sindec_edges,
+    psf_kind: int = PSF_GAUSS,
+    *,
+    rtol: float = RTOL,
+    res: float = RES,
+    weighted_only: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Doublet overlap of neutrino pairs ``(i[k], j[k])`` with a prepared sky map.
+
+    Arguments as in :func:`psf_overlap_prepared`; the ``_i`` and ``_j`` arrays list the
+    two members of each pair (equal lengths). ``weighted_only=True``: only ``weighted``
+    is computed to ``rtol`` (the pruning ignores the overlap's bounds); ``overlap`` is
+    then NaN.
+
+    Returns
+    -------
+    overlap : (n_pairs,) float64
+        ``sum_pix rho * integral_pix G_i G_j dOmega`` [sr^-2].
+    weighted : (n_pairs,) float64
+        ``sum_pix rho * w * integral_pix rows_i G_i rows_j G_j dOmega`` [row unit^2 /
+        sr^2].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pm = prepare_map(4 + np.arange(12), np.full(12, 1 / (4 * np.pi)))
+    >>> s = 0.01  # two identical vMF PSFs: int G^2 = 1 / (4 pi s^2)
+    >>> ov, wt = psf_pair_overlap_prepared(pm, [1.0], [0.2], [s], [[1.0]],
+    ...                                    [1.0], [0.2], [s], [[1.0]], [-1.0, 1.0], PSF_VMF)
+    >>> bool(np.isclose(ov[0], 1 / (4 * np.pi) / (4 * np.pi * s * s), rtol=1e-2))
+    True
+    """
+    acc = _accuracy(psf_kind, rtol, res / math.sqrt(2.0))
+    nu_i = _neutrinos(ra_i, dec_i, sigma_i, "first members'")
+    nu_j = _neutrinos(ra_j, dec_j, sigma_j, "second members'")
+    if nu_j.ra.size != nu_i.ra.size:
+        raise ValueError(
+            f"the pairs' members must be listed in equal numbers, got {nu_i.ra.size} and "
+            f"{nu_j.ra.size}"
+        )
+    sig_i = _signal_rows(rows_i, sindec_edges, nu_i.ra.size)
+    sig_j = SignalRows(_signal_rows(rows_j, sindec_edges, nu_i.ra.size).rows, sig_i.sindec_edges)
+    n = nu_i.ra.size
+    if n == 0:
+        return np.empty(0), np.empty(0)
+    wonly = bool(weighted_only)
+    threads = _parallel(n)
+    if threads:
+        out = pair_parallel(pmap, nu_i, nu_j, sig_i, sig_j, acc, wonly, _chunk(n, threads))
+    else:
+        out = pair_serial(pmap, nu_i, nu_j, sig_i, sig_j, acc, wonly)
+    return out[:2]

@@ -1,0 +1,160 @@
+"""The sky weight's sin(dec) bands ("A_eff" bands): which bands a node touches, and the
+control variate's exact ``int A(sin dec) G dOmega``, a sum over band edges of the PSF
+mass north of each edge (a 1-D quadrature per edge within reach of the PSF)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .common import CAP_L, COSRAD, GLW, GLX, NGL, SINRAD, TWO_PI, helper, inline, per_node
+from .psf import psf_at
+
+
+@inline
+def bin_index(edges: np.ndarray, x: float) -> int:
+    """Bin of ``x`` given ascending ``edges`` (n+1 values), clamped to [0, n-1]."""
+    nb = edges.shape[0] - 1
+    k = np.searchsorted(edges, x, side="right") - 1
+    if k < 0:
+        return 0
+    if k > nb - 1:
+        return nb - 1
+    return k
+
+
+@per_node
+def zbins(sindec_edges: np.ndarray, z: float, o: int) -> tuple[int, int, int]:
+    """Bands of a pixel of order ``o`` centred at ``sin dec = z``: (band of the
+    centre, lowest and highest band within its radius ``MAXRAD[o]``)."""
+    # sin(dec -/+ rad) by the addition theorem (no asin); clamp at the poles
+    c = math.sqrt(max(0.0, 1.0 - z * z))
+    cr, sr = COSRAD[o], SINRAD[o]
+    zlo = -1.0 if c * cr + z * sr <= 0.0 else z * cr - c * sr
+    zhi = 1.0 if c * cr - z * sr <= 0.0 else z * cr + c * sr
+    jc = bin_index(sindec_edges, z)
+    nb = sindec_edges.shape[0] - 1
+    j0 = jc  # walk out from the centre's bin: rarely more than a step
+    while j0 > 0 and zlo < sindec_edges[j0]:
+        j0 -= 1
+    j1 = jc
+    while j1 < nb - 1 and zhi >= sindec_edges[j1 + 1]:
+        j1 += 1
+    return jc, j0, j1
+
+
+@inline
+def row_max_between(arow: np.ndarray, j0: int, j1: int) -> float:
+    """Largest weight of one row over bands j0..j1."""
+    amax = arow[j0]
+    for j in range(j0 + 1, j1 + 1):
+        amax = max(amax, arow[j])
+    return amax
+
+
+@inline
+def row_max(a: np.ndarray) -> float:
+    """Largest value of a 1-D array (a loop: callers run without reference counting)."""
+    m = a[0]
+    for k in range(1, a.shape[0]):
+        m = max(m, a[k])
+    return m
+
+
+@inline
+def cap_frac(psi, zn, cn, z1):
+    """Fraction of the circle at angle ``psi`` around the neutrino (sin dec ``zn``,
+    cos dec ``cn``) that lies at ``sin dec > z1``."""
+    den = math.sin(psi) * cn
+    num = z1 - math.cos(psi) * zn
+    if den <= 1e-300:
+        return 1.0 if num < 0.0 else 0.0
+    q = num / den
+    if q <= -1.0:
+        return 1.0
+    if q >= 1.0:
+        return 0.0
+    return math.acos(q) / math.pi
+
+
+@helper
+def gl_psf(a, b, sigma, peak, kind):
+    """Gauss-Legendre ``int_a^b G(psi) sin(psi) dpsi`` (smooth integrand)."""
+    acc = 0.0
+    h = b - a
+    for k in range(NGL):
+        t = a + h * GLX[k]
+        acc += GLW[k] * psf_at(t, sigma, peak, kind) * math.sin(t)
+    return acc * h
+
+
+@inline
+def cap_split(dn, z1, u):
+    """How the circles of angle ``psi <= u`` about a point at declination ``dn`` meet the
+    region ``sin dec > z1``: ``(1, ., .)`` all inside, ``(0, ., .)`` none, or ``(-1, pa,
+    pb)`` split, with ``pa`` / ``pb`` the angles of the declination circle's nearest and
+    farthest points (where the fraction inside has square-root kinks)."""
+    if z1 <= -1.0:
+        return 1, 0.0, 0.0
+    if z1 >= 1.0:
+        return 0, 0.0, 0.0
+    d1 = math.asin(z1)
+    if d1 <= dn - u:
+        return 1, 0.0, 0.0
+    if d1 >= dn + u:
+        return 0, 0.0, 0.0
+    return -1, abs(dn - d1), math.pi - abs(dn + d1)
+
+
+@inline
+def arc_node(k, pa, pb, u):
+    """Node ``k`` of the quadrature over the circles that cross the declination line,
+    ``psi`` in ``[pa, min(pb, u)]``: ``(psi, weight x jacobian)``, substituted so that
+    the square-root ends at the kinks become smooth."""
+    if pb <= u:  # both kinks: psi = pa + (pb - pa) (1 - cos t) / 2, t in [0, pi]
+        h = pb - pa
+        t = math.pi * GLX[k]
+        return pa + 0.5 * h * (1.0 - math.cos(t)), GLW[k] * 0.5 * h * math.sin(t) * math.pi
+    h = u - pa  # one kink: psi = pa + (u - pa) s^2, s in [0, 1]
+    sk = GLX[k]
+    return pa + h * sk * sk, GLW[k] * 2.0 * h * sk
+
+
+@helper
+def cap_integral(zn, cn, dn, z1, sigma, peak, kind, norm):
+    """``int_{sin dec > z1} G dOmega``: the PSF mass north of a declination.
+
+    ``2 pi int G(psi) sin(psi) frac(psi) dpsi`` over ``psi < min(pi, CAP_L sigma)``
+    (the rest is below 1e-7 of the PSF), split where ``frac`` has kinks (see
+    :func:`cap_split`, :func:`arc_node`).
+    """
+    u = min(math.pi, CAP_L * sigma)
+    whole, pa, pb = cap_split(dn, z1, u)
+    if whole >= 0:
+        return whole * norm
+    tot = 0.0
+    if pa > 0.0 and zn > z1:  # circles nearer than the declination line: inside
+        tot += gl_psf(0.0, min(pa, u), sigma, peak, kind)
+    if pa < u and pb > pa:
+        for k in range(NGL):
+            psi, w = arc_node(k, pa, pb, u)
+            tot += w * psf_at(psi, sigma, peak, kind) * math.sin(psi) * cap_frac(psi, zn, cn, z1)  # fmt: skip
+    if pb < u and cap_frac(0.5 * (pb + u), zn, cn, z1) > 0.5:
+        tot += gl_psf(pb, u, sigma, peak, kind)
+    return TWO_PI * tot
+
+
+@helper
+def band_sum(vz, sigma, peak, kind, norm, arow, sindec_edges):
+    """``int A(sin dec) G dOmega`` over the sphere for one weight row (clamped bands):
+    ``A_0 norm + sum_j (A_j - A_{j-1}) * (PSF mass north of edge j)``."""
+    zn = min(1.0, max(-1.0, vz))
+    cn = math.sqrt(max(0.0, 1.0 - zn * zn))
+    dn = math.asin(zn)
+    acc = arow[0] * norm
+    for j in range(1, arow.shape[0]):
+        da = arow[j] - arow[j - 1]
+        if da != 0.0:
+            acc += da * cap_integral(zn, cn, dn, sindec_edges[j], sigma, peak, kind, norm)
+    return acc

@@ -1,0 +1,82 @@
+"""What every module of the overlap kernels shares: tolerances, per-order tables and
+the three ways a function is compiled.
+
+Compilation. A first run compiles every kernel an event needs, and Numba's cost is
+mostly per compiled function (typing, LLVM, the Python wrapper, the cache file), so:
+
+* ``kernel``: entry points called from Python (``cache=True``, ``nogil=True`` so Dask's
+  threads run while a kernel does).
+* ``helper``: functions called only from compiled code, without the Python and C
+  wrappers nobody calls.
+* ``per_node``: helpers run once per tree node, also without Numba's reference counting
+  (``_nrt=False``, a private option Numba has long had): they only read the arrays they
+  are given and allocate nothing. With it, every call, inlined or not, increfs and
+  decrefs each array argument (the prepared map holds 11) with atomic instructions,
+  which took a third of the traversal's time.
+* ``parallel_kernel``: the batch drivers' ``prange`` versions, compiled only when a call
+  has neutrinos enough for more than one thread (a single event does not).
+* ``inline``: a few lines used in tight loops, inlined into their callers by Numba
+  itself, so they are never compiled on their own.
+
+Every argument has one type (float64 / int64 / C-contiguous float64 or int64 arrays and
+the records of :mod:`.records`): the Python side converts, so each kernel compiles once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ..healpix import max_pixrad, pixel_area
+
+kernel = njit(cache=True, nogil=True)
+helper = njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+per_node = njit(cache=True, nogil=True, _nrt=False, no_cpython_wrapper=True, no_cfunc_wrapper=True)  # fmt: skip
+inline = njit(inline="always")
+parallel_kernel = njit(cache=True, nogil=True, parallel=True)
+
+#: Default relative tolerance of the pruning (sum of dropped bounds / total): the 1%
+#: accuracy the search needs. The bounds are conservative: against tightly converged
+#: references the errors at 1e-2 are 1e-4 (bench event) to 3.7e-3 (worst case of the
+#: accuracy tests: sigma 10 deg on a 10^4 deg^2 map); 1e-3 costs 2.5x more nodes.
+RTOL = 1e-2
+#: Absolute floor of the pruning, relative to the map's peak density (times the PSF
+#: peak for pairs, times ``rtol``): results far below the map's scale (e.g. 1e-40 for
+#: distant pairs) need no relative accuracy, and chasing it costs unbounded time.
+ATOL = 1e-12
+#: Default resolution factor: a constant-density node is integrated at its centre when
+#: its size is below ``RES * sigma`` (scaled down in the PSF tail).
+RES = 0.4
+
+MAX_REFINE_ORDER = 29
+MAX_STEPS = 20_000_000  # runaway guard per neutrino (node expansions)
+NMOM = 30  # moments per tree node (see tree.leaf_moments)
+NGL = 16  # Gauss-Legendre points of the band integrals
+CAP_L = 6.5  # band integrals reach out to this many sigma (Gaussian tail < 1e-9)
+#: Moment expansion of internal nodes up to this radius in sigma.
+TAYLOR_RAD = 1.0
+#: Cells crossing an A_eff edge are integrated at this fraction of ``res``.
+EDGE_RES = 0.25
+R3_MEAN = 0.35
+ASYM = 0.1  # mean |u|^3 over a pixel, in units of its max radius cubed
+TWO_PI = 2.0 * math.pi
+
+# per-order tables (index = order)
+AREA = np.array([pixel_area(o) for o in range(30)])
+RESOL = np.sqrt(AREA)
+# 1% margin on max_pixrad: the bound must never be optimistic
+MAXRAD = np.array([max_pixrad(o) for o in range(30)]) * 1.01
+COSRAD = np.cos(MAXRAD)
+SINRAD = np.sin(MAXRAD)
+
+# Gauss-Legendre nodes and weights on [0, 1]: NGL for the radial integrals, NPHI for
+# the azimuths around a pair's product (the integrand there is near-isotropic)
+GLX, GLW = np.polynomial.legendre.leggauss(NGL)
+GLX = 0.5 * (GLX + 1.0)
+GLW = 0.5 * GLW
+NPHI = 12
+PHX, PHW = np.polynomial.legendre.leggauss(NPHI)
+PHX = 0.5 * (PHX + 1.0)
+PHW = 0.5 * PHW

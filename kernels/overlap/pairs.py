@@ -1,0 +1,443 @@
+"""Doublets: the overlap of a pair's product ``G1 G2`` with the map, and its batch
+drivers.
+
+The same best-first traversal as :mod:`.traversal` on the product, with its own control
+variate: the sphere integrals of ``G1 G2`` and ``A1 A2 G1 G2`` (band by band) by a polar
+quadrature about the product's centre, where the product is nearly isotropic (exactly
+so for the vMF PSF), so pairs in regions of constant density (most pairs of background
+trials) need no refinement at all.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ..healpix import chord2, radec_to_vec
+from .bands import arc_node, cap_frac, cap_split, row_max, row_max_between, zbins
+from .common import (
+    AREA,
+    ASYM,
+    ATOL,
+    CAP_L,
+    EDGE_RES,
+    GLW,
+    GLX,
+    MAX_STEPS,
+    MAXRAD,
+    NGL,
+    NPHI,
+    PHW,
+    PHX,
+    R3_MEAN,
+    TAYLOR_RAD,
+    TWO_PI,
+    helper,
+    kernel,
+    parallel_kernel,
+    per_node,
+)
+from .psf import PSF_GAUSS, PSF_VMF, psf_at, psf_from_chord2, psf_local, psf_peak, resolved
+from .records import Accuracy, Heap, Neutrinos, PreparedMap, SignalRows
+from .traversal import HEAP_SIZE, converged, heap_pop, heap_push, new_heap, remaining
+from .tree import (
+    child_tid,
+    const_taylor,
+    control,
+    global_max,
+    node_centre,
+    node_info,
+    taylor_value,
+)
+
+
+# --------------------------------------------------------------------------------------
+# the pair control variate: G1 G2 (and A1 A2 G1 G2) integrated over the sphere
+# --------------------------------------------------------------------------------------
+@helper
+def pair_frame(v1, s1, v2, s2):
+    """Centre of the product G1 G2 and its tangent frame: (cx, cy, cz, north xyz, east
+    xyz, cos dec of the centre).
+
+    The centre is ``normalise(n1 / s1^2 + n2 / s2^2)``: exact for the vMF PSF (whose
+    product is a vMF) and the flat-sky centre of the Gaussian product.
+    """
+    w1 = 1.0 / (s1 * s1)
+    w2 = 1.0 / (s2 * s2)
+    cx, cy, cz = w1 * v1[0] + w2 * v2[0], w1 * v1[1] + w2 * v2[1], w1 * v1[2] + w2 * v2[2]
+    nn = math.sqrt(cx * cx + cy * cy + cz * cz)
+    if nn < 1e-12 * (w1 + w2):  # antipodal twins: any point of the great circle
+        cx, cy, cz, nn = v1[0], v1[1], v1[2], 1.0
+    cx, cy, cz = cx / nn, cy / nn, cz / nn
+    cn = math.sqrt(max(0.0, 1.0 - cz * cz))
+    if cn > 1e-12:  # north, then east
+        return (cx, cy, cz, -cz * cx / cn, -cz * cy / cn, cn, -cy / cn, cx / cn, 0.0, cn)
+    # at a pole sin dec does not depend on the azimuth: any frame will do
+    return (cx, cy, cz, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, cn)
+
+
+@helper
+def pair_ring(fr, psi, half, v1, s1, pk1, v2, s2, pk2, kind):
+    """``int G1 G2 dphi`` over the azimuths ``|phi| <= half`` (from north) of the circle
+    at angle ``psi`` around the product's centre; ``half >= pi``: the whole circle
+    (trapezoid rule, exact for a periodic integrand), else Gauss-Legendre."""
+    cp = math.cos(psi)
+    sp = math.sin(psi)
+    full = half >= math.pi
+    acc = 0.0
+    for k in range(NPHI):
+        if full:
+            phi = TWO_PI * (k + 0.5) / NPHI
+            wk = TWO_PI / NPHI
+        else:
+            phi = half * (2.0 * PHX[k] - 1.0)
+            wk = 2.0 * half * PHW[k]
+        a = sp * math.cos(phi)
+        b = sp * math.sin(phi)
+        x = cp * fr[0] + a * fr[3] + b * fr[6]
+        y = cp * fr[1] + a * fr[4] + b * fr[7]
+        z = cp * fr[2] + a * fr[5] + b * fr[8]
+        g = psf_from_chord2(chord2(x, y, z, v1[0], v1[1], v1[2]), s1, pk1, kind)
+        g *= psf_from_chord2(chord2(x, y, z, v2[0], v2[1], v2[2]), s2, pk2, kind)
+        acc += wk * g
+    return acc
+
+
+@helper
+def pair_radial(fr, a, b, v1, s1, pk1, v2, s2, pk2, kind):
+    """``int_a^b (int G1 G2 dphi) sin(psi) dpsi`` over whole circles (Gauss-Legendre)."""
+    acc = 0.0
+    h = b - a
+    for k in range(NGL):
+        t = a + h * GLX[k]
+        acc += GLW[k] * pair_ring(fr, t, math.pi, v1, s1, pk1, v2, s2, pk2, kind) * math.sin(t)
+    return acc * h
+
+
+@helper
+def pair_cap(fr, u, z1, norm, v1, s1, pk1, v2, s2, pk2, kind):
+    """``int_{sin dec > z1} G1 G2 dOmega``, in polar coordinates about the product's
+    centre out to ``u``, split as :func:`.bands.cap_integral` is, with the azimuthal
+    integral done by quadrature on the arc north of ``z1``."""
+    zn, cn = fr[2], fr[9]
+    whole, pa, pb = cap_split(math.asin(min(1.0, max(-1.0, zn))), z1, u)
+    if whole >= 0:
+        return whole * norm
+    tot = 0.0
+    if pa > 0.0 and zn > z1:
+        tot += pair_radial(fr, 0.0, min(pa, u), v1, s1, pk1, v2, s2, pk2, kind)
+    if pa < u and pb > pa:
+        for k in range(NGL):
+            psi, w = arc_node(k, pa, pb, u)
+            half = math.pi * cap_frac(psi, zn, cn, z1)
+            if half > 0.0:
+                ring = pair_ring(fr, psi, half, v1, s1, pk1, v2, s2, pk2, kind)
+                tot += w * ring * math.sin(psi)
+    if pb < u and cap_frac(0.5 * (pb + u), zn, cn, z1) > 0.5:
+        tot += pair_radial(fr, pb, u, v1, s1, pk1, v2, s2, pk2, kind)
+    return tot
+
+
+@helper
+def pair_band_sum(fr, u, norm, arow1, arow2, sindec_edges, v1, s1, pk1, v2, s2, pk2, kind):
+    """``int A1 A2 G1 G2 dOmega`` over the sphere (clamped sin dec bands), as
+    :func:`.bands.band_sum`: ``A_0 norm + sum_j (A_j - A_{j-1}) * (mass north of edge
+    j)``."""
+    prev = arow1[0] * arow2[0]
+    acc = prev * norm
+    for j in range(1, arow1.shape[0]):
+        cur = arow1[j] * arow2[j]
+        if cur != prev:
+            acc += (cur - prev) * pair_cap(
+                fr, u, sindec_edges[j], norm, v1, s1, pk1, v2, s2, pk2, kind
+            )
+        prev = cur
+    return acc
+
+
+# --------------------------------------------------------------------------------------
+# the product's local shape
+# --------------------------------------------------------------------------------------
+@helper
+def product_centre(v1, s1, v2, s2, kind):
+    """(x, y, z, g0): the point on the great circle n1 -> n2 where the gradient of
+    log G1 + log G2 vanishes for the Gaussian (at angle d s1^2 / (s1^2 + s2^2) from
+    n1), and g0, the gradient's magnitude there (0 for the Gaussian, small for vMF)."""
+    c = min(1.0, max(-1.0, v1[0] * v2[0] + v1[1] * v2[1] + v1[2] * v2[2]))
+    d = math.acos(c)
+    sd = math.sin(d)
+    a = d * s1 * s1 / (s1 * s1 + s2 * s2)
+    if sd < 1e-12:  # (anti)parallel: the first direction, gradient bounded crudely
+        g0 = 0.0 if c > 0.0 else math.pi * (1.0 / (s1 * s1) + 1.0 / (s2 * s2))
+        return v1[0], v1[1], v1[2], g0
+    w1 = math.sin(d - a) / sd
+    w2 = math.sin(a) / sd
+    x, y, z = w1 * v1[0] + w2 * v2[0], w1 * v1[1] + w2 * v2[1], w1 * v1[2] + w2 * v2[2]
+    nn = math.sqrt(x * x + y * y + z * z)
+    g0 = 0.0
+    if kind == PSF_VMF:  # f = -(1 - cos psi) / s^2: gradient sin(psi) / s^2 per PSF
+        g0 = abs(math.sin(a) / (s1 * s1) - math.sin(d - a) / (s2 * s2))
+    return x / nn, y / nn, z / nn, g0
+
+
+@helper
+def pair_cell_factor(o, x, y, z, c21, c22, v1, s1, v2, s2, kind):
+    """Second-order correction of the midpoint rule for G1 G2 = exp(f) over a cell (see
+    :func:`.psf.cell_factor`): ``1 + (|grad f|^2 + lap f) * A / 24`` with
+    ``grad f = grad log G1 + grad log G2`` (vector sum: the two gradients cancel
+    between the PSFs) and ``lap f = -2 / s1^2 - 2 / s2^2``. Without it the rule
+    underestimates the product's peak by ~ A / (12 s12^2): percent-level for cells of
+    ``res`` sigma."""
+    gx = 0.0
+    gy = 0.0
+    gz = 0.0
+    for k in range(2):
+        c2 = c21 if k == 0 else c22
+        s = s1 if k == 0 else s2
+        nx, ny, nz = (v1[0], v1[1], v1[2]) if k == 0 else (v2[0], v2[1], v2[2])
+        cp = 1.0 - 0.5 * c2  # cos psi
+        # grad log G = -q (x cos psi - n) / s^2 with q = psi / sin psi (Gauss), 1 (vMF)
+        q = 1.0
+        if kind == PSF_GAUSS:
+            h = 0.5 * math.sqrt(c2)
+            if h > 1e-4:
+                psi = 2.0 * math.asin(min(h, 1.0))
+                sp = math.sin(psi)
+                q = psi / sp if sp > 1e-12 else 1.0
+        f = -q / (s * s)
+        gx += f * (x * cp - nx)
+        gy += f * (y * cp - ny)
+        gz += f * (z * cp - nz)
+    g2 = gx * gx + gy * gy + gz * gz
+    return 1.0 + AREA[o] * (g2 - 2.0 / (s1 * s1) - 2.0 / (s2 * s2)) / 24.0
+
+
+@helper
+def pair_taylor_coefs(x, y, z, c21, c22, v1, s1, pk1, v2, s2, pk2, kind):
+    """Coefficients ``K`` of the second-order expansion of ``F = G1 G2`` about a node
+    centre (as :func:`.psf.taylor_coefs` for one PSF): ``grad F = h0b h1a e1 + h0a h1b
+    e2`` and ``Hess F = h0b H1 + h0a H2 + h1a h1b (e1 e2^T + e2 e1^T)``."""
+    h0a, h1a, ha, hca, e1x, e1y, e1z = psf_local(x, y, z, c21, v1[0], v1[1], v1[2], s1, pk1, kind)  # fmt: skip
+    h0b, h1b, hb, hcb, e2x, e2y, e2z = psf_local(x, y, z, c22, v2[0], v2[1], v2[2], s2, pk2, kind)  # fmt: skip
+    a1 = 0.5 * h0b * ha
+    a2 = 0.5 * h0a * hb
+    c12 = 0.5 * h1a * h1b
+    b = 0.5 * (h0b * hca + h0a * hcb)
+    return (
+        h0a * h0b,
+        h0b * h1a * e1x + h0a * h1b * e2x,
+        h0b * h1a * e1y + h0a * h1b * e2y,
+        h0b * h1a * e1z + h0a * h1b * e2z,
+        a1 * e1x * e1x + a2 * e2x * e2x + 2.0 * c12 * e1x * e2x + b * (1.0 - x * x),
+        a1 * e1y * e1y + a2 * e2y * e2y + 2.0 * c12 * e1y * e2y + b * (1.0 - y * y),
+        a1 * e1z * e1z + a2 * e2z * e2z + 2.0 * c12 * e1z * e2z + b * (1.0 - z * z),
+        2.0 * (a1 * e1x * e1y + a2 * e2x * e2y + c12 * (e1x * e2y + e2x * e1y) - b * x * y),
+        2.0 * (a1 * e1x * e1z + a2 * e2x * e2z + c12 * (e1x * e2z + e2x * e1z) - b * x * z),
+        2.0 * (a1 * e1y * e1z + a2 * e2y * e2z + c12 * (e1y * e2z + e2y * e1z) - b * y * z),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# one node, one pair
+# --------------------------------------------------------------------------------------
+@per_node
+def visit_pair(pm: PreparedMap, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, edges, res, cst, c0, c0w):  # fmt: skip
+    """Pair version of :func:`.traversal.visit`: integrand ``(rho - c0) G1 G2`` (and
+    ``(rho w - c0w) A1 A2 G1 G2``), the control variate having taken the rest."""
+    const, r, rwv, rmax, rmin, wmax, wmin = node_info(pm, o, p, tid)
+    if const and r == c0 and rwv == c0w:
+        return 0.0, 0.0, 0.0, 0.0, True  # integrand of the correction is zero here
+    x, y, z = node_centre(pm, o, p, tid)
+    c21 = chord2(x, y, z, v1[0], v1[1], v1[2])
+    c22 = chord2(x, y, z, v2[0], v2[1], v2[2])
+    rad = MAXRAD[o]
+    pm1 = max(2.0 * math.asin(min(0.5 * math.sqrt(c21), 1.0)) - rad, 0.0)
+    pm2 = max(2.0 * math.asin(min(0.5 * math.sqrt(c22), 1.0)) - rad, 0.0)
+    jc, j0, j1 = zbins(edges, z, o)
+    aconst = j0 == j1
+    a1max = row_max_between(arow1, j0, j1)
+    a2max = row_max_between(arow2, j0, j1)
+    # across a band edge the midpoint rule takes the weight at the centre: finer cells
+    res_a = res if aconst else res * EDGE_RES
+    if const and resolved(o, pm1, s1, res_a) and resolved(o, pm2, s2, res_a):
+        g = psf_from_chord2(c21, s1, pk1, kind) * psf_from_chord2(c22, s2, pk2, kind) * AREA[o]
+        g *= pair_cell_factor(o, x, y, z, c21, c22, v1, s1, v2, s2, kind)
+        return (r - c0) * g, (rwv - c0w) * arow1[jc] * arow2[jc] * g, 0.0, 0.0, True
+    g1 = psf_at(pm1, s1, pk1, kind)
+    g2 = psf_at(pm2, s2, pk2, kind)
+    # the tail mass of one PSF beyond pm (G(pm) / peak, see psf_at) times the other's max
+    gint = g1 * g2 * min(AREA[o], min(1.0 / pk1, 1.0 / pk2))
+    fo = max(rmax - c0, c0 - rmin)
+    fw = max(wmax - c0w, c0w - wmin) * a1max * a2max
+    bo = fo * gint
+    bw = fw * gint
+    if bo <= 0.0 and bw <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0, True
+    vo = 0.0
+    vw = 0.0
+    s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)  # width of the product G1 G2
+    if pm.flat == 0 and rad <= TAYLOR_RAD * s12:
+        # internal nodes from their stored moments; a constant cell (a map pixel too
+        # coarse for the midpoint rule, or a sub-pixel of one) from its own moments,
+        # so the pair needs no control variate where the map is flat.
+        # Remainder: the exponent f = log G1 + log G2 has |grad f| <= gm = psi1/s1^2 +
+        # psi2/s2^2 and |Hess f| <= 1/s12^2, so |D^3 (G1 G2)| <= G1 G2 (gm^3 + 3 gm /
+        # s12^2) over the node. The gradient vanishes (up to cst[3]) at the product's
+        # centre cst, so also |grad f| <= cst[3] + dist(x, cst) / s12^2, far tighter
+        # between the two PSFs
+        psi1 = 2.0 * math.asin(min(0.5 * math.sqrt(c21), 1.0))
+        psi2 = 2.0 * math.asin(min(0.5 * math.sqrt(c22), 1.0))
+        gm = (psi1 + rad) / (s1 * s1) + (psi2 + rad) / (s2 * s2)
+        c2c = chord2(x, y, z, cst[0], cst[1], cst[2])
+        psic = 2.0 * math.asin(min(0.5 * math.sqrt(c2c), 1.0))
+        gm = min(gm, cst[3] + (psic + rad) / (s12 * s12))
+        env = min(g1 * g2 * (gm * gm * gm + 3.0 * gm / (s12 * s12)), 2.7 * pk1 * pk2 / (s12 * s12 * s12))  # fmt: skip
+        e3 = env * AREA[o] * R3_MEAN * rad * rad * rad / 6.0
+        K = pair_taylor_coefs(x, y, z, c21, c22, v1, s1, pk1, v2, s2, pk2, kind)
+        # the cubic term of a constant nearly cancels over a cell: the density's
+        # variation drives the remainder (its level counts at ASYM), as in visit
+        if not const:  # a constant keeps the full remainder (nothing varies to dominate)
+            fo = (rmax - rmin) + ASYM * fo
+            fw = (wmax - wmin) * a1max * a2max + ASYM * fw
+        kc = const_taylor(K, x, y, z, AREA[o]) if const else 0.0
+        mom = pm.moments
+        if fo * e3 < bo:
+            vo = (r - c0) * kc if const else taylor_value(K, mom, tid, 0, c0)
+            bo = fo * e3
+        if fw * e3 < bw and (aconst or rad <= res * EDGE_RES * s12):
+            dw = (rwv - c0w) * kc if const else taylor_value(K, mom, tid, 1, c0w)
+            vw = arow1[jc] * arow2[jc] * dw
+            bw = fw * e3
+        if bo <= 0.0 and bw <= 0.0:
+            return vo, vw, 0.0, 0.0, True
+    return vo, vw, bo, bw, False
+
+
+@per_node
+def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, heap: Heap, wonly):  # fmt: skip
+    """(overlap, weighted, node expansions) of rho * G1 * G2 (and rho w A1 A2 G1 G2)
+    for one pair; -1 expansions: the heap is full (see :func:`.traversal.single`).
+    ``wonly``: only ``weighted`` is wanted, the overlap's bounds never stop the loop."""
+    kind, rtol, res = acc.psf_kind, acc.rtol, acc.res
+    pk1 = psf_peak(s1, kind)
+    pk2 = psf_peak(s2, kind)
+    cst = product_centre(v1, s1, v2, s2, kind)
+    s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)  # width of the product G1 G2
+    fr = pair_frame(v1, s1, v2, s2)
+    c0, c0w = control(pm, fr[0], fr[1], fr[2], s12)
+    base_o = 0.0
+    base_w = 0.0
+    if c0 != 0.0 or c0w != 0.0:
+        u = min(math.pi, CAP_L * s12)
+        norm = pair_radial(fr, 0.0, u, v1, s1, pk1, v2, s2, pk2, kind)
+        base_o = c0 * norm
+        if c0w != 0.0:
+            base_w = c0w * pair_band_sum(
+                fr, u, norm, arow1, arow2, edges, v1, s1, pk1, v2, s2, pk2, kind
+            )
+    gr, gw = global_max(pm)
+    ato = ATOL * rtol * gr * min(pk1, pk2)
+    if wonly:
+        ato = math.inf
+    atw = ATOL * rtol * gw * min(pk1, pk2) * row_max(arow1) * row_max(arow2)
+    acc_o = 0.0
+    acc_w = 0.0
+    rem_o = 0.0
+    rem_w = 0.0
+    n = np.int64(0)
+    steps = 0
+    o, p, tid = np.int64(0), np.int64(0), np.int64(0)
+    first = True
+    while steps < MAX_STEPS:
+        steps += 1
+        tot_o = base_o + acc_o
+        tot_w = base_w + acc_w
+        if first:
+            nch = 12  # the 12 base pixels are the roots: (order 0, ipix f, tid f)
+        else:
+            if n == 0:
+                break
+            if converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
+                rem_o, rem_w = remaining(heap, n)
+                if converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
+                    break
+            o, p, tid, bo, bw, vo, vw, n = heap_pop(heap, n)
+            rem_o = max(rem_o - bo, 0.0)
+            rem_w = max(rem_w - bw, 0.0)
+            acc_o -= vo  # provisional values are replaced by the children's
+            acc_w -= vw
+            nch = 4
+        if n + nch > heap.ints.shape[0]:
+            return 0.0, 0.0, -1
+        for c in range(nch):
+            if first:
+                co, cp, ct = np.int64(0), np.int64(c), np.int64(c)
+            else:
+                co, cp, ct = o + 1, 4 * p + c, child_tid(pm, tid, c)
+            do, dw, cbo, cbw, leaf = visit_pair(
+                pm, co, cp, ct, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, edges, res,
+                cst, c0, c0w,
+            )  # fmt: skip
+            acc_o += do
+            acc_w += dw
+            if not leaf:
+                key = cbw / max(abs(tot_w), 1e-300)
+                if not wonly:
+                    key += cbo / max(abs(tot_o), 1e-300)
+                n = heap_push(heap, n, co, cp, ct, key, cbo, cbw, do, dw)
+                rem_o += cbo
+                rem_w += cbw
+        first = False
+    return base_o + acc_o, base_w + acc_w, steps
+
+
+# --------------------------------------------------------------------------------------
+# batch drivers: a range of pairs on one heap; serial, or chunks in parallel
+# --------------------------------------------------------------------------------------
+@helper
+def pair_range(pm, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRows, sig2: SignalRows, acc: Accuracy, wonly, start, stop, out_o, out_w, steps):  # fmt: skip
+    """Pairs ``start .. stop - 1`` into ``out_o``, ``out_w``, ``steps``, reusing one heap
+    (doubled and kept whenever a pair fills it); ``out_o`` is NaN where ``wonly``."""
+    heap = new_heap(HEAP_SIZE)
+    v1 = np.empty(3)
+    v2 = np.empty(3)
+    edges = sig1.sindec_edges
+    for i in range(start, stop):
+        v1[0], v1[1], v1[2] = radec_to_vec(nu1.ra[i], nu1.dec[i])
+        v2[0], v2[1], v2[2] = radec_to_vec(nu2.ra[i], nu2.dec[i])
+        while True:
+            o_, w_, st = pair(
+                pm, v1, nu1.sigma[i], v2, nu2.sigma[i], sig1.rows[i], sig2.rows[i], edges, acc,
+                heap, wonly,
+            )  # fmt: skip
+            if st >= 0:
+                break
+            heap = new_heap(2 * heap.ints.shape[0])
+        out_o[i], out_w[i], steps[i] = (np.nan if wonly else o_), w_, st
+
+
+@kernel
+def pair_serial(pm: PreparedMap, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRows, sig2: SignalRows, acc: Accuracy, wonly):  # fmt: skip
+    """(overlap, weighted, node expansions) per pair ``(nu1[k], nu2[k])``, in the calling
+    thread (``sig1`` and ``sig2`` share their band edges)."""
+    n = nu1.ra.shape[0]
+    out_o = np.empty(n)
+    out_w = np.empty(n)
+    steps = np.empty(n, np.int64)
+    pair_range(pm, nu1, nu2, sig1, sig2, acc, wonly, 0, n, out_o, out_w, steps)
+    return out_o, out_w, steps
+
+
+@parallel_kernel
+def pair_parallel(pm: PreparedMap, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRows, sig2: SignalRows, acc: Accuracy, wonly, chunk):  # fmt: skip
+    """:func:`pair_serial` with chunks of ``chunk`` pairs spread over Numba's threads."""
+    n = nu1.ra.shape[0]
+    out_o = np.empty(n)
+    out_w = np.empty(n)
+    steps = np.empty(n, np.int64)
+    nchunks = (n + chunk - 1) // chunk
+    for ch in prange(nchunks):
+        pair_range(pm, nu1, nu2, sig1, sig2, acc, wonly, ch * chunk, min(n, (ch + 1) * chunk), out_o, out_w, steps)  # fmt: skip
+    return out_o, out_w, steps

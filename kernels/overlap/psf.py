@@ -1,0 +1,150 @@
+"""Point-spread functions of a neutrino direction: values, norms and local shape.
+
+``psf_kind`` 0 (``PSF_GAUSS``): O3's 2-D Gaussian ``exp(-psi^2 / 2 sigma^2) / (2 pi
+sigma^2)`` [sr^-1]; 1 (``PSF_VMF``): the von Mises-Fisher density with ``kappa = 1 /
+sigma^2``, normalised on the sphere. ``psi`` is the angle from the neutrino [rad].
+"""
+
+from __future__ import annotations
+
+import math
+
+from .common import AREA, MAX_REFINE_ORDER, RESOL, TWO_PI, helper, inline, kernel
+
+#: PSF kinds.
+PSF_GAUSS = 0
+PSF_VMF = 1
+
+
+@kernel
+def psf_norm(sigma: float, kind: int) -> float:
+    """Integral of the PSF over the whole sphere.
+
+    1 for the von Mises-Fisher PSF; for the O3 Gaussian ``(1/sigma^2) int_0^pi
+    exp(-psi^2/2 sigma^2) sin(psi) dpsi`` (``1 - sigma^2/3 + ...``, < 1).
+
+    Examples
+    --------
+    >>> round(psf_norm(0.01, PSF_GAUSS), 8), psf_norm(0.5, PSF_VMF)
+    (0.99996667, 1.0)
+    """
+    if kind == PSF_VMF:
+        return 1.0
+    s2 = sigma * sigma
+    if sigma < 0.3:  # asymptotic series; the cut at psi = pi is below 1e-20 here
+        return 1.0 - s2 / 3.0 + s2 * s2 / 15.0 - s2**3 / 105.0 + s2**4 / 945.0
+    n = 4000  # Simpson on [0, pi]
+    h = math.pi / n
+    acc = 0.0
+    for k in range(n + 1):
+        t = k * h
+        f = math.exp(-0.5 * t * t / s2) * math.sin(t)
+        wgt = 1.0 if (k == 0 or k == n) else (4.0 if k % 2 == 1 else 2.0)
+        acc += wgt * f
+    return acc * h / 3.0 / s2
+
+
+@inline
+def psf_peak(sigma: float, kind: int) -> float:
+    """PSF value at psi = 0 [sr^-1] (vMF normalisation is stable for huge kappa)."""
+    if kind == PSF_VMF:
+        kappa = 1.0 / (sigma * sigma)
+        return kappa / (TWO_PI * -math.expm1(-2.0 * kappa))
+    return 1.0 / (TWO_PI * sigma * sigma)
+
+
+@inline
+def psf_from_chord2(c2: float, sigma: float, peak: float, kind: int) -> float:
+    """PSF value [sr^-1] at squared chord ``c2 = |n - x|^2 = 2 (1 - cos psi)``."""
+    if kind == PSF_VMF:
+        return peak * math.exp(-0.5 * c2 / (sigma * sigma))
+    psi = 2.0 * math.asin(min(0.5 * math.sqrt(c2), 1.0))
+    return peak * math.exp(-0.5 * psi * psi / (sigma * sigma))
+
+
+@inline
+def psf_at(psi: float, sigma: float, peak: float, kind: int) -> float:
+    """PSF value [sr^-1] at angle ``psi`` [rad].
+
+    ``psf_at(psi) / peak`` also bounds the PSF's mass at angles >= ``psi`` over the
+    whole sphere (for the Gaussian since ``sin(psi) <= psi``): the tail bound of the
+    traversals.
+    """
+    if kind == PSF_VMF:
+        s = math.sin(0.5 * psi)
+        return peak * math.exp(-2.0 * s * s / (sigma * sigma))
+    return peak * math.exp(-0.5 * psi * psi / (sigma * sigma))
+
+
+@inline
+def resolved(order: int, psi_min: float, sigma: float, res: float) -> bool:
+    """Is a node small enough for the midpoint rule? Finer in the tail, where
+    ``d log G / d psi = psi / sigma^2`` grows."""
+    if order >= MAX_REFINE_ORDER:
+        return True
+    return RESOL[order] * max(1.0, 0.5 * psi_min / sigma) <= res * sigma
+
+
+@inline
+def cell_factor(order: int, psi: float, sigma: float) -> float:
+    """Second-order correction of the midpoint rule for G = exp(f) over a cell:
+    ``1 + (|grad f|^2 + lap f) * A / 24`` with ``|grad f| = psi / sigma^2`` and
+    ``lap f = -2 / sigma^2`` (cell second moment ~ A / 12 per axis). Lets cells in the
+    PSF tail, where G falls steeply, stay larger for the same accuracy."""
+    s2 = sigma * sigma
+    return 1.0 + AREA[order] * (psi * psi / s2 - 2.0) / (24.0 * s2)
+
+
+@helper
+def psf_local(x, y, z, c2, vx, vy, vz, sigma, peak, kind):
+    """Local shape of the PSF at a node centre ``x0`` (squared chord ``c2`` from the
+    neutrino): ``(h, h', h'' - hc, hc, e_r)`` with ``h(psi)`` the profile, ``hc = h'
+    cot(psi)`` and ``e_r`` the unit tangent at ``x0`` pointing away from the neutrino.
+
+    On the tangent plane at ``x0`` (orthographic ``u = x - (x0.x) x0``) the PSF is
+    ``h + h' e_r.u + 1/2 [(h'' - hc) (e_r.u)^2 + hc |u|^2] + O(u^3)`` (the Hessian of
+    a radial function on the sphere); ``e_r.u = e_r.x`` and ``|u|^2 = |x|^2 - (x0.x)^2``.
+    """
+    cosp = 1.0 - 0.5 * c2
+    dx, dy, dz = x * cosp - vx, y * cosp - vy, z * cosp - vz  # (away from n) * sin psi
+    sinp = math.sqrt(dx * dx + dy * dy + dz * dz)
+    s2 = sigma * sigma
+    if kind == PSF_VMF:
+        h0 = peak * math.exp(-0.5 * c2 / s2)
+        h1 = -sinp / s2 * h0
+        h2 = (sinp * sinp / (s2 * s2) - cosp / s2) * h0
+        hc = -cosp / s2 * h0
+    else:
+        psi = math.atan2(sinp, cosp)
+        h0 = peak * math.exp(-0.5 * psi * psi / s2)
+        h1 = -psi / s2 * h0
+        h2 = (psi * psi / s2 - 1.0) / s2 * h0
+        hc = -h0 / s2 if sinp < 1e-12 else h1 * cosp / sinp
+    if sinp < 1e-12:
+        return h0, 0.0, 0.0, hc, 0.0, 0.0, 0.0
+    return h0, h1, h2 - hc, hc, dx / sinp, dy / sinp, dz / sinp
+
+
+@helper
+def taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind):
+    """Coefficients ``K`` of the second-order expansion of the PSF about a node centre
+    ``x0``: ``int f G dOmega ~= sum_k K[k] * moment_k(f)`` for the moments of
+    :func:`.tree.leaf_moments` (mass, first moments, second moments xx yy zz xy xz
+    yz); see :func:`psf_local`. Every term is linear in the stored moments.
+    """
+    h0, h1, hd, hc, ex, ey, ez = psf_local(x, y, z, c2, vx, vy, vz, sigma, peak, kind)
+    a = 0.5 * hd
+    b = 0.5 * hc
+    # K_m2 = a e e^T + b (I - x0 x0^T); off-diagonal coefficients doubled (symmetric m2)
+    return (
+        h0,
+        h1 * ex,
+        h1 * ey,
+        h1 * ez,
+        a * ex * ex + b * (1.0 - x * x),
+        a * ey * ey + b * (1.0 - y * y),
+        a * ez * ez + b * (1.0 - z * z),
+        2.0 * (a * ex * ey - b * x * y),
+        2.0 * (a * ex * ez - b * x * z),
+        2.0 * (a * ey * ez - b * y * z),
+    )

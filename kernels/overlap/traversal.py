@@ -1,0 +1,297 @@
+"""Best-first traversal of the map's tree for one neutrino, and its batch drivers.
+
+Control variate: with ``c0 = rho`` at the neutrino, ``overlap = c0 * int G +
+int (rho - c0) G``; ``int G`` over the sphere is known in closed form and ``int A G``
+band by band (:func:`.bands.band_sum`), so only map-pixel boundaries inside the PSF
+need refining. Nodes sit in a max-heap keyed by an upper bound of their remaining
+contribution (density bound x min(G(psi_min) area, PSF tail mass beyond psi_min)); the
+largest is split first, and the traversal stops when the sum of all bounds left is
+below ``rtol`` times the running total. An internal node no larger than sigma gets the
+second-order Taylor expansion of the PSF about its centre (exact in the node's stored
+moments), with the third-order remainder as its bound; a constant-density node below
+``res * sigma`` (smaller in the PSF tail) is integrated with the midpoint rule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ..healpix import chord2, radec_to_vec
+from .bands import band_sum, row_max, row_max_between, zbins
+from .common import (
+    AREA,
+    ASYM,
+    ATOL,
+    EDGE_RES,
+    MAX_STEPS,
+    MAXRAD,
+    R3_MEAN,
+    TAYLOR_RAD,
+    helper,
+    inline,
+    kernel,
+    parallel_kernel,
+    per_node,
+)
+from .psf import cell_factor, psf_at, psf_from_chord2, psf_norm, psf_peak, resolved, taylor_coefs
+from .records import Accuracy, Heap, Neutrinos, PreparedMap, SignalRows
+from .tree import child_tid, control, global_max, node_centre, node_info, taylor_value
+
+#: Nodes of the first heap of a traversal (256 KiB); larger heaps are rare.
+HEAP_SIZE = 4096
+
+
+# --------------------------------------------------------------------------------------
+# best-first heap (max-heap on key); node ints (order, ipix, tid), floats (key, bo, bw,
+# vo, vw): bounds of the node's remaining error and its provisional (Taylor) values
+# --------------------------------------------------------------------------------------
+@helper
+def new_heap(size):
+    """Scratch arrays of a heap of ``size`` nodes. A traversal that fills them returns
+    -1 and is run again with twice the size (rare; see :func:`single`)."""
+    return Heap(np.empty((size, 3), np.int64), np.empty((size, 5)))
+
+
+@inline
+def heap_push(heap: Heap, n, o, p, tid, key, bo, bw, vo, vw):
+    """Push a node (the arrays must have room); returns n + 1."""
+    hi_, hf = heap.ints, heap.floats
+    k = n
+    while k > 0:  # sift up
+        par = (k - 1) >> 1
+        if hf[par, 0] >= key:
+            break
+        for c in range(3):
+            hi_[k, c] = hi_[par, c]
+        for c in range(5):
+            hf[k, c] = hf[par, c]
+        k = par
+    hi_[k, 0], hi_[k, 1], hi_[k, 2] = o, p, tid
+    hf[k, 0], hf[k, 1], hf[k, 2], hf[k, 3], hf[k, 4] = key, bo, bw, vo, vw
+    return n + 1
+
+
+@per_node
+def heap_pop(heap: Heap, n):
+    """Remove the top; returns (o, p, tid, bo, bw, vo, vw, new n)."""
+    hi_, hf = heap.ints, heap.floats
+    o, p, tid = hi_[0, 0], hi_[0, 1], hi_[0, 2]
+    bo, bw, vo, vw = hf[0, 1], hf[0, 2], hf[0, 3], hf[0, 4]
+    n -= 1
+    if n > 0:
+        li0, li1, li2 = hi_[n, 0], hi_[n, 1], hi_[n, 2]
+        lf0, lf1, lf2, lf3, lf4 = hf[n, 0], hf[n, 1], hf[n, 2], hf[n, 3], hf[n, 4]
+        k = 0
+        while True:  # sift down
+            c = 2 * k + 1
+            if c >= n:
+                break
+            if c + 1 < n and hf[c + 1, 0] > hf[c, 0]:
+                c += 1
+            if hf[c, 0] <= lf0:
+                break
+            for j in range(3):
+                hi_[k, j] = hi_[c, j]
+            for j in range(5):
+                hf[k, j] = hf[c, j]
+            k = c
+        hi_[k, 0], hi_[k, 1], hi_[k, 2] = li0, li1, li2
+        hf[k, 0], hf[k, 1], hf[k, 2], hf[k, 3], hf[k, 4] = lf0, lf1, lf2, lf3, lf4
+    return o, p, tid, bo, bw, vo, vw, n
+
+
+@inline
+def remaining(heap: Heap, n):
+    """Exact sums of the bounds still on the heap (guards the running sums' drift)."""
+    hf = heap.floats
+    so = 0.0
+    sw = 0.0
+    for k in range(n):
+        so += hf[k, 1]
+        sw += hf[k, 2]
+    return so, sw
+
+
+@inline
+def converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
+    """Are both sums of remaining bounds within tolerance of their totals?"""
+    return rem_o <= rtol * abs(tot_o) + ato and rem_w <= rtol * abs(tot_w) + atw
+
+
+# --------------------------------------------------------------------------------------
+# one node, one neutrino
+# --------------------------------------------------------------------------------------
+@per_node
+def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, edges, res):
+    """Evaluate a node, expand it in moments, or bound it.
+
+    Returns (d_overlap, d_weighted, bound_o, bound_w, done). ``done`` means the node was
+    integrated (or contributes exactly nothing) and needs no heap entry; otherwise the
+    d_ values are provisional (a moment expansion, or 0) and the bounds bound their
+    error.
+    """
+    const, r, rwv, rmax, rmin, wmax, wmin = node_info(pm, o, p, tid)
+    if const and r == c0 and rwv == c0w:
+        return 0.0, 0.0, 0.0, 0.0, True  # integrand of the correction is zero here
+    x, y, z = node_centre(pm, o, p, tid)
+    c2 = chord2(x, y, z, vx, vy, vz)
+    psi = 2.0 * math.asin(min(0.5 * math.sqrt(c2), 1.0))
+    rad = MAXRAD[o]
+    psi_min = max(psi - rad, 0.0)
+    jc, j0, j1 = zbins(edges, z, o)
+    aconst = j0 == j1
+    amax = row_max_between(arow, j0, j1)
+    # across a band edge the midpoint rule takes the weight at the centre: finer cells
+    res_a = res if aconst else res * EDGE_RES
+    if const and resolved(o, psi_min, sigma, res_a):
+        ga = psf_from_chord2(c2, sigma, peak, kind) * AREA[o] * cell_factor(o, psi, sigma)
+        return (r - c0) * ga, (rwv - c0w) * arow[jc] * ga, 0.0, 0.0, True
+    fo = max(rmax - c0, c0 - rmin)
+    fw = max(wmax - c0w, c0w - wmin) * amax
+    g_min = psf_at(psi_min, sigma, peak, kind)
+    # G(psi_min) x area, or the PSF's tail mass beyond psi_min (G / peak, see psf_at)
+    gint = g_min * min(AREA[o], 1.0 / peak)
+    bo = fo * gint
+    bw = fw * gint
+    if bo <= 0.0 and bw <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0, True
+    vo = 0.0
+    vw = 0.0
+    if not const and pm.flat == 0 and rad <= TAYLOR_RAD * sigma:
+        # moment expansion of an internal node (sub-pixels of a map pixel are
+        # constant and handled above); third-order remainder as its error bound:
+        # |D^3 G| <= G(t) (t^3 + 3t) / sigma^3 (t = psi / sigma), <= 2.7 peak / sigma^3
+        tmax = (psi + rad) / sigma
+        env = min(g_min * (tmax * tmax * tmax + 3.0 * tmax), 2.7 * peak)
+        e3 = env * AREA[o] * R3_MEAN * rad * rad * rad / (6.0 * sigma * sigma * sigma)
+        K = taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind)
+        mom = pm.moments
+        # the cubic term of a constant nearly cancels over a cell: the density's
+        # variation drives the remainder (the offset from c0 counts at ASYM)
+        fo = (rmax - rmin) + ASYM * fo
+        fw = (wmax - wmin) * amax + ASYM * fw
+        if fo * e3 < bo:
+            vo = taylor_value(K, mom, tid, 0, c0)
+            bo = fo * e3
+        if fw * e3 < bw and (aconst or rad <= res_a * sigma):
+            # across a band edge: the weight at the centre, as the midpoint rule does
+            a = arow[jc]
+            vw = a * taylor_value(K, mom, tid, 1, c0w)
+            bw = fw * e3
+        if bo <= 0.0 and bw <= 0.0:
+            return vo, vw, 0.0, 0.0, True
+    return vo, vw, bo, bw, False
+
+
+@per_node
+def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: Heap):
+    """(overlap, weighted, node expansions) for one neutrino at unit vector (vx, vy, vz)
+    with weight row ``arow`` over the bands ``edges``. Expansions -1: the heap is full,
+    call again with a larger one (growing here would make every loop iteration pay
+    reference counts on the heap arrays)."""
+    kind, rtol, res = acc.psf_kind, acc.rtol, acc.res
+    peak = psf_peak(sigma, kind)
+    norm = psf_norm(sigma, kind)
+    c0, c0w = control(pm, vx, vy, vz, sigma)
+    gr, gw = global_max(pm)
+    ato = ATOL * rtol * gr  # below 1e-12 of the map's peak: absolute, not relative
+    atw = ATOL * rtol * gw * row_max(arow)
+    base_o = c0 * norm  # control variate: c0 * integral of G over the sphere
+    base_w = 0.0
+    if c0w != 0.0:
+        base_w = c0w * band_sum(vz, sigma, peak, kind, norm, arow, edges)
+    acc_o = 0.0
+    acc_w = 0.0
+    rem_o = 0.0
+    rem_w = 0.0
+    n = np.int64(0)
+    if heap.ints.shape[0] < 12:
+        return 0.0, 0.0, -1
+    # the 12 base pixels are the roots: (order 0, ipix f, tid f)
+    for f in range(12):
+        o, p, tid = np.int64(0), np.int64(f), np.int64(f)
+        do, dw, bo, bw, leaf = visit(
+            pm, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, edges, res
+        )
+        acc_o += do
+        acc_w += dw
+        if not leaf:
+            key = bo / max(abs(base_o + acc_o), 1e-300) + bw / max(abs(base_w + acc_w), 1e-300)
+            n = heap_push(heap, n, o, p, tid, key, bo, bw, do, dw)
+            rem_o += bo
+            rem_w += bw
+    steps = 0
+    while n > 0 and steps < MAX_STEPS:
+        steps += 1
+        tot_o = base_o + acc_o
+        tot_w = base_w + acc_w
+        if converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
+            rem_o, rem_w = remaining(heap, n)
+            if converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
+                break
+        o, p, tid, bo, bw, vo, vw, n = heap_pop(heap, n)
+        rem_o = max(rem_o - bo, 0.0)
+        rem_w = max(rem_w - bw, 0.0)
+        acc_o -= vo  # provisional values are replaced by the children's
+        acc_w -= vw
+        if n + 4 > heap.ints.shape[0]:
+            return 0.0, 0.0, -1
+        for c in range(4):
+            co, cp, ct = o + 1, 4 * p + c, child_tid(pm, tid, c)
+            do, dw, cbo, cbw, leaf = visit(
+                pm, co, cp, ct, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, edges, res
+            )
+            acc_o += do
+            acc_w += dw
+            if not leaf:
+                key = cbo / max(abs(tot_o), 1e-300) + cbw / max(abs(tot_w), 1e-300)
+                n = heap_push(heap, n, co, cp, ct, key, cbo, cbw, do, dw)
+                rem_o += cbo
+                rem_w += cbw
+    return base_o + acc_o, base_w + acc_w, steps
+
+
+# --------------------------------------------------------------------------------------
+# batch drivers: a range of neutrinos on one heap; serial, or chunks in parallel
+# --------------------------------------------------------------------------------------
+@helper
+def overlap_range(pm, nu: Neutrinos, sig: SignalRows, acc: Accuracy, start, stop, out_o, out_w, steps):  # fmt: skip
+    """Neutrinos ``start .. stop - 1`` into ``out_o``, ``out_w``, ``steps``, reusing one
+    heap (doubled and kept whenever a neutrino fills it)."""
+    heap = new_heap(HEAP_SIZE)
+    for i in range(start, stop):
+        vx, vy, vz = radec_to_vec(nu.ra[i], nu.dec[i])
+        while True:
+            o_, w_, st = single(pm, vx, vy, vz, nu.sigma[i], sig.rows[i], sig.sindec_edges, acc, heap)  # fmt: skip
+            if st >= 0:
+                break
+            heap = new_heap(2 * heap.ints.shape[0])  # kept for the range's later ones
+        out_o[i], out_w[i], steps[i] = o_, w_, st
+
+
+@kernel
+def overlap_serial(pm: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: Accuracy):
+    """(overlap, weighted, node expansions) per neutrino, in the calling thread."""
+    n = nu.ra.shape[0]
+    out_o = np.empty(n)
+    out_w = np.empty(n)
+    steps = np.empty(n, np.int64)  # node expansions per neutrino (diagnostics)
+    overlap_range(pm, nu, sig, acc, 0, n, out_o, out_w, steps)
+    return out_o, out_w, steps
+
+
+@parallel_kernel
+def overlap_parallel(pm: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: Accuracy, chunk):
+    """:func:`overlap_serial` with chunks of ``chunk`` neutrinos spread over Numba's
+    threads (as many as ``numba.get_num_threads()`` says at the call)."""
+    n = nu.ra.shape[0]
+    out_o = np.empty(n)
+    out_w = np.empty(n)
+    steps = np.empty(n, np.int64)
+    nchunks = (n + chunk - 1) // chunk
+    for ch in prange(nchunks):
+        overlap_range(pm, nu, sig, acc, ch * chunk, min(n, (ch + 1) * chunk), out_o, out_w, steps)  # fmt: skip
+    return out_o, out_w, steps

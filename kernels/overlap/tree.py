@@ -1,0 +1,343 @@
+"""The map's tree: building it (quadtree of a multi-order map, min/max pyramid of a flat
+one), what a node knows (bounds, moments, centre, children) and the map lookups of the
+control variate.
+
+A multi-order map becomes a quadtree over the 12 HEALPix base pixels whose leaves are
+the map's rows; each node knows min/max of ``rho`` and ``rho*w`` below it and the
+mass, first and second moments of ``rho``, ``rho*w`` and of its area. A flat NESTED map
+keeps its pixels and gets a min/max pyramid down to order 7; its tree is implicit.
+
+A node on a traversal's heap is ``(order, ipix, tid)``: ``tid >= 0`` is an explicit
+tree node, ``tid < 0`` a virtual sub-pixel of map row ``-tid - 1`` (multi-order maps);
+``tid`` is unused for flat maps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..healpix import pix2vec_nest, pixel_area, uniq_to_order_ipix_array, vec2pix_nest
+from .common import AREA, MAX_REFINE_ORDER, MAXRAD, NMOM, helper, inline, kernel, per_node
+from .records import PreparedMap
+
+
+# --------------------------------------------------------------------------------------
+# building
+# --------------------------------------------------------------------------------------
+@helper
+def count_internal(order, ipix, top):
+    """Number of distinct strict ancestors of the rows (= internal tree nodes)."""
+    count = 0
+    for o in range(top):
+        prev = -1
+        for k in range(order.shape[0]):
+            if order[k] > o:
+                anc = ipix[k] >> (2 * (order[k] - o))
+                if anc != prev:
+                    count += 1
+                    prev = anc
+    return count
+
+
+@inline
+def leaf_moments(mom, i, o, x, y, z, r, rw):
+    """Moments of a map pixel of constant density: 3 groups of 10 (rho, rho*w, area),
+    each (mass, first moment x y z, second moment xx yy zz xy xz yz) of the pixel
+    centre ``(x, y, z)`` with the pixel's own spread, ``A / 12`` per tangent axis."""
+    a = AREA[o]
+    s = a / 12.0
+    q = 1.0 - s
+    m = (1.0, x, y, z, q * x * x + s, q * y * y + s, q * z * z + s, q * x * y, q * x * z, q * y * z)  # fmt: skip
+    for g in range(3):
+        f = (r, rw, 1.0)[g] * a
+        for k in range(10):
+            mom[i, 10 * g + k] = f * m[k]
+
+
+@helper
+def build_tree(order, ipix, lo, hi, rho, rw, top):
+    """Quadtree of a sorted, disjoint multi-order map; returns (child, leaf_row, bounds,
+    moments, centres)."""
+    n = order.shape[0]
+    for k in range(n - 1):
+        if hi[k] > lo[k + 1]:
+            raise ValueError("uniq must be sorted by nested range and disjoint")
+    cap = 12 + 4 * count_internal(order, ipix, top)
+    t_ord = np.empty(cap, np.int64)
+    t_pix = np.empty(cap, np.int64)
+    t_a = np.empty(cap, np.int64)
+    t_b = np.empty(cap, np.int64)
+    t_child = np.full(cap, -1, np.int64)
+    t_row = np.full(cap, n, np.int64)  # row n = "not covered" (zero density)
+    for f in range(12):
+        t_ord[f] = 0
+        t_pix[f] = f
+        t_a[f] = np.searchsorted(lo, np.int64(f) << (2 * top))
+        t_b[f] = np.searchsorted(lo, np.int64(f + 1) << (2 * top))
+    count = 12
+    i = 0
+    while i < count:  # children are appended, so parents always precede children
+        a, b, o = t_a[i], t_b[i], t_ord[i]
+        if b > a:
+            if b - a == 1 and order[a] == o:
+                t_row[i] = a
+            elif order[a] < o:
+                raise ValueError("overlapping pixels in the multi-order map")
+            else:
+                t_child[i] = count
+                sh = 2 * (top - o - 1)
+                k = a  # rows are sorted: one linear scan splits them among the children
+                for c in range(4):
+                    p = 4 * t_pix[i] + c
+                    t_ord[count] = o + 1
+                    t_pix[count] = p
+                    t_a[count] = k
+                    end = (p + 1) << sh
+                    while k < b and lo[k] < end:
+                        k += 1
+                    t_b[count] = k
+                    count += 1
+        i += 1
+    cen = np.empty((count, 3))  # node centres: every traversal visits them again
+    for i in range(count):
+        cen[i, 0], cen[i, 1], cen[i, 2] = pix2vec_nest(t_ord[i], t_pix[i])
+    bnd = np.empty((count, 4))
+    mom = np.empty((count, NMOM))  # every row is written below
+    for i in range(count - 1, -1, -1):
+        c = t_child[i]
+        if c < 0:
+            r = t_row[i]
+            bnd[i, 0] = bnd[i, 1] = rho[r]
+            bnd[i, 2] = bnd[i, 3] = rw[r]
+            leaf_moments(mom, i, t_ord[i], cen[i, 0], cen[i, 1], cen[i, 2], rho[r], rw[r])
+        else:
+            for k in range(NMOM):
+                mom[i, k] = mom[c, k] + mom[c + 1, k] + mom[c + 2, k] + mom[c + 3, k]
+            bnd[i, 0] = max(max(bnd[c, 0], bnd[c + 1, 0]), max(bnd[c + 2, 0], bnd[c + 3, 0]))
+            bnd[i, 1] = min(min(bnd[c, 1], bnd[c + 1, 1]), min(bnd[c + 2, 1], bnd[c + 3, 1]))
+            bnd[i, 2] = max(max(bnd[c, 2], bnd[c + 1, 2]), max(bnd[c + 2, 2], bnd[c + 3, 2]))
+            bnd[i, 3] = min(min(bnd[c, 3], bnd[c + 1, 3]), min(bnd[c + 2, 3], bnd[c + 3, 3]))
+    return t_child[:count].copy(), t_row[:count].copy(), bnd, mom, cen
+
+
+@helper
+def build_pyramid(rho, rw, top, pord):
+    """Min/max pyramid of a flat map for orders 0..pord (< top); returns (offsets,
+    bounds)."""
+    poff = np.zeros(pord + 2, np.int64)
+    for o in range(pord + 1):
+        poff[o + 1] = poff[o] + (np.int64(12) << (2 * o))
+    bnd = np.empty((max(poff[pord + 1], 1), 4))
+    if pord < 0:
+        return poff, bnd
+    blk = np.int64(1) << (2 * (top - pord))
+    base = poff[pord]
+    for p in range(np.int64(12) << (2 * pord)):
+        s = p * blk
+        r0, r1, w0, w1 = rho[s], rho[s], rw[s], rw[s]
+        for k in range(s + 1, s + blk):
+            r0 = max(r0, rho[k])
+            r1 = min(r1, rho[k])
+            w0 = max(w0, rw[k])
+            w1 = min(w1, rw[k])
+        bnd[base + p, 0], bnd[base + p, 1], bnd[base + p, 2], bnd[base + p, 3] = r0, r1, w0, w1
+    for o in range(pord - 1, -1, -1):
+        for p in range(np.int64(12) << (2 * o)):
+            c = poff[o + 1] + 4 * p
+            d = poff[o] + p
+            bnd[d, 0] = max(max(bnd[c, 0], bnd[c + 1, 0]), max(bnd[c + 2, 0], bnd[c + 3, 0]))
+            bnd[d, 1] = min(min(bnd[c, 1], bnd[c + 1, 1]), min(bnd[c + 2, 1], bnd[c + 3, 1]))
+            bnd[d, 2] = max(max(bnd[c, 2], bnd[c + 1, 2]), max(bnd[c + 2, 2], bnd[c + 3, 2]))
+            bnd[d, 3] = min(min(bnd[c, 3], bnd[c + 1, 3]), min(bnd[c + 2, 3], bnd[c + 3, 3]))
+    return poff, bnd
+
+
+@kernel
+def prepare_moc_arrays(uniq, probdensity, pixel_weight):
+    """The fields of a :class:`PreparedMap` for a sorted, disjoint multi-order map."""
+    order, ipix = uniq_to_order_ipix_array(uniq)
+    n = order.shape[0]
+    top = np.int64(0)
+    for k in range(n):
+        top = max(top, order[k])
+    lo = np.empty(n, np.int64)
+    hi = np.empty(n, np.int64)
+    for k in range(n):
+        sh = 2 * (top - order[k])
+        lo[k] = ipix[k] << sh
+        hi[k] = (ipix[k] + 1) << sh
+    rho = np.zeros(n + 1)
+    rw = np.zeros(n + 1)
+    for k in range(n):  # a loop: slice arithmetic compiles numpy's broadcasting checks
+        rho[k] = probdensity[k]
+        rw[k] = probdensity[k] * pixel_weight[k]
+    t_child, t_row, bnd, mom, cen = build_tree(order, ipix, lo, hi, rho, rw, top)
+    poff = np.zeros(1, np.int64)
+    return (np.int64(0), top, rho, rw, lo, hi, t_child, t_row, bnd, poff, np.int64(-1), mom, cen)
+
+
+@kernel
+def prepare_flat_arrays(prob, pixel_weight, top):
+    """The fields of a :class:`PreparedMap` for a flat NESTED map of probability per
+    pixel at order ``top``."""
+    area = pixel_area(top)
+    n = prob.shape[0]
+    rho = np.empty(n)
+    rw = np.empty(n)
+    for k in range(n):
+        rho[k] = prob[k] / area
+        rw[k] = rho[k] * pixel_weight[k]
+    pord = min(top - 1, 7)  # pyramid down to order 7: <= 1.1 M nodes, ~35 MB
+    poff, bnd = build_pyramid(rho, rw, top, pord)
+    empty = np.zeros(1, np.int64)
+    mom = np.zeros((1, NMOM))  # no moments: the implicit tree refines to the pixels
+    cen = np.zeros((1, 3))  # the implicit tree computes its centres
+    return (np.int64(1), top, rho, rw, empty, empty, empty, empty, bnd, poff, np.int64(pord), mom, cen)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# what a node knows
+# --------------------------------------------------------------------------------------
+@per_node
+def node_info(pm: PreparedMap, o, p, tid):
+    """(constant?, rho, rw, rho_max, rho_min, rw_max, rw_min) of a heap node."""
+    if pm.flat == 0:
+        if tid >= 0:
+            if pm.child[tid] >= 0:
+                b = pm.bounds
+                return False, 0.0, 0.0, b[tid, 0], b[tid, 1], b[tid, 2], b[tid, 3]
+            r = pm.leaf_row[tid]
+        else:
+            r = -tid - 1
+        x, xw = pm.density[r], pm.density_weighted[r]
+        return True, x, xw, x, x, xw, xw
+    top = pm.top_order
+    if o >= top:
+        k = p >> (2 * (o - top))
+        x, xw = pm.density[k], pm.density_weighted[k]
+        return True, x, xw, x, x, xw, xw
+    pord = pm.pyramid_order
+    if o <= pord:
+        d = pm.pyramid_offsets[o] + p
+    else:  # below the pyramid: the ancestor's bounds are valid, if looser
+        d = pm.pyramid_offsets[pord] + (p >> (2 * (o - pord)))
+    b = pm.bounds
+    return False, 0.0, 0.0, b[d, 0], b[d, 1], b[d, 2], b[d, 3]
+
+
+@inline
+def node_centre(pm: PreparedMap, o, p, tid):
+    """Unit vector of a heap node's centre (stored for explicit tree nodes)."""
+    if tid >= 0 and pm.flat == 0:
+        cen = pm.centres
+        return cen[tid, 0], cen[tid, 1], cen[tid, 2]
+    return pix2vec_nest(o, p)
+
+
+@inline
+def child_tid(pm: PreparedMap, tid, c):
+    """tid of child ``c`` (0..3) of a heap node."""
+    if pm.flat == 1:
+        return np.int64(-1)
+    if tid >= 0:
+        if pm.child[tid] >= 0:
+            return pm.child[tid] + c
+        return -pm.leaf_row[tid] - 1
+    return tid
+
+
+@inline
+def taylor_value(K, mom, i, g, c):
+    """``sum_k K[k] * (moment_k(group g) - c * moment_k(area))`` of tree node ``i``."""
+    acc = 0.0
+    for k in range(10):
+        acc += K[k] * (mom[i, 10 * g + k] - c * mom[i, 20 + k])
+    return acc
+
+
+@inline
+def const_taylor(K, x, y, z, a):
+    """``sum_k K[k] * moment_k`` of a pixel of unit density, area ``a`` and centre
+    (x, y, z) (the moments of :func:`leaf_moments`, computed on the fly)."""
+    s = a / 12.0
+    q = 1.0 - s
+    m2 = K[4] * (q * x * x + s) + K[5] * (q * y * y + s) + K[6] * (q * z * z + s)
+    m2 += q * (K[7] * x * y + K[8] * x * z + K[9] * y * z)
+    return a * (K[0] + K[1] * x + K[2] * y + K[3] * z + m2)
+
+
+# --------------------------------------------------------------------------------------
+# map lookups of the control variate
+# --------------------------------------------------------------------------------------
+@helper
+def value_at(pm: PreparedMap, x, y, z):
+    """(rho, rw) of the map pixel containing direction (x, y, z)."""
+    q = vec2pix_nest(pm.top_order, x, y, z)
+    if pm.flat == 1:
+        return pm.density[q], pm.density_weighted[q]
+    k = np.searchsorted(pm.range_lo, q, side="right") - 1
+    if k >= 0 and q < pm.range_hi[k]:
+        return pm.density[k], pm.density_weighted[k]
+    n = pm.density.shape[0] - 1
+    return pm.density[n], pm.density_weighted[n]
+
+
+@helper
+def scale_node_bounds(pm: PreparedMap, vx, vy, vz, o):
+    """(rho_min, rw_min) over the node at order ``o`` that contains the direction."""
+    top, bnd = pm.top_order, pm.bounds
+    q = vec2pix_nest(top, vx, vy, vz)
+    if pm.flat == 1:
+        if o >= top:
+            return pm.density[q], pm.density_weighted[q]
+        pord = pm.pyramid_order
+        d = pm.pyramid_offsets[min(o, pord)] + (q >> (2 * (top - min(o, pord))))
+        return bnd[d, 1], bnd[d, 3]
+    t_child = pm.child
+    tid = q >> (2 * top)  # base pixel
+    for oo in range(1, o + 1):
+        if t_child[tid] < 0:
+            break
+        tid = t_child[tid] + ((q >> (2 * (top - oo))) & 3)
+    return bnd[tid, 1], bnd[tid, 3]
+
+
+@helper
+def control(pm: PreparedMap, vx, vy, vz, sigma):
+    """Constants (c0, c0w) of the control variate: density and density*weight.
+
+    The map value at the neutrino when the density stays within a factor 2 of it over a
+    few sigma (then its own pixel costs nothing); otherwise the minimum over that
+    region, so the corrections stay non-negative there and no large constant has to
+    cancel against the midpoint sums (a sharp map peak under a wide PSF). The sky
+    weight is not part of ``c0w``: the control variate integrates it exactly band by
+    band (:func:`.bands.band_sum`), so band edges cost nothing where the map is
+    constant.
+    """
+    r0, rw0 = value_at(pm, vx, vy, vz)
+    o = 0
+    while o < MAX_REFINE_ORDER and MAXRAD[o + 1] >= 3.0 * sigma:
+        o += 1
+    rmin, wmin = scale_node_bounds(pm, vx, vy, vz, o)
+    if rmin >= 0.5 * r0 and wmin >= 0.5 * rw0:
+        return r0, rw0
+    return rmin, wmin
+
+
+@inline
+def global_max(pm: PreparedMap):
+    """Largest rho and rho*w of the map (sets the absolute floor of the tolerance)."""
+    rho, rw, bnd = pm.density, pm.density_weighted, pm.bounds
+    gr = -math.inf
+    gw = -math.inf
+    if pm.flat == 1 and pm.top_order == 0:  # 12 pixels and no pyramid
+        for k in range(rho.shape[0]):
+            gr = max(gr, rho[k])
+            gw = max(gw, rw[k])
+        return gr, gw
+    for f in range(12):  # loops, not .max(): callers run without reference counting
+        gr = max(gr, bnd[f, 0])
+        gw = max(gw, bnd[f, 2])
+    return gr, gw
