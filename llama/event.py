@@ -38,7 +38,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,8 @@ _LEFTOVER = re.compile(r"^\..+\.(tmp-[0-9a-f]{12}.*|[0-9a-f]{12}\.part)$", re.DO
 def _tmp_name(path: Path, suffix: str = "") -> Path:
     # same directory (so os.replace is atomic), hidden, unique, and keeping the real
     # suffix so writers that infer the format from it (matplotlib, astropy) still work
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}{suffix}")
+    # 12 random hex digits (`_LEFTOVER`); os.urandom is ~20x cheaper than a uuid4 object
+    return path.with_name(f".{path.name}.tmp-{os.urandom(6).hex()}{suffix}")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -132,9 +132,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     write(path, data)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+def atomic_write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically.
+
+    ``indent=None`` writes one compact line, for the hidden riders that only programs
+    read: Python's JSON encoder runs in C only without an indent, ~10x faster.
+    """
+    if indent is None:
+        text = json.dumps(obj, separators=(",", ":"))
+    else:
+        text = json.dumps(obj, indent=indent)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def _plain(filename: str) -> str:
@@ -414,6 +422,7 @@ class Event:
                 "wall_time_s": round(wall, 6),
                 "flags": dict(self.flags),
             },
+            indent=None,  # one per handler, read by programs only
         )
 
 

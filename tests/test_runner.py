@@ -208,3 +208,41 @@ def test_events_in_flight_are_bounded_whatever_jobs_says(tmp_path, monkeypatch):
     summary = run_batch(vectors(), config, progress=False)
     assert summary.ok and summary.counts["done"] == n
     assert max(waiting) <= 6, waiting
+
+
+def test_an_up_to_date_rerun_takes_the_records_of_the_run_that_finished_it(tmp_path, monkeypatch):
+    from llama.batch import runner
+
+    src = tmp_path / "src"
+    src.mkdir()
+    info = json.loads((HERE.parent / "llama/examples/events/S190425a/skymap_info.json").read_text())
+    for g in range(3):
+        (src / f"S{g}.json").write_text(json.dumps({**info, "graceid": f"S{g}"}))
+    config = BatchConfig(
+        pipeline=select_pipeline(exact=["SkymapInfo"]),
+        get={"skymap_info.json": str(src / "S{g}.json")},
+        eventdir=str(tmp_path / "ev" / "S{g}"),
+        flags={},
+        jobs=1,
+    )
+    vectors = [{"g": str(g)} for g in range(3)]
+    first = run_batch(vectors, config, progress=False)
+    assert first.counts["done"] == 3 and first.outcomes[1].records["graceid"] == "S1"
+
+    def unread(job, event=None):
+        raise AssertionError(f"{job.directory.name}: records read again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "_collect_records", unread)
+        again = run_batch(vectors, config, progress=False)
+    assert again.counts["up to date"] == 3
+    assert [o.records for o in again.outcomes] == [o.records for o in first.outcomes]
+
+    # an input edited in place is still up to date (it has no rider), but its records
+    # are read again: its size and mtime no longer match those kept
+    edited = tmp_path / "ev" / "S1" / "skymap_info.json"
+    edited.write_text(json.dumps({**info, "graceid": "S1", "far": 2.5e-10}))
+    third = run_batch(vectors, config, progress=False)
+    assert third.counts["up to date"] == 3
+    assert third.outcomes[1].records["far"] == 2.5e-10
+    assert third.outcomes[0].records == first.outcomes[0].records
