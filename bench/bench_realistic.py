@@ -1,0 +1,307 @@
+"""Realistic events end to end: BAYESTAR maps x IceCube-like lists through the batch engine.
+
+The claims (issue 8, items 3, 4 and 6; bench/README.md, "Realistic events end to
+end"): ``--jobs 2`` runs at least 1.8x the events/s of ``--jobs 1`` with at least 190%
+CPU, ``--jobs 1`` keeps to one core, and a local Dask cluster of 2 worker processes
+runs at least 1.8x the events/s of 1 worker.
+
+Workload
+--------
+* ``realistic``: each event pairs one BAYESTAR multi-order map of
+  ``/work/shared/data/bayestar`` (simulated BNS and BBH, up to NSIDE 2048; its network
+  SNR, distance, instruments and time from ``events.json``) with its own IceCube-like
+  background list (`llama.science.sim.simulate_background_neutrinos`: Poisson(6.4) in
+  t_gw +- 500 s, sigma log-uniform 0.2-3 deg, RA uniform, horizon-peaked sin(dec),
+  energies as SCIENCE.md says), fetched with ``get`` as ``llama batch --get`` would, and
+  runs ``+f CoincSignificanceI3Lvc`` (the significance and its ancestors, no plots)
+  with ``ONLINE=false``. ``LLAMA_N_TRIALS`` is set small (``--trials``, default 20):
+  this bench measures the engine, not the trials (bench_event.py does).
+* ``synthetic``: the chain of 5 trivial JSON handlers of bench_batch.py (no kernels,
+  pure Python: threads share one interpreter lock, so only processes can scale it).
+
+Each (case, scheduler, jobs) runs once, in this one process, on a fresh event root,
+one after the other; the ratios compare runs of the same invocation. CPU% is the CPU
+time of this process and every process it started (worker processes included, sampled
+with psutil every 0.2 s) over the wall time; 100% is one core busy. Events/s are
+given over the whole run (start-up of pools and clusters included) and "steady"
+(from the moment the first ``2 x jobs`` events are back to the last).
+
+Run ``python bench/bench_realistic.py --help`` for the options; ``uptime`` is printed
+before and after, since other work on the machine shares its cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BAYESTAR = Path("/work/shared/data/bayestar")
+#: p_astro of the simulated events: the population they were simulated from.
+P_ASTRO = {
+    "bns": {"BNS": 0.97, "NSBH": 0.0, "BBH": 0.0, "MassGap": 0.0, "Terrestrial": 0.03},
+    "bbh": {"BNS": 0.0, "NSBH": 0.0, "BBH": 0.97, "MassGap": 0.0, "Terrestrial": 0.03},
+}
+#: (scheduler, jobs) runs of each case, in order; the ratios pair them.
+RUNS = (
+    ("threads", 1),
+    ("threads", 2),
+    ("processes", 1),
+    ("processes", 2),
+    ("distributed", 1),
+    ("distributed", 2),
+)
+
+
+# -- inputs ----------------------------------------------------------------------------
+def write_realistic_inputs(src: Path, n: int, maps: Path, seed: int) -> list[dict[str, str]]:
+    """Write per-map skymap_info.json and one background list per event; the vectors.
+
+    Event ``k`` uses map ``k mod (number of maps)`` and a list drawn with seed
+    ``seed + k`` at that map's time.
+    """
+    import numpy as np
+
+    from llama.science.sim import simulate_background_neutrinos
+
+    with open(maps / "events.json") as f:
+        catalogue = json.load(f)
+    names = sorted(name for name in catalogue if (maps / f"{name}.fits").exists())
+    if not names:
+        raise SystemExit(f"no BAYESTAR maps of {maps / 'events.json'} found in {maps}")
+    for name in names:
+        info = catalogue[name]
+        d = src / "maps" / name
+        d.mkdir(parents=True, exist_ok=True)
+        skymap_info = {
+            "graceid": "S" + name.replace("-", ""),
+            "event_time_iso": info["date_obs"],
+            "notice_time_iso": info["date_obs"],
+            "far": 1e-9,
+            "pipeline": "GSTLAL",
+            "instruments": info["instruments"].split(","),
+            "skymap_filename": "lvc_skymap.fits",
+            "alert_type": "Preliminary",
+            "snr": float(info["network_snr"]),
+            "p_astro": P_ASTRO[info["population"]],
+        }
+        (d / "skymap_info.json").write_text(json.dumps(skymap_info, indent=1) + "\n")
+    (src / "nu").mkdir(parents=True, exist_ok=True)
+    vectors = []
+    for k in range(n):
+        name = names[k % len(names)]
+        rng = np.random.default_rng(seed + k)
+        nl = simulate_background_neutrinos(rng, float(catalogue[name]["mjd_obs"]))
+        nl.write(src / "nu" / f"nu-{k:04d}.json")
+        vectors.append({"map": name, "nu": f"nu-{k:04d}"})
+    return vectors
+
+
+def realistic_config(src: Path, maps: Path, root: Path, scheduler: str, jobs: int):
+    from llama.batch.runner import BatchConfig
+    from llama.pipeline import select_pipeline
+
+    return BatchConfig(
+        pipeline=select_pipeline(with_ancestors=["CoincSignificanceI3Lvc"]),
+        get={
+            "skymap_info.json": str(src / "maps" / "{map}" / "skymap_info.json"),
+            "lvc_skymap.fits": str(maps / "{map}.fits"),
+            "icecube_neutrino_list.json": str(src / "nu" / "{nu}.json"),
+        },
+        eventdir=str(root / "{map}-{nu}"),
+        flags={"ONLINE": "false"},
+        jobs=jobs,
+        scheduler=scheduler,
+        environ={},
+    )
+
+
+def synthetic_config(src: Path, root: Path, scheduler: str, jobs: int):
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bench_batch
+
+    args = argparse.Namespace(jobs=jobs, scheduler=scheduler, chunk=0)
+    return bench_batch.llama_config(src, root, args)
+
+
+# -- measuring -------------------------------------------------------------------------
+class TreeCPU:
+    """CPU seconds of this process and all its descendants, sampled in a thread.
+
+    psutil reads each process's user + system time; a worker that ends between two
+    samples loses at most one sampling interval of its time.
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import psutil
+
+        self.psutil, self.interval = psutil, interval
+        self.me = psutil.Process()
+        self.start = self._sample()
+        self.last: dict[int, float] = dict(self.start)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> dict[int, float]:
+        out = {}
+        for p in [self.me, *self.me.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+            except self.psutil.Error:
+                continue
+            out[p.pid] = t.user + t.system
+        return out
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(self.interval):
+            self.last.update(self._sample())
+
+    def stop(self) -> float:
+        self.stop_event.set()
+        self.thread.join()
+        self.last.update(self._sample())
+        return sum(t - self.start.get(pid, 0.0) for pid, t in self.last.items())
+
+
+def measure(vectors, config, jobs: int) -> dict[str, float]:
+    from llama.batch.runner import run_batch
+
+    back: list[float] = []
+    cpu = TreeCPU()
+    t0 = time.perf_counter()
+    summary = run_batch(
+        vectors, config, total=len(vectors), progress=False,
+        on_outcome=lambda o: back.append(time.perf_counter()),
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    cpu_s = cpu.stop()
+    n = len(vectors)
+    if not summary.ok or summary.counts["done"] != n:
+        raise SystemExit(f"{config.scheduler} --jobs {jobs}: {summary.line()}")
+    warm = min(2 * jobs, n - 2)
+    steady = (n - 1 - warm) / (back[-1] - back[warm]) if back[-1] > back[warm] else float("nan")
+    return {"wall": wall, "rate": n / wall, "steady": steady, "cpu": 100 * cpu_s / wall}
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "(uptime not available)"
+
+
+def ratio_rows(case: str, res: dict, n: int) -> list[tuple[str, str, str, str]]:
+    def r(a, b, key="rate"):
+        return res[a][key] / res[b][key]
+
+    rows = []
+    t1, t2 = ("threads", 1), ("threads", 2)
+    p1, p2 = ("processes", 1), ("processes", 2)
+    d1, d2 = ("distributed", 1), ("distributed", 2)
+    if t1 in res and t2 in res:
+        x = r(t2, t1)
+        rows.append((f"{case}: threads --jobs 2 / --jobs 1", f"{x:.2f}x", ">= 1.8x",
+                     "PASS" if x >= 1.8 else "MISS"))  # fmt: skip
+        rows.append((f"{case}: threads --jobs 2 CPU", f"{res[t2]['cpu']:.0f}%", ">= 190%",
+                     "PASS" if res[t2]["cpu"] >= 190 else "MISS"))  # fmt: skip
+        rows.append((f"{case}: threads --jobs 1 CPU", f"{res[t1]['cpu']:.0f}%", "<= 110%",
+                     "PASS" if res[t1]["cpu"] <= 110 else "MISS"))  # fmt: skip
+    if p1 in res and p2 in res:
+        x = r(p2, p1)
+        rows.append((f"{case}: processes --jobs 2 / --jobs 1", f"{x:.2f}x", "", ""))
+        rows.append((f"{case}: processes --jobs 2 CPU", f"{res[p2]['cpu']:.0f}%", "", ""))
+    if t2 in res and p2 in res:
+        rows.append((f"{case}: threads / processes, --jobs 2", f"{r(t2, p2):.2f}x", "", ""))
+    if d1 in res and d2 in res:
+        x = r(d2, d1)
+        rows.append((f"{case}: 2 cluster workers / 1 ({n} events)", f"{x:.2f}x", ">= 1.8x",
+                     "PASS" if x >= 1.8 else "MISS"))  # fmt: skip
+        rows.append((f"{case}:   same, steady", f"{r(d2, d1, 'steady'):.2f}x", "", ""))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200, help="events per run (200)")
+    parser.add_argument("--synthetic-events", type=int, default=500,
+                        help="events per run of the synthetic case (500)")  # fmt: skip
+    parser.add_argument("--trials", type=int, default=20,
+                        help="LLAMA_N_TRIALS for the realistic case (20: the engine, not the "
+                        "trials, is measured)")  # fmt: skip
+    parser.add_argument("--cases", default="realistic,synthetic",
+                        help="comma-separated: realistic, synthetic (both)")  # fmt: skip
+    parser.add_argument("--runs", default=",".join(f"{s}:{j}" for s, j in RUNS),
+                        help="comma-separated SCHEDULER:JOBS runs (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--maps", type=Path, default=BAYESTAR, help="BAYESTAR maps directory")
+    parser.add_argument("--seed", type=int, default=8, help="seed of the neutrino lists (8)")
+    parser.add_argument("--tmp", help="parent of the temporary work directory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    os.environ["LLAMA_N_TRIALS"] = str(args.trials)  # inherited by worker processes
+    runs = [(s, int(j)) for s, j in (r.split(":") for r in args.runs.split(","))]
+    cases = args.cases.split(",")
+
+    print(f"before: {uptime()}", flush=True)
+    import numba  # loaded before the runs, as a notebook would: they must not change it
+
+    results: dict[str, dict] = {}
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-realistic-", dir=args.tmp) as tmp:
+        work = Path(tmp)
+        for case in cases:
+            src = work / case / "src"
+            if case == "realistic":
+                vectors = write_realistic_inputs(src, args.events, args.maps, args.seed)
+                # warm-up (untimed): Numba's cache loaded, the tables read in this process
+                from llama.batch.runner import run_batch
+
+                warm = realistic_config(src, args.maps, work / case / "warm", "synchronous", 1)
+                run_batch(vectors[:2], warm, progress=False)
+            elif case == "synthetic":
+                sys.path.insert(0, str(Path(__file__).parent))
+                import bench_batch
+
+                n = args.synthetic_events
+                bench_batch.write_sources(src, n)
+                vectors = [{"i": str(i)} for i in range(n)]
+            else:
+                raise SystemExit(f"unknown case {case!r}: give realistic or synthetic")
+            counts[case] = len(vectors)
+            results[case] = {}
+            for scheduler, jobs in runs:
+                root = work / case / f"{scheduler}-{jobs}"
+                if case == "realistic":
+                    config = realistic_config(src, args.maps, root, scheduler, jobs)
+                else:
+                    config = synthetic_config(src, root, scheduler, jobs)
+                res = measure(vectors, config, jobs)
+                results[case][(scheduler, jobs)] = res
+                print(f"{case:9s} {scheduler:11s} --jobs {jobs}: {len(vectors)} events in "
+                      f"{res['wall']:.1f} s, {res['rate']:.2f} events/s (steady "
+                      f"{res['steady']:.2f}), CPU {res['cpu']:.0f}%", flush=True)  # fmt: skip
+                shutil.rmtree(root)
+    print(f"after: {uptime()}")
+    print(f"python {sys.version.split()[0]}, numba {numba.__version__} "
+          f"({numba.config.THREADING_LAYER} layer), {os.cpu_count()} CPUs, "
+          f"LLAMA_N_TRIALS={args.trials}")  # fmt: skip
+    rows = []
+    for case in cases:
+        rows += ratio_rows(case, results[case], counts[case])
+    print("ratio")
+    print(f"  {'figure':46s} {'measured':>10s} {'goal':>9s}  result")
+    for name, value, goal, result in rows:
+        print(f"  {name:46s} {value:>10s} {goal:>9s}  {result}")
+    return 1 if any(r[3] == "MISS" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
