@@ -13,16 +13,27 @@ zenith band's minimum, moved while the windows widen; shipped background sample)
 with ``SignalTables.energy_density`` at the pixel's own zenith, independently of the
 band rows the kernels take.
 
-Run: ``python bench/bench_overlap.py [--quick]`` (``--quick`` times the naive sum on
-a fraction of the sky and extrapolates). Prints a table; writes nothing.
+Run: ``python bench/bench_overlap.py [--quick] [--baseline REV]`` (``--quick`` times
+the naive sum on a fraction of the sky and extrapolates). ``--baseline REV`` also loads
+the kernels as they were at git revision REV (``kernels/overlap.py`` or the
+``kernels/overlap/`` package, unpacked under the temporary directory with its own Numba
+cache) and times the event and the trials with both in this process, interleaved, so
+that the ratio new / baseline holds under whatever load the machine has. Prints a
+table; writes nothing outside the temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import io
 import math
+import os
 import resource
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,12 +41,13 @@ import healpy as hp
 import numpy as np
 from numba import get_num_threads, set_num_threads
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import kernels.overlap as KO  # noqa: E402
 from kernels.overlap import (  # noqa: E402
     PSF_GAUSS,
     prepare_map,
     psf_overlap_prepared,
-    psf_pair_overlap_prepared,
 )
 from llama.science.background import load_background_sample  # noqa: E402
 from llama.science.signal_tables import SINDEC_EDGES, load_signal_tables  # noqa: E402
@@ -95,15 +107,55 @@ def event_neutrinos(rng):
     return ra, dec, sigma, energy, np.array([0, 2]), np.array([1, 3])
 
 
-def one_event(uniq, rho, nu):
+def baseline_kernels(rev):
+    """The overlap kernels as they were at git revision ``rev``, imported under another
+    name (``kernels`` stays the working tree's); relative imports of ``kernels.healpix``
+    point at the working tree's, which the kernels share."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    base = Path(tempfile.gettempdir()) / f"llama-bench-overlap-{sha[:12]}"
+    single = subprocess.run(
+        ["git", "show", f"{sha}:kernels/overlap.py"], cwd=ROOT, capture_output=True
+    )
+    if single.returncode == 0:  # the one-module kernels
+        files = {"overlap_baseline.py": single.stdout.decode()}
+    else:  # the package
+        got = subprocess.run(["git", "archive", sha, "kernels/overlap"], cwd=ROOT, capture_output=True)  # fmt: skip
+        if got.returncode != 0:
+            raise SystemExit(f"--baseline {rev}: no kernels/overlap.py nor kernels/overlap/ there")
+        tar = got.stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+            files = {
+                "overlap_baseline/" + Path(m.name).name: tf.extractfile(m).read().decode()
+                for m in tf.getmembers()
+                if m.isfile() and m.name.endswith(".py")
+            }
+    for name, text in files.items():
+        path = base / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = text.replace("from ..healpix import", "from kernels.healpix import")
+        text = text.replace("from .healpix import", "from kernels.healpix import")
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+    entry = base / ("overlap_baseline.py" if single.returncode == 0 else "overlap_baseline/__init__.py")  # fmt: skip
+    spec = importlib.util.spec_from_file_location("overlap_baseline", entry)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["overlap_baseline"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def one_event(uniq, rho, nu, ko=KO):
     """The event as the statistic runs it: the map prepared once (its quadtree, bounds
     and moments), the a(eps, dec) rows of the 7 neutrinos, then the 7 single overlaps
-    and the 2 pairs on it."""
+    and the 2 pairs on it (with the kernels of module ``ko``)."""
     ra, dec, sigma, energy, pi, pj = nu
-    pm = prepare_map(uniq, rho)
+    pm = ko.prepare_map(uniq, rho)
     rows = TABLES.dec_rows(energy)
-    ov = psf_overlap_prepared(pm, ra, dec, sigma, rows, SINDEC_EDGES, PSF_GAUSS)
-    pr = psf_pair_overlap_prepared(
+    ov = ko.psf_overlap_prepared(pm, ra, dec, sigma, rows, SINDEC_EDGES, PSF_GAUSS)
+    pr = ko.psf_pair_overlap_prepared(
         pm, ra[pi], dec[pi], sigma[pi], rows[pi], ra[pj], dec[pj], sigma[pj], rows[pj],
         SINDEC_EDGES, PSF_GAUSS,
     )  # fmt: skip
@@ -161,10 +213,25 @@ def timeit(fn, repeat):
     return float(np.median(best)), float(np.min(best))
 
 
+def interleaved(fn_new, fn_base, repeat):
+    """Median times of two functions run alternately (each warmed first), so that both
+    see the same load; returns (new, baseline) medians."""
+    fn_new()
+    fn_base()
+    tn, tb = [], []
+    for _ in range(repeat):
+        for fn, out in ((fn_new, tn), (fn_base, tb)):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    return float(np.median(tn)), float(np.median(tb))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="naive sum on 1/8 of the sky")
     ap.add_argument("--random", type=int, default=20000, help="random-sky neutrinos")
+    ap.add_argument("--baseline", metavar="REV", help="also time the kernels of git REV")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(2019)
     threads = get_num_threads()
@@ -202,6 +269,30 @@ def main(argv=None):
     set_num_threads(threads)
     trn, _ = timeit(trials, 3)
 
+    versus = []
+    if args.baseline:
+        kb = baseline_kernels(args.baseline)
+        t = time.perf_counter()
+        one_event(uniq, rho, nu, kb)
+        t_base_first = time.perf_counter() - t
+        pmb = kb.prepare_map(uniq, rho)
+
+        def trials_base():
+            return kb.psf_overlap_prepared(pmb, rra, rdec, rsig, TABLES.dec_rows(ren), SINDEC_EDGES)  # fmt: skip
+
+        same = np.array_equal(one_event(uniq, rho, nu)[0][1], one_event(uniq, rho, nu, kb)[0][1])
+        versus.append((f"baseline {args.baseline}: first call", f"{t_base_first:.2f} s"))
+        versus.append(("same weighted overlaps as baseline", str(same)))
+        for nt in sorted({1, threads}):
+            set_num_threads(nt)
+            en, eb = interleaved(
+                lambda: one_event(uniq, rho, nu), lambda: one_event(uniq, rho, nu, kb), 50
+            )
+            tn, tb = interleaved(trials, trials_base, 3)
+            versus.append((f"event, {nt} thread(s): new / baseline", f"{en * 1e3:.2f} / {eb * 1e3:.2f} ms = {en / eb:.2f}"))  # fmt: skip
+            versus.append((f"trials, {nt} thread(s): new / baseline", f"{n / tn:,.0f} / {n / tb:,.0f} per s = {tn / tb:.2f} (time)"))  # fmt: skip
+        set_num_threads(threads)
+
     frac = 0.125 if args.quick else 1.0
     t = time.perf_counter()
     nov, nwt, npov, npwt = naive(uniq, rho, nu, fraction=1.0 if not args.quick else frac)
@@ -230,8 +321,10 @@ def main(argv=None):
         (f"random-sky overlaps/s, {threads} threads", f"{n / trn:,.0f}"),
         ("peak RSS after kernels", f"{rss_kernel:.0f} MiB"),
         ("peak RSS after naive", f"{rss_all:.0f} MiB"),
+        *versus,
     ]
     w = max(len(r[0]) for r in rows)
+    print(f"load average {os.getloadavg()[0]:.2f}; Numba threads {threads}")
     print(f"{'quantity':<{w}}  value")
     for k, v in rows:
         print(f"{k:<{w}}  {v}")
