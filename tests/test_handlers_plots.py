@@ -7,6 +7,7 @@ candidates, an event holding them) are shared with test_handlers_tables.py.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -392,3 +393,44 @@ def test_png_and_pdf_share_one_drawing(tmp_path: Path, monkeypatch) -> None:
     other.generate(plots.CoincScatterI3LvcPdf)
     assert len(draws) == 2
     assert event.path(plots.CoincScatterI3LvcPdf.FILENAME).read_bytes()[:4] == b"%PDF"
+
+
+@pytest.mark.parametrize("n_rows", [0, 3, 25])
+def test_summary_page_fits_on_one_page(tmp_path: Path, n_rows: int) -> None:
+    """The summary PDF is one A4 page whose texts stay on the page and never overlap;
+    rows that do not fit are counted in a line naming the text table."""
+    from matplotlib.text import Text
+
+    from llama.handlers import tables
+    from llama.science.summarypage import PAGE_IN
+
+    rows = {0: [], 3: NEUTRINOS, 25: _crowded_neutrinos(25)}[n_rows]
+    event = make_event(tmp_path, rows=rows)
+    event.generate(plots.CoincScatterI3LvcPng)
+    event.generate(tables.CoincSummaryI3LvcPdf)
+    data = event.path(tables.CoincSummaryI3LvcPdf.FILENAME).read_bytes()
+    assert len(re.findall(rb"/Type\s*/Page(?![a-z])", data)) == 1  # one page
+    facts, table, comments = tables.CoincSummaryI3LvcPdf(event)._load()
+    png = event.path(plots.CoincScatterI3LvcPng.FILENAME)
+    fig = tables.summary_figure(event.eventid, facts, table, comments, png)
+    assert tuple(round(float(v), 2) for v in fig.get_size_inches()) == PAGE_IN
+    boxes = plotting.text_boxes(fig)
+    width, height = fig.bbox.width, fig.bbox.height
+    for b in boxes:
+        assert 0 <= b.x0 and b.x1 <= width and 0 <= b.y0 and b.y1 <= height, b
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+    texts = [t.get_text() for t in fig.findobj(Text)]
+    bold = [  # the row numbers: bold at the table's size (the result values are larger)
+        t.get_text()
+        for t in fig.findobj(Text)
+        if t.get_fontweight() == "bold" and t.get_fontsize() < 10
+    ]
+    numbers = [int(t) for t in bold if t.isdigit()]
+    shown = max(numbers, default=0)
+    assert numbers == list(range(1, shown + 1))  # rows numbered as in the plot
+    more = [t for t in texts if "more neutrinos" in t]
+    if n_rows == 25:
+        assert shown < 25 and more and f"{25 - shown} more" in more[0]
+    else:
+        assert shown == n_rows and not more
+    assert any("0.0061" == t for t in texts)  # the combined p-value, in the result box

@@ -460,10 +460,6 @@ def summary_tex(eventid: str, facts, rows, comments: Sequence[str]) -> str:
 """
 
 
-#: Rows of the neutrino table shown in the PDF summary (the rest: see the text table).
-PDF_MAX_ROWS = 20
-
-
 class CoincSummaryI3LvcPdf(_Summary):
     """PDF summary (drawn with matplotlib: text, the neutrino table, the scatter plot)."""
 
@@ -482,37 +478,13 @@ class CoincSummaryI3LvcPdf(_Summary):
 
 
 def summary_figure(eventid: str, facts, rows, comments: Sequence[str], png: Path):
-    """An A4 page: title, facts, the neutrino table (monospace) and the scatter PNG."""
-    import matplotlib.image as mpimg
-    from matplotlib.figure import Figure
+    """The one-page summary (A4, like a circular): see :mod:`llama.science.summarypage`."""
+    from llama import __version__
+    from llama.science.summarypage import summary_page
 
-    fig = Figure(figsize=(8.27, 11.69))
-    fig.text(0.5, 0.965, f"LLAMA: GW × IceCube coincidence for {eventid}", ha="center",
-             fontsize=15, weight="bold")  # fmt: skip
-    y = 0.93
-    for label, value in facts:
-        fig.text(0.08, y, f"{label}:", fontsize=9.5, weight="bold")
-        fig.text(0.33, y, value, fontsize=9.5, wrap=True)
-        y -= 0.02
-    shown = list(rows[:PDF_MAX_ROWS])
-    table = format_fixed_width(COINC_COLUMNS, shown).rstrip("\n")
-    if not rows:
-        table += "\n(no neutrinos in the ±500 s window)"
-    elif len(rows) > len(shown):
-        table += (
-            f"\n... and {len(rows) - len(shown)} more: see {IceCubeNeutrinoListCoincTxt.FILENAME}"
-        )
-    y -= 0.01
-    fig.text(0.08, y, "Neutrinos", fontsize=11, weight="bold")
-    n_lines = table.count("\n") + 1
-    fig.text(0.08, y - 0.012, table, family="monospace", fontsize=7.5, va="top")
-    y -= 0.02 + 0.0125 * n_lines
-    for c in comments[1:4]:
-        fig.text(0.08, y, c, fontsize=7, color="0.3")
-        y -= 0.014
-    image = mpimg.imread(png)
-    height = min(0.84 * image.shape[0] / image.shape[1] * 8.27 / 11.69, max(y - 0.03, 0.1))
-    ax = fig.add_axes((0.08, max(y - 0.01 - height, 0.02), 0.84, height))
-    ax.imshow(image)
-    ax.set_axis_off()
-    return fig
+    return summary_page(
+        eventid, facts, rows, comments, png,
+        more_rows_in=IceCubeNeutrinoListCoincTxt.FILENAME,
+        footer=f"Made by llama {__version__} from {CoincSignificanceI3Lvc.FILENAME}; "
+        "all times UTC.",
+    )  # fmt: skip
