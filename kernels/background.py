@@ -92,7 +92,7 @@ def block_sort(energy_by_zenith: np.ndarray, block: int) -> np.ndarray:
     return np.ascontiguousarray(np.sort(padded.reshape(n_blocks, block), axis=1).ravel()[:n])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _window(arr, start, stop, centre, width):
     """Index range ``[first, last)`` of sorted ``arr[start:stop]`` with ``|centre - x| < width``.
 
@@ -124,7 +124,7 @@ def _window(arr, start, stop, centre, width):
     return first, a
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _count(en_by_zen, en_blk, block, lo, hi, eps, width):
     """Number of sample events in zenith slice ``[lo, hi)`` with ``|eps - e| < width``."""
     n_bg = en_by_zen.shape[0]
@@ -144,7 +144,7 @@ def _count(en_by_zen, en_blk, block, lo, hi, eps, width):
     return count
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _min_max(en_by_zen, en_blk, block, lo, hi):
     """Min and max energy [GeV] in zenith slice ``[lo, hi)``; NaN, NaN when empty."""
     n_bg = en_by_zen.shape[0]
@@ -166,7 +166,7 @@ def _min_max(en_by_zen, en_blk, block, lo, hi):
     return e_min, e_max
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def solid_angle(theta_deg, half_deg, capped):
     """Solid angle [sr] of the zenith band ``theta +- half`` in B's normaliser.
 
@@ -198,7 +198,7 @@ def solid_angle(theta_deg, half_deg, capped):
     )
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _steps_4_5(count, eps, eps_own, theta, half, rel, n_bg, steep_zenith, index, capped):
     """Steps 4-5: spectral correction above ``steep_zenith`` and the normalised density.
 
@@ -214,7 +214,7 @@ def _steps_4_5(count, eps, eps_own, theta, half, rel, n_bg, steep_zenith, index,
     return count / norm / f_e, eps
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _primary_loop(
     zen_sorted, en_by_zen, en_blk, block, theta, eps, half, rel, median, min_events,
     widen, step, max_widen,
@@ -239,7 +239,7 @@ def _primary_loop(
     return count, eps, half, rel
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _slip_loop(
     zen_sorted, en_by_zen, en_blk, block, theta, eps, half, rel, median, min_events,
     widen, step, max_widen, eps_test,
@@ -267,7 +267,7 @@ def _slip_loop(
     return count, eps, half, rel
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def o3_primary_terms(
     zen_q, en_q, zen_sorted, en_by_zen, en_blk, block, median_energy, half_zen, rel_en,
     min_events, widen, energy_step, steep_zenith, spectral_index, max_widen, capped,
@@ -334,7 +334,7 @@ def o3_primary_terms(
     )  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def o3_partner_terms(
     zen_q, en_q, lo_q, hi_q, primary_q, zen_sorted, en_by_zen, en_blk, block, median_energy,
     half_zen, rel_en, min_events, widen, energy_step, steep_zenith, spectral_index,
@@ -408,7 +408,7 @@ def o3_partner_terms(
     return density, energy_eval, lo_q.copy(), hi_q.copy(), count
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def o3_list_terms(
     zen_q, en_q, offsets, zen_sorted, en_by_zen, en_blk, block, median_energy, half_zen,
     rel_en, min_events, widen, energy_step, steep_zenith, spectral_index, max_widen,

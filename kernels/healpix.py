@@ -35,7 +35,7 @@ _INV_HALFPI = 2.0 / math.pi
 
 
 # --- bit interleaving -------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _spread_bits(v: int) -> int:
     """Put the bits of ``v`` (< 2**32) on the even bit positions."""
     v = (v | (v << 16)) & 0x0000FFFF0000FFFF
@@ -46,7 +46,7 @@ def _spread_bits(v: int) -> int:
     return v
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _compress_bits(v: int) -> int:
     """Inverse of :func:`_spread_bits`: collect the even bits of ``v``."""
     v = v & 0x5555555555555555
@@ -59,31 +59,31 @@ def _compress_bits(v: int) -> int:
 
 
 # --- sizes ------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def nside_of(order: int) -> int:
     """``nside = 2**order``."""
     return np.int64(1) << order
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def npix_of(order: int) -> int:
     """Number of pixels on the sphere at ``order``: ``12 * 4**order``."""
     return np.int64(12) << (2 * order)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pixel_area(order: int) -> float:
     """Area of one pixel at ``order`` [sr] (all HEALPix pixels have equal area)."""
     return 4.0 * math.pi / (12.0 * 4.0**order)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pixel_resol(order: int) -> float:
     """Square root of the pixel area [rad]; same as ``healpy.nside2resol``."""
     return math.sqrt(pixel_area(order))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def max_pixrad(order: int) -> float:
     """Largest centre-to-corner angle of any pixel at ``order`` [rad].
 
@@ -104,7 +104,7 @@ def max_pixrad(order: int) -> float:
 
 
 # --- NUNIQ ------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def uniq_to_order_ipix(uniq: int) -> tuple[int, int]:
     """Split a NUNIQ index into ``(order, ipix)``; ``uniq = 4 * 4**order + ipix``."""
     u = np.int64(uniq)
@@ -115,13 +115,13 @@ def uniq_to_order_ipix(uniq: int) -> tuple[int, int]:
     return order, u - (np.int64(4) << (2 * order))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def order_ipix_to_uniq(order: int, ipix: int) -> int:
     """Join ``(order, ipix)`` into a NUNIQ index."""
     return (np.int64(4) << (2 * order)) + ipix
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def uniq_to_order_ipix_array(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised :func:`uniq_to_order_ipix` over an int64 array."""
     n = uniq.shape[0]
@@ -132,27 +132,27 @@ def uniq_to_order_ipix_array(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, ipix
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def nested_range(order: int, ipix: int, fine_order: int) -> tuple[int, int]:
     """Half-open range ``[lo, hi)`` of the descendants of a pixel at ``fine_order``."""
     shift = 2 * (fine_order - order)
     return ipix << shift, (ipix + 1) << shift
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def children_nest(ipix: int) -> np.ndarray:
     """The 4 children (one order finer) of NESTED pixel ``ipix``: ``4*ipix + 0..3``."""
     return 4 * np.int64(ipix) + np.arange(4, dtype=np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def parent_nest(ipix: int) -> int:
     """The parent (one order coarser) of NESTED pixel ``ipix``."""
     return ipix >> 2
 
 
 # --- NESTED <-> (x, y, face) --------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def nest_to_xyf(order: int, ipix: int) -> tuple[int, int, int]:
     """NESTED pixel -> (ix, iy, face) inside its base face."""
     face = ipix >> (2 * order)
@@ -160,14 +160,14 @@ def nest_to_xyf(order: int, ipix: int) -> tuple[int, int, int]:
     return _compress_bits(pix), _compress_bits(pix >> 1), face
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def xyf_to_nest(order: int, ix: int, iy: int, face: int) -> int:
     """(ix, iy, face) -> NESTED pixel index."""
     return (np.int64(face) << (2 * order)) + _spread_bits(ix) + (_spread_bits(iy) << 1)
 
 
 # --- pixel centres ------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pix2vec_nest(order: int, ipix: int) -> tuple[float, float, float]:
     """Unit vector ``(x, y, z)`` of the centre of NESTED pixel ``ipix`` at ``order``."""
     nside = nside_of(order)
@@ -205,14 +205,14 @@ def pix2vec_nest(order: int, ipix: int) -> tuple[float, float, float]:
     return sth * math.cos(phi), sth * math.sin(phi), z
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pix2ang_nest(order: int, ipix: int) -> tuple[float, float]:
     """``(ra, dec)`` [rad] of the centre of NESTED pixel ``ipix`` at ``order``."""
     x, y, z = pix2vec_nest(order, ipix)
     return vec_to_radec(x, y, z)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pix2vec_nest_array(order: np.ndarray, ipix: np.ndarray) -> np.ndarray:
     """Centres of many pixels as an ``(n, 3)`` array; ``order`` and ``ipix`` are int64 arrays."""
     n = ipix.shape[0]
@@ -223,7 +223,7 @@ def pix2vec_nest_array(order: np.ndarray, ipix: np.ndarray) -> np.ndarray:
 
 
 # --- direction -> pixel --------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def vec2pix_nest(order: int, x: float, y: float, z: float) -> int:
     """NESTED pixel at ``order`` containing the direction ``(x, y, z)`` (need not be unit)."""
     nside = nside_of(order)
@@ -264,7 +264,7 @@ def vec2pix_nest(order: int, x: float, y: float, z: float) -> int:
     return xyf_to_nest(order, jp, jm, ntt + 8)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ang2pix_nest(order: int, ra: float, dec: float) -> int:
     """NESTED pixel at ``order`` containing ``(ra, dec)`` [rad]."""
     x, y, z = radec_to_vec(ra, dec)
@@ -272,14 +272,14 @@ def ang2pix_nest(order: int, ra: float, dec: float) -> int:
 
 
 # --- directions and distances --------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def radec_to_vec(ra: float, dec: float) -> tuple[float, float, float]:
     """Unit vector of ``(ra, dec)`` [rad]."""
     c = math.cos(dec)
     return c * math.cos(ra), c * math.sin(ra), math.sin(dec)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def vec_to_radec(x: float, y: float, z: float) -> tuple[float, float]:
     """``(ra, dec)`` [rad] of a vector; ``ra`` in [0, 2 pi)."""
     ra = math.atan2(y, x)
@@ -288,21 +288,21 @@ def vec_to_radec(x: float, y: float, z: float) -> tuple[float, float]:
     return ra, math.atan2(z, math.sqrt(x * x + y * y))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def chord2(ax: float, ay: float, az: float, bx: float, by: float, bz: float) -> float:
     """Squared chord ``|a - b|**2 = 2 (1 - cos psi)`` between unit vectors (no cancellation)."""
     dx, dy, dz = ax - bx, ay - by, az - bz
     return dx * dx + dy * dy + dz * dz
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def angular_distance(ax: float, ay: float, az: float, bx: float, by: float, bz: float) -> float:
     """Great-circle angle between unit vectors [rad], accurate for tiny and large angles."""
     h = 0.5 * math.sqrt(chord2(ax, ay, az, bx, by, bz))
     return 2.0 * math.asin(min(h, 1.0))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pixel_distance_bounds(
     order: int, ipix: int, x: float, y: float, z: float
 ) -> tuple[float, float, float]:
@@ -317,7 +317,7 @@ def pixel_distance_bounds(
     return psi, max(psi - r, 0.0), min(psi + r, math.pi)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pixel_may_intersect_disc(
     order: int, ipix: int, x: float, y: float, z: float, radius: float
 ) -> bool:

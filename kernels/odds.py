@@ -40,7 +40,7 @@ PAIR_GREAT_CIRCLE = 0
 PAIR_O3_FLAT = 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def time_overlap(dt, half_window):
     """Overlap [s] of the windows ``[t_gw - h, t_gw + h]`` and ``[t_i - h, t_i + h]``.
 
@@ -67,7 +67,7 @@ def time_overlap(dt, half_window):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pair_time_overlap(dt, pair_i, pair_j, half_window):
     """Common overlap [s] of the GW window and both neutrinos' windows for each pair.
 
@@ -88,7 +88,7 @@ def pair_time_overlap(dt, pair_i, pair_j, half_window):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def poisson_energy_integral(rate, k, e_min, e_max):
     """Integral of Poisson(k; rate * E) * P(E) dE for a log-uniform P on [e_min, e_max].
 
@@ -128,7 +128,7 @@ def poisson_energy_integral(rate, k, e_min, e_max):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _separation(lon1, lat1, lon2, lat2, mode):
     """Angular distance [rad] between two directions (haversine, or O3's flat one)."""
     dlon = lon2 - lon1
@@ -145,7 +145,7 @@ def _separation(lon1, lat1, lon2, lat2, mode):
     return 2.0 * math.asin(math.sqrt(min(1.0, s)))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def find_pairs(lon, lat, sigma, offsets, n_sigma, mode):
     """Pairs (i < j) within one list whose separation is below n_sigma (sigma_i + sigma_j).
 
@@ -196,7 +196,7 @@ def find_pairs(lon, lat, sigma, offsets, n_sigma, mode):
     return pair_i, pair_j
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def combine_odds(p_s1, pair_first, pair_term, p_c, p_0):
     """Per-neutrino odds O_i = (P_s1,i + P_s2,i) / (P_c,i + P_0,i).
 
@@ -239,7 +239,7 @@ def combine_odds(p_s1, pair_first, pair_term, p_c, p_0):
     return odds, p_s2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def segment_sum(values, offsets):
     """Sum of ``values`` over each CSR segment (an empty segment sums to 0).
 

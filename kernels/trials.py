@@ -18,7 +18,7 @@ from numba import njit
 __all__ = ["tile_offsets", "offsets_from_counts", "count_at_least"]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def tile_offsets(n, m):
     """CSR offsets of ``m`` copies of an ``n``-element list.
 
@@ -33,7 +33,7 @@ def tile_offsets(n, m):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def offsets_from_counts(counts):
     """CSR offsets from per-list counts.
 
@@ -49,7 +49,7 @@ def offsets_from_counts(counts):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def count_at_least(trials, observed):
     """For each observed value x, the number of trial values >= x.
 
