@@ -384,30 +384,36 @@ class Event:
         instance = handler(self)
         instance.extra_outputs = dict(zip(handler.ALSO_WRITES, tmps[1:], strict=True))
         start = time.perf_counter()
+        renamed = False
         try:
             _call_with_timeout(instance.generate, tmps[0], handler.TIMEOUT_S, handler.__name__)
-            for tmp in tmps:
-                if not tmp.exists():
-                    raise RuntimeError(f"{handler.__name__}.generate wrote no {tmp.name}")
+            stats = []
+            for tmp in tmps:  # one stat each, kept for the metadata
+                try:
+                    stats.append(os.stat(tmp))
+                except FileNotFoundError:
+                    raise RuntimeError(f"{handler.__name__}.generate wrote no {tmp.name}") from None
             wall = time.perf_counter() - start
-            for tmp, final in zip(tmps, finals, strict=True):
+            for tmp, final, st in zip(tmps, finals, stats, strict=True):
                 # metadata describing the new file goes first: if we are killed before
                 # the rename, the old file no longer matches it and counts as obsolete,
                 # so a generated file can never pass for one supplied from outside
-                self._write_meta(final.name, tmp, inputs, version, wall)
+                self._write_meta(final.name, tmp, inputs, version, wall, st)
                 os.replace(tmp, final)
+            renamed = True
         finally:
-            for tmp in tmps:
-                if tmp.exists():
-                    tmp.unlink()
-        failed = self.failed_path(handler.FILENAME)
-        if failed.exists():
-            failed.unlink()
+            if not renamed:
+                for tmp in tmps:
+                    tmp.unlink(missing_ok=True)
+        try:  # the record of an earlier failure, if any (unlink: one call, no stat first)
+            os.unlink(f"{self._dir}/.{handler.FILENAME}.failed.json")
+        except FileNotFoundError:
+            pass
 
     def _write_meta(
-        self, filename: str, tmp: Path, inputs: dict, version: str, wall: float
+        self, filename: str, tmp: Path, inputs: dict, version: str, wall: float, st=None
     ) -> None:
-        st = tmp.stat()  # os.replace keeps size and mtime
+        st = os.stat(tmp) if st is None else st  # os.replace keeps size and mtime
         digest = sha256_file(tmp)
         self._sha_memo[filename] = (st.st_size, st.st_mtime_ns, digest)
         atomic_write_json(
