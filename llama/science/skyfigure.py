@@ -62,6 +62,9 @@ CANDIDATE_COLOR = "#2ca02c"
 CANDIDATE_TEXT_COLOR = "#1a5e1a"
 CONTOUR_COLOR = "k"
 GRID_COLOR = "0.6"
+#: Backing of the RA labels that sit on the all-sky map.
+LABEL_BACKING = {"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolor": "none",
+                 "alpha": 0.75}  # fmt: skip
 #: Neutrinos listed in the side column (the tables list them all).
 MAX_LISTED = 14
 #: Candidates named on the all-sky panel at most (the zoom names all of its own).
@@ -297,8 +300,10 @@ class ScatterTemplate:
         ax.add_collection(LineCollection(lines, colors=GRID_COLOR, linewidths=0.45, zorder=1))
         for ra in np.arange(0.0, 360.0, 60.0):
             x, y = moll.forward(ra, 0.0)
-            ax.text(x, y - 0.03, f"{ra:.0f}°", fontsize=7, color="0.25", ha="center",
-                    va="top", zorder=7)  # fmt: skip
+            # on the equator, as ligo.skymap draws them: a pale backing keeps them legible
+            # over the map and the contours, and they stay under the neutrinos
+            ax.text(x, y - 0.03, f"{ra:.0f}°", fontsize=7, color="0.2", ha="center",
+                    va="top", zorder=3.5, bbox=LABEL_BACKING)  # fmt: skip
         for dec in (-60.0, -30.0, 0.0, 30.0, 60.0):
             x, y = moll.forward(moll.ra_centre + 179.999, dec)
             ax.text(x - 0.05, y, f"{dec:+.0f}°", fontsize=7, color="0.25", ha="right",
