@@ -169,11 +169,12 @@ class Event:
 
     def __init__(self, directory: str | os.PathLike, flags: Mapping[str, str] | None = None):
         self.directory = Path(directory).expanduser()
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise _directory_error(self.directory, err) from err
         self._dir = os.fspath(self.directory)
+        if not os.path.isdir(self._dir):  # one stat when it exists (re-runs): no mkdir
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise _directory_error(self.directory, err) from err
         self._sha_memo: dict[str, tuple[int, int, str]] = {}
         self._lock = threading.Lock()
         self._flags: FlagPreset | None = None
