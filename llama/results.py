@@ -355,7 +355,8 @@ def decorate(ds: xr.Dataset, layout: SweepLayout, **attrs: Any) -> xr.Dataset:
         if name == "state":
             ds[name].attrs.update(state_attrs())
         elif name in layout.params:
-            ds[name].attrs.update(long_name=f"params value of {name}")
+            # the name alone: it labels plot axes ("graceid", "sigma")
+            ds[name].attrs.update(long_name=name, comment=f"value of the params {name!r}")
         elif name == "draw":
             ds[name].attrs.update(long_name="random draw number")
         elif name == "event":

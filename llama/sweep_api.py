@@ -386,8 +386,10 @@ class _Cluster:
             self.address = self.cluster.scheduler_address
             _show_dashboard(self.client, dashboard is not None)
         elif not isinstance(scheduler, str):  # a distributed.Client of the caller's
+            import importlib.util
+
             self.address = scheduler.scheduler.address
-            _show_dashboard(scheduler, True)
+            _show_dashboard(scheduler, importlib.util.find_spec("bokeh") is not None)
 
     def close(self) -> None:
         if self.client is not None:
