@@ -180,13 +180,16 @@ def boundary_order(skymap: SkyMap, levels: np.ndarray, level: float = 0.9) -> in
 
 
 def interpolated_levels(
-    skymap: SkyMap, levels: np.ndarray, ra_deg, dec_deg, order: int
+    skymap: SkyMap, levels: np.ndarray, ra_deg, dec_deg, order: int, missing: float = 1.0
 ) -> np.ndarray:
     """Credible level at directions, interpolated bilinearly between the centres of the
     four nearest HEALPix pixels of ``order`` (healpy's interpolation weights).
 
     Contouring this continuous field gives smooth credible contours instead of the
-    staircases of pixel edges. NaN directions give NaN.
+    staircases of pixel edges. NaN directions give NaN. ``levels`` may be any value per
+    row (the zoom image interpolates the probability density the same way, as
+    ligo.skymap's bilinear reprojection does); pixels the map lacks count as
+    ``missing``.
 
     Examples
     --------
@@ -206,7 +209,7 @@ def interpolated_levels(
         return out
     pix, weight = hp.get_interp_weights(1 << order, ra[ok], dec[ok], nest=True, lonlat=True)
     row = _rows_of_nested(skymap, order, pix.ravel()).reshape(pix.shape)
-    value = np.where(row >= 0, levels[np.clip(row, 0, None)], 1.0)
+    value = np.where(row >= 0, levels[np.clip(row, 0, None)], missing)
     out[ok] = (value * weight).sum(axis=0)
     return out
 
