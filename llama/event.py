@@ -105,7 +105,7 @@ def _directory_error(directory: Path, err: OSError) -> EventError:
     )
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's contents."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -176,6 +176,7 @@ class Event:
             except OSError as err:
                 raise _directory_error(self.directory, err) from err
         self._sha_memo: dict[str, tuple[int, int, str]] = {}
+        self._paths: dict[str, Path] = {}
         self._lock = threading.Lock()
         self._flags: FlagPreset | None = None
         if flags is not None:
@@ -191,7 +192,16 @@ class Event:
     # -- paths -------------------------------------------------------------------------
     def path(self, filename: str) -> Path:
         """Path of a data file of this event (``filename`` is a plain name)."""
-        return self.directory / _plain(filename)
+        # memoised: a handler's file is asked for ~3 times per event, and joining a
+        # Path costs more than the stat that usually follows
+        path = self._paths.get(filename)
+        if path is None:
+            path = self._paths[filename] = self.directory / _plain(filename)
+        return path
+
+    def has(self, filename: str) -> bool:
+        """Whether the data file ``filename`` is in the event (one stat)."""
+        return os.path.exists(self._file(filename))
 
     def _file(self, filename: str) -> str:
         # path() as a string: the status and checksum passes stat many files, and
@@ -290,7 +300,7 @@ class Event:
         if meta and (meta.get("size"), meta.get("mtime_ns")) == key:
             digest = meta["sha256"]
         else:
-            digest = sha256_file(self.path(filename))
+            digest = sha256_file(self._file(filename))
         self._sha_memo[filename] = (*key, digest)
         return digest
 
@@ -338,7 +348,7 @@ class Event:
 
     def missing_inputs(self, handler: type[FileHandler]) -> list[str]:
         """Dependency files of ``handler`` that are not in the event."""
-        return [d.FILENAME for d in handler.DEPENDENCIES if not self.path(d.FILENAME).exists()]
+        return [d.FILENAME for d in handler.DEPENDENCIES if not self.has(d.FILENAME)]
 
     # -- generation --------------------------------------------------------------------
     def generate(self, handler: type[FileHandler], version: str = "") -> None:

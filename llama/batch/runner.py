@@ -496,7 +496,7 @@ def _collect_records(job: EventJob, event: Event | None = None) -> dict[str, Any
     event = Event(job.directory) if event is None else event
     records: dict[str, Any] = {}
     for handler in job.handlers:
-        if event.path(handler.FILENAME).exists():
+        if event.has(handler.FILENAME):
             try:
                 records.update(handler.record(event))
             except Exception as err:  # a record is a summary: never fail the event for it
