@@ -468,3 +468,23 @@ def test_zoom_density_is_smooth_and_true() -> None:
     # the blob's shape up to normalisation (measured 1.1e-3; nearest pixel: 3.3e-2)
     assert np.std(ratio) / np.mean(ratio) < 3e-3
     assert skyfigure._smooth_density_deg2(blob, np.array([np.nan]), np.array([0.0]))[0] == 0.0
+
+
+def test_zoom_follows_the_densest_lobe_of_a_split_region() -> None:
+    """Two lobes 120 deg apart: the zoom centres on the denser one and
+    takes it whole, instead of the empty sky at their mean direction."""
+    import healpy as hp
+
+    nside = 32
+    vec = np.array(hp.pix2vec(nside, np.arange(12 * nside**2), nest=True)).T
+
+    def lobe(ra: float, dec: float, sigma: float) -> np.ndarray:
+        d = np.exp((vec @ hp.ang2vec(ra, dec, lonlat=True) - 1) / np.radians(sigma) ** 2)
+        return d / d.sum()
+
+    prob = 0.6 * lobe(40.0, 10.0, 5.0) + 0.4 * lobe(160.0, -10.0, 5.0)
+    skymap = SkyMap(probdensity=prob / hp.nside2pixarea(nside), nside=nside)
+    ra_c, dec_c, half = plotting.zoom_window(skymap, plotting.credible_levels(skymap))
+    assert plotting._angular_distance(ra_c, dec_c, 40.0, 10.0) < 1.0
+    # the lobe's 90% radius is 2.146 sigma = 10.7 deg: inside the panel, with a margin
+    assert 10.7 < half < plotting.ZOOM_MAX_HALF_DEG

@@ -273,25 +273,41 @@ def zoom_window(
     The centre is the probability-weighted mean direction of the rows inside the
     ``level`` region (the projection centre of the zoom panel, for every event); the
     radius reaches the farthest of them (plus a pixel and a 15% margin), within
-    [ZOOM_MIN_HALF_DEG, ZOOM_MAX_HALF_DEG].
+    [ZOOM_MIN_HALF_DEG, ZOOM_MAX_HALF_DEG]. A region too wide for that (two lobes on
+    opposite sides of the sky, a long arc) is zoomed on its densest part instead: the
+    rows within reach of the peak, so the panel shows a whole lobe rather than the
+    empty sky between lobes.
     """
     rows = np.flatnonzero(levels <= level)
     if len(rows) == 0:
         rows = np.array([int(np.argmax(skymap.probdensity))])
     ra, dec = _row_directions(skymap, rows)
     weights = skymap.probability()[rows]
-    mean = (_unit_vectors(ra, dec) * weights[:, None]).sum(0)
-    if np.linalg.norm(mean) < 1e-9:  # symmetric about the origin: use the peak instead
-        peak = int(np.argmax(skymap.probdensity[rows]))
-        ra_c, dec_c = float(ra[peak]), float(dec[peak])
-    else:
-        x, y, z = mean / np.linalg.norm(mean)
-        ra_c = float(np.degrees(np.arctan2(y, x)) % 360.0)
-        dec_c = float(np.degrees(np.arcsin(np.clip(z, -1.0, 1.0))))
-    pixel_radius = np.degrees(np.sqrt(skymap.pixel_area()[rows].max()))
+    pixel_radius = float(np.degrees(np.sqrt(skymap.pixel_area()[rows].max())))
+    ra_c, dec_c = _mean_direction(ra, dec, weights, skymap.probdensity[rows])
     reach = float(_angular_distance(ra_c, dec_c, ra, dec).max()) + pixel_radius
+    if 1.15 * reach > ZOOM_MAX_HALF_DEG:
+        peak = int(np.argmax(skymap.probdensity[rows]))
+        near = _angular_distance(ra[peak], dec[peak], ra, dec) <= ZOOM_MAX_HALF_DEG / 1.15
+        ra, dec, weights = ra[near], dec[near], weights[near]
+        ra_c, dec_c = _mean_direction(ra, dec, weights, skymap.probdensity[rows][near])
+        reach = float(_angular_distance(ra_c, dec_c, ra, dec).max()) + pixel_radius
     half = float(np.clip(1.15 * reach, ZOOM_MIN_HALF_DEG, ZOOM_MAX_HALF_DEG))
     return ra_c, dec_c, half
+
+
+def _mean_direction(ra, dec, weights, density) -> tuple[float, float]:
+    """Weighted mean direction (RA, Dec) [deg]; the densest point when the weights
+    balance out (a symmetric ring)."""
+    mean = (_unit_vectors(ra, dec) * weights[:, None]).sum(0)
+    if np.linalg.norm(mean) < 1e-9:
+        peak = int(np.argmax(density))
+        return float(ra[peak]), float(dec[peak])
+    x, y, z = mean / np.linalg.norm(mean)
+    return (
+        float(np.degrees(np.arctan2(y, x)) % 360.0),
+        float(np.degrees(np.arcsin(np.clip(z, -1.0, 1.0)))),
+    )
 
 
 def _break_jumps(x: np.ndarray, y: np.ndarray, jump: float) -> tuple[np.ndarray, np.ndarray]:

@@ -510,10 +510,14 @@ class ScatterTemplate:
         dra = wrap180(ra[ok] - zea.ra_centre)
         pole = dec_hi > 89.5 or dec_lo < -89.5
         ra_lo, ra_hi = (-180.0, 180.0) if pole else (float(dra.min()), float(dra.max()))
-        dec_step = _nice_step(dec_hi - dec_lo)
-        ra_step = _nice_step(max((ra_hi - ra_lo) * np.cos(np.radians(zea.dec_centre)),
-                                 dec_hi - dec_lo))  # fmt: skip
-        ra_step = _nice_step(ra_step / max(np.cos(np.radians(zea.dec_centre)), 0.1), 3)
+        # steps from what the labelled edges span: RA along the bottom edge, Dec along
+        # the left one, so that each edge gets three to five labels whatever the zoom
+        bottom = ra[-1][np.isfinite(ra[-1])]
+        left = dec[:, 0][np.isfinite(dec[:, 0])]
+        ra_span = np.ptp(np.degrees(np.unwrap(np.radians(bottom)))) if len(bottom) else 360
+        dec_span = np.ptp(left) if len(left) else dec_hi - dec_lo
+        ra_step = _nice_step(float(ra_span))
+        dec_step = _nice_step(float(dec_span))
         lines, ra_marks, dec_marks = [], [], []
         # lines run a step beyond the frame on each side, so that each one crosses the
         # frame's edge where it is labelled (the axes clip them)
