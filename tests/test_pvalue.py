@@ -147,13 +147,25 @@ def test_injected_neutrino_p_values_and_method(precise_model):
         "n_greater": res.method["n_greater"],
         "n_equal": res.method["n_equal"],
         "p_values_neutrino_upper": res.method["p_values_neutrino_upper"],
+        "statistic": "fast",
+        "fast_path": "screen",
+        "screen_floor": 1e-12,
+        "odds_ranked": res.method["odds_ranked"],
     }
+    # the screened statistic of a list near the map's peak is the exact one, to 1%
+    assert res.method["odds_ranked"] == pytest.approx(obs.odds, rel=1e-2)
     assert res.p_value <= res.method["p_value_upper"] < 0.01
     rows = obs.triggers(res.p_values_neutrino)
     assert [r["p_value"] for r in rows] == res.p_values_neutrino.tolist()
-    scr = trial_pvalues(precise_model, obs, n_trials=300, kind="scramble", seed=6)
+    fast = trial_pvalues(precise_model, obs, n_trials=300, kind="scramble", seed=6)
+    assert fast.p_value < 0.01 and fast.method["fast_path"] == "ra_lookup"
+    scr = trial_pvalues(precise_model, obs, n_trials=300, kind="scramble", seed=6, method="exact")
     assert scr.p_value < 0.01 and scr.method["trial_kind"] == "scramble"
-    assert scr.trial_odds.size == 300
+    assert scr.trial_odds.size == 300 and scr.method["statistic"] == "exact"
+    # the same 300 scrambles: the RA lookup's statistics are the exact ones, to 1%
+    # (far below the map's scale, 1e-12 of the largest, no relative accuracy is claimed)
+    floor = 1e-12 * scr.trial_odds.max()
+    np.testing.assert_allclose(fast.trial_odds, scr.trial_odds, rtol=1e-2, atol=floor)
     # per-neutrino p-values: each O_i against the trials' event statistics
     o = np.sort(scr.trial_odds)
     k_ge = o.size - np.searchsorted(o, obs.odds_ratio, side="left")

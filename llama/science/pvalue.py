@@ -40,6 +40,7 @@ Examples
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -52,15 +53,22 @@ from llama.science import constants as C
 __all__ = [
     "DEFAULT_N_TRIALS",
     "TIE_CONVENTION",
+    "TRIAL_METHODS",
     "TrialResult",
     "background_sampler",
     "pvalue_from_counts",
     "randomised_pvalues",
     "run_trials",
     "scramble_sampler",
+    "trial_model",
     "trial_pvalues",
 ]
 
+#: How trials evaluate the statistic: "fast" (the default: the PSF overlap of neutrinos
+#: the GW map cannot reach is screened out, :mod:`llama.science.fast_trials`, and a
+#: background list's B_i are looked up per sample event, computed once per model) or
+#: "exact" (the exact kernel for every trial neutrino).
+TRIAL_METHODS = ("fast", "exact")
 #: Default number of on-the-fly trials: resolves p down to ~1e-3 ((1 + 0) / 2001).
 DEFAULT_N_TRIALS = 2000
 #: Range of simulated neutrino errors for background lists [deg] (docs/science.md, "On-the-fly trials").
@@ -219,6 +227,13 @@ def background_sampler(background, rate_hz: float = C.NU_BACKGROUND_RATE_HZ) -> 
     >>> off.size, bool(np.all(np.abs(dt) < 500))
     (5, True)
     """
+    draw = _background_draws(background, rate_hz)
+    return lambda rng, m: draw(rng, m)[0]
+
+
+def _background_draws(background, rate_hz: float = C.NU_BACKGROUND_RATE_HZ):
+    """``draw(rng, m) -> (lists, pick)``: the lists of :func:`background_sampler` and the
+    index of each neutrino's (zenith, energy) in the sample (its B_i can be looked up)."""
     zen_pool = background.zenith_sorted
     en_pool = background.energy_by_zenith
     mean = rate_hz * 2.0 * C.SEARCH_HALF_WINDOW_S
@@ -229,7 +244,7 @@ def background_sampler(background, rate_hz: float = C.NU_BACKGROUND_RATE_HZ) -> 
         pick = rng.integers(0, zen_pool.size, n)
         zen = zen_pool[pick]
         lo, hi = np.log(_SIGMA_RANGE_DEG[0]), np.log(_SIGMA_RANGE_DEG[1])
-        return (
+        lists = (
             rng.uniform(0.0, 360.0, n),
             np.clip(zen - 90.0, -90.0, 90.0),  # IceCube at the South Pole: dec = zenith - 90
             np.exp(rng.uniform(lo, hi, n)),
@@ -238,11 +253,65 @@ def background_sampler(background, rate_hz: float = C.NU_BACKGROUND_RATE_HZ) -> 
             zen,
             offsets_from_counts(counts),
         )
+        return lists, pick
 
     return draw
 
 
-def run_trials(model, sample, observed, n_trials, kind, seed, sampler=None, chunk=20000):
+#: Per model and sample: the background terms of every sample event (a background
+#: list's neutrinos are sample events, so their B_i are looked up, not recomputed).
+_SAMPLE_TERMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _sample_terms(model, sample):
+    """``model.background_terms`` of every event of ``sample``, computed once per model."""
+    cached = _SAMPLE_TERMS.get(model)
+    if cached is None or cached[0] is not sample:
+        terms = model.background_terms(sample.zenith_sorted, sample.energy_by_zenith)
+        cached = _SAMPLE_TERMS[model] = (sample, terms)
+    return cached[1]
+
+
+def trial_model(
+    model, method: str = "fast", kind: str = "background", observed=None, n_trials=None
+):
+    """What evaluates the trials for ``method`` (:data:`TRIAL_METHODS`), and the method
+    it applies ("exact" where no fast path applies to ``model``).
+
+    With ``method="fast"`` and an O3 event model: scrambles of ``observed`` (the tuple
+    ``(ra, dec, sigma, energy, dt, zenith)``) by RA lookup
+    (:class:`llama.science.fast_trials.ScrambleTrials`), any other lists through the
+    screen (:func:`llama.science.fast_trials.screened_model`). Either has the
+    ``evaluate_batch`` of :class:`llama.science.odds.EventModel`.
+
+    Examples
+    --------
+    >>> trial_model(object(), "fast")[1]
+    'exact'
+    """
+    if method not in TRIAL_METHODS:
+        raise ValueError(f"method must be one of {', '.join(TRIAL_METHODS)}; got {method!r}")
+    from llama.science.fast_trials import ScrambleTrials, screened_model, supports_screening
+
+    if method != "fast" or not supports_screening(model):
+        return model, "exact"
+    if kind == "scramble" and observed is not None:
+        return ScrambleTrials(model, *observed, n_trials=n_trials), "fast"
+    return screened_model(model), "fast"
+
+
+def run_trials(
+    model,
+    sample,
+    observed,
+    n_trials,
+    kind,
+    seed,
+    sampler=None,
+    chunk=20000,
+    method="fast",
+    evaluator=None,
+):
     """Evaluate ``n_trials`` redrawn neutrino lists with ``model.evaluate_batch``.
 
     One loop for every statistic with the ``evaluate_batch(..., background_terms=)``
@@ -258,8 +327,12 @@ def run_trials(model, sample, observed, n_trials, kind, seed, sampler=None, chun
     observed : tuple of arrays or None
         (ra, dec, sigma [deg], energy [GeV], dt [s], zenith [deg]) of the observed list,
         the seed of a scramble (unused by the other kinds).
-    n_trials, kind, seed, sampler, chunk
-        As :func:`trial_pvalues`.
+    n_trials, kind, seed, sampler, chunk, method
+        As :func:`trial_pvalues`. With ``method="fast"`` a model no fast path applies
+        to (:func:`trial_model`, e.g. the sub-threshold model) runs exactly; the
+        background lists' B_i are looked up in either case (the same numbers).
+    evaluator : object, optional
+        What :func:`trial_model` returned for these arguments (built here if None).
 
     Returns
     -------
@@ -270,8 +343,12 @@ def run_trials(model, sample, observed, n_trials, kind, seed, sampler=None, chun
     """
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    if evaluator is None:
+        scramble_of = observed if sampler is None else None
+        evaluator, _ = trial_model(model, method, kind, scramble_of, n_trials)
     rng = np.random.default_rng(seed)
     fixed = None
+    draws = None  # background lists with the sample index of each neutrino
     if sampler is not None:
         trial_kind = "custom"
     elif kind == "scramble":
@@ -282,16 +359,23 @@ def run_trials(model, sample, observed, n_trials, kind, seed, sampler=None, chun
         fixed = model.background_terms(np.asarray(zen, dtype=np.float64), energy)
     elif kind == "background":
         trial_kind = kind
-        sampler = background_sampler(sample)
+        draws = _background_draws(sample)
+        pool = _sample_terms(model, sample)
     else:
         raise ValueError(f"kind must be 'background' or 'scramble', got {kind!r}")
     batches = []
     done = 0
     while done < n_trials:
         m = min(chunk, n_trials - done)
-        ra, dec, sigma, energy, dt, zen, offsets = sampler(rng, m)
-        bg = None if fixed is None else type(fixed)(*(np.tile(a, m) for a in fixed))
-        batches.append(model.evaluate_batch(ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg))  # fmt: skip
+        bg = None
+        if draws is not None:
+            (ra, dec, sigma, energy, dt, zen, offsets), pick = draws(rng, m)
+            bg = type(pool)(*(a[pick] for a in pool))
+        else:
+            ra, dec, sigma, energy, dt, zen, offsets = sampler(rng, m)
+            if fixed is not None:
+                bg = type(fixed)(*(np.tile(a, m) for a in fixed))
+        batches.append(evaluator.evaluate_batch(ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg))  # fmt: skip
         done += m
     return batches, trial_kind
 
@@ -304,6 +388,7 @@ def trial_pvalues(
     seed: int | None = None,
     sampler: Sampler | None = None,
     chunk: int = 20000,
+    method: Literal["fast", "exact"] = "fast",
 ) -> TrialResult:
     """p-values of an observed event from M on-the-fly trials on the same GW map.
 
@@ -324,34 +409,85 @@ def trial_pvalues(
         ``sampler(rng, m) -> (ra, dec, sigma, energy, dt, zenith, offsets)``.
     chunk : int
         Trials per batched call, bounding memory.
+    method : {"fast", "exact"}
+        "fast" (:mod:`llama.science.fast_trials`): scrambles read each neutrino's
+        overlap from a per-event table along its declination ring, built with the
+        exact kernel (``fast_path`` "ra_lookup"); other lists skip the exact kernel for
+        neutrinos the GW map cannot reach (``fast_path`` "screen"). Either statistic
+        is within 1% of the exact one, plus what an overlap at 1e-12 of the map's peak
+        density gives (tests/test_fast_trials.py), and the observed list's statistic
+        is ranked as the trials' is (``odds_ranked`` in ``method``), which keeps the
+        p-value calibrated. "exact": the exact kernel everywhere. Recorded as
+        ``statistic``.
 
     Returns
     -------
     TrialResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from llama.science.skymap import SkyMap
+    >>> from llama.science.odds import EventModel
+    >>> from llama.science.neutrinos import NeutrinoList
+    >>> m = EventModel(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1), 12.0, 150.0)
+    >>> obs = m.evaluate(NeutrinoList(mjd=[], ra=[], dec=[], sigma=[], energy=[]), 0.0)
+    >>> r = trial_pvalues(m, obs, n_trials=20, seed=1)
+    >>> r.method["statistic"], r.trial_odds.size
+    ('fast', 20)
     """
     lists = None  # the observed list seeds a scramble only
     if sampler is None and kind == "scramble":
         zen = np.where(np.isfinite(_zenith(observed)), _zenith(observed), 90.0 + observed.dec)
         lists = (observed.ra, observed.dec, observed.sigma, observed.energy, observed.dt, zen)
     sample = getattr(model, "background", None)  # a custom sampler needs none
-    batches, trial_kind = run_trials(model, sample, lists, n_trials, kind, seed, sampler, chunk)
+    evaluator, applied = trial_model(
+        model, method, kind if sampler is None else "custom", lists, n_trials
+    )
+    batches, trial_kind = run_trials(
+        model, sample, lists, n_trials, kind, seed, sampler, chunk, applied, evaluator
+    )
     trial_odds = np.concatenate([b.odds for b in batches])
     trial_odds_i = np.concatenate([b.odds_i for b in batches])
+    odds, odds_i = observed.odds, observed.odds_ratio
+    if evaluator is not model:  # rank the observed list by the trials' statistic
+        odds, odds_i = _ranked_statistic(evaluator, observed)
 
     # Randomised over ties, so an atom (e.g. many trials at odds 0) does not pile the
     # p-values up at 1; the tie draws come from their own stream of the same seed.
     # Per neutrino: each O_i against the trials' event statistics, as O3 did with its table.
-    p_event, p_nu, tie = _significance(
-        np.sort(trial_odds), observed.odds, observed.odds_ratio, seed
-    )
-    method = {
+    p_event, p_nu, tie = _significance(np.sort(trial_odds), odds, odds_i, seed)
+    info = {
         "method": "trials",
         "trial_kind": trial_kind,
         "n_trials": int(n_trials),
         "n_trial_neutrinos": int(trial_odds_i.size),
+        "statistic": applied,
         **tie,
     }
-    return TrialResult(p_event, p_nu, trial_odds, method)
+    if applied == "fast":
+        from llama.science.fast_trials import SCREEN_FLOOR
+
+        info["fast_path"] = "ra_lookup" if hasattr(evaluator, "node_offsets") else "screen"
+        info["screen_floor"] = SCREEN_FLOOR
+        info["odds_ranked"] = float(odds)
+    return TrialResult(p_event, p_nu, trial_odds, info)
+
+
+def _ranked_statistic(evaluator, observed) -> tuple[float, np.ndarray]:
+    """The observed list's statistic (event, per neutrino) as ``evaluator`` gives it."""
+    n = np.asarray(observed.ra).size
+    if n == 0:
+        return float(observed.odds), np.asarray(observed.odds_ratio, dtype=float)
+    zen = np.where(
+        np.isfinite(_zenith(observed)), _zenith(observed), 90.0 + np.asarray(observed.dec)
+    )
+    az = getattr(observed, "azimuth", None)
+    batch = evaluator.evaluate_batch(
+        observed.ra, observed.dec, observed.sigma, observed.energy, observed.dt, zen,
+        np.array([0, n]), azimuth_deg=az,
+    )  # fmt: skip
+    return float(batch.odds[0]), batch.odds_i
 
 
 def _zenith(observed) -> np.ndarray:

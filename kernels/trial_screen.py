@@ -1,0 +1,304 @@
+"""Screening of trial neutrinos against a sky map: where can a PSF overlap matter? (Numba)
+
+On-the-fly trials put most neutrinos far from a compact GW map, where the spatial
+overlap S_i = ∫ rho a_i G_i dΩ is many orders of magnitude below the map's scale and
+the exact overlap kernel itself no longer resolves it (its absolute floor). This module
+gives a cheap, conservative upper bound of the map density within reach of a PSF, so
+the trials can skip the exact kernel wherever the bound is negligible.
+
+Layout: an equal-angle (dec, RA) grid of ``n_dec x 2 n_dec`` cells of size
+``c = pi / n_dec``. :func:`sky_max_grid` stores in each cell the largest density of
+every map pixel that may touch the cell (each pixel is replaced by its circumscribed
+cap of radius ``max_pixrad``). :func:`dilate_max` turns it into, per cell, the largest
+density within angular distance ``radius`` of any point of the cell (again through
+circumscribed caps, so the bound is never optimistic). :func:`cell_lookup` reads a
+grid at many directions and :func:`density_at` reads the map's own density there.
+
+All angles are in radians; functions take and return plain arrays (no llama imports).
+
+Examples
+--------
+>>> import numpy as np
+>>> from kernels.trial_screen import sky_max_grid, dilate_max, cell_lookup
+>>> order = np.zeros(12, dtype=np.int64); ipix = np.arange(12)
+>>> dens = np.zeros(12); dens[4] = 1.0          # one base pixel (on the equator at RA 0)
+>>> g = sky_max_grid(order, ipix, dens, 90)
+>>> far = cell_lookup(g, np.array([np.pi]), np.array([0.0]))  # opposite side
+>>> near = cell_lookup(g, np.array([0.0]), np.array([0.0]))
+>>> float(far[0]), float(near[0])
+(0.0, 1.0)
+>>> float(cell_lookup(dilate_max(g, 3.2), np.array([np.pi]), np.array([0.0]))[0])
+1.0
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .healpix import max_pixrad, pix2vec_nest, vec2pix_nest, vec_to_radec
+
+__all__ = [
+    "cap_ra_halfwidth",
+    "cell_lookup",
+    "density_at",
+    "dilate_max",
+    "psf_reach",
+    "sky_max_grid",
+]
+
+_HALF_PI = 0.5 * math.pi
+_TWO_PI = 2.0 * math.pi
+
+
+@njit(cache=True)
+def psf_reach(sigma: float, tail: float) -> float:
+    """Angle beyond which the PSF's mass is below ``tail`` [rad], for both PSFs.
+
+    The O3 planar Gaussian on the sphere has mass beyond psi0 below
+    exp(-psi0^2 / 2 sigma^2) (since sin psi <= psi); the von Mises-Fisher PSF with
+    kappa = 1 / sigma^2 below exp(kappa (cos psi0 - 1)) / (1 - exp(-2 kappa)). The
+    vMF radius, acos(1 - sigma^2 ln(1 / (tail (1 - exp(-2 kappa))))), is the larger
+    one, so it serves both.
+
+    Examples
+    --------
+    >>> round(psf_reach(0.01, 1e-12) / 0.01, 2)  # ~ sqrt(2 ln 1e12) sigma
+    7.44
+    """
+    kappa = 1.0 / (sigma * sigma)
+    x = sigma * sigma * (math.log(1.0 / tail) - math.log1p(-math.exp(-2.0 * kappa)))
+    if x >= 2.0:
+        return math.pi
+    return math.acos(1.0 - x)
+
+
+@njit(cache=True)
+def cap_ra_halfwidth(dec: float, radius: float) -> float:
+    """Half-width in RA of a spherical cap of ``radius`` centred at ``dec`` [rad].
+
+    ``pi`` (every RA) when the cap reaches a pole.
+
+    Examples
+    --------
+    >>> round(cap_ra_halfwidth(0.0, 0.1), 6)
+    0.1
+    >>> cap_ra_halfwidth(1.5, 0.1)
+    3.141592653589793
+    """
+    c = math.cos(dec)
+    s = math.sin(radius)
+    if abs(dec) + radius >= _HALF_PI or s >= c:
+        return math.pi
+    return math.asin(s / c)
+
+
+@njit(cache=True)
+def _row_of(dec: float, cell: float, n_dec: int) -> int:
+    k = int(math.floor((dec + _HALF_PI) / cell))
+    return min(max(k, 0), n_dec - 1)
+
+
+@njit(cache=True)
+def sky_max_grid(order, ipix, density, n_dec):
+    """Per (dec, RA) cell, the largest density of the map pixels that may touch it.
+
+    Parameters
+    ----------
+    order, ipix : (m,) int64
+        NESTED order and index of each map pixel (multi-order maps: from NUNIQ).
+    density : (m,) float64
+        Density per pixel (any unit; e.g. sr^-1).
+    n_dec : int
+        Rows of the grid (cell size pi / n_dec); there are 2 n_dec columns.
+
+    Returns
+    -------
+    (n_dec, 2 n_dec) float64
+        Row 0 is the southernmost band; column 0 starts at RA 0. Cells no pixel
+        touches hold 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = sky_max_grid(np.zeros(12, np.int64), np.arange(12), np.arange(12.0), 18)
+    >>> g.shape, float(g.max())
+    ((18, 36), 11.0)
+    """
+    n_ra = 2 * n_dec
+    cell = math.pi / n_dec
+    out = np.zeros((n_dec, n_ra))
+    for k in range(order.shape[0]):
+        d = density[k]
+        if not d > 0.0:
+            continue
+        x, y, z = pix2vec_nest(order[k], ipix[k])
+        ra, dec = vec_to_radec(x, y, z)
+        r = 1.01 * max_pixrad(order[k])  # 1% margin: the cap must contain the pixel
+        r0 = _row_of(dec - r, cell, n_dec)
+        r1 = _row_of(dec + r, cell, n_dec)
+        half = cap_ra_halfwidth(dec, r)
+        if half >= math.pi:
+            c0, c1 = 0, n_ra - 1
+        else:
+            c0 = int(math.floor((ra - half) / cell))
+            c1 = int(math.floor((ra + half) / cell))
+            if c1 - c0 >= n_ra:
+                c0, c1 = 0, n_ra - 1
+        for row in range(r0, r1 + 1):
+            for c in range(c0, c1 + 1):
+                col = c % n_ra
+                if out[row, col] < d:
+                    out[row, col] = d
+    return out
+
+
+@njit(cache=True)
+def _sparse_levels(n: int) -> int:
+    levels = 1
+    while (1 << levels) <= n:
+        levels += 1
+    return levels
+
+
+@njit(cache=True)
+def dilate_max(grid, radius):
+    """Per cell, the largest ``grid`` value within ``radius`` [rad] of any of its points.
+
+    A query point inside a cell lies within half a cell diagonal (< 0.75 cell) of the
+    cell's centre, so its disc lies inside the cap of radius ``radius + cell`` about
+    the centre; that cap lies inside the box of its declination range times its RA
+    half-width (:func:`cap_ra_halfwidth`), and every cell touching the box is taken.
+    Range maxima come from sparse tables (rows, then RA with wrap-around), so the
+    cost does not grow with the radius.
+
+    Parameters
+    ----------
+    grid : (n_dec, 2 n_dec) float64
+        From :func:`sky_max_grid`.
+    radius : float
+        Reach [rad], e.g. :func:`psf_reach`.
+
+    Returns
+    -------
+    (n_dec, 2 n_dec) float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = np.zeros((18, 36)); g[9, 0] = 1.0   # the cell at dec [0, 10) deg, RA [0, 10)
+    >>> d = dilate_max(g, 0.05)
+    >>> float(d[9, 0]), float(d[9, 1]), float(d[9, 3]), float(d[12, 0])
+    (1.0, 1.0, 0.0, 0.0)
+    """
+    n_dec, n_ra = grid.shape
+    cell = math.pi / n_dec
+    reach = radius + 0.75 * cell
+    # sparse table over rows: rmax[l, r, c] = max(grid[r : r + 2^l, c])
+    lv = _sparse_levels(n_dec)
+    rmax = np.empty((lv, n_dec, n_ra))
+    rmax[0] = grid
+    for level in range(1, lv):
+        step = 1 << (level - 1)
+        for r in range(n_dec):
+            r2 = min(r + step, n_dec - 1)
+            for c in range(n_ra):
+                rmax[level, r, c] = max(rmax[level - 1, r, c], rmax[level - 1, r2, c])
+    band = np.empty((n_dec, n_ra))
+    for t in range(n_dec):
+        dec_t = -_HALF_PI + (t + 0.5) * cell
+        r0 = _row_of(dec_t - reach, cell, n_dec)
+        r1 = _row_of(dec_t + reach, cell, n_dec)
+        span = r1 - r0 + 1
+        level = 0
+        while (2 << level) <= span:
+            level += 1
+        for c in range(n_ra):
+            band[t, c] = max(rmax[level, r0, c], rmax[level, r1 - (1 << level) + 1, c])
+    # sparse table along RA (circular): cmax[l, r, c] = max(band[r, c : c + 2^l] wrapped)
+    lc = _sparse_levels(n_ra)
+    cmax = np.empty((lc, n_dec, n_ra))
+    cmax[0] = band
+    for level in range(1, lc):
+        step = 1 << (level - 1)
+        for r in range(n_dec):
+            for c in range(n_ra):
+                cmax[level, r, c] = max(
+                    cmax[level - 1, r, c], cmax[level - 1, r, (c + step) % n_ra]
+                )
+    out = np.empty((n_dec, n_ra))
+    for t in range(n_dec):
+        dec_t = -_HALF_PI + (t + 0.5) * cell
+        half = cap_ra_halfwidth(dec_t, reach)
+        # cells touching [centre - half, centre + half]: the same offsets for every column
+        lead = n_ra
+        width = n_ra
+        if half < math.pi:
+            lead = -int(math.floor(0.5 - half / cell))
+            width = int(math.floor(0.5 + half / cell)) + lead + 1
+        if width >= n_ra:
+            m = band[t, 0]
+            for c in range(1, n_ra):
+                m = max(m, band[t, c])
+            for c in range(n_ra):
+                out[t, c] = m
+            continue
+        level = 0
+        while (2 << level) <= width:
+            level += 1
+        for c in range(n_ra):
+            a = (c - lead) % n_ra
+            b = (a + width - (1 << level)) % n_ra
+            out[t, c] = max(cmax[level, t, a], cmax[level, t, b])
+    return out
+
+
+@njit(cache=True)
+def cell_lookup(grid, ra, dec):
+    """``grid`` at each direction (ra, dec) [rad].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = np.arange(8.0).reshape(2, 4)
+    >>> cell_lookup(g, np.array([0.1, 6.0]), np.array([-0.5, 0.5])).tolist()
+    [0.0, 7.0]
+    """
+    n_dec, n_ra = grid.shape
+    cell = math.pi / n_dec
+    out = np.empty(ra.shape[0])
+    for k in range(ra.shape[0]):
+        row = _row_of(dec[k], cell, n_dec)
+        col = int(math.floor((ra[k] % _TWO_PI) / cell)) % n_ra
+        out[k] = grid[row, col]
+    return out
+
+
+@njit(cache=True)
+def density_at(start, stop, density, max_order, ra, dec):
+    """The map's density at each direction (ra, dec) [rad]; 0 where no pixel covers it.
+
+    Parameters
+    ----------
+    start, stop : (m,) int64
+        Each map pixel's range of NESTED indices at ``max_order``, ``[start, stop)``,
+        sorted by ``start`` and disjoint.
+    density : (m,) float64
+    max_order : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> start = np.arange(12) * 4; stop = start + 4     # 12 base pixels at order 1
+    >>> float(density_at(start, stop, np.arange(12.0), 1, np.array([0.0]), np.array([0.0]))[0])
+    4.0
+    """
+    out = np.empty(ra.shape[0])
+    for k in range(ra.shape[0]):
+        c = math.cos(dec[k])
+        pix = vec2pix_nest(max_order, c * math.cos(ra[k]), c * math.sin(ra[k]), math.sin(dec[k]))
+        j = np.searchsorted(start, pix, side="right") - 1
+        out[k] = density[j] if j >= 0 and pix < stop[j] else 0.0
+    return out

@@ -1,0 +1,553 @@
+"""Fast trials: the exact statistic where it matters, cheap where it provably does not.
+
+Two ways to make on-the-fly trials cheap, both giving a statistic within 1% (plus a
+floor far below the map's scale) of :meth:`~llama.science.odds.EventModel.evaluate_batch`:
+
+**Scrambles** (:class:`ScrambleTrials`). A scramble keeps each neutrino's declination,
+error, energy and time and redraws its right ascension, so B_i, T_i, the distance and
+energy factors and P_c,i never change, and the spatial overlap S_i is a function of RA
+alone. ``log S_i(RA)`` is tabulated once per event with the exact kernel on an
+adaptive circular RA grid (nodes at most 4 sigma apart along the ring, every
+interval's midpoint checked against the exact kernel and halved until the cubic
+interpolant agrees within :data:`TABLE_RTOL`, or both lie below the floor); then every
+trial is a table lookup plus the closed-form odds (:mod:`kernels.ra_lookup`).
+Doublets are rare: the pairs of a trial are found by the model's own rule, and only
+those whose overlap can exceed the floor, S_ij <= max_j a(eps_j) G_j,peak S_i, get the
+exact pair kernel; the pair terms are the model's own (``EventModel._pair_terms``).
+
+**Background lists** (:class:`TrialScreen`, :func:`screened_model`). Most trial
+neutrinos land far from a GW map, where the spatial overlap
+S_i = Σ_pix P_gw a(ε_i) ∫_pix G_i is more than 12 orders of magnitude below the map's
+scale; there the exact overlap kernel no longer resolves S_i either (its absolute floor,
+``kernels.overlap.ATOL``), yet it still spends most of a trial's time on them.
+:class:`TrialScreen` bounds, per event and cheaply, the largest density within reach of a
+PSF (:mod:`kernels.trial_screen`); a neutrino whose bound is below the floor
+
+    S_floor,i = SCREEN_FLOOR · max(P_gw density) · max_dec a(ε_i, dec)
+
+gets the map's own density at its position times a(ε_i, dec_i) (never above the
+floor) instead of the kernel. So every S_i of a trial is within
+``overlap_rtol · S_i + S_floor,i`` of the exact one, and everything else of the
+statistic (background, time, distance, doublets with their exact pair overlaps) is the
+model's own :meth:`~llama.science.odds.EventModel.evaluate_batch`.
+
+Either fast statistic is a deterministic function of a list, so ranking the observed
+list's fast statistic among the trials' keeps the p-value exactly calibrated (the
+trials and the observation are exchangeable under the null).
+
+Examples
+--------
+>>> import numpy as np
+>>> from llama.science.skymap import SkyMap
+>>> from llama.science.odds import EventModel
+>>> dens = np.full(12, 1e-20); dens[4] = 3 / np.pi    # all mass in one base pixel
+>>> m = EventModel(SkyMap(probdensity=dens, nside=1), 12.0, 150.0)
+>>> screen = TrialScreen.for_model(m)
+>>> screen.relevant(np.radians([0.0, 180.0]), np.zeros(2), np.radians([1.0, 1.0])).tolist()
+[True, False]
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import weakref
+
+import numpy as np
+
+from kernels import odds as KO
+from kernels import ra_lookup as KR
+from kernels import trial_screen as KS
+from kernels.trials import tile_offsets
+from llama.science import constants as C
+from llama.science.signal_tables import SINDEC_EDGES
+from llama.science.skymap import uniq_to_order_ipix
+
+__all__ = [
+    "SCREEN_FLOOR",
+    "TABLE_RTOL",
+    "ScrambleTrials",
+    "TrialScreen",
+    "screened_model",
+    "supports_screening",
+]
+
+#: Relative floor of the screen: overlaps below this fraction of the map's peak density
+#: (times the neutrino's largest a(ε, dec)) are not computed exactly. It is the exact
+#: kernel's own scale of "results far below the map's scale" (kernels.overlap.ATOL).
+SCREEN_FLOOR = 1e-12
+#: PSF mass left outside the screened disc, relative to SCREEN_FLOOR (its share of the bound).
+_TAIL_SHARE = 0.1
+#: Rows of the (dec, RA) bound grid: 1 deg cells (2 x 180 x 360 doubles per class).
+_GRID_ROWS = 180
+#: Upper sigma edges of the PSF classes [deg], geometric over the background range
+#: 0.2-3 deg; a sigma above the last one is always computed exactly.
+_SIGMA_EDGES_DEG = np.geomspace(0.2, 3.0, 7)[1:]
+#: Largest relative difference between a ring table's cubic and the exact kernel at
+#: the midpoint of any of its intervals (where both lie above the floor). Midpoints
+#: become nodes, so the interpolant between them is closer still.
+TABLE_RTOL = 2e-3
+#: First nodes of a ring table: at most this many sigma apart along the ring (true
+#: angle). A PSF-smoothed map has no feature narrower than sigma, so with the checked
+#: midpoints every feature lies within 1 sigma of a point the kernel evaluated.
+_RING_SPACING_SIGMAS = 4.0
+_MIN_RING_NODES = 8
+#: Tolerance of the exact kernel on the ring tables' nodes (the model's is 1e-2).
+_TABLE_KERNEL_RTOL = 1e-3
+#: Halvings of a ring interval at most (4 sigma / 2^8 = sigma / 64).
+_MAX_RING_LEVELS = 8
+#: Values are clamped this far below the floor before their logarithm is taken, so
+#: the cubic does not swing between 1e-300 and the map's scale.
+_CLAMP_BELOW_FLOOR = 1e-30
+#: Margin on the pair bound S_ij <= max a_j G_j,peak S_i for the table's interpolation
+#: error and the exact kernel's own (rtol 1e-2 bounds).
+_PAIR_BOUND_MARGIN = 1.05
+#: A doublet's term whose bound is below this fraction of its first member's P_s1 at
+#: the floor counts as 0 (no pair kernel).
+_PAIR_TERM_FLOOR = 1e-3
+
+_SCREENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def supports_screening(model) -> bool:
+    """Whether ``model`` is an O3 event model the screen applies to.
+
+    The screen bounds the map's own density: a model with per-pixel distance weights
+    (``distance="marginal"``) or without a multi-order or flat map is evaluated
+    exactly.
+
+    Examples
+    --------
+    >>> supports_screening(object())
+    False
+    """
+    return (
+        hasattr(model, "signal_overlap")
+        and hasattr(model, "skymap")
+        and not getattr(model, "marginal", True)
+    )
+
+
+class TrialScreen:
+    """Per-event bound of the map density within reach of a PSF, by sigma class.
+
+    Build with :meth:`for_model` (kept per model, built on first use).
+
+    Attributes
+    ----------
+    peak : float
+        Largest density of the map [sr⁻¹].
+    threshold : float
+        A dilated bound at or below it means "negligible" [sr⁻¹].
+    """
+
+    def __init__(self, skymap) -> None:
+        if skymap.is_moc:
+            order, ipix = uniq_to_order_ipix(np.asarray(skymap.uniq))
+            density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
+        else:
+            density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
+            npix = density.size
+            order = np.full(npix, int(round(math.log(npix / 12, 4))), dtype=np.int64)
+            ipix = np.arange(npix, dtype=np.int64)
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        ipix = np.ascontiguousarray(ipix, dtype=np.int64)
+        self.peak = float(np.max(density)) if density.size else 0.0
+        self.threshold = (1.0 - _TAIL_SHARE) * SCREEN_FLOOR * self.peak
+        self._max_order = int(order.max())
+        shift = 2 * (self._max_order - order)
+        start = ipix << shift
+        idx = np.argsort(start, kind="stable")
+        self._start = np.ascontiguousarray(start[idx])
+        self._stop = np.ascontiguousarray(((ipix + 1) << shift)[idx])
+        self._density = np.ascontiguousarray(density[idx])
+        base = KS.sky_max_grid(order, ipix, density, _GRID_ROWS)
+        tail = _TAIL_SHARE * SCREEN_FLOOR
+        self._edges = np.radians(_SIGMA_EDGES_DEG)
+        self._bounds = [KS.dilate_max(base, KS.psf_reach(s, tail)) for s in self._edges]
+
+    @classmethod
+    def for_model(cls, model) -> TrialScreen:
+        """The screen of ``model``'s map, built once per model."""
+        screen = _SCREENS.get(model)
+        if screen is None:
+            screen = _SCREENS[model] = cls(model.skymap)
+        return screen
+
+    def relevant(self, ra, dec, sigma) -> np.ndarray:
+        """True where the exact overlap is needed (angles [rad]).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from llama.science.skymap import SkyMap
+        >>> s = TrialScreen(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1))
+        >>> s.relevant(np.zeros(2), np.zeros(2), np.radians([1.0, 10.0])).tolist()
+        [True, True]
+        """
+        ra, dec, sigma = (np.ascontiguousarray(a, dtype=np.float64) for a in (ra, dec, sigma))
+        out = np.ones(ra.size, dtype=bool)  # sigma beyond the classes: exact
+        cls = np.searchsorted(self._edges, sigma, side="left")
+        for k, bound in enumerate(self._bounds):
+            sel = np.flatnonzero(cls == k)
+            if sel.size:
+                out[sel] = KS.cell_lookup(bound, ra[sel], dec[sel]) > self.threshold
+        return out
+
+    def density(self, ra, dec) -> np.ndarray:
+        """The map's density at each direction [sr⁻¹] (angles [rad])."""
+        return KS.density_at(
+            self._start, self._stop, self._density, self._max_order,
+            np.ascontiguousarray(ra, dtype=np.float64), np.ascontiguousarray(dec, dtype=np.float64),
+        )  # fmt: skip
+
+
+def screened_model(model):
+    """A shallow copy of ``model`` whose ``signal_overlap`` skips negligible neutrinos.
+
+    Everything else (background terms, doublets, the prepared map) is ``model``'s own.
+    Returns ``model`` itself when :func:`supports_screening` is False.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from llama.science.skymap import SkyMap
+    >>> from llama.science.odds import EventModel
+    >>> m = EventModel(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1), 12.0, 150.0)
+    >>> fast = screened_model(m)
+    >>> fast is not m and fast.skymap is m.skymap
+    True
+    """
+    if not supports_screening(model):
+        return model
+    screen = TrialScreen.for_model(model)
+    exact = model.signal_overlap
+    fast = copy.copy(model)
+
+    def signal_overlap(ra_deg, dec_deg, sigma_deg, energy_eval_gev, pixel_weight_key=None):
+        if pixel_weight_key is not None:
+            return exact(ra_deg, dec_deg, sigma_deg, energy_eval_gev, pixel_weight_key)
+        ra_deg, dec_deg, sigma_deg = (
+            np.ascontiguousarray(a, dtype=np.float64) for a in (ra_deg, dec_deg, sigma_deg)
+        )
+        ra, dec, sigma = np.radians(ra_deg), np.radians(dec_deg), np.radians(sigma_deg)
+        eps = np.ascontiguousarray(energy_eval_gev, dtype=np.float64)
+        need = screen.relevant(ra, dec, sigma)
+        # Negligible: the density at the neutrino times a(ε_i, dec_i), at most the floor.
+        overlap = screen.density(ra, dec)
+        band = np.clip(np.searchsorted(SINDEC_EDGES, np.sin(dec), side="right") - 1, 0, SINDEC_EDGES.size - 2)  # fmt: skip
+        rows = model.tables.dec_rows(eps)
+        signal = overlap * rows[np.arange(ra.size), band]
+        if need.any():
+            k = np.flatnonzero(need)
+            overlap[k], signal[k] = exact(ra_deg[k], dec_deg[k], sigma_deg[k], eps[k])
+        return overlap, signal
+
+    fast.signal_overlap = signal_overlap
+    fast.screen = screen
+    return fast
+
+
+# --------------------------------------------------------------------------------------
+# Scrambles: RA lookup tables
+# --------------------------------------------------------------------------------------
+
+
+def _psf_peak(sigma_rad) -> np.ndarray:
+    """Largest value of either PSF [sr⁻¹]: 1 / (2 pi sigma²) for O3's Gaussian, and the
+    von Mises-Fisher peak kappa / (2 pi (1 - exp(-2 kappa))), kappa = 1 / sigma²."""
+    s2 = np.asarray(sigma_rad, dtype=np.float64) ** 2
+    return 1.0 / (2.0 * math.pi * s2 * -np.expm1(-2.0 / s2))
+
+
+def ring_table(evaluate, dec_rad: float, sigma_rad: float, floor: float, rtol: float = TABLE_RTOL):
+    """Nodes and log values of one neutrino's overlap along its declination ring.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``evaluate(phi) -> S`` at right ascensions ``phi`` [rad] (the exact kernel).
+    dec_rad, sigma_rad : float
+        The neutrino's declination and error [rad].
+    floor : float
+        S at or below it needs no relative accuracy.
+    rtol : float
+        Relative accuracy demanded at every interval's midpoint.
+
+    Returns
+    -------
+    phi, logv : ndarray
+        Sorted nodes in [0, 2 pi) and log(max(S, floor · 1e-3)) there, for
+        :func:`kernels.ra_lookup.ring_lookup`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gauss = lambda phi: np.exp(-0.5 * ((phi - 2.0) / 0.05) ** 2)
+    >>> phi, logv = ring_table(gauss, 0.0, 0.05, 1e-12)
+    >>> x = np.linspace(1.8, 2.2, 101)
+    >>> err = np.exp(KR.ring_interp(phi, logv, x)) / gauss(x) - 1
+    >>> bool(np.max(np.abs(err)) < 1e-6), phi.size < 200
+    (True, True)
+    """
+    arc = 2.0 * math.pi * max(math.cos(dec_rad), 0.0)
+    k = max(_MIN_RING_NODES, math.ceil(arc / (_RING_SPACING_SIGMAS * sigma_rad)))
+    phi = np.arange(k) * (2.0 * math.pi / k)
+    clamp = floor * _CLAMP_BELOW_FLOOR
+    log_floor = math.log(floor) if floor > 0 else -np.inf
+    logv = np.log(np.maximum(evaluate(phi), clamp))
+    # interval j: [phi_j, next node). One whose ends both lie below floor / 10 needs no
+    # check: a feature (at least sigma wide) between nodes 4 sigma apart is within
+    # 2 sigma of one of them, so its peak is below e^2 floor / 10 < floor.
+    active = np.maximum(logv, np.roll(logv, -1)) > log_floor - math.log(10.0)
+    for _ in range(_MAX_RING_LEVELS):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        nxt = np.where(idx + 1 < phi.size, phi[np.minimum(idx + 1, phi.size - 1)], 2.0 * math.pi)
+        mid = 0.5 * (phi[idx] + nxt)
+        pred = KR.ring_interp(phi, logv, mid)
+        got = np.log(np.maximum(evaluate(mid), clamp))
+        good = np.abs(np.expm1(pred - got)) <= rtol
+        # below the floor everywhere on the interval (ends, midpoint, prediction)
+        nxt_v = logv[(idx + 1) % logv.size]
+        top = np.maximum(np.maximum(logv[idx], nxt_v), np.maximum(pred, got))
+        good |= top <= log_floor
+        act = np.concatenate([np.zeros(phi.size, dtype=bool), ~good])
+        act[idx] = ~good
+        phi = np.concatenate([phi, mid])
+        logv = np.concatenate([logv, got])
+        order = np.argsort(phi, kind="stable")
+        phi, logv, active = phi[order], logv[order], act[order]
+    return np.ascontiguousarray(phi), np.ascontiguousarray(logv)
+
+
+class ScrambleTrials:
+    """Scramble trials of one observed list by RA lookup (see the module docstring).
+
+    Built once per event; :meth:`evaluate_batch` then takes the trial lists as
+    :meth:`EventModel.evaluate_batch <llama.science.odds.EventModel.evaluate_batch>`
+    does, but reads only their right ascensions (the rest is the observed list's).
+
+    Parameters
+    ----------
+    model : EventModel
+        An O3 event model with ``distance="o3"`` (:func:`supports_screening`).
+    ra, dec, sigma, energy, dt, zenith : array_like (n,)
+        The observed list [deg, GeV, s]; zenith NaN: 90° + dec.
+    rtol : float
+        Accuracy of the ring tables (:data:`TABLE_RTOL`).
+    n_trials : int, optional
+        Trials expected: a neutrino whose table would need more kernel evaluations
+        than this (a narrow PSF on a ring the map spans) is evaluated with the exact
+        kernel at each trial's RA instead.
+
+    Attributes
+    ----------
+    n_nodes : int
+        Exact kernel evaluations spent on the tables.
+    n_pairs_exact : int
+        Trial doublets that needed the exact pair kernel so far.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from llama.science.skymap import SkyMap
+    >>> from llama.science.odds import EventModel
+    >>> m = EventModel(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1), 12.0, 150.0)
+    >>> st = ScrambleTrials(m, [10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
+    >>> exact = m.evaluate_batch([200.0], [0.0], [1.0], [1e3], [0.0], [90.0], [0, 1]).odds
+    >>> fast = st.evaluate_batch([200.0], [0.0], [1.0], [1e3], [0.0], [90.0], [0, 1]).odds
+    >>> bool(abs(fast[0] / exact[0] - 1) < 1e-2)
+    True
+    """
+
+    def __init__(
+        self, model, ra, dec, sigma, energy, dt, zenith, rtol: float = TABLE_RTOL,
+        n_trials: int | None = None,
+    ):  # fmt: skip
+        if not supports_screening(model):
+            raise ValueError("ScrambleTrials needs an O3 EventModel with distance='o3'")
+        f64 = np.float64
+        ra, dec, sigma, energy, dt = (np.ascontiguousarray(a, dtype=f64).ravel() for a in (ra, dec, sigma, energy, dt))  # fmt: skip
+        zen = np.ascontiguousarray(zenith, dtype=f64).ravel()
+        zen = np.where(np.isfinite(zen), zen, 90.0 + dec)
+        self.model = model
+        self.n = n = ra.size
+        self.dec, self.sigma, self.energy, self.dt, self.zenith = dec, sigma, energy, dt, zen
+        self.bg = model.background_terms(zen, energy)
+        # P_s1 per unit S_i, P_c and P_0: the model's own terms for S = 1 (no pairs).
+        unit = copy.copy(model)
+        unit.signal_overlap = lambda r, *_a, **_k: (np.ones(np.size(r)), np.ones(np.size(r)))
+        unit._pair_overlap = lambda r, d, s, e_i, *_a, **_k: np.zeros(np.size(e_i))
+        terms = unit.evaluate_batch(ra, dec, sigma, energy, dt, zen, [0, n], background_terms=self.bg).terms  # fmt: skip
+        self.coef, self.p_c, self.p_0 = terms["p_h_s1"], terms["p_h_c"], terms["p_h_0"]
+        self._pair_mode_o3 = model.choices["pairs"] == "o3"
+        self._rotation = self._turn = None
+        if self._pair_mode_o3 and model.t_gw_mjd is not None and n:
+            model.detector_frame(ra, dec, dt, zen, np.full(n, np.nan))  # builds its frame
+            frame = model._frame
+            a0 = frame.zenith_azimuth(np.zeros(n), dec, np.zeros(n))[1]
+            a1 = frame.zenith_azimuth(np.zeros(n), dec, dt)[1]
+            self._rotation = np.ascontiguousarray(frame.rotation, dtype=f64)
+            self._turn = np.ascontiguousarray((a1 - a0) % 360.0)
+        # the ring tables
+        rho_max = float(np.max(model.skymap.probdensity)) if model.skymap.probdensity.size else 0.0
+        eps = np.ascontiguousarray(self.bg.energy_eval, dtype=f64)
+        self._amax = model.tables.dec_rows(eps).max(axis=1) if n else np.empty(0)
+        self._rho_max = rho_max
+        self.floor = SCREEN_FLOOR * rho_max * self._amax
+        phis, logs = [], []
+        self.n_nodes = 0
+        # The tables' kernel runs 10x tighter than the model's, so that what the fast
+        # statistic differs from the exact one by is mostly the exact kernel's own error.
+        tight = copy.copy(model)
+        tight.overlap_rtol = min(model.overlap_rtol, _TABLE_KERNEL_RTOL)
+        self.direct = np.zeros(n, dtype=bool)  # exact kernel per trial, no table
+        for i in range(n):
+            ring = 2.0 * math.pi * math.cos(math.radians(dec[i])) / math.radians(sigma[i])
+            # ~3 evaluations per first node (checks, refinement), 2.5x the kernel's cost
+            if n_trials is not None and 7.5 * ring / _RING_SPACING_SIGMAS > n_trials:
+                self.direct[i] = True
+            if self.direct[i] or self.coef[i] == 0.0 or not self.floor[i] > 0:
+                phi = np.arange(_MIN_RING_NODES) * (2.0 * math.pi / _MIN_RING_NODES)
+                logv = np.zeros(_MIN_RING_NODES)
+            else:
+
+                def exact(phi, i=i):
+                    self.n_nodes += phi.size
+                    k = phi.size
+                    return tight.signal_overlap(
+                        np.degrees(phi),
+                        np.full(k, dec[i]),
+                        np.full(k, sigma[i]),
+                        np.full(k, eps[i]),
+                    )[1]
+
+                phi, logv = ring_table(exact, math.radians(dec[i]), math.radians(sigma[i]), self.floor[i], rtol)  # fmt: skip
+            phis.append(phi)
+            logs.append(logv)
+        self.node_offsets = np.concatenate([[0], np.cumsum([p.size for p in phis])]).astype(
+            np.int64
+        )
+        self.phi = np.ascontiguousarray(np.concatenate(phis) if phis else np.empty(0))
+        self.logv = np.ascontiguousarray(np.concatenate(logs) if logs else np.empty(0))
+        self.n_pairs_exact = 0
+        self._eps = eps
+        self._screened = screened_model(model) if self.direct.any() else model
+        self._pair_model = copy.copy(model)
+        self._exact_pair = model._pair_overlap
+        self._s_sub = np.empty(0)
+        self._need_live = np.empty(0, dtype=bool)
+
+    def _pair_bound(self, ra, dec, sigma, eps_i, eps_j, pi, pj, pixel_weight_key=None):
+        """First pass: S_ij's bound max_j a(eps_j) G_j,peak S_i in place of S_ij."""
+        a_j = self.model.tables.dec_rows(eps_j).max(axis=1)
+        self._live = (pi, pj)
+        return _PAIR_BOUND_MARGIN * self._s_sub[pi] * _psf_peak(sigma[pj]) * a_j
+
+    def _pair_exact(self, ra, dec, sigma, eps_i, eps_j, pi, pj, pixel_weight_key=None):
+        """Second pass: the exact S_ij where the first pass's term can matter, else 0."""
+        out = np.zeros(pi.size)
+        need = np.flatnonzero(self._need_live)
+        if need.size:
+            self.n_pairs_exact += need.size
+            out[need] = self._exact_pair(ra, dec, sigma, eps_i[need], eps_j[need], pi[need], pj[need], pixel_weight_key)  # fmt: skip
+        return out
+
+    def evaluate_batch(
+        self, ra_deg, dec_deg=None, sigma_deg=None, energy_gev=None, dt_s=None, zenith_deg=None,
+        offsets=None, *, azimuth_deg=None, background_terms=None,
+    ):  # fmt: skip
+        """Statistics of m scrambles of the observed list: ``ra_deg`` holds m x n
+        right ascensions [deg], list after list; the other arguments are ignored (they
+        are the observed list's, tiled).
+
+        Returns
+        -------
+        BatchOdds
+            ``terms`` holds ``signal_overlap`` (the looked-up S_i) and ``p_h_s1``.
+        """
+        from llama.science.odds import BatchOdds
+
+        ra_deg = np.ascontiguousarray(ra_deg, dtype=np.float64).ravel()
+        n = self.n
+        if n == 0:
+            m = 0 if offsets is None else np.size(offsets) - 1
+            return BatchOdds(np.zeros(m), np.empty(0), tile_offsets(0, m), {})
+        if ra_deg.size % n:
+            raise ValueError(f"ra_deg must hold whole lists of {n} neutrinos, got {ra_deg.size}")
+        m = ra_deg.size // n
+        offsets = tile_offsets(n, m)
+        ra = np.radians(ra_deg)
+        s = KR.ring_lookup(self.node_offsets, self.phi, self.logv, ra)
+        for i in np.flatnonzero(self.direct):
+            q = np.arange(i, ra.size, n)
+            s[q] = self._screened.signal_overlap(
+                ra_deg[q], np.full(m, self.dec[i]), np.full(m, self.sigma[i]), np.full(m, self._eps[i])
+            )[1]  # fmt: skip
+        p_s1 = s * np.tile(self.coef, m)
+        first, value = self._pairs(ra_deg, ra, s, m, offsets)
+        odds_i, _ = KO.combine_odds(p_s1, first, value, np.tile(self.p_c, m), np.tile(self.p_0, m))
+        return BatchOdds(KO.segment_sum(odds_i, offsets), odds_i, offsets, {"signal_overlap": s, "p_h_s1": p_s1})  # fmt: skip
+
+    def _azimuth(self, ra_deg, ra):
+        if self._rotation is None:
+            return ra_deg % 360.0
+        return KR.frame_azimuth(self._rotation, self._turn, np.radians(self.dec), ra)
+
+    def _pairs(self, ra_deg, ra, s, m, offsets):
+        """(first member, P_s2 contribution) of every doublet of the m trials."""
+        n = self.n
+        sig = np.tile(np.radians(self.sigma), m)
+        az = None
+        if self._pair_mode_o3:
+            az = self._azimuth(ra_deg, ra)
+            lon, lat, mode = np.radians(az), np.tile(np.radians(self.zenith), m), KO.PAIR_O3_FLAT
+        else:
+            lon, lat, mode = ra, np.tile(np.radians(self.dec), m), KO.PAIR_GREAT_CIRCLE
+        pi, pj = KO.find_pairs(lon, lat, sig, offsets, C.PAIR_SEPARATION_SIGMAS, mode)
+        if pi.size == 0:
+            return pi, np.empty(0)
+        # The trials with a doublet go through the model's own pair terms.
+        trials = np.unique(pi // n)
+        rows = (trials[:, None] * n + np.arange(n)).ravel()
+        k = trials.size
+        if az is None:
+            az = self._azimuth(ra_deg, ra)
+        self._s_sub = s[rows]
+        bg = type(self.bg)(*(np.tile(a, k) for a in self.bg))
+        args = (
+            ra_deg[rows], np.tile(self.dec, k), np.tile(self.sigma, k), np.tile(self.energy, k),
+            np.tile(self.dt, k), np.tile(self.zenith, k), az[rows], bg, tile_offsets(n, k),
+        )  # fmt: skip
+        # Pass 1: each term with S_ij replaced by its bound. P_s2 is linear in S_ij, so
+        # a term whose bound stays below 1e-3 of the first member's P_s1 at the floor
+        # is 0 to within the statistic's floor; the others (B_j = 0 included: +inf
+        # or NaN depend on S_ij) get the exact pair overlap in pass 2.
+        self._live = (np.empty(0, np.int64), np.empty(0, np.int64))
+        self._pair_model._pair_overlap = self._pair_bound
+        first, bound = self._pair_model._pair_terms(*args)
+        live_i, live_j = self._live
+        if live_i.size == 0:
+            return rows[first], bound
+        # the pairs in the sub-batch's numbering, in find_pairs' order (the model's)
+        sub = np.searchsorted(trials, pi // n) * n
+        n_sub = k * n
+        keys = (sub + pi % n) * n_sub + (sub + pj % n)
+        small = bound <= _PAIR_TERM_FLOOR * (self.coef * self.floor)[first % n]
+        self._need_live = ~small[np.searchsorted(keys, live_i * n_sub + live_j)]
+        self._pair_model._pair_overlap = self._pair_exact
+        first, value = self._pair_model._pair_terms(*args)
+        return rows[first], value
+
+    def odds_floor(self) -> np.ndarray:
+        """Per neutrino, the odds an overlap at the floor gives, P_s1(S_floor,i) / (P_c,i +
+        P_0,i): below it the fast statistic claims no relative accuracy."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.nan_to_num(self.coef * self.floor / (self.p_c + self.p_0), nan=0.0)
+
+    def observed_statistic(self, ra_deg) -> tuple[float, np.ndarray]:
+        """The fast statistic of the observed list (event, per neutrino) at its RAs."""
+        batch = self.evaluate_batch(ra_deg)
+        return float(batch.odds[0]), batch.odds_i
