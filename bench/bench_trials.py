@@ -1,0 +1,222 @@
+"""Benchmark of on-the-fly trials on realistic events: fast against exact, same process.
+
+Claims measured (issue 8, items 1-2), one thread (one core):
+
+* scramble trials by RA lookup (``llama.science.fast_trials.ScrambleTrials``):
+  >= 100,000 trials/s per core, statistic within 1% (+ floor) of the exact one;
+* background-kind trials (new Poisson lists over the whole sky) through the screen
+  (``screened_model``): >= 20,000 trials/s per core, the same accuracy.
+
+Events: BAYESTAR maps (``/work/shared/data/bayestar``, else the 4 copies in
+``tests/data/bayestar``) with the SNR, distance, time and population of their
+``events.json``, each with IceCube-like lists from ``llama.science.sim`` (Poisson(6.4)
+in 1,000 s, sigma log-uniform 0.2-3 deg, whole sky, energies by hemisphere).
+
+Per event and kind, on the same trial lists: the exact ``EventModel.evaluate_batch``
+and the fast evaluator; the per-event set-up (the RA tables; the screen), the rate of
+the trials themselves, and end to end ``trial_pvalues`` at the default 2,000 trials
+(set-up included) for both methods. Accuracy: the largest |O_fast - O_exact| /
+O_exact over trials above 100x the floor, and the number of trials outside
+1% + floor (must be 0).
+
+Run: ``python bench/bench_trials.py [--maps bns-1,bbh-2,...] [--events 2] [--trials 20000]``.
+Prints a table and a final ratio table; exits 1 when a goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from numba import set_num_threads  # noqa: E402
+
+from kernels import odds as KO  # noqa: E402
+from llama.science.fast_trials import (  # noqa: E402
+    SCREEN_FLOOR,
+    ScrambleTrials,
+    TrialScreen,
+    screened_model,
+)
+from llama.science.odds import EventModel  # noqa: E402
+from llama.science.pvalue import (  # noqa: E402
+    DEFAULT_N_TRIALS,
+    background_sampler,
+    scramble_sampler,
+    trial_pvalues,
+)
+from llama.science.sim import simulate_background_neutrinos  # noqa: E402
+from llama.science.skymap import read_sky_map  # noqa: E402
+from llama.science.times import mjd_to_gps  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "bayestar"
+LOCAL = ROOT / "tests" / "data" / "bayestar"
+GOALS = {"scramble": 100_000.0, "background": 20_000.0}
+
+
+def load_event(directory: Path, name: str):
+    info = json.loads((directory / "events.json").read_text())[name]
+    skymap = read_sky_map(directory / f"{name}.fits")
+    mjd = float(info["mjd_obs"])
+    model = EventModel(
+        skymap, float(info["network_snr"]), float(info["distmean_mpc"]), info["population"],
+        t_gw_mjd=mjd,
+    )  # fmt: skip
+    return model, mjd
+
+
+def accuracy(fast, exact, floor):
+    """(largest relative error above 100x floor, trials outside 1% + floor)."""
+    fin = np.isfinite(exact)
+    err = np.abs(fast - exact)
+    bad = int(np.sum(~(err[fin] <= 1e-2 * exact[fin] + floor[fin]))) + int(
+        np.sum(np.isinf(fast) != np.isinf(exact))
+    )
+    above = fin & (exact > 100 * floor)
+    worst = float(np.max(err[above] / exact[above])) if above.any() else 0.0
+    return worst, bad, int(above.sum())
+
+
+def timed(f, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = f(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def scramble_case(model, mjd, nl, n_trials, seed):
+    dt = (np.asarray(nl.mjd) - mjd) * 86400.0
+    zen = np.asarray(nl.zenith, dtype=float)
+    lists = (np.asarray(nl.ra), np.asarray(nl.dec), np.asarray(nl.sigma), np.asarray(nl.energy), dt, zen)  # fmt: skip
+    n = lists[0].size
+    st, setup = timed(ScrambleTrials, model, *lists)
+    trials = scramble_sampler(*lists)(np.random.default_rng(seed), n_trials)
+    fixed = model.background_terms(zen, lists[3])
+    m_exact = min(n_trials, 2000)
+    bg = type(fixed)(*(np.tile(a, m_exact) for a in fixed))
+    exact, t_exact = timed(model.evaluate_batch, *(a[: n * m_exact] for a in trials[:6]), trials[6][: m_exact + 1], background_terms=bg)  # fmt: skip
+    fast, t_fast = timed(st.evaluate_batch, trials[0])
+    floor = np.full(m_exact, st.odds_floor().sum())
+    worst, bad, above = accuracy(fast.odds[:m_exact], exact.odds, floor)
+    return {
+        "n": n,
+        "setup_s": setup,
+        "nodes": st.n_nodes,
+        "exact_rate": m_exact / t_exact,
+        "fast_rate": n_trials / t_fast,
+        "worst": worst,
+        "bad": bad,
+        "above": above,
+        "pairs_exact": st.n_pairs_exact,
+    }
+
+
+def background_case(model, n_trials, seed):
+    draw = background_sampler(model.background)
+    lists = draw(np.random.default_rng(seed), n_trials)
+    screen, setup = timed(TrialScreen, model.skymap)  # a fresh one: its build is timed
+    fast_model = screened_model(model)
+    m_exact = min(n_trials, 2000)
+    k = lists[6][m_exact]
+    exact, t_exact = timed(model.evaluate_batch, *(a[:k] for a in lists[:6]), lists[6][: m_exact + 1])  # fmt: skip
+    fast, t_fast = timed(fast_model.evaluate_batch, *lists)
+    t = exact.terms
+    s_floor = SCREEN_FLOOR * model.skymap.probdensity.max() * model.tables.dec_rows(t["energy_eval"]).max(axis=1)  # fmt: skip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = np.where(t["signal_overlap"] > 0, t["p_h_s1"] / t["signal_overlap"], 0.0)
+        floor_i = np.nan_to_num(unit * s_floor / (t["p_h_c"] + t["p_h_0"]))
+    floor = KO.segment_sum(floor_i, lists[6][: m_exact + 1])
+    worst, bad, above = accuracy(fast.odds[:m_exact], exact.odds, floor)
+    del screen
+    return {
+        "setup_s": setup,
+        "exact_rate": m_exact / t_exact,
+        "fast_rate": n_trials / t_fast,
+        "worst": worst,
+        "bad": bad,
+        "above": above,
+    }
+
+
+def end_to_end(model, mjd, nl, kind, seed):
+    """trial_pvalues at the default trial count, exact then fast (set-up included)."""
+    obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
+    out = {}
+    for method in ("exact", "fast"):
+        res, dt = timed(trial_pvalues, model, obs, DEFAULT_N_TRIALS, kind=kind, seed=seed, method=method)  # fmt: skip
+        out[method] = (DEFAULT_N_TRIALS / dt, res.p_value)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--maps", default="bns-0,bns-1,bns-7,bbh-2,bbh-6,bbh-3")
+    ap.add_argument("--events", type=int, default=2, help="neutrino lists per map")
+    ap.add_argument("--trials", type=int, default=20000, help="fast trials timed per case")
+    ap.add_argument("--seed", type=int, default=2019)
+    args = ap.parse_args(argv)
+    set_num_threads(1)
+    directory = SHARED if (SHARED / "events.json").exists() else LOCAL
+    names = [m for m in args.maps.split(",") if (directory / f"{m}.fits").exists()]
+    print(f"maps from {directory}: {', '.join(names)}; load {os.getloadavg()[0]:.1f}; 1 thread")
+    rng = np.random.default_rng(args.seed)
+    rows = {"scramble": [], "background": []}
+    e2e = {"scramble": [], "background": []}
+    # warm-up: compile / load every kernel once, outside the clock
+    model, mjd = load_event(directory, names[0])
+    nl = simulate_background_neutrinos(np.random.default_rng(0), mjd)
+    scramble_case(model, mjd, nl, 200, 0)
+    background_case(model, 200, 0)
+    hdr = f"{'map':7s} {'kind':10s} {'n':>2s} {'setup ms':>8s} {'exact/s':>8s} {'fast/s':>9s} {'ratio':>6s} {'worst rel':>9s} {'bad':>3s} {'>100 fl':>7s} {'e2e exact/s':>11s} {'e2e fast/s':>10s} {'p exact/fast':>13s}"  # fmt: skip
+    print(hdr)
+    for name in names:
+        model, mjd = load_event(directory, name)
+        for _ in range(args.events):
+            nl = simulate_background_neutrinos(rng, mjd)
+            seed = int(rng.integers(2**31))
+            for kind in ("scramble", "background"):
+                if kind == "scramble":
+                    r = scramble_case(model, mjd, nl, args.trials, seed)
+                else:
+                    r = background_case(model, args.trials, seed)
+                e = end_to_end(model, mjd, nl, kind, seed)
+                rows[kind].append(r)
+                e2e[kind].append(e)
+                n = r.get("n", len(nl))
+                print(
+                    f"{name:7s} {kind:10s} {n:2d} {r['setup_s'] * 1e3:8.0f} {r['exact_rate']:8.0f} "
+                    f"{r['fast_rate']:9.0f} {r['fast_rate'] / r['exact_rate']:6.1f} {r['worst']:9.2e} "
+                    f"{r['bad']:3d} {r['above']:7d} {e['exact'][0]:11.0f} {e['fast'][0]:10.0f} "
+                    f"{e['exact'][1]:6.3f}/{e['fast'][1]:.3f}",
+                    flush=True,
+                )
+    print("\nratio table (medians over events; rates per core, 1 thread)")
+    print(f"{'figure':48s} {'measured':>12s} {'goal':>10s}  verdict")
+    ok = True
+    for kind in ("scramble", "background"):
+        fast = np.median([r["fast_rate"] for r in rows[kind]])
+        exact = np.median([r["exact_rate"] for r in rows[kind]])
+        worst = max(r["worst"] for r in rows[kind])
+        bad = sum(r["bad"] for r in rows[kind])
+        setup = np.median([r["setup_s"] for r in rows[kind]]) * 1e3
+        e_fast = np.median([e["fast"][0] for e in e2e[kind]])
+        e_exact = np.median([e["exact"][0] for e in e2e[kind]])
+        pass_rate = fast >= GOALS[kind]
+        ok &= bool(pass_rate) and bad == 0
+        print(f"{kind + ' trials/s, fast':48s} {fast:12.0f} {GOALS[kind]:10.0f}  {'PASS' if pass_rate else 'MISS'}")  # fmt: skip
+        print(f"{kind + ' fast / exact, same trials':48s} {fast / exact:11.1f}x")
+        print(f"{kind + ' set-up per event [ms]':48s} {setup:12.0f}")
+        print(f"{kind + ' end to end, 2,000 trials, fast / exact':48s} {e_fast / e_exact:11.1f}x ({e_fast:.0f} vs {e_exact:.0f} trials/s)")  # fmt: skip
+        print(f"{kind + ' worst relative error above 100x floor':48s} {worst:12.2e} {0.01:10.2f}  {'PASS' if worst <= 0.01 else 'MISS'}")  # fmt: skip
+        print(f"{kind + ' trials outside 1% + floor':48s} {bad:12d} {0:10d}  {'PASS' if bad == 0 else 'MISS'}")  # fmt: skip
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
