@@ -180,3 +180,22 @@ def test_store_grows_with_new_records_and_longer_neutrino_lists(layout, tmp_path
     np.testing.assert_array_equal(cells[1].neutrino_dec.values, [0.0, -1.0, -2.0, -3.0, -4.0])
     if layout.kind == "draw" and layout.random < 0:
         assert ds.g.values.tolist() == ["S1", "", "S3"]  # endless: the draws made so far
+
+
+def test_two_runs_on_one_store_keep_each_others_events(tmp_path):
+    """An event another run held ("skipped" here) keeps the values that run wrote."""
+    from llama.batch.runner import EventOutcome
+
+    layout = SweepLayout({"g": ("S1", "S2", "S3")})
+    url = tmp_path / "r.zarr"
+    first, second = ZarrResults(url, layout, flush_s=0), ZarrResults(url, layout, flush_s=0)
+    first(EventOutcome(1, "S2", "/ev/S2", {"g": "S2"}, "done", records={"snr": 8.0}))
+    second(EventOutcome(1, "S2", "/ev/S2", {"g": "S2"}, "skipped", error="in use"))
+    second(EventOutcome(2, "S3", "/ev/S3", {"g": "S3"}, "done", records={"snr": 9.0}))
+    second(EventOutcome(0, "S1", "/ev/S1", {"g": "S1"}, "skipped", error="in use"))
+    first.close()
+    second.close()
+    ds = open_results(url).load()
+    assert state_names(ds.state).values.tolist() == ["skipped", "done", "done"]
+    np.testing.assert_array_equal(ds.snr.values, [np.nan, 8.0, 9.0])
+    assert ds.error.values.tolist() == ["in use", "", ""]
