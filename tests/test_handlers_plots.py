@@ -354,7 +354,7 @@ def test_texts_do_not_overlap_and_stay_inside(tmp_path: Path, skymap: SkyMap) ->
     nl = NeutrinoList.read(path)
     cands = plots.read_candidates(CANDIDATES)
     title = f"{GRACEID}: IceCube neutrinos and ZTF candidates over the GW sky map"
-    note = f"Neutrino labels: arrival time relative to GW event time {EVENT_TIME_ISO} UTC"
+    note = f"Δt: neutrino arrival time relative to GW event time {EVENT_TIME_ISO} UTC"
     fig = plotting.draw_scatter(skymap, nl, nl.dt_seconds(EVENT_MJD), cands, title, note)
     plotting.save_figure(fig, tmp_path / "x.png")  # a real draw lays out the legend
     boxes = plotting.text_boxes(fig)

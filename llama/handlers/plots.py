@@ -8,10 +8,10 @@ their 90% containment circles numbered as the rows of the neutrino tables and li
 with their arrival time relative to the GW event, and ZTF candidates as named stars.
 The PNG and PDF handlers of one plot share the drawing (it is made once per thread).
 
-The GW time for the labels is taken from the event's ``skymap_info.json`` when it is
-there (it is an ancestor of the neutrino list, so a change to it makes these plots
-obsolete through the list), else from the sky map header, else the labels are relative
-to the first neutrino; the plot says which. Neutrinos are read through
+The GW time the listed arrival times (Δt) are relative to is taken from the event's
+``skymap_info.json`` when it is there (it is an ancestor of the neutrino list, so a
+change to it makes these plots obsolete through the list), else from the sky map
+header, else Δt is relative to the first neutrino; the plot says which. Neutrinos are read through
 :func:`llama.handlers.neutrino.read_neutrino_list`, so under BLINDED_NEUTRINOS=true a
 supplied unblinded list is drawn with scrambled right ascensions.
 """
@@ -141,7 +141,7 @@ class _ScatterPlot(FileHandler, abstract=True):
             t0, what = reference_time(self.event, skymap, neutrinos)
             if t0 is not None:
                 dt = neutrinos.dt_seconds(t0)
-            note = f"Neutrino labels: arrival time relative to {what}"
+            note = f"Δt: neutrino arrival time relative to {what}"
         title = f"{self.event.eventid}: {self.SUBJECT}"
         fmt = Path(self.FILENAME).suffix.lstrip(".")
         # the PNG and PDF handlers of a plot draw the same figure: the second one in the

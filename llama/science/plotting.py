@@ -64,6 +64,7 @@ __all__ = [
     "credible_levels",
     "draw_scatter",
     "drawing_key",
+    "energy_text",
     "interpolated_levels",
     "lookup_rows",
     "save_figure",
@@ -102,6 +103,18 @@ class Candidate:
     ra: float
     dec: float
     name: str = ""
+
+
+def energy_text(tev: float) -> str:
+    """A neutrino energy [TeV] for tables and lists: three significant digits,
+    thousands written out (never "1e+03").
+
+    Examples
+    --------
+    >>> energy_text(2.0), energy_text(12.345), energy_text(1.0e3), energy_text(0.0123)
+    ('2', '12.3', '1,000', '0.0123')
+    """
+    return f"{tev:,.0f}" if abs(tev) >= 1000 else f"{tev:.3g}"
 
 
 # --- the map as a function on the sky -----------------------------------------------

@@ -33,6 +33,7 @@ from llama.science.plotting import (
     _row_directions,
     boundary_order,
     credible_levels,
+    energy_text,
     interpolated_levels,
     lookup_rows,
     small_circle,
@@ -627,7 +628,7 @@ class ScatterTemplate:
         dt = np.zeros(len(neutrinos)) if dt is None else np.asarray(dt, dtype=float)
         rows = [f"{'#':>2} {'Δt[s]':>6} {'E[TeV]':>7} {'σ[°]':>5}"]
         for i in range(min(len(neutrinos), MAX_LISTED)):
-            energy = f"{neutrinos.energy[i] / 1e3:.3g}"
+            energy = energy_text(neutrinos.energy[i] / 1e3)
             rows.append(f"{i + 1:>2} {dt[i]:>+6.0f} {energy:>7} {neutrinos.sigma[i]:>5.2f}")
         if len(neutrinos) > MAX_LISTED:
             rows.append(f"and {len(neutrinos) - MAX_LISTED} more (see the table)")
@@ -664,7 +665,8 @@ class ScatterTemplate:
         self._own(marks)
         for i in np.flatnonzero(named):
             labeller.place(panel.ax, float(x[i]), float(y[i]), candidates[i].name,
-                           fontsize=6.5, color=CANDIDATE_TEXT_COLOR, zorder=8)  # fmt: skip
+                           fontsize=6.5, color=CANDIDATE_TEXT_COLOR, zorder=8,
+                           path_effects=_halo())  # fmt: skip
 
 
 # --- helpers ---------------------------------------------------------------------------

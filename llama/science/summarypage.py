@@ -72,17 +72,6 @@ def _wrapped(text: str) -> list[str]:
     return lines[:2] + [_short(" ".join(lines[2:]), RESULT_NOTE_CHARS)] if len(lines) > 3 else lines
 
 
-def _energy(tev: float) -> str:
-    """Energy [TeV] with three significant digits, thousands written out.
-
-    Examples
-    --------
-    >>> _energy(2.0), _energy(12.345), _energy(1.0e3), _energy(0.0123)
-    ('2', '12.3', '1,000', '0.0123')
-    """
-    return f"{tev:,.0f}" if abs(tev) >= 1000 else f"{tev:.3g}"
-
-
 def _short(text: str, limit: int = MAX_VALUE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -227,6 +216,8 @@ def summary_page(
 def _neutrino_table(page: _Page, top: float, rows, more_rows_in: str, room: float) -> float:
     """The numbered neutrino table from ``top`` [in], in at most ``room`` inches (rows
     that do not fit are left to ``more_rows_in``); returns the top of what follows."""
+    from llama.science.plotting import energy_text
+
     left, width = MARGIN_IN, PAGE_IN[0] - 2 * MARGIN_IN
     page.text(left, top, "IceCube neutrinos within ±500 s", fontsize=11, weight="bold",
               va="top", color=ACCENT)  # fmt: skip
@@ -239,7 +230,7 @@ def _neutrino_table(page: _Page, top: float, rows, more_rows_in: str, room: floa
     fits = max(int((room - 0.95) / ROW_PITCH_IN), 1)
     shown = list(rows[: min(MAX_ROWS, fits)])
     plain = "{:.3g}".format
-    formats = ("{:+.1f}".format, "{:.2f}".format, "{:+.2f}".format, _energy, "{:.2f}".format,
+    formats = ("{:+.1f}".format, "{:.2f}".format, "{:+.2f}".format, energy_text, "{:.2f}".format,
                plain, plain)  # fmt: skip
     # right edges of the columns [in from the left margin]: '#' then the values
     edges = [0.3] + [0.3 + (i + 1) * (width - 0.3) / len(TABLE_HEADERS) for i in range(7)]
