@@ -350,6 +350,7 @@ def test_serial_and_parallel_kernels_agree(maps):
     give exactly the serial kernels' numbers, item by item, whatever the chunking; a
     prepared map is only read, so it gives the same numbers on every reuse."""
     from kernels.overlap import Accuracy, Neutrinos, SignalRows
+    from kernels.overlap.api import _serial
     from kernels.overlap.pairs import pair_parallel, pair_serial
     from kernels.overlap.traversal import overlap_parallel, overlap_serial
 
@@ -366,7 +367,7 @@ def test_serial_and_parallel_kernels_agree(maps):
     w = 1.0 + 0.5 * np.cos(np.arange(uniq.size))
     for pm in (prepare_map(uniq, rho, w), prepare_map_flat(moc_to_flat(uniq, rho, map_order))):
         before = [np.copy(a) for a in pm]
-        serial = overlap_serial(pm, nu, sig, acc)
+        serial = _serial(overlap_serial, (pm, nu, sig, acc), n)
         for chunk in (1, 5, n):
             par = overlap_parallel(pm, nu, sig, acc, chunk)
             for x, y in zip(serial, par, strict=True):
@@ -374,12 +375,12 @@ def test_serial_and_parallel_kernels_agree(maps):
         half = [Neutrinos(*(a[:6] for a in nu)), Neutrinos(*(a[6:] for a in nu))]
         sigs = [SignalRows(sig.rows[:6], SINDEC), SignalRows(sig.rows[6:], SINDEC)]
         for wonly in (False, True):
-            ps = pair_serial(pm, *half, *sigs, acc, wonly)
+            ps = _serial(pair_serial, (pm, *half, *sigs, acc, wonly), 6)
             pp = pair_parallel(pm, *half, *sigs, acc, wonly, 2)
             for x, y in zip(ps, pp, strict=True):
                 np.testing.assert_array_equal(x, y)
             assert np.all(np.isnan(ps[0])) == wonly
-        again = overlap_serial(pm, nu, sig, acc)
+        again = _serial(overlap_serial, (pm, nu, sig, acc), n)
         np.testing.assert_array_equal(again[1], serial[1])
         for a, b in zip(before, pm, strict=True):
             np.testing.assert_array_equal(a, b)

@@ -10,6 +10,7 @@ call has work enough for them, the parallel one.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 from numba import get_num_threads
@@ -18,8 +19,8 @@ from ..healpix import uniq_to_order_ipix_array
 from .common import RES, RTOL
 from .pairs import pair_parallel, pair_serial
 from .psf import PSF_GAUSS, PSF_VMF
-from .records import Accuracy, Neutrinos, PreparedMap, SignalRows
-from .traversal import overlap_parallel, overlap_serial
+from .records import Accuracy, Heap, Neutrinos, PreparedMap, SignalRows
+from .traversal import HEAP_SIZE, overlap_parallel, overlap_serial
 from .tree import prepare_flat_arrays, prepare_moc_arrays
 
 #: Fewest neutrinos (or pairs) per Numba thread for which a call runs in parallel: one
@@ -79,6 +80,32 @@ def _signal_rows(rows, sindec_edges, n: int) -> SignalRows:
 def _chunk(n: int, threads: int) -> int:
     """Neutrinos per prange chunk: a few chunks per thread, each reusing one heap."""
     return max(1, min(64, n // (4 * threads) + 1))
+
+
+_SCRATCH = threading.local()
+
+
+def _heap(size: int = HEAP_SIZE) -> Heap:
+    """This thread's scratch heap, at least ``size`` nodes (kept between calls: the
+    serial kernels allocate nothing, and a heap serves one call at a time)."""
+    heap = getattr(_SCRATCH, "heap", None)
+    if heap is None or heap.ints.shape[0] < size:
+        heap = Heap(np.empty((size, 3), np.int64), np.empty((size, 5)))
+        _SCRATCH.heap = heap
+    return heap
+
+
+def _serial(kernel, args, n: int):
+    """Run a serial traversal kernel over items 0..n-1: (overlap, weighted, steps). A
+    traversal that fills the heap stops there and goes on with one twice the size."""
+    out = (np.empty(n), np.empty(n), np.empty(n, np.int64))
+    heap = _heap()
+    i = 0
+    while i < n:
+        i = kernel(*args, heap, i, n, *out)
+        if i < n:
+            heap = _heap(2 * heap.ints.shape[0])
+    return out
 
 
 def _parallel(n: int) -> int:
@@ -232,7 +259,7 @@ def overlap_with_steps(pmap: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: A
     threads = _parallel(n)
     if threads:
         return overlap_parallel(pmap, nu, sig, acc, _chunk(n, threads))
-    return overlap_serial(pmap, nu, sig, acc)
+    return _serial(overlap_serial, (pmap, nu, sig, acc), n)
 
 
 def psf_pair_overlap_prepared(
@@ -295,5 +322,5 @@ def psf_pair_overlap_prepared(
     if threads:
         out = pair_parallel(pmap, nu_i, nu_j, sig_i, sig_j, acc, wonly, _chunk(n, threads))
     else:
-        out = pair_serial(pmap, nu_i, nu_j, sig_i, sig_j, acc, wonly)
+        out = _serial(pair_serial, (pmap, nu_i, nu_j, sig_i, sig_j, acc, wonly), n)
     return out[:2]

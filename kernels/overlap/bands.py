@@ -8,7 +8,19 @@ import math
 
 import numpy as np
 
-from .common import CAP_L, COSRAD, GLW, GLX, NGL, SINRAD, TWO_PI, helper, inline, per_node
+from .common import (
+    CAP_L,
+    COSRAD,
+    GLW,
+    GLX,
+    NGL,
+    SINRAD,
+    TWO_PI,
+    helper,
+    inline,
+    per_node,
+    search_right,
+)
 from .psf import psf_at
 
 
@@ -16,7 +28,7 @@ from .psf import psf_at
 def bin_index(edges: np.ndarray, x: float) -> int:
     """Bin of ``x`` given ascending ``edges`` (n+1 values), clamped to [0, n-1]."""
     nb = edges.shape[0] - 1
-    k = np.searchsorted(edges, x, side="right") - 1
+    k = search_right(edges, x) - 1
     if k < 0:
         return 0
     if k > nb - 1:

@@ -6,6 +6,11 @@ mostly per compiled function (typing, LLVM, the Python wrapper, the cache file),
 
 * ``kernel``: entry points called from Python (``cache=True``, ``nogil=True`` so Dask's
   threads run while a kernel does).
+* ``traversal_kernel``: the serial traversals, entry points without Numba's reference
+  counting (see ``per_node``): the caller passes every array they write, heap
+  included, so they allocate nothing, and each is ONE compiled function with its
+  traversal inlined (a separately compiled callee is optimised and code-generated
+  again inside every caller's module).
 * ``helper``: functions called only from compiled code, without the Python and C
   wrappers nobody calls.
 * ``per_node``: helpers run once per tree node, also without Numba's reference counting
@@ -32,6 +37,7 @@ from numba import njit
 from ..healpix import max_pixrad, pixel_area
 
 kernel = njit(cache=True, nogil=True)
+traversal_kernel = njit(cache=True, nogil=True, _nrt=False)
 helper = njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 per_node = njit(cache=True, nogil=True, _nrt=False, no_cpython_wrapper=True, no_cfunc_wrapper=True)  # fmt: skip
 inline = njit(inline="always")
@@ -63,11 +69,12 @@ R3_MEAN = 0.35
 ASYM = 0.1  # mean |u|^3 over a pixel, in units of its max radius cubed
 TWO_PI = 2.0 * math.pi
 
-# per-order tables (index = order)
-AREA = np.array([pixel_area(o) for o in range(30)])
+# per-order tables (index = order), from the plain Python of the HEALPix kernels so that
+# importing this module compiles nothing
+AREA = np.array([pixel_area.py_func(o) for o in range(30)])
 RESOL = np.sqrt(AREA)
 # 1% margin on max_pixrad: the bound must never be optimistic
-MAXRAD = np.array([max_pixrad(o) for o in range(30)]) * 1.01
+MAXRAD = np.array([max_pixrad.py_func(o) for o in range(30)]) * 1.01
 COSRAD = np.cos(MAXRAD)
 SINRAD = np.sin(MAXRAD)
 
@@ -80,3 +87,19 @@ NPHI = 12
 PHX, PHW = np.polynomial.legendre.leggauss(NPHI)
 PHX = 0.5 * (PHX + 1.0)
 PHW = 0.5 * PHW
+
+
+@inline
+def search_right(a, x):
+    """Number of entries of the ascending array ``a`` that are <= ``x`` (numpy's
+    ``searchsorted(a, x, side="right")``; bisection written out, since numpy's
+    compiles comparators for every dtype, complex included, on first use)."""
+    lo = 0
+    hi = a.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if x < a[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

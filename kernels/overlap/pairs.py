@@ -35,9 +35,10 @@ from .common import (
     TAYLOR_RAD,
     TWO_PI,
     helper,
-    kernel,
+    inline,
     parallel_kernel,
     per_node,
+    traversal_kernel,
 )
 from .psf import PSF_GAUSS, PSF_VMF, psf_at, psf_from_chord2, psf_local, psf_peak, resolved
 from .records import Accuracy, Heap, Neutrinos, PreparedMap, SignalRows
@@ -315,7 +316,7 @@ def visit_pair(pm: PreparedMap, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1
     return vo, vw, bo, bw, False
 
 
-@per_node
+@inline
 def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, heap: Heap, wonly):  # fmt: skip
     """(overlap, weighted, node expansions) of rho * G1 * G2 (and rho w A1 A2 G1 G2)
     for one pair; -1 expansions: the heap is full (see :func:`.traversal.single`).
@@ -396,48 +397,40 @@ def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, he
 # --------------------------------------------------------------------------------------
 # batch drivers: a range of pairs on one heap; serial, or chunks in parallel
 # --------------------------------------------------------------------------------------
-@helper
-def pair_range(pm, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRows, sig2: SignalRows, acc: Accuracy, wonly, start, stop, out_o, out_w, steps):  # fmt: skip
-    """Pairs ``start .. stop - 1`` into ``out_o``, ``out_w``, ``steps``, reusing one heap
-    (doubled and kept whenever a pair fills it); ``out_o`` is NaN where ``wonly``."""
-    heap = new_heap(HEAP_SIZE)
-    v1 = np.empty(3)
-    v2 = np.empty(3)
+@traversal_kernel
+def pair_serial(pm: PreparedMap, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRows, sig2: SignalRows, acc: Accuracy, wonly, heap: Heap, start, stop, out_o, out_w, steps):  # fmt: skip
+    """Pairs ``(nu1[k], nu2[k])`` for ``k = start .. stop - 1`` into ``out_o`` (NaN where
+    ``wonly``), ``out_w``, ``steps`` on the scratch ``heap``, in the calling thread
+    (``sig1`` and ``sig2`` share their band edges). Returns the first pair not done:
+    ``stop``, or one that filled the heap (call again with a larger one)."""
     edges = sig1.sindec_edges
     for i in range(start, stop):
-        v1[0], v1[1], v1[2] = radec_to_vec(nu1.ra[i], nu1.dec[i])
-        v2[0], v2[1], v2[2] = radec_to_vec(nu2.ra[i], nu2.dec[i])
-        while True:
-            o_, w_, st = pair(
-                pm, v1, nu1.sigma[i], v2, nu2.sigma[i], sig1.rows[i], sig2.rows[i], edges, acc,
-                heap, wonly,
-            )  # fmt: skip
-            if st >= 0:
-                break
-            heap = new_heap(2 * heap.ints.shape[0])
+        x1, y1, z1 = radec_to_vec(nu1.ra[i], nu1.dec[i])
+        x2, y2, z2 = radec_to_vec(nu2.ra[i], nu2.dec[i])
+        o_, w_, st = pair(
+            pm, (x1, y1, z1), nu1.sigma[i], (x2, y2, z2), nu2.sigma[i], sig1.rows[i],
+            sig2.rows[i], edges, acc, heap, wonly,
+        )  # fmt: skip
+        if st < 0:
+            return i
         out_o[i], out_w[i], steps[i] = (np.nan if wonly else o_), w_, st
-
-
-@kernel
-def pair_serial(pm: PreparedMap, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRows, sig2: SignalRows, acc: Accuracy, wonly):  # fmt: skip
-    """(overlap, weighted, node expansions) per pair ``(nu1[k], nu2[k])``, in the calling
-    thread (``sig1`` and ``sig2`` share their band edges)."""
-    n = nu1.ra.shape[0]
-    out_o = np.empty(n)
-    out_w = np.empty(n)
-    steps = np.empty(n, np.int64)
-    pair_range(pm, nu1, nu2, sig1, sig2, acc, wonly, 0, n, out_o, out_w, steps)
-    return out_o, out_w, steps
+    return stop
 
 
 @parallel_kernel
 def pair_parallel(pm: PreparedMap, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRows, sig2: SignalRows, acc: Accuracy, wonly, chunk):  # fmt: skip
-    """:func:`pair_serial` with chunks of ``chunk`` pairs spread over Numba's threads."""
+    """:func:`pair_serial` over all pairs, with chunks of ``chunk`` pairs spread over
+    Numba's threads, each chunk on its own heap."""
     n = nu1.ra.shape[0]
     out_o = np.empty(n)
     out_w = np.empty(n)
     steps = np.empty(n, np.int64)
     nchunks = (n + chunk - 1) // chunk
     for ch in prange(nchunks):
-        pair_range(pm, nu1, nu2, sig1, sig2, acc, wonly, ch * chunk, min(n, (ch + 1) * chunk), out_o, out_w, steps)  # fmt: skip
+        heap = new_heap(HEAP_SIZE)
+        i, stop = ch * chunk, min(n, (ch + 1) * chunk)
+        while i < stop:
+            i = pair_serial(pm, nu1, nu2, sig1, sig2, acc, wonly, heap, i, stop, out_o, out_w, steps)  # fmt: skip
+            if i < stop:
+                heap = new_heap(2 * heap.ints.shape[0])
     return out_o, out_w, steps

@@ -30,11 +30,10 @@ from .common import (
     MAXRAD,
     R3_MEAN,
     TAYLOR_RAD,
-    helper,
     inline,
-    kernel,
     parallel_kernel,
     per_node,
+    traversal_kernel,
 )
 from .psf import cell_factor, psf_at, psf_from_chord2, psf_norm, psf_peak, resolved, taylor_coefs
 from .records import Accuracy, Heap, Neutrinos, PreparedMap, SignalRows
@@ -48,10 +47,10 @@ HEAP_SIZE = 4096
 # best-first heap (max-heap on key); node ints (order, ipix, tid), floats (key, bo, bw,
 # vo, vw): bounds of the node's remaining error and its provisional (Taylor) values
 # --------------------------------------------------------------------------------------
-@helper
+@inline
 def new_heap(size):
-    """Scratch arrays of a heap of ``size`` nodes. A traversal that fills them returns
-    -1 and is run again with twice the size (rare; see :func:`single`)."""
+    """Scratch arrays of a heap of ``size`` nodes. A traversal that fills them stops
+    and is run again with twice the size (rare; see :func:`single`)."""
     return Heap(np.empty((size, 3), np.int64), np.empty((size, 5)))
 
 
@@ -186,7 +185,7 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
     return vo, vw, bo, bw, False
 
 
-@per_node
+@inline
 def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: Heap):
     """(overlap, weighted, node expansions) for one neutrino at unit vector (vx, vy, vz)
     with weight row ``arow`` over the bands ``edges``. Expansions -1: the heap is full,
@@ -257,41 +256,36 @@ def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap:
 # --------------------------------------------------------------------------------------
 # batch drivers: a range of neutrinos on one heap; serial, or chunks in parallel
 # --------------------------------------------------------------------------------------
-@helper
-def overlap_range(pm, nu: Neutrinos, sig: SignalRows, acc: Accuracy, start, stop, out_o, out_w, steps):  # fmt: skip
-    """Neutrinos ``start .. stop - 1`` into ``out_o``, ``out_w``, ``steps``, reusing one
-    heap (doubled and kept whenever a neutrino fills it)."""
-    heap = new_heap(HEAP_SIZE)
+@traversal_kernel
+def overlap_serial(pm: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: Accuracy, heap: Heap, start, stop, out_o, out_w, steps):  # fmt: skip
+    """Neutrinos ``start .. stop - 1`` into ``out_o``, ``out_w``, ``steps`` (node
+    expansions) on the scratch ``heap``, in the calling thread. Returns the first
+    neutrino not done: ``stop``, or one that filled the heap (call again from there
+    with a larger heap, see :func:`new_heap`)."""
     for i in range(start, stop):
         vx, vy, vz = radec_to_vec(nu.ra[i], nu.dec[i])
-        while True:
-            o_, w_, st = single(pm, vx, vy, vz, nu.sigma[i], sig.rows[i], sig.sindec_edges, acc, heap)  # fmt: skip
-            if st >= 0:
-                break
-            heap = new_heap(2 * heap.ints.shape[0])  # kept for the range's later ones
+        o_, w_, st = single(pm, vx, vy, vz, nu.sigma[i], sig.rows[i], sig.sindec_edges, acc, heap)  # fmt: skip
+        if st < 0:
+            return i
         out_o[i], out_w[i], steps[i] = o_, w_, st
-
-
-@kernel
-def overlap_serial(pm: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: Accuracy):
-    """(overlap, weighted, node expansions) per neutrino, in the calling thread."""
-    n = nu.ra.shape[0]
-    out_o = np.empty(n)
-    out_w = np.empty(n)
-    steps = np.empty(n, np.int64)  # node expansions per neutrino (diagnostics)
-    overlap_range(pm, nu, sig, acc, 0, n, out_o, out_w, steps)
-    return out_o, out_w, steps
+    return stop
 
 
 @parallel_kernel
 def overlap_parallel(pm: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: Accuracy, chunk):
-    """:func:`overlap_serial` with chunks of ``chunk`` neutrinos spread over Numba's
-    threads (as many as ``numba.get_num_threads()`` says at the call)."""
+    """(overlap, weighted, node expansions) per neutrino, with chunks of ``chunk``
+    neutrinos spread over Numba's threads (as many as ``numba.get_num_threads()`` says
+    at the call), each chunk on its own heap."""
     n = nu.ra.shape[0]
     out_o = np.empty(n)
     out_w = np.empty(n)
     steps = np.empty(n, np.int64)
     nchunks = (n + chunk - 1) // chunk
     for ch in prange(nchunks):
-        overlap_range(pm, nu, sig, acc, ch * chunk, min(n, (ch + 1) * chunk), out_o, out_w, steps)  # fmt: skip
+        heap = new_heap(HEAP_SIZE)
+        i, stop = ch * chunk, min(n, (ch + 1) * chunk)
+        while i < stop:
+            i = overlap_serial(pm, nu, sig, acc, heap, i, stop, out_o, out_w, steps)
+            if i < stop:  # kept for the chunk's later ones
+                heap = new_heap(2 * heap.ints.shape[0])
     return out_o, out_w, steps

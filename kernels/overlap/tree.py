@@ -19,7 +19,17 @@ import math
 import numpy as np
 
 from ..healpix import pix2vec_nest, pixel_area, uniq_to_order_ipix_array, vec2pix_nest
-from .common import AREA, MAX_REFINE_ORDER, MAXRAD, NMOM, helper, inline, kernel, per_node
+from .common import (
+    AREA,
+    MAX_REFINE_ORDER,
+    MAXRAD,
+    NMOM,
+    helper,
+    inline,
+    kernel,
+    per_node,
+    search_right,
+)
 from .records import PreparedMap
 
 
@@ -74,8 +84,8 @@ def build_tree(order, ipix, lo, hi, rho, rw, top):
     for f in range(12):
         t_ord[f] = 0
         t_pix[f] = f
-        t_a[f] = np.searchsorted(lo, np.int64(f) << (2 * top))
-        t_b[f] = np.searchsorted(lo, np.int64(f + 1) << (2 * top))
+        t_a[f] = search_right(lo, (np.int64(f) << (2 * top)) - 1)  # first lo >= f << 2top
+        t_b[f] = search_right(lo, (np.int64(f + 1) << (2 * top)) - 1)
     count = 12
     i = 0
     while i < count:  # children are appended, so parents always precede children
@@ -277,7 +287,7 @@ def value_at(pm: PreparedMap, x, y, z):
     q = vec2pix_nest(pm.top_order, x, y, z)
     if pm.flat == 1:
         return pm.density[q], pm.density_weighted[q]
-    k = np.searchsorted(pm.range_lo, q, side="right") - 1
+    k = search_right(pm.range_lo, q) - 1
     if k >= 0 and q < pm.range_hi[k]:
         return pm.density[k], pm.density_weighted[k]
     n = pm.density.shape[0] - 1
