@@ -362,8 +362,8 @@ class ScatterTemplate:
         ax.imshow(ramp, extent=(0, 1, 0, 1), aspect="auto", interpolation="none")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.text(0.5, -1.9, "GW probability per deg²", transform=ax.transAxes, ha="center",
-                va="top", fontsize=8)  # fmt: skip
+        self.colorbar_label = ax.text(0.5, -1.9, "", transform=ax.transAxes, ha="center",
+                                      va="top", fontsize=8)  # fmt: skip
         self.colorbar_ax = ax
 
     def _build_side_column(self) -> None:
@@ -606,12 +606,18 @@ class ScatterTemplate:
         ax = self.colorbar_ax
         values = [v for v in MaxNLocator(4).tick_values(0.0, norm.vmax) if 0 <= v <= norm.vmax]
         pos = [v / norm.vmax for v in values]
+        # ticks read 2.5, 5, 7.5 with the power of ten in the label, not 0.0025 ...
+        exponent = colorbar_exponent(norm.vmax)
+        values = [v / 10.0**exponent for v in values]
+        scale = f" (×10{_superscript(exponent)})" if exponent else ""
+        self.colorbar_label.set_text(f"GW probability per deg²{scale}")
+        labeller.reserve(self.colorbar_label)
         self._own(ax.add_collection(LineCollection(
             [[(p, 0.0), (p, -0.35)] for p in pos], colors="k", linewidths=0.6,
             transform=ax.transAxes, clip_on=False,
         )))  # fmt: skip
         for p, v in zip(pos, values, strict=True):
-            text = ax.text(p, -0.45, f"{v:.2g}", transform=ax.transAxes, ha="center",
+            text = ax.text(p, -0.45, f"{v:.3g}", transform=ax.transAxes, ha="center",
                            va="top", fontsize=7, clip_on=False)  # fmt: skip
             labeller.reserve(self._own(text))
 
@@ -670,6 +676,25 @@ class ScatterTemplate:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def colorbar_exponent(vmax: float) -> int:
+    """Power of ten taken out of the colour bar's tick values: that of the largest
+    value when it is below 0.01 or at least 1000, else 0.
+
+    Examples
+    --------
+    >>> colorbar_exponent(0.0097), colorbar_exponent(0.45), colorbar_exponent(3.2e-5)
+    (-3, 0, -5)
+    """
+    if not np.isfinite(vmax) or vmax <= 0 or 0.01 <= vmax < 1000:
+        return 0
+    return int(np.floor(np.log10(vmax)))
+
+
+def _superscript(n: int) -> str:
+    """An integer as Unicode superscript digits (e.g. -3 -> ⁻³), no mathtext needed."""
+    return str(n).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
 def _halo() -> list:
