@@ -140,8 +140,12 @@ def results_writer(results: str | os.PathLike | None, plan: SweepPlan, **attrs: 
     if results is None or not is_zarr(results):
         return None
     from llama.results_zarr import ZarrResults
+    from llama.storage import redact
 
-    return ZarrResults(results, plan.layout, **attrs)
+    writer = ZarrResults(results, plan.layout, **attrs)
+    log.info("results written to %s as events finish (xarray.open_zarr reads it meanwhile)",
+             redact(str(results)))  # fmt: skip
+    return writer
 
 
 def finish_results(
@@ -254,6 +258,10 @@ def sweep(
     try:
         summary = run_batch(plan.vectors(), settings, total=plan.total, progress=False,
                             keep_outcomes=plan.total is not None, on_outcome=on_outcome)  # fmt: skip
+    except BaseException:
+        if writer is not None:  # what finished is written before the error goes up
+            writer.close()
+        raise
     finally:
         if bar is not None:
             bar.close()
