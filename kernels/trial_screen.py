@@ -53,7 +53,7 @@ _HALF_PI = 0.5 * math.pi
 _TWO_PI = 2.0 * math.pi
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def psf_reach(sigma: float, tail: float) -> float:
     """Angle beyond which the PSF's mass is below ``tail`` [rad], for both PSFs.
 
@@ -75,7 +75,7 @@ def psf_reach(sigma: float, tail: float) -> float:
     return math.acos(1.0 - x)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cap_ra_halfwidth(dec: float, radius: float) -> float:
     """Half-width in RA of a spherical cap of ``radius`` centred at ``dec`` [rad].
 
@@ -95,13 +95,13 @@ def cap_ra_halfwidth(dec: float, radius: float) -> float:
     return math.asin(s / c)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _row_of(dec: float, cell: float, n_dec: int) -> int:
     k = int(math.floor((dec + _HALF_PI) / cell))
     return min(max(k, 0), n_dec - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sky_max_grid(order, ipix, density, n_dec):
     """Per (dec, RA) cell, the largest density of the map pixels that may touch it.
 
@@ -155,7 +155,7 @@ def sky_max_grid(order, ipix, density, n_dec):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sparse_levels(n: int) -> int:
     levels = 1
     while (1 << levels) <= n:
@@ -163,7 +163,7 @@ def _sparse_levels(n: int) -> int:
     return levels
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dilate_max(grid, radius):
     """Per cell, the largest ``grid`` value within ``radius`` [rad] of any of its points.
 
@@ -255,7 +255,7 @@ def dilate_max(grid, radius):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cell_lookup(grid, ra, dec):
     """``grid`` at each direction (ra, dec) [rad].
 
@@ -276,7 +276,7 @@ def cell_lookup(grid, ra, dec):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def density_at(start, stop, density, max_order, ra, dec):
     """The map's density at each direction (ra, dec) [rad]; 0 where no pixel covers it.
 
