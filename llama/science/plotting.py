@@ -7,23 +7,26 @@ One figure, saved as PNG and PDF, with three parts:
   mollweide") showing the GW probability per deg² as an image, its 50% (dashed) and
   90% (solid) credible contours, and the outline of the zoom panel;
 - a zoom panel in Lambert's azimuthal equal-area projection centred on the
-  probability-weighted centre of the 90% credible region, reaching just past its
-  farthest pixel (:func:`zoom_window`), north up;
-- a side column with the legend and the neutrino list. Neutrinos are numbered in list
+  probability-weighted centre of the 90% credible region (of its densest lobe when the
+  region is too wide), reaching just past its farthest pixel (:func:`zoom_window`),
+  north up, its image interpolated bilinearly between pixel centres;
+- a side column with the key and the neutrino list (arrival time Δt, energy, sigma). Neutrinos are numbered in list
   order, the row order of every neutrino table, and drawn as their 90% containment
   circles (radius R90_PER_SIGMA * sigma, the GCN convention) computed as true small
   circles on the sky.
 
-One colour bar serves both panels (same colour scale). Contours are smooth: the
+One colour bar serves both panels (same linear scale, its power of ten in its label). Contours are smooth: the
 credible level is interpolated bilinearly between pixel centres at the resolution of
 the map's pixels on the 90% boundary (:func:`interpolated_levels`) and contoured on a
 grid finer than the drawing, never drawn from pixel edges. For a small region they are
 computed once in the zoom panel and reprojected onto the all-sky panel.
 
-Speed: images are coloured in numpy at the panels' pixel size and drawn once each, the
-all-sky grid's inverse projection is computed once per process, everything sits in
-plain axes with affine transforms, and no tight-bbox pass is made, so a drawing plus
-its PNG and PDF take a few tenths of a second (``bench/bench_plots.py``).
+Speed: the layout is built once per thread and refilled per event
+(:mod:`llama.science.skyfigure`), images are coloured in numpy at the panels' pixel
+size, the all-sky grid's inverse projection is computed once per process, everything
+sits in plain axes with affine transforms, no tight-bbox pass is made, and the PNG and
+PDF of one plot share one drawing (:func:`drawing_key`): a drawing plus its PNG and PDF
+take a few tenths of a second (``bench/bench_plots.py``).
 
 Drawing uses :class:`matplotlib.figure.Figure` and the Agg canvas only (no pyplot, no
 global state), and every drawing holds :data:`DRAW_LOCK`, so handlers may run in

@@ -2,14 +2,15 @@
 
 :func:`llama.science.plotting.draw_scatter` is the public entry point; this module holds
 how the figure is put together. A :class:`ScatterTemplate` creates the figure, its
-axes, the all-sky graticule and labels, the legend and the colour bar frame once; each
+axes, the all-sky graticule and labels, the key and the colour bar frame once; each
 event then only replaces the images' pixels and the event's own artists (contours, zoom
 graticule, neutrinos, candidates, texts). Creating axes and legends is most of what a
-fresh matplotlib figure costs, so a template makes a drawing several times cheaper.
+fresh matplotlib figure costs, so a template makes a drawing several times cheaper
+(the key is drawn by hand: a matplotlib legend lays itself out again at every save).
 
 Layout (inches from the lower-left corner of a 13 x 5.2 in figure): the all-sky
 Mollweide panel on the left with the colour bar under it, the zoom panel in the middle,
-and a side column with the legend and the numbered neutrino list. Every text is placed
+and a side column with the key and the numbered neutrino list. Every text is placed
 inside the figure, and labels beside points go through :class:`Labeller`, which keeps
 their boxes apart from each other and from every other text.
 """
