@@ -415,10 +415,17 @@ def unstack_draws(ds: xr.Dataset) -> xr.Dataset:
     Examples
     --------
     >>> from llama.batch.runner import EventOutcome
-    >>> layout = SweepLayout({"a": ("1", "2"), "b": ("x", "y")}, random=6, seed=3)
-    >>> ds = outcomes_to_dataset([], layout=layout)
+    >>> layout = SweepLayout({"a": ("1", "2"), "b": ("x", "y")}, random=8, seed=3)
+    >>> drawn = layout.draw_values()
+    >>> pairs = list(zip(drawn["a"], drawn["b"], strict=True))
+    >>> ds = outcomes_to_dataset([
+    ...     EventOutcome(i, a + b, f"/ev/{a}{b}", {"a": a, "b": b}, "done", records={"snr": 10.0 + i})
+    ...     for i, (a, b) in enumerate(pairs)], layout)
     >>> grid = unstack_draws(ds)
-    >>> set(grid.odds_ratio.dims if "odds_ratio" in grid else grid.state.dims) == {"a", "b"}
+    >>> grid.snr.dims, grid.sizes["a"] * grid.sizes["b"] >= len(set(pairs))
+    (('a', 'b'), True)
+    >>> a, b = pairs[-1]  # a repeated pair keeps its first draw
+    >>> float(grid.snr.sel(a=a, b=b)) == 10.0 + pairs.index((a, b))
     True
     """
     layout = SweepLayout.from_json(ds.attrs["llama_layout"])
