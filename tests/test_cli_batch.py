@@ -169,6 +169,7 @@ def test_cartesian_sweep_over_local_http_and_s3(tmp_path, http_server, s3, s3_cl
         "--put", f"lvc_skymap_distances.json={out}/{{graceid}}/{{neutrinos}}/distances.json",
         f"skymap_info.json=s3://{s3}/results/{{graceid}}-{{neutrinos}}/skymap_info.json",
         "--eventdir", str(tmp_path / "events" / "{graceid}-{neutrinos}"),
+        "--results", f"s3://{s3}/results/sweep.zarr",
     ]  # fmt: skip
     import os
 
@@ -189,11 +190,25 @@ def test_cartesian_sweep_over_local_http_and_s3(tmp_path, http_server, s3, s3_cl
             assert dist["distmean"] > 0
             body = s3_client.get_object(Bucket=s3, Key=f"results/{g}-{n}/skymap_info.json")
             assert json.loads(body["Body"].read()) == info
+    # the results on S3: one cell per pairing, labelled by the params' values
+    from llama.results import open_results, state_names
+
+    ds = open_results(f"s3://{s3}/results/sweep.zarr").load()
+    assert dict(ds.sizes) == {"graceid": 2, "neutrinos": 3}
+    assert ds.graceid.values.tolist() == graceids and ds.neutrinos.values.tolist() == lists
+    for g in graceids:
+        for n in lists:
+            cell = ds.sel(graceid=g, neutrinos=n)
+            assert str(cell.directory.values) == str(tmp_path / "events" / f"{g}-{n}")
+            assert str(cell.eventid.values) == f"{g}-{n}"
+    assert (state_names(ds.state) == "done").all()
     # the same command again: everything is up to date, nothing is fetched again
     before = len(http_server.requests)
     code, stdout, _ = run(args, capsys)
     assert code == 0 and "6 up to date" in stdout
     assert len(http_server.requests) == before
+    again = open_results(f"s3://{s3}/results/sweep.zarr").load()
+    assert (state_names(again.state) == "up to date").all() and dict(again.sizes) == dict(ds.sizes)
 
 
 # -- failures, alerts, ACLs, prompts, endless runs ---------------------------------------
