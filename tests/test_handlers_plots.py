@@ -560,3 +560,32 @@ def test_contours_are_smooth_and_at_the_analytic_radius() -> None:
         assert len(xy) > 100
         assert radius.mean() == pytest.approx(want, abs=0.03)
         assert radius.std() < 0.03
+
+
+def test_one_pixel_holding_nearly_all_still_gets_its_90_contour() -> None:
+    """A coarse map (nside 4) with 99.6% in one pixel: the 90% contour is drawn around
+    that pixel's centre (contouring the cumulative level, which counts the pixel's
+    whole probability at its centre, drew none)."""
+    import healpy as hp
+    from matplotlib.collections import LineCollection
+    from matplotlib.path import Path as MplPath
+
+    from llama.science import skyfigure
+    from llama.science.skyproj import ZenithalEqualArea
+
+    density = np.full(192, 1e-3)
+    density[5] = 50.0
+    density /= density.sum() * hp.nside2pixarea(4)
+    skymap = SkyMap(probdensity=density, nside=4)
+    template = skyfigure.ScatterTemplate(has_neutrinos=False, has_candidates=False)
+    template.draw(skymap, None, None, (), "one pixel", "")
+    solid = [
+        c
+        for c in template.zoom_ax.collections
+        if isinstance(c, LineCollection) and c.get_zorder() == 3 and c.get_linewidth()[0] > 1
+    ]
+    assert solid and solid[0].get_segments()
+    ring = max(solid[0].get_segments(), key=len)
+    ra_c, dec_c, _ = plotting.zoom_window(skymap, plotting.credible_levels(skymap))
+    centre = ZenithalEqualArea(ra_c, dec_c).forward(*hp.pix2ang(4, 5, nest=True, lonlat=True))
+    assert MplPath(ring).contains_point((float(centre[0]), float(centre[1])))

@@ -557,11 +557,19 @@ class ScatterTemplate:
         The zoom grid gives the contours wherever the 90% region fits in the zoom
         panel, and they are reprojected onto the all-sky panel; a region wider than the
         zoom is contoured on an all-sky grid instead.
+
+        The field contoured is each pixel's credible level at its centre, counting half
+        of the pixel's own probability (the cumulative level counts all of it): a pixel
+        that alone holds more than 90% then still gets its contours, around it, and on
+        fine maps the difference is below a pixel's share.
         """
         order = boundary_order(skymap, levels)
+        prob = skymap.probability()
+        levels_at_centres = levels - 0.5 * prob / prob.sum()
         g = np.linspace(-zoom.reach, zoom.reach, ZOOM_CONTOUR_GRID)
         zra, zdec = zoom.projection.inverse(*np.meshgrid(g, g))
-        zoom_lines = _contour_lines(g, g, interpolated_levels(skymap, levels, zra, zdec, order))
+        field = interpolated_levels(skymap, levels_at_centres, zra, zdec, order)
+        zoom_lines = _contour_lines(g, g, field)
         self._add_contours(zoom.ax, zoom_lines)
         rows = np.flatnonzero(levels <= CONTOUR_LEVELS[-1])
         if np.all(zoom.contains(*_row_directions(skymap, rows))):
@@ -575,7 +583,8 @@ class ScatterTemplate:
             gy = np.linspace(-moll.half_height, moll.half_height, ny)
             ara, adec = moll.inverse(*np.meshgrid(gx, gy))
             low = min(order, ALLSKY_CONTOUR_MAX_ORDER)
-            lines = _contour_lines(gx, gy, interpolated_levels(skymap, levels, ara, adec, low))
+            field = interpolated_levels(skymap, levels_at_centres, ara, adec, low)
+            lines = _contour_lines(gx, gy, field)
         self._add_contours(self.allsky.ax, lines)
 
     def _add_contours(self, ax: Axes, lines: list[list[np.ndarray]]) -> None:
