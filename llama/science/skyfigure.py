@@ -244,21 +244,33 @@ class Labeller:
         self.taken.append(artist.get_window_extent(self.renderer))
 
     def place(self, ax: Axes, x: float, y: float, text: str, **style) -> bool:
-        """Annotate (x, y) of ``ax`` with ``text`` where it fits; False if nowhere."""
+        """Annotate (x, y) of ``ax`` with ``text`` where it fits; False if nowhere.
+
+        The text is measured once; each candidate position's box is that box moved by
+        the offset and the alignment (measuring every candidate again cost more than
+        the rest of the placement)."""
+        from matplotlib.transforms import Bbox
+
         panel = ax.get_window_extent(self.renderer)
         label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 0),
-                            annotation_clip=False, **style)  # fmt: skip
+                            ha="left", va="bottom", annotation_clip=False,
+                            **style)  # fmt: skip
+        first = label.get_window_extent(self.renderer)  # left, bottom at the point
+        width, height = first.width, first.height
+        px_per_pt = self.renderer.points_to_pixels(1.0)
         for distance in self.DISTANCES_PT:
             for dx, dy in self.OFFSETS:
-                label.set_position((dx * distance, dy * distance))
-                label.set_horizontalalignment({1: "left", -1: "right", 0: "center"}[dx])
-                label.set_verticalalignment({1: "bottom", -1: "top", 0: "center"}[dy])
-                box = label.get_window_extent(self.renderer).padded(1.0)
+                x0 = first.x0 + dx * distance * px_per_pt - (1 - dx) * width / 2
+                y0 = first.y0 + dy * distance * px_per_pt - (1 - dy) * height / 2
+                box = Bbox.from_bounds(x0, y0, width, height).padded(1.0)
                 inside = (
                     box.x0 >= panel.x0 and box.x1 <= panel.x1
                     and box.y0 >= panel.y0 and box.y1 <= panel.y1
                 )  # fmt: skip
                 if inside and not any(box.overlaps(t) for t in self.taken):
+                    label.set_position((dx * distance, dy * distance))
+                    label.set_horizontalalignment({1: "left", -1: "right", 0: "center"}[dx])
+                    label.set_verticalalignment({1: "bottom", -1: "top", 0: "center"}[dy])
                     self.taken.append(box)
                     self.placed.append(label)
                     return True
