@@ -57,7 +57,7 @@ def _check_cells_match_their_events(ds: xr.Dataset, tmp_path: Path) -> None:
 
 
 def test_kill_9_keeps_what_finished_and_the_same_command_fills_the_holes(tmp_path):
-    n = 1500
+    n = 3000  # long enough (seconds) to be killed mid-run on a fast idle machine too
     ids = _ids(tmp_path, n)
     store = tmp_path / "results.zarr"
     cmd = _command(tmp_path, ids, str(store))
@@ -65,7 +65,7 @@ def test_kill_9_keeps_what_finished_and_the_same_command_fills_the_holes(tmp_pat
     seen, reads = 0, 0
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and seen < 40:
+        while time.monotonic() < deadline and proc.poll() is None and seen < 20:
             time.sleep(0.2)
             if not (store / ".zmetadata").exists():
                 continue
@@ -76,7 +76,7 @@ def test_kill_9_keeps_what_finished_and_the_same_command_fills_the_holes(tmp_pat
             assert done >= seen  # nothing finished is ever lost
             seen, reads = done, reads + 1
         assert proc.poll() is None, "the batch ended before it could be killed; make it longer"
-        assert seen >= 40, proc.stderr.read() if proc.poll() is not None else "too slow"
+        assert seen >= 20, proc.stderr.read() if proc.poll() is not None else "too slow"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
