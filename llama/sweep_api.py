@@ -211,7 +211,8 @@ def sweep(
     flags : mapping, optional
         Flags of the events (default: existing flags, DEFAULT for new events).
     progress : bool
-        Show a progress bar (a widget in Jupyter when ipywidgets is installed).
+        Show a progress bar: in Jupyter one HTML bar updated in place (tqdm's widget
+        when ipywidgets is installed), on a terminal tqdm's text bar on stderr.
     **config
         Other `llama.BatchConfig` fields (``format``, ``errdump``, ``public``, ...).
 
