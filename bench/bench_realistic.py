@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmp", help="parent of the temporary work directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # its own INFO handler
     os.environ["LLAMA_N_TRIALS"] = str(args.trials)  # inherited by worker processes
     runs = [(s, int(j)) for s, j in (r.split(":") for r in args.runs.split(","))]
     cases = args.cases.split(",")

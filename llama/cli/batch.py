@@ -236,14 +236,18 @@ def parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1,
-        help="Number of events processed at once (threads, processes or workers), from 1 to "
-        "64 per CPU; at most 1024 events are queued at once, whatever --jobs is. "
-        "(default: %(default)s)",
+        help="Number of events processed at once, one per worker (thread, process or Dask "
+        "worker), from 1 to 64 per CPU: --jobs N uses N cores, since the Numba kernels of "
+        "each event run on its worker's thread alone (--jobs 1 keeps to one core). At most "
+        "1024 events are queued at once, whatever --jobs is. (default: %(default)s)",
     )  # fmt: skip
     g.add_argument(
         "--scheduler", default="threads",
-        help="Dask scheduler: threads, processes, synchronous, distributed (a local cluster of "
-        "--jobs worker processes) or the address of a running scheduler (tcp://HOST:PORT). "
+        help="Where events run: threads (one process; its Python code takes turns, so it "
+        "scales only as far as the kernels dominate), processes (--jobs worker processes: "
+        "scales Python-heavy pipelines, costs a second or two to start), synchronous (one "
+        "event at a time, in this thread), distributed (a local Dask cluster of --jobs "
+        "worker processes) or the address of a running scheduler (tcp://HOST:PORT). "
         "(default: threads)",
     )  # fmt: skip
     g.add_argument(
