@@ -589,3 +589,21 @@ def test_one_pixel_holding_nearly_all_still_gets_its_90_contour() -> None:
     ra_c, dec_c, _ = plotting.zoom_window(skymap, plotting.credible_levels(skymap))
     centre = ZenithalEqualArea(ra_c, dec_c).forward(*hp.pix2ang(4, 5, nest=True, lonlat=True))
     assert MplPath(ring).contains_point((float(centre[0]), float(centre[1])))
+
+
+def test_summary_page_with_long_values_still_fits() -> None:
+    """Long names and values are shortened, not run into the result box or off the
+    page."""
+    from llama.science.summarypage import summary_page
+
+    long = "X" * 120
+    facts = [("GraceID", long), ("Pipeline", "W" * 80), ("Instruments", "H1, L1, V1, K1"),
+             ("Combined odds ratio", "1.23e-45"), ("Combined p-value", "0.000123"),
+             ("p-value obtained from", "trials; " + "many words here " * 20)]  # fmt: skip
+    rows = [(-1.0, 10.0, 5.0, 123456.0, 1.0, 0.5, 1e-300)]
+    fig = summary_page("S" + "W" * 90, facts, rows, ["title", "note " * 60], None)
+    boxes = plotting.text_boxes(fig)
+    width, height = fig.bbox.width, fig.bbox.height
+    for b in boxes:
+        assert 0 <= b.x0 and b.x1 <= width and 0 <= b.y0 and b.y1 <= height, b
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]

@@ -44,9 +44,7 @@ ROW_FILL = "#f2f2f2"
 SMALL_PRINT = "0.3"
 #: Table headers, in the order of the rows' values (tables.COINC_COLUMNS).
 TABLE_HEADERS = ("Δt [s]", "RA [°]", "Dec [°]", "E [TeV]", "σ [°]", "p-value", "odds ratio")
-#: Longest value shown in the facts block, and width of the result box's notes
-#: [characters].
-MAX_VALUE_CHARS = 52
+#: Width of the result box's notes [characters] (each line is also fitted to the box).
 RESULT_NOTE_CHARS = 44
 #: Height of a table row [in]; the foot of the page's content [in from the top].
 ROW_PITCH_IN = 0.175
@@ -72,7 +70,7 @@ def _wrapped(text: str) -> list[str]:
     return lines[:2] + [_short(" ".join(lines[2:]), RESULT_NOTE_CHARS)] if len(lines) > 3 else lines
 
 
-def _short(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -85,8 +83,30 @@ class _Page:
         self.fig = Figure(figsize=PAGE_IN)
         self.inch = self.fig.dpi_scale_trans
 
-    def text(self, x: float, top: float, s: str, **style) -> Any:
-        return self.fig.text(x, PAGE_IN[1] - top, s, transform=self.inch, **style)
+    def text(self, x: float, top: float, s: str, fit: float | None = None, **style) -> Any:
+        """A text at ``x`` [in] whose anchor is ``top`` [in] below the page's top; with
+        ``fit`` [in], shortened with an ellipsis until it is no wider."""
+        text = self.fig.text(x, PAGE_IN[1] - top, s, transform=self.inch, **style)
+        if fit is not None:
+            self._fit(text, fit * self.fig.dpi)
+        return text
+
+    def _fit(self, text: Any, limit_px: float) -> None:
+        from llama.science.skyfigure import _renderer
+
+        renderer = _renderer(self.fig)
+        s = text.get_text()
+        if text.get_window_extent(renderer).width <= limit_px:
+            return
+        lo, hi = 0, len(s)  # the longest prefix that fits with "…" (bisection)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            text.set_text(s[:mid].rstrip() + "…")
+            if text.get_window_extent(renderer).width <= limit_px:
+                lo = mid
+            else:
+                hi = mid - 1
+        text.set_text(s[:lo].rstrip() + "…")
 
     def box(self, x: float, top: float, width: float, height: float, **style) -> None:
         from matplotlib.patches import Rectangle
@@ -141,7 +161,8 @@ def summary_page(
     page.box(0, 0, PAGE_IN[0], 0.95, color=ACCENT, linewidth=0)
     page.text(left, 0.28, "LLAMA  ·  gravitational waves × IceCube neutrinos", color="white",
               fontsize=10, va="top")  # fmt: skip
-    page.text(left, 0.5, f"Coincidence summary for {eventid}", color="white", fontsize=17,
+    page.text(left, 0.5, f"Coincidence summary for {eventid}", fit=width, color="white",
+              fontsize=17,
               weight="bold", va="top")  # fmt: skip
 
     # facts on the left, the combined result in a box on the right
@@ -153,7 +174,7 @@ def summary_page(
     y = top + 0.3
     for label, value in event_facts:
         page.text(left, y, label, fontsize=8.5, color=SMALL_PRINT, va="top")
-        page.text(left + 1.35, y, _short(value), fontsize=8.5, va="top")
+        page.text(left + 1.35, y, value, fit=3.0, fontsize=8.5, va="top")
         y += 0.2
     facts_bottom = y
     box_left, box_width = left + 4.45, width - 4.45
@@ -175,8 +196,8 @@ def summary_page(
             y += 0.38
         else:
             for line in _wrapped(f"{label}: {value}"):
-                page.text(box_left + 0.15, y, line, fontsize=7.5, color=SMALL_PRINT,
-                          va="top")  # fmt: skip
+                page.text(box_left + 0.15, y, line, fit=box_width - 0.3, fontsize=7.5,
+                          color=SMALL_PRINT, va="top")  # fmt: skip
                 y += 0.16
             y += 0.04
     top = max(facts_bottom, top + 0.27 + box_height) + 0.2
@@ -204,7 +225,7 @@ def summary_page(
     room = FOOT_IN - top - 0.15 * len(notes)
     top = _neutrino_table(page, top, rows, more_rows_in, room)
     for note in notes:
-        page.text(left, top, _short(note, 130), fontsize=6.5, color=SMALL_PRINT, va="top")
+        page.text(left, top, note, fit=width, fontsize=6.5, color=SMALL_PRINT, va="top")
         top += 0.15
     if footer:
         page.rule(PAGE_IN[1] - 0.55, color="0.7", linewidth=0.6)
@@ -257,6 +278,6 @@ def _neutrino_table(page: _Page, top: float, rows, more_rows_in: str, room: floa
     top += 0.12
     if len(rows) > len(shown):
         page.text(left, top, f"… and {len(rows) - len(shown)} more neutrinos: see "
-                  f"{more_rows_in}.", fontsize=8, va="top")  # fmt: skip
+                  f"{more_rows_in}.", fit=width, fontsize=8, va="top")  # fmt: skip
         top += 0.22
     return top
