@@ -607,3 +607,17 @@ def test_summary_page_with_long_values_still_fits() -> None:
     for b in boxes:
         assert 0 <= b.x0 and b.x1 <= width and 0 <= b.y0 and b.y1 <= height, b
     assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+
+
+def test_long_title_and_note_are_fitted_inside_the_figure() -> None:
+    """An event name of 200 characters is shortened with an ellipsis, not clipped."""
+    from matplotlib.text import Text
+
+    skymap = moc_blob(175.0, 20.0, 4.0)
+    fig = plotting.draw_scatter(skymap, None, None, (), "S" * 200 + ": title", "n" * 400)
+
+    texts = [t for t in fig.findobj(Text) if t.get_text().endswith("…")]
+    assert len(texts) == 2
+    width = fig.bbox.width
+    for b in plotting.text_boxes(fig):
+        assert 0 <= b.x0 and b.x1 <= width, b

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from llama.science.neutrinos import NeutrinoList
 
-__all__ = ["Labeller", "ScatterTemplate", "template_for", "text_boxes"]
+__all__ = ["Labeller", "ScatterTemplate", "fit_text", "template_for", "text_boxes"]
 
 #: Contour grid [points per side of the zoom panel; across the all-sky panel].
 ZOOM_CONTOUR_GRID = 161
@@ -216,6 +216,23 @@ def _renderer(fig: Figure):
 
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     return canvas.get_renderer()
+
+
+def fit_text(text, limit_px: float, renderer) -> None:
+    """Shorten a Text until it is at most ``limit_px`` wide, ending it in an ellipsis
+    (the longest prefix that fits, found by bisection on the renderer's measure)."""
+    s = text.get_text()
+    if text.get_window_extent(renderer).width <= limit_px:
+        return
+    lo, hi = 0, len(s)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        text.set_text(s[:mid].rstrip() + "…")
+        if text.get_window_extent(renderer).width <= limit_px:
+            lo = mid
+        else:
+            hi = mid - 1
+    text.set_text(s[:lo].rstrip() + "…")
 
 
 class Labeller:
@@ -464,6 +481,8 @@ class ScatterTemplate:
         self.zoom_title.set_text(f"Zoom on the 90% credible region ({area_text} deg²)")
         self.title.set_text(title)
         self.note.set_text(note)
+        for text in (self.title, self.note):  # long event names stay inside the figure
+            fit_text(text, 0.96 * self.fig.bbox.width, labeller.renderer)
         self._fill_list(neutrinos, dt)
         for text in (self.zoom_title, self.title, self.note, self.list_title, self.list_body):
             if text.get_text():

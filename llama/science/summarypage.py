@@ -92,21 +92,9 @@ class _Page:
         return text
 
     def _fit(self, text: Any, limit_px: float) -> None:
-        from llama.science.skyfigure import _renderer
+        from llama.science.skyfigure import _renderer, fit_text
 
-        renderer = _renderer(self.fig)
-        s = text.get_text()
-        if text.get_window_extent(renderer).width <= limit_px:
-            return
-        lo, hi = 0, len(s)  # the longest prefix that fits with "…" (bisection)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            text.set_text(s[:mid].rstrip() + "…")
-            if text.get_window_extent(renderer).width <= limit_px:
-                lo = mid
-            else:
-                hi = mid - 1
-        text.set_text(s[:lo].rstrip() + "…")
+        fit_text(text, limit_px, _renderer(self.fig))
 
     def box(self, x: float, top: float, width: float, height: float, **style) -> None:
         from matplotlib.patches import Rectangle
