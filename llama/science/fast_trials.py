@@ -8,12 +8,13 @@ error, energy and time and redraws its right ascension, so B_i, T_i, the distanc
 energy factors and P_c,i never change, and the spatial overlap S_i is a function of RA
 alone. ``log S_i(RA)`` is tabulated once per event with the exact kernel on an
 adaptive circular RA grid (nodes at most 4 sigma apart along the ring, every
-interval's midpoint checked against the exact kernel and halved until the cubic
-interpolant agrees within :data:`TABLE_RTOL`, or both lie below the floor); then every
+interval's midpoint checked against the exact kernel, again whenever a new node
+changes its cubic, and halved until the cubic interpolant agrees within
+:data:`TABLE_RTOL`, or both lie below the floor); then every
 trial is a table lookup plus the closed-form odds (:mod:`kernels.ra_lookup`).
 Doublets are rare: the pairs of a trial are found by the model's own rule, and only
 those whose overlap can exceed the floor, S_ij <= max_j a(eps_j) G_j,peak S_i, get the
-exact pair kernel; the pair terms are the model's own (``EventModel._pair_terms``).
+exact pair kernel; the pair terms are the model's own (``EventModel.pair_terms``).
 
 **Background lists** (:class:`TrialScreen`, :func:`screened_model`). Most trial
 neutrinos land far from a GW map, where the spatial overlap
@@ -84,8 +85,9 @@ _GRID_ROWS = 180
 #: 0.2-3 deg; a sigma above the last one is always computed exactly.
 _SIGMA_EDGES_DEG = np.geomspace(0.2, 3.0, 7)[1:]
 #: Largest relative difference between a ring table's cubic and the exact kernel at
-#: the midpoint of any of its intervals (where both lie above the floor). Midpoints
-#: become nodes, so the interpolant between them is closer still.
+#: the midpoint of any of its intervals (where either lies above the floor), checked
+#: again whenever a new node changes the interval's cubic; a failed midpoint becomes
+#: a node.
 TABLE_RTOL = 2e-3
 #: First nodes of a ring table: at most this many sigma apart along the ring (true
 #: angle). A PSF-smoothed map has no feature narrower than sigma, so with the checked
@@ -96,6 +98,8 @@ _MIN_RING_NODES = 8
 _TABLE_KERNEL_RTOL = 1e-3
 #: Halvings of a ring interval at most (4 sigma / 2^8 = sigma / 64).
 _MAX_RING_LEVELS = 8
+#: Rounds of checks at most (halvings and the re-checks of the neighbours they change).
+_MAX_RECHECKS = 64
 #: Values are clamped this far below the floor before their logarithm is taken, so
 #: the cubic does not swing between 1e-300 and the map's scale.
 _CLAMP_BELOW_FLOOR = 1e-30
@@ -260,6 +264,25 @@ def _psf_peak(sigma_rad) -> np.ndarray:
     return 1.0 / (2.0 * math.pi * s2 * -np.expm1(-2.0 / s2))
 
 
+def _frame_rotation(model, dec_deg, dt_s) -> tuple[np.ndarray, np.ndarray]:
+    """The model's detector frame as (rotation, azimuth turn per neutrino [deg]) for
+    :func:`kernels.ra_lookup.frame_azimuth`, read off its public ``detector_frame``.
+
+    The frame is a rotation R (local = R @ sky, local axes east, north, up) and a turn of
+    the azimuth with each neutrino's time, so R's columns are the local vectors
+    (sin z sin a, sin z cos a, cos z) of the sky axes x, y, z at dt = 0.
+    """
+    nan3 = np.full(3, np.nan)
+    zen, az = model.detector_frame(np.array([0.0, 90.0, 0.0]), np.array([0.0, 0.0, 90.0]), np.zeros(3), nan3, nan3)  # fmt: skip
+    z, a = np.radians(zen), np.radians(az)
+    rotation = np.ascontiguousarray(np.stack([np.sin(z) * np.sin(a), np.sin(z) * np.cos(a), np.cos(z)]))  # fmt: skip
+    n = np.size(dec_deg)
+    nan = np.full(n, np.nan)
+    a0 = model.detector_frame(np.zeros(n), dec_deg, np.zeros(n), nan, nan)[1]
+    a1 = model.detector_frame(np.zeros(n), dec_deg, dt_s, nan, nan)[1]
+    return rotation, np.ascontiguousarray((a1 - a0) % 360.0)
+
+
 def ring_table(evaluate, dec_rad: float, sigma_rad: float, floor: float, rtol: float = TABLE_RTOL):
     """Nodes and log values of one neutrino's overlap along its declination ring.
 
@@ -277,7 +300,7 @@ def ring_table(evaluate, dec_rad: float, sigma_rad: float, floor: float, rtol: f
     Returns
     -------
     phi, logv : ndarray
-        Sorted nodes in [0, 2 pi) and log(max(S, floor · 1e-3)) there, for
+        Sorted nodes in [0, 2 pi) and log(max(S, floor · 1e-30)) there, for
         :func:`kernels.ra_lookup.ring_lookup`.
 
     Examples
@@ -296,29 +319,50 @@ def ring_table(evaluate, dec_rad: float, sigma_rad: float, floor: float, rtol: f
     clamp = floor * _CLAMP_BELOW_FLOOR
     log_floor = math.log(floor) if floor > 0 else -np.inf
     logv = np.log(np.maximum(evaluate(phi), clamp))
-    # interval j: [phi_j, next node). One whose ends both lie below floor / 10 needs no
-    # check: a feature (at least sigma wide) between nodes 4 sigma apart is within
-    # 2 sigma of one of them, so its peak is below e^2 floor / 10 < floor.
-    active = np.maximum(logv, np.roll(logv, -1)) > log_floor - math.log(10.0)
-    for _ in range(_MAX_RING_LEVELS):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
+    min_width = (2.0 * math.pi / k) / 2.0**_MAX_RING_LEVELS
+    # Per interval j = [phi_j, phi_j+1): the log value at its midpoint once evaluated
+    # (NaN before), and whether its cubic passed the check with its current stencil.
+    mid_log = np.full(k, np.nan)
+    passed = np.zeros(k, dtype=bool)
+    for _ in range(_MAX_RECHECKS):
+        n = phi.size
+        width = np.append(phi[1:], phi[0] + 2.0 * math.pi) - phi
+        # The cubic of interval j runs through nodes j-1 .. j+2. Where all four lie
+        # below floor / 10, a feature (at least sigma wide) between nodes 4 sigma apart
+        # is within 2 sigma of one of them, so its peak is below e^2 floor / 10 < floor.
+        top4 = np.maximum.reduce([np.roll(logv, s) for s in (1, 0, -1, -2)])
+        todo = np.flatnonzero((top4 > log_floor - math.log(10.0)) & ~passed)
+        if todo.size == 0:
             break
-        nxt = np.where(idx + 1 < phi.size, phi[np.minimum(idx + 1, phi.size - 1)], 2.0 * math.pi)
-        mid = 0.5 * (phi[idx] + nxt)
+        mid = phi[todo] + 0.5 * width[todo]
+        fresh = np.flatnonzero(np.isnan(mid_log[todo]))
+        if fresh.size:
+            mid_log[todo[fresh]] = np.log(np.maximum(evaluate(mid[fresh]), clamp))
+        got = mid_log[todo]
         pred = KR.ring_interp(phi, logv, mid)
-        got = np.log(np.maximum(evaluate(mid), clamp))
         good = np.abs(np.expm1(pred - got)) <= rtol
         # below the floor everywhere on the interval (ends, midpoint, prediction)
-        nxt_v = logv[(idx + 1) % logv.size]
-        top = np.maximum(np.maximum(logv[idx], nxt_v), np.maximum(pred, got))
-        good |= top <= log_floor
-        act = np.concatenate([np.zeros(phi.size, dtype=bool), ~good])
-        act[idx] = ~good
-        phi = np.concatenate([phi, mid])
-        logv = np.concatenate([logv, got])
+        top = np.maximum(np.maximum(logv[todo], logv[(todo + 1) % n]), np.maximum(pred, got))
+        good |= (top <= log_floor) | (width[todo] <= min_width)
+        passed[todo] = good
+        split = todo[~good]
+        if split.size == 0:
+            continue
+        # The midpoints of the failed intervals become nodes; the halves are unchecked.
+        mid_split = phi[split] + 0.5 * width[split]
+        phi = np.concatenate([phi, mid_split])
+        logv = np.concatenate([logv, mid_log[split]])
+        mid_log[split] = np.nan
+        mid_log = np.concatenate([mid_log, np.full(split.size, np.nan)])
+        passed[split] = False
+        passed = np.concatenate([passed, np.zeros(split.size, dtype=bool)])
         order = np.argsort(phi, kind="stable")
-        phi, logv, active = phi[order], logv[order], act[order]
+        phi, logv, mid_log, passed = phi[order], logv[order], mid_log[order], passed[order]
+        # A new node changes the cubic of the 4 intervals whose stencil holds it, so
+        # those already passed are checked again (from their kept midpoint values).
+        new_at = np.flatnonzero(order >= n)
+        for offset in (-2, -1, 0, 1):
+            passed[(new_at + offset) % phi.size] = False
     return np.ascontiguousarray(phi), np.ascontiguousarray(logv)
 
 
@@ -379,18 +423,13 @@ class ScrambleTrials:
         # P_s1 per unit S_i, P_c and P_0: the model's own terms for S = 1 (no pairs).
         unit = copy.copy(model)
         unit.signal_overlap = lambda r, *_a, **_k: (np.ones(np.size(r)), np.ones(np.size(r)))
-        unit._pair_overlap = lambda r, d, s, e_i, *_a, **_k: np.zeros(np.size(e_i))
+        unit.pair_overlap = lambda r, d, s, e_i, *_a, **_k: np.zeros(np.size(e_i))
         terms = unit.evaluate_batch(ra, dec, sigma, energy, dt, zen, [0, n], background_terms=self.bg).terms  # fmt: skip
         self.coef, self.p_c, self.p_0 = terms["p_h_s1"], terms["p_h_c"], terms["p_h_0"]
         self._pair_mode_o3 = model.choices["pairs"] == "o3"
         self._rotation = self._turn = None
         if self._pair_mode_o3 and model.t_gw_mjd is not None and n:
-            model.detector_frame(ra, dec, dt, zen, np.full(n, np.nan))  # builds its frame
-            frame = model._frame
-            a0 = frame.zenith_azimuth(np.zeros(n), dec, np.zeros(n))[1]
-            a1 = frame.zenith_azimuth(np.zeros(n), dec, dt)[1]
-            self._rotation = np.ascontiguousarray(frame.rotation, dtype=f64)
-            self._turn = np.ascontiguousarray((a1 - a0) % 360.0)
+            self._rotation, self._turn = _frame_rotation(model, dec, dt)
         # the ring tables
         rho_max = float(np.max(model.skymap.probdensity)) if model.skymap.probdensity.size else 0.0
         eps = np.ascontiguousarray(self.bg.energy_eval, dtype=f64)
@@ -435,8 +474,6 @@ class ScrambleTrials:
         self.n_pairs_exact = 0
         self._eps = eps
         self._screened = screened_model(model) if self.direct.any() else model
-        self._pair_model = copy.copy(model)
-        self._exact_pair = model._pair_overlap
         self._s_sub = np.empty(0)
         self._need_live = np.empty(0, dtype=bool)
 
@@ -452,7 +489,7 @@ class ScrambleTrials:
         need = np.flatnonzero(self._need_live)
         if need.size:
             self.n_pairs_exact += need.size
-            out[need] = self._exact_pair(ra, dec, sigma, eps_i[need], eps_j[need], pi[need], pj[need], pixel_weight_key)  # fmt: skip
+            out[need] = self.model.pair_overlap(ra, dec, sigma, eps_i[need], eps_j[need], pi[need], pj[need], pixel_weight_key)  # fmt: skip
         return out
 
     def evaluate_batch(
@@ -526,8 +563,7 @@ class ScrambleTrials:
         # is 0 to within the statistic's floor; the others (B_j = 0 included: +inf
         # or NaN depend on S_ij) get the exact pair overlap in pass 2.
         self._live = (np.empty(0, np.int64), np.empty(0, np.int64))
-        self._pair_model._pair_overlap = self._pair_bound
-        first, bound = self._pair_model._pair_terms(*args)
+        first, bound = self.model.pair_terms(*args, overlap=self._pair_bound)
         live_i, live_j = self._live
         if live_i.size == 0:
             return rows[first], bound
@@ -537,8 +573,7 @@ class ScrambleTrials:
         keys = (sub + pi % n) * n_sub + (sub + pj % n)
         small = bound <= _PAIR_TERM_FLOOR * (self.coef * self.floor)[first % n]
         self._need_live = ~small[np.searchsorted(keys, live_i * n_sub + live_j)]
-        self._pair_model._pair_overlap = self._pair_exact
-        first, value = self._pair_model._pair_terms(*args)
+        first, value = self.model.pair_terms(*args, overlap=self._pair_exact)
         return rows[first], value
 
     def odds_floor(self) -> np.ndarray:

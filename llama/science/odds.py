@@ -420,8 +420,12 @@ class EventModel:
             rtol=self.overlap_rtol,
         )
 
-    def _pair_overlap(self, ra, dec, sigma, eps_i, eps_j, pi, pj, pixel_weight_key=None):
-        """S_ij = Σ P_gw a(ε_i) a(ε_j) ∫ G_i G_j [sr⁻² GeV⁻²] per pair (angles in rad)."""
+    def pair_overlap(self, ra, dec, sigma, eps_i, eps_j, pi, pj, pixel_weight_key=None):
+        """S_ij = Σ P_gw a(ε_i) a(ε_j) ∫ G_i G_j [sr⁻² GeV⁻²] per pair (angles in rad).
+
+        The pairs are ``(pi[k], pj[k])``, indices into ``ra``, ``dec``, ``sigma``;
+        ``eps_i``, ``eps_j`` are the energies [GeV] a(ε) is evaluated at, per pair.
+        """
         return _overlap_kernels().psf_pair_overlap_prepared(
             self.prepared_map(pixel_weight_key),
             ra[pi], dec[pi], sigma[pi], self.tables.dec_rows(eps_i),
@@ -552,7 +556,7 @@ class EventModel:
         p_c = C.NU_BACKGROUND_RATE_HZ * self.common * b_i
         p_0 = p_c * self.null_ratio
 
-        pair_i, pair_value = self._pair_terms(ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets)
+        pair_i, pair_value = self.pair_terms(ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets)
         odds_i, p_s2 = K.combine_odds(p_s1, pair_i, pair_value, p_c, p_0)
         terms = {
             "dt": dt,
@@ -570,9 +574,22 @@ class EventModel:
         }
         return BatchOdds(K.segment_sum(odds_i, offsets), odds_i, offsets, terms)
 
-    def _pair_terms(self, ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets):
+    def pair_terms(self, ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, overlap=None):
         """(first member, P_s2 contribution) of every doublet; those outside the common
-        time window contribute 0 (or NaN, see below) without an overlap."""
+        time window contribute 0 (or NaN, see below) without an overlap.
+
+        Parameters
+        ----------
+        ra_d, dec_d, sig_d, energy, dt, zen, az, offsets
+            The concatenated lists as :meth:`evaluate_batch` has them ([deg], [GeV], [s]).
+        bg : BackgroundTerms
+            Their :meth:`background_terms`.
+        overlap : callable, optional
+            Replaces :meth:`pair_overlap` (same arguments), e.g. with a bound on S_ij
+            (P_s2 is linear in it): fast trials (:mod:`llama.science.fast_trials`).
+        """
+        if overlap is None:
+            overlap = self.pair_overlap
         if self.choices["pairs"] == "o3":  # flat in detector (azimuth, zenith), no wrap
             lon, lat, mode = np.radians(az), np.radians(zen), K.PAIR_O3_FLAT
         else:
@@ -604,7 +621,7 @@ class EventModel:
         eps_i, eps_j = bg.energy_eval[pl], eps_j[live]
         s_ij = np.empty(live.size)
         for sel, key in self._weight_groups(w_ij, 2):
-            s_ij[sel] = self._pair_overlap(ra, dec, sig, eps_i[sel], eps_j[sel], pl[sel], pjl[sel], key)  # fmt: skip
+            s_ij[sel] = overlap(ra, dec, sig, eps_i[sel], eps_j[sel], pl[sel], pjl[sel], key)  # fmt: skip
         d_2 = self.egw * neutrino_energy_integral(self.rate_per_energy * w_ij, 2)
         with np.errstate(divide="ignore", invalid="ignore"):  # B_j = 0: +inf, as O3
             value[live] = (
