@@ -17,14 +17,13 @@ from .common import (
     SINRAD,
     TWO_PI,
     helper,
-    inline,
     per_node,
     search_right,
 )
 from .psf import psf_at
 
 
-@inline
+@helper
 def bin_index(edges: np.ndarray, x: float) -> int:
     """Bin of ``x`` given ascending ``edges`` (n+1 values), clamped to [0, n-1]."""
     nb = edges.shape[0] - 1
@@ -56,7 +55,7 @@ def zbins(sindec_edges: np.ndarray, z: float, o: int) -> tuple[int, int, int]:
     return jc, j0, j1
 
 
-@inline
+@helper
 def row_max_between(arow: np.ndarray, j0: int, j1: int) -> float:
     """Largest weight of one row over bands j0..j1."""
     amax = arow[j0]
@@ -65,7 +64,7 @@ def row_max_between(arow: np.ndarray, j0: int, j1: int) -> float:
     return amax
 
 
-@inline
+@per_node
 def row_max(a: np.ndarray) -> float:
     """Largest value of a 1-D array (a loop: callers run without reference counting)."""
     m = a[0]
@@ -74,7 +73,7 @@ def row_max(a: np.ndarray) -> float:
     return m
 
 
-@inline
+@helper
 def cap_frac(psi, zn, cn, z1):
     """Fraction of the circle at angle ``psi`` around the neutrino (sin dec ``zn``,
     cos dec ``cn``) that lies at ``sin dec > z1``."""
@@ -101,7 +100,7 @@ def gl_psf(a, b, sigma, peak, kind):
     return acc * h
 
 
-@inline
+@helper
 def cap_split(dn, z1, u):
     """How the circles of angle ``psi <= u`` about a point at declination ``dn`` meet the
     region ``sin dec > z1``: ``(1, ., .)`` all inside, ``(0, ., .)`` none, or ``(-1, pa,
@@ -119,7 +118,7 @@ def cap_split(dn, z1, u):
     return -1, abs(dn - d1), math.pi - abs(dn + d1)
 
 
-@inline
+@helper
 def arc_node(k, pa, pb, u):
     """Node ``k`` of the quadrature over the circles that cross the declination line,
     ``psi`` in ``[pa, min(pb, u)]``: ``(psi, weight x jacobian)``, substituted so that

@@ -1,30 +1,34 @@
 """What every module of the overlap kernels shares: tolerances, per-order tables and
-the three ways a function is compiled.
+the ways a function is compiled.
 
-Compilation. A first run compiles every kernel an event needs, and Numba's cost is
-mostly per compiled function (typing, LLVM, the Python wrapper, the cache file), so:
+Compilation. A first run compiles every kernel an event needs. Numba types and lowers
+each compiled function once, then LLVM optimises and code-generates it together with
+every separately compiled function it calls; inlining at Numba's level (``inline=
+"always"``) instead re-types the callee at every call site, which measured slower to
+compile (bench/bench_startup.py). So small helpers are compiled once each and left to
+LLVM to inline, and only the two per-neutrino traversals are inlined into their one
+caller:
 
 * ``kernel``: entry points called from Python (``cache=True``, ``nogil=True`` so Dask's
   threads run while a kernel does).
 * ``traversal_kernel``: the serial traversals, entry points without Numba's reference
   counting (see ``per_node``): the caller passes every array they write, heap
-  included, so they allocate nothing, and each is ONE compiled function with its
-  traversal inlined (a separately compiled callee is optimised and code-generated
-  again inside every caller's module).
+  included, so they allocate nothing.
 * ``helper``: functions called only from compiled code, without the Python and C
   wrappers nobody calls.
 * ``per_node``: helpers run once per tree node, also without Numba's reference counting
-  (``_nrt=False``, a private option Numba has long had): they only read the arrays they
-  are given and allocate nothing. With it, every call, inlined or not, increfs and
-  decrefs each array argument (the prepared map holds 11) with atomic instructions,
-  which took a third of the traversal's time.
+  (``_nrt=False``, a private option Numba has long had): they only read or write the
+  arrays they are given and allocate nothing. With it, every call increfs and decrefs
+  each array argument (the prepared map holds 11) with atomic instructions, which took
+  a third of the traversal's time.
 * ``parallel_kernel``: the batch drivers' ``prange`` versions, compiled only when a call
   has neutrinos enough for more than one thread (a single event does not).
-* ``inline``: a few lines used in tight loops, inlined into their callers by Numba
-  itself, so they are never compiled on their own.
+* ``inline``: the traversal of one neutrino (or pair), inlined into its serial kernel so
+  that it runs without reference counting there.
 
-Every argument has one type (float64 / int64 / C-contiguous float64 or int64 arrays and
-the records of :mod:`.records`): the Python side converts, so each kernel compiles once.
+Every argument has one type (float64 / int64 / C-contiguous writeable float64 or int64
+arrays and the records of :mod:`.records`): the Python side converts, so each kernel
+compiles once.
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ PHX = 0.5 * (PHX + 1.0)
 PHW = 0.5 * PHW
 
 
-@inline
+@per_node
 def search_right(a, x):
     """Number of entries of the ascending array ``a`` that are <= ``x`` (numpy's
     ``searchsorted(a, x, side="right")``; bisection written out, since numpy's

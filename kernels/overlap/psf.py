@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .common import AREA, MAX_REFINE_ORDER, RESOL, TWO_PI, helper, inline, kernel
+from .common import AREA, MAX_REFINE_ORDER, RESOL, TWO_PI, helper, kernel
 
 #: PSF kinds.
 PSF_GAUSS = 0
@@ -44,7 +44,7 @@ def psf_norm(sigma: float, kind: int) -> float:
     return acc * h / 3.0 / s2
 
 
-@inline
+@helper
 def psf_peak(sigma: float, kind: int) -> float:
     """PSF value at psi = 0 [sr^-1] (vMF normalisation is stable for huge kappa)."""
     if kind == PSF_VMF:
@@ -53,7 +53,7 @@ def psf_peak(sigma: float, kind: int) -> float:
     return 1.0 / (TWO_PI * sigma * sigma)
 
 
-@inline
+@helper
 def psf_from_chord2(c2: float, sigma: float, peak: float, kind: int) -> float:
     """PSF value [sr^-1] at squared chord ``c2 = |n - x|^2 = 2 (1 - cos psi)``."""
     if kind == PSF_VMF:
@@ -62,7 +62,7 @@ def psf_from_chord2(c2: float, sigma: float, peak: float, kind: int) -> float:
     return peak * math.exp(-0.5 * psi * psi / (sigma * sigma))
 
 
-@inline
+@helper
 def psf_at(psi: float, sigma: float, peak: float, kind: int) -> float:
     """PSF value [sr^-1] at angle ``psi`` [rad].
 
@@ -76,7 +76,7 @@ def psf_at(psi: float, sigma: float, peak: float, kind: int) -> float:
     return peak * math.exp(-0.5 * psi * psi / (sigma * sigma))
 
 
-@inline
+@helper
 def resolved(order: int, psi_min: float, sigma: float, res: float) -> bool:
     """Is a node small enough for the midpoint rule? Finer in the tail, where
     ``d log G / d psi = psi / sigma^2`` grows."""
@@ -85,7 +85,7 @@ def resolved(order: int, psi_min: float, sigma: float, res: float) -> bool:
     return RESOL[order] * max(1.0, 0.5 * psi_min / sigma) <= res * sigma
 
 
-@inline
+@helper
 def cell_factor(order: int, psi: float, sigma: float) -> float:
     """Second-order correction of the midpoint rule for G = exp(f) over a cell:
     ``1 + (|grad f|^2 + lap f) * A / 24`` with ``|grad f| = psi / sigma^2`` and

@@ -54,7 +54,7 @@ def new_heap(size):
     return Heap(np.empty((size, 3), np.int64), np.empty((size, 5)))
 
 
-@inline
+@per_node
 def heap_push(heap: Heap, n, o, p, tid, key, bo, bw, vo, vw):
     """Push a node (the arrays must have room); returns n + 1."""
     hi_, hf = heap.ints, heap.floats
@@ -102,7 +102,7 @@ def heap_pop(heap: Heap, n):
     return o, p, tid, bo, bw, vo, vw, n
 
 
-@inline
+@per_node
 def remaining(heap: Heap, n):
     """Exact sums of the bounds still on the heap (guards the running sums' drift)."""
     hf = heap.floats
@@ -114,7 +114,7 @@ def remaining(heap: Heap, n):
     return so, sw
 
 
-@inline
+@per_node
 def converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
     """Are both sums of remaining bounds within tolerance of their totals?"""
     return rem_o <= rtol * abs(tot_o) + ato and rem_w <= rtol * abs(tot_w) + atw

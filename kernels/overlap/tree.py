@@ -25,7 +25,6 @@ from .common import (
     MAXRAD,
     NMOM,
     helper,
-    inline,
     kernel,
     per_node,
     search_right,
@@ -51,7 +50,7 @@ def count_internal(order, ipix, top):
     return count
 
 
-@inline
+@per_node
 def leaf_moments(mom, i, o, x, y, z, r, rw):
     """Moments of a map pixel of constant density: 3 groups of 10 (rho, rho*w, area),
     each (mass, first moment x y z, second moment xx yy zz xy xz yz) of the pixel
@@ -237,7 +236,7 @@ def node_info(pm: PreparedMap, o, p, tid):
     return False, 0.0, 0.0, b[d, 0], b[d, 1], b[d, 2], b[d, 3]
 
 
-@inline
+@per_node
 def node_centre(pm: PreparedMap, o, p, tid):
     """Unit vector of a heap node's centre (stored for explicit tree nodes)."""
     if tid >= 0 and pm.flat == 0:
@@ -246,7 +245,7 @@ def node_centre(pm: PreparedMap, o, p, tid):
     return pix2vec_nest(o, p)
 
 
-@inline
+@per_node
 def child_tid(pm: PreparedMap, tid, c):
     """tid of child ``c`` (0..3) of a heap node."""
     if pm.flat == 1:
@@ -258,7 +257,7 @@ def child_tid(pm: PreparedMap, tid, c):
     return tid
 
 
-@inline
+@helper
 def taylor_value(K, mom, i, g, c):
     """``sum_k K[k] * (moment_k(group g) - c * moment_k(area))`` of tree node ``i``."""
     acc = 0.0
@@ -267,7 +266,7 @@ def taylor_value(K, mom, i, g, c):
     return acc
 
 
-@inline
+@helper
 def const_taylor(K, x, y, z, a):
     """``sum_k K[k] * moment_k`` of a pixel of unit density, area ``a`` and centre
     (x, y, z) (the moments of :func:`leaf_moments`, computed on the fly)."""
@@ -336,7 +335,7 @@ def control(pm: PreparedMap, vx, vy, vz, sigma):
     return rmin, wmin
 
 
-@inline
+@per_node
 def global_max(pm: PreparedMap):
     """Largest rho and rho*w of the map (sets the absolute floor of the tolerance)."""
     rho, rw, bnd = pm.density, pm.density_weighted, pm.bounds
