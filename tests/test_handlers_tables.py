@@ -42,8 +42,10 @@ def test_txt_round_trip(event: Event) -> None:
     event.generate(tables.IceCubeNeutrinoListTxt)
     text = event.path(tables.IceCubeNeutrinoListTxt.FILENAME).read_text()
     names, rows = tables.read_fixed_width(text)
-    assert names == ["dt[s]", "RA[deg]", "Dec[deg]", "E[TeV]", "Sigma[deg]"]
-    np.testing.assert_allclose(np.array(rows), _expected(), atol=6e-3)
+    assert names == ["No", "dt[s]", "RA[deg]", "Dec[deg]", "E[TeV]", "Sigma[deg]"]
+    got = np.array(rows)
+    assert got[:, 0].tolist() == list(range(1, len(NEUTRINOS) + 1))  # as the plots number them
+    np.testing.assert_allclose(got[:, 1:], _expected(), atol=6e-3)
     assert "relative to GW event time 2019-04-25T08:18:05" in text
     # fixed width: every table line has the same length, numbers right-aligned
     lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
@@ -58,8 +60,8 @@ def test_tex_table(event: Event) -> None:
     rows = _tabular_rows(tex)
     assert len(rows) == len(NEUTRINOS)
     cells = [c.strip().strip("$") for c in rows[0].rstrip(" \\").split("&")]
-    assert [float(c) for c in cells] == pytest.approx(_expected()[0], abs=6e-3)
-    assert all(len(r.split("&")) == 5 for r in rows)
+    assert [float(c) for c in cells] == pytest.approx([1, *_expected()[0]], abs=6e-3)
+    assert all(len(r.split("&")) == 6 for r in rows)
 
 
 def test_coinc_txt_has_p_values(event: Event) -> None:
@@ -68,9 +70,10 @@ def test_coinc_txt_has_p_values(event: Event) -> None:
     names, rows = tables.read_fixed_width(text)
     assert names[-2:] == ["p_value", "odds_ratio"]
     got = np.array(rows)
-    np.testing.assert_allclose(got[:, :5], _expected(), atol=6e-3)
-    np.testing.assert_allclose(got[:, 5], [p["p_value"] for p in PER_NEUTRINO], rtol=1e-2)
-    np.testing.assert_allclose(got[:, 6], [p["odds_ratio"] for p in PER_NEUTRINO], rtol=1e-2)
+    assert names[0] == "No" and got[:, 0].tolist() == list(range(1, len(NEUTRINOS) + 1))
+    np.testing.assert_allclose(got[:, 1:6], _expected(), atol=6e-3)
+    np.testing.assert_allclose(got[:, 6], [p["p_value"] for p in PER_NEUTRINO], rtol=1e-2)
+    np.testing.assert_allclose(got[:, 7], [p["odds_ratio"] for p in PER_NEUTRINO], rtol=1e-2)
     assert "combined: odds ratio 0.423, p-value 0.0061" in text
     assert "10000 on-the-fly background trials" in text
 
@@ -121,9 +124,9 @@ def test_empty_list_gives_empty_tables(tmp_path: Path) -> None:
     ):
         event.generate(handler)
     names, rows = tables.read_fixed_width(event.path("icecube_neutrino_list.txt").read_text())
-    assert len(names) == 5 and rows == []
+    assert len(names) == 6 and rows == []
     names, rows = tables.read_fixed_width(event.path("icecube_neutrino_list_coinc.txt").read_text())
-    assert len(names) == 7 and rows == []
+    assert len(names) == 8 and rows == []
     tex = event.path("icecube_neutrino_list.tex").read_text()
     assert _balanced(tex) and _tabular_rows(tex) == []
     summary = event.path("summary_lvc-i3.tex").read_text()
@@ -136,7 +139,7 @@ def test_without_skymap_info_dt_is_relative_to_first_neutrino(tmp_path: Path) ->
     event.generate(tables.IceCubeNeutrinoListTxt)
     text = event.path("icecube_neutrino_list.txt").read_text()
     _, rows = tables.read_fixed_width(text)
-    dt = np.array(rows)[:, 0]
+    dt = np.array(rows)[:, 1]
     np.testing.assert_allclose(dt, [r["dt"] - NEUTRINOS[0]["dt"] for r in NEUTRINOS], atol=6e-3)
     assert "first neutrino" in text
 
@@ -163,5 +166,5 @@ def test_blinded_flag_scrambles_ra_in_tables(tmp_path: Path) -> None:
     event.generate(tables.IceCubeNeutrinoListTxt)
     _, rows = tables.read_fixed_width(event.path("icecube_neutrino_list.txt").read_text())
     got = np.array(rows)
-    np.testing.assert_allclose(got[:, 2], _expected()[:, 2], atol=6e-3)  # Dec kept
-    assert not np.allclose(got[:, 1], _expected()[:, 1], atol=6e-3)  # RA scrambled
+    np.testing.assert_allclose(got[:, 3], _expected()[:, 2], atol=6e-3)  # Dec kept
+    assert not np.allclose(got[:, 2], _expected()[:, 1], atol=6e-3)  # RA scrambled

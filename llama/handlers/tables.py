@@ -58,6 +58,7 @@ __all__ = [
     "IceCubeNeutrinoListTxt",
     "format_fixed_width",
     "format_tabular",
+    "numbered",
     "read_fixed_width",
     "tex_escape",
 ]
@@ -88,6 +89,25 @@ COINC_COLUMNS = (
     Column("p_value", "$p$-value", "{:.3g}"),
     Column("odds_ratio", "odds ratio", "{:.3g}"),
 )
+#: The row number: neutrinos are numbered 1, 2, ... in list order, as on the plots.
+NUMBER_COLUMN = Column("No", "No.", "{:d}")
+
+
+def numbered(
+    columns: Sequence[Column], rows: Sequence[Sequence[float]]
+) -> tuple[tuple[Column, ...], list[tuple[float, ...]]]:
+    """``columns`` and ``rows`` with the row number (1, 2, ...) in front, so that a
+    reader matches a table row to the neutrino of that number on the plots.
+
+    Examples
+    --------
+    >>> cols, rows = numbered(NEUTRINO_COLUMNS[:1], [(-3.0,), (4.0,)])
+    >>> print(format_fixed_width(cols, rows), end="")
+    No  dt[s]
+     1  -3.00
+     2  +4.00
+    """
+    return (NUMBER_COLUMN, *columns), [(i, *row) for i, row in enumerate(rows, 1)]
 
 
 # --- generic formatting -----------------------------------------------------------------
@@ -237,14 +257,14 @@ class _NeutrinoTable(FileHandler, abstract=True):
 
 
 class IceCubeNeutrinoListTxt(_NeutrinoTable):
-    """Fixed-width table of the neutrino list: dt[s] RA[deg] Dec[deg] E[TeV] Sigma[deg]."""
+    """Fixed-width table of the neutrino list: No dt[s] RA[deg] Dec[deg] E[TeV] Sigma[deg]."""
 
     FILENAME = "icecube_neutrino_list.txt"
     DEPENDENCIES = (IceCubeNeutrinoList,)
 
     def generate(self, out: Path) -> None:
         _, rows, comments = self._load()
-        out.write_text(format_fixed_width(NEUTRINO_COLUMNS, rows, comments))
+        out.write_text(format_fixed_width(*numbered(NEUTRINO_COLUMNS, rows), comments))
 
 
 class IceCubeNeutrinoListTex(_NeutrinoTable):
@@ -255,7 +275,7 @@ class IceCubeNeutrinoListTex(_NeutrinoTable):
 
     def generate(self, out: Path) -> None:
         _, rows, comments = self._load()
-        out.write_text(format_tabular(NEUTRINO_COLUMNS, rows, comments))
+        out.write_text(format_tabular(*numbered(NEUTRINO_COLUMNS, rows), comments))
 
 
 # --- significance -------------------------------------------------------------------------
@@ -369,7 +389,7 @@ class IceCubeNeutrinoListCoincTxt(FileHandler):
         neutrinos = read_neutrino_list(self.event)
         sig = _Significance.read(self.dep_path(CoincSignificanceI3Lvc))
         rows, comments = _coinc_table(self.event, neutrinos, sig)
-        out.write_text(format_fixed_width(COINC_COLUMNS, rows, comments))
+        out.write_text(format_fixed_width(*numbered(COINC_COLUMNS, rows), comments))
 
 
 # --- summaries ----------------------------------------------------------------------------
@@ -433,7 +453,9 @@ class CoincSummaryI3LvcTex(_Summary):
 def summary_tex(eventid: str, facts, rows, comments: Sequence[str]) -> str:
     """The LaTeX document of the summary (compiles with pdflatex; needs graphicx)."""
     fact_lines = "\n".join(rf"{tex_escape(k)} & {tex_escape(v)} \\" for k, v in facts)
-    table = format_tabular(COINC_COLUMNS, rows) if rows else "No neutrinos in the window.\n"
+    table = (
+        format_tabular(*numbered(COINC_COLUMNS, rows)) if rows else "No neutrinos in the window.\n"
+    )
     notes = "\n".join(rf"\item {tex_escape(c)}" for c in comments[1:])
     return rf"""\documentclass[11pt]{{article}}
 \usepackage[margin=2cm]{{geometry}}
