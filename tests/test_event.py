@@ -175,3 +175,37 @@ def test_files_produced_together_timeouts_and_retries(tmp_path):
     assert not [p for p in os.listdir(ev.directory) if ".tmp-" in p]
     ev.generate(Flaky)
     assert json.loads(ev.path("flaky.json").read_text()) == {"attempt": 3}
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
+    from llama.event import atomic_write_bytes
+
+    target = tmp_path / "x.json"
+    target.write_bytes(b"old")
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "text, not bytes")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_temporaries_of_a_killed_write_are_cleared_by_remove_leftovers(tmp_path, monkeypatch):
+    from llama.event import atomic_write_bytes
+
+    event = Event(tmp_path / "S1")
+
+    names = []
+
+    def killed(src, dst):  # the process dies between writing and renaming
+        names.append(os.path.basename(src))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("os.replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(event.path("a.json"), b"{}")
+    monkeypatch.undo()
+    # the writer cleans up after itself on the way out; a kill -9 could not, so make
+    # the file it would have left and check that the next preparation removes it
+    leftover = event.directory / names[0]
+    leftover.write_bytes(b"{")
+    assert event.remove_leftovers() == [leftover.name]
+    assert not any(event.directory.iterdir())
