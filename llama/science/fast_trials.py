@@ -13,8 +13,12 @@ changes its cubic, and halved until the cubic interpolant agrees within
 :data:`TABLE_RTOL`, or both lie below the floor); then every
 trial is a table lookup plus the closed-form odds (:mod:`kernels.ra_lookup`).
 Doublets are rare: the pairs of a trial are found by the model's own rule, and only
-those whose overlap can exceed the floor, S_ij <= max_j a(eps_j) G_j,peak S_i, get the
-exact pair kernel; the pair terms are the model's own (``EventModel.pair_terms``).
+those whose term can matter get the exact pair kernel: S_ij is bounded by the
+looked-up S_i, S_j and the pair's separation d (for O3's Gaussian
+S_ij <= (a_j,max G_j,peak S_i + a_i,max G_i,peak S_j') exp(-d² / 2 (sigma_i + sigma_j)²)),
+and a term whose bound stays below the floor, or below :data:`_PAIR_TERM_RTOL` of the
+trial's statistic without doublets, counts as 0; the pair terms are the model's own
+(``EventModel.pair_terms``).
 
 **Background lists** (:class:`TrialScreen`, :func:`screened_model`). Most trial
 neutrinos land far from a GW map, where the spatial overlap
@@ -69,6 +73,7 @@ __all__ = [
     "TABLE_RTOL",
     "ScrambleTrials",
     "TrialScreen",
+    "pair_overlap_bound",
     "screened_model",
     "supports_screening",
 ]
@@ -103,12 +108,16 @@ _MAX_RECHECKS = 64
 #: Values are clamped this far below the floor before their logarithm is taken, so
 #: the cubic does not swing between 1e-300 and the map's scale.
 _CLAMP_BELOW_FLOOR = 1e-30
-#: Margin on the pair bound S_ij <= max a_j G_j,peak S_i for the table's interpolation
-#: error and the exact kernel's own (rtol 1e-2 bounds).
+#: Margin on the pair bounds (:meth:`ScrambleTrials._pair_bound`) for the table's
+#: interpolation error and the exact kernel's own (rtol 1e-2 bounds).
 _PAIR_BOUND_MARGIN = 1.05
 #: A doublet's term whose bound is below this fraction of its first member's P_s1 at
 #: the floor counts as 0 (no pair kernel).
 _PAIR_TERM_FLOOR = 1e-3
+#: ... or whose bound, over the first member's P_c + P_0, is below this fraction of the
+#: trial's statistic without doublets (shared among the trial's doublets): what the
+#: terms left out may change the statistic by, relative to it.
+_PAIR_TERM_RTOL = 2e-3
 
 _SCREENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -257,11 +266,14 @@ def screened_model(model):
 # --------------------------------------------------------------------------------------
 
 
-def _psf_peak(sigma_rad) -> np.ndarray:
-    """Largest value of either PSF [sr⁻¹]: 1 / (2 pi sigma²) for O3's Gaussian, and the
-    von Mises-Fisher peak kappa / (2 pi (1 - exp(-2 kappa))), kappa = 1 / sigma²."""
-    s2 = np.asarray(sigma_rad, dtype=np.float64) ** 2
-    return 1.0 / (2.0 * math.pi * s2 * -np.expm1(-2.0 / s2))
+def _psf_at(psi, sigma, kind: int) -> np.ndarray:
+    """The model's PSF at angle ``psi`` from the neutrino [sr⁻¹] (angles [rad]): O3's
+    Gaussian exp(-psi² / 2 sigma²) / (2 pi sigma²), or the von Mises-Fisher density
+    (kind 1, kappa = 1 / sigma²), as kernels.overlap defines them."""
+    s2 = np.asarray(sigma, dtype=np.float64) ** 2
+    if kind == 1:
+        return np.exp(-2.0 * np.sin(0.5 * psi) ** 2 / s2) / (2.0 * math.pi * s2 * -np.expm1(-2.0 / s2))  # fmt: skip
+    return np.exp(-0.5 * psi**2 / s2) / (2.0 * math.pi * s2)
 
 
 def _frame_rotation(model, dec_deg, dt_s) -> tuple[np.ndarray, np.ndarray]:
@@ -281,6 +293,47 @@ def _frame_rotation(model, dec_deg, dt_s) -> tuple[np.ndarray, np.ndarray]:
     a0 = model.detector_frame(np.zeros(n), dec_deg, np.zeros(n), nan, nan)[1]
     a1 = model.detector_frame(np.zeros(n), dec_deg, dt_s, nan, nan)[1]
     return rotation, np.ascontiguousarray((a1 - a0) % 360.0)
+
+
+def pair_overlap_bound(ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j, s_i, s_j, a_i, a_j, kind=0):
+    """An upper bound of a pair's overlap S_ij from the two single overlaps.
+
+    S_ij = ∫ rho a_i a_j G_i G_j and S_i = ∫ rho a_i G_i, S_j = ∫ rho a_j G_j with the
+    same a(eps) rows as S_ij. Every point x has psi_i + psi_j >= d, the pair's
+    separation; where psi_i <= t, G_j(x) <= G_j(d - t), elsewhere G_i(x) <= G_i(t), so
+
+        S_ij <= max(a_j) G_j(d - t) S_i + max(a_i) G_i(t) S_j,
+
+    and also S_ij <= max(a_j) G_j(0) S_i. t = d sigma_i / (sigma_i + sigma_j) makes
+    the Gaussian's two exponents equal, exp(-d² / 2 (sigma_i + sigma_j)²). Holds for any
+    PSF that falls with the angle (both of kernels.overlap's).
+
+    Parameters
+    ----------
+    ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j : array_like
+        The two neutrinos [rad].
+    s_i, s_j : array_like
+        Their overlaps (a bound of each serves).
+    a_i, a_j : array_like
+        The largest a(eps) of each row.
+    kind : int
+        0 O3's Gaussian, 1 von Mises-Fisher.
+
+    Examples
+    --------
+    >>> b_near = pair_overlap_bound(0.0, 0.0, 0.01, 0.0, 0.0, 0.01, 1.0, 1.0, 1.0, 1.0)
+    >>> b_far = pair_overlap_bound(0.0, 0.0, 0.01, 0.1, 0.0, 0.01, 1.0, 1.0, 1.0, 1.0)
+    >>> round(float(b_near) * 2 * np.pi * 1e-4, 6), bool(b_far < 1e-4 * b_near)
+    (1.0, True)
+    """
+    si, sj = np.asarray(sigma_i, dtype=np.float64), np.asarray(sigma_j, dtype=np.float64)
+    hav = np.sin(0.5 * (np.subtract(dec_j, dec_i))) ** 2 + np.cos(dec_i) * np.cos(dec_j) * np.sin(0.5 * np.subtract(ra_j, ra_i)) ** 2  # fmt: skip
+    d = 2.0 * np.arcsin(np.sqrt(np.clip(hav, 0.0, 1.0)))
+    t = d * si / (si + sj)
+    loose = a_j * _psf_at(0.0, sj, kind) * s_i
+    with np.errstate(invalid="ignore"):  # inf * 0
+        split = a_j * _psf_at(d - t, sj, kind) * s_i + a_i * _psf_at(t, si, kind) * s_j
+    return np.fmin(loose, split)
 
 
 def ring_table(evaluate, dec_rad: float, sigma_rad: float, floor: float, rtol: float = TABLE_RTOL):
@@ -473,15 +526,23 @@ class ScrambleTrials:
         self.logv = np.ascontiguousarray(np.concatenate(logs) if logs else np.empty(0))
         self.n_pairs_exact = 0
         self._eps = eps
+        self._rows = model.tables.dec_rows(eps) if n else np.empty((0, 0))
         self._screened = screened_model(model) if self.direct.any() else model
         self._s_sub = np.empty(0)
         self._need_live = np.empty(0, dtype=bool)
 
     def _pair_bound(self, ra, dec, sigma, eps_i, eps_j, pi, pj, pixel_weight_key=None):
-        """First pass: S_ij's bound max_j a(eps_j) G_j,peak S_i in place of S_ij."""
-        a_j = self.model.tables.dec_rows(eps_j).max(axis=1)
+        """First pass: :func:`pair_overlap_bound` (with a margin) in place of S_ij, from
+        the looked-up S_i and S_j."""
         self._live = (pi, pj)
-        return _PAIR_BOUND_MARGIN * self._s_sub[pi] * _psf_peak(sigma[pj]) * a_j
+        rows_i, rows_j = self.model.tables.dec_rows(eps_i), self.model.tables.dec_rows(eps_j)
+        with np.errstate(divide="ignore", invalid="ignore"):  # inf where j's own a is 0
+            ratio = np.where(rows_j > 0, rows_j / self._rows[pj % self.n], 0.0).max(axis=1)
+        bound = pair_overlap_bound(
+            ra[pi], dec[pi], sigma[pi], ra[pj], dec[pj], sigma[pj], self._s_sub[pi],
+            ratio * self._s_sub[pj], rows_i.max(axis=1), rows_j.max(axis=1), self.model.psf_kind,
+        )  # fmt: skip
+        return _PAIR_BOUND_MARGIN * bound
 
     def _pair_exact(self, ra, dec, sigma, eps_i, eps_j, pi, pj, pixel_weight_key=None):
         """Second pass: the exact S_ij where the first pass's term can matter, else 0."""
@@ -572,6 +633,18 @@ class ScrambleTrials:
         n_sub = k * n
         keys = (sub + pi % n) * n_sub + (sub + pj % n)
         small = bound <= _PAIR_TERM_FLOOR * (self.coef * self.floor)[first % n]
+        # Relative to the trial's statistic without doublets, O_1 = Σ P_s1 / (P_c + P_0),
+        # a lower bound of the exact one (doublet terms are >= 0) unless a term is NaN or
+        # infinite (O3's B_j = 0 quirks): such trials keep the floor rule only.
+        den = np.tile(self.p_c + self.p_0, k)
+        trial_of = first // n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            o_1 = KO.segment_sum(np.tile(self.coef, k) * self._s_sub / den, tile_offsets(n, k))
+            share = bound / den[first]
+        odd = np.bincount(trial_of, weights=~np.isfinite(bound), minlength=k) > 0
+        n_terms = np.bincount(trial_of, minlength=k)
+        budget = _PAIR_TERM_RTOL * o_1 / np.maximum(n_terms, 1)
+        small |= (share <= budget[trial_of]) & ~odd[trial_of] & np.isfinite(o_1[trial_of])
         self._need_live = ~small[np.searchsorted(keys, live_i * n_sub + live_j)]
         first, value = self.model.pair_terms(*args, overlap=self._pair_exact)
         return rows[first], value
