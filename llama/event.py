@@ -108,9 +108,14 @@ def _directory_error(directory: Path, err: OSError) -> EventError:
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's contents."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+    # os.read on a raw descriptor: open() would add a stat, an isatty ioctl and a seek
+    # per file, and every generated file is hashed once
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while block := os.read(fd, 1 << 20):
             h.update(block)
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 
