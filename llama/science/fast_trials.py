@@ -207,6 +207,27 @@ class TrialScreen:
                 out[sel] = KS.cell_lookup(bound, ra[sel], dec[sel]) > self.threshold
         return out
 
+    def ring_reach(self, dec, sigma) -> np.ndarray:
+        """Per RA column of the bound grid along declination ``dec``, whether a PSF of
+        ``sigma`` centred there may see more than the floor (angles [rad]); for
+        :func:`ring_table`'s ``reach``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from llama.science.skymap import SkyMap
+        >>> dens = np.full(12, 1e-20); dens[4] = 3 / np.pi    # one base pixel at RA 0
+        >>> r = TrialScreen(SkyMap(probdensity=dens, nside=1)).ring_reach(0.0, np.radians(1.0))
+        >>> r.size, bool(r[0]), bool(r[r.size // 2])
+        (360, True, False)
+        """
+        k = int(np.searchsorted(self._edges, sigma, side="left"))
+        n_dec = self._bounds[0].shape[0]
+        if k >= len(self._bounds):
+            return np.ones(2 * n_dec, dtype=bool)  # sigma beyond the classes: exact
+        row = min(max(int(math.floor((dec + 0.5 * math.pi) / (math.pi / n_dec))), 0), n_dec - 1)
+        return self._bounds[k][row] > self.threshold
+
     def density(self, ra, dec) -> np.ndarray:
         """The map's density at each direction [sr⁻¹] (angles [rad])."""
         return KS.density_at(
@@ -276,6 +297,12 @@ def _psf_at(psi, sigma, kind: int) -> np.ndarray:
     return np.exp(-0.5 * psi**2 / s2) / (2.0 * math.pi * s2)
 
 
+def _band(dec_rad: float) -> int:
+    """The sin(dec) band of a(eps) rows that ``dec_rad`` falls in."""
+    k = int(np.searchsorted(SINDEC_EDGES, math.sin(dec_rad), side="right")) - 1
+    return min(max(k, 0), SINDEC_EDGES.size - 2)
+
+
 def _frame_rotation(model, dec_deg, dt_s) -> tuple[np.ndarray, np.ndarray]:
     """The model's detector frame as (rotation, azimuth turn per neutrino [deg]) for
     :func:`kernels.ra_lookup.frame_azimuth`, read off its public ``detector_frame``.
@@ -336,7 +363,10 @@ def pair_overlap_bound(ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j, s_i, s_j, a_i
     return np.fmin(loose, split)
 
 
-def ring_table(evaluate, dec_rad: float, sigma_rad: float, floor: float, rtol: float = TABLE_RTOL):
+def ring_table(
+    evaluate, dec_rad: float, sigma_rad: float, floor: float, rtol: float = TABLE_RTOL,
+    reach: np.ndarray | None = None, below=None,
+):  # fmt: skip
     """Nodes and log values of one neutrino's overlap along its declination ring.
 
     Parameters
@@ -349,6 +379,14 @@ def ring_table(evaluate, dec_rad: float, sigma_rad: float, floor: float, rtol: f
         S at or below it needs no relative accuracy.
     rtol : float
         Relative accuracy demanded at every interval's midpoint.
+    reach : (c,) bool, optional
+        Per RA column ``[2 pi q / c, 2 pi (q + 1) / c)`` of the ring, False where S is
+        known to be at most ``floor`` (:meth:`TrialScreen.ring_reach`): no kernel call
+        there, S counts as ``below(phi)`` (default 0), and an interval inside such
+        columns needs no check.
+    below : callable, optional
+        A cheap stand-in for S out of reach, at most ``floor`` (e.g. the map's density
+        there times a(eps)): it keeps the order of lists far from the map.
 
     Returns
     -------
@@ -371,11 +409,28 @@ def ring_table(evaluate, dec_rad: float, sigma_rad: float, floor: float, rtol: f
     phi = np.arange(k) * (2.0 * math.pi / k)
     clamp = floor * _CLAMP_BELOW_FLOOR
     log_floor = math.log(floor) if floor > 0 else -np.inf
-    logv = np.log(np.maximum(evaluate(phi), clamp))
+    n_cols = 1 if reach is None else reach.size
+    reach = np.ones(1, dtype=bool) if reach is None else np.asarray(reach, dtype=bool)
+    col_width = 2.0 * math.pi / n_cols
+    # columns with reach before each column of the ring read twice (intervals wrap)
+    reach_before = np.concatenate([[0], np.cumsum(np.tile(reach, 2))])
+
+    def log_value(x):
+        """log S at x and whether the kernel ran (else S <= floor: logged as the clamp)."""
+        ran = reach[(x // col_width).astype(np.int64) % n_cols]
+        out = np.full(x.size, clamp)
+        if below is not None and not ran.all():
+            out[~ran] = np.clip(below(x[~ran]), clamp, floor)
+        if ran.any():
+            out[ran] = np.maximum(evaluate(x[ran]), clamp)
+        return np.log(out), ran
+
+    logv, known = log_value(phi)
     min_width = (2.0 * math.pi / k) / 2.0**_MAX_RING_LEVELS
     # Per interval j = [phi_j, phi_j+1): the log value at its midpoint once evaluated
     # (NaN before), and whether its cubic passed the check with its current stencil.
     mid_log = np.full(k, np.nan)
+    mid_known = np.zeros(k, dtype=bool)
     passed = np.zeros(k, dtype=bool)
     for _ in range(_MAX_RECHECKS):
         n = phi.size
@@ -383,14 +438,20 @@ def ring_table(evaluate, dec_rad: float, sigma_rad: float, floor: float, rtol: f
         # The cubic of interval j runs through nodes j-1 .. j+2. Where all four lie
         # below floor / 10, a feature (at least sigma wide) between nodes 4 sigma apart
         # is within 2 sigma of one of them, so its peak is below e^2 floor / 10 < floor.
-        top4 = np.maximum.reduce([np.roll(logv, s) for s in (1, 0, -1, -2)])
-        todo = np.flatnonzero((top4 > log_floor - math.log(10.0)) & ~passed)
+        # A node the screen skipped may hold anything up to the floor.
+        upper = np.where(known, logv, log_floor)
+        top4 = np.maximum.reduce([np.roll(upper, s) for s in (1, 0, -1, -2)])
+        # An interval in columns out of reach lies below the floor all along.
+        first_col = (phi // col_width).astype(np.int64)
+        last_col = ((phi + width) // col_width).astype(np.int64)
+        in_reach = reach_before[np.minimum(last_col + 1, 2 * n_cols)] > reach_before[first_col]
+        todo = np.flatnonzero((top4 > log_floor - math.log(10.0)) & ~passed & in_reach)
         if todo.size == 0:
             break
         mid = phi[todo] + 0.5 * width[todo]
         fresh = np.flatnonzero(np.isnan(mid_log[todo]))
         if fresh.size:
-            mid_log[todo[fresh]] = np.log(np.maximum(evaluate(mid[fresh]), clamp))
+            mid_log[todo[fresh]], mid_known[todo[fresh]] = log_value(mid[fresh])
         got = mid_log[todo]
         pred = KR.ring_interp(phi, logv, mid)
         good = np.abs(np.expm1(pred - got)) <= rtol
@@ -405,12 +466,15 @@ def ring_table(evaluate, dec_rad: float, sigma_rad: float, floor: float, rtol: f
         mid_split = phi[split] + 0.5 * width[split]
         phi = np.concatenate([phi, mid_split])
         logv = np.concatenate([logv, mid_log[split]])
+        known = np.concatenate([known, mid_known[split]])
         mid_log[split] = np.nan
         mid_log = np.concatenate([mid_log, np.full(split.size, np.nan)])
+        mid_known = np.concatenate([mid_known, np.zeros(split.size, dtype=bool)])
         passed[split] = False
         passed = np.concatenate([passed, np.zeros(split.size, dtype=bool)])
         order = np.argsort(phi, kind="stable")
-        phi, logv, mid_log, passed = phi[order], logv[order], mid_log[order], passed[order]
+        phi, logv, known = phi[order], logv[order], known[order]
+        mid_log, mid_known, passed = mid_log[order], mid_known[order], passed[order]
         # A new node changes the cubic of the 4 intervals whose stencil holds it, so
         # those already passed are checked again (from their kept midpoint values).
         new_at = np.flatnonzero(order >= n)
@@ -495,7 +559,9 @@ class ScrambleTrials:
         # statistic differs from the exact one by is mostly the exact kernel's own error.
         tight = copy.copy(model)
         tight.overlap_rtol = min(model.overlap_rtol, _TABLE_KERNEL_RTOL)
+        self._rows = model.tables.dec_rows(eps) if n else np.empty((0, 0))
         self.direct = np.zeros(n, dtype=bool)  # exact kernel per trial, no table
+        screen = TrialScreen.for_model(model) if n else None  # no nodes out of reach
         for i in range(n):
             ring = 2.0 * math.pi * math.cos(math.radians(dec[i])) / math.radians(sigma[i])
             # ~3 evaluations per first node (checks, refinement), 2.5x the kernel's cost
@@ -516,7 +582,14 @@ class ScrambleTrials:
                         np.full(k, eps[i]),
                     )[1]
 
-                phi, logv = ring_table(exact, math.radians(dec[i]), math.radians(sigma[i]), self.floor[i], rtol)  # fmt: skip
+                d_i, s_i = math.radians(dec[i]), math.radians(sigma[i])
+                a_i = self._rows[i, _band(d_i)]
+
+                def below(phi, d_i=d_i, a_i=a_i):  # as screened_model: rho there x a
+                    return screen.density(phi, np.full(phi.size, d_i)) * a_i
+
+                reach = screen.ring_reach(d_i, s_i)
+                phi, logv = ring_table(exact, d_i, s_i, self.floor[i], rtol, reach, below)
             phis.append(phi)
             logs.append(logv)
         self.node_offsets = np.concatenate([[0], np.cumsum([p.size for p in phis])]).astype(
@@ -526,7 +599,6 @@ class ScrambleTrials:
         self.logv = np.ascontiguousarray(np.concatenate(logs) if logs else np.empty(0))
         self.n_pairs_exact = 0
         self._eps = eps
-        self._rows = model.tables.dec_rows(eps) if n else np.empty((0, 0))
         self._screened = screened_model(model) if self.direct.any() else model
         self._s_sub = np.empty(0)
         self._need_live = np.empty(0, dtype=bool)
