@@ -96,6 +96,9 @@ def block_sort(energy_by_zenith: np.ndarray, block: int) -> np.ndarray:
 def _window(arr, start, stop, centre, width):
     """Index range ``[first, last)`` of sorted ``arr[start:stop]`` with ``|centre - x| < width``.
 
+    Callers pass ``start`` as ``np.int64``, never a bare ``0``: a literal compiles a
+    second specialisation.
+
     Bisects on the literal predicate: left of the centre ``centre - x >= width`` is
     true then false as x grows, right of it ``x - centre >= width`` false then true,
     and floating-point subtraction is monotone, so the selected set is contiguous and
@@ -225,7 +228,7 @@ def _primary_loop(
     """
     count = 0
     for it in range(max_widen + 1):
-        lo, hi = _window(zen_sorted, 0, zen_sorted.shape[0], theta, half)
+        lo, hi = _window(zen_sorted, np.int64(0), zen_sorted.shape[0], theta, half)
         count = _count(en_by_zen, en_blk, block, lo, hi, eps, eps * rel)
         if count >= min_events or it == max_widen:
             break
@@ -254,7 +257,7 @@ def _slip_loop(
     """
     count = 0
     for _ in range(max(max_widen, 1)):
-        lo, hi = _window(zen_sorted, 0, zen_sorted.shape[0], theta, half)
+        lo, hi = _window(zen_sorted, np.int64(0), zen_sorted.shape[0], theta, half)
         count = _count(en_by_zen, en_blk, block, lo, hi, eps, eps * rel)
         rel *= widen
         half *= widen
@@ -456,7 +459,7 @@ def o3_list_terms(
         for q in range(offsets[m], offsets[m + 1]):
             theta = zen_q[q]
             eps_own = en_q[q]
-            lo, hi = _window(zen_sorted, 0, n_bg, theta, half)
+            lo, hi = _window(zen_sorted, np.int64(0), n_bg, theta, half)
             e_lo, e_hi = _min_max(en_by_zen, en_blk, block, lo, hi)
             eps = eps_own
             if e_lo > eps:

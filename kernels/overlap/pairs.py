@@ -305,10 +305,10 @@ def visit_pair(pm: PreparedMap, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1
         kc = const_taylor(K, x, y, z, AREA[o]) if const else 0.0
         mom = pm.moments
         if fo * e3 < bo:
-            vo = (r - c0) * kc if const else taylor_value(K, mom, tid, 0, c0)
+            vo = (r - c0) * kc if const else taylor_value(K, mom, tid, np.int64(0), c0)
             bo = fo * e3
         if fw * e3 < bw and (aconst or rad <= res * EDGE_RES * s12):
-            dw = (rwv - c0w) * kc if const else taylor_value(K, mom, tid, 1, c0w)
+            dw = (rwv - c0w) * kc if const else taylor_value(K, mom, tid, np.int64(1), c0w)
             vw = arow1[jc] * arow2[jc] * dw
             bw = fw * e3
         if bo <= 0.0 and bw <= 0.0:

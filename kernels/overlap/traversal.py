@@ -173,12 +173,12 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
         fo = (rmax - rmin) + ASYM * fo
         fw = (wmax - wmin) * amax + ASYM * fw
         if fo * e3 < bo:
-            vo = taylor_value(K, mom, tid, 0, c0)
+            vo = taylor_value(K, mom, tid, np.int64(0), c0)
             bo = fo * e3
         if fw * e3 < bw and (aconst or rad <= res_a * sigma):
             # across a band edge: the weight at the centre, as the midpoint rule does
             a = arow[jc]
-            vw = a * taylor_value(K, mom, tid, 1, c0w)
+            vw = a * taylor_value(K, mom, tid, np.int64(1), c0w)
             bw = fw * e3
         if bo <= 0.0 and bw <= 0.0:
             return vo, vw, 0.0, 0.0, True

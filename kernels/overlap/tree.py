@@ -259,7 +259,9 @@ def child_tid(pm: PreparedMap, tid, c):
 
 @helper
 def taylor_value(K, mom, i, g, c):
-    """``sum_k K[k] * (moment_k(group g) - c * moment_k(area))`` of tree node ``i``."""
+    """``sum_k K[k] * (moment_k(group g) - c * moment_k(area))`` of tree node ``i``
+    (callers pass ``g`` as ``np.int64``: a bare literal compiles one version per
+    value)."""
     acc = 0.0
     for k in range(10):
         acc += K[k] * (mom[i, 10 * g + k] - c * mom[i, 20 + k])
