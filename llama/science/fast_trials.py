@@ -111,6 +111,8 @@ _CLAMP_BELOW_FLOOR = 1e-30
 #: Margin on the pair bounds (:meth:`ScrambleTrials._pair_bound`) for the table's
 #: interpolation error and the exact kernel's own (rtol 1e-2 bounds).
 _PAIR_BOUND_MARGIN = 1.05
+#: O3's Gaussian product integrated over the sphere, at most this times the planar value.
+_SPHERE_MARGIN = 1.02
 #: A doublet's term whose bound is below this fraction of its first member's P_s1 at
 #: the floor counts as 0 (no pair kernel).
 _PAIR_TERM_FLOOR = 1e-3
@@ -228,6 +230,31 @@ class TrialScreen:
         row = min(max(int(math.floor((dec + 0.5 * math.pi) / (math.pi / n_dec))), 0), n_dec - 1)
         return self._bounds[k][row] > self.threshold
 
+    def density_near(self, ra, dec, sigma) -> np.ndarray:
+        """A bound of the map's density within a PSF's reach of each direction [sr⁻¹]
+        (the reach of ``sigma``'s class, at most ``_TAIL_SHARE * SCREEN_FLOOR`` of a
+        Gaussian's mass beyond it), plus that tail times the peak; the peak itself
+        where ``sigma`` is beyond the classes (angles [rad]).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from llama.science.skymap import SkyMap
+        >>> dens = np.full(12, 1e-20); dens[4] = 3 / np.pi    # one base pixel at RA 0
+        >>> s = TrialScreen(SkyMap(probdensity=dens, nside=1))
+        >>> near = s.density_near(np.radians([0.0, 180.0]), np.zeros(2), np.radians([1.0, 1.0]))
+        >>> bool(np.isclose(near[0], 3 / np.pi, rtol=1e-12)), bool(near[1] < 1e-12)
+        (True, True)
+        """
+        ra, dec, sigma = (np.ascontiguousarray(a, dtype=np.float64) for a in (ra, dec, sigma))
+        out = np.full(ra.size, self.peak)
+        cls = np.searchsorted(self._edges, sigma, side="left")
+        for k, bound in enumerate(self._bounds):
+            sel = np.flatnonzero(cls == k)
+            if sel.size:
+                out[sel] = KS.cell_lookup(bound, ra[sel], dec[sel])
+        return out + _TAIL_SHARE * SCREEN_FLOOR * self.peak
+
     def density(self, ra, dec) -> np.ndarray:
         """The map's density at each direction [sr⁻¹] (angles [rad])."""
         return KS.density_at(
@@ -322,6 +349,24 @@ def _frame_rotation(model, dec_deg, dt_s) -> tuple[np.ndarray, np.ndarray]:
     return rotation, np.ascontiguousarray((a1 - a0) % 360.0)
 
 
+def _separation(ra_i, dec_i, ra_j, dec_j) -> np.ndarray:
+    """Great-circle angle between directions [rad] (haversine: exact for small ones)."""
+    hav = np.sin(0.5 * np.subtract(dec_j, dec_i)) ** 2 + np.cos(dec_i) * np.cos(dec_j) * np.sin(0.5 * np.subtract(ra_j, ra_i)) ** 2  # fmt: skip
+    return 2.0 * np.arcsin(np.sqrt(np.clip(hav, 0.0, 1.0)))
+
+
+def _towards(ra_i, dec_i, ra_j, dec_j, d, t) -> tuple[np.ndarray, np.ndarray]:
+    """(ra, dec) [rad] of the point at angle ``t`` from i on the great circle to j
+    (``d`` apart); i itself where d is 0."""
+    ui = np.stack([np.cos(dec_i) * np.cos(ra_i), np.cos(dec_i) * np.sin(ra_i), np.sin(dec_i)])
+    uj = np.stack([np.cos(dec_j) * np.cos(ra_j), np.cos(dec_j) * np.sin(ra_j), np.sin(dec_j)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wi = np.where(d > 0, np.sin(d - t) / np.sin(d), 1.0)
+        wj = np.where(d > 0, np.sin(t) / np.sin(d), 0.0)
+    v = wi * ui + wj * uj
+    return np.arctan2(v[1], v[0]) % (2.0 * math.pi), np.arctan2(v[2], np.hypot(v[0], v[1]))
+
+
 def pair_overlap_bound(ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j, s_i, s_j, a_i, a_j, kind=0):
     """An upper bound of a pair's overlap S_ij from the two single overlaps.
 
@@ -354,13 +399,40 @@ def pair_overlap_bound(ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j, s_i, s_j, a_i
     (1.0, True)
     """
     si, sj = np.asarray(sigma_i, dtype=np.float64), np.asarray(sigma_j, dtype=np.float64)
-    hav = np.sin(0.5 * (np.subtract(dec_j, dec_i))) ** 2 + np.cos(dec_i) * np.cos(dec_j) * np.sin(0.5 * np.subtract(ra_j, ra_i)) ** 2  # fmt: skip
-    d = 2.0 * np.arcsin(np.sqrt(np.clip(hav, 0.0, 1.0)))
+    d = _separation(ra_i, dec_i, ra_j, dec_j)
     t = d * si / (si + sj)
     loose = a_j * _psf_at(0.0, sj, kind) * s_i
     with np.errstate(invalid="ignore"):  # inf * 0
         split = a_j * _psf_at(d - t, sj, kind) * s_i + a_i * _psf_at(t, si, kind) * s_j
     return np.fmin(loose, split)
+
+
+def product_integral(d, sigma_i, sigma_j, kind: int = 0) -> np.ndarray:
+    """∫ G_i G_j dΩ over the sky for two PSFs ``d`` apart [sr⁻¹] (angles [rad]).
+
+    O3's Gaussian: the planar value exp(-d² / 2 s²) / (2 pi s²), s² = sigma_i² +
+    sigma_j², times :data:`_SPHERE_MARGIN` (on the sphere it is up to 1.7% larger for
+    sigma 3 deg and d = 6 (sigma_i + sigma_j), by brute-force quadrature). von
+    Mises-Fisher (kind 1): exact, the product of two vMF densities being one, with
+    K = |kappa_i n_i + kappa_j n_j|.
+
+    Examples
+    --------
+    >>> s = np.radians(1.0)
+    >>> g = product_integral(0.0, s, s) / _SPHERE_MARGIN
+    >>> v = product_integral(0.0, s, s, kind=1)
+    >>> bool(abs(g * 4 * np.pi * s**2 - 1) < 1e-12), bool(abs(v / g - 1) < 1e-3)
+    (True, True)
+    """
+    d = np.asarray(d, dtype=np.float64)
+    si2, sj2 = np.asarray(sigma_i, dtype=np.float64) ** 2, np.asarray(sigma_j, dtype=np.float64) ** 2  # fmt: skip
+    if kind == 1:
+        ki, kj = 1.0 / si2, 1.0 / sj2
+        big = np.sqrt(ki * ki + kj * kj + 2.0 * ki * kj * np.cos(d))
+        norm = -np.expm1(-2.0 * ki) * -np.expm1(-2.0 * kj)
+        return ki * kj * -np.expm1(-2.0 * big) * np.exp(big - ki - kj) / (2.0 * math.pi * big * norm)  # fmt: skip
+    s2 = si2 + sj2
+    return _SPHERE_MARGIN * np.exp(-0.5 * d * d / s2) / (2.0 * math.pi * s2)
 
 
 def ring_table(
@@ -561,7 +633,7 @@ class ScrambleTrials:
         tight.overlap_rtol = min(model.overlap_rtol, _TABLE_KERNEL_RTOL)
         self._rows = model.tables.dec_rows(eps) if n else np.empty((0, 0))
         self.direct = np.zeros(n, dtype=bool)  # exact kernel per trial, no table
-        screen = TrialScreen.for_model(model) if n else None  # no nodes out of reach
+        self._screen = screen = TrialScreen.for_model(model) if n else None
         for i in range(n):
             ring = 2.0 * math.pi * math.cos(math.radians(dec[i])) / math.radians(sigma[i])
             # ~3 evaluations per first node (checks, refinement), 2.5x the kernel's cost
@@ -610,11 +682,19 @@ class ScrambleTrials:
         rows_i, rows_j = self.model.tables.dec_rows(eps_i), self.model.tables.dec_rows(eps_j)
         with np.errstate(divide="ignore", invalid="ignore"):  # inf where j's own a is 0
             ratio = np.where(rows_j > 0, rows_j / self._rows[pj % self.n], 0.0).max(axis=1)
-        bound = pair_overlap_bound(
+        a_i, a_j, kind = rows_i.max(axis=1), rows_j.max(axis=1), self.model.psf_kind
+        split = pair_overlap_bound(
             ra[pi], dec[pi], sigma[pi], ra[pj], dec[pj], sigma[pj], self._s_sub[pi],
-            ratio * self._s_sub[pj], rows_i.max(axis=1), rows_j.max(axis=1), self.model.psf_kind,
+            ratio * self._s_sub[pj], a_i, a_j, kind,
         )  # fmt: skip
-        return _PAIR_BOUND_MARGIN * bound
+        # And S_ij <= max a_i max a_j (max rho near the product) ∫ G_i G_j: the
+        # product's mass lies about its weighted centre, within sigma_c <= min sigma.
+        si, sj = sigma[pi], sigma[pj]
+        d = _separation(ra[pi], dec[pi], ra[pj], dec[pj])
+        c_ra, c_dec = _towards(ra[pi], dec[pi], ra[pj], dec[pj], d, d * si**2 / (si**2 + sj**2))
+        near = self._screen.density_near(c_ra, c_dec, np.minimum(si, sj))
+        dense = a_i * a_j * product_integral(d, si, sj, kind) * near
+        return _PAIR_BOUND_MARGIN * np.fmin(split, dense)
 
     def _pair_exact(self, ra, dec, sigma, eps_i, eps_j, pi, pj, pixel_weight_key=None):
         """Second pass: the exact S_ij where the first pass's term can matter, else 0."""
