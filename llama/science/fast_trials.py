@@ -687,6 +687,10 @@ class ScrambleTrials:
             ra[pi], dec[pi], sigma[pi], ra[pj], dec[pj], sigma[pj], self._s_sub[pi],
             ratio * self._s_sub[pj], a_i, a_j, kind,
         )  # fmt: skip
+        # Looked-up values at or below the floor are stand-ins, not bounds of S.
+        n = self.n
+        resolved = (self._s_sub[pi] > self.floor[pi % n]) & (self._s_sub[pj] > self.floor[pj % n])
+        split = np.where(resolved, split, np.inf)
         # And S_ij <= max a_i max a_j (max rho near the product) ∫ G_i G_j: the
         # product's mass lies about its weighted centre, within sigma_c <= min sigma.
         si, sj = sigma[pi], sigma[pj]
