@@ -19,8 +19,10 @@ Workload
 * ``synthetic``: the chain of 5 trivial JSON handlers of bench_batch.py (no kernels,
   pure Python: threads share one interpreter lock, so only processes can scale it).
 
-Each (case, scheduler, jobs) runs once, in this one process, on a fresh event root,
-one after the other; the ratios compare runs of the same invocation. CPU% is the CPU
+Each (case, scheduler, jobs) runs ``--repeat`` times, in this one process, on a fresh
+event root each time, the runs interleaved round by round; the best round of each
+(most events/s: other work on the machine only ever slows a run) is kept, and the
+ratios compare runs of the same invocation. CPU% is the CPU
 time of this process and every process it started (worker processes included, sampled
 with psutil every 0.2 s) over the wall time; 100% is one core busy. Events/s are
 given over the whole run (start-up of pools and clusters included) and "steady"
@@ -241,12 +243,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated: realistic, synthetic (both)")  # fmt: skip
     parser.add_argument("--runs", default=",".join(f"{s}:{j}" for s, j in RUNS),
                         help="comma-separated SCHEDULER:JOBS runs (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of all the runs, interleaved; the best round of each "
+                        "run is kept (1)")  # fmt: skip
     parser.add_argument("--maps", type=Path, default=BAYESTAR, help="BAYESTAR maps directory")
     parser.add_argument("--seed", type=int, default=8, help="seed of the neutrino lists (8)")
     parser.add_argument("--tmp", help="parent of the temporary work directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("distributed").setLevel(logging.WARNING)  # its own INFO handler
+    try:  # distributed sets its loggers to INFO when imported: import it, then quiet it
+        import distributed  # noqa: F401
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+        for name in list(logging.root.manager.loggerDict):
+            if name.startswith("distributed."):
+                logging.getLogger(name).setLevel(logging.WARNING)
+    except ImportError:
+        pass
     os.environ["LLAMA_N_TRIALS"] = str(args.trials)  # inherited by worker processes
     runs = [(s, int(j)) for s, j in (r.split(":") for r in args.runs.split(","))]
     cases = args.cases.split(",")
@@ -278,18 +291,22 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"unknown case {case!r}: give realistic or synthetic")
             counts[case] = len(vectors)
             results[case] = {}
-            for scheduler, jobs in runs:
-                root = work / case / f"{scheduler}-{jobs}"
-                if case == "realistic":
-                    config = realistic_config(src, args.maps, root, scheduler, jobs)
-                else:
-                    config = synthetic_config(src, root, scheduler, jobs)
-                res = measure(vectors, config, jobs)
-                results[case][(scheduler, jobs)] = res
-                print(f"{case:9s} {scheduler:11s} --jobs {jobs}: {len(vectors)} events in "
-                      f"{res['wall']:.1f} s, {res['rate']:.2f} events/s (steady "
-                      f"{res['steady']:.2f}), CPU {res['cpu']:.0f}%", flush=True)  # fmt: skip
-                shutil.rmtree(root)
+            for r in range(args.repeat):  # the runs interleaved, so load drifts hit all
+                for scheduler, jobs in runs:
+                    root = work / case / f"{scheduler}-{jobs}"
+                    if case == "realistic":
+                        config = realistic_config(src, args.maps, root, scheduler, jobs)
+                    else:
+                        config = synthetic_config(src, root, scheduler, jobs)
+                    res = measure(vectors, config, jobs)
+                    best = results[case].get((scheduler, jobs))
+                    if best is None or res["rate"] > best["rate"]:  # the least disturbed
+                        results[case][(scheduler, jobs)] = res
+                    print(f"{case:9s} round {r + 1} {scheduler:11s} --jobs {jobs}: "
+                          f"{len(vectors)} events in {res['wall']:.1f} s, {res['rate']:.2f} "
+                          f"events/s (steady {res['steady']:.2f}), CPU {res['cpu']:.0f}%",
+                          flush=True)  # fmt: skip
+                    shutil.rmtree(root)
     print(f"after: {uptime()}")
     print(f"python {sys.version.split()[0]}, numba {numba.__version__} "
           f"({numba.config.THREADING_LAYER} layer), {os.cpu_count()} CPUs, "
