@@ -454,8 +454,8 @@ def ring_table(
     reach : (c,) bool, optional
         Per RA column ``[2 pi q / c, 2 pi (q + 1) / c)`` of the ring, False where S is
         known to be at most ``floor`` (:meth:`TrialScreen.ring_reach`): no kernel call
-        there, S counts as ``below(phi)`` (default 0), and an interval inside such
-        columns needs no check.
+        there, S counts as ``below(phi)`` (default 0), against which the cubic is
+        checked there.
     below : callable, optional
         A cheap stand-in for S out of reach, at most ``floor`` (e.g. the map's density
         there times a(eps)): it keeps the order of lists far from the map.
@@ -484,8 +484,6 @@ def ring_table(
     n_cols = 1 if reach is None else reach.size
     reach = np.ones(1, dtype=bool) if reach is None else np.asarray(reach, dtype=bool)
     col_width = 2.0 * math.pi / n_cols
-    # columns with reach before each column of the ring read twice (intervals wrap)
-    reach_before = np.concatenate([[0], np.cumsum(np.tile(reach, 2))])
 
     def log_value(x):
         """log S at x and whether the kernel ran (else S <= floor: logged as the clamp)."""
@@ -513,11 +511,9 @@ def ring_table(
         # A node the screen skipped may hold anything up to the floor.
         upper = np.where(known, logv, log_floor)
         top4 = np.maximum.reduce([np.roll(upper, s) for s in (1, 0, -1, -2)])
-        # An interval in columns out of reach lies below the floor all along.
-        first_col = (phi // col_width).astype(np.int64)
-        last_col = ((phi + width) // col_width).astype(np.int64)
-        in_reach = reach_before[np.minimum(last_col + 1, 2 * n_cols)] > reach_before[first_col]
-        todo = np.flatnonzero((top4 > log_floor - math.log(10.0)) & ~passed & in_reach)
+        # Intervals out of reach are checked too, against the stand-in (no kernel
+        # call): next to a kernel value, the cubic could swing above the floor there.
+        todo = np.flatnonzero((top4 > log_floor - math.log(10.0)) & ~passed)
         if todo.size == 0:
             break
         mid = phi[todo] + 0.5 * width[todo]
