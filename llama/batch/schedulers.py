@@ -273,6 +273,11 @@ class _Distributed(EventPool):
         from distributed import Client, LocalCluster
 
         if self.address is None:
+            # our own cluster's start and stop are ours to report: without this,
+            # distributed prints ~30 INFO lines of its scheduler and nannies per run
+            for name in ["distributed", *logging.root.manager.loggerDict]:
+                if name == "distributed" or name.startswith("distributed."):
+                    logging.getLogger(name).setLevel(logging.WARNING)
             env = dict.fromkeys(KERNEL_THREAD_VARIABLES, "1")
             self.cluster = LocalCluster(
                 n_workers=self.slots,
