@@ -230,11 +230,15 @@ class TrialScreen:
         row = min(max(int(math.floor((dec + 0.5 * math.pi) / (math.pi / n_dec))), 0), n_dec - 1)
         return self._bounds[k][row] > self.threshold
 
-    def density_near(self, ra, dec, sigma) -> np.ndarray:
-        """A bound of the map's density within a PSF's reach of each direction [sr⁻¹]
-        (the reach of ``sigma``'s class, at most ``_TAIL_SHARE * SCREEN_FLOOR`` of a
-        Gaussian's mass beyond it), plus that tail times the peak; the peak itself
+    def density_near(self, ra, dec, sigma, wider: int = 0) -> np.ndarray:
+        """A bound of the map's density within a PSF's reach of each direction [sr⁻¹],
+        plus the peak times the Gaussian's mass beyond that reach; the peak itself
         where ``sigma`` is beyond the classes (angles [rad]).
+
+        The reach is that of ``sigma``'s class moved ``wider`` classes up: with
+        tail = ``_TAIL_SHARE * SCREEN_FLOOR`` and the class's upper edge e, a Gaussian
+        of ``sigma`` has at most tail^((e / sigma)²) of its mass beyond it (at most
+        tail for ``wider=0``; ~1e-79 two classes up, where e / sigma >= 2.47).
 
         Examples
         --------
@@ -248,12 +252,14 @@ class TrialScreen:
         """
         ra, dec, sigma = (np.ascontiguousarray(a, dtype=np.float64) for a in (ra, dec, sigma))
         out = np.full(ra.size, self.peak)
-        cls = np.searchsorted(self._edges, sigma, side="left")
+        cls = np.searchsorted(self._edges, sigma, side="left") + wider
+        tail = np.zeros(ra.size)
         for k, bound in enumerate(self._bounds):
             sel = np.flatnonzero(cls == k)
             if sel.size:
                 out[sel] = KS.cell_lookup(bound, ra[sel], dec[sel])
-        return out + _TAIL_SHARE * SCREEN_FLOOR * self.peak
+                tail[sel] = np.exp(math.log(_TAIL_SHARE * SCREEN_FLOOR) * (self._edges[k] / sigma[sel]) ** 2)  # fmt: skip
+        return out + tail * self.peak
 
     def density(self, ra, dec) -> np.ndarray:
         """The map's density at each direction [sr⁻¹] (angles [rad])."""
@@ -486,7 +492,7 @@ def ring_table(
     col_width = 2.0 * math.pi / n_cols
 
     def log_value(x):
-        """log S at x and whether the kernel ran (else S <= floor: logged as the clamp)."""
+        """log S at x and whether the kernel ran (else S <= floor: the stand-in's log)."""
         ran = reach[(x // col_width).astype(np.int64) % n_cols]
         out = np.full(x.size, clamp)
         if below is not None and not ran.all():
@@ -692,7 +698,11 @@ class ScrambleTrials:
         si, sj = sigma[pi], sigma[pj]
         d = _separation(ra[pi], dec[pi], ra[pj], dec[pj])
         c_ra, c_dec = _towards(ra[pi], dec[pi], ra[pj], dec[pj], d, d * si**2 / (si**2 + sj**2))
-        near = self._screen.density_near(c_ra, c_dec, np.minimum(si, sj))
+        # Either reach bounds S_ij: the screen's own (tight near the map) or two classes
+        # up (a wider disc, but the mass beyond it ~1e-79, so pairs far from the map
+        # get a bound far below the floor).
+        s_min = np.minimum(si, sj)
+        near = np.fmin(self._screen.density_near(c_ra, c_dec, s_min), self._screen.density_near(c_ra, c_dec, s_min, wider=2))  # fmt: skip
         dense = a_i * a_j * product_integral(d, si, sj, kind) * near
         return _PAIR_BOUND_MARGIN * np.fmin(split, dense)
 
