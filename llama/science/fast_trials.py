@@ -235,7 +235,8 @@ class TrialScreen:
         plus the peak times the Gaussian's mass beyond that reach; the peak itself
         where ``sigma`` is beyond the classes (angles [rad]).
 
-        The reach is that of ``sigma``'s class moved ``wider`` classes up: with
+        The reach is that of ``sigma``'s class moved ``wider`` classes up (at most to
+        the last): with
         tail = ``_TAIL_SHARE * SCREEN_FLOOR`` and the class's upper edge e, a Gaussian
         of ``sigma`` has at most tail^((e / sigma)²) of its mass beyond it (at most
         tail for ``wider=0``; ~1e-79 two classes up, where e / sigma >= 2.47).
@@ -252,7 +253,9 @@ class TrialScreen:
         """
         ra, dec, sigma = (np.ascontiguousarray(a, dtype=np.float64) for a in (ra, dec, sigma))
         out = np.full(ra.size, self.peak)
-        cls = np.searchsorted(self._edges, sigma, side="left") + wider
+        cls = np.searchsorted(self._edges, sigma, side="left")
+        last = len(self._bounds) - 1
+        cls = np.where(cls <= last, np.minimum(cls + wider, last), cls)  # at most the last
         tail = np.zeros(ra.size)
         for k, bound in enumerate(self._bounds):
             sel = np.flatnonzero(cls == k)
@@ -698,11 +701,13 @@ class ScrambleTrials:
         si, sj = sigma[pi], sigma[pj]
         d = _separation(ra[pi], dec[pi], ra[pj], dec[pj])
         c_ra, c_dec = _towards(ra[pi], dec[pi], ra[pj], dec[pj], d, d * si**2 / (si**2 + sj**2))
-        # Either reach bounds S_ij: the screen's own (tight near the map) or two classes
-        # up (a wider disc, but the mass beyond it ~1e-79, so pairs far from the map
-        # get a bound far below the floor).
+        # Any reach bounds S_ij: the screen's own (tight near the map) or one or two
+        # classes up (wider discs, but the mass beyond them ~1e-45 and ~1e-79, so
+        # pairs far from the map get a bound far below the floor).
         s_min = np.minimum(si, sj)
-        near = np.fmin(self._screen.density_near(c_ra, c_dec, s_min), self._screen.density_near(c_ra, c_dec, s_min, wider=2))  # fmt: skip
+        near = self._screen.density_near(c_ra, c_dec, s_min)
+        for wider in (1, 2):
+            near = np.fmin(near, self._screen.density_near(c_ra, c_dec, s_min, wider))
         dense = a_i * a_j * product_integral(d, si, sj, kind) * near
         return _PAIR_BOUND_MARGIN * np.fmin(split, dense)
 
