@@ -57,9 +57,11 @@ from typing import TYPE_CHECKING, Any
 
 from llama.results_schema import (
     NEUTRINO_FIELDS,
+    NEUTRINO_RECORD,
     SIGNIFICANCE_FILE,
     STATE_MEANINGS,
     cf_attrs,
+    neutrino_columns,
     state_attrs,
     state_code,
     state_name,
@@ -235,10 +237,14 @@ def row_from_outcome(outcome: EventOutcome, layout: SweepLayout | None = None) -
         "eventid": outcome.eventid,
         "error": outcome.error,
     }
-    for name, value in outcome.records.items():
+    records = dict(outcome.records)
+    columns = records.pop(NEUTRINO_RECORD, None)
+    for name, value in records.items():
         values[f"event_{name}" if name in taken else name] = value
     neutrinos = None
-    if outcome.state in ("done", "up to date") and outcome.directory:
+    if isinstance(columns, dict):  # reported by the handler where the event ran
+        neutrinos = _neutrino_arrays(columns)
+    elif outcome.state in ("done", "up to date") and outcome.directory:
         neutrinos = read_neutrinos(Path(outcome.directory) / SIGNIFICANCE_FILE)
     return ResultRow(
         outcome.index, state_code(outcome.state), dict(outcome.vector), values, neutrinos
@@ -250,17 +256,31 @@ def read_neutrinos(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
 
     A damaged file gives None too: the results are a summary and never fail an event.
     """
-    import numpy as np
-
     try:
         with open(path, encoding="utf-8") as f:
             triggers = json.load(f)["outputs"]["neutrino_gw_triggers"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return _neutrino_arrays(neutrino_columns(triggers))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return {
-        name: np.array([_number(t.get(name)) for t in triggers], dtype=np.float64)
-        for name in NEUTRINO_FIELDS
-    }
+
+
+def _neutrino_arrays(columns: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """`NEUTRINO_FIELDS` arrays of equal length from per-neutrino columns; None if the
+    columns do not agree (a damaged record is left out, never fatal)."""
+    import numpy as np
+
+    n = {len(v) for v in columns.values() if isinstance(v, list)}
+    if len(n) != 1:
+        return None
+    size = n.pop()
+    out = {}
+    for name in NEUTRINO_FIELDS:
+        values = columns.get(name)
+        out[name] = np.array(
+            [_number(v) for v in values] if isinstance(values, list) else [math.nan] * size,
+            dtype=np.float64,
+        )
+    return out
 
 
 def _number(value: Any) -> float:
@@ -611,7 +631,7 @@ def _flat_dataset(outcomes: Sequence[EventOutcome], **attrs: Any) -> xr.Dataset:
         "error": [o.error for o in outcomes],
     }
     params = sorted({k for o in outcomes for k in o.vector})
-    records = sorted({k for o in outcomes for k in o.records})
+    records = sorted({k for o in outcomes for k in o.records} - {NEUTRINO_RECORD})
     for name in params:
         columns[f"param_{name}"] = [o.vector.get(name) for o in outcomes]
     for name in records:

@@ -21,6 +21,7 @@ from typing import Any
 
 __all__ = [
     "NEUTRINO_FIELDS",
+    "NEUTRINO_RECORD",
     "SIGNIFICANCE_FILE",
     "STATE_MEANINGS",
     "cf_attrs",
@@ -59,6 +60,32 @@ NEUTRINO_FIELDS: dict[str, tuple[str, str]] = {
     "odds_ratio": ("odds ratio O_i of the neutrino", "1"),
     "p_value": ("p-value of the neutrino's odds ratio", "1"),
 }
+
+#: The record under which the significance handler reports its per-neutrino rows
+#: (field -> list of values), so that the results need no access to the event's files:
+#: a temporary event directory is gone, and a cluster's workers may share no disk.
+NEUTRINO_RECORD = "neutrinos"
+
+
+def neutrino_columns(triggers: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """The `NEUTRINO_FIELDS` of ``outputs.neutrino_gw_triggers`` as columns of floats
+    (NaN where a value is missing or not a number; ±inf kept).
+
+    Examples
+    --------
+    >>> cols = neutrino_columns([{"ra": 1.0, "odds_ratio": "inf"}, {"ra": 2}])
+    >>> cols["ra"], cols["odds_ratio"][0], len(cols) == len(NEUTRINO_FIELDS)
+    ([1.0, 2.0], inf, True)
+    """
+    return {name: [_float(t.get(name)) for t in triggers] for name in NEUTRINO_FIELDS}
+
+
+def _float(value: Any) -> float:
+    try:
+        return float("nan") if value is None else float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
 
 #: Per-event variables and the records handlers report: long_name, units (None: text).
 _EVENT: dict[str, tuple[str, str | None]] = {

@@ -218,3 +218,45 @@ def test_background_tables_read_the_labelled_results(example_sweep):
         row = table.sel(key=key)
         stored = row.odds.values[: int(row.n_events)]
         np.testing.assert_array_equal(np.sort(stored), np.sort(odds))
+
+
+def test_per_neutrino_values_without_an_event_directory(example_sweep, tmp_path, monkeypatch):
+    """Temporary event directories are gone before the results are written (as on a
+    cluster whose workers share no disk): the rows travel with the handler's record."""
+    ds, _ = example_sweep
+    monkeypatch.setenv("LLAMA_N_TRIALS", "100")
+    kept = llama.sweep(
+        {"graceid": GRACEIDS[:1], "neutrinos": LISTS[-1:]},
+        pipeline=["CoincSignificanceI3Lvc"],
+        get=_get(),
+        flags={"ONLINE": "false"},
+        results=str(tmp_path / "results.nc"),
+        progress=False,
+    )
+    cell = kept.isel(graceid=0, neutrinos=0)
+    assert not Path(str(cell.directory.values)).exists()  # the temporary event is gone
+    same = ds.sel(graceid=GRACEIDS[0], neutrinos=LISTS[-1])
+    count = int(same.neutrino_count)
+    assert int(cell.neutrino_count) == count > 0
+    for field in ("ra", "dec", "sigma", "energy", "psf_overlap", "odds_ratio"):
+        np.testing.assert_allclose(
+            cell[f"neutrino_{field}"].values[:count], same[f"neutrino_{field}"].values[:count]
+        )
+
+
+def test_up_to_date_rerun_keeps_the_per_neutrino_values(example_sweep, monkeypatch):
+    ds, root = example_sweep
+    monkeypatch.setenv("LLAMA_N_TRIALS", "100")
+    again = llama.sweep(
+        {"graceid": GRACEIDS, "neutrinos": LISTS},
+        pipeline=["CoincSignificanceI3Lvc"],
+        get=_get(),
+        eventdir=str(root / "{graceid}-{neutrinos}"),
+        flags={"ONLINE": "false"},
+        progress=False,
+    )
+    assert (again.state.values == STATE_MEANINGS.index("up_to_date")).all()
+    for field in NEUTRINO_FIELDS:
+        np.testing.assert_array_equal(
+            again[f"neutrino_{field}"].values, ds[f"neutrino_{field}"].values
+        )

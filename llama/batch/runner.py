@@ -526,14 +526,21 @@ def _write_rider(job: EventJob, puts: dict[str, list[str]], records: dict[str, A
 
 
 def _plain_records(records: dict[str, Any]) -> dict[str, Any] | None:
-    """``records`` with NumPy scalars as Python ones; None if a value is not a scalar."""
+    """``records`` with NumPy scalars as Python ones; None if a value is neither a scalar
+    nor a dict of lists of numbers (the per-neutrino columns of the significance)."""
     plain = {}
     for key, value in records.items():
         if hasattr(value, "item") and not isinstance(value, (str, bytes)):
             value = value.item() if getattr(value, "ndim", 0) == 0 else None
             if value is None:
                 return None
-        if not (value is None or isinstance(value, (str, int, float, bool))):
+        if isinstance(value, dict):
+            if not all(
+                isinstance(v, list) and all(isinstance(x, (int, float)) for x in v)
+                for v in value.values()
+            ):
+                return None
+        elif not (value is None or isinstance(value, (str, int, float, bool))):
             return None
         plain[key] = value
     return plain

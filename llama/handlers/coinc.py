@@ -201,13 +201,19 @@ class CoincSignificanceI3Lvc(FileHandler):
     def record(cls, event) -> dict[str, Any]:
         import json
 
+        from llama.results_schema import NEUTRINO_RECORD, neutrino_columns
+
         data = json.loads(event.path(cls.FILENAME).read_text())
         combined = data["outputs"]["neutrino_gw_combined"]
-        return {
+        records = {
             "odds_ratio": combined["odds_ratio"],
             "p_value": combined["p_value"],
             "population": data["inputs"]["population"],
         }
+        triggers = data["outputs"].get("neutrino_gw_triggers")
+        if isinstance(triggers, list):  # rows travel with the outcome, read where the file is
+            records[NEUTRINO_RECORD] = neutrino_columns(triggers)
+        return records
 
 
 class CoincSignificanceSubthresholdI3Lvc(FileHandler):
