@@ -245,7 +245,7 @@ def parser() -> argparse.ArgumentParser:
         "--scheduler", default="threads",
         help="Where events run: threads (one process; its Python code takes turns, so it "
         "scales only as far as the kernels dominate), processes (--jobs worker processes: "
-        "scales Python-heavy pipelines, costs a second or two to start), synchronous (one "
+        "scales Python-heavy pipelines; each worker takes a few seconds to start), synchronous (one "
         "event at a time, in this thread), distributed (a local Dask cluster of --jobs "
         "worker processes) or the address of a running scheduler (tcp://HOST:PORT). "
         "(default: threads)",
