@@ -231,6 +231,8 @@ def test_ctrl_c_stops_a_run_blocked_on_a_silent_server(silent_server, tmp_path, 
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert "interrupted" in err
+    if presses == 1:  # the summary says the run is unfinished, not just "0 events: ..."
+        assert "0 events: 0 done" in out and "interrupted: run the same command again" in out
 
 
 # -- concurrent runs -----------------------------------------------------------------

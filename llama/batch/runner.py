@@ -223,7 +223,10 @@ class BatchSummary:
         if self.counts["skipped"]:  # only when it happened: the usual line stays short
             states.append("skipped")
         parts = ", ".join(f"{self.counts[k]} {k}" for k in states)
-        return f"{self.total} events: {parts} in {self.seconds:.1f} s ({rate:.1f} events/s)"
+        line = f"{self.total} events: {parts} in {self.seconds:.1f} s ({rate:.1f} events/s)"
+        if self.interrupted:  # the counts are the events that finished before it
+            line += "; interrupted: run the same command again to finish the rest"
+        return line
 
 
 # -- jobs ------------------------------------------------------------------------------
