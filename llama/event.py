@@ -44,6 +44,7 @@ from typing import Any
 
 from llama.flags import DEFAULT_FLAGS, FlagPreset, validate_flags
 from llama.handler import FileHandler, Status
+from llama.storage import atomic_write_bytes  # event files and riders are written with it
 
 __all__ = [
     "Event",
@@ -119,7 +120,8 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-# temporary names of _tmp_name and of llama.storage downloads (see Event.remove_leftovers)
+# temporary names (.F.tmp-*) of _tmp_name and storage.atomic_write_bytes, and (.F.*.part)
+# of llama.storage downloads (see Event.remove_leftovers)
 _LEFTOVER = re.compile(r"^\..+\.(tmp-[0-9a-f]{12}.*|[0-9a-f]{12}\.part)$", re.DOTALL)
 
 
@@ -128,42 +130,6 @@ def _tmp_name(path: Path, suffix: str = "") -> Path:
     # suffix so writers that infer the format from it (matplotlib, astropy) still work
     # 12 random hex digits (`_LEFTOVER`); os.urandom is ~20x cheaper than a uuid4 object
     return path.with_name(f".{path.name}.tmp-{os.urandom(6).hex()}{suffix}")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, then rename).
-
-    The directory must exist. A kill leaves at most a hidden temporary file
-    (`Event.remove_leftovers` clears it), never a half-written ``path``. Written
-    with plain ``os`` calls on string paths: it runs once per rider, several times
-    per event, and pathlib and uuid objects cost more than the system calls.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "x.json")
-    >>> atomic_write_bytes(path, b"{}")
-    >>> open(path, "rb").read()
-    b'{}'
-    """
-    path = os.fspath(path)
-    head, sep, name = path.rpartition("/")
-    tmp = f"{head}{sep}.{name}.tmp-{os.urandom(6).hex()}"  # `_LEFTOVER` knows the name
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def atomic_write_json(path: Path, obj: Any, indent: int | None = 2) -> None:

@@ -731,7 +731,11 @@ def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to the local file ``dest`` atomically (temporary file, then rename).
 
     The directory must exist: this is the lean writer of event files, metadata riders
-    and sky maps, which run once per handler (``get``/``put`` also make parents).
+    and sky maps, which run several times per event (``get``/``put`` also make
+    parents). A kill leaves at most a hidden ``.NAME.tmp-<12 hex>`` file (which
+    `llama.event.Event.remove_leftovers` clears), never a half-written ``dest``.
+    Plain ``os`` calls on string paths: pathlib and uuid objects cost more here than
+    the system calls.
 
     Examples
     --------
@@ -741,13 +745,23 @@ def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
     >>> open(path, "rb").read()
     b'abc'
     """
-    tmp = _temp_beside(Path(dest))
+    path = os.fspath(dest)
+    head, sep, name = path.rpartition("/")
+    tmp = f"{head}{sep}.{name}.tmp-{os.urandom(6).hex()}"
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise
 
 
