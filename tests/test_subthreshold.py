@@ -21,11 +21,13 @@ from test_odds import BACKGROUND, T_GW, T_GW_MJD, flat_map, moc_map, neutrinos
 from llama.science import constants as C
 from llama.science.background_table import make_background_table, write_background_table
 from llama.science.gw_null import (
+    SYNTHETIC_SNR_LIST,
     g_factor,
     horizon_volume_mpc3,
     null_gw_density,
     r0_mpc,
     read_snr_list,
+    write_synthetic_snr_list,
 )
 from llama.science.subthreshold import (
     SubthresholdModel,
@@ -177,6 +179,28 @@ def test_g_and_the_cwb_branch_by_hand():
     # cWB's I: k0²/(ρ² ln(E⁺/E⁻)) ∫₀^r0 I(d) dd, independent of r̄
     i_cwb, _ = cwb.count_integrals(np.array([1.0]))
     assert i_cwb[0] == pytest.approx(C.K0**2 / (RHO**2 * log_gw) * _closed_distance_integrals(1.0)[1], rel=1e-10)  # fmt: skip
+
+
+def test_shipped_snr_list_is_labelled_synthetic_and_reproducible(tmp_path):
+    """The file says what it is to whoever opens it, and is what its recipe draws."""
+    head = SYNTHETIC_SNR_LIST.read_text().splitlines()[:4]
+    assert head[0].startswith("# SYNTHETIC") and "NOT O3's list" in head[0]
+    assert all(line.startswith("#") for line in head)
+    again = tmp_path / "snr.txt"
+    write_synthetic_snr_list(again)
+    assert again.read_text() == SYNTHETIC_SNR_LIST.read_text()
+    # The recipe's tail: rho^2 - rho_min^2 ~ 2 Exponential(1), mean 2 (error 0.045 for 2000).
+    assert SNR.size == 2000 and SNR.min() > C.RHO_MIN
+    assert np.mean(SNR**2 - C.RHO_MIN**2) == pytest.approx(2.0, abs=0.15)
+    # A user's list: comments and blank lines skipped; anything else is one clear error.
+    mine = tmp_path / "mine.txt"
+    mine.write_text("# my pipeline's noise triggers\n6.0\n\n7.5\n  # note\n9.0\n")
+    assert read_snr_list(mine).tolist() == [6.0, 7.5, 9.0]
+    mine.write_text("6.0\nseven\n")
+    with pytest.raises(ValueError, match="one number per line expected"):
+        read_snr_list(mine)
+    with pytest.raises(ValueError, match="cannot read it"):
+        read_snr_list(tmp_path / "missing.txt")
 
 
 def test_background_count_prior_is_poisson_of_mean_3_2():

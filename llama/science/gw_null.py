@@ -38,6 +38,7 @@ import numpy as np
 from llama.science import constants as C
 
 __all__ = [
+    "SYNTHETIC_HEADER",
     "SYNTHETIC_SNR_LIST",
     "r0_mpc",
     "horizon_volume_mpc3",
@@ -82,12 +83,26 @@ def g_factor(rho: float, rbar_mpc: float) -> float:
     return C.K0**4 * (C.E_GW_MAX - C.E_GW_MIN) / (rbar_mpc * rho**4 * math.log(C.E_GW_MAX / C.E_GW_MIN))  # fmt: skip
 
 
+#: Header of the shipped synthetic list: whoever opens the file sees what it is.
+SYNTHETIC_HEADER = (
+    "# SYNTHETIC background GW SNR list, for the examples only: NOT O3's list (not public).\n"
+    "# Drawn by llama.science.gw_null.write_synthetic_snr_list (n={n}, seed={seed}):\n"
+    "# rho = sqrt(rho_min^2 + 2 Exponential(1)), rho_min = {rho_min}. Supply a real list,\n"
+    "# one SNR per line, with LLAMA_BACKGROUND_SNR_LIST.\n"
+)
+
+
 def read_snr_list(path: str | os.PathLike | None = None) -> np.ndarray:
     """A background SNR list: plain text, one float per line (default: the synthetic one).
 
+    Blank lines and lines starting with ``#`` (comments, such as the synthetic list's
+    header saying what it is) are skipped.
+
     Examples
     --------
-    >>> read_snr_list().size > 100
+    >>> read_snr_list().size
+    2000
+    >>> SYNTHETIC_SNR_LIST.read_text().startswith("# SYNTHETIC")
     True
     """
     path = Path(SYNTHETIC_SNR_LIST if path is None else path)
@@ -95,8 +110,12 @@ def read_snr_list(path: str | os.PathLike | None = None) -> np.ndarray:
         text = path.read_text()
     except OSError as exc:
         raise ValueError(f"background SNR list {path}: cannot read it ({exc.strerror})") from None
+    lines = (line.strip() for line in text.splitlines())
     try:
-        values = np.array([float(line) for line in text.split()], dtype=np.float64)
+        values = np.array(
+            [float(x) for line in lines if line and not line.startswith("#") for x in line.split()],
+            dtype=np.float64,
+        )
     except ValueError as exc:
         raise ValueError(f"background SNR list {path}: one number per line expected ({exc})") from None  # fmt: skip
     if values.size < 2 or not np.all(np.isfinite(values)) or values.max() <= values.min():
@@ -156,7 +175,8 @@ def null_to_chance_ratio(rho: float, rbar_mpc: float, p_terrestrial: float, snr_
 
 
 def write_synthetic_snr_list(path: str | os.PathLike, n: int = 2000, seed: int = 2019) -> None:
-    """Write a SYNTHETIC background SNR list (for examples; not O3's list).
+    """Write a SYNTHETIC background SNR list (for examples; not O3's list), headed by
+    comment lines that say so (:data:`SYNTHETIC_HEADER`).
 
     Noise triggers of a matched-filter search above the network threshold ρ_min have a
     tail close to Gaussian noise's, ρ² − ρ_min² ~ 2·Exponential(1); this draws ``n`` such
@@ -164,4 +184,5 @@ def write_synthetic_snr_list(path: str | os.PathLike, n: int = 2000, seed: int =
     """
     rng = np.random.default_rng(seed)
     snr = np.sqrt(C.RHO_MIN**2 + 2.0 * rng.exponential(1.0, n))
-    Path(path).write_text("".join(f"{x:.4f}\n" for x in snr))
+    header = SYNTHETIC_HEADER.format(n=n, seed=seed, rho_min=C.RHO_MIN)
+    Path(path).write_text(header + "".join(f"{x:.4f}\n" for x in snr))
