@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 
 from llama.event import Event, HandlerFailed
+from llama.handler import write_json
 from llama.handlers import gw
-from llama.science.skymap import SkyMap, moments_to_parameters, read_hdf5, write_sky_map
+from llama.science.skymap import (
+    SkyMap,
+    moments_to_parameters,
+    read_hdf5,
+    read_sky_map,
+    write_sky_map,
+)
 
 if TYPE_CHECKING:
     from fake_services import FakeServices
@@ -334,26 +341,59 @@ def test_hdf5_from_flat_healpy_map(tmp_path):
     assert not m.is_moc and m.nside == nside and not m.has_distance
 
 
+def _distances_from_fits(path) -> bytes:
+    """The distances file as computed straight from the FITS map (the way before the
+    HDF5 copy was used): the header's DISTMEAN/DISTSTD, else the layers' moments."""
+    m = read_sky_map(path)
+    in_header = all(isinstance(m.meta.get(k), float) for k in ("distmean", "diststd"))
+    distmean, diststd = m.distance_moments()
+    out = path.with_name("expected.json")
+    write_json(out, {"distmean": distmean, "diststd": diststd,
+                     "method": "header" if in_header else "layers"})  # fmt: skip
+    return out.read_bytes()
+
+
 def test_distances_from_header_and_from_layers(tmp_path):
     event = make_event(tmp_path)
     write_moc(event.path("lvc_skymap.fits"))
+    event.generate(gw.LvcSkymapHdf5)
     event.generate(gw.LvcDistancesJson)
     d = json.loads(event.path("lvc_skymap_distances.json").read_text())
     assert (d["distmean"], d["diststd"], d["method"]) == (150.0, 40.0, "header")
     assert gw.LvcDistancesJson.record(event) == {"distmean": 150.0, "diststd": 40.0}
+    # read from the HDF5 copy: byte for byte what the FITS file gives
+    expected = _distances_from_fits(event.path("lvc_skymap.fits"))
+    assert event.path("lvc_skymap_distances.json").read_bytes() == expected
 
     write_moc(event.path("lvc_skymap.fits"), header=False)
+    assert event.status(gw.LvcSkymapHdf5) == "OBSOLETE"
+    event.generate(gw.LvcSkymapHdf5)
     assert event.status(gw.LvcDistancesJson) == "OBSOLETE"
     event.generate(gw.LvcDistancesJson)
     d = json.loads(event.path("lvc_skymap_distances.json").read_text())
     assert d["method"] == "layers"
     assert d["distmean"] == pytest.approx(150.0, rel=1e-3)
     assert d["diststd"] == pytest.approx(40.0, rel=1e-3)
+    expected = _distances_from_fits(event.path("lvc_skymap.fits"))
+    assert event.path("lvc_skymap_distances.json").read_bytes() == expected
+
+
+def test_distances_of_a_bayestar_map_match_the_fits_file(tmp_path):
+    bayestar = Path("/work/shared/data/bayestar/bns-0.fits")
+    if not bayestar.exists():
+        pytest.skip("no BAYESTAR maps on this machine")
+    event = make_event(tmp_path)
+    event.path("lvc_skymap.fits").write_bytes(bayestar.read_bytes())
+    event.generate(gw.LvcSkymapHdf5)
+    event.generate(gw.LvcDistancesJson)
+    expected = _distances_from_fits(event.path("lvc_skymap.fits"))
+    assert event.path("lvc_skymap_distances.json").read_bytes() == expected
 
 
 def test_distances_without_distance_information_fails(tmp_path):
     event = make_event(tmp_path)
     write_moc(event.path("lvc_skymap.fits"), distance=False, header=False)
+    event.generate(gw.LvcSkymapHdf5)
     with pytest.raises(HandlerFailed, match="DISTMEAN"):
         event.generate(gw.LvcDistancesJson)
 

@@ -577,28 +577,27 @@ class LvcDistancesJson(FileHandler):
     """distmean and diststd [Mpc] of the sky map, from its header or its layers.
 
     Writes ``{"distmean": Mpc, "diststd": Mpc, "method": "header" | "layers"}``.
+
+    Read from `LvcSkymapHdf5`'s copy of the map, which keeps the FITS header's
+    DISTMEAN/DISTSTD and the distance layers as they were: the same numbers as from
+    the FITS file, without parsing it a second time per event. When the header has
+    them, only the copy's header attributes are read.
     """
 
     FILENAME = "lvc_skymap_distances.json"
-    DEPENDENCIES = (LvcSkymapFits,)
+    DEPENDENCIES = (LvcSkymapHdf5,)
 
     def generate(self, out: Path) -> None:
-        from llama.science.skymap import read_sky_map
+        path = self.dep_path(LvcSkymapHdf5)
+        header = _header_distances(path)
+        if header is not None:
+            (distmean, diststd), method = header, "header"
+        else:
+            from llama.science.skymap import read_hdf5
 
-        skymap = read_sky_map(self.dep_path(LvcSkymapFits))
-        in_header = all(
-            isinstance(skymap.meta.get(k), float) and math.isfinite(skymap.meta[k])
-            for k in ("distmean", "diststd")
-        )
-        distmean, diststd = skymap.distance_moments()
-        write_json(
-            out,
-            {
-                "distmean": float(distmean),
-                "diststd": float(diststd),
-                "method": "header" if in_header else "layers",
-            },
-        )
+            # SkyMapError names what is missing when there are no layers either
+            (distmean, diststd), method = read_hdf5(path).distance_moments(), "layers"
+        write_json(out, {"distmean": float(distmean), "diststd": float(diststd), "method": method})
 
     @classmethod
     def record(cls, event: Event) -> dict[str, Any]:
@@ -606,6 +605,29 @@ class LvcDistancesJson(FileHandler):
 
         d = json.loads(event.path(cls.FILENAME).read_text())
         return {"distmean": d["distmean"], "diststd": d["diststd"]}
+
+
+def _header_distances(path: Path) -> tuple[float, float] | None:
+    """(DISTMEAN, DISTSTD) [Mpc] kept from the FITS header in an `LvcSkymapHdf5` copy
+    (its ``meta`` attributes, see `llama.science.skymap.write_hdf5`), or None when
+    the header had no finite pair: then they come from the layers."""
+    import json
+
+    import h5py
+
+    from llama.science.skymap import SkyMapError
+
+    try:
+        with h5py.File(path, "r") as f:
+            meta = f["meta"].attrs if "meta" in f else {}
+            values = [json.loads(meta[k]) if k in meta else None for k in ("distmean", "diststd")]
+    except OSError as exc:
+        raise SkyMapError(
+            f"{path}: not an HDF5 file ({exc}); regenerate it from the FITS sky map"
+        ) from None
+    if all(isinstance(v, float) and math.isfinite(v) for v in values):
+        return values[0], values[1]
+    return None
 
 
 def _use_gracedb(event: Event) -> str | None:
