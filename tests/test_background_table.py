@@ -23,8 +23,10 @@ from llama.cli import background as cli
 from llama.event import Event
 from llama.handlers.coinc import CoincSignificanceI3Lvc, population
 from llama.handlers.gw import SkymapInfo
-from llama.results import write_results
+from llama.results import SweepLayout, open_results, write_results
+from llama.results_zarr import ZarrResults
 from llama.science.background_table import (
+    background_odds,
     build_background_table,
     make_background_table,
     open_background_table,
@@ -62,13 +64,19 @@ def _outcome(root: Path, index: int, graceid: str, odds: float | None) -> EventO
     return EventOutcome(index, ev.eventid, str(ev.directory), vector, "done", records=records)
 
 
+#: The campaign's sweep: graceid x 16 repeats (128 cells, 121 of them run).
+LAYOUT = SweepLayout({"graceid": GRACEIDS, "repeat": [f"{j:02d}" for j in range(16)]})
+
+
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory):
-    """(results path, expected key -> sorted odds) for 120 events, 3 of them unusable."""
+    """(flat results path, expected key -> sorted odds, {layout: path}, outcomes) for 121 events,
+    3 of them unusable, written in every layout ``llama batch --results`` has made: the
+    flat table of older runs, and today's labelled arrays as netCDF and as zarr."""
     root = tmp_path_factory.mktemp("campaign")
     rng = np.random.default_rng(7)
     values = _odds(rng, 120)
-    outcomes = [_outcome(root, k, GRACEIDS[k % 8], float(v)) for k, v in enumerate(values)]
+    outcomes = [_outcome(root, k, GRACEIDS[k // 16], float(v)) for k, v in enumerate(values)]
     expected: dict[str, list[float]] = {}
     for o in outcomes:
         key = (
@@ -80,9 +88,17 @@ def campaign(tmp_path_factory):
         key = f"{outcomes[k].records['population']}/O3/"
         key += ",".join(sorted(outcomes[k].records["instruments"].split(",")))
         expected[key].remove(outcomes[k].records["odds_ratio"])
-    outcomes.append(_outcome(root, 120, GRACEIDS[0], None))  # done, but no statistic
+    outcomes.append(_outcome(root, 120, GRACEIDS[7], None))  # done, but no statistic
+    for o in outcomes:
+        o.vector["repeat"] = f"{o.index % 16:02d}"
     path = write_results(outcomes, root / "llama_batch_results.nc", seed=7)
-    return path, {k: np.sort(v) for k, v in expected.items()}
+    layouts = {"labelled netCDF": write_results(outcomes, root / "labelled.nc", layout=LAYOUT)}
+    store = ZarrResults(root / "results.zarr", LAYOUT, flush_s=0)
+    for o in outcomes:
+        store(o)
+    store.close()
+    layouts["zarr"] = root / "results.zarr"
+    return path, {k: np.sort(v) for k, v in expected.items()}, layouts, outcomes
 
 
 def _build(campaign, tmp_path, *extra) -> tuple[int, Path]:
@@ -108,6 +124,43 @@ def test_build_writes_a_table_plain_xarray_opens(campaign, tmp_path, capsys):
         assert f"{key}: {odds.size} events" in out
     assert ds.attrs["convention"] == TIE_CONVENTION
     ds.close()
+
+
+@pytest.mark.parametrize("layout", ["labelled netCDF", "zarr"])
+def test_build_reads_todays_results_layouts(campaign, tmp_path, capsys, layout):
+    """The labelled arrays of issue 10 (netCDF at the end, zarr as events finish) give
+    the table the flat file gives: same keys, same sorted odds, same skipped events."""
+    source = campaign[2][layout]
+    assert "llama_layout" in open_results(source).attrs  # really the labelled layout
+    table = tmp_path / "background.nc"
+    assert cli.main(["build", str(source), "-o", str(table)]) == 0
+    assert (
+        "WARNING: skipped 3 of 121 events (failed: 2, no odds_ratio: 1)" in capsys.readouterr().err
+    )
+    ds = xr.open_dataset(table)
+    assert sorted(map(str, ds.key.values)) == sorted(campaign[1])
+    for key, odds in campaign[1].items():
+        np.testing.assert_array_equal(ds.sel(key=key).odds.dropna("rank").values, odds)
+        assert str(ds.sel(key=key).sources.values) == str(Path(source).resolve())
+    ds.close()
+
+
+def test_build_reads_a_zarr_store_on_s3(campaign, tmp_path, s3, capsys):
+    """A campaign run with ``--results s3://.../NAME.zarr`` (moto on loopback; the
+    endpoint from AWS_ENDPOINT_URL) builds the same table; a netCDF URL is refused."""
+    url = f"s3://{s3}/campaign/results.zarr"
+    store = ZarrResults(url, LAYOUT, flush_s=0)  # as `llama batch --results URL` writes
+    for outcome in campaign[3]:
+        store(outcome)
+    store.close()
+    table = tmp_path / "background.nc"
+    assert cli.main(["build", url, "-o", str(table)]) == 0, capsys.readouterr().err
+    ds = open_background_table(table)
+    for key, odds in campaign[1].items():
+        np.testing.assert_array_equal(background_odds(ds, key), odds)
+        assert str(ds.sel(key=key).sources.values) == url
+    assert cli.main(["build", f"s3://{s3}/campaign/results.nc", "-o", str(table)]) == 1
+    assert "only zarr stores (NAME.zarr) are read from URLs" in capsys.readouterr().err
 
 
 def test_show_prints_keys_counts_and_quantiles(campaign, tmp_path, capsys):

@@ -12,6 +12,7 @@ Examples
 Shell::
 
     llama background build campaign/llama_batch_results.nc -o background.nc --sensitivity O3
+    llama background build s3://bucket/campaign.zarr -o background.nc --append --sensitivity design
     llama background show background.nc
 
 >>> from llama.cli.background import parser
@@ -55,12 +56,17 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser(
         "build",
         help="turn results Datasets of 'llama batch --results' into a background table",
-        description="Group the events of one or more results files (netCDF, from 'llama "
-        "batch --results') by population and instruments and write their sorted statistics "
-        "as a netCDF table any xarray user opens. Failed, vetoed and incomplete events are "
-        "skipped and counted.",
+        description="Group the events of one or more results of 'llama batch --results' "
+        "(netCDF files, or zarr stores: local or s3://.../NAME.zarr) by population and "
+        "instruments and write their sorted statistics as a netCDF table any xarray user "
+        "opens. Failed, vetoed and incomplete events are skipped and counted.",
     )
-    b.add_argument("results", nargs="+", metavar="RESULTS", help="results files (netCDF)")
+    b.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS",
+        help="results of 'llama batch --results': NAME.nc files or NAME.zarr stores (local or URL)",
+    )
     b.add_argument("-o", "--output", required=True, metavar="TABLE.nc", help="table to write")
     b.add_argument(
         "--sensitivity",

@@ -608,6 +608,11 @@ def _usable_events(
     return pops, nets, keep
 
 
+def _source_name(path: str | os.PathLike) -> str:
+    """Where results came from, as recorded in a table: a URL as given, a file absolute."""
+    return str(path) if "://" in str(path) else str(Path(path).resolve())
+
+
 def table_from_results(
     paths: Sequence[str | os.PathLike],
     sensitivity: str = "O3",
@@ -625,7 +630,9 @@ def table_from_results(
     Parameters
     ----------
     paths : sequence of path-like
-        Results of ``llama batch --results``: netCDF files or local zarr stores.
+        Results of ``llama batch --results``: netCDF files, or zarr stores (local, or
+        any fsspec URL such as ``s3://bucket/run.zarr``; S3 through the ``AWS_*``
+        environment, as ``llama batch``).
     sensitivity : str
         Sensitivity label of every key built (e.g. "O3", "design").
     populations, instruments : sequence of str, optional
@@ -651,8 +658,15 @@ def table_from_results(
     options: dict[str, Any] = {}
     from llama.results import is_zarr, read_results
 
-    for path in map(Path, paths):
-        if not (path.is_file() or (is_zarr(path) and path.is_dir())):
+    for path in map(str, paths):
+        if "://" in path:
+            # a store written by `llama batch --results s3://.../NAME.zarr`
+            if not is_zarr(path):
+                raise ValueError(
+                    f"{path}: only zarr stores (NAME.zarr) are read from URLs; copy a "
+                    "netCDF results file to a local disk first"
+                )
+        elif not (Path(path).is_file() or (is_zarr(path) and Path(path).is_dir())):
             raise FileNotFoundError(f"results file {path} does not exist")
         try:
             # the flat view (one row per event that ran) of either results layout
@@ -701,7 +715,7 @@ def table_from_results(
             "instruments": net,
             "odds": np.concatenate(parts),
             "statistic": statistic,
-            "sources": "; ".join(str(Path(p).resolve()) for p in paths),
+            "sources": "; ".join(_source_name(p) for p in paths),
             "n_read": n_read,
             "n_skipped": n_read - n_used,
             "options": options,
