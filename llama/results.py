@@ -598,6 +598,9 @@ def write_results(
         rows = list(outcomes)
         if merge_since is not None:
             rows = _merge(rows, path, merge_since)
+        digest = _rows_digest(rows, layout, attrs)
+        if _written_with(path, digest):
+            return path  # the same rows as the file holds: no xarray, no rewrite
         ds = outcomes_to_dataset(rows, layout, **attrs)
         # a name of this process's own: a fixed name was held open (HDF5 file lock)
         # by the other run and failed with BlockingIOError
@@ -607,7 +610,56 @@ def write_results(
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+        _record_digest(path, digest)
     return path
+
+
+# -- an unchanged re-run leaves the file alone ----------------------------------------
+def _digest_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.rows.json")
+
+
+def _rows_digest(rows: Sequence[EventOutcome], layout: SweepLayout | None, attrs) -> str:
+    """sha256 of everything the Dataset is built from: the rows, the layout, the
+    attributes and the package version (which fixes the schema)."""
+    import hashlib
+
+    from llama import __version__
+
+    def plain(value: Any) -> Any:  # numpy values and arrays in full, never abbreviated
+        return value.tolist() if hasattr(value, "tolist") else repr(value)
+
+    content = [
+        __version__,
+        None if layout is None else layout.to_json(),
+        sorted((str(k), v) for k, v in attrs.items() if v is not None),
+        [(o.index, o.eventid, o.directory, o.vector, o.state, o.error, o.records) for o in rows],
+    ]
+    text = json.dumps(content, sort_keys=True, default=plain)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _written_with(path: Path, digest: str) -> bool:
+    """Whether the file at `path` is the one written from rows of this `digest`: the
+    record beside it names the digest and the file's size and mtime."""
+    try:
+        record = json.loads(_digest_path(path).read_bytes())
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record == {
+        "sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns
+    }  # fmt: skip
+
+
+def _record_digest(path: Path, digest: str) -> None:
+    # after the rename: a kill in between leaves an old record that no longer matches
+    # the file's size and mtime, so the next run writes the file again
+    from llama.storage import atomic_write_bytes
+
+    st = os.stat(path)
+    record = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    atomic_write_bytes(_digest_path(path), json.dumps(record).encode())
 
 
 # -- the flat table (files written before the labelled layout, and merges) -----------
