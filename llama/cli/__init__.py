@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "llama.cli.background",
         "build and show background tables of the event statistic from batch results",
     ),
+    "warm": ("llama.cli.warm", "compile the Numba kernels into their cache, once after install"),
 }
 
 

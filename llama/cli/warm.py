@@ -1,0 +1,357 @@
+"""``llama warm``: compile the Numba kernels into Numba's on-disk cache, in parallel.
+
+The kernels (``kernels/``) are compiled by Numba the first time they run and kept in
+its cache (``kernels/__pycache__``, or ``NUMBA_CACHE_DIR``), from which later runs load
+them in a second or two. Without this step the first ``llama batch`` after an install
+compiles them itself, one after another, while its first events wait (about 25 s of
+CPU on a 2-core laptop, bench/bench_startup.py). ``llama warm`` does that work once, at
+install time, in several worker processes: each job runs one part of the statistic on
+a small synthetic event through the same Python code as ``llama batch`` (so the
+kernels compile for exactly the argument types a run passes), and the last job runs
+an event with both kinds of on-the-fly trials, which loads everything the other jobs
+compiled and compiles whatever they missed. Running it again loads everything and
+compiles nothing.
+
+Kernels run single-threaded in the workers, as in ``llama batch`` (one level of
+parallelism: ``llama.batch.schedulers``), so the multi-threaded ``prange`` versions
+that only large calls from Python use are left to compile on first use.
+
+Examples
+--------
+Shell::
+
+    llama warm              # as many worker processes as cores, at most 4
+    llama warm --jobs 1     # one after another
+
+>>> from llama.cli.warm import JOBS, parser
+>>> parser().parse_args(["--jobs", "2"]).jobs
+2
+>>> list(JOBS)
+['overlaps', 'statistic', 'screen', 'doublets', 'trials']
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from llama.version import __version__
+
+__all__ = ["JOBS", "main", "parser", "run_job"]
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``llama warm`` (no heavy imports)."""
+    p = argparse.ArgumentParser(
+        prog="llama warm",
+        description="Compile the Numba kernels of the statistic into Numba's cache "
+        "(kernels/__pycache__, or NUMBA_CACHE_DIR), in parallel worker processes, so that "
+        "the first 'llama batch' after an install loads them instead of compiling them "
+        "while its events wait. Run once after 'pip install'; running it again loads "
+        "everything and compiles nothing.",
+    )
+    p.add_argument(
+        "-V", "--version", action="version", version=__version__,
+        help="Print the version number and exit.",
+    )  # fmt: skip
+    p.add_argument(
+        "-j", "--jobs", type=int, default=None, metavar="N",
+        help="worker processes (default: the number of cores, at most 4)",
+    )  # fmt: skip
+    p.add_argument(
+        "--only", nargs="+", metavar="JOB", choices=list(JOBS),
+        help=f"run only these jobs, in this order ({', '.join(JOBS)}); default: all",
+    )  # fmt: skip
+    return p
+
+
+# --------------------------------------------------------------------------------------
+# the jobs: each runs part of the statistic on one small synthetic event
+# --------------------------------------------------------------------------------------
+def _event(t_gw_mjd: float | None = None):
+    """(model, neutrino arrays) of a small synthetic event.
+
+    The map is a multi-order map (NUNIQ) at HEALPix order 4 with one Gaussian blob
+    around RA 120, Dec -30 deg; the six neutrinos hold two close pairs at the blob
+    (so doublets are found) and two far from it. Zenith and azimuth are given, so
+    without ``t_gw_mjd`` no detector frame (astropy) is needed.
+    """
+    import healpy as hp
+    import numpy as np
+
+    from llama.science.odds import EventModel
+    from llama.science.skymap import SkyMap
+
+    order = 4
+    nside = 1 << order
+    ipix = np.arange(12 * nside * nside, dtype=np.int64)
+    x, y, z = hp.pix2vec(nside, ipix, nest=True)
+    cx, cy, cz = hp.ang2vec(120.0, -30.0, lonlat=True)
+    rho = np.exp((x * cx + y * cy + z * cz - 1.0) / np.radians(10.0) ** 2) + 1e-6
+    rho /= rho.sum() * hp.nside2pixarea(nside)
+    skymap = SkyMap(uniq=4 * 4**order + ipix, probdensity=rho)
+    model = EventModel(skymap, 12.0, 150.0, "bns", t_gw_mjd=t_gw_mjd)
+    ra = np.array([120.0, 120.3, 119.0, 118.8, 40.0, 300.0])
+    dec = np.array([-30.0, -29.8, -31.0, -31.1, 10.0, 60.0])
+    nu = {
+        "ra": ra,
+        "dec": dec,
+        "sigma": np.array([0.5, 1.0, 2.0, 0.3, 1.0, 3.0]),
+        "energy": np.array([3e3, 1e4, 5e2, 2e3, 3e4, 8e3]),
+        "dt": np.array([-100.0, 20.0, 0.0, 150.0, -400.0, 50.0]),
+        "zenith": 90.0 + dec,
+        "azimuth": ra % 360.0,
+    }
+    return model, nu
+
+
+def _overlaps() -> None:
+    """The sky map's preparation and the single-neutrino PSF overlap."""
+    model, nu = _event()
+    model.signal_overlap(nu["ra"], nu["dec"], nu["sigma"], nu["energy"])
+
+
+def _statistic() -> None:
+    """Everything in one event's statistic but the overlaps: background densities
+    (primaries, partners, whole lists), time windows, doublet search, odds."""
+    import numpy as np
+
+    model, nu = _event()
+    # stand-ins for the overlaps, which the 'overlaps' and 'doublets' jobs compile
+    model._overlaps = lambda ra, dec, sig, eps, w: (np.ones(ra.size), np.ones(ra.size))
+    model.pair_overlap = lambda ra, dec, sig, eps_i, eps_j, pi, pj, key=None: np.ones(pi.size)
+    n = nu["ra"].size
+    args = (nu["ra"], nu["dec"], nu["sigma"], nu["energy"], nu["dt"], nu["zenith"])
+    model.evaluate_batch(*args, np.array([0, n]), azimuth_deg=nu["azimuth"])
+    model.background.o3_list(nu["zenith"], nu["energy"], offsets=np.array([0, 2, n]))
+
+
+def _screen() -> None:
+    """The background trials' screen of the map (bounds of its density by PSF size)."""
+    import numpy as np
+
+    from llama.science.fast_trials import TrialScreen
+
+    model, nu = _event()
+    screen = TrialScreen(model.skymap)
+    ra, dec, sig = (np.radians(nu[k]) for k in ("ra", "dec", "sigma"))
+    screen.relevant(ra, dec, sig)
+    screen.density_near(ra, dec, sig)
+    screen.density(ra, dec)
+
+
+def _doublets() -> None:
+    """The PSF overlap of neutrino pairs (after 'overlaps', whose helpers it shares)."""
+    import numpy as np
+
+    model, nu = _event()
+    ra, dec, sig = (np.radians(nu[k]) for k in ("ra", "dec", "sigma"))
+    pi, pj = np.array([0, 2]), np.array([1, 3])
+    model.pair_overlap(ra, dec, sig, nu["energy"][pi], nu["energy"][pj], pi, pj)
+
+
+def _trials() -> None:
+    """One event as ``CoincSignificanceI3Lvc`` computes it: the statistic with the
+    detector frame at t_gw, then background and scramble trials (fast paths)."""
+    import numpy as np
+
+    from llama.science.neutrinos import NeutrinoList
+    from llama.science.pvalue import trial_pvalues
+    from llama.science.times import mjd_to_gps
+
+    t_mjd = 58598.345891
+    model, nu = _event(t_gw_mjd=t_mjd)
+    neutrinos = NeutrinoList(
+        mjd=t_mjd + nu["dt"] / 86400.0,
+        ra=nu["ra"],
+        dec=nu["dec"],
+        sigma=nu["sigma"],
+        energy=nu["energy"],
+        type=np.full(nu["ra"].size, "observation"),
+    )
+    observed = model.evaluate(neutrinos, float(mjd_to_gps(t_mjd)))
+    for kind in ("background", "scramble"):
+        trial_pvalues(model, observed, n_trials=50, kind=kind, seed=1)
+
+
+#: Job name -> (what it compiles, function). Dependencies are in :data:`AFTER`.
+JOBS: dict[str, tuple[str, Callable[[], None]]] = {
+    "overlaps": ("sky map preparation and PSF overlaps", _overlaps),
+    "statistic": ("background densities, doublet search, odds", _statistic),
+    "screen": ("the background trials' screen", _screen),
+    "doublets": ("PSF overlaps of neutrino pairs", _doublets),
+    "trials": ("one event with background and scramble trials", _trials),
+}
+#: Jobs that start only once these are done (they load what those compiled instead
+#: of compiling it a second time in parallel).
+AFTER: dict[str, tuple[str, ...]] = {
+    "doublets": ("overlaps",),
+    "trials": ("overlaps", "statistic", "screen"),
+}
+
+
+# --------------------------------------------------------------------------------------
+# running them
+# --------------------------------------------------------------------------------------
+def kernel_counts() -> tuple[int, int]:
+    """(compiled, loaded from the cache) specialisations of the kernels in this process.
+
+    Counts Numba's per-dispatcher cache statistics over the jitted functions defined in
+    the imported ``kernels`` modules (a helper that is only called from compiled code
+    counts when its caller compiles; a caller loaded from the cache loads it too).
+
+    Examples
+    --------
+    >>> compiled, loaded = kernel_counts()
+    >>> compiled >= 0 and loaded >= 0
+    True
+    """
+    compiled = loaded = 0
+    for name, mod in list(sys.modules.items()):
+        if not (name == "kernels" or name.startswith("kernels.")) or mod is None:
+            continue
+        for value in list(vars(mod).values()):
+            py_func = getattr(value, "py_func", None)
+            stats = getattr(value, "stats", None)
+            if stats is None or getattr(py_func, "__module__", None) != name:
+                continue
+            compiled += sum(stats.cache_misses.values())
+            loaded += sum(stats.cache_hits.values())
+    return compiled, loaded
+
+
+def run_job(name: str) -> dict:
+    """Run job ``name`` here; returns its name, compiled and loaded counts, CPU and
+    wall seconds (what a worker process sends back)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    compiled0, loaded0 = kernel_counts()  # a worker process may have run other jobs
+    JOBS[name][1]()
+    compiled, loaded = kernel_counts()
+    return {
+        "job": name,
+        "compiled": compiled - compiled0,
+        "loaded": loaded - loaded0,
+        "cpu_s": time.process_time() - c0,
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
+def _worker_init() -> None:
+    """Worker processes run the kernels on one thread each, as ``llama batch`` does."""
+    from llama.batch.schedulers import KERNEL_THREAD_VARIABLES
+
+    for var in KERNEL_THREAD_VARIABLES:
+        os.environ[var] = "1"
+
+
+def cache_location() -> str:
+    """Where Numba keeps the compiled kernels: ``NUMBA_CACHE_DIR`` when set, else the
+    ``__pycache__`` folders of the ``kernels`` package."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    import kernels
+
+    return os.path.join(os.path.dirname(kernels.__file__), "__pycache__ (and its subpackages')")
+
+
+class _Progress:
+    """One status line, rewritten in place on a terminal, one line per job otherwise."""
+
+    def __init__(self, total: int, stream=None) -> None:
+        self.total, self.done, self.t0 = total, 0, time.perf_counter()
+        self.stream = stream if stream is not None else sys.stdout
+        self.tty = self.stream.isatty()
+
+    def update(self, running: Sequence[str], finished: dict | None = None) -> None:
+        if finished is not None:
+            self.done += 1
+        elapsed = time.perf_counter() - self.t0
+        if self.tty:
+            now = ", ".join(running) if running else "-"
+            line = (
+                f"llama warm: {self.done}/{self.total} jobs done, {elapsed:.0f} s; running: {now}"
+            )
+            self.stream.write("\r\033[K" + line)
+        elif finished is not None:
+            self.stream.write(
+                f"llama warm: {self.done}/{self.total} {finished['job']}: "
+                f"{finished['compiled']} compiled, {finished['loaded']} loaded "
+                f"({finished['cpu_s']:.1f} s CPU), {elapsed:.1f} s\n"
+            )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run_jobs(names: Sequence[str], workers: int, progress: _Progress) -> list[dict]:
+    """Run the jobs on ``workers`` processes, each job once the jobs of :data:`AFTER`
+    that are also being run are done; returns their records in the order they ended.
+    Raises RuntimeError naming the job that failed."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    pending, running, records = list(names), {}, []
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        while pending or running:
+            finished_names = {r["job"] for r in records}
+            for name in list(pending):
+                if len(running) >= workers:
+                    break
+                if all(d in finished_names or d not in names for d in AFTER.get(name, ())):
+                    running[pool.submit(run_job, name)] = name
+                    pending.remove(name)
+            progress.update(list(running.values()))
+            done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in done:
+                name = running.pop(fut)
+                try:
+                    rec = fut.result()
+                except Exception as exc:
+                    raise RuntimeError(f"job {name!r} ({JOBS[name][0]}) failed: {exc!r}") from exc
+                records.append(rec)
+                progress.update(list(running.values()), rec)
+    return records
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``llama warm``; returns the exit status."""
+    args = parser().parse_args(argv)
+    names = list(dict.fromkeys(args.only)) if args.only else list(JOBS)
+    workers = args.jobs if args.jobs is not None else min(4, os.cpu_count() or 1)
+    if workers < 1:
+        print(f"llama warm: error: --jobs must be at least 1, got {workers}", file=sys.stderr)
+        return 2
+    workers = min(workers, len(names))
+    where = cache_location()
+    print(f"llama warm: compiling the Numba kernels into {where} with {workers} processes")
+    sys.stdout.flush()
+    t0 = time.perf_counter()
+    progress = _Progress(len(names))
+    try:
+        records = run_jobs(names, workers, progress)
+    except RuntimeError as exc:
+        progress.close()
+        print(f"llama warm: error: {exc}", file=sys.stderr)
+        return 1
+    progress.close()
+    wall = time.perf_counter() - t0
+    compiled = sum(r["compiled"] for r in records)
+    loaded = sum(r["loaded"] for r in records)
+    cpu = sum(r["cpu_s"] for r in records)
+    print(
+        f"llama warm: done in {wall:.1f} s ({cpu:.1f} s CPU in the jobs): {compiled} "
+        f"kernel specialisations compiled, {loaded} loaded from the cache; later runs "
+        "load them from there"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""``llama warm``: the kernels compiled into Numba's cache at install time, so that a
+later run loads them instead of compiling them (issue 8, item 5).
+
+Each check runs the real command in fresh interpreters: a process's own compiled
+code would hide whether anything reached the cache on disk. Numba reports every
+compiled specialisation it writes to the cache ("data saved") and every one it reads
+back ("data loaded") when ``NUMBA_DEBUG_CACHE=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "llama" / "examples"
+SUMMARY = re.compile(r"(\d+) kernel specialisations compiled, (\d+) loaded from the cache")
+
+
+def llama(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``llama ARGS`` in a fresh interpreter; fails the test on a non-zero exit."""
+    out = subprocess.run(
+        [sys.executable, "-m", "llama.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def summary(out: subprocess.CompletedProcess) -> tuple[int, int]:
+    """(compiled, loaded) from ``llama warm``'s last line."""
+    found = SUMMARY.search(out.stdout)
+    assert found, out.stdout
+    return int(found[1]), int(found[2])
+
+
+def test_help_is_instant_and_imports_nothing_heavy():
+    out = llama("warm", "--help", timeout=60)
+    assert "usage: llama warm" in out.stdout and "NUMBA_CACHE_DIR" in out.stdout
+    code = (
+        "import sys, llama.cli.warm as w; w.parser(); "
+        "print(sorted({'numpy', 'numba', 'llama.science.odds'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert "warm" in llama("--help", timeout=60).stdout  # listed among the commands
+
+
+def test_bad_jobs_are_refused_with_the_fix(capsys):
+    from llama.cli.warm import main
+
+    assert main(["--jobs", "0"]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--only", "nonsense"])
+    assert "invalid choice: 'nonsense'" in capsys.readouterr().err
+
+
+def test_warm_fills_a_fresh_cache_that_a_second_process_loads(tmp_path):
+    """Two jobs on two worker processes compile into an empty ``NUMBA_CACHE_DIR``;
+    the same jobs in a new process then load every kernel and compile none."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    first = llama("warm", "--only", "statistic", "screen", "--jobs", "2", env=env)
+    compiled, _ = summary(first)
+    assert compiled > 10, first.stdout
+    assert "2/2" in first.stdout  # a line per finished job when not on a terminal
+    index = list((tmp_path / "cache").rglob("*.nbi"))
+    data = list((tmp_path / "cache").rglob("*.nbc"))
+    assert len(index) > 10 and len(data) >= len(index)
+
+    second = llama("warm", "--only", "statistic", "screen", env=dict(env, NUMBA_DEBUG_CACHE="1"))
+    assert summary(second) == (0, summary(second)[1]) and summary(second)[1] > 0
+    assert "data saved" not in second.stdout
+    assert "data loaded" in second.stdout
+
+
+def test_after_warm_a_batch_event_compiles_nothing(tmp_path):
+    """After ``llama warm`` a real ``llama batch`` event with its significance (trials
+    of either kind) loads every kernel from the cache: Numba saves nothing.
+
+    Uses Numba's own cache (``kernels/__pycache__``, which ``.ci/run`` warms before the
+    tests; the first run after a kernel changed compiles it here).
+    """
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    llama("warm", env=env)
+    (tmp_path / "g.txt").write_text("S190425a\n")
+    (tmp_path / "n.txt").write_text("bg-00\n")
+    for kind in ("background", "scramble"):
+        run_env = dict(env, NUMBA_DEBUG_CACHE="1", LLAMA_TRIAL_KIND=kind, LLAMA_N_TRIALS="200")
+        out = llama(
+            "batch", "-D", "-l", str(tmp_path / "log"),
+            f"graceid={tmp_path / 'g.txt'}", f"neutrinos={tmp_path / 'n.txt'}",
+            "+f", "CoincSignificanceI3Lvc", "--flags", "ONLINE=false",
+            "--get", f"skymap_info.json={EXAMPLES}/events/{{graceid}}/skymap_info.json",
+            f"lvc_skymap.fits={EXAMPLES}/events/{{graceid}}/lvc_skymap.fits",
+            f"icecube_neutrino_list.json={EXAMPLES}/neutrinos/{{neutrinos}}.json",
+            "--eventdir", str(tmp_path / kind / "{graceid}-{neutrinos}"),
+            env=run_env,
+        )  # fmt: skip
+        log = out.stdout + out.stderr
+        assert "1 done" in log, log
+        assert (tmp_path / kind / "S190425a-bg-00" / "significance_lvc-i3.json").is_file()
+        saved = [line for line in log.splitlines() if "data saved" in line]
+        assert saved == [], f"{kind}: compiled after llama warm: {saved}"
+        assert "data loaded" in log
