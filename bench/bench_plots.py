@@ -10,13 +10,17 @@ in turn, round after round, in one thread. Timed per event: ``draw_scatter`` fol
 by ``save_figure`` to PNG and to PDF (in memory, so disk speed does not count), wall
 and CPU time (``time.process_time``, this process only).
 
-Baseline, in the same process: the plotting module as it was before the rewrite
-(commit ``52e499d``, read with ``git show`` and imported under another name), doing
-the same work (draw, PNG, PDF) on the same events. When git or that commit is not
-available the baseline is skipped and only the absolute figures are printed.
+Baselines, in the same process, doing the same work (draw, PNG, PDF) on the same
+events, rounds interleaved with the current code: the plotting code of earlier
+commits, read with ``git show`` and imported under other names (``plotting.py`` and,
+where the commit has it, ``skyfigure.py``): ``52e499d``, before the rewrite, and
+``9a557d2``, the previous code path (before TrueType fonts with cached subsets,
+PNG zlib level 1, opaque images and the all-sky pixel cache). When git or a commit
+is not available that baseline is skipped.
 
-Run: ``python bench/bench_plots.py [--rounds 5] [--no-baseline]``. Prints a table;
-writes nothing. Exit status 1 when the median pair exceeds the goal.
+Run: ``python bench/bench_plots.py [--rounds 5] [--baseline 52e499d 9a557d2]``
+(``--baseline`` with no commit: none). Prints a table; writes nothing. Exit status 1
+when the median pair exceeds the goal.
 
 Examples
 --------
@@ -46,8 +50,8 @@ from llama.science.skymap import read_sky_map  # noqa: E402
 
 #: Goal for one drawing saved as PNG and PDF, on one core [s].
 GOAL_PAIR_S = 0.3
-#: The plotting module before the rewrite, the baseline.
-BASELINE_COMMIT = "52e499d"
+#: Baselines: the plotting module before the rewrite; the previous code path.
+BASELINE_COMMITS = ("52e499d", "9a557d2")
 EXAMPLES = ROOT / "llama" / "examples"
 
 
@@ -62,70 +66,95 @@ def load_events() -> list[tuple[str, object, NeutrinoList, object]]:
     return out
 
 
-def load_baseline():
-    """The old plotting module, or None when git cannot give it."""
+def _git_show(commit: str, path: str) -> str | None:
     try:
-        source = subprocess.run(
-            ["git", "show", f"{BASELINE_COMMIT}:llama/science/plotting.py"],
+        return subprocess.run(
+            ["git", "show", f"{commit}:{path}"],
             cwd=ROOT, capture_output=True, check=True, text=True,
         ).stdout  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return None
-    path = Path(tempfile.mkdtemp()) / "plotting_before.py"
+
+
+def _import_source(name: str, source: str):
+    path = Path(tempfile.mkdtemp()) / f"{name}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("plotting_before", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-def time_pairs(module, events, rounds: int) -> tuple[list[float], list[float]]:
-    """Wall and CPU seconds of draw + PNG + PDF, per event and round."""
-    wall, cpu = [], []
-    for _ in range(rounds):
-        for graceid, skymap, nl, dt in events:
-            w0, c0 = time.perf_counter(), time.process_time()
-            with plotting.DRAW_LOCK:
-                fig = module.draw_scatter(skymap, nl, dt, (), f"{graceid}: bench", "note")
-                module.save_figure(fig, io.BytesIO(), "png")
-                module.save_figure(fig, io.BytesIO(), "pdf")
-            wall.append(time.perf_counter() - w0)
-            cpu.append(time.process_time() - c0)
-    return wall, cpu
+def load_baseline(commit: str):
+    """The plotting module of ``commit`` (with that commit's skyfigure module, if it
+    has one, in place of today's), or None when git cannot give it."""
+    plotting_src = _git_show(commit, "llama/science/plotting.py")
+    if plotting_src is None:
+        return None
+    figure_src = _git_show(commit, "llama/science/skyfigure.py")
+    plotting_name, figure_name = f"plotting_{commit}", f"skyfigure_{commit}"
+    if figure_src is not None:
+        plotting_src = plotting_src.replace("llama.science.skyfigure", figure_name)
+        figure_src = figure_src.replace("llama.science.plotting", plotting_name)
+    module = _import_source(plotting_name, plotting_src)
+    if figure_src is not None:
+        _import_source(figure_name, figure_src)
+    return module
+
+
+def time_pair(module, event) -> tuple[float, float]:
+    """Wall and CPU seconds of draw + PNG + PDF of one event."""
+    graceid, skymap, nl, dt = event
+    w0, c0 = time.perf_counter(), time.process_time()
+    fig = module.draw_scatter(skymap, nl, dt, (), f"{graceid}: bench", "note")
+    module.save_figure(fig, io.BytesIO(), "png")
+    module.save_figure(fig, io.BytesIO(), "pdf")
+    return time.perf_counter() - w0, time.process_time() - c0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds over the 8 events")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the old module")
+    parser.add_argument("--baseline", nargs="*", default=list(BASELINE_COMMITS),
+                        metavar="COMMIT", help="commits to compare with (none: no baseline)")  # fmt: skip
     args = parser.parse_args(argv)
 
     events = load_events()
     print(f"load: {os.getloadavg()[0]:.2f} (1-min average); {len(events)} events")
-    time_pairs(plotting, events[:2], 1)  # warm-up: imports, font cache, templates
-    new_wall, new_cpu = time_pairs(plotting, events, args.rounds)
-    rows = [("new", new_wall, new_cpu)]
-    baseline = None if args.no_baseline else load_baseline()
-    if baseline is not None:
-        time_pairs(baseline, events[:2], 1)
-        old_wall, old_cpu = time_pairs(baseline, events, args.rounds)
-        rows.append((f"before ({BASELINE_COMMIT})", old_wall, old_cpu))
-    print(f"{'module':<18} {'wall median [s]':>16} {'CPU median [s]':>15} {'max wall':>9}")
-    for name, wall, cpu in rows:
+    modules = {"now": plotting}
+    for commit in args.baseline:
+        module = load_baseline(commit)
+        if module is None:
+            print(f"baseline {commit}: not available from git, skipped")
+        else:
+            modules[commit] = module
+    for module in modules.values():  # warm-up: imports, font cache, templates
+        for event in events[:2]:
+            time_pair(module, event)
+    times_of = {name: ([], []) for name in modules}
+    for _ in range(args.rounds):
+        for event in events:
+            for name, module in modules.items():  # interleaved: same load for all
+                wall, cpu = time_pair(module, event)
+                times_of[name][0].append(wall)
+                times_of[name][1].append(cpu)
+    print(f"{'code':<10} {'wall median [s]':>16} {'CPU median [s]':>15} {'max wall':>9}")
+    for name, (wall, cpu) in times_of.items():
         print(
-            f"{name:<18} {statistics.median(wall):>16.3f} {statistics.median(cpu):>15.3f}"
+            f"{name:<10} {statistics.median(wall):>16.3f} {statistics.median(cpu):>15.3f}"
             f" {max(wall):>9.3f}"
         )
-    pair = statistics.median(new_cpu)
+    pair = statistics.median(times_of["now"][1])
     verdict = "PASS" if pair <= GOAL_PAIR_S else "MISS"
     print("\nratio")
     print(f"draw + PNG + PDF, CPU median: {pair:.3f} s (goal <= {GOAL_PAIR_S} s) {verdict}")
-    if baseline is not None:
-        print(
-            f"before / new, CPU: {statistics.median(rows[1][2]) / pair:.2f}x;"
-            f" wall: {statistics.median(rows[1][1]) / statistics.median(new_wall):.2f}x"
-        )
+    for name, (wall, cpu) in times_of.items():
+        if name != "now":
+            print(
+                f"{name} / now, CPU: {statistics.median(cpu) / pair:.2f}x;"
+                f" wall: {statistics.median(wall) / statistics.median(times_of['now'][0]):.2f}x"
+            )
     return 0 if verdict == "PASS" else 1
 
 

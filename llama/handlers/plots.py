@@ -6,7 +6,8 @@ with its colour bar on an all-sky Mollweide panel (centred on RA 180° for every
 and on a zoom that follows the 90% credible region, 50%/90% contours, neutrinos as
 their 90% containment circles numbered as the rows of the neutrino tables and listed
 with their arrival time relative to the GW event, and ZTF candidates as named stars.
-The PNG and PDF handlers of one plot share the drawing (it is made once per thread).
+The PNG and PDF handlers of one plot share the drawing (it is made once per thread),
+and handlers in different threads draw at the same time (each on its own figure).
 
 The GW time the listed arrival times (Δt) are relative to is taken from the event's
 ``skymap_info.json`` when it is there (it is an ancestor of the neutrino list, so a
@@ -145,11 +146,11 @@ class _ScatterPlot(FileHandler, abstract=True):
         title = f"{self.event.eventid}: {self.SUBJECT}"
         fmt = Path(self.FILENAME).suffix.lstrip(".")
         # the PNG and PDF handlers of a plot draw the same figure: the second one in the
-        # same thread finds it already drawn (same key) and only saves it
+        # same thread finds it already drawn (same key) and only saves it; each thread
+        # draws on its own figure, so threads draw at the same time (no lock)
         key = plotting.drawing_key(skymap, neutrinos, dt, candidates, title, note)
-        with plotting.DRAW_LOCK:
-            fig = plotting.draw_scatter(skymap, neutrinos, dt, candidates, title, note, key)
-            plotting.save_figure(fig, out, fmt)
+        fig = plotting.draw_scatter(skymap, neutrinos, dt, candidates, title, note, key)
+        plotting.save_figure(fig, out, fmt)
 
 
 class CoincScatterI3LvcPng(_ScatterPlot):

@@ -492,11 +492,10 @@ class CoincSummaryI3LvcPdf(_Summary):
         from llama.science import plotting
 
         facts, rows, comments = self._load()
-        with plotting.DRAW_LOCK:
-            fig = summary_figure(
-                self.event.eventid, facts, rows, comments, self.dep_path(CoincScatterI3LvcPng)
-            )
-            plotting.save_figure(fig, out, "pdf")
+        fig = summary_figure(  # a figure of its own: no lock needed between threads
+            self.event.eventid, facts, rows, comments, self.dep_path(CoincScatterI3LvcPng)
+        )
+        plotting.save_figure(fig, out, "pdf")
 
 
 def summary_figure(eventid: str, facts, rows, comments: Sequence[str], png: Path):

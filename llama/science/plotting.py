@@ -28,9 +28,17 @@ sits in plain axes with affine transforms, no tight-bbox pass is made, and the P
 PDF of one plot share one drawing (:func:`drawing_key`): a drawing plus its PNG and PDF
 take a few tenths of a second (``bench/bench_plots.py``).
 
-Drawing uses :class:`matplotlib.figure.Figure` and the Agg canvas only (no pyplot, no
-global state), and every drawing holds :data:`DRAW_LOCK`, so handlers may run in
-worker threads. Heavy imports (matplotlib, healpy) happen inside the functions.
+Threads: drawing uses :class:`matplotlib.figure.Figure` and the Agg canvas only (no
+pyplot, no current figure), and each thread draws on figures of its own (the
+template is per thread). Matplotlib's advice for threads is exactly that: separate
+figures per thread, a non-interactive backend, no shared artists; the state it still
+shares is thread-safe (FreeType fonts are opened per thread, the text-size cache is an
+``lru_cache``) or handled here (the rcParams of drawing and saving are set once for
+all threads by :func:`llama.science.pdffonts.shared_rc`, and the PDF font subsets are
+cached under a lock). So threads
+draw at the same time with no lock; a test compares their PNGs, byte for byte, with
+the same events drawn one at a time. Heavy imports (matplotlib, healpy) happen inside
+the functions.
 
 Examples
 --------
@@ -87,7 +95,12 @@ CONTOUR_LEVELS = (0.5, 0.9)
 ZOOM_MIN_HALF_DEG = 1.0
 ZOOM_MAX_HALF_DEG = 60.0
 
-#: Held while drawing and saving: matplotlib's font and text caches are shared.
+#: zlib level of the PNGs: 1 costs ~25 ms less per save than matplotlib's 6, for
+#: files ~10% larger (bench/bench_plots.py).
+PNG_COMPRESS_LEVEL = 1
+
+#: Kept for callers of earlier releases: drawing needs no lock any more (each thread
+#: draws on its own figures; see the module's notes on threads).
 DRAW_LOCK = threading.Lock()
 
 
@@ -385,12 +398,14 @@ def draw_scatter(
     >>> [round(float(v), 1) for v in fig.get_size_inches()]
     [13.0, 5.2]
     """
+    from llama.science.pdffonts import shared_rc
     from llama.science.skyfigure import template_for
 
-    template = template_for(neutrinos is not None, bool(candidates), fresh=fresh)
-    if key is not None and template.key == key:
-        return template.fig
-    fig = template.draw(skymap, neutrinos, dt, candidates, title, note)
+    with shared_rc():  # texts measured as they will be drawn
+        template = template_for(neutrinos is not None, bool(candidates), fresh=fresh)
+        if key is not None and template.key == key:
+            return template.fig
+        fig = template.draw(skymap, neutrinos, dt, candidates, title, note)
     template.key = key
     return fig
 
@@ -443,15 +458,19 @@ def save_figure(fig: Figure, path: Any, fmt: str | None = None) -> None:
 
     ``path`` is a file name or a binary file object; ``fmt`` defaults to the suffix
     of ``path`` ("png" or "pdf"). The figure is saved at its own size (no tight
-    bounding box: the layout already keeps everything inside).
+    bounding box: the layout already keeps everything inside). PDFs embed their fonts
+    as TrueType (Type 42), with the font subsets cached (:mod:`llama.science.pdffonts`);
+    PNGs are compressed at :data:`PNG_COMPRESS_LEVEL`. Threads may save different
+    figures at the same time.
     """
-    import matplotlib as mpl
+    from llama.science.pdffonts import cached_subsets, shared_rc
 
     fmt = (fmt or Path(path).suffix.lstrip(".")).lower()
-    metadata: dict[str, Any] = {"Software": None} if fmt == "png" else {}
-    if fmt == "pdf":
-        metadata = {"CreationDate": None, "Producer": None, "Creator": "llama"}
-    # glyphs rasterised without hinting look the same at this size and cost ~17% less
-    # of a PNG (bench/bench_plots.py); the PDF keeps vector glyphs either way
-    with mpl.rc_context({"text.hinting": "no_hinting"}):
-        fig.savefig(path, format=fmt, dpi=DPI, metadata=metadata)
+    options: dict[str, Any] = {}
+    if fmt == "png":
+        options = {"metadata": {"Software": None},
+                   "pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}}  # fmt: skip
+    elif fmt == "pdf":
+        options = {"metadata": {"CreationDate": None, "Producer": None, "Creator": "llama"}}
+    with shared_rc(), cached_subsets():
+        fig.savefig(path, format=fmt, dpi=DPI, **options)

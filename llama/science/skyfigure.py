@@ -32,6 +32,7 @@ from llama.science.plotting import (
     Candidate,
     _break_jumps,
     _row_directions,
+    _rows_of_nested,
     boundary_order,
     credible_levels,
     energy_text,
@@ -124,12 +125,25 @@ def _allsky_pixels(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     return moll.inverse(*np.meshgrid(x, y))
 
 
-def _density_deg2(skymap: SkyMap, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    """GW probability per deg² at each direction (0 off the map and at NaN)."""
+def _density_deg2(
+    skymap: SkyMap, ra: np.ndarray, dec: np.ndarray, ipix_cache: dict | None = None
+) -> np.ndarray:
+    """GW probability per deg² at each direction (0 off the map and at NaN).
+
+    ``ipix_cache`` keeps the NESTED pixel of each direction per HEALPix order, for a
+    grid of directions that does not change between calls (the all-sky image's)."""
+    import healpy as hp
+
     ok = np.isfinite(ra)
     out = np.zeros(ra.shape)
     if ok.any():
-        row = lookup_rows(skymap, ra[ok], dec[ok])
+        order = skymap.max_order
+        ipix = None if ipix_cache is None else ipix_cache.get(order)
+        if ipix is None:
+            ipix = hp.ang2pix(1 << order, ra[ok], dec[ok], nest=True, lonlat=True)
+            if ipix_cache is not None:
+                ipix_cache[order] = ipix
+        row = _rows_of_nested(skymap, order, ipix)
         out[ok] = np.where(row >= 0, skymap.probdensity[np.clip(row, 0, None)], 0.0)
     return out / _DEG2_PER_SR
 
@@ -339,6 +353,7 @@ class ScatterTemplate:
         self.allsky = Panel(ax, moll, reach=np.inf, seam=moll.half_width)
         width_px = round(ALLSKY_IN[2] * DPI)
         self.allsky_pixels = _allsky_pixels(width_px, width_px // 2)
+        self._allsky_ipix: dict[int, np.ndarray] = {}  # HEALPix order -> pixels of the grid
         extent = (-moll.half_width, moll.half_width, -moll.half_height, moll.half_height)
         self.allsky_image = ax.imshow(
             np.zeros((2, 2, 4), np.uint8), extent=extent, origin="upper",
@@ -352,7 +367,9 @@ class ScatterTemplate:
                  for r in np.arange(0.0, 360.0, 30.0)]  # fmt: skip
         run = moll.ra_centre - 179.999 + np.linspace(0, 359.998, 181)
         lines += [self.allsky.curve(run, np.full(181, d)) for d in (-60, -30, 0, 30, 60)]
-        ax.add_collection(LineCollection(lines, colors=GRID_COLOR, linewidths=0.45, zorder=1))
+        ax.add_collection(
+            LineCollection(lines, colors=GRID_COLOR, linewidths=0.45, zorder=1), autolim=False
+        )
         for ra in np.arange(0.0, 360.0, 60.0):
             x, y = moll.forward(ra, 0.0)
             # on the equator, as ligo.skymap draws them: a pale backing keeps them legible
@@ -470,7 +487,8 @@ class ScatterTemplate:
         peak = float(skymap.probdensity.max()) / _DEG2_PER_SR
         norm = Normalize(vmin=0.0, vmax=peak if peak > 0 else 1.0)
         ra, dec = self.allsky_pixels
-        self.allsky_image.set_data(self._rgba(_density_deg2(skymap, ra, dec), norm, ra))
+        density = _density_deg2(skymap, ra, dec, self._allsky_ipix)
+        self.allsky_image.set_data(self._rgba(density, norm))
         zoom = self._draw_zoom(skymap, levels, norm)
         self._draw_contours(skymap, levels, zoom)
         self._draw_zoom_outline(zoom)
@@ -503,11 +521,13 @@ class ScatterTemplate:
         self._event_artists.extend(labeller.placed)
         return self.fig
 
-    def _rgba(self, density: np.ndarray, norm, ra: np.ndarray) -> np.ndarray:
-        """Colour an image of probability per deg² (transparent off the sky)."""
-        rgba = self.cmap(norm(density), bytes=True)
-        rgba[~np.isfinite(ra), 3] = 0
-        return rgba
+    def _rgba(self, density: np.ndarray, norm) -> np.ndarray:
+        """Colour an image of probability per deg², opaque.
+
+        Opaque even off the sky: the all-sky image is clipped to the ellipse and the
+        zoom never reaches its projection's edge (ZOOM_MAX_HALF_DEG), and a PDF embeds
+        an image with no alpha channel at about half the cost of one with it."""
+        return self.cmap(norm(density), bytes=True)
 
     def _draw_zoom(self, skymap: SkyMap, levels: np.ndarray, norm) -> Panel:
         """The zoom image around the 90% credible region, and its graticule.
@@ -526,7 +546,7 @@ class ScatterTemplate:
         n = round(ZOOM_IN[2] * DPI) // ZOOM_IMAGE_STEP
         x = (np.arange(n) + 0.5) / n * 2 * reach - reach
         ra, dec = zea.inverse(*np.meshgrid(x, x[::-1]))
-        self.zoom_image.set_data(self._rgba(_smooth_density_deg2(skymap, ra, dec), norm, ra))
+        self.zoom_image.set_data(self._rgba(_smooth_density_deg2(skymap, ra, dec), norm))
         self.zoom_image.set_extent((-reach, reach, -reach, reach))
         panel = Panel(ax, zea, reach=reach)
         self._zoom_labels = self._zoom_graticule(panel, ra, dec)
@@ -570,7 +590,8 @@ class ScatterTemplate:
             lines.append(xy)
             ra_marks.append((_crossing(xy, axis=1, at=-reach), f"{r % 360:g}°"))
         self._own(ax.add_collection(
-            LineCollection(lines, colors=GRID_COLOR, linewidths=0.45, zorder=1)
+            LineCollection(lines, colors=GRID_COLOR, linewidths=0.45, zorder=1),
+            autolim=False,  # the limits are set: computing data limits only costs
         ))  # fmt: skip
         labels = []
         for pos, text in _spaced(ra_marks, 0.25 * reach):
@@ -625,7 +646,8 @@ class ScatterTemplate:
             if segs:
                 self._own(ax.add_collection(
                     LineCollection(segs, colors=CONTOUR_COLOR, linestyles=style,
-                                   linewidths=width, zorder=3)
+                                   linewidths=width, zorder=3),
+                    autolim=False,
                 ))  # fmt: skip
 
     def _draw_zoom_outline(self, zoom: Panel) -> None:
@@ -656,7 +678,7 @@ class ScatterTemplate:
         self._own(ax.add_collection(LineCollection(
             [[(p, 0.0), (p, -0.35)] for p in pos], colors="k", linewidths=0.6,
             transform=ax.transAxes, clip_on=False,
-        )))  # fmt: skip
+        ), autolim=False))  # fmt: skip
         for p, v in zip(pos, values, strict=True):
             text = ax.text(p, -0.45, f"{v:.3g}", transform=ax.transAxes, ha="center",
                            va="top", fontsize=7, clip_on=False)  # fmt: skip
@@ -692,7 +714,8 @@ class ScatterTemplate:
         ]
         ax = panel.ax
         self._own(ax.add_collection(
-            LineCollection(circles, colors=NEUTRINO_COLOR, linewidths=1.1, zorder=4)
+            LineCollection(circles, colors=NEUTRINO_COLOR, linewidths=1.1, zorder=4),
+            autolim=False,
         ))  # fmt: skip
         x, y = panel.xy(neutrinos.ra, neutrinos.dec)
         (marks,) = ax.plot(x, y, linestyle="", marker="+", markersize=6, color=NEUTRINO_COLOR,

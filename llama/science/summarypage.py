@@ -92,9 +92,11 @@ class _Page:
         return text
 
     def _fit(self, text: Any, limit_px: float) -> None:
+        from llama.science.pdffonts import shared_rc
         from llama.science.skyfigure import _renderer, fit_text
 
-        fit_text(text, limit_px, _renderer(self.fig))
+        with shared_rc():  # measured with the rcParams it is saved with
+            fit_text(text, limit_px, _renderer(self.fig))
 
     def box(self, x: float, top: float, width: float, height: float, **style) -> None:
         from matplotlib.patches import Rectangle

@@ -1,0 +1,160 @@
+"""What the saved scatter plots hold: TrueType fonts in the PDF, the same bytes
+whatever was drawn before, and the same pictures when threads draw at the same time.
+
+The events are the example events shipped in llama/examples (multi-order maps with
+their injected neutrino lists), as in bench/bench_plots.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llama.science import pdffonts, plotting, times
+from llama.science.neutrinos import NeutrinoList
+from llama.science.skymap import read_sky_map
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "llama" / "examples"
+
+
+def example(name: str):
+    """(sky map, neutrino list, dt [s], title) of one example event."""
+    d = EXAMPLES / "events" / name
+    skymap = read_sky_map(d / "lvc_skymap.fits")
+    info = json.loads((d / "skymap_info.json").read_text())
+    nl = NeutrinoList.read(EXAMPLES / "neutrinos" / f"inj-{name}.json")
+    return skymap, nl, nl.dt_seconds(times.iso_to_mjd(info["event_time_iso"])), f"{name}: test"
+
+
+@pytest.fixture(scope="module")
+def events():
+    names = sorted(p.name for p in (EXAMPLES / "events").iterdir())[:3]
+    return [example(n) for n in names]
+
+
+def save(fig, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    plotting.save_figure(fig, buf, fmt)
+    return buf.getvalue()
+
+
+def pdf_fonts(data: bytes) -> tuple[list[bytes], list[bytes]]:
+    """(font subtypes, embedded TrueType font programs) of a PDF written by matplotlib
+    (object dictionaries are plain text there; streams are zlib-compressed)."""
+    subtypes = re.findall(rb"/Subtype\s*/(Type3|Type1|TrueType|CIDFontType2|Type0)", data)
+    programs = []
+    for m in re.finditer(rb"/Length1 \d+[^>]*>>\s*stream\r?\n", data):
+        start = m.end()
+        end = data.index(b"endstream", start)
+        programs.append(zlib.decompress(data[start:end]))
+    return subtypes, programs
+
+
+def test_pdf_fonts_are_truetype_and_hold_every_glyph_drawn(events) -> None:
+    """No Type 3 font; each embedded TrueType subset maps every character the figure's
+    texts use in that font (read back with fontTools from the PDF's bytes)."""
+    from fontTools.ttLib import TTFont
+
+    assert pdffonts.hook_installed()
+    skymap, nl, dt, title = events[0]
+    fig = plotting.draw_scatter(skymap, nl, dt, (), title + " ±Δσ°²", "note", fresh=True)
+    data = save(fig, "pdf")
+    subtypes, programs = pdf_fonts(data)
+    assert b"Type3" not in subtypes and b"CIDFontType2" in subtypes
+    assert len(programs) >= 2  # regular, bold, monospace at least
+    used = set()
+    from llama.science.skyfigure import _visible_texts
+
+    for text in _visible_texts(fig):
+        used |= set(text.get_text().replace("\n", ""))
+    covered = set()
+    for program in programs:
+        font = TTFont(io.BytesIO(program))
+        glyphs = font.getGlyphOrder()
+        assert len(glyphs) < 400  # a subset, not the whole font (DejaVu Sans has 6,000)
+        covered |= {chr(c) for c in font.getBestCmap() or {}}
+    # a subset's cmap may be dropped by matplotlib; when present it covers the texts
+    if covered:
+        assert used - {" "} <= covered
+
+
+def test_pdf_bytes_do_not_depend_on_what_was_saved_before(events) -> None:
+    """The cached font subsets are a function of the figure alone: the same drawing
+    saved first, after other events, and with the cache cleared gives the same bytes."""
+    skymap, nl, dt, title = events[0]
+    first = save(plotting.draw_scatter(skymap, nl, dt, (), title, "n", fresh=True), "pdf")
+    for other in events[1:]:
+        save(plotting.draw_scatter(*other[:3], (), other[3] + " ÅØ…", "n", fresh=True), "pdf")
+    again = save(plotting.draw_scatter(skymap, nl, dt, (), title, "n", fresh=True), "pdf")
+    pdffonts._subsets.clear()
+    cleared = save(plotting.draw_scatter(skymap, nl, dt, (), title, "n", fresh=True), "pdf")
+    assert first == again == cleared
+
+
+def test_save_leaves_rcparams_as_they_were() -> None:
+    import matplotlib as mpl
+    from matplotlib.figure import Figure
+
+    before = {k: mpl.rcParams[k] for k in pdffonts.SHARED_RC}
+    fig = Figure(figsize=(2, 1))
+    fig.text(0.1, 0.5, "x")
+    save(fig, "pdf")
+    save(fig, "png")
+    assert {k: mpl.rcParams[k] for k in pdffonts.SHARED_RC} == before
+
+
+def test_threads_draw_at_once_and_get_the_same_pictures(events) -> None:
+    """Three threads draw and save different events at the same time, several rounds,
+    with no lock: every PNG and PDF equals, byte for byte, the one drawn alone."""
+    alone = []
+    for skymap, nl, dt, title in events:
+        fig = plotting.draw_scatter(skymap, nl, dt, (), title, "n", fresh=True)
+        alone.append((save(fig, "png"), save(fig, "pdf")))
+    results: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(events))
+
+    def work(i: int) -> None:
+        try:
+            start.wait()
+            for r in range(3):
+                skymap, nl, dt, title = events[(i + r) % len(events)]
+                fig = plotting.draw_scatter(skymap, nl, dt, (), title, "n")
+                results[i, r] = (save(fig, "png"), save(fig, "pdf"))
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(events))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for (i, r), pair in results.items():
+        assert pair == alone[(i + r) % len(events)], (i, r)
+
+
+def test_png_is_opaque_and_the_sky_is_clipped_to_the_ellipse(events) -> None:
+    """The images are drawn opaque (cheaper in a PDF), so the clip to the Mollweide
+    ellipse is what keeps colour off the rest of the figure: the corners of the all-sky
+    panel stay white."""
+    from PIL import Image
+
+    from llama.science import skyfigure
+
+    skymap, nl, dt, title = events[0]
+    fig = plotting.draw_scatter(skymap, nl, dt, (), title, "n", fresh=True)
+    pixels = np.asarray(Image.open(io.BytesIO(save(fig, "png"))).convert("RGB"))
+    left, bottom, width, height = (round(v * plotting.DPI) for v in skyfigure.ALLSKY_IN)
+    top = pixels.shape[0] - bottom - height
+    corner = pixels[top + 2 : top + 12, left + 2 : left + 12]
+    assert (corner == 255).all()
+    centre = pixels[top + height // 2 - 3 : top + height // 2 + 3, left + 40 : left + 60]
+    assert (centre < 255).any()  # the map's colour inside the ellipse
