@@ -29,6 +29,7 @@ from kernels import ra_lookup as KR
 from llama.science import constants as C
 from llama.science.detector_frame import DetectorFrame
 from llama.science.fast_trials import (
+    RESOLVED_FLOORS,
     SCREEN_FLOOR,
     TABLE_RTOL,
     ScrambleTrials,
@@ -42,9 +43,15 @@ from llama.science.fast_trials import (
     screened_model,
 )
 from llama.science.odds import EventModel
-from llama.science.pvalue import background_sampler, randomised_pvalues, scramble_sampler
+from llama.science.pvalue import (
+    background_sampler,
+    randomised_pvalues,
+    scramble_sampler,
+    trial_pvalues,
+)
 from llama.science.sim import simulate_background_neutrinos, simulate_signal_neutrino
 from llama.science.skymap import read_sky_map
+from llama.science.times import mjd_to_gps
 
 DATA = Path(__file__).parent / "data" / "bayestar"
 N_TRIALS = 2000
@@ -345,3 +352,50 @@ def _check_background(model, n_lists):
     floor = KO.segment_sum(floor_i, offsets)
     _assert_close(fast.odds, exact.odds, floor)
     assert np.mean(exact.odds > 100 * floor) > 0.01  # some lists do reach the map
+
+
+@pytest.mark.parametrize(
+    "name, seed, inject",
+    [("bns-1", 3, True), ("bbh-2", 1, False), ("bbh-2", 3, True), ("bbh-6", 2, False), ("bbh-6", 5, True)],
+)  # fmt: skip
+def test_scramble_pvalues_decided_by_bounds_are_the_exact_ones(name, seed, inject):
+    """trial_pvalues' default (scrambles decided by bounds) against method="exact" on the
+    same 2,000 scrambles and tie draws: wherever the observed value is resolved (at
+    least RESOLVED_FLOORS floors), the counts and p-values are the exact method's, to
+    the bit; every resolved trial's exact statistic lies in its bounds, and the trials
+    evaluated to decide are the exact statistic, to the bit."""
+    model = _model(name)
+    rng = np.random.default_rng(seed)
+    nl = simulate_background_neutrinos(rng, model.t_gw_mjd)
+    if inject:
+        nl = nl.concatenate(simulate_signal_neutrino(rng, model.skymap, model.t_gw_mjd))
+    obs = model.evaluate(nl, float(mjd_to_gps(model.t_gw_mjd)))
+    fast = trial_pvalues(model, obs, N_TRIALS, kind="scramble", seed=seed)
+    exact = trial_pvalues(model, obs, N_TRIALS, kind="scramble", seed=seed, method="exact")
+    assert fast.method["statistic"] == "fast" and fast.method["fast_path"] == "ra_lookup"
+    zen = np.where(np.isfinite(obs.zenith), obs.zenith, 90.0 + obs.dec)
+    lists = (obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, zen)
+    st = ScrambleTrials(model, *lists, n_trials=N_TRIALS)
+    t_event, t_nu = st.thresholds(obs.ra, obs.odds, obs.odds_ratio)
+    floor = st.odds_floor().sum()
+    # exact values far enough above the cut: no trial below it can reach them
+    resolved_nu = (t_nu == obs.odds_ratio) & (t_nu >= st.exact_above())
+    if t_event == obs.odds and t_event >= st.exact_above():
+        for key in ("n_greater", "n_equal", "p_value_upper"):
+            assert fast.method[key] == exact.method[key], key
+        assert fast.p_value == exact.p_value
+    else:  # only lists below the cut are ranked by the fast statistic
+        assert t_event < st.exact_above() and st.exact_above() < 1.2 * RESOLVED_FLOORS * floor
+    assert inject is False or t_event >= st.exact_above()  # a neutrino from the map is resolved
+    np.testing.assert_array_equal(fast.p_values_neutrino[resolved_nu], exact.p_values_neutrino[resolved_nu])  # fmt: skip
+    # the same trials: bounds of the exact statistic where resolved
+    ra = scramble_sampler(*lists)(np.random.default_rng(seed), N_TRIALS)[0]
+    b = st.bounds(ra)
+    e = exact.trial_odds
+    assert np.all((b.lo <= e) & (e <= b.hi) | ~b.resolved)
+    with np.errstate(divide="ignore"):
+        assert b.resolved.sum() > 100 and np.median((b.hi / b.lo)[b.resolved]) < 1.05
+    lo, hi = fast.trial_bounds.T
+    evaluated = (lo == hi) & b.resolved
+    np.testing.assert_array_equal(fast.trial_odds[evaluated], e[evaluated])
+    assert fast.method["n_trials_evaluated"] <= evaluated.sum() < N_TRIALS // 10

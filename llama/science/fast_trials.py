@@ -57,6 +57,7 @@ from __future__ import annotations
 import copy
 import math
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 
@@ -69,8 +70,11 @@ from llama.science.signal_tables import SINDEC_EDGES
 from llama.science.skymap import uniq_to_order_ipix
 
 __all__ = [
+    "BOUND_RTOL",
+    "RESOLVED_FLOORS",
     "SCREEN_FLOOR",
     "TABLE_RTOL",
+    "TrialBounds",
     "ScrambleTrials",
     "TrialScreen",
     "pair_overlap_bound",
@@ -120,8 +124,34 @@ _PAIR_TERM_FLOOR = 1e-3
 #: trial's statistic without doublets (shared among the trial's doublets): what the
 #: terms left out may change the statistic by, relative to it.
 _PAIR_TERM_RTOL = 2e-3
+#: Relative difference between a looked-up S_i and the exact kernel's at most this
+#: (bounds of :meth:`ScrambleTrials.bounds`): the exact kernel is within its rtol
+#: (1e-2) of the true S, the table within TABLE_RTOL of its kernel (rtol 1e-3), with
+#: half as much again to spare; beyond the floor, 1.1 floors either way.
+BOUND_RTOL = 2e-2
+_BOUND_FLOOR = 1.1
+#: A list is "resolved" when its fast statistic without doublets plus the bound of its
+#: doublet terms reaches this many times its floor (the sum of its neutrinos' odds
+#: floors): there trials are ranked by the exact statistic, below it by the fast one.
+RESOLVED_FLOORS = 10.0
 
 _SCREENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class TrialBounds(NamedTuple):
+    """What cheap bounds say of m trials' statistics.
+
+    Each trial's statistic h, the one its p-value ranks (the exact statistic where
+    ``resolved``, the fast one below), lies in ``[lo, hi]``; ``lo == hi`` where it is
+    known. ``point`` is a value inside: h where known, else the fast statistic
+    without doublets. ``n_refined`` trials were evaluated for their h.
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    resolved: np.ndarray
+    point: np.ndarray
+    n_refined: int = 0
 
 
 def supports_screening(model) -> bool:
@@ -745,24 +775,263 @@ class ScrambleTrials:
         m = ra_deg.size // n
         offsets = tile_offsets(n, m)
         ra = np.radians(ra_deg)
+        s = self._lookup(ra_deg, ra, m)
+        p_s1 = s * np.tile(self.coef, m)
+        first, value = self._pairs(ra_deg, ra, s, m, offsets)
+        odds_i, _ = KO.combine_odds(p_s1, first, value, np.tile(self.p_c, m), np.tile(self.p_0, m))
+        return BatchOdds(KO.segment_sum(odds_i, offsets), odds_i, offsets, {"signal_overlap": s, "p_h_s1": p_s1})  # fmt: skip
+
+    def _lookup(self, ra_deg, ra, m):
+        """The looked-up S_i of m trials (the screened kernel for ``direct`` ones)."""
+        n = self.n
         s = KR.ring_lookup(self.node_offsets, self.phi, self.logv, ra)
         for i in np.flatnonzero(self.direct):
             q = np.arange(i, ra.size, n)
             s[q] = self._screened.signal_overlap(
                 ra_deg[q], np.full(m, self.dec[i]), np.full(m, self.sigma[i]), np.full(m, self._eps[i])
             )[1]  # fmt: skip
-        p_s1 = s * np.tile(self.coef, m)
-        first, value = self._pairs(ra_deg, ra, s, m, offsets)
-        odds_i, _ = KO.combine_odds(p_s1, first, value, np.tile(self.p_c, m), np.tile(self.p_0, m))
-        return BatchOdds(KO.segment_sum(odds_i, offsets), odds_i, offsets, {"signal_overlap": s, "p_h_s1": p_s1})  # fmt: skip
+        return s
+
+    def _unit_odds(self) -> np.ndarray:
+        """Per neutrino, O_i per unit S_i without doublets: P_s1 / S / (P_c + P_0)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.coef / (self.p_c + self.p_0)
+
+    def bounds(self, ra_deg) -> TrialBounds:
+        """Bounds of the ranked statistic h of m scrambles, from lookups alone.
+
+        Per trial, O_1 is the statistic without doublets from the looked-up S_i (as
+        :meth:`evaluate_batch` sums it) and D the sum of its doublets' bound terms
+        (:meth:`_pair_bound`; a doublet's term lies in [0, bound]), so no pair kernel
+        runs. A trial is ``resolved`` when O_1 + D reaches :data:`RESOLVED_FLOORS`
+        times its floor (:meth:`odds_floor`): its h is the exact statistic, bounded
+        with each exact S_i within :data:`BOUND_RTOL` of the looked-up one or 1.1
+        floors; below, where neither statistic resolves the map, h is O_1 + D itself
+        (known, ``lo == hi``). Trials with a term that is not finite (O3's B_j = 0)
+        get [0, inf).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from llama.science.skymap import SkyMap
+        >>> from llama.science.odds import EventModel
+        >>> m = EventModel(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1), 12.0, 150.0)
+        >>> st = ScrambleTrials(m, [10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
+        >>> b = st.bounds([200.0, 300.0])
+        >>> kw = dict(dec_deg=[0.0] * 2, sigma_deg=[1.0] * 2, energy_gev=[1e3] * 2, dt_s=[0.0] * 2)
+        >>> exact = m.evaluate_batch([200.0, 300.0], **kw, zenith_deg=[90.0] * 2, offsets=[0, 1, 2]).odds
+        >>> bool(np.all((b.lo <= exact) & (exact <= b.hi))), b.resolved.tolist()
+        (True, [True, True])
+        """
+        return self._bounds(np.ascontiguousarray(ra_deg, dtype=np.float64).ravel())[0]
+
+    def _bounds(self, ra_deg):
+        """(:meth:`bounds`, per trial the exact statistic's bounds without doublets,
+        per row the doublets' bound terms (first members; for the observed list))."""
+        n = self.n
+        m = ra_deg.size // n if n else 0
+        if n == 0:
+            z = np.zeros(m)
+            return TrialBounds(z, z.copy(), np.zeros(m, dtype=bool), z.copy()), z, z, z
+        offsets = tile_offsets(n, m)
+        ra = np.radians(ra_deg)
+        s = self._lookup(ra_deg, ra, m)
+        p_c, p_0 = np.tile(self.p_c, m), np.tile(self.p_0, m)
+        none_i, none_f = np.empty(0, np.int64), np.empty(0)
+        # O_1 summed as evaluate_batch sums it (the same roundings)
+        o_1 = KO.segment_sum(KO.combine_odds(s * np.tile(self.coef, m), none_i, none_f, p_c, p_0)[0], offsets)  # fmt: skip
+        unit = np.tile(self._unit_odds(), m)
+        floor_s = np.tile(_BOUND_FLOOR * self.floor, m)
+        with np.errstate(invalid="ignore"):  # inf * 0 where a unit odds is not finite
+            e_lo = KO.segment_sum(unit * np.maximum(s / (1.0 + BOUND_RTOL) - floor_s, 0.0), offsets)
+            e_hi = KO.segment_sum(unit * (s * (1.0 + BOUND_RTOL) + floor_s), offsets)
+        rows_d, odd = self._pair_bounds(ra_deg, ra, s, m, offsets)
+        pair_hi = KO.segment_sum(rows_d, offsets)
+        ranked = o_1 + pair_hi
+        resolved = ranked >= RESOLVED_FLOORS * self.odds_floor().sum()
+        lo = np.where(resolved, e_lo, ranked)
+        hi = np.where(resolved, e_hi + pair_hi, ranked)
+        odd |= ~(np.isfinite(lo) & np.isfinite(hi))
+        resolved |= odd
+        lo[odd], hi[odd] = 0.0, np.inf
+        return TrialBounds(lo, hi, resolved, np.clip(o_1, lo, hi)), e_lo, e_hi, rows_d
+
+    def _pair_bounds(self, ra_deg, ra, s, m, offsets):
+        """Per row (its doublets as first member), the doublets' bound terms over P_c +
+        P_0 (what they may add to O_i), and per trial whether any term is not
+        finite."""
+        n = self.n
+        rows_d = np.zeros(m * n)
+        odd = np.zeros(m, dtype=bool)
+        found = self._pair_args(ra_deg, ra, s, m, offsets)
+        if found is None:
+            return rows_d, odd
+        trials, args, _ = found
+        first, bound = self.model.pair_terms(*args, overlap=self._pair_bound)
+        if first.size == 0:
+            return rows_d, odd
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = bound / (self.p_c + self.p_0)[first % n]
+        row = trials[first // n] * n + first % n
+        fin = np.isfinite(share)
+        rows_d += np.bincount(row, weights=np.where(fin, share, 0.0), minlength=m * n)
+        odd[row[~fin] // n] = True
+        return rows_d, odd
+
+    def _exact_pairs(self, ra_deg, trials) -> np.ndarray:
+        """Per trial, what its doublets add to the exact statistic: their terms with the
+        exact pair kernel (``EventModel.pair_terms``) over P_c + P_0."""
+        n, k = self.n, trials.size
+        rows = (trials[:, None] * n + np.arange(n)).ravel()
+        sub = ra_deg[rows]
+        out = np.zeros(k)
+        found = self._pair_args(sub, np.radians(sub), np.zeros(sub.size), k, tile_offsets(n, k))
+        if found is None:
+            return out
+        sub_trials, args, _ = found
+        first, value = self.model.pair_terms(*args)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = value / (self.p_c + self.p_0)[first % n]
+        return out + np.bincount(sub_trials[first // n], weights=share, minlength=k)
+
+    def exact_above(self) -> float:
+        """Counts of trials above (or at) a threshold at least this large are the exact
+        statistic's: an unresolved trial (O_1 + D below the cut) has an exact
+        statistic below (1 + :data:`BOUND_RTOL`) times the cut plus 1.1 floors."""
+        floor = float(self.odds_floor().sum())
+        return ((1.0 + BOUND_RTOL) * RESOLVED_FLOORS + _BOUND_FLOOR) * floor
+
+    def thresholds(self, ra_deg, odds_exact, odds_i_exact) -> tuple[float, np.ndarray]:
+        """The observed list's ranked statistic h (event, per neutrino; :meth:`bounds`).
+
+        The event: ``odds_exact`` (what ``EventModel.evaluate`` gave) where the list
+        is resolved, else O_1 + D. Per neutrino the same by its own O_1,i + D_i
+        against the list's cut: ``odds_i_exact`` or O_1,i + D_i.
+        """
+        ra_deg = np.ascontiguousarray(ra_deg, dtype=np.float64).ravel()
+        odds_i_exact = np.asarray(odds_i_exact, dtype=np.float64)
+        if self.n == 0:
+            return float(odds_exact), odds_i_exact
+        b, _, _, rows_d = self._bounds(ra_deg)
+        event = float(odds_exact) if b.resolved[0] else float(b.lo[0])
+        s = self._lookup(ra_deg, np.radians(ra_deg), 1)
+        none_i, none_f = np.empty(0, np.int64), np.empty(0)
+        ranked_i = KO.combine_odds(s * self.coef, none_i, none_f, self.p_c, self.p_0)[0] + rows_d
+        cut = RESOLVED_FLOORS * self.odds_floor().sum()
+        per_nu = np.where((ranked_i >= cut) | ~np.isfinite(ranked_i), odds_i_exact, ranked_i)
+        return event, per_nu
+
+    def decide_batch(self, thresholds, ra_deg, *_lists, **_background) -> TrialBounds:
+        """:meth:`bounds` of m scrambles (right ascensions ``ra_deg``, list after list;
+        the other arguments of ``evaluate_batch`` are ignored), refined until no
+        interval holds one of ``thresholds``: first the exact doublet terms of the
+        trials whose interval does (the pair kernel), then the exact statistic
+        (``EventModel.evaluate_batch``) of those whose interval still does. Then
+        every count of trials above or at a threshold is the one their h gives.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from llama.science.skymap import SkyMap
+        >>> from llama.science.odds import EventModel
+        >>> m = EventModel(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1), 12.0, 150.0)
+        >>> st = ScrambleTrials(m, [10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
+        >>> b = st.bounds([200.0, 300.0])
+        >>> d = st.decide_batch([b.point[0]], [200.0, 300.0])  # uniform map: both hold it
+        >>> d.n_refined, bool(np.all(d.lo == d.hi))
+        (2, True)
+        >>> st.decide_batch([1e300], [200.0, 300.0]).n_refined
+        0
+        """
+        ra_deg = np.ascontiguousarray(ra_deg, dtype=np.float64).ravel()
+        if self.n == 0:  # empty lists: statistic 0, as evaluate_batch gives
+            offsets = _lists[5] if len(_lists) > 5 else _background.get("offsets")
+            z = np.zeros(0 if offsets is None else np.size(offsets) - 1)
+            return TrialBounds(z, z.copy(), np.ones(z.size, dtype=bool), z.copy())
+        b, e_lo, e_hi, _ = self._bounds(ra_deg)
+        lo, hi = b.lo.copy(), b.hi.copy()
+        t = np.sort(np.asarray(thresholds, dtype=np.float64))
+        t = t[~np.isnan(t)]
+
+        def holding(at):
+            return at[np.searchsorted(t, hi[at], side="right") > np.searchsorted(t, lo[at], side="left")]  # fmt: skip
+
+        todo = holding(np.flatnonzero(lo < hi))
+        if todo.size == 0:
+            return b
+        # exact doublet terms (finite bounds only: the others need the whole statistic)
+        paired = todo[np.isfinite(hi[todo]) & (hi[todo] > e_hi[todo])]
+        if paired.size:
+            add = self._exact_pairs(ra_deg, paired)
+            ok = np.isfinite(add)
+            lo[paired[ok]], hi[paired[ok]] = e_lo[paired[ok]] + add[ok], e_hi[paired[ok]] + add[ok]
+        left = holding(todo)
+        left = left[np.isfinite(hi[left])]
+        if left.size:
+            self._refine_singles(ra_deg, left, lo, hi, e_lo, e_hi, holding)
+        left = holding(todo)
+        if left.size:
+            lo[left] = hi[left] = self._exact(ra_deg, left)
+        point = np.where(lo == hi, lo, b.point)
+        return TrialBounds(lo, hi, b.resolved, point, int(left.size))
+
+    def _refine_singles(self, ra_deg, trials, lo, hi, e_lo, e_hi, holding) -> None:
+        """Narrow ``lo``, ``hi`` of ``trials`` in place by exact S_i, one neutrino per
+        trial and round (the one whose bounds are widest), while a threshold is held.
+
+        The exact kernel's S_i of a neutrino is what ``EventModel.evaluate_batch``
+        computes for it (the same call, the same arguments), so the trial's bounds
+        shrink by that neutrino's share; usually one neutrino near the map makes a
+        trial's statistic, and one kernel call decides it instead of the whole list's.
+        """
+        n, k = self.n, trials.size
+        rows = (trials[:, None] * n + np.arange(n)).ravel()
+        ra_sub = ra_deg[rows]
+        s = self._lookup(ra_sub, np.radians(ra_sub), k)
+        unit = np.tile(self._unit_odds(), k)
+        floor_s = np.tile(_BOUND_FLOOR * self.floor, k)
+        row_lo = (unit * np.maximum(s / (1.0 + BOUND_RTOL) - floor_s, 0.0)).reshape(k, n)
+        row_hi = (unit * (s * (1.0 + BOUND_RTOL) + floor_s)).reshape(k, n)
+        pair_lo, pair_hi = lo[trials] - e_lo[trials], hi[trials] - e_hi[trials]
+        known = np.zeros((k, n), dtype=bool)
+        pos = np.arange(k)
+        for _ in range(n):
+            still = pos[np.isin(trials, holding(trials))]
+            if still.size == 0:
+                break
+            width = np.where(known[still], -1.0, row_hi[still] - row_lo[still])
+            pick = np.argmax(width, axis=1)
+            still, pick = still[width[np.arange(still.size), pick] >= 0], pick[width[np.arange(still.size), pick] >= 0]  # fmt: skip
+            if still.size == 0:
+                break
+            exact = self.model.signal_overlap(
+                ra_sub[still * n + pick], self.dec[pick], self.sigma[pick], self._eps[pick]
+            )[1]  # fmt: skip
+            value = self._unit_odds()[pick] * exact
+            # a hair of margin for the roundings of the model's own products
+            row_lo[still, pick] = value * (1.0 - 1e-12)
+            row_hi[still, pick] = value * (1.0 + 1e-12)
+            known[still, pick] = True
+            lo[trials[still]] = pair_lo[still] + row_lo[still].sum(axis=1)
+            hi[trials[still]] = pair_hi[still] + row_hi[still].sum(axis=1)
+
+    def _exact(self, ra_deg, trials) -> np.ndarray:
+        """The exact statistic (``EventModel.evaluate_batch``) of the given trials."""
+        n, k = self.n, trials.size
+        rows = (trials[:, None] * n + np.arange(n)).ravel()
+        bg = type(self.bg)(*(np.tile(a, k) for a in self.bg))
+        tile = (np.tile(a, k) for a in (self.dec, self.sigma, self.energy, self.dt, self.zenith))
+        return self.model.evaluate_batch(ra_deg[rows], *tile, tile_offsets(n, k), background_terms=bg).odds  # fmt: skip
 
     def _azimuth(self, ra_deg, ra):
         if self._rotation is None:
             return ra_deg % 360.0
         return KR.frame_azimuth(self._rotation, self._turn, np.radians(self.dec), ra)
 
-    def _pairs(self, ra_deg, ra, s, m, offsets):
-        """(first member, P_s2 contribution) of every doublet of the m trials."""
+    def _pair_args(self, ra_deg, ra, s, m, offsets):
+        """(trials with a doublet, the arguments of ``EventModel.pair_terms`` for those
+        trials, the doublets (pi, pj) in the trials' numbering), or None without
+        doublets; keeps their S_i for :meth:`_pair_bound`."""
         n = self.n
         sig = np.tile(np.radians(self.sigma), m)
         az = None
@@ -773,7 +1042,7 @@ class ScrambleTrials:
             lon, lat, mode = ra, np.tile(np.radians(self.dec), m), KO.PAIR_GREAT_CIRCLE
         pi, pj = KO.find_pairs(lon, lat, sig, offsets, C.PAIR_SEPARATION_SIGMAS, mode)
         if pi.size == 0:
-            return pi, np.empty(0)
+            return None
         # The trials with a doublet go through the model's own pair terms.
         trials = np.unique(pi // n)
         rows = (trials[:, None] * n + np.arange(n)).ravel()
@@ -786,6 +1055,17 @@ class ScrambleTrials:
             ra_deg[rows], np.tile(self.dec, k), np.tile(self.sigma, k), np.tile(self.energy, k),
             np.tile(self.dt, k), np.tile(self.zenith, k), az[rows], bg, tile_offsets(n, k),
         )  # fmt: skip
+        return trials, args, (pi, pj)
+
+    def _pairs(self, ra_deg, ra, s, m, offsets):
+        """(first member, P_s2 contribution) of every doublet of the m trials."""
+        n = self.n
+        found = self._pair_args(ra_deg, ra, s, m, offsets)
+        if found is None:
+            return np.empty(0, np.int64), np.empty(0)
+        trials, args, (pi, pj) = found
+        k = trials.size
+        rows = (trials[:, None] * n + np.arange(n)).ravel()
         # Pass 1: each term with S_ij replaced by its bound. P_s2 is linear in S_ij, so
         # a term whose bound stays below 1e-3 of the first member's P_s1 at the floor
         # is 0 to within the statistic's floor; the others (B_j = 0 included: +inf

@@ -56,6 +56,7 @@ __all__ = [
     "TRIAL_METHODS",
     "TrialResult",
     "background_sampler",
+    "bounded_pvalues",
     "pvalue_from_counts",
     "randomised_pvalues",
     "run_trials",
@@ -145,18 +146,61 @@ def randomised_pvalues(background_sorted, observed, u) -> dict[str, np.ndarray]:
     }
 
 
+def bounded_pvalues(lo, hi, observed, u) -> dict[str, np.ndarray]:
+    """:func:`randomised_pvalues` for a background known only by intervals.
+
+    Background value k lies in ``[lo[k], hi[k]]``; no interval may hold an observed
+    value unless it is a single point (``lo == hi``): then every count is the one the
+    values themselves give.
+
+    Examples
+    --------
+    >>> r = bounded_pvalues([0.0, 0.0, 0.0, 1.5], [0.0, 0.0, 0.0, 2.5], [0.0, 1.0], [0.5, 0.5])
+    >>> r["p"].tolist(), r["n_equal"].tolist()
+    ([0.6, 0.3], [3, 0])
+    """
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    x = np.atleast_1d(np.asarray(observed, dtype=np.float64))
+    u = np.broadcast_to(np.asarray(u, dtype=np.float64), x.shape)
+    lo_sorted, hi_sorted = np.sort(lo), np.sort(hi)
+    open_ = lo < hi
+    lo_open, hi_open = np.sort(lo[open_]), np.sort(hi[open_])
+    undecided = np.searchsorted(lo_open, x, side="right") - np.searchsorted(hi_open, x, side="left")  # fmt: skip
+    if np.any(undecided[~np.isnan(x)] > 0):
+        raise ValueError("an interval of the background holds an observed value: refine it first")  # fmt: skip
+    n_greater = lo.size - np.searchsorted(lo_sorted, x, side="right")
+    # intervals holding x: all single points, equal to it
+    n_equal = np.searchsorted(lo_sorted, x, side="right") - np.searchsorted(hi_sorted, x, side="left")  # fmt: skip
+    p = (n_greater + u * (n_equal + 1.0)) / (lo.size + 1.0)
+    p_upper = (n_greater + n_equal + 1.0) / (lo.size + 1.0)
+    bad = np.isnan(x)
+    return {
+        "p": np.where(bad, np.nan, p),
+        "p_upper": np.where(bad, np.nan, p_upper),
+        "n_greater": n_greater,
+        "n_equal": n_equal,
+    }
+
+
 def _significance(event_background, event_odds, neutrino_odds, seed, neutrino_background=None):
     """Event and per-neutrino p-values, and the method keys saying how they were made.
 
-    ``event_background`` and ``neutrino_background`` (default: the same) are sorted.
+    ``event_background`` and ``neutrino_background`` (default: the same) are sorted
+    arrays, or ``(lo, hi)`` interval pairs (:func:`bounded_pvalues`).
     """
     rng = _tie_rng(seed)
     u_event = rng.uniform()  # drawn first, so the event's U does not depend on the list
     nu = np.ascontiguousarray(neutrino_odds, dtype=np.float64).ravel()
     u_nu = rng.uniform(size=nu.size)
-    event = randomised_pvalues(event_background, [event_odds], [u_event])
     nu_bg = event_background if neutrino_background is None else neutrino_background
-    per_nu = randomised_pvalues(nu_bg, nu, u_nu)
+
+    def pvalues(bg, x, u):
+        if isinstance(bg, tuple):
+            return bounded_pvalues(*bg, x, u)
+        return randomised_pvalues(bg, x, u)
+
+    event = pvalues(event_background, [event_odds], [u_event])
+    per_nu = pvalues(nu_bg, nu, u_nu)
     method = {
         "convention": TIE_CONVENTION,
         "seed": seed,
@@ -179,16 +223,23 @@ class TrialResult:
     p_values_neutrino : ndarray
         Per-neutrino p-values, in list order.
     trial_odds : ndarray (M,)
-        The M background statistics.
+        The M background statistics; with trials decided by bounds (scrambles by RA
+        lookup), a value inside each trial's bounds: its statistic where it was
+        evaluated, else the fast statistic without doublets.
     method : dict
         How the p-value was obtained, for ``neutrino_gw_combined``; ``p_value_upper``
         and ``p_values_neutrino_upper`` are the conservative (U = 1) values.
+    trial_bounds : ndarray (M, 2) or None
+        With trials decided by bounds: each trial's ranked statistic lies in
+        ``[lo, hi]`` (equal where it was evaluated), and no interval holds an observed
+        value, so the counts are the ones the statistics give.
     """
 
     p_value: float
     p_values_neutrino: np.ndarray
     trial_odds: np.ndarray
     method: dict[str, Any] = field(default_factory=dict)
+    trial_bounds: np.ndarray | None = None
 
 
 def scramble_sampler(ra, dec, sigma, energy, dt, zenith) -> Sampler:
@@ -311,6 +362,7 @@ def run_trials(
     chunk=20000,
     method="fast",
     evaluator=None,
+    thresholds=None,
 ):
     """Evaluate ``n_trials`` redrawn neutrino lists with ``model.evaluate_batch``.
 
@@ -333,11 +385,16 @@ def run_trials(
         background lists' B_i are looked up in either case (the same numbers).
     evaluator : object, optional
         What :func:`trial_model` returned for these arguments (built here if None).
+    thresholds : array_like, optional
+        With an evaluator that has ``decide_batch`` (scrambles by RA lookup), the
+        values the p-values compare with: each trial is then known only as far as
+        they need (``TrialBounds``, :mod:`llama.science.fast_trials`).
 
     Returns
     -------
     batches : list
-        The model's batch results, in order (``.odds`` per trial).
+        The model's batch results, in order (``.odds`` per trial), or ``TrialBounds``
+        (``.lo``, ``.hi``, ``.point``) with ``thresholds``.
     trial_kind : str
         "background", "scramble" or "custom" (a sampler was given).
     """
@@ -375,7 +432,10 @@ def run_trials(
             ra, dec, sigma, energy, dt, zen, offsets = sampler(rng, m)
             if fixed is not None:
                 bg = type(fixed)(*(np.tile(a, m) for a in fixed))
-        batches.append(evaluator.evaluate_batch(ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg))  # fmt: skip
+        if thresholds is not None:
+            batches.append(evaluator.decide_batch(thresholds, ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg))  # fmt: skip
+        else:
+            batches.append(evaluator.evaluate_batch(ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg))  # fmt: skip
         done += m
     return batches, trial_kind
 
@@ -444,24 +504,35 @@ def trial_pvalues(
     evaluator, applied = trial_model(
         model, method, kind if sampler is None else "custom", lists, n_trials
     )
-    batches, trial_kind = run_trials(
-        model, sample, lists, n_trials, kind, seed, sampler, chunk, applied, evaluator
-    )
-    trial_odds = np.concatenate([b.odds for b in batches])
-    trial_odds_i = np.concatenate([b.odds_i for b in batches])
     odds, odds_i = observed.odds, observed.odds_ratio
-    if evaluator is not model:  # rank the observed list by the trials' statistic
+    thresholds = None
+    if hasattr(evaluator, "decide_batch"):  # decided by bounds: the exact ranking
+        odds, odds_i = evaluator.thresholds(observed.ra, observed.odds, observed.odds_ratio)
+        thresholds = np.append(odds_i, odds)
+    elif evaluator is not model:  # rank the observed list by the trials' statistic
         odds, odds_i = _ranked_statistic(evaluator, observed)
+    batches, trial_kind = run_trials(
+        model, sample, lists, n_trials, kind, seed, sampler, chunk, applied, evaluator, thresholds
+    )
+    if thresholds is None:
+        trial_odds = np.concatenate([b.odds for b in batches])
+        background = np.sort(trial_odds)
+        n_trial_neutrinos = sum(b.odds_i.size for b in batches)
+    else:
+        trial_odds = np.concatenate([b.point for b in batches])
+        lo, hi = np.concatenate([b.lo for b in batches]), np.concatenate([b.hi for b in batches])
+        background = (lo, hi)
+        n_trial_neutrinos = int(n_trials) * np.size(observed.ra)
 
     # Randomised over ties, so an atom (e.g. many trials at odds 0) does not pile the
     # p-values up at 1; the tie draws come from their own stream of the same seed.
     # Per neutrino: each O_i against the trials' event statistics, as O3 did with its table.
-    p_event, p_nu, tie = _significance(np.sort(trial_odds), odds, odds_i, seed)
+    p_event, p_nu, tie = _significance(background, odds, odds_i, seed)
     info = {
         "method": "trials",
         "trial_kind": trial_kind,
         "n_trials": int(n_trials),
-        "n_trial_neutrinos": int(trial_odds_i.size),
+        "n_trial_neutrinos": int(n_trial_neutrinos),
         "statistic": applied,
         **tie,
     }
@@ -471,7 +542,12 @@ def trial_pvalues(
         info["fast_path"] = "ra_lookup" if hasattr(evaluator, "node_offsets") else "screen"
         info["screen_floor"] = SCREEN_FLOOR
         info["odds_ranked"] = float(odds)
-    return TrialResult(p_event, p_nu, trial_odds, info)
+        if thresholds is not None:
+            info["n_trials_evaluated"] = int(sum(b.n_refined for b in batches))
+    result = TrialResult(p_event, p_nu, trial_odds, info)
+    if thresholds is not None:
+        result.trial_bounds = np.stack([lo, hi], axis=1)
+    return result
 
 
 def _ranked_statistic(evaluator, observed) -> tuple[float, np.ndarray]:
