@@ -119,3 +119,48 @@ def test_one_specialisation_whatever_the_arrays(flavour):
     assert {a for _, a, _ in entry} >= {"overlap_serial", "pair_serial", "prepare_moc_arrays"}
     many = [(m, a, sigs) for m, a, sigs in entry if len(sigs) > 1]
     assert many == [], f"kernels compiled more than once: {many}"
+
+
+def test_importing_compiles_nothing(tmp_path):
+    """Kernels compile on first use, each on its own: importing the kernel modules
+    and the science modules that call them compiles nothing and writes nothing to
+    the cache (a fresh interpreter, on an empty ``NUMBA_CACHE_DIR``), and a first call
+    compiles only the kernel called and what it calls."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import importlib, pkgutil, sys
+import numpy as np
+import kernels, kernels.overlap
+from numba.core.registry import CPUDispatcher
+for m in pkgutil.iter_modules(kernels.__path__):
+    importlib.import_module("kernels." + m.name)
+for m in pkgutil.iter_modules(kernels.overlap.__path__):
+    importlib.import_module("kernels.overlap." + m.name)
+for m in ("odds", "background", "pvalue", "fast_trials", "subthreshold"):
+    importlib.import_module("llama.science." + m)
+def compiled():
+    return sorted(
+        f"{name}.{attr}"
+        for name, mod in list(sys.modules.items()) if name.startswith("kernels")
+        for attr, v in vars(mod).items()
+        if isinstance(v, CPUDispatcher) and v.py_func.__module__ == name and v.signatures
+    )
+print(len([1 for name in sys.modules if name.startswith("kernels.")]), compiled())
+from kernels.odds import time_overlap
+time_overlap(np.array([0.0, 100.0]), 500.0)
+print(compiled())
+"""
+    cache = tmp_path / "cache"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.strip().splitlines()
+    n_modules, at_import = first.split(" ", 1)
+    assert int(n_modules) >= 10 and at_import == "[]"
+    assert second == "['kernels.odds.time_overlap']"
+    assert [p.name for p in cache.rglob("*.nb*") if "time_overlap" not in p.name] == []

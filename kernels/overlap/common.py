@@ -39,6 +39,7 @@ import numpy as np
 from numba import njit
 
 from ..healpix import max_pixrad, pixel_area
+from ..plain import plain_python
 
 kernel = njit(cache=True, nogil=True)
 traversal_kernel = njit(cache=True, nogil=True, _nrt=False)
@@ -75,10 +76,10 @@ TWO_PI = 2.0 * math.pi
 
 # per-order tables (index = order), from the plain Python of the HEALPix kernels so that
 # importing this module compiles nothing
-AREA = np.array([pixel_area.py_func(o) for o in range(30)])
+AREA = np.array([plain_python(pixel_area)(o) for o in range(30)])
 RESOL = np.sqrt(AREA)
 # 1% margin on max_pixrad: the bound must never be optimistic
-MAXRAD = np.array([max_pixrad.py_func(o) for o in range(30)]) * 1.01
+MAXRAD = np.array([plain_python(max_pixrad)(o) for o in range(30)]) * 1.01
 COSRAD = np.cos(MAXRAD)
 SINRAD = np.sin(MAXRAD)
 
