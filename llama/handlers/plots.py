@@ -6,6 +6,9 @@ with its colour bar on an all-sky Mollweide panel (centred on RA 180° for every
 and on a zoom that follows the 90% credible region, 50%/90% contours, neutrinos as
 their 90% containment circles numbered as the rows of the neutrino tables and listed
 with their arrival time relative to the GW event, and ZTF candidates as named stars.
+Right ascension is labelled in degrees, or in hours with ``LLAMA_PLOT_RA_UNIT=hours``
+in the environment (the setting is not an input of the plots: plots already made keep
+their unit until they are made again).
 The PNG and PDF handlers of one plot share the drawing (it is made once per thread),
 and handlers in different threads draw at the same time (each on its own figure).
 
@@ -148,8 +151,11 @@ class _ScatterPlot(FileHandler, abstract=True):
         # the PNG and PDF handlers of a plot draw the same figure: the second one in the
         # same thread finds it already drawn (same key) and only saves it; each thread
         # draws on its own figure, so threads draw at the same time (no lock)
-        key = plotting.drawing_key(skymap, neutrinos, dt, candidates, title, note)
-        fig = plotting.draw_scatter(skymap, neutrinos, dt, candidates, title, note, key)
+        unit = plotting.ra_unit_setting()  # LLAMA_PLOT_RA_UNIT: deg (default) or hours
+        key = plotting.drawing_key(skymap, neutrinos, dt, candidates, title, note, unit)
+        fig = plotting.draw_scatter(
+            skymap, neutrinos, dt, candidates, title, note, key, ra_unit=unit
+        )
         plotting.save_figure(fig, out, fmt)
 
 

@@ -4,7 +4,8 @@ One figure, saved as PNG and PDF, with three parts:
 
 - an all-sky Mollweide panel (equal-area, centred on RA 180° for every event, RA
   increasing to the left, RA and Dec in degrees, like ligo.skymap's "astro degrees
-  mollweide") showing the GW probability per deg² as an image, its 50% (dashed) and
+  mollweide"; or RA in hours like its "astro hours mollweide", with ``ra_unit="hours"``
+  or ``LLAMA_PLOT_RA_UNIT=hours``) showing the GW probability per deg² as an image, its 50% (dashed) and
   90% (solid) credible contours, and the outline of the zoom panel;
 - a zoom panel in Lambert's azimuthal equal-area projection centred on the
   probability-weighted centre of the 90% credible region (of its densest lobe when the
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DPI",
     "DRAW_LOCK",
+    "RA_UNIT_VARIABLE",
     "FIGSIZE_IN",
     "Candidate",
     "credible_levels",
@@ -78,6 +80,7 @@ __all__ = [
     "energy_text",
     "interpolated_levels",
     "lookup_rows",
+    "ra_unit_setting",
     "save_figure",
     "small_circle",
     "text_boxes",
@@ -94,6 +97,9 @@ CONTOUR_LEVELS = (0.5, 0.9)
 #: Bounds on the zoom panel's angular radius [deg].
 ZOOM_MIN_HALF_DEG = 1.0
 ZOOM_MAX_HALF_DEG = 60.0
+
+#: Environment variable choosing the sky plots' RA unit: "deg" (default) or "hours".
+RA_UNIT_VARIABLE = "LLAMA_PLOT_RA_UNIT"
 
 #: zlib level of the PNGs: 1 costs ~25 ms less per save than matplotlib's 6, for
 #: files ~10% larger (bench/bench_plots.py).
@@ -357,6 +363,7 @@ def draw_scatter(
     note: str = "",
     key: Any = None,
     fresh: bool = False,
+    ra_unit: str | None = None,
 ) -> Figure:
     """Draw the GW map with neutrinos and candidates; returns an unsaved Figure.
 
@@ -382,6 +389,10 @@ def draw_scatter(
         PDF handler of one plot draw once).
     fresh
         Draw on a new figure instead of this thread's reusable one.
+    ra_unit
+        Label right ascension in "deg" (as ligo.skymap's astro degrees axes) or
+        "hours" (hours, minutes, seconds of time, as its astro hours axes); None: the
+        :data:`RA_UNIT_VARIABLE` environment variable, else "deg".
 
     Returns
     -------
@@ -402,7 +413,8 @@ def draw_scatter(
     from llama.science.skyfigure import template_for
 
     with shared_rc():  # texts measured as they will be drawn
-        template = template_for(neutrinos is not None, bool(candidates), fresh=fresh)
+        unit = ra_unit_setting() if ra_unit is None else ra_unit
+        template = template_for(neutrinos is not None, bool(candidates), fresh, unit)
         if key is not None and template.key == key:
             return template.fig
         fig = template.draw(skymap, neutrinos, dt, candidates, title, note)
@@ -417,6 +429,7 @@ def drawing_key(
     candidates: Sequence[Candidate],
     title: str,
     note: str,
+    ra_unit: str | None = None,
 ) -> str:
     """A digest of everything :func:`draw_scatter` draws, for its ``key``: the PNG and
     the PDF handler of one plot compute the same key, so the second one saves the
@@ -441,8 +454,36 @@ def drawing_key(
         a = np.ascontiguousarray(np.asarray([] if a is None else a))
         digest.update(f"{a.dtype.str}{a.shape}".encode())
         digest.update(a.tobytes())
-    digest.update(repr((neutrinos is None, list(candidates), title, note)).encode())
+    unit = ra_unit_setting() if ra_unit is None else ra_unit
+    digest.update(repr((neutrinos is None, list(candidates), title, note, unit)).encode())
     return digest.hexdigest()
+
+
+def ra_unit_setting() -> str:
+    """The RA unit of the sky plots: :data:`RA_UNIT_VARIABLE` ("deg" or "hours"),
+    "deg" when unset.
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ[RA_UNIT_VARIABLE] = "hours"
+    >>> ra_unit_setting()
+    'hours'
+    >>> del os.environ[RA_UNIT_VARIABLE]
+    >>> ra_unit_setting()
+    'deg'
+    """
+    import os
+
+    from llama.science.skyfigure import RA_UNITS
+
+    value = os.environ.get(RA_UNIT_VARIABLE, "").strip() or "deg"
+    if value not in RA_UNITS:
+        raise ValueError(
+            f"{RA_UNIT_VARIABLE}={value!r} is not a unit of right ascension; set "
+            f"{' or '.join(RA_UNITS)} (or unset it for degrees)"
+        )
+    return value
 
 
 def text_boxes(fig: Figure) -> list:

@@ -75,6 +75,10 @@ MAX_LISTED = 14
 #: Candidates named on the all-sky panel at most (the zoom names all of its own).
 MAX_NAMED_ALLSKY = 20
 
+#: Units the right ascension may be labelled in: degrees (as ligo.skymap's "astro
+#: degrees" axes) or hours, minutes and seconds of time (as its "astro hours" axes).
+RA_UNITS = ("deg", "hours")
+
 #: Panel rectangles [in]: (left, bottom, width, height).
 ALLSKY_IN = (0.55, 1.2, 6.1, 3.05)
 COLORBAR_IN = (1.6, 0.62, 4.0, 0.13)
@@ -88,15 +92,42 @@ _DEG2_PER_SR = (180.0 / np.pi) ** 2
 _local = threading.local()
 
 
-def template_for(has_neutrinos: bool, has_candidates: bool, fresh: bool = False):
-    """This thread's template for a legend variant (a new one when ``fresh``)."""
+def template_for(
+    has_neutrinos: bool, has_candidates: bool, fresh: bool = False, ra_unit: str = "deg"
+):
+    """This thread's template for a legend variant and RA unit (a new one when
+    ``fresh``)."""
     if fresh:
-        return ScatterTemplate(has_neutrinos, has_candidates)
+        return ScatterTemplate(has_neutrinos, has_candidates, ra_unit)
     cache = _local.__dict__.setdefault("templates", {})
-    key = (has_neutrinos, has_candidates)
+    key = (has_neutrinos, has_candidates, ra_unit)
     if key not in cache:
-        cache[key] = ScatterTemplate(has_neutrinos, has_candidates)
+        cache[key] = ScatterTemplate(has_neutrinos, has_candidates, ra_unit)
     return cache[key]
+
+
+def ra_text(ra_deg: float, unit: str, step_deg: float = 60.0) -> str:
+    """A right ascension label in degrees ("135°") or hours ("9ʰ", "9ʰ20ᵐ",
+    "9ʰ20ᵐ30ˢ": as many fields as a graticule step of ``step_deg`` needs).
+
+    Examples
+    --------
+    >>> ra_text(135.0, "deg"), ra_text(135.0, "hours"), ra_text(140.0, "hours", 2.5)
+    ('135°', '9ʰ', '9ʰ20ᵐ')
+    >>> ra_text(0.125, "hours", 0.125), ra_text(359.9999999, "hours", 0.25)
+    ('0ʰ00ᵐ30ˢ', '0ʰ00ᵐ')
+    """
+    if unit == "deg":
+        return f"{round(ra_deg % 360.0, 6):g}°"
+    seconds = round(ra_deg % 360.0 * 240.0) % 86400  # 1 deg = 4 min = 240 s of time
+    h, rest = divmod(seconds, 3600)
+    m, sec = divmod(rest, 60)
+    step_s = step_deg * 240.0
+    if step_s % 3600 < 0.5:
+        return f"{h}ʰ"
+    if step_s % 60 < 0.5:
+        return f"{h}ʰ{m:02d}ᵐ"
+    return f"{h}ʰ{m:02d}ᵐ{sec:02d}ˢ"
 
 
 def _rect(inches: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
@@ -319,14 +350,19 @@ class ScatterTemplate:
     ----------
     has_neutrinos, has_candidates
         Which layers the legend lists (a neutrino layer may still be empty).
+    ra_unit
+        Right ascension labelled in "deg" or "hours" (see :data:`RA_UNITS`).
     """
 
-    def __init__(self, has_neutrinos: bool, has_candidates: bool) -> None:
+    def __init__(self, has_neutrinos: bool, has_candidates: bool, ra_unit: str = "deg") -> None:
         import matplotlib as mpl
         from matplotlib.figure import Figure
 
+        if ra_unit not in RA_UNITS:
+            raise ValueError(f"RA unit {ra_unit!r}: choose one of {', '.join(RA_UNITS)}")
         self.has_neutrinos = has_neutrinos
         self.has_candidates = has_candidates
+        self.ra_unit = ra_unit
         self.fig = Figure(figsize=FIGSIZE_IN, dpi=DPI)
         self.cmap = mpl.colormaps[MAP_CMAP]
         self.key: Any = None
@@ -374,13 +410,14 @@ class ScatterTemplate:
             x, y = moll.forward(ra, 0.0)
             # on the equator, as ligo.skymap draws them: a pale backing keeps them legible
             # over the map and the contours, and they stay under the neutrinos
-            ax.text(x, y - 0.03, f"{ra:.0f}°", fontsize=7, color="0.2", ha="center",
+            ax.text(x, y - 0.03, ra_text(ra, self.ra_unit), fontsize=7, color="0.2", ha="center",
                     va="top", zorder=3.5, bbox=LABEL_BACKING)  # fmt: skip
         for dec in (-60.0, -30.0, 0.0, 30.0, 60.0):
             x, y = moll.forward(moll.ra_centre + 179.999, dec)
             ax.text(x - 0.05, y, f"{dec:+.0f}°", fontsize=7, color="0.25", ha="right",
                     va="center", clip_on=False)  # fmt: skip
-        ax.text(0.5, -0.035, "Right ascension [deg], increasing to the left; all sky, "
+        unit = "[deg]" if self.ra_unit == "deg" else "[h]"
+        ax.text(0.5, -0.035, f"Right ascension {unit}, increasing to the left; all sky, "
                 "Mollweide projection", transform=ax.transAxes, ha="center", va="top",
                 fontsize=7.5)  # fmt: skip
 
@@ -392,7 +429,8 @@ class ScatterTemplate:
             np.zeros((2, 2, 4), np.uint8), extent=(-1, 1, -1, 1), origin="upper",
             interpolation="bilinear", aspect="auto", zorder=0,
         )  # fmt: skip
-        ax.text(0.5, -0.075, "Right ascension [deg]", transform=ax.transAxes, ha="center",
+        unit = "[deg]" if self.ra_unit == "deg" else "[h]"
+        ax.text(0.5, -0.075, f"Right ascension {unit}", transform=ax.transAxes, ha="center",
                 va="top", fontsize=7.5)  # fmt: skip
         ax.text(-0.15, 0.5, "Declination [deg]", transform=ax.transAxes, ha="right",
                 va="center", rotation=90, fontsize=7.5)  # fmt: skip
@@ -490,6 +528,7 @@ class ScatterTemplate:
         density = _density_deg2(skymap, ra, dec, self._allsky_ipix)
         self.allsky_image.set_data(self._rgba(density, norm))
         zoom = self._draw_zoom(skymap, levels, norm)
+        self.zoom_panel = zoom  # this event's zoom: its projection and reach
         self._draw_contours(skymap, levels, zoom)
         self._draw_zoom_outline(zoom)
         labeller = Labeller(self.fig, self.static_boxes)
@@ -569,7 +608,7 @@ class ScatterTemplate:
         left = dec[:, 0][np.isfinite(dec[:, 0])]
         ra_span = np.ptp(np.degrees(np.unwrap(np.radians(bottom)))) if len(bottom) else 360
         dec_span = np.ptp(left) if len(left) else dec_hi - dec_lo
-        ra_step = _nice_step(float(ra_span))
+        ra_step = _nice_step(float(ra_span), hours=self.ra_unit == "hours")
         dec_step = _nice_step(float(dec_span))
         lines, ra_marks, dec_marks = [], [], []
         # lines run a step beyond the frame on each side, so that each one crosses the
@@ -588,7 +627,7 @@ class ScatterTemplate:
         for r in np.arange(first, zea.ra_centre + ra_hi + 1e-9, ra_step):
             xy = np.column_stack(zea.forward(np.full(241, r), run))
             lines.append(xy)
-            ra_marks.append((_crossing(xy, axis=1, at=-reach), f"{r % 360:g}°"))
+            ra_marks.append((_crossing(xy, axis=1, at=-reach), ra_text(r, self.ra_unit, ra_step)))
         self._own(ax.add_collection(
             LineCollection(lines, colors=GRID_COLOR, linewidths=0.45, zorder=1),
             autolim=False,  # the limits are set: computing data limits only costs
@@ -768,12 +807,24 @@ def _halo() -> list:
     return [patheffects.withStroke(linewidth=2.0, foreground="white")]
 
 
-def _nice_step(span: float, target: int = 4) -> float:
-    """A graticule step [deg] from 1-2-5 x 10^k, 15, 30, 45, 60, 90 near span/target."""
-    steps = sorted({*(s * 10.0**k for k in range(-2, 2) for s in (1.0, 2.0, 5.0)),
-                    15.0, 30.0, 45.0, 60.0, 90.0})  # fmt: skip
+def _nice_step(span: float, target: int = 4, hours: bool = False) -> float:
+    """A graticule step [deg] near span/target: from 1-2-5 x 10^k, 15, 30, 45, 60, 90
+    degrees, or with ``hours`` from round times (30 s, 1, 2, 5, 10, 15, 20, 30 min,
+    1, 2, 3, 4, 6 h; 1 min of time is 0.25 deg).
+
+    Examples
+    --------
+    >>> _nice_step(8.0), _nice_step(8.0, hours=True)  # 2 deg; 10 min of time
+    (2.0, 2.5)
+    """
+    if hours:
+        minutes = (0.5, 1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 240, 360)
+        steps = sorted(0.25 * m for m in minutes)
+    else:
+        steps = sorted({*(s * 10.0**k for k in range(-2, 2) for s in (1.0, 2.0, 5.0)),
+                        15.0, 30.0, 45.0, 60.0, 90.0})  # fmt: skip
     wanted = span / target
-    return next((s for s in steps if s >= wanted), 90.0)
+    return next((s for s in steps if s >= wanted), steps[-1])
 
 
 def _crossing(xy: np.ndarray, axis: int, at: float) -> float | None:
