@@ -252,9 +252,11 @@ def cache_location() -> str:
     ``__pycache__`` folders of the ``kernels`` package."""
     if os.environ.get("NUMBA_CACHE_DIR"):
         return os.environ["NUMBA_CACHE_DIR"]
-    import kernels
+    import importlib.util
 
-    return os.path.join(os.path.dirname(kernels.__file__), "__pycache__ (and its subpackages')")
+    spec = importlib.util.find_spec("kernels")  # without importing Numba here
+    where = os.path.dirname(spec.origin) if spec and spec.origin else "kernels"
+    return f"the __pycache__ folders under {where}"
 
 
 class _Progress:
@@ -330,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     workers = min(workers, len(names))
     where = cache_location()
-    print(f"llama warm: compiling the Numba kernels into {where} with {workers} processes")
+    procs = f"{workers} worker process{'es' if workers > 1 else ''}"
+    print(f"llama warm: compiling the Numba kernels into {where} with {procs}")
     sys.stdout.flush()
     t0 = time.perf_counter()
     progress = _Progress(len(names))
