@@ -513,5 +513,11 @@ def save_figure(fig: Figure, path: Any, fmt: str | None = None) -> None:
                    "pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}}  # fmt: skip
     elif fmt == "pdf":
         options = {"metadata": {"CreationDate": None, "Producer": None, "Creator": "llama"}}
+    from llama.science.skyfigure import static_layer
+
+    layer = static_layer(fig) if fmt == "png" else None
     with shared_rc(), cached_subsets():
-        fig.savefig(path, format=fmt, dpi=DPI, **options)
+        if layer is not None and fig.dpi == DPI:
+            layer.png(path, PNG_COMPRESS_LEVEL)  # its unchanging parts pre-rendered
+        else:
+            fig.savefig(path, format=fmt, dpi=DPI, **options)

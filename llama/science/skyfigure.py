@@ -18,6 +18,7 @@ their boxes apart from each other and from every other text.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,15 @@ if TYPE_CHECKING:
 
     from llama.science.neutrinos import NeutrinoList
 
-__all__ = ["Labeller", "ScatterTemplate", "fit_text", "template_for", "text_boxes"]
+__all__ = [
+    "Labeller",
+    "ScatterTemplate",
+    "StaticLayer",
+    "fit_text",
+    "static_layer",
+    "template_for",
+    "text_boxes",
+]
 
 #: Contour grid [points per side of the zoom panel; across the all-sky panel].
 ZOOM_CONTOUR_GRID = 161
@@ -340,6 +349,94 @@ class Labeller:
         return False
 
 
+# --- the PNG's pre-rendered layer ------------------------------------------------------
+
+
+class StaticLayer:
+    """The artists of a template that are the same for every event and lie clear of
+    every event's artists (axis captions, Dec labels, the key, frames, the colour
+    ramp, the sky's outline), rendered once and laid over each event's PNG.
+
+    A PNG save then draws only the rest (the images, the graticule, the event's
+    artists) and blends the stored pixels over it, the way Agg would have drawn them
+    (Agg's buffer holds straight, not premultiplied, alpha). Texts are most of a
+    save's cost and these are a third of the figure's text. The PDF still draws every
+    artist as vectors; the figure keeps every artist, so measurements (text boxes)
+    see them all.
+
+    Parameters
+    ----------
+    fig
+        The template's figure, fully built.
+    per_event
+        Artists that change between events, or lie under an event's artists: drawn
+        with each event, never pre-rendered.
+    """
+
+    def __init__(self, fig: Figure, per_event: Sequence[Any]) -> None:
+        from matplotlib.axes import Axes
+
+        self.fig = fig
+        skip = {id(a) for a in per_event} | {id(fig.patch)}
+        self.artists: list[Any] = []
+        for artist in fig.get_children():
+            children = artist.get_children() if isinstance(artist, Axes) else [artist]
+            if isinstance(artist, Axes) and not artist.get_frame_on():
+                # an axes draws no spines when its frame is off, visible or not
+                skip |= {id(spine) for spine in artist.spines.values()}
+            for child in children:
+                if id(child) not in skip and child is not getattr(artist, "patch", None):
+                    if child.get_visible():
+                        self.artists.append(child)
+        self._pixels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _render(self, canvas) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flat indices, RGB, alpha) of the layer's non-transparent pixels."""
+        canvas.draw()  # lays the figure out (transforms, the renderer's size)
+        renderer = canvas.get_renderer()
+        renderer.clear()  # transparent
+        for artist in self.artists:
+            artist.draw(renderer)
+        rgba = np.asarray(renderer.buffer_rgba()).reshape(-1, 4)
+        index = np.flatnonzero(rgba[:, 3])
+        return index, rgba[index, :3].astype(np.uint32), rgba[index, 3:].astype(np.uint32)
+
+    def png(self, path: Any, compress_level: int) -> None:
+        """Save the figure as a PNG: the per-event artists drawn, this layer blended
+        over them."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from PIL import Image
+
+        fig = self.fig
+        canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+        if self._pixels is None:
+            self._pixels = self._render(canvas)
+        for artist in self.artists:
+            artist.set_visible(False)
+        try:
+            canvas.draw()
+        finally:
+            for artist in self.artists:
+                artist.set_visible(True)
+        index, rgb, alpha = self._pixels
+        height, width = int(fig.bbox.height), int(fig.bbox.width)
+        out = np.array(np.asarray(canvas.buffer_rgba())[..., :3])  # the figure is opaque
+        flat = out.reshape(-1, 3)
+        under = flat[index].astype(np.uint32)
+        flat[index] = ((rgb * alpha + under * (255 - alpha) + 127) // 255).astype(np.uint8)
+        assert out.shape == (height, width, 3)
+        Image.fromarray(out).save(path, format="png", compress_level=compress_level,
+                                  dpi=(fig.dpi, fig.dpi))  # fmt: skip
+
+
+_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def static_layer(fig: Figure) -> StaticLayer | None:
+    """The pre-rendered PNG layer of a scatter figure (None for any other figure)."""
+    return _LAYERS.get(fig)
+
+
 # --- the template ----------------------------------------------------------------------
 
 
@@ -375,6 +472,10 @@ class ScatterTemplate:
         self.title = fig.text(0.5, 0.97, "", ha="center", va="top", fontsize=12, weight="bold")
         self.note = fig.text(0.5, 0.915, "", ha="center", va="top", fontsize=7.5, color="0.3")
         self.static_boxes = text_boxes(fig)
+        per_event = [self.title, self.note, self.list_title, self.list_body, self.zoom_title,
+                     self.colorbar_label, self.allsky_image, self.zoom_image,
+                     *self._under_event]  # fmt: skip
+        _LAYERS[fig] = StaticLayer(fig, per_event)
 
     # -- static parts ------------------------------------------------------------------
 
@@ -398,20 +499,26 @@ class ScatterTemplate:
         outline = Ellipse((0, 0), 2 * moll.half_width, 2 * moll.half_height, fill=False,
                           lw=0.9, ec="0.25", zorder=6)  # fmt: skip
         ax.add_patch(outline)
+        # the outline, the graticule and the RA labels meet the event's artists (numbers
+        # over the outline, contours and neutrinos over the rest), so they are drawn
+        # with each event in their order, never pre-rendered
+        self._under_event = [outline]
         self.allsky_image.set_clip_path(outline)
         lines = [self.allsky.curve(np.full(91, r), np.linspace(-90, 90, 91))
                  for r in np.arange(0.0, 360.0, 30.0)]  # fmt: skip
         run = moll.ra_centre - 179.999 + np.linspace(0, 359.998, 181)
         lines += [self.allsky.curve(run, np.full(181, d)) for d in (-60, -30, 0, 30, 60)]
-        ax.add_collection(
+        self._under_event += [ax.add_collection(
             LineCollection(lines, colors=GRID_COLOR, linewidths=0.45, zorder=1), autolim=False
-        )
+        )]  # fmt: skip
         for ra in np.arange(0.0, 360.0, 60.0):
             x, y = moll.forward(ra, 0.0)
             # on the equator, as ligo.skymap draws them: a pale backing keeps them legible
             # over the map and the contours, and they stay under the neutrinos
-            ax.text(x, y - 0.03, ra_text(ra, self.ra_unit), fontsize=7, color="0.2", ha="center",
-                    va="top", zorder=3.5, bbox=LABEL_BACKING)  # fmt: skip
+            self._under_event.append(ax.text(
+                x, y - 0.03, ra_text(ra, self.ra_unit), fontsize=7, color="0.2",
+                ha="center", va="top", zorder=3.5, bbox=LABEL_BACKING,
+            ))  # fmt: skip
         for dec in (-60.0, -30.0, 0.0, 30.0, 60.0):
             x, y = moll.forward(moll.ra_centre + 179.999, dec)
             ax.text(x - 0.05, y, f"{dec:+.0f}°", fontsize=7, color="0.25", ha="right",
@@ -425,6 +532,7 @@ class ScatterTemplate:
         ax = _bare_axes(self.fig, ZOOM_IN, frame=True)
         for spine in ax.spines.values():
             spine.set_linewidth(0.8)
+        self._under_event.extend(ax.spines.values())  # contours end on the frame
         self.zoom_image = ax.imshow(
             np.zeros((2, 2, 4), np.uint8), extent=(-1, 1, -1, 1), origin="upper",
             interpolation="bilinear", aspect="auto", zorder=0,
