@@ -878,9 +878,11 @@ class ScrambleTrials:
         odd[row[~fin] // n] = True
         return rows_d, odd
 
-    def _exact_pairs(self, ra_deg, trials) -> np.ndarray:
-        """Per trial, what its doublets add to the exact statistic: their terms with the
-        exact pair kernel (``EventModel.pair_terms``) over P_c + P_0."""
+    def _exact_pairs(self, ra_deg, trials, first_row) -> np.ndarray:
+        """Per trial, what its doublets with first member ``first_row`` (its place in
+        the list) add to the exact statistic: their terms with the exact pair kernel
+        (``EventModel.pair_terms``, the pair overlaps of the others not computed) over
+        that neutrino's P_c + P_0."""
         n, k = self.n, trials.size
         rows = (trials[:, None] * n + np.arange(n)).ravel()
         sub = ra_deg[rows]
@@ -889,7 +891,19 @@ class ScrambleTrials:
         if found is None:
             return out
         sub_trials, args, _ = found
-        first, value = self.model.pair_terms(*args)
+        # the sub-batch holds only trials with a doublet: its row r is trial sub_trials[r // n]
+        wanted = first_row[sub_trials]
+
+        def overlap(ra, dec, sig, eps_i, eps_j, pi, pj, key=None):
+            value = np.zeros(pi.size)
+            sel = np.flatnonzero(pi % n == wanted[pi // n])
+            if sel.size:
+                value[sel] = self.model.pair_overlap(ra, dec, sig, eps_i[sel], eps_j[sel], pi[sel], pj[sel], key)  # fmt: skip
+            return value
+
+        first, value = self.model.pair_terms(*args, overlap=overlap)
+        keep = first % n == wanted[first // n]
+        first, value = first[keep], value[keep]
         with np.errstate(divide="ignore", invalid="ignore"):
             share = value / (self.p_c + self.p_0)[first % n]
         return out + np.bincount(sub_trials[first // n], weights=share, minlength=k)
@@ -924,9 +938,9 @@ class ScrambleTrials:
     def decide_batch(self, thresholds, ra_deg, *_lists, **_background) -> TrialBounds:
         """:meth:`bounds` of m scrambles (right ascensions ``ra_deg``, list after list;
         the other arguments of ``evaluate_batch`` are ignored), refined until no
-        interval holds one of ``thresholds``: first the exact doublet terms of the
-        trials whose interval does (the pair kernel), then the exact statistic
-        (``EventModel.evaluate_batch``) of those whose interval still does. Then
+        interval holds one of ``thresholds``: the trials whose interval does get exact
+        parts of their statistic, widest first (:meth:`_refine`), and those still
+        undecided the whole exact statistic (``EventModel.evaluate_batch``). Then
         every count of trials above or at a threshold is the one their h gives.
 
         Examples
@@ -948,7 +962,7 @@ class ScrambleTrials:
             offsets = _lists[5] if len(_lists) > 5 else _background.get("offsets")
             z = np.zeros(0 if offsets is None else np.size(offsets) - 1)
             return TrialBounds(z, z.copy(), np.ones(z.size, dtype=bool), z.copy())
-        b, e_lo, e_hi, _ = self._bounds(ra_deg)
+        b, e_lo, e_hi, rows_d = self._bounds(ra_deg)
         lo, hi = b.lo.copy(), b.hi.copy()
         t = np.sort(np.asarray(thresholds, dtype=np.float64))
         t = t[~np.isnan(t)]
@@ -959,61 +973,63 @@ class ScrambleTrials:
         todo = holding(np.flatnonzero(lo < hi))
         if todo.size == 0:
             return b
-        # exact doublet terms (finite bounds only: the others need the whole statistic)
-        paired = todo[np.isfinite(hi[todo]) & (hi[todo] > e_hi[todo])]
-        if paired.size:
-            add = self._exact_pairs(ra_deg, paired)
-            ok = np.isfinite(add)
-            lo[paired[ok]], hi[paired[ok]] = e_lo[paired[ok]] + add[ok], e_hi[paired[ok]] + add[ok]
-        left = holding(todo)
-        left = left[np.isfinite(hi[left])]
+        left = todo[np.isfinite(hi[todo])]  # not finite: the whole statistic
         if left.size:
-            self._refine_singles(ra_deg, left, lo, hi, e_lo, e_hi, holding)
+            self._refine(ra_deg, left, lo, hi, rows_d, holding)
         left = holding(todo)
         if left.size:
             lo[left] = hi[left] = self._exact(ra_deg, left)
         point = np.where(lo == hi, lo, b.point)
         return TrialBounds(lo, hi, b.resolved, point, int(left.size))
 
-    def _refine_singles(self, ra_deg, trials, lo, hi, e_lo, e_hi, holding) -> None:
-        """Narrow ``lo``, ``hi`` of ``trials`` in place by exact S_i, one neutrino per
-        trial and round (the one whose bounds are widest), while a threshold is held.
-
-        The exact kernel's S_i of a neutrino is what ``EventModel.evaluate_batch``
-        computes for it (the same call, the same arguments), so the trial's bounds
-        shrink by that neutrino's share; usually one neutrino near the map makes a
-        trial's statistic, and one kernel call decides it instead of the whole list's.
-        """
+    def _refine(self, ra_deg, trials, lo, hi, rows_d, holding) -> None:
+        """Narrow ``lo``, ``hi`` of ``trials`` in place while they hold a threshold: per
+        trial and round, the widest part of its bounds is made exact, either one
+        neutrino's S_i (the exact kernel's, as ``EventModel.evaluate_batch`` computes
+        it: the same call, the same arguments) or the doublet terms of one first
+        member (the pair kernel; bounded by ``rows_d``, per row, before). Usually one
+        neutrino near the map makes a trial's statistic, and one kernel call decides
+        it instead of the whole list's."""
         n, k = self.n, trials.size
         rows = (trials[:, None] * n + np.arange(n)).ravel()
         ra_sub = ra_deg[rows]
         s = self._lookup(ra_sub, np.radians(ra_sub), k)
-        unit = np.tile(self._unit_odds(), k)
+        unit_n = self._unit_odds()
+        unit = np.tile(unit_n, k)
         floor_s = np.tile(_BOUND_FLOOR * self.floor, k)
-        row_lo = (unit * np.maximum(s / (1.0 + BOUND_RTOL) - floor_s, 0.0)).reshape(k, n)
-        row_hi = (unit * (s * (1.0 + BOUND_RTOL) + floor_s)).reshape(k, n)
-        pair_lo, pair_hi = lo[trials] - e_lo[trials], hi[trials] - e_hi[trials]
-        known = np.zeros((k, n), dtype=bool)
+        # columns 0 .. n-1: each neutrino's P_s1 share; n .. 2n-1: its doublets' terms
+        part_lo = np.concatenate([(unit * (s / (1.0 + BOUND_RTOL) - floor_s)).reshape(k, n), np.zeros((k, n))], axis=1)  # fmt: skip
+        part_hi = np.concatenate([(unit * (s * (1.0 + BOUND_RTOL) + floor_s)).reshape(k, n), rows_d[rows].reshape(k, n)], axis=1)  # fmt: skip
+        known = part_hi <= part_lo
         pos = np.arange(k)
-        for _ in range(n):
+        for _ in range(2 * n):
             still = pos[np.isin(trials, holding(trials))]
             if still.size == 0:
                 break
-            width = np.where(known[still], -1.0, row_hi[still] - row_lo[still])
+            width = np.where(known[still], -1.0, part_hi[still] - part_lo[still])
             pick = np.argmax(width, axis=1)
-            still, pick = still[width[np.arange(still.size), pick] >= 0], pick[width[np.arange(still.size), pick] >= 0]  # fmt: skip
+            open_ = width[np.arange(still.size), pick] >= 0
+            still, pick = still[open_], pick[open_]
             if still.size == 0:
                 break
-            exact = self.model.signal_overlap(
-                ra_sub[still * n + pick], self.dec[pick], self.sigma[pick], self._eps[pick]
-            )[1]  # fmt: skip
-            value = self._unit_odds()[pick] * exact
-            # a hair of margin for the roundings of the model's own products
-            row_lo[still, pick] = value * (1.0 - 1e-12)
-            row_hi[still, pick] = value * (1.0 + 1e-12)
+            single = pick < n
+            if single.any():
+                at, i = still[single], pick[single]
+                exact = self.model.signal_overlap(ra_sub[at * n + i], self.dec[i], self.sigma[i], self._eps[i])[1]  # fmt: skip
+                value = unit_n[i] * exact
+                # a hair of margin for the roundings of the model's own products
+                part_lo[at, i], part_hi[at, i] = value * (1.0 - 1e-12), value * (1.0 + 1e-12)
+            if (~single).any():
+                at, i = still[~single], pick[~single] - n
+                add = self._exact_pairs(ra_deg, trials[at], i)
+                part_lo[at, n + i], part_hi[at, n + i] = add * (1.0 - 1e-12), add * (1.0 + 1e-12)
             known[still, pick] = True
-            lo[trials[still]] = pair_lo[still] + row_lo[still].sum(axis=1)
-            hi[trials[still]] = pair_hi[still] + row_hi[still].sum(axis=1)
+            with np.errstate(invalid="ignore"):
+                lo[trials[still]] = part_lo[still].sum(axis=1)
+                hi[trials[still]] = part_hi[still].sum(axis=1)
+            bad = still[~(np.isfinite(lo[trials[still]]) & np.isfinite(hi[trials[still]]))]
+            lo[trials[bad]], hi[trials[bad]] = 0.0, np.inf  # (O3's B_j = 0): the exact one
+            known[bad] = True
 
     def _exact(self, ra_deg, trials) -> np.ndarray:
         """The exact statistic (``EventModel.evaluate_batch``) of the given trials."""
