@@ -25,7 +25,7 @@ that the ratio of the compile times holds under whatever load the machine has: o
 shared machine the absolute seconds vary two-fold from run to run.
 
 Run: ``python bench/bench_startup.py [--repeat N] [--map PATH] [--baseline REV] [-v]
-[--no-warm-step]``.
+[--no-warm-step] [--warm-jobs N [N ...]]``.
 Prints a table; writes nothing outside a temporary directory.
 """
 
@@ -112,18 +112,13 @@ def run_child(map_path: str, cache_dir: str, tree: Path = ROOT) -> dict:
     return rec
 
 
-def run_warm_step(cache_dir: str, tree: Path = ROOT) -> dict:
-    """``llama warm`` on ``cache_dir`` in a fresh interpreter: wall seconds, CPU seconds
-    of it and its worker processes, and its summary line."""
+def run_warm_step(cache_dir: str, tree: Path = ROOT, jobs: int | None = None) -> dict:
+    """``llama warm [--jobs N]`` on ``cache_dir`` in a fresh interpreter: wall seconds,
+    CPU seconds of it and its worker processes, and its summary line."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    cmd = [sys.executable, "-m", "llama.cli", "warm", *([] if jobs is None else ["-j", str(jobs)])]
     c0, t = children_cpu(), time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "llama.cli", "warm"],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t, children_cpu() - c0
     if out.returncode != 0:
         raise RuntimeError(f"llama warm failed:\n{out.stdout[-2000:]}{out.stderr[-3000:]}")
@@ -169,7 +164,12 @@ def show(label: str, runs: dict, verbose: bool) -> dict:
     return med
 
 
-CASES = ("cold cache", "warm cache", "warm step (llama warm)", "first run after warm step")
+STEP, FIRST = "warm step (llama warm)", "first run after warm step"
+
+
+def step_name(jobs: int | None) -> str:
+    """The case name of ``llama warm --jobs N``."""
+    return STEP if jobs is None else f"llama warm --jobs {jobs}"
 
 
 def main(argv=None) -> int:
@@ -179,12 +179,17 @@ def main(argv=None) -> int:
     ap.add_argument("-v", "--verbose", action="store_true", help="list what compiled cold")
     ap.add_argument("--baseline", metavar="REV", help="also time git revision REV")
     ap.add_argument("--no-warm-step", action="store_true", help="skip the llama warm cases")
+    ap.add_argument(
+        "--warm-jobs", type=int, nargs="*", default=[], metavar="N",
+        help="also time 'llama warm --jobs N' on an empty cache, for each N (interleaved)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
-    cases = {"this tree": (ROOT, {k: [] for k in CASES})}
+    names = ["cold cache", "warm cache", STEP, FIRST, *(step_name(n) for n in args.warm_jobs)]
+    cases = {"this tree": (ROOT, {k: [] for k in names})}
     with tempfile.TemporaryDirectory(prefix="llama-startup-") as top:
         if args.baseline:
             tree = unpack(args.baseline, Path(top))
-            cases[f"baseline {args.baseline}"] = (tree, {k: [] for k in CASES})
+            cases[f"baseline {args.baseline}"] = (tree, {k: [] for k in names})
         load = [os.getloadavg()[0]]
         for _ in range(args.repeat):
             for tree, runs in cases.values():  # interleaved: the same load for each
@@ -195,8 +200,11 @@ def main(argv=None) -> int:
                 if args.no_warm_step or not (tree / "llama" / "cli" / "warm.py").is_file():
                     continue
                 with tempfile.TemporaryDirectory(prefix="numba-cache-") as tmp:
-                    runs["warm step (llama warm)"].append(run_warm_step(tmp, tree))
-                    runs["first run after warm step"].append(run_child(args.map, tmp, tree))
+                    runs[STEP].append(run_warm_step(tmp, tree))
+                    runs[FIRST].append(run_child(args.map, tmp, tree))
+                for n in args.warm_jobs:
+                    with tempfile.TemporaryDirectory(prefix="numba-cache-") as tmp:
+                        runs[step_name(n)].append(run_warm_step(tmp, tree, n))
                 load.append(os.getloadavg()[0])
     print(f"load average {min(load):.2f} to {max(load):.2f} during the runs")
     meds = {k: show(k, runs, args.verbose) for k, (_, runs) in cases.items()}
@@ -212,10 +220,10 @@ def main(argv=None) -> int:
     # is the steadier figure (its compiling is single-threaded)
     cold_goal = min(c["process_s"], c["cpu_s"]) <= 10.0
     print(f"cold cache (no warm step) <= 10 s: {'PASS' if cold_goal else 'MISS'}")
-    first = meds["this tree"].get("first run after warm step")
+    first = meds["this tree"].get(FIRST)
     if first is None:
         return 0 if cold_goal else 1
-    step = meds["this tree"]["warm step (llama warm)"]
+    step = meds["this tree"][STEP]
     print(
         f"warm step: {step['process_s']:.1f} s wall, {step['cpu_s']:.1f} s CPU "
         f"({step['cpu_s'] / step['process_s']:.2f} cores busy); cold event "
