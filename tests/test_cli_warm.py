@@ -69,7 +69,7 @@ def test_warm_fills_a_fresh_cache_that_a_second_process_loads(tmp_path):
     """Two jobs on two worker processes compile into an empty ``NUMBA_CACHE_DIR``;
     the same jobs in a new process then load every kernel and compile none."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    first = llama("warm", "--only", "statistic", "screen", "--jobs", "2", env=env)
+    first = llama("warm", "--only", "statistic", "flat", "--jobs", "2", env=env)
     compiled, _ = summary(first)
     assert compiled > 10, first.stdout
     assert "2/2" in first.stdout  # a line per finished job when not on a terminal
@@ -77,7 +77,7 @@ def test_warm_fills_a_fresh_cache_that_a_second_process_loads(tmp_path):
     data = list((tmp_path / "cache").rglob("*.nbc"))
     assert len(index) > 10 and len(data) >= len(index)
 
-    second = llama("warm", "--only", "statistic", "screen", env=dict(env, NUMBA_DEBUG_CACHE="1"))
+    second = llama("warm", "--only", "statistic", "flat", env=dict(env, NUMBA_DEBUG_CACHE="1"))
     assert summary(second) == (0, summary(second)[1]) and summary(second)[1] > 0
     assert "data saved" not in second.stdout
     assert "data loaded" in second.stdout

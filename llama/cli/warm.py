@@ -27,7 +27,7 @@ Shell::
 >>> parser().parse_args(["--jobs", "2"]).jobs
 2
 >>> list(JOBS)
-['overlaps', 'statistic', 'screen', 'doublets', 'trials']
+['overlaps', 'statistic', 'screen', 'flat', 'doublets', 'trials']
 """
 
 from __future__ import annotations
@@ -143,6 +143,20 @@ def _screen() -> None:
     screen.density(ra, dec)
 
 
+def _flat_map() -> None:
+    """The preparation of a flat (single-resolution NESTED) map, as older LVK maps are."""
+    import healpy as hp
+
+    from llama.science.odds import EventModel
+    from llama.science.skymap import SkyMap
+
+    multi_order, _ = _event()
+    nside = 1 << 3
+    prob = hp.ud_grade(multi_order.skymap.probability(), nside, order_in="NESTED", power=-2)
+    flat = SkyMap(probdensity=prob / hp.nside2pixarea(nside), nside=nside)
+    EventModel(flat, 12.0, 150.0, "bns").prepared_map()
+
+
 def _doublets() -> None:
     """The PSF overlap of neutrino pairs (after 'overlaps', whose helpers it shares)."""
     import numpy as np
@@ -182,6 +196,7 @@ JOBS: dict[str, tuple[str, Callable[[], None]]] = {
     "overlaps": ("sky map preparation and PSF overlaps", _overlaps),
     "statistic": ("background densities, doublet search, odds", _statistic),
     "screen": ("the background trials' screen", _screen),
+    "flat": ("preparation of flat sky maps", _flat_map),
     "doublets": ("PSF overlaps of neutrino pairs", _doublets),
     "trials": ("one event with background and scramble trials", _trials),
 }
