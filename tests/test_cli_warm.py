@@ -112,3 +112,31 @@ def test_after_warm_a_batch_event_compiles_nothing(tmp_path):
         saved = [line for line in log.splitlines() if "data saved" in line]
         assert saved == [], f"{kind}: compiled after llama warm: {saved}"
         assert "data loaded" in log
+
+
+def test_ctrl_c_stops_the_workers_at_once(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) stops the
+    driver and its compiling workers within seconds, with one line saying how to
+    finish, no traceback, and no worker left behind."""
+    import signal
+    import time
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama.cli", "warm", "--only", "statistic", "flat"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert "compiling the Numba kernels" in proc.stdout.readline()
+    time.sleep(3.0)  # the workers are importing or compiling
+    os.killpg(proc.pid, signal.SIGINT)
+    t = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t < 20
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in err and "run 'llama warm' again" in err
+    assert "Traceback" not in err
+    with pytest.raises(ProcessLookupError):  # nothing of the group is left
+        for _ in range(50):
+            os.killpg(proc.pid, 0)
+            time.sleep(0.1)

@@ -255,9 +255,13 @@ def run_job(name: str) -> dict:
 
 
 def _worker_init() -> None:
-    """Worker processes run the kernels on one thread each, as ``llama batch`` does."""
+    """Worker processes run the kernels on one thread each, as ``llama batch`` does,
+    and leave Ctrl-C to the driver (which stops them)."""
+    import signal
+
     from llama.batch.schedulers import KERNEL_THREAD_VARIABLES
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for var in KERNEL_THREAD_VARIABLES:
         os.environ[var] = "1"
 
@@ -309,31 +313,47 @@ class _Progress:
 def run_jobs(names: Sequence[str], workers: int, progress: _Progress) -> list[dict]:
     """Run the jobs on ``workers`` processes, each job once the jobs of :data:`AFTER`
     that are also being run are done; returns their records in the order they ended.
-    Raises RuntimeError naming the job that failed."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    pending, running, records = list(names), {}, []
+    Raises RuntimeError naming the job that failed. On any exit before the end
+    (a failed job, Ctrl-C) the worker processes are terminated at once: what they
+    compiled so far is in the cache, whole (Numba writes a kernel's file once it has
+    compiled it, and replaces files atomically).
+    """
+    import multiprocessing
+    import queue
+
+    pending, running, records = list(names), set(), []
+    ended: queue.Queue = queue.Queue()  # (name, record or exception), from the pool's thread
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+    pool = ctx.Pool(workers, initializer=_worker_init)
+    try:
         while pending or running:
             finished_names = {r["job"] for r in records}
             for name in list(pending):
                 if len(running) >= workers:
                     break
                 if all(d in finished_names or d not in names for d in AFTER.get(name, ())):
-                    running[pool.submit(run_job, name)] = name
+                    pool.apply_async(
+                        run_job, (name,),
+                        callback=lambda rec, n=name: ended.put((n, rec)),
+                        error_callback=lambda exc, n=name: ended.put((n, exc)),
+                    )  # fmt: skip
+                    running.add(name)
                     pending.remove(name)
-            progress.update(list(running.values()))
-            done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
-            for fut in done:
-                name = running.pop(fut)
-                try:
-                    rec = fut.result()
-                except Exception as exc:
-                    raise RuntimeError(f"job {name!r} ({JOBS[name][0]}) failed: {exc!r}") from exc
-                records.append(rec)
-                progress.update(list(running.values()), rec)
+            progress.update(sorted(running))
+            try:
+                name, rec = ended.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            running.discard(name)
+            if isinstance(rec, BaseException):
+                raise RuntimeError(f"job {name!r} ({JOBS[name][0]}) failed: {rec!r}") from rec
+            records.append(rec)
+            progress.update(sorted(running), rec)
+        pool.close()
+    finally:
+        pool.terminate()  # no-op for idle workers after close(); stops running ones
+        pool.join()
     return records
 
 
@@ -358,6 +378,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.close()
         print(f"llama warm: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        progress.close()
+        print(
+            "llama warm: interrupted; the kernels compiled so far are cached: run "
+            "'llama warm' again to compile the rest",
+            file=sys.stderr,
+        )
+        return 130
     progress.close()
     wall = time.perf_counter() - t0
     compiled = sum(r["compiled"] for r in records)
