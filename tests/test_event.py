@@ -102,6 +102,26 @@ def test_kill_between_metadata_and_rename_is_obsolete_not_external(event):
     assert Event(event.directory).status(Double) is Status.OBSOLETE
 
 
+def test_a_rider_cut_off_by_a_kill_makes_its_file_obsolete(event):
+    # riders are written in place (truncate, then one write): a kill in between
+    # leaves a prefix of the rider, which must never pass for a valid one
+    event.generate(Double)
+    rider = event.meta_path("double.json").read_bytes()
+    assert rider.count(b"\n") == 1 and rider.endswith(b"}\n")
+    for cut in (0, 1, len(rider) // 2, len(rider) - 2):
+        event.meta_path("double.json").write_bytes(rider[:cut])
+        assert Event(event.directory).status(Double) is Status.OBSOLETE, cut
+    event.meta_path("double.json").write_bytes(rider)
+    assert Event(event.directory).status(Double) is Status.EXISTS
+    # regenerated in place: the same rider file, no temporaries left behind
+    inode = os.stat(event.meta_path("double.json")).st_ino
+    event.path("seed.json").write_text(json.dumps({"value": 4}))
+    event.generate(Double)
+    assert os.stat(event.meta_path("double.json")).st_ino == inode
+    assert json.loads(event.path("double.json").read_text())["value"] == 8
+    assert not [n for n in os.listdir(event.directory) if ".tmp-" in n]
+
+
 def test_vetoes(event):
     event.write_flags({"ONLINE": "false"})
     assert event.status(Online) is Status.VETOED

@@ -157,6 +157,14 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
+def _parses(path) -> bool:
+    try:
+        json.loads(path.read_bytes())
+    except ValueError:
+        return False
+    return True
+
+
 def test_killed_run_resumes_without_redoing_finished_events(tmp_path):
     src, root = tmp_path / "src", tmp_path / "events"
     src.mkdir()
@@ -171,8 +179,10 @@ def test_killed_run_resumes_without_redoing_finished_events(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # riders are written in place: one the kill cut off does not parse, and its event
+    # is not finished (the re-run takes it as a task, which finds every file made)
     finished = {p.parent.name: p.parent.joinpath("square.json").stat().st_mtime_ns
-                for p in root.glob("*/.batch.json")}  # fmt: skip
+                for p in root.glob("*/.batch.json") if _parses(p)}  # fmt: skip
     assert 2 <= len(finished) < 10
     for path in root.rglob("*"):  # nothing half-written under a real name
         if path.suffix == ".json" and not path.name.startswith("."):

@@ -55,6 +55,47 @@ def test_failed_get_leaves_destination_alone(tmp_path):
     assert os.listdir(tmp_path) == ["keep.txt"]
 
 
+def test_local_get_copies_bytes_exactly_into_new_folders(tmp_path):
+    data = os.urandom(3 << 20) + b"tail"  # larger than one copy block
+    (tmp_path / "src.bin").write_bytes(data)
+    dest = tmp_path / "ev" / "sub" / "x.bin"
+    old = os.umask(0o027)
+    try:
+        storage.get(f"file://{tmp_path}/src.bin", dest)
+    finally:
+        os.umask(old)
+    assert dest.read_bytes() == data
+    assert dest.stat().st_mode & 0o777 == 0o640  # the umask decides, as for open()
+    assert os.listdir(dest.parent) == ["x.bin"]
+
+
+def test_local_get_from_a_pipe(tmp_path):
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    payload = b"x" * 200_000  # more than a pipe buffer: read in several blocks
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(payload)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    storage.get(str(fifo), tmp_path / "out.bin")
+    writer.join(timeout=5)
+    assert (tmp_path / "out.bin").read_bytes() == payload
+
+
+def test_configuration_is_read_only_after_a_failure(tmp_path, monkeypatch):
+    (tmp_path / "src").write_text("data")
+    monkeypatch.setenv("LLAMA_RETRY_BUDGET_S", "not-a-number")
+    storage.get(tmp_path / "src", tmp_path / "dst")  # succeeds: no policy needed
+    assert (tmp_path / "dst").read_text() == "data"
+    with pytest.raises(Exception, match="LLAMA_RETRY_BUDGET_S"):
+        storage.get(tmp_path / "missing", tmp_path / "dst2")
+
+
 def test_put_missing_source(tmp_path):
     with pytest.raises(NotFoundError, match="no such local file"):
         storage.put(tmp_path / "absent", tmp_path / "out")
@@ -303,6 +344,11 @@ def test_safe_join_refuses_symlink_out(tmp_path):
     with pytest.raises(UnsafePathError):
         storage.safe_join(ev, "filelink")
     assert issubclass(UnsafePathError, ValueError)
+    # a link that stays inside the event is fine, as is a name not there yet
+    (ev / "real.txt").write_text("x")
+    (ev / "inner").symlink_to(ev / "real.txt")
+    assert storage.safe_join(ev, "inner") == ev / "inner"
+    assert storage.safe_join(ev, "new.txt") == ev / "new.txt"
 
 
 def test_read_text_from_a_pipe(tmp_path):

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from llama.batch import template
-from llama.event import Event, HandlerFailed, atomic_write_json, sha256_file
+from llama.event import Event, HandlerFailed, sha256_file, write_rider
 from llama.handler import FileHandler, Status
 from llama.pipeline import Pipeline
 
@@ -525,7 +525,7 @@ def _write_rider(job: EventJob, puts: dict[str, list[str]], records: dict[str, A
     if plain is not None:
         rider["records"] = plain
         rider["stamps"] = _stamps(job)
-    atomic_write_json(job.directory / BATCH_RIDER, rider, indent=None)  # programs read it
+    write_rider(f"{job.directory}/{BATCH_RIDER}", rider)  # in place: see write_rider
 
 
 def _plain_records(records: dict[str, Any]) -> dict[str, Any] | None:
