@@ -268,14 +268,26 @@ def _worker_init() -> None:
 
 def cache_location() -> str:
     """Where Numba keeps the compiled kernels: ``NUMBA_CACHE_DIR`` when set, else the
-    ``__pycache__`` folders of the ``kernels`` package."""
+    ``__pycache__`` folders of the ``kernels`` package, or Numba's per-user cache when
+    the package is installed read-only.
+
+    Examples
+    --------
+    >>> "__pycache__" in cache_location() or "cache" in cache_location().lower()
+    True
+    """
     if os.environ.get("NUMBA_CACHE_DIR"):
         return os.environ["NUMBA_CACHE_DIR"]
     import importlib.util
 
     spec = importlib.util.find_spec("kernels")  # without importing Numba here
     where = os.path.dirname(spec.origin) if spec and spec.origin else "kernels"
-    return f"the __pycache__ folders under {where}"
+    pycache = os.path.join(where, "__pycache__")
+    if os.access(pycache if os.path.isdir(pycache) else where, os.W_OK):
+        return f"the __pycache__ folders under {where}"
+    # Numba's fallback (its UserWideCacheLocator: the platform's user cache folder)
+    user = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "numba")
+    return f"Numba's per-user cache ({user} on Linux; {where} is read-only)"
 
 
 class _Progress:
