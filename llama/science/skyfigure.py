@@ -7,6 +7,9 @@ event then only replaces the images' pixels and the event's own artists (contour
 graticule, neutrinos, candidates, texts). Creating axes and legends is most of what a
 fresh matplotlib figure costs, so a template makes a drawing several times cheaper
 (the key is drawn by hand: a matplotlib legend lays itself out again at every save).
+The template's unchanging artists that no event's artist meets (captions, Dec labels,
+the key, the colour ramp and frames) are also rendered once for the PNGs
+(:class:`StaticLayer`): texts are most of what a save costs.
 
 Layout (inches from the lower-left corner of a 13 x 5.2 in figure): the all-sky
 Mollweide panel on the left with the colour bar under it, the zoom panel in the middle,
