@@ -251,6 +251,7 @@ def run_job(name: str) -> dict:
         "loaded": loaded - loaded0,
         "cpu_s": time.process_time() - c0,
         "wall_s": time.perf_counter() - t0,
+        "pid": os.getpid(),
     }
 
 
@@ -403,10 +404,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     compiled = sum(r["compiled"] for r in records)
     loaded = sum(r["loaded"] for r in records)
     cpu = sum(r["cpu_s"] for r in records)
+    per_worker: dict[int, float] = {}
+    for r in records:
+        per_worker[r["pid"]] = per_worker.get(r["pid"], 0.0) + r["cpu_s"]
     print(
-        f"llama warm: done in {wall:.1f} s ({cpu:.1f} s CPU in the jobs): {compiled} "
-        f"kernel specialisations compiled, {loaded} loaded from the cache; later runs "
-        "load them from there"
+        f"llama warm: done in {wall:.1f} s ({cpu:.1f} s CPU in the jobs, the busiest worker "
+        f"{max(per_worker.values(), default=0.0):.1f} s): {compiled} kernel specialisations "
+        f"compiled, {loaded} loaded from the cache; later runs load them from there"
     )
     return 0
 
