@@ -78,16 +78,18 @@ def test_background_only_events_are_calibrated(events):
     default O3 model, +inf quirk included: at ~3e-4 per list (measured in
     bench/README.md and pinned by the next test) it does not move these fractions.
     """
-    p, zero = [], []
+    p, zero, how = [], [], set()
     for index, (_, e, model, t_gw) in enumerate(events.values()):
         rng = np.random.default_rng([2024, index])
         for k in range(N_BACKGROUND):
             obs = model.evaluate(simulate_background_neutrinos(rng, e["mjd_obs"]), t_gw)
-            res = trial_pvalues(model, obs, N_TRIALS_BACKGROUND, seed=k)  # default: background
+            res = trial_pvalues(model, obs, N_TRIALS_BACKGROUND, seed=k)  # the defaults
             p.append(res.p_value)
             zero.append(obs.odds == 0.0)
+            how.add((res.method["trial_kind"], res.method["statistic"]))
     p = np.array(p)
     assert p.size == 4 * N_BACKGROUND
+    assert how == {("background", "fast")}  # what the handler runs by default
     for a in (0.05, 0.1, 0.5):
         assert np.mean(p <= a) <= a + 3 * _sigma(a, p.size), (a, np.mean(p <= a))
     # Not uselessly conservative: ties (odds 0) are broken at random, not piled at 1.

@@ -184,3 +184,45 @@ def test_cases_exercise_the_quirks(case):
         assert np.isinf(ours.odds_ratio).any()
     if name == "horizon":
         assert np.any(ours.zenith > 80.0)
+
+
+def test_handler_takes_replacement_signal_tables(tmp_path, monkeypatch):
+    """LLAMA_SIGNAL_TABLES swaps O3's a(eps, theta) and w(theta) for a file of the same
+    layout: the handler's odds are then the model's with that file (recorded in the
+    significance file), and differ from the default's where w enters <n>."""
+    import shutil
+
+    from llama.event import Event
+    from llama.handler import Status
+    from llama.handlers.coinc import CoincSignificanceI3Lvc
+    from llama.pipeline import select_pipeline
+    from llama.science.signal_tables import DEFAULT_SIGNAL_TABLES, load_signal_tables
+
+    ev = Event(tmp_path / "S190425g-inj", flags={"ONLINE": "false"})
+    for name in ("skymap_info.json", "lvc_skymap.fits"):
+        shutil.copy(EXAMPLES / "events" / "S190425g" / name, ev.path(name))
+    shutil.copy(EXAMPLES / "neutrinos" / "inj-S190425g.json", ev.path("icecube_neutrino_list.json"))
+    for handler in select_pipeline(with_ancestors=["CoincSignificanceI3Lvc"]):
+        if ev.status(handler) is Status.READY and handler is not CoincSignificanceI3Lvc:
+            ev.generate(handler)
+    monkeypatch.setenv("LLAMA_N_TRIALS", "10")
+    default = CoincSignificanceI3Lvc(ev).significance()
+    tables = json.loads(DEFAULT_SIGNAL_TABLES.read_text())
+    tables["zenith_weight"]["values"] = [3.0 * v for v in tables["zenith_weight"]["values"]]
+    mine = tmp_path / "my_tables.json"
+    mine.write_text(json.dumps(tables))
+    monkeypatch.setenv("LLAMA_SIGNAL_TABLES", str(mine))
+    data = CoincSignificanceI3Lvc(ev).significance()
+    assert default["inputs"]["options"]["signal_tables"] == str(DEFAULT_SIGNAL_TABLES)
+    assert data["inputs"]["options"]["signal_tables"] == str(mine)
+    inputs = data["inputs"]
+    t_gw = iso_to_gps(inputs["skymap_info"]["event_time_iso"])
+    model = EventModel(
+        read_sky_map(ev.path("lvc_skymap.fits")), inputs["snr"], inputs["distmean_mpc"],
+        inputs["population"], t_gw_mjd=float(gps_to_mjd(t_gw)),
+        p_terrestrial=inputs["p_astro"]["Terrestrial"], signal_tables=load_signal_tables(mine),
+    )  # fmt: skip
+    want = model.evaluate(NeutrinoList.read(ev.path("icecube_neutrino_list.json")), t_gw).odds
+    got = data["outputs"]["neutrino_gw_combined"]["odds_ratio"]
+    assert got == pytest.approx(want, rel=1e-9)
+    assert got != pytest.approx(default["outputs"]["neutrino_gw_combined"]["odds_ratio"], rel=1e-3)
