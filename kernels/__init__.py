@@ -4,6 +4,12 @@
 spatial overlap that dominates the LLAMA statistic, batched over many neutrinos: prepare
 a map once (``prepare_map``, ``prepare_map_flat``), then evaluate on it
 (``psf_overlap_prepared``, ``psf_pair_overlap_prepared``).
+
+Compilation: every kernel is compiled by Numba on its first call, for one type per
+argument (the Python side converts), and kept in Numba's on-disk cache
+(``cache=True``: ``__pycache__`` here, or ``NUMBA_CACHE_DIR``); importing compiles
+nothing (``kernels.plain`` evaluates the plain Python of kernels that module-level
+tables need). ``llama warm`` fills the cache at install time, in parallel processes.
 """
 
 from .healpix import (
