@@ -18,8 +18,11 @@ where the commit has it, ``skyfigure.py``): ``52e499d``, before the rewrite, and
 PNG zlib level 1, opaque images and the all-sky pixel cache). When git or a commit
 is not available that baseline is skipped.
 
-Run: ``python bench/bench_plots.py [--rounds 5] [--baseline 52e499d 9a557d2]``
-(``--baseline`` with no commit: none). Prints a table; writes nothing. Exit status 1
+With ``--threads N``: pairs per second of wall time with N threads drawing at once
+(no lock; each thread has its figures) against one thread, rounds interleaved.
+
+Run: ``python bench/bench_plots.py [--rounds 5] [--baseline 52e499d 9a557d2]
+[--threads 2]`` (``--baseline`` with no commit: none). Prints a table; writes nothing. Exit status 1
 when the median pair exceeds the goal.
 
 Examples
@@ -113,11 +116,32 @@ def time_pair(module, event) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
+def pairs_per_second(events, n_threads: int, rounds: int) -> float:
+    """Pairs per second of wall time with ``n_threads`` threads each drawing and saving
+    every event ``rounds`` times (each thread on figures of its own)."""
+    import threading
+
+    def work() -> None:
+        for _ in range(rounds):
+            for event in events:
+                time_pair(plotting, event)
+
+    threads = [threading.Thread(target=work) for _ in range(n_threads)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return n_threads * rounds * len(events) / (time.perf_counter() - start)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds over the 8 events")
     parser.add_argument("--baseline", nargs="*", default=list(BASELINE_COMMITS),
                         metavar="COMMIT", help="commits to compare with (none: no baseline)")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="also compare pairs/s of N threads drawing at once with 1")  # fmt: skip
     args = parser.parse_args(argv)
 
     events = load_events()
@@ -155,6 +179,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name} / now, CPU: {statistics.median(cpu) / pair:.2f}x;"
                 f" wall: {statistics.median(wall) / statistics.median(times_of['now'][0]):.2f}x"
             )
+    if args.threads > 1:
+        one, many = [], []
+        for _ in range(args.rounds):  # interleaved: the same load for both
+            one.append(pairs_per_second(events, 1, 1))
+            many.append(pairs_per_second(events, args.threads, 1))
+        print(
+            f"{args.threads} threads / 1 thread, pairs per second of wall time: "
+            f"{statistics.median(many):.2f} / {statistics.median(one):.2f} = "
+            f"{statistics.median(many) / statistics.median(one):.2f}x "
+            f"({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})"
+        )
     return 0 if verdict == "PASS" else 1
 
 
