@@ -56,7 +56,6 @@ array([0.167, 0.333, 0.5  , 0.667, 0.833, 1.   , 1.   ])
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +72,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DPI",
-    "DRAW_LOCK",
     "RA_UNIT_VARIABLE",
     "FIGSIZE_IN",
     "Candidate",
@@ -112,10 +110,6 @@ PDF_IMAGE_DPI = 72
 #: zlib level of the PNGs: 1 costs ~25 ms less per save than matplotlib's 6, for
 #: files ~10% larger (bench/bench_plots.py).
 PNG_COMPRESS_LEVEL = 1
-
-#: Kept for callers of earlier releases: drawing needs no lock any more (each thread
-#: draws on its own figures; see the module's notes on threads).
-DRAW_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
