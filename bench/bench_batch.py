@@ -36,7 +36,9 @@ atomic renames, records, the batch rider) is charged to the 5 generated handlers
 of the built-in ``SkymapInfo`` handler (``-f SkymapInfo``, ``--get`` from a local
 directory) are run once by ``llama batch``, then the same command is timed again with
 every event up to date, against ``python -c pass`` (the interpreter's start) and
-``llama batch --version`` (the interpreter and the command's imports).
+``llama batch --version`` (the interpreter and the command's imports). The first
+re-run is timed on its own: it rewrites the results file, since each event's state
+changes from "done" to "up to date"; the later ones (the figure) leave it alone.
 
 Run ``python bench/bench_batch.py --help`` for the options.
 """
@@ -292,8 +294,11 @@ def cli_rerun(work: Path, n: int, repeat: int) -> dict[str, float]:
                      "ONLINE=false", "--get", "skymap_info.json=src/{graceid}.json",
                      "--eventdir", "ev/{graceid}", "--jobs", "1"]  # fmt: skip
     first = _run_seconds(batch, work / "cli", 1)
+    # the first re-run rewrites the results file (each event's state goes from "done"
+    # to "up to date"); the later ones find it holding their rows and leave it alone
     return {
         "first": first,
+        "first rerun": _run_seconds(batch, work / "cli", 1),
         "rerun": _run_seconds(batch, work / "cli", repeat),
         "python": _run_seconds([sys.executable, "-c", "pass"], work / "cli", repeat),
         "version": _run_seconds(llama + ["batch", "--version"], work / "cli", repeat),
@@ -340,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cli_rerun:
             cli = cli_rerun(work, args.cli_rerun, args.repeat)
             print(f"llama batch, {args.cli_rerun} events: first run {cli['first']:.2f} s, "
+                  f"first re-run {cli['first rerun']:.2f} s (results rewritten), "
                   f"re-run {cli['rerun']:.2f} s; python -c pass {cli['python']:.2f} s, "
                   f"llama batch --version {cli['version']:.2f} s", flush=True)  # fmt: skip
         if args.profile:
@@ -398,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{beyond:.2f}", "<= 1", "PASS" if beyond <= 1.0 else "MISS"),
             ("  same, beyond llama batch --version (s)",
              f"{cli['rerun'] - cli['version']:.2f}", "", ""),
+            ("  first re-run (states done -> up to date: results rewritten) (s)",
+             f"{cli['first rerun'] - cli['python']:.2f}", "", ""),
         ]  # fmt: skip
     print("ratio")
     print(f"  {'figure':50s} {'measured':>10s} {'goal':>10s}  result")

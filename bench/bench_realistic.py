@@ -191,7 +191,8 @@ def measure(vectors, config, jobs: int) -> dict[str, float]:
         raise SystemExit(f"{config.scheduler} --jobs {jobs}: {summary.line()}")
     warm = min(2 * jobs, n - 2)
     steady = (n - 1 - warm) / (back[-1] - back[warm]) if back[-1] > back[warm] else float("nan")
-    return {"wall": wall, "rate": n / wall, "steady": steady, "cpu": 100 * cpu_s / wall}
+    return {"wall": wall, "rate": n / wall, "steady": steady, "cpu": 100 * cpu_s / wall,
+            "cpu_ms": 1e3 * cpu_s / n}  # fmt: skip
 
 
 def uptime() -> str:
@@ -223,6 +224,9 @@ def ratio_rows(case: str, res: dict, n: int) -> list[tuple[str, str, str, str]]:
         rows.append((f"{case}: processes --jobs 2 CPU", f"{res[p2]['cpu']:.0f}%", "", ""))
     if t2 in res and p2 in res:
         rows.append((f"{case}: threads / processes, --jobs 2", f"{r(t2, p2):.2f}x", "", ""))
+    for key in res:  # CPU per event (process tree): what a run costs, whatever the load
+        rows.append((f"{case}: CPU per event, {key[0]} --jobs {key[1]}",
+                     f"{res[key]['cpu_ms']:.1f} ms", "", ""))  # fmt: skip
     if d1 in res and d2 in res:
         x = r(d2, d1)
         rows.append((f"{case}: 2 cluster workers / 1 ({n} events)", f"{x:.2f}x", ">= 1.8x",
@@ -304,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                         results[case][(scheduler, jobs)] = res
                     print(f"{case:9s} round {r + 1} {scheduler:11s} --jobs {jobs}: "
                           f"{len(vectors)} events in {res['wall']:.1f} s, {res['rate']:.2f} "
-                          f"events/s (steady {res['steady']:.2f}), CPU {res['cpu']:.0f}%",
+                          f"events/s (steady {res['steady']:.2f}), CPU {res['cpu']:.0f}%, "
+                          f"{res['cpu_ms']:.1f} ms CPU per event",
                           flush=True)  # fmt: skip
                     shutil.rmtree(root)
     print(f"after: {uptime()}")
