@@ -80,9 +80,7 @@ def test_pdf_fonts_are_truetype_and_hold_every_glyph_drawn(events) -> None:
         glyphs = font.getGlyphOrder()
         assert len(glyphs) < 400  # a subset, not the whole font (DejaVu Sans has 6,000)
         covered |= {chr(c) for c in font.getBestCmap() or {}}
-    # a subset's cmap may be dropped by matplotlib; when present it covers the texts
-    if covered:
-        assert used - {" "} <= covered
+    assert used - {" "} <= covered
 
 
 def test_pdf_bytes_do_not_depend_on_what_was_saved_before(events) -> None:
