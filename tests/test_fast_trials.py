@@ -399,3 +399,33 @@ def test_scramble_pvalues_decided_by_bounds_are_the_exact_ones(name, seed, injec
     evaluated = (lo == hi) & b.resolved
     np.testing.assert_array_equal(fast.trial_odds[evaluated], e[evaluated])
     assert fast.method["n_trials_evaluated"] <= evaluated.sum() < N_TRIALS // 10
+
+
+def test_refined_bounds_hold_the_exact_statistic():
+    """Thresholds at every 7th resolved trial's own exact statistic (an 11-neutrino list
+    on bbh-6, doublets in most trials) make the trials go through every refinement
+    (exact S_i, a coarse then the exact look at doublet terms, the whole statistic):
+    the bounds still hold each resolved trial's exact statistic, and the trials
+    evaluated are the exact statistic, to the bit."""
+    model = _model("bbh-6")
+    obs_lists = _lists(model, 14, False)
+    n, m = obs_lists[0].size, 1000
+    st = ScrambleTrials(model, *obs_lists)
+    trials = scramble_sampler(*obs_lists)(np.random.default_rng(5), m)
+    fixed = model.background_terms(obs_lists[5], obs_lists[3])
+    bg = type(fixed)(*(np.tile(a, m) for a in fixed))
+    exact = model.evaluate_batch(*trials, background_terms=bg).odds
+    b = st.bounds(trials[0])
+    assert n >= 8 and b.resolved.sum() > m // 2
+    thresholds = np.sort(exact[b.resolved])[::7]
+    d = st.decide_batch(thresholds, trials[0])
+    r = b.resolved
+    assert np.all((d.lo[r] <= exact[r]) & (exact[r] <= d.hi[r]))
+    evaluated = (d.lo == d.hi) & r
+    np.testing.assert_array_equal(d.lo[evaluated], exact[evaluated])
+    # whole lists only for the trials at a threshold (their own) and a few more
+    assert thresholds.size <= d.n_refined <= thresholds.size + m // 50
+    # no resolved trial is left holding a threshold unless it is known
+    t = np.sort(thresholds)
+    holds = np.searchsorted(t, d.hi, side="right") > np.searchsorted(t, d.lo, side="left")
+    assert not np.any(holds & (d.lo < d.hi))

@@ -124,6 +124,9 @@ _PAIR_TERM_FLOOR = 1e-3
 #: trial's statistic without doublets (shared among the trial's doublets): what the
 #: terms left out may change the statistic by, relative to it.
 _PAIR_TERM_RTOL = 2e-3
+#: Tolerance of the pair kernel's first look at a doublet that bounds cannot decide:
+#: its result bounds the exact method's S_ij within about this (and the floors).
+_COARSE_PAIR_RTOL = 0.25
 #: Relative difference between a looked-up S_i and the exact kernel's at most this
 #: (bounds of :meth:`ScrambleTrials.bounds`): the exact kernel is within its rtol
 #: (1e-2) of the true S, the table within TABLE_RTOL of its kernel (rtol 1e-3), with
@@ -878,35 +881,68 @@ class ScrambleTrials:
         odd[row[~fin] // n] = True
         return rows_d, odd
 
-    def _exact_pairs(self, ra_deg, trials, first_row) -> np.ndarray:
-        """Per trial, what its doublets with first member ``first_row`` (its place in
-        the list) add to the exact statistic: their terms with the exact pair kernel
+    def _pair_parts(self, ra_deg, trials, first_row, coarse: bool = False):
+        """Per trial, bounds (lo, hi) of what its doublets with first member
+        ``first_row`` (its place in the list) add to the exact statistic: their terms
         (``EventModel.pair_terms``, the pair overlaps of the others not computed) over
-        that neutrino's P_c + P_0."""
+        that neutrino's P_c + P_0. Exact (lo == hi, the exact method's number), or
+        with ``coarse`` from the pair kernel at rtol :data:`_COARSE_PAIR_RTOL`: the
+        kernel stops once the sum of its bounds on what is left is below rtol times
+        its value plus its absolute floor, so the exact method's S_ij (the same
+        kernel at the model's rtol) lies within both tolerances of it."""
         n, k = self.n, trials.size
         rows = (trials[:, None] * n + np.arange(n)).ravel()
         sub = ra_deg[rows]
-        out = np.zeros(k)
+        lo_out, hi_out = np.zeros(k), np.zeros(k)
         found = self._pair_args(sub, np.radians(sub), np.zeros(sub.size), k, tile_offsets(n, k))
         if found is None:
-            return out
+            return lo_out, hi_out
         sub_trials, args, _ = found
         # the sub-batch holds only trials with a doublet: its row r is trial sub_trials[r // n]
         wanted = first_row[sub_trials]
+        cache = []
 
-        def overlap(ra, dec, sig, eps_i, eps_j, pi, pj, key=None):
+        def overlap(side, ra, dec, sig, eps_i, eps_j, pi, pj, key=None):
             value = np.zeros(pi.size)
             sel = np.flatnonzero(pi % n == wanted[pi // n])
-            if sel.size:
+            if not sel.size:
+                return value
+            if not coarse:
                 value[sel] = self.model.pair_overlap(ra, dec, sig, eps_i[sel], eps_j[sel], pi[sel], pj[sel], key)  # fmt: skip
+                return value
+            if not cache:
+                cache.append(self._coarse_pair_overlap(ra, dec, sig, eps_i[sel], eps_j[sel], pi[sel], pj[sel], key))  # fmt: skip
+            value[sel] = cache[0][side]
             return value
 
-        first, value = self.model.pair_terms(*args, overlap=overlap)
-        keep = first % n == wanted[first // n]
-        first, value = first[keep], value[keep]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = value / (self.p_c + self.p_0)[first % n]
-        return out + np.bincount(sub_trials[first // n], weights=share, minlength=k)
+        shares = []
+        for side in (0, 1) if coarse else (0,):
+            first, value = self.model.pair_terms(*args, overlap=lambda *a, side=side: overlap(side, *a))  # fmt: skip
+            keep = first % n == wanted[first // n]
+            first, value = first[keep], value[keep]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                share = value / (self.p_c + self.p_0)[first % n]
+            shares.append(np.bincount(sub_trials[first // n], weights=share, minlength=k))
+        return lo_out + shares[0], hi_out + shares[-1]
+
+    def _coarse_pair_overlap(self, ra, dec, sig, eps_i, eps_j, pi, pj, key):
+        """(lo, hi) of the exact method's S_ij from the pair kernel at
+        :data:`_COARSE_PAIR_RTOL` (see :meth:`_pair_parts`)."""
+        from kernels.overlap import ATOL, psf_pair_overlap_prepared
+
+        m, tables, kind = self.model, self.model.tables, self.model.psf_kind
+        rows_i, rows_j = tables.dec_rows(eps_i), tables.dec_rows(eps_j)
+        value = psf_pair_overlap_prepared(
+            m.prepared_map(key), ra[pi], dec[pi], sig[pi], rows_i, ra[pj], dec[pj], sig[pj],
+            rows_j, SINDEC_EDGES, kind, rtol=_COARSE_PAIR_RTOL, weighted_only=True,
+        )[1]  # fmt: skip
+        r_c, r_e = _COARSE_PAIR_RTOL, m.overlap_rtol
+        # the kernels' absolute floors (twice, for margin): ATOL rtol (largest density)
+        # x min PSF peak x max a_i x max a_j
+        scale = 2.0 * ATOL * self._rho_max * np.minimum(_psf_at(0.0, sig[pi], kind), _psf_at(0.0, sig[pj], kind))  # fmt: skip
+        scale = scale * rows_i.max(axis=1) * rows_j.max(axis=1)
+        slack = (r_c + r_e) * scale
+        return (value * (1.0 - r_c) - slack) / (1.0 + r_e), (value * (1.0 + r_c) + slack) / (1.0 - r_e)  # fmt: skip
 
     def exact_above(self) -> float:
         """Counts of trials above (or at) a threshold at least this large are the exact
@@ -1001,8 +1037,9 @@ class ScrambleTrials:
         part_lo = np.concatenate([(unit * (s / (1.0 + BOUND_RTOL) - floor_s)).reshape(k, n), np.zeros((k, n))], axis=1)  # fmt: skip
         part_hi = np.concatenate([(unit * (s * (1.0 + BOUND_RTOL) + floor_s)).reshape(k, n), rows_d[rows].reshape(k, n)], axis=1)  # fmt: skip
         known = part_hi <= part_lo
+        coarse_done = np.zeros((k, n), dtype=bool)
         pos = np.arange(k)
-        for _ in range(2 * n):
+        for _ in range(3 * n):
             still = pos[np.isin(trials, holding(trials))]
             if still.size == 0:
                 break
@@ -1019,11 +1056,17 @@ class ScrambleTrials:
                 value = unit_n[i] * exact
                 # a hair of margin for the roundings of the model's own products
                 part_lo[at, i], part_hi[at, i] = value * (1.0 - 1e-12), value * (1.0 + 1e-12)
-            if (~single).any():
-                at, i = still[~single], pick[~single] - n
-                add = self._exact_pairs(ra_deg, trials[at], i)
-                part_lo[at, n + i], part_hi[at, n + i] = add * (1.0 - 1e-12), add * (1.0 + 1e-12)
-            known[still, pick] = True
+            known[still[single], pick[single]] = True
+            looked = coarse_done[still, np.maximum(pick - n, 0)]
+            for coarse in (True, False):  # first a coarse look, then the exact terms
+                sel = ~single & (looked != coarse)
+                if sel.any():
+                    at, i = still[sel], pick[sel] - n
+                    add_lo, add_hi = self._pair_parts(ra_deg, trials[at], i, coarse)
+                    part_lo[at, n + i] = add_lo - 1e-12 * np.abs(add_lo)
+                    part_hi[at, n + i] = add_hi + 1e-12 * np.abs(add_hi)
+                    coarse_done[at, i] = True
+                    known[at, n + i] = not coarse
             with np.errstate(invalid="ignore"):
                 lo[trials[still]] = part_lo[still].sum(axis=1)
                 hi[trials[still]] = part_hi[still].sum(axis=1)
