@@ -56,6 +56,7 @@ array([0.167, 0.333, 0.5  , 0.667, 0.833, 1.   , 1.   ])
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,14 +165,34 @@ def _rows_of_nested(skymap: SkyMap, order: int, ipix: np.ndarray) -> np.ndarray:
     if not skymap.is_moc:
         shift = 2 * (order - int(np.log2(skymap.nside)))
         return ipix >> shift if shift >= 0 else ipix << -shift
-    row_order, row_ipix = uniq_to_order_ipix(skymap.uniq)
-    top = max(int(row_order.max()), order)
-    start = row_ipix << (2 * (top - row_order))
-    end = (row_ipix + 1) << (2 * (top - row_order))
+    top, start, end = _nested_ranges(skymap.uniq, order)
     fine = ipix << (2 * (top - order))
     row = np.searchsorted(start, fine, side="right") - 1
     inside = (row >= 0) & (fine < end[np.clip(row, 0, None)])
     return np.where(inside, row, -1)
+
+
+#: id(uniq) -> (uniq, top order, first and past-the-last pixel of each row at top):
+#: a drawing looks rows up a dozen times in the same map.
+_RANGES: dict[int, tuple[np.ndarray, int, np.ndarray, np.ndarray]] = {}
+_RANGES_LOCK = threading.Lock()
+
+
+def _nested_ranges(uniq: np.ndarray, order: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """(top, start, end): the NESTED range of each row of a multi-order map at an order
+    ``top`` at least ``order`` and the map's finest, cached per ``uniq`` array."""
+    hit = _RANGES.get(id(uniq))
+    if hit is not None and hit[0] is uniq and hit[1] >= order:
+        return hit[1:]
+    row_order, row_ipix = uniq_to_order_ipix(uniq)
+    top = max(int(row_order.max()), order)
+    start = row_ipix << (2 * (top - row_order))
+    end = (row_ipix + 1) << (2 * (top - row_order))
+    with _RANGES_LOCK:
+        if len(_RANGES) >= 8:  # a few maps at a time (threads); bounded memory
+            _RANGES.pop(next(iter(_RANGES)))
+        _RANGES[id(uniq)] = (uniq, top, start, end)  # holds uniq: its id is not reused
+    return top, start, end
 
 
 def lookup_rows(skymap: SkyMap, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:

@@ -779,15 +779,21 @@ class ScatterTemplate:
             lines = [[self.allsky.curve(*inverse(s[:, 0], s[:, 1])) for s in segs]
                      for segs in zoom_lines]  # fmt: skip
         else:
-            moll = self.allsky.projection
-            nx, ny = ALLSKY_CONTOUR_GRID
-            gx = np.linspace(-moll.half_width, moll.half_width, nx)
-            gy = np.linspace(-moll.half_height, moll.half_height, ny)
-            ara, adec = moll.inverse(*np.meshgrid(gx, gy))
+            gx, gy, ara, adec = self._allsky_contour_grid()
             low = min(order, ALLSKY_CONTOUR_MAX_ORDER)
             field = interpolated_levels(skymap, levels_at_centres, ara, adec, low)
             lines = _contour_lines(gx, gy, field)
         self._add_contours(self.allsky.ax, lines)
+
+    def _allsky_contour_grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(x, y, RA, Dec) of the all-sky contour grid, the same for every event."""
+        if getattr(self, "_contour_grid", None) is None:
+            moll = self.allsky.projection
+            nx, ny = ALLSKY_CONTOUR_GRID
+            gx = np.linspace(-moll.half_width, moll.half_width, nx)
+            gy = np.linspace(-moll.half_height, moll.half_height, ny)
+            self._contour_grid = (gx, gy, *moll.inverse(*np.meshgrid(gx, gy)))
+        return self._contour_grid
 
     def _add_contours(self, ax: Axes, lines: list[list[np.ndarray]]) -> None:
         from matplotlib.collections import LineCollection
