@@ -88,6 +88,9 @@ def campaign(tmp_path_factory):
         key = f"{outcomes[k].records['population']}/O3/"
         key += ",".join(sorted(outcomes[k].records["instruments"].split(",")))
         expected[key].remove(outcomes[k].records["odds_ratio"])
+    for o in outcomes:  # CoincSignificanceSubthresholdI3Lvc's record beside it
+        o.records["subthreshold_odds_ratio"] = o.records["odds_ratio"] / 10.0
+        o.records["subthreshold_population"] = o.records["population"]
     outcomes.append(_outcome(root, 120, GRACEIDS[7], None))  # done, but no statistic
     for o in outcomes:
         o.vector["repeat"] = f"{o.index % 16:02d}"
@@ -161,6 +164,24 @@ def test_build_reads_a_zarr_store_on_s3(campaign, tmp_path, s3, capsys):
         assert str(ds.sel(key=key).sources.values) == url
     assert cli.main(["build", f"s3://{s3}/campaign/results.nc", "-o", str(table)]) == 1
     assert "only zarr stores (NAME.zarr) are read from URLs" in capsys.readouterr().err
+
+
+def test_both_statistics_in_one_table(campaign, tmp_path, capsys):
+    """The sub-threshold statistic's keys go beside the OPA ones in the same file (one
+    LLAMA_BACKGROUND_TABLE serves both handlers), each key suffixed '/subthreshold'."""
+    code, table = _build(campaign, tmp_path)
+    assert code == 0
+    code, _ = _build(campaign, tmp_path, "--append", "--statistic", "subthreshold_odds_ratio")
+    assert code == 0, capsys.readouterr().err
+    ds = open_background_table(table)
+    keys = set(map(str, ds.key.values))
+    assert keys == set(campaign[1]) | {f"{k}/subthreshold" for k in campaign[1]}
+    for key, odds in campaign[1].items():
+        np.testing.assert_allclose(background_odds(ds, f"{key}/subthreshold"), odds / 10.0)
+        np.testing.assert_array_equal(background_odds(ds, key), odds)
+        assert str(ds.statistic.sel(key=f"{key}/subthreshold").values) == "subthreshold_odds_ratio"
+    assert cli.main(["show", str(table)]) == 0
+    assert "/subthreshold " in capsys.readouterr().out
 
 
 def test_show_prints_keys_counts_and_quantiles(campaign, tmp_path, capsys):
@@ -237,6 +258,11 @@ def test_one_line_errors(campaign, tmp_path, capsys):
     write_results([EventOutcome(0, "S1", "/tmp/S1", {}, "failed", records={"snr": 9.0})], no_odds)
     msg = err("build", str(no_odds), "-o", str(tmp_path / "t.nc"))
     assert "has no 'odds_ratio' variable" in msg and "1 failed" in msg
+    assert "was CoincSignificanceI3Lvc in the pipeline?" in msg
+    out = tmp_path / "t.nc"
+    msg = err("build", str(no_odds), "-o", str(out), "--statistic", "subthreshold_odds_ratio")
+    assert "has no 'subthreshold_odds_ratio' variable" in msg
+    assert "was CoincSignificanceSubthresholdI3Lvc (it needs lvalert.json) in the pipeline?" in msg
     msg = err("build", str(campaign[0]), "-o", str(tmp_path / "t.nc"), "--instruments", "G1,K1")
     assert "no usable events for 'G1,K1'" in msg
     assert "is not a background table" in err("show", str(campaign[0]))

@@ -19,7 +19,11 @@ from scipy.special import erfc
 from test_odds import BACKGROUND, T_GW, T_GW_MJD, flat_map, moc_map, neutrinos
 
 from llama.science import constants as C
-from llama.science.background_table import make_background_table, write_background_table
+from llama.science.background_table import (
+    make_background_table,
+    table_significance,
+    write_background_table,
+)
 from llama.science.gw_null import (
     SYNTHETIC_SNR_LIST,
     g_factor,
@@ -323,13 +327,36 @@ def test_table_p_value_uses_only_subthreshold_keys(tmp_path):
     ]  # fmt: skip
     path = write_background_table(make_background_table(entries), tmp_path / "t.nc")
     p, method = subthreshold_table_pvalue(0.505, path, "bns", "L1,H1", seed=2)
-    assert method["key"] == "bns/O3/H1,L1" and method["n_background"] == 99
+    assert method["key"] == "bns/O3/H1,L1/subthreshold" and method["n_background"] == 99
     # 49 of the 99 values k/98 exceed 0.505: p = (49 + U) / 100, p_upper = 50 / 100
     assert method["p_value_upper"] == pytest.approx(0.5) and 0.49 <= p <= 0.5
     with pytest.raises(ValueError, match="no key"):
         subthreshold_table_pvalue(0.5, path, "bbh", "H1,L1")  # only an OPA key for bbh
     only_opa = write_background_table(make_background_table(entries[1:]), tmp_path / "o.nc")
     assert subthreshold_table_pvalue(0.5, only_opa, "bbh", "H1,L1") is None
+    # The OPA statistic never reads a sub-threshold key, even as the only match.
+    with pytest.raises(ValueError, match="no key"):
+        table_significance(0.5, [], path, "bns", "H1,L1")
+    only_sub = write_background_table(make_background_table(entries[:1]), tmp_path / "s.nc")
+    with pytest.raises(ValueError, match="has no keys of the event statistic 'odds_ratio'"):
+        table_significance(0.5, [], only_sub, "bns", "H1,L1")
+
+
+def test_one_table_holds_both_statistics_for_the_same_event_kind(tmp_path):
+    """O3 kept a table per statistic; one file with the same population, sensitivity and
+    network for both handlers gives each its own numbers."""
+    base = {"population": "bns", "sensitivity": "O3", "instruments": "H1,L1"}
+    opa, sub = np.linspace(0.0, 10.0, 11), np.linspace(0.0, 1.0, 11)
+    path = write_background_table(
+        make_background_table([{**base, "odds": opa},
+                               {**base, "odds": sub, "statistic": "subthreshold_odds_ratio"}]),
+        tmp_path / "both.nc",
+    )  # fmt: skip
+    r = table_significance(0.55, [0.55], path, "bns", "H1,L1", seed=1)
+    assert r.method["key"] == "bns/O3/H1,L1" and r.method["p_value_upper"] == pytest.approx(11 / 12)
+    p, method = subthreshold_table_pvalue(0.55, path, "bns", "H1,L1", seed=1)
+    assert method["key"] == "bns/O3/H1,L1/subthreshold"
+    assert method["p_value_upper"] == pytest.approx(6 / 12)  # 0.6 ... 1.0 above, + 1
 
 
 # --- realistic maps: BAYESTAR and the README's examples --------------------------------

@@ -8,10 +8,14 @@ over ties as :mod:`llama.science.pvalue` says; each O_i is looked up in the same
 
 Background table file (netCDF, open with ``xarray.open_dataset(path)``)
 ------------------------------------------------------------------------
-Dimensions ``key`` (one per population/sensitivity/instruments) and ``rank``::
+Dimensions ``key`` (one per population/sensitivity/instruments and statistic) and
+``rank``::
 
     key          (key)        str      "population/sensitivity/instruments", e.g.
-                                       "bns/O3/H1,L1,V1" (instruments sorted, comma-joined)
+                                       "bns/O3/H1,L1,V1" (instruments sorted, comma-joined),
+                                       for the OPA statistic; other statistics add theirs,
+                                       "bns/O3/H1,L1,V1/subthreshold", so one file holds
+                                       the tables of both significance handlers
     population   (key)        str      "bns" or "bbh"
     sensitivity  (key)        str      free label, e.g. "O3" or "design"
     instruments  (key)        str      e.g. "H1,L1,V1"
@@ -58,6 +62,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
 __all__ = [
+    "DEFAULT_STATISTIC",
     "LEGACY_SENSITIVITY",
     "TableResult",
     "background_odds",
@@ -68,6 +73,7 @@ __all__ = [
     "open_background_table",
     "read_background_table",
     "select_background_key",
+    "statistic_keys",
     "table_from_results",
     "table_key",
     "table_pvalue",
@@ -77,6 +83,8 @@ __all__ = [
 
 #: Sensitivity label of the older single-key ``.npz`` tables, which had none.
 LEGACY_SENSITIVITY = "unspecified"
+#: The statistic of CoincSignificanceI3Lvc (results variable), whose keys carry no suffix.
+DEFAULT_STATISTIC = "odds_ratio"
 #: Variables every background table has (see the module docstring).
 _TABLE_VARIABLES = ("population", "sensitivity", "instruments", "n_events", "odds")
 
@@ -119,18 +127,48 @@ def instruments_key(instruments: str | Sequence[str]) -> str:
     return ",".join(sorted(set(instruments)))
 
 
-def table_key(population: str, sensitivity: str, instruments: str | Sequence[str]) -> str:
-    """The ``key`` label of a background table: "population/sensitivity/instruments".
+def table_key(
+    population: str,
+    sensitivity: str,
+    instruments: str | Sequence[str],
+    statistic: str = DEFAULT_STATISTIC,
+) -> str:
+    """The ``key`` label of a background table: "population/sensitivity/instruments",
+    and "/subthreshold" after it for the sub-threshold statistic.
 
     Examples
     --------
     >>> table_key("bns", "O3", ["V1", "L1", "H1"])
     'bns/O3/H1,L1,V1'
+    >>> table_key("bns", "O3", "H1,L1", statistic="subthreshold_odds_ratio")
+    'bns/O3/H1,L1/subthreshold'
     """
     for name, value in (("population", population), ("sensitivity", sensitivity)):
         if not value or "/" in value:
             raise ValueError(f"{name} must be a non-empty label without '/', got {value!r}")
-    return f"{population}/{sensitivity}/{instruments_key(instruments)}"
+    key = f"{population}/{sensitivity}/{instruments_key(instruments)}"
+    if statistic != DEFAULT_STATISTIC:
+        key += "/" + statistic.removesuffix("_odds_ratio")
+    return key
+
+
+def statistic_keys(table: xr.Dataset, statistic: str = DEFAULT_STATISTIC) -> xr.Dataset:
+    """The keys of ``table`` that hold ``statistic`` (all keys of a table that does not
+    say, such as an older ``.npz`` one, count as the default statistic's).
+
+    Examples
+    --------
+    >>> ds = make_background_table([
+    ...     {"population": "bns", "sensitivity": "O3", "instruments": "H1", "odds": [1.0]},
+    ...     {"population": "bns", "sensitivity": "O3", "instruments": "H1", "odds": [2.0],
+    ...      "statistic": "subthreshold_odds_ratio"}])
+    >>> statistic_keys(ds, "subthreshold_odds_ratio").key.values.tolist()
+    ['bns/O3/H1/subthreshold']
+    """
+    if "statistic" not in table.variables:
+        return table if statistic == DEFAULT_STATISTIC else table.isel(key=[])
+    mask = np.array([str(v) == statistic for v in table.statistic.values], dtype=bool)
+    return table.isel(key=np.flatnonzero(mask))
 
 
 def make_background_table(entries: Iterable[dict[str, Any]], **attrs: Any) -> xr.Dataset:
@@ -164,7 +202,8 @@ def make_background_table(entries: Iterable[dict[str, Any]], **attrs: Any) -> xr
     now = datetime.now(UTC).isoformat(timespec="seconds")
     rows, seen = [], set()
     for entry in entries:
-        key = table_key(entry["population"], entry["sensitivity"], entry["instruments"])
+        statistic = entry.get("statistic", DEFAULT_STATISTIC)
+        key = table_key(entry["population"], entry["sensitivity"], entry["instruments"], statistic)
         if key in seen:
             raise ValueError(f"key {key} appears twice")
         seen.add(key)
@@ -205,7 +244,8 @@ def make_background_table(entries: Iterable[dict[str, Any]], **attrs: Any) -> xr
     ds.attrs.update(
         {
             "title": "LLAMA background table",
-            "layout": "one row per key 'population/sensitivity/instruments'; odds[key, :n_events]",
+            "layout": "one row per key 'population/sensitivity/instruments' (then "
+            "'/subthreshold' for that statistic); odds[key, :n_events]",
             "convention": TIE_CONVENTION,
             **{k: v for k, v in attrs.items() if v is not None},
         }
@@ -484,7 +524,12 @@ def table_significance(
     >>> r.method["p_value_upper"], r.method["p_values_neutrino_upper"]
     (0.1, [1.0, 0.1])
     """
-    table = open_background_table(path)
+    table = statistic_keys(open_background_table(path))
+    if table.sizes["key"] == 0:
+        raise ValueError(
+            f"{path} has no keys of the event statistic {DEFAULT_STATISTIC!r} (only other "
+            "statistics'): build them with 'llama background build RESULTS -o TABLE --append'"
+        )
     key = select_background_key(table, population, instruments, sensitivity, where=str(path))
     odds = background_odds(table, key)
     p_event, p_nu, tie = _significance(odds, event_odds, neutrino_odds, seed)
@@ -539,6 +584,13 @@ def table_pvalue(
         method.pop(name)  # they describe the first value only
     method["p_value_upper"] = upper[: values.size]
     return p, method
+
+
+#: The handler whose record holds each statistic a table can be built from.
+_STATISTIC_HANDLERS = {
+    "odds_ratio": "CoincSignificanceI3Lvc",
+    "subthreshold_odds_ratio": "CoincSignificanceSubthresholdI3Lvc (it needs lvalert.json)",
+}
 
 
 def _results_column(ds: xr.Dataset, name: str) -> np.ndarray | None:
@@ -683,7 +735,8 @@ def table_from_results(
             failed = 0 if states is None else int(np.sum(states == "failed"))
             raise ValueError(
                 f"{path} has no {statistic!r} variable: none of its {n} events ({failed} "
-                "failed) recorded it; was CoincSignificanceI3Lvc in the pipeline?"
+                f"failed) recorded it; was {_STATISTIC_HANDLERS.get(statistic, 'its handler')} "
+                "in the pipeline?"
             )
         odds = np.asarray(odds, dtype=np.float64)
         pops, nets, keep = _usable_events(ds, odds, statistic, populations, instruments, skipped)

@@ -651,21 +651,18 @@ def subthreshold_table_pvalue(
     >>> path = write_background_table(ds, os.path.join(tempfile.mkdtemp(), "t.nc"))
     >>> p, method = subthreshold_table_pvalue(2.5, path, "bns", ["H1", "L1"], seed=1)
     >>> method["key"], method["p_value_upper"]
-    ('bns/O3/H1,L1', 0.4)
+    ('bns/O3/H1,L1/subthreshold', 0.4)
     """
     from llama.science.background_table import (
         background_odds,
         open_background_table,
         select_background_key,
+        statistic_keys,
     )
 
-    table = open_background_table(path)
-    if "statistic" not in table.variables:
+    sub = statistic_keys(open_background_table(path), SUBTHRESHOLD_STATISTIC)
+    if sub.sizes["key"] == 0:
         return None
-    mask = np.array([str(s) == SUBTHRESHOLD_STATISTIC for s in table.statistic.values])
-    if not mask.any():
-        return None
-    sub = table.isel(key=np.flatnonzero(mask))
     key = select_background_key(sub, population, instruments, sensitivity, where=f"{path} (subthreshold keys)")  # fmt: skip
     odds = background_odds(sub, key)
     p, tie = _pvalue(odds, observed_odds, seed)
