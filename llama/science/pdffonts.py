@@ -12,8 +12,8 @@ active (in this thread), each subset holds a fixed base set of glyphs (printable
 and the symbols our figures use, :data:`BASE_TEXT`) plus whatever else was asked for,
 so almost every save asks for the same subset and reuses its bytes. The subset a PDF
 embeds depends only on the glyphs of that figure (never on what was saved before), so
-the same figure gives the same bytes in every process. A few kilobytes more per PDF
-buy it. Outside :func:`cached_subsets`, and in any other thread, matplotlib subsets as
+the same figure gives the same bytes in every process. It costs ~40 KB per scatter
+plot PDF (148 KB against 107 KB with exact subsets), the unused base glyphs. Outside :func:`cached_subsets`, and in any other thread, matplotlib subsets as
 it always does.
 
 This hooks ``matplotlib.backends._backend_pdf_ps.get_glyphs_subset``, a private
