@@ -174,12 +174,13 @@ def _show(args) -> None:
     table = open_background_table(args.table)
     print(f"{args.table}: {table.sizes['key']} keys (population/sensitivity/instruments)")
     names = "".join(f"{f'q{round(q * 100)}':>11}" for q in _QUANTILES)
-    print(f"{'key':<24}{'n_events':>9}{'at 0':>7}{names}{'max':>11}")
+    width = max([24, *(len(str(k)) + 1 for k in table.key.values)])  # '/subthreshold' keys
+    print(f"{'key':<{width}}{'n_events':>9}{'at 0':>7}{names}{'max':>11}")
     for key in map(str, table.key.values):
         odds = background_odds(table, key)
         quantiles = "".join(f"{v:>11.3g}" for v in np.quantile(odds, _QUANTILES))
         zero = f"{np.mean(odds == 0):.0%}"
-        print(f"{key:<24}{odds.size:>9}{zero:>7}{quantiles}{odds[-1]:>11.3g}")
+        print(f"{key:<{width}}{odds.size:>9}{zero:>7}{quantiles}{odds[-1]:>11.3g}")
     for key in map(str, table.key.values):
         row = table.sel(key=key)
         source = str(row.sources.values) if "sources" in table else ""
