@@ -243,12 +243,14 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     g.add_argument(
         "--scheduler", default="threads",
-        help="Where events run: threads (one process; its Python code takes turns, so it "
-        "scales only as far as the kernels dominate), processes (--jobs worker processes: "
-        "scales Python-heavy pipelines; each worker takes a few seconds to start), synchronous (one "
-        "event at a time, in this thread), distributed (a local Dask cluster of --jobs "
-        "worker processes) or the address of a running scheduler (tcp://HOST:PORT). "
-        "(default: threads)",
+        help="Where events run: threads (one process; the least CPU per event, but its "
+        "Python code takes turns, so it scales only as far as the kernels dominate), "
+        "processes (--jobs worker processes: scales Python-heavy pipelines such as plots "
+        "on idle cores; each worker takes a few seconds to start and every event is "
+        "pickled to it, so use it for long runs), synchronous (one event at a time, in "
+        "this thread), distributed (a local Dask cluster of --jobs worker processes) or "
+        "the address of a running scheduler (tcp://HOST:PORT). (default: threads, for "
+        "any --jobs; bench/README.md, 'Realistic events end to end', has the figures)",
     )  # fmt: skip
     g.add_argument(
         "--results",
