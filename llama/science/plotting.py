@@ -29,20 +29,22 @@ sits in plain axes with affine transforms, no tight-bbox pass is made, and the P
 PDF of one plot share one drawing (:func:`drawing_key`). A PNG draws only what changes
 between events and blends the rest, rendered once
 (:class:`llama.science.skyfigure.StaticLayer`); a PDF embeds opaque images and
-TrueType fonts whose subsets are cut once (:mod:`llama.science.pdffonts`). A drawing plus its PNG and PDF take ~0.28 s of CPU on
-the loaded test machine (``bench/bench_plots.py``).
+TrueType fonts whose subsets are cut once (:mod:`llama.science.pdffonts`). A drawing
+plus its PNG and PDF take ~0.28 s of CPU on the loaded test machine
+(``bench/bench_plots.py``).
 
 Threads: drawing uses :class:`matplotlib.figure.Figure` and the Agg canvas only (no
 pyplot, no current figure), and each thread draws on figures of its own (the
 template is per thread). Matplotlib's advice for threads is exactly that: separate
 figures per thread, a non-interactive backend, no shared artists; the state it still
 shares is thread-safe (FreeType fonts are opened per thread, the text-size cache is an
-``lru_cache``) or handled here (the rcParams of drawing and saving are set once for
-all threads by :func:`llama.science.pdffonts.shared_rc`, and the PDF font subsets are
-cached under a lock). So threads
-draw at the same time with no lock; a test compares their PNGs, byte for byte, with
-the same events drawn one at a time. Heavy imports (matplotlib, healpy) happen inside
-the functions.
+``lru_cache`` per renderer, and each figure has its own renderer; matplotlib's source
+notes a possible race on the weak dictionary that holds those caches, never seen
+here) or handled here (the rcParams of drawing and saving are set once for all
+threads by :func:`llama.science.pdffonts.shared_rc`, and the PDF font subsets are
+cached under a lock). So threads draw at the same time with no lock; a test compares
+their PNGs and PDFs, byte for byte, with the same events drawn one at a time. Heavy
+imports (matplotlib, healpy) happen inside the functions.
 
 Examples
 --------
