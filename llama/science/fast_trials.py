@@ -845,8 +845,10 @@ class ScrambleTrials:
         o_1 = KO.segment_sum(KO.combine_odds(s * np.tile(self.coef, m), none_i, none_f, p_c, p_0)[0], offsets)  # fmt: skip
         unit = np.tile(self._unit_odds(), m)
         floor_s = np.tile(_BOUND_FLOOR * self.floor, m)
+        # The exact kernel's S_i may fall below 0 by its absolute floor (1e-2 of ours):
+        # with a doublet term added, O_i is then just below the term, not 0.
         with np.errstate(invalid="ignore"):  # inf * 0 where a unit odds is not finite
-            e_lo = KO.segment_sum(unit * np.maximum(s / (1.0 + BOUND_RTOL) - floor_s, 0.0), offsets)
+            e_lo = KO.segment_sum(unit * np.maximum(s / (1.0 + BOUND_RTOL) - floor_s, -0.01 * floor_s), offsets)  # fmt: skip
             e_hi = KO.segment_sum(unit * (s * (1.0 + BOUND_RTOL) + floor_s), offsets)
         rows_d, odd = self._pair_bounds(ra_deg, ra, s, m, offsets)
         pair_hi = KO.segment_sum(rows_d, offsets)
