@@ -73,3 +73,14 @@ def test_detector_frame_matches_transform_over_the_window():
     # the fitted rotation leaves out aberration's direction dependence (~20")
     assert np.abs(zen - zen0).max() < 0.01
     assert (_angle_diff(az, az0) * np.sin(np.radians(zen0))).max() < 0.01
+
+
+def test_a_table_set_by_the_user_is_the_one_used():
+    from astropy.utils import iers
+
+    ra, dec, mjd = np.array([10.0, 200.0]), np.array([20.0, -45.0]), 58598.3459
+    with iers.earth_orientation_table.set(iers.IERS_B.open()):
+        zen, az = zenith_azimuth(ra, dec, mjd)
+        zen0, az0 = astropy_altaz(ra, dec, np.full(2, mjd))
+    np.testing.assert_allclose(zen, zen0, rtol=0, atol=1e-9)
+    assert (_angle_diff(az, az0) * np.sin(np.radians(zen0))).max() < 1e-9

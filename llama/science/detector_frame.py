@@ -115,7 +115,7 @@ class _EarthOrientation:
     interpolated as astropy's ``IERS._interpolate`` does: linear between daily rows,
     UT1 - UTC corrected for a leap second between them, the end values outside."""
 
-    _cache: tuple[int, _EarthOrientation] | None = None
+    _cache: tuple[object, _EarthOrientation] | None = None  # (table, its arrays)
 
     def __init__(self, table) -> None:
         import astropy.units as u
@@ -132,8 +132,8 @@ class _EarthOrientation:
         with _offline_astropy():
             table = iers.earth_orientation_table.get()
         cached = cls._cache
-        if cached is None or cached[0] != id(table):  # a table set by the user is used
-            cached = cls._cache = (id(table), cls(table))
+        if cached is None or cached[0] is not table:  # a table set by the user is used
+            cached = cls._cache = (table, cls(table))
         return cached[1]
 
     def _at(self, mjd_utc: np.ndarray, column: np.ndarray, leap: bool):
