@@ -206,6 +206,9 @@ class Event:
             except OSError as err:
                 raise _directory_error(self.directory, err) from err
         self._sha_memo: dict[str, tuple[int, int, str]] = {}
+        # files whose status was just read with no .F.failed.json beside them: their
+        # generation need not try to remove one (a system call per handler)
+        self._no_failure_record: set[str] = set()
         self._paths: dict[str, Path] = {}
         self._lock = threading.Lock()
         self._flags: FlagPreset | None = None
@@ -354,6 +357,7 @@ class Event:
             return self._existing_status(handler)
         if exists(f"{self._dir}/.{handler.FILENAME}.failed.json"):
             return Status.FAILED
+        self._no_failure_record.add(handler.FILENAME)
         if handler.is_input():
             return Status.NOT_APPLICABLE
         if all(exists(self._file(d.FILENAME)) for d in handler.DEPENDENCIES):
@@ -406,6 +410,7 @@ class Event:
                     continue
                 from llama.storage import redact
 
+                self._no_failure_record.discard(handler.FILENAME)
                 # blanked before the first write: an exception may quote a URL's token
                 atomic_write_json(
                     self.failed_path(handler.FILENAME),
@@ -446,6 +451,9 @@ class Event:
             if not renamed:
                 for tmp in tmps:
                     tmp.unlink(missing_ok=True)
+        if handler.FILENAME in self._no_failure_record:
+            self._no_failure_record.discard(handler.FILENAME)
+            return  # status() found no failure record, and only generate writes one
         try:  # the record of an earlier failure, if any (unlink: one call, no stat first)
             os.unlink(f"{self._dir}/.{handler.FILENAME}.failed.json")
         except FileNotFoundError:

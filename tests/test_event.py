@@ -68,8 +68,9 @@ def test_lock_freezes_a_file(event):
 
 def test_failure_leaves_nothing_under_the_real_name(event):
     event.path("fail.txt").touch()
+    assert event.status(Fragile) is Status.READY  # seen without a failure record...
     with pytest.raises(HandlerFailed, match="fragile failed as asked"):
-        event.generate(Fragile)
+        event.generate(Fragile)  # ...which the failure then writes
     assert not event.path("fragile.json").exists()
     assert not [p for p in os.listdir(event.directory) if ".tmp-" in p]
     assert event.status(Fragile) is Status.FAILED
