@@ -147,15 +147,12 @@ def atomic_write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
 
 
 def write_rider(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write a hidden rider (metadata, batch record) as one compact JSON line, in place.
+    """Write a hidden rider (metadata, batch record) atomically, as one compact JSON line.
 
-    No temporary file and no rename (a rename costs more than the write itself, and
-    there is one rider per handler): the file is truncated and written with one
-    call. A kill in between leaves an empty or cut-off rider, which never parses
-    (the closing brace comes last), and every reader takes an unreadable rider as
-    "no valid record": the file it describes counts as obsolete and is made again,
-    the event as not finished. The data files themselves are still written
-    atomically.
+    Through :func:`atomic_write_bytes` like every other file of an event: a kill
+    leaves the previous rider or the new one, never a mix. Readers still take an
+    unreadable rider (cut off by something else, or empty) as "no valid record": the
+    file it describes counts as obsolete and is made again, the event as not finished.
 
     Examples
     --------
@@ -165,14 +162,7 @@ def write_rider(path: str | os.PathLike[str], obj: Any) -> None:
     >>> open(path).read()
     '{"sha256":"ab","size":2}\\n'
     """
-    data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
+    atomic_write_bytes(path, (json.dumps(obj, separators=(",", ":")) + "\n").encode())
 
 
 def _plain(filename: str) -> str:

@@ -104,8 +104,8 @@ def test_kill_between_metadata_and_rename_is_obsolete_not_external(event):
 
 
 def test_a_rider_cut_off_by_a_kill_makes_its_file_obsolete(event):
-    # riders are written in place (truncate, then one write): a kill in between
-    # leaves a prefix of the rider, which must never pass for a valid one
+    # riders are written atomically, but a rider cut off by anything else (a full
+    # disk, a copy interrupted by hand) must never pass for a valid one
     event.generate(Double)
     rider = event.meta_path("double.json").read_bytes()
     assert rider.count(b"\n") == 1 and rider.endswith(b"}\n")
@@ -114,11 +114,11 @@ def test_a_rider_cut_off_by_a_kill_makes_its_file_obsolete(event):
         assert Event(event.directory).status(Double) is Status.OBSOLETE, cut
     event.meta_path("double.json").write_bytes(rider)
     assert Event(event.directory).status(Double) is Status.EXISTS
-    # regenerated in place: the same rider file, no temporaries left behind
+    # regenerated atomically: a new rider file replaces the old, no temporaries left
     inode = os.stat(event.meta_path("double.json")).st_ino
     event.path("seed.json").write_text(json.dumps({"value": 4}))
     event.generate(Double)
-    assert os.stat(event.meta_path("double.json")).st_ino == inode
+    assert os.stat(event.meta_path("double.json")).st_ino != inode
     assert json.loads(event.path("double.json").read_text())["value"] == 8
     assert not [n for n in os.listdir(event.directory) if ".tmp-" in n]
 

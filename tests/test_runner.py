@@ -179,8 +179,8 @@ def test_killed_run_resumes_without_redoing_finished_events(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    # riders are written in place: one the kill cut off does not parse, and its event
-    # is not finished (the re-run takes it as a task, which finds every file made)
+    # riders are written atomically; one that did not parse (it cannot, but readers
+    # must not trust it) would leave its event unfinished, and the re-run takes it
     finished = {p.parent.name: p.parent.joinpath("square.json").stat().st_mtime_ns
                 for p in root.glob("*/.batch.json") if _parses(p)}  # fmt: skip
     assert 2 <= len(finished) < 10

@@ -525,7 +525,7 @@ def _write_rider(job: EventJob, puts: dict[str, list[str]], records: dict[str, A
     if plain is not None:
         rider["records"] = plain
         rider["stamps"] = _stamps(job)
-    write_rider(f"{job.directory}/{BATCH_RIDER}", rider)  # in place: see write_rider
+    write_rider(f"{job.directory}/{BATCH_RIDER}", rider)
 
 
 def _plain_records(records: dict[str, Any]) -> dict[str, Any] | None:
