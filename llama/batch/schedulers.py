@@ -54,6 +54,15 @@ KERNEL_THREAD_VARIABLES = (
 
 SCHEDULERS = ("threads", "processes", "synchronous", "distributed")
 
+#: Variables that distributed's nannies give their worker processes by default
+#: (``distributed.nanny.pre-spawn-environ``) and that our own local cluster drops.
+#: ``MALLOC_TRIM_THRESHOLD_=65536`` turns off glibc's adaptive mmap threshold, so
+#: every array over 128 kB is a fresh mmap, page-faulted in and unmapped again: a
+#: realistic event cost 175 ms of worker CPU with it against 108 ms without (system
+#: time 2.4 s against 0.7 s over 30 events; bench/README.md, "Realistic events end
+#: to end"). Our workers hold one event at a time, so glibc's default is kept.
+NANNY_ENVIRON_DROPPED = ("MALLOC_TRIM_THRESHOLD_",)
+
 _local = threading.local()
 
 
@@ -256,6 +265,35 @@ class _Executor(EventPool):
         _restore_environment(self.environ)
 
 
+def _local_cluster(workers: int):
+    """A `distributed.LocalCluster` of ``workers`` processes of one thread each, its
+    kernels on one thread, without the nannies' `NANNY_ENVIRON_DROPPED`.
+
+    A nanny sets its pre-spawn variables in *this* process's environment before it
+    starts a worker (the child inherits them); they are put back as they were once
+    the workers are up, so that a later pool or subprocess of this process does not
+    inherit them.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    key = "distributed.nanny.pre-spawn-environ"
+    spawn_env = dask.config.get(key, default={}) or {}
+    before = {name: os.environ.get(name) for name in spawn_env}
+    dropped = {f"{key}.{name}": None for name in NANNY_ENVIRON_DROPPED}
+    try:
+        with dask.config.set(dropped):
+            return LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                env=dict.fromkeys(KERNEL_THREAD_VARIABLES, "1"),
+            )
+    finally:
+        _restore_environment(before)
+
+
 class _Distributed(EventPool):
     """Events as Dask futures on a local cluster of ``jobs`` worker processes or a
     running scheduler (``tcp://HOST:PORT``); the cluster starts on first use."""
@@ -270,7 +308,7 @@ class _Distributed(EventPool):
     def _connect(self) -> None:
         import logging
 
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         if self.address is None:
             # our own cluster's start and stop are ours to report: without this,
@@ -278,14 +316,7 @@ class _Distributed(EventPool):
             for name in ["distributed", *logging.root.manager.loggerDict]:
                 if name == "distributed" or name.startswith("distributed."):
                     logging.getLogger(name).setLevel(logging.WARNING)
-            env = dict.fromkeys(KERNEL_THREAD_VARIABLES, "1")
-            self.cluster = LocalCluster(
-                n_workers=self.slots,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                env=env,
-            )
+            self.cluster = _local_cluster(self.slots)
             self.client = Client(self.cluster)
         else:
             self.client = Client(self.address)
