@@ -422,7 +422,9 @@ class Event:
         start = time.perf_counter()
         renamed = False
         try:
-            _call_with_timeout(instance.generate, tmps[0], handler.TIMEOUT_S, handler.__name__)
+            cpu = _call_with_timeout(
+                instance.generate, tmps[0], handler.TIMEOUT_S, handler.__name__
+            )
             stats = []
             for tmp in tmps:  # one stat each, kept for the metadata
                 try:
@@ -434,7 +436,7 @@ class Event:
                 # metadata describing the new file goes first: if we are killed before
                 # the rename, the old file no longer matches it and counts as obsolete,
                 # so a generated file can never pass for one supplied from outside
-                self._write_meta(final.name, tmp, inputs, version, wall, st)
+                self._write_meta(final.name, tmp, inputs, version, wall, st, cpu)
                 os.replace(tmp, final)
             renamed = True
         finally:
@@ -450,7 +452,14 @@ class Event:
             pass
 
     def _write_meta(
-        self, filename: str, tmp: Path, inputs: dict, version: str, wall: float, st=None
+        self,
+        filename: str,
+        tmp: Path,
+        inputs: dict,
+        version: str,
+        wall: float,
+        st=None,
+        cpu: float | None = None,
     ) -> None:
         st = os.stat(tmp) if st is None else st  # os.replace keeps size and mtime
         digest = sha256_file(tmp)
@@ -465,18 +474,25 @@ class Event:
                 "version": version,
                 "generated": _utc_now(),
                 "wall_time_s": round(wall, 6),
+                # CPU of the thread that ran generate (a busy machine stretches the
+                # wall time, not this; kernels' own worker threads are not counted)
+                "cpu_time_s": None if cpu is None else round(cpu, 6),
                 "flags": dict(self.flags),
             },
         )
 
 
-def _call_with_timeout(func, arg, timeout_s: float | None, name: str) -> None:
+def _call_with_timeout(func, arg, timeout_s: float | None, name: str) -> float:
+    """``func(arg)``, given up after ``timeout_s``; returns the CPU time [s] of the
+    thread that ran it."""
     if timeout_s is None:
+        cpu = time.thread_time()
         func(arg)
-        return
+        return time.thread_time() - cpu
     # a thread cannot be killed: on timeout we stop waiting and the caller discards
     # the temporary output, so a late finish never lands under the real name
     box: dict[str, BaseException] = {}
+    spent: list[float] = []
     abandoned = threading.Event()
     # Numba's thread count is a per-thread setting and a new thread starts at Numba's
     # default (every core): carry the caller's over, so that a worker limited to one
@@ -488,7 +504,9 @@ def _call_with_timeout(func, arg, timeout_s: float | None, name: str) -> None:
         try:
             if kernel_threads is not None:
                 numba.set_num_threads(kernel_threads)
+            cpu = time.thread_time()
             func(arg)
+            spent.append(time.thread_time() - cpu)
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller
             box["error"] = err
         finally:
@@ -503,3 +521,4 @@ def _call_with_timeout(func, arg, timeout_s: float | None, name: str) -> None:
         raise TimeoutError(f"{name} did not finish within {timeout_s} s")
     if "error" in box:
         raise box["error"]
+    return spent[0]

@@ -230,3 +230,40 @@ def test_temporaries_of_a_killed_write_are_cleared_by_remove_leftovers(tmp_path,
     leftover.write_bytes(b"{")
     assert event.remove_leftovers() == [leftover.name]
     assert not any(event.directory.iterdir())
+
+
+@pytest.mark.parametrize("timeout_s", [None, 30.0], ids=["same thread", "timeout thread"])
+def test_rider_records_cpu_apart_from_wall_time(tmp_path, timeout_s):
+    """``cpu_time_s`` is the CPU of the thread that ran generate: a handler that sleeps
+    has wall time and next to no CPU; one that computes has CPU close to its wall time
+    (on a busy machine, less). Both with and without a TIMEOUT_S thread."""
+    import time
+
+    from llama.handler import FileHandler, HandlerRegistry, write_json
+
+    reg = HandlerRegistry()
+
+    class Sleeper(FileHandler, registry=reg):
+        FILENAME = "sleeper.json"
+        TIMEOUT_S = timeout_s
+
+        def generate(self, out):
+            time.sleep(0.3)
+            write_json(out, {})
+
+    class Worker(FileHandler, registry=reg):
+        FILENAME = "worker.json"
+        TIMEOUT_S = timeout_s
+
+        def generate(self, out):
+            start, total = time.thread_time(), 0
+            while time.thread_time() - start < 0.2:  # 0.2 s of this thread's CPU
+                total += sum(range(1000))
+            write_json(out, {"total": total})
+
+    ev = Event(tmp_path / "e")
+    ev.generate(Sleeper)
+    ev.generate(Worker)
+    sleeper, worker = ev.read_meta("sleeper.json"), ev.read_meta("worker.json")
+    assert sleeper["wall_time_s"] >= 0.3 and sleeper["cpu_time_s"] < 0.1
+    assert 0.2 <= worker["cpu_time_s"] <= worker["wall_time_s"] + 0.01
