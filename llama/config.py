@@ -114,6 +114,8 @@ ANALYSIS_OPTIONS: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
     "background_snr_list": ("LLAMA_BACKGROUND_SNR_LIST", "", None),
     "n_trials": ("LLAMA_N_TRIALS", "2000", None),
     "trial_kind": ("LLAMA_TRIAL_KIND", "background", ("background", "scramble")),
+    # h of the sequential p-value (Besag & Clifford 1991); "": all n_trials, as O3
+    "trial_stop_after": ("LLAMA_TRIAL_STOP_AFTER", "", None),
     "background_table": ("LLAMA_BACKGROUND_TABLE", "", None),
     "background_sensitivity": ("LLAMA_BACKGROUND_SENSITIVITY", "", None),  # "": the only one
     "overlap_rtol": ("LLAMA_OVERLAP_RTOL", "", None),  # "": the kernels' default

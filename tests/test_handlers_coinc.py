@@ -240,3 +240,31 @@ def test_a_damaged_p_astro_is_named_in_the_failure(tmp_path):
         HandlerFailed, match=r"p_astro.json is not valid JSON \(Extra data at line 3"
     ):
         ev.generate(CoincSignificanceI3Lvc)
+
+
+def test_sequential_trials_are_recorded(tmp_path, monkeypatch):
+    """LLAMA_TRIAL_STOP_AFTER=20 on a background list: the file records the option and
+    the trials drawn, far fewer than the 2,000 allowed; p = h / L when it stopped."""
+    monkeypatch.setenv("LLAMA_N_TRIALS", "2000")
+    monkeypatch.setenv("LLAMA_TRIAL_STOP_AFTER", "20")
+    ev = _event(tmp_path, "S190425a", "bg-00")
+    ev.generate(CoincSignificanceI3Lvc)
+    data = json.loads(ev.path("significance_lvc-i3.json").read_text())
+    combined = data["outputs"]["neutrino_gw_combined"]
+    assert combined["stop_after"] == 20 and combined["n_trials"] == 2000
+    assert combined["n_trials_used"] <= combined["n_trials_drawn"] < 2000
+    assert combined["p_value"] == pytest.approx(20 / combined["n_trials_used"])
+    assert combined["p_value_upper"] >= combined["p_value"]
+    assert "Besag & Clifford" in combined["convention"]
+    for trigger in data["outputs"]["neutrino_gw_triggers"]:
+        assert 0 < trigger["p_value"] <= 1
+    # seeded as before: the same numbers again
+    again = CoincSignificanceI3Lvc(ev).significance()
+    assert again["outputs"]["neutrino_gw_combined"] == combined
+    # unset: all 2,000 trials, as before the option existed
+    monkeypatch.delenv("LLAMA_TRIAL_STOP_AFTER")
+    off = CoincSignificanceI3Lvc(ev).significance()["outputs"]["neutrino_gw_combined"]
+    assert "stop_after" not in off and "n_trials_drawn" not in off
+    monkeypatch.setenv("LLAMA_TRIAL_STOP_AFTER", "0")
+    with pytest.raises(ValueError, match="LLAMA_TRIAL_STOP_AFTER=0 must be an integer >= 1"):
+        CoincSignificanceI3Lvc(ev).significance()

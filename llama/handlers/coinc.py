@@ -1,7 +1,7 @@
 """Coincidence significance: the LLAMA odds ratio and p-values (docs/science.md, "Significance").
 
 The analysis options (PSF form, distance-aware mode, pair distance, null term, number
-and kind of trials, background table) come from `llama.config.analysis_option`;
+and kind of trials, sequential stopping of the trials, background table) come from `llama.config.analysis_option`;
 the defaults reproduce O3. The p-value comes from a background table when
 ``LLAMA_BACKGROUND_TABLE`` names one, else from on-the-fly trials seeded by the event
 id and the neutrino list, so re-running an event gives the same numbers.
@@ -107,6 +107,19 @@ def _event_inputs(handler: FileHandler) -> _EventInputs:
     )
 
 
+def _stop_after() -> int | None:
+    """h of the sequential p-value (``LLAMA_TRIAL_STOP_AFTER``), or None: all trials."""
+    from llama.config import analysis_number
+
+    h = analysis_number("trial_stop_after", int)
+    if h is not None and h < 1:
+        raise ValueError(
+            f"LLAMA_TRIAL_STOP_AFTER={h} must be an integer >= 1 (e.g. 20: stop a p-value "
+            "once 20 trials reach the observed statistic), or unset for all trials"
+        )
+    return h
+
+
 def _seed(eventid: str, neutrino_sha: str | None) -> int:
     digest = hashlib.sha256(f"{eventid}:{neutrino_sha}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
@@ -170,6 +183,7 @@ class CoincSignificanceI3Lvc(FileHandler):
                 n_trials=analysis_number("n_trials", int),
                 kind=analysis_option("trial_kind"),
                 seed=ev.seed,
+                stop_after=_stop_after(),  # recorded with n_trials_drawn when set
             )
             p_value, method, p_nu = trials.p_value, trials.method, trials.p_values_neutrino
         triggers = observed.triggers()

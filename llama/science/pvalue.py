@@ -363,6 +363,8 @@ def run_trials(
     method="fast",
     evaluator=None,
     thresholds=None,
+    until=None,
+    first_chunk=None,
 ):
     """Evaluate ``n_trials`` redrawn neutrino lists with ``model.evaluate_batch``.
 
@@ -389,6 +391,13 @@ def run_trials(
         With an evaluator that has ``decide_batch`` (scrambles by RA lookup), the
         values the p-values compare with: each trial is then known only as far as
         they need (``TrialBounds``, :mod:`llama.science.fast_trials`).
+    until : callable, optional
+        ``until(batch) -> bool``, called after each chunk: True stops the trials there
+        (sequential p-values, :class:`SequentialCount`). Chunks then start at
+        ``first_chunk`` trials and double (at most ``chunk``), so an early stop wastes
+        few trials and a late one costs few calls.
+    first_chunk : int, optional
+        Size of the first chunk with ``until`` (default ``chunk``).
 
     Returns
     -------
@@ -422,8 +431,11 @@ def run_trials(
         raise ValueError(f"kind must be 'background' or 'scramble', got {kind!r}")
     batches = []
     done = 0
+    size = chunk if until is None or first_chunk is None else max(1, int(first_chunk))
     while done < n_trials:
-        m = min(chunk, n_trials - done)
+        m = min(size, chunk, n_trials - done)
+        if until is not None:
+            size *= 2
         bg = None
         if draws is not None:
             (ra, dec, sigma, energy, dt, zen, offsets), pick = draws(rng, m)
@@ -437,6 +449,8 @@ def run_trials(
         else:
             batches.append(evaluator.evaluate_batch(ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg))  # fmt: skip
         done += m
+        if until is not None and until(batches[-1]):
+            break
     return batches, trial_kind
 
 
@@ -449,6 +463,7 @@ def trial_pvalues(
     sampler: Sampler | None = None,
     chunk: int = 20000,
     method: Literal["fast", "exact"] = "fast",
+    stop_after: int | None = None,
 ) -> TrialResult:
     """p-values of an observed event from M on-the-fly trials on the same GW map.
 
@@ -479,6 +494,13 @@ def trial_pvalues(
         is ranked as the trials' is (``odds_ranked`` in ``method``), which keeps the
         p-value calibrated. "exact": the exact kernel everywhere. Recorded as
         ``statistic``.
+    stop_after : int, optional
+        h of Besag & Clifford's sequential p-value (:mod:`llama.science.sequential`):
+        trials are drawn in chunks (2h, then doubling) and each observed value, the
+        event's and every neutrino's, stops at the trial L where h trials have reached
+        it, p = h / L; at most ``n_trials`` are drawn. Exactly valid; large p-values
+        lose precision (spread ~ p / sqrt(h)). None (the default): all ``n_trials``.
+        Recorded as ``stop_after``, with ``n_trials_drawn`` and ``n_trials_used``.
 
     Returns
     -------
@@ -511,6 +533,11 @@ def trial_pvalues(
         thresholds = np.append(odds_i, odds)
     elif evaluator is not model:  # rank the observed list by the trials' statistic
         odds, odds_i = _ranked_statistic(evaluator, observed)
+    if stop_after is not None:
+        return _sequential_trials(
+            model, sample, lists, n_trials, kind, seed, sampler, chunk, applied, evaluator,
+            thresholds, odds, odds_i, int(stop_after),
+        )  # fmt: skip
     batches, trial_kind = run_trials(
         model, sample, lists, n_trials, kind, seed, sampler, chunk, applied, evaluator, thresholds
     )
@@ -528,6 +555,17 @@ def trial_pvalues(
     # p-values up at 1; the tie draws come from their own stream of the same seed.
     # Per neutrino: each O_i against the trials' event statistics, as O3 did with its table.
     p_event, p_nu, tie = _significance(background, odds, odds_i, seed)
+    info = _trials_info(trial_kind, n_trials, n_trial_neutrinos, applied, evaluator, odds, tie)
+    if thresholds is not None:
+        info["n_trials_evaluated"] = int(sum(b.n_refined for b in batches))
+    result = TrialResult(p_event, p_nu, trial_odds, info)
+    if thresholds is not None:
+        result.trial_bounds = np.stack([lo, hi], axis=1)
+    return result
+
+
+def _trials_info(trial_kind, n_trials, n_trial_neutrinos, applied, evaluator, odds, tie):
+    """The method dict of on-the-fly trials (``tie``: the p-values' own keys)."""
     info = {
         "method": "trials",
         "trial_kind": trial_kind,
@@ -542,11 +580,67 @@ def trial_pvalues(
         info["fast_path"] = "ra_lookup" if hasattr(evaluator, "node_offsets") else "screen"
         info["screen_floor"] = SCREEN_FLOOR
         info["odds_ranked"] = float(odds)
-        if thresholds is not None:
-            info["n_trials_evaluated"] = int(sum(b.n_refined for b in batches))
-    result = TrialResult(p_event, p_nu, trial_odds, info)
+    return info
+
+
+def _sequential_trials(
+    model, sample, lists, n_trials, kind, seed, sampler, chunk, applied, evaluator,
+    thresholds, odds, odds_i, h,
+) -> TrialResult:  # fmt: skip
+    """:func:`trial_pvalues` with ``stop_after=h`` (:mod:`llama.science.sequential`).
+
+    The tie stream gives the same U's as the fixed-n p-values (the event's, then the
+    neutrinos'), then the W's of values that do not stop, then one V per trial.
+    """
+    from llama.science.sequential import SEQUENTIAL_CONVENTION, SequentialCount
+
+    odds_i = np.ascontiguousarray(odds_i, dtype=np.float64).ravel()
+    rng = _tie_rng(seed)
+    u_event = rng.uniform()
+    u_nu = rng.uniform(size=odds_i.size)
+    w_event = rng.uniform()
+    w_nu = rng.uniform(size=odds_i.size)
+    # the neutrinos first, the event last: the order of ``thresholds``
+    count = SequentialCount(
+        np.append(odds_i, odds), np.append(u_nu, u_event), np.append(w_nu, w_event),
+        h, n_trials, rng,
+    )  # fmt: skip
+
+    def until(batch) -> bool:
+        if thresholds is None:
+            return count.add(batch.odds)
+        return count.add(batch.lo, batch.hi)
+
+    batches, trial_kind = run_trials(
+        model, sample, lists, n_trials, kind, seed, sampler, chunk, applied, evaluator,
+        thresholds, until=until, first_chunk=2 * h,
+    )  # fmt: skip
+    if thresholds is None:
+        trial_odds = np.concatenate([b.odds for b in batches])
+        n_trial_neutrinos = sum(b.odds_i.size for b in batches)
+    else:
+        trial_odds = np.concatenate([b.point for b in batches])
+        n_trial_neutrinos = trial_odds.size * odds_i.size
+    r = count.p_values()
+    tie = {
+        "convention": SEQUENTIAL_CONVENTION,
+        "seed": seed,
+        "p_value_upper": float(r["p_upper"][-1]),
+        "n_greater": int(r["n_greater"][-1]),
+        "n_equal": int(r["n_equal"][-1]),
+        "p_values_neutrino_upper": r["p_upper"][:-1].tolist(),
+        "stop_after": h,
+        "n_trials_drawn": int(count.drawn),
+        # the trials the event's p-value used: its L, or all drawn when it did not stop
+        "n_trials_used": int(r["n_used"][-1]),
+    }
+    info = _trials_info(trial_kind, n_trials, n_trial_neutrinos, applied, evaluator, odds, tie)
     if thresholds is not None:
-        result.trial_bounds = np.stack([lo, hi], axis=1)
+        info["n_trials_evaluated"] = int(sum(b.n_refined for b in batches))
+    result = TrialResult(float(r["p"][-1]), r["p"][:-1], trial_odds, info)
+    if thresholds is not None:
+        lo = np.concatenate([b.lo for b in batches])
+        result.trial_bounds = np.stack([lo, np.concatenate([b.hi for b in batches])], axis=1)
     return result
 
 
