@@ -621,3 +621,37 @@ def test_long_title_and_note_are_fitted_inside_the_figure() -> None:
     width = fig.bbox.width
     for b in plotting.text_boxes(fig):
         assert 0 <= b.x0 and b.x1 <= width, b
+
+
+@pytest.mark.parametrize(
+    ("png", "pdf"),
+    [
+        (plots.CoincScatterI3LvcPng, plots.CoincScatterI3LvcPdf),
+        (plots.CoincScatterZtfI3LvcPng, plots.CoincScatterZtfI3LvcPdf),
+    ],
+    ids=lambda h: h.__name__,
+)
+def test_png_and_pdf_bytes_do_not_depend_on_which_ran_first(tmp_path: Path, png, pdf) -> None:
+    """The second handler of a plot saves the drawing the first one made in this thread;
+    the files are the same whichever of the two ran first, with another event's
+    drawing in between, and when each is drawn from scratch in a thread of its own."""
+    import threading
+
+    png_first = make_event(tmp_path / "png-first")
+    pdf_first = make_event(tmp_path / "pdf-first")
+    other = make_event(tmp_path / "other", rows=NEUTRINOS[:1])
+    png_first.generate(png)
+    png_first.generate(pdf)
+    other.generate(pdf)  # another drawing in between: it must not be served below
+    pdf_first.generate(pdf)
+    pdf_first.generate(png)
+    alone = make_event(tmp_path / "alone")
+    for handler in (pdf, png):  # a new thread each: no drawing to reuse
+        worker = threading.Thread(target=alone.generate, args=(handler,))
+        worker.start()
+        worker.join()
+    for handler in (png, pdf):
+        expected = png_first.path(handler.FILENAME).read_bytes()
+        assert pdf_first.path(handler.FILENAME).read_bytes() == expected, handler.__name__
+        assert alone.path(handler.FILENAME).read_bytes() == expected, handler.__name__
+    assert other.path(pdf.FILENAME).read_bytes() != png_first.path(pdf.FILENAME).read_bytes()

@@ -1,0 +1,145 @@
+"""Benchmark of the review pipeline end to end: CPU per event, and where it goes.
+
+Claim measured (issue 10, item 5): ``llama batch @llama/examples/review.args``
+(LLAMA2_REVIEW_PIPELINE, 14 handlers) at >= 5 events/s with ``--jobs 2`` on 2 cores,
+i.e. <= ~0.4 s of CPU per event in total.
+
+Workload: the example events of ``llama/examples`` (8 GW maps) crossed with the first
+``k`` neutrino lists of ``neutrinos.txt``, a Cartesian sweep (no repeated draws, so
+every event is computed), through ``llama batch`` as a user runs it (a subprocess,
+``-D`` so that a checkout with local changes runs), each run into a fresh directory.
+
+Two runs with ``--scheduler synchronous``, a small one (``--small`` lists, 8 events
+each) and a large one (``--large`` lists): the CPU of the whole command
+(``getrusage`` of the child: user + system, start-up, imports, the results file
+written at the end included). The steady cost of an event is the difference of the
+two divided by the difference of their event counts; what is left of the small run is
+the fixed cost of a run (start-up, first-use loading, the results write). Each
+handler records the CPU time of its thread in its rider (``cpu_time_s``; on a busy
+machine its ``wall_time_s`` is stretched by the other processes); their sum per event
+over the large run, subtracted from the command's CPU per event, is the engine's
+share (event directories, ``--get`` copies, riders, locks, records, progress,
+results), with one-off costs (imports, caches filled on first use) falling on the
+handlers that pay them. Per handler the mean and the median are printed: the
+median leaves out the first event's one-off costs and the spread between events (the
+significance of a wide map costs several times that of a compact one), so a sum of
+medians under-counts the handlers and makes the engine look expensive.
+
+With ``--jobs N`` (N > 1) a third run, the large sweep with ``--jobs N`` on threads,
+gives events/s and CPU% of wall time, as a user would see them.
+
+Run: ``python bench/bench_review.py [--small 1] [--large 3] [--jobs 2]``. Prints a
+table; writes only temporary directories. Exit status 1 when the steady CPU per event
+exceeds the goal.
+
+Examples
+--------
+``python bench/bench_review.py --small 1 --large 2 --jobs 0``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "llama" / "examples"
+#: Goal: 5 events/s on 2 busy cores = 0.4 s of CPU per event.
+GOAL_CPU_PER_EVENT_S = 0.4
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_review(workdir: Path, n_lists: int, scheduler: str, jobs: int) -> dict:
+    """One ``llama batch`` of the review pipeline over 8 maps x ``n_lists`` lists."""
+    workdir.mkdir(parents=True)
+    lists = (EXAMPLES / "neutrinos.txt").read_text().split()[:n_lists]
+    (workdir / "neutrinos.txt").write_text("\n".join(lists) + "\n")
+    argv = [
+        sys.executable, "-m", "llama.cli.batch", "-D",
+        f"graceid={EXAMPLES / 'graceids.txt'}", f"neutrinos={workdir / 'neutrinos.txt'}",
+        "-p", "LLAMA2_REVIEW_PIPELINE", "--flags", "ONLINE=false",
+        "--get",
+        f"skymap_info.json={EXAMPLES}/events/{{graceid}}/skymap_info.json",
+        f"lvc_skymap.fits={EXAMPLES}/events/{{graceid}}/lvc_skymap.fits",
+        f"icecube_neutrino_list.json={EXAMPLES}/neutrinos/{{neutrinos}}.json",
+        "--eventdir", f"{workdir}/ev/{{graceid}}-{{neutrinos}}",
+        "--scheduler", scheduler, "--jobs", str(jobs),
+    ]  # fmt: skip
+    cpu0, wall0 = _children_cpu(), time.perf_counter()
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - wall0, _children_cpu() - cpu0
+    if done.returncode != 0:
+        raise SystemExit(f"llama batch failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    walls: dict[str, list[float]] = defaultdict(list)
+    for rider in (workdir / "ev").glob("*/.*.meta.json"):
+        meta = json.loads(rider.read_text())
+        spent = meta.get("cpu_time_s", meta.get("wall_time_s"))
+        if spent is not None:
+            walls[rider.name[1 : -len(".meta.json")]].append(spent)
+    events = 8 * n_lists
+    return {"events": events, "cpu": cpu, "wall": wall, "walls": walls}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--small", type=int, default=1, help="neutrino lists, small run")
+    ap.add_argument("--large", type=int, default=3, help="neutrino lists, large run")
+    ap.add_argument("--jobs", type=int, default=2, help="threads of the third run (0: none)")
+    args = ap.parse_args(argv)
+    if not 0 < args.small < args.large <= 24:
+        ap.error("need 0 < --small < --large <= 24")
+    print(f"load average {os.getloadavg()[0]:.2f} (CPU cores: {os.cpu_count()})")
+    with tempfile.TemporaryDirectory() as tmp:
+        small = run_review(Path(tmp) / "small", args.small, "synchronous", 1)
+        large = run_review(Path(tmp) / "large", args.large, "synchronous", 1)
+        threaded = None
+        if args.jobs > 1:
+            threaded = run_review(Path(tmp) / "jobs", args.large, "threads", args.jobs)
+    d_events = large["events"] - small["events"]
+    steady = (large["cpu"] - small["cpu"]) / d_events
+    fixed = small["cpu"] - steady * small["events"]
+    n = large["events"]
+    print(f"\nCPU per run: {small['events']} events {small['cpu']:.2f} s, "
+          f"{n} events {large['cpu']:.2f} s (synchronous, whole command)")  # fmt: skip
+    print(f"steady CPU per event {steady:.3f} s; fixed cost per run {fixed:.2f} s "
+          f"(start-up, first use, results write)")  # fmt: skip
+    print(f"\nhandlers over the {n}-event run (CPU of their threads, from the riders):")
+    total_mean = total_median = 0.0
+    for name, values in sorted(large["walls"].items(), key=lambda kv: -sum(kv[1])):
+        mean, median = statistics.fmean(values), statistics.median(values)
+        total_mean += sum(values) / n
+        total_median += median
+        print(f"  {name:34s} mean {mean * 1e3:8.1f} ms  median {median * 1e3:8.1f} ms")
+    engine = large["cpu"] / n - total_mean
+    print(f"  {'sum per event':34s} mean {total_mean * 1e3:8.1f} ms  "
+          f"median {total_median * 1e3:8.1f} ms")  # fmt: skip
+    print(f"command CPU per event {large['cpu'] / n * 1e3:.1f} ms = handlers "
+          f"{total_mean * 1e3:.1f} ms + outside them {engine * 1e3:.1f} ms "
+          f"(of which the run's fixed cost {fixed / n * 1e3:.1f} ms)")  # fmt: skip
+    if threaded is not None:
+        rate = threaded["events"] / threaded["wall"]
+        busy = threaded["cpu"] / threaded["wall"]
+        print(f"\n--jobs {args.jobs} threads, {threaded['events']} events: "
+              f"{rate:.2f} events/s, {busy * 100:.0f}% CPU of wall time, "
+              f"{threaded['cpu'] / threaded['events'] * 1e3:.0f} ms CPU per event "
+              f"(whole command)")  # fmt: skip
+    print(f"\ngoal <= {GOAL_CPU_PER_EVENT_S} s CPU per event (steady): "
+          f"{'met' if steady <= GOAL_CPU_PER_EVENT_S else 'missed'}")  # fmt: skip
+    return 0 if steady <= GOAL_CPU_PER_EVENT_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
