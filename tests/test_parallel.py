@@ -61,14 +61,18 @@ class KernelThreadsTimed(KernelThreads, registry=PARALLEL):
 
 
 class WorkerEnviron(FileHandler, registry=PARALLEL):
-    """Records the allocator setting its worker process was started with."""
+    """Records the allocator setting its worker process was started with, and whether
+    its Dask worker (if any) samples stacks for a profile."""
 
     FILENAME = "worker_environ.json"
     DEPENDENCIES = (Seed,)
 
     def generate(self, out: Path) -> None:
+        import dask
+
         trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
-        write_json(out, {"MALLOC_TRIM_THRESHOLD_": trim, "pid": os.getpid()})
+        profile = dask.config.get("distributed.worker.profile.enabled", None)
+        write_json(out, {"MALLOC_TRIM_THRESHOLD_": trim, "profile": profile, "pid": os.getpid()})
 
 
 PARALLEL.check()
@@ -189,12 +193,15 @@ def test_an_up_to_date_rerun_starts_no_workers(tmp_path, monkeypatch):
     assert again.counts["up to date"] == 3 and not made
 
 
-def test_our_local_cluster_keeps_the_default_allocator_and_our_environment(tmp_path, monkeypatch):
+def test_our_local_cluster_keeps_the_default_allocator_no_profiler_and_our_environ(
+    tmp_path, monkeypatch
+):
     # distributed's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 (and put
     # their pre-spawn variables in the driver's environment to do it): a realistic
     # event then cost ~60% more CPU in page faults. Our own cluster drops it.
     pytest.importorskip("distributed")
-    for name in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    names = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED")
+    for name in names:
         monkeypatch.delenv(name, raising=False)  # an earlier cluster may have set them
     config = _config(tmp_path, 2, "WorkerEnviron", jobs=1, scheduler="distributed")
     summary = run_batch([{"v": "0"}, {"v": "1"}], config, progress=False)
@@ -203,5 +210,6 @@ def test_our_local_cluster_keeps_the_default_allocator_and_our_environment(tmp_p
         seen = json.loads((tmp_path / "events" / f"E{v}" / "worker_environ.json").read_text())
         assert seen["pid"] != os.getpid()  # it ran in a worker process
         assert seen["MALLOC_TRIM_THRESHOLD_"] is None, seen
-    for name in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        assert seen["profile"] is False, seen  # no dashboard to show it
+    for name in names:
         assert name not in os.environ, name

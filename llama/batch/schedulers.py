@@ -38,6 +38,7 @@ from typing import Any
 
 __all__ = [
     "KERNEL_THREAD_VARIABLES",
+    "LOCAL_CLUSTER_CONFIG",
     "EventPool",
     "make_pool",
     "single_threaded_kernels",
@@ -54,14 +55,25 @@ KERNEL_THREAD_VARIABLES = (
 
 SCHEDULERS = ("threads", "processes", "synchronous", "distributed")
 
-#: Variables that distributed's nannies give their worker processes by default
-#: (``distributed.nanny.pre-spawn-environ``) and that our own local cluster drops.
-#: ``MALLOC_TRIM_THRESHOLD_=65536`` turns off glibc's adaptive mmap threshold, so
-#: every array over 128 kB is a fresh mmap, page-faulted in and unmapped again: a
-#: realistic event cost 175 ms of worker CPU with it against 108 ms without (system
-#: time 2.4 s against 0.7 s over 30 events; bench/README.md, "Realistic events end
-#: to end"). Our workers hold one event at a time, so glibc's default is kept.
-NANNY_ENVIRON_DROPPED = ("MALLOC_TRIM_THRESHOLD_",)
+#: Dask settings of our own local cluster (``--scheduler distributed``) over
+#: distributed's defaults; a cluster reached by its address keeps its own. Figures:
+#: bench/README.md, "Realistic events end to end".
+#:
+#: * The nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off
+#:   glibc's adaptive mmap threshold: every array over 128 kB became a fresh mmap,
+#:   page-faulted in and unmapped again, and a realistic event cost 175 ms of worker
+#:   CPU against 108 ms without (system time 2.4 s against 0.7 s over 30 events). Our
+#:   workers hold one event at a time: glibc's default suits them.
+#: * The statistical profiler (a stack sample every 10 ms) and the event-loop and
+#:   system monitors (every 20 ms and 0.5 s) feed a dashboard our cluster does not
+#:   have; at their defaults an idle 2-worker cluster used 39-48 ms of CPU per second
+#:   in the driver (scheduler, nannies) and 31 ms/s in each worker, 13 and 6-7 ms/s so.
+LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+}
 
 _local = threading.local()
 
@@ -267,7 +279,7 @@ class _Executor(EventPool):
 
 def _local_cluster(workers: int):
     """A `distributed.LocalCluster` of ``workers`` processes of one thread each, its
-    kernels on one thread, without the nannies' `NANNY_ENVIRON_DROPPED`.
+    kernels on one thread, with `LOCAL_CLUSTER_CONFIG`.
 
     A nanny sets its pre-spawn variables in *this* process's environment before it
     starts a worker (the child inherits them); they are put back as they were once
@@ -279,10 +291,10 @@ def _local_cluster(workers: int):
 
     key = "distributed.nanny.pre-spawn-environ"
     spawn_env = dask.config.get(key, default={}) or {}
-    before = {name: os.environ.get(name) for name in spawn_env}
-    dropped = {f"{key}.{name}": None for name in NANNY_ENVIRON_DROPPED}
+    before = {name: os.environ.get(name) for name in [*spawn_env, "PYTHONHASHSEED"]}
     try:
-        with dask.config.set(dropped):
+        # the nannies hand this configuration to their workers as they are made
+        with dask.config.set(LOCAL_CLUSTER_CONFIG):
             return LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
