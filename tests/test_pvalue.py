@@ -90,20 +90,27 @@ def test_empty_list_gives_randomised_p_at_the_atom(coarse_model):
     assert res.method["n_greater"] + res.method["n_equal"] == 50
 
 
-def test_background_only_events_are_calibrated(coarse_model):
-    """Background lists from the simulation (not the trial sampler), scramble trials:
-    P(p <= a) <= a within noise, and not uselessly conservative."""
+@pytest.mark.parametrize(("kind", "at_least"), [("background", 0.4), ("scramble", 0.3)])
+def test_background_only_events_are_calibrated(coarse_model, kind, at_least):
+    """Background lists from the simulation (not the trial sampler): P(p <= a) <= a
+    within noise, and not uselessly conservative.
+
+    Measured on these 80 lists (100 trials each, fast and exact paths alike): with the
+    default background trials P(p <= 0.05, 0.1, 0.5) = 0.06, 0.125, 0.59 (KS p 0.43);
+    with scrambles 0.01, 0.04, 0.35 (KS p 0.0016): scrambles are conservative here, so
+    their floor is lower (the issue's P(p <= 0.5) >= 0.4 is asserted for the default).
+    """
     rng = np.random.default_rng(2024)
     p = []
     for k in range(80):
         nl = simulate_background_neutrinos(rng, T_GW_MJD)
         obs = coarse_model.evaluate(nl, T_GW)
-        p.append(trial_pvalues(coarse_model, obs, 100, kind="scramble", seed=k).p_value)
+        p.append(trial_pvalues(coarse_model, obs, 100, kind=kind, seed=k).p_value)
     p = np.array(p)
     for a in (0.05, 0.1, 0.5):
         # binomial noise of 80 events: 3 sigma above a
         assert np.mean(p <= a) <= a + 3 * np.sqrt(a * (1 - a) / p.size), (a, np.mean(p <= a))
-    assert np.mean(p <= 0.5) >= 0.3  # ties at 0 randomised, not piled at p = 1
+    assert np.mean(p <= 0.5) >= at_least  # ties at 0 randomised, not piled at p = 1
     assert stats.kstest(p, "uniform").pvalue > 1e-3
 
 
