@@ -23,7 +23,9 @@ results), with one-off costs (imports, caches filled on first use) falling on th
 handlers that pay them. Per handler the mean and the median are printed: the
 median leaves out the first event's one-off costs and the spread between events (the
 significance of a wide map costs several times that of a compact one), so a sum of
-medians under-counts the handlers and makes the engine look expensive.
+medians under-counts the handlers and makes the engine look expensive. The engine's
+steady cost is best read as the difference of the two runs' CPU minus the difference
+of their handlers' CPU, per added event (printed last).
 
 With ``--jobs N`` (N > 1) a third run, the large sweep with ``--jobs N`` on threads,
 gives events/s and CPU% of wall time, as a user would see them.
@@ -129,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command CPU per event {large['cpu'] / n * 1e3:.1f} ms = handlers "
           f"{total_mean * 1e3:.1f} ms + outside them {engine * 1e3:.1f} ms "
           f"(of which the run's fixed cost {fixed / n * 1e3:.1f} ms)")  # fmt: skip
+    # the same difference for the handlers alone: what an added event costs outside them
+    handler_cpu = [sum(map(sum, r["walls"].values())) for r in (small, large)]
+    steady_handlers = (handler_cpu[1] - handler_cpu[0]) / d_events
+    print(f"per added event: {steady * 1e3:.1f} ms = handlers {steady_handlers * 1e3:.1f} ms"
+          f" + outside them {(steady - steady_handlers) * 1e3:.1f} ms")  # fmt: skip
     if threaded is not None:
         rate = threaded["events"] / threaded["wall"]
         busy = threaded["cpu"] / threaded["wall"]
