@@ -9,6 +9,7 @@ background lists for its cost (trials drawn) and its agreement with a recount.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +193,9 @@ def test_background_events_draw_few_trials(kind):
         odds_i = obs.odds_ratio
         if res.trial_bounds is not None or m.get("fast_path") == "screen":
             # the p-values rank the statistic the trials use: ask the evaluator again
-            evaluator, _ = trial_model(model, "fast", kind, _lists(obs), n_max)
+            # sized, as trial_pvalues sizes it, for the trials a background event draws
+            hint = math.ceil(expected_trials(h, n_max))
+            evaluator, _ = trial_model(model, "fast", kind, _lists(obs), hint)
             if hasattr(evaluator, "thresholds"):
                 odds, odds_i = evaluator.thresholds(obs.ra, obs.odds, obs.odds_ratio)
             else:

@@ -40,6 +40,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -499,8 +500,10 @@ def trial_pvalues(
         trials are drawn in chunks (2h, then doubling) and each observed value, the
         event's and every neutrino's, stops at the trial L where h trials have reached
         it, p = h / L; at most ``n_trials`` are drawn. Exactly valid; large p-values
-        lose precision (spread ~ p / sqrt(h)). None (the default): all ``n_trials``.
-        Recorded as ``stop_after``, with ``n_trials_drawn`` and ``n_trials_used``.
+        lose precision (spread ~ p sqrt((1 - p) / h)). Scramble tables are then sized
+        for the trials a background event draws (``expected_trials``), not for
+        ``n_trials``. None (the default): all ``n_trials``. Recorded as
+        ``stop_after``, with ``n_trials_drawn`` and ``n_trials_used``.
 
     Returns
     -------
@@ -523,8 +526,15 @@ def trial_pvalues(
         zen = np.where(np.isfinite(_zenith(observed)), _zenith(observed), 90.0 + observed.dec)
         lists = (observed.ra, observed.dec, observed.sigma, observed.energy, observed.dt, zen)
     sample = getattr(model, "background", None)  # a custom sampler needs none
+    if stop_after is not None and not (int(stop_after) == stop_after and stop_after >= 1):
+        raise ValueError(f"stop_after must be an integer >= 1, got {stop_after!r}")
+    expected = n_trials
+    if stop_after is not None:  # what a background event draws: sizes the scramble tables
+        from llama.science.sequential import expected_trials
+
+        expected = math.ceil(expected_trials(int(stop_after), n_trials))
     evaluator, applied = trial_model(
-        model, method, kind if sampler is None else "custom", lists, n_trials
+        model, method, kind if sampler is None else "custom", lists, expected
     )
     odds, odds_i = observed.odds, observed.odds_ratio
     thresholds = None

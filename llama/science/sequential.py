@@ -54,13 +54,18 @@ SEQUENTIAL_CONVENTION = (
 
 def expected_trials(h: int, n_max: int) -> float:
     """Mean number of trials one p-value draws when p ~ Uniform(0, 1) (a background
-    event): E[min(h / p, n_max)] = h (1 + ln(n_max / h)), for 1 <= h <= n_max.
+    event): E[min(h / p, n_max)] = h (1 + ln(n_max / h)) for 1 <= h <= n_max, and
+    n_max when h >= n_max (it never stops).
 
     Examples
     --------
     >>> round(expected_trials(20, 2000), 1)
     112.1
+    >>> expected_trials(3000, 2000)
+    2000.0
     """
+    if h >= n_max:
+        return float(n_max)
     return float(h * (1.0 + np.log(n_max / h)))
 
 
