@@ -129,11 +129,25 @@ class _EarthOrientation:
     def get(cls) -> _EarthOrientation:
         from astropy.utils import iers
 
+        default = iers.earth_orientation_table._value is None  # astropy's own table
+        if default and iers.IERS_Auto.iers_table is None:
+            # not read in this process yet: every worker process would parse the
+            # bundled IERS-A/B text again (~0.9 s of its ~3 s start); the arrays
+            # parsed once are kept in a file (`_stored_arrays`)
+            cached = cls._cache
+            if cached is not None and cached[0] is _DEFAULT_TABLE:
+                return cached[1]
+            stored = _stored_arrays()
+            if stored is not None:
+                cls._cache = (_DEFAULT_TABLE, stored)
+                return stored
         with _offline_astropy():
             table = iers.earth_orientation_table.get()
         cached = cls._cache
         if cached is None or cached[0] is not table:  # a table set by the user is used
             cached = cls._cache = (table, cls(table))
+            if default:
+                _store_arrays(cached[1])
         return cached[1]
 
     def _at(self, mjd_utc: np.ndarray, column: np.ndarray, leap: bool):
@@ -157,6 +171,74 @@ class _EarthOrientation:
         yp, _ = self._at(mjd_utc, self.pm_y, leap=False)
         mean_x, mean_y = (math.radians(v / 3600.0) for v in _MEAN_POLAR_MOTION_ARCSEC)
         return np.where(outside, mean_x, xp), np.where(outside, mean_y, yp)
+
+
+#: Stands for astropy's default table in `_EarthOrientation._cache` when its arrays
+#: came from the file of `_stored_arrays` (the table itself was never read).
+_DEFAULT_TABLE = object()
+_EOP_COLUMNS = ("mjd", "ut1_utc", "pm_x", "pm_y")
+
+
+def _stored_arrays_path():
+    """The file that keeps the arrays of astropy's default Earth-orientation table for
+    later processes, named by what the table is read from (astropy's version, the
+    bundled IERS-A/B files' names, sizes and times); None when astropy would read a
+    ``finals2000A.all`` of the working directory instead, or the files are missing."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    import astropy
+    from astropy.utils import iers
+
+    if os.path.exists("finals2000A.all"):
+        return None
+    try:
+        stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns)
+                 for f in (iers.IERS_A_FILE, iers.IERS_B_FILE)]  # fmt: skip
+    except (OSError, TypeError):
+        return None
+    key = hashlib.sha256(repr((astropy.__version__, stats)).encode()).hexdigest()[:16]
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(root) / "llama" / f"earth-orientation-{key}.npz"
+
+
+def _stored_arrays() -> _EarthOrientation | None:
+    """The default table's arrays kept by `_store_arrays`, or None."""
+    path = _stored_arrays_path()
+    if path is None:
+        return None
+    try:
+        with np.load(path) as data:
+            arrays = {name: np.array(data[name], dtype=np.float64) for name in _EOP_COLUMNS}
+    except (OSError, KeyError, ValueError):
+        return None  # not written yet, or unreadable: the table is parsed
+    eop = _EarthOrientation.__new__(_EarthOrientation)
+    eop.__dict__.update(arrays)
+    return eop
+
+
+def _store_arrays(eop: _EarthOrientation) -> None:
+    """Keep the default table's arrays for later processes; written atomically (a
+    temporary file renamed), and nothing kept if the cache directory is not writable."""
+    import os
+    import tempfile
+
+    path = _stored_arrays_path()
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **{name: getattr(eop, name) for name in _EOP_COLUMNS})
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
 
 
 #: Polar motion astropy assumes outside its tables (its ``_DEFAULT_PM``) [arcsec].

@@ -1,0 +1,87 @@
+"""What each worker process pays to start: the Earth-orientation arrays of the detector
+frame are parsed once (astropy's bundled IERS-A/B text, ~0.9 s) and kept in a file
+for every later process, instead of parsed again by each worker.
+
+The arrays kept must be the table's exactly, a fresh process must use them without
+reading the table, and the file is not used where astropy would read another table.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from llama.science import detector_frame as df
+
+
+@pytest.fixture()
+def cache_home(tmp_path, monkeypatch):
+    home = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    monkeypatch.setattr(df._EarthOrientation, "_cache", None)
+    return home
+
+
+def _table_arrays() -> df._EarthOrientation:
+    from astropy.utils import iers
+
+    with df._offline_astropy():
+        return df._EarthOrientation(iers.earth_orientation_table.get())
+
+
+def test_kept_arrays_are_the_tables_exactly(cache_home):
+    assert df._stored_arrays() is None  # nothing kept yet
+    parsed = _table_arrays()
+    df._store_arrays(parsed)
+    (kept_file,) = (cache_home / "llama").glob("earth-orientation-*.npz")
+    assert not list((cache_home / "llama").glob("*.tmp"))  # written by rename
+    kept = df._stored_arrays()
+    assert kept is not None
+    for name in df._EOP_COLUMNS:
+        np.testing.assert_array_equal(getattr(kept, name), getattr(parsed, name))
+    mjd = np.array([58598.3459, 60000.1, 40000.0])  # inside the tables and before them
+    np.testing.assert_array_equal(kept.dut1(mjd), parsed.dut1(mjd))
+    np.testing.assert_array_equal(kept.polar_motion(mjd), parsed.polar_motion(mjd))
+
+
+def test_a_fresh_process_uses_the_kept_arrays_without_reading_the_table(cache_home):
+    df._store_arrays(_table_arrays())
+    script = (
+        "import json; from astropy.utils import iers\n"
+        "from llama.science.detector_frame import zenith_azimuth\n"
+        "z, az = zenith_azimuth([10.0, 200.0], [20.0, -45.0], [58598.3459, 59000.9])\n"
+        "print(json.dumps({'z': list(z), 'az': list(az), "
+        "'table_read': iers.IERS_Auto.iers_table is not None}))\n"
+    )
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(cache_home)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["table_read"] is False
+    # the same directions through the table itself, in this process
+    z, az = df.zenith_azimuth([10.0, 200.0], [20.0, -45.0], [58598.3459, 59000.9])
+    np.testing.assert_allclose(seen["z"], z, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(seen["az"], az, rtol=0, atol=1e-12)
+
+
+def test_no_kept_arrays_where_astropy_reads_a_local_finals_file(cache_home, tmp_path, monkeypatch):
+    df._store_arrays(_table_arrays())
+    assert df._stored_arrays() is not None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "finals2000A.all").write_text("")  # astropy would read this one instead
+    assert df._stored_arrays_path() is None
+    assert df._stored_arrays() is None
+
+
+def test_a_table_set_by_the_user_wins_over_the_kept_arrays(cache_home):
+    from astropy.utils import iers
+
+    df._store_arrays(_table_arrays())
+    mine = iers.IERS_B.open(iers.IERS_B_FILE)
+    with iers.earth_orientation_table.set(mine):
+        eop = df._EarthOrientation.get()
+    np.testing.assert_array_equal(eop.mjd, np.asarray(mine["MJD"].value, dtype=float))
