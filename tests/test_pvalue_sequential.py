@@ -240,3 +240,30 @@ def test_off_is_the_fixed_n_p_value():
 def test_bad_stop_after_is_one_clear_error():
     with pytest.raises(ValueError, match="stop_after must be an integer >= 1"):
         SequentialCount([1.0], [0.5], [0.5], 0, 10, np.random.default_rng(0))
+
+
+def test_trial_pvalues_uniform_under_the_null():
+    """End to end: observed lists drawn from the trials' own null (background lists on
+    a map covering a quarter of the sky, the exact statistic) give P(p <= a) = a within
+    binomial noise at h = 20, with few trials drawn."""
+    from types import SimpleNamespace
+
+    from llama.science.pvalue import background_sampler
+    from llama.science.skymap import SkyMap
+
+    density = np.zeros(12)
+    density[:3] = 1.0 / (3 * 4 * np.pi / 12)  # 3 of 12 NSIDE-1 pixels, normalised
+    model = EventModel(SkyMap(probdensity=density, nside=1), 12.0, 150.0)
+    sampler = background_sampler(model.background)
+    n_events = 150
+    p, drawn = np.empty(n_events), np.empty(n_events)
+    for i in range(n_events):
+        lists = sampler(np.random.default_rng([i, 2026]), 1)
+        b = model.evaluate_batch(*lists)
+        observed = SimpleNamespace(odds=float(b.odds[0]), odds_ratio=b.odds_i)
+        r = trial_pvalues(model, observed, 2000, seed=i, sampler=sampler, method="exact", stop_after=20)  # fmt: skip
+        p[i], drawn[i] = r.p_value, r.method["n_trials_drawn"]
+    for a in (0.01, 0.05, 0.1, 0.5):
+        se = np.sqrt(a * (1 - a) / n_events)
+        assert abs(np.mean(p <= a) - a) <= 4 * se + 1 / n_events, (a, np.mean(p <= a))
+    assert np.mean(drawn) < 500
