@@ -166,8 +166,12 @@ def analysis_number(name: str, kind: type[int] | type[float] = float) -> int | f
         var = ANALYSIS_OPTIONS[name][0]
         raise ValueError(
             f"{var}={value!r} is not {'an integer' if kind is int else 'a number'}; "
-            f"set e.g. {ANALYSIS_OPTIONS[name][1] or '0.01'} or unset it"
+            f"set e.g. {ANALYSIS_OPTIONS[name][1] or _EXAMPLE_VALUES.get(name, '0.01')} or unset it"
         ) from None
+
+
+#: A value to suggest in messages for numeric options whose default is empty.
+_EXAMPLE_VALUES = {"trial_stop_after": "20"}
 
 
 # -- waits ---------------------------------------------------------------------------

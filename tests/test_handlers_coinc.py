@@ -268,3 +268,6 @@ def test_sequential_trials_are_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("LLAMA_TRIAL_STOP_AFTER", "0")
     with pytest.raises(ValueError, match="LLAMA_TRIAL_STOP_AFTER=0 must be an integer >= 1"):
         CoincSignificanceI3Lvc(ev).significance()
+    monkeypatch.setenv("LLAMA_TRIAL_STOP_AFTER", "twenty")
+    with pytest.raises(ValueError, match="'twenty' is not an integer; set e.g. 20 or unset"):
+        CoincSignificanceI3Lvc(ev).significance()

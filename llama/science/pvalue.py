@@ -224,7 +224,7 @@ class TrialResult:
     p_values_neutrino : ndarray
         Per-neutrino p-values, in list order.
     trial_odds : ndarray (M,)
-        The M background statistics; with trials decided by bounds (scrambles by RA
+        The M background statistics (with ``stop_after``: the M trials drawn); with trials decided by bounds (scrambles by RA
         lookup), a value inside each trial's bounds: its statistic where it was
         evaluated, else the fast statistic without doublets.
     method : dict
