@@ -24,6 +24,8 @@ Sources
    blinding does; it keeps a signal neutrino's energy in every trial and barely moves
    neutrinos near the poles, so it recovers fewer injections: 72-78% at p < 0.05 on
    the BAYESTAR maps against 84-85%, bench/README.md); or any ``sampler`` you pass.
+   With ``stop_after=h`` the trials stop early, Besag & Clifford's sequential
+   p-value (:mod:`llama.science.sequential`; ``LLAMA_TRIAL_STOP_AFTER``).
 2. A background table (:mod:`llama.science.background_table`), O3's way: the sorted
    event statistics of a batch run over simulated GW maps x background neutrino lists,
    keyed by population, sensitivity and instruments.
