@@ -108,6 +108,18 @@ def _tie_rng(seed: int | None) -> np.random.Generator:
     return np.random.default_rng(None if seed is None else [int(seed), _TIE_STREAM])
 
 
+def _tie_record(n_greater, n_equal, n_background: int, u, bad) -> dict[str, np.ndarray]:
+    """p (ties broken by ``u``) and p_upper (ties counted) from the counts; NaN where ``bad``."""
+    p = (n_greater + u * (n_equal + 1.0)) / (n_background + 1.0)
+    p_upper = (n_greater + n_equal + 1.0) / (n_background + 1.0)
+    return {
+        "p": np.where(bad, np.nan, p),
+        "p_upper": np.where(bad, np.nan, p_upper),
+        "n_greater": n_greater,
+        "n_equal": n_equal,
+    }
+
+
 def randomised_pvalues(background_sorted, observed, u) -> dict[str, np.ndarray]:
     """Randomised and conservative p-values of ``observed`` against a sorted background.
 
@@ -138,15 +150,7 @@ def randomised_pvalues(background_sorted, observed, u) -> dict[str, np.ndarray]:
     above = np.searchsorted(bg, x, side="right")
     n_greater = bg.size - above
     n_equal = above - np.searchsorted(bg, x, side="left")
-    p = (n_greater + u * (n_equal + 1.0)) / (bg.size + 1.0)
-    p_upper = (n_greater + n_equal + 1.0) / (bg.size + 1.0)
-    bad = np.isnan(x)
-    return {
-        "p": np.where(bad, np.nan, p),
-        "p_upper": np.where(bad, np.nan, p_upper),
-        "n_greater": n_greater,
-        "n_equal": n_equal,
-    }
+    return _tie_record(n_greater, n_equal, bg.size, u, np.isnan(x))
 
 
 def bounded_pvalues(lo, hi, observed, u) -> dict[str, np.ndarray]:
@@ -174,15 +178,7 @@ def bounded_pvalues(lo, hi, observed, u) -> dict[str, np.ndarray]:
     n_greater = lo.size - np.searchsorted(lo_sorted, x, side="right")
     # intervals holding x: all single points, equal to it
     n_equal = np.searchsorted(lo_sorted, x, side="right") - np.searchsorted(hi_sorted, x, side="left")  # fmt: skip
-    p = (n_greater + u * (n_equal + 1.0)) / (lo.size + 1.0)
-    p_upper = (n_greater + n_equal + 1.0) / (lo.size + 1.0)
-    bad = np.isnan(x)
-    return {
-        "p": np.where(bad, np.nan, p),
-        "p_upper": np.where(bad, np.nan, p_upper),
-        "n_greater": n_greater,
-        "n_equal": n_equal,
-    }
+    return _tie_record(n_greater, n_equal, lo.size, u, np.isnan(x))
 
 
 def _significance(event_background, event_odds, neutrino_odds, seed, neutrino_background=None):
