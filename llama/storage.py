@@ -714,23 +714,48 @@ def _temp_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
 
 
+def _replace_atomically(
+    dest: str, tmp: str, fill: Callable[[int], None], make_parents: bool
+) -> None:
+    """Create `tmp` (the umask decides its permissions), let `fill` write it through its
+    descriptor, then rename it over `dest`; on any failure remove `tmp`. Missing parent
+    directories are made only when `make_parents` (on the first failure, so the common
+    case costs no stat)."""
+    try:
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileNotFoundError:
+            if not make_parents:
+                raise
+            os.makedirs(os.path.dirname(tmp) or ".", exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            fill(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _atomic_local_write(dest: str | os.PathLike[str], fill: Callable[[str], None]) -> None:
-    """Write `dest` atomically: `fill` writes a temp file beside it, then rename.
+    """Write `dest` atomically: `fill` writes a temp file beside it (by name), then rename.
 
     Parent directories are created. A killed process leaves at most a hidden
     ``.*.part`` file, never a half-written `dest`.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(dest)
-    try:
-        # create it ourselves so that the umask decides the permissions
-        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        fill(str(tmp))
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    tmp = str(_temp_beside(Path(dest)))
+    _replace_atomically(os.fspath(dest), tmp, lambda _fd: fill(tmp), make_parents=True)
 
 
 def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
@@ -754,21 +779,7 @@ def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
     path = os.fspath(dest)
     head, sep, name = path.rpartition("/")
     tmp = f"{head}{sep}.{name}.tmp-{os.urandom(6).hex()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    _replace_atomically(path, tmp, lambda fd: _write_all(fd, data), make_parents=False)
 
 
 # ------------------------------------------------------------------------------- API
@@ -898,22 +909,7 @@ def _copy_local(source: str, dest: str) -> None:
     tmp = f"{head}{sep}.{name}.{os.urandom(6).hex()}.part"
     src = os.open(source, os.O_RDONLY)
     try:
-        try:
-            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
-        except FileNotFoundError:
-            os.makedirs(head or ".", exist_ok=True)
-            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            _copy_fd(src, out)
-        finally:
-            os.close(out)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        _replace_atomically(dest, tmp, lambda out: _copy_fd(src, out), make_parents=True)
     finally:
         os.close(src)
 
@@ -927,9 +923,7 @@ def _copy_fd(src: int, out: int) -> None:
         if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
             raise
     while block := os.read(src, 1 << 20):  # pipes and file systems without sendfile
-        view = memoryview(block)
-        while view:
-            view = view[os.write(out, view) :]
+        _write_all(out, block)
 
 
 def put(
