@@ -381,16 +381,14 @@ class _Cluster:
         if scheduler == "distributed":
             import importlib.util
 
-            from distributed import Client, LocalCluster
+            from distributed import Client
+
+            from llama.batch.schedulers import local_cluster
 
             # the dashboard needs bokeh; without it the link would lead nowhere
             dashboard = ":0" if importlib.util.find_spec("bokeh") is not None else None
-            self.cluster = LocalCluster(
-                n_workers=jobs or os.cpu_count() or 1,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=dashboard,
-            )
+            # the batch engine's cluster (its workers' allocator setting: issue 8, item 4)
+            self.cluster = local_cluster(jobs or os.cpu_count() or 1, dashboard)
             self.client = Client(self.cluster)
             self.address = self.cluster.scheduler_address
             _show_dashboard(self.client, dashboard is not None)

@@ -213,3 +213,13 @@ def test_our_local_cluster_keeps_the_default_allocator_no_profiler_and_our_envir
         assert seen["profile"] is False, seen  # no dashboard to show it
     for name in names:
         assert name not in os.environ, name
+
+
+def test_a_cluster_whose_workers_trim_malloc_is_named_with_the_fix(tmp_path, cluster, caplog):
+    # the module's cluster is made with distributed's defaults, as a user's would be
+    config = _config(tmp_path, 1, "Seed", jobs=2, scheduler=cluster.scheduler_address)
+    with caplog.at_level("WARNING", logger="llama.batch"):
+        assert run_batch([{"v": "0"}], config, progress=False).ok
+    (warning,) = [r.getMessage() for r in caplog.records if "MALLOC_TRIM" in r.getMessage()]
+    assert cluster.scheduler_address in warning
+    assert "pre-spawn-environ.MALLOC_TRIM_THRESHOLD_ to null" in warning

@@ -40,6 +40,7 @@ __all__ = [
     "KERNEL_THREAD_VARIABLES",
     "LOCAL_CLUSTER_CONFIG",
     "EventPool",
+    "local_cluster",
     "make_pool",
     "single_threaded_kernels",
 ]
@@ -134,11 +135,13 @@ def _restore_environment(previous: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
-def _one_thread_per_kernel_here() -> None:
+def _one_thread_per_kernel_here() -> str | None:
     """Run in each worker process of a running cluster: kernels loaded later there
-    are sized at one thread (`KERNEL_THREAD_VARIABLES`), as in our own workers."""
+    are sized at one thread (`KERNEL_THREAD_VARIABLES`), as in our own workers.
+    Returns the worker's ``MALLOC_TRIM_THRESHOLD_`` (see `LOCAL_CLUSTER_CONFIG`)."""
     if "numba" not in sys.modules:
         os.environ["NUMBA_NUM_THREADS"] = "1"
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
 def _worker_process_init() -> None:
@@ -277,14 +280,21 @@ class _Executor(EventPool):
         _restore_environment(self.environ)
 
 
-def _local_cluster(workers: int):
+def local_cluster(workers: int, dashboard_address: str | None = None):
     """A `distributed.LocalCluster` of ``workers`` processes of one thread each, its
-    kernels on one thread, with `LOCAL_CLUSTER_CONFIG`.
+    kernels on one thread, with `LOCAL_CLUSTER_CONFIG`; with a dashboard (``":0"``:
+    any free port), only its allocator setting, since the profiler and the monitors
+    feed the dashboard (`llama.sweep`).
 
     A nanny sets its pre-spawn variables in *this* process's environment before it
     starts a worker (the child inherits them); they are put back as they were once
     the workers are up, so that a later pool or subprocess of this process does not
     inherit them.
+
+    Examples
+    --------
+    >>> cluster = local_cluster(2)  # doctest: +SKIP
+    >>> cluster.close()  # doctest: +SKIP
     """
     import dask
     from distributed import LocalCluster
@@ -292,14 +302,17 @@ def _local_cluster(workers: int):
     key = "distributed.nanny.pre-spawn-environ"
     spawn_env = dask.config.get(key, default={}) or {}
     before = {name: os.environ.get(name) for name in [*spawn_env, "PYTHONHASHSEED"]}
+    config = LOCAL_CLUSTER_CONFIG
+    if dashboard_address is not None:
+        config = {k: v for k, v in config.items() if k.startswith(key)}
     try:
         # the nannies hand this configuration to their workers as they are made
-        with dask.config.set(LOCAL_CLUSTER_CONFIG):
+        with dask.config.set(config):
             return LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=dashboard_address,
                 env=dict.fromkeys(KERNEL_THREAD_VARIABLES, "1"),
             )
     finally:
@@ -328,12 +341,24 @@ class _Distributed(EventPool):
             for name in ["distributed", *logging.root.manager.loggerDict]:
                 if name == "distributed" or name.startswith("distributed."):
                     logging.getLogger(name).setLevel(logging.WARNING)
-            self.cluster = _local_cluster(self.slots)
+            self.cluster = local_cluster(self.slots)
             self.client = Client(self.cluster)
         else:
             self.client = Client(self.address)
             self.slots = max(1, sum(self.client.nthreads().values()))
-            self.client.run(_one_thread_per_kernel_here)
+            trims = [v for v in self.client.run(_one_thread_per_kernel_here).values() if v]
+            if trims:
+                logging.getLogger("llama.batch").warning(
+                    "%d of the workers of %s run with MALLOC_TRIM_THRESHOLD_=%s (distributed's "
+                    "default for its nannies), which turns off glibc's adaptive mmap "
+                    "threshold: realistic events took ~1.6x the CPU so. Set "
+                    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_ to null in "
+                    "the Dask configuration where the nannies start (llama's own "
+                    "--scheduler distributed does)",
+                    len(trims),
+                    self.address,
+                    trims[0],
+                )
         logging.getLogger("llama.batch").info(
             "Dask distributed scheduler at %s (%d worker threads)",
             self.client.scheduler.address,
