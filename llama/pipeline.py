@@ -49,6 +49,9 @@ class Pipeline:
     explicit
         Handlers chosen with ``-f``: they fail, rather than wait, when their inputs
         are missing.
+    requested
+        Handlers named with ``-f`` or ``+f`` (those the user asked for by name): a
+        run says at its end when one of them was left waiting for an input.
     """
 
     def __init__(
@@ -56,10 +59,12 @@ class Pipeline:
         handlers: Iterable[type[FileHandler]],
         name: str = "",
         explicit: Iterable[type[FileHandler]] = (),
+        requested: Iterable[type[FileHandler]] = (),
     ) -> None:
         self.handlers: tuple[type[FileHandler], ...] = tuple(topological_order(handlers))
         self.name = name
         self.explicit = frozenset(explicit)
+        self.requested = frozenset(requested) | self.explicit
 
     def __iter__(self) -> Iterator[type[FileHandler]]:
         return iter(self.handlers)
@@ -84,6 +89,7 @@ class Pipeline:
             (*self.handlers, *other.handlers),
             name=" + ".join(n for n in (self.name, other.name) if n),
             explicit=self.explicit | other.explicit,
+            requested=self.requested | other.requested,
         )
 
 
@@ -143,7 +149,7 @@ def select_pipeline(
     chosen.update(explicit, plus, ancestors(plus))
     if not (pipeline or exact or with_ancestors):
         return named_pipelines(reg)["DEFAULT_PIPELINE"]
-    return Pipeline(chosen, name=name, explicit=explicit)
+    return Pipeline(chosen, name=name, explicit=explicit, requested=plus)
 
 
 def __getattr__(name: str) -> Pipeline:

@@ -337,3 +337,33 @@ def test_absurd_jobs_are_refused_before_any_work(jobs, message, tmp_path, capsys
     if jobs == "20000":  # the limit and the fix are named
         assert f"give --jobs {max_jobs()} or less" in err
     assert not (tmp_path / "events").exists()
+
+
+def test_a_named_handler_left_waiting_for_an_input_is_reported(tmp_path, capsys):
+    # +f makes ancestors but cannot make an input file: the run must say which handler
+    # was not made and which file to --get, instead of counting the events done silently
+    src = tmp_path / "src"
+    src.mkdir()
+    info = {"graceid": "S1", "event_time_iso": "2019-04-25T08:18:05"}
+    (src / "skymap_info.json").write_text(json.dumps(info))
+    (tmp_path / "ids.txt").write_text("S1\nS2\n")
+    args = [
+        f"graceid={tmp_path / 'ids.txt'}", "+f", "LVAlertAdvok", "SkymapInfo",
+        "--eventdir", str(tmp_path / "events" / "{graceid}"),
+        "--get", f"skymap_info.json={src}/skymap_info.json",
+    ]  # fmt: skip
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    assert "2 events: 2 done" in out
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: LVAlertAdvok was not made in 2 events: it waits for lvalert.json, an input "
+        "file that no handler makes; give it with --get lvalert.json=URL"
+    ]
+    assert not (tmp_path / "events" / "S1" / "lvalert_advok.json").exists()
+    # once the input is fetched, the handler runs and no note is printed
+    (src / "lvalert.json").write_text(json.dumps({"graceid": "S1", "labels": ["ADVOK"]}))
+    code, out, err = run([*args, f"lvalert.json={src}/lvalert.json"], capsys)
+    assert code == 0, err
+    assert "note:" not in err
+    assert json.loads((tmp_path / "events" / "S1" / "lvalert_advok.json").read_text())["advok"]

@@ -206,6 +206,10 @@ class BatchSummary:
     seconds: float = 0.0
     seed: int | None = None
     interrupted: bool = False
+    #: handler name -> events where that handler, named with -f/+f, was left waiting
+    waiting: Counter = field(default_factory=Counter)
+    #: handler name -> the input files it waits for that nothing in the run supplies
+    waiting_for: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -227,6 +231,23 @@ class BatchSummary:
         if self.interrupted:  # the counts are the events that finished before it
             line += "; interrupted: run the same command again to finish the rest"
         return line
+
+    def notes(self) -> list[str]:
+        """Lines saying which handlers named with -f/+f were not made, and why.
+
+        A handler waits when an input file is absent; in a batch that usually means
+        an input nobody supplies (e.g. ``lvalert.json`` of the sub-threshold
+        significance), and its events would otherwise count as done in silence.
+        """
+        lines = []
+        for name, n in sorted(self.waiting.items()):
+            files = self.waiting_for[name]
+            fix = f"--get {files[0]}=URL" if len(files) == 1 else "--get FILE=URL for each"
+            lines.append(
+                f"note: {name} was not made in {n} event{'s' * (n != 1)}: it waits for "
+                f"{', '.join(files)}, an input file that no handler makes; give it with {fix}"
+            )
+        return lines
 
 
 # -- jobs ------------------------------------------------------------------------------
@@ -778,8 +799,18 @@ def run_batch(
     else:
         held = _HeldLocks(config.lock_wait_s)
 
+    # handlers named with -f/+f that need an input file no handler makes and no --get
+    # fetches: when one is left waiting, the run says so at its end (BatchSummary.notes)
+    for handler in config.pipeline.requested:
+        files = [d.FILENAME for d in handler.DEPENDENCIES if d.is_input() and d.FILENAME not in config.get]  # fmt: skip
+        if files:
+            summary.waiting_for[handler.__name__] = files
+
     def record(outcome: EventOutcome) -> None:
         summary.counts[outcome.state] += 1
+        for name in summary.waiting_for:
+            if outcome.statuses.get(name) == Status.WAITING.value:
+                summary.waiting[name] += 1
         if keep_outcomes:
             summary.outcomes.append(outcome)
         bar.update(outcome)

@@ -583,6 +583,9 @@ def _run(args, pipeline, flags, version, log) -> int:
     _write_results(args, summary, log, started, plan, writer)
     log.debug("%s", summary.line())  # printed to stdout just below; the log file keeps it
     print(summary.line(), file=sys.stderr if args.verbosity == "none" else sys.stdout)
+    for note in summary.notes():
+        log.debug("%s", note)
+        print(note, file=sys.stderr)
     if summary.interrupted:
         _exit_now(130)
     return 0 if summary.ok else 1
