@@ -143,6 +143,37 @@ def analysis_option(name: str) -> str:
     return value
 
 
+#: Analysis options whose value names a file: its size and modification time join the
+#: fingerprint, so that a table rebuilt in place puts the files made with it out of date.
+FILE_OPTIONS = ("signal_tables", "background_sample", "background_snr_list", "background_table")
+
+
+def analysis_fingerprint(name: str) -> str:
+    """Analysis option ``name`` as recorded beside the files it shapes.
+
+    The value itself, and for a file-valued option (`FILE_OPTIONS`) also the file's
+    size and modification time, so that rebuilding a background table under the same
+    name changes it. A bad value is not checked here (the handler reports it).
+
+    Examples
+    --------
+    >>> import os
+    >>> analysis_fingerprint("psf")
+    'gaussian'
+    >>> analysis_fingerprint("background_table")
+    ''
+    """
+    var, default, _ = ANALYSIS_OPTIONS[name]
+    value = str(os.environ.get(var) or _config_or_empty().get(name) or default)
+    if value and name in FILE_OPTIONS:
+        try:
+            st = os.stat(value)
+        except OSError:
+            return value  # missing: the handler fails with the reason
+        return f"{value} ({st.st_size} B, mtime_ns {st.st_mtime_ns})"
+    return value
+
+
 def analysis_number(name: str, kind: type[int] | type[float] = float) -> int | float | None:
     """A numeric analysis option parsed as ``kind``; None when it is empty (unset with
     no default). A value that is not a number is one clear error naming the variable.

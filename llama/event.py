@@ -368,6 +368,11 @@ class Event:
             current = self.sha256(dep.FILENAME)
             if current is not None and current != recorded.get(dep.FILENAME):
                 return Status.OBSOLETE
+        # made under other analysis options (riders from before settings were
+        # recorded have none: they are kept)
+        settings = meta.get("settings")
+        if handler.SETTINGS and settings is not None and settings != handler.settings():
+            return Status.OBSOLETE
         return Status.EXISTS
 
     def missing_inputs(self, handler: type[FileHandler]) -> list[str]:
@@ -415,6 +420,7 @@ class Event:
 
     def _generate_once(self, handler: type[FileHandler], version: str) -> None:
         inputs = {d.FILENAME: self.sha256(d.FILENAME) for d in handler.DEPENDENCIES}
+        settings = handler.settings()  # before generate reads them, like the inputs
         finals = [self.path(f) for f in handler.filenames()]
         tmps = [_tmp_name(p, p.suffix) for p in finals]
         instance = handler(self)
@@ -436,7 +442,7 @@ class Event:
                 # metadata describing the new file goes first: if we are killed before
                 # the rename, the old file no longer matches it and counts as obsolete,
                 # so a generated file can never pass for one supplied from outside
-                self._write_meta(final.name, tmp, inputs, version, wall, st, cpu)
+                self._write_meta(final.name, tmp, inputs, version, wall, st, cpu, settings)
                 os.replace(tmp, final)
             renamed = True
         finally:
@@ -460,6 +466,7 @@ class Event:
         wall: float,
         st=None,
         cpu: float | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
         st = os.stat(tmp) if st is None else st  # os.replace keeps size and mtime
         digest = sha256_file(tmp)
@@ -478,6 +485,7 @@ class Event:
                 # wall time, not this; kernels' own worker threads are not counted)
                 "cpu_time_s": None if cpu is None else round(cpu, 6),
                 "flags": dict(self.flags),
+                **({"settings": settings} if settings else {}),
             },
         )
 

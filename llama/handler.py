@@ -120,6 +120,9 @@ class FileHandler:
     TIMEOUT_S: ClassVar[float | None] = None
     #: Extra attempts after a failure (with exponential backoff).
     RETRIES: ClassVar[int] = 0
+    #: Analysis options (`llama.config.ANALYSIS_OPTIONS` names) that shape the file:
+    #: recorded beside it, and a file made under other values counts as obsolete.
+    SETTINGS: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(
         cls, registry: HandlerRegistry | None = None, abstract: bool = False, **kwargs: Any
@@ -141,6 +144,15 @@ class FileHandler:
     def filenames(cls) -> tuple[str, ...]:
         """``FILENAME`` followed by ``ALSO_WRITES``."""
         return (cls.FILENAME, *cls.ALSO_WRITES)
+
+    @classmethod
+    def settings(cls) -> dict[str, str]:
+        """The current values of `SETTINGS` (`llama.config.analysis_fingerprint`)."""
+        if not cls.SETTINGS:
+            return {}
+        from llama.config import analysis_fingerprint
+
+        return {name: analysis_fingerprint(name) for name in cls.SETTINGS}
 
     @classmethod
     def is_input(cls) -> bool:

@@ -271,3 +271,41 @@ def test_sequential_trials_are_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("LLAMA_TRIAL_STOP_AFTER", "twenty")
     with pytest.raises(ValueError, match="'twenty' is not an integer; set e.g. 20 or unset"):
         CoincSignificanceI3Lvc(ev).significance()
+
+
+def test_a_changed_analysis_option_or_rebuilt_table_puts_the_significance_out_of_date(
+    tmp_path, monkeypatch
+):
+    import os
+
+    from llama.science.background_table import build_background_table
+
+    ev = _event(tmp_path, "S190425a", "bg-00")
+    ev.generate(CoincSignificanceI3Lvc)
+    assert Event(ev.directory).status(CoincSignificanceI3Lvc) is Status.EXISTS
+    monkeypatch.setenv("LLAMA_N_TRIALS", "301")  # another trial count: remade
+    assert Event(ev.directory).status(CoincSignificanceI3Lvc) is Status.OBSOLETE
+    monkeypatch.setenv("LLAMA_N_TRIALS", "300")
+    assert Event(ev.directory).status(CoincSignificanceI3Lvc) is Status.EXISTS
+    # a background table named, then rebuilt in place under the same name
+    table = tmp_path / "bg.npz"
+    pop = CoincSignificanceI3Lvc(ev).significance()["inputs"]["population"]
+    build_background_table(np.linspace(0, 1e3, 999), pop, ["H1", "V1"], table)
+    monkeypatch.setenv("LLAMA_BACKGROUND_TABLE", str(table))
+    assert Event(ev.directory).status(CoincSignificanceI3Lvc) is Status.OBSOLETE
+    ev.generate(CoincSignificanceI3Lvc)
+    first = json.loads(ev.path("significance_lvc-i3.json").read_text())
+    assert Event(ev.directory).status(CoincSignificanceI3Lvc) is Status.EXISTS
+    build_background_table(np.linspace(0, 1e-3, 99), pop, ["H1", "V1"], table)
+    st = table.stat()
+    os.utime(table, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a later rebuild
+    assert Event(ev.directory).status(CoincSignificanceI3Lvc) is Status.OBSOLETE
+    ev.generate(CoincSignificanceI3Lvc)
+    second = json.loads(ev.path("significance_lvc-i3.json").read_text())
+    n_bg = [d["outputs"]["neutrino_gw_combined"]["n_background"] for d in (first, second)]
+    assert n_bg == [999, 99]
+    # the plots and tables made from it follow through its checksum, as before
+    meta = json.loads(ev.meta_path("significance_lvc-i3.json").read_text())
+    assert (
+        meta["settings"]["n_trials"] == "300" and str(table) in meta["settings"]["background_table"]
+    )

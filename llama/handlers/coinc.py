@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llama.config import ANALYSIS_OPTIONS
 from llama.handler import FileHandler, write_json
 from llama.handlers.gw import (
     LVAlertJSON,
@@ -129,6 +130,8 @@ class CoincSignificanceI3Lvc(FileHandler):
     """Odds ratio and p-value of the GW x IceCube coincidence (significance_lvc-i3.json)."""
 
     FILENAME = "significance_lvc-i3.json"
+    # every analysis option may shape the significance: a change puts it out of date
+    SETTINGS = tuple(ANALYSIS_OPTIONS)
     DEPENDENCIES = (
         SkymapInfo,
         LvcSkymapHdf5,
@@ -243,6 +246,7 @@ class CoincSignificanceSubthresholdI3Lvc(FileHandler):
     """
 
     FILENAME = "significance_subthresh_lvc-i3.json"
+    SETTINGS = tuple(ANALYSIS_OPTIONS)
     DEPENDENCIES = (*CoincSignificanceI3Lvc.DEPENDENCIES, LVAlertJSON)
 
     def generate(self, out: Path) -> None:
