@@ -230,11 +230,6 @@ def test_handler_takes_replacement_signal_tables(tmp_path, monkeypatch):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernels/overlap/pairs.py: at the default RTOL (1%) the pair overlap of a wide "
-    "pair in a map's far tail is 14.5% high (1.2% at rtol 1e-4); reported to the kernels' owner",
-)
 def test_pair_overlap_of_a_wide_pair_in_the_map_tail():
     """S_ij of the README example S190425h's neutrinos 3 and 6 (15.3 deg apart, sigma
     0.98 and 2.94 deg, ~1e-10 of the map's scale) against a brute-force pixel sum at

@@ -53,9 +53,10 @@ parallel_kernel = njit(cache=True, nogil=True, parallel=True)
 #: references the errors at 1e-2 are 1e-4 (bench event) to 3.7e-3 (worst case of the
 #: accuracy tests: sigma 10 deg on a 10^4 deg^2 map); 1e-3 costs 2.5x more nodes.
 RTOL = 1e-2
-#: Absolute floor of the pruning, relative to the map's peak density (times the PSF
-#: peak for pairs, times ``rtol``): results far below the map's scale (e.g. 1e-40 for
-#: distant pairs) need no relative accuracy, and chasing it costs unbounded time.
+#: Absolute floor of the pruning, relative to the map's peak density times the PSF's
+#: mass (1 for a neutrino, ``int G1 G2``, at most the smaller PSF peak, for a pair; see
+#: ``pairs.product_mass``), times ``rtol``: results where the map is far below its peak
+#: need no relative accuracy, and chasing it costs unbounded time.
 ATOL = 1e-12
 #: Default resolution factor: a constant-density node is integrated at its centre when
 #: its size is below ``RES * sigma`` (scaled down in the PSF tail).

@@ -41,6 +41,9 @@ from .tree import child_tid, control, global_max, node_centre, node_info, taylor
 
 #: Nodes of the first heap of a traversal (256 KiB); larger heaps are rare.
 HEAP_SIZE = 4096
+#: Relative rounding error allowed for the running sums of bounds (1e-16 per step, over
+#: up to 10^6 steps): below it the exact sum (:func:`remaining`) decides.
+DRIFT = 1e-10
 
 
 # --------------------------------------------------------------------------------------
