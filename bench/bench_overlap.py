@@ -13,13 +13,14 @@ zenith band's minimum, moved while the windows widen; shipped background sample)
 with ``SignalTables.energy_density`` at the pixel's own zenith, independently of the
 band rows the kernels take.
 
-Run: ``python bench/bench_overlap.py [--quick] [--baseline REV]`` (``--quick`` times
-the naive sum on a fraction of the sky and extrapolates). ``--baseline REV`` also loads
-the kernels as they were at git revision REV (``kernels/overlap.py`` or the
-``kernels/overlap/`` package, unpacked under the temporary directory with its own Numba
-cache) and times the event and the trials with both in this process, interleaved, so
-that the ratio new / baseline holds under whatever load the machine has. Prints a
-table; writes nothing outside the temporary directory.
+Run: ``python bench/bench_overlap.py [--quick] [--pairs N] [--baseline REV]``
+(``--quick`` times the naive sum on a fraction of the sky and extrapolates).
+``--baseline REV`` also loads the kernels as they were at git revision REV
+(``kernels/overlap.py`` or the ``kernels/overlap/`` package, unpacked under the temporary
+directory with its own Numba cache) and times the event, the trials and random pairs
+(the doublets of background trials) with both in this process, interleaved, so that the
+ratio new / baseline holds under whatever load the machine has. Prints a table; writes
+nothing outside the temporary directory.
 """
 
 from __future__ import annotations
@@ -107,10 +108,33 @@ def event_neutrinos(rng):
     return ra, dec, sigma, energy, np.array([0, 2]), np.array([1, 3])
 
 
+def random_pairs(rng, n):
+    """Arguments of ``psf_pair_overlap_prepared`` (weighted, Gaussian) for ``n`` random
+    pairs: the first member near the blobs (within 15 deg) or anywhere, the second at up
+    to 5 (s1 + s2) from it; sigma 0.2-3 deg, O3's evaluation energies."""
+    s1, s2 = (np.exp(rng.uniform(np.log(0.2), np.log(3.0), n)) * DEG for _ in range(2))
+    near = rng.uniform(size=n) < 0.5
+    ra1 = np.where(near, 1.0 + rng.uniform(-0.25, 0.25, n), rng.uniform(0, 2 * np.pi, n))
+    dec1 = np.where(near, 0.3 + rng.uniform(-0.25, 0.25, n), np.arcsin(rng.uniform(-1, 1, n)))
+    sep = rng.uniform(0, 5, n) * (s1 + s2)
+    pa = rng.uniform(0, 2 * np.pi, n)
+    v = np.array(hp.ang2vec(np.pi / 2 - dec1, ra1))
+    east = np.cross([0.0, 0.0, 1.0], v)
+    east /= np.linalg.norm(east, axis=1)[:, None]
+    north = np.cross(v, east)
+    t = np.cos(pa)[:, None] * north + np.sin(pa)[:, None] * east
+    w = np.cos(sep)[:, None] * v + np.sin(sep)[:, None] * t
+    th, ra2 = hp.vec2ang(w)
+    dec2 = np.pi / 2 - th
+    rows1 = TABLES.dec_rows(energy_eval(dec1, 10 ** rng.uniform(2.5, 5, n)))
+    rows2 = TABLES.dec_rows(energy_eval(dec2, 10 ** rng.uniform(2.5, 5, n)))
+    return ra1, dec1, s1, rows1, ra2, dec2, s2, rows2, SINDEC_EDGES, PSF_GAUSS
+
+
 def baseline_kernels(rev):
     """The overlap kernels as they were at git revision ``rev``, imported under another
-    name (``kernels`` stays the working tree's); relative imports of ``kernels.healpix``
-    point at the working tree's, which the kernels share."""
+    name (``kernels`` stays the working tree's); relative imports of the kernels' sibling
+    modules (``kernels.healpix``, ``kernels.plain``) point at the working tree's."""
     sha = subprocess.run(
         ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"],
         cwd=ROOT, capture_output=True, text=True, check=True,
@@ -135,7 +159,7 @@ def baseline_kernels(rev):
     for name, text in files.items():
         path = base / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = text.replace("from ..healpix import", "from kernels.healpix import")
+        text = text.replace("from ..", "from kernels.")  # healpix, plain: the tree's
         text = text.replace("from .healpix import", "from kernels.healpix import")
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
@@ -231,6 +255,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="naive sum on 1/8 of the sky")
     ap.add_argument("--random", type=int, default=20000, help="random-sky neutrinos")
+    ap.add_argument("--pairs", type=int, default=2000, help="random pairs (doublet trials)")
     ap.add_argument("--baseline", metavar="REV", help="also time the kernels of git REV")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(2019)
@@ -269,6 +294,16 @@ def main(argv=None):
     set_num_threads(threads)
     trn, _ = timeit(trials, 3)
 
+    # doublet trials: random pairs, half near the blobs, separations up to 5 (s1 + s2),
+    # many of them wide and in the map's tail (where the absolute floor matters)
+    pair_args = random_pairs(rng, args.pairs)
+
+    def pair_trials(ko=KO, pmap=pm):
+        return ko.psf_pair_overlap_prepared(pmap, *pair_args, weighted_only=True)
+
+    set_num_threads(1)
+    tp1, _ = timeit(pair_trials, 3)
+
     versus = []
     if args.baseline:
         kb = baseline_kernels(args.baseline)
@@ -289,8 +324,10 @@ def main(argv=None):
                 lambda: one_event(uniq, rho, nu), lambda: one_event(uniq, rho, nu, kb), 50
             )
             tn, tb = interleaved(trials, trials_base, 3)
+            pn, pb = interleaved(pair_trials, lambda: pair_trials(kb, pmb), 3)
             versus.append((f"event, {nt} thread(s): new / baseline", f"{en * 1e3:.2f} / {eb * 1e3:.2f} ms = {en / eb:.2f}"))  # fmt: skip
             versus.append((f"trials, {nt} thread(s): new / baseline", f"{n / tn:,.0f} / {n / tb:,.0f} per s = {tn / tb:.2f} (time)"))  # fmt: skip
+            versus.append((f"pairs, {nt} thread(s): new / baseline", f"{args.pairs / pn:,.0f} / {args.pairs / pb:,.0f} per s = {pn / pb:.2f} (time)"))  # fmt: skip
         set_num_threads(threads)
 
     frac = 0.125 if args.quick else 1.0
@@ -319,6 +356,7 @@ def main(argv=None):
         ),
         ("random-sky overlaps/s, 1 thread", f"{n / tr1:,.0f}"),
         (f"random-sky overlaps/s, {threads} threads", f"{n / trn:,.0f}"),
+        ("random pair overlaps/s, 1 thread", f"{args.pairs / tp1:,.0f}"),
         ("peak RSS after kernels", f"{rss_kernel:.0f} MiB"),
         ("peak RSS after naive", f"{rss_all:.0f} MiB"),
         *versus,
