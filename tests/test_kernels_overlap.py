@@ -247,6 +247,30 @@ def test_wide_pair_in_the_map_tail_matches_brute_force(psi0, pa, kind):
     assert pw[0] == pytest.approx(bw, rel=0.01, abs=0.0)
 
 
+@pytest.mark.parametrize("psi0,rtol", [(15.0, 1e-4), (18.0, 1e-3)])
+def test_tight_wide_pair_stops_once_the_exact_remainder_is_small(psi0, rtol):
+    """The wide tail pair's value is ~1e-14 of its first bounds, below the running sums'
+    rounding: they must not keep the exact sum from ending the loop (it ran 4.8 million
+    node expansions instead of ~1000)."""
+    from kernels.overlap import Accuracy, Neutrinos, SignalRows
+    from kernels.overlap.pairs import pair_serial
+    from kernels.overlap.traversal import new_heap
+
+    uniq, rho = make_moc(100.0, 8, floor=0.0)
+    ra1, dec1 = _offset(*CENTRE, psi0 * DEG, pa=0.3)
+    ra2, dec2 = _offset(ra1, dec1, 15.0 * DEG, pa=0.0)
+    nu1, nu2 = (Neutrinos(*(np.array([x]) for x in v)) for v in ((ra1, dec1, DEG), (ra2, dec2, 3 * DEG)))  # fmt: skip
+    sig = SignalRows(rows(E_NU), SINDEC)
+    out_o, out_w, steps = np.empty(1), np.empty(1), np.empty(1, np.int64)
+    acc = Accuracy(PSF_GAUSS, rtol, 0.4 / math.sqrt(2))
+    done = pair_serial(prepare_map(uniq, rho), nu1, nu2, sig, sig, acc, False, new_heap(1 << 16), 0, 1, out_o, out_w, steps)  # fmt: skip
+    assert done == 1
+    assert steps[0] < 20_000, steps[0]
+    bo, bw = brute(uniq, rho, ra1, dec1, DEG, PSF_GAUSS, 10, 20 * DEG, E_NU, ra2, dec2, 3 * DEG)
+    assert out_o[0] == pytest.approx(bo, rel=0.01, abs=0.0)
+    assert out_w[0] == pytest.approx(bw, rel=0.01, abs=0.0)
+
+
 def test_flat_equals_multi_order(maps):
     """The same piecewise-constant map, flat NESTED or multi-order: same overlaps."""
     (uniq, rho), map_order = maps[100]
