@@ -225,13 +225,17 @@ def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap:
             n = heap_push(heap, n, o, p, tid, key, bo, bw, do, dw)
             rem_o += bo
             rem_w += bw
+    top_o, top_w = rem_o, rem_w  # the running sums' scale: see DRIFT and pairs.pair
     steps = 0
     while n > 0 and steps < MAX_STEPS:
         steps += 1
         tot_o = base_o + acc_o
         tot_w = base_w + acc_w
-        if converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
+        lo_o = max(rem_o - DRIFT * top_o, 0.0)
+        lo_w = max(rem_w - DRIFT * top_w, 0.0)
+        if converged(lo_o, lo_w, tot_o, tot_w, rtol, ato, atw):
             rem_o, rem_w = remaining(heap, n)
+            top_o, top_w = rem_o, rem_w
             if converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
                 break
         o, p, tid, bo, bw, vo, vw, n = heap_pop(heap, n)
@@ -253,6 +257,8 @@ def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap:
                 n = heap_push(heap, n, co, cp, ct, key, cbo, cbw, do, dw)
                 rem_o += cbo
                 rem_w += cbw
+        top_o = max(top_o, rem_o)
+        top_w = max(top_w, rem_w)
     return base_o + acc_o, base_w + acc_w, steps
 
 
