@@ -233,3 +233,16 @@ def fast_retries() -> Iterator[None]:
         yield
     finally:
         storage.set_retry_policy(old)
+
+
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test stops with Ctrl-C (SIGINT).
+
+    A shell starts background jobs with SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler in anything they start: a test suite run as such a job
+    (``bash .ci/run &``) would send its Ctrl-C into the void. A terminal's process
+    has the default action, which this restores in the child.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import sigint_as_in_a_terminal
 from llama.cli import batch
 from llama.version import release_problem
 
@@ -309,7 +310,8 @@ def test_endless_random_run_stops_cleanly_on_interrupt(tmp_path):
     cmd = [sys.executable, "-m", "llama.cli", "batch", "-D", "-l", str(tmp_path / "log"),
            f"graceid={ids}", "--random", "-1", "--seed", "3", "-f", "SkymapInfo", "--flags",
            "--eventdir", str(tmp_path / "ev" / "{graceid}")]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_in_a_terminal)  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list((tmp_path / "ev").glob("*/.batch.json"))) < 50:
         time.sleep(0.05)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sigint_as_in_a_terminal
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "llama" / "examples"
 SUMMARY = re.compile(r"(\d+) kernel specialisations compiled, (\d+) loaded from the cache")
@@ -125,7 +127,7 @@ def test_ctrl_c_stops_the_workers_at_once(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama.cli", "warm", "--only", "statistic", "flat"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=sigint_as_in_a_terminal,
     )  # fmt: skip
     assert "compiling the Numba kernels" in proc.stdout.readline()
     time.sleep(3.0)  # the workers are importing or compiling

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sigint_as_in_a_terminal
 from llama import storage
 from llama.cli import batch
 
@@ -213,7 +214,7 @@ def test_ctrl_c_stops_a_run_blocked_on_a_silent_server(silent_server, tmp_path, 
            "--get", f"skymap_info.json={silent_server}/{{graceid}}.json", "--jobs", "2",
            "--scheduler", scheduler, "--eventdir", str(tmp_path / "ev" / "{graceid}")]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)  # fmt: skip
+                            env=env, preexec_fn=sigint_as_in_a_terminal)  # fmt: skip
     deadline = time.monotonic() + 30  # until both events wait on the server
     while time.monotonic() < deadline and len(list((tmp_path / "ev").glob("*/FLAGS.json"))) < 2:
         time.sleep(0.05)
