@@ -252,7 +252,6 @@ class ZarrResults:
                 return
             at = at[keep]
             index = tuple(at.T)
-        arrays["state"].vindex[index] = np.array([r.state for r in rows], dtype=np.int8)
         texts = {"directory", "eventid", "error"}
         for name, array in arrays.items():
             if self._dims(array) != list(self.layout.dims) or name in ("state", "neutrino_count"):
@@ -270,6 +269,9 @@ class ZarrResults:
                 )
         if "neutrino_count" in arrays:
             self._write_neutrinos(arrays, rows, at)
+        # the state last: a reader (or a run killed mid-write) sees a cell as finished
+        # only once all its values are in place, never a state without its directory
+        arrays["state"].vindex[index] = np.array([r.state for r in rows], dtype=np.int8)
 
     def _write_neutrinos(self, arrays: dict[str, Any], rows: list[ResultRow], at) -> None:
         import numpy as np
