@@ -123,9 +123,12 @@ def test_a_2d_grid_plots_as_a_heat_map(example_sweep):
     assert "p-value" in mesh.axes.get_title() + str(mesh.colorbar.ax.get_ylabel())
 
 
-def test_netcdf_results_hold_the_same_arrays_and_the_flat_view(example_sweep, tmp_path):
+def test_netcdf_results_hold_the_same_arrays_and_the_flat_view(
+    example_sweep, tmp_path, monkeypatch
+):
     ds, root = example_sweep
     path = tmp_path / "results.nc"
+    monkeypatch.setenv("LLAMA_N_TRIALS", "100")  # as the sweep ran: other values remake
     again = llama.sweep(
         {"graceid": GRACEIDS, "neutrinos": LISTS},
         pipeline=["CoincSignificanceI3Lvc"],
