@@ -312,11 +312,14 @@ def test_endless_random_run_stops_cleanly_on_interrupt(tmp_path):
            "--eventdir", str(tmp_path / "ev" / "{graceid}")]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=sigint_as_in_a_terminal)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list((tmp_path / "ev").glob("*/.batch.json"))) < 50:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list((tmp_path / "ev").glob("*/.batch.json"))) < 50:  # fmt: skip
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:  # an endless run must never outlive its test
+        proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted: run the same command again to resume" in err
     assert "events:" in out
