@@ -43,7 +43,6 @@ import random
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -709,9 +708,11 @@ def _refuse_readonly(url: str, what: str) -> None:
 # ----------------------------------------------------------------------------- local
 
 
-def _temp_beside(path: Path) -> Path:
-    """A fresh hidden temporary name in the directory of `path`."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
+def _part_beside(dest: str) -> str:
+    """A fresh hidden download name ``.NAME.<12 hex>.part`` in the directory of `dest`
+    (the pattern `llama.event.Event.remove_leftovers` clears)."""
+    head, sep, name = dest.rpartition("/")
+    return f"{head}{sep}.{name}.{os.urandom(6).hex()}.part"
 
 
 def _replace_atomically(
@@ -754,8 +755,9 @@ def _atomic_local_write(dest: str | os.PathLike[str], fill: Callable[[str], None
     Parent directories are created. A killed process leaves at most a hidden
     ``.*.part`` file, never a half-written `dest`.
     """
-    tmp = str(_temp_beside(Path(dest)))
-    _replace_atomically(os.fspath(dest), tmp, lambda _fd: fill(tmp), make_parents=True)
+    path = os.fspath(dest)
+    tmp = _part_beside(path)
+    _replace_atomically(path, tmp, lambda _fd: fill(tmp), make_parents=True)
 
 
 def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
@@ -905,8 +907,7 @@ def get(
 def _copy_local(source: str, dest: str) -> None:
     """Copy the local file `source` to `dest` atomically: a hidden ``.NAME.<hex>.part``
     file beside `dest` (parents made when missing), then a rename."""
-    head, sep, name = dest.rpartition("/")
-    tmp = f"{head}{sep}.{name}.{os.urandom(6).hex()}.part"
+    tmp = _part_beside(dest)
     src = os.open(source, os.O_RDONLY)
     try:
         _replace_atomically(dest, tmp, lambda out: _copy_fd(src, out), make_parents=True)
