@@ -122,6 +122,13 @@ ANALYSIS_OPTIONS: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
 }
 
 
+def _option_value(name: str, file_config: dict) -> str:
+    """Analysis option ``name``: its environment variable, else the config file's
+    entry, else the default (unchecked)."""
+    var, default, _ = ANALYSIS_OPTIONS[name]
+    return str(os.environ.get(var) or file_config.get(name) or default)
+
+
 def analysis_option(name: str) -> str:
     """The value of analysis option ``name`` (environment, then config file, then default).
 
@@ -135,9 +142,8 @@ def analysis_option(name: str) -> str:
     >>> analysis_option("psf")
     'gaussian'
     """
-    var, default, allowed = ANALYSIS_OPTIONS[name]
-    value = os.environ.get(var) or _file_config(config_path()).get(name) or default
-    value = str(value)
+    var, _, allowed = ANALYSIS_OPTIONS[name]
+    value = _option_value(name, _file_config(config_path()))
     if allowed is not None and value not in allowed:
         raise ValueError(f"{var}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
     return value
@@ -163,8 +169,7 @@ def analysis_fingerprint(name: str) -> str:
     >>> analysis_fingerprint("background_table")
     ''
     """
-    var, default, _ = ANALYSIS_OPTIONS[name]
-    value = str(os.environ.get(var) or _config_or_empty().get(name) or default)
+    value = _option_value(name, _config_or_empty())
     if value and name in FILE_OPTIONS:
         try:
             st = os.stat(value)
