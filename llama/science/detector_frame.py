@@ -230,22 +230,18 @@ def _stored_arrays() -> _EarthOrientation | None:
 def _store_arrays(eop: _EarthOrientation) -> None:
     """Keep the default table's arrays for later processes; written atomically (a
     temporary file renamed), and nothing kept if the cache directory is not writable."""
-    import os
-    import tempfile
+    import io
+
+    from llama.storage import atomic_write_bytes
 
     path = _stored_arrays_path()
     if path is None:
         return
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: getattr(eop, name) for name in _EOP_COLUMNS})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **{name: getattr(eop, name) for name in _EOP_COLUMNS})
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write_bytes(path, buffer.getvalue())
     except OSError:
         pass
 
