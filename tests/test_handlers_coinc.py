@@ -130,6 +130,7 @@ def test_subthreshold_variant_records_the_alert(tmp_path, monkeypatch, graceid, 
     assert params["background_snr_list"].endswith("synthetic_background_snr.txt")
     method = params["p_value_method"]
     assert method["method"] == "trials" and method["n_trials"] == 300
+    assert "stop_after" not in method
     # the injected neutrino sits on the map: small p from the scrambled trials
     assert 0 < combined["p_value"] < 0.05 and combined["odds_ratio"] > 0
     # the numbers are the model's on the event's own inputs (SNR, p_terr, pipeline)
@@ -261,6 +262,11 @@ def test_sequential_trials_are_recorded(tmp_path, monkeypatch):
     # seeded as before: the same numbers again
     again = CoincSignificanceI3Lvc(ev).significance()
     assert again["outputs"]["neutrino_gw_combined"] == combined
+    # the sub-threshold statistic's trials stop by the same option
+    ev.path("lvalert.json").write_text(json.dumps({"superevent_id": "S190425a"}))
+    sub = CoincSignificanceSubthresholdI3Lvc(ev).significance()["inputs"]["search_parameters"]
+    assert sub["p_value_method"]["stop_after"] == 20
+    assert sub["p_value_method"]["n_trials_drawn"] < 2000
     # unset: all 2,000 trials, as before the option existed
     monkeypatch.delenv("LLAMA_TRIAL_STOP_AFTER")
     off = CoincSignificanceI3Lvc(ev).significance()["outputs"]["neutrino_gw_combined"]

@@ -320,6 +320,38 @@ def test_trials_find_a_coincidence_and_not_a_neutrino_far_from_the_map():
     assert p_value(120.0, 20.0, "background") < 0.01
 
 
+def test_sequential_trials_stop_where_h_trials_reach_the_observed_odds():
+    """stop_after=h: p = h / L, L the trial at which h trials reached O (each tie counted
+    by p_value_upper), counted here from the trials drawn; a coincidence at the map's
+    peak never stops and keeps the fixed-n p-value's precision."""
+    sky = flat_map(ORDER, 2.0)
+    m = model(sky)
+
+    def trials(ra, dec, h):
+        nus = neutrinos([ra, 300.0], [dec, -60.0], [5.0, -200.0], 1.0, [3e4, 2e3])
+        r = m.evaluate(nus, T_GW)
+        t = r.terms
+        out = subthreshold_trial_pvalue(
+            m, nus.ra, nus.dec, nus.sigma, nus.energy, t["dt"], t["zenith"], r.odds_ratio,
+            n_trials=400, kind="scramble", seed=11, stop_after=h,
+        )  # fmt: skip
+        return r.odds_ratio, out
+
+    odds, far = trials(300.0, 20.0, 5)  # 180 deg from the peak: background-like
+    drawn = far.method["n_trials_drawn"]
+    assert far.trial_odds.size == drawn < 400 and far.method["stop_after"] == 5
+    reached = np.cumsum(far.trial_odds >= odds)  # every tie counted: the upper value
+    l_upper = int(np.argmax(reached >= 5)) + 1
+    assert reached[-1] >= 5
+    assert far.method["p_value_upper"] == pytest.approx(5 / l_upper, rel=1e-12)
+    assert 0 < far.p_value <= far.method["p_value_upper"]
+    assert far.p_values_neutrino.size == 0 and "p_values_neutrino_upper" not in far.method
+    _, near = trials(120.0, 20.0, 5)  # at the peak: fewer than h reach it in 400
+    assert near.method["n_trials_drawn"] == 400 and near.p_value < 0.01
+    with pytest.raises(ValueError, match="stop_after must be an integer >= 1"):
+        trials(300.0, 20.0, 0)
+
+
 def test_table_p_value_uses_only_subthreshold_keys(tmp_path):
     entries = [
         {"population": "bns", "sensitivity": "O3", "instruments": "H1,L1",

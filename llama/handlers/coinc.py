@@ -310,6 +310,7 @@ class CoincSignificanceSubthresholdI3Lvc(FileHandler):
                 n_trials=analysis_number("n_trials", int),
                 kind=analysis_option("trial_kind"),
                 seed=seed,
+                stop_after=_stop_after(),
             )
             p_value, method = trials.p_value, trials.method
             if table:  # named but of no use here: say so rather than fall back silently

@@ -217,6 +217,12 @@ class SubthresholdBatch:
     offsets: np.ndarray
     terms: dict[str, np.ndarray] = field(default_factory=dict)
 
+    @property
+    def odds_i(self) -> np.ndarray:
+        """No per-neutrino odds (an empty array): the OPA batches' attribute, so the
+        trials' bookkeeping treats both statistics alike."""
+        return np.empty(0)
+
 
 @dataclass
 class SubthresholdResult:
@@ -575,6 +581,7 @@ def subthreshold_trial_pvalue(
     seed: int | None = None,
     sampler=None,
     chunk: int = 20000,
+    stop_after: int | None = None,
 ):
     """p-value of an observed sub-threshold odds ratio from M on-the-fly trials.
 
@@ -598,6 +605,11 @@ def subthreshold_trial_pvalue(
         (the format of :mod:`llama.science.pvalue`'s samplers); overrides ``kind``.
     chunk : int
         Trials per batched call.
+    stop_after : int, optional
+        h of Besag & Clifford's sequential p-value, as for the OPA statistic
+        (:func:`llama.science.pvalue.trial_pvalues`, ``LLAMA_TRIAL_STOP_AFTER``): the
+        trials stop at the L-th where h of them have reached the observed O, p = h / L.
+        None (the default): all ``n_trials``.
 
     Returns
     -------
@@ -614,9 +626,20 @@ def subthreshold_trial_pvalue(
     >>> r.method["n_equal"], r.method["p_value_upper"]  # every scrambled empty list ties at 0
     (10, 1.0)
     """
-    from llama.science.pvalue import TrialResult, run_trials
+    from llama.science.pvalue import TrialResult, _sequential_trials, run_trials
 
     lists = (ra_deg, dec_deg, sigma_deg, energy_gev, dt_s, zenith_deg)
+    if stop_after is not None:
+        if int(stop_after) != stop_after or stop_after < 1:
+            raise ValueError(f"stop_after must be an integer >= 1, got {stop_after!r}")
+        # the one observed value (no per-neutrino odds), counted as the OPA's are
+        result = _sequential_trials(
+            model, model.event.background, lists, n_trials, kind, seed, sampler, chunk,
+            "exact", model, None, float(observed_odds), np.empty(0), int(stop_after),
+        )  # fmt: skip
+        for key in ("p_values_neutrino_upper", "n_trial_neutrinos", "statistic"):  # OPA only
+            result.method.pop(key, None)
+        return result
     batches, trial_kind = run_trials(
         model, model.event.background, lists, n_trials, kind, seed, sampler, chunk
     )
