@@ -182,3 +182,32 @@ def test_png_with_the_pre_rendered_layer_equals_a_full_draw(events) -> None:
         assert diff.max() <= 2 and (diff > 0).mean() < 1e-3
         # and the layer is not empty: without it the key and captions would be missing
         assert static_layer(fig).artists and len(static_layer(fig)._pixels[0]) > 5000
+
+
+def test_pdf_with_texts_laid_out_once_equals_matplotlibs_own(events) -> None:
+    """Texts whose size and glyph layout are kept across saves
+    (:func:`pdffonts.cached_text`) give the same PDF bytes as matplotlib laying every
+    text out again: on a first save (cache empty), on a save that reuses every text,
+    and for a figure whose texts hold non-Latin-1 symbols, superscripts and a rotated
+    caption."""
+    assert pdffonts.text_hook_installed()  # else the comparison below tests nothing
+
+    def pdf(fig, cached: bool) -> bytes:
+        buf = io.BytesIO()
+        meta = {"CreationDate": None, "Producer": None}
+        with pdffonts.shared_rc(), pdffonts.cached_subsets():
+            if cached:
+                with pdffonts.cached_text():
+                    fig.savefig(buf, format="pdf", dpi=plotting.PDF_IMAGE_DPI, metadata=meta)
+            else:
+                fig.savefig(buf, format="pdf", dpi=plotting.PDF_IMAGE_DPI, metadata=meta)
+        return buf.getvalue()
+
+    pdffonts._layouts.clear()
+    pdffonts._sizes.clear()
+    for skymap, nl, dt, title in events:
+        fig = plotting.draw_scatter(skymap, nl, dt, (), title + " Δσ°² ⁻³ ʰᵐˢ", "n", fresh=True)
+        own = pdf(fig, cached=False)
+        assert pdf(fig, cached=True) == own  # laid out now
+        assert pdf(fig, cached=True) == own  # every text taken from the cache
+    assert pdffonts._layouts and pdffonts._sizes
