@@ -59,6 +59,7 @@ __all__ = [
     "ScatterTemplate",
     "StaticLayer",
     "fit_text",
+    "png_bytes",
     "static_layer",
     "template_for",
     "text_boxes",
@@ -408,7 +409,6 @@ class StaticLayer:
         """Save the figure as a PNG: the per-event artists drawn, this layer blended
         over them."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from PIL import Image
 
         fig = self.fig
         canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
@@ -428,8 +428,52 @@ class StaticLayer:
         under = flat[index].astype(np.uint32)
         flat[index] = ((rgb * alpha + under * (255 - alpha) + 127) // 255).astype(np.uint8)
         assert out.shape == (height, width, 3)
-        Image.fromarray(out).save(path, format="png", compress_level=compress_level,
-                                  dpi=(fig.dpi, fig.dpi))  # fmt: skip
+        data = png_bytes(out, fig.dpi, compress_level)
+        if hasattr(path, "write"):
+            path.write(data)
+        else:
+            with open(path, "wb") as file:
+                file.write(data)
+
+
+def png_bytes(rgb: np.ndarray, dpi: float, compress_level: int) -> bytes:
+    """An RGB image (height, width, 3) of uint8 as PNG file bytes, at ``dpi``.
+
+    Rows are stored unfiltered and deflated at ``compress_level``: on our plots (large
+    flat areas) that is as small as Pillow's PNG at the same level, whose adaptive
+    filter choice costs more than the compression itself (~9 against ~20 ms for a
+    1300 x 520 figure).
+
+    Examples
+    --------
+    >>> import io
+    >>> from PIL import Image
+    >>> rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    >>> back = Image.open(io.BytesIO(png_bytes(rgb, 100, 1)))
+    >>> bool((np.asarray(back) == rgb).all()), back.info["dpi"][0].__round__()
+    (True, 100)
+    """
+    import struct
+    import zlib
+
+    height, width, _ = rgb.shape
+    rows = np.empty((height, 1 + 3 * width), np.uint8)
+    rows[:, 0] = 0  # filter type "None" for every row
+    rows[:, 1:] = rgb.reshape(height, 3 * width)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    per_metre = round(dpi / 0.0254)
+    return b"".join([
+        b"\x89PNG\r\n\x1a\n",
+        chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)),  # 8-bit RGB
+        chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1)),
+        chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level)),
+        chunk(b"IEND", b""),
+    ])  # fmt: skip
 
 
 _LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
