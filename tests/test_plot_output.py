@@ -211,3 +211,32 @@ def test_pdf_with_texts_laid_out_once_equals_matplotlibs_own(events) -> None:
         assert pdf(fig, cached=True) == own  # laid out now
         assert pdf(fig, cached=True) == own  # every text taken from the cache
     assert pdffonts._layouts and pdffonts._sizes
+
+
+def test_png_texts_from_kept_glyphs_equal_matplotlibs_own(events) -> None:
+    """Agg texts drawn from kept layouts and glyph bitmaps
+    (:func:`glyphcache.cached_glyphs`) give the same pixels as matplotlib rendering
+    every glyph: first with empty caches, then with every glyph taken from them, with
+    rotated text (the zoom's Dec caption), symbols and a text at fractional offsets."""
+    from PIL import Image
+
+    from llama.science import glyphcache
+
+    assert glyphcache.hook_installed()  # else the comparison below tests nothing
+
+    def png(fig, cached: bool) -> np.ndarray:
+        buf = io.BytesIO()
+        with pdffonts.shared_rc():
+            if cached:
+                with glyphcache.cached_glyphs():
+                    fig.savefig(buf, format="png", dpi=plotting.DPI)
+            else:
+                fig.savefig(buf, format="png", dpi=plotting.DPI)
+        return np.asarray(Image.open(buf).convert("RGBA"))
+
+    for skymap, nl, dt, title in events:
+        fig = plotting.draw_scatter(skymap, nl, dt, (), title + " Δσ°² ⁻³", "n", fresh=True)
+        fig.text(0.313, 0.0271, "1/64 px: Δt +12.5 s", fontsize=6.3, rotation=17)
+        own = png(fig, cached=False)
+        assert (png(fig, cached=True) == own).all()  # rendered now
+        assert (png(fig, cached=True) == own).all()  # every glyph from the cache
