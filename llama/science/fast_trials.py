@@ -1,7 +1,8 @@
 """Fast trials: the exact statistic where it matters, cheap where it provably does not.
 
-Two ways to make on-the-fly trials cheap, both giving a statistic within 1% (plus a
-floor far below the map's scale) of :meth:`~llama.science.odds.EventModel.evaluate_batch`:
+Two ways to make on-the-fly trials cheap: scrambles get the exact method's p-values
+(its counts, decided by bounds), background lists a statistic within 1% (plus a floor
+far below the map's scale) of :meth:`~llama.science.odds.EventModel.evaluate_batch`.
 
 **Scrambles** (:class:`ScrambleTrials`). A scramble keeps each neutrino's declination,
 error, energy and time and redraws its right ascension, so B_i, T_i, the distance and
@@ -10,15 +11,17 @@ alone. ``log S_i(RA)`` is tabulated once per event with the exact kernel on an
 adaptive circular RA grid (nodes at most 4 sigma apart along the ring, every
 interval's midpoint checked against the exact kernel, again whenever a new node
 changes its cubic, and halved until the cubic interpolant agrees within
-:data:`TABLE_RTOL`, or both lie below the floor); then every
-trial is a table lookup plus the closed-form odds (:mod:`kernels.ra_lookup`).
-Doublets are rare: the pairs of a trial are found by the model's own rule, and only
-those whose term can matter get the exact pair kernel: S_ij is bounded by the
-looked-up S_i, S_j and the pair's separation d (for O3's Gaussian
-S_ij <= (a_j,max G_j,peak S_i + a_i,max G_i,peak S_j') exp(-d² / 2 (sigma_i + sigma_j)²)),
-and a term whose bound stays below the floor, or below :data:`_PAIR_TERM_RTOL` of the
-trial's statistic without doublets, counts as 0; the pair terms are the model's own
-(``EventModel.pair_terms``).
+:data:`TABLE_RTOL`, or both lie below the floor; :mod:`kernels.ra_lookup`). A
+p-value needs of each trial only whether its statistic is above, at or below the
+observed values, so each trial is first bounded from lookups alone
+(:meth:`ScrambleTrials.bounds`): each exact S_i within the tables' and the kernel's
+tolerances of the looked-up one, and at most what the screen allows (below); each
+doublet term between 0 and a bound from bounds of S_i, S_j and the pair's
+separation d (for O3's Gaussian S_ij <= (a_j,max G_j,peak S_i + a_i,max G_i,peak
+S_j') exp(-d² / 2 (sigma_i + sigma_j)²)) or from the density near the pair. Only the
+trials whose bounds hold an observed value get exact parts (the kernels' own
+numbers), and those still undecided the whole exact statistic
+(:meth:`ScrambleTrials.decide_batch`).
 
 **Background lists** (:class:`TrialScreen`, :func:`screened_model`). Most trial
 neutrinos land far from a GW map, where the spatial overlap
@@ -36,9 +39,10 @@ floor) instead of the kernel. So every S_i of a trial is within
 statistic (background, time, distance, doublets with their exact pair overlaps) is the
 model's own :meth:`~llama.science.odds.EventModel.evaluate_batch`.
 
-Either fast statistic is a deterministic function of a list, so ranking the observed
-list's fast statistic among the trials' keeps the p-value exactly calibrated (the
-trials and the observation are exchangeable under the null).
+The screened statistic, like the scrambles' ranked statistic below the cut
+(:data:`RESOLVED_FLOORS`), is a deterministic function of a list, so ranking the
+observed list's among the trials' keeps the p-value exactly calibrated (the trials and
+the observation are exchangeable under the null).
 
 Examples
 --------
@@ -117,22 +121,25 @@ _CLAMP_BELOW_FLOOR = 1e-30
 _PAIR_BOUND_MARGIN = 1.05
 #: O3's Gaussian product integrated over the sphere, at most this times the planar value.
 _SPHERE_MARGIN = 1.02
-#: A doublet's term whose bound is below this fraction of its first member's P_s1 at
-#: the floor counts as 0 (no pair kernel).
-_PAIR_TERM_FLOOR = 1e-3
-#: ... or whose bound, over the first member's P_c + P_0, is below this fraction of the
-#: trial's statistic without doublets (shared among the trial's doublets): what the
-#: terms left out may change the statistic by, relative to it.
-_PAIR_TERM_RTOL = 2e-3
 #: Tolerance of the pair kernel's first look at a doublet that bounds cannot decide:
 #: its result bounds the exact method's S_ij within about this (and the floors).
 _COARSE_PAIR_RTOL = 0.25
 #: Relative difference between a looked-up S_i and the exact kernel's at most this
-#: (bounds of :meth:`ScrambleTrials.bounds`): the exact kernel is within its rtol
-#: (1e-2) of the true S, the table within TABLE_RTOL of its kernel (rtol 1e-3), with
-#: half as much again to spare; beyond the floor, 1.1 floors either way.
+#: beyond the model's own ``overlap_rtol`` (1e-2 by default; bounds of
+#: :meth:`ScrambleTrials.bounds`): the table is within TABLE_RTOL of its kernel
+#: (rtol 1e-3), with as much again to spare.
+_TABLE_SHARE = 1e-2
+#: The default bounds' relative width: the model's overlap_rtol 1e-2 plus the table's.
 BOUND_RTOL = 2e-2
+#: Near or below the floor, where the table only promises to be within the floor:
+#: 1.1 floors either way.
 _BOUND_FLOOR = 1.1
+#: A looked-up S_i above this many floors (where the screen says the ring is within
+#: reach) is a table value above the floor, hence within the relative tolerance: only
+#: the exact kernel's absolute tolerance (its rtol times the floor) is added to it.
+_RELATIVE_ABOVE_FLOORS = 3.0
+#: Margin on the exact kernels' absolute tolerances.
+_ATOL_MARGIN = 1.1
 #: A list is "resolved" when its fast statistic without doublets plus the bound of its
 #: doublet terms reaches this many times its floor (the sum of its neutrinos' odds
 #: floors): there trials are ranked by the exact statistic, below it by the fast one.
@@ -594,11 +601,13 @@ def ring_table(
 
 
 class ScrambleTrials:
-    """Scramble trials of one observed list by RA lookup (see the module docstring).
+    """Scramble trials of one observed list, decided by bounds (see the module docstring).
 
-    Built once per event; :meth:`evaluate_batch` then takes the trial lists as
-    :meth:`EventModel.evaluate_batch <llama.science.odds.EventModel.evaluate_batch>`
-    does, but reads only their right ascensions (the rest is the observed list's).
+    Built once per event; :meth:`decide_batch` then takes the trials' right
+    ascensions (the rest of each list is the observed one's) and the values the
+    p-values compare with, and says of each trial whether its exact statistic is
+    above, at or below each value: the exact method's counts, from table lookups
+    wherever bounds suffice.
 
     Parameters
     ----------
@@ -617,8 +626,12 @@ class ScrambleTrials:
     ----------
     n_nodes : int
         Exact kernel evaluations spent on the tables.
-    n_pairs_exact : int
-        Trial doublets that needed the exact pair kernel so far.
+    direct : (n,) bool
+        Neutrinos without a table: the exact kernel at each trial's RA where the map
+        is within reach (their S_i is then known, not bounded).
+    bound_rtol : float
+        Relative width of the bounds of a looked-up S_i (:data:`BOUND_RTOL` for the
+        model's default overlap_rtol).
 
     Examples
     --------
@@ -628,9 +641,9 @@ class ScrambleTrials:
     >>> m = EventModel(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1), 12.0, 150.0)
     >>> st = ScrambleTrials(m, [10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
     >>> exact = m.evaluate_batch([200.0], [0.0], [1.0], [1e3], [0.0], [90.0], [0, 1]).odds
-    >>> fast = st.evaluate_batch([200.0], [0.0], [1.0], [1e3], [0.0], [90.0], [0, 1]).odds
-    >>> bool(abs(fast[0] / exact[0] - 1) < 1e-2)
-    True
+    >>> b = st.bounds([200.0])
+    >>> bool(b.lo[0] <= exact[0] <= b.hi[0]), bool(b.hi[0] / b.lo[0] < 1.05)
+    (True, True)
     """
 
     def __init__(
@@ -707,28 +720,40 @@ class ScrambleTrials:
         )
         self.phi = np.ascontiguousarray(np.concatenate(phis) if phis else np.empty(0))
         self.logv = np.ascontiguousarray(np.concatenate(logs) if logs else np.empty(0))
-        self.n_pairs_exact = 0
         self._eps = eps
-        self._screened = screened_model(model) if self.direct.any() else model
-        self._s_sub = np.empty(0)
-        self._need_live = np.empty(0, dtype=bool)
+        self.bound_rtol = model.overlap_rtol + _TABLE_SHARE
+        from kernels.overlap import ATOL
+
+        # the exact kernels' absolute tolerances: ATOL x their rtol x the map's peak x
+        # max a (one neutrino), x the product's mass x max a_i max a_j (a pair)
+        self._atol = _ATOL_MARGIN * ATOL * model.overlap_rtol * rho_max * self._amax
+        self._pair_atol = _ATOL_MARGIN * ATOL * model.overlap_rtol * rho_max
+        # Per neutrino and RA column of the screen's grid on its ring: whether the map
+        # is within reach, and a bound of S_i there (max a x the density near, tail
+        # included), as the exact kernel may give it (its tolerances added).
+        n_cols = 2 * _GRID_ROWS
+        centres = (np.arange(n_cols) + 0.5) * (2.0 * math.pi / n_cols)
+        self._reach = np.ones((n, n_cols), dtype=bool)
+        self._s_max = np.full((n, n_cols), np.inf)
+        for i in range(n):
+            d_i, s_i = np.full(n_cols, math.radians(dec[i])), np.full(n_cols, math.radians(sigma[i]))  # fmt: skip
+            near = np.minimum.reduce([screen.density_near(centres, d_i, s_i, w) for w in (0, 1, 2)])
+            self._reach[i] = screen.ring_reach(d_i[0], s_i[0])
+            self._s_max[i] = (self._amax[i] * near + self._atol[i]) / (1.0 - model.overlap_rtol)
 
     def _pair_bound(self, ra, dec, sigma, eps_i, eps_j, pi, pj, pixel_weight_key=None):
-        """First pass: :func:`pair_overlap_bound` (with a margin) in place of S_ij, from
-        the looked-up S_i and S_j."""
-        self._live = (pi, pj)
-        rows_i, rows_j = self.model.tables.dec_rows(eps_i), self.model.tables.dec_rows(eps_j)
+        """:func:`pair_overlap_bound` and the density bound (with margins) in place of
+        S_ij, from bounds of S_i and S_j (``self._s_sub``, per row of the sub-batch)."""
+        n = self.n
+        # a(eps) rows by neutrino (the partner's may differ from its own: O3's rule)
+        rows_j = self.model.tables.dec_rows(eps_j)
         with np.errstate(divide="ignore", invalid="ignore"):  # inf where j's own a is 0
-            ratio = np.where(rows_j > 0, rows_j / self._rows[pj % self.n], 0.0).max(axis=1)
-        a_i, a_j, kind = rows_i.max(axis=1), rows_j.max(axis=1), self.model.psf_kind
+            ratio = np.where(rows_j > 0, rows_j / self._rows[pj % n], 0.0).max(axis=1)
+        a_i, a_j, kind = self._amax[pi % n], rows_j.max(axis=1), self.model.psf_kind
         split = pair_overlap_bound(
             ra[pi], dec[pi], sigma[pi], ra[pj], dec[pj], sigma[pj], self._s_sub[pi],
             ratio * self._s_sub[pj], a_i, a_j, kind,
         )  # fmt: skip
-        # Looked-up values at or below the floor are stand-ins, not bounds of S.
-        n = self.n
-        resolved = (self._s_sub[pi] > self.floor[pi % n]) & (self._s_sub[pj] > self.floor[pj % n])
-        split = np.where(resolved, split, np.inf)
         # And S_ij <= max a_i max a_j (max rho near the product) ∫ G_i G_j: the
         # product's mass lies about its weighted centre, within sigma_c <= min sigma.
         si, sj = sigma[pi], sigma[pj]
@@ -741,30 +766,30 @@ class ScrambleTrials:
         near = self._screen.density_near(c_ra, c_dec, s_min)
         for wider in (1, 2):
             near = np.fmin(near, self._screen.density_near(c_ra, c_dec, s_min, wider))
-        dense = a_i * a_j * product_integral(d, si, sj, kind) * near
-        return _PAIR_BOUND_MARGIN * np.fmin(split, dense)
-
-    def _pair_exact(self, ra, dec, sigma, eps_i, eps_j, pi, pj, pixel_weight_key=None):
-        """Second pass: the exact S_ij where the first pass's term can matter, else 0."""
-        out = np.zeros(pi.size)
-        need = np.flatnonzero(self._need_live)
-        if need.size:
-            self.n_pairs_exact += need.size
-            out[need] = self.model.pair_overlap(ra, dec, sigma, eps_i[need], eps_j[need], pi[need], pj[need], pixel_weight_key)  # fmt: skip
-        return out
+        mass = a_i * a_j * product_integral(d, si, sj, kind)
+        # the pair kernel's absolute tolerance: ATOL x its rtol x the map's peak x the
+        # product's mass x max a_i max a_j
+        return _PAIR_BOUND_MARGIN * np.fmin(split, mass * near) + self._pair_atol * mass
 
     def evaluate_batch(
         self, ra_deg, dec_deg=None, sigma_deg=None, energy_gev=None, dt_s=None, zenith_deg=None,
         offsets=None, *, azimuth_deg=None, background_terms=None,
     ):  # fmt: skip
-        """Statistics of m scrambles of the observed list: ``ra_deg`` holds m x n
-        right ascensions [deg], list after list; the other arguments are ignored (they
-        are the observed list's, tiled).
+        """The exact statistic (``EventModel.evaluate_batch``) of m scrambles:
+        ``ra_deg`` holds m x n right ascensions [deg], list after list; the other
+        arguments are ignored (they are the observed list's, tiled). For callers that
+        want the numbers; p-values need only :meth:`decide_batch`.
 
-        Returns
-        -------
-        BatchOdds
-            ``terms`` holds ``signal_overlap`` (the looked-up S_i) and ``p_h_s1``.
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from llama.science.skymap import SkyMap
+        >>> from llama.science.odds import EventModel
+        >>> m = EventModel(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1), 12.0, 150.0)
+        >>> st = ScrambleTrials(m, [10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
+        >>> exact = m.evaluate_batch([200.0], [0.0], [1.0], [1e3], [0.0], [90.0], [0, 1]).odds
+        >>> bool(st.evaluate_batch([200.0]).odds[0] == exact[0])
+        True
         """
         from llama.science.odds import BatchOdds
 
@@ -776,24 +801,58 @@ class ScrambleTrials:
         if ra_deg.size % n:
             raise ValueError(f"ra_deg must hold whole lists of {n} neutrinos, got {ra_deg.size}")
         m = ra_deg.size // n
-        offsets = tile_offsets(n, m)
-        ra = np.radians(ra_deg)
-        s = self._lookup(ra_deg, ra, m)
-        p_s1 = s * np.tile(self.coef, m)
-        first, value = self._pairs(ra_deg, ra, s, m, offsets)
-        odds_i, _ = KO.combine_odds(p_s1, first, value, np.tile(self.p_c, m), np.tile(self.p_0, m))
-        return BatchOdds(KO.segment_sum(odds_i, offsets), odds_i, offsets, {"signal_overlap": s, "p_h_s1": p_s1})  # fmt: skip
+        bg = type(self.bg)(*(np.tile(a, m) for a in self.bg))
+        tile = (np.tile(a, m) for a in (self.dec, self.sigma, self.energy, self.dt, self.zenith))
+        return self.model.evaluate_batch(ra_deg, *tile, tile_offsets(n, m), background_terms=bg)
 
-    def _lookup(self, ra_deg, ra, m):
-        """The looked-up S_i of m trials (the screened kernel for ``direct`` ones)."""
+    def _s_bounds(self, ra_deg, ra, m):
+        """Per entry of m lists (list after list): (the looked-up S_i, a lower and an
+        upper bound of the exact kernel's S_i there, as ``EventModel.evaluate_batch``
+        computes it).
+
+        From a table: within :attr:`bound_rtol` of the looked-up value plus the exact
+        kernel's absolute tolerance where that is above :data:`_RELATIVE_ABOVE_FLOORS`
+        floors within the map's reach; else within 1.1 floors, and never below minus
+        the kernel's absolute tolerance. Everywhere at most the screen's bound (max a
+        x the density within reach). ``direct`` neutrinos: the exact kernel's own
+        value within reach (``known``; bounds with a hair of margin for the roundings
+        of sums, so that a trial is known only once :meth:`_exact` gave it), else the
+        screened stand-in within the bounds above.
+
+        Returns
+        -------
+        s, lo, hi : ndarray
+        known : ndarray of bool
+            Where S_i is the exact kernel's (``direct`` within reach).
+        """
         n = self.n
+        known = np.zeros(ra.size, dtype=bool)
         s = KR.ring_lookup(self.node_offsets, self.phi, self.logv, ra)
+        n_cols = self._s_max.shape[1]
+        cell = np.arange(ra.size) % n * n_cols + (np.floor((ra % (2.0 * math.pi)) / (2.0 * math.pi / n_cols)).astype(np.int64) % n_cols)  # fmt: skip
+        s_max = self._s_max.ravel()[cell]
+        reach = self._reach.ravel()[cell]
+        floor, atol = np.tile(self.floor, m), np.tile(self._atol, m)
+        r = self.bound_rtol
+        rel = reach & (s > _RELATIVE_ABOVE_FLOORS * floor)
+        pad = np.where(rel, atol, _BOUND_FLOOR * floor)
+        lo = np.maximum(s / (1.0 + r) - pad, -atol)
+        hi = np.minimum(s * (1.0 + r) + pad, s_max)
         for i in np.flatnonzero(self.direct):
             q = np.arange(i, ra.size, n)
-            s[q] = self._screened.signal_overlap(
-                ra_deg[q], np.full(m, self.dec[i]), np.full(m, self.sigma[i]), np.full(m, self._eps[i])
-            )[1]  # fmt: skip
-        return s
+            near, far = q[reach[q]], q[~reach[q]]
+            # out of reach: the screened stand-in, rho there x a (at most the floor)
+            band = self._rows[i, _band(math.radians(self.dec[i]))]
+            s[far] = self._screen.density(ra[far], np.full(far.size, math.radians(self.dec[i]))) * band  # fmt: skip
+            lo[far], hi[far] = -atol[far], s_max[far]
+            if near.size:
+                k = near.size
+                f = np.full
+                s[near] = self.model.signal_overlap(ra_deg[near], f(k, self.dec[i]), f(k, self.sigma[i]), f(k, self._eps[i]))[1]  # fmt: skip
+                lo[near] = s[near] - 1e-12 * np.abs(s[near])
+                hi[near] = s[near] + 1e-12 * np.abs(s[near])
+                known[near] = True
+        return s, lo, hi, known
 
     def _unit_odds(self) -> np.ndarray:
         """Per neutrino, O_i per unit S_i without doublets: P_s1 / S / (P_c + P_0)."""
@@ -803,15 +862,14 @@ class ScrambleTrials:
     def bounds(self, ra_deg) -> TrialBounds:
         """Bounds of the ranked statistic h of m scrambles, from lookups alone.
 
-        Per trial, O_1 is the statistic without doublets from the looked-up S_i (as
-        :meth:`evaluate_batch` sums it) and D the sum of its doublets' bound terms
-        (:meth:`_pair_bound`; a doublet's term lies in [0, bound]), so no pair kernel
-        runs. A trial is ``resolved`` when O_1 + D reaches :data:`RESOLVED_FLOORS`
-        times its floor (:meth:`odds_floor`): its h is the exact statistic, bounded
-        with each exact S_i within :data:`BOUND_RTOL` of the looked-up one or 1.1
-        floors; below, where neither statistic resolves the map, h is O_1 + D itself
-        (known, ``lo == hi``). Trials with a term that is not finite (O3's B_j = 0)
-        get [0, inf).
+        Per trial, O_1 is the statistic without doublets from the looked-up S_i and D
+        the sum of its doublets' bound terms (:meth:`_pair_bound`; a doublet's term
+        lies in [0, bound]), so no pair kernel runs. A trial is ``resolved`` when O_1
+        + D reaches :data:`RESOLVED_FLOORS` times its floor (:meth:`odds_floor`): its
+        h is the exact statistic, bounded with each exact S_i within the bounds of
+        :meth:`_s_bounds`; below, where neither the tables nor the exact kernel
+        resolve the map, h is O_1 + D itself (known, ``lo == hi``). Trials with a
+        term that is not finite (O3's B_j = 0) get [0, inf).
 
         Examples
         --------
@@ -838,19 +896,18 @@ class ScrambleTrials:
             return TrialBounds(z, z.copy(), np.zeros(m, dtype=bool), z.copy()), z, z, z
         offsets = tile_offsets(n, m)
         ra = np.radians(ra_deg)
-        s = self._lookup(ra_deg, ra, m)
+        s, s_lo, s_hi, _ = self._s_bounds(ra_deg, ra, m)
         p_c, p_0 = np.tile(self.p_c, m), np.tile(self.p_0, m)
         none_i, none_f = np.empty(0, np.int64), np.empty(0)
         # O_1 summed as evaluate_batch sums it (the same roundings)
         o_1 = KO.segment_sum(KO.combine_odds(s * np.tile(self.coef, m), none_i, none_f, p_c, p_0)[0], offsets)  # fmt: skip
         unit = np.tile(self._unit_odds(), m)
-        floor_s = np.tile(_BOUND_FLOOR * self.floor, m)
-        # The exact kernel's S_i may fall below 0 by its absolute floor (1e-2 of ours):
-        # with a doublet term added, O_i is then just below the term, not 0.
+        # The exact kernel's S_i may fall below 0 by its absolute tolerance: with a
+        # doublet term added, O_i is then just below the term, not 0.
         with np.errstate(invalid="ignore"):  # inf * 0 where a unit odds is not finite
-            e_lo = KO.segment_sum(unit * np.maximum(s / (1.0 + BOUND_RTOL) - floor_s, -0.01 * floor_s), offsets)  # fmt: skip
-            e_hi = KO.segment_sum(unit * (s * (1.0 + BOUND_RTOL) + floor_s), offsets)
-        rows_d, odd = self._pair_bounds(ra_deg, ra, s, m, offsets)
+            e_lo = KO.segment_sum(unit * s_lo, offsets)
+            e_hi = KO.segment_sum(unit * s_hi, offsets)
+        rows_d, odd = self._pair_bounds(ra_deg, ra, self._true_s_max(s_hi, m), m, offsets)
         pair_hi = KO.segment_sum(rows_d, offsets)
         ranked = o_1 + pair_hi
         resolved = ranked >= RESOLVED_FLOORS * self.odds_floor().sum()
@@ -860,6 +917,11 @@ class ScrambleTrials:
         resolved |= odd
         lo[odd], hi[odd] = 0.0, np.inf
         return TrialBounds(lo, hi, resolved, np.clip(o_1, lo, hi)), e_lo, e_hi, rows_d
+
+    def _true_s_max(self, s_hi, m):
+        """An upper bound of the true S_i from one of the exact kernel's: the kernel is
+        within its rtol of the value plus its absolute tolerance."""
+        return (s_hi + np.tile(self._atol, m)) * (1.0 + self.model.overlap_rtol)
 
     def _pair_bounds(self, ra_deg, ra, s, m, offsets):
         """Per row (its doublets as first member), the doublets' bound terms over P_c +
@@ -949,9 +1011,9 @@ class ScrambleTrials:
     def exact_above(self) -> float:
         """Counts of trials above (or at) a threshold at least this large are the exact
         statistic's: an unresolved trial (O_1 + D below the cut) has an exact
-        statistic below (1 + :data:`BOUND_RTOL`) times the cut plus 1.1 floors."""
+        statistic below (1 + :attr:`bound_rtol`) times the cut plus 1.1 floors."""
         floor = float(self.odds_floor().sum())
-        return ((1.0 + BOUND_RTOL) * RESOLVED_FLOORS + _BOUND_FLOOR) * floor
+        return ((1.0 + self.bound_rtol) * RESOLVED_FLOORS + _BOUND_FLOOR) * floor
 
     def thresholds(self, ra_deg, odds_exact, odds_i_exact) -> tuple[float, np.ndarray]:
         """The observed list's ranked statistic h (event, per neutrino; :meth:`bounds`).
@@ -966,7 +1028,7 @@ class ScrambleTrials:
             return float(odds_exact), odds_i_exact
         b, _, _, rows_d = self._bounds(ra_deg)
         event = float(odds_exact) if b.resolved[0] else float(b.lo[0])
-        s = self._lookup(ra_deg, np.radians(ra_deg), 1)
+        s = self._s_bounds(ra_deg, np.radians(ra_deg), 1)[0]
         none_i, none_f = np.empty(0, np.int64), np.empty(0)
         ranked_i = KO.combine_odds(s * self.coef, none_i, none_f, self.p_c, self.p_0)[0] + rows_d
         cut = RESOLVED_FLOORS * self.odds_floor().sum()
@@ -1031,14 +1093,15 @@ class ScrambleTrials:
         n, k = self.n, trials.size
         rows = (trials[:, None] * n + np.arange(n)).ravel()
         ra_sub = ra_deg[rows]
-        s = self._lookup(ra_sub, np.radians(ra_sub), k)
+        _, s_lo, s_hi, s_known = self._s_bounds(ra_sub, np.radians(ra_sub), k)
         unit_n = self._unit_odds()
         unit = np.tile(unit_n, k)
-        floor_s = np.tile(_BOUND_FLOOR * self.floor, k)
         # columns 0 .. n-1: each neutrino's P_s1 share; n .. 2n-1: its doublets' terms
-        part_lo = np.concatenate([(unit * (s / (1.0 + BOUND_RTOL) - floor_s)).reshape(k, n), np.zeros((k, n))], axis=1)  # fmt: skip
-        part_hi = np.concatenate([(unit * (s * (1.0 + BOUND_RTOL) + floor_s)).reshape(k, n), rows_d[rows].reshape(k, n)], axis=1)  # fmt: skip
+        with np.errstate(invalid="ignore"):  # inf * 0 where a unit odds is not finite
+            part_lo = np.concatenate([(unit * s_lo).reshape(k, n), np.zeros((k, n))], axis=1)
+            part_hi = np.concatenate([(unit * s_hi).reshape(k, n), rows_d[rows].reshape(k, n)], axis=1)  # fmt: skip
         known = part_hi <= part_lo
+        known[:, :n] |= s_known.reshape(k, n)
         coarse_done = np.zeros((k, n), dtype=bool)
         pos = np.arange(k)
         for _ in range(3 * n):
@@ -1057,7 +1120,8 @@ class ScrambleTrials:
                 exact = self.model.signal_overlap(ra_sub[at * n + i], self.dec[i], self.sigma[i], self._eps[i])[1]  # fmt: skip
                 value = unit_n[i] * exact
                 # a hair of margin for the roundings of the model's own products
-                part_lo[at, i], part_hi[at, i] = value * (1.0 - 1e-12), value * (1.0 + 1e-12)
+                part_lo[at, i] = value - 1e-12 * np.abs(value)
+                part_hi[at, i] = value + 1e-12 * np.abs(value)
             known[still[single], pick[single]] = True
             looked = coarse_done[still, np.maximum(pick - n, 0)]
             for coarse in (True, False):  # first a coarse look, then the exact terms
@@ -1078,11 +1142,8 @@ class ScrambleTrials:
 
     def _exact(self, ra_deg, trials) -> np.ndarray:
         """The exact statistic (``EventModel.evaluate_batch``) of the given trials."""
-        n, k = self.n, trials.size
-        rows = (trials[:, None] * n + np.arange(n)).ravel()
-        bg = type(self.bg)(*(np.tile(a, k) for a in self.bg))
-        tile = (np.tile(a, k) for a in (self.dec, self.sigma, self.energy, self.dt, self.zenith))
-        return self.model.evaluate_batch(ra_deg[rows], *tile, tile_offsets(n, k), background_terms=bg).odds  # fmt: skip
+        rows = (trials[:, None] * self.n + np.arange(self.n)).ravel()
+        return self.evaluate_batch(ra_deg[rows]).odds
 
     def _azimuth(self, ra_deg, ra):
         if self._rotation is None:
@@ -1118,52 +1179,8 @@ class ScrambleTrials:
         )  # fmt: skip
         return trials, args, (pi, pj)
 
-    def _pairs(self, ra_deg, ra, s, m, offsets):
-        """(first member, P_s2 contribution) of every doublet of the m trials."""
-        n = self.n
-        found = self._pair_args(ra_deg, ra, s, m, offsets)
-        if found is None:
-            return np.empty(0, np.int64), np.empty(0)
-        trials, args, (pi, pj) = found
-        k = trials.size
-        rows = (trials[:, None] * n + np.arange(n)).ravel()
-        # Pass 1: each term with S_ij replaced by its bound. P_s2 is linear in S_ij, so
-        # a term whose bound stays below 1e-3 of the first member's P_s1 at the floor
-        # is 0 to within the statistic's floor; the others (B_j = 0 included: +inf
-        # or NaN depend on S_ij) get the exact pair overlap in pass 2.
-        self._live = (np.empty(0, np.int64), np.empty(0, np.int64))
-        first, bound = self.model.pair_terms(*args, overlap=self._pair_bound)
-        live_i, live_j = self._live
-        if live_i.size == 0:
-            return rows[first], bound
-        # the pairs in the sub-batch's numbering, in find_pairs' order (the model's)
-        sub = np.searchsorted(trials, pi // n) * n
-        n_sub = k * n
-        keys = (sub + pi % n) * n_sub + (sub + pj % n)
-        small = bound <= _PAIR_TERM_FLOOR * (self.coef * self.floor)[first % n]
-        # Relative to the trial's statistic without doublets, O_1 = Σ P_s1 / (P_c + P_0),
-        # a lower bound of the exact one (doublet terms are >= 0) unless a term is NaN or
-        # infinite (O3's B_j = 0 quirks): such trials keep the floor rule only.
-        den = np.tile(self.p_c + self.p_0, k)
-        trial_of = first // n
-        with np.errstate(divide="ignore", invalid="ignore"):
-            o_1 = KO.segment_sum(np.tile(self.coef, k) * self._s_sub / den, tile_offsets(n, k))
-            share = bound / den[first]
-        odd = np.bincount(trial_of, weights=~np.isfinite(bound), minlength=k) > 0
-        n_terms = np.bincount(trial_of, minlength=k)
-        budget = _PAIR_TERM_RTOL * o_1 / np.maximum(n_terms, 1)
-        small |= (share <= budget[trial_of]) & ~odd[trial_of] & np.isfinite(o_1[trial_of])
-        self._need_live = ~small[np.searchsorted(keys, live_i * n_sub + live_j)]
-        first, value = self.model.pair_terms(*args, overlap=self._pair_exact)
-        return rows[first], value
-
     def odds_floor(self) -> np.ndarray:
         """Per neutrino, the odds an overlap at the floor gives, P_s1(S_floor,i) / (P_c,i +
         P_0,i): below it the fast statistic claims no relative accuracy."""
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.nan_to_num(self.coef * self.floor / (self.p_c + self.p_0), nan=0.0)
-
-    def observed_statistic(self, ra_deg) -> tuple[float, np.ndarray]:
-        """The fast statistic of the observed list (event, per neutrino) at its RAs."""
-        batch = self.evaluate_batch(ra_deg)
-        return float(batch.odds[0]), batch.odds_i
