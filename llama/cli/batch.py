@@ -18,6 +18,7 @@ skymap_info.json=s3://bucket/{graceid}/skymap_info.json -p LLAMA2_REVIEW_PIPELIN
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -126,6 +127,16 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument(
         "-p", "--pipeline", choices=_PIPELINES,
         help="A named pipeline; with -f/+f the union is used.",
+    )  # fmt: skip
+    g.add_argument(
+        "--analysis", nargs="*", default=[], metavar="NAME=VALUE",
+        help="Analysis options of the significance for this run, e.g. trial_stop_after=20 "
+        "(sequential p-values: an event's trials stop once 20 of them reach its "
+        "statistic; docs/science.md, 'Stopping early (sequential trials)'). Names: "
+        + ", ".join(_analysis_names()) + ". Each sets its LLAMA_<NAME> environment "
+        "variable for this run, over the environment and ~/.config/llama/config.json; "
+        "the files made record the options they were made with, so a later run with "
+        "other values makes them again. Default: O3's analysis (2,000 trials).",
     )  # fmt: skip
     g.add_argument(
         "--print-default-pipeline", action="store_true",
@@ -278,6 +289,54 @@ _NOTHING_KEPT = (
 
 class UsageError(Exception):
     """A mistake in the command line or its inputs: one clear message, exit status 2."""
+
+
+def _analysis_names() -> list[str]:
+    from llama.config import ANALYSIS_OPTIONS
+
+    return list(ANALYSIS_OPTIONS)
+
+
+#: Analysis options that are numbers (checked as such before any event runs).
+_NUMERIC_OPTIONS = {"n_trials": int, "trial_stop_after": int, "overlap_rtol": float}
+
+
+@contextlib.contextmanager
+def _analysis_options(entries: Sequence[str]):
+    """Set the environment variables of ``--analysis NAME=VALUE`` entries while the
+    run goes on (worker processes inherit them), checked first; restored after."""
+    from llama.config import ANALYSIS_OPTIONS, analysis_number, analysis_option
+
+    wanted: dict[str, str] = {}
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        if not sep or name.strip() not in ANALYSIS_OPTIONS:
+            raise UsageError(
+                f"--analysis {entry!r}: give NAME=VALUE with NAME one of "
+                f"{', '.join(ANALYSIS_OPTIONS)} (e.g. trial_stop_after=20)"
+            )
+        wanted[ANALYSIS_OPTIONS[name.strip()][0]] = value.strip()
+    saved = {var: os.environ.get(var) for var in wanted}
+    os.environ.update(wanted)
+    try:
+        for entry in entries:
+            name = entry.partition("=")[0].strip()
+            try:
+                if name in _NUMERIC_OPTIONS:
+                    number = analysis_number(name, _NUMERIC_OPTIONS[name])
+                    if number is not None and not number > 0:
+                        raise ValueError(f"{ANALYSIS_OPTIONS[name][0]}={number} must be > 0")
+                else:
+                    analysis_option(name)
+            except ValueError as err:
+                raise UsageError(f"--analysis {entry!r}: {err}") from None
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
 
 
 def _setup_logging(logfile: str, verbosity: str) -> None:
@@ -512,7 +571,10 @@ def _main(args) -> int:
             else f"existing flags, new events: {dict(DEFAULT_FLAGS)}"
         )
         return 0
-    return _run(args, pipeline, flags, __version__, log)
+    with _analysis_options(args.analysis):
+        if args.analysis:
+            log.info("analysis options of this run: %s", " ".join(args.analysis))
+        return _run(args, pipeline, flags, __version__, log)
 
 
 def _pipeline(args):
