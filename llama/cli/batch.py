@@ -134,7 +134,9 @@ def parser() -> argparse.ArgumentParser:
         "(sequential p-values: an event's trials stop once 20 of them reach its "
         "statistic; docs/science.md, 'Stopping early (sequential trials)'). Names: "
         + ", ".join(_analysis_names()) + ". Each sets its LLAMA_<NAME> environment "
-        "variable for this run, over the environment and ~/.config/llama/config.json; "
+        "variable for this run, over the environment and ~/.config/llama/config.json "
+        "(the workers of a running scheduler given by address do not see it: set the "
+        "variable where they run); "
         "the files made record the options they were made with, so a later run with "
         "other values makes them again. Default: O3's analysis (2,000 trials).",
     )  # fmt: skip
