@@ -30,7 +30,12 @@ of their handlers' CPU, per added event (printed last).
 With ``--jobs N`` (N > 1) a third run, the large sweep with ``--jobs N`` on threads,
 gives events/s and CPU% of wall time, as a user would see them.
 
-Run: ``python bench/bench_review.py [--small 1] [--large 3] [--jobs 2]``. Prints a
+Analysis options: those ``llama/examples/review.args`` gives with ``--analysis``
+(sequential p-values, ``trial_stop_after=20``), unless ``--analysis`` names others;
+``--analysis`` with nothing after it runs O3's analysis (all 2,000 trials).
+
+Run: ``python bench/bench_review.py [--small 1] [--large 3] [--jobs 2]
+[--analysis [NAME=VALUE ...]]``. Prints a
 table; writes only temporary directories. Exit status 1 when the steady CPU per event
 exceeds the goal.
 
@@ -64,7 +69,20 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_review(workdir: Path, n_lists: int, scheduler: str, jobs: int) -> dict:
+def review_analysis() -> list[str]:
+    """The ``--analysis`` entries of ``llama/examples/review.args``."""
+    lines = (EXAMPLES / "review.args").read_text().splitlines()
+    if "--analysis" not in lines:
+        return []
+    out = []
+    for line in lines[lines.index("--analysis") + 1 :]:
+        if line.startswith(("-", "+")):
+            break
+        out.append(line)
+    return out
+
+
+def run_review(workdir: Path, n_lists: int, scheduler: str, jobs: int, analysis: list[str]) -> dict:
     """One ``llama batch`` of the review pipeline over 8 maps x ``n_lists`` lists."""
     workdir.mkdir(parents=True)
     lists = (EXAMPLES / "neutrinos.txt").read_text().split()[:n_lists]
@@ -79,6 +97,7 @@ def run_review(workdir: Path, n_lists: int, scheduler: str, jobs: int) -> dict:
         f"icecube_neutrino_list.json={EXAMPLES}/neutrinos/{{neutrinos}}.json",
         "--eventdir", f"{workdir}/ev/{{graceid}}-{{neutrinos}}",
         "--scheduler", scheduler, "--jobs", str(jobs),
+        *(["--analysis", *analysis] if analysis else []),
     ]  # fmt: skip
     cpu0, wall0 = _children_cpu(), time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
@@ -100,16 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--small", type=int, default=1, help="neutrino lists, small run")
     ap.add_argument("--large", type=int, default=3, help="neutrino lists, large run")
     ap.add_argument("--jobs", type=int, default=2, help="threads of the third run (0: none)")
+    ap.add_argument("--analysis", nargs="*", default=None, metavar="NAME=VALUE",
+                    help="analysis options (default: review.args's; none given: O3's)")  # fmt: skip
     args = ap.parse_args(argv)
     if not 0 < args.small < args.large <= 24:
         ap.error("need 0 < --small < --large <= 24")
-    print(f"load average {os.getloadavg()[0]:.2f} (CPU cores: {os.cpu_count()})")
+    analysis = review_analysis() if args.analysis is None else args.analysis
+    print(f"load average {os.getloadavg()[0]:.2f} (CPU cores: {os.cpu_count()}); "
+          f"analysis options: {' '.join(analysis) or 'none (O3: all 2,000 trials)'}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        small = run_review(Path(tmp) / "small", args.small, "synchronous", 1)
-        large = run_review(Path(tmp) / "large", args.large, "synchronous", 1)
+        small = run_review(Path(tmp) / "small", args.small, "synchronous", 1, analysis)
+        large = run_review(Path(tmp) / "large", args.large, "synchronous", 1, analysis)
         threaded = None
         if args.jobs > 1:
-            threaded = run_review(Path(tmp) / "jobs", args.large, "threads", args.jobs)
+            threaded = run_review(Path(tmp) / "jobs", args.large, "threads", args.jobs, analysis)
     d_events = large["events"] - small["events"]
     steady = (large["cpu"] - small["cpu"]) / d_events
     fixed = small["cpu"] - steady * small["events"]
