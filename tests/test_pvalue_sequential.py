@@ -225,14 +225,14 @@ def test_off_is_the_fixed_n_p_value():
     name, model, obs = next(_bayestar_events(1))
     res = trial_pvalues(model, obs, n_trials=400, seed=11)
     assert "stop_after" not in res.method and "n_trials_drawn" not in res.method
-    evaluator, applied = trial_model(model, "fast", "background")
-    batches, _ = run_trials(model, model.background, None, 400, "background", 11, evaluator=evaluator)  # fmt: skip
-    trial_odds = np.concatenate([b.odds for b in batches])
+    # background lists are decided by bounds against the observed list's thresholds
+    evaluator, applied = trial_model(model, "fast", "background", (*_lists(obs), obs.azimuth))
+    odds, odds_i = evaluator.thresholds(obs.ra, obs.odds, obs.odds_ratio)
+    batches, _ = run_trials(model, model.background, None, 400, "background", 11, evaluator=evaluator, thresholds=np.append(odds_i, odds))  # fmt: skip
+    trial_odds = np.concatenate([b.point for b in batches])
     np.testing.assert_array_equal(res.trial_odds, trial_odds)
-    from llama.science.pvalue import _ranked_statistic
-
-    odds, odds_i = _ranked_statistic(evaluator, obs)
-    p, p_nu, tie = _significance(np.sort(trial_odds), odds, odds_i, 11)
+    bounds = tuple(np.concatenate([getattr(b, k) for b in batches]) for k in ("lo", "hi"))
+    p, p_nu, tie = _significance(bounds, odds, odds_i, 11)
     assert res.p_value == p and np.array_equal(res.p_values_neutrino, p_nu)
     assert res.method["p_value_upper"] == tie["p_value_upper"]
 

@@ -330,9 +330,12 @@ def trial_model(
 
     With ``method="fast"`` and an O3 event model: scrambles of ``observed`` (the tuple
     ``(ra, dec, sigma, energy, dt, zenith)``) by RA lookup
-    (:class:`llama.science.fast_trials.ScrambleTrials`), any other lists through the
-    screen (:func:`llama.science.fast_trials.screened_model`). Either has the
-    ``evaluate_batch`` of :class:`llama.science.odds.EventModel`.
+    (:class:`llama.science.fast_trials.ScrambleTrials`), background lists against
+    ``observed`` (the same tuple, optionally with the azimuths last) by bounds
+    (:class:`llama.science.background_trials.BackgroundTrials`), any other lists
+    through the screen (:func:`llama.science.fast_trials.screened_model`). Each has the
+    ``evaluate_batch`` of :class:`llama.science.odds.EventModel`; the first two also
+    ``thresholds`` and ``decide_batch`` (the p-values' exact counts).
 
     Examples
     --------
@@ -346,7 +349,11 @@ def trial_model(
     if method != "fast" or not supports_screening(model):
         return model, "exact"
     if kind == "scramble" and observed is not None:
-        return ScrambleTrials(model, *observed, n_trials=n_trials), "fast"
+        return ScrambleTrials(model, *observed[:6], n_trials=n_trials), "fast"
+    if kind == "background" and observed is not None:
+        from llama.science.background_trials import BackgroundTrials
+
+        return BackgroundTrials(model, *observed), "fast"
     return screened_model(model), "fast"
 
 
@@ -444,7 +451,8 @@ def run_trials(
             if fixed is not None:
                 bg = type(fixed)(*(np.tile(a, m) for a in fixed))
         if thresholds is not None:
-            batches.append(evaluator.decide_batch(thresholds, ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg))  # fmt: skip
+            extra = {} if draws is None else {"sample_index": pick}  # a(ε) rows looked up
+            batches.append(evaluator.decide_batch(thresholds, ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg, **extra))  # fmt: skip
         else:
             batches.append(evaluator.evaluate_batch(ra, dec, sigma, energy, dt, zen, offsets, background_terms=bg))  # fmt: skip
         done += m
@@ -519,8 +527,8 @@ def trial_pvalues(
     >>> r.method["statistic"], r.trial_odds.size
     ('fast', 20)
     """
-    lists = None  # the observed list seeds a scramble only
-    if sampler is None and kind == "scramble":
+    lists = None  # the observed list seeds a scramble, and ranks background lists
+    if sampler is None and kind in ("scramble", "background"):
         zen = np.where(np.isfinite(_zenith(observed)), _zenith(observed), 90.0 + observed.dec)
         lists = (observed.ra, observed.dec, observed.sigma, observed.energy, observed.dt, zen)
     sample = getattr(model, "background", None)  # a custom sampler needs none
@@ -531,8 +539,11 @@ def trial_pvalues(
         from llama.science.sequential import expected_trials
 
         expected = math.ceil(expected_trials(int(stop_after), n_trials))
+    seed_lists = lists
+    if lists is not None and kind == "background":
+        seed_lists = (*lists, getattr(observed, "azimuth", None))
     evaluator, applied = trial_model(
-        model, method, kind if sampler is None else "custom", lists, expected
+        model, method, kind if sampler is None else "custom", seed_lists, expected
     )
     odds, odds_i = observed.odds, observed.odds_ratio
     thresholds = None
@@ -585,7 +596,8 @@ def _trials_info(trial_kind, n_trials, n_trial_neutrinos, applied, evaluator, od
     if applied == "fast":
         from llama.science.fast_trials import SCREEN_FLOOR
 
-        info["fast_path"] = "ra_lookup" if hasattr(evaluator, "node_offsets") else "screen"
+        default = "ra_lookup" if hasattr(evaluator, "node_offsets") else "screen"
+        info["fast_path"] = getattr(evaluator, "fast_path", default)
         info["screen_floor"] = SCREEN_FLOOR
         info["odds_ranked"] = float(odds)
     return info

@@ -1,0 +1,382 @@
+"""Rigorous bounds of a PSF's overlap with a sky map from a min/max pyramid (Numba).
+
+The overlap of a neutrino's PSF G (angle psi from its direction, width sigma) with a
+map density p and a per-declination-band weight a_j is
+
+    S = sum_j a_j U_j,    U_j = integral over band j of p G dOmega.
+
+Split the sphere about the neutrino into the disc of radius R_1 and the annuli
+R_(k-1) < psi <= R_k (k = 2..K), plus what lies beyond R_K. On annulus k the density
+lies between its smallest and largest value over the disc of radius R_k, and the
+weight between the smallest and largest a_j of the bands that disc reaches; the PSF's
+mass m_k on the annulus is known in closed form. So
+
+    sum_k m_k min_(disc k) p min_(disc k) a  <=  S  <=  sum_k m_k max_(disc k) p max_(disc k) a
+                                                     + max p max a x (mass beyond R_K).
+
+Where the map is smooth on the PSF's scale (wide maps) this brackets S within tens of
+per cent for the cost of a few hundred array reads; where it is not (the peak of a
+compact map), the bracket is loose and something else must decide.
+
+Extremes over discs come from a pyramid of equal-angle (dec, RA) grids:
+:func:`minmax_grids` stores per cell of the finest grid the smallest and largest
+density of every map pixel whose circumscribed cap may touch the cell (so the true
+extremes over the cell lie inside), :func:`pyramid` halves the resolution level by
+level, and :func:`disc_minmax` reads, at a level whose cells are about a quarter of
+the disc's radius, every cell of the box holding the disc (the disc's declination
+range times its exact RA half-width). Every step can only widen the bracket.
+
+All angles are radians; plain arrays in and out (no llama imports).
+
+Examples
+--------
+>>> import numpy as np
+>>> order = np.zeros(12, dtype=np.int64); ipix = np.arange(12, dtype=np.int64)
+>>> lo, hi = minmax_grids(order, ipix, np.full(12, 1 / (4 * np.pi)), 16)
+>>> pyr = pyramid(lo, hi)
+>>> rows = np.ones((1, 1)); edges = np.array([-1.0, 1.0])
+>>> s_lo, s_hi, u_hi = overlap_bounds(pyr[0], pyr[1], pyr[2], pyr[3], pyr[4], 16, 1 / (4 * np.pi),
+...     np.array([1.0]), np.array([0.2]), np.array([0.02]), rows, edges, 0)
+>>> bool(s_lo[0] <= 1 / (4 * np.pi) <= s_hi[0]), bool(s_hi[0] / s_lo[0] < 1.001)
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .healpix import max_pixrad, pix2vec_nest, vec_to_radec
+
+__all__ = [
+    "RADII_SIGMAS",
+    "annulus_mass",
+    "disc_minmax",
+    "minmax_grids",
+    "overlap_bounds",
+    "pyramid",
+]
+
+_HALF_PI = 0.5 * math.pi
+_TWO_PI = 2.0 * math.pi
+#: Outer radii of the PSF's disc and annuli [sigma]. The last leaves exp(-8²/2) ~ 1e-14
+#: of a Gaussian's mass beyond it (bounded by the map's peak there).
+RADII_SIGMAS = np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0])
+#: A disc is read at the coarsest level whose cells are at most radius / this.
+_CELLS_PER_RADIUS = 3.0
+#: Beyond this many columns in a row, the row's own extremes are read instead.
+_MAX_COLUMNS = 24
+
+
+@njit(cache=True, nogil=True)
+def _cap_ra_halfwidth(dec, radius):
+    """RA half-width of a cap of ``radius`` about declination ``dec``; pi at a pole."""
+    c = math.cos(dec)
+    s = math.sin(radius)
+    if abs(dec) + radius >= _HALF_PI or s >= c:
+        return math.pi
+    return math.asin(s / c)
+
+
+@njit(cache=True, nogil=True)
+def minmax_grids(order, ipix, density, n_dec):
+    """Smallest and largest density of the map pixels that may touch each grid cell.
+
+    Parameters
+    ----------
+    order, ipix : (m,) int64
+        NESTED order and index of each pixel (multi-order maps: from NUNIQ).
+    density : (m,) float64
+        Density per pixel [sr⁻¹]; the pixels must cover the sky (a cell that no pixel
+        touches gets 0 for both).
+    n_dec : int
+        Rows of the grid (cell size pi / n_dec, a power of 2 for :func:`pyramid`);
+        there are 2 n_dec columns, column 0 starting at RA 0, row 0 at the south pole.
+
+    Returns
+    -------
+    lo, hi : (n_dec, 2 n_dec) float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lo, hi = minmax_grids(np.zeros(12, np.int64), np.arange(12), np.arange(12.0), 8)
+    >>> float(lo.min()), float(hi.max()), bool(np.all(lo <= hi))
+    (0.0, 11.0, True)
+    """
+    n_ra = 2 * n_dec
+    cell = math.pi / n_dec
+    lo = np.full((n_dec, n_ra), np.inf)
+    hi = np.zeros((n_dec, n_ra))
+    for k in range(order.shape[0]):
+        d = density[k]
+        x, y, z = pix2vec_nest(order[k], ipix[k])
+        ra, dec = vec_to_radec(x, y, z)
+        r = 1.01 * max_pixrad(order[k])  # 1% margin: the cap must contain the pixel
+        r0 = min(max(int(math.floor((dec - r + _HALF_PI) / cell)), 0), n_dec - 1)
+        r1 = min(max(int(math.floor((dec + r + _HALF_PI) / cell)), 0), n_dec - 1)
+        half = _cap_ra_halfwidth(dec, r)
+        if half >= math.pi:
+            c0, c1 = 0, n_ra - 1
+        else:
+            c0 = int(math.floor((ra - half) / cell))
+            c1 = int(math.floor((ra + half) / cell))
+            if c1 - c0 >= n_ra:
+                c0, c1 = 0, n_ra - 1
+        for row in range(r0, r1 + 1):
+            for c in range(c0, c1 + 1):
+                col = c % n_ra
+                if d < lo[row, col]:
+                    lo[row, col] = d
+                if d > hi[row, col]:
+                    hi[row, col] = d
+    for row in range(n_dec):
+        for col in range(n_ra):
+            if lo[row, col] == np.inf:
+                lo[row, col] = 0.0
+    return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def pyramid(lo, hi):
+    """Halve ``lo`` / ``hi`` (from :func:`minmax_grids`) level by level down to one row.
+
+    Returns
+    -------
+    cells : (c, 2) float64
+        Every level's cells, min and max, level after level, row-major.
+    rows : (r, 2) float64
+        Every level's rows (min and max over the row), level after level.
+    cell_start, row_start : (L + 1,) int64
+        Where level l starts in ``cells`` / ``rows`` (level l has ``n_dec >> l`` rows).
+    levels : int
+        L.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = np.arange(32.0).reshape(4, 8)
+    >>> cells, rows, cs, rs, levels = pyramid(g, g)
+    >>> levels, cells[cs[2]:cs[3]].tolist()
+    (3, [[0.0, 27.0], [4.0, 31.0]])
+    """
+    n_dec = lo.shape[0]
+    levels = 0
+    while (n_dec >> levels) >= 1:
+        levels += 1
+    cell_start = np.zeros(levels + 1, np.int64)
+    row_start = np.zeros(levels + 1, np.int64)
+    for lv in range(levels):
+        nd = n_dec >> lv
+        cell_start[lv + 1] = cell_start[lv] + nd * 2 * nd
+        row_start[lv + 1] = row_start[lv] + nd
+    cells = np.empty((cell_start[levels], 2))
+    rows = np.empty((row_start[levels], 2))
+    for r in range(n_dec):
+        for c in range(2 * n_dec):
+            cells[r * 2 * n_dec + c, 0] = lo[r, c]
+            cells[r * 2 * n_dec + c, 1] = hi[r, c]
+    for lv in range(1, levels):
+        nd, pd = n_dec >> lv, n_dec >> (lv - 1)
+        base, prev = cell_start[lv], cell_start[lv - 1]
+        for r in range(nd):
+            for c in range(2 * nd):
+                mn, mx = np.inf, -np.inf
+                for dr in range(2):
+                    for dc in range(2):
+                        k = prev + (2 * r + dr) * 2 * pd + 2 * c + dc
+                        mn = min(mn, cells[k, 0])
+                        mx = max(mx, cells[k, 1])
+                cells[base + r * 2 * nd + c, 0] = mn
+                cells[base + r * 2 * nd + c, 1] = mx
+    for lv in range(levels):
+        nd = n_dec >> lv
+        for r in range(nd):
+            mn, mx = np.inf, -np.inf
+            for c in range(2 * nd):
+                k = cell_start[lv] + r * 2 * nd + c
+                mn = min(mn, cells[k, 0])
+                mx = max(mx, cells[k, 1])
+            rows[row_start[lv] + r, 0] = mn
+            rows[row_start[lv] + r, 1] = mx
+    return cells, rows, cell_start, row_start, levels
+
+
+@njit(cache=True, nogil=True)
+def disc_minmax(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, radius):
+    """(min, max) of the density over the disc of ``radius`` about (``ra``, ``dec``),
+    bounded from the pyramid: the true extremes lie inside.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = np.zeros((4, 8)); g[2, 0] = 1.0      # dec [0, 45) deg, RA [0, 45) deg
+    >>> pyr = pyramid(g, g)
+    >>> disc_minmax(*pyr, 4, 0.3, 0.3, 0.1), disc_minmax(*pyr, 4, 3.0, 0.3, 0.1)
+    ((1.0, 1.0), (0.0, 0.0))
+    """
+    d0 = max(dec - radius, -_HALF_PI)
+    d1 = min(dec + radius, _HALF_PI)
+    half = _cap_ra_halfwidth(dec, radius)
+    lv = 0
+    cell = math.pi / n_dec
+    while lv + 1 < levels and 2.0 * cell * _CELLS_PER_RADIUS <= radius:
+        lv += 1
+        cell *= 2.0
+    while True:
+        nd = n_dec >> lv
+        n_ra = 2 * nd
+        r0 = min(max(int(math.floor((d0 + _HALF_PI) / cell)), 0), nd - 1)
+        r1 = min(max(int(math.floor((d1 + _HALF_PI) / cell)), 0), nd - 1)
+        whole = half >= math.pi
+        c0 = 0
+        c1 = n_ra - 1
+        if not whole:
+            c0 = int(math.floor((ra - half) / cell))
+            c1 = int(math.floor((ra + half) / cell))
+            whole = c1 - c0 + 1 >= n_ra
+        if whole or c1 - c0 + 1 <= _MAX_COLUMNS or lv + 1 >= levels:
+            break
+        lv += 1
+        cell *= 2.0
+    mn, mx = np.inf, -np.inf
+    if whole:
+        for r in range(r0, r1 + 1):
+            k = row_start[lv] + r
+            mn = min(mn, rows[k, 0])
+            mx = max(mx, rows[k, 1])
+        return mn, mx
+    base = cell_start[lv]
+    for r in range(r0, r1 + 1):
+        for c in range(c0, c1 + 1):
+            k = base + r * n_ra + c % n_ra
+            mn = min(mn, cells[k, 0])
+            mx = max(mx, cells[k, 1])
+    return mn, mx
+
+
+@njit(cache=True, nogil=True)
+def annulus_mass(a, b, sigma, kind):
+    """(lower, upper) bound of the PSF's mass at angles a < psi <= b [rad].
+
+    kind 0 is O3's Gaussian exp(-psi²/2 sigma²) / (2 pi sigma²), whose mass element is
+    exp(-psi²/2 sigma²) sin(psi) dpsi / sigma²: with psi - psi³/6 <= sin(psi) <= psi both
+    bounds are closed forms. kind 1 is the von Mises-Fisher PSF (kappa = 1 / sigma²),
+    whose mass is exact: (exp(kappa (cos a - 1)) - exp(kappa (cos b - 1))) / (1 - exp(-2 kappa)).
+
+    Examples
+    --------
+    >>> lo, hi = annulus_mass(0.0, 10.0, 0.01, 0)     # the whole PSF
+    >>> round(lo, 6), round(hi, 6)
+    (0.999967, 1.0)
+    >>> lo, hi = annulus_mass(0.0, math.pi, 0.01, 1)
+    >>> bool(abs(lo - 1) < 1e-9 and abs(hi - 1) < 1e-9)
+    True
+    """
+    if kind == 1:
+        kappa = 1.0 / (sigma * sigma)
+        ea = math.exp(-2.0 * kappa * math.sin(0.5 * a) ** 2)
+        eb = math.exp(-2.0 * kappa * math.sin(0.5 * b) ** 2)
+        m = (ea - eb) / -math.expm1(-2.0 * kappa)
+        return max(m * (1.0 - 1e-12), 0.0), m * (1.0 + 1e-12)
+    s2 = sigma * sigma
+    al = 0.5 * a * a / s2
+    be = 0.5 * b * b / s2
+    ea = math.exp(-al)
+    eb = math.exp(-be)
+    hi = ea - eb
+    lo = hi - s2 / 3.0 * ((1.0 + al) * ea - (1.0 + be) * eb)
+    return max(lo * (1.0 - 1e-12), 0.0), hi * (1.0 + 1e-12)
+
+
+@njit(cache=True, nogil=True)
+def _band(s, edges):
+    nb = edges.shape[0] - 1
+    j = np.searchsorted(edges, s, side="right") - 1
+    return min(max(j, 0), nb - 1)
+
+
+@njit(cache=True, nogil=True)
+def overlap_bounds(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, dec, sigma, arows, edges, kind):  # fmt: skip
+    """Lower and upper bounds of S = integral of p a G per neutrino (module docstring).
+
+    Parameters
+    ----------
+    cells, rows, cell_start, row_start, levels
+        The map's :func:`pyramid`.
+    n_dec : int
+        Rows of its finest level.
+    peak : float
+        The map's largest density (bounds it beyond the last disc).
+    ra, dec, sigma : (n,) float64
+        Neutrino directions and PSF widths [rad].
+    arows : (n, nb) float64
+        Each neutrino's weight a per sin(dec) band (>= 0).
+    edges : (nb + 1,) float64
+        The bands' sin(dec) edges, ascending from -1 to 1.
+    kind : int
+        PSF: 0 O3's Gaussian, 1 von Mises-Fisher.
+
+    Returns
+    -------
+    s_lo, s_hi : (n,) float64
+        Bounds of S.
+    u_hi : (n,) float64
+        Upper bound of the unweighted overlap U = integral of p G (a = 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = np.zeros((16, 32)); g[8:, :] = 1.0             # the northern sky only
+    >>> pyr = pyramid(g, g)
+    >>> e = np.array([-1.0, 0.0, 1.0]); a = np.array([[1.0, 2.0]])
+    >>> lo, hi, u = overlap_bounds(*pyr, 16, 1.0, np.zeros(2), np.array([0.8, -0.8]),
+    ...                         np.full(2, 0.01), np.repeat(a, 2, axis=0), e, 0)
+    >>> bool(abs(lo[0] - 2.0) < 1e-3 and abs(hi[0] - 2.0) < 1e-3), float(lo[1]), bool(hi[1] < 1e-12)
+    (True, 0.0, True)
+    """
+    n = ra.shape[0]
+    nb = edges.shape[0] - 1
+    s_lo = np.empty(n)
+    s_hi = np.empty(n)
+    u_hi = np.empty(n)
+    n_r = RADII_SIGMAS.shape[0]
+    for i in range(n):
+        sg = sigma[i]
+        d = dec[i]
+        acc_lo = 0.0
+        acc_hi = 0.0
+        acc_u = 0.0
+        prev = 0.0
+        a_all = 0.0
+        for j in range(nb):
+            a_all = max(a_all, arows[i, j])
+        for k in range(n_r):
+            r = min(RADII_SIGMAS[k] * sg, math.pi)
+            m_lo, m_hi = annulus_mass(prev, r, sg, kind)
+            p_lo, p_hi = disc_minmax(cells, rows, cell_start, row_start, levels, n_dec, ra[i], d, r)  # fmt: skip
+            # bands the disc reaches, a little wider: the kernels weight a cell
+            # crossing a band edge by its centre's band
+            grow = r + 0.2 * sg
+            j0 = _band(math.sin(max(d - grow, -_HALF_PI)), edges)
+            j1 = _band(math.sin(min(d + grow, _HALF_PI)), edges)
+            a_lo, a_hi = np.inf, 0.0
+            for j in range(j0, j1 + 1):
+                a_lo = min(a_lo, arows[i, j])
+                a_hi = max(a_hi, arows[i, j])
+            acc_lo += m_lo * p_lo * a_lo
+            acc_hi += m_hi * p_hi * a_hi
+            acc_u += m_hi * p_hi
+            prev = r
+            if r >= math.pi:
+                break
+        if prev < math.pi:
+            tail = annulus_mass(prev, math.pi, sg, kind)[1] * peak
+            acc_hi += tail * a_all
+            acc_u += tail
+        s_lo[i] = acc_lo
+        s_hi[i] = acc_hi
+        u_hi[i] = acc_u
+    return s_lo, s_hi, u_hi

@@ -1,0 +1,408 @@
+"""Background-kind trials decided by bounds: the exact method's counts, few kernel calls.
+
+A p-value needs of each trial only whether its statistic is above, equal to or below
+the observed values (the event's O and each neutrino's O_i: the thresholds). A
+background trial is a new Poisson list drawn over the whole sky, so, unlike a
+scramble, nothing can be tabulated per neutrino; but every part of its statistic can
+be bounded cheaply:
+
+- S_i, by the nested-disc bounds of :mod:`kernels.density_bounds` (the map's smallest
+  and largest density over discs of 0.5 to 8 sigma about the neutrino, from a per-event
+  min/max pyramid of the map, times the PSF's mass on each annulus, times the extreme
+  a(eps_i) of the bands the disc reaches), widened by what the exact kernel may differ
+  from the true integral (its rtol and absolute floor, doubled);
+- everything else of a single neutrino's term (T_i, D_1, B_i, P_c,i, P_0,i) is the
+  model's own, so O_i without doublets lies in [unit_i S_i,lo, unit_i S_i,hi] with
+  unit_i = P_s1,i / S_i / (P_c,i + P_0,i);
+- each doublet's term between 0 and the model's own pair term with S_ij replaced by
+  its bound from the two neutrinos' bounds and their separation
+  (:func:`llama.science.fast_trials.pair_overlap_bound`).
+
+A trial whose interval holds no threshold is decided there, without a kernel call.
+The others are refined, per trial the widest part first: one neutrino's S_i from the
+exact kernel (the number ``EventModel.evaluate_batch`` computes, with a hair of margin
+for the order of the model's own products), and, if still undecided, the whole exact
+statistic of the list. So every count is the exact statistic's.
+
+The ranked statistic h: lists whose upper bound is below the event's cut
+(``RESOLVED_FLOORS`` times the largest odds an overlap at the screen floor gives any
+neutrino of the background sample: no neutrino of the list within ~1e-11 of the map's
+peak density) are ranked by that upper bound itself, the observed list included, which
+keeps the p-value calibrated (h is one deterministic function of a list); the others
+by their exact statistic. So the p-values are identical to ``method="exact"``
+wherever the observed value is at or above the cut.
+
+Examples
+--------
+>>> import numpy as np
+>>> from llama.science.skymap import SkyMap
+>>> from llama.science.odds import EventModel
+>>> m = EventModel(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1), 12.0, 150.0)
+>>> bt = BackgroundTrials(m, [10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
+>>> d = bt.decide_batch([1e300], [200.0], [0.0], [1.0], [1e3], [0.0], [90.0], [0, 1])
+>>> d.n_refined, bool(d.hi[0] < 1e300)
+(0, True)
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import numpy as np
+
+from kernels import density_bounds as KB
+from kernels import odds as KO
+from kernels.trials import offsets_from_counts
+from llama.science import constants as C
+from llama.science.fast_trials import (
+    RESOLVED_FLOORS,
+    SCREEN_FLOOR,
+    TrialBounds,
+    _psf_at,
+    pair_overlap_bound,
+)
+from llama.science.odds import neutrino_energy_integral
+from llama.science.signal_tables import SINDEC_EDGES
+from llama.science.skymap import uniq_to_order_ipix
+
+__all__ = ["BackgroundTrials", "SkyBounds", "GRID_ROWS"]
+
+#: Rows of the finest level of the min/max pyramid (0.35 deg cells, 11 MB per map):
+#: finer grids did not tighten the bounds on the BAYESTAR maps (1024 rows: the same
+#: widths within 5%, four times the memory and set-up).
+GRID_ROWS = 512
+#: The exact kernel stops when what it has left is below rtol times its result plus
+#: its absolute floor (kernels.overlap.ATOL x rtol x peak density x max a): the bounds
+#: of its result take twice its rtol, and as floors, relative to peak density x max a,
+#: SCREEN_FLOOR (1e-12, 100 times the kernel's) above and 1e-8 below: wide PSFs in a
+#: map's far tail come out of the kernel slightly negative, down to -8.6e-10 of that
+#: scale on bbh-2 (4 of 9,640 neutrinos; the true S is >= 0).
+_KERNEL_MARGIN = 2.0
+_KERNEL_FLOOR = SCREEN_FLOOR
+_KERNEL_FLOOR_BELOW = 1e-8
+#: Relative margin around a part computed from exact kernel values by other products
+#: than the model's own (rounding only).
+_HAIR = 1e-12
+
+_BOUNDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class SkyBounds:
+    """Per-map min/max pyramid and the bounds of S it gives (:mod:`kernels.density_bounds`).
+
+    Build with :meth:`for_model` (kept per model).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from llama.science.skymap import SkyMap
+    >>> sb = SkyBounds(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1))
+    >>> lo, hi, u = sb.overlap(np.zeros(1), np.zeros(1), np.full(1, 0.01), np.ones((1, 18)), 0)
+    >>> bool(lo[0] <= 1 / (4 * np.pi) <= hi[0])
+    True
+    """
+
+    def __init__(self, skymap, rows: int = GRID_ROWS) -> None:
+        density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
+        if skymap.is_moc:
+            order, ipix = uniq_to_order_ipix(np.asarray(skymap.uniq))
+        else:
+            order = np.full(density.size, int(round(math.log(density.size / 12, 4))))
+            ipix = np.arange(density.size)
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        ipix = np.ascontiguousarray(ipix, dtype=np.int64)
+        self.peak = float(density.max()) if density.size else 0.0
+        self.rows = int(rows)
+        self._pyramid = KB.pyramid(*KB.minmax_grids(order, ipix, density, self.rows))
+
+    @classmethod
+    def for_model(cls, model) -> SkyBounds:
+        """The bounds of ``model``'s map, built once per model."""
+        sb = _BOUNDS.get(model)
+        if sb is None:
+            sb = _BOUNDS[model] = cls(model.skymap)
+        return sb
+
+    def overlap(self, ra, dec, sigma, arows, kind: int):
+        """(S_lo, S_hi, U_hi) of the true integrals per neutrino (angles [rad], a rows
+        over :data:`~llama.science.signal_tables.SINDEC_EDGES`)."""
+        f64 = np.float64
+        return KB.overlap_bounds(
+            *self._pyramid, self.rows, self.peak,
+            np.ascontiguousarray(ra, dtype=f64), np.ascontiguousarray(dec, dtype=f64),
+            np.ascontiguousarray(sigma, dtype=f64), np.ascontiguousarray(arows, dtype=f64),
+            SINDEC_EDGES, int(kind),
+        )  # fmt: skip
+
+
+def _segments(offsets, which) -> tuple[np.ndarray, np.ndarray]:
+    """(neutrino indices, new CSR offsets) of lists ``which`` of a batch."""
+    counts = offsets[which + 1] - offsets[which]
+    new = offsets_from_counts(counts)
+    idx = np.repeat(offsets[which] - new[:-1], counts) + np.arange(new[-1])
+    return idx, new
+
+
+class BackgroundTrials:
+    """Decides background lists against the observed values by bounds (module docstring).
+
+    Parameters
+    ----------
+    model : EventModel
+        An O3 event model (``fast_trials.supports_screening``).
+    ra, dec, sigma, energy, dt, zenith : array_like
+        The observed list ([deg], [GeV], [s]); its thresholds are ranked as trials are.
+    azimuth : array_like, optional
+        Its detector azimuths [deg] (NaN or None: from the model's detector frame).
+    """
+
+    #: ``fast_path`` in the significance's method record.
+    fast_path = "bounds"
+
+    def __init__(self, model, ra, dec, sigma, energy, dt, zenith, azimuth=None) -> None:
+        f64 = np.float64
+        self.model = model
+        self.observed = tuple(np.atleast_1d(np.asarray(a, dtype=f64)).ravel() for a in (ra, dec, sigma, energy, dt, zenith))  # fmt: skip
+        n = self.observed[0].size
+        self.azimuth = np.full(n, np.nan) if azimuth is None else np.asarray(azimuth, dtype=f64).ravel()  # fmt: skip
+        self.sky = SkyBounds.for_model(model)
+        self._pool = None
+        self.cut = self._cut()
+
+    # -- per-neutrino constants -------------------------------------------------------
+
+    def _units(self, dt, zen, density):
+        """(unit_i, P_c,i + P_0,i): O_i without doublets is unit_i S_i."""
+        m = self.model
+        w = np.asarray(m.tables.zenith_weight(zen), dtype=np.float64)
+        d_1 = m.egw * neutrino_energy_integral(m.rate_per_energy * w, 1)
+        t_i = KO.time_overlap(np.ascontiguousarray(dt, dtype=np.float64), C.EMISSION_HALF_WINDOW_S)
+        p_c = C.NU_BACKGROUND_RATE_HZ * m.common * density
+        den = p_c + p_c * m.null_ratio
+        with np.errstate(divide="ignore", invalid="ignore"):
+            unit = C.NDOT_MPC3_S / C.BEAMING_FACTOR * t_i * d_1 / C.TIME_NORM_S2 / den
+        return unit, den
+
+    def pool_rows(self, sample, terms) -> np.ndarray:
+        """a(ε) rows of every event of the background sample (kept per sample)."""
+        if self._pool is None or self._pool[0] is not sample:
+            self._pool = (sample, self.model.tables.dec_rows(terms.energy_eval))
+        return self._pool[1]
+
+    def _cut(self) -> float:
+        """The cut of the ranked statistic: :data:`RESOLVED_FLOORS` times the largest odds
+        an overlap at the floor (``SCREEN_FLOOR`` x peak density x max a) gives any
+        event of the background sample at the best time (T = 500 s)."""
+        from llama.science.pvalue import _sample_terms
+
+        sample = self.model.background
+        terms = _sample_terms(self.model, sample)
+        rows = self.pool_rows(sample, terms)
+        unit, _ = self._units(np.zeros(rows.shape[0]), sample.zenith_sorted, terms.density)
+        q = unit * rows.max(axis=1)
+        q = q[np.isfinite(q)]
+        top = float(q.max()) if q.size else 0.0
+        return RESOLVED_FLOORS * SCREEN_FLOOR * self.sky.peak * top
+
+    # -- bounds -----------------------------------------------------------------------
+
+    def _parts(self, ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, rows):
+        """Bounds of every part of m lists' statistics.
+
+        Returns (single_lo, single_hi, pair_hi per first member, unit, odd per list):
+        O_i without doublets in [single_lo, single_hi] (the exact kernel's S_i
+        inside), the doublet terms at i in [0, pair_hi]; ``odd`` lists have a term
+        these cannot bound (B = 0: O3's +inf or NaN) and get the exact statistic.
+        """
+        m, r = self.model, self.model.overlap_rtol
+        ra, dec, sig = np.radians(ra_d), np.radians(dec_d), np.radians(sig_d)
+        s_lo, s_hi, u_hi = self.sky.overlap(ra, dec, sig, rows, m.psf_kind)
+        a_max = rows.max(axis=1)
+        scale = self.sky.peak * a_max
+        k_lo = np.maximum(s_lo - _KERNEL_FLOOR_BELOW * scale, 0.0) / (1.0 + _KERNEL_MARGIN * r)
+        k_hi = (s_hi + _KERNEL_FLOOR * scale) / (1.0 - _KERNEL_MARGIN * r)
+        unit, den = self._units(dt, zen, bg.density)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            single_lo = unit * k_lo
+            single_hi = unit * k_hi
+        bad = ~(den > 0) | ~np.isfinite(single_hi)
+        pair_hi = np.zeros(ra.size)
+
+        def bound(ra_, dec_, sig_, eps_i, eps_j, pi, pj, key=None):
+            a_i = m.tables.dec_rows(eps_i).max(axis=1)
+            a_j = m.tables.dec_rows(eps_j).max(axis=1)
+            kind = m.psf_kind
+            b = pair_overlap_bound(
+                ra_[pi], dec_[pi], sig_[pi], ra_[pj], dec_[pj], sig_[pj],
+                a_i * u_hi[pi], a_j * u_hi[pj], a_i, a_j, kind,
+            )  # fmt: skip
+            peak_g = np.minimum(_psf_at(0.0, sig_[pi], kind), _psf_at(0.0, sig_[pj], kind))
+            floor = _KERNEL_FLOOR * self.sky.peak * peak_g * a_i * a_j
+            return (b + floor) / (1.0 - _KERNEL_MARGIN * r)
+
+        first, value = m.pair_terms(ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, overlap=bound)  # fmt: skip
+        if first.size:
+            bad[first[~np.isfinite(value)]] = True
+            with np.errstate(divide="ignore", invalid="ignore"):
+                share = value / den[first]
+            bad[first[~np.isfinite(share)]] = True
+            pair_hi = np.bincount(first, weights=np.where(np.isfinite(share), share, 0.0), minlength=ra.size)  # fmt: skip
+        n_lists = offsets.size - 1
+        odd = np.bincount(np.repeat(np.arange(n_lists), np.diff(offsets)), weights=bad, minlength=n_lists) > 0  # fmt: skip
+        return single_lo, single_hi, pair_hi, unit, odd
+
+    def _lists(self, ra, dec, sigma, energy, dt, zen, offsets, bg, rows, az=None):
+        """(arrays as floats, azimuth, offsets, parts) of m lists."""
+        f64 = np.float64
+        ra, dec, sigma, energy, dt, zen = (np.ascontiguousarray(a, dtype=f64).ravel() for a in (ra, dec, sigma, energy, dt, zen))  # fmt: skip
+        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        az_in = np.full(ra.size, np.nan) if az is None else az
+        zen, az = self.model.detector_frame(ra, dec, dt, zen, az_in)
+        parts = self._parts(ra, dec, sigma, energy, dt, zen, az, bg, offsets, rows)
+        return (ra, dec, sigma, energy, dt, zen), az, offsets, parts
+
+    @staticmethod
+    def _sums(parts, offsets):
+        single_lo, single_hi, pair_hi, _, odd = parts
+        lo = KO.segment_sum(single_lo, offsets)
+        hi = KO.segment_sum(single_hi + pair_hi, offsets)
+        lo[odd], hi[odd] = 0.0, np.inf
+        return lo, hi
+
+    # -- the p-value path -------------------------------------------------------------
+
+    def thresholds(self, ra_deg, odds_exact, odds_i_exact) -> tuple[float, np.ndarray]:
+        """The observed list's ranked statistic h (event, per neutrino).
+
+        ``ra_deg`` is the observed list's (given at construction); ``odds_exact``,
+        ``odds_i_exact`` what ``EventModel.evaluate`` gave. The event: the exact
+        statistic where the list's upper bound reaches :attr:`cut`, else that bound;
+        per neutrino the same with its own bound (single and doublet parts).
+        """
+        odds_i_exact = np.asarray(odds_i_exact, dtype=np.float64).ravel()
+        ra, dec, sigma, energy, dt, zen = self.observed
+        if ra.size == 0:
+            return float(odds_exact), odds_i_exact
+        zen = np.where(np.isfinite(zen), zen, 90.0 + dec)
+        bg = self.model.background_terms(zen, energy)
+        rows = self.model.tables.dec_rows(bg.energy_eval)
+        offsets = np.array([0, ra.size])
+        _, _, _, parts = self._lists(np.asarray(ra_deg, dtype=np.float64), dec, sigma, energy, dt, zen, offsets, bg, rows, self.azimuth)  # fmt: skip
+        lo, hi = self._sums(parts, offsets)
+        event = float(odds_exact) if hi[0] >= self.cut else float(hi[0])
+        hi_i = parts[1] + parts[2]
+        if parts[4][0]:  # a term the bounds cannot hold: every neutrino's exact O_i
+            hi_i[:] = np.inf
+        per_nu = np.where(hi_i >= self.cut, odds_i_exact, hi_i)
+        return event, per_nu
+
+    def decide_batch(
+        self, thresholds, ra, dec, sigma, energy, dt, zenith, offsets, *,
+        background_terms=None, sample_index=None, azimuth_deg=None,
+    ) -> TrialBounds:  # fmt: skip
+        """Bounds of m lists' ranked statistics, refined until none holds a threshold.
+
+        The arguments are ``EventModel.evaluate_batch``'s; ``sample_index`` (each
+        neutrino's event in the background sample, as ``run_trials`` draws them) lets
+        the a(ε) rows be looked up. Lists below :attr:`cut` are ranked by their upper
+        bound (``lo == hi``); the others' exact statistic lies in ``[lo, hi]``, a single
+        point where it was computed (``n_refined`` of them).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from llama.science.skymap import SkyMap
+        >>> from llama.science.odds import EventModel
+        >>> m = EventModel(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1), 12.0, 150.0)
+        >>> bt = BackgroundTrials(m, [10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
+        >>> args = ([200.0, 300.0], [0.0, 0.0], [1.0, 1.0], [1e3, 1e3], [0.0, 0.0], [90.0, 90.0], [0, 1, 2])
+        >>> b = bt.decide_batch([], *args)
+        >>> d = bt.decide_batch([np.sqrt(b.lo[0] * b.hi[0])], *args)   # inside both
+        >>> exact = m.evaluate_batch(*args).odds
+        >>> d.n_refined <= 2, bool(np.all((d.lo <= exact) & (exact <= d.hi)))
+        (True, True)
+        """
+        m = self.model
+        if background_terms is None:
+            zen_full = m.detector_frame(ra, dec, dt, zenith, np.full(np.size(ra), np.nan))[0]
+            background_terms = m.background_terms(zen_full, energy)
+        bg = background_terms
+        if sample_index is not None:
+            from llama.science.pvalue import _sample_terms
+
+            rows = self.pool_rows(m.background, _sample_terms(m, m.background))[sample_index]
+        else:
+            rows = m.tables.dec_rows(bg.energy_eval)
+        lists, az, offsets, parts = self._lists(ra, dec, sigma, energy, dt, zenith, offsets, bg, rows, azimuth_deg)  # fmt: skip
+        lo, hi = self._sums(parts, offsets)
+        resolved = hi >= self.cut
+        lo = np.where(resolved, lo, hi)
+        t = np.sort(np.asarray(thresholds, dtype=np.float64).ravel())
+        t = t[~np.isnan(t)]
+
+        def holding(at):
+            return at[np.searchsorted(t, hi[at], side="right") > np.searchsorted(t, lo[at], side="left")]  # fmt: skip
+
+        todo = holding(np.flatnonzero(lo < hi))
+        n_exact = 0
+        if todo.size:
+            self._refine(lists, bg, offsets, parts, todo, lo, hi, holding)
+            left = holding(todo)
+            n_exact = left.size
+            if left.size:
+                idx, sub = _segments(offsets, left)
+                sub_bg = type(bg)(*(a[idx] for a in bg))
+                ra_, dec_, sig_, en_, dt_, zen_ = (a[idx] for a in lists)
+                exact = m.evaluate_batch(ra_, dec_, sig_, en_, dt_, zen_, sub, background_terms=sub_bg)  # fmt: skip
+                lo[left] = hi[left] = exact.odds
+        with np.errstate(invalid="ignore"):
+            point = np.where(lo == hi, lo, np.where(lo > 0, np.sqrt(lo * hi), 0.5 * hi))
+        return TrialBounds(lo, hi, resolved, point, int(n_exact))
+
+    def _refine(self, lists, bg, offsets, parts, trials, lo, hi, holding) -> None:
+        """Narrow ``lo``, ``hi`` of ``trials`` in place while they hold a threshold: per
+        round, each trial's widest single part that a doublet bound does not outweigh
+        is made exact (the exact kernel's S_i, the same call ``evaluate_batch`` makes)."""
+        single_lo, single_hi, pair_hi, unit, odd = parts
+        single_lo, single_hi = single_lo.copy(), single_hi.copy()
+        ra, dec, sig, _, _, _ = lists
+        eps = bg.energy_eval
+        idx, sub = _segments(offsets, trials)
+        seg = np.repeat(np.arange(trials.size), np.diff(sub))
+        done = np.zeros(idx.size, dtype=bool)
+        live = ~odd[trials]
+        n_max = int(np.diff(sub).max()) if trials.size else 0
+        for _ in range(n_max):
+            still = np.isin(trials, holding(trials)) & live
+            if not still.any():
+                break
+            sel = still[seg] & ~done
+            width = np.where(sel, single_hi[idx] - single_lo[idx], -1.0)
+            # the widest open single per trial (ties: the first)
+            order = np.lexsort((-width, seg))
+            first = np.r_[0, np.flatnonzero(np.diff(seg[order])) + 1] if order.size else order
+            pick = order[first]
+            ok = width[pick] > 0
+            # a doublet bound at least as wide as every single left: the exact statistic
+            widest_pair = np.zeros(trials.size)
+            np.maximum.at(widest_pair, seg, pair_hi[idx])
+            ok &= width[pick] >= widest_pair[seg[pick]]
+            pick = pick[ok]
+            if pick.size == 0:
+                break
+            k = idx[pick]
+            s = self.model.signal_overlap(ra[k], dec[k], sig[k], eps[k])[1]
+            value = unit[k] * s
+            single_lo[k], single_hi[k] = value * (1.0 - _HAIR), value * (1.0 + _HAIR)
+            done[pick] = True
+            at = np.unique(seg[pick])
+            sub_idx, sub_off = _segments(sub, at)
+            rows = idx[sub_idx]
+            lo[trials[at]] = KO.segment_sum(single_lo[rows], sub_off)
+            hi[trials[at]] = KO.segment_sum(single_hi[rows] + pair_hi[rows], sub_off)
+
+    def evaluate_batch(self, *args, **kwargs):
+        """The exact statistic (``EventModel.evaluate_batch``; bounds decide nothing here)."""
+        kwargs.pop("sample_index", None)
+        return self.model.evaluate_batch(*args, **kwargs)

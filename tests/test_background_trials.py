@@ -1,0 +1,241 @@
+"""Background-kind trials decided by bounds (llama.science.background_trials) against
+the exact statistic.
+
+The bounds of S (kernels.density_bounds) are checked against the exact kernel on
+thousands of random neutrinos, against a brute-force pixel sum at fine resolution and
+against the analytic overlap of a uniform map; the p-values of trial_pvalues' default
+path against method="exact" with the same seed on BAYESTAR maps of tests/data/bayestar
+(a 4 deg² BNS, a 53 deg² and a 754 deg² BBH), lists with doublets included; and the
+refinement (exact S_i, then the whole statistic) with thresholds set at trials' own
+exact values, so that every level runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import healpy as hp
+import numpy as np
+import pytest
+
+from kernels import density_bounds as KB
+from kernels.overlap import psf_norm
+from llama.science.background_trials import BackgroundTrials, SkyBounds
+from llama.science.fast_trials import SCREEN_FLOOR, TrialScreen
+from llama.science.odds import EventModel
+from llama.science.pvalue import _background_draws, _sample_terms, trial_pvalues
+from llama.science.signal_tables import SINDEC_EDGES
+from llama.science.sim import simulate_background_neutrinos, simulate_signal_neutrino
+from llama.science.skymap import SkyMap, read_sky_map
+from llama.science.times import mjd_to_gps
+
+DATA = Path(__file__).parent / "data" / "bayestar"
+
+
+def _model(name: str, **options) -> EventModel:
+    info = json.loads((DATA / "events.json").read_text())[name]
+    skymap = read_sky_map(DATA / f"{name}.fits")
+    rho, rbar = float(info["network_snr"]), float(info["distmean_mpc"])
+    return EventModel(skymap, rho, rbar, info["population"], t_gw_mjd=float(info["mjd_obs"]), **options)  # fmt: skip
+
+
+def _neutrinos(model, n, seed):
+    """n background-sample neutrinos (ra, dec, sigma [rad], a rows), the first half
+    moved to directions drawn from the map (where S is large)."""
+    rng = np.random.default_rng(seed)
+    lists, pick = _background_draws(model.background)(rng, n)
+    terms = _sample_terms(model, model.background)
+    ra, dec, sig = np.radians(lists[0]), np.radians(lists[1]), np.radians(lists[2])
+    k = ra.size // 2
+    on_map = [simulate_signal_neutrino(rng, model.skymap, model.t_gw_mjd) for _ in range(k)]
+    ra[:k] = np.radians([s.ra[0] for s in on_map])
+    dec[:k] = np.radians([s.dec[0] for s in on_map])
+    return ra, dec, sig, model.tables.dec_rows(terms.energy_eval[pick])
+
+
+@pytest.mark.parametrize("name, psf", [("bns-1", "gaussian"), ("bbh-2", "gaussian"), ("bbh-6", "gaussian"), ("bbh-6", "vmf")])  # fmt: skip
+def test_bounds_hold_the_exact_kernel(name, psf):
+    """~1,600 neutrinos (half from the map): the exact kernel's S_i at the model's rtol
+    lies within the bounds widened by the kernel's own tolerance, as
+    BackgroundTrials uses them; on the wide map, where S is within 1e-3 of the map's
+    scale, the bounds are within a factor 30 (the exact kernel decides the rest)."""
+    model = _model(name, psf=psf)
+    ra, dec, sig, rows = _neutrinos(model, 250, 4)
+    sb = SkyBounds.for_model(model)
+    s_lo, s_hi, u_hi = sb.overlap(ra, dec, sig, rows, model.psf_kind)
+    pm = model.prepared_map()
+    from kernels.overlap import psf_overlap_prepared
+
+    u, s = psf_overlap_prepared(pm, ra, dec, sig, rows, SINDEC_EDGES, model.psf_kind, rtol=model.overlap_rtol)  # fmt: skip
+    r = model.overlap_rtol
+    scale = sb.peak * rows.max(axis=1)  # widened as BackgroundTrials widens them
+    assert np.all(s >= (s_lo - 1e-8 * scale) / (1 + 2 * r))
+    assert np.all(s <= (s_hi + SCREEN_FLOOR * scale) / (1 - 2 * r)), np.max(s / s_hi)
+    assert np.all(u <= (u_hi + SCREEN_FLOOR * sb.peak) / (1 - 2 * r))
+    near = s > 1e-3 * sb.peak * rows.max(axis=1)
+    assert near.sum() > 50
+    if name == "bbh-6":
+        assert np.median(s_hi[near] / s_lo[near]) < 30
+
+
+def test_bounds_hold_a_brute_force_pixel_sum():
+    """A few PSFs on bbh-2 (sigma 1-3 deg): S summed over NSIDE-1024 pixel centres
+    (density read off the map, a from each centre's band, the Gaussian at the centre,
+    times the pixel area) lies within the bounds, to the sum's own 1%."""
+    model = _model("bbh-2")
+    screen = TrialScreen.for_model(model)
+    sb = SkyBounds.for_model(model)
+    peak_pix = int(np.argmax(model.skymap.probdensity))
+    from llama.science.skymap import uniq_to_order_ipix
+
+    order, ipix = uniq_to_order_ipix(np.asarray(model.skymap.uniq)[[peak_pix]])
+    theta, phi = hp.pix2ang(2 ** int(order[0]), int(ipix[0]), nest=True)
+    rng = np.random.default_rng(2)
+    nside = 1024
+    for k in range(4):
+        sigma = math.radians(rng.uniform(1.0, 3.0))
+        ra0 = phi + rng.normal(0, 2 * sigma)
+        dec0 = 0.5 * math.pi - theta + rng.normal(0, 2 * sigma)
+        row = model.tables.dec_rows([10.0 ** rng.uniform(2, 6)])
+        vec = hp.ang2vec(0.5 * math.pi - dec0, ra0)
+        pix = hp.query_disc(nside, vec, 8 * sigma, nest=True)
+        t, p = hp.pix2ang(nside, pix, nest=True)
+        dec_p, ra_p = 0.5 * math.pi - t, p
+        psi = np.arccos(np.clip(np.dot(hp.ang2vec(t, p), vec), -1, 1))
+        dens = screen.density(ra_p, dec_p)
+        band = np.clip(np.searchsorted(SINDEC_EDGES, np.sin(dec_p), side="right") - 1, 0, 17)
+        g = np.exp(-0.5 * psi**2 / sigma**2) / (2 * math.pi * sigma**2)
+        brute = np.sum(dens * row[0, band] * g) * hp.nside2pixarea(nside)
+        lo, hi, _ = sb.overlap([ra0 % (2 * math.pi)], [dec0], [sigma], row, 0)
+        assert lo[0] * 0.99 <= brute <= hi[0] * 1.01, (k, lo[0], brute, hi[0])
+
+
+@pytest.mark.parametrize("kind", [0, 1])
+def test_uniform_map_bounds_are_the_analytic_overlap(kind):
+    """All-sky uniform map: U = 1/4pi times the PSF's mass (O3's Gaussian: psf_norm;
+    von Mises-Fisher: 1), S = a U for a constant a; the bounds hold it within 1e-3."""
+    skymap = SkyMap(probdensity=np.full(12 * 16**2, 1 / (4 * np.pi)), nside=16)
+    sb = SkyBounds(skymap)
+    rng = np.random.default_rng(0)
+    n = 500
+    ra, dec = rng.uniform(0, 2 * np.pi, n), np.arcsin(rng.uniform(-1, 1, n))
+    sig = np.radians(rng.uniform(0.2, 3.0, n))
+    rows = np.full((n, 18), 2.5)
+    lo, hi, u_hi = sb.overlap(ra, dec, sig, rows, kind)
+    mass = np.array([psf_norm(s, 0) for s in sig]) if kind == 0 else np.ones(n)
+    exact = 2.5 * mass / (4 * np.pi)
+    assert np.all(lo <= exact) and np.all(exact <= hi)
+    assert np.max(hi / lo) < 1.001 and np.all(u_hi >= mass / (4 * np.pi))
+
+
+def test_pyramid_extremes_hold_every_pixel_in_a_disc():
+    """disc_minmax against a brute force over the map's own pixels: every NSIDE-256
+    pixel centre within the disc has a density inside the returned (min, max)."""
+    model = _model("bbh-2")
+    sb = SkyBounds.for_model(model)
+    screen = TrialScreen.for_model(model)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        ra0, dec0 = rng.uniform(0, 2 * np.pi), np.arcsin(rng.uniform(-1, 1))
+        radius = math.radians(10.0 ** rng.uniform(-1, 1.3))
+        pix = hp.query_disc(256, hp.ang2vec(0.5 * np.pi - dec0, ra0), radius, nest=True)
+        if pix.size == 0:
+            continue
+        t, p = hp.pix2ang(256, pix, nest=True)
+        d = screen.density(p, 0.5 * np.pi - t)
+        mn, mx = KB.disc_minmax(*sb._pyramid, sb.rows, ra0, dec0, radius)
+        assert mn <= d.min() and d.max() <= mx
+
+
+def _observed(model, seed, inject):
+    rng = np.random.default_rng(seed)
+    nl = simulate_background_neutrinos(rng, model.t_gw_mjd)
+    if inject:
+        nl = nl.concatenate(simulate_signal_neutrino(rng, model.skymap, model.t_gw_mjd))
+    return model.evaluate(nl, float(mjd_to_gps(model.t_gw_mjd)))
+
+
+@pytest.mark.parametrize(
+    "name, seed, inject",
+    [("bns-1", 3, True), ("bns-9", 1, True), ("bbh-2", 2, False), ("bbh-2", 3, True), ("bbh-6", 5, True), ("bbh-6", 2, False)],
+)  # fmt: skip
+def test_pvalues_decided_by_bounds_are_the_exact_ones(name, seed, inject):
+    """trial_pvalues' default path against method="exact", same seed: wherever the
+    observed value is at or above the cut, the counts and p-values are the exact
+    method's, to the bit; below it the list is ranked by its upper bound (and so are
+    the trials). The trials evaluated to decide carry the exact statistic."""
+    model = _model(name)
+    obs = _observed(model, seed, inject)
+    n_trials = 600
+    fast = trial_pvalues(model, obs, n_trials, seed=seed)
+    exact = trial_pvalues(model, obs, n_trials, seed=seed, method="exact")
+    assert fast.method["statistic"] == "fast" and fast.method["fast_path"] == "bounds"
+    zen = np.where(np.isfinite(obs.zenith), obs.zenith, 90.0 + obs.dec)
+    bt = BackgroundTrials(model, obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, zen, obs.azimuth)  # fmt: skip
+    t_event, t_nu = bt.thresholds(obs.ra, obs.odds, obs.odds_ratio)
+    assert fast.method["odds_ranked"] == t_event
+    if t_event == obs.odds and t_event >= bt.cut:
+        for key in ("n_greater", "n_equal", "p_value_upper"):
+            assert fast.method[key] == exact.method[key], key
+        assert fast.p_value == exact.p_value
+    else:
+        assert t_event < bt.cut
+    assert not inject or t_event >= bt.cut  # a neutrino from the map is above the cut
+    above = (t_nu == obs.odds_ratio) & (t_nu >= bt.cut)
+    np.testing.assert_array_equal(fast.p_values_neutrino[above], exact.p_values_neutrino[above])  # fmt: skip
+    lo, hi = fast.trial_bounds.T
+    e = exact.trial_odds
+    # the same draws as trial_pvalues' (one chunk): which trials are above the cut
+    lists, pick = _background_draws(model.background)(np.random.default_rng(seed), n_trials)
+    pool = _sample_terms(model, model.background)
+    bg = type(pool)(*(a[pick] for a in pool))
+    resolved = bt.decide_batch([], *lists, background_terms=bg, sample_index=pick).resolved
+    assert np.all((lo <= e) & (e <= hi) | ~resolved)
+    assert np.all((lo == hi) & (hi < bt.cut) | resolved)
+    evaluated = (lo == hi) & resolved
+    np.testing.assert_array_equal(fast.trial_odds[evaluated], e[evaluated])
+    assert fast.method["n_trials_evaluated"] <= evaluated.sum()
+
+
+def test_every_refinement_level_keeps_the_exact_statistic():
+    """Thresholds at every 5th resolved trial's own exact statistic (bbh-6, whose lists
+    often have doublets) send trials through each level (exact S_i, then the whole
+    statistic): every resolved trial's exact statistic stays inside its bounds, no
+    interval holds a threshold unless it is the exact value itself, and the counts
+    at every threshold are the exact statistic's."""
+    model = _model("bbh-6")
+    obs = _observed(model, 8, False)
+    zen = np.where(np.isfinite(obs.zenith), obs.zenith, 90.0 + obs.dec)
+    bt = BackgroundTrials(model, obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, zen, obs.azimuth)  # fmt: skip
+    lists, pick = _background_draws(model.background)(np.random.default_rng(3), 800)
+    pool = _sample_terms(model, model.background)
+    bg = type(pool)(*(a[pick] for a in pool))
+    exact = model.evaluate_batch(*lists, background_terms=bg).odds
+    free = bt.decide_batch([], *lists, background_terms=bg, sample_index=pick)
+    resolved = free.resolved
+    assert resolved.sum() > 100
+    t = exact[np.flatnonzero(resolved)[::5]]
+    d = bt.decide_batch(t, *lists, background_terms=bg, sample_index=pick)
+    assert np.all((d.lo <= exact) & (exact <= d.hi) | ~resolved)
+    assert d.n_refined > 0
+    singles_only = (d.lo < d.hi) & (free.lo < free.hi) & resolved
+    narrowed = (d.hi - d.lo) < (free.hi - free.lo)
+    assert np.any(singles_only & narrowed)  # some decided by exact S_i alone
+    for x in t:
+        holds = (d.lo <= x) & (x <= d.hi) & (d.lo < d.hi)
+        assert not holds.any()
+        assert np.sum(d.lo >= x) == np.sum(exact[resolved] >= x) + np.sum(d.lo[~resolved] >= x)  # fmt: skip
+    same = (d.lo == d.hi) & resolved & ~(free.lo == free.hi)
+    np.testing.assert_array_equal(d.lo[same], exact[same])
+
+
+def test_sequential_trials_stop_with_bounds():
+    """LLAMA_TRIAL_STOP_AFTER's path: per-trial comparisons from the bounds; a list
+    from the map stops late, a background list early, both through BackgroundTrials."""
+    model = _model("bbh-2")
+    obs = _observed(model, 3, True)
+    res = trial_pvalues(model, obs, 2000, seed=3, stop_after=10)
+    assert res.method["fast_path"] == "bounds" and res.trial_bounds is not None
+    assert res.method["n_trials_drawn"] <= 2000 and 0 < res.p_value <= 1
