@@ -240,3 +240,49 @@ def test_png_texts_from_kept_glyphs_equal_matplotlibs_own(events) -> None:
         own = png(fig, cached=False)
         assert (png(fig, cached=True) == own).all()  # rendered now
         assert (png(fig, cached=True) == own).all()  # every glyph from the cache
+
+
+def _decoded(rows: bytes, bits: int, palette: bytes | None, img) -> tuple:
+    """Pixels (and palette) of PDF image rows, read back through a PNG file by Pillow."""
+    import struct
+
+    from PIL import Image
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    colour = {"L": 0, "RGB": 2, "P": 3}[img.mode]
+    header = struct.pack(">IIBBBBB", img.width, img.height, bits, colour, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+    if palette is not None:
+        png += chunk(b"PLTE", palette)
+    png += chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    back = Image.open(io.BytesIO(png))
+    n = len(back.getcolors(256) or []) if img.mode == "P" else 0
+    used = sorted({int(i) for i in np.unique(np.asarray(back))}) if img.mode == "P" else []
+    pal = back.getpalette() if img.mode == "P" else None
+    colours = [tuple(pal[3 * i : 3 * i + 3]) for i in used] if pal else []
+    return np.asarray(back).tobytes(), colours, n
+
+
+def test_pdf_images_hold_the_pixels_pillow_would_have_encoded(events, monkeypatch) -> None:
+    """Every image of a scatter PDF (colour ramp, all-sky map, zoom), embedded through
+    :func:`pdffonts.png_rows`, holds the same pixels and colours as the rows Pillow's
+    encoder gives matplotlib (decoded both ways)."""
+    assert pdffonts.image_hook_installed()
+    seen = []
+    real = pdffonts.png_rows
+
+    def recording(img):
+        seen.append(img.copy())
+        return real(img)
+
+    monkeypatch.setattr(pdffonts, "png_rows", recording)
+    skymap, nl, dt, title = events[0]
+    save(plotting.draw_scatter(skymap, nl, dt, (), title, "n", fresh=True), "pdf")
+    assert len(seen) >= 3 and {img.mode for img in seen} & {"P", "RGB"}
+    pillow = pdffonts._original_png["write"]
+    for img in seen:
+        assert _decoded(*real(img), img) == _decoded(*pillow(None, img), img)

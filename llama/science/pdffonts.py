@@ -53,6 +53,9 @@ __all__ = [
     "cached_subsets",
     "cached_text",
     "hook_installed",
+    "image_hook_installed",
+    "plain_image_rows",
+    "png_rows",
     "shared_rc",
     "text_hook_installed",
 ]
@@ -64,8 +67,9 @@ MAX_CACHED = 64
 #: rcParams while our figures are drawn and saved: TrueType fonts in PDFs; glyphs
 #: without hinting (no visible difference at this size, ~17% less of a PNG's cost).
 #: Set for the drawing as well as the save, since hinting changes the measured size
-#: of texts, on which the layout of labels depends.
-SHARED_RC = {"pdf.fonttype": 42, "text.hinting": "no_hinting"}
+#: of texts, on which the layout of labels depends. PDF streams (page, fonts) deflated
+#: at zlib level 1 instead of 6: ~15 ms less per scatter plot for a file ~5% larger.
+SHARED_RC = {"pdf.fonttype": 42, "text.hinting": "no_hinting", "pdf.compression": 1}
 
 _lock = threading.Lock()
 _local = threading.local()
@@ -412,3 +416,81 @@ def _hooked_draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
     flush()
     output(Op.end_text)
     output(Op.grestore)
+
+
+# --- images deflated without Pillow's PNG filters ----------------------------------------
+#
+# matplotlib embeds a PDF image as the rows of a PNG made by Pillow at its default
+# level (Predictor 10: each row starts with its PNG filter byte). Pillow's adaptive
+# choice of a filter per row costs more than the compression; rows marked "None"
+# (filter 0) and deflated at the PDF's level hold the same pixels, for ~12 ms less per
+# scatter plot.
+
+_original_png: dict[str, Any] = {}
+
+
+def image_hook_installed() -> bool:
+    """Whether PDF images saved inside :func:`plain_image_rows` are deflated here
+    (installs it); False with a matplotlib whose PDF writer differs from 3.11's."""
+    if _original_png:
+        return True
+    try:
+        from matplotlib.backends.backend_pdf import PdfFile
+
+        write = PdfFile._writePng
+        if list(inspect.signature(write).parameters) != ["self", "img"]:
+            return False
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return False
+    with _lock:
+        if not _original_png:
+            _original_png["write"] = write
+            PdfFile._writePng = _hooked_write_png
+    return True
+
+
+def png_rows(img) -> tuple[bytes, int, bytes | None]:
+    """(deflated rows, bit depth, palette) of a Pillow image in mode L, RGB or P, as
+    matplotlib's ``PdfFile._writePng`` returns them: 8 bits per sample, every row led by
+    PNG filter type 0, deflated at ``pdf.compression``'s level.
+
+    Examples
+    --------
+    >>> import zlib
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> rows, bits, palette = png_rows(Image.fromarray(np.array([[1, 2], [3, 4]], np.uint8)))
+    >>> zlib.decompress(rows), bits, palette
+    (b'\\x00\\x01\\x02\\x00\\x03\\x04', 8, None)
+    """
+    import zlib
+
+    import matplotlib as mpl
+    import numpy as np
+
+    pixels = np.asarray(img)
+    rows = pixels.reshape(pixels.shape[0], -1)
+    out = np.zeros((rows.shape[0], rows.shape[1] + 1), np.uint8)  # column 0: filter 0
+    out[:, 1:] = rows
+    palette = bytes(img.getpalette()) if img.mode == "P" else None
+    level = int(mpl.rcParams["pdf.compression"]) or 1
+    return zlib.compress(out.tobytes(), level), 8, palette
+
+
+@contextlib.contextmanager
+def plain_image_rows() -> Iterator[None]:
+    """Within this block, this thread's PDF saves embed images through
+    :func:`png_rows` instead of Pillow's PNG encoder."""
+    image_hook_installed()
+    depth = getattr(_local, "image_depth", 0)
+    _local.image_depth = depth + 1
+    try:
+        yield
+    finally:
+        _local.image_depth = depth
+
+
+def _hooked_write_png(self, img):
+    if not getattr(_local, "image_depth", 0) or img.mode not in ("L", "RGB", "P"):
+        return _original_png["write"](self, img)
+    return png_rows(img)

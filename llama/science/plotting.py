@@ -530,7 +530,7 @@ def save_figure(fig: Figure, path: Any, fmt: str | None = None) -> None:
     figures at the same time.
     """
     from llama.science.glyphcache import cached_glyphs
-    from llama.science.pdffonts import cached_subsets, cached_text, shared_rc
+    from llama.science.pdffonts import cached_subsets, cached_text, plain_image_rows, shared_rc
 
     fmt = (fmt or Path(path).suffix.lstrip(".")).lower()
     options: dict[str, Any] = {}
@@ -542,7 +542,7 @@ def save_figure(fig: Figure, path: Any, fmt: str | None = None) -> None:
     from llama.science.skyfigure import static_layer
 
     layer = static_layer(fig) if fmt == "png" else None
-    with shared_rc(), cached_subsets(), cached_text(), cached_glyphs():
+    with shared_rc(), cached_subsets(), cached_text(), plain_image_rows(), cached_glyphs():
         if layer is not None and fig.dpi == DPI:
             layer.png(path, PNG_COMPRESS_LEVEL)  # its unchanging parts pre-rendered
         else:
