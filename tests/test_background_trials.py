@@ -164,8 +164,9 @@ def _observed(model, seed, inject):
 def test_pvalues_decided_by_bounds_are_the_exact_ones(name, seed, inject):
     """trial_pvalues' default path against method="exact", same seed: wherever the
     observed value is at or above the cut, the counts and p-values are the exact
-    method's, to the bit; below it the list is ranked by its upper bound (and so are
-    the trials). The trials evaluated to decide carry the exact statistic."""
+    method's, to the bit; lists below it are ranked by their upper bound, the others
+    by max(O, cut) (the observed list too). The trials evaluated to decide carry the
+    exact statistic."""
     model = _model(name)
     obs = _observed(model, seed, inject)
     n_trials = 600
@@ -176,13 +177,14 @@ def test_pvalues_decided_by_bounds_are_the_exact_ones(name, seed, inject):
     bt = BackgroundTrials(model, obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, zen, obs.azimuth)  # fmt: skip
     t_event, t_nu = bt.thresholds(obs.ra, obs.odds, obs.odds_ratio)
     assert fast.method["odds_ranked"] == t_event
-    if t_event == obs.odds and t_event >= bt.cut:
+    if obs.odds >= bt.cut:
+        assert t_event == obs.odds
         for key in ("n_greater", "n_equal", "p_value_upper"):
             assert fast.method[key] == exact.method[key], key
         assert fast.p_value == exact.p_value
     else:
-        assert t_event < bt.cut
-    assert not inject or t_event >= bt.cut  # a neutrino from the map is above the cut
+        assert t_event <= bt.cut
+    assert not inject or obs.odds >= bt.cut  # a neutrino from the map is above the cut
     above = (t_nu == obs.odds_ratio) & (t_nu >= bt.cut)
     np.testing.assert_array_equal(fast.p_values_neutrino[above], exact.p_values_neutrino[above])  # fmt: skip
     lo, hi = fast.trial_bounds.T
@@ -192,17 +194,18 @@ def test_pvalues_decided_by_bounds_are_the_exact_ones(name, seed, inject):
     pool = _sample_terms(model, model.background)
     bg = type(pool)(*(a[pick] for a in pool))
     resolved = bt.decide_batch([], *lists, background_terms=bg, sample_index=pick).resolved
-    assert np.all((lo <= e) & (e <= hi) | ~resolved)
+    h = np.maximum(e, bt.cut)  # what is ranked above the cut
+    assert np.all((lo <= h) & (h <= hi) | ~resolved)
     assert np.all((lo == hi) & (hi < bt.cut) | resolved)
     evaluated = (lo == hi) & resolved
-    np.testing.assert_array_equal(fast.trial_odds[evaluated], e[evaluated])
+    np.testing.assert_array_equal(fast.trial_odds[evaluated], h[evaluated])
     assert fast.method["n_trials_evaluated"] <= evaluated.sum()
 
 
 def test_every_refinement_level_keeps_the_exact_statistic():
-    """Thresholds at every 5th resolved trial's own exact statistic (bbh-6, whose lists
-    often have doublets) send trials through each level (exact S_i, then the whole
-    statistic): every resolved trial's exact statistic stays inside its bounds, no
+    """Thresholds at every 5th trial's own exact statistic above the cut (bbh-6, whose
+    lists often have doublets) send trials through each level (exact S_i, then the
+    whole statistic): every resolved trial's max(O, cut) stays inside its bounds, no
     interval holds a threshold unless it is the exact value itself, and the counts
     at every threshold are the exact statistic's."""
     model = _model("bbh-6")
@@ -216,9 +219,11 @@ def test_every_refinement_level_keeps_the_exact_statistic():
     free = bt.decide_batch([], *lists, background_terms=bg, sample_index=pick)
     resolved = free.resolved
     assert resolved.sum() > 100
-    t = exact[np.flatnonzero(resolved)[::5]]
+    t = exact[np.flatnonzero(exact >= bt.cut)[::5]]
+    assert t.size > 20
     d = bt.decide_batch(t, *lists, background_terms=bg, sample_index=pick)
-    assert np.all((d.lo <= exact) & (exact <= d.hi) | ~resolved)
+    h = np.maximum(exact, bt.cut)
+    assert np.all((d.lo <= h) & (h <= d.hi) | ~resolved)
     assert d.n_refined > 0
     singles_only = (d.lo < d.hi) & (free.lo < free.hi) & resolved
     narrowed = (d.hi - d.lo) < (free.hi - free.lo)
@@ -228,7 +233,7 @@ def test_every_refinement_level_keeps_the_exact_statistic():
         assert not holds.any()
         assert np.sum(d.lo >= x) == np.sum(exact[resolved] >= x) + np.sum(d.lo[~resolved] >= x)  # fmt: skip
     same = (d.lo == d.hi) & resolved & ~(free.lo == free.hi)
-    np.testing.assert_array_equal(d.lo[same], exact[same])
+    np.testing.assert_array_equal(d.lo[same], h[same])
 
 
 def test_sequential_trials_stop_with_bounds():

@@ -24,13 +24,14 @@ exact kernel (the number ``EventModel.evaluate_batch`` computes, with a hair of 
 for the order of the model's own products), and, if still undecided, the whole exact
 statistic of the list. So every count is the exact statistic's.
 
-The ranked statistic h: lists whose upper bound is below the event's cut
+The ranked statistic h: lists whose upper bound is below the event's cut c
 (``RESOLVED_FLOORS`` times the largest odds an overlap at the screen floor gives any
 neutrino of the background sample: no neutrino of the list within ~1e-11 of the map's
-peak density) are ranked by that upper bound itself, the observed list included, which
-keeps the p-value calibrated (h is one deterministic function of a list); the others
-by their exact statistic. So the p-values are identical to ``method="exact"``
-wherever the observed value is at or above the cut.
+peak density) are ranked by that upper bound itself, the others by max(O, c), O their
+exact statistic; the observed list likewise, which keeps the p-value calibrated (h is
+one deterministic function of a list). So the p-values are identical to
+``method="exact"`` wherever the observed value is at or above the cut, and no trial
+above the cut needs a kernel call to be compared with a value below it.
 
 Examples
 --------
@@ -81,6 +82,9 @@ GRID_ROWS = 512
 _KERNEL_MARGIN = 2.0
 _KERNEL_FLOOR = SCREEN_FLOOR
 _KERNEL_FLOOR_BELOW = 1e-8
+#: A neutrino whose O_i bound from one disc (the PSF's whole reach) is below this
+#: fraction of the cut keeps that bound: it cannot lift a list over the cut.
+_ENOUGH = 1e-3
 #: Relative margin around a part computed from exact kernel values by other products
 #: than the model's own (rounding only).
 _HAIR = 1e-12
@@ -124,15 +128,17 @@ class SkyBounds:
             sb = _BOUNDS[model] = cls(model.skymap)
         return sb
 
-    def overlap(self, ra, dec, sigma, arows, kind: int):
+    def overlap(self, ra, dec, sigma, arows, kind: int, enough=None):
         """(S_lo, S_hi, U_hi) of the true integrals per neutrino (angles [rad], a rows
-        over :data:`~llama.science.signal_tables.SINDEC_EDGES`)."""
+        over :data:`~llama.science.signal_tables.SINDEC_EDGES`); an upper bound at most
+        ``enough`` (per neutrino) is not tightened."""
         f64 = np.float64
+        enough = np.zeros(np.size(ra)) if enough is None else enough
         return KB.overlap_bounds(
             *self._pyramid, self.rows, self.peak,
             np.ascontiguousarray(ra, dtype=f64), np.ascontiguousarray(dec, dtype=f64),
             np.ascontiguousarray(sigma, dtype=f64), np.ascontiguousarray(arows, dtype=f64),
-            SINDEC_EDGES, int(kind),
+            SINDEC_EDGES, int(kind), np.ascontiguousarray(enough, dtype=f64),
         )  # fmt: skip
 
 
@@ -217,12 +223,15 @@ class BackgroundTrials:
         """
         m, r = self.model, self.model.overlap_rtol
         ra, dec, sig = np.radians(ra_d), np.radians(dec_d), np.radians(sig_d)
-        s_lo, s_hi, u_hi = self.sky.overlap(ra, dec, sig, rows, m.psf_kind)
+        unit, den = self._units(dt, zen, bg.density)
+        # far from the map one disc bounds S well enough: O_i below 1e-3 of the cut
+        with np.errstate(divide="ignore"):
+            enough = np.where(unit > 0, _ENOUGH * self.cut / unit, np.inf)
+        s_lo, s_hi, u_hi = self.sky.overlap(ra, dec, sig, rows, m.psf_kind, np.nan_to_num(enough, nan=0.0))  # fmt: skip
         a_max = rows.max(axis=1)
         scale = self.sky.peak * a_max
         k_lo = np.maximum(s_lo - _KERNEL_FLOOR_BELOW * scale, 0.0) / (1.0 + _KERNEL_MARGIN * r)
         k_hi = (s_hi + _KERNEL_FLOOR * scale) / (1.0 - _KERNEL_MARGIN * r)
-        unit, den = self._units(dt, zen, bg.density)
         with np.errstate(divide="ignore", invalid="ignore"):
             single_lo = unit * k_lo
             single_hi = unit * k_hi
@@ -277,8 +286,9 @@ class BackgroundTrials:
 
         ``ra_deg`` is the observed list's (given at construction); ``odds_exact``,
         ``odds_i_exact`` what ``EventModel.evaluate`` gave. The event: the exact
-        statistic where the list's upper bound reaches :attr:`cut`, else that bound;
-        per neutrino the same with its own bound (single and doublet parts).
+        statistic (at least :attr:`cut`) where the list's upper bound reaches the cut,
+        else that bound; per neutrino the same with its own bound (single and doublet
+        parts).
         """
         odds_i_exact = np.asarray(odds_i_exact, dtype=np.float64).ravel()
         ra, dec, sigma, energy, dt, zen = self.observed
@@ -290,11 +300,12 @@ class BackgroundTrials:
         offsets = np.array([0, ra.size])
         _, _, _, parts = self._lists(np.asarray(ra_deg, dtype=np.float64), dec, sigma, energy, dt, zen, offsets, bg, rows, self.azimuth)  # fmt: skip
         lo, hi = self._sums(parts, offsets)
-        event = float(odds_exact) if hi[0] >= self.cut else float(hi[0])
+        cut = self.cut
+        event = max(float(odds_exact), cut) if hi[0] >= cut else float(hi[0])
         hi_i = parts[1] + parts[2]
         if parts[4][0]:  # a term the bounds cannot hold: every neutrino's exact O_i
             hi_i[:] = np.inf
-        per_nu = np.where(hi_i >= self.cut, odds_i_exact, hi_i)
+        per_nu = np.where(hi_i >= cut, np.maximum(odds_i_exact, cut), hi_i)
         return event, per_nu
 
     def decide_batch(
@@ -306,8 +317,8 @@ class BackgroundTrials:
         The arguments are ``EventModel.evaluate_batch``'s; ``sample_index`` (each
         neutrino's event in the background sample, as ``run_trials`` draws them) lets
         the a(ε) rows be looked up. Lists below :attr:`cut` are ranked by their upper
-        bound (``lo == hi``); the others' exact statistic lies in ``[lo, hi]``, a single
-        point where it was computed (``n_refined`` of them).
+        bound (``lo == hi``); the others by max(O, cut), which lies in ``[lo, hi]``, a
+        single point where O was computed (``n_refined`` of them).
 
         Examples
         --------
@@ -319,8 +330,8 @@ class BackgroundTrials:
         >>> args = ([200.0, 300.0], [0.0, 0.0], [1.0, 1.0], [1e3, 1e3], [0.0, 0.0], [90.0, 90.0], [0, 1, 2])
         >>> b = bt.decide_batch([], *args)
         >>> d = bt.decide_batch([np.sqrt(b.lo[0] * b.hi[0])], *args)   # inside both
-        >>> exact = m.evaluate_batch(*args).odds
-        >>> d.n_refined <= 2, bool(np.all((d.lo <= exact) & (exact <= d.hi)))
+        >>> h = np.maximum(m.evaluate_batch(*args).odds, bt.cut)
+        >>> d.n_refined <= 2, bool(np.all((d.lo <= h) & (h <= d.hi)))
         (True, True)
         """
         m = self.model
@@ -336,8 +347,9 @@ class BackgroundTrials:
             rows = m.tables.dec_rows(bg.energy_eval)
         lists, az, offsets, parts = self._lists(ra, dec, sigma, energy, dt, zenith, offsets, bg, rows, azimuth_deg)  # fmt: skip
         lo, hi = self._sums(parts, offsets)
-        resolved = hi >= self.cut
-        lo = np.where(resolved, lo, hi)
+        cut = self.cut
+        resolved = hi >= cut
+        lo, hi = np.where(resolved, np.maximum(lo, cut), hi), hi
         t = np.sort(np.asarray(thresholds, dtype=np.float64).ravel())
         t = t[~np.isnan(t)]
 
@@ -347,7 +359,7 @@ class BackgroundTrials:
         todo = holding(np.flatnonzero(lo < hi))
         n_exact = 0
         if todo.size:
-            self._refine(lists, bg, offsets, parts, todo, lo, hi, holding)
+            self._refine(lists, bg, offsets, parts, todo, lo, hi, holding, cut)
             left = holding(todo)
             n_exact = left.size
             if left.size:
@@ -355,15 +367,16 @@ class BackgroundTrials:
                 sub_bg = type(bg)(*(a[idx] for a in bg))
                 ra_, dec_, sig_, en_, dt_, zen_ = (a[idx] for a in lists)
                 exact = m.evaluate_batch(ra_, dec_, sig_, en_, dt_, zen_, sub, background_terms=sub_bg)  # fmt: skip
-                lo[left] = hi[left] = exact.odds
+                lo[left] = hi[left] = np.maximum(exact.odds, cut)
         with np.errstate(invalid="ignore"):
             point = np.where(lo == hi, lo, np.where(lo > 0, np.sqrt(lo * hi), 0.5 * hi))
         return TrialBounds(lo, hi, resolved, point, int(n_exact))
 
-    def _refine(self, lists, bg, offsets, parts, trials, lo, hi, holding) -> None:
-        """Narrow ``lo``, ``hi`` of ``trials`` in place while they hold a threshold: per
-        round, each trial's widest single part that a doublet bound does not outweigh
-        is made exact (the exact kernel's S_i, the same call ``evaluate_batch`` makes)."""
+    def _refine(self, lists, bg, offsets, parts, trials, lo, hi, holding, cut) -> None:
+        """Narrow ``lo``, ``hi`` of ``trials`` (bounds of max(O, ``cut``)) in place while
+        they hold a threshold: per round, each trial's widest single part that a doublet
+        bound does not outweigh is made exact (the exact kernel's S_i, the same call
+        ``evaluate_batch`` makes)."""
         single_lo, single_hi, pair_hi, unit, odd = parts
         single_lo, single_hi = single_lo.copy(), single_hi.copy()
         ra, dec, sig, _, _, _ = lists
@@ -399,8 +412,10 @@ class BackgroundTrials:
             at = np.unique(seg[pick])
             sub_idx, sub_off = _segments(sub, at)
             rows = idx[sub_idx]
-            lo[trials[at]] = KO.segment_sum(single_lo[rows], sub_off)
-            hi[trials[at]] = KO.segment_sum(single_hi[rows] + pair_hi[rows], sub_off)
+            lo[trials[at]] = np.maximum(KO.segment_sum(single_lo[rows], sub_off), cut)
+            hi[trials[at]] = np.maximum(
+                KO.segment_sum(single_hi[rows] + pair_hi[rows], sub_off), cut
+            )
 
     def evaluate_batch(self, *args, **kwargs):
         """The exact statistic (``EventModel.evaluate_batch``; bounds decide nothing here)."""
