@@ -286,3 +286,30 @@ def test_pdf_images_hold_the_pixels_pillow_would_have_encoded(events, monkeypatc
     pillow = pdffonts._original_png["write"]
     for img in seen:
         assert _decoded(*real(img), img) == _decoded(*pillow(None, img), img)
+
+
+def test_row_table_gives_the_rows_a_binary_search_gives(events, monkeypatch) -> None:
+    """Directions looked up in a multi-order map through the table of every pixel (maps
+    up to DENSE_MAX_ORDER) land in the same rows as through the binary search among the
+    rows' pixel ranges: the example maps (the whole sky) and the same map with a third
+    of its rows taken out (holes: -1), at the map's order and coarser and finer ones."""
+    from llama.science.skymap import SkyMap
+
+    rng = np.random.default_rng(5)
+    skymap = events[0][0]
+    keep = rng.random(len(skymap.uniq)) > 0.33
+    holey = SkyMap(probdensity=skymap.probdensity[keep], uniq=skymap.uniq[keep])
+    limit = plotting.DENSE_MAX_ORDER
+    for m in (skymap, holey, *(e[0] for e in events[1:])):
+        top = int(m.max_order)
+        assert top <= limit  # the examples use the table: the comparison means something
+        for order in (top - 2, top, top + 1):
+            ipix = rng.integers(0, 12 << (2 * order), 20000)
+            plotting._RANGES.clear()
+            monkeypatch.setattr(plotting, "DENSE_MAX_ORDER", 12)
+            dense = plotting._rows_of_nested(m, order, ipix)
+            plotting._RANGES.clear()
+            monkeypatch.setattr(plotting, "DENSE_MAX_ORDER", -1)
+            search = plotting._rows_of_nested(m, order, ipix)
+            assert (dense == search).all() and ((search == -1).any() == (m is holey))
+    plotting._RANGES.clear()

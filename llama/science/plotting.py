@@ -167,22 +167,33 @@ def _rows_of_nested(skymap: SkyMap, order: int, ipix: np.ndarray) -> np.ndarray:
     if not skymap.is_moc:
         shift = 2 * (order - int(np.log2(skymap.nside)))
         return ipix >> shift if shift >= 0 else ipix << -shift
-    top, start, end = _nested_ranges(skymap.uniq, order)
+    top, start, end, dense = _nested_ranges(skymap.uniq, order)
     fine = ipix << (2 * (top - order))
+    if dense is not None:
+        return dense[fine]
     row = np.searchsorted(start, fine, side="right") - 1
     inside = (row >= 0) & (fine < end[np.clip(row, 0, None)])
     return np.where(inside, row, -1)
 
 
-#: id(uniq) -> (uniq, top order, first and past-the-last pixel of each row at top):
-#: a drawing looks rows up a dozen times in the same map.
-_RANGES: dict[int, tuple[np.ndarray, int, np.ndarray, np.ndarray]] = {}
+#: Finest order at which a multi-order map's rows are also kept as a table of every
+#: pixel (12 * 4**8 pixels = 3 MB of int32): a drawing looks up ~0.5 M directions, and
+#: a gather in the table is several times cheaper than a binary search among the rows.
+DENSE_MAX_ORDER = 8
+
+#: id(uniq) -> (uniq, top order, first and past-the-last pixel of each row at top, the
+#: row of every pixel at top or None): a drawing looks rows up a dozen times in the
+#: same map.
+_RANGES: dict[int, tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray | None]] = {}
 _RANGES_LOCK = threading.Lock()
 
 
-def _nested_ranges(uniq: np.ndarray, order: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """(top, start, end): the NESTED range of each row of a multi-order map at an order
-    ``top`` at least ``order`` and the map's finest, cached per ``uniq`` array."""
+def _nested_ranges(
+    uniq: np.ndarray, order: int
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(top, start, end, dense): the NESTED range of each row of a multi-order map at an
+    order ``top`` at least ``order`` and the map's finest, and the row of every pixel at
+    ``top`` (-1 where none) when ``top`` <= DENSE_MAX_ORDER, cached per ``uniq`` array."""
     hit = _RANGES.get(id(uniq))
     if hit is not None and hit[0] is uniq and hit[1] >= order:
         return hit[1:]
@@ -190,11 +201,26 @@ def _nested_ranges(uniq: np.ndarray, order: int) -> tuple[int, np.ndarray, np.nd
     top = max(int(row_order.max()), order)
     start = row_ipix << (2 * (top - row_order))
     end = (row_ipix + 1) << (2 * (top - row_order))
+    dense = _dense_rows(start, end, top) if top <= DENSE_MAX_ORDER else None
     with _RANGES_LOCK:
         if len(_RANGES) >= 8:  # a few maps at a time (threads); bounded memory
             _RANGES.pop(next(iter(_RANGES)))
-        _RANGES[id(uniq)] = (uniq, top, start, end)  # holds uniq: its id is not reused
-    return top, start, end
+        _RANGES[id(uniq)] = (uniq, top, start, end, dense)  # holds uniq: its id is not reused
+    return top, start, end, dense
+
+
+def _dense_rows(start: np.ndarray, end: np.ndarray, top: int) -> np.ndarray:
+    """The row of every NESTED pixel at order ``top`` (-1 where no row covers it), from
+    the rows' pixel ranges [start, end) at that order."""
+    counts = end - start
+    rows = np.arange(len(start), dtype=np.int32)
+    npix = 12 << (2 * top)
+    if len(start) and start[0] == 0 and end[-1] == npix and np.array_equal(start[1:], end[:-1]):
+        return np.repeat(rows, counts)  # the whole sky, rows in pixel order: one repeat
+    dense = np.full(npix, -1, dtype=np.int32)
+    offset = np.repeat(start - (np.cumsum(counts) - counts), counts)
+    dense[offset + np.arange(int(counts.sum()))] = np.repeat(rows, counts)
+    return dense
 
 
 def lookup_rows(skymap: SkyMap, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
