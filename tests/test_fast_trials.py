@@ -6,8 +6,8 @@ llama.science.sim (Poisson(6.4), sigma log-uniform 0.2-3 deg, whole sky), one wi
 neutrino drawn from the map, compared with EventModel.evaluate_batch on the same trial
 lists.
 
-Scrambles are decided by bounds: every resolved trial's exact statistic lies in its
-bounds, and the counts at the observed values (hence the p-values) are the exact
+Scrambles are decided by bounds: every resolved trial's ranked statistic (its exact
+statistic, or the cut where that is larger) lies in its bounds, and the counts at the observed values (hence the p-values) are the exact
 method's, to the bit. Background lists get the screened statistic, within
 
     |O_fast - O_exact| <= 1e-2 O_exact + O_floor,
@@ -254,7 +254,12 @@ def test_scramble_bounds_hold_the_exact_statistic(model, seed, inject):
 def test_scramble_bounds_hold_the_exact_statistic_on_a_wide_map():
     """The same on bbh-6 (754 deg² at 90%), where tables refine unevenly (one list:
     its tables take ~1,000 kernel calls per neutrino)."""
-    _check_scrambles(_model("bbh-6"), 2, False)
+    assert _check_scrambles(_model("bbh-6"), 2, False) > 100
+
+
+def _ranked(st, exact):
+    """A resolved scramble's ranked statistic h: the exact one, at least the cut."""
+    return np.maximum(exact, st.cut)
 
 
 def _exact_scrambles(model, lists, trials):
@@ -273,7 +278,7 @@ def _assert_decided(st, thresholds, d, exact):
         np.testing.assert_array_equal(d.hi < t, exact < t)
         checked += 1
     known = (d.lo == d.hi) & d.resolved
-    np.testing.assert_array_equal(d.lo[known], exact[known])
+    np.testing.assert_array_equal(d.lo[known], _ranked(st, exact[known]))
     return checked
 
 
@@ -284,11 +289,11 @@ def _check_scrambles(model, seed, inject):
     trials = scramble_sampler(*lists)(np.random.default_rng(seed), N_TRIALS)
     exact = _exact_scrambles(model, lists, trials)
     b = st.bounds(trials[0])
-    r = b.resolved
-    assert np.all((b.lo[r] <= exact[r]) & (exact[r] <= b.hi[r]))
-    # not vacuous: most resolved bounds are within a few percent
-    with np.errstate(divide="ignore", invalid="ignore"):
-        assert r.sum() >= 20 and np.median(b.hi[r] / b.lo[r]) < 1.05
+    r, h = b.resolved, _ranked(st, exact)
+    assert np.all((b.lo[r] <= h[r]) & (h[r] <= b.hi[r]))
+    # not vacuous: bounds of trials well above the cut are mostly within a few percent
+    above = r & (exact > 2 * st.cut)
+    assert not above.any() or np.median(b.hi[above] / b.lo[above]) < 1.05
     # doublets occur (O3's rule: flat in azimuth, zenith) and are bounded, not dropped
     zen, az = model.detector_frame(*trials[:2], trials[4], trials[5], np.full(n * N_TRIALS, np.nan))
     lon, lat = np.radians(az), np.radians(zen)
@@ -304,6 +309,7 @@ def _check_scrambles(model, seed, inject):
     assert _assert_decided(st, thresholds, d, exact) >= min(pool.size, 20)
     if inject:
         assert t_event == obs.odds[0] >= st.exact_above()
+    return int(above.sum())
 
 
 def test_scrambles_without_tables_are_exact(model):
@@ -316,8 +322,8 @@ def test_scrambles_without_tables_are_exact(model):
     trials = scramble_sampler(*lists)(np.random.default_rng(0), 200)
     exact = _exact_scrambles(model, lists, trials)
     b = st.bounds(trials[0])
-    r = b.resolved
-    assert np.all((b.lo[r] <= exact[r]) & (exact[r] <= b.hi[r]))
+    r, h = b.resolved, _ranked(st, exact)
+    assert np.all((b.lo[r] <= h[r]) & (h[r] <= b.hi[r]))
     np.testing.assert_array_equal(st.evaluate_batch(trials[0]).odds, exact)
     thresholds = np.sort(exact[r])[::5]
     _assert_decided(st, thresholds, st.decide_batch(thresholds, trials[0]), exact)
@@ -414,21 +420,23 @@ def test_scramble_pvalues_decided_by_bounds_are_the_exact_ones(name, seed, injec
     ra = scramble_sampler(*lists)(np.random.default_rng(seed), N_TRIALS)[0]
     b = st.bounds(ra)
     e = exact.trial_odds
-    assert np.all((b.lo <= e) & (e <= b.hi) | ~b.resolved)
+    h = _ranked(st, e)
+    assert np.all((b.lo <= h) & (h <= b.hi) | ~b.resolved)
     with np.errstate(divide="ignore"):
         assert b.resolved.sum() > 100 and np.median((b.hi / b.lo)[b.resolved]) < 1.05
     lo, hi = fast.trial_bounds.T
     evaluated = (lo == hi) & b.resolved
-    np.testing.assert_array_equal(fast.trial_odds[evaluated], e[evaluated])
+    np.testing.assert_array_equal(fast.trial_odds[evaluated], h[evaluated])
     assert fast.method["n_trials_evaluated"] <= evaluated.sum() < N_TRIALS // 10
 
 
 def test_refined_bounds_hold_the_exact_statistic():
-    """Thresholds at every 7th resolved trial's own exact statistic (an 11-neutrino list
-    on bbh-6, doublets in most trials) make the trials go through every refinement
-    (exact S_i, a coarse then the exact look at doublet terms, the whole statistic):
-    the bounds still hold each resolved trial's exact statistic, and the trials
-    evaluated are the exact statistic, to the bit."""
+    """Thresholds at every 7th resolved trial's own exact statistic above the cut (an
+    11-neutrino list on bbh-6, doublets in most trials) make the trials go through
+    every refinement (exact S_i, a coarse then the exact look at doublet terms, the
+    whole statistic): the bounds still hold each resolved trial's ranked statistic
+    (its exact one, at least the cut), and the trials evaluated carry it to the bit.
+    Thresholds below the cut need no refinement at all."""
     model = _model("bbh-6")
     obs_lists = _lists(model, 14, False)
     n, m = obs_lists[0].size, 1000
@@ -439,15 +447,20 @@ def test_refined_bounds_hold_the_exact_statistic():
     exact = model.evaluate_batch(*trials, background_terms=bg).odds
     b = st.bounds(trials[0])
     assert n >= 8 and b.resolved.sum() > m // 2
-    thresholds = np.sort(exact[b.resolved])[::7]
+    thresholds = np.sort(exact[b.resolved & (exact >= st.cut)])[::7]
+    assert thresholds.size > 20
     d = st.decide_batch(thresholds, trials[0])
-    r = b.resolved
-    assert np.all((d.lo[r] <= exact[r]) & (exact[r] <= d.hi[r]))
+    r, h = b.resolved, _ranked(st, exact)
+    assert np.all((d.lo[r] <= h[r]) & (h[r] <= d.hi[r]))
     evaluated = (d.lo == d.hi) & r
-    np.testing.assert_array_equal(d.lo[evaluated], exact[evaluated])
+    np.testing.assert_array_equal(d.lo[evaluated], h[evaluated])
     # whole lists only for the trials at a threshold (their own) and a few more
     assert thresholds.size <= d.n_refined <= thresholds.size + m // 50
     # no resolved trial is left holding a threshold unless it is known
     t = np.sort(thresholds)
     holds = np.searchsorted(t, d.hi, side="right") > np.searchsorted(t, d.lo, side="left")
     assert not np.any(holds & (d.lo < d.hi))
+    below = np.append(np.geomspace(1e-3, 0.999, 8) * st.cut, exact[exact < st.cut])
+    d_below = st.decide_batch(below, trials[0])
+    assert d_below.n_refined == 0
+    np.testing.assert_array_equal(np.c_[d_below.lo, d_below.hi], np.c_[b.lo, b.hi])

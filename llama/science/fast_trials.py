@@ -140,9 +140,10 @@ _BOUND_FLOOR = 1.1
 _RELATIVE_ABOVE_FLOORS = 3.0
 #: Margin on the exact kernels' absolute tolerances.
 _ATOL_MARGIN = 1.1
-#: A list is "resolved" when its fast statistic without doublets plus the bound of its
-#: doublet terms reaches this many times its floor (the sum of its neutrinos' odds
-#: floors): there trials are ranked by the exact statistic, below it by the fast one.
+#: A scramble is "resolved" when its looked-up statistic without doublets plus the
+#: bound of its doublet terms reaches this many times its floor (the sum of its
+#: neutrinos' odds floors), the cut: there it is ranked by its exact statistic (or the
+#: cut, whichever is larger), below by that looked-up value.
 RESOLVED_FLOORS = 10.0
 
 _SCREENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -151,10 +152,11 @@ _SCREENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 class TrialBounds(NamedTuple):
     """What cheap bounds say of m trials' statistics.
 
-    Each trial's statistic h, the one its p-value ranks (the exact statistic where
-    ``resolved``, the fast one below), lies in ``[lo, hi]``; ``lo == hi`` where it is
-    known. ``point`` is a value inside: h where known, else the fast statistic
-    without doublets. ``n_refined`` trials were evaluated for their h.
+    Each trial's statistic h, the one its p-value ranks, lies in ``[lo, hi]``;
+    ``lo == hi`` where it is known. Scrambles (:meth:`ScrambleTrials.bounds`): h is
+    the exact statistic, or the cut where that is larger, where ``resolved``, the
+    looked-up one below. ``point`` is a value inside: h where known, else the fast
+    statistic without doublets. ``n_refined`` trials were evaluated for their h.
     """
 
     lo: np.ndarray
@@ -632,6 +634,8 @@ class ScrambleTrials:
     bound_rtol : float
         Relative width of the bounds of a looked-up S_i (:data:`BOUND_RTOL` for the
         model's default overlap_rtol).
+    cut : float
+        :data:`RESOLVED_FLOORS` times the list's floor (:meth:`bounds`).
 
     Examples
     --------
@@ -721,6 +725,7 @@ class ScrambleTrials:
         self.phi = np.ascontiguousarray(np.concatenate(phis) if phis else np.empty(0))
         self.logv = np.ascontiguousarray(np.concatenate(logs) if logs else np.empty(0))
         self._eps = eps
+        self.cut = RESOLVED_FLOORS * float(self.odds_floor().sum()) if n else 0.0
         self.bound_rtol = model.overlap_rtol + _TABLE_SHARE
         from kernels.overlap import ATOL
 
@@ -865,11 +870,13 @@ class ScrambleTrials:
         Per trial, O_1 is the statistic without doublets from the looked-up S_i and D
         the sum of its doublets' bound terms (:meth:`_pair_bound`; a doublet's term
         lies in [0, bound]), so no pair kernel runs. A trial is ``resolved`` when O_1
-        + D reaches :data:`RESOLVED_FLOORS` times its floor (:meth:`odds_floor`): its
-        h is the exact statistic, bounded with each exact S_i within the bounds of
-        :meth:`_s_bounds`; below, where neither the tables nor the exact kernel
-        resolve the map, h is O_1 + D itself (known, ``lo == hi``). Trials with a
-        term that is not finite (O3's B_j = 0) get [0, inf).
+        + D reaches :data:`RESOLVED_FLOORS` times its floor (:meth:`odds_floor`), the
+        :attr:`cut`: its h is the exact statistic, or the cut where that is larger
+        (so thresholds below the cut never need a resolved trial refined), bounded
+        with each exact S_i within the bounds of :meth:`_s_bounds`; below, where
+        neither the tables nor the exact kernel resolve the map, h is O_1 + D itself
+        (known, ``lo == hi``). Trials with a term that is not finite (O3's B_j = 0)
+        get [cut, inf).
 
         Examples
         --------
@@ -910,12 +917,13 @@ class ScrambleTrials:
         rows_d, odd = self._pair_bounds(ra_deg, ra, self._true_s_max(s_hi, m), m, offsets)
         pair_hi = KO.segment_sum(rows_d, offsets)
         ranked = o_1 + pair_hi
-        resolved = ranked >= RESOLVED_FLOORS * self.odds_floor().sum()
-        lo = np.where(resolved, e_lo, ranked)
-        hi = np.where(resolved, e_hi + pair_hi, ranked)
+        resolved = ranked >= self.cut
+        # h = max(exact, cut): no threshold below the cut needs a resolved trial refined
+        lo = np.where(resolved, np.maximum(e_lo, self.cut), ranked)
+        hi = np.where(resolved, np.maximum(e_hi + pair_hi, self.cut), ranked)
         odd |= ~(np.isfinite(lo) & np.isfinite(hi))
         resolved |= odd
-        lo[odd], hi[odd] = 0.0, np.inf
+        lo[odd], hi[odd] = self.cut, np.inf
         return TrialBounds(lo, hi, resolved, np.clip(o_1, lo, hi)), e_lo, e_hi, rows_d
 
     def _true_s_max(self, s_hi, m):
@@ -1018,21 +1026,24 @@ class ScrambleTrials:
     def thresholds(self, ra_deg, odds_exact, odds_i_exact) -> tuple[float, np.ndarray]:
         """The observed list's ranked statistic h (event, per neutrino; :meth:`bounds`).
 
-        The event: ``odds_exact`` (what ``EventModel.evaluate`` gave) where the list
-        is resolved, else O_1 + D. Per neutrino the same by its own O_1,i + D_i
-        against the list's cut: ``odds_i_exact`` or O_1,i + D_i.
+        The event: ``odds_exact`` (what ``EventModel.evaluate`` gave, or the cut
+        where that is larger) where the list is resolved, else O_1 + D. Per neutrino,
+        by its own O_1,i + D_i against the list's cut: ``odds_i_exact`` or O_1,i +
+        D_i (not raised to the cut: an O_i below it is then decided against every
+        resolved trial without refining any, while a value at the cut would tie
+        with every resolved trial whose exact statistic is below it).
         """
         ra_deg = np.ascontiguousarray(ra_deg, dtype=np.float64).ravel()
         odds_i_exact = np.asarray(odds_i_exact, dtype=np.float64)
         if self.n == 0:
             return float(odds_exact), odds_i_exact
         b, _, _, rows_d = self._bounds(ra_deg)
-        event = float(odds_exact) if b.resolved[0] else float(b.lo[0])
+        event = max(float(odds_exact), self.cut) if b.resolved[0] else float(b.lo[0])
         s = self._s_bounds(ra_deg, np.radians(ra_deg), 1)[0]
         none_i, none_f = np.empty(0, np.int64), np.empty(0)
         ranked_i = KO.combine_odds(s * self.coef, none_i, none_f, self.p_c, self.p_0)[0] + rows_d
-        cut = RESOLVED_FLOORS * self.odds_floor().sum()
-        per_nu = np.where((ranked_i >= cut) | ~np.isfinite(ranked_i), odds_i_exact, ranked_i)
+        resolved_i = (ranked_i >= self.cut) | ~np.isfinite(ranked_i)
+        per_nu = np.where(resolved_i, odds_i_exact, ranked_i)
         return event, per_nu
 
     def decide_batch(self, thresholds, ra_deg, *_lists, **_background) -> TrialBounds:
@@ -1078,7 +1089,7 @@ class ScrambleTrials:
             self._refine(ra_deg, left, lo, hi, rows_d, holding)
         left = holding(todo)
         if left.size:
-            lo[left] = hi[left] = self._exact(ra_deg, left)
+            lo[left] = hi[left] = np.maximum(self._exact(ra_deg, left), self.cut)
         point = np.where(lo == hi, lo, b.point)
         return TrialBounds(lo, hi, b.resolved, point, int(left.size))
 
@@ -1133,11 +1144,11 @@ class ScrambleTrials:
                     part_hi[at, n + i] = add_hi + 1e-12 * np.abs(add_hi)
                     coarse_done[at, i] = True
                     known[at, n + i] = not coarse
-            with np.errstate(invalid="ignore"):
-                lo[trials[still]] = part_lo[still].sum(axis=1)
-                hi[trials[still]] = part_hi[still].sum(axis=1)
+            with np.errstate(invalid="ignore"):  # bounds of max(exact, cut)
+                lo[trials[still]] = np.maximum(part_lo[still].sum(axis=1), self.cut)
+                hi[trials[still]] = np.maximum(part_hi[still].sum(axis=1), self.cut)
             bad = still[~(np.isfinite(lo[trials[still]]) & np.isfinite(hi[trials[still]]))]
-            lo[trials[bad]], hi[trials[bad]] = 0.0, np.inf  # (O3's B_j = 0): the exact one
+            lo[trials[bad]], hi[trials[bad]] = self.cut, np.inf  # (O3's B_j = 0): the exact one
             known[bad] = True
 
     def _exact(self, ra_deg, trials) -> np.ndarray:
