@@ -655,3 +655,22 @@ def test_png_and_pdf_bytes_do_not_depend_on_which_ran_first(tmp_path: Path, png,
         assert pdf_first.path(handler.FILENAME).read_bytes() == expected, handler.__name__
         assert alone.path(handler.FILENAME).read_bytes() == expected, handler.__name__
     assert other.path(pdf.FILENAME).read_bytes() != png_first.path(pdf.FILENAME).read_bytes()
+
+
+def test_a_sky_map_made_again_is_read_again(tmp_path: Path) -> None:
+    """The PDF handler reuses the map the PNG handler of the same event read in this
+    thread only while the file is the same: after lvc_skymap.hdf5 is made again with
+    another map, the PDF shows the new map (the same bytes as an event that had that
+    map from the start, drawn in a thread of its own)."""
+    moved = moc_blob(60.0, -30.0, 2.0)
+    event = make_event(tmp_path / "remade")
+    event.generate(plots.CoincScatterI3LvcPng)
+    write_hdf5(event.path("lvc_skymap.hdf5"), moved)
+    event.generate(plots.CoincScatterI3LvcPdf)
+    reference = make_event(tmp_path / "reference")
+    write_hdf5(reference.path("lvc_skymap.hdf5"), moved)
+    worker = threading.Thread(target=reference.generate, args=(plots.CoincScatterI3LvcPdf,))
+    worker.start()
+    worker.join()
+    name = plots.CoincScatterI3LvcPdf.FILENAME
+    assert event.path(name).read_bytes() == reference.path(name).read_bytes()

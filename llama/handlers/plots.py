@@ -22,6 +22,7 @@ supplied unblinded list is drawn with scrambled right ascensions.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,9 @@ __all__ = [
     "read_candidates",
     "reference_time",
 ]
+
+#: This thread's last sky map read by a scatter plot: (file key, SkyMap).
+_last_map = threading.local()
 
 
 def reference_time(
@@ -118,9 +122,20 @@ class _ScatterPlot(FileHandler, abstract=True):
     SUBJECT = ""
 
     def _skymap(self) -> SkyMap:
+        """The event's sky map; the PNG and PDF handlers of a plot, which run one after
+        the other in the same thread, read it once (the file's identity, size and
+        modification time must match)."""
         from llama.science.skymap import read_hdf5
 
-        return read_hdf5(self.dep_path(LvcSkymapHdf5))
+        path = self.dep_path(LvcSkymapHdf5)
+        st = path.stat()
+        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+        last = getattr(_last_map, "entry", None)
+        if last is not None and last[0] == key:
+            return last[1]
+        skymap = read_hdf5(path)
+        _last_map.entry = (key, skymap)
+        return skymap
 
     def _neutrinos(self) -> NeutrinoList | None:
         if IceCubeNeutrinoList not in self.DEPENDENCIES:
