@@ -6,8 +6,8 @@ thousands of random neutrinos, against a brute-force pixel sum at fine resolutio
 against the analytic overlap of a uniform map; the p-values of trial_pvalues' default
 path against method="exact" with the same seed on BAYESTAR maps of tests/data/bayestar
 (a 4 deg² BNS, a 53 deg² and a 754 deg² BBH), lists with doublets included; and the
-refinement (a coarse kernel look, the exact S_i, then the whole statistic) with
-thresholds set at trials' own exact values, so that every level runs.
+refinement (a coarse kernel look, the exact S_i, exact doublet terms, then the whole
+statistic) with thresholds set at trials' own exact values, so that every level runs.
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def test_pvalues_decided_by_bounds_are_the_exact_ones(name, seed, inject):
 def test_every_refinement_level_keeps_the_exact_statistic():
     """Thresholds at every 5th trial's own exact statistic above the cut (bbh-6, whose
     lists often have doublets) send trials through each level (the kernel at a coarse
-    rtol, the exact S_i, then the whole statistic): every resolved trial's max(O, cut) stays inside its bounds, no
+    rtol, the exact S_i, a trial's exact doublet terms, then the whole statistic): every resolved trial's max(O, cut) stays inside its bounds, no
     interval holds a threshold unless it is the exact value itself, and the counts
     at every threshold are the exact statistic's."""
     model = _model("bbh-6")
@@ -221,8 +221,8 @@ def test_every_refinement_level_keeps_the_exact_statistic():
     assert resolved.sum() > 100
     t = exact[np.flatnonzero(exact >= bt.cut)[::5]]
     assert t.size > 20
-    looks = {"coarse": 0, "exact": 0}  # count the ladder's steps (the real calls)
-    coarse, single = bt._coarse, model.signal_overlap
+    looks = {"coarse": 0, "exact": 0, "pairs": 0}  # the ladder's steps (the real calls)
+    coarse, single, pairs = bt._coarse, model.signal_overlap, model.pair_terms
 
     def counted_coarse(*a):
         looks["coarse"] += 1
@@ -232,9 +232,13 @@ def test_every_refinement_level_keeps_the_exact_statistic():
         looks["exact"] += 1
         return single(*a)
 
-    bt._coarse, model.signal_overlap = counted_coarse, counted_single
+    def counted_pairs(*a, **k):
+        looks["pairs"] += "overlap" not in k  # the exact doublet terms
+        return pairs(*a, **k)
+
+    bt._coarse, model.signal_overlap, model.pair_terms = counted_coarse, counted_single, counted_pairs  # fmt: skip
     d = bt.decide_batch(t, *lists, background_terms=bg, sample_index=pick)
-    assert looks["coarse"] > 0 and looks["exact"] > 0, looks
+    assert looks["coarse"] > 0 and looks["exact"] > 0 and looks["pairs"] > 0, looks
     h = np.maximum(exact, bt.cut)
     assert np.all((d.lo <= h) & (h <= d.hi) | ~resolved)
     assert d.n_refined > 0

@@ -220,7 +220,8 @@ class BackgroundTrials:
     def _parts(self, ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, rows):
         """Bounds of every part of m lists' statistics.
 
-        Returns (single_lo, single_hi, pair_hi per first member, unit, odd per list):
+        Returns (single_lo, single_hi, pair_hi per first member, unit, odd per list,
+        P_c + P_0):
         O_i without doublets in [single_lo, single_hi] (the exact kernel's S_i
         inside), the doublet terms at i in [0, pair_hi]; ``odd`` lists have a term
         these cannot bound (B = 0: O3's +inf or NaN) and get the exact statistic.
@@ -263,7 +264,7 @@ class BackgroundTrials:
             pair_hi = np.bincount(first, weights=np.where(np.isfinite(share), share, 0.0), minlength=ra.size)  # fmt: skip
         n_lists = offsets.size - 1
         odd = np.bincount(np.repeat(np.arange(n_lists), np.diff(offsets)), weights=bad, minlength=n_lists) > 0  # fmt: skip
-        return single_lo, single_hi, pair_hi, unit, odd
+        return single_lo, single_hi, pair_hi, unit, odd, den
 
     def _lists(self, ra, dec, sigma, energy, dt, zen, offsets, bg, rows, az=None):
         """(arrays as floats, azimuth, offsets, parts) of m lists."""
@@ -277,7 +278,7 @@ class BackgroundTrials:
 
     @staticmethod
     def _sums(parts, offsets):
-        single_lo, single_hi, pair_hi, _, odd = parts
+        single_lo, single_hi, pair_hi, _, odd, _ = parts
         lo = KO.segment_sum(single_lo, offsets)
         hi = KO.segment_sum(single_hi + pair_hi, offsets)
         lo[odd], hi[odd] = 0.0, np.inf
@@ -363,7 +364,7 @@ class BackgroundTrials:
         todo = holding(np.flatnonzero(lo < hi))
         n_exact = 0
         if todo.size:
-            self._refine(lists, bg, rows, offsets, parts, todo, lo, hi, holding, cut)
+            self._refine(lists, az, bg, rows, offsets, parts, todo, lo, hi, holding, cut)
             left = holding(todo)
             n_exact = left.size
             if left.size:
@@ -376,27 +377,28 @@ class BackgroundTrials:
             point = np.where(lo == hi, lo, np.where(lo > 0, np.sqrt(lo * hi), 0.5 * hi))
         return TrialBounds(lo, hi, resolved, point, int(n_exact))
 
-    def _refine(self, lists, bg, rows, offsets, parts, trials, lo, hi, holding, cut) -> None:
+    def _refine(self, lists, az, bg, rows, offsets, parts, trials, lo, hi, holding, cut) -> None:  # fmt: skip
         """Narrow ``lo``, ``hi`` of ``trials`` (bounds of max(O, ``cut``)) in place while
-        they hold a threshold. Per round, each trial's widest single part that a
-        doublet bound does not outweigh goes one step up the ladder: the kernel at
-        each of :data:`COARSE_RTOLS` (its result bounds the exact one within its
-        tolerance), then the exact kernel's S_i (the same call ``evaluate_batch``
-        makes)."""
+        they hold a threshold. Per round, each trial's widest part goes one step up the
+        ladder: a single neutrino's S_i from the kernel at each of
+        :data:`COARSE_RTOLS` (its result bounds the exact one within its tolerance),
+        then the exact kernel's S_i (the same call ``evaluate_batch`` makes); or, where
+        the doublet bounds are wider, the trial's exact doublet terms (the model's own
+        ``pair_terms``)."""
         m = self.model
-        single_lo, single_hi, pair_hi, unit, odd = parts
+        single_lo, single_hi, pair_hi, unit, odd, den = parts
         single_lo, single_hi = single_lo.copy(), single_hi.copy()
-        ra, dec, sig, _, _, _ = lists
+        pair_lo, pair_hi = np.zeros(pair_hi.size), pair_hi.copy()
+        ra, dec, sig, energy, dt, zen = lists
         eps = bg.energy_eval
         idx, sub = _segments(offsets, trials)
         seg = np.repeat(np.arange(trials.size), np.diff(sub))
         level = np.zeros(idx.size, dtype=np.int64)  # 0 bounds, then COARSE_RTOLS, then exact
         top = len(COARSE_RTOLS) + 1
         live = ~odd[trials]
-        widest_pair = np.zeros(trials.size)
-        np.maximum.at(widest_pair, seg, pair_hi[idx])
+        pair_open = np.bincount(seg, weights=pair_hi[idx], minlength=trials.size) > 0
         n_max = int(np.diff(sub).max()) if trials.size else 0
-        for _ in range(top * n_max):
+        for _ in range(top * n_max + 1):
             still = np.isin(trials, holding(trials)) & live
             if not still.any():
                 break
@@ -405,11 +407,11 @@ class BackgroundTrials:
             # the widest open single per trial (ties: the first)
             order = np.lexsort((-width, seg))
             first = np.r_[0, np.flatnonzero(np.diff(seg[order])) + 1] if order.size else order
-            pick = order[first]
-            # a doublet bound at least as wide as every single left: the exact statistic
-            ok = (width[pick] > 0) & (width[pick] >= widest_pair[seg[pick]])
-            pick = pick[ok]
-            if pick.size == 0:
+            pick = order[first]  # one per trial, in trial order
+            pair_width = np.bincount(seg, weights=pair_hi[idx] - pair_lo[idx], minlength=trials.size)  # fmt: skip
+            doublets = still & pair_open & (pair_width > np.maximum(width[pick], 0.0))
+            pick = pick[(width[pick] > 0) & ~doublets]
+            if pick.size == 0 and not doublets.any():
                 break
             now = level[pick]
             for step in range(top):
@@ -427,10 +429,21 @@ class BackgroundTrials:
                     single_lo[k] = np.maximum(single_lo[k], unit[k] * s_lo)
                     single_hi[k] = np.minimum(single_hi[k], unit[k] * s_hi)
                 level[at] += 1
-            at = np.unique(seg[pick])
+            if doublets.any():
+                which = np.flatnonzero(doublets)
+                nus, off = _segments(sub, which)
+                k = idx[nus]
+                sub_bg = type(bg)(*(a[k] for a in bg))
+                first_k, value = m.pair_terms(ra[k], dec[k], sig[k], energy[k], dt[k], zen[k], az[k], sub_bg, off)  # fmt: skip
+                share = value / den[k][first_k]
+                pair_lo[k] = pair_hi[k] = 0.0
+                np.add.at(pair_lo, k[first_k], share * (1.0 - _HAIR))
+                np.add.at(pair_hi, k[first_k], share * (1.0 + _HAIR))
+                pair_open[which] = False
+            at = np.unique(np.r_[seg[pick], np.flatnonzero(doublets)])
             sub_idx, sub_off = _segments(sub, at)
             nus = idx[sub_idx]
-            lo[trials[at]] = np.maximum(KO.segment_sum(single_lo[nus], sub_off), cut)
+            lo[trials[at]] = np.maximum(KO.segment_sum(single_lo[nus] + pair_lo[nus], sub_off), cut)  # fmt: skip
             hi[trials[at]] = np.maximum(KO.segment_sum(single_hi[nus] + pair_hi[nus], sub_off), cut)  # fmt: skip
 
     def _coarse(self, ra_d, dec_d, sig_d, rows, rtol):
