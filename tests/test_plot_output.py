@@ -205,12 +205,13 @@ def test_pdf_with_texts_laid_out_once_equals_matplotlibs_own(events) -> None:
 
     pdffonts._layouts.clear()
     pdffonts._sizes.clear()
+    pdffonts._bodies.clear()
     for skymap, nl, dt, title in events:
         fig = plotting.draw_scatter(skymap, nl, dt, (), title + " Δσ°² ⁻³ ʰᵐˢ", "n", fresh=True)
         own = pdf(fig, cached=False)
         assert pdf(fig, cached=True) == own  # laid out now
         assert pdf(fig, cached=True) == own  # every text taken from the cache
-    assert pdffonts._layouts and pdffonts._sizes
+    assert pdffonts._layouts and pdffonts._sizes and pdffonts._bodies
 
 
 def test_png_texts_from_kept_glyphs_equal_matplotlibs_own(events) -> None:

@@ -342,8 +342,9 @@ def _hooked_measure(self, s, prop, ismath):
     return size
 
 
-def _glyphs(renderer, s, prop, features, language) -> tuple[tuple, ...]:
-    """The glyphs of a text as matplotlib's layout gives them, kept per text."""
+def _glyphs(renderer, s, prop, features, language) -> tuple[tuple, tuple[tuple, ...]]:
+    """(key, glyphs) of a text: its cache key and its glyphs as matplotlib's layout
+    gives them, kept per text."""
     from matplotlib import _text_helpers
 
     key = _text_key(s, prop, features, language)
@@ -356,15 +357,69 @@ def _glyphs(renderer, s, prop, features, language) -> tuple[tuple, ...]:
             for g in _text_helpers.layout(s, font, features=features, language=language)
         )  # fmt: skip
         _remember(_layouts, key, glyphs)
-    return glyphs
+    return key, glyphs
+
+
+#: (text key, glyph codes, size, font type) -> the text's operators between BT and ET:
+#: bytes, and (face, subset) where a font is selected (its name is the file's own)
+_bodies: dict[tuple, tuple] = {}
+
+
+def _text_body(renderer, glyphs, codes, fontsize: float, fonttype: int) -> tuple:
+    """The operators matplotlib 3.11's ``draw_text`` writes between BT and ET for these
+    glyphs and their (subset, char code) in the file, as bytes, with (face, subset)
+    standing for each font selection."""
+    import itertools
+
+    from matplotlib.backends.backend_pdf import Op, _fill, pdfRepr
+
+    pieces: list[Any] = []
+    chunk: list[Any] = []  # [kern, char code, char code, ...] without zero kerns
+
+    def emit(*data) -> None:
+        line = _fill([pdfRepr(x) for x in data]) + b"\n"
+        if pieces and isinstance(pieces[-1], bytes):
+            pieces[-1] += line
+        else:
+            pieces.append(line)
+
+    def flush() -> None:
+        if chunk:
+            emit([(-1000 * next(group) / fontsize) if kind is float
+                  else renderer._encode_glyphs(group, fonttype)
+                  for kind, group in itertools.groupby(chunk, type)],
+                 Op.showkern)  # fmt: skip
+            chunk.clear()
+
+    previous = None
+    start_x = 0
+    for (face, _char, _glyph, gx, gy, kern), (subset, code) in zip(glyphs, codes, strict=True):
+        if (face, subset) != previous:
+            flush()
+            pieces.append((face, subset))  # Op.selectfont with the file's name of the font
+            emit(gx - start_x, 0 - 0, Op.textpos)  # _setup_textpos at angle 0
+            previous = (face, subset)
+            start_x = gx
+        if gy:
+            flush()
+            emit(gy, Op.textrise)
+        if kern:
+            chunk.append(kern)
+        chunk.append(code)
+        if gy:
+            flush()
+            emit(0, Op.textrise)
+    flush()
+    return tuple(pieces)
 
 
 def _hooked_draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
     """matplotlib 3.11's ``RendererPdf.draw_text`` for TrueType fonts, with the glyph
-    layout taken from :func:`_glyphs` (same operators, same font tracking)."""
+    layout taken from :func:`_glyphs` and the operators of a text already written
+    (same glyphs, same codes in the file) from :func:`_text_body`'s cache: the same
+    operators and the same font tracking."""
     if _uncached(self, ismath) or gc.get_url() is not None:
         return _original_text["draw"](self, gc, x, y, s, prop, angle, ismath, mtext)
-    import itertools
     import math
 
     import matplotlib as mpl
@@ -375,45 +430,35 @@ def _hooked_draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
     fontsize = prop.get_size_in_points()
     features = mtext.get_fontfeatures() if mtext is not None else None
     language = mtext.get_language() if mtext is not None else None
-    glyphs = _glyphs(self, s, prop, features, language)
+    key, glyphs = _glyphs(self, s, prop, features, language)
     fonttype = mpl.rcParams["pdf.fonttype"]
-    output = self.file.output
-    chunk: list[Any] = []  # [kern, char code, char code, ...] without zero kerns
-
-    def flush() -> None:
-        if chunk:
-            output([(-1000 * next(group) / fontsize) if kind is float
-                    else self._encode_glyphs(group, fonttype)
-                    for kind, group in itertools.groupby(chunk, type)],
-                   Op.showkern)  # fmt: skip
-            chunk.clear()
-
+    file = self.file
+    # the file's (subset, char code) of each glyph: the tracker's answer for a glyph it
+    # has seen does not change, so it is asked once per glyph and file
+    tracked = file.__dict__.setdefault("_llama_tracked_glyphs", {})
+    track = file._character_tracker.track_glyph
+    codes = []
+    for face, char, glyph, *_ in glyphs:
+        code = tracked.get((face, char, glyph))
+        if code is None:
+            code = tracked[face, char, glyph] = track(face, char, glyph)
+        codes.append(code)
+    body_key = (key, tuple(codes), fontsize, fonttype)
+    body = _bodies.get(body_key)
+    if body is None:
+        body = _remember(_bodies, body_key, _text_body(self, glyphs, codes, fontsize, fonttype))
+    output, write = file.output, file.write
     output(Op.gsave)
     a = math.radians(angle)
     output(math.cos(a), math.sin(a), -math.sin(a), math.cos(a), x, y, Op.concat_matrix)
     output(Op.begin_text)
-    track = self.file._character_tracker.track_glyph
-    previous = None
-    start_x = 0
-    for face, char, glyph, gx, gy, kern in glyphs:
-        subset, code = track(face, char, glyph)
-        if (face, subset) != previous:
-            flush()
-            output(self.file.fontName(FontPath(face.fname, face.face_index), subset),
-                   fontsize, Op.selectfont)  # fmt: skip
-            self._setup_textpos(gx, 0, 0, start_x, 0, 0)
-            previous = (face, subset)
-            start_x = gx
-        if gy:
-            flush()
-            output(gy, Op.textrise)
-        if kern:
-            chunk.append(kern)
-        chunk.append(code)
-        if gy:
-            flush()
-            output(0, Op.textrise)
-    flush()
+    for piece in body:
+        if isinstance(piece, bytes):
+            write(piece)
+        else:
+            face, subset = piece
+            output(file.fontName(FontPath(face.fname, face.face_index), subset), fontsize,
+                   Op.selectfont)  # fmt: skip
     output(Op.end_text)
     output(Op.grestore)
 
