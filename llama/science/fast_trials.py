@@ -674,6 +674,14 @@ class ScrambleTrials:
         self._rotation = self._turn = None
         if self._pair_mode_o3 and model.t_gw_mjd is not None and n:
             self._rotation, self._turn = _frame_rotation(model, dec, dt)
+        # Neutrinos that may pair in some scramble: a partner within the pair distance
+        # in zenith (O3's rule) or declination, which scrambles keep (with a hair of
+        # margin for roundings).
+        lat = np.radians(zen if self._pair_mode_o3 else dec)
+        reach = C.PAIR_SEPARATION_SIGMAS * (np.radians(sigma)[:, None] + np.radians(sigma)[None, :])  # fmt: skip
+        near = np.abs(lat[:, None] - lat[None, :]) < reach * (1.0 + 1e-9)
+        np.fill_diagonal(near, False)
+        self._pairable = np.flatnonzero(near.any(axis=1))
         # the ring tables
         rho_max = float(np.max(model.skymap.probdensity)) if model.skymap.probdensity.size else 0.0
         eps = np.ascontiguousarray(self.bg.energy_eval, dtype=f64)
@@ -914,7 +922,7 @@ class ScrambleTrials:
         with np.errstate(invalid="ignore"):  # inf * 0 where a unit odds is not finite
             e_lo = KO.segment_sum(unit * s_lo, offsets)
             e_hi = KO.segment_sum(unit * s_hi, offsets)
-        rows_d, odd = self._pair_bounds(ra_deg, ra, self._true_s_max(s_hi, m), m, offsets)
+        rows_d, odd = self._pair_bounds(ra_deg, ra, self._true_s_max(s_hi, m), m)
         pair_hi = KO.segment_sum(rows_d, offsets)
         ranked = o_1 + pair_hi
         resolved = ranked >= self.cut
@@ -931,17 +939,17 @@ class ScrambleTrials:
         within its rtol of the value plus its absolute tolerance."""
         return (s_hi + np.tile(self._atol, m)) * (1.0 + self.model.overlap_rtol)
 
-    def _pair_bounds(self, ra_deg, ra, s, m, offsets):
+    def _pair_bounds(self, ra_deg, ra, s, m):
         """Per row (its doublets as first member), the doublets' bound terms over P_c +
         P_0 (what they may add to O_i), and per trial whether any term is not
         finite."""
         n = self.n
         rows_d = np.zeros(m * n)
         odd = np.zeros(m, dtype=bool)
-        found = self._pair_args(ra_deg, ra, s, m, offsets)
+        found = self._pair_args(ra_deg, ra, s, m)
         if found is None:
             return rows_d, odd
-        trials, args, _ = found
+        trials, args = found
         first, bound = self.model.pair_terms(*args, overlap=self._pair_bound)
         if first.size == 0:
             return rows_d, odd
@@ -966,10 +974,10 @@ class ScrambleTrials:
         rows = (trials[:, None] * n + np.arange(n)).ravel()
         sub = ra_deg[rows]
         lo_out, hi_out = np.zeros(k), np.zeros(k)
-        found = self._pair_args(sub, np.radians(sub), np.zeros(sub.size), k, tile_offsets(n, k))
+        found = self._pair_args(sub, np.radians(sub), np.zeros(sub.size), k)
         if found is None:
             return lo_out, hi_out
-        sub_trials, args, _ = found
+        sub_trials, args = found
         # the sub-batch holds only trials with a doublet: its row r is trial sub_trials[r // n]
         wanted = first_row[sub_trials]
         cache = []
@@ -1156,39 +1164,48 @@ class ScrambleTrials:
         rows = (trials[:, None] * self.n + np.arange(self.n)).ravel()
         return self.evaluate_batch(ra_deg[rows]).odds
 
-    def _azimuth(self, ra_deg, ra):
+    def _azimuth(self, ra_deg, ra, which=None):
+        """Detector azimuth [deg] of lists of the neutrinos ``which`` (default all)."""
         if self._rotation is None:
             return ra_deg % 360.0
-        return KR.frame_azimuth(self._rotation, self._turn, np.radians(self.dec), ra)
+        which = slice(None) if which is None else which
+        return KR.frame_azimuth(self._rotation, self._turn[which], np.radians(self.dec[which]), ra)  # fmt: skip
 
-    def _pair_args(self, ra_deg, ra, s, m, offsets):
+    def _pair_args(self, ra_deg, ra, s, m):
         """(trials with a doublet, the arguments of ``EventModel.pair_terms`` for those
-        trials, the doublets (pi, pj) in the trials' numbering), or None without
-        doublets; keeps their S_i for :meth:`_pair_bound`."""
-        n = self.n
-        sig = np.tile(np.radians(self.sigma), m)
+        trials), or None without doublets; keeps their S_i for :meth:`_pair_bound`.
+
+        Only the neutrinos that can pair at all (:attr:`_pairable`: a scramble keeps
+        each one's zenith and declination, and a pair's separation is at least their
+        difference) are looked at."""
+        n, cand = self.n, self._pairable
+        if cand.size < 2:
+            return None
+        nc = cand.size
+        every = nc == n  # all may pair: one azimuth per entry, kept for the pair terms
+        cols = np.arange(m * n) if every else (np.arange(m)[:, None] * n + cand).ravel()
+        sig = np.tile(np.radians(self.sigma[cand]), m)
         az = None
         if self._pair_mode_o3:
-            az = self._azimuth(ra_deg, ra)
-            lon, lat, mode = np.radians(az), np.tile(np.radians(self.zenith), m), KO.PAIR_O3_FLAT
+            az = self._azimuth(ra_deg[cols], ra[cols], None if every else cand)
+            lon, lat, mode = np.radians(az), np.tile(np.radians(self.zenith[cand]), m), KO.PAIR_O3_FLAT  # fmt: skip
         else:
-            lon, lat, mode = ra, np.tile(np.radians(self.dec), m), KO.PAIR_GREAT_CIRCLE
-        pi, pj = KO.find_pairs(lon, lat, sig, offsets, C.PAIR_SEPARATION_SIGMAS, mode)
+            lon, lat, mode = ra[cols], np.tile(np.radians(self.dec[cand]), m), KO.PAIR_GREAT_CIRCLE
+        pi, _ = KO.find_pairs(lon, lat, sig, tile_offsets(nc, m), C.PAIR_SEPARATION_SIGMAS, mode)
         if pi.size == 0:
             return None
         # The trials with a doublet go through the model's own pair terms.
-        trials = np.unique(pi // n)
+        trials = np.unique(pi // nc)
         rows = (trials[:, None] * n + np.arange(n)).ravel()
         k = trials.size
-        if az is None:
-            az = self._azimuth(ra_deg, ra)
+        az = az[rows] if every and az is not None else self._azimuth(ra_deg[rows], ra[rows])
         self._s_sub = s[rows]
         bg = type(self.bg)(*(np.tile(a, k) for a in self.bg))
         args = (
             ra_deg[rows], np.tile(self.dec, k), np.tile(self.sigma, k), np.tile(self.energy, k),
-            np.tile(self.dt, k), np.tile(self.zenith, k), az[rows], bg, tile_offsets(n, k),
+            np.tile(self.dt, k), np.tile(self.zenith, k), az, bg, tile_offsets(n, k),
         )  # fmt: skip
-        return trials, args, (pi, pj)
+        return trials, args
 
     def odds_floor(self) -> np.ndarray:
         """Per neutrino, the odds an overlap at the floor gives, P_s1(S_floor,i) / (P_c,i +
