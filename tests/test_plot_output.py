@@ -235,12 +235,27 @@ def test_png_texts_from_kept_glyphs_equal_matplotlibs_own(events) -> None:
                 fig.savefig(buf, format="png", dpi=plotting.DPI)
         return np.asarray(Image.open(buf).convert("RGBA"))
 
+    def pdf(fig, cached: bool) -> bytes:
+        buf = io.BytesIO()
+        meta = {"CreationDate": None, "Producer": None}
+        with pdffonts.shared_rc():
+            if cached:
+                with glyphcache.cached_glyphs():
+                    fig.savefig(buf, format="pdf", metadata=meta)
+            else:
+                fig.savefig(buf, format="pdf", metadata=meta)
+        return buf.getvalue()
+
+    glyphcache._outlines.clear()
     for skymap, nl, dt, title in events:
         fig = plotting.draw_scatter(skymap, nl, dt, (), title + " Δσ°² ⁻³", "n", fresh=True)
         fig.text(0.313, 0.0271, "1/64 px: Δt +12.5 s", fontsize=6.3, rotation=17)
         own = png(fig, cached=False)
         assert (png(fig, cached=True) == own).all()  # rendered now
         assert (png(fig, cached=True) == own).all()  # every glyph from the cache
+        # the labels with a halo are outlines in both formats: kept outlines, same PDF
+        assert pdf(fig, cached=True) == pdf(fig, cached=False)
+    assert glyphcache._outlines  # the outlines were taken from the cache
 
 
 def _decoded(rows: bytes, bits: int, palette: bytes | None, img) -> tuple:

@@ -15,10 +15,13 @@ is the same, pixel for pixel, as matplotlib's own drawing (tests/test_plot_outpu
 compares them). Caches are per thread (FreeType faces are), bounded, and used only by
 the threads inside the block.
 
+Texts drawn as outlines (the numbers with a white halo, in PNGs and PDFs) keep their
+outline per string and font the same way (``TextToPath.get_text_path``).
+
 This replaces ``RendererAgg.draw_text`` (matplotlib 3.11, private font calls
-``_layout``, ``_set_transform`` and ``_render_glyph``); with another matplotlib, the
-hook stands aside and PNGs are drawn as matplotlib draws them
-(:func:`hook_installed` says which).
+``_layout``, ``_set_transform`` and ``_render_glyph``) and ``TextToPath.get_text_path``;
+with another matplotlib, the hooks stand aside and PNGs are drawn as matplotlib draws
+them (:func:`hook_installed` says which).
 
 Examples
 --------
@@ -71,10 +74,17 @@ def hook_installed() -> bool:
             return False
     except (ImportError, AttributeError, TypeError, ValueError):
         return False
+    from matplotlib.textpath import TextToPath
+
+    outline = TextToPath.get_text_path
+    if "features" not in inspect.signature(outline).parameters:
+        return False
     with _lock:
         if not _original:
             _original["draw"] = draw
+            _original["outline"] = outline
             backend_agg.RendererAgg.draw_text = _hooked_draw_text
+            TextToPath.get_text_path = _hooked_text_path
     return True
 
 
@@ -155,3 +165,27 @@ def _hooked_draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
         # draw_text_image's y is downwards, at the bitmap's bottom side
         draw_image(buffer, left + (px >> 6), int(height) - (top + (py >> 6)) + buffer.shape[0],
                    0, gc)  # fmt: skip
+
+
+#: text key -> (vertices, codes) of the text's outline in TextToPath's units
+_outlines: dict[tuple, tuple] = {}
+
+
+def _hooked_text_path(self, prop, s, ismath=False, *, features=None, language=None):
+    """``TextToPath.get_text_path`` (the outlines of texts drawn as paths, such as the
+    labels with a white halo), kept per string and font inside :func:`cached_glyphs`."""
+    if not getattr(_local, "depth", 0) or ismath:
+        return _original["outline"](self, prop, s, ismath, features=features,
+                                    language=language)  # fmt: skip
+    import numpy as np
+
+    from llama.science.pdffonts import _text_key
+
+    key = _text_key(s, prop, features, language)
+    hit = _outlines.get(key)
+    if hit is None:
+        verts, codes = _original["outline"](self, prop, s, False, features=features,
+                                            language=language)  # fmt: skip
+        hit = _remember(_outlines, key, (np.array(verts, float).reshape(-1, 2),
+                                         np.array(codes, np.uint8)))  # fmt: skip
+    return hit[0].copy(), hit[1].copy()
