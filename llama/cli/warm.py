@@ -130,7 +130,8 @@ def _statistic() -> None:
 
 
 def _screen() -> None:
-    """The background trials' screen of the map (bounds of its density by PSF size)."""
+    """The background trials' screen of the map (bounds of its density by PSF size) and
+    the min/max pyramid that bounds their overlaps."""
     import numpy as np
 
     from llama.science.fast_trials import TrialScreen
@@ -141,6 +142,9 @@ def _screen() -> None:
     screen.relevant(ra, dec, sig)
     screen.density_near(ra, dec, sig)
     screen.density(ra, dec)
+    from llama.science.background_trials import SkyBounds  # background trials' bounds
+
+    SkyBounds(model.skymap).overlap(ra, dec, sig, np.ones((ra.size, 18)), 0)
 
 
 def _flat_map() -> None:
@@ -195,7 +199,7 @@ def _trials() -> None:
 JOBS: dict[str, tuple[str, Callable[[], None]]] = {
     "overlaps": ("sky map preparation and PSF overlaps", _overlaps),
     "statistic": ("background densities, doublet search, odds", _statistic),
-    "screen": ("the background trials' screen", _screen),
+    "screen": ("the background trials' screen and bounds", _screen),
     "flat": ("preparation of flat sky maps", _flat_map),
     "doublets": ("PSF overlaps of neutrino pairs", _doublets),
     "trials": ("one event with background and scramble trials", _trials),
