@@ -126,7 +126,7 @@ class BatchConfig:
     flags: Mapping[str, str] | None = None  # None: keep existing / defaults for new events
     public: bool = False
     jobs: int = max(1, os.cpu_count() or 1)
-    scheduler: str = "threads"  # threads | processes | synchronous | distributed | tcp://...
+    scheduler: str = "threads"  # auto | threads | processes | synchronous | distributed | tcp://...
     version: str = ""
     err_alert: bool = False
     environ: Mapping[str, str] | None = None  # None: os.environ
@@ -786,7 +786,7 @@ def run_batch(
     start = time.monotonic()
     summary = BatchSummary()
     check_jobs(config.jobs)
-    pool = make_pool(config.scheduler, config.jobs, run_event)
+    pool = make_pool(config.scheduler, config.jobs, run_event, total=total)
     bar = _Progress(total, progress)
     window = config.chunk_events or min(IN_FLIGHT_PER_SLOT * pool.slots, MAX_IN_FLIGHT)
     window = min(window, MAX_IN_FLIGHT)

@@ -28,6 +28,7 @@ Examples
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import sys
@@ -37,12 +38,15 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "AUTO_MIN_EVENTS_PER_JOB",
     "KERNEL_THREAD_VARIABLES",
     "LOCAL_CLUSTER_CONFIG",
     "EventPool",
+    "choose_scheduler",
     "local_cluster",
     "make_pool",
     "single_threaded_kernels",
+    "worker_context",
 ]
 
 #: Environment variables that size the thread pools of Numba and of the numerical
@@ -54,7 +58,11 @@ KERNEL_THREAD_VARIABLES = (
     "MKL_NUM_THREADS",
 )
 
-SCHEDULERS = ("threads", "processes", "synchronous", "distributed")
+SCHEDULERS = ("auto", "threads", "processes", "synchronous", "distributed")
+
+#: ``auto`` runs on threads when a run has fewer events than this per job: too few
+#: to pay for worker processes (the fork server's imports, each worker's kernels).
+AUTO_MIN_EVENTS_PER_JOB = 10
 
 #: Dask settings of our own local cluster (``--scheduler distributed``) over
 #: distributed's defaults; a cluster reached by its address keeps its own. Figures:
@@ -144,15 +152,84 @@ def _one_thread_per_kernel_here() -> str | None:
     return os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
-def _worker_process_init() -> None:
-    """Initializer of worker processes: one thread per kernel, Ctrl-C to the driver."""
+def _worker_process_init(environ: dict[str, str] | None = None) -> None:
+    """Initializer of worker processes: the driver's environment, one thread per
+    kernel, Ctrl-C to the driver.
+
+    A worker forked from the fork server (`worker_context`) starts with the server's
+    environment, which is the driver's as it was when the server started; ``environ``
+    is the driver's as it is now (what a spawned worker would inherit), so that an
+    option set in between (``LLAMA_N_TRIALS``, say) reaches the events.
+    """
     import signal
 
-    # before Numba, NumPy's BLAS or OpenMP are loaded in this process
+    if environ is not None:
+        os.environ.clear()
+        os.environ.update(environ)
+    # before Numba, NumPy's BLAS or OpenMP are loaded in this process (when a fork
+    # server preloaded Numba, its pool was sized at 1 there, by the same variables)
     for name in KERNEL_THREAD_VARIABLES:
         os.environ[name] = "1"
     # Ctrl-C is the driver's to handle: workers that got it too printed tracebacks
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+#: What the fork server imports before it forks a worker (`worker_context`).
+WORKER_PRELOAD = ("llama.batch.worker_preload",)
+#: Variables the fork server, and so every worker, starts without, whatever the
+#: driver's environment holds: glibc reads ``MALLOC_TRIM_THRESHOLD_`` once, as a
+#: process starts, and distributed's nannies write theirs (65536) into the driver's
+#: environment (see `LOCAL_CLUSTER_CONFIG` for what it cost).
+NOT_FORKED = ("MALLOC_TRIM_THRESHOLD_",)
+_fork_server_lock = threading.Lock()
+
+
+def _driver_environ() -> dict[str, str]:
+    """The driver's environment as a worker forked from the fork server gets it."""
+    return {k: v for k, v in os.environ.items() if k not in NOT_FORKED}
+
+
+def worker_context(preload: tuple[str, ...] = WORKER_PRELOAD):
+    """The multiprocessing context that starts our worker processes: a fork server.
+
+    The fork server is one clean process, started here (once per driver process, in
+    the background: this returns at once) with one thread per kernel in its
+    environment; it imports ``preload`` (`llama.batch.worker_preload`: the engine,
+    the handlers, Numba, the FITS reader) and then forks each worker from itself.
+    A worker so starts with all of that imported, in a few milliseconds, where a
+    spawned one took ~1 s of CPU to import it; and two workers share one import
+    instead of paying it twice (bench/README.md, "Realistic events end to end").
+    Forking the driver itself (the ``fork`` method) would be as fast but is unsafe:
+    the driver has threads (the pool's, the progress bar's, fsspec's), and a child
+    forked while one of them holds a lock can hang; the fork server has none.
+
+    Where a platform has no fork server (Windows), Dask's context (spawn) is used.
+
+    Examples
+    --------
+    >>> worker_context().get_start_method()  # doctest: +SKIP
+    'forkserver'
+    """
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        from dask.multiprocessing import get_context
+
+        return get_context()
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    with _fork_server_lock:
+        forkserver.set_forkserver_preload(list(preload))  # used if it starts now
+        before = {name: os.environ.get(name) for name in [*KERNEL_THREAD_VARIABLES, *NOT_FORKED]}
+        os.environ.update(dict.fromkeys(KERNEL_THREAD_VARIABLES, "1"))
+        for name in NOT_FORKED:
+            os.environ.pop(name, None)
+        try:  # a no-op when it runs already (a second run in a notebook, say)
+            forkserver.ensure_running()
+        finally:
+            _restore_environment(before)
+    return context
 
 
 class EventPool:
@@ -252,13 +329,14 @@ class _Executor(EventPool):
         from concurrent.futures import ProcessPoolExecutor
         from functools import partial
 
-        from dask.multiprocessing import get_context, initialize_worker_process
+        from dask.multiprocessing import initialize_worker_process
 
         # what Dask does for its own pool: hashing consistent across the workers
         if os.environ.get("PYTHONHASHSEED") in (None, "0"):
             os.environ["PYTHONHASHSEED"] = "6640"
-        init = partial(initialize_worker_process, user_initializer=_worker_process_init)
-        return ProcessPoolExecutor(self.slots, mp_context=get_context(), initializer=init)
+        own = partial(_worker_process_init, _driver_environ())
+        init = partial(initialize_worker_process, user_initializer=own)
+        return ProcessPoolExecutor(self.slots, mp_context=worker_context(), initializer=init)
 
     def _submit(self, job: Any):
         from concurrent.futures import BrokenExecutor
@@ -305,15 +383,22 @@ def local_cluster(workers: int, dashboard_address: str | None = None):
     config = LOCAL_CLUSTER_CONFIG
     if dashboard_address is not None:
         config = {k: v for k, v in config.items() if k.startswith(key)}
+    # the workers are forked from our fork server, distributed imported there too; a
+    # forked worker has the server's environment, so the nannies give it the driver's
+    # as it is now (variables removed since the server started stay set there)
+    forked = worker_context((*WORKER_PRELOAD, "distributed")).get_start_method() == "forkserver"
+    method = {"distributed.worker.multiprocessing-method": "forkserver"} if forked else {}
+    env = _driver_environ() if forked else {}
+    env.update(dict.fromkeys(KERNEL_THREAD_VARIABLES, "1"))
     try:
         # the nannies hand this configuration to their workers as they are made
-        with dask.config.set(config):
+        with dask.config.set({**config, **method}):
             return LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=dashboard_address,
-                env=dict.fromkeys(KERNEL_THREAD_VARIABLES, "1"),
+                env=env,
             )
     finally:
         _restore_environment(before)
@@ -331,8 +416,6 @@ class _Distributed(EventPool):
             self._connect()  # a remote cluster decides the slots: its worker threads
 
     def _connect(self) -> None:
-        import logging
-
         from distributed import Client
 
         if self.address is None:
@@ -387,9 +470,42 @@ class _Distributed(EventPool):
             self.cluster.close()
 
 
-def make_pool(name: str, jobs: int, task: Callable[[Any], Any]) -> EventPool:
+def choose_scheduler(name: str, jobs: int, total: int | None = None) -> str:
+    """The scheduler that ``name`` means for a run of ``jobs`` jobs and ``total`` events
+    (None: endless or not known): ``auto`` is threads for ``jobs == 1`` or fewer than
+    `AUTO_MIN_EVENTS_PER_JOB` events per job, processes otherwise; other names stand.
+
+    Why: one thread is the cheapest way to use one core (no worker to start, no event
+    pickled; ``--jobs 1`` keeps to one core either way). Two threads share one
+    interpreter lock, and the Python of an event (FITS, JSON, the handlers) held it:
+    on the realistic bench events ``--jobs 2`` on threads reached 1.46x ``--jobs 1``
+    at 175% CPU, on processes 1.9x at 190% (bench/README.md, "Realistic events end to
+    end"). Worker processes start from a fork server (`worker_context`) in about the
+    time the first event on a thread spends importing the same modules, so they pay
+    for themselves within a few events per worker.
+
+    Examples
+    --------
+    >>> choose_scheduler("auto", 1, 200), choose_scheduler("auto", 2, 200)
+    ('threads', 'processes')
+    >>> choose_scheduler("auto", 2, 5), choose_scheduler("auto", 2, None)
+    ('threads', 'processes')
+    >>> choose_scheduler("distributed", 2, 5)
+    'distributed'
+    """
+    if name != "auto":
+        return name
+    if jobs <= 1 or (total is not None and total < AUTO_MIN_EVENTS_PER_JOB * jobs):
+        return "threads"
+    return "processes"
+
+
+def make_pool(
+    name: str, jobs: int, task: Callable[[Any], Any], total: int | None = None
+) -> EventPool:
     """The pool for scheduler ``name``: threads, processes, synchronous, distributed
-    (a local cluster of ``jobs`` worker processes) or ``tcp://HOST:PORT``.
+    (a local cluster of ``jobs`` worker processes), ``tcp://HOST:PORT``, or auto
+    (`choose_scheduler`, given the run's ``total`` events).
 
     Raises
     ------
@@ -403,8 +519,14 @@ def make_pool(name: str, jobs: int, task: Callable[[Any], Any]) -> EventPool:
     >>> make_pool("gpu", 2, task=len)
     Traceback (most recent call last):
     ...
-    ValueError: unknown scheduler 'gpu'; use threads, processes, synchronous, distributed (a local cluster) or a scheduler address tcp://HOST:PORT
+    ValueError: unknown scheduler 'gpu'; use auto, threads, processes, synchronous, distributed (a local cluster) or a scheduler address tcp://HOST:PORT
     """
+    if name == "auto":
+        name = choose_scheduler(name, jobs, total)
+        logging.getLogger("llama.batch").info(
+            "scheduler auto: %s (--jobs %d, %s events)",
+            name, jobs, "endless" if total is None else total,
+        )  # fmt: skip
     if name == "synchronous":
         return _Synchronous(task)
     if name in ("threads", "processes"):
@@ -414,6 +536,6 @@ def make_pool(name: str, jobs: int, task: Callable[[Any], Any]) -> EventPool:
     if "://" in name:
         return _Distributed(task, jobs, name)
     raise ValueError(
-        f"unknown scheduler {name!r}; use threads, processes, synchronous, "
+        f"unknown scheduler {name!r}; use auto, threads, processes, synchronous, "
         "distributed (a local cluster) or a scheduler address tcp://HOST:PORT"
     )

@@ -255,15 +255,16 @@ def parser() -> argparse.ArgumentParser:
         "1024 events are queued at once, whatever --jobs is. (default: %(default)s)",
     )  # fmt: skip
     g.add_argument(
-        "--scheduler", default="threads",
-        help="Where events run: threads (one process; the least CPU per event, but its "
-        "Python code takes turns, so it scales only as far as the kernels dominate), "
-        "processes (--jobs worker processes: scales Python-heavy pipelines such as plots "
-        "on idle cores; each worker takes a few seconds to start and every event is "
-        "pickled to it, so use it for long runs), synchronous (one event at a time, in "
-        "this thread), distributed (a local Dask cluster of --jobs worker processes) or "
-        "the address of a running scheduler (tcp://HOST:PORT). (default: threads, for "
-        "any --jobs; bench/README.md, 'Realistic events end to end', has the figures)",
+        "--scheduler", default="auto",
+        help="Where events run: auto (the default: threads for --jobs 1 or fewer than 10 "
+        "events per job, processes otherwise), threads (one process; the least CPU per "
+        "event, but the events' Python code takes turns on the interpreter lock, so two "
+        "threads reached only ~1.5x one on realistic events), processes (--jobs worker "
+        "processes forked from one fork server that imports the engine once; ~1.9x with "
+        "--jobs 2), synchronous (one event at a time, in this thread), distributed (a "
+        "local Dask cluster of --jobs worker processes) or the address of a running "
+        "scheduler (tcp://HOST:PORT). bench/README.md, 'Realistic events end to end', "
+        "has the figures. (default: %(default)s)",
     )  # fmt: skip
     g.add_argument(
         "--results",

@@ -1,0 +1,74 @@
+"""What a worker process would otherwise import at its first event, imported once.
+
+The worker processes of ``--scheduler processes`` (and of our own local Dask cluster)
+are forked from one *fork server* (`llama.batch.schedulers`): a clean,
+single-threaded process started once per run, which imports this module before it
+forks any worker. Every worker then starts with the batch engine, the handler
+catalogue, Numba and its CPU target, the FITS reader and the statistic's modules
+already imported, instead of importing them itself (~1 s of CPU each: interpreter,
+``llama``, Numba 0.3-0.4 s, ``astropy.io.fits`` 0.35 s, the ``scipy.linalg`` that
+Numba's registries import 0.2-0.3 s; bench/README.md, "Realistic events end to end").
+
+Nothing is compiled or run here: the kernels themselves are loaded from Numba's cache
+by each worker's first event, for exactly the argument types its events pass.
+
+A fork server that fails to import this module still forks workers (Python skips an
+ImportError there), and anything else that goes wrong is swallowed below: a worker
+then imports what it needs at its first event, as a spawned one does.
+
+Examples
+--------
+>>> import llama.batch.worker_preload as preload
+>>> "llama.batch.runner" in preload.MODULES
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["MODULES", "preload"]
+
+#: Modules a realistic event imports in a fresh worker, in the order they load best.
+MODULES = (
+    "llama.batch.runner",
+    "llama.handlers",  # the handler catalogue: every handler's module
+    "numba",
+    "astropy.io.fits",
+    "scipy.linalg",
+    "llama.science.skymap",
+    "llama.science.detector_frame",
+    "llama.science.odds",
+    "llama.science.pvalue",
+    "llama.science.fast_trials",
+    "llama.science.background_trials",
+    "kernels.overlap",
+    "kernels.trials",
+    "kernels.trial_screen",
+)
+
+
+def preload() -> list[str]:
+    """Import `MODULES` and Numba's CPU target registries; the modules that failed.
+
+    Kernels run on one thread in every worker (one level of parallelism), so the fork
+    server imports Numba with ``NUMBA_NUM_THREADS=1`` (set by whoever starts it).
+    """
+    failed = []
+    for name in MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a missing optional part: the worker imports it at need
+            failed.append(name)
+    try:
+        # the first kernel loaded from the cache fills Numba's CPU target with its
+        # registries (numba.np.arraymath, ... 0.3-0.4 s), once per process: here
+        from numba.core.registry import cpu_target
+
+        cpu_target.target_context.refresh()
+    except Exception:  # an internal of Numba: without it the first event does it
+        failed.append("numba cpu target")
+    return failed
+
+
+preload()  # this module is imported for its effect, by the fork server

@@ -1,0 +1,155 @@
+"""The default scheduler (``auto``) and worker processes forked from a fork server.
+
+``auto`` runs ``--jobs 1`` and short runs on threads in the driver, longer runs with
+``--jobs 2`` or more on worker processes; those are forked from one fork server that
+imported the engine before the first event (`llama.batch.worker_preload`), and they
+see the driver's environment as it is when the run starts, not as it was when the
+server started. All runs are real: worker processes, a real LocalCluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from llama.batch import schedulers
+from llama.batch.runner import BatchConfig, run_batch
+from llama.handler import FileHandler, HandlerRegistry, write_json
+from llama.pipeline import select_pipeline
+
+AUTO = HandlerRegistry()
+
+
+class Seed(FileHandler, registry=AUTO):
+    FILENAME = "seed.json"
+
+
+class WhereItRan(FileHandler, registry=AUTO):
+    """Records the process it ran in, its parent, what that process had imported
+    before this event's own handlers, and one variable of its environment."""
+
+    FILENAME = "where.json"
+    DEPENDENCIES = (Seed,)
+
+    def generate(self, out: Path) -> None:
+        import numba
+
+        write_json(
+            out,
+            {
+                "pid": os.getpid(),
+                "ppid": os.getppid(),
+                "preloaded": "llama.batch.worker_preload" in sys.modules,
+                "fits": "astropy.io.fits" in sys.modules,
+                "option": os.environ.get("LLAMA_TEST_AUTO_OPTION"),
+                "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+                "threads": numba.get_num_threads(),
+            },
+        )
+
+
+AUTO.check()
+
+
+def _run(tmp_path: Path, n: int, jobs: int, scheduler: str = "auto", name: str = "run"):
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    for v in range(n):
+        (src / f"seed-{v}.json").write_text(json.dumps({"value": v}))
+    config = BatchConfig(
+        pipeline=select_pipeline(with_ancestors=["WhereItRan"], registry=AUTO),
+        get={"seed.json": str(src / "seed-{v}.json")},
+        eventdir=str(tmp_path / name / "E{v}"),
+        flags={},
+        jobs=jobs,
+        scheduler=scheduler,
+    )
+    vectors = [{"v": str(v)} for v in range(n)]
+    summary = run_batch(vectors, config, total=n, progress=False)
+    assert summary.ok and summary.counts["done"] == n, summary.line()
+    return [json.loads((tmp_path / name / f"E{v}" / "where.json").read_text()) for v in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("jobs", "total", "expected"),
+    [
+        (1, 10_000, "threads"),  # one core: a thread costs the least
+        (1, None, "threads"),
+        (2, 19, "threads"),  # fewer than 10 events per job: not worth a worker's start
+        (2, 20, "processes"),
+        (2, None, "processes"),  # endless
+        (4, 39, "threads"),
+        (4, 40, "processes"),
+    ],
+)
+def test_auto_chooses_threads_for_one_job_or_few_events_per_job(jobs, total, expected):
+    assert schedulers.AUTO_MIN_EVENTS_PER_JOB == 10  # the rule the help text states
+    assert schedulers.choose_scheduler("auto", jobs, total) == expected
+
+
+@pytest.mark.parametrize(
+    "name", ["threads", "processes", "synchronous", "distributed", "tcp://h:1"]
+)
+def test_a_named_scheduler_is_kept(name):
+    assert schedulers.choose_scheduler(name, 2, 1000) == name
+
+
+def test_auto_with_one_job_runs_in_the_driver(tmp_path):
+    seen = _run(tmp_path, 12, jobs=1)
+    assert {s["pid"] for s in seen} == {os.getpid()}
+
+
+def test_auto_with_a_short_run_stays_in_the_driver(tmp_path):
+    seen = _run(tmp_path, 5, jobs=2)
+    assert {s["pid"] for s in seen} == {os.getpid()}
+
+
+def test_auto_with_two_jobs_forks_two_preloaded_workers(tmp_path, monkeypatch):
+    # a first run starts the fork server (if no earlier test did) ...
+    _run(tmp_path, 20, jobs=2, name="first")
+    # ... then a variable set now must still reach the workers forked from it
+    monkeypatch.setenv("LLAMA_TEST_AUTO_OPTION", "set-after-the-server-started")
+    seen = _run(tmp_path, 20, jobs=2, name="second")
+    pids = {s["pid"] for s in seen}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    for s in seen:
+        assert s["ppid"] != os.getpid()  # a child of the fork server, not of the driver
+        assert s["preloaded"] and s["fits"]  # imported before the first event
+        assert s["option"] == "set-after-the-server-started"
+        assert s["threads"] == 1  # one level of parallelism: the kernels on one thread
+
+
+def test_workers_start_without_the_allocator_setting_the_driver_picked_up(tmp_path, monkeypatch):
+    # distributed's nannies write MALLOC_TRIM_THRESHOLD_ into the driver's environment
+    # (glibc reads it once, as a process starts, and it cost ~1.6x CPU per event): the
+    # fork server starts without it and the workers' environment leaves it out too
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.setenv("LLAMA_TEST_AUTO_OPTION", "kept")
+    seen = _run(tmp_path, 20, jobs=2, scheduler="processes")
+    for s in seen:
+        assert s["pid"] != os.getpid()
+        assert s["trim"] is None and s["option"] == "kept"
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # the driver's is its own
+
+
+def test_our_local_cluster_forks_its_workers_from_the_fork_server(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.setenv("LLAMA_TEST_AUTO_OPTION", "seen-by-the-cluster")
+    seen = _run(tmp_path, 4, jobs=2, scheduler="distributed")
+    for s in seen:
+        assert s["pid"] != os.getpid()
+        assert s["preloaded"]
+        assert s["option"] == "seen-by-the-cluster"
+        assert s["threads"] == 1
+
+
+def test_the_command_line_default_is_auto():
+    from llama.cli.batch import parser
+
+    args = parser().parse_args(["--eventdir", "x"])
+    assert args.scheduler == "auto"
+    assert "auto (the default" in parser().format_help().replace("\n", " ").replace("  ", " ")
