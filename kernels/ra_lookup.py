@@ -33,7 +33,13 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["frame_azimuth", "ring_interp", "ring_lookup"]
+__all__ = [
+    "frame_azimuth",
+    "ring_interp",
+    "ring_lookup",
+    "ring_lookup_prepared",
+    "ring_prepare",
+]
 
 _TWO_PI = 2.0 * math.pi
 
@@ -169,4 +175,132 @@ def frame_azimuth(rotation, turn_deg, dec, ra):
         v1 = rotation[1, 0] * u0 + rotation[1, 1] * u1 + rotation[1, 2] * u2
         az = math.degrees(math.atan2(v0, v1)) + turn_deg[i]
         out[q] = az % 360.0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def ring_prepare(node_offsets, phi, logv, per_node):
+    """Monomial coefficients of every interval's cubic and a bucket index, for
+    :func:`ring_lookup_prepared`.
+
+    Interval ``j`` of a table (from node ``j`` to the next, wrapping around) gets
+    ``coef[j] = (c0, c1, c2, c3)`` with ``logv(x) = c0 + c1 u + c2 u² + c3 u³``, u = x -
+    phi[j]: the cubic through the same 4 nodes as :func:`ring_interp`'s. Each table's
+    ring is cut into ``per_node`` buckets per node, of equal width; ``first[b]`` is the
+    last node at or before bucket b's start (-1: before the first node), so a lookup
+    starts there and steps at most a few nodes on.
+
+    Parameters
+    ----------
+    node_offsets : (n + 1,) int64
+    phi, logv : float64
+        As :func:`ring_lookup`.
+    per_node : int
+        Buckets per node (2 keeps the steps few where nodes crowd).
+
+    Returns
+    -------
+    coef : (len(phi), 4) float64
+    bucket_offsets : (n + 1,) int64
+        CSR offsets of each table's buckets in ``first``.
+    first : int64
+        Per bucket, the table-local index of its node.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> phi = np.array([0.0, 1.0, 2.0, 4.0, 5.0])
+    >>> coef, bo, first = ring_prepare(np.array([0, 5]), phi, 2.0 * phi, 2)
+    >>> (coef[1].round(12) + 0.0).tolist(), bo.tolist()   # the line 2 x from node 1: 2 + 2 u
+    ([2.0, 2.0, 0.0, 0.0], [0, 10])
+    """
+    n = node_offsets.shape[0] - 1
+    coef = np.empty((phi.shape[0], 4))
+    bucket_offsets = np.empty(n + 1, np.int64)
+    bucket_offsets[0] = 0
+    for t in range(n):
+        k = node_offsets[t + 1] - node_offsets[t]
+        bucket_offsets[t + 1] = bucket_offsets[t] + per_node * k
+    first = np.empty(bucket_offsets[n], np.int64)
+    xs = np.empty(4)
+    ys = np.empty(4)
+    roots = np.empty(3)
+    for t in range(n):
+        start = node_offsets[t]
+        k = node_offsets[t + 1] - start
+        for j in range(k):
+            x0 = phi[start + j]
+            for q in range(4):
+                m = j - 1 + q
+                wrap = m // k
+                r = m - wrap * k
+                xs[q] = phi[start + r] + wrap * _TWO_PI - x0
+                ys[q] = logv[start + r]
+            # Lagrange basis polynomials expanded in u: prod_{s != q} (u - xs[s]) / d_q
+            c = np.zeros(4)
+            for q in range(4):
+                d = 1.0
+                p = 0
+                for s in range(4):
+                    if s != q:
+                        d *= xs[q] - xs[s]
+                        roots[p] = xs[s]
+                        p += 1
+                w = ys[q] / d
+                a, b, cc = roots[0], roots[1], roots[2]
+                # (u - a)(u - b)(u - cc) = u³ - (a+b+cc) u² + (ab+ac+bc) u - abc
+                c[3] += w
+                c[2] -= w * (a + b + cc)
+                c[1] += w * (a * b + a * cc + b * cc)
+                c[0] -= w * a * b * cc
+            for q in range(4):
+                coef[start + j, q] = c[q]
+        nb = bucket_offsets[t + 1] - bucket_offsets[t]
+        width = _TWO_PI / nb
+        j = -1
+        for b in range(nb):
+            x = b * width
+            while j + 1 < k and phi[start + j + 1] <= x:
+                j += 1
+            first[bucket_offsets[t] + b] = j
+    return coef, bucket_offsets, first
+
+
+@njit(cache=True, nogil=True)
+def ring_lookup_prepared(node_offsets, phi, coef, bucket_offsets, first, ra):
+    """:func:`ring_lookup` from :func:`ring_prepare`'s coefficients and buckets: the
+    same cubics, found without a binary search and evaluated by Horner's rule.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> phi = np.linspace(0.0, 2 * np.pi, 16, endpoint=False)
+    >>> off = np.array([0, 16])
+    >>> logv = np.sin(phi)
+    >>> ra = np.array([0.1, 3.0, 6.2])
+    >>> prep = ring_prepare(off, phi, logv, 2)
+    >>> fast = ring_lookup_prepared(off, phi, *prep, ra)
+    >>> bool(np.allclose(fast, ring_lookup(off, phi, logv, ra), rtol=1e-12, atol=0))
+    True
+    """
+    n = node_offsets.shape[0] - 1
+    out = np.empty(ra.shape[0])
+    for q in range(ra.shape[0]):
+        t = q % n
+        start = node_offsets[t]
+        k = node_offsets[t + 1] - start
+        x = ra[q] % _TWO_PI
+        b0 = bucket_offsets[t]
+        nb = bucket_offsets[t + 1] - b0
+        b = min(int(x * (nb / _TWO_PI)), nb - 1)
+        j = first[b0 + b]
+        while j + 1 < k and phi[start + j + 1] <= x:
+            j += 1
+        if j < 0:  # before the first node: the last interval, wrapping around
+            j = k - 1
+            u = x + _TWO_PI - phi[start + j]
+        else:
+            u = x - phi[start + j]
+        c = coef[start + j]
+        out[q] = math.exp(c[0] + u * (c[1] + u * (c[2] + u * c[3])))
     return out
