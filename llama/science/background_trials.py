@@ -27,9 +27,10 @@ statistic of the list. So every count is the exact statistic's.
 The ranked statistic h: lists whose upper bound is below the event's cut c
 (``RESOLVED_FLOORS`` times the largest odds an overlap at the screen floor gives any
 neutrino of the background sample: no neutrino of the list within ~1e-11 of the map's
-peak density) are ranked by that upper bound itself, the others by max(O, c), O their
-exact statistic; the observed list likewise, which keeps the p-value calibrated (h is
-one deterministic function of a list). So the p-values are identical to
+peak density) are ranked by a stand-in, the sum of unit_i times the map's density at
+the neutrino times a(eps_i) there (at most the bound, so below the cut), the others by
+max(O, c), O their exact statistic; the observed list likewise, which keeps the
+p-value calibrated (h is one deterministic function of a list). So the p-values are identical to
 ``method="exact"`` wherever the observed value is at or above the cut, and no trial
 above the cut needs a kernel call to be compared with a value below it.
 
@@ -54,6 +55,7 @@ import numpy as np
 
 from kernels import density_bounds as KB
 from kernels import odds as KO
+from kernels import trial_screen as KS
 from kernels.trials import offsets_from_counts
 from llama.science import constants as C
 from llama.science.fast_trials import (
@@ -123,6 +125,14 @@ class SkyBounds:
         self.peak = float(density.max()) if density.size else 0.0
         self.rows = int(rows)
         self._pyramid = KB.pyramid(*KB.minmax_grids(order, ipix, density, self.rows))
+        # each pixel's range of NESTED indices at the finest order, for density()
+        self._max_order = int(order.max()) if order.size else 0
+        shift = 2 * (self._max_order - order)
+        start = ipix << shift
+        keep = np.argsort(start, kind="stable")
+        self._start = np.ascontiguousarray(start[keep])
+        self._stop = np.ascontiguousarray(((ipix + 1) << shift)[keep])
+        self._density = np.ascontiguousarray(density[keep])
 
     @classmethod
     def for_model(cls, model) -> SkyBounds:
@@ -131,6 +141,14 @@ class SkyBounds:
         if sb is None:
             sb = _BOUNDS[model] = cls(model.skymap)
         return sb
+
+    def density(self, ra, dec) -> np.ndarray:
+        """The map's density at each direction [sr⁻¹] (angles [rad])."""
+        f64 = np.float64
+        return KS.density_at(
+            self._start, self._stop, self._density, self._max_order,
+            np.ascontiguousarray(ra, dtype=f64), np.ascontiguousarray(dec, dtype=f64),
+        )  # fmt: skip
 
     def overlap(self, ra, dec, sigma, arows, kind: int, enough=None):
         """(S_lo, S_hi, U_hi) of the true integrals per neutrino (angles [rad], a rows
@@ -221,7 +239,7 @@ class BackgroundTrials:
         """Bounds of every part of m lists' statistics.
 
         Returns (single_lo, single_hi, pair_hi per first member, unit, odd per list,
-        P_c + P_0):
+        P_c + P_0, the stand-in ranked below the cut):
         O_i without doublets in [single_lo, single_hi] (the exact kernel's S_i
         inside), the doublet terms at i in [0, pair_hi]; ``odd`` lists have a term
         these cannot bound (B = 0: O3's +inf or NaN) and get the exact statistic.
@@ -264,7 +282,14 @@ class BackgroundTrials:
             pair_hi = np.bincount(first, weights=np.where(np.isfinite(share), share, 0.0), minlength=ra.size)  # fmt: skip
         n_lists = offsets.size - 1
         odd = np.bincount(np.repeat(np.arange(n_lists), np.diff(offsets)), weights=bad, minlength=n_lists) > 0  # fmt: skip
-        return single_lo, single_hi, pair_hi, unit, odd, den
+        # below the cut a list is ranked by the map's density at its neutrinos times
+        # a(eps_i) there (never above the bound): it orders them as the exact statistic
+        # roughly does, which the bounds far from the map do not
+        band = np.clip(np.searchsorted(SINDEC_EDGES, np.sin(dec), side="right") - 1, 0, rows.shape[1] - 1)  # fmt: skip
+        here = self.sky.density(ra, dec) * rows[np.arange(ra.size), band]
+        with np.errstate(invalid="ignore"):
+            stand = unit * np.minimum(here, k_hi)
+        return single_lo, single_hi, pair_hi, unit, odd, den, stand
 
     def _lists(self, ra, dec, sigma, energy, dt, zen, offsets, bg, rows, az=None):
         """(arrays as floats, azimuth, offsets, parts) of m lists."""
@@ -278,11 +303,12 @@ class BackgroundTrials:
 
     @staticmethod
     def _sums(parts, offsets):
-        single_lo, single_hi, pair_hi, _, odd, _ = parts
+        """(lo, hi, stand-in) per list."""
+        single_lo, single_hi, pair_hi, _, odd, _, stand = parts
         lo = KO.segment_sum(single_lo, offsets)
         hi = KO.segment_sum(single_hi + pair_hi, offsets)
         lo[odd], hi[odd] = 0.0, np.inf
-        return lo, hi
+        return lo, hi, KO.segment_sum(stand, offsets)
 
     # -- the p-value path -------------------------------------------------------------
 
@@ -292,8 +318,8 @@ class BackgroundTrials:
         ``ra_deg`` is the observed list's (given at construction); ``odds_exact``,
         ``odds_i_exact`` what ``EventModel.evaluate`` gave. The event: the exact
         statistic (at least :attr:`cut`) where the list's upper bound reaches the cut,
-        else that bound; per neutrino the same with its own bound (single and doublet
-        parts).
+        else its stand-in (module docstring); per neutrino the same with its own bound
+        (single and doublet parts).
         """
         odds_i_exact = np.asarray(odds_i_exact, dtype=np.float64).ravel()
         ra, dec, sigma, energy, dt, zen = self.observed
@@ -304,13 +330,13 @@ class BackgroundTrials:
         rows = self.model.tables.dec_rows(bg.energy_eval)
         offsets = np.array([0, ra.size])
         _, _, _, parts = self._lists(np.asarray(ra_deg, dtype=np.float64), dec, sigma, energy, dt, zen, offsets, bg, rows, self.azimuth)  # fmt: skip
-        lo, hi = self._sums(parts, offsets)
+        lo, hi, stand = self._sums(parts, offsets)
         cut = self.cut
-        event = max(float(odds_exact), cut) if hi[0] >= cut else float(hi[0])
+        event = max(float(odds_exact), cut) if hi[0] >= cut else float(stand[0])
         hi_i = parts[1] + parts[2]
         if parts[4][0]:  # a term the bounds cannot hold: every neutrino's exact O_i
             hi_i[:] = np.inf
-        per_nu = np.where(hi_i >= cut, np.maximum(odds_i_exact, cut), hi_i)
+        per_nu = np.where(hi_i >= cut, np.maximum(odds_i_exact, cut), parts[6])
         return event, per_nu
 
     def decide_batch(
@@ -321,9 +347,9 @@ class BackgroundTrials:
 
         The arguments are ``EventModel.evaluate_batch``'s; ``sample_index`` (each
         neutrino's event in the background sample, as ``run_trials`` draws them) lets
-        the a(ε) rows be looked up. Lists below :attr:`cut` are ranked by their upper
-        bound (``lo == hi``); the others by max(O, cut), which lies in ``[lo, hi]``, a
-        single point where O was computed (``n_refined`` of them).
+        the a(ε) rows be looked up. Lists below :attr:`cut` are ranked by their
+        stand-in (``lo == hi``); the others by max(O, cut), which lies in ``[lo, hi]``,
+        a single point where O was computed (``n_refined`` of them).
 
         Examples
         --------
@@ -351,10 +377,10 @@ class BackgroundTrials:
         else:
             rows = m.tables.dec_rows(bg.energy_eval)
         lists, az, offsets, parts = self._lists(ra, dec, sigma, energy, dt, zenith, offsets, bg, rows, azimuth_deg)  # fmt: skip
-        lo, hi = self._sums(parts, offsets)
+        lo, hi, stand = self._sums(parts, offsets)
         cut = self.cut
         resolved = hi >= cut
-        lo, hi = np.where(resolved, np.maximum(lo, cut), hi), hi
+        lo, hi = np.where(resolved, np.maximum(lo, cut), stand), np.where(resolved, hi, stand)
         t = np.sort(np.asarray(thresholds, dtype=np.float64).ravel())
         t = t[~np.isnan(t)]
 
@@ -386,7 +412,7 @@ class BackgroundTrials:
         the doublet bounds are wider, the trial's exact doublet terms (the model's own
         ``pair_terms``)."""
         m = self.model
-        single_lo, single_hi, pair_hi, unit, odd, den = parts
+        single_lo, single_hi, pair_hi, unit, odd, den, _ = parts
         single_lo, single_hi = single_lo.copy(), single_hi.copy()
         pair_lo, pair_hi = np.zeros(pair_hi.size), pair_hi.copy()
         ra, dec, sig, energy, dt, zen = lists

@@ -68,10 +68,12 @@ __all__ = [
     "trial_pvalues",
 ]
 
-#: How trials evaluate the statistic: "fast" (the default: the PSF overlap of neutrinos
-#: the GW map cannot reach is screened out, :mod:`llama.science.fast_trials`, and a
-#: background list's B_i are looked up per sample event, computed once per model) or
-#: "exact" (the exact kernel for every trial neutrino).
+#: How trials evaluate the statistic: "fast" (the default: scrambles and background
+#: lists decided by bounds, the exact kernel only where a trial's bounds hold an
+#: observed value, :mod:`llama.science.fast_trials` and
+#: :mod:`llama.science.background_trials`; a background list's B_i are looked up per
+#: sample event, computed once per model) or "exact" (the exact kernel for every trial
+#: neutrino).
 TRIAL_METHODS = ("fast", "exact")
 #: Default number of on-the-fly trials: resolves p down to ~1e-3 ((1 + 0) / 2001).
 DEFAULT_N_TRIALS = 2000
@@ -492,15 +494,20 @@ def trial_pvalues(
     chunk : int
         Trials per batched call, bounding memory.
     method : {"fast", "exact"}
-        "fast" (:mod:`llama.science.fast_trials`): scrambles read each neutrino's
-        overlap from a per-event table along its declination ring, built with the
-        exact kernel (``fast_path`` "ra_lookup"); other lists skip the exact kernel for
-        neutrinos the GW map cannot reach (``fast_path`` "screen"). Either statistic
-        is within 1% of the exact one, plus what an overlap at 1e-12 of the map's peak
-        density gives (tests/test_fast_trials.py), and the observed list's statistic
-        is ranked as the trials' is (``odds_ranked`` in ``method``), which keeps the
-        p-value calibrated. "exact": the exact kernel everywhere. Recorded as
-        ``statistic``.
+        "fast": scrambles read each neutrino's overlap from a per-event table along
+        its declination ring, built with the exact kernel (``fast_path`` "ra_lookup",
+        :mod:`llama.science.fast_trials`); background lists bound it from a per-event
+        min/max pyramid of the map (``fast_path`` "bounds",
+        :mod:`llama.science.background_trials`). Both decide each trial against the
+        observed values by bounds and refine only the trials whose bounds hold one,
+        so the counts and p-values are the exact method's wherever the observed value
+        is above the cut (tests/test_fast_trials.py,
+        tests/test_background_trials.py); lists below it are ranked by a cheap
+        value, the observed list included (``odds_ranked`` in ``method``), which keeps
+        the p-value calibrated. Custom samplers' lists skip the exact kernel for
+        neutrinos the GW map cannot reach (``fast_path`` "screen": within 1% of the
+        exact statistic plus what an overlap at 1e-12 of the map's peak density
+        gives). "exact": the exact kernel everywhere. Recorded as ``statistic``.
     stop_after : int, optional
         h of Besag & Clifford's sequential p-value (:mod:`llama.science.sequential`):
         trials are drawn in chunks (2h, then doubling) and each observed value, the
