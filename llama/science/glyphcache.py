@@ -101,10 +101,11 @@ def cached_glyphs() -> Iterator[None]:
         _local.depth = depth
 
 
-def _caches() -> tuple[dict, dict]:
+def _caches() -> tuple[dict, dict, set]:
+    """This thread's text layouts, glyph bitmaps, and glyphs without an outline."""
     if not hasattr(_local, "layouts"):
-        _local.layouts, _local.bitmaps = {}, {}
-    return _local.layouts, _local.bitmaps
+        _local.layouts, _local.bitmaps, _local.blank = {}, {}, set()
+    return _local.layouts, _local.bitmaps, _local.blank
 
 
 def _remember(cache: dict, key: tuple, value):
@@ -125,7 +126,7 @@ def _hooked_draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
 
     from llama.science.pdffonts import _text_key
 
-    layouts, bitmaps = _caches()
+    layouts, bitmaps, blank = _caches()
     flags = get_hinting_flag()
     features = mtext.get_fontfeatures() if mtext is not None else None
     language = mtext.get_language() if mtext is not None else None
@@ -152,6 +153,8 @@ def _hooked_draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
         bkey = (font, size, self.dpi, glyph, angle, px & 63, py & 63, flags, antialiased)
         bitmap = bitmaps.get(bkey)
         if bitmap is None:
+            if (font, glyph) in blank:
+                continue  # no outline (a space): an empty bitmap at any offset
             if matrix is None:
                 matrix = (0x10000 * np.array([[cos, -sin], [sin, cos]])).round().astype(int)
             font.set_size(size, self.dpi)
@@ -160,6 +163,9 @@ def _hooked_draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
             buffer = np.array(rendered.buffer)
             if not antialiased:
                 buffer *= 0xFF
+            if buffer.size == 0:
+                blank.add((font, glyph))
+                continue
             bitmap = _remember(bitmaps, bkey, (buffer, rendered.left, rendered.top))
         buffer, left, top = bitmap
         # draw_text_image's y is downwards, at the bitmap's bottom side
