@@ -71,10 +71,11 @@ from llama.science.skymap import uniq_to_order_ipix
 
 __all__ = ["BackgroundTrials", "SkyBounds", "GRID_ROWS"]
 
-#: Rows of the finest level of the min/max pyramid (0.35 deg cells, 11 MB per map):
-#: finer grids did not tighten the bounds on the BAYESTAR maps (1024 rows: the same
-#: widths within 5%, four times the memory and set-up).
-GRID_ROWS = 512
+#: Rows of the finest level of the min/max pyramid (0.7 deg cells, 2.8 MB per map):
+#: finer grids hardly tighten the bounds on the BAYESTAR maps, whose density varies on
+#: the PSFs' own scale (512 rows: the same trials of bbh-6 hold an observed value,
+#: 41.1% against 41.8%, for 2.8x the set-up; 1024: bounds within 5% of 512's).
+GRID_ROWS = 256
 #: The exact kernel stops when what it has left is below rtol times its result plus
 #: its absolute floor (kernels.overlap.ATOL x rtol x peak density x max a): the bounds
 #: of its result take twice its rtol, and as floors, relative to peak density x max a,
@@ -96,6 +97,7 @@ _ENOUGH = 1e-3
 _HAIR = 1e-12
 
 _BOUNDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_POOL_ROWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class SkyBounds:
@@ -195,7 +197,6 @@ class BackgroundTrials:
         n = self.observed[0].size
         self.azimuth = np.full(n, np.nan) if azimuth is None else np.asarray(azimuth, dtype=f64).ravel()  # fmt: skip
         self.sky = SkyBounds.for_model(model)
-        self._pool = None
         self.cut = self._cut()
 
     # -- per-neutrino constants -------------------------------------------------------
@@ -213,10 +214,13 @@ class BackgroundTrials:
         return unit, den
 
     def pool_rows(self, sample, terms) -> np.ndarray:
-        """a(ε) rows of every event of the background sample (kept per sample)."""
-        if self._pool is None or self._pool[0] is not sample:
-            self._pool = (sample, self.model.tables.dec_rows(terms.energy_eval))
-        return self._pool[1]
+        """a(ε) rows of every event of the background sample (kept per sample and
+        signal tables, for every event: they do not depend on the map)."""
+        tables = self.model.tables
+        kept = _POOL_ROWS.get(sample)
+        if kept is None or kept[0] is not tables or kept[1] is not terms.energy_eval:
+            kept = _POOL_ROWS[sample] = (tables, terms.energy_eval, tables.dec_rows(terms.energy_eval))  # fmt: skip
+        return kept[2]
 
     def _cut(self) -> float:
         """The cut of the ranked statistic: :data:`RESOLVED_FLOORS` times the largest odds

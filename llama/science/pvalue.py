@@ -310,17 +310,30 @@ def _background_draws(background, rate_hz: float = C.NU_BACKGROUND_RATE_HZ):
     return draw
 
 
-#: Per model and sample: the background terms of every sample event (a background
-#: list's neutrinos are sample events, so their B_i are looked up, not recomputed).
+#: Per sample: the background terms of every sample event (a background list's
+#: neutrinos are sample events, so their B_i are looked up, not recomputed). An O3
+#: event model's do not depend on the map, so every event with the same sample,
+#: background density and ``background_band`` option shares them; other statistics
+#: (the sub-threshold model) keep their own per model.
 _SAMPLE_TERMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_MODEL_TERMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _sample_terms(model, sample):
-    """``model.background_terms`` of every event of ``sample``, computed once per model."""
-    cached = _SAMPLE_TERMS.get(model)
-    if cached is None or cached[0] is not sample:
+    """``model.background_terms`` of every event of ``sample``, computed once per sample
+    (O3 event models: per background density and ``background_band`` option too)."""
+    choices = getattr(model, "choices", None)
+    if choices is None:  # not an O3 event model: kept per model
+        cached = _MODEL_TERMS.get(model)
+        if cached is None or cached[0] is not sample:
+            terms = model.background_terms(sample.zenith_sorted, sample.energy_by_zenith)
+            cached = _MODEL_TERMS[model] = (sample, terms)
+        return cached[1]
+    per_band = _SAMPLE_TERMS.setdefault(sample, {})
+    cached = per_band.get(choices["background_band"])
+    if cached is None or cached[0] is not model.background:
         terms = model.background_terms(sample.zenith_sorted, sample.energy_by_zenith)
-        cached = _SAMPLE_TERMS[model] = (sample, terms)
+        cached = per_band[choices["background_band"]] = (model.background, terms)
     return cached[1]
 
 
