@@ -104,7 +104,8 @@ def scramble_case(model, mjd, nl, n_trials, seed):
     (``ScrambleTrials.bounds``, ``stat/s``) and the p-value path (``decide_batch``:
     bounds, refined where they hold an observed value) on the same trials; counts above
     each resolved observed value compared (``wrong``), and the resolved trials whose
-    exact statistic lies outside their bounds counted (``bad``)."""
+    ranked statistic (exact, at least the cut) lies outside their bounds counted
+    (``bad``)."""
     obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
     zen = np.where(np.isfinite(obs.zenith), obs.zenith, 90.0 + obs.dec)
     lists = (obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, zen)
@@ -121,9 +122,10 @@ def scramble_case(model, mjd, nl, n_trials, seed):
     decided, t_decided = timed(st.decide_batch, thresholds, trials[0])
     r = bounds.resolved[:m_exact]
     e = exact.odds
-    bad = int(np.sum(r & ~((bounds.lo[:m_exact] <= e) & (e <= bounds.hi[:m_exact]))))
-    with np.errstate(divide="ignore", invalid="ignore"):  # the bounds' widest relative half-width
-        width = 0.5 * (bounds.hi[:m_exact] - bounds.lo[:m_exact])[r] / e[r]
+    h = np.maximum(e, st.cut)  # what a resolved trial ranks by
+    bad = int(np.sum(r & ~((bounds.lo[:m_exact] <= h) & (h <= bounds.hi[:m_exact]))))
+    with np.errstate(divide="ignore", invalid="ignore"):  # the bounds' relative half-width
+        width = 0.5 * (bounds.hi[:m_exact] - bounds.lo[:m_exact])[r] / h[r]
     # the decided counts against the exact ones, at every observed value above the cut
     lo, hi = decided.lo[:m_exact], decided.hi[:m_exact]
     exact_t = thresholds[(thresholds >= st.exact_above()) & np.isin(thresholds, np.append(obs.odds_ratio, obs.odds))]  # fmt: skip

@@ -276,10 +276,12 @@ def test_scramble_bounds_hold_the_exact_statistic(model, seed, inject):
     _check_scrambles(model, seed, inject)
 
 
-def test_scramble_bounds_hold_the_exact_statistic_on_a_wide_map():
+@pytest.mark.parametrize("n_trials", [None, N_TRIALS])
+def test_scramble_bounds_hold_the_exact_statistic_on_a_wide_map(n_trials):
     """The same on bbh-6 (754 deg² at 90%), where tables refine unevenly (one list:
-    its tables take ~1,000 kernel calls per neutrino)."""
-    assert _check_scrambles(_model("bbh-6"), 2, False) > 100
+    its tables take ~1,000 kernel calls per neutrino), with fine tables and with the
+    coarse ones a p-value's 2,000 trials get (nodes at the model's own tolerance)."""
+    assert _check_scrambles(_model("bbh-6"), 2, False, n_trials) > 100
 
 
 def _ranked(st, exact):
@@ -307,18 +309,20 @@ def _assert_decided(st, thresholds, d, exact):
     return checked
 
 
-def _check_scrambles(model, seed, inject):
+def _check_scrambles(model, seed, inject, n_trials=None):
     lists = _lists(model, seed, inject)
     n = lists[0].size
-    st = ScrambleTrials(model, *lists)
+    st = ScrambleTrials(model, *lists, n_trials=n_trials)
+    assert st.coarse == (n_trials is not None) and not st.direct.all()
     trials = scramble_sampler(*lists)(np.random.default_rng(seed), N_TRIALS)
     exact = _exact_scrambles(model, lists, trials)
     b = st.bounds(trials[0])
     r, h = b.resolved, _ranked(st, exact)
     assert np.all((b.lo[r] <= h[r]) & (h[r] <= b.hi[r]))
-    # not vacuous: bounds of trials well above the cut are mostly within a few percent
+    # not vacuous: bounds of trials well above the cut are mostly the tables' and the
+    # kernel's tolerances wide (4% fine, 7% coarse), not more
     above = r & (exact > 2 * st.cut)
-    assert not above.any() or np.median(b.hi[above] / b.lo[above]) < 1.05
+    assert not above.any() or np.median(b.hi[above] / b.lo[above]) < 1.02 * (1 + st.bound_rtol) ** 2  # fmt: skip
     # doublets occur (O3's rule: flat in azimuth, zenith) and are bounded, not dropped
     zen, az = model.detector_frame(*trials[:2], trials[4], trials[5], np.full(n * N_TRIALS, np.nan))
     lon, lat = np.radians(az), np.radians(zen)
@@ -448,7 +452,8 @@ def test_scramble_pvalues_decided_by_bounds_are_the_exact_ones(name, seed, injec
     h = _ranked(st, e)
     assert np.all((b.lo <= h) & (h <= b.hi) | ~b.resolved)
     with np.errstate(divide="ignore"):
-        assert b.resolved.sum() > 100 and np.median((b.hi / b.lo)[b.resolved]) < 1.05
+        assert b.resolved.sum() > 100
+        assert np.median((b.hi / b.lo)[b.resolved]) < 1.02 * (1 + st.bound_rtol) ** 2
     lo, hi = fast.trial_bounds.T
     evaluated = (lo == hi) & b.resolved
     np.testing.assert_array_equal(fast.trial_odds[evaluated], h[evaluated])

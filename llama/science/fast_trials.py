@@ -75,6 +75,7 @@ from llama.science.skymap import uniq_to_order_ipix
 
 __all__ = [
     "BOUND_RTOL",
+    "COARSE_TABLE_RTOL",
     "RESOLVED_FLOORS",
     "SCREEN_FLOOR",
     "TABLE_RTOL",
@@ -109,6 +110,13 @@ _RING_SPACING_SIGMAS = 4.0
 _MIN_RING_NODES = 8
 #: Tolerance of the exact kernel on the ring tables' nodes (the model's is 1e-2).
 _TABLE_KERNEL_RTOL = 1e-3
+#: Up to this many trials expected, tables are coarse: their set-up, not the trials,
+#: is what an event's p-values cost, and a trial whose wider bounds hold an observed
+#: value gets the exact kernel (a p-value's default 2,000 trials: tables 2.1-2.4x
+#: cheaper on wide maps, measured in bench/bench_trials.py's end to end).
+_COARSE_UP_TO_TRIALS = 5000
+#: Coarse tables: the model's own kernel tolerance on the nodes, this at the midpoints.
+COARSE_TABLE_RTOL = 5e-3
 #: Halvings of a ring interval at most (4 sigma / 2^8 = sigma / 64).
 _MAX_RING_LEVELS = 8
 #: Rounds of checks at most (halvings and the re-checks of the neighbours they change).
@@ -129,6 +137,9 @@ _COARSE_PAIR_RTOL = 0.25
 #: :meth:`ScrambleTrials.bounds`): the table is within TABLE_RTOL of its kernel
 #: (rtol 1e-3), with as much again to spare.
 _TABLE_SHARE = 1e-2
+#: ... for coarse tables: their kernel's tolerance (1e-2), COARSE_TABLE_RTOL and as
+#: much again to spare.
+_COARSE_TABLE_SHARE = 2.5e-2
 #: The default bounds' relative width: the model's overlap_rtol 1e-2 plus the table's.
 BOUND_RTOL = 2e-2
 #: Near or below the floor, where the table only promises to be within the floor:
@@ -617,12 +628,15 @@ class ScrambleTrials:
         An O3 event model with ``distance="o3"`` (:func:`supports_screening`).
     ra, dec, sigma, energy, dt, zenith : array_like (n,)
         The observed list [deg, GeV, s]; zenith NaN: 90° + dec.
-    rtol : float
-        Accuracy of the ring tables (:data:`TABLE_RTOL`).
+    rtol : float, optional
+        Accuracy of the ring tables at their midpoints (:data:`TABLE_RTOL`, or
+        :data:`COARSE_TABLE_RTOL` for coarse tables).
     n_trials : int, optional
-        Trials expected: a neutrino whose table would need more kernel evaluations
-        than this (a narrow PSF on a ring the map spans) is evaluated with the exact
-        kernel at each trial's RA instead.
+        Trials expected. Up to 5,000 the tables are coarse (their nodes at the
+        model's own kernel tolerance, wider bounds): cheaper to build than the
+        trials' extra refinements cost. A neutrino whose table would need more kernel
+        evaluations than this (a narrow PSF on a ring the map spans) is evaluated
+        with the exact kernel at each trial's RA instead.
 
     Attributes
     ----------
@@ -631,9 +645,11 @@ class ScrambleTrials:
     direct : (n,) bool
         Neutrinos without a table: the exact kernel at each trial's RA where the map
         is within reach (their S_i is then known, not bounded).
+    coarse : bool
+        Whether the tables are coarse (``n_trials`` up to 5,000).
     bound_rtol : float
         Relative width of the bounds of a looked-up S_i (:data:`BOUND_RTOL` for the
-        model's default overlap_rtol).
+        model's default overlap_rtol and fine tables).
     cut : float
         :data:`RESOLVED_FLOORS` times the list's floor (:meth:`bounds`).
 
@@ -651,7 +667,7 @@ class ScrambleTrials:
     """
 
     def __init__(
-        self, model, ra, dec, sigma, energy, dt, zenith, rtol: float = TABLE_RTOL,
+        self, model, ra, dec, sigma, energy, dt, zenith, rtol: float | None = None,
         n_trials: int | None = None,
     ):  # fmt: skip
         if not supports_screening(model):
@@ -690,17 +706,22 @@ class ScrambleTrials:
         self.floor = SCREEN_FLOOR * rho_max * self._amax
         phis, logs = [], []
         self.n_nodes = 0
-        # The tables' kernel runs 10x tighter than the model's, so that what the fast
-        # statistic differs from the exact one by is mostly the exact kernel's own error.
+        # Fine tables: their kernel runs 10x tighter than the model's, so that the
+        # bounds are mostly the exact kernel's own tolerance; coarse ones, at the model's.
+        self.coarse = n_trials is not None and n_trials <= _COARSE_UP_TO_TRIALS
+        if rtol is None:
+            rtol = COARSE_TABLE_RTOL if self.coarse else TABLE_RTOL
         tight = copy.copy(model)
-        tight.overlap_rtol = min(model.overlap_rtol, _TABLE_KERNEL_RTOL)
+        if not self.coarse:
+            tight.overlap_rtol = min(model.overlap_rtol, _TABLE_KERNEL_RTOL)
+        # evaluations per first node (checks, refinement) x their cost in exact ones
+        per_node = 3.5 if self.coarse else 7.5
         self._rows = model.tables.dec_rows(eps) if n else np.empty((0, 0))
         self.direct = np.zeros(n, dtype=bool)  # exact kernel per trial, no table
         self._screen = screen = TrialScreen.for_model(model) if n else None
         for i in range(n):
             ring = 2.0 * math.pi * math.cos(math.radians(dec[i])) / math.radians(sigma[i])
-            # ~3 evaluations per first node (checks, refinement), 2.5x the kernel's cost
-            if n_trials is not None and 7.5 * ring / _RING_SPACING_SIGMAS > n_trials:
+            if n_trials is not None and per_node * ring / _RING_SPACING_SIGMAS > n_trials:
                 self.direct[i] = True
             if self.direct[i] or self.coef[i] == 0.0 or not self.floor[i] > 0:
                 phi = np.arange(_MIN_RING_NODES) * (2.0 * math.pi / _MIN_RING_NODES)
@@ -736,7 +757,9 @@ class ScrambleTrials:
         self._cubics = KR.ring_prepare(self.node_offsets, self.phi, self.logv, 2)
         self._eps = eps
         self.cut = RESOLVED_FLOORS * float(self.odds_floor().sum()) if n else 0.0
-        self.bound_rtol = model.overlap_rtol + _TABLE_SHARE
+        self.bound_rtol = model.overlap_rtol + (
+            _COARSE_TABLE_SHARE if self.coarse else _TABLE_SHARE
+        )
         from kernels.overlap import ATOL
 
         # the exact kernels' absolute tolerances: ATOL x their rtol x the map's peak x
