@@ -124,7 +124,7 @@ _MAX_RECHECKS = 64
 #: Values are clamped this far below the floor before their logarithm is taken, so
 #: the cubic does not swing between 1e-300 and the map's scale.
 _CLAMP_BELOW_FLOOR = 1e-30
-#: Margin on the pair bounds (:meth:`ScrambleTrials._pair_bound`) for the table's
+#: Margin on the pair bounds (:meth:`ScrambleTrials._pair_overlap_bound`) for the table's
 #: interpolation error and the exact kernel's own (rtol 1e-2 bounds).
 _PAIR_BOUND_MARGIN = 1.05
 #: O3's Gaussian product integrated over the sphere, at most this times the planar value.
@@ -695,9 +695,9 @@ class ScrambleTrials:
         # margin for roundings).
         lat = np.radians(zen if self._pair_mode_o3 else dec)
         reach = C.PAIR_SEPARATION_SIGMAS * (np.radians(sigma)[:, None] + np.radians(sigma)[None, :])  # fmt: skip
-        near = np.abs(lat[:, None] - lat[None, :]) < reach * (1.0 + 1e-9)
-        np.fill_diagonal(near, False)
-        self._pairable = np.flatnonzero(near.any(axis=1))
+        may_pair = np.abs(lat[:, None] - lat[None, :]) < reach * (1.0 + 1e-9)
+        np.fill_diagonal(may_pair, False)
+        self._pairable = np.flatnonzero(may_pair.any(axis=1))
         # the ring tables
         rho_max = float(np.max(model.skymap.probdensity)) if model.skymap.probdensity.size else 0.0
         eps = np.ascontiguousarray(self.bg.energy_eval, dtype=f64)
@@ -755,6 +755,7 @@ class ScrambleTrials:
         self.logv = np.ascontiguousarray(np.concatenate(logs) if logs else np.empty(0))
         # the same cubics as monomials, found through buckets (3x faster lookups)
         self._cubics = KR.ring_prepare(self.node_offsets, self.phi, self.logv, 2)
+        self._pair_statics(may_pair)
         self._eps = eps
         self.cut = RESOLVED_FLOORS * float(self.odds_floor().sum()) if n else 0.0
         self.bound_rtol = model.overlap_rtol + (
@@ -779,18 +780,72 @@ class ScrambleTrials:
             self._reach[i] = screen.ring_reach(d_i[0], s_i[0])
             self._s_max[i] = (self._amax[i] * near + self._atol[i]) / (1.0 - model.overlap_rtol)
 
-    def _pair_bound(self, ra, dec, sigma, eps_i, eps_j, pi, pj, pixel_weight_key=None):
-        """:func:`pair_overlap_bound` and the density bound (with margins) in place of
-        S_ij, from bounds of S_i and S_j (``self._s_sub``, per row of the sub-batch)."""
+    def _pair_statics(self, near) -> None:
+        """What a doublet (i, j), i < j, of a scramble adds per unit S_ij
+        (``_pair_unit``: the model's own ``pair_terms`` on the two-neutrino list with
+        equal azimuths, so that it pairs; 0, NaN or inf as O3's quirks give), and its
+        partner's a(eps) row (O3's rule may evaluate it at another energy) as the
+        largest ratio to j's own row and its largest value: a scramble changes none of
+        them, only whether the two pair and S_ij. ``near``: which may pair."""
         n = self.n
-        # a(eps) rows by neutrino (the partner's may differ from its own: O3's rule)
-        rows_j = self.model.tables.dec_rows(eps_j)
-        with np.errstate(divide="ignore", invalid="ignore"):  # inf where j's own a is 0
-            ratio = np.where(rows_j > 0, rows_j / self._rows[pj % n], 0.0).max(axis=1)
-        a_i, a_j, kind = self._amax[pi % n], rows_j.max(axis=1), self.model.psf_kind
+        self._pair_unit = np.zeros((n, n))
+        self._pair_ratio = np.zeros((n, n))
+        self._pair_amax = np.zeros((n, n))
+        for i, j in zip(*np.nonzero(np.triu(near, 1)), strict=True):
+            sel = np.array([i, j])
+            seen = []
+
+            def unit(ra, dec, sig, eps_i, eps_j, pi, pj, key=None, seen=seen):
+                seen.append(eps_j)
+                return np.ones(pi.size)
+
+            bg = type(self.bg)(*(a[sel] for a in self.bg))
+            first, value = self.model.pair_terms(
+                np.zeros(2), self.dec[sel], self.sigma[sel], self.energy[sel], self.dt[sel],
+                self.zenith[sel], np.zeros(2), bg, np.array([0, 2]), overlap=unit,
+            )  # fmt: skip
+            if first.size == 0:  # apart by the margin's hair: never pairs
+                continue
+            self._pair_unit[i, j] = value[0]
+            if seen:
+                rows_j = self.model.tables.dec_rows(seen[0])[0]
+                with np.errstate(divide="ignore", invalid="ignore"):  # inf: j's own a is 0
+                    self._pair_ratio[i, j] = np.where(rows_j > 0, rows_j / self._rows[j], 0.0).max()  # fmt: skip
+                self._pair_amax[i, j] = rows_j.max()
+
+    def _find_pairs(self, ra_deg, ra, m):
+        """The doublets (pi, pj) of m scrambles, indices into the m x n entries, by the
+        model's rule, looked for only among the neutrinos that can pair at all
+        (:attr:`_pairable`: a scramble keeps each one's zenith and declination, and a
+        pair's separation is at least their difference); and the azimuths [deg] of all
+        entries when every neutrino can pair (else None)."""
+        n, cand = self.n, self._pairable
+        none = np.empty(0, np.int64)
+        if cand.size < 2:
+            return none, none, None
+        nc = cand.size
+        every = nc == n  # all may pair: one azimuth per entry, kept for the pair terms
+        cols = np.arange(m * n) if every else (np.arange(m)[:, None] * n + cand).ravel()
+        sig = np.tile(np.radians(self.sigma[cand]), m)
+        az = None
+        if self._pair_mode_o3:
+            az = self._azimuth(ra_deg[cols], ra[cols], None if every else cand)
+            lon, lat, mode = np.radians(az), np.tile(np.radians(self.zenith[cand]), m), KO.PAIR_O3_FLAT  # fmt: skip
+        else:
+            lon, lat, mode = ra[cols], np.tile(np.radians(self.dec[cand]), m), KO.PAIR_GREAT_CIRCLE
+        pi, pj = KO.find_pairs(lon, lat, sig, tile_offsets(nc, m), C.PAIR_SEPARATION_SIGMAS, mode)
+        return cols[pi], cols[pj], (az if every else None)
+
+    def _pair_overlap_bound(self, ra, dec, sigma, s_hi, pi, pj):
+        """Upper bounds of the exact pair kernel's S_ij for the doublets (pi, pj) (indices
+        into ``ra``, ``dec``, ``sigma`` [rad] and ``s_hi``, bounds of the true S_i):
+        :func:`pair_overlap_bound` or the density bound, with margins."""
+        n = self.n
+        i, j = pi % n, pj % n
+        ratio, a_i, a_j, kind = self._pair_ratio[i, j], self._amax[i], self._pair_amax[i, j], self.model.psf_kind  # fmt: skip
         split = pair_overlap_bound(
-            ra[pi], dec[pi], sigma[pi], ra[pj], dec[pj], sigma[pj], self._s_sub[pi],
-            ratio * self._s_sub[pj], a_i, a_j, kind,
+            ra[pi], dec[pi], sigma[pi], ra[pj], dec[pj], sigma[pj], s_hi[pi],
+            ratio * s_hi[pj], a_i, a_j, kind,
         )  # fmt: skip
         # And S_ij <= max a_i max a_j (max rho near the product) ∫ G_i G_j: the
         # product's mass lies about its weighted centre, within sigma_c <= min sigma.
@@ -901,7 +956,7 @@ class ScrambleTrials:
         """Bounds of the ranked statistic h of m scrambles, from lookups alone.
 
         Per trial, O_1 is the statistic without doublets from the looked-up S_i and D
-        the sum of its doublets' bound terms (:meth:`_pair_bound`; a doublet's term
+        the sum of its doublets' bound terms (:meth:`_pair_bounds`; a doublet's term
         lies in [0, bound]), so no pair kernel runs. A trial is ``resolved`` when O_1
         + D reaches :data:`RESOLVED_FLOORS` times its floor (:meth:`odds_floor`), the
         :attr:`cut`: its h is the exact statistic, or the cut where that is larger
@@ -967,20 +1022,22 @@ class ScrambleTrials:
     def _pair_bounds(self, ra_deg, ra, s, m):
         """Per row (its doublets as first member), the doublets' bound terms over P_c +
         P_0 (what they may add to O_i), and per trial whether any term is not
-        finite."""
+        finite: each term is the pair's unit term (:meth:`_pair_statics`, the model's
+        own) times the bound of S_ij from ``s``, bounds of the true S_i."""
         n = self.n
         rows_d = np.zeros(m * n)
         odd = np.zeros(m, dtype=bool)
-        found = self._pair_args(ra_deg, ra, s, m)
-        if found is None:
+        pi, pj, _ = self._find_pairs(ra_deg, ra, m)
+        if pi.size == 0:
             return rows_d, odd
-        trials, args = found
-        first, bound = self.model.pair_terms(*args, overlap=self._pair_bound)
-        if first.size == 0:
-            return rows_d, odd
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = bound / (self.p_c + self.p_0)[first % n]
-        row = trials[first // n] * n + first % n
+        i, j = pi % n, pj % n
+        sig = np.tile(np.radians(self.sigma), m)
+        dec = np.tile(np.radians(self.dec), m)
+        bound = self._pair_overlap_bound(ra, dec, sig, s, pi, pj)
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0 x inf: O3's quirks, exact
+            # a hair of margin for the model's roundings of its product
+            share = self._pair_unit[i, j] * bound * (1.0 + 1e-12) / (self.p_c + self.p_0)[i]
+        row = pi
         fin = np.isfinite(share)
         rows_d += np.bincount(row, weights=np.where(fin, share, 0.0), minlength=m * n)
         odd[row[~fin] // n] = True
@@ -999,7 +1056,7 @@ class ScrambleTrials:
         rows = (trials[:, None] * n + np.arange(n)).ravel()
         sub = ra_deg[rows]
         lo_out, hi_out = np.zeros(k), np.zeros(k)
-        found = self._pair_args(sub, np.radians(sub), np.zeros(sub.size), k)
+        found = self._pair_args(sub, np.radians(sub), k)
         if found is None:
             return lo_out, hi_out
         sub_trials, args = found
@@ -1196,35 +1253,18 @@ class ScrambleTrials:
         which = slice(None) if which is None else which
         return KR.frame_azimuth(self._rotation, self._turn[which], np.radians(self.dec[which]), ra)  # fmt: skip
 
-    def _pair_args(self, ra_deg, ra, s, m):
+    def _pair_args(self, ra_deg, ra, m):
         """(trials with a doublet, the arguments of ``EventModel.pair_terms`` for those
-        trials), or None without doublets; keeps their S_i for :meth:`_pair_bound`.
-
-        Only the neutrinos that can pair at all (:attr:`_pairable`: a scramble keeps
-        each one's zenith and declination, and a pair's separation is at least their
-        difference) are looked at."""
-        n, cand = self.n, self._pairable
-        if cand.size < 2:
-            return None
-        nc = cand.size
-        every = nc == n  # all may pair: one azimuth per entry, kept for the pair terms
-        cols = np.arange(m * n) if every else (np.arange(m)[:, None] * n + cand).ravel()
-        sig = np.tile(np.radians(self.sigma[cand]), m)
-        az = None
-        if self._pair_mode_o3:
-            az = self._azimuth(ra_deg[cols], ra[cols], None if every else cand)
-            lon, lat, mode = np.radians(az), np.tile(np.radians(self.zenith[cand]), m), KO.PAIR_O3_FLAT  # fmt: skip
-        else:
-            lon, lat, mode = ra[cols], np.tile(np.radians(self.dec[cand]), m), KO.PAIR_GREAT_CIRCLE
-        pi, _ = KO.find_pairs(lon, lat, sig, tile_offsets(nc, m), C.PAIR_SEPARATION_SIGMAS, mode)
+        trials), or None without doublets."""
+        n = self.n
+        pi, _, az = self._find_pairs(ra_deg, ra, m)
         if pi.size == 0:
             return None
         # The trials with a doublet go through the model's own pair terms.
-        trials = np.unique(pi // nc)
+        trials = np.unique(pi // n)
         rows = (trials[:, None] * n + np.arange(n)).ravel()
         k = trials.size
-        az = az[rows] if every and az is not None else self._azimuth(ra_deg[rows], ra[rows])
-        self._s_sub = s[rows]
+        az = az[rows] if az is not None else self._azimuth(ra_deg[rows], ra[rows])
         bg = type(self.bg)(*(np.tile(a, k) for a in self.bg))
         args = (
             ra_deg[rows], np.tile(self.dec, k), np.tile(self.sigma, k), np.tile(self.energy, k),
