@@ -322,8 +322,8 @@ class BackgroundTrials:
         ``ra_deg`` is the observed list's (given at construction); ``odds_exact``,
         ``odds_i_exact`` what ``EventModel.evaluate`` gave. The event: the exact
         statistic (at least :attr:`cut`) where the list's upper bound reaches the cut,
-        else its stand-in (module docstring); per neutrino the same with its own bound
-        (single and doublet parts).
+        else its stand-in (module docstring); per neutrino its exact O_i where that is
+        at or above the cut, else its stand-in (below the cut).
         """
         odds_i_exact = np.asarray(odds_i_exact, dtype=np.float64).ravel()
         ra, dec, sigma, energy, dt, zen = self.observed
@@ -337,10 +337,12 @@ class BackgroundTrials:
         lo, hi, stand = self._sums(parts, offsets)
         cut = self.cut
         event = max(float(odds_exact), cut) if hi[0] >= cut else float(stand[0])
-        hi_i = parts[1] + parts[2]
-        if parts[4][0]:  # a term the bounds cannot hold: every neutrino's exact O_i
-            hi_i[:] = np.inf
-        per_nu = np.where(hi_i >= cut, np.maximum(odds_i_exact, cut), parts[6])
+        # per neutrino (an O_i against the trials' event statistics, as O3 did, with no
+        # exchangeability to keep): its exact O_i at or above the cut, else its
+        # stand-in below the cut, so that no trial above the cut needs a kernel call
+        # to be compared with a neutrino's value below it
+        below = np.minimum(np.nan_to_num(parts[6], nan=0.0), np.nextafter(cut, 0.0))
+        per_nu = np.where(odds_i_exact >= cut, odds_i_exact, below)
         return event, per_nu
 
     def decide_batch(
