@@ -329,3 +329,19 @@ def test_row_table_gives_the_rows_a_binary_search_gives(events, monkeypatch) -> 
             search = plotting._rows_of_nested(m, order, ipix)
             assert (dense == search).all() and ((search == -1).any() == (m is holey))
     plotting._RANGES.clear()
+
+
+def test_cached_orders_and_areas_are_the_maps_own(events) -> None:
+    """The rows' orders, areas and probabilities kept per map (a drawing asks a dozen
+    times) equal SkyMap's own, and a map with other rows gets its own."""
+    from llama.science.skymap import SkyMap
+
+    for skymap, *_ in events:
+        for _ in range(2):  # computed, then from the cache
+            orders, areas = plotting._orders_and_areas(skymap)
+            assert (orders == skymap.orders).all() and (areas == skymap.pixel_area()).all()
+            assert (plotting._probability(skymap) == skymap.probability()).all()
+            assert plotting._max_order(skymap) == skymap.max_order
+    skymap = events[0][0]
+    coarse = SkyMap(probdensity=np.full(48, 1 / (4 * np.pi)), uniq=np.arange(16, 64))
+    assert plotting._max_order(coarse) == 1 and plotting._max_order(skymap) == skymap.max_order

@@ -154,7 +154,7 @@ def credible_levels(skymap: SkyMap) -> np.ndarray:
     ``<= p``.
     """
     order = np.argsort(-skymap.probdensity, kind="stable")
-    cum = np.cumsum(skymap.probability()[order])
+    cum = np.cumsum(_probability(skymap)[order])
     levels = np.empty_like(cum)
     levels[order] = cum / cum[-1]
     return levels
@@ -223,6 +223,38 @@ def _dense_rows(start: np.ndarray, end: np.ndarray, top: int) -> np.ndarray:
     return dense
 
 
+#: id(uniq) -> (uniq, HEALPix order of each row, pixel area of each row [sr]): a drawing
+#: asks for them a dozen times, and SkyMap decodes the rows' pixels at each request.
+_ORDERS: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _orders_and_areas(skymap: SkyMap) -> tuple[np.ndarray, np.ndarray]:
+    """(order, area [sr]) of each row of ``skymap``, cached per ``uniq`` array (the
+    values of ``skymap.orders`` and ``skymap.pixel_area()``)."""
+    if not skymap.is_moc:
+        return skymap.orders, skymap.pixel_area()
+    hit = _ORDERS.get(id(skymap.uniq))
+    if hit is not None and hit[0] is skymap.uniq:
+        return hit[1], hit[2]
+    orders = skymap.orders
+    areas = 4 * np.pi / (12 * 4.0 ** orders.astype(float))  # as SkyMap.pixel_area
+    with _RANGES_LOCK:
+        if len(_ORDERS) >= 8:  # a few maps at a time (threads); bounded memory
+            _ORDERS.pop(next(iter(_ORDERS)))
+        _ORDERS[id(skymap.uniq)] = (skymap.uniq, orders, areas)  # holds uniq: id not reused
+    return orders, areas
+
+
+def _max_order(skymap: SkyMap) -> int:
+    """``skymap.max_order``, from the cached orders."""
+    return int(_orders_and_areas(skymap)[0].max()) if skymap.is_moc else skymap.max_order
+
+
+def _probability(skymap: SkyMap) -> np.ndarray:
+    """``skymap.probability()`` (density x pixel area), from the cached areas."""
+    return skymap.probdensity * _orders_and_areas(skymap)[1]
+
+
 def lookup_rows(skymap: SkyMap, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
     """Row of ``skymap`` containing each direction (-1 where the map has no row).
 
@@ -237,7 +269,7 @@ def lookup_rows(skymap: SkyMap, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.n
     """
     import healpy as hp
 
-    order = skymap.max_order
+    order = _max_order(skymap)
     ipix = hp.ang2pix(1 << order, ra_deg, dec_deg, nest=True, lonlat=True)
     return _rows_of_nested(skymap, order, ipix)
 
@@ -261,8 +293,8 @@ def boundary_order(skymap: SkyMap, levels: np.ndarray, level: float = 0.9) -> in
     """
     near = np.abs(levels - level) <= 0.05
     if not skymap.is_moc or not near.any():
-        return skymap.max_order
-    return int(np.median(skymap.orders[near]))
+        return _max_order(skymap)
+    return int(np.median(_orders_and_areas(skymap)[0][near]))
 
 
 def interpolated_levels(
@@ -368,8 +400,8 @@ def zoom_window(
     if len(rows) == 0:
         rows = np.array([int(np.argmax(skymap.probdensity))])
     ra, dec = _row_directions(skymap, rows)
-    weights = skymap.probability()[rows]
-    pixel_radius = float(np.degrees(np.sqrt(skymap.pixel_area()[rows].max())))
+    weights = _probability(skymap)[rows]
+    pixel_radius = float(np.degrees(np.sqrt(_orders_and_areas(skymap)[1][rows].max())))
     ra_c, dec_c = _mean_direction(ra, dec, weights, skymap.probdensity[rows])
     reach = float(_angular_distance(ra_c, dec_c, ra, dec).max()) + pixel_radius
     if 1.15 * reach > ZOOM_MAX_HALF_DEG:

@@ -35,6 +35,9 @@ from llama.science.plotting import (
     FIGSIZE_IN,
     Candidate,
     _break_jumps,
+    _max_order,
+    _orders_and_areas,
+    _probability,
     _row_directions,
     _rows_of_nested,
     boundary_order,
@@ -181,7 +184,7 @@ def _density_deg2(
     ok = np.isfinite(ra)
     out = np.zeros(ra.shape)
     if ok.any():
-        order = skymap.max_order
+        order = _max_order(skymap)
         ipix = None if ipix_cache is None else ipix_cache.get(order)
         if ipix is None:
             ipix = hp.ang2pix(1 << order, ra[ok], dec[ok], nest=True, lonlat=True)
@@ -201,9 +204,10 @@ def _smooth_density_deg2(skymap: SkyMap, ra: np.ndarray, dec: np.ndarray) -> np.
     if not ok.any():
         return out
     rows = lookup_rows(skymap, ra[ok], dec[ok])
-    orders = np.full(rows.shape, skymap.max_order)
+    top = _max_order(skymap)
+    orders = np.full(rows.shape, top)
     if skymap.is_moc:
-        orders = np.where(rows >= 0, skymap.orders[np.clip(rows, 0, None)], skymap.max_order)
+        orders = np.where(rows >= 0, _orders_and_areas(skymap)[0][np.clip(rows, 0, None)], top)
     values = np.empty(rows.shape)
     for order in np.unique(orders):
         sel = orders == order
@@ -810,7 +814,7 @@ class ScatterTemplate:
         fine maps the difference is below a pixel's share.
         """
         order = boundary_order(skymap, levels)
-        prob = skymap.probability()
+        prob = _probability(skymap)
         levels_at_centres = levels - 0.5 * prob / prob.sum()
         g = np.linspace(-zoom.reach, zoom.reach, ZOOM_CONTOUR_GRID)
         zra, zdec = zoom.projection.inverse(*np.meshgrid(g, g))
