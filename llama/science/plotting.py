@@ -29,9 +29,13 @@ sits in plain axes with affine transforms, no tight-bbox pass is made, and the P
 PDF of one plot share one drawing (:func:`drawing_key`). A PNG draws only what changes
 between events and blends the rest, rendered once
 (:class:`llama.science.skyfigure.StaticLayer`); a PDF embeds opaque images and
-TrueType fonts whose subsets are cut once (:mod:`llama.science.pdffonts`). A drawing
-plus its PNG and PDF take ~0.28 s of CPU on the loaded test machine
-(``bench/bench_plots.py``).
+TrueType fonts whose subsets are cut once (:mod:`llama.science.pdffonts`). Texts are
+laid out once per string and font and drawn from kept glyphs (PDF:
+:func:`llama.science.pdffonts.cached_text`; PNG:
+:mod:`llama.science.glyphcache`), with the same bytes and pixels as matplotlib's own
+drawing; a map's rows are looked up in a table of every pixel up to order 8
+(:data:`DENSE_MAX_ORDER`). A drawing plus its PNG and PDF take ~0.15-0.19 s of CPU on
+the loaded test machine (``bench/bench_plots.py``).
 
 Threads: drawing uses :class:`matplotlib.figure.Figure` and the Agg canvas only (no
 pyplot, no current figure), and each thread draws on figures of its own (the
