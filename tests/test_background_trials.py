@@ -164,9 +164,9 @@ def _observed(model, seed, inject):
 def test_pvalues_decided_by_bounds_are_the_exact_ones(name, seed, inject):
     """trial_pvalues' default path against method="exact", same seed: wherever the
     observed value is at or above the cut, the counts and p-values are the exact
-    method's, to the bit; lists below it are ranked by their upper bound, the others
-    by max(O, cut) (the observed list too). The trials evaluated to decide carry the
-    exact statistic."""
+    method's, to the bit; lists are ranked by O above the cut, by their stand-in in
+    two tiers below it (the observed list too). The trials evaluated to decide carry
+    the exact statistic."""
     model = _model(name)
     obs = _observed(model, seed, inject)
     n_trials = 600
@@ -194,19 +194,21 @@ def test_pvalues_decided_by_bounds_are_the_exact_ones(name, seed, inject):
     pool = _sample_terms(model, model.background)
     bg = type(pool)(*(a[pick] for a in pool))
     resolved = bt.decide_batch([], *lists, background_terms=bg, sample_index=pick).resolved
-    h = np.maximum(e, bt.cut)  # what is ranked above the cut
-    assert np.all((lo <= h) & (h <= hi) | ~resolved)
-    assert np.all((lo == hi) & (hi < bt.cut) | resolved)
-    evaluated = (lo == hi) & resolved
-    np.testing.assert_array_equal(fast.trial_odds[evaluated], h[evaluated])
+    c, above = bt.cut, e >= bt.cut  # h is O above the cut, in [c/2, c) or below c/2 under it
+    assert np.all((lo <= e) & (e <= hi) | ~(resolved & above))
+    assert np.all((c / 2 <= lo) & (lo < c) | ~(resolved & ~above))
+    assert np.all((lo == hi) & (hi < c / 2) | resolved)
+    evaluated = (lo == hi) & resolved & above
+    np.testing.assert_array_equal(fast.trial_odds[evaluated], e[evaluated])
     assert fast.method["n_trials_evaluated"] <= evaluated.sum()
 
 
 def test_every_refinement_level_keeps_the_exact_statistic():
     """Thresholds at every 5th trial's own exact statistic above the cut (bbh-6, whose
     lists often have doublets) send trials through each level (the kernel at a coarse
-    rtol, the exact S_i, a trial's exact doublet terms, then the whole statistic): every resolved trial's max(O, cut) stays inside its bounds, no
-    interval holds a threshold unless it is the exact value itself, and the counts
+    rtol, the exact S_i, a trial's exact doublet terms, then the whole statistic):
+    every resolved trial's O above the cut stays inside its bounds, no interval holds a
+    threshold unless it is the exact value itself, and the counts
     at every threshold are the exact statistic's."""
     model = _model("bbh-6")
     obs = _observed(model, 8, False)
@@ -239,8 +241,8 @@ def test_every_refinement_level_keeps_the_exact_statistic():
     bt._coarse, model.signal_overlap, model.pair_terms = counted_coarse, counted_single, counted_pairs  # fmt: skip
     d = bt.decide_batch(t, *lists, background_terms=bg, sample_index=pick)
     assert looks["coarse"] > 0 and looks["exact"] > 0 and looks["pairs"] > 0, looks
-    h = np.maximum(exact, bt.cut)
-    assert np.all((d.lo <= h) & (h <= d.hi) | ~resolved)
+    above = exact >= bt.cut
+    assert np.all((d.lo <= exact) & (exact <= d.hi) | ~(resolved & above))
     assert d.n_refined > 0
     singles_only = (d.lo < d.hi) & (free.lo < free.hi) & resolved
     narrowed = (d.hi - d.lo) < (free.hi - free.lo)
@@ -249,8 +251,8 @@ def test_every_refinement_level_keeps_the_exact_statistic():
         holds = (d.lo <= x) & (x <= d.hi) & (d.lo < d.hi)
         assert not holds.any()
         assert np.sum(d.lo >= x) == np.sum(exact[resolved] >= x) + np.sum(d.lo[~resolved] >= x)  # fmt: skip
-    same = (d.lo == d.hi) & resolved & ~(free.lo == free.hi)
-    np.testing.assert_array_equal(d.lo[same], h[same])
+    same = (d.lo == d.hi) & resolved & above & ~(free.lo == free.hi)
+    np.testing.assert_array_equal(d.lo[same], exact[same])
 
 
 def test_sequential_trials_stop_with_bounds():

@@ -24,15 +24,22 @@ exact kernel (the number ``EventModel.evaluate_batch`` computes, with a hair of 
 for the order of the model's own products), and, if still undecided, the whole exact
 statistic of the list. So every count is the exact statistic's.
 
-The ranked statistic h: lists whose upper bound is below the event's cut c
-(``RESOLVED_FLOORS`` times the largest odds an overlap at the screen floor gives any
-neutrino of the background sample: no neutrino of the list within ~1e-11 of the map's
-peak density) are ranked by a stand-in, the sum of unit_i times the map's density at
-the neutrino times a(eps_i) there (at most the bound, so below the cut), the others by
-max(O, c), O their exact statistic; the observed list likewise, which keeps the
-p-value calibrated (h is one deterministic function of a list). So the p-values are identical to
-``method="exact"`` wherever the observed value is at or above the cut, and no trial
-above the cut needs a kernel call to be compared with a value below it.
+The ranked statistic h, in three tiers, with c the event's cut (``RESOLVED_FLOORS``
+times the largest odds an overlap at the screen floor gives any neutrino of the
+background sample) and s a list's stand-in (the sum of unit_i times the map's density
+at the neutrino times a(eps_i) there, at most the bound):
+
+- lists whose upper bound is below c (no neutrino within ~1e-11 of the map's peak
+  density): h = s / 2, below c / 2;
+- lists whose bound reaches c but whose exact statistic O is below it: h = c / 2 +
+  min(s, c) / 2, in [c / 2, c);
+- the others: h = O.
+
+The observed list is ranked likewise, which keeps the p-value calibrated (h is one
+deterministic function of a list). So the p-values are identical to
+``method="exact"`` wherever the observed value is at or above the cut, and a trial
+whose bound reaches the cut needs a kernel call against an observed value below it
+only when its own stand-in is below the observed one's.
 
 Examples
 --------
@@ -305,6 +312,12 @@ class BackgroundTrials:
         parts = self._parts(ra, dec, sigma, energy, dt, zen, az, bg, offsets, rows)
         return (ra, dec, sigma, energy, dt, zen), az, offsets, parts
 
+    def _middle(self, stand):
+        """The ranked statistic of lists whose bound reaches the cut but whose O is below
+        it: in [cut / 2, cut), above every list below the cut (their stand-in / 2)."""
+        cut = self.cut
+        return 0.5 * cut + 0.5 * np.minimum(np.nan_to_num(stand, nan=0.0), np.nextafter(cut, 0.0))
+
     @staticmethod
     def _sums(parts, offsets):
         """(lo, hi, stand-in) per list."""
@@ -320,10 +333,9 @@ class BackgroundTrials:
         """The observed list's ranked statistic h (event, per neutrino).
 
         ``ra_deg`` is the observed list's (given at construction); ``odds_exact``,
-        ``odds_i_exact`` what ``EventModel.evaluate`` gave. The event: the exact
-        statistic (at least :attr:`cut`) where the list's upper bound reaches the cut,
-        else its stand-in (module docstring); per neutrino its exact O_i where that is
-        at or above the cut, else its stand-in (below the cut).
+        ``odds_i_exact`` what ``EventModel.evaluate`` gave. The event: its h (module
+        docstring); per neutrino its exact O_i where that is at or above the cut, else
+        half its stand-in (below every trial whose bound reaches the cut).
         """
         odds_i_exact = np.asarray(odds_i_exact, dtype=np.float64).ravel()
         ra, dec, sigma, energy, dt, zen = self.observed
@@ -334,14 +346,17 @@ class BackgroundTrials:
         rows = self.model.tables.dec_rows(bg.energy_eval)
         offsets = np.array([0, ra.size])
         _, _, _, parts = self._lists(np.asarray(ra_deg, dtype=np.float64), dec, sigma, energy, dt, zen, offsets, bg, rows, self.azimuth)  # fmt: skip
-        lo, hi, stand = self._sums(parts, offsets)
+        _, hi, stand = self._sums(parts, offsets)
         cut = self.cut
-        event = max(float(odds_exact), cut) if hi[0] >= cut else float(stand[0])
+        if hi[0] < cut:
+            event = 0.5 * float(stand[0])
+        else:
+            event = float(odds_exact) if odds_exact >= cut else float(self._middle(stand)[0])
         # per neutrino (an O_i against the trials' event statistics, as O3 did, with no
         # exchangeability to keep): its exact O_i at or above the cut, else its
         # stand-in below the cut, so that no trial above the cut needs a kernel call
         # to be compared with a neutrino's value below it
-        below = np.minimum(np.nan_to_num(parts[6], nan=0.0), np.nextafter(cut, 0.0))
+        below = 0.5 * np.minimum(np.nan_to_num(parts[6], nan=0.0), np.nextafter(cut, 0.0))
         per_nu = np.where(odds_i_exact >= cut, odds_i_exact, below)
         return event, per_nu
 
@@ -353,9 +368,9 @@ class BackgroundTrials:
 
         The arguments are ``EventModel.evaluate_batch``'s; ``sample_index`` (each
         neutrino's event in the background sample, as ``run_trials`` draws them) lets
-        the a(ε) rows be looked up. Lists below :attr:`cut` are ranked by their
-        stand-in (``lo == hi``); the others by max(O, cut), which lies in ``[lo, hi]``,
-        a single point where O was computed (``n_refined`` of them).
+        the a(ε) rows be looked up. Each list's h (module docstring) lies in
+        ``[lo, hi]``, a single point below the cut or where O was computed
+        (``n_refined`` of them).
 
         Examples
         --------
@@ -367,8 +382,8 @@ class BackgroundTrials:
         >>> args = ([200.0, 300.0], [0.0, 0.0], [1.0, 1.0], [1e3, 1e3], [0.0, 0.0], [90.0, 90.0], [0, 1, 2])
         >>> b = bt.decide_batch([], *args)
         >>> d = bt.decide_batch([np.sqrt(b.lo[0] * b.hi[0])], *args)   # inside both
-        >>> h = np.maximum(m.evaluate_batch(*args).odds, bt.cut)
-        >>> d.n_refined <= 2, bool(np.all((d.lo <= h) & (h <= d.hi)))
+        >>> o = m.evaluate_batch(*args).odds    # above the cut: h is O
+        >>> d.n_refined <= 2, bool(np.all((d.lo <= o) & (o <= d.hi)))
         (True, True)
         """
         m = self.model
@@ -383,10 +398,20 @@ class BackgroundTrials:
         else:
             rows = m.tables.dec_rows(bg.energy_eval)
         lists, az, offsets, parts = self._lists(ra, dec, sigma, energy, dt, zenith, offsets, bg, rows, azimuth_deg)  # fmt: skip
-        lo, hi, stand = self._sums(parts, offsets)
+        lo_o, hi_o, stand = self._sums(parts, offsets)
         cut = self.cut
-        resolved = hi >= cut
-        lo, hi = np.where(resolved, np.maximum(lo, cut), stand), np.where(resolved, hi, stand)
+        resolved = hi_o >= cut
+        mid = self._middle(stand)
+        lo = np.where(resolved, 0.0, 0.5 * stand)
+        hi = lo.copy()
+
+        def store(at, o_lo, o_hi):
+            """h's bounds at trials ``at`` from their O's: O at or above the cut, the
+            middle tier below it."""
+            lo[at] = np.where(o_lo >= cut, o_lo, mid[at])
+            hi[at] = np.where(o_hi < cut, mid[at], o_hi)
+
+        store(np.flatnonzero(resolved), lo_o[resolved], hi_o[resolved])
         t = np.sort(np.asarray(thresholds, dtype=np.float64).ravel())
         t = t[~np.isnan(t)]
 
@@ -396,7 +421,7 @@ class BackgroundTrials:
         todo = holding(np.flatnonzero(lo < hi))
         n_exact = 0
         if todo.size:
-            self._refine(lists, az, bg, rows, offsets, parts, todo, lo, hi, holding, cut)
+            self._refine(lists, az, bg, rows, offsets, parts, todo, store, holding)
             left = holding(todo)
             n_exact = left.size
             if left.size:
@@ -404,13 +429,13 @@ class BackgroundTrials:
                 sub_bg = type(bg)(*(a[idx] for a in bg))
                 ra_, dec_, sig_, en_, dt_, zen_ = (a[idx] for a in lists)
                 exact = m.evaluate_batch(ra_, dec_, sig_, en_, dt_, zen_, sub, background_terms=sub_bg)  # fmt: skip
-                lo[left] = hi[left] = np.maximum(exact.odds, cut)
+                store(left, exact.odds, exact.odds)
         with np.errstate(invalid="ignore"):
             point = np.where(lo == hi, lo, np.where(lo > 0, np.sqrt(lo * hi), 0.5 * hi))
         return TrialBounds(lo, hi, resolved, point, int(n_exact))
 
-    def _refine(self, lists, az, bg, rows, offsets, parts, trials, lo, hi, holding, cut) -> None:  # fmt: skip
-        """Narrow ``lo``, ``hi`` of ``trials`` (bounds of max(O, ``cut``)) in place while
+    def _refine(self, lists, az, bg, rows, offsets, parts, trials, store, holding) -> None:  # fmt: skip
+        """Narrow the bounds of ``trials``' O (passed on to ``store(at, lo, hi)``) while
         they hold a threshold. Per round, each trial's widest part goes one step up the
         ladder: a single neutrino's S_i from the kernel at each of
         :data:`COARSE_RTOLS` (its result bounds the exact one within its tolerance),
@@ -475,8 +500,9 @@ class BackgroundTrials:
             at = np.unique(np.r_[seg[pick], np.flatnonzero(doublets)])
             sub_idx, sub_off = _segments(sub, at)
             nus = idx[sub_idx]
-            lo[trials[at]] = np.maximum(KO.segment_sum(single_lo[nus] + pair_lo[nus], sub_off), cut)  # fmt: skip
-            hi[trials[at]] = np.maximum(KO.segment_sum(single_hi[nus] + pair_hi[nus], sub_off), cut)  # fmt: skip
+            o_lo = KO.segment_sum(single_lo[nus] + pair_lo[nus], sub_off)
+            o_hi = KO.segment_sum(single_hi[nus] + pair_hi[nus], sub_off)
+            store(trials[at], o_lo, o_hi)
 
     def _coarse(self, ra_d, dec_d, sig_d, rows, rtol):
         """Bounds of the exact kernel's S from the kernel at ``rtol``: it stops when what
