@@ -345,3 +345,29 @@ def test_cached_orders_and_areas_are_the_maps_own(events) -> None:
     skymap = events[0][0]
     coarse = SkyMap(probdensity=np.full(48, 1 / (4 * np.pi)), uniq=np.arange(16, 64))
     assert plotting._max_order(coarse) == 1 and plotting._max_order(skymap) == skymap.max_order
+
+
+def test_font_subsets_kept_on_disk_serve_a_new_process(events, tmp_path, monkeypatch) -> None:
+    """The font subsets a PDF cut are kept under $XDG_CACHE_HOME/llama; a process that
+    has none in memory takes them from there without cutting any (same bytes); a
+    damaged file is cut again (same bytes)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    skymap, nl, dt, title = events[0]
+    fig = plotting.draw_scatter(skymap, nl, dt, (), title + " ∂ ∇", "n", fresh=True)  # new glyphs
+    pdffonts._subsets.clear()
+    first = save(fig, "pdf")
+    kept = sorted((tmp_path / "llama" / "pdf-font-subsets").iterdir())
+    assert len(kept) >= 2  # regular, bold, monospace at least
+
+    def no_cutting(fontfile, glyphs):
+        raise AssertionError("a subset was cut again instead of read from the disk")
+
+    pdffonts._subsets.clear()  # as in a new process
+    monkeypatch.setattr(pdffonts, "_original", no_cutting)
+    assert save(fig, "pdf") == first
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for path in kept:
+        path.write_bytes(b"\x00\x00\x00\x05{oops")  # damaged
+    pdffonts._subsets.clear()
+    assert save(fig, "pdf") == first
