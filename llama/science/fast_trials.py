@@ -166,8 +166,9 @@ class TrialBounds(NamedTuple):
     Each trial's statistic h, the one its p-value ranks, lies in ``[lo, hi]``;
     ``lo == hi`` where it is known. Scrambles (:meth:`ScrambleTrials.bounds`): h is
     the exact statistic, or the cut where that is larger, where ``resolved``, the
-    looked-up one below. ``point`` is a value inside: h where known, else the fast
-    statistic without doublets. ``n_refined`` trials were evaluated for their h.
+    looked-up one below. ``point`` is a value inside: h where known, else (scrambles)
+    the looked-up statistic without doublets. ``n_refined`` trials were evaluated for
+    their h.
     """
 
     lo: np.ndarray
@@ -1275,6 +1276,6 @@ class ScrambleTrials:
 
     def odds_floor(self) -> np.ndarray:
         """Per neutrino, the odds an overlap at the floor gives, P_s1(S_floor,i) / (P_c,i +
-        P_0,i): below it the fast statistic claims no relative accuracy."""
+        P_0,i): below it the tables claim no relative accuracy."""
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.nan_to_num(self.coef * self.floor / (self.p_c + self.p_0), nan=0.0)
