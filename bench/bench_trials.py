@@ -253,7 +253,7 @@ def main(argv=None) -> int:
                 if kind == "scramble":
                     r = scramble_case(model, mjd, nl, args.trials, seed)
                 else:
-                    r = background_case(model, mjd, nl, args.trials, seed)
+                    r = dict(background_case(model, mjd, nl, args.trials, seed), map=name)
                 e = end_to_end(model, mjd, nl, kind, seed)
                 rows[kind].append(r)
                 e2e[kind].append(e)
@@ -283,6 +283,11 @@ def main(argv=None) -> int:
         wrong = sum(r.get("wrong", 0) for r in rows[kind])
         ok &= bool(pass_rate) and bad == 0 and wrong == 0
         print(f"{kind + ' trials/s, fast':48s} {fast:12.0f} {GOALS[kind]:10.0f}  {'PASS' if pass_rate else 'MISS'}")  # fmt: skip
+        if kind == "background":  # the goal holds on every event, wide maps included
+            slow = min(rows[kind], key=lambda r: r["fast_rate"])
+            slow_ok = slow["fast_rate"] >= GOALS[kind]
+            ok &= bool(slow_ok)
+            print(f"{'background trials/s, slowest event':48s} {slow['fast_rate']:12.0f} {GOALS[kind]:10.0f}  {'PASS' if slow_ok else 'MISS'} ({slow['map']}, {slow['n']} neutrinos)")  # fmt: skip
         print(f"{kind + ' fast / exact, same trials':48s} {fast / exact:11.1f}x")
         print(f"{kind + ' set-up per event [ms]':48s} {setup:12.0f}")
         print(f"{kind + ' end to end, 2,000 trials, fast / exact':48s} {e_fast / e_exact:11.1f}x ({e_fast:.0f} vs {e_exact:.0f} trials/s)")  # fmt: skip
