@@ -358,6 +358,22 @@ def test_scrambles_without_tables_are_exact(model):
     _assert_decided(st, thresholds, st.decide_batch(thresholds, trials[0]), exact)
 
 
+def test_scramble_bounds_hold_without_a_table():
+    """A neutrino outside the time window (T_i = 0: no P_s1, no table) still has
+    bounds of its S_i (for its doublets' bounds): every resolved trial's ranked
+    statistic lies in its bounds on 500 scrambles of an injected bbh-2 list."""
+    model = _model("bbh-2")
+    lists = list(_lists(model, 3, True))
+    lists[4] = lists[4].copy()
+    lists[4][0] = 5000.0  # 5,000 s after the merger
+    st = ScrambleTrials(model, *lists)
+    assert st.coef[0] == 0.0 and st.coef[1:].all()
+    trials = scramble_sampler(*lists)(np.random.default_rng(0), 500)
+    b = st.bounds(trials[0])
+    r, h = b.resolved, _ranked(st, _exact_scrambles(model, lists, trials))
+    assert r.sum() > 50 and np.all((b.lo[r] <= h[r]) & (h[r] <= b.hi[r]))
+
+
 def test_background_screen_matches_the_exact_statistic(model):
     """2,000 background lists: the screened statistic against the exact kernel."""
     _check_background(model, N_TRIALS)

@@ -726,6 +726,7 @@ class ScrambleTrials:
             if n_trials is not None and per_node * ring / _RING_SPACING_SIGMAS > n_trials:
                 self.direct[i] = True
             if self.direct[i] or self.coef[i] == 0.0 or not self.floor[i] > 0:
+                # no table (a placeholder): S_i is exact, or the screen's bound alone
                 phi = np.arange(_MIN_RING_NODES) * (2.0 * math.pi / _MIN_RING_NODES)
                 logv = np.zeros(_MIN_RING_NODES)
             else:
@@ -933,6 +934,10 @@ class ScrambleTrials:
         pad = np.where(rel, atol, _BOUND_FLOOR * floor)
         lo = np.maximum(s / (1.0 + r) - pad, -atol)
         hi = np.minimum(s * (1.0 + r) + pad, s_max)
+        # no table (S_i not weighted into the statistic, or no map or a(eps) to see):
+        # between minus the kernel's tolerance and the screen's bound
+        untabled = np.tile((self.coef == 0.0) | ~(self.floor > 0), m)
+        s[untabled], lo[untabled], hi[untabled] = 0.0, -atol[untabled], s_max[untabled]
         for i in np.flatnonzero(self.direct):
             q = np.arange(i, ra.size, n)
             near, far = q[reach[q]], q[~reach[q]]
