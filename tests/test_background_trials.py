@@ -167,7 +167,20 @@ def test_pvalues_decided_by_bounds_are_the_exact_ones(name, seed, inject):
     method's, to the bit; lists are ranked by O above the cut, by their stand-in in
     two tiers below it (the observed list too). The trials evaluated to decide carry
     the exact statistic."""
-    model = _model(name)
+    _check_pvalues(_model(name), seed, inject)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"psf": "vmf", "pairs": "great_circle"}, {"null": "full", "p_terrestrial": 0.3, "pair_background": "fixed", "background_band": "capped"}],
+)  # fmt: skip
+def test_pvalues_with_every_option_are_the_exact_ones(options):
+    """The same with the statistic's options (the bounds follow the model's PSF, pair
+    rule, partner background, band normaliser and null term)."""
+    _check_pvalues(_model("bbh-2", **options), 3, True)
+
+
+def _check_pvalues(model, seed, inject):
     obs = _observed(model, seed, inject)
     n_trials = 600
     fast = trial_pvalues(model, obs, n_trials, seed=seed)
