@@ -10,6 +10,11 @@ processes are started with ``NUMBA_NUM_THREADS=1``, and a run on threads (or
 synchronous) in a process that has not loaded Numba yet sets ``NUMBA_NUM_THREADS=1``
 while it lasts: import numba before the run to keep its default for later use.
 
+``auto`` (the default of ``llama batch``; `choose_scheduler`) is threads for
+``--jobs 1`` and short runs, processes otherwise. Worker processes, ours and our local
+cluster's, are forked from one fork server that has imported the engine once
+(`worker_context`, `llama.batch.worker_preload`), so they start in milliseconds.
+
 Each pool takes events one at a time (`EventPool.submit`) and hands back finished
 ones in the order they finish (`EventPool.next_finished`), so the driver keeps a
 bounded window of events in flight and submits the next as each one ends: no event
