@@ -17,9 +17,14 @@ import kernels.overlap
 
 # the kernel modules of this package (kernels/trial_screen.py and kernels/ra_lookup.py
 # are another work item's)
-MODULES = ["kernels.healpix", "kernels.odds", "kernels.background", "kernels.trials"] + [
-    f"kernels.overlap.{m.name}" for m in pkgutil.iter_modules(kernels.overlap.__path__)
-]
+MODULES = [
+    "kernels.healpix",
+    "kernels.odds",
+    "kernels.background",
+    "kernels.trials",
+    "kernels.trial_screen",
+    "kernels.density_bounds",
+] + [f"kernels.overlap.{m.name}" for m in pkgutil.iter_modules(kernels.overlap.__path__)]
 DEG = math.pi / 180.0
 
 
