@@ -224,9 +224,11 @@ class TrialResult:
     p_values_neutrino : ndarray
         Per-neutrino p-values, in list order.
     trial_odds : ndarray (M,)
-        The M background statistics (with ``stop_after``: the M trials drawn); with trials decided by bounds (scrambles by RA
-        lookup), a value inside each trial's bounds: its statistic where it was
-        evaluated, else the fast statistic without doublets.
+        The M background statistics (with ``stop_after``: the M trials drawn); with
+        trials decided by bounds (scrambles, background lists), a value inside each
+        trial's bounds of its ranked statistic: the exact statistic where it was
+        evaluated and above the cut (background lists below it: the stand-in tiers of
+        :mod:`llama.science.background_trials`).
     method : dict
         How the p-value was obtained, for ``neutrino_gw_combined``; ``p_value_upper``
         and ``p_values_neutrino_upper`` are the conservative (U = 1) values.
