@@ -40,7 +40,7 @@ def _argv(tmp_path: Path, *extra: str) -> list[str]:
         f"lvc_skymap.fits={EXAMPLES}/events/{{graceid}}/lvc_skymap.fits",
         f"icecube_neutrino_list.json={EXAMPLES}/neutrinos/{{neutrinos}}.json",
         "--eventdir", str(tmp_path / "run" / "{graceid}-{neutrinos}"),
-        "--scheduler", "synchronous", "-D", "-l", os.devnull, "-v", "none",
+        "-D", "-l", os.devnull, "-v", "none",
         *extra,
     ]  # fmt: skip
 
@@ -56,21 +56,26 @@ def _found(obj, key: str) -> list:
     return []
 
 
-def test_analysis_option_reaches_the_significance_and_is_undone(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("scheduler", ["synchronous", "processes"])
+def test_analysis_option_reaches_the_significance_and_is_undone(
+    tmp_path, monkeypatch, scheduler
+) -> None:
     """With --analysis trial_stop_after=20 the background event draws fewer than its
-    2,000 trials and its file records h = 20; the variable is gone after the run; the
-    same command without it makes the file again, with all 2,000 trials (the file
-    records the options it was made with)."""
+    2,000 trials and its file records h = 20, in this process and in a worker process
+    (as review.args runs with --jobs 2); the variable is gone after the run; the same
+    command without it makes the file again, with all 2,000 trials (the file records
+    the options it was made with)."""
     monkeypatch.delenv("LLAMA_TRIAL_STOP_AFTER", raising=False)
     monkeypatch.setenv("LLAMA_N_TRIALS", "2000")
     out = tmp_path / "run" / "S190425a-bg-00" / "significance_lvc-i3.json"
-    assert main(_argv(tmp_path, "--analysis", "trial_stop_after=20")) == 0
+    run = ("--scheduler", scheduler, "--jobs", "1")
+    assert main(_argv(tmp_path, *run, "--analysis", "trial_stop_after=20")) == 0
     sequential = json.loads(out.read_text())
     assert 20 in _found(sequential, "stop_after")
     assert all(n < 2000 for n in _found(sequential, "n_trials_drawn"))
     assert _found(sequential, "n_trials_drawn")
     assert "LLAMA_TRIAL_STOP_AFTER" not in os.environ
-    assert main(_argv(tmp_path)) == 0
+    assert main(_argv(tmp_path, *run)) == 0
     full = json.loads(out.read_text())
     assert 20 not in _found(full, "stop_after") and not _found(full, "n_trials_drawn")
 
