@@ -10,7 +10,8 @@ be bounded cheaply:
   and largest density over discs of 0.5 to 8 sigma about the neutrino, from a per-event
   min/max pyramid of the map, times the PSF's mass on each annulus, times the extreme
   a(eps_i) of the bands the disc reaches), widened by what the exact kernel may differ
-  from the true integral (its rtol and absolute floor, doubled);
+  from the true integral (twice its rtol, and floors: :data:`_KERNEL_FLOOR` above,
+  :data:`_KERNEL_FLOOR_BELOW` below);
 - everything else of a single neutrino's term (T_i, D_1, B_i, P_c,i, P_0,i) is the
   model's own, so O_i without doublets lies in [unit_i S_i,lo, unit_i S_i,hi] with
   unit_i = P_s1,i / S_i / (P_c,i + P_0,i);
@@ -20,9 +21,11 @@ be bounded cheaply:
 
 A trial whose interval holds no threshold is decided there, without a kernel call.
 The others are refined, per trial the widest part first: one neutrino's S_i from the
-exact kernel (the number ``EventModel.evaluate_batch`` computes, with a hair of margin
-for the order of the model's own products), and, if still undecided, the whole exact
-statistic of the list. So every count is the exact statistic's.
+kernel at a coarse rtol (:data:`COARSE_RTOLS`; its result bounds the exact one), then
+from the exact kernel (the number ``EventModel.evaluate_batch`` computes, with a hair
+of margin for the order of the model's own products), or the trial's exact doublet
+terms where their bounds are the widest part; and, if still undecided, the whole
+exact statistic of the list. So every count is the exact statistic's.
 
 The ranked statistic h, in three tiers, with c the event's cut (``RESOLVED_FLOORS``
 times the largest odds an overlap at the screen floor gives any neutrino of the
