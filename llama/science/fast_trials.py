@@ -705,8 +705,6 @@ class ScrambleTrials:
         self._amax = model.tables.dec_rows(eps).max(axis=1) if n else np.empty(0)
         self._rho_max = rho_max
         self.floor = SCREEN_FLOOR * rho_max * self._amax
-        phis, logs = [], []
-        self.n_nodes = 0
         # Fine tables: their kernel runs 10x tighter than the model's, so that the
         # bounds are mostly the exact kernel's own tolerance; coarse ones, at the model's.
         self.coarse = n_trials is not None and n_trials <= _COARSE_UP_TO_TRIALS
@@ -719,47 +717,10 @@ class ScrambleTrials:
         # exact ones: 5-9 measured on BAYESTAR maps, the fine tables' at rtol 1e-3
         per_node = 6.5 if self.coarse else 7.5
         self._rows = model.tables.dec_rows(eps) if n else np.empty((0, 0))
-        self.direct = np.zeros(n, dtype=bool)  # exact kernel per trial, no table
-        self._screen = screen = TrialScreen.for_model(model) if n else None
-        for i in range(n):
-            ring = 2.0 * math.pi * math.cos(math.radians(dec[i])) / math.radians(sigma[i])
-            if n_trials is not None and per_node * ring / _RING_SPACING_SIGMAS > n_trials:
-                self.direct[i] = True
-            if self.direct[i] or self.coef[i] == 0.0 or not self.floor[i] > 0:
-                # no table (a placeholder): S_i is exact, or the screen's bound alone
-                phi = np.arange(_MIN_RING_NODES) * (2.0 * math.pi / _MIN_RING_NODES)
-                logv = np.zeros(_MIN_RING_NODES)
-            else:
-
-                def exact(phi, i=i):
-                    self.n_nodes += phi.size
-                    k = phi.size
-                    return tight.signal_overlap(
-                        np.degrees(phi),
-                        np.full(k, dec[i]),
-                        np.full(k, sigma[i]),
-                        np.full(k, eps[i]),
-                    )[1]
-
-                d_i, s_i = math.radians(dec[i]), math.radians(sigma[i])
-                a_i = self._rows[i, _band(d_i)]
-
-                def below(phi, d_i=d_i, a_i=a_i):  # as screened_model: rho there x a
-                    return screen.density(phi, np.full(phi.size, d_i)) * a_i
-
-                reach = screen.ring_reach(d_i, s_i)
-                phi, logv = ring_table(exact, d_i, s_i, self.floor[i], rtol, reach, below)
-            phis.append(phi)
-            logs.append(logv)
-        self.node_offsets = np.concatenate([[0], np.cumsum([p.size for p in phis])]).astype(
-            np.int64
-        )
-        self.phi = np.ascontiguousarray(np.concatenate(phis) if phis else np.empty(0))
-        self.logv = np.ascontiguousarray(np.concatenate(logs) if logs else np.empty(0))
-        # the same cubics as monomials, found through buckets (3x faster lookups)
-        self._cubics = KR.ring_prepare(self.node_offsets, self.phi, self.logv, 2)
-        self._pair_statics(may_pair)
         self._eps = eps
+        self._screen = TrialScreen.for_model(model) if n else None
+        self._build_tables(tight, rtol, per_node, n_trials)
+        self._pair_statics(may_pair)
         self.cut = RESOLVED_FLOORS * float(self.odds_floor().sum()) if n else 0.0
         self.bound_rtol = model.overlap_rtol + (
             _COARSE_TABLE_SHARE if self.coarse else _TABLE_SHARE
@@ -770,18 +731,65 @@ class ScrambleTrials:
         # max a (one neutrino), x the product's mass x max a_i max a_j (a pair)
         self._atol = _ATOL_MARGIN * ATOL * model.overlap_rtol * rho_max * self._amax
         self._pair_atol = _ATOL_MARGIN * ATOL * model.overlap_rtol * rho_max
-        # Per neutrino and RA column of the screen's grid on its ring: whether the map
-        # is within reach, and a bound of S_i there (max a x the density near, tail
-        # included), as the exact kernel may give it (its tolerances added).
+        self._screen_columns()
+
+    def _build_tables(self, kernel, rtol, per_node, n_trials) -> None:
+        """The ring tables (``node_offsets``, ``phi``, ``logv``, :func:`ring_table`) with
+        ``kernel``, an EventModel at the tables' tolerance, and which neutrinos are
+        ``direct`` instead: those whose table would cost more kernel calls
+        (``per_node`` per first node) than ``n_trials``."""
+        n, screen = self.n, self._screen
+        phis, logs = [], []
+        self.n_nodes = 0
+        self.direct = np.zeros(n, dtype=bool)  # exact kernel per trial, no table
+        for i in range(n):
+            d_i, s_i = math.radians(self.dec[i]), math.radians(self.sigma[i])
+            ring = 2.0 * math.pi * math.cos(d_i) / s_i
+            if n_trials is not None and per_node * ring / _RING_SPACING_SIGMAS > n_trials:
+                self.direct[i] = True
+            if self.direct[i] or self.coef[i] == 0.0 or not self.floor[i] > 0:
+                # no table (a placeholder): S_i is exact, or the screen's bound alone
+                phi = np.arange(_MIN_RING_NODES) * (2.0 * math.pi / _MIN_RING_NODES)
+                logv = np.zeros(_MIN_RING_NODES)
+            else:
+
+                def exact(phi, i=i):
+                    self.n_nodes += phi.size
+                    f = np.full
+                    k = phi.size
+                    return kernel.signal_overlap(np.degrees(phi), f(k, self.dec[i]), f(k, self.sigma[i]), f(k, self._eps[i]))[1]  # fmt: skip
+
+                a_i = self._rows[i, _band(d_i)]
+
+                def below(phi, d_i=d_i, a_i=a_i):  # as screened_model: rho there x a
+                    return screen.density(phi, np.full(phi.size, d_i)) * a_i
+
+                reach = screen.ring_reach(d_i, s_i)
+                phi, logv = ring_table(exact, d_i, s_i, self.floor[i], rtol, reach, below)
+            phis.append(phi)
+            logs.append(logv)
+        sizes = [p.size for p in phis]
+        self.node_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.phi = np.ascontiguousarray(np.concatenate(phis) if phis else np.empty(0))
+        self.logv = np.ascontiguousarray(np.concatenate(logs) if logs else np.empty(0))
+        # the same cubics as monomials, found through buckets (3x faster lookups)
+        self._cubics = KR.ring_prepare(self.node_offsets, self.phi, self.logv, 2)
+
+    def _screen_columns(self) -> None:
+        """Per neutrino and RA column of the screen's grid on its ring: whether the map
+        is within reach (``_reach``), and a bound of S_i there (``_s_max``: max a x the
+        density near, tail included) as the exact kernel may give it (its tolerances
+        added)."""
+        n, screen, rtol = self.n, self._screen, self.model.overlap_rtol
         n_cols = 2 * _GRID_ROWS
         centres = (np.arange(n_cols) + 0.5) * (2.0 * math.pi / n_cols)
         self._reach = np.ones((n, n_cols), dtype=bool)
         self._s_max = np.full((n, n_cols), np.inf)
         for i in range(n):
-            d_i, s_i = np.full(n_cols, math.radians(dec[i])), np.full(n_cols, math.radians(sigma[i]))  # fmt: skip
+            d_i, s_i = np.full(n_cols, math.radians(self.dec[i])), np.full(n_cols, math.radians(self.sigma[i]))  # fmt: skip
             near = np.minimum.reduce([screen.density_near(centres, d_i, s_i, w) for w in (0, 1, 2)])
             self._reach[i] = screen.ring_reach(d_i[0], s_i[0])
-            self._s_max[i] = (self._amax[i] * near + self._atol[i]) / (1.0 - model.overlap_rtol)
+            self._s_max[i] = (self._amax[i] * near + self._atol[i]) / (1.0 - rtol)
 
     def _pair_statics(self, near) -> None:
         """What a doublet (i, j), i < j, of a scramble adds per unit S_ij
