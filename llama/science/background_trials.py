@@ -176,6 +176,14 @@ class SkyBounds:
         )  # fmt: skip
 
 
+def _below(true_lo, rtol):
+    """A lower bound of the exact kernel's S from one of the true S (the floor already
+    taken off): the kernel is within ``_KERNEL_MARGIN`` rtol of its own result, which
+    may be slightly negative."""
+    r = _KERNEL_MARGIN * rtol
+    return np.where(true_lo >= 0.0, true_lo / (1.0 + r), true_lo / (1.0 - r))
+
+
 def _segments(offsets, which) -> tuple[np.ndarray, np.ndarray]:
     """(neutrino indices, new CSR offsets) of lists ``which`` of a batch."""
     counts = offsets[which + 1] - offsets[which]
@@ -267,7 +275,7 @@ class BackgroundTrials:
         s_lo, s_hi, u_hi = self.sky.overlap(ra, dec, sig, rows, m.psf_kind, np.nan_to_num(enough, nan=0.0))  # fmt: skip
         a_max = rows.max(axis=1)
         scale = self.sky.peak * a_max
-        k_lo = np.maximum(s_lo - _KERNEL_FLOOR_BELOW * scale, 0.0) / (1.0 + _KERNEL_MARGIN * r)
+        k_lo = _below(s_lo - _KERNEL_FLOOR_BELOW * scale, r)  # may be < 0: so may the kernel
         k_hi = (s_hi + _KERNEL_FLOOR * scale) / (1.0 - _KERNEL_MARGIN * r)
         with np.errstate(divide="ignore", invalid="ignore"):
             single_lo = unit * k_lo
@@ -325,8 +333,8 @@ class BackgroundTrials:
     def _sums(parts, offsets):
         """(lo, hi, stand-in) per list."""
         single_lo, single_hi, pair_hi, _, odd, _, stand = parts
-        lo = KO.segment_sum(single_lo, offsets)
-        hi = KO.segment_sum(single_hi + pair_hi, offsets)
+        lo = KO.segment_sum(np.maximum(single_lo, 0.0), offsets)  # O_i < 0 counts as 0
+        hi = KO.segment_sum(np.maximum(single_hi + pair_hi, 0.0), offsets)
         lo[odd], hi[odd] = 0.0, np.inf
         return lo, hi, KO.segment_sum(stand, offsets)
 
@@ -482,7 +490,8 @@ class BackgroundTrials:
                 if step == top - 1:
                     s = m.signal_overlap(ra[k], dec[k], sig[k], eps[k])[1]
                     value = unit[k] * s
-                    single_lo[k], single_hi[k] = value * (1.0 - _HAIR), value * (1.0 + _HAIR)
+                    a, b = value * (1.0 - _HAIR), value * (1.0 + _HAIR)  # either sign
+                    single_lo[k], single_hi[k] = np.minimum(a, b), np.maximum(a, b)
                 else:
                     s_lo, s_hi = self._coarse(ra[k], dec[k], sig[k], rows[k], COARSE_RTOLS[step])
                     # never wider than what was known
@@ -503,8 +512,9 @@ class BackgroundTrials:
             at = np.unique(np.r_[seg[pick], np.flatnonzero(doublets)])
             sub_idx, sub_off = _segments(sub, at)
             nus = idx[sub_idx]
-            o_lo = KO.segment_sum(single_lo[nus] + pair_lo[nus], sub_off)
-            o_hi = KO.segment_sum(single_hi[nus] + pair_hi[nus], sub_off)
+            # the model's O_i: negative (a kernel's S below 0) counts as 0
+            o_lo = KO.segment_sum(np.maximum(single_lo[nus] + pair_lo[nus], 0.0), sub_off)
+            o_hi = KO.segment_sum(np.maximum(single_hi[nus] + pair_hi[nus], 0.0), sub_off)
             store(trials[at], o_lo, o_hi)
 
     def _coarse(self, ra_d, dec_d, sig_d, rows, rtol):
@@ -516,9 +526,11 @@ class BackgroundTrials:
         rad = [np.radians(a) for a in (ra_d, dec_d, sig_d)]
         value = psf_overlap_prepared(m.prepared_map(), *rad, rows, SINDEC_EDGES, m.psf_kind, rtol=rtol)[1]  # fmt: skip
         scale = self.sky.peak * rows.max(axis=1)
-        lo = np.maximum(value * (1.0 - 1.5 * rtol) - _KERNEL_FLOOR_BELOW * scale, 0.0)
-        hi = value * (1.0 + 1.5 * rtol) + _KERNEL_FLOOR * scale
-        return lo / (1.0 + _KERNEL_MARGIN * r_e), hi / (1.0 - _KERNEL_MARGIN * r_e)
+        # the true S >= 0 lies within 1.5 rtol of the value and the floors (a slightly
+        # negative value too), and the exact kernel's within its own tolerance of that
+        true_lo = np.maximum(value, 0.0) * (1.0 - 1.5 * rtol) - _KERNEL_FLOOR_BELOW * scale
+        true_hi = np.maximum(value, 0.0) * (1.0 + 1.5 * rtol) + _KERNEL_FLOOR_BELOW * scale
+        return _below(true_lo, r_e), true_hi / (1.0 - _KERNEL_MARGIN * r_e)
 
     def evaluate_batch(self, *args, **kwargs):
         """The exact statistic (``EventModel.evaluate_batch``; bounds decide nothing here)."""
