@@ -260,8 +260,8 @@ def parser() -> argparse.ArgumentParser:
         "events per job, processes otherwise), threads (one process; the least CPU per "
         "event, but the events' Python code takes turns on the interpreter lock, so two "
         "threads reached only ~1.5x one on realistic events), processes (--jobs worker "
-        "processes forked from one fork server that imports the engine once; ~1.9x with "
-        "--jobs 2), synchronous (one event at a time, in this thread), distributed (a "
+        "processes forked from one fork server that imports the engine once; --jobs 2 "
+        "~1.9x --jobs 1 once started), synchronous (one event at a time, in this thread), distributed (a "
         "local Dask cluster of --jobs worker processes) or the address of a running "
         "scheduler (tcp://HOST:PORT). bench/README.md, 'Realistic events end to end', "
         "has the figures. (default: %(default)s)",
