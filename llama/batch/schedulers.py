@@ -208,7 +208,11 @@ def worker_context(preload: tuple[str, ...] = WORKER_PRELOAD):
     the driver has threads (the pool's, the progress bar's, fsspec's), and a child
     forked while one of them holds a lock can hang; the fork server has none.
 
-    Where a platform has no fork server (Windows), Dask's context (spawn) is used.
+    The server lives as long as the driver, and a second run in the same process (a
+    notebook's) forks from the same server: its workers start at once, but with the
+    modules as the server imported them, so source edited since reaches the workers
+    only in a new process (restart the kernel). Where a platform has no fork server
+    (Windows), Dask's context (spawn) is used.
 
     Examples
     --------
