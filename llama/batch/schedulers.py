@@ -186,6 +186,8 @@ WORKER_PRELOAD = ("llama.batch.worker_preload",)
 #: process starts, and distributed's nannies write theirs (65536) into the driver's
 #: environment (see `LOCAL_CLUSTER_CONFIG` for what it cost).
 NOT_FORKED = ("MALLOC_TRIM_THRESHOLD_",)
+#: The same for the workers of our local Dask cluster.
+CLUSTER_PRELOAD = (*WORKER_PRELOAD, "distributed")
 _fork_server_lock = threading.Lock()
 
 
@@ -335,17 +337,19 @@ class _Executor(EventPool):
             from concurrent.futures import ThreadPoolExecutor
 
             return ThreadPoolExecutor(self.slots, thread_name_prefix="llama-event")
+        # what Dask does for its own pool: hashing consistent across the workers (set
+        # before the fork server starts: it is the workers' interpreter)
+        if os.environ.get("PYTHONHASHSEED") in (None, "0"):
+            os.environ["PYTHONHASHSEED"] = "6640"
+        context = worker_context()  # first: it imports while this process goes on
         from concurrent.futures import ProcessPoolExecutor
         from functools import partial
 
         from dask.multiprocessing import initialize_worker_process
 
-        # what Dask does for its own pool: hashing consistent across the workers
-        if os.environ.get("PYTHONHASHSEED") in (None, "0"):
-            os.environ["PYTHONHASHSEED"] = "6640"
         own = partial(_worker_process_init, _driver_environ())
         init = partial(initialize_worker_process, user_initializer=own)
-        return ProcessPoolExecutor(self.slots, mp_context=worker_context(), initializer=init)
+        return ProcessPoolExecutor(self.slots, mp_context=context, initializer=init)
 
     def _submit(self, job: Any):
         from concurrent.futures import BrokenExecutor
@@ -383,6 +387,10 @@ def local_cluster(workers: int, dashboard_address: str | None = None):
     >>> cluster = local_cluster(2)  # doctest: +SKIP
     >>> cluster.close()  # doctest: +SKIP
     """
+    # the workers are forked from our fork server, distributed imported there too:
+    # started first, it imports while this process imports distributed and starts
+    # the scheduler
+    forked = worker_context(CLUSTER_PRELOAD).get_start_method() == "forkserver"
     import dask
     from distributed import LocalCluster
 
@@ -392,10 +400,8 @@ def local_cluster(workers: int, dashboard_address: str | None = None):
     config = LOCAL_CLUSTER_CONFIG
     if dashboard_address is not None:
         config = {k: v for k, v in config.items() if k.startswith(key)}
-    # the workers are forked from our fork server, distributed imported there too; a
-    # forked worker has the server's environment, so the nannies give it the driver's
-    # as it is now (variables removed since the server started stay set there)
-    forked = worker_context((*WORKER_PRELOAD, "distributed")).get_start_method() == "forkserver"
+    # a forked worker has the server's environment, so the nannies give it the
+    # driver's as it is now (variables removed since the server started stay set)
     method = {"distributed.worker.multiprocessing-method": "forkserver"} if forked else {}
     env = _driver_environ() if forked else {}
     env.update(dict.fromkeys(KERNEL_THREAD_VARIABLES, "1"))
@@ -425,6 +431,8 @@ class _Distributed(EventPool):
             self._connect()  # a remote cluster decides the slots: its worker threads
 
     def _connect(self) -> None:
+        if self.address is None:
+            worker_context(CLUSTER_PRELOAD)  # imports while distributed is imported here
         from distributed import Client
 
         if self.address is None:
