@@ -52,6 +52,19 @@ class WhereItRan(FileHandler, registry=AUTO):
         )
 
 
+class Sleepy(FileHandler, registry=AUTO):
+    """Takes a minute: its events are still running when the driver is killed."""
+
+    FILENAME = "sleepy.json"
+    DEPENDENCIES = (Seed,)
+
+    def generate(self, out: Path) -> None:
+        import time
+
+        time.sleep(60)
+        write_json(out, {})
+
+
 AUTO.check()
 
 
@@ -153,3 +166,50 @@ def test_the_command_line_default_is_auto():
     args = parser().parse_args(["--eventdir", "x"])
     assert args.scheduler == "auto"
     assert "auto (the default" in parser().format_help().replace("\n", " ").replace("  ", " ")
+
+
+_KILLED_DRIVER = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from test_schedulers_auto import AUTO
+from llama.batch.runner import BatchConfig, run_batch
+from llama.pipeline import select_pipeline
+tmp = Path(sys.argv[2])
+(tmp / "src").mkdir()
+for v in range(4):
+    (tmp / "src" / f"seed-{v}.json").write_text(json.dumps({"value": v}))
+config = BatchConfig(pipeline=select_pipeline(with_ancestors=["Sleepy"], registry=AUTO),
+                     get={"seed.json": str(tmp / "src" / "seed-{v}.json")},
+                     eventdir=str(tmp / "ev" / "E{v}"), flags={}, jobs=2,
+                     scheduler="processes")
+run_batch([{"v": str(v)} for v in range(4)], config, progress=False)
+"""
+
+
+def test_workers_end_soon_after_their_driver_is_killed(tmp_path):
+    # SIGKILL gives the driver no chance to stop its pool: the workers, blocked on
+    # their queue, used to wait for ever (and the fork server with them)
+    import signal
+    import subprocess
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    here = str(Path(__file__).parent)
+    driver = subprocess.Popen([sys.executable, "-c", _KILLED_DRIVER, here, str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # both events started in their workers
+            if len(list((tmp_path / "ev").glob("E*/seed.json"))) >= 2:
+                break
+            time.sleep(0.1)
+        tree = psutil.Process(driver.pid).children(recursive=True)
+        workers = [p for p in tree if "forkserver" in " ".join(p.cmdline())]
+        assert len(workers) >= 3, [p.cmdline() for p in tree]  # the server, 2 workers
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    for p in alive:
+        p.kill()
+    assert not alive, [p.pid for p in alive]

@@ -38,6 +38,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -157,17 +158,52 @@ def _one_thread_per_kernel_here() -> str | None:
     return os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
-def _worker_process_init(environ: dict[str, str] | None = None) -> None:
+def _driver_gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie not yet reaped counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's: the pid was reused
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):  # no /proc (not Linux): the signal test is all
+        return False
+
+
+def _end_with_the_driver(pid: int, every_s: float = 1.0) -> None:
+    """End this worker process once the driver ``pid`` has ended.
+
+    A pool's workers wait for their next event on a queue whose writing end they
+    hold themselves, so a driver killed with SIGKILL (or out of memory) left them
+    waiting for ever, ~170 MB each, and with them the fork server, which waits for
+    its children. A daemon thread looks once a second.
+    """
+
+    def watch() -> None:
+        while not _driver_gone(pid):
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="llama-driver-watch", daemon=True).start()
+
+
+def _worker_process_init(environ: dict[str, str] | None = None, driver: int | None = None) -> None:
     """Initializer of worker processes: the driver's environment, one thread per
-    kernel, Ctrl-C to the driver.
+    kernel, Ctrl-C to the driver, an end with the driver's.
 
     A worker forked from the fork server (`worker_context`) starts with the server's
     environment, which is the driver's as it was when the server started; ``environ``
     is the driver's as it is now (what a spawned worker would inherit), so that an
-    option set in between (``LLAMA_N_TRIALS``, say) reaches the events.
+    option set in between (``LLAMA_N_TRIALS``, say) reaches the events. ``driver``:
+    the driver's process id (`_end_with_the_driver`).
     """
     import signal
 
+    if driver is not None:
+        _end_with_the_driver(driver)
     if environ is not None:
         os.environ.clear()
         os.environ.update(environ)
@@ -347,7 +383,7 @@ class _Executor(EventPool):
 
         from dask.multiprocessing import initialize_worker_process
 
-        own = partial(_worker_process_init, _driver_environ())
+        own = partial(_worker_process_init, _driver_environ(), os.getpid())
         init = partial(initialize_worker_process, user_initializer=own)
         return ProcessPoolExecutor(self.slots, mp_context=context, initializer=init)
 
