@@ -12,11 +12,12 @@ active (in this thread), each subset holds a fixed base set of glyphs (printable
 and the symbols our figures use, :data:`BASE_TEXT`) plus whatever else was asked for,
 so almost every save asks for the same subset and reuses its bytes (kept on disk too,
 under ``$XDG_CACHE_HOME/llama/pdf-font-subsets``, so that a new process, such as each
-worker of a run, does not cut them again: its first PDF ~0.47 -> 0.12 s). The subset a PDF
-embeds depends only on the glyphs of that figure (never on what was saved before), so
-the same figure gives the same bytes in every process. It costs ~40 KB per scatter
-plot PDF (148 KB against 107 KB with exact subsets), the unused base glyphs. Outside :func:`cached_subsets`, and in any other thread, matplotlib subsets as
-it always does.
+worker of a run, does not cut them again: its first PDF ~0.47 -> 0.12 s). The subset
+a PDF embeds depends only on the glyphs of that figure (never on what was saved
+before), so the same figure gives the same bytes in every process. It costs ~40 KB per
+scatter plot PDF (148 KB against 107 KB with exact subsets), the unused base glyphs.
+Outside :func:`cached_subsets`, and in any other thread, matplotlib subsets as it
+always does.
 
 This hooks ``matplotlib.backends._backend_pdf_ps.get_glyphs_subset``, a private
 function (as of matplotlib 3.11); when a matplotlib release changes it, the hook stands
@@ -28,6 +29,8 @@ inside it, each text's size and glyph layout are kept per string, font and size,
 the PDF operators are written from them by the steps of matplotlib 3.11's
 ``RendererPdf.draw_text`` (the same bytes; with another matplotlib the hook stands
 aside, :func:`text_hook_installed`). PDF 0.16 -> 0.09 s per scatter plot.
+:func:`plain_image_rows` embeds images as unfiltered rows (:func:`png_rows`) instead of
+through Pillow's PNG encoder, whose adaptive filters cost more than the compression.
 
 Examples
 --------
