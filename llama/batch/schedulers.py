@@ -532,8 +532,8 @@ def choose_scheduler(name: str, jobs: int, total: int | None = None) -> str:
     pickled; ``--jobs 1`` keeps to one core either way). Two threads share one
     interpreter lock, and the Python of an event (FITS, JSON, the handlers) held it:
     on the realistic bench events ``--jobs 2`` on threads reached 1.46x ``--jobs 1``
-    at 175% CPU, on processes 1.9x at 190% (bench/README.md, "Realistic events end to
-    end"). Worker processes start from a fork server (`worker_context`) in about the
+    at 175% CPU, on processes 1.94x once started (1.77x over 200 events with spawned
+    workers) at 192% (bench/README.md, "Realistic events end to end"). Worker processes start from a fork server (`worker_context`) in about the
     time the first event on a thread spends importing the same modules, so they pay
     for themselves within a few events per worker.
 
