@@ -213,3 +213,26 @@ def test_workers_end_soon_after_their_driver_is_killed(tmp_path):
     for p in alive:
         p.kill()
     assert not alive, [p.pid for p in alive]
+
+
+def test_a_workers_log_records_reach_the_drivers_loggers(tmp_path, caplog):
+    # an event's failure is logged in the worker that ran it: the record must reach the
+    # driver's handlers (console, -l log file) as it does from a thread
+    src = tmp_path / "src"
+    src.mkdir()
+    config = BatchConfig(
+        pipeline=select_pipeline(with_ancestors=["WhereItRan"], registry=AUTO),
+        get={"seed.json": str(src / "missing-{v}.json")},  # no such file: every event fails
+        eventdir=str(tmp_path / "ev" / "E{v}"),
+        flags={},
+        jobs=2,
+        scheduler="processes",
+    )
+    with caplog.at_level("DEBUG", logger="llama"):
+        summary = run_batch([{"v": str(v)} for v in range(3)], config, progress=False)
+    assert summary.counts["failed"] == 3, summary.line()
+    failed = [r for r in caplog.records if r.levelname == "ERROR" and "failed" in r.getMessage()]
+    assert sorted(r.getMessage().split()[1] for r in failed) == ["E0", "E1", "E2"]
+    assert all(r.process != os.getpid() for r in failed)  # logged in the workers
+    tracebacks = [r for r in caplog.records if "traceback" in r.getMessage()]
+    assert len(tracebacks) == 3 and all(r.levelname == "DEBUG" for r in tracebacks)

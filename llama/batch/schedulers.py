@@ -190,20 +190,68 @@ def _end_with_the_driver(pid: int, every_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="llama-driver-watch", daemon=True).start()
 
 
-def _worker_process_init(environ: dict[str, str] | None = None, driver: int | None = None) -> None:
+class _LogForwarding:
+    """The log records of worker processes, handled in the driver as its own.
+
+    A worker's ``llama`` loggers put each record on a queue; a thread of the driver
+    hands it to the driver's logger of the same name, so the events' warnings and
+    failures reach the console and the ``-l`` log file, formatted and redacted as
+    on threads (without this they went to the worker's stderr, unformatted, and
+    never to the log file).
+    """
+
+    def __init__(self, context) -> None:
+        self.queue = context.Queue()
+        self.thread = threading.Thread(target=self._run, name="llama-worker-logs", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                record = self.queue.get()
+            except (EOFError, OSError):  # the queue closed under us at exit
+                return
+            if record is None:
+                return
+            target = logging.getLogger(record.name)
+            if target.isEnabledFor(record.levelno):
+                target.handle(record)
+
+    def stop(self) -> None:
+        """Hand over what is queued, then end the thread."""
+        self.queue.put(None)
+        self.thread.join(timeout=5)
+
+
+def _forward_logs(records) -> None:
+    """In a worker: the ``llama`` loggers' records go on ``records`` (`_LogForwarding`)."""
+    from logging.handlers import QueueHandler
+
+    root = logging.getLogger("llama")
+    root.handlers[:] = [QueueHandler(records)]
+    root.setLevel(logging.DEBUG)  # the driver's handlers choose what they keep
+    root.propagate = False
+
+
+def _worker_process_init(
+    environ: dict[str, str] | None = None, driver: int | None = None, records=None
+) -> None:
     """Initializer of worker processes: the driver's environment, one thread per
-    kernel, Ctrl-C to the driver, an end with the driver's.
+    kernel, Ctrl-C to the driver, an end with the driver's, log records to it.
 
     A worker forked from the fork server (`worker_context`) starts with the server's
     environment, which is the driver's as it was when the server started; ``environ``
     is the driver's as it is now (what a spawned worker would inherit), so that an
     option set in between (``LLAMA_N_TRIALS``, say) reaches the events. ``driver``:
-    the driver's process id (`_end_with_the_driver`).
+    the driver's process id (`_end_with_the_driver`). ``records``: the queue of
+    `_LogForwarding`.
     """
     import signal
 
     if driver is not None:
         _end_with_the_driver(driver)
+    if records is not None:
+        _forward_logs(records)
     if environ is not None:
         os.environ.clear()
         os.environ.update(environ)
@@ -366,6 +414,7 @@ class _Executor(EventPool):
         super().__init__(task, slots)
         self.processes = processes
         self.pool = None
+        self.logs: _LogForwarding | None = None  # the workers' log records, processes only
         self.environ = {} if processes else _one_thread_numba_if_loaded_later()
 
     def _make(self):
@@ -383,7 +432,9 @@ class _Executor(EventPool):
 
         from dask.multiprocessing import initialize_worker_process
 
-        own = partial(_worker_process_init, _driver_environ(), os.getpid())
+        if self.logs is None:
+            self.logs = _LogForwarding(context)
+        own = partial(_worker_process_init, _driver_environ(), os.getpid(), self.logs.queue)
         init = partial(initialize_worker_process, user_initializer=own)
         return ProcessPoolExecutor(self.slots, mp_context=context, initializer=init)
 
@@ -404,6 +455,8 @@ class _Executor(EventPool):
     def close(self, interrupted: bool = False) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
+        if self.logs is not None:
+            self.logs.stop()
         _restore_environment(self.environ)
 
 
