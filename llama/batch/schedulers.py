@@ -223,13 +223,14 @@ class _LogForwarding:
         self.thread.join(timeout=5)
 
 
-def _forward_logs(records) -> None:
-    """In a worker: the ``llama`` loggers' records go on ``records`` (`_LogForwarding`)."""
+def _forward_logs(records, level: int) -> None:
+    """In a worker: the ``llama`` loggers' records from ``level`` up go on ``records``
+    (`_LogForwarding`); ``level`` is the driver's, so none is pickled for nothing."""
     from logging.handlers import QueueHandler
 
     root = logging.getLogger("llama")
     root.handlers[:] = [QueueHandler(records)]
-    root.setLevel(logging.DEBUG)  # the driver's handlers choose what they keep
+    root.setLevel(level)
     root.propagate = False
 
 
@@ -244,14 +245,14 @@ def _worker_process_init(
     is the driver's as it is now (what a spawned worker would inherit), so that an
     option set in between (``LLAMA_N_TRIALS``, say) reaches the events. ``driver``:
     the driver's process id (`_end_with_the_driver`). ``records``: the queue of
-    `_LogForwarding`.
+    `_LogForwarding` and the driver's level of the ``llama`` logger.
     """
     import signal
 
     if driver is not None:
         _end_with_the_driver(driver)
     if records is not None:
-        _forward_logs(records)
+        _forward_logs(*records)
     if environ is not None:
         os.environ.clear()
         os.environ.update(environ)
@@ -434,7 +435,9 @@ class _Executor(EventPool):
 
         if self.logs is None:
             self.logs = _LogForwarding(context)
-        own = partial(_worker_process_init, _driver_environ(), os.getpid(), self.logs.queue)
+        level = logging.getLogger("llama").getEffectiveLevel()
+        records = (self.logs.queue, level)
+        own = partial(_worker_process_init, _driver_environ(), os.getpid(), records)
         init = partial(initialize_worker_process, user_initializer=own)
         return ProcessPoolExecutor(self.slots, mp_context=context, initializer=init)
 
