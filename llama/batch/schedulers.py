@@ -38,10 +38,19 @@ import os
 import queue
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from llama.batch.worker_processes import (
+    CLUSTER_PRELOAD,
+    KERNEL_THREAD_VARIABLES,
+    LogForwarding,
+    driver_environ,
+    restore_environment,
+    worker_context,
+    worker_process_init,
+)
 
 __all__ = [
     "AUTO_MIN_EVENTS_PER_JOB",
@@ -55,14 +64,6 @@ __all__ = [
     "worker_context",
 ]
 
-#: Environment variables that size the thread pools of Numba and of the numerical
-#: libraries; set to 1 in worker processes, before those libraries are loaded there.
-KERNEL_THREAD_VARIABLES = (
-    "NUMBA_NUM_THREADS",
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-)
 
 SCHEDULERS = ("auto", "threads", "processes", "synchronous", "distributed")
 
@@ -131,7 +132,7 @@ def _one_thread_numba_if_loaded_later() -> dict[str, str | None]:
 
     `single_threaded_kernels` can only act once Numba is loaded, and the handler that
     loads it would run its kernels on every core. Returns the previous values of the
-    variables changed, for `_restore_environment`; nothing changes once Numba is
+    variables changed, for `restore_environment`; nothing changes once Numba is
     loaded (its pool is sized already; the per-thread setting does the work).
     """
     if "numba" in sys.modules:
@@ -141,14 +142,6 @@ def _one_thread_numba_if_loaded_later() -> dict[str, str | None]:
     return previous
 
 
-def _restore_environment(previous: dict[str, str | None]) -> None:
-    for name, value in previous.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-
 def _one_thread_per_kernel_here() -> str | None:
     """Run in each worker process of a running cluster: kernels loaded later there
     are sized at one thread (`KERNEL_THREAD_VARIABLES`), as in our own workers.
@@ -156,176 +149,6 @@ def _one_thread_per_kernel_here() -> str | None:
     if "numba" not in sys.modules:
         os.environ["NUMBA_NUM_THREADS"] = "1"
     return os.environ.get("MALLOC_TRIM_THRESHOLD_")
-
-
-def _driver_gone(pid: int) -> bool:
-    """Whether process ``pid`` has ended (a zombie not yet reaped counts as ended)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, someone else's: the pid was reused
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except (OSError, IndexError):  # no /proc (not Linux): the signal test is all
-        return False
-
-
-def _end_with_the_driver(pid: int, every_s: float = 1.0) -> None:
-    """End this worker process once the driver ``pid`` has ended.
-
-    A pool's workers wait for their next event on a queue whose writing end they
-    hold themselves, so a driver killed with SIGKILL (or out of memory) left them
-    waiting for ever, ~170 MB each, and with them the fork server, which waits for
-    its children. A daemon thread looks once a second.
-    """
-
-    def watch() -> None:
-        while not _driver_gone(pid):
-            time.sleep(every_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="llama-driver-watch", daemon=True).start()
-
-
-class _LogForwarding:
-    """The log records of worker processes, handled in the driver as its own.
-
-    A worker's ``llama`` loggers put each record on a queue; a thread of the driver
-    hands it to the driver's logger of the same name, so the events' warnings and
-    failures reach the console and the ``-l`` log file, formatted and redacted as
-    on threads (without this they went to the worker's stderr, unformatted, and
-    never to the log file).
-    """
-
-    def __init__(self, context) -> None:
-        self.queue = context.Queue()
-        self.thread = threading.Thread(target=self._run, name="llama-worker-logs", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                record = self.queue.get()
-            except (EOFError, OSError):  # the queue closed under us at exit
-                return
-            if record is None:
-                return
-            target = logging.getLogger(record.name)
-            if target.isEnabledFor(record.levelno):
-                target.handle(record)
-
-    def stop(self) -> None:
-        """Hand over what is queued, then end the thread."""
-        self.queue.put(None)
-        self.thread.join(timeout=5)
-
-
-def _forward_logs(records, level: int) -> None:
-    """In a worker: the ``llama`` loggers' records from ``level`` up go on ``records``
-    (`_LogForwarding`); ``level`` is the driver's, so none is pickled for nothing."""
-    from logging.handlers import QueueHandler
-
-    root = logging.getLogger("llama")
-    root.handlers[:] = [QueueHandler(records)]
-    root.setLevel(level)
-    root.propagate = False
-
-
-def _worker_process_init(
-    environ: dict[str, str] | None = None, driver: int | None = None, records=None
-) -> None:
-    """Initializer of worker processes: the driver's environment, one thread per
-    kernel, Ctrl-C to the driver, an end with the driver's, log records to it.
-
-    A worker forked from the fork server (`worker_context`) starts with the server's
-    environment, which is the driver's as it was when the server started; ``environ``
-    is the driver's as it is now (what a spawned worker would inherit), so that an
-    option set in between (``LLAMA_N_TRIALS``, say) reaches the events. ``driver``:
-    the driver's process id (`_end_with_the_driver`). ``records``: the queue of
-    `_LogForwarding` and the driver's level of the ``llama`` logger.
-    """
-    import signal
-
-    if driver is not None:
-        _end_with_the_driver(driver)
-    if records is not None:
-        _forward_logs(*records)
-    if environ is not None:
-        os.environ.clear()
-        os.environ.update(environ)
-    # before Numba, NumPy's BLAS or OpenMP are loaded in this process (when a fork
-    # server preloaded Numba, its pool was sized at 1 there, by the same variables)
-    for name in KERNEL_THREAD_VARIABLES:
-        os.environ[name] = "1"
-    # Ctrl-C is the driver's to handle: workers that got it too printed tracebacks
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-#: What the fork server imports before it forks a worker (`worker_context`).
-WORKER_PRELOAD = ("llama.batch.worker_preload",)
-#: Variables the fork server, and so every worker, starts without, whatever the
-#: driver's environment holds: glibc reads ``MALLOC_TRIM_THRESHOLD_`` once, as a
-#: process starts, and distributed's nannies write theirs (65536) into the driver's
-#: environment (see `LOCAL_CLUSTER_CONFIG` for what it cost).
-NOT_FORKED = ("MALLOC_TRIM_THRESHOLD_",)
-#: The same for the workers of our local Dask cluster.
-CLUSTER_PRELOAD = (*WORKER_PRELOAD, "distributed")
-_fork_server_lock = threading.Lock()
-
-
-def _driver_environ() -> dict[str, str]:
-    """The driver's environment as a worker forked from the fork server gets it."""
-    return {k: v for k, v in os.environ.items() if k not in NOT_FORKED}
-
-
-def worker_context(preload: tuple[str, ...] = WORKER_PRELOAD):
-    """The multiprocessing context that starts our worker processes: a fork server.
-
-    The fork server is one clean process, started here (once per driver process, in
-    the background: this returns at once) with one thread per kernel in its
-    environment; it imports ``preload`` (`llama.batch.worker_preload`: the engine,
-    the handlers, Numba, the FITS reader) and then forks each worker from itself.
-    A worker so starts with all of that imported, in a few milliseconds, where a
-    spawned one took ~1 s of CPU to import it; and two workers share one import
-    instead of paying it twice (bench/README.md, "Realistic events end to end").
-    Forking the driver itself (the ``fork`` method) would be as fast but is unsafe:
-    the driver has threads (the pool's, the progress bar's, fsspec's), and a child
-    forked while one of them holds a lock can hang; the fork server has none.
-
-    The server lives as long as the driver, and a second run in the same process (a
-    notebook's) forks from the same server: its workers start at once, but with the
-    modules as the server imported them, so source edited since reaches the workers
-    only in a new process (restart the kernel). Where a platform has no fork server
-    (Windows), Dask's context (spawn) is used.
-
-    Examples
-    --------
-    >>> worker_context().get_start_method()  # doctest: +SKIP
-    'forkserver'
-    """
-    import multiprocessing
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        from dask.multiprocessing import get_context
-
-        return get_context()
-    from multiprocessing import forkserver
-
-    context = multiprocessing.get_context("forkserver")
-    with _fork_server_lock:
-        forkserver.set_forkserver_preload(list(preload))  # used if it starts now
-        before = {name: os.environ.get(name) for name in [*KERNEL_THREAD_VARIABLES, *NOT_FORKED]}
-        os.environ.update(dict.fromkeys(KERNEL_THREAD_VARIABLES, "1"))
-        for name in NOT_FORKED:
-            os.environ.pop(name, None)
-        try:  # a no-op when it runs already (a second run in a notebook, say)
-            forkserver.ensure_running()
-        finally:
-            _restore_environment(before)
-    return context
 
 
 class EventPool:
@@ -405,7 +228,7 @@ class _Synchronous(EventPool):
 
     def close(self, interrupted: bool = False) -> None:
         restore_kernel_threads()
-        _restore_environment(self.environ)
+        restore_environment(self.environ)
 
 
 class _Executor(EventPool):
@@ -415,7 +238,7 @@ class _Executor(EventPool):
         super().__init__(task, slots)
         self.processes = processes
         self.pool = None
-        self.logs: _LogForwarding | None = None  # the workers' log records, processes only
+        self.logs: LogForwarding | None = None  # the workers' log records, processes only
         self.environ = {} if processes else _one_thread_numba_if_loaded_later()
 
     def _make(self):
@@ -434,10 +257,10 @@ class _Executor(EventPool):
         from dask.multiprocessing import initialize_worker_process
 
         if self.logs is None:
-            self.logs = _LogForwarding(context)
+            self.logs = LogForwarding(context)
         level = logging.getLogger("llama").getEffectiveLevel()
         records = (self.logs.queue, level)
-        own = partial(_worker_process_init, _driver_environ(), os.getpid(), records)
+        own = partial(worker_process_init, driver_environ(), os.getpid(), records)
         init = partial(initialize_worker_process, user_initializer=own)
         return ProcessPoolExecutor(self.slots, mp_context=context, initializer=init)
 
@@ -460,7 +283,7 @@ class _Executor(EventPool):
             self.pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
         if self.logs is not None:
             self.logs.stop()
-        _restore_environment(self.environ)
+        restore_environment(self.environ)
 
 
 def local_cluster(workers: int, dashboard_address: str | None = None):
@@ -495,7 +318,7 @@ def local_cluster(workers: int, dashboard_address: str | None = None):
     # a forked worker has the server's environment, so the nannies give it the
     # driver's as it is now (variables removed since the server started stay set)
     method = {"distributed.worker.multiprocessing-method": "forkserver"} if forked else {}
-    env = _driver_environ() if forked else {}
+    env = driver_environ() if forked else {}
     env.update(dict.fromkeys(KERNEL_THREAD_VARIABLES, "1"))
     try:
         # the nannies hand this configuration to their workers as they are made
@@ -508,7 +331,7 @@ def local_cluster(workers: int, dashboard_address: str | None = None):
                 env=env,
             )
     finally:
-        _restore_environment(before)
+        restore_environment(before)
 
 
 class _Distributed(EventPool):
@@ -589,9 +412,10 @@ def choose_scheduler(name: str, jobs: int, total: int | None = None) -> str:
     interpreter lock, and the Python of an event (FITS, JSON, the handlers) held it:
     on the realistic bench events ``--jobs 2`` on threads reached 1.46x ``--jobs 1``
     at 175% CPU, on processes 1.94x once started (1.77x over 200 events with spawned
-    workers) at 192% (bench/README.md, "Realistic events end to end"). Worker processes start from a fork server (`worker_context`) in about the
-    time the first event on a thread spends importing the same modules, so they pay
-    for themselves within a few events per worker.
+    workers) at 192% (bench/README.md, "Realistic events end to end"). Worker
+    processes start from a fork server (`worker_context`) in about the time the
+    first event on a thread spends importing the same modules, so they pay for
+    themselves within a few events per worker.
 
     Examples
     --------

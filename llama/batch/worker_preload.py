@@ -1,7 +1,7 @@
 """What a worker process would otherwise import at its first event, imported once.
 
 The worker processes of ``--scheduler processes`` (and of our own local Dask cluster)
-are forked from one *fork server* (`llama.batch.schedulers`): a clean,
+are forked from one *fork server* (`llama.batch.worker_processes`): a clean,
 single-threaded process started once per run, which imports this module before it
 forks any worker. Every worker then starts with the batch engine, the handler
 catalogue, Numba and its CPU target, the FITS reader and the statistic's modules
