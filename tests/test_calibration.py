@@ -4,9 +4,10 @@ The four maps of ``tests/data/bayestar`` (2 BNS, 2 BBH; made offline with ligo.s
 and lalsuite), each with the SNR, mean distance, time and population of its
 ``events.json``. Observed events come from the independent simulation
 (:mod:`llama.science.sim`: realistic background lists, neutrinos injected from the
-map), never from the trials' sampler, so the tests can fail. ``bench/bench_calibration.py``
-measures the same on all the BAYESTAR maps with larger samples (figures in
-bench/README.md).
+map), never from the trials' sampler, so the tests can fail (except the last test,
+which checks the fast trials' ranking itself on lists drawn as trials are).
+``bench/bench_calibration.py`` measures the same on all the BAYESTAR maps with larger
+samples (figures in bench/README.md).
 
 A statistic blind to direction fails the injection test: with S_i taken at one fixed
 sky position for every neutrino (``signal_overlap`` monkeypatched by
@@ -26,6 +27,7 @@ import o3_reference as ref
 import pytest
 from scipy import stats
 
+from llama.science.neutrinos import NeutrinoList
 from llama.science.odds import EventModel
 from llama.science.pvalue import trial_pvalues
 from llama.science.sim import simulate_background_neutrinos, simulate_signal_neutrino
@@ -252,3 +254,81 @@ def test_o3_infinite_odds_on_background_lists_are_the_predicted_ones(events):
     assert not np.isinf(corrected.odds).any()
     single = np.flatnonzero((batch.terms["p_h_s2"] == 0) & (corrected.terms["p_h_s2"] == 0))
     np.testing.assert_allclose(corrected.odds_i[single], batch.odds_i[single], rtol=1e-12)
+
+
+def _lists_with_sample_index(model, skymap, mjd, rng, k, n_inject):
+    """``k`` background lists drawn as the background trials draw them (each
+    neutrino a background-sample event: its index ``pick``), the first ``n_inject``
+    with one more sample event moved next to a neutrino drawn from the map (the
+    sample event at the nearest zenith, dec = zenith - 90), so that some lists reach
+    the cut. Returns per list (ra, dec, sigma, energy, dt, zenith, pick)."""
+    from llama.science.pvalue import _background_draws
+
+    sample = model.background
+    draws = _background_draws(sample)
+    out = []
+    for j in range(k):
+        (ra, dec, sig, en, dt, zen, _), pick = draws(rng, 1)
+        if j < n_inject:
+            nu = simulate_signal_neutrino(rng, skymap, mjd, sigma_deg=0.5)
+            q = int(np.argmin(np.abs(sample.zenith_sorted - (90.0 + nu.dec[0]))))
+            z = sample.zenith_sorted[q]
+            ra, dec, sig = np.r_[ra, nu.ra], np.r_[dec, np.clip(z - 90.0, -90, 90)], np.r_[sig, 0.5]  # fmt: skip
+            en, zen, pick = np.r_[en, sample.energy_by_zenith[q]], np.r_[zen, z], np.r_[pick, q]
+            dt = np.r_[dt, (nu.mjd[0] - mjd) * SECONDS_PER_DAY]
+        out.append((ra, dec, sig, en, dt, zen, pick))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["background", "scramble"])
+def test_the_observed_list_is_ranked_as_a_trial_is(events, kind):
+    """Exchangeability of the fast trials' ranking (below the cut a stand-in, not the
+    exact statistic, docs/science.md "On-the-fly trials"): an observed list put among
+    its own trials, as the trials are drawn and decided (``run_trials``'s arguments:
+    sample indices for background lists; its own RAs as one scramble), is decided as a
+    single point equal to the observed list's ranked statistic h. A rule that ranks
+    the observed list otherwise than a trial (another tier test, stand-in or cut)
+    fails here. On bns-1 (4 deg^2) most lists are below the cut; a few get a neutrino
+    from the map so that the other tiers are seen too."""
+    from llama.science.pvalue import _sample_terms, trial_model
+
+    skymap, e, model, t_gw = events["bns-1"]
+    mjd = e["mjd_obs"]
+    rng = np.random.default_rng(99)
+    lists = _lists_with_sample_index(model, skymap, mjd, rng, 40 if kind == "background" else 12, 6)  # fmt: skip
+    observed, h, tiers = [], [], []
+    for ra, dec, sig, en, dt, zen, pick in lists:
+        nl = NeutrinoList(mjd=mjd + dt / SECONDS_PER_DAY, ra=ra, dec=dec, sigma=sig, energy=en, zenith=zen)  # fmt: skip
+        obs = model.evaluate(nl, t_gw)
+        seed_lists = (obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, obs.zenith)
+        if kind == "background":
+            seed_lists = (*seed_lists, obs.azimuth)
+        ev, applied = trial_model(model, "fast", kind, seed_lists, 200)
+        assert applied == "fast"
+        h_obs = ev.thresholds(obs.ra, obs.odds, obs.odds_ratio)[0]
+        observed.append((obs, pick, ev))
+        h.append(h_obs)
+        tiers.append("below" if h_obs < ev.cut else "above")
+        if kind == "scramble":  # its own RAs first among 5 scrambles
+            ra_trials = np.concatenate([obs.ra] + [rng.uniform(0, 360, obs.ra.size) for _ in range(5)])  # fmt: skip
+            d = ev.decide_batch([h_obs], ra_trials)
+            assert d.lo[0] == d.hi[0], (h_obs, d.lo[0], d.hi[0], ev.cut)
+            assert d.lo[0] == pytest.approx(h_obs, rel=1e-9, abs=0), (h_obs, d.lo[0], ev.cut)
+    assert "below" in tiers and "above" in tiers, tiers
+    if kind == "scramble":
+        return
+    # background: all lists in one batch, each list's own h among the thresholds
+    obs_cat = {k: np.concatenate([getattr(o, k) for o, _, _ in observed]) for k in ("ra", "dec", "sigma", "energy", "dt", "zenith")}  # fmt: skip
+    pick = np.concatenate([p for _, p, _ in observed])
+    offsets = np.concatenate([[0], np.cumsum([o.ra.size for o, _, _ in observed])])
+    pool = _sample_terms(model, model.background)
+    bg = type(pool)(*(a[pick] for a in pool))
+    ev = observed[0][2]
+    args = tuple(obs_cat[k] for k in ("ra", "dec", "sigma", "energy", "dt", "zenith"))
+    d = ev.decide_batch(np.array(h), *args, offsets, background_terms=bg, sample_index=pick)
+    for j, h_obs in enumerate(h):
+        assert d.lo[j] == d.hi[j], (j, h_obs, d.lo[j], d.hi[j], ev.cut)
+        if h_obs < ev.cut:  # a stand-in: the same numbers
+            assert d.lo[j] == h_obs, (j, h_obs, d.lo[j], ev.cut)
+        else:
+            assert d.lo[j] == pytest.approx(h_obs, rel=1e-9, abs=0), (j, h_obs, d.lo[j], ev.cut)
