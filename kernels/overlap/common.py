@@ -67,6 +67,11 @@ MAX_STEPS = 20_000_000  # runaway guard per neutrino (node expansions)
 NMOM = 30  # moments per tree node (see tree.leaf_moments)
 NGL = 16  # Gauss-Legendre points of the band integrals
 CAP_L = 6.5  # band integrals reach out to this many sigma (Gaussian tail < 1e-9)
+#: A single neutrino's band integrals go on out to this many sigma, a shell added to
+#: ``CAP_L``'s (Gaussian tail < 3e-18): a band edge beyond ``CAP_L`` sigma carries a
+#: weight up to 1e11 times the neutrino's own band's (a(eps) of a southern neutrino
+#: next to the northern sky), so its ~1e-9 of the PSF is not negligible there.
+CAP_TAIL = 9.0
 #: Moment expansion of internal nodes up to this radius in sigma.
 TAYLOR_RAD = 1.0
 #: Cells crossing an A_eff edge are integrated at this fraction of ``res``.
