@@ -80,6 +80,18 @@ def test_analysis_option_reaches_the_significance_and_is_undone(
     assert 20 not in _found(full, "stop_after") and not _found(full, "n_trials_drawn")
 
 
+def test_analysis_given_twice_sets_both(tmp_path, monkeypatch) -> None:
+    """``--analysis A --analysis B`` applies A and B (the second does not replace the
+    first)."""
+    monkeypatch.delenv("LLAMA_TRIAL_STOP_AFTER", raising=False)
+    monkeypatch.delenv("LLAMA_N_TRIALS", raising=False)
+    out = tmp_path / "run" / "S190425a-bg-00" / "significance_lvc-i3.json"
+    twice = ("--analysis", "n_trials=300", "--analysis", "trial_stop_after=20")
+    assert main(_argv(tmp_path, "--scheduler", "synchronous", *twice)) == 0
+    made = json.loads(out.read_text())
+    assert 20 in _found(made, "stop_after") and 300 in _found(made, "n_trials")
+
+
 @pytest.mark.parametrize(
     ("entry", "says"),
     [

@@ -129,7 +129,7 @@ def parser() -> argparse.ArgumentParser:
         help="A named pipeline; with -f/+f the union is used.",
     )  # fmt: skip
     g.add_argument(
-        "--analysis", nargs="*", default=[], metavar="NAME=VALUE",
+        "--analysis", action="extend", nargs="+", default=[], metavar="NAME=VALUE",
         help="Analysis options of the significance for this run, e.g. trial_stop_after=20 "
         "(sequential p-values: an event's trials stop once 20 of them reach its "
         "statistic; docs/science.md, 'Stopping early (sequential trials)'). Names: "
@@ -138,7 +138,8 @@ def parser() -> argparse.ArgumentParser:
         "(the workers of a running scheduler given by address do not see it: set the "
         "variable where they run); "
         "the files made record the options they were made with, so a later run with "
-        "other values makes them again. Default: O3's analysis (2,000 trials).",
+        "other values makes them again. May be given more than once. Default: O3's "
+        "analysis (2,000 trials).",
     )  # fmt: skip
     g.add_argument(
         "--print-default-pipeline", action="store_true",
