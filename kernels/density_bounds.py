@@ -49,7 +49,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .healpix import max_pixrad, pix2vec_nest, vec_to_radec
+from .trial_screen import cap_ra_halfwidth, pixel_cells
 
 __all__ = [
     "RADII_SIGMAS",
@@ -70,16 +70,6 @@ RADII_SIGMAS = np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0])
 _CELLS_PER_RADIUS = 2.0
 #: Beyond this many columns in a row, the row's own extremes are read instead.
 _MAX_COLUMNS = 24
-
-
-@njit(cache=True, nogil=True)
-def _cap_ra_halfwidth(dec, radius):
-    """RA half-width of a cap of ``radius`` about declination ``dec``; pi at a pole."""
-    c = math.cos(dec)
-    s = math.sin(radius)
-    if abs(dec) + radius >= _HALF_PI or s >= c:
-        return math.pi
-    return math.asin(s / c)
 
 
 @njit(cache=True, nogil=True)
@@ -109,24 +99,11 @@ def minmax_grids(order, ipix, density, n_dec):
     (0.0, 11.0, True)
     """
     n_ra = 2 * n_dec
-    cell = math.pi / n_dec
     lo = np.full((n_dec, n_ra), np.inf)
     hi = np.zeros((n_dec, n_ra))
     for k in range(order.shape[0]):
         d = density[k]
-        x, y, z = pix2vec_nest(order[k], ipix[k])
-        ra, dec = vec_to_radec(x, y, z)
-        r = 1.01 * max_pixrad(order[k])  # 1% margin: the cap must contain the pixel
-        r0 = min(max(int(math.floor((dec - r + _HALF_PI) / cell)), 0), n_dec - 1)
-        r1 = min(max(int(math.floor((dec + r + _HALF_PI) / cell)), 0), n_dec - 1)
-        half = _cap_ra_halfwidth(dec, r)
-        if half >= math.pi:
-            c0, c1 = 0, n_ra - 1
-        else:
-            c0 = int(math.floor((ra - half) / cell))
-            c1 = int(math.floor((ra + half) / cell))
-            if c1 - c0 >= n_ra:
-                c0, c1 = 0, n_ra - 1
+        r0, r1, c0, c1 = pixel_cells(order[k], ipix[k], n_dec)
         for row in range(r0, r1 + 1):
             for c in range(c0, c1 + 1):
                 col = c % n_ra
@@ -221,7 +198,7 @@ def disc_minmax(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, radi
     """
     d0 = max(dec - radius, -_HALF_PI)
     d1 = min(dec + radius, _HALF_PI)
-    half = _cap_ra_halfwidth(dec, radius)
+    half = cap_ra_halfwidth(dec, radius)
     lv = 0
     cell = math.pi / n_dec
     while lv + 1 < levels and 2.0 * cell * _CELLS_PER_RADIUS <= radius:

@@ -45,6 +45,7 @@ __all__ = [
     "cell_lookup",
     "density_at",
     "dilate_max",
+    "pixel_cells",
     "psf_reach",
     "sky_max_grid",
 ]
@@ -102,6 +103,36 @@ def _row_of(dec: float, cell: float, n_dec: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def pixel_cells(order: int, ipix: int, n_dec: int) -> tuple[int, int, int, int]:
+    """Cells of the ``n_dec x 2 n_dec`` (dec, RA) grid that a NESTED pixel may touch.
+
+    The pixel is replaced by its circumscribed cap (radius ``max_pixrad`` + 1%), so
+    no touched cell is left out. Returns rows ``r0..r1`` and columns ``c0..c1``, the
+    columns to be read modulo ``2 n_dec`` (a cap across RA 0 has c0 < 0).
+
+    Examples
+    --------
+    >>> pixel_cells(0, 4, 18)  # base pixel on the equator at RA 0: a cap of ~48 deg, 10 deg cells
+    (4, 13, -5, 4)
+    """
+    n_ra = 2 * n_dec
+    cell = math.pi / n_dec
+    x, y, z = pix2vec_nest(order, ipix)
+    ra, dec = vec_to_radec(x, y, z)
+    r = 1.01 * max_pixrad(order)  # 1% margin: the cap must contain the pixel
+    r0 = _row_of(dec - r, cell, n_dec)
+    r1 = _row_of(dec + r, cell, n_dec)
+    half = cap_ra_halfwidth(dec, r)
+    if half >= math.pi:
+        return r0, r1, 0, n_ra - 1
+    c0 = int(math.floor((ra - half) / cell))
+    c1 = int(math.floor((ra + half) / cell))
+    if c1 - c0 >= n_ra:
+        return r0, r1, 0, n_ra - 1
+    return r0, r1, c0, c1
+
+
+@njit(cache=True, nogil=True)
 def sky_max_grid(order, ipix, density, n_dec):
     """Per (dec, RA) cell, the largest density of the map pixels that may touch it.
 
@@ -128,25 +159,12 @@ def sky_max_grid(order, ipix, density, n_dec):
     ((18, 36), 11.0)
     """
     n_ra = 2 * n_dec
-    cell = math.pi / n_dec
     out = np.zeros((n_dec, n_ra))
     for k in range(order.shape[0]):
         d = density[k]
         if not d > 0.0:
             continue
-        x, y, z = pix2vec_nest(order[k], ipix[k])
-        ra, dec = vec_to_radec(x, y, z)
-        r = 1.01 * max_pixrad(order[k])  # 1% margin: the cap must contain the pixel
-        r0 = _row_of(dec - r, cell, n_dec)
-        r1 = _row_of(dec + r, cell, n_dec)
-        half = cap_ra_halfwidth(dec, r)
-        if half >= math.pi:
-            c0, c1 = 0, n_ra - 1
-        else:
-            c0 = int(math.floor((ra - half) / cell))
-            c1 = int(math.floor((ra + half) / cell))
-            if c1 - c0 >= n_ra:
-                c0, c1 = 0, n_ra - 1
+        r0, r1, c0, c1 = pixel_cells(order[k], ipix[k], n_dec)
         for row in range(r0, r1 + 1):
             for c in range(c0, c1 + 1):
                 col = c % n_ra
