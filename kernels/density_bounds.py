@@ -278,6 +278,20 @@ def _band(s, edges):
 
 
 @njit(cache=True, nogil=True)
+def _a_range(arow, dec, grow, edges):
+    """Smallest and largest a(eps) of the sin(dec) bands within ``grow`` [rad] of
+    ``dec``: a disc's bands, taken a little wider than the disc (0.2 sigma), so that a
+    kernel cell crossing a band edge is covered whichever band weights it."""
+    j0 = _band(math.sin(max(dec - grow, -_HALF_PI)), edges)
+    j1 = _band(math.sin(min(dec + grow, _HALF_PI)), edges)
+    a_lo, a_hi = np.inf, 0.0
+    for j in range(j0, j1 + 1):
+        a_lo = min(a_lo, arow[j])
+        a_hi = max(a_hi, arow[j])
+    return a_lo, a_hi
+
+
+@njit(cache=True, nogil=True)
 def overlap_bounds(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, dec, sigma, arows, edges, kind, enough):  # fmt: skip
     """Lower and upper bounds of S = integral of p a G per neutrino (module docstring).
 
@@ -342,13 +356,7 @@ def overlap_bounds(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, 
         r = min(RADII_SIGMAS[n_r - 1] * sg, math.pi)
         m_lo, m_hi = annulus_mass(0.0, r, sg, kind)
         p_lo, p_hi = disc_minmax(cells, rows, cell_start, row_start, levels, n_dec, ra[i], d, r)
-        grow = r + 0.2 * sg
-        j0 = _band(math.sin(max(d - grow, -_HALF_PI)), edges)
-        j1 = _band(math.sin(min(d + grow, _HALF_PI)), edges)
-        a_lo, a_hi = np.inf, 0.0
-        for j in range(j0, j1 + 1):
-            a_lo = min(a_lo, arows[i, j])
-            a_hi = max(a_hi, arows[i, j])
+        a_lo, a_hi = _a_range(arows[i], d, r + 0.2 * sg, edges)
         tail = annulus_mass(r, math.pi, sg, kind)[1] * peak if r < math.pi else 0.0
         quick = m_hi * p_hi * a_hi + tail * a_all
         if quick <= enough[i]:
@@ -360,15 +368,7 @@ def overlap_bounds(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, 
             r = min(RADII_SIGMAS[k] * sg, math.pi)
             m_lo, m_hi = annulus_mass(prev, r, sg, kind)
             p_lo, p_hi = disc_minmax(cells, rows, cell_start, row_start, levels, n_dec, ra[i], d, r)  # fmt: skip
-            # bands the disc reaches, a little wider: the kernels weight a cell
-            # crossing a band edge by its centre's band
-            grow = r + 0.2 * sg
-            j0 = _band(math.sin(max(d - grow, -_HALF_PI)), edges)
-            j1 = _band(math.sin(min(d + grow, _HALF_PI)), edges)
-            a_lo, a_hi = np.inf, 0.0
-            for j in range(j0, j1 + 1):
-                a_lo = min(a_lo, arows[i, j])
-                a_hi = max(a_hi, arows[i, j])
+            a_lo, a_hi = _a_range(arows[i], d, r + 0.2 * sg, edges)
             acc_lo += m_lo * p_lo * a_lo
             acc_hi += m_hi * p_hi * a_hi
             acc_u += m_hi * p_hi
