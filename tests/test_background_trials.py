@@ -12,33 +12,24 @@ statistic) with thresholds set at trials' own exact values, so that every level 
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import healpy as hp
 import numpy as np
 import pytest
+from bayestar_events import bayestar_model
 
 from kernels import density_bounds as KB
 from kernels.overlap import psf_norm
 from llama.science.background_trials import BackgroundTrials, SkyBounds
 from llama.science.fast_trials import SCREEN_FLOOR, TrialScreen
-from llama.science.odds import EventModel
 from llama.science.pvalue import _background_draws, _sample_terms, trial_pvalues
 from llama.science.signal_tables import SINDEC_EDGES
 from llama.science.sim import simulate_background_neutrinos, simulate_signal_neutrino
-from llama.science.skymap import SkyMap, read_sky_map
+from llama.science.skymap import SkyMap
 from llama.science.times import mjd_to_gps
 
-DATA = Path(__file__).parent / "data" / "bayestar"
-
-
-def _model(name: str, **options) -> EventModel:
-    info = json.loads((DATA / "events.json").read_text())[name]
-    skymap = read_sky_map(DATA / f"{name}.fits")
-    rho, rbar = float(info["network_snr"]), float(info["distmean_mpc"])
-    return EventModel(skymap, rho, rbar, info["population"], t_gw_mjd=float(info["mjd_obs"]), **options)  # fmt: skip
+_model = bayestar_model
 
 
 def _neutrinos(model, n, seed):

@@ -21,12 +21,11 @@ doublets) must agree exactly.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from bayestar_events import bayestar_model
 
 from kernels import odds as KO
 from kernels import ra_lookup as KR
@@ -53,18 +52,12 @@ from llama.science.pvalue import (
     trial_pvalues,
 )
 from llama.science.sim import simulate_background_neutrinos, simulate_signal_neutrino
-from llama.science.skymap import read_sky_map
 from llama.science.times import mjd_to_gps
 
-DATA = Path(__file__).parent / "data" / "bayestar"
 N_TRIALS = 2000
 
 
-def _model(name: str) -> EventModel:
-    info = json.loads((DATA / "events.json").read_text())[name]
-    skymap = read_sky_map(DATA / f"{name}.fits")
-    rho, rbar = float(info["network_snr"]), float(info["distmean_mpc"])
-    return EventModel(skymap, rho, rbar, info["population"], t_gw_mjd=float(info["mjd_obs"]))
+_model = bayestar_model
 
 
 @pytest.fixture(scope="module", params=["bns-1", "bbh-2"])

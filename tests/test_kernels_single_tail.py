@@ -12,28 +12,17 @@ stopped at 6.5 sigma, and a result that was a small difference of large sums was
 from __future__ import annotations
 
 import functools
-import json
 import math
-from pathlib import Path
 
 import healpy as hp
 import numpy as np
 import pytest
+from bayestar_events import bayestar_model
 
 from kernels.overlap import ATOL
-from llama.science.odds import EventModel
 from llama.science.signal_tables import SINDEC_EDGES
-from llama.science.skymap import read_sky_map
 
-DATA = Path(__file__).parent / "data" / "bayestar"
-
-
-@functools.cache
-def _model(name: str) -> EventModel:
-    info = json.loads((DATA / "events.json").read_text())[name]
-    skymap = read_sky_map(DATA / f"{name}.fits")
-    rho, rbar = float(info["network_snr"]), float(info["distmean_mpc"])
-    return EventModel(skymap, rho, rbar, info["population"], t_gw_mjd=float(info["mjd_obs"]))
+_model = functools.cache(bayestar_model)
 
 
 def brute_force(uniq, rho, ra, dec, sigma, row, reach=10.0, n_psi=3000, n_phi=2048):
