@@ -42,13 +42,16 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from llama.science.pdffonts import ThreadSwitch
+
 __all__ = ["MAX_ENTRIES", "cached_glyphs", "hook_installed"]
 
 #: Layouts and glyph bitmaps kept per thread, each (cleared when full: a few MB).
 MAX_ENTRIES = 20000
 
 _lock = threading.Lock()
-_local = threading.local()
+_local = threading.local()  # this thread's caches (_caches)
+_glyphs_on = ThreadSwitch()  # where the hooks act: inside cached_glyphs
 _original: dict[str, Any] = {}
 
 
@@ -93,12 +96,8 @@ def cached_glyphs() -> Iterator[None]:
     """Within this block, this thread's Agg texts are drawn from kept layouts and
     glyph bitmaps."""
     hook_installed()
-    depth = getattr(_local, "depth", 0)
-    _local.depth = depth + 1
-    try:
+    with _glyphs_on.on():
         yield
-    finally:
-        _local.depth = depth
 
 
 def _caches() -> tuple[dict, dict, set]:
@@ -118,7 +117,7 @@ def _remember(cache: dict, key: tuple, value):
 def _hooked_draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
     """matplotlib 3.11's ``RendererAgg.draw_text`` for plain text, with the layout and
     the glyph bitmaps taken from this thread's caches."""
-    if not getattr(_local, "depth", 0) or ismath:
+    if not _glyphs_on or ismath:
         return _original["draw"](self, gc, x, y, s, prop, angle, ismath, mtext)
     import numpy as np
     from matplotlib.backends.backend_agg import get_hinting_flag
@@ -180,7 +179,7 @@ _outlines: dict[tuple, tuple] = {}
 def _hooked_text_path(self, prop, s, ismath=False, *, features=None, language=None):
     """``TextToPath.get_text_path`` (the outlines of texts drawn as paths, such as the
     labels with a white halo), kept per string and font inside :func:`cached_glyphs`."""
-    if not getattr(_local, "depth", 0) or ismath:
+    if not _glyphs_on or ismath:
         return _original["outline"](self, prop, s, ismath, features=features,
                                     language=language)  # fmt: skip
     import numpy as np

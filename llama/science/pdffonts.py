@@ -55,6 +55,7 @@ from typing import Any
 __all__ = [
     "BASE_TEXT",
     "SHARED_RC",
+    "ThreadSwitch",
     "cached_subsets",
     "cached_text",
     "hook_installed",
@@ -76,8 +77,40 @@ MAX_CACHED = 64
 #: at zlib level 1 instead of 6: ~15 ms less per scatter plot for a file ~5% larger.
 SHARED_RC = {"pdf.fonttype": 42, "text.hinting": "no_hinting", "pdf.compression": 1}
 
+
+class ThreadSwitch:
+    """On in a thread while it is inside one of the switch's ``with switch.on():``
+    blocks (nested blocks count): how a hook installed in matplotlib for every thread
+    knows whether to act in the thread calling it.
+
+    Examples
+    --------
+    >>> switch = ThreadSwitch()
+    >>> with switch.on():
+    ...     inside = bool(switch)
+    >>> inside, bool(switch)
+    (True, False)
+    """
+
+    def __init__(self) -> None:
+        self._depth = threading.local()
+
+    @contextlib.contextmanager
+    def on(self) -> Iterator[None]:
+        depth = getattr(self._depth, "n", 0)
+        self._depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.n = depth
+
+    def __bool__(self) -> bool:
+        return bool(getattr(self._depth, "n", 0))
+
+
 _lock = threading.Lock()
-_local = threading.local()
+#: where this module's hooks act: cached_subsets, cached_text and plain_image_rows
+_subsets_on, _text_on, _images_on = ThreadSwitch(), ThreadSwitch(), ThreadSwitch()
 #: (font path, face index) -> glyph indices of BASE_TEXT in that font
 _base: dict[tuple[str, int], frozenset[int]] = {}
 #: (font path, face index, glyphs) -> (subset font bytes, glyph index map)
@@ -117,12 +150,8 @@ def _install() -> bool:
 def cached_subsets() -> Iterator[None]:
     """Within this block, this thread's PDF saves reuse cached font subsets."""
     _install()
-    depth = getattr(_local, "depth", 0)
-    _local.depth = depth + 1
-    try:
+    with _subsets_on.on():
         yield
-    finally:
-        _local.depth = depth
 
 
 @contextlib.contextmanager
@@ -183,7 +212,7 @@ class _SubsetFont:
 
 
 def _hooked_subset(fontfile, glyphs):
-    if not getattr(_local, "depth", 0):
+    if not _subsets_on:
         return _original(fontfile, glyphs)
     from matplotlib.backends import _backend_pdf_ps as pdf_ps
 
@@ -374,12 +403,8 @@ def cached_text() -> Iterator[None]:
     True
     """
     _install_text()
-    depth = getattr(_local, "text_depth", 0)
-    _local.text_depth = depth + 1
-    try:
+    with _text_on.on():
         yield
-    finally:
-        _local.text_depth = depth
 
 
 def _text_key(s: str, prop, *extra) -> tuple:
@@ -404,7 +429,7 @@ def _remember(cache: dict, key: tuple, value):
 def _uncached(renderer, ismath) -> bool:
     import matplotlib as mpl
 
-    return (not getattr(_local, "text_depth", 0) or bool(ismath)
+    return (not _text_on or bool(ismath)
             or mpl.rcParams["pdf.use14corefonts"])  # fmt: skip
 
 
@@ -603,15 +628,11 @@ def plain_image_rows() -> Iterator[None]:
     """Within this block, this thread's PDF saves embed images through
     :func:`png_rows` instead of Pillow's PNG encoder."""
     image_hook_installed()
-    depth = getattr(_local, "image_depth", 0)
-    _local.image_depth = depth + 1
-    try:
+    with _images_on.on():
         yield
-    finally:
-        _local.image_depth = depth
 
 
 def _hooked_write_png(self, img):
-    if not getattr(_local, "image_depth", 0) or img.mode not in ("L", "RGB", "P"):
+    if not _images_on or img.mode not in ("L", "RGB", "P"):
         return _original_png["write"](self, img)
     return png_rows(img)
