@@ -146,6 +146,25 @@ def test_hdf5_round_trip(tmp_path, make):
     assert r.meta == m.meta
 
 
+def test_uniq_to_order_ipix_matches_integer_bit_lengths():
+    """Every order 0..29, each with its first and last pixel (the last ones of orders
+    >= 25 lie above 2**53, where a float rounds) and random pixels, against Python's
+    exact int.bit_length."""
+    rng = np.random.default_rng(11)
+    orders = np.r_[np.arange(30), np.arange(30), rng.integers(0, 30, 5000)]
+    last = [12 * 4**o - 1 for o in range(30)]
+    ipix = [0] * 30 + last + [int(rng.integers(0, 12 * 4**o)) for o in orders[60:]]
+    uniq = np.array([4 * 4**o + p for o, p in zip(orders.tolist(), ipix, strict=True)])
+    expect_order = np.array([(int(u).bit_length() - 3) // 2 for u in uniq])
+    order, pix = uniq_to_order_ipix(uniq)
+    np.testing.assert_array_equal(order, orders)
+    np.testing.assert_array_equal(order, expect_order)
+    np.testing.assert_array_equal(pix, ipix)
+    assert uniq_to_order_ipix(np.int64(4 * 4**29 + last[29])) == (29, last[29])
+    with pytest.raises(SkyMapError, match="UNIQ column is corrupt"):
+        uniq_to_order_ipix(np.array([4, 3]))
+
+
 def test_unsorted_uniq_is_sorted_by_nested_range():
     m = moc_map()
     idx = np.random.default_rng(1).permutation(len(m))

@@ -85,15 +85,12 @@ def uniq_to_order_ipix(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     uniq = np.asarray(uniq, dtype=np.int64)
     if np.any(uniq < 4):
         raise SkyMapError("NUNIQ indices must be >= 4; the UNIQ column is corrupt")
-    # bit_length(uniq) - 1 = 2 * order + 2; integer arithmetic avoids float log
-    # rounding at high orders.
-    nbits = np.zeros(uniq.shape, dtype=np.int64)
-    u = uniq.copy()
-    for shift in (32, 16, 8, 4, 2, 1):
-        big = u >= (np.int64(1) << shift)
-        nbits[big] += shift
-        u[big] >>= shift
-    order = (nbits - 2) // 2
+    # uniq lies in [4 * 4**order, 16 * 4**order): frexp's exponent is its bit length,
+    # 2 * order + 3 or + 4. Above 2**53 the float of a uniq just below 16 * 4**order
+    # can round up to that power of 2 (never down past one): one integer check mends it.
+    _, nbits = np.frexp(uniq.astype(np.float64))
+    order = (nbits.astype(np.int64) - 3) >> 1
+    order -= uniq < (np.int64(4) << (2 * order))
     ipix = uniq - (np.int64(4) << (2 * order))
     return order, ipix
 
@@ -549,9 +546,8 @@ def _describe(source) -> str:
     return str(name) if isinstance(name, (str, os.PathLike)) else "sky map (in-memory file)"
 
 
-def _open_fits(source, where: str):
-    from astropy.io import fits
-
+def _fits_bytes(source, where: str) -> bytes:
+    """The whole FITS file, gunzipped when its content is gzip."""
     try:
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as f:
@@ -562,16 +558,29 @@ def _open_fits(source, where: str):
             import gzip
 
             data = gzip.decompress(data)
+        return data
+    except FileNotFoundError:
+        raise SkyMapError(f"{where}: no such file; check the path") from None
+    except Exception as exc:  # a directory, an unreadable or corrupt gzip file, ...
+        raise _not_fits(where, exc) from None
+
+
+def _not_fits(where: str, exc: Exception) -> SkyMapError:
+    return SkyMapError(
+        f"{where}: not a readable FITS file ({exc.__class__.__name__}: {exc}); "
+        "re-download the sky map or pass the FITS (optionally .gz) file itself"
+    )
+
+
+def _open_fits(data: bytes, where: str):
+    from astropy.io import fits
+
+    try:
         hdul = fits.open(io.BytesIO(data), memmap=False)
         hdul.verify("silentfix")
         return hdul
-    except FileNotFoundError:
-        raise SkyMapError(f"{where}: no such file; check the path") from None
     except Exception as exc:  # astropy raises OSError, TypeError, ... on bad files
-        raise SkyMapError(
-            f"{where}: not a readable FITS file ({exc.__class__.__name__}: {exc}); "
-            "re-download the sky map or pass the FITS (optionally .gz) file itself"
-        ) from None
+        raise _not_fits(where, exc) from None
 
 
 def _find_table(hdul, where: str):
@@ -653,28 +662,29 @@ def read_sky_map(source: str | os.PathLike | BinaryIO) -> SkyMap:
 
 
 def _read_fits_table(source, where: str) -> SkyMap:
-    with _open_fits(source, where) as hdul:
-        hdu = _find_table(hdul, where)
-        header = hdu.header
-        names = [c.upper() for c in hdu.columns.names]
-        try:
-            data = hdu.data
-            cols = {name: np.asarray(data.field(i)).ravel() for i, name in enumerate(names)}
-        except Exception as exc:
-            raise SkyMapError(
-                f"{where}: the pixel table cannot be decoded ({exc}); the file is corrupt"
-            ) from None
-        ordering = str(header.get("ORDERING", "")).strip().upper()
-        if not ordering and "UNIQ" in cols:
-            ordering = "NUNIQ"
-        if ordering not in ("RING", "NESTED", "NUNIQ"):
-            raise SkyMapError(
-                f"{where}: unknown pixel ORDERING {header.get('ORDERING')!r}; expected RING, "
-                "NESTED or NUNIQ (set the ORDERING header key)"
-            )
-        if ordering == "NUNIQ" and "UNIQ" not in cols:
-            raise SkyMapError(f"{where}: ORDERING is NUNIQ but there is no UNIQ column")
-        meta = _header_meta(header)
+    from llama.science.fits_bintable import read_bintable
+
+    data = _fits_bytes(source, where)
+    # the plain tables of LVK and healpy maps straight from the bytes (~20x faster);
+    # anything else, and every broken file, through astropy
+    table = read_bintable(data)
+    if table is not None:
+        header, names, fields = table.header, table.names, table.fields
+    else:
+        header, names, fields = _astropy_table(data, where)
+    names = [name.upper() for name in names]
+    cols = {name: np.asarray(field).ravel() for name, field in zip(names, fields, strict=True)}
+    ordering = str(header.get("ORDERING", "")).strip().upper()
+    if not ordering and "UNIQ" in cols:
+        ordering = "NUNIQ"
+    if ordering not in ("RING", "NESTED", "NUNIQ"):
+        raise SkyMapError(
+            f"{where}: unknown pixel ORDERING {header.get('ORDERING')!r}; expected RING, "
+            "NESTED or NUNIQ (set the ORDERING header key)"
+        )
+    if ordering == "NUNIQ" and "UNIQ" not in cols:
+        raise SkyMapError(f"{where}: ORDERING is NUNIQ but there is no UNIQ column")
+    meta = _header_meta(header)
     meta["ordering"] = ordering
 
     density_col = next((c for c in _DENSITY_COLUMNS if c in cols), None)
@@ -709,6 +719,20 @@ def _read_fits_table(source, where: str) -> SkyMap:
         dens = values.pop("p") if density_col else values.pop("p") / area
         skymap = SkyMap(probdensity=dens, nside=nside, meta=meta, **values)
     return skymap
+
+
+def _astropy_table(data: bytes, where: str):
+    """(header, column names, columns) of the first binary table, through astropy."""
+    with _open_fits(data, where) as hdul:
+        hdu = _find_table(hdul, where)
+        try:
+            table = hdu.data
+            fields = [np.array(table.field(i)) for i in range(len(hdu.columns))]
+        except Exception as exc:
+            raise SkyMapError(
+                f"{where}: the pixel table cannot be decoded ({exc}); the file is corrupt"
+            ) from None
+        return hdu.header, list(hdu.columns.names), fields
 
 
 def _density(cols, density_col, prob_col, uniq) -> np.ndarray:

@@ -1,0 +1,200 @@
+"""An event's path outside the background trials, stage by stage (issue 8).
+
+The claim (bench/README.md, "Realistic events end to end", "Event path outside the
+trials"): what one realistic event costs in CPU between its inputs and its trials,
+and what each cut saved. Stages, each timed per event with ``time.process_time``
+over the BAYESTAR maps of ``/work/shared/data/bayestar`` (``--maps``), one
+IceCube-like list per map (`llama.science.sim.simulate_background_neutrinos`):
+
+* ``fits``: ``read_sky_map`` of the map's FITS file (LvcSkymapHdf5 reads it);
+* ``fits-astropy``: the same, with the fast FITS path declined (astropy.io.fits),
+  the in-process baseline of ``fits``;
+* ``hdf5-write`` / ``hdf5-read``: the internal copy written and read back (the
+  significance handler reads it);
+* ``statistic``: ``EventModel(...)`` and ``evaluate`` of the observed list, as the
+  significance handler does before its trials (map preparation, single and pair
+  overlaps, background terms, detector frame);
+* ``watchdog``: one handler's ``_call_with_timeout`` of a function that does nothing,
+  with a timeout (the handlers that fetch) and without.
+
+Each stage runs ``--repeat`` rounds over all maps; the best round is kept (other work
+on the machine only ever slows a round). ``--against REV`` also runs this script on
+``git archive REV`` of the repository in a second process, the two processes taking
+turns round by round, and prints each stage's time there and the ratio: before and
+after a change under the same load.
+
+Run: ``python bench/bench_event_path.py --against e2f2faf``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BAYESTAR = Path("/work/shared/data/bayestar")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def events(maps: Path, seed: int):
+    """(path, model keywords, neutrinos, t_gw) of each map's event."""
+    import numpy as np
+
+    from llama.science.sim import simulate_background_neutrinos
+    from llama.science.times import mjd_to_gps
+
+    catalogue = json.loads((maps / "events.json").read_text())
+    out = []
+    for k, name in enumerate(sorted(n for n in catalogue if (maps / f"{n}.fits").exists())):
+        info = catalogue[name]
+        mjd = float(info["mjd_obs"])
+        nu = simulate_background_neutrinos(np.random.default_rng(seed + k), mjd)
+        kw = {"rho": float(info["network_snr"]), "rbar": float(info["distmean_mpc"]),
+              "population": info["population"], "t_gw_mjd": mjd}  # fmt: skip
+        out.append((maps / f"{name}.fits", kw, nu, float(mjd_to_gps(mjd))))
+    return out
+
+
+def stages(evs, tmp: Path) -> dict:
+    """name -> callable running the stage once for every event."""
+    from llama import event as event_module
+    from llama.science import skymap as S
+    from llama.science.odds import EventModel
+
+    maps = [S.read_sky_map(path) for path, *_ in evs]
+    h5 = [tmp / f"m{k}.hdf5" for k in range(len(evs))]
+    for m, p in zip(maps, h5, strict=True):
+        S.write_hdf5(p, m)
+
+    def fits():
+        for path, *_ in evs:
+            S.read_sky_map(path)
+
+    def fits_astropy():
+        try:
+            from llama.science import fits_bintable
+        except ImportError:  # before the fast path: read_sky_map is astropy's
+            return fits()
+        fast = fits_bintable.read_bintable
+        fits_bintable.read_bintable = lambda data: None
+        try:
+            fits()
+        finally:
+            fits_bintable.read_bintable = fast
+
+    def hdf5_write():
+        for m, p in zip(maps, h5, strict=True):
+            S.write_hdf5(p, m)
+
+    def hdf5_read():
+        for p in h5:
+            S.read_hdf5(p)
+
+    def statistic():
+        for m, (_, kw, nu, t_gw) in zip(maps, evs, strict=True):
+            EventModel(m, **kw).evaluate(nu, t_gw)
+
+    def watchdog(timeout):
+        def run():
+            for _ in evs:
+                event_module._call_with_timeout(lambda arg: None, None, timeout, "bench")
+
+        return run
+
+    return {
+        "fits": fits,
+        "fits-astropy": fits_astropy,
+        "hdf5-write": hdf5_write,
+        "hdf5-read": hdf5_read,
+        "statistic": statistic,
+        "watchdog (timeout set)": watchdog(120.0),
+        "watchdog (no timeout)": watchdog(None),
+    }
+
+
+def serve(maps: Path, seed: int) -> None:
+    """Worker mode: one JSON line of per-event ms per round asked for on stdin."""
+    with tempfile.TemporaryDirectory() as tmp:
+        evs = events(maps, seed)
+        run = stages(evs, Path(tmp))
+        for f in run.values():  # warm-up: imports, kernel loads, caches
+            f()
+        print(json.dumps({"ready": True}), flush=True)
+        for _ in sys.stdin:
+            out = {}
+            for name, f in run.items():
+                t0 = time.process_time()
+                f()
+                out[name] = 1e3 * (time.process_time() - t0) / len(evs)
+            print(json.dumps(out), flush=True)
+
+
+def _worker(tree: Path, args) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(tree), NUMBA_NUM_THREADS="1")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", "--maps", str(args.maps),
+           "--seed", str(args.seed)]  # fmt: skip
+    p = subprocess.Popen(cmd, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)  # fmt: skip
+    if json.loads(p.stdout.readline()).get("ready") is not True:
+        raise SystemExit(f"the bench in {tree} did not start")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--maps", type=Path, default=BAYESTAR, help="BAYESTAR maps directory")
+    parser.add_argument("--seed", type=int, default=8, help="seed of the neutrino lists (8)")
+    parser.add_argument("--repeat", type=int, default=7, help="rounds per stage (7)")
+    parser.add_argument("--against", metavar="REV", help="also time git revision REV")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.maps, args.seed)
+        return 0
+    print("before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"this tree": REPO}
+        if args.against:
+            old = Path(tmp) / "old"
+            old.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.against],
+                                     capture_output=True, check=True).stdout  # fmt: skip
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            trees[args.against] = old
+        workers = {name: _worker(tree, args) for name, tree in trees.items()}
+        best: dict[str, dict[str, float]] = {name: {} for name in trees}
+        for _ in range(args.repeat):  # the trees take turns, round by round
+            for name, p in workers.items():
+                p.stdin.write("round\n")
+                p.stdin.flush()
+                for stage, ms in json.loads(p.stdout.readline()).items():
+                    best[name][stage] = min(ms, best[name].get(stage, float("inf")))
+        for p in workers.values():
+            p.stdin.close()
+            p.wait()
+    print("after: ", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    n = len(events_names(args.maps))
+    print(f"{n} BAYESTAR events, best of {args.repeat} rounds, CPU ms per event")
+    names = list(trees)
+    head = f"{'stage':26s}" + "".join(f"{name:>14s}" for name in names)
+    print(head + ("   ratio" if len(names) == 2 else ""))
+    for stage in best[names[0]]:
+        row = f"{stage:26s}" + "".join(f"{best[name][stage]:14.2f}" for name in names)
+        if len(names) == 2:
+            row += f"   {best[names[1]][stage] / best[names[0]][stage]:5.2f}x"
+        print(row)
+    return 0
+
+
+def events_names(maps: Path) -> list[str]:
+    catalogue = json.loads((maps / "events.json").read_text())
+    return [n for n in catalogue if (maps / f"{n}.fits").exists()]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
