@@ -82,6 +82,7 @@ __all__ = [
     "TrialBounds",
     "ScrambleTrials",
     "TrialScreen",
+    "pair_annulus_bound",
     "pair_overlap_bound",
     "screened_model",
     "supports_screening",
@@ -129,6 +130,13 @@ _CLAMP_BELOW_FLOOR = 1e-30
 _PAIR_BOUND_MARGIN = 1.05
 #: O3's Gaussian product integrated over the sphere, at most this times the planar value.
 _SPHERE_MARGIN = 1.02
+#: The product of two of O3's Gaussians bounded as a Gaussian this much wider than
+#: the planar product's (the sphere's curvature; :meth:`ScrambleTrials._pair_annulus_bound`).
+_PAIR_PSF_WIDER = 1.05
+#: The pair kernel's absolute floor taken this many times in the pyramid's pair bound:
+#: in a map's far tail the pair kernel is off by up to ~2.1x its tolerance (tests/
+#: test_kernels_pair_tail.py).
+_PAIR_FLOOR_MARGIN = 3.0
 #: Tolerance of the pair kernel's first look at a doublet that bounds cannot decide:
 #: its result bounds the exact method's S_ij within about this (and the floors).
 _COARSE_PAIR_RTOL = 0.25
@@ -470,6 +478,61 @@ def pair_overlap_bound(ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j, s_i, s_j, a_i
     return np.fmin(loose, split)
 
 
+def pair_annulus_bound(sky, ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j, rows, kind=0, d=None):
+    """An upper bound of a pair's overlap S_ij = ∫ rho a_i a_j G_i G_j from a map's
+    min/max pyramid (nested discs about the pair's product).
+
+    G_i G_j is ∫ G_i G_j (:func:`product_integral`) times a PSF of width sigma_c =
+    (sigma_i⁻² + sigma_j⁻²)^(-1/2) about the pair's weighted centre: exactly for von
+    Mises-Fisher PSFs (kappa_c = |kappa_i n_i + kappa_j n_j|, centre along that
+    vector), on the plane for O3's Gaussian, whose sphere's curvature a PSF wider by
+    :data:`_PAIR_PSF_WIDER` covers (a wider PSF only moves mass to outer annuli,
+    bounded over larger discs). So S_ij <= ∫ G_i G_j x the nested-disc bound of
+    ∫ rho a_i a_j G_c (:meth:`~llama.science.background_trials.SkyBounds.overlap`),
+    far tighter than the largest density within the product's reach where the map
+    varies on the PSFs' scale.
+
+    Parameters
+    ----------
+    sky : SkyBounds
+        The map's pyramid.
+    ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j : (k,) float64
+        The pairs' members [rad].
+    rows : (k, nb) float64
+        a_i a_j per sin(dec) band (:data:`~llama.science.signal_tables.SINDEC_EDGES`).
+    kind : int
+        0 O3's Gaussian, 1 von Mises-Fisher.
+    d : (k,) float64, optional
+        The pairs' separations [rad] (computed when not given).
+
+    Examples
+    --------
+    >>> from llama.science.background_trials import SkyBounds
+    >>> from llama.science.skymap import SkyMap
+    >>> sky = SkyBounds(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1))
+    >>> s = np.radians([1.0])
+    >>> b = pair_annulus_bound(sky, 0.0 * s, 0.0 * s, s, s, 0.0 * s, s, np.ones((1, 18)))
+    >>> want = product_integral(s, s, s) / (4 * np.pi)   # a uniform map: rho ∫ G_i G_j
+    >>> bool(want[0] <= b[0] < 1.01 * want[0])
+    True
+    """
+    ra_i, dec_i, ra_j, dec_j = (np.asarray(a, dtype=np.float64) for a in (ra_i, dec_i, ra_j, dec_j))
+    si, sj = np.asarray(sigma_i, dtype=np.float64), np.asarray(sigma_j, dtype=np.float64)
+    d = _separation(ra_i, dec_i, ra_j, dec_j) if d is None else d
+    if kind == 1:  # the product of two vMF densities is one: centre and kappa exact
+        ui = np.stack([np.cos(dec_i) * np.cos(ra_i), np.cos(dec_i) * np.sin(ra_i), np.sin(dec_i)])
+        uj = np.stack([np.cos(dec_j) * np.cos(ra_j), np.cos(dec_j) * np.sin(ra_j), np.sin(dec_j)])
+        v = ui / si**2 + uj / sj**2
+        c_ra = np.arctan2(v[1], v[0]) % (2.0 * math.pi)
+        c_dec = np.arctan2(v[2], np.hypot(v[0], v[1]))
+        s_c = 1.0 / np.sqrt(np.sqrt(np.sum(v * v, axis=0)))
+    else:
+        c_ra, c_dec = _towards(ra_i, dec_i, ra_j, dec_j, d, d * si**2 / (si**2 + sj**2))
+        s_c = _PAIR_PSF_WIDER * si * sj / np.sqrt(si**2 + sj**2)
+    u = sky.overlap(c_ra, c_dec, s_c, rows, kind)[1]
+    return product_integral(d, si, sj, kind) * u
+
+
 def product_integral(d, sigma_i, sigma_j, kind: int = 0) -> np.ndarray:
     """∫ G_i G_j dΩ over the sky for two PSFs ``d`` apart [sr⁻¹] (angles [rad]).
 
@@ -802,6 +865,8 @@ class ScrambleTrials:
         self._pair_unit = np.zeros((n, n))
         self._pair_ratio = np.zeros((n, n))
         self._pair_amax = np.zeros((n, n))
+        # per pair and sin(dec) band, a_i a_j as the pair kernel weights it
+        self._pair_rows = np.zeros((n, n, SINDEC_EDGES.size - 1))
         for i, j in zip(*np.nonzero(np.triu(near, 1)), strict=True):
             sel = np.array([i, j])
             seen = []
@@ -823,6 +888,7 @@ class ScrambleTrials:
                 with np.errstate(divide="ignore", invalid="ignore"):  # inf: j's own a is 0
                     self._pair_ratio[i, j] = np.where(rows_j > 0, rows_j / self._rows[j], 0.0).max()  # fmt: skip
                 self._pair_amax[i, j] = rows_j.max()
+                self._pair_rows[i, j] = self._rows[i] * rows_j
 
     def _find_pairs(self, ra_deg, ra, m):
         """The doublets (pi, pj) of m scrambles, indices into the m x n entries, by the
@@ -847,10 +913,12 @@ class ScrambleTrials:
         pi, pj = KO.find_pairs(lon, lat, sig, tile_offsets(nc, m), C.PAIR_SEPARATION_SIGMAS, mode)
         return cols[pi], cols[pj], (az if every else None)
 
-    def _pair_overlap_bound(self, ra, dec, sigma, s_hi, pi, pj):
+    def _pair_overlap_bound(self, ra, dec, sigma, s_hi, pi, pj, tight: bool = False):
         """Upper bounds of the exact pair kernel's S_ij for the doublets (pi, pj) (indices
         into ``ra``, ``dec``, ``sigma`` [rad] and ``s_hi``, bounds of the true S_i):
-        :func:`pair_overlap_bound` or the density bound, with margins."""
+        :func:`pair_overlap_bound` or the density bound, with margins; with ``tight``
+        also :meth:`_pair_annulus_bound` (a few µs a pair: for the trials that hold
+        an observed value)."""
         n = self.n
         i, j = pi % n, pj % n
         ratio, a_i, a_j, kind = self._pair_ratio[i, j], self._amax[i], self._pair_amax[i, j], self.model.psf_kind  # fmt: skip
@@ -873,7 +941,27 @@ class ScrambleTrials:
         mass = a_i * a_j * product_integral(d, si, sj, kind)
         # the pair kernel's absolute tolerance: ATOL x its rtol x the map's peak x the
         # product's mass x max a_i max a_j
-        return _PAIR_BOUND_MARGIN * np.fmin(split, mass * near) + self._pair_atol * mass
+        bound = _PAIR_BOUND_MARGIN * np.fmin(split, mass * near) + self._pair_atol * mass
+        if tight:
+            bound = np.fmin(bound, self._pair_annulus_bound(ra, dec, sigma, pi, pj, d))
+        return bound
+
+    def _pair_annulus_bound(self, ra, dec, sigma, pi, pj, d):
+        """:func:`pair_annulus_bound` of the doublets (pi, pj) with margins and the pair
+        kernel's absolute floor: a bound of the pair kernel's S_ij."""
+        from llama.science.background_trials import SkyBounds
+
+        n = self.n
+        i, j = pi % n, pj % n
+        u = pair_annulus_bound(
+            SkyBounds.for_model(self.model), ra[pi], dec[pi], sigma[pi], ra[pj], dec[pj],
+            sigma[pj], self._pair_rows[i, j], self.model.psf_kind, d,
+        )  # fmt: skip
+        # the pair kernel's absolute floor (ATOL rtol rho_max max a_i max a_j ∫ G_i G_j),
+        # with the margin of its far-tail errors
+        mass = product_integral(d, sigma[pi], sigma[pj], self.model.psf_kind)
+        floor = _PAIR_FLOOR_MARGIN * self._pair_atol * mass * self._amax[i] * self._pair_amax[i, j]  # fmt: skip
+        return _PAIR_BOUND_MARGIN * u + floor
 
     def evaluate_batch(
         self, ra_deg, dec_deg=None, sigma_deg=None, energy_gev=None, dt_s=None, zenith_deg=None,
@@ -998,12 +1086,13 @@ class ScrambleTrials:
 
     def _bounds(self, ra_deg):
         """(:meth:`bounds`, per trial the exact statistic's bounds without doublets,
-        per row the doublets' bound terms (first members; for the observed list))."""
+        per row the doublets' bound terms (first members; for the observed list), per
+        entry an upper bound of the true S_i)."""
         n = self.n
         m = ra_deg.size // n if n else 0
         if n == 0:
             z = np.zeros(m)
-            return TrialBounds(z, z.copy(), np.zeros(m, dtype=bool), z.copy()), z, z, z
+            return TrialBounds(z, z.copy(), np.zeros(m, dtype=bool), z.copy()), z, z, z, z
         offsets = tile_offsets(n, m)
         ra = np.radians(ra_deg)
         s, s_lo, s_hi, _ = self._s_bounds(ra_deg, ra, m)
@@ -1017,7 +1106,8 @@ class ScrambleTrials:
         with np.errstate(invalid="ignore"):  # inf * 0 where a unit odds is not finite
             e_lo = KO.segment_sum(unit * s_lo, offsets)
             e_hi = KO.segment_sum(unit * s_hi, offsets)
-        rows_d, odd = self._pair_bounds(ra_deg, ra, self._true_s_max(s_hi, m), m)
+        s_true = self._true_s_max(s_hi, m)
+        rows_d, odd = self._pair_bounds(ra_deg, ra, s_true, m)
         pair_hi = KO.segment_sum(rows_d, offsets)
         ranked = o_1 + pair_hi
         resolved = ranked >= self.cut
@@ -1027,18 +1117,19 @@ class ScrambleTrials:
         odd |= ~(np.isfinite(lo) & np.isfinite(hi))
         resolved |= odd
         lo[odd], hi[odd] = self.cut, np.inf
-        return TrialBounds(lo, hi, resolved, np.clip(o_1, lo, hi)), e_lo, e_hi, rows_d
+        return TrialBounds(lo, hi, resolved, np.clip(o_1, lo, hi)), e_lo, e_hi, rows_d, s_true
 
     def _true_s_max(self, s_hi, m):
         """An upper bound of the true S_i from one of the exact kernel's: the kernel is
         within its rtol of the value plus its absolute tolerance."""
         return (s_hi + np.tile(self._atol, m)) * (1.0 + self.model.overlap_rtol)
 
-    def _pair_bounds(self, ra_deg, ra, s, m):
+    def _pair_bounds(self, ra_deg, ra, s, m, tight: bool = False):
         """Per row (its doublets as first member), the doublets' bound terms over P_c +
         P_0 (what they may add to O_i), and per trial whether any term is not
         finite: each term is the pair's unit term (:meth:`_pair_statics`, the model's
-        own) times the bound of S_ij from ``s``, bounds of the true S_i."""
+        own) times the bound of S_ij from ``s``, bounds of the true S_i (``tight``:
+        see :meth:`_pair_overlap_bound`)."""
         n = self.n
         rows_d = np.zeros(m * n)
         odd = np.zeros(m, dtype=bool)
@@ -1048,7 +1139,7 @@ class ScrambleTrials:
         i, j = pi % n, pj % n
         sig = np.tile(np.radians(self.sigma), m)
         dec = np.tile(np.radians(self.dec), m)
-        bound = self._pair_overlap_bound(ra, dec, sig, s, pi, pj)
+        bound = self._pair_overlap_bound(ra, dec, sig, s, pi, pj, tight)
         with np.errstate(divide="ignore", invalid="ignore"):  # 0 x inf: O3's quirks, exact
             # a hair of margin for the model's roundings of its product
             share = self._pair_unit[i, j] * bound * (1.0 + 1e-12) / (self.p_c + self.p_0)[i]
@@ -1142,7 +1233,7 @@ class ScrambleTrials:
         odds_i_exact = np.asarray(odds_i_exact, dtype=np.float64)
         if self.n == 0:
             return float(odds_exact), odds_i_exact
-        b, _, _, rows_d = self._bounds(ra_deg)
+        b, _, _, rows_d, _ = self._bounds(ra_deg)
         event = max(float(odds_exact), self.cut) if b.resolved[0] else float(b.lo[0])
         s = self._s_bounds(ra_deg, np.radians(ra_deg), 1)[0]
         none_i, none_f = np.empty(0, np.int64), np.empty(0)
@@ -1178,7 +1269,7 @@ class ScrambleTrials:
             offsets = _lists[5] if len(_lists) > 5 else _background.get("offsets")
             z = np.zeros(0 if offsets is None else np.size(offsets) - 1)
             return TrialBounds(z, z.copy(), np.ones(z.size, dtype=bool), z.copy())
-        b, e_lo, e_hi, rows_d = self._bounds(ra_deg)
+        b, e_lo, e_hi, rows_d, s_true = self._bounds(ra_deg)
         lo, hi = b.lo.copy(), b.hi.copy()
         t = np.sort(np.asarray(thresholds, dtype=np.float64))
         t = t[~np.isnan(t)]
@@ -1189,6 +1280,10 @@ class ScrambleTrials:
         todo = holding(np.flatnonzero(lo < hi))
         if todo.size == 0:
             return b
+        self._tighten_pairs(ra_deg, todo[np.isfinite(hi[todo])], hi, e_hi, rows_d, s_true)
+        todo = holding(todo)
+        if todo.size == 0:
+            return TrialBounds(lo, hi, b.resolved, np.clip(b.point, lo, hi))
         left = todo[np.isfinite(hi[todo])]  # not finite: the whole statistic
         if left.size:
             self._refine(ra_deg, left, lo, hi, rows_d, holding)
@@ -1197,6 +1292,25 @@ class ScrambleTrials:
             lo[left] = hi[left] = np.maximum(self._exact(ra_deg, left), self.cut)
         point = np.where(lo == hi, lo, b.point)
         return TrialBounds(lo, hi, b.resolved, point, int(left.size))
+
+    def _tighten_pairs(self, ra_deg, trials, hi, e_hi, rows_d, s_true) -> None:
+        """Narrow ``hi`` of resolved ``trials`` (and their rows of ``rows_d``) in place
+        by the pyramid's pair bound (:meth:`_pair_annulus_bound`), for the few trials
+        that hold an observed value: the lookups' doublet bounds are often 10-10^5
+        times the exact terms where a pair's product lies in the map's slope."""
+        n, k = self.n, trials.size
+        if k == 0 or self._pairable.size < 2:
+            return
+        rows = (trials[:, None] * n + np.arange(n)).ravel()
+        sub = ra_deg[rows]
+        tight, odd = self._pair_bounds(sub, np.radians(sub), s_true[rows], k, tight=True)
+        tight = np.fmin(tight, rows_d[rows])  # both bound each row's doublet terms
+        keep = ~odd
+        rows_d[rows] = np.where(np.repeat(keep, n), tight, rows_d[rows])
+        pair_hi = tight.reshape(k, n).sum(axis=1)
+        with np.errstate(invalid="ignore"):
+            new = np.maximum(e_hi[trials[keep]] + pair_hi[keep], self.cut)
+            hi[trials[keep]] = np.minimum(hi[trials[keep]], new)
 
     def _refine(self, ra_deg, trials, lo, hi, rows_d, holding) -> None:
         """Narrow ``lo``, ``hi`` of ``trials`` in place while they hold a threshold: per
