@@ -90,16 +90,13 @@ def ring_z(i, nside):
     return k * k / (3.0 * nside * nside) - 1.0
 
 
-@per_node
-def cell_weight(arow: np.ndarray, sindec_edges: np.ndarray, z: float, o: int, j0: int, j1: int) -> float:  # fmt: skip
-    """Mean weight of the row over a pixel of order ``o`` centred at ``sin dec = z``
-    that crosses band edges ``j0 + 1 .. j1``: each band's share of the pixel's area.
-    A HEALPix pixel is a diamond in (z, phi), equal-area coordinates: its north and
-    south corners lie on the rings next to its own, its east and west ones on its
-    ring (exactly so in the equatorial belt, nearly in the polar caps). The midpoint
-    rule's weight at the centre was off by up to the whole jump for a pixel straddling
-    an edge: where the weight jumps 1e11-fold (a(eps) of a southern neutrino) and the
-    edge carries the result, that was 2.5%."""
+@helper
+def cell_span(z, o):
+    """(zn, zs): sin dec of the north and south corners of a HEALPix pixel of order
+    ``o`` centred at ``sin dec = z``. A pixel is a diamond in (z, phi), equal-area
+    coordinates: its north and south corners lie on the rings next to its own, its
+    east and west ones on its ring (exactly so in the equatorial belt, nearly in the
+    polar caps)."""
     n = np.int64(1) << o
     if z > 2.0 / 3.0:
         i = np.int64(round(n * math.sqrt(3.0 * (1.0 - z))))
@@ -107,20 +104,47 @@ def cell_weight(arow: np.ndarray, sindec_edges: np.ndarray, z: float, o: int, j0
         i = 4 * n - np.int64(round(n * math.sqrt(3.0 * (1.0 + z))))
     else:
         i = np.int64(round(n * (2.0 - 1.5 * z)))
-    zn = ring_z(max(i - 1, 0), n)
-    zs = ring_z(min(i + 1, 4 * n), n)
+    return ring_z(max(i - 1, 0), n), ring_z(min(i + 1, 4 * n), n)
+
+
+@helper
+def north_share(e, z, zn, zs):
+    """Fraction of the area of the diamond of :func:`cell_span` (centre ``z``, corners
+    ``zn``, ``zs``) north of ``sin dec = e``: a triangle's share on either side."""
     hn = max(zn - z, 1e-300)
     hs = max(z - zs, 1e-300)
+    if e >= z:
+        t = max(zn - e, 0.0) / hn
+        return t * t * hn / (hn + hs)
+    t = max(e - zs, 0.0) / hs
+    return 1.0 - t * t * hs / (hn + hs)
+
+
+@per_node
+def cell_weight(arow: np.ndarray, sindec_edges: np.ndarray, z: float, o: int, j0: int, j1: int) -> float:  # fmt: skip
+    """Mean weight of the row over a pixel of order ``o`` centred at ``sin dec = z``
+    that crosses band edges ``j0 + 1 .. j1``: each band's share of the pixel's area
+    (see :func:`cell_span`). The midpoint rule's weight at the centre was off by up to
+    the whole jump for a pixel straddling an edge: where the weight jumps 1e11-fold
+    (a(eps) of a southern neutrino) and the edge carries the result, that was 2.5%."""
+    zn, zs = cell_span(z, o)
     a = arow[j0]
     for j in range(j0 + 1, j1 + 1):
-        e = sindec_edges[j]
-        if e >= z:
-            t = max(zn - e, 0.0) / hn
-            f = t * t * hn / (hn + hs)
-        else:
-            t = max(e - zs, 0.0) / hs
-            f = 1.0 - t * t * hs / (hn + hs)
-        a += (arow[j] - arow[j - 1]) * f
+        a += (arow[j] - arow[j - 1]) * north_share(sindec_edges[j], z, zn, zs)
+    return a
+
+
+@per_node
+def cell_weight_pair(arow1: np.ndarray, arow2: np.ndarray, sindec_edges: np.ndarray, z: float, o: int, j0: int, j1: int) -> float:  # fmt: skip
+    """:func:`cell_weight` of a pair's weight, the product of its two rows band by band
+    (no scratch row: the products are formed here)."""
+    zn, zs = cell_span(z, o)
+    prev = arow1[j0] * arow2[j0]
+    a = prev
+    for j in range(j0 + 1, j1 + 1):
+        cur = arow1[j] * arow2[j]
+        a += (cur - prev) * north_share(sindec_edges[j], z, zn, zs)
+        prev = cur
     return a
 
 

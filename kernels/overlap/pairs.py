@@ -16,12 +16,22 @@ import numpy as np
 from numba import prange
 
 from ..healpix import chord2, radec_to_vec
-from .bands import arc_node, cap_frac, cap_split, row_max, row_max_between, zbins
+from .bands import (
+    SHELL_SKIP,
+    arc_node,
+    cap_frac,
+    cap_split,
+    cell_weight_pair,
+    row_max,
+    row_max_between,
+    zbins,
+)
 from .common import (
     AREA,
     ASYM,
     ATOL,
     CAP_L,
+    CAP_TAIL,
     EDGE_RES,
     GLW,
     GLX,
@@ -42,7 +52,16 @@ from .common import (
 )
 from .psf import PSF_GAUSS, PSF_VMF, psf_at, psf_from_chord2, psf_local, psf_peak, resolved
 from .records import Accuracy, Heap, Neutrinos, PreparedMap, SignalRows
-from .traversal import DRIFT, HEAP_SIZE, converged, heap_pop, heap_push, new_heap, remaining
+from .traversal import (
+    CANCEL,
+    DRIFT,
+    HEAP_SIZE,
+    converged,
+    heap_pop,
+    heap_push,
+    new_heap,
+    remaining,
+)
 from .tree import (
     child_tid,
     const_taylor,
@@ -142,17 +161,77 @@ def pair_cap(fr, u, z1, norm, v1, s1, pk1, v2, s2, pk2, kind):
 
 
 @helper
+def pair_shell(fr, a, b, z1, whole_b, v1, s1, pk1, v2, s2, pk2, kind):
+    """``int_a^b (int_{sin dec > z1} G1 G2 dphi) sin(psi) dpsi``: the product's mass
+    north of a declination between the circles at ``a`` and ``b`` about its centre,
+    for the far shell of :func:`pair_band_sum` (as :func:`.bands.cap_shell`, the nodes
+    densest at the square-root kinks); ``whole_b``: the shell's whole mass, returned
+    where the shell lies all north. A relative accuracy of ~1e-6 is plenty: the shell
+    is below 1e-9 of the product's mass."""
+    zn, cn = fr[2], fr[9]
+    whole, pa, pb = cap_split(math.asin(min(1.0, max(-1.0, zn))), z1, b)
+    if whole == 0:
+        return 0.0
+    if whole == 1:
+        return whole_b
+    tot = 0.0
+    if pa > a and zn > z1:  # circles nearer than the declination line: inside
+        tot += pair_radial(fr, a, min(pa, b), v1, s1, pk1, v2, s2, pk2, kind)
+    lo, hi = max(a, pa), min(b, pb)
+    if hi > lo:
+        h = hi - lo
+        for k in range(NGL):
+            t = math.pi * GLX[k]
+            psi = lo + 0.5 * h * (1.0 - math.cos(t))
+            half = math.pi * cap_frac(psi, zn, cn, z1)
+            if half > 0.0:
+                w = GLW[k] * 0.5 * h * math.sin(t) * math.pi
+                ring = pair_ring(fr, psi, half, v1, s1, pk1, v2, s2, pk2, kind)
+                tot += w * ring * math.sin(psi)
+    if pb < b and cap_frac(0.5 * (max(a, pb) + b), zn, cn, z1) > 0.5:
+        tot += pair_radial(fr, max(a, pb), b, v1, s1, pk1, v2, s2, pk2, kind)
+    return tot
+
+
+@helper
 def pair_band_sum(fr, u, norm, arow1, arow2, sindec_edges, v1, s1, pk1, v2, s2, pk2, kind):
     """``int A1 A2 G1 G2 dOmega`` over the sphere (clamped sin dec bands), as
     :func:`.bands.band_sum`: ``A_0 norm + sum_j (A_j - A_{j-1}) * (mass north of edge
-    j)``."""
+    j)`` out to ``u`` (``norm``: the product's mass there), plus the shell out to
+    ``CAP_TAIL`` widths ``s12`` where the weight's jumps may make it count."""
     prev = arow1[0] * arow2[0]
     acc = prev * norm
+    jumps = 0.0
     for j in range(1, arow1.shape[0]):
         cur = arow1[j] * arow2[j]
         if cur != prev:
             acc += (cur - prev) * pair_cap(
                 fr, u, sindec_edges[j], norm, v1, s1, pk1, v2, s2, pk2, kind
+            )
+            jumps += abs(cur - prev)
+        prev = cur
+    # The shell beyond u holds ~1e-9 of the product's mass, yet counts where a band edge
+    # out there carries a weight up to ~1e22 times the centre's (a(eps_i) a(eps_j) of a
+    # southern pair next to the northern sky). Its mass from the ring at u, as for a
+    # Gaussian of width s12 (int_u^inf G psi dpsi = s12^2 G(u)), against the rest as
+    # band_sum does for one neutrino: most pairs skip it.
+    s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)
+    u2 = min(math.pi, CAP_TAIL * s12)
+    if u2 <= u or jumps == 0.0:
+        return acc
+    ring = pair_ring(fr, u, math.pi, v1, s1, pk1, v2, s2, pk2, kind)
+    if jumps * ring * math.sin(u) * s12 * s12 / u <= SHELL_SKIP * abs(acc):
+        return acc
+    # int over the shell of A1 A2 G1 G2: A_0 times its whole mass, each jump times the
+    # part north of its edge (pair_cap counted none of it)
+    whole_b = pair_radial(fr, u, u2, v1, s1, pk1, v2, s2, pk2, kind)
+    prev = arow1[0] * arow2[0]
+    acc += prev * whole_b
+    for j in range(1, arow1.shape[0]):
+        cur = arow1[j] * arow2[j]
+        if cur != prev:
+            acc += (cur - prev) * pair_shell(
+                fr, u, u2, sindec_edges[j], whole_b, v1, s1, pk1, v2, s2, pk2, kind
             )
         prev = cur
     return acc
@@ -286,7 +365,9 @@ def visit_pair(pm: PreparedMap, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1
     if const and resolved(o, pm1, s1, res_a) and resolved(o, pm2, s2, res_a):
         g = psf_from_chord2(c21, s1, pk1, kind) * psf_from_chord2(c22, s2, pk2, kind) * AREA[o]
         g *= pair_cell_factor(o, x, y, z, c21, c22, v1, s1, v2, s2, kind)
-        return (r - c0) * g, (rwv - c0w) * arow1[jc] * arow2[jc] * g, 0.0, 0.0, True
+        # across a band edge: each band's share of the pixel (see bands.cell_weight)
+        a = arow1[jc] * arow2[jc] if aconst else cell_weight_pair(arow1, arow2, edges, z, o, j0, j1)  # fmt: skip
+        return (r - c0) * g, (rwv - c0w) * a * g, 0.0, 0.0, True
     g1 = psf_at(pm1, s1, pk1, kind)
     g2 = psf_at(pm2, s2, pk2, kind)
     # the tail mass of one PSF beyond pm (G(pm) / peak, see psf_at) times the other's max
@@ -330,7 +411,9 @@ def visit_pair(pm: PreparedMap, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1
             bo = fo * e3
         if fw * e3 < bw and (aconst or rad <= res * EDGE_RES * s12):
             dw = (rwv - c0w) * kc if const else taylor_value(K, mom, tid, np.int64(1), c0w)
-            vw = arow1[jc] * arow2[jc] * dw
+            # across a band edge: each band's share of the node, as for a cell above
+            a = arow1[jc] * arow2[jc] if aconst else cell_weight_pair(arow1, arow2, edges, z, o, j0, j1)  # fmt: skip
+            vw = a * dw
             bw = fw * e3
         if bo <= 0.0 and bw <= 0.0:
             return vo, vw, 0.0, 0.0, True
@@ -338,33 +421,14 @@ def visit_pair(pm: PreparedMap, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1
 
 
 @inline
-def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, heap: Heap, wonly):  # fmt: skip
-    """(overlap, weighted, node expansions) of rho * G1 * G2 (and rho w A1 A2 G1 G2)
-    for one pair; -1 expansions: the heap is full (see :func:`.traversal.single`).
-    ``wonly``: only ``weighted`` is wanted, the overlap's bounds never stop the loop."""
+def pair_walk(pm: PreparedMap, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edges, acc: Accuracy, heap: Heap, c0, c0w, base_o, base_w, ato, atw):  # fmt: skip
+    """The traversal of :func:`pair` about the control constants (c0, c0w), whose
+    exact parts are (base_o, base_w), to the absolute floors (ato, atw): (overlap,
+    weighted, node expansions). A floor ``inf``: that result is computed, but the
+    pruning does not wait for it. Expansions -1: the heap is full."""
     kind, rtol, res = acc.psf_kind, acc.rtol, acc.res
-    pk1 = psf_peak(s1, kind)
-    pk2 = psf_peak(s2, kind)
-    cst = product_centre(v1, s1, v2, s2, kind)
-    s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)  # width of the product G1 G2
-    fr = pair_frame(v1, s1, v2, s2)
-    c0, c0w = control(pm, fr[0], fr[1], fr[2], s12)
-    base_o = 0.0
-    base_w = 0.0
-    if c0 != 0.0 or c0w != 0.0:
-        u = min(math.pi, CAP_L * s12)
-        norm = pair_radial(fr, 0.0, u, v1, s1, pk1, v2, s2, pk2, kind)
-        base_o = c0 * norm
-        if c0w != 0.0:
-            base_w = c0w * pair_band_sum(
-                fr, u, norm, arow1, arow2, edges, v1, s1, pk1, v2, s2, pk2, kind
-            )
-    gr, gw = global_max(pm)
-    mass = product_mass(cst, v1, s1, pk1, v2, s2, pk2, kind)
-    ato = ATOL * rtol * gr * mass
-    if wonly:
-        ato = math.inf
-    atw = ATOL * rtol * gw * mass * row_max(arow1) * row_max(arow2)
+    ko = 0.0 if ato == math.inf else 1.0  # the heap's order follows the results waited for
+    kw = 0.0 if atw == math.inf else 1.0
     acc_o = 0.0
     acc_w = 0.0
     rem_o = 0.0
@@ -415,9 +479,7 @@ def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, he
             acc_o += do
             acc_w += dw
             if not leaf:
-                key = cbw / max(abs(tot_w), 1e-300)
-                if not wonly:
-                    key += cbo / max(abs(tot_o), 1e-300)
+                key = ko * cbo / max(abs(tot_o), 1e-300) + kw * cbw / max(abs(tot_w), 1e-300)  # fmt: skip
                 n = heap_push(heap, n, co, cp, ct, key, cbo, cbw, do, dw)
                 rem_o += cbo
                 rem_w += cbw
@@ -425,6 +487,71 @@ def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, he
         top_w = max(top_w, rem_w)
         first = False
     return base_o + acc_o, base_w + acc_w, steps
+
+
+@inline
+def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, heap: Heap, wonly):  # fmt: skip
+    """(overlap, weighted, node expansions) of rho * G1 * G2 (and rho w A1 A2 G1 G2)
+    for one pair; -1 expansions: the heap is full (see :func:`.traversal.single`).
+    ``wonly``: only ``weighted`` is wanted, the overlap's bounds never stop the loop.
+
+    Cancellation guard, as :func:`.traversal.single` has: where the corrections take
+    off more than half of the control variate's exact part (a pair in a band of tiny
+    a(eps_i) a(eps_j) next to one of 1e22 times more, or in a map's far tail), the
+    result is a small difference of large sums whose errors need not be small against
+    it (bbh-6: S_ij -3.5e-24 for a true 2.3e-26). Where the part cancelled is over
+    ``CANCEL`` times the floor, that result is walked again without the control
+    variate; both results are clamped at 0 (a negative one is within the floor of 0).
+    """
+    kind, rtol = acc.psf_kind, acc.rtol
+    pk1 = psf_peak(s1, kind)
+    pk2 = psf_peak(s2, kind)
+    cst = product_centre(v1, s1, v2, s2, kind)
+    s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)  # width of the product G1 G2
+    fr = pair_frame(v1, s1, v2, s2)
+    c0, c0w = control(pm, fr[0], fr[1], fr[2], s12)
+    base_o = 0.0
+    base_w = 0.0
+    if c0 != 0.0 or c0w != 0.0:
+        u = min(math.pi, CAP_L * s12)
+        norm = pair_radial(fr, 0.0, u, v1, s1, pk1, v2, s2, pk2, kind)
+        base_o = c0 * norm
+        if c0w != 0.0:
+            base_w = c0w * pair_band_sum(
+                fr, u, norm, arow1, arow2, edges, v1, s1, pk1, v2, s2, pk2, kind
+            )
+    gr, gw = global_max(pm)
+    mass = product_mass(cst, v1, s1, pk1, v2, s2, pk2, kind)
+    ato = ATOL * rtol * gr * mass
+    if wonly:
+        ato = math.inf
+    atw = ATOL * rtol * gw * mass * row_max(arow1) * row_max(arow2)
+    o_, w_, st = 0.0, 0.0, 0
+    k0, k0w, bo, bw, ko, kw = c0, c0w, base_o, base_w, ato, atw
+    redo_o, redo_w = True, True
+    for again in range(2):  # a loop, not a second call: pair_walk is inlined once
+        o2, w2, st2 = pair_walk(
+            pm, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edges, acc, heap, k0, k0w, bo,
+            bw, ko, kw,
+        )  # fmt: skip
+        if st2 < 0:
+            return 0.0, 0.0, -1
+        st += st2
+        if redo_o:
+            o_ = o2
+        if redo_w:
+            w_ = w2
+        if again:
+            break
+        redo_o = o_ < 0.5 * base_o and base_o > CANCEL * ato
+        redo_w = w_ < 0.5 * base_w and base_w > CANCEL * atw
+        if not (redo_o or redo_w):
+            break
+        k0, bo = (0.0, 0.0) if redo_o else (c0, base_o)
+        k0w, bw = (0.0, 0.0) if redo_w else (c0w, base_w)
+        ko = ato if redo_o else math.inf
+        kw = atw if redo_w else math.inf
+    return max(o_, 0.0), max(w_, 0.0), st
 
 
 # --------------------------------------------------------------------------------------
