@@ -62,7 +62,7 @@ def test_bounds_hold_the_exact_kernel(name, psf):
     u, s = psf_overlap_prepared(pm, ra, dec, sig, rows, SINDEC_EDGES, model.psf_kind, rtol=model.overlap_rtol)  # fmt: skip
     r = model.overlap_rtol
     scale = sb.peak * rows.max(axis=1)  # widened as BackgroundTrials widens them
-    assert np.all(s >= (s_lo - 1e-8 * scale) / (1 + 2 * r))
+    assert np.all(s >= (s_lo - SCREEN_FLOOR * scale) / (1 + 2 * r))
     assert np.all(s <= (s_hi + SCREEN_FLOOR * scale) / (1 - 2 * r)), np.max(s / s_hi)
     assert np.all(u <= (u_hi + SCREEN_FLOOR * sb.peak) / (1 - 2 * r))
     near = s > 1e-3 * sb.peak * rows.max(axis=1)

@@ -10,8 +10,7 @@ be bounded cheaply:
   and largest density over discs of 0.5 to 8 sigma about the neutrino, from a per-event
   min/max pyramid of the map, times the PSF's mass on each annulus, times the extreme
   a(eps_i) of the bands the disc reaches), widened by what the exact kernel may differ
-  from the true integral (twice its rtol, and floors: :data:`_KERNEL_FLOOR` above,
-  :data:`_KERNEL_FLOOR_BELOW` below);
+  from the true integral (twice its rtol, and :data:`_KERNEL_FLOOR` either side);
 - everything else of a single neutrino's term (T_i, D_1, B_i, P_c,i, P_0,i) is the
   model's own, so O_i without doublets lies in [unit_i S_i,lo, unit_i S_i,hi] with
   unit_i = P_s1,i / S_i / (P_c,i + P_0,i);
@@ -87,14 +86,14 @@ __all__ = ["BackgroundTrials", "SkyBounds", "GRID_ROWS"]
 #: 41.1% against 41.8%, for 2.8x the set-up; 1024: bounds within 5% of 512's).
 GRID_ROWS = 256
 #: The exact kernel stops when what it has left is below rtol times its result plus
-#: its absolute floor (kernels.overlap.ATOL x rtol x peak density x max a): the bounds
-#: of its result take twice its rtol, and as floors, relative to peak density x max a,
-#: SCREEN_FLOOR (1e-12, 100 times the kernel's) above and 1e-8 below: wide PSFs in a
-#: map's far tail come out of the kernel slightly negative, down to -8.6e-10 of that
-#: scale on bbh-2 (4 of 9,640 neutrinos; the true S is >= 0).
+#: its absolute floor (kernels.overlap.ATOL x rtol x peak density x max a, 1e-14 at
+#: the model's rtol): the bounds of its result take twice its rtol, and as floor,
+#: either side, SCREEN_FLOOR (1e-12 of peak density x max a, 100 times the kernel's).
+#: Below it had 1e-8 while the kernel returned slightly negative S in a map's far tail
+#: (down to -8.6e-10 of that scale on bbh-2); since c3afd1a it never does, and its
+#: error there is within 0.36 of its tolerance (tests/test_kernels_single_tail.py).
 _KERNEL_MARGIN = 2.0
 _KERNEL_FLOOR = SCREEN_FLOOR
-_KERNEL_FLOOR_BELOW = 1e-8
 #: Tolerances of the kernel's looks at a neutrino before its exact S_i: each result
 #: bounds the exact one within 1.5 rtol (and the floors). On bbh-6 the kernel at rtol
 #: 0.1 costs about half the exact call (0.01).
@@ -179,9 +178,8 @@ class SkyBounds:
 def _below(true_lo, rtol):
     """A lower bound of the exact kernel's S from one of the true S (the floor already
     taken off): the kernel is within ``_KERNEL_MARGIN`` rtol of its own result, which
-    may be slightly negative."""
-    r = _KERNEL_MARGIN * rtol
-    return np.where(true_lo >= 0.0, true_lo / (1.0 + r), true_lo / (1.0 - r))
+    is never negative (kernels.overlap.traversal.single clamps it at 0)."""
+    return np.maximum(true_lo, 0.0) / (1.0 + _KERNEL_MARGIN * rtol)
 
 
 def _segments(offsets, which) -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +273,7 @@ class BackgroundTrials:
         s_lo, s_hi, u_hi = self.sky.overlap(ra, dec, sig, rows, m.psf_kind, np.nan_to_num(enough, nan=0.0))  # fmt: skip
         a_max = rows.max(axis=1)
         scale = self.sky.peak * a_max
-        k_lo = _below(s_lo - _KERNEL_FLOOR_BELOW * scale, r)  # may be < 0: so may the kernel
+        k_lo = _below(s_lo - _KERNEL_FLOOR * scale, r)
         k_hi = (s_hi + _KERNEL_FLOOR * scale) / (1.0 - _KERNEL_MARGIN * r)
         with np.errstate(divide="ignore", invalid="ignore"):
             single_lo = unit * k_lo
@@ -526,10 +524,11 @@ class BackgroundTrials:
         rad = [np.radians(a) for a in (ra_d, dec_d, sig_d)]
         value = psf_overlap_prepared(m.prepared_map(), *rad, rows, SINDEC_EDGES, m.psf_kind, rtol=rtol)[1]  # fmt: skip
         scale = self.sky.peak * rows.max(axis=1)
-        # the true S >= 0 lies within 1.5 rtol of the value and the floors (a slightly
-        # negative value too), and the exact kernel's within its own tolerance of that
-        true_lo = np.maximum(value, 0.0) * (1.0 - 1.5 * rtol) - _KERNEL_FLOOR_BELOW * scale
-        true_hi = np.maximum(value, 0.0) * (1.0 + 1.5 * rtol) + _KERNEL_FLOOR_BELOW * scale
+        # the true S >= 0 lies within 1.5 rtol of the value and the floor (the kernel's
+        # own at rtol 0.1 is 1e-13 of the scale), and the exact kernel's within its own
+        # tolerance of that
+        true_lo = np.maximum(value, 0.0) * (1.0 - 1.5 * rtol) - _KERNEL_FLOOR * scale
+        true_hi = np.maximum(value, 0.0) * (1.0 + 1.5 * rtol) + _KERNEL_FLOOR * scale
         return _below(true_lo, r_e), true_hi / (1.0 - _KERNEL_MARGIN * r_e)
 
     def evaluate_batch(self, *args, **kwargs):
