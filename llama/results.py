@@ -85,6 +85,7 @@ __all__ = [
     "rows_to_dataset",
     "state_names",
     "unstack_draws",
+    "warm_netcdf_writer",
     "write_results",
 ]
 
@@ -612,6 +613,41 @@ def write_results(
             tmp.unlink(missing_ok=True)
         _record_digest(path, digest)
     return path
+
+
+def warm_netcdf_writer() -> None:
+    """Import and run once what `write_results` uses, on a two-event Dataset written to
+    a temporary file, so that a run's own results file later costs only its writing.
+
+    The first netCDF file of a process pays for importing xarray, pandas, h5netcdf and
+    h5py and for their set-up at first use: ~1.4 s of CPU before a 200-event file
+    whose own building and writing take ~0.4 s (bench/README.md, "Realistic events end
+    to end"). ``llama batch`` calls this in a thread of its own while worker processes
+    run the events and the driver would otherwise wait, instead of after the last
+    event. Nothing is left behind: the temporary folder is removed.
+
+    Examples
+    --------
+    >>> import sys
+    >>> warm_netcdf_writer()
+    >>> "xarray" in sys.modules and "h5netcdf" in sys.modules
+    True
+    """
+    import tempfile
+
+    from llama.batch.runner import EventOutcome
+
+    # the kinds of variables of a real file: int8 states, numbers, text, per neutrino
+    layout = SweepLayout({"warm": ("a", "b")})
+    records = {
+        "odds_ratio": 1.0,
+        "population": "BNS",
+        NEUTRINO_RECORD: {name: [0.0] for name in NEUTRINO_FIELDS},
+    }
+    outcome = EventOutcome(0, "a", "/nowhere/a", {"warm": "a"}, "done", records=records)
+    ds = outcomes_to_dataset([outcome], layout, seed=0)
+    with tempfile.TemporaryDirectory(prefix="llama-results-warm-") as folder:
+        ds.to_netcdf(Path(folder) / "warm.nc", engine="h5netcdf")
 
 
 # -- an unchanged re-run leaves the file alone ----------------------------------------

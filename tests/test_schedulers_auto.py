@@ -45,11 +45,20 @@ class WhereItRan(FileHandler, registry=AUTO):
                 "ppid": os.getppid(),
                 "preloaded": "llama.batch.worker_preload" in sys.modules,
                 "fits": "astropy.io.fits" in sys.modules,
+                "h5py": "h5py" in sys.modules,
+                "leap_seconds": _leap_seconds_read(),
                 "option": os.environ.get("LLAMA_TEST_AUTO_OPTION"),
                 "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
                 "threads": numba.get_num_threads(),
             },
         )
+
+
+def _leap_seconds_read() -> bool:
+    """Whether this process has read astropy's leap-second table (at its first UTC
+    conversion), without reading it."""
+    core = sys.modules.get("astropy.time.core")
+    return core is not None and core._LEAP_SECONDS_CHECK.name == "DONE"
 
 
 class Sleepy(FileHandler, registry=AUTO):
@@ -132,6 +141,8 @@ def test_auto_with_two_jobs_forks_two_preloaded_workers(tmp_path, monkeypatch):
     for s in seen:
         assert s["ppid"] != os.getpid()  # a child of the fork server, not of the driver
         assert s["preloaded"] and s["fits"]  # imported before the first event
+        # first-use costs of every realistic event, paid once in the fork server
+        assert s["h5py"] and s["leap_seconds"]
         assert s["option"] == "set-after-the-server-started"
         assert s["threads"] == 1  # one level of parallelism: the kernels on one thread
 

@@ -61,6 +61,7 @@ __all__ = [
     "local_cluster",
     "make_pool",
     "single_threaded_kernels",
+    "start_workers_early",
     "worker_context",
 ]
 
@@ -246,11 +247,7 @@ class _Executor(EventPool):
             from concurrent.futures import ThreadPoolExecutor
 
             return ThreadPoolExecutor(self.slots, thread_name_prefix="llama-event")
-        # what Dask does for its own pool: hashing consistent across the workers (set
-        # before the fork server starts: it is the workers' interpreter)
-        if os.environ.get("PYTHONHASHSEED") in (None, "0"):
-            os.environ["PYTHONHASHSEED"] = "6640"
-        context = worker_context()  # first: it imports while this process goes on
+        context = _process_pool_context()  # first: it imports while this process goes on
         from concurrent.futures import ProcessPoolExecutor
         from functools import partial
 
@@ -284,6 +281,40 @@ class _Executor(EventPool):
         if self.logs is not None:
             self.logs.stop()
         restore_environment(self.environ)
+
+
+def _process_pool_context():
+    """The fork server's context for a pool of worker processes (`worker_context`)."""
+    # what Dask does for its own pool: hashing consistent across the workers (set
+    # before the fork server starts: it is the workers' interpreter)
+    if os.environ.get("PYTHONHASHSEED") in (None, "0"):
+        os.environ["PYTHONHASHSEED"] = "6640"
+    return worker_context()
+
+
+def start_workers_early(name: str, jobs: int, total: int | None = None) -> str:
+    """Start, now, the fork server that the run's worker processes will fork from.
+
+    For a run whose events will run in worker processes (``name`` is ``processes``,
+    ``distributed``, or ``auto`` choosing processes: `choose_scheduler`) the fork
+    server starts importing the engine (`llama.batch.worker_preload`, ~1 s) while
+    the caller goes on with its own set-up, instead of at the run's first event;
+    `make_pool` later forks the workers from it. Returns what ``name`` means for this
+    run, like `choose_scheduler`. Other schedulers start nothing.
+
+    Examples
+    --------
+    >>> start_workers_early("threads", 2, 200)
+    'threads'
+    >>> start_workers_early("auto", 2, 200)  # doctest: +SKIP
+    'processes'
+    """
+    chosen = choose_scheduler(name, jobs, total)
+    if chosen == "processes":
+        _process_pool_context()
+    elif chosen == "distributed":
+        worker_context(CLUSTER_PRELOAD)
+    return chosen
 
 
 def local_cluster(workers: int, dashboard_address: str | None = None):

@@ -9,8 +9,11 @@ already imported, instead of importing them itself (~1 s of CPU each: interprete
 ``llama``, Numba 0.3-0.4 s, ``astropy.io.fits`` 0.35 s, the ``scipy.linalg`` that
 Numba's registries import 0.2-0.3 s; bench/README.md, "Realistic events end to end").
 
-Nothing is compiled or run here: the kernels themselves are loaded from Numba's cache
-by each worker's first event, for exactly the argument types its events pass.
+Nothing is compiled here: the kernels themselves are loaded from Numba's cache by
+each worker's first event, for exactly the argument types its events pass. One
+first-use cost of every event is paid here, once: astropy's leap-second table (read
+at the first UTC -> GPS conversion, with astropy.time, astropy.utils.iers and the
+astropy.table they import) and h5py: ~0.3 s of each worker's first event before.
 
 A fork server that fails to import this module still forks workers (Python skips an
 ImportError there), and anything else that goes wrong is swallowed below: a worker
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["MODULES", "preload"]
+__all__ = ["LEAP_SECOND_PROBE", "MODULES", "preload"]
 
 #: Modules a realistic event imports in a fresh worker, in the order they load best.
 MODULES = (
@@ -35,8 +38,12 @@ MODULES = (
     "llama.handlers",  # the handler catalogue: every handler's module
     "numba",
     "astropy.io.fits",
+    "h5py",  # the sky map's HDF5 copy (LvcSkymapHdf5)
     "scipy.linalg",
     "llama.science.skymap",
+    "astropy.time",
+    "astropy.utils.iers",
+    "llama.science.times",
     "llama.science.detector_frame",
     "llama.science.odds",
     "llama.science.pvalue",
@@ -46,6 +53,9 @@ MODULES = (
     "kernels.trials",
     "kernels.trial_screen",
 )
+
+#: A UTC time converted once, so that astropy reads its leap-second table here.
+LEAP_SECOND_PROBE = "2019-04-25T08:18:05"
 
 
 def preload() -> list[str]:
@@ -68,6 +78,14 @@ def preload() -> list[str]:
         cpu_target.target_context.refresh()
     except Exception:  # an internal of Numba: without it the first event does it
         failed.append("numba cpu target")
+    try:
+        # every event converts its UTC times to GPS: the first conversion in a process
+        # reads and checks astropy's leap-second table
+        from llama.science.times import iso_to_gps
+
+        iso_to_gps(LEAP_SECOND_PROBE)
+    except Exception:  # the first event reads the table itself
+        failed.append("leap seconds")
     return failed
 
 
