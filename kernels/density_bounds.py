@@ -104,13 +104,22 @@ def minmax_grids(order, ipix, density, n_dec):
     for k in range(order.shape[0]):
         d = density[k]
         r0, r1, c0, c1 = pixel_cells(order[k], ipix[k], n_dec)
+        # the columns as up to two runs inside 0 .. n_ra - 1 (no modulo per cell: the
+        # low-order pixels of a map's tail paint hundreds of cells each)
+        a0, a1, b0, b1 = c0, c1, 0, -1
+        if c0 < 0:
+            a0, a1, b0, b1 = c0 + n_ra, n_ra - 1, 0, c1
+        elif c1 >= n_ra:
+            a0, a1, b0, b1 = c0, n_ra - 1, 0, c1 - n_ra
         for row in range(r0, r1 + 1):
-            for c in range(c0, c1 + 1):
-                col = c % n_ra
-                if d < lo[row, col]:
-                    lo[row, col] = d
-                if d > hi[row, col]:
-                    hi[row, col] = d
+            lo_r = lo[row]
+            hi_r = hi[row]
+            for col in range(a0, a1 + 1):
+                lo_r[col] = min(lo_r[col], d)
+                hi_r[col] = max(hi_r[col], d)
+            for col in range(b0, b1 + 1):
+                lo_r[col] = min(lo_r[col], d)
+                hi_r[col] = max(hi_r[col], d)
     for row in range(n_dec):
         for col in range(n_ra):
             if lo[row, col] == np.inf:
