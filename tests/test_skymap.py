@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 
 import healpy as hp
 import numpy as np
@@ -16,6 +17,7 @@ from llama.science.skymap import (
     moments_to_parameters,
     parameters_to_moments,
     read_hdf5,
+    read_hdf5_meta,
     read_sky_map,
     uniq_to_order_ipix,
     write_hdf5,
@@ -144,6 +146,57 @@ def test_hdf5_round_trip(tmp_path, make):
     assert r.is_moc == m.is_moc
     assert_same(r, m)
     assert r.meta == m.meta
+
+
+def test_hdf5_layout_version_2(tmp_path):
+    import h5py
+
+    m = moc_map()
+    write_hdf5(tmp_path / "m.hdf5", m)
+    with h5py.File(tmp_path / "m.hdf5", "r") as f:
+        assert f.attrs["format"] == "llama-skymap" and f.attrs["version"] == 2
+        assert sorted(f) == ["layers", "uniq"] and f["layers"].shape == (4, len(m))
+        np.testing.assert_array_equal(f["layers"][3], m.distnorm)
+        assert json.loads(f.attrs["meta"]) == m.meta
+    flat = flat_map(distance=False)
+    write_hdf5(tmp_path / "f.hdf5", flat)
+    with h5py.File(tmp_path / "f.hdf5", "r") as f:
+        assert sorted(f) == ["layers"] and f["layers"].shape == (1, len(flat))
+        assert f.attrs["nside"] == flat.nside
+    assert read_hdf5_meta(tmp_path / "f.hdf5") == flat.meta
+    assert_same(read_hdf5(tmp_path / "f.hdf5"), flat)
+
+
+@pytest.mark.parametrize("make", [flat_map, moc_map])
+def test_hdf5_version_1_still_reads(tmp_path, make):
+    """Copies written before version 2 (event directories made by an older llama)."""
+    import h5py
+
+    m = make()
+    with h5py.File(tmp_path / "v1.hdf5", "w") as f:
+        f.attrs.update({"format": "llama-skymap", "version": 1, "moc": m.is_moc})
+        if m.is_moc:
+            f["uniq"] = m.uniq
+        else:
+            f.attrs.update({"nside": m.nside, "nest": True})
+        for name in ("probdensity", "distmu", "distsigma", "distnorm"):
+            f[name] = getattr(m, name)
+        g = f.create_group("meta")
+        for key, value in m.meta.items():
+            g.attrs[key] = json.dumps(value)
+    r = read_hdf5(tmp_path / "v1.hdf5")
+    assert_same(r, m)
+    assert r.meta == m.meta == read_hdf5_meta(tmp_path / "v1.hdf5")
+
+
+def test_hdf5_from_a_newer_llama(tmp_path):
+    import h5py
+
+    write_hdf5(tmp_path / "m.hdf5", moc_map())
+    with h5py.File(tmp_path / "m.hdf5", "a") as f:
+        f.attrs["version"] = 3
+    with pytest.raises(SkyMapError, match="version 3, this llama reads 1 and 2; regenerate"):
+        read_hdf5(tmp_path / "m.hdf5")
 
 
 def test_uniq_to_order_ipix_matches_integer_bit_lengths():

@@ -609,22 +609,12 @@ class LvcDistancesJson(FileHandler):
 
 def _header_distances(path: Path) -> tuple[float, float] | None:
     """(DISTMEAN, DISTSTD) [Mpc] kept from the FITS header in an `LvcSkymapHdf5` copy
-    (its ``meta`` attributes, see `llama.science.skymap.write_hdf5`), or None when
-    the header had no finite pair: then they come from the layers."""
-    import json
+    (its meta, see `llama.science.skymap.write_hdf5`), or None when the header had no
+    finite pair: then they come from the layers."""
+    from llama.science.skymap import read_hdf5_meta
 
-    import h5py
-
-    from llama.science.skymap import SkyMapError
-
-    try:
-        with h5py.File(path, "r") as f:
-            meta = f["meta"].attrs if "meta" in f else {}
-            values = [json.loads(meta[k]) if k in meta else None for k in ("distmean", "diststd")]
-    except OSError as exc:
-        raise SkyMapError(
-            f"{path}: not an HDF5 file ({exc}); regenerate it from the FITS sky map"
-        ) from None
+    meta = read_hdf5_meta(path)  # SkyMapError names a file that is not such a copy
+    values = [meta.get(k) for k in ("distmean", "diststd")]
     if all(isinstance(v, float) and math.isfinite(v) for v in values):
         return values[0], values[1]
     return None
