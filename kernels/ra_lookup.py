@@ -38,6 +38,7 @@ __all__ = [
     "ring_interp",
     "ring_lookup",
     "ring_lookup_prepared",
+    "ring_lookup_shared",
     "ring_prepare",
 ]
 
@@ -267,6 +268,24 @@ def ring_prepare(node_offsets, phi, logv, per_node):
 
 
 @njit(cache=True, nogil=True)
+def _locate(node_offsets, phi, bucket_offsets, first, t, x):
+    """(global index of the interval of table ``t`` holding ``x`` in [0, 2 pi), x minus
+    its first node): through the bucket index, at most a few nodes stepped."""
+    start = node_offsets[t]
+    k = node_offsets[t + 1] - start
+    b0 = bucket_offsets[t]
+    nb = bucket_offsets[t + 1] - b0
+    b = min(int(x * (nb / _TWO_PI)), nb - 1)
+    j = first[b0 + b]
+    while j + 1 < k and phi[start + j + 1] <= x:
+        j += 1
+    if j < 0:  # before the first node: the last interval, wrapping around
+        j = k - 1
+        return start + j, x + _TWO_PI - phi[start + j]
+    return start + j, x - phi[start + j]
+
+
+@njit(cache=True, nogil=True)
 def ring_lookup_prepared(node_offsets, phi, coef, bucket_offsets, first, ra):
     """:func:`ring_lookup` from :func:`ring_prepare`'s coefficients and buckets: the
     same cubics, found without a binary search and evaluated by Horner's rule.
@@ -286,21 +305,33 @@ def ring_lookup_prepared(node_offsets, phi, coef, bucket_offsets, first, ra):
     n = node_offsets.shape[0] - 1
     out = np.empty(ra.shape[0])
     for q in range(ra.shape[0]):
-        t = q % n
-        start = node_offsets[t]
-        k = node_offsets[t + 1] - start
-        x = ra[q] % _TWO_PI
-        b0 = bucket_offsets[t]
-        nb = bucket_offsets[t + 1] - b0
-        b = min(int(x * (nb / _TWO_PI)), nb - 1)
-        j = first[b0 + b]
-        while j + 1 < k and phi[start + j + 1] <= x:
-            j += 1
-        if j < 0:  # before the first node: the last interval, wrapping around
-            j = k - 1
-            u = x + _TWO_PI - phi[start + j]
-        else:
-            u = x - phi[start + j]
-        c = coef[start + j]
+        g, u = _locate(node_offsets, phi, bucket_offsets, first, q % n, ra[q] % _TWO_PI)
+        c = coef[g]
         out[q] = math.exp(c[0] + u * (c[1] + u * (c[2] + u * c[3])))
     return out
+
+
+@njit(cache=True, nogil=True)
+def ring_lookup_shared(node_offsets, phi, coef, bucket_offsets, first, share, ra):
+    """:func:`ring_lookup_prepared`, and per entry the ``share`` of the interval it
+    falls in (one value per node: the interval from that node to the next).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> phi = np.linspace(0.0, 2 * np.pi, 8, endpoint=False)
+    >>> off = np.array([0, 8])
+    >>> prep = ring_prepare(off, phi, np.zeros(8), 2)
+    >>> v, sh = ring_lookup_shared(off, phi, *prep, np.arange(8.0), np.array([0.1, 6.2]))
+    >>> v.tolist(), sh.tolist()
+    ([1.0, 1.0], [0.0, 7.0])
+    """
+    n = node_offsets.shape[0] - 1
+    out = np.empty(ra.shape[0])
+    out_share = np.empty(ra.shape[0])
+    for q in range(ra.shape[0]):
+        g, u = _locate(node_offsets, phi, bucket_offsets, first, q % n, ra[q] % _TWO_PI)
+        c = coef[g]
+        out[q] = math.exp(c[0] + u * (c[1] + u * (c[2] + u * c[3])))
+        out_share[q] = share[g]
+    return out, out_share

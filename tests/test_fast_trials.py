@@ -40,6 +40,7 @@ from llama.science.fast_trials import (
     _frame_rotation,
     _psf_at,
     _towards,
+    interval_error_bounds,
     pair_annulus_bound,
     pair_overlap_bound,
     product_integral,
@@ -157,15 +158,22 @@ def test_ring_table_of_a_wide_map_matches_the_kernel_between_nodes():
         return m.signal_overlap(np.degrees(phi), np.full(k, dec), np.full(k, sigma), np.full(k, eps[0]))[1]  # fmt: skip
 
     floor = SCREEN_FLOOR * model.skymap.probdensity.max() * model.tables.dec_rows(eps).max()
-    phi, logv = ring_table(exact, math.radians(dec), math.radians(sigma), floor)
+    phi, logv, mid = ring_table(exact, math.radians(dec), math.radians(sigma), floor, checks=True)
     x = np.random.default_rng(4).uniform(0.0, 2 * np.pi, 300)
     want = exact(x, tight)
     got = np.exp(KR.ring_interp(phi, logv, x))
     above = want > floor
     assert above.sum() > 30  # the ring crosses the map
     # the table's own 2e-3 plus its kernel's (rtol 1e-3)
-    assert np.max(np.abs(got[above] / want[above] - 1)) < 5e-3
+    err = np.abs(got[above] / want[above] - 1)
+    assert np.max(err) < 5e-3
     assert np.all(got[~above] <= 2 * floor)
+    # each interval's own bound (the bounds' share of a fine table) holds the error
+    # against the 1e-4 kernel (plus that kernel's own 1e-4), and is not the global 1e-2
+    share = interval_error_bounds(phi, mid, 1e-3)
+    j = np.searchsorted(phi, x[above], side="right") - 1  # -1: the wrapping interval
+    assert np.all(err <= share[j] + 1e-4), np.max(err / share[j])
+    assert np.median(share[j]) < 0.7e-2
 
 
 def test_frame_azimuth_is_the_detector_frame():

@@ -82,6 +82,7 @@ __all__ = [
     "TrialBounds",
     "ScrambleTrials",
     "TrialScreen",
+    "interval_error_bounds",
     "pair_annulus_bound",
     "pair_overlap_bound",
     "screened_model",
@@ -561,9 +562,55 @@ def product_integral(d, sigma_i, sigma_j, kind: int = 0) -> np.ndarray:
     return _SPHERE_MARGIN * np.exp(-0.5 * d * d / s2) / (2.0 * math.pi * s2)
 
 
+#: Safety factor on :func:`interval_error_bounds`' model of a table's error.
+_INTERVAL_SAFETY = 1.5
+
+
+def interval_error_bounds(phi, mid_err, node_rtol: float) -> np.ndarray:
+    """Per interval of a ring table, a bound of |looked-up S / true S - 1|.
+
+    The cubic through nodes j-1 .. j+2 differs from the true log S by the
+    interpolation error of log S, E(x) = f⁗(ξ)/24 Π(x - x_q), plus the interpolated
+    node errors (each node within ``node_rtol``, the table kernel's tolerance), at most
+    Λ(x) node_rtol with Λ = Σ |ℓ_q(x)| the Lagrange basis' Lebesgue function. At the
+    midpoint the check saw ``mid_err`` against a value itself within node_rtol, so
+    |E(mid)| <= mid_err + (Λ(mid) + 1) node_rtol; with f⁗ about constant over the
+    stencil, |E| on the interval is at most max |Π| / |Π(mid)| times that. So
+
+        bound = _INTERVAL_SAFETY x (ρ (mid_err + (Λ(mid) + 1) node_rtol) + max Λ node_rtol),
+
+    with ρ and Λ computed for each interval's own (uneven) stencil at 9 points.
+    NaN where ``mid_err`` is (an interval never checked).
+
+    Examples
+    --------
+    >>> phi = np.arange(16) * (2 * np.pi / 16)
+    >>> b = interval_error_bounds(phi, np.full(16, 1e-4), 1e-3)
+    >>> bool(np.allclose(b, 1.5 * (1e-4 + 2.25e-3 + 1.25e-3)))   # even nodes: ρ 1, Λ 1.25
+    True
+    """
+    k = phi.size
+    j = np.arange(k)
+    m = j[:, None] - 1 + np.arange(4)[None, :]
+    wrap = m // k
+    xs = phi[m - wrap * k] + wrap * (2.0 * math.pi) - phi[:, None]  # stencil about node j
+    x = np.linspace(0.0, 1.0, 9)[None, :] * xs[:, 2:3]  # 9 points of interval j
+    diff = x[:, :, None] - xs[:, None, :]  # (k, 9, 4)
+    lam = np.zeros(x.shape)
+    for q in range(4):
+        others = [t for t in range(4) if t != q]
+        num = np.prod(diff[:, :, others], axis=2)
+        den = np.prod(xs[:, q : q + 1] - xs[:, others], axis=1)[:, None]
+        lam += np.abs(num / den)
+    prod = np.abs(np.prod(diff, axis=2))
+    rho = prod.max(axis=1) / prod[:, 4]
+    smooth = rho * (mid_err + (lam[:, 4] + 1.0) * node_rtol)
+    return _INTERVAL_SAFETY * (smooth + lam.max(axis=1) * node_rtol)
+
+
 def ring_table(
     evaluate, dec_rad: float, sigma_rad: float, floor: float, rtol: float = TABLE_RTOL,
-    reach: np.ndarray | None = None, below=None,
+    reach: np.ndarray | None = None, below=None, checks: bool = False,
 ):  # fmt: skip
     """Nodes and log values of one neutrino's overlap along its declination ring.
 
@@ -585,12 +632,19 @@ def ring_table(
     below : callable, optional
         A cheap stand-in for S out of reach, at most ``floor`` (e.g. the map's density
         there times a(eps)): it keeps the order of lists far from the map.
+    checks : bool
+        Also return each interval's last check.
 
     Returns
     -------
     phi, logv : ndarray
         Sorted nodes in [0, 2 pi) and log(max(S, floor · 1e-30)) there, for
         :func:`kernels.ra_lookup.ring_lookup`.
+    mid_err : ndarray, with ``checks``
+        Per interval (node j to the next), |cubic / evaluate - 1| at its midpoint with
+        its final stencil (at most ``rtol`` unless the interval is below the floor or
+        at its smallest width); NaN where it was not checked (all four stencil nodes
+        below floor / 10).
 
     Examples
     --------
@@ -628,6 +682,7 @@ def ring_table(
     mid_log = np.full(k, np.nan)
     mid_known = np.zeros(k, dtype=bool)
     passed = np.zeros(k, dtype=bool)
+    mid_err = np.full(k, np.nan)
     for _ in range(_MAX_RECHECKS):
         n = phi.size
         width = np.append(phi[1:], phi[0] + 2.0 * math.pi) - phi
@@ -648,7 +703,9 @@ def ring_table(
             mid_log[todo[fresh]], mid_known[todo[fresh]] = log_value(mid[fresh])
         got = mid_log[todo]
         pred = KR.ring_interp(phi, logv, mid)
-        good = np.abs(np.expm1(pred - got)) <= rtol
+        err = np.abs(np.expm1(pred - got))
+        mid_err[todo] = err
+        good = err <= rtol
         # below the floor everywhere on the interval (ends, midpoint, prediction)
         top = np.maximum(np.maximum(logv[todo], logv[(todo + 1) % n]), np.maximum(pred, got))
         good |= (top <= log_floor) | (width[todo] <= min_width)
@@ -664,16 +721,22 @@ def ring_table(
         mid_log[split] = np.nan
         mid_log = np.concatenate([mid_log, np.full(split.size, np.nan)])
         mid_known = np.concatenate([mid_known, np.zeros(split.size, dtype=bool)])
+        mid_err[split] = np.nan
+        mid_err = np.concatenate([mid_err, np.full(split.size, np.nan)])
         passed[split] = False
         passed = np.concatenate([passed, np.zeros(split.size, dtype=bool)])
         order = np.argsort(phi, kind="stable")
         phi, logv, known = phi[order], logv[order], known[order]
         mid_log, mid_known, passed = mid_log[order], mid_known[order], passed[order]
+        mid_err = mid_err[order]
         # A new node changes the cubic of the 4 intervals whose stencil holds it, so
         # those already passed are checked again (from their kept midpoint values).
         new_at = np.flatnonzero(order >= n)
         for offset in (-2, -1, 0, 1):
             passed[(new_at + offset) % phi.size] = False
+            mid_err[(new_at + offset) % phi.size] = np.nan
+    if checks:
+        return np.ascontiguousarray(phi), np.ascontiguousarray(logv), mid_err
     return np.ascontiguousarray(phi), np.ascontiguousarray(logv)
 
 
@@ -712,8 +775,9 @@ class ScrambleTrials:
     coarse : bool
         Whether the tables are coarse (``n_trials`` up to 5,000).
     bound_rtol : float
-        Relative width of the bounds of a looked-up S_i (:data:`BOUND_RTOL` for the
-        model's default overlap_rtol and fine tables).
+        The widest relative width of the bounds of a looked-up S_i (about
+        :data:`BOUND_RTOL` for the model's default overlap_rtol and fine tables; most
+        intervals of a fine table give narrower ones, :func:`interval_error_bounds`).
     cut : float
         :data:`RESOLVED_FLOORS` times the list's floor (:meth:`bounds`).
 
@@ -785,9 +849,9 @@ class ScrambleTrials:
         self._build_tables(tight, rtol, per_node, n_trials)
         self._pair_statics(may_pair)
         self.cut = RESOLVED_FLOORS * float(self.odds_floor().sum()) if n else 0.0
-        self.bound_rtol = model.overlap_rtol + (
-            _COARSE_TABLE_SHARE if self.coarse else _TABLE_SHARE
-        )
+        # the widest relative width of the bounds of a looked-up S_i (_s_bounds)
+        share = _COARSE_TABLE_SHARE if self.coarse else _TABLE_SHARE
+        self.bound_rtol = (1.0 + share) / (1.0 - model.overlap_rtol) - 1.0
         from kernels.overlap import ATOL
 
         # the exact kernels' absolute tolerances: ATOL x their rtol x the map's peak x
@@ -802,7 +866,8 @@ class ScrambleTrials:
         ``direct`` instead: those whose table would cost more kernel calls
         (``per_node`` per first node) than ``n_trials``."""
         n, screen = self.n, self._screen
-        phis, logs = [], []
+        phis, logs, shares = [], [], []
+        share = _COARSE_TABLE_SHARE if self.coarse else _TABLE_SHARE
         self.n_nodes = 0
         self.direct = np.zeros(n, dtype=bool)  # exact kernel per trial, no table
         for i in range(n):
@@ -814,6 +879,7 @@ class ScrambleTrials:
                 # no table (a placeholder): S_i is exact, or the screen's bound alone
                 phi = np.arange(_MIN_RING_NODES) * (2.0 * math.pi / _MIN_RING_NODES)
                 logv = np.zeros(_MIN_RING_NODES)
+                err = share
             else:
 
                 def exact(phi, i=i):
@@ -828,13 +894,19 @@ class ScrambleTrials:
                     return screen.density(phi, np.full(phi.size, d_i)) * a_i
 
                 reach = screen.ring_reach(d_i, s_i)
-                phi, logv = ring_table(exact, d_i, s_i, self.floor[i], rtol, reach, below)
+                phi, logv, mid = ring_table(exact, d_i, s_i, self.floor[i], rtol, reach, below, checks=True)  # fmt: skip
+                err = share
+                if not self.coarse:
+                    err = np.fmin(interval_error_bounds(phi, mid, kernel.overlap_rtol), share)
             phis.append(phi)
             logs.append(logv)
+            shares.append(np.broadcast_to(err, phi.shape))
         sizes = [p.size for p in phis]
         self.node_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.phi = np.ascontiguousarray(np.concatenate(phis) if phis else np.empty(0))
         self.logv = np.ascontiguousarray(np.concatenate(logs) if logs else np.empty(0))
+        # per interval, the table's share of the bounds' relative width
+        self._share = np.ascontiguousarray(np.concatenate(shares) if shares else np.empty(0))
         # the same cubics as monomials, found through buckets (3x faster lookups)
         self._cubics = KR.ring_prepare(self.node_offsets, self.phi, self.logv, 2)
 
@@ -1002,8 +1074,10 @@ class ScrambleTrials:
         upper bound of the exact kernel's S_i there, as ``EventModel.evaluate_batch``
         computes it).
 
-        From a table: within :attr:`bound_rtol` of the looked-up value plus the exact
-        kernel's absolute tolerance where that is above :data:`_RELATIVE_ABOVE_FLOORS`
+        From a table: the true S within the share of the interval the RA falls in
+        (:func:`interval_error_bounds` for fine tables, at most the global share;
+        at most :attr:`bound_rtol` in all), the exact kernel within its rtol of that,
+        plus its absolute tolerance where the looked-up value is above :data:`_RELATIVE_ABOVE_FLOORS`
         floors within the map's reach; else within 1.1 floors, and never below minus
         the kernel's absolute tolerance. Everywhere at most the screen's bound (max a
         x the density within reach). ``direct`` neutrinos: the exact kernel's own
@@ -1019,17 +1093,18 @@ class ScrambleTrials:
         """
         n = self.n
         known = np.zeros(ra.size, dtype=bool)
-        s = KR.ring_lookup_prepared(self.node_offsets, self.phi, *self._cubics, ra)
+        s, share = KR.ring_lookup_shared(self.node_offsets, self.phi, *self._cubics, self._share, ra)  # fmt: skip
         n_cols = self._s_max.shape[1]
         cell = np.arange(ra.size) % n * n_cols + (np.floor((ra % (2.0 * math.pi)) / (2.0 * math.pi / n_cols)).astype(np.int64) % n_cols)  # fmt: skip
         s_max = self._s_max.ravel()[cell]
         reach = self._reach.ravel()[cell]
         floor, atol = np.tile(self.floor, m), np.tile(self._atol, m)
-        r = self.bound_rtol
+        # the true S within the table's share, the kernel's within its rtol of that
+        r = self.model.overlap_rtol
         rel = reach & (s > _RELATIVE_ABOVE_FLOORS * floor)
         pad = np.where(rel, atol, _BOUND_FLOOR * floor)
-        lo = np.maximum(s / (1.0 + r) - pad, -atol)
-        hi = np.minimum(s * (1.0 + r) + pad, s_max)
+        lo = np.maximum(s * (1.0 - share) / (1.0 + r) - pad, -atol)
+        hi = np.minimum(s * (1.0 + share) / (1.0 - r) + pad, s_max)
         # no table (S_i not weighted into the statistic, or no map or a(eps) to see):
         # between minus the kernel's tolerance and the screen's bound
         untabled = np.tile((self.coef == 0.0) | ~(self.floor > 0), m)
