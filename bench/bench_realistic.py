@@ -177,15 +177,21 @@ def cli_command(src: Path, params: Path, root: Path, scheduler: str, jobs: int) 
     ]  # fmt: skip
 
 
-def measure_cli(command: list[str], root: Path, n: int, jobs: int) -> dict[str, float]:
+def measure_cli(
+    command: list[str], root: Path, n: int, jobs: int, code: Path | None = None
+) -> dict[str, float]:
     """Time one ``llama batch`` process from its start to its exit, as ``time`` would.
 
     The CPU is its process tree's (`TreeCPU`: the fork server and workers included);
-    the steady rate comes from when each event directory was last written.
+    the steady rate comes from when each event directory was last written. ``code``:
+    the source tree to run (`baseline_tree`), None for this one.
     """
+    env = None
+    if code is not None:  # its llama and kernels first on the path, run from there
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
     cpu = TreeCPU()
     t0 = time.time()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=code)
     wall = time.time() - t0
     cpu_s = cpu.stop()
     if done.returncode != 0:
@@ -195,8 +201,22 @@ def measure_cli(command: list[str], root: Path, n: int, jobs: int) -> dict[str, 
         raise SystemExit(f"{len(ends)} event directories in {root}, {n} expected")
     warm = min(2 * jobs, n - 2)
     steady = (n - 1 - warm) / (ends[-1] - ends[warm]) if ends[-1] > ends[warm] else float("nan")
+    # where the time went: start to the first event's end, the events, last event to exit
+    steady_cpu = 100 * cpu.between(ends[warm], ends[-1]) if ends[-1] > ends[warm] else float("nan")
     return {"wall": wall, "rate": n / wall, "steady": steady, "cpu": 100 * cpu_s / wall,
-            "cpu_ms": 1e3 * cpu_s / n}  # fmt: skip
+            "cpu_ms": 1e3 * cpu_s / n, "steady_cpu": steady_cpu, "first": ends[0] - t0,
+            "after": t0 + wall - ends[-1]}  # fmt: skip
+
+
+def baseline_tree(rev: str, parent: Path) -> Path:
+    """The source tree of git revision ``rev`` (``git archive``) in ``parent``, for
+    ``--baseline``: its commands run beside this tree's, interleaved, in one process."""
+    tree = parent / f"baseline-{rev}"
+    tree.mkdir(parents=True)
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "archive", rev], cwd=repo, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
 
 
 def synthetic_config(src: Path, root: Path, scheduler: str, jobs: int):
@@ -222,6 +242,7 @@ class TreeCPU:
         self.me = psutil.Process()
         self.start = self._sample()
         self.last: dict[int, float] = dict(self.start)
+        self.history: list[tuple[float, float]] = [(time.time(), 0.0)]  # (when, CPU so far)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -239,12 +260,25 @@ class TreeCPU:
     def _run(self) -> None:
         while not self.stop_event.wait(self.interval):
             self.last.update(self._sample())
+            self.history.append((time.time(), self._total()))
+
+    def _total(self) -> float:
+        return sum(t - self.start.get(pid, 0.0) for pid, t in self.last.items())
+
+    def between(self, t0: float, t1: float) -> float:
+        """Cores busy on average from ``t0`` to ``t1`` (`time.time` stamps), from the
+        samples (interpolated): the steady CPU of a run, its start and end left out."""
+        import numpy as np
+
+        when, cpu = np.array(self.history).T
+        return float(np.interp(t1, when, cpu) - np.interp(t0, when, cpu)) / (t1 - t0)
 
     def stop(self) -> float:
         self.stop_event.set()
         self.thread.join()
         self.last.update(self._sample())
-        return sum(t - self.start.get(pid, 0.0) for pid, t in self.last.items())
+        self.history.append((time.time(), self._total()))
+        return self._total()
 
 
 def measure(vectors, config, jobs: int, stock: bool = False) -> dict[str, float]:
@@ -300,6 +334,8 @@ def ratio_rows(case: str, res: dict, n: int) -> list[tuple[str, str, str, str]]:
         rows.append((f"{case}:   same, steady", f"{r(a2, a1, 'steady'):.2f}x", "", ""))
         rows.append((f"{case}: default --jobs 2 CPU", f"{res[a2]['cpu']:.0f}%", ">= 190%",
                      "PASS" if res[a2]["cpu"] >= 190 else "MISS"))  # fmt: skip
+        if "steady_cpu" in res[a2]:  # while the events run, the start and end left out
+            rows.append((f"{case}:   same, steady", f"{res[a2]['steady_cpu']:.0f}%", "", ""))
         rows.append((f"{case}: default --jobs 1 CPU", f"{res[a1]['cpu']:.0f}%", "<= 110%",
                      "PASS" if res[a1]["cpu"] <= 110 else "MISS"))  # fmt: skip
     t1, t2 = ("threads", 1), ("threads", 2)
@@ -364,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
                         "start, results file); api: run_batch in this process after a "
                         "warm-up, the engine alone (needed for distributed-stock and the "
                         "synthetic case)")  # fmt: skip
+    parser.add_argument("--baseline", metavar="REV",
+                        help="with --via cli: also run each command with the llama and kernels "
+                        "of git revision REV (interleaved with this tree's, same process), "
+                        "named REV:SCHEDULER; its Numba cache is filled by an untimed run "
+                        "first")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:  # distributed sets its loggers to INFO when imported: import it, then quiet it
@@ -382,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = [(s, j) for s, j in runs if s != STOCK]
         cases = [c for c in cases if c != "synthetic"]
 
+    if args.baseline and args.via != "cli":
+        raise SystemExit("--baseline needs --via cli: each run is then a command of its own")
     print(f"before: {uptime()}", flush=True)
     import numba  # loaded before the runs, as a notebook would: they must not change it
 
@@ -389,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     counts: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="bench-realistic-", dir=args.tmp) as tmp:
         work = Path(tmp)
+        baseline = baseline_tree(args.baseline, work) if args.baseline else None
+        trees = [("", None)] + ([(f"{args.baseline}:", baseline)] if baseline else [])
         for case in cases:
             src = work / case / "src"
             if case == "realistic":
@@ -399,6 +444,12 @@ def main(argv: list[str] | None = None) -> int:
 
                 warm = realistic_config(src, args.maps, work / case / "warm", "synchronous", 1)
                 run_batch(vectors[:2], warm, progress=False)
+                if baseline is not None:  # its own Numba cache, filled untimed
+                    few = src / "events-warm.txt"
+                    few.write_text("".join(params.read_text().splitlines(True)[:2]))
+                    command = cli_command(src, few, work / case / "warm-base", "auto", 1)
+                    env = {**os.environ, "PYTHONPATH": str(baseline)}
+                    subprocess.run(command, cwd=baseline, env=env, capture_output=True, check=True)
             elif case == "synthetic":
                 sys.path.insert(0, str(Path(__file__).parent))
                 import bench_batch
@@ -410,13 +461,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"unknown case {case!r}: give realistic or synthetic")
             counts[case] = len(vectors)
             results[case] = {}
+            plan = [(t, code, s, j) for s, j in runs for t, code in trees]
             for r in range(args.repeat):  # the runs interleaved, so load drifts hit all
-                for scheduler, jobs in runs:
+                for tree, code, scheduler, jobs in plan:
                     root = work / case / f"{scheduler}-{jobs}"
                     engine = "distributed" if scheduler == STOCK else scheduler
                     if args.via == "cli":
                         command = cli_command(src, params, root, scheduler, jobs)
-                        res = measure_cli(command, root, len(vectors), jobs)
+                        res = measure_cli(command, root, len(vectors), jobs, code)
+                        scheduler = tree + scheduler  # the baseline's runs: REV:SCHEDULER
                     elif case == "realistic":
                         config = realistic_config(src, args.maps, root, engine, jobs)
                         res = measure(vectors, config, jobs, stock=scheduler == STOCK)
@@ -426,10 +479,15 @@ def main(argv: list[str] | None = None) -> int:
                     best = results[case].get((scheduler, jobs))
                     if best is None or res["rate"] > best["rate"]:  # the least disturbed
                         results[case][(scheduler, jobs)] = res
+                    timeline = ""
+                    if "first" in res:  # a command: its fixed parts and its steady CPU
+                        timeline = (f"; first event's end {res['first']:.1f} s, last event "
+                                    f"to exit {res['after']:.1f} s, steady CPU "
+                                    f"{res['steady_cpu']:.0f}%")  # fmt: skip
                     print(f"{case:9s} round {r + 1} {scheduler:17s} --jobs {jobs}: "
                           f"{len(vectors)} events in {res['wall']:.1f} s, {res['rate']:.2f} "
                           f"events/s (steady {res['steady']:.2f}), CPU {res['cpu']:.0f}%, "
-                          f"{res['cpu_ms']:.1f} ms CPU per event",
+                          f"{res['cpu_ms']:.1f} ms CPU per event{timeline}",
                           flush=True)  # fmt: skip
                     shutil.rmtree(root)
     print(f"after: {uptime()}")
@@ -446,7 +504,16 @@ def main(argv: list[str] | None = None) -> int:
             if scheduler == "auto":
                 chosen = (choose_scheduler("auto", jobs, counts[case]), jobs)
                 results[case].setdefault(chosen, res)
-        rows += ratio_rows(case, results[case], counts[case])
+        ours = {k: v for k, v in results[case].items() if ":" not in k[0]}
+        rows += ratio_rows(case, ours, counts[case])
+        if args.baseline:  # the same figures for the baseline, and each run against it
+            prefix = f"{args.baseline}:"
+            base = {(k[0][len(prefix) :], k[1]): v for k, v in results[case].items() if ":" in k[0]}
+            rows += ratio_rows(f"{case} ({args.baseline})", base, counts[case])
+            for key, res in ours.items():
+                if key in base:
+                    rows.append((f"{case}: {key[0]} --jobs {key[1]}, this tree / baseline",
+                                 f"{res['rate'] / base[key]['rate']:.2f}x", "", ""))  # fmt: skip
     print("ratio")
     print(f"  {'figure':46s} {'measured':>10s} {'goal':>9s}  result")
     for name, value, goal, result in rows:
