@@ -31,6 +31,7 @@ import binascii
 import logging
 import math
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,16 +145,23 @@ def read_skymap_info(event: Event) -> dict[str, Any]:
 
 def event_gps_time(info: Mapping[str, Any]) -> float:
     """GPS time [s] of the GW event from a skymap_info dict's ``event_time_iso``."""
+    return _gps_of_iso(str(info["event_time_iso"]))
+
+
+@lru_cache(maxsize=256)
+def _gps_of_iso(iso: str) -> float:
+    """`llama.science.times.iso_to_gps`, once per distinct string in a process: an
+    event's ``event_time_iso`` is checked by every handler that reads its
+    skymap_info.json (5 per event to its significance) and astropy's Time takes
+    ~0.3 ms each. A ValueError is raised again each time (lru_cache keeps no failures)."""
     from llama.science.times import iso_to_gps
 
-    return iso_to_gps(str(info["event_time_iso"]))
+    return iso_to_gps(iso)
 
 
 def _check_iso(value: Any, key: str, where: str) -> None:
-    from llama.science.times import iso_to_gps
-
     try:
-        iso_to_gps(str(value))
+        _gps_of_iso(str(value))
     except ValueError:
         raise SkymapInfoError(
             f"{where}: {key} = {value!r} is not an ISO 8601 UTC time "
