@@ -27,8 +27,15 @@ the resolved trials whose exact statistic lies outside their bounds (``bad``, mu
 above 100x the floor, and the number of trials outside 1% + floor (must be 0).
 
 Run: ``python bench/bench_trials.py [--maps bns-1,bbh-2,...] [--events 2] [--trials 20000]
-[--kinds scramble,background]``.
+[--kinds scramble,background] [--per-event N]``.
 Prints a table and a final ratio table; exits 1 when a goal is missed.
+
+``--per-event N`` (background lists) adds what the significance of an event costs, as
+``bench_realistic.py`` draws its events (event k: map k mod the maps of
+``events.json``, sorted; list seed 8 + k): CPU of ``trial_pvalues`` at the default
+2,000 trials (fresh pyramid, set-up included) and of its ``decide_batch``, per map and
+the mean over the N events (the issue's 50 events/s on 2 cores is 40 ms of CPU per
+event in all).
 """
 
 from __future__ import annotations
@@ -195,6 +202,38 @@ def background_case(model, mjd, nl, n_trials, seed):
     }
 
 
+def per_event(directory: Path, n_events: int) -> dict[str, list[tuple[float, float]]]:
+    """(CPU of trial_pvalues at 2,000 background trials, of its decide_batch) [s] per
+    event, by map; events as bench_realistic.py draws them (``--per-event``)."""
+    names = sorted(json.loads((directory / "events.json").read_text()))
+    names = [m for m in names if (directory / f"{m}.fits").exists()]
+    spent = [0.0]
+    decide = BackgroundTrials.decide_batch
+
+    def timed_decide(self, *args, **kwargs):
+        t0 = time.process_time()
+        try:
+            return decide(self, *args, **kwargs)
+        finally:
+            spent[0] += time.process_time() - t0
+
+    out: dict[str, list[tuple[float, float]]] = {}
+    BackgroundTrials.decide_batch = timed_decide
+    try:
+        for k in range(n_events):
+            name = names[k % len(names)]
+            model, mjd = load_event(directory, name)
+            nl = simulate_background_neutrinos(np.random.default_rng(8 + k), mjd)
+            obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
+            spent[0] = 0.0
+            t0 = time.process_time()
+            trial_pvalues(model, obs, DEFAULT_N_TRIALS, seed=k)
+            out.setdefault(name, []).append((time.process_time() - t0, spent[0]))
+    finally:
+        BackgroundTrials.decide_batch = decide
+    return out
+
+
 def end_to_end(model, mjd, nl, kind, seed):
     """trial_pvalues at the default trial count, exact then fast (set-up included)."""
     obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
@@ -212,6 +251,9 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=20000, help="fast trials timed per case")
     ap.add_argument("--seed", type=int, default=2019)
     ap.add_argument("--kinds", default="scramble,background", help="trial kinds to run")
+    ap.add_argument("--per-event", type=int, default=0, metavar="N",
+                    help="background: CPU per event at 2,000 trials over N events as "
+                    "bench_realistic.py draws them (0: skip)")  # fmt: skip
     args = ap.parse_args(argv)
     set_num_threads(1)
     kinds = [k for k in ("scramble", "background") if k in args.kinds.split(",")]
@@ -268,6 +310,18 @@ def main(argv=None) -> int:
                     f"{e['exact'][1]:6.3f}/{e['fast'][1]:.3f}",
                     flush=True,
                 )
+    if args.per_event and "background" in kinds:
+        spent = per_event(SHARED if (SHARED / "events.json").exists() else LOCAL, args.per_event)
+        print(f"\nbackground significance per event, {DEFAULT_N_TRIALS} trials, CPU (load {os.getloadavg()[0]:.1f})")  # fmt: skip
+        print(f"{'map':7s} {'events':>6s} {'ms/event':>9s} {'decide ms':>9s} {'trials/s':>9s}")
+        every = [t for v in spent.values() for t in v]
+        for name, v in sorted(spent.items()):
+            ms, dec = (1e3 * float(np.mean([t[j] for t in v])) for j in (0, 1))
+            print(f"{name:7s} {len(v):6d} {ms:9.1f} {dec:9.1f} {DEFAULT_N_TRIALS / ms * 1e3:9.0f}")
+        ms, dec = (1e3 * float(np.mean([t[j] for t in every])) for j in (0, 1))
+        print(
+            f"{'mean':7s} {len(every):6d} {ms:9.1f} {dec:9.1f} {DEFAULT_N_TRIALS / ms * 1e3:9.0f}"
+        )
     print("\nratio table (medians over events; rates per core, 1 thread)")
     print(f"{'figure':48s} {'measured':>12s} {'goal':>10s}  verdict")
     ok = True
