@@ -165,13 +165,19 @@ def frame_azimuth(rotation, turn_deg, dec, ra):
     [90.0, 0.0]
     """
     n = dec.shape[0]
+    # each neutrino's cos and sin of dec once (the same numbers as per entry)
+    cds = np.empty(n)
+    sds = np.empty(n)
+    for i in range(n):
+        cds[i] = math.cos(dec[i])
+        sds[i] = math.sin(dec[i])
     out = np.empty(ra.shape[0])
     for q in range(ra.shape[0]):
         i = q % n
-        cd = math.cos(dec[i])
+        cd = cds[i]
         u0 = cd * math.cos(ra[q])
         u1 = cd * math.sin(ra[q])
-        u2 = math.sin(dec[i])
+        u2 = sds[i]
         v0 = rotation[0, 0] * u0 + rotation[0, 1] * u1 + rotation[0, 2] * u2
         v1 = rotation[1, 0] * u0 + rotation[1, 1] * u1 + rotation[1, 2] * u2
         az = math.degrees(math.atan2(v0, v1)) + turn_deg[i]

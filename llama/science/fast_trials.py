@@ -134,6 +134,9 @@ _SPHERE_MARGIN = 1.02
 #: The product of two of O3's Gaussians bounded as a Gaussian this much wider than
 #: the planar product's (the sphere's curvature; :meth:`ScrambleTrials._pair_annulus_bound`).
 _PAIR_PSF_WIDER = 1.05
+#: ∫ G_i G_j of O3's Gaussians on the sphere is at least this times
+#: :func:`product_integral` (tests/test_fast_trials.py: within 3% by quadrature).
+_PAIR_MASS_LOW = 0.97
 #: The pair kernel's absolute floor taken this many times in the pyramid's pair bound:
 #: in a map's far tail the pair kernel is off by up to ~2.1x its tolerance (tests/
 #: test_kernels_pair_tail.py).
@@ -480,18 +483,20 @@ def pair_overlap_bound(ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j, s_i, s_j, a_i
 
 
 def pair_annulus_bound(sky, ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j, rows, kind=0, d=None):
-    """An upper bound of a pair's overlap S_ij = ∫ rho a_i a_j G_i G_j from a map's
-    min/max pyramid (nested discs about the pair's product).
+    """Lower and upper bounds of a pair's overlap S_ij = ∫ rho a_i a_j G_i G_j from a
+    map's min/max pyramid (nested discs about the pair's product).
 
     G_i G_j is ∫ G_i G_j (:func:`product_integral`) times a PSF of width sigma_c =
     (sigma_i⁻² + sigma_j⁻²)^(-1/2) about the pair's weighted centre: exactly for von
     Mises-Fisher PSFs (kappa_c = |kappa_i n_i + kappa_j n_j|, centre along that
     vector), on the plane for O3's Gaussian, whose sphere's curvature a PSF wider by
     :data:`_PAIR_PSF_WIDER` covers (a wider PSF only moves mass to outer annuli,
-    bounded over larger discs). So S_ij <= ∫ G_i G_j x the nested-disc bound of
-    ∫ rho a_i a_j G_c (:meth:`~llama.science.background_trials.SkyBounds.overlap`),
-    far tighter than the largest density within the product's reach where the map
-    varies on the PSFs' scale.
+    bounded over larger discs, and only lowers a lower bound, whose disc minima fall
+    with the radius). So S_ij <= ∫ G_i G_j x the nested-disc upper bound of ∫ rho a_i
+    a_j G_c (:meth:`~llama.science.background_trials.SkyBounds.overlap`), far tighter
+    than the largest density within the product's reach where the map varies on the
+    PSFs' scale, and S_ij >= :data:`_PAIR_MASS_LOW` ∫ G_i G_j x the lower one (on
+    the sphere ∫ G_i G_j is within 3% of :func:`product_integral`).
 
     Parameters
     ----------
@@ -506,15 +511,19 @@ def pair_annulus_bound(sky, ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j, rows, ki
     d : (k,) float64, optional
         The pairs' separations [rad] (computed when not given).
 
+    Returns
+    -------
+    lo, hi : (k,) float64
+
     Examples
     --------
     >>> from llama.science.background_trials import SkyBounds
     >>> from llama.science.skymap import SkyMap
     >>> sky = SkyBounds(SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1))
     >>> s = np.radians([1.0])
-    >>> b = pair_annulus_bound(sky, 0.0 * s, 0.0 * s, s, s, 0.0 * s, s, np.ones((1, 18)))
+    >>> lo, hi = pair_annulus_bound(sky, 0.0 * s, 0.0 * s, s, s, 0.0 * s, s, np.ones((1, 18)))
     >>> want = product_integral(s, s, s) / (4 * np.pi)   # a uniform map: rho ∫ G_i G_j
-    >>> bool(want[0] <= b[0] < 1.01 * want[0])
+    >>> bool(0.96 * want[0] < lo[0] <= want[0] <= hi[0] < 1.01 * want[0])
     True
     """
     ra_i, dec_i, ra_j, dec_j = (np.asarray(a, dtype=np.float64) for a in (ra_i, dec_i, ra_j, dec_j))
@@ -530,8 +539,10 @@ def pair_annulus_bound(sky, ra_i, dec_i, sigma_i, ra_j, dec_j, sigma_j, rows, ki
     else:
         c_ra, c_dec = _towards(ra_i, dec_i, ra_j, dec_j, d, d * si**2 / (si**2 + sj**2))
         s_c = _PAIR_PSF_WIDER * si * sj / np.sqrt(si**2 + sj**2)
-    u = sky.overlap(c_ra, c_dec, s_c, rows, kind)[1]
-    return product_integral(d, si, sj, kind) * u
+    u_lo, u_hi, _ = sky.overlap(c_ra, c_dec, s_c, rows, kind)
+    mass = product_integral(d, si, sj, kind)
+    low = _PAIR_MASS_LOW if kind == 0 else 1.0 - 1e-9  # vMF: exact
+    return low * mass * u_lo, mass * u_hi
 
 
 def product_integral(d, sigma_i, sigma_j, kind: int = 0) -> np.ndarray:
@@ -848,6 +859,12 @@ class ScrambleTrials:
         self._screen = TrialScreen.for_model(model) if n else None
         self._build_tables(tight, rtol, per_node, n_trials)
         self._pair_statics(may_pair)
+        if not self.coarse and self._pairable.size >= 2:
+            from llama.science.background_trials import SkyBounds
+
+            # the pyramid of the pairs' second bound (_tighten_pairs), built with the
+            # tables where many trials are expected (9-26 ms; else on first use)
+            SkyBounds.for_model(model)
         self.cut = RESOLVED_FLOORS * float(self.odds_floor().sum()) if n else 0.0
         # the widest relative width of the bounds of a looked-up S_i (_s_bounds)
         share = _COARSE_TABLE_SHARE if self.coarse else _TABLE_SHARE
@@ -1015,17 +1032,17 @@ class ScrambleTrials:
         # product's mass x max a_i max a_j
         bound = _PAIR_BOUND_MARGIN * np.fmin(split, mass * near) + self._pair_atol * mass
         if tight:
-            bound = np.fmin(bound, self._pair_annulus_bound(ra, dec, sigma, pi, pj, d))
+            bound = np.fmin(bound, self._pair_annulus_bound(ra, dec, sigma, pi, pj, d)[1])
         return bound
 
     def _pair_annulus_bound(self, ra, dec, sigma, pi, pj, d):
-        """:func:`pair_annulus_bound` of the doublets (pi, pj) with margins and the pair
-        kernel's absolute floor: a bound of the pair kernel's S_ij."""
+        """:func:`pair_annulus_bound` of the doublets (pi, pj) with margins, the pair
+        kernel's rtol and absolute floor: (lo, hi) of the pair kernel's S_ij."""
         from llama.science.background_trials import SkyBounds
 
         n = self.n
         i, j = pi % n, pj % n
-        u = pair_annulus_bound(
+        t_lo, t_hi = pair_annulus_bound(
             SkyBounds.for_model(self.model), ra[pi], dec[pi], sigma[pi], ra[pj], dec[pj],
             sigma[pj], self._pair_rows[i, j], self.model.psf_kind, d,
         )  # fmt: skip
@@ -1033,7 +1050,10 @@ class ScrambleTrials:
         # with the margin of its far-tail errors
         mass = product_integral(d, sigma[pi], sigma[pj], self.model.psf_kind)
         floor = _PAIR_FLOOR_MARGIN * self._pair_atol * mass * self._amax[i] * self._pair_amax[i, j]  # fmt: skip
-        return _PAIR_BOUND_MARGIN * u + floor
+        # the kernel within rtol of the true S_ij plus its floor (twice that in the
+        # far tail, as the upper bound's margins allow too)
+        r = _PAIR_FLOOR_MARGIN * self.model.overlap_rtol
+        return np.maximum(t_lo * (1.0 - r) - floor, 0.0), _PAIR_BOUND_MARGIN * t_hi + floor
 
     def evaluate_batch(
         self, ra_deg, dec_deg=None, sigma_deg=None, energy_gev=None, dt_s=None, zenith_deg=None,
@@ -1355,44 +1375,68 @@ class ScrambleTrials:
         todo = holding(np.flatnonzero(lo < hi))
         if todo.size == 0:
             return b
-        self._tighten_pairs(ra_deg, todo[np.isfinite(hi[todo])], hi, e_hi, rows_d, s_true)
+        rows_lo = self._tighten_pairs(ra_deg, todo[np.isfinite(hi[todo])], lo, hi, e_lo, e_hi, rows_d, s_true)  # fmt: skip
         todo = holding(todo)
         if todo.size == 0:
             return TrialBounds(lo, hi, b.resolved, np.clip(b.point, lo, hi))
         left = todo[np.isfinite(hi[todo])]  # not finite: the whole statistic
         if left.size:
-            self._refine(ra_deg, left, lo, hi, rows_d, holding)
+            self._refine(ra_deg, left, lo, hi, rows_d, rows_lo, holding)
         left = holding(todo)
         if left.size:
             lo[left] = hi[left] = np.maximum(self._exact(ra_deg, left), self.cut)
         point = np.where(lo == hi, lo, b.point)
         return TrialBounds(lo, hi, b.resolved, point, int(left.size))
 
-    def _tighten_pairs(self, ra_deg, trials, hi, e_hi, rows_d, s_true) -> None:
-        """Narrow ``hi`` of resolved ``trials`` (and their rows of ``rows_d``) in place
-        by the pyramid's pair bound (:meth:`_pair_annulus_bound`), for the few trials
-        that hold an observed value: the lookups' doublet bounds are often 10-10^5
-        times the exact terms where a pair's product lies in the map's slope."""
+    def _tighten_pairs(self, ra_deg, trials, lo, hi, e_lo, e_hi, rows_d, s_true) -> np.ndarray:
+        """Narrow ``lo``, ``hi`` of resolved ``trials`` (and their rows of ``rows_d``) in
+        place by the pyramid's pair bounds (:meth:`_pair_annulus_bound`), for the few
+        trials that hold an observed value: the lookups' doublet bounds are often
+        10-10^5 times the exact terms where a pair's product lies in the map's slope,
+        and give no lower bound. Returns per row (all m x n) a lower bound of its
+        doublet terms (0 elsewhere)."""
         n, k = self.n, trials.size
+        rows_lo = np.zeros(rows_d.size)
         if k == 0 or self._pairable.size < 2:
-            return
+            return rows_lo
         rows = (trials[:, None] * n + np.arange(n)).ravel()
         sub = ra_deg[rows]
-        tight, odd = self._pair_bounds(sub, np.radians(sub), s_true[rows], k, tight=True)
-        tight = np.fmin(tight, rows_d[rows])  # both bound each row's doublet terms
-        keep = ~odd
-        rows_d[rows] = np.where(np.repeat(keep, n), tight, rows_d[rows])
-        pair_hi = tight.reshape(k, n).sum(axis=1)
+        ra = np.radians(sub)
+        pi, pj, _ = self._find_pairs(sub, ra, k)
+        if pi.size == 0:
+            return rows_lo
+        i, j = pi % n, pj % n
+        sig, dec = np.tile(np.radians(self.sigma), k), np.tile(np.radians(self.dec), k)
+        d = _separation(ra[pi], dec[pi], ra[pj], dec[pj])
+        b_lo, b_hi = self._pair_annulus_bound(ra, dec, sig, pi, pj, d)
+        b_hi = np.fmin(b_hi, self._pair_overlap_bound(ra, dec, sig, s_true[rows], pi, pj))
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0 x inf: O3's quirks
+            unit = self._pair_unit[i, j] / (self.p_c + self.p_0)[i]
+            share_hi = unit * b_hi * (1.0 + 1e-12)
+            share_lo = unit * b_lo * (1.0 - 1e-12)
+        fin = np.isfinite(share_hi) & np.isfinite(share_lo) & (unit >= 0.0)
+        keep = np.ones(k, dtype=bool)
+        keep[pi[~fin] // n] = False  # O3's quirks: as the lookups left them
+        new_hi = np.bincount(pi, weights=np.where(fin, share_hi, 0.0), minlength=k * n)
+        new_lo = np.bincount(pi, weights=np.where(fin, share_lo, 0.0), minlength=k * n)
+        new_hi = np.fmin(new_hi, rows_d[rows])  # both bound each row's doublet terms
+        sel = np.repeat(keep, n)
+        rows_d[rows[sel]] = new_hi[sel]
+        rows_lo[rows[sel]] = new_lo[sel]
+        t = trials[keep]
         with np.errstate(invalid="ignore"):
-            new = np.maximum(e_hi[trials[keep]] + pair_hi[keep], self.cut)
-            hi[trials[keep]] = np.minimum(hi[trials[keep]], new)
+            up = np.maximum(e_hi[t] + new_hi.reshape(k, n)[keep].sum(axis=1), self.cut)
+            down = np.maximum(e_lo[t] + new_lo.reshape(k, n)[keep].sum(axis=1), self.cut)
+        hi[t] = np.minimum(hi[t], up)
+        lo[t] = np.maximum(lo[t], np.minimum(down, hi[t]))
+        return rows_lo
 
-    def _refine(self, ra_deg, trials, lo, hi, rows_d, holding) -> None:
+    def _refine(self, ra_deg, trials, lo, hi, rows_d, rows_lo, holding) -> None:
         """Narrow ``lo``, ``hi`` of ``trials`` in place while they hold a threshold: per
         trial and round, the widest part of its bounds is made exact, either one
         neutrino's S_i (the exact kernel's, as ``EventModel.evaluate_batch`` computes
         it: the same call, the same arguments) or the doublet terms of one first
-        member (the pair kernel; bounded by ``rows_d``, per row, before). Usually one
+        member (the pair kernel; bounded by ``rows_lo``, ``rows_d``, per row, before). Usually one
         neutrino near the map makes a trial's statistic, and one kernel call decides
         it instead of the whole list's."""
         n, k = self.n, trials.size
@@ -1403,7 +1447,7 @@ class ScrambleTrials:
         unit = np.tile(unit_n, k)
         # columns 0 .. n-1: each neutrino's P_s1 share; n .. 2n-1: its doublets' terms
         with np.errstate(invalid="ignore"):  # inf * 0 where a unit odds is not finite
-            part_lo = np.concatenate([(unit * s_lo).reshape(k, n), np.zeros((k, n))], axis=1)
+            part_lo = np.concatenate([(unit * s_lo).reshape(k, n), rows_lo[rows].reshape(k, n)], axis=1)  # fmt: skip
             part_hi = np.concatenate([(unit * s_hi).reshape(k, n), rows_d[rows].reshape(k, n)], axis=1)  # fmt: skip
         known = part_hi <= part_lo
         known[:, :n] |= s_known.reshape(k, n)
