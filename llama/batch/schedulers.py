@@ -299,8 +299,10 @@ def start_workers_early(name: str, jobs: int, total: int | None = None) -> str:
     ``distributed``, or ``auto`` choosing processes: `choose_scheduler`) the fork
     server starts importing the engine (`llama.batch.worker_preload`, ~1 s) while
     the caller goes on with its own set-up, instead of at the run's first event;
-    `make_pool` later forks the workers from it. Returns what ``name`` means for this
-    run, like `choose_scheduler`. Other schedulers start nothing.
+    `make_pool` later forks the workers from it. The modules the pool itself needs
+    in this process (Dask's, concurrent.futures') are imported here meanwhile.
+    Returns what ``name`` means for this run, like `choose_scheduler`. Other
+    schedulers start nothing.
 
     Examples
     --------
@@ -312,8 +314,15 @@ def start_workers_early(name: str, jobs: int, total: int | None = None) -> str:
     chosen = choose_scheduler(name, jobs, total)
     if chosen == "processes":
         _process_pool_context()
+        # what the pool imports at its first event, imported now while the server
+        # imports: this thread has nothing else to do until the workers are forked,
+        # and a thread the caller starts next imports none of it at the same time
+        import concurrent.futures.process  # noqa: F401
+
+        import dask.multiprocessing  # noqa: F401
     elif chosen == "distributed":
         worker_context(CLUSTER_PRELOAD)
+        import distributed  # noqa: F401
     return chosen
 
 
