@@ -209,8 +209,11 @@ def measure_cli(
 
 
 def baseline_tree(rev: str, parent: Path) -> Path:
-    """The source tree of git revision ``rev`` (``git archive``) in ``parent``, for
-    ``--baseline``: its commands run beside this tree's, interleaved, in one process."""
+    """The source tree of git revision ``rev`` (``git archive``) in ``parent``, or the
+    directory ``rev``, for ``--baseline``: its commands run beside this tree's,
+    interleaved, in one process."""
+    if Path(rev).is_dir():  # a tree made by hand (this one with some files reverted, say)
+        return Path(rev).resolve()
     tree = parent / f"baseline-{rev}"
     tree.mkdir(parents=True)
     repo = Path(__file__).resolve().parent.parent
@@ -402,9 +405,9 @@ def main(argv: list[str] | None = None) -> int:
                         "synthetic case)")  # fmt: skip
     parser.add_argument("--baseline", metavar="REV",
                         help="with --via cli: also run each command with the llama and kernels "
-                        "of git revision REV (interleaved with this tree's, same process), "
-                        "named REV:SCHEDULER; its Numba cache is filled by an untimed run "
-                        "first")  # fmt: skip
+                        "of git revision REV, or of the source tree in directory REV "
+                        "(interleaved with this tree's, same process), named REV:SCHEDULER; "
+                        "its Numba cache is filled by an untimed run first")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:  # distributed sets its loggers to INFO when imported: import it, then quiet it
