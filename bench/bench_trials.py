@@ -26,8 +26,16 @@ the resolved trials whose exact statistic lies outside their bounds (``bad``, mu
 0). Accuracy of the background's fast statistic: the largest |O_fast - O_exact| / O_exact over trials
 above 100x the floor, and the number of trials outside 1% + floor (must be 0).
 
+Scrambles also give the CPU of ``decide_batch`` (one Numba thread: trials per CPU
+second are per core, whatever the machine's load) and where it goes, from a second
+run with its steps wrapped (``cpu:`` lines): bounds from lookups, the exact kernel on
+single neutrinos, the pair kernel's looks at doublets, whole lists, and the trials
+holding an observed value after the lookups' bounds and after the pyramid's pair
+bounds.
+
 Run: ``python bench/bench_trials.py [--maps bns-1,bbh-2,...] [--events 2] [--trials 20000]
-[--kinds scramble,background] [--per-event N]``.
+[--kinds scramble,background] [--per-event N] [--only bbh-6,bbh-3]`` (``--only``: the
+same events as the whole run gets, for those maps only).
 Prints a table and a final ratio table; exits 1 when a goal is missed.
 
 ``--per-event N`` (background lists) adds what the significance of an event costs, as
@@ -126,7 +134,10 @@ def scramble_case(model, mjd, nl, n_trials, seed):
     bounds, t_bounds = timed(st.bounds, trials[0])
     t_event, t_nu = st.thresholds(obs.ra, obs.odds, obs.odds_ratio)
     thresholds = np.append(t_nu, t_event)
+    cpu0 = time.process_time()  # one Numba thread: the process's CPU is the core's
     decided, t_decided = timed(st.decide_batch, thresholds, trials[0])
+    cpu = time.process_time() - cpu0
+    parts = scramble_parts(st, thresholds, trials[0])
     r = bounds.resolved[:m_exact]
     e = exact.odds
     h = np.maximum(e, st.cut)  # what a resolved trial ranks by
@@ -144,6 +155,8 @@ def scramble_case(model, mjd, nl, n_trials, seed):
         "exact_rate": m_exact / t_exact,
         "stat_rate": n_trials / t_bounds,
         "fast_rate": n_trials / t_decided,
+        "cpu_rate": n_trials / cpu,
+        "parts": parts,
         "refined": decided.n_refined,
         "n_exact_t": exact_t.size,
         "event_exact": bool(t_event == obs.odds and t_event >= st.exact_above()),
@@ -152,6 +165,56 @@ def scramble_case(model, mjd, nl, n_trials, seed):
         "bad": bad,
         "above": int(r.sum()),
     }
+
+
+def scramble_parts(st, thresholds, ra_deg) -> dict:
+    """Where a scramble ``decide_batch`` spends its CPU, from a second run with its
+    steps wrapped: bounds from lookups (``_bounds``), trials holding an observed value
+    after them (``held``) and after the pyramid's pair bounds (``held_pairs``), the
+    exact kernel on single neutrinos (entries, CPU), the pair kernel's looks at doublet
+    terms (calls, CPU) and whole lists evaluated (CPU)."""
+    out = dict.fromkeys(("bounds", "singles", "pairs", "whole", "all"), 0.0)
+    out.update(entries=0, pair_calls=0, held=0, held_pairs=0)
+    model = st.model
+
+    def wrap(obj, name, key, count=None):
+        f = getattr(obj, name)
+
+        def inner(*a, **k):
+            t0 = time.process_time()
+            res = f(*a, **k)
+            out[key] += time.process_time() - t0
+            if count:
+                out[count] += np.size(a[0]) if count == "entries" else 1
+            return res
+
+        setattr(obj, name, inner)
+
+    def holding(lo, hi):
+        t = np.sort(thresholds[~np.isnan(thresholds)])
+        return int(np.sum((np.searchsorted(t, hi, side="right") > np.searchsorted(t, lo, side="left")) & (lo < hi)))  # fmt: skip
+
+    tighten = st._tighten_pairs
+
+    def counted(ra, trials, lo, hi, *a):
+        out["held"] += trials.size
+        res = tighten(ra, trials, lo, hi, *a)
+        out["held_pairs"] += holding(lo[trials], hi[trials])
+        return res
+
+    wrap(st, "_bounds", "bounds")
+    wrap(model, "signal_overlap", "singles", "entries")
+    wrap(st, "_pair_parts", "pairs", "pair_calls")
+    wrap(st, "_exact", "whole")
+    st._tighten_pairs = counted
+    try:
+        t0 = time.process_time()
+        st.decide_batch(thresholds, ra_deg)
+        out["all"] = time.process_time() - t0
+    finally:
+        for obj, name in ((st, "_bounds"), (model, "signal_overlap"), (st, "_pair_parts"), (st, "_exact"), (st, "_tighten_pairs")):  # fmt: skip
+            del obj.__dict__[name]
+    return out
 
 
 def background_case(model, mjd, nl, n_trials, seed):
@@ -234,6 +297,20 @@ def per_event(directory: Path, n_events: int) -> dict[str, list[tuple[float, flo
     return out
 
 
+def scramble_line(r, n_trials) -> str:
+    """The CPU split of a scramble case (:func:`scramble_parts`), per 1,000 trials."""
+    p = r["parts"]
+    k = 1e3 / n_trials
+    rest = p["all"] - p["bounds"] - p["singles"] - p["pairs"]
+    return (
+        f"{'':7s} cpu: {r['cpu_rate']:9.0f} trials/s; per 1,000 trials {p['all'] * 1e3 * k:5.1f} ms = "
+        f"bounds {p['bounds'] * 1e3 * k:4.1f} + kernel on {p['entries'] * k:4.1f} singles "
+        f"{p['singles'] * 1e3 * k:4.1f} + {p['pair_calls']} pair looks {p['pairs'] * 1e3 * k:4.1f} "
+        f"+ other {rest * 1e3 * k:4.1f} (whole lists {p['whole'] * 1e3 * k:.1f}); held "
+        f"{p['held']} ({100 * p['held'] / n_trials:.1f}%), {p['held_pairs']} after the pyramid's pair bounds"
+    )
+
+
 def end_to_end(model, mjd, nl, kind, seed):
     """trial_pvalues at the default trial count, exact then fast (set-up included)."""
     obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
@@ -251,6 +328,9 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=20000, help="fast trials timed per case")
     ap.add_argument("--seed", type=int, default=2019)
     ap.add_argument("--kinds", default="scramble,background", help="trial kinds to run")
+    ap.add_argument("--only", default="", metavar="MAPS",
+                    help="run only these of --maps; the lists of the others are still "
+                    "drawn, so each event is the one the whole run gets")  # fmt: skip
     ap.add_argument("--per-event", type=int, default=0, metavar="N",
                     help="background: CPU per event at 2,000 trials over N events as "
                     "bench_realistic.py draws them (0: skip)")  # fmt: skip
@@ -286,14 +366,21 @@ def main(argv=None) -> int:
     )
     hdr = f"{'map':7s} {'kind':10s} {'n':>2s} {'setup ms':>8s} {'exact/s':>8s} {'fast/s':>9s} {'ratio':>6s} {'stat/s':>8s} {'refined':>7s} {'wrong/n_t':>9s} {'worst rel':>9s} {'bad':>3s} {'>100 fl':>7s} {'e2e exact/s':>11s} {'e2e fast/s':>10s} {'p exact/fast':>13s}"  # fmt: skip
     print(hdr)
+    only = set(args.only.split(",")) - {""}
     for name in names:
+        if only and name not in only:  # draw its lists all the same (the same events after)
+            mjd = float(json.loads((directory / "events.json").read_text())[name]["mjd_obs"])
+            for _ in range(args.events):
+                simulate_background_neutrinos(rng, mjd)
+                rng.integers(2**31)
+            continue
         model, mjd = load_event(directory, name)
         for _ in range(args.events):
             nl = simulate_background_neutrinos(rng, mjd)
             seed = int(rng.integers(2**31))
             for kind in kinds:
                 if kind == "scramble":
-                    r = scramble_case(model, mjd, nl, args.trials, seed)
+                    r = dict(scramble_case(model, mjd, nl, args.trials, seed), map=name)
                 else:
                     r = dict(background_case(model, mjd, nl, args.trials, seed), map=name)
                 e = end_to_end(model, mjd, nl, kind, seed)
@@ -310,6 +397,8 @@ def main(argv=None) -> int:
                     f"{e['exact'][1]:6.3f}/{e['fast'][1]:.3f}",
                     flush=True,
                 )
+                if kind == "scramble":
+                    print(scramble_line(r, args.trials), flush=True)
     if args.per_event and "background" in kinds:
         spent = per_event(SHARED if (SHARED / "events.json").exists() else LOCAL, args.per_event)
         print(f"\nbackground significance per event, {DEFAULT_N_TRIALS} trials, CPU (load {os.getloadavg()[0]:.1f})")  # fmt: skip
@@ -342,6 +431,11 @@ def main(argv=None) -> int:
             slow_ok = slow["fast_rate"] >= GOALS[kind]
             ok &= bool(slow_ok)
             print(f"{'background trials/s, slowest event':48s} {slow['fast_rate']:12.0f} {GOALS[kind]:10.0f}  {'PASS' if slow_ok else 'MISS'} ({slow['map']}, {slow['n']} neutrinos)")  # fmt: skip
+        if kind == "scramble":  # per core: CPU seconds of the one thread
+            cpu = [r["cpu_rate"] for r in rows[kind]]
+            slow = min(rows[kind], key=lambda r: r["cpu_rate"])
+            ok &= bool(slow["cpu_rate"] >= GOALS[kind])
+            print(f"{'scramble trials/s, fast, CPU (median, slowest)':48s} {np.median(cpu):12.0f} {GOALS[kind]:10.0f}  {'PASS' if slow['cpu_rate'] >= GOALS[kind] else 'MISS'} (slowest {slow['cpu_rate']:.0f}: {slow['map']}, {slow['n']} neutrinos)")  # fmt: skip
         print(f"{kind + ' fast / exact, same trials':48s} {fast / exact:11.1f}x")
         print(f"{kind + ' set-up per event [ms]':48s} {setup:12.0f}")
         print(f"{kind + ' end to end, 2,000 trials, fast / exact':48s} {e_fast / e_exact:11.1f}x ({e_fast:.0f} vs {e_exact:.0f} trials/s)")  # fmt: skip
