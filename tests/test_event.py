@@ -267,3 +267,74 @@ def test_rider_records_cpu_apart_from_wall_time(tmp_path, timeout_s):
     sleeper, worker = ev.read_meta("sleeper.json"), ev.read_meta("worker.json")
     assert sleeper["wall_time_s"] >= 0.3 and sleeper["cpu_time_s"] < 0.1
     assert 0.2 <= worker["cpu_time_s"] <= worker["wall_time_s"] + 0.01
+
+
+def _watchdog_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "llama-watchdog"]
+
+
+def _wait_for(condition, seconds: float = 10.0) -> bool:
+    import time
+
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_timed_handlers_share_a_watchdog_thread_until_one_overruns(tmp_path):
+    """Handlers with a TIMEOUT_S run on one kept thread per calling thread (not one new
+    thread each); a call that overruns keeps its thread busy, so the next call gets a
+    new one, and the overrun thread ends once its late call returns. A calling thread
+    that ends takes its watchdog with it."""
+    import threading
+    import time
+
+    from llama.handler import FileHandler, HandlerRegistry, write_json
+
+    reg = HandlerRegistry()
+    ran_on: list[int] = []
+
+    class Quick(FileHandler, registry=reg):
+        FILENAME = "quick.json"
+        TIMEOUT_S = 30.0
+
+        def generate(self, out):
+            ran_on.append(threading.get_ident())
+            write_json(out, {})
+
+    class Late(FileHandler, registry=reg):
+        FILENAME = "late.json"
+        TIMEOUT_S = 0.2
+
+        def generate(self, out):
+            ran_on.append(threading.get_ident())
+            time.sleep(0.8)
+            write_json(out, {})
+
+    ev = Event(tmp_path / "e")
+    before = len(_watchdog_threads())
+    for _ in range(3):
+        ev.path("quick.json").unlink(missing_ok=True)
+        ev.generate(Quick)
+    assert len(set(ran_on)) == 1 and ran_on[0] != threading.get_ident()
+    assert len(_watchdog_threads()) <= before + 1
+    with pytest.raises(HandlerFailed, match="did not finish within 0.2 s"):
+        ev.generate(Late)
+    assert ran_on[-1] == ran_on[0]
+    ev.path("quick.json").unlink()
+    ev.generate(Quick)
+    assert ran_on[-1] != ran_on[0]  # a fresh watchdog: the old one still sleeps
+    overran = next(t for t in _watchdog_threads() if t.ident == ran_on[0])
+    overran.join(5.0)
+    assert not overran.is_alive() and not ev.path("late.json").exists()
+
+    caller = threading.Thread(target=lambda: Event(tmp_path / "f").generate(Quick))
+    caller.start()
+    caller.join()
+    theirs = ran_on[-1]
+    assert _wait_for(lambda: all(t.ident != theirs for t in _watchdog_threads()))
