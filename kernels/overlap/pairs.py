@@ -72,6 +72,10 @@ from .tree import (
     taylor_value,
 )
 
+#: The far shell of a pair's band integrals (see :func:`pair_band_sum`) is skipped where
+#: it may add less than this fraction of the traversal's absolute floor to the result.
+SHELL_FLOOR = 1e-3
+
 
 # --------------------------------------------------------------------------------------
 # the pair control variate: G1 G2 (and A1 A2 G1 G2) integrated over the sphere
@@ -194,14 +198,16 @@ def pair_shell(fr, a, b, z1, whole_b, v1, s1, pk1, v2, s2, pk2, kind):
 
 
 @helper
-def pair_band_sum(fr, u, norm, arow1, arow2, sindec_edges, v1, s1, pk1, v2, s2, pk2, kind):
+def pair_band_sum(fr, u, norm, arow1, arow2, sindec_edges, v1, s1, pk1, v2, s2, pk2, kind, tiny):  # fmt: skip
     """``int A1 A2 G1 G2 dOmega`` over the sphere (clamped sin dec bands), as
     :func:`.bands.band_sum`: ``A_0 norm + sum_j (A_j - A_{j-1}) * (mass north of edge
     j)`` out to ``u`` (``norm``: the product's mass there), plus the shell out to
-    ``CAP_TAIL`` widths ``s12`` where the weight's jumps may make it count."""
+    ``CAP_TAIL`` widths ``s12`` where the weight's jumps may make it count and it may
+    exceed ``tiny``."""
     prev = arow1[0] * arow2[0]
     acc = prev * norm
     jumps = 0.0
+    amax = prev
     for j in range(1, arow1.shape[0]):
         cur = arow1[j] * arow2[j]
         if cur != prev:
@@ -209,18 +215,21 @@ def pair_band_sum(fr, u, norm, arow1, arow2, sindec_edges, v1, s1, pk1, v2, s2, 
                 fr, u, sindec_edges[j], norm, v1, s1, pk1, v2, s2, pk2, kind
             )
             jumps += abs(cur - prev)
+            amax = max(amax, cur)
         prev = cur
     # The shell beyond u holds ~1e-9 of the product's mass, yet counts where a band edge
     # out there carries a weight up to ~1e22 times the centre's (a(eps_i) a(eps_j) of a
     # southern pair next to the northern sky). Its mass from the ring at u, as for a
     # Gaussian of width s12 (int_u^inf G psi dpsi = s12^2 G(u)), against the rest as
-    # band_sum does for one neutrino: most pairs skip it.
+    # band_sum does for one neutrino, and against ``tiny`` (the shell adds at most the
+    # largest weight times its mass): most pairs skip it, and in a map's far tail,
+    # where the traversal's floor dwarfs it, nearly all do.
     s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)
     u2 = min(math.pi, CAP_TAIL * s12)
     if u2 <= u or jumps == 0.0:
         return acc
-    ring = pair_ring(fr, u, math.pi, v1, s1, pk1, v2, s2, pk2, kind)
-    if jumps * ring * math.sin(u) * s12 * s12 / u <= SHELL_SKIP * abs(acc):
+    shell = pair_ring(fr, u, math.pi, v1, s1, pk1, v2, s2, pk2, kind) * math.sin(u) * s12 * s12 / u  # fmt: skip
+    if jumps * shell <= SHELL_SKIP * abs(acc) or amax * shell <= tiny:
         return acc
     # int over the shell of A1 A2 G1 G2: A_0 times its whole mass, each jump times the
     # part north of its edge (pair_cap counted none of it)
@@ -510,6 +519,12 @@ def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, he
     s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)  # width of the product G1 G2
     fr = pair_frame(v1, s1, v2, s2)
     c0, c0w = control(pm, fr[0], fr[1], fr[2], s12)
+    gr, gw = global_max(pm)
+    mass = product_mass(cst, v1, s1, pk1, v2, s2, pk2, kind)
+    ato = ATOL * rtol * gr * mass
+    if wonly:
+        ato = math.inf
+    atw = ATOL * rtol * gw * mass * row_max(arow1) * row_max(arow2)
     base_o = 0.0
     base_w = 0.0
     if c0 != 0.0 or c0w != 0.0:
@@ -517,15 +532,10 @@ def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, he
         norm = pair_radial(fr, 0.0, u, v1, s1, pk1, v2, s2, pk2, kind)
         base_o = c0 * norm
         if c0w != 0.0:
+            tiny = SHELL_FLOOR * atw / c0w
             base_w = c0w * pair_band_sum(
-                fr, u, norm, arow1, arow2, edges, v1, s1, pk1, v2, s2, pk2, kind
+                fr, u, norm, arow1, arow2, edges, v1, s1, pk1, v2, s2, pk2, kind, tiny
             )
-    gr, gw = global_max(pm)
-    mass = product_mass(cst, v1, s1, pk1, v2, s2, pk2, kind)
-    ato = ATOL * rtol * gr * mass
-    if wonly:
-        ato = math.inf
-    atw = ATOL * rtol * gw * mass * row_max(arow1) * row_max(arow2)
     o_, w_, st = 0.0, 0.0, 0
     k0, k0w, bo, bw, ko, kw = c0, c0w, base_o, base_w, ato, atw
     redo_o, redo_w = True, True
