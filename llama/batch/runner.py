@@ -323,6 +323,7 @@ def run_event(job: EventJob) -> EventOutcome:
     'done'
     """
     from llama.batch.schedulers import single_threaded_kernels
+    from llama.batch.worker_processes import after_event
 
     prepared = prepare_event(job)
     statuses: dict[type[FileHandler], str] = {}
@@ -330,7 +331,9 @@ def run_event(job: EventJob) -> EventOutcome:
         single_threaded_kernels()  # once Numba is loaded (by a handler), before each
         deps = [statuses[d] for d in handler.DEPENDENCIES if d in statuses]
         statuses[handler] = run_handler(job, handler, prepared, *deps)
-    return finish_event(job, prepared, *statuses.values())
+    outcome = finish_event(job, prepared, *statuses.values())
+    after_event()  # a worker process records its kernels after its first event
+    return outcome
 
 
 # -- the steps of an event -------------------------------------------------------------

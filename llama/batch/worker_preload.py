@@ -9,9 +9,11 @@ already imported, instead of importing them itself (~1 s of CPU each: interprete
 ``llama``, Numba 0.3-0.4 s, ``astropy.io.fits`` 0.35 s, the ``scipy.linalg`` that
 Numba's registries import 0.2-0.3 s; bench/README.md, "Realistic events end to end").
 
-Nothing is compiled here: the kernels themselves are loaded from Numba's cache by
-each worker's first event, for exactly the argument types its events pass. One
-first-use cost of every event is paid here, once: astropy's leap-second table (read
+Nothing is compiled here. The kernels that earlier runs' workers loaded from
+Numba's cache at their first event are loaded here from the same entries
+(`llama.batch.worker_kernels`), so every worker inherits them; on a first run, or for
+a kernel edited since, each worker loads them itself. Another first-use cost of
+every event is paid here, once: astropy's leap-second table (read
 at the first UTC -> GPS conversion, with astropy.time, astropy.utils.iers and the
 astropy.table they import) and h5py: ~0.3 s of each worker's first event before.
 
@@ -78,6 +80,14 @@ def preload() -> list[str]:
         cpu_target.target_context.refresh()
     except Exception:  # an internal of Numba: without it the first event does it
         failed.append("numba cpu target")
+    try:
+        # the kernels earlier runs' workers loaded at their first event, from the
+        # same cache entries (`llama.batch.worker_kernels`): loaded once, here
+        from llama.batch.worker_kernels import load_recorded
+
+        load_recorded()
+    except Exception:  # each worker loads its kernels at its first event
+        failed.append("kernels")
     try:
         # every event converts its UTC times to GPS: the first conversion in a process
         # reads and checks astropy's leap-second table

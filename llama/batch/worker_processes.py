@@ -28,6 +28,7 @@ __all__ = [
     "NOT_FORKED",
     "WORKER_PRELOAD",
     "LogForwarding",
+    "after_event",
     "driver_environ",
     "restore_environment",
     "worker_context",
@@ -157,6 +158,28 @@ def worker_process_init(
         os.environ[name] = "1"
     # Ctrl-C is the driver's to handle: workers that got it too printed tracebacks
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _kernels_to_record
+    _kernels_to_record = True
+
+
+#: In a worker process until its first event has ended: then the kernels it loaded
+#: are recorded for the fork servers of later runs (`llama.batch.worker_kernels`).
+_kernels_to_record = False
+
+
+def after_event() -> None:
+    """Called after each event in every worker: after the first one in a worker
+    process, record the kernels it loaded (`llama.batch.worker_kernels.record_used`)."""
+    global _kernels_to_record
+    if not _kernels_to_record:
+        return
+    _kernels_to_record = False
+    try:
+        from llama.batch.worker_kernels import record_used
+
+        record_used()
+    except Exception as err:  # a later run's workers load their kernels themselves
+        logging.getLogger("llama.batch").debug("kernels used not recorded: %s", err)
 
 
 #: What the fork server imports before it forks a worker (`worker_context`).
