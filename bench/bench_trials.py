@@ -43,7 +43,10 @@ Prints a table and a final ratio table; exits 1 when a goal is missed.
 ``events.json``, sorted; list seed 8 + k): CPU of ``trial_pvalues`` at the default
 2,000 trials (fresh pyramid, set-up included) and of its ``decide_batch``, per map and
 the mean over the N events (the issue's 50 events/s on 2 cores is 40 ms of CPU per
-event in all).
+event in all). ``--held K`` (with ``--per-event``) adds, for the first K of those events
+with observed values above the cut, the trials whose bounds hold one (each needs a
+kernel look) and how many trial x observed-value pairs bounds within a factor f of
+every neutrino's exact O_i would still hold (what tighter bounds would buy).
 """
 
 from __future__ import annotations
@@ -311,6 +314,40 @@ def scramble_line(r, n_trials) -> str:
     )
 
 
+def held_by_bound_width(directory: Path, n_events: int, k_show: int, factors) -> list:
+    """(event, map, values above the cut, trials held by today's bounds, pairs held
+    with every exact O_i widened by each factor) for the first ``k_show`` events with
+    values above the cut (``--held``)."""
+    names = sorted(json.loads((directory / "events.json").read_text()))
+    names = [m for m in names if (directory / f"{m}.fits").exists()]
+    rows = []
+    for k in range(n_events):
+        if len(rows) >= k_show:
+            break
+        name = names[k % len(names)]
+        model, mjd = load_event(directory, name)
+        obs = model.evaluate(simulate_background_neutrinos(np.random.default_rng(8 + k), mjd), float(mjd_to_gps(mjd)))  # fmt: skip
+        zen = np.where(np.isfinite(obs.zenith), obs.zenith, 90.0 + obs.dec)
+        bt = BackgroundTrials(model, obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, zen, obs.azimuth)  # fmt: skip
+        t_event, t_nu = bt.thresholds(obs.ra, obs.odds, obs.odds_ratio)
+        t = np.unique(np.append(t_nu, t_event))
+        t = t[t >= bt.cut]
+        if t.size == 0:
+            continue
+        pool = _sample_terms(model, model.background)
+        lists, pick = _background_draws(model.background)(np.random.default_rng(k), DEFAULT_N_TRIALS)  # fmt: skip
+        bg = type(pool)(*(a[pick] for a in pool))
+        free = bt.decide_batch([], *lists, background_terms=bg, sample_index=pick)
+        held = sum((free.lo <= x) & (x <= free.hi) & (free.lo < free.hi) for x in t)
+        o_i = model.evaluate_batch(*lists, background_terms=bg).odds_i
+        pairs = []
+        for f in factors:
+            lo, hi = KO.segment_sum(o_i / f, lists[6]), KO.segment_sum(o_i * f, lists[6])
+            pairs.append(sum(int(np.sum((lo <= x) & (x <= hi))) for x in t))
+        rows.append((k, name, t.size, int(np.sum(held > 0)), pairs))
+    return rows
+
+
 def end_to_end(model, mjd, nl, kind, seed):
     """trial_pvalues at the default trial count, exact then fast (set-up included)."""
     obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
@@ -331,9 +368,17 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="", metavar="MAPS",
                     help="run only these of --maps; the lists of the others are still "
                     "drawn, so each event is the one the whole run gets")  # fmt: skip
-    ap.add_argument("--per-event", type=int, default=0, metavar="N",
-                    help="background: CPU per event at 2,000 trials over N events as "
-                    "bench_realistic.py draws them (0: skip)")  # fmt: skip
+    ap.add_argument(
+        "--per-event",
+        type=int,
+        default=0,
+        metavar="N",
+        help="background: CPU per event at 2,000 trials over N events as "
+        "bench_realistic.py draws them (0: skip)",
+    )
+    ap.add_argument("--held", type=int, default=0, metavar="K",
+                    help="with --per-event: trials held by the bounds, and by bounds within "
+                    "a factor f of the exact O_i, on the first K events above the cut")  # fmt: skip
     args = ap.parse_args(argv)
     set_num_threads(1)
     kinds = [k for k in ("scramble", "background") if k in args.kinds.split(",")]
@@ -411,6 +456,13 @@ def main(argv=None) -> int:
         print(
             f"{'mean':7s} {len(every):6d} {ms:9.1f} {dec:9.1f} {DEFAULT_N_TRIALS / ms * 1e3:9.0f}"
         )
+    if args.per_event and args.held and "background" in kinds:
+        factors = (1.02, 1.05, 1.1, 1.3, 2.0, 5.0, 20.0)
+        where = SHARED if (SHARED / "events.json").exists() else LOCAL
+        print("\ntrials held by the bounds; trial x value pairs held by every O_i within f")
+        print(f"{'event':>5s} {'map':7s} {'values':>6s} {'held':>5s} " + " ".join(f"{'f=' + str(f):>7s}" for f in factors))  # fmt: skip
+        for k, name, n_t, held, pairs in held_by_bound_width(where, args.per_event, args.held, factors):  # fmt: skip
+            print(f"{k:5d} {name:7s} {n_t:6d} {held:5d} " + " ".join(f"{p:7d}" for p in pairs))
     print("\nratio table (medians over events; rates per core, 1 thread)")
     print(f"{'figure':48s} {'measured':>12s} {'goal':>10s}  verdict")
     ok = True
