@@ -134,6 +134,10 @@ _SPHERE_MARGIN = 1.02
 #: The product of two of O3's Gaussians bounded as a Gaussian this much wider than
 #: the planar product's (the sphere's curvature; :meth:`ScrambleTrials._pair_annulus_bound`).
 _PAIR_PSF_WIDER = 1.05
+#: Trials whose doublet bounds are their widest part that make building the map's
+#: pyramid (6-12 ms) worth it, when the tables did not build it: a pair look costs
+#: ~0.3 ms, and the pyramid's bounds decide about half of those trials.
+_PYRAMID_WORTH = 40
 #: ∫ G_i G_j of O3's Gaussians on the sphere is at least this times
 #: :func:`product_integral` (tests/test_fast_trials.py: within 3% by quadrature).
 _PAIR_MASS_LOW = 0.97
@@ -859,12 +863,9 @@ class ScrambleTrials:
         self._screen = TrialScreen.for_model(model) if n else None
         self._build_tables(tight, rtol, per_node, n_trials)
         self._pair_statics(may_pair)
+        self._sky = None  # the map's pyramid, for the pairs' second bound (_tighten_pairs)
         if not self.coarse and self._pairable.size >= 2:
-            from llama.science.background_trials import SkyBounds
-
-            # the pyramid of the pairs' second bound (_tighten_pairs), built with the
-            # tables where many trials are expected (9-26 ms; else on first use)
-            SkyBounds.for_model(model)
+            self._sky_bounds()  # built with the tables where many trials are expected
         self.cut = RESOLVED_FLOORS * float(self.odds_floor().sum()) if n else 0.0
         # the widest relative width of the bounds of a looked-up S_i (_s_bounds)
         share = _COARSE_TABLE_SHARE if self.coarse else _TABLE_SHARE
@@ -1038,12 +1039,10 @@ class ScrambleTrials:
     def _pair_annulus_bound(self, ra, dec, sigma, pi, pj, d):
         """:func:`pair_annulus_bound` of the doublets (pi, pj) with margins, the pair
         kernel's rtol and absolute floor: (lo, hi) of the pair kernel's S_ij."""
-        from llama.science.background_trials import SkyBounds
-
         n = self.n
         i, j = pi % n, pj % n
         t_lo, t_hi = pair_annulus_bound(
-            SkyBounds.for_model(self.model), ra[pi], dec[pi], sigma[pi], ra[pj], dec[pj],
+            self._sky_bounds(), ra[pi], dec[pi], sigma[pi], ra[pj], dec[pj],
             sigma[pj], self._pair_rows[i, j], self.model.psf_kind, d,
         )  # fmt: skip
         # the pair kernel's absolute floor (ATOL rtol rho_max max a_i max a_j ∫ G_i G_j),
@@ -1388,6 +1387,15 @@ class ScrambleTrials:
         point = np.where(lo == hi, lo, b.point)
         return TrialBounds(lo, hi, b.resolved, point, int(left.size))
 
+    def _sky_bounds(self):
+        """The map's min/max pyramid (:class:`~llama.science.background_trials.SkyBounds`,
+        kept per model), built on first use."""
+        if self._sky is None:
+            from llama.science.background_trials import SkyBounds
+
+            self._sky = SkyBounds.for_model(self.model)
+        return self._sky
+
     def _tighten_pairs(self, ra_deg, trials, lo, hi, e_lo, e_hi, rows_d, s_true) -> np.ndarray:
         """Narrow ``lo``, ``hi`` of resolved ``trials`` (and their rows of ``rows_d``) in
         place by the pyramid's pair bounds (:meth:`_pair_annulus_bound`), for the few
@@ -1399,6 +1407,11 @@ class ScrambleTrials:
         rows_lo = np.zeros(rows_d.size)
         if k == 0 or self._pairable.size < 2:
             return rows_lo
+        if self._sky is None:  # the pyramid (6-12 ms) only where it saves more pair looks
+            rows = (trials[:, None] * n + np.arange(n)).ravel()
+            doublets = rows_d[rows].reshape(k, n).sum(axis=1) > e_hi[trials] - e_lo[trials]
+            if np.count_nonzero(doublets) < _PYRAMID_WORTH:
+                return rows_lo
         rows = (trials[:, None] * n + np.arange(n)).ravel()
         sub = ra_deg[rows]
         ra = np.radians(sub)
