@@ -1,0 +1,96 @@
+"""The per-map min/max grids of kernels.density_bounds (what the background trials'
+bounds of S rest on) against independent checks.
+
+Every cell's [lo, hi] must hold the density of every point inside the cell (checked at
+random points, and at points crowded against RA 0 and the poles, where a pixel's cells
+wrap or fill whole rows), and the grids must be those of the plain per-cell painting
+(each pixel's circumscribed cap, columns taken modulo the row) that the kernel's
+column runs replace.
+"""
+
+from __future__ import annotations
+
+import math
+
+import healpy as hp
+import numpy as np
+import pytest
+from bayestar_events import DATA
+
+from kernels import density_bounds as KB
+from kernels.trial_screen import pixel_cells
+from llama.science.skymap import SkyMap, read_sky_map, uniq_to_order_ipix
+
+
+def _pixels(skymap):
+    """(order, ipix, density) of a map, as SkyBounds reads them."""
+    density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
+    if skymap.is_moc:
+        order, ipix = uniq_to_order_ipix(np.asarray(skymap.uniq))
+    else:
+        order = np.full(density.size, int(round(math.log(density.size / 12, 4))))
+        ipix = np.arange(density.size)
+    return order.astype(np.int64), ipix.astype(np.int64), density
+
+
+def _maps():
+    """A wide BAYESTAR map (orders 4-9), a compact one, and a flat NSIDE-32 map whose
+    density varies with RA and dec (every pixel touches several cells)."""
+    nside = 32
+    theta, phi = hp.pix2ang(nside, np.arange(12 * nside**2), nest=True)
+    flat = SkyMap(probdensity=1.0 + np.cos(theta) ** 2 + 0.5 * np.sin(3 * phi), nside=nside)  # fmt: skip
+    return {
+        "bbh-6": read_sky_map(DATA / "bbh-6.fits"),
+        "bns-1": read_sky_map(DATA / "bns-1.fits"),
+        "flat": flat,
+    }
+
+
+def _density_at(skymap, ra, dec):
+    """The map's density at each direction [rad], by healpy at the map's finest order."""
+    order, ipix, density = _pixels(skymap)
+    top = int(order.max())
+    start = ipix << (2 * (top - order))
+    keep = np.argsort(start)
+    start, density, order = start[keep], density[keep], order[keep]
+    p = hp.ang2pix(1 << top, 0.5 * np.pi - dec, ra, nest=True)
+    return density[np.searchsorted(start, p, side="right") - 1]
+
+
+@pytest.mark.parametrize("name", ["bbh-6", "bns-1", "flat"])
+@pytest.mark.parametrize("n_dec", [64, 256])
+def test_each_cell_holds_the_density_of_its_points(name, n_dec):
+    """60,000 points (a third uniform on the sphere, a third within 0.5 deg of RA 0,
+    a third within 3 deg of a pole): each point's density lies in its cell's extremes."""
+    skymap = _maps()[name]
+    lo, hi = KB.minmax_grids(*_pixels(skymap), n_dec)
+    rng = np.random.default_rng(7)
+    k = 20_000
+    ra = np.concatenate([rng.uniform(0, 2 * np.pi, k), np.radians(rng.uniform(-0.5, 0.5, k)) % (2 * np.pi), rng.uniform(0, 2 * np.pi, k)])  # fmt: skip
+    z = np.concatenate([rng.uniform(-1, 1, 2 * k), np.cos(np.radians(rng.uniform(0, 3, k))) * rng.choice([-1, 1], k)])  # fmt: skip
+    dec = np.arcsin(z)
+    cell = math.pi / n_dec
+    row = np.clip(np.floor((dec + 0.5 * np.pi) / cell).astype(int), 0, n_dec - 1)
+    col = np.floor(ra / cell).astype(int) % (2 * n_dec)
+    d = _density_at(skymap, ra, dec)
+    assert np.all(lo[row, col] <= d) and np.all(d <= hi[row, col])
+    assert np.all(lo <= hi)
+
+
+@pytest.mark.parametrize("name", ["bbh-6", "flat"])
+def test_grids_are_the_plain_per_cell_painting(name):
+    """The same grids as painting each pixel's cap cell by cell, columns modulo the
+    row (the kernel splits them into runs that never wrap)."""
+    n_dec = 64
+    order, ipix, density = _pixels(_maps()[name])
+    lo = np.full((n_dec, 2 * n_dec), np.inf)
+    hi = np.zeros((n_dec, 2 * n_dec))
+    for o, p, d in zip(order, ipix, density, strict=True):
+        r0, r1, c0, c1 = pixel_cells(o, p, n_dec)
+        cols = np.arange(c0, c1 + 1) % (2 * n_dec)
+        lo[r0 : r1 + 1, cols] = np.minimum(lo[r0 : r1 + 1, cols], d)
+        hi[r0 : r1 + 1, cols] = np.maximum(hi[r0 : r1 + 1, cols], d)
+    lo[np.isinf(lo)] = 0.0
+    got_lo, got_hi = KB.minmax_grids(order, ipix, density, n_dec)
+    np.testing.assert_array_equal(got_lo, lo)
+    np.testing.assert_array_equal(got_hi, hi)
