@@ -39,6 +39,7 @@ __all__ = [
     "ring_lookup",
     "ring_lookup_prepared",
     "ring_lookup_shared",
+    "ring_s_bounds",
     "ring_prepare",
 ]
 
@@ -341,3 +342,58 @@ def ring_lookup_shared(node_offsets, phi, coef, bucket_offsets, first, share, ra
         out[q] = math.exp(c[0] + u * (c[1] + u * (c[2] + u * c[3])))
         out_share[q] = share[g]
     return out, out_share
+
+
+@njit(cache=True, nogil=True)
+def ring_s_bounds(node_offsets, phi, coef, bucket_offsets, first, share, ra, s_max, reach, floor, atol, untabled, rtol, rel_floors, pad_floors):  # fmt: skip
+    """Looked-up S and bounds of the exact kernel's S per entry, in one pass (for
+    :meth:`llama.science.fast_trials.ScrambleTrials._s_bounds`).
+
+    Entry ``q`` belongs to table ``i = q % n``; its RA column ``c`` on the grid of
+    ``s_max``/``reach`` (equal columns over [0, 2 pi)). The true S is within the
+    interval's ``share`` of the looked-up value v, the kernel's within ``rtol`` of
+    that: ``lo = max(v (1 - share) / (1 + rtol) - pad, -atol_i)``, ``hi = min(v (1 +
+    share) / (1 - rtol) + pad, s_max[i, c])`` with pad ``atol_i`` where the column is
+    in reach and v above ``rel_floors`` floors, else ``pad_floors`` floors.
+    ``untabled[i]``: v = 0 and ``[-atol_i, s_max[i, c]]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> phi = np.linspace(0.0, 2 * np.pi, 8, endpoint=False)
+    >>> off = np.array([0, 8])
+    >>> prep = ring_prepare(off, phi, np.zeros(8), 2)           # S = 1 everywhere
+    >>> one, no = np.ones((1, 4)), np.zeros(1, dtype=np.bool_)
+    >>> s, lo, hi = ring_s_bounds(off, phi, *prep, np.full(8, 0.01), np.array([1.0]), 10 * one,
+    ...     one > 0, np.array([1e-12]), np.zeros(1), no, 0.01, 3.0, 1.1)
+    >>> s.tolist(), round(float(lo[0]), 6), round(float(hi[0]), 6)
+    ([1.0], 0.980198, 1.020202)
+    """
+    n = node_offsets.shape[0] - 1
+    n_cols = s_max.shape[1]
+    width = _TWO_PI / n_cols
+    m = ra.shape[0]
+    s = np.empty(m)
+    lo = np.empty(m)
+    hi = np.empty(m)
+    for q in range(m):
+        i = q % n
+        x = ra[q] % _TWO_PI
+        col = int(math.floor(x / width)) % n_cols
+        cap = s_max[i, col]
+        a = atol[i]
+        if untabled[i]:
+            s[q] = 0.0
+            lo[q] = -a
+            hi[q] = cap
+            continue
+        g, u = _locate(node_offsets, phi, bucket_offsets, first, i, x)
+        c = coef[g]
+        v = math.exp(c[0] + u * (c[1] + u * (c[2] + u * c[3])))
+        f = floor[i]
+        pad = a if (reach[i, col] and v > rel_floors * f) else pad_floors * f
+        sh = share[g]
+        s[q] = v
+        lo[q] = max(v * (1.0 - sh) / (1.0 + rtol) - pad, -a)
+        hi[q] = min(v * (1.0 + sh) / (1.0 - rtol) + pad, cap)
+    return s, lo, hi

@@ -1112,29 +1112,25 @@ class ScrambleTrials:
         """
         n = self.n
         known = np.zeros(ra.size, dtype=bool)
-        s, share = KR.ring_lookup_shared(self.node_offsets, self.phi, *self._cubics, self._share, ra)  # fmt: skip
-        n_cols = self._s_max.shape[1]
-        cell = np.arange(ra.size) % n * n_cols + (np.floor((ra % (2.0 * math.pi)) / (2.0 * math.pi / n_cols)).astype(np.int64) % n_cols)  # fmt: skip
-        s_max = self._s_max.ravel()[cell]
-        reach = self._reach.ravel()[cell]
-        floor, atol = np.tile(self.floor, m), np.tile(self._atol, m)
         # the true S within the table's share, the kernel's within its rtol of that
-        r = self.model.overlap_rtol
-        rel = reach & (s > _RELATIVE_ABOVE_FLOORS * floor)
-        pad = np.where(rel, atol, _BOUND_FLOOR * floor)
-        lo = np.maximum(s * (1.0 - share) / (1.0 + r) - pad, -atol)
-        hi = np.minimum(s * (1.0 + share) / (1.0 - r) + pad, s_max)
-        # no table (S_i not weighted into the statistic, or no map or a(eps) to see):
-        # between minus the kernel's tolerance and the screen's bound
-        untabled = np.tile((self.coef == 0.0) | ~(self.floor > 0), m)
-        s[untabled], lo[untabled], hi[untabled] = 0.0, -atol[untabled], s_max[untabled]
+        untabled = (self.coef == 0.0) | ~(self.floor > 0)
+        s, lo, hi = KR.ring_s_bounds(
+            self.node_offsets, self.phi, *self._cubics, self._share, ra, self._s_max,
+            self._reach, self.floor, self._atol, untabled, self.model.overlap_rtol,
+            _RELATIVE_ABOVE_FLOORS, _BOUND_FLOOR,
+        )  # fmt: skip
+        if not self.direct.any():
+            return s, lo, hi, known
+        n_cols = self._s_max.shape[1]
+        col = np.floor((ra % (2.0 * math.pi)) / (2.0 * math.pi / n_cols)).astype(np.int64) % n_cols  # fmt: skip
         for i in np.flatnonzero(self.direct):
             q = np.arange(i, ra.size, n)
-            near, far = q[reach[q]], q[~reach[q]]
+            in_reach = self._reach[i, col[q]]
+            near, far = q[in_reach], q[~in_reach]
             # out of reach: the screened stand-in, rho there x a (at most the floor)
             band = self._rows[i, _band(math.radians(self.dec[i]))]
             s[far] = self._screen.density(ra[far], np.full(far.size, math.radians(self.dec[i]))) * band  # fmt: skip
-            lo[far], hi[far] = -atol[far], s_max[far]
+            lo[far], hi[far] = -self._atol[i], self._s_max[i, col[far]]
             if near.size:
                 k = near.size
                 f = np.full
