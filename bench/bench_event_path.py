@@ -13,7 +13,8 @@ IceCube-like list per map (`llama.science.sim.simulate_background_neutrinos`):
   significance handler reads it);
 * ``statistic``: ``EventModel(...)`` and ``evaluate`` of the observed list, as the
   significance handler does before its trials (map preparation, single and pair
-  overlaps, background terms, detector frame);
+  overlaps, background terms, detector frame); ``of which the map prepared``: the
+  model and its ``prepared_map`` alone (the overlap kernels' tree of the map);
 * ``watchdog``: one handler's ``_call_with_timeout`` of a function that does nothing,
   with a timeout (the handlers that fetch) and without.
 
@@ -99,6 +100,10 @@ def stages(evs, tmp: Path) -> dict:
         for m, (_, kw, nu, t_gw) in zip(maps, evs, strict=True):
             EventModel(m, **kw).evaluate(nu, t_gw)
 
+    def map_prepared():
+        for m, (_, kw, _nu, _t) in zip(maps, evs, strict=True):
+            EventModel(m, **kw).prepared_map()
+
     def watchdog(timeout):
         def run():
             for _ in evs:
@@ -112,6 +117,7 @@ def stages(evs, tmp: Path) -> dict:
         "hdf5-write": hdf5_write,
         "hdf5-read": hdf5_read,
         "statistic": statistic,
+        "  of which the map prepared": map_prepared,
         "watchdog (timeout set)": watchdog(120.0),
         "watchdog (no timeout)": watchdog(None),
     }

@@ -626,7 +626,10 @@ def read_sky_map(source: str | os.PathLike | BinaryIO) -> SkyMap:
 
     Gzipped files are detected by content.  Multi-order maps stay multi-order; flat
     RING maps are reordered to NESTED.  Per-pixel ``PROB`` columns become densities.
-    Small deviations of the total probability from 1 are renormalised.
+    Small deviations of the total probability from 1 are renormalised.  Plain numeric
+    tables (LVK and healpy maps) are read straight from the bytes
+    (`llama.science.fits_bintable`, ~4x faster), anything else through astropy.io.fits;
+    the map is the same either way.
 
     Parameters
     ----------
