@@ -27,7 +27,8 @@ the resolved trials whose exact statistic lies outside their bounds (``bad``, mu
 above 100x the floor, and the number of trials outside 1% + floor (must be 0).
 
 Scrambles also give the CPU of ``decide_batch`` (one Numba thread: trials per CPU
-second are per core, whatever the machine's load) and where it goes, from a second
+second are per core, whatever the machine's load; wall and CPU each the best of 3
+runs) and where it goes, from a further
 run with its steps wrapped (``cpu:`` lines): bounds from lookups, the exact kernel on
 single neutrinos, the pair kernel's looks at doublets, whole lists, and the trials
 holding an observed value after the lookups' bounds and after the pyramid's pair
@@ -86,6 +87,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "bayestar"
 LOCAL = ROOT / "tests" / "data" / "bayestar"
 GOALS = {"scramble": 100_000.0, "background": 20_000.0}
+#: Timings of a scramble decide_batch per case, the best kept (wall and CPU apart).
+SCRAMBLE_REPEATS = 3
 
 
 def load_event(directory: Path, name: str):
@@ -137,9 +140,12 @@ def scramble_case(model, mjd, nl, n_trials, seed):
     bounds, t_bounds = timed(st.bounds, trials[0])
     t_event, t_nu = st.thresholds(obs.ra, obs.odds, obs.odds_ratio)
     thresholds = np.append(t_nu, t_event)
-    cpu0 = time.process_time()  # one Numba thread: the process's CPU is the core's
-    decided, t_decided = timed(st.decide_batch, thresholds, trials[0])
-    cpu = time.process_time() - cpu0
+    t_decided = cpu = np.inf
+    for _ in range(SCRAMBLE_REPEATS):  # the best of a few: the machine is shared
+        cpu0 = time.process_time()  # one Numba thread: the process's CPU is the core's
+        decided, wall = timed(st.decide_batch, thresholds, trials[0])
+        cpu = min(cpu, time.process_time() - cpu0)
+        t_decided = min(t_decided, wall)
     parts = scramble_parts(st, thresholds, trials[0])
     r = bounds.resolved[:m_exact]
     e = exact.odds
