@@ -526,7 +526,8 @@ def _call_with_timeout(func, arg, timeout_s: float | None, name: str) -> float:
             done.set()
 
     watchdog = getattr(_WATCHDOGS, "current", None)
-    if watchdog is None:
+    # a forked child inherits the caller's holder but not its thread: make its own
+    if watchdog is None or watchdog.pid != os.getpid():
         watchdog = _WATCHDOGS.current = _Watchdog()
     watchdog.jobs.put(target)
     if not done.wait(timeout_s):
@@ -543,16 +544,18 @@ class _Watchdog:
     for the next one: starting a thread per call cost ~0.27 ms of CPU (~0.9 ms of wall
     time on a busy machine), handing a call to a waiting thread ~0.1 ms.
 
-    One per calling thread (`_WATCHDOGS`: Dask's threads run handlers side by side).
-    The thread holds only the queue: when the calling thread ends, or gives up on a call
+    One per calling thread (`_WATCHDOGS`: Dask's threads run handlers side by side)
+    and process (a forked child has none of its parent's threads). The thread holds
+    only the queue: when the calling thread ends, or gives up on a call
     that overran, the holder is collected and the thread ends after its current call
     (a daemon thread, so a call that never returns does not hold up the exit).
     """
 
-    __slots__ = ("jobs", "__weakref__")
+    __slots__ = ("jobs", "pid", "__weakref__")
 
     def __init__(self) -> None:
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.pid = os.getpid()
         threading.Thread(
             target=_serve, args=(self.jobs,), daemon=True, name="llama-watchdog"
         ).start()

@@ -338,3 +338,37 @@ def test_timed_handlers_share_a_watchdog_thread_until_one_overruns(tmp_path):
     caller.join()
     theirs = ran_on[-1]
     assert _wait_for(lambda: all(t.ident != theirs for t in _watchdog_threads()))
+
+
+def test_a_forked_child_gets_its_own_watchdog(tmp_path):
+    """A process forked after its parent ran a timed handler inherits the parent's
+    watchdog holder but not its thread: the child's timed handlers must still run (not
+    wait out their TIMEOUT_S on a queue nobody reads)."""
+    import multiprocessing
+
+    from llama.handler import FileHandler, HandlerRegistry, write_json
+
+    reg = HandlerRegistry()
+
+    class Timed(FileHandler, registry=reg):
+        FILENAME = "timed.json"
+        TIMEOUT_S = 20.0
+
+        def generate(self, out):
+            write_json(out, {"pid": os.getpid()})
+
+    Event(tmp_path / "parent").generate(Timed)
+
+    def child() -> None:
+        try:
+            Event(tmp_path / "child").generate(Timed)
+        except HandlerFailed:
+            os._exit(3)
+        os._exit(0)
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(15.0)
+    assert proc.exitcode == 0
+    made = json.loads((tmp_path / "child" / "timed.json").read_text())
+    assert made["pid"] == proc.pid
