@@ -199,6 +199,16 @@ def test_hdf5_from_a_newer_llama(tmp_path):
         read_hdf5(tmp_path / "m.hdf5")
 
 
+def test_pixel_area_is_four_pi_over_the_pixel_count_exactly():
+    uniq = np.array([4 * 4**o + i for o in range(30) for i in (0, 7)])
+    m = SkyMap(probdensity=np.ones(len(uniq)), uniq=uniq)
+    area = m.pixel_area()
+    assert area.dtype == np.float64
+    np.testing.assert_array_equal(area, 4 * np.pi / (12 * 4.0 ** m.orders.astype(float)))
+    assert moc_map().pixel_area().sum() == pytest.approx(4 * np.pi, rel=1e-15)
+    assert flat_map(nside=4).pixel_area()[0] == 4 * np.pi / 192
+
+
 def test_uniq_to_order_ipix_matches_integer_bit_lengths():
     """Every order 0..29, each with its first and last pixel (the last ones of orders
     >= 25 lie above 2**53, where a float rounds) and random pixels, against Python's
