@@ -185,8 +185,8 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
             vo = taylor_value(K, mom, tid, np.int64(0), c0)
             bo = fo * e3
         if fw * e3 < bw and (aconst or rad <= res_a * sigma):
-            # across a band edge: the weight at the centre, as the midpoint rule does
-            a = arow[jc]
+            # across a band edge: each band's share of the node (see bands.cell_weight)
+            a = arow[jc] if aconst else cell_weight(arow, edges, z, o, j0, j1)
             vw = a * taylor_value(K, mom, tid, np.int64(1), c0w)
             bw = fw * e3
         if bo <= 0.0 and bw <= 0.0:
