@@ -301,6 +301,93 @@ def _a_range(arow, dec, grow, edges):
 
 
 @njit(cache=True, nogil=True)
+def _disc_extremes(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_dec, radius):  # fmt: skip
+    """:func:`disc_minmax` for :func:`overlap_bounds`'s inner loop: the same cells read,
+    hence the same (min, max), with cos(dec) given once per neutrino and the columns
+    read as at most two runs inside the row instead of a modulo per cell (the modulo
+    was most of a disc's cost)."""
+    d0 = max(dec - radius, -_HALF_PI)
+    d1 = min(dec + radius, _HALF_PI)
+    # cap_ra_halfwidth, its cos(dec) hoisted
+    s = math.sin(radius)
+    if abs(dec) + radius >= _HALF_PI or s >= cos_dec:
+        half = math.pi
+    else:
+        half = math.asin(s / cos_dec)
+    lv = 0
+    cell = math.pi / n_dec
+    while lv + 1 < levels and 2.0 * cell * _CELLS_PER_RADIUS <= radius:
+        lv += 1
+        cell *= 2.0
+    while True:
+        nd = n_dec >> lv
+        n_ra = 2 * nd
+        r0 = min(max(int(math.floor((d0 + _HALF_PI) / cell)), 0), nd - 1)
+        r1 = min(max(int(math.floor((d1 + _HALF_PI) / cell)), 0), nd - 1)
+        whole = half >= math.pi
+        c0 = 0
+        c1 = n_ra - 1
+        if not whole:
+            c0 = int(math.floor((ra - half) / cell))
+            c1 = int(math.floor((ra + half) / cell))
+            whole = c1 - c0 + 1 >= n_ra
+        if whole or c1 - c0 + 1 <= _MAX_COLUMNS or lv + 1 >= levels:
+            break
+        lv += 1
+        cell *= 2.0
+    mn, mx = np.inf, -np.inf
+    if whole:
+        for r in range(r0, r1 + 1):
+            k = row_start[lv] + r
+            mn = min(mn, rows[k, 0])
+            mx = max(mx, rows[k, 1])
+        return mn, mx
+    # columns c0..c1 (fewer than n_ra) modulo n_ra: a0..a1, then 0..b1 if they wrap
+    a0 = c0 % n_ra
+    a1 = a0 + (c1 - c0)
+    b1 = -1
+    if a1 >= n_ra:
+        b1 = a1 - n_ra
+        a1 = n_ra - 1
+    base = cell_start[lv]
+    for r in range(r0, r1 + 1):
+        row = base + r * n_ra
+        for k in range(row + a0, row + a1 + 1):
+            mn = min(mn, cells[k, 0])
+            mx = max(mx, cells[k, 1])
+        for k in range(row, row + b1 + 1):
+            mn = min(mn, cells[k, 0])
+            mx = max(mx, cells[k, 1])
+    return mn, mx
+
+
+@njit(cache=True, nogil=True)
+def _mass_edge(psi, sigma, kind):
+    """What :func:`annulus_mass` computes at one edge psi of an annulus: (e, (1 + x) e),
+    e the PSF's mass beyond psi up to normalisation (x = psi²/2 sigma² for kind 0), so
+    that the annuli share their edges' exponentials: the same numbers, half the exp."""
+    if kind == 1:
+        kappa = 1.0 / (sigma * sigma)
+        return math.exp(-2.0 * kappa * math.sin(0.5 * psi) ** 2), 0.0
+    x = 0.5 * psi * psi / (sigma * sigma)
+    e = math.exp(-x)
+    return e, (1.0 + x) * e
+
+
+@njit(cache=True, nogil=True)
+def _mass_between(inner, outer, sigma, kind):
+    """:func:`annulus_mass` from :func:`_mass_edge` of both edges (the same floats)."""
+    if kind == 1:
+        kappa = 1.0 / (sigma * sigma)
+        m = (inner[0] - outer[0]) / -math.expm1(-2.0 * kappa)
+        return max(m * (1.0 - 1e-12), 0.0), m * (1.0 + 1e-12)
+    s2 = sigma * sigma
+    hi = inner[0] - outer[0]
+    lo = hi - s2 / 3.0 * (inner[1] - outer[1])
+    return max(lo * (1.0 - 1e-12), 0.0), hi * (1.0 + 1e-12)
+
+
+@njit(cache=True, nogil=True)
 def overlap_bounds(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, dec, sigma, arows, edges, kind, enough):  # fmt: skip
     """Lower and upper bounds of S = integral of p a G per neutrino (module docstring).
 
@@ -354,38 +441,50 @@ def overlap_bounds(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, 
     for i in range(n):
         sg = sigma[i]
         d = dec[i]
+        ra_i = ra[i]
+        cos_d = math.cos(d)
         acc_lo = 0.0
         acc_hi = 0.0
         acc_u = 0.0
-        prev = 0.0
         a_all = 0.0
         for j in range(nb):
             a_all = max(a_all, arows[i, j])
         # the largest disc alone: the whole PSF at its extremes, plus the tail
-        r = min(RADII_SIGMAS[n_r - 1] * sg, math.pi)
-        m_lo, m_hi = annulus_mass(0.0, r, sg, kind)
-        p_lo, p_hi = disc_minmax(cells, rows, cell_start, row_start, levels, n_dec, ra[i], d, r)
-        a_lo, a_hi = _a_range(arows[i], d, r + 0.2 * sg, edges)
-        tail = annulus_mass(r, math.pi, sg, kind)[1] * peak if r < math.pi else 0.0
-        quick = m_hi * p_hi * a_hi + tail * a_all
+        r_last = min(RADII_SIGMAS[n_r - 1] * sg, math.pi)
+        centre = _mass_edge(0.0, sg, kind)
+        edge_last = _mass_edge(r_last, sg, kind)
+        m_lo, m_hi = _mass_between(centre, edge_last, sg, kind)
+        p_lo_last, p_hi_last = _disc_extremes(cells, rows, cell_start, row_start, levels, n_dec, ra_i, d, cos_d, r_last)  # fmt: skip
+        a_lo_last, a_hi_last = _a_range(arows[i], d, r_last + 0.2 * sg, edges)
+        tail = 0.0
+        if r_last < math.pi:
+            tail = _mass_between(edge_last, _mass_edge(math.pi, sg, kind), sg, kind)[1] * peak
+        quick = m_hi * p_hi_last * a_hi_last + tail * a_all
         if quick <= enough[i]:
-            s_lo[i] = m_lo * p_lo * a_lo
+            s_lo[i] = m_lo * p_lo_last * a_lo_last
             s_hi[i] = quick
-            u_hi[i] = m_hi * p_hi + tail
+            u_hi[i] = m_hi * p_hi_last + tail
             continue
+        prev = 0.0
+        inner = centre
         for k in range(n_r):
             r = min(RADII_SIGMAS[k] * sg, math.pi)
-            m_lo, m_hi = annulus_mass(prev, r, sg, kind)
-            p_lo, p_hi = disc_minmax(cells, rows, cell_start, row_start, levels, n_dec, ra[i], d, r)  # fmt: skip
-            a_lo, a_hi = _a_range(arows[i], d, r + 0.2 * sg, edges)
+            outer = _mass_edge(r, sg, kind)
+            m_lo, m_hi = _mass_between(inner, outer, sg, kind)
+            if r == r_last:  # the largest disc, read above
+                p_lo, p_hi, a_lo, a_hi = p_lo_last, p_hi_last, a_lo_last, a_hi_last
+            else:
+                p_lo, p_hi = _disc_extremes(cells, rows, cell_start, row_start, levels, n_dec, ra_i, d, cos_d, r)  # fmt: skip
+                a_lo, a_hi = _a_range(arows[i], d, r + 0.2 * sg, edges)
             acc_lo += m_lo * p_lo * a_lo
             acc_hi += m_hi * p_hi * a_hi
             acc_u += m_hi * p_hi
             prev = r
+            inner = outer
             if r >= math.pi:
                 break
         if prev < math.pi:
-            tail = annulus_mass(prev, math.pi, sg, kind)[1] * peak
+            tail = _mass_between(inner, _mass_edge(math.pi, sg, kind), sg, kind)[1] * peak
             acc_hi += tail * a_all
             acc_u += tail
         s_lo[i] = acc_lo
