@@ -44,6 +44,7 @@ __all__ = [
     "cap_ra_halfwidth",
     "cell_lookup",
     "density_at",
+    "may_pair",
     "dilate_max",
     "pixel_cells",
     "psf_reach",
@@ -319,4 +320,75 @@ def density_at(start, stop, density, max_order, ra, dec):
         pix = vec2pix_nest(max_order, c * math.cos(ra[k]), c * math.sin(ra[k]), math.sin(dec[k]))
         j = np.searchsorted(start, pix, side="right") - 1
         out[k] = density[j] if j >= 0 and pix < stop[j] else 0.0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def may_pair(ra, dec, zenith, sigma, dt, offsets, n_sigma, tilt, turn_rate):
+    """Neutrinos that O3's flat doublet test in detector (zenith, azimuth) may pair with
+    another of their list, decided without their azimuths (rigorous, never too few).
+
+    O3 pairs i and j when sqrt(dzen² + daz²) < n_sigma (sigma_i + sigma_j) = D, with
+    zeniths as given and the raw azimuth difference. So, necessarily, |dzen| < D; and
+    the directions' angle in the detector frame is below D + 2 ``tilt`` (a straight
+    path in the (zenith, azimuth) chart is no longer on the sphere than in the plane,
+    and a given zenith differs from the frame's by at most the angle ``tilt`` between
+    the frame's vertical and the south celestial pole plus its own difference e from
+    90 deg + dec), so their angle on the sky is below D + 2 tilt + e_i + e_j +
+    ``turn_rate`` |dt_i - dt_j| (the frame turns with the Earth between their times).
+
+    Parameters
+    ----------
+    ra, dec, zenith, sigma : (n,) float64
+        Directions, the zeniths the pair test reads, PSF widths [rad].
+    dt : (n,) float64
+        Times from the reference [s].
+    offsets : (m + 1,) int64
+        CSR offsets of the lists.
+    n_sigma, tilt, turn_rate : float
+        The test's reach [sigma], the frame's tilt [rad], its turn [rad / s].
+
+    Returns
+    -------
+    (n,) bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.array([1.0, 1.01, 2.0]); s = np.full(3, 0.002)
+    >>> may_pair(np.zeros(3), z - _HALF_PI, z, s, np.zeros(3), np.array([0, 3]), 5.0, 0.0, 0.0).tolist()
+    [True, True, False]
+    """
+    out = np.zeros(ra.shape[0], dtype=np.bool_)
+    cos_dec = np.empty(ra.shape[0])
+    for i in range(ra.shape[0]):
+        cos_dec[i] = math.cos(dec[i])
+    for m in range(offsets.shape[0] - 1):
+        for i in range(offsets[m], offsets[m + 1]):
+            for j in range(i + 1, offsets[m + 1]):
+                reach = n_sigma * (sigma[i] + sigma[j])
+                # relative and absolute slack for the rounding of either side's angles
+                if abs(zenith[j] - zenith[i]) >= reach * (1.0 + 1e-9) + 1e-12:
+                    continue
+                e_ij = abs(zenith[i] - dec[i] - _HALF_PI) + abs(zenith[j] - dec[j] - _HALF_PI)
+                half = 0.5 * (reach + 2.0 * tilt + e_ij + turn_rate * abs(dt[j] - dt[i]))
+                half = half * (1.0 + 1e-9) + 1e-9
+                if half >= _HALF_PI:
+                    out[i] = True
+                    out[j] = True
+                    continue
+                # the haversine of their angle, sin²(dDec/2) + cos cos sin²(dRA/2), from
+                # below (sin x >= x - x³/6 on [0, pi/2]), against sin²(half) from above
+                # (half²): no trigonometry per pair, and never a pair missed
+                x = 0.5 * abs(dec[j] - dec[i])
+                d_ra = abs(ra[j] - ra[i])
+                if d_ra >= _TWO_PI:
+                    d_ra = d_ra % _TWO_PI
+                y = 0.5 * min(d_ra, _TWO_PI - d_ra)
+                sx = x - x * x * x / 6.0
+                sy = y - y * y * y / 6.0
+                h_lo = sx * sx + cos_dec[i] * cos_dec[j] * sy * sy
+                if h_lo < half * half:
+                    out[i] = True
+                    out[j] = True
     return out

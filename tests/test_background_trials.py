@@ -267,3 +267,52 @@ def test_sequential_trials_stop_with_bounds():
     res = trial_pvalues(model, obs, 2000, seed=3, stop_after=10)
     assert res.method["fast_path"] == "bounds" and res.trial_bounds is not None
     assert res.method["n_trials_drawn"] <= 2000 and 0 < res.p_value <= 1
+
+
+def _crowded_lists(rng, m, size):
+    """m lists of ``size`` neutrinos crowded where O3's flat doublet test is hardest to
+    foresee from the sky: around the south pole (azimuths spread over every value),
+    across RA 0, at both ends of the search window, zeniths 90 deg + dec."""
+    n = m * size
+    pole = rng.uniform(size=n) < 0.5
+    dec = np.where(pole, -90.0 + rng.uniform(0, 4, n), rng.uniform(-30, 30, n))
+    ra = np.where(pole, rng.uniform(0, 360, n), rng.uniform(-3, 3, n) % 360.0)
+    sigma = np.exp(rng.uniform(np.log(0.2), np.log(3.0), n))
+    dt = rng.choice([-500.0, 500.0], n) + rng.uniform(-5, 5, n)
+    return ra, dec, sigma, dt, 90.0 + dec, np.arange(0, n + 1, size)
+
+
+@pytest.mark.parametrize("t_gw", [True, False])
+def test_azimuths_only_where_a_doublet_may_be_give_the_same_doublets(t_gw):
+    """BackgroundTrials computes a trial neutrino's detector azimuth only where O3's
+    flat (zenith, azimuth) doublet test may pass: the doublets found are those with
+    every azimuth from the frame, on 2,000 background lists and on lists crowded at the
+    pole, across RA 0, +-500 s apart, and with zeniths given off 90 deg + dec; and
+    most background neutrinos need none."""
+    from kernels import odds as KO
+    from llama.science import constants as C
+    from llama.science.odds import EventModel
+
+    model = _model("bns-1")
+    if not t_gw:
+        model = EventModel(model.skymap, 12.0, 150.0)
+    bt = BackgroundTrials(model, [10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
+    rng = np.random.default_rng(21)
+    (ra, dec, sig, _, dt, zen, off), _ = _background_draws(model.background)(rng, 2000)
+    crowded = [_crowded_lists(rng, 300, 8) for _ in range(2)]
+    ra2, dec2, sig2, dt2, zen2, off2 = crowded[1]
+    zen2 = zen2 + rng.uniform(-2, 2, zen2.size)  # given zeniths off the sky's
+    cases = [(ra, dec, sig, dt, zen, off), crowded[0], (ra2, dec2, sig2, dt2, zen2, off2)]
+    for k, (ra, dec, sig, dt, zen, off) in enumerate(cases):
+        z_all, az_all = model.detector_frame(ra, dec, dt, zen, np.full(ra.size, np.nan))
+        z, az = bt._detector_frame(ra, dec, sig, dt, zen, np.full(ra.size, np.nan), off)
+        np.testing.assert_array_equal(z, z_all)
+        known = np.isfinite(az)
+        np.testing.assert_allclose(az[known], az_all[known], rtol=0, atol=1e-9)
+        want = KO.find_pairs(np.radians(az_all), np.radians(z_all), np.radians(sig), off, C.PAIR_SEPARATION_SIGMAS, KO.PAIR_O3_FLAT)  # fmt: skip
+        got = KO.find_pairs(np.radians(az), np.radians(z), np.radians(sig), off, C.PAIR_SEPARATION_SIGMAS, KO.PAIR_O3_FLAT)  # fmt: skip
+        assert want[0].size > (500 if k == 0 else 200)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        if k == 0:
+            assert known.mean() < 0.3, known.mean()
