@@ -316,3 +316,13 @@ def test_azimuths_only_where_a_doublet_may_be_give_the_same_doublets(t_gw):
         np.testing.assert_array_equal(got[1], want[1])
         if k == 0:
             assert known.mean() < 0.3, known.mean()
+
+
+def test_pool_row_maxima_are_the_rows_maxima():
+    """The kept largest a(eps) per background-sample event (gathered per batch instead
+    of a max along every trial neutrino's row) is its row's maximum."""
+    model = _model("bns-1")
+    bt = BackgroundTrials(model, [10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
+    terms = _sample_terms(model, model.background)
+    rows = bt.pool_rows(model.background, terms)
+    np.testing.assert_array_equal(bt.pool_row_max(model.background, terms), rows.max(axis=1))
