@@ -49,7 +49,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .trial_screen import cap_ra_halfwidth, pixel_cells
+from .trial_screen import pixel_cells
 
 __all__ = [
     "RADII_SIGMAS",
@@ -205,44 +205,7 @@ def disc_minmax(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, radi
     >>> disc_minmax(*pyr, 4, 0.3, 0.3, 0.1), disc_minmax(*pyr, 4, 3.0, 0.3, 0.1)
     ((1.0, 1.0), (0.0, 0.0))
     """
-    d0 = max(dec - radius, -_HALF_PI)
-    d1 = min(dec + radius, _HALF_PI)
-    half = cap_ra_halfwidth(dec, radius)
-    lv = 0
-    cell = math.pi / n_dec
-    while lv + 1 < levels and 2.0 * cell * _CELLS_PER_RADIUS <= radius:
-        lv += 1
-        cell *= 2.0
-    while True:
-        nd = n_dec >> lv
-        n_ra = 2 * nd
-        r0 = min(max(int(math.floor((d0 + _HALF_PI) / cell)), 0), nd - 1)
-        r1 = min(max(int(math.floor((d1 + _HALF_PI) / cell)), 0), nd - 1)
-        whole = half >= math.pi
-        c0 = 0
-        c1 = n_ra - 1
-        if not whole:
-            c0 = int(math.floor((ra - half) / cell))
-            c1 = int(math.floor((ra + half) / cell))
-            whole = c1 - c0 + 1 >= n_ra
-        if whole or c1 - c0 + 1 <= _MAX_COLUMNS or lv + 1 >= levels:
-            break
-        lv += 1
-        cell *= 2.0
-    mn, mx = np.inf, -np.inf
-    if whole:
-        for r in range(r0, r1 + 1):
-            k = row_start[lv] + r
-            mn = min(mn, rows[k, 0])
-            mx = max(mx, rows[k, 1])
-        return mn, mx
-    base = cell_start[lv]
-    for r in range(r0, r1 + 1):
-        for c in range(c0, c1 + 1):
-            k = base + r * n_ra + c % n_ra
-            mn = min(mn, cells[k, 0])
-            mx = max(mx, cells[k, 1])
-    return mn, mx
+    return _disc_extremes(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, math.cos(dec), radius)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
@@ -302,13 +265,12 @@ def _a_range(arow, dec, grow, edges):
 
 @njit(cache=True, nogil=True)
 def _disc_extremes(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_dec, radius):  # fmt: skip
-    """:func:`disc_minmax` for :func:`overlap_bounds`'s inner loop: the same cells read,
-    hence the same (min, max), with cos(dec) given once per neutrino and the columns
-    read as at most two runs inside the row instead of a modulo per cell (the modulo
-    was most of a disc's cost)."""
+    """:func:`disc_minmax` with ``cos_dec`` given (once per neutrino in
+    :func:`overlap_bounds`'s inner loop); the columns read as at most two runs inside
+    the row instead of a modulo per cell (the modulo was most of a disc's cost)."""
     d0 = max(dec - radius, -_HALF_PI)
     d1 = min(dec + radius, _HALF_PI)
-    # cap_ra_halfwidth, its cos(dec) hoisted
+    # trial_screen.cap_ra_halfwidth with its cos(dec) given
     s = math.sin(radius)
     if abs(dec) + radius >= _HALF_PI or s >= cos_dec:
         half = math.pi
