@@ -67,7 +67,7 @@ from kernels import odds as KO
 from kernels import trial_screen as KS
 from kernels.trials import offsets_from_counts
 from llama.science import constants as C
-from llama.science.detector_frame import _EARTH_RATE_RAD_S
+from llama.science.detector_frame import EARTH_RATE_RAD_S
 from llama.science.fast_trials import (
     RESOLVED_FLOORS,
     SCREEN_FLOOR,
@@ -365,7 +365,7 @@ class BackgroundTrials:
         maybe = KS.may_pair(
             *(np.radians(np.asarray(a, dtype=f64)) for a in (ra, dec, zen, sigma)),
             np.ascontiguousarray(dt, dtype=f64), offsets, float(C.PAIR_SEPARATION_SIGMAS),
-            self._tilt, _EARTH_RATE_RAD_S,
+            self._tilt, EARTH_RATE_RAD_S,
         )  # fmt: skip
         maybe &= need
         if maybe.any():

@@ -39,10 +39,10 @@ import numpy as np
 
 from llama.science import constants as C
 
-__all__ = ["zenith_azimuth", "DetectorFrame"]
+__all__ = ["zenith_azimuth", "DetectorFrame", "EARTH_RATE_RAD_S"]
 
 #: Sidereal rotation rate of the Earth [rad / s].
-_EARTH_RATE_RAD_S = 7.292115e-5
+EARTH_RATE_RAD_S = 7.292115e-5
 _SECONDS_PER_DAY = 86400.0
 
 
@@ -359,4 +359,4 @@ class DetectorFrame:
 
     @staticmethod
     def _turn_deg(dt) -> np.ndarray:
-        return -math.degrees(_EARTH_RATE_RAD_S) * dt
+        return -math.degrees(EARTH_RATE_RAD_S) * dt
