@@ -62,8 +62,11 @@ def test_nothing_recorded_or_unknown_names_load_nothing(tmp_path):
     (tmp_path / "llama" / "worker-kernels.json").write_text(json.dumps([
         "kernels.healpix:no_such_kernel:(int64,)", "no.such.module:f:(int64,)",
         "kernels.healpix:npix_of:(float32,)",  # a signature the cache does not hold
+        "this:f:(int64,)",  # not this project's: never imported (it would print)
     ]))  # fmt: skip
-    seen = json.loads(_python(_LOAD, tmp_path))
+    out = _python(_LOAD, tmp_path)
+    assert "Beautiful is better" not in out
+    seen = json.loads(out)
     assert seen["loaded"] == 0 and seen["held"] == 0 and seen["misses"] == 0
 
 

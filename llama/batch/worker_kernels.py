@@ -114,6 +114,8 @@ def load_recorded() -> int:
     for name in names if isinstance(names, list) else []:
         module, _, rest = str(name).partition(":")
         function, _, signature = rest.partition(":")
+        if module.partition(".")[0] not in _PACKAGES:  # only this project's modules
+            continue
         wanted.setdefault((module, function), set()).add(signature)
     codegen = cpu_target.target_context.codegen()
     loaded = 0
