@@ -17,6 +17,7 @@ import math
 import healpy as hp
 import numpy as np
 import pytest
+from polar_sums import gaussian_psf, points_about, unit_vector
 
 from kernels.overlap import PSF_GAUSS, prepare_map, psf_overlap_prepared, psf_pair_overlap_prepared
 
@@ -36,17 +37,6 @@ def _noisy_disc():
     return 4 * nside * nside + ipix, ipix, rho
 
 
-def _unit(ra, dec):
-    return np.array([math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec)])
-
-
-def _gauss(n, x, sigma):
-    """O3's Gaussian PSF at the points ``x`` (..., 3) about the unit vector ``n``."""
-    c = np.sqrt(np.sum((x - n) ** 2, axis=-1))
-    psi = 2.0 * np.arcsin(np.minimum(0.5 * c, 1.0))
-    return np.exp(-0.5 * psi**2 / sigma**2) / (2.0 * math.pi * sigma**2)
-
-
 def brute_force(ipix, rho, z_edge, a, psfs, width, n_psi=3000, n_phi=2048):
     """``int rho A prod G dOmega`` by a midpoint sum on a polar grid about the first
     PSF's centre out to 10 ``width`` (beyond, below 2e-22 of the peak): the density
@@ -54,22 +44,19 @@ def brute_force(ipix, rho, z_edge, a, psfs, width, n_psi=3000, n_phi=2048):
     ``a[1]`` north, each Gaussian of ``psfs`` (unit vector, sigma) exactly at each
     point."""
     n = psfs[0][0]
-    e1 = np.cross([0.0, 0.0, 1.0], n)
-    e1 = e1 / np.linalg.norm(e1)
-    e2 = np.cross(n, e1)
     dpsi = 10.0 * width / n_psi
     psi = (np.arange(n_psi) + 0.5) * dpsi
     phi = (np.arange(n_phi) + 0.5) * (2.0 * math.pi / n_phi)
     tot = 0.0
     for k in range(0, n_psi, 250):
         ps = psi[k : k + 250, None]
-        x = np.stack([np.cos(ps) * n[c] + np.sin(ps) * (np.cos(phi) * e1[c] + np.sin(phi) * e2[c]) for c in range(3)], axis=-1)  # fmt: skip
+        x = points_about(n, ps, phi)
         p = hp.vec2pix(1 << ORDER, x[..., 0], x[..., 1], x[..., 2], nest=True)
         r = np.minimum(np.searchsorted(ipix, p), ipix.size - 1)
         dens = np.where(ipix[r] == p, rho[r], 0.0)
         g = np.sin(ps) * np.where(x[..., 2] > z_edge, a[1], a[0])
         for m, s in psfs:
-            g = g * _gauss(m, x, s)
+            g = g * gaussian_psf(m, x, s)
         tot += np.sum(dens * g)
     return tot * dpsi * (2.0 * math.pi / n_phi)
 
@@ -86,7 +73,7 @@ def test_single_neutrino_with_an_edge_through_noisy_pixels(disc, reach):
     z_edge = math.sin(DEC0 + reach * SIGMA)
     edges = np.array([-1.0, z_edge, 1.0])
     _, w = psf_overlap_prepared(pm, [RA0], [DEC0], [SIGMA], ROWS, edges, PSF_GAUSS, rtol=RTOL)
-    b = brute_force(ipix, rho, z_edge, ROWS[0], [(_unit(RA0, DEC0), SIGMA)], SIGMA)
+    b = brute_force(ipix, rho, z_edge, ROWS[0], [(unit_vector(RA0, DEC0), SIGMA)], SIGMA)
     assert w[0] == pytest.approx(b, rel=RTOL, abs=0.0)
 
 
@@ -104,6 +91,6 @@ def test_pair_with_an_edge_through_noisy_pixels(disc, reach):
     _, w = psf_pair_overlap_prepared(
         pm, [RA0], [DEC0], [s1], ROWS, [RA0], [DEC0], [s2], ROWS, edges, PSF_GAUSS, rtol=RTOL
     )
-    n = _unit(RA0, DEC0)
+    n = unit_vector(RA0, DEC0)
     b = brute_force(ipix, rho, z_edge, ROWS[0] ** 2, [(n, s1), (n, s2)], s12)
     assert w[0] == pytest.approx(b, rel=RTOL, abs=0.0)

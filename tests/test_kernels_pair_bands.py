@@ -17,23 +17,13 @@ import math
 
 import numpy as np
 import pytest
+from polar_sums import gaussian_psf, points_about, unit_vector
 
 from kernels.overlap import ATOL, PSF_GAUSS, prepare_map, psf_pair_overlap_prepared
 
 RHO = 1.0 / (4.0 * math.pi)  # uniform map [sr^-1]
 RTOL = 1e-2
 ROWS = np.array([[1e-11, 1.0]])  # a(eps) per band: south, north of the edge
-
-
-def _unit(ra, dec):
-    return np.array([math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec)])
-
-
-def _gauss(n, x, sigma):
-    """O3's Gaussian PSF at the points ``x`` (..., 3) about the unit vector ``n``."""
-    c = np.sqrt(np.sum((x - n) ** 2, axis=-1))
-    psi = 2.0 * np.arcsin(np.minimum(0.5 * c, 1.0))
-    return np.exp(-0.5 * psi**2 / sigma**2) / (2.0 * math.pi * sigma**2)
 
 
 def brute_force(n1, s1, n2, s2, z_edge, reach=12.0, n_psi=3000, n_phi=4096):
@@ -43,18 +33,15 @@ def brute_force(n1, s1, n2, s2, z_edge, reach=12.0, n_psi=3000, n_phi=4096):
     s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)
     n = n1 / s1**2 + n2 / s2**2
     n = n / np.linalg.norm(n)
-    e1 = np.cross([0.0, 0.0, 1.0], n)
-    e1 = e1 / np.linalg.norm(e1)
-    e2 = np.cross(n, e1)
     dpsi = reach * s12 / n_psi
     psi = (np.arange(n_psi) + 0.5) * dpsi
     phi = (np.arange(n_phi) + 0.5) * (2.0 * math.pi / n_phi)
     tot = 0.0
     for k in range(0, n_psi, 250):
         ps = psi[k : k + 250, None]
-        x = np.stack([np.cos(ps) * n[c] + np.sin(ps) * (np.cos(phi) * e1[c] + np.sin(phi) * e2[c]) for c in range(3)], axis=-1)  # fmt: skip
+        x = points_about(n, ps, phi)
         a = np.where(x[..., 2] > z_edge, ROWS[0, 1], ROWS[0, 0]) ** 2
-        tot += np.sum(a * _gauss(n1, x, s1) * _gauss(n2, x, s2) * np.sin(ps))
+        tot += np.sum(a * gaussian_psf(n1, x, s1) * gaussian_psf(n2, x, s2) * np.sin(ps))
     return RHO * tot * dpsi * (2.0 * math.pi / n_phi)
 
 
@@ -74,7 +61,7 @@ def test_band_edge_beyond_the_near_integrals(dec_deg, s1_deg, s2_deg, sep_deg, r
     s1, s2 = s1_deg * deg, s2_deg * deg
     ra1, ra2 = 1.0, 1.0 + sep_deg * deg / math.cos(dec_deg * deg)
     dec = dec_deg * deg
-    n1, n2 = _unit(ra1, dec), _unit(ra2, dec)
+    n1, n2 = unit_vector(ra1, dec), unit_vector(ra2, dec)
     s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)
     c = n1 / s1**2 + n2 / s2**2
     dec_c = math.asin(c[2] / np.linalg.norm(c))
@@ -88,7 +75,7 @@ def test_band_edge_beyond_the_near_integrals(dec_deg, s1_deg, s2_deg, sep_deg, r
     # the product's mass scale (the kernel's product_mass: its value at the centre
     # times 2 pi s12^2) and the kernel's absolute floor
     cn = c / np.linalg.norm(c)
-    mass = float(_gauss(n1, cn, s1) * _gauss(n2, cn, s2)) * 2.0 * math.pi * s12 * s12
+    mass = float(gaussian_psf(n1, cn, s1) * gaussian_psf(n2, cn, s2)) * 2.0 * math.pi * s12 * s12
     floor = ATOL * RTOL * RHO * ROWS[0, 1] ** 2 * mass
     assert b > 100.0 * floor  # the floor does not decide
     assert b > 1e6 * RHO * ROWS[0, 0] ** 2 * mass  # the far band carries the result

@@ -17,26 +17,15 @@ from __future__ import annotations
 import functools
 import math
 
-import healpy as hp
 import numpy as np
 import pytest
 from bayestar_events import bayestar_model
+from polar_sums import MultiOrderDensity, gaussian_psf, points_about, unit_vector
 
 from kernels.overlap import ATOL
 from llama.science.signal_tables import SINDEC_EDGES
 
 _model = functools.cache(bayestar_model)
-
-
-def _unit(ra, dec):
-    return np.array([math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec)])
-
-
-def _gauss(n, x, sigma):
-    """O3's Gaussian PSF at the points ``x`` (..., 3) about the unit vector ``n``."""
-    c = np.sqrt(np.sum((x - n) ** 2, axis=-1))
-    psi = 2.0 * np.arcsin(np.minimum(0.5 * c, 1.0))
-    return np.exp(-0.5 * psi**2 / sigma**2) / (2 * math.pi * sigma**2)
 
 
 def _centre(n1, s1, n2, s2):
@@ -55,31 +44,20 @@ def brute_force(uniq, rho, n1, s1, row1, n2, s2, row2, reach=10.0, n_psi=2000, n
     its value there): the map's density from its own pixels (healpy's vec2pix at the
     map's deepest order), a_i a_j from the sin(dec) band of each point, both Gaussians
     evaluated exactly at each point."""
-    order = (np.log2(uniq // 4) // 2).astype(np.int64)
-    ipix = uniq - 4 * 4**order
-    top = int(order.max())
-    lo = ipix << (2 * (top - order))
-    srt = np.argsort(lo)
-    lo, hi, rho = lo[srt], (ipix[srt] + 1) << (2 * (top - order[srt])), rho[srt]
+    density = MultiOrderDensity(uniq, rho)
     s12 = s1 * s2 / math.sqrt(s1 * s1 + s2 * s2)
     n = _centre(n1, s1, n2, s2)
     dpsi = min(math.pi, reach * s12) / n_psi
     psi = (np.arange(n_psi) + 0.5) * dpsi
     phi = (np.arange(n_phi) + 0.5) * (2 * math.pi / n_phi)
-    e1 = np.cross([0.0, 0.0, 1.0], n)
-    e1 = e1 / np.linalg.norm(e1) if np.linalg.norm(e1) > 1e-12 else np.array([1.0, 0.0, 0.0])
-    e2 = np.cross(n, e1)
     arow = row1 * row2
     tot = 0.0
     for k in range(0, n_psi, 256):
         ps = psi[k : k + 256, None]
-        x = np.stack([np.cos(ps) * n[c] + np.sin(ps) * (np.cos(phi) * e1[c] + np.sin(phi) * e2[c]) for c in range(3)], axis=-1)  # fmt: skip
-        p = hp.vec2pix(1 << top, x[..., 0].ravel(), x[..., 1].ravel(), x[..., 2].ravel(), nest=True)  # fmt: skip
-        r = np.searchsorted(lo, p, side="right") - 1
-        dens = np.where((r >= 0) & (p < hi[np.maximum(r, 0)]), rho[np.maximum(r, 0)], 0.0)
+        x = points_about(n, ps, phi)
         band = np.clip(np.searchsorted(SINDEC_EDGES, x[..., 2], side="right") - 1, 0, SINDEC_EDGES.size - 2)  # fmt: skip
-        g = _gauss(n1, x, s1) * _gauss(n2, x, s2) * np.sin(ps)
-        tot += np.sum(dens.reshape(ps.shape[0], -1) * arow[band] * g)
+        g = gaussian_psf(n1, x, s1) * gaussian_psf(n2, x, s2) * np.sin(ps)
+        tot += np.sum(density.at(x) * arow[band] * g)
     return tot * dpsi * (2 * math.pi / n_phi)
 
 
@@ -87,7 +65,7 @@ def floor_scale(n1, s1, n2, s2):
     """The pair's mass scale of the absolute floor (as ``product_mass``, Gaussian)."""
     c = _centre(n1, s1, n2, s2)
     s12sq = s1 * s1 * s2 * s2 / (s1 * s1 + s2 * s2)
-    g = _gauss(n1, c, s1) * _gauss(n2, c, s2)
+    g = gaussian_psf(n1, c, s1) * gaussian_psf(n2, c, s2)
     pk = min(1 / (2 * math.pi * s1 * s1), 1 / (2 * math.pi * s2 * s2))
     return min(pk, float(g) * 2 * math.pi * s12sq)
 
@@ -105,7 +83,7 @@ def pair_errors(model, ra_deg, dec_deg, sig_deg, pi, pj, ei, ej, check=True):
     errs = []
     for k in range(len(s)):
         i, j = pi[k], pj[k]
-        n1, n2 = _unit(ra[i], dec[i]), _unit(ra[j], dec[j])
+        n1, n2 = unit_vector(ra[i], dec[i]), unit_vector(ra[j], dec[j])
         b = brute_force(uniq, rho, n1, sig[i], r1[k], n2, sig[j], r2[k])
         floor = ATOL * rtol * rho.max() * r1[k].max() * r2[k].max() * floor_scale(n1, sig[i], n2, sig[j])  # fmt: skip
         errs.append((abs(s[k] - b) / (rtol * b + floor), s[k], b, floor))
@@ -178,7 +156,7 @@ def test_random_wide_pairs_in_the_far_tail(name):
     rho = float(np.max(model.skymap.probdensity))
     amax = model.tables.dec_rows(ei).max(axis=1) * model.tables.dec_rows(ej).max(axis=1)
     r, d, g = np.radians(ra), np.radians(dec), np.radians(sig)
-    mass = np.array([floor_scale(_unit(r[i], d[i]), g[i], _unit(r[j], d[j]), g[j]) for i, j in zip(pi, pj, strict=True)])  # fmt: skip
+    mass = np.array([floor_scale(unit_vector(r[i], d[i]), g[i], unit_vector(r[j], d[j]), g[j]) for i, j in zip(pi, pj, strict=True)])  # fmt: skip
     floor = ATOL * model.overlap_rtol * rho * amax * mass
     near = np.flatnonzero(s > 100.0 * floor)
     assert near.size >= 12

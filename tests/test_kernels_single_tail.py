@@ -14,10 +14,10 @@ from __future__ import annotations
 import functools
 import math
 
-import healpy as hp
 import numpy as np
 import pytest
 from bayestar_events import bayestar_model
+from polar_sums import MultiOrderDensity, points_about, unit_vector
 
 from kernels.overlap import ATOL
 from llama.science.signal_tables import SINDEC_EDGES
@@ -33,28 +33,18 @@ def brute_force(uniq, rho, ra, dec, sigma, row, reach=10.0, n_psi=3000, n_phi=20
     jumps fall between grid points at no fixed phase, so the sum converges fast: 0.1%
     here (a sum over HEALPix sub-pixels, whose centres sit on rings of constant dec,
     is off by ~1% at the band edges even at sigma / 300)."""
-    order = (np.log2(uniq // 4) // 2).astype(np.int64)
-    ipix = uniq - 4 * 4**order
-    top = int(order.max())
-    lo = ipix << (2 * (top - order))
-    srt = np.argsort(lo)
-    lo, hi, rho = lo[srt], (ipix[srt] + 1) << (2 * (top - order[srt])), rho[srt]
+    density = MultiOrderDensity(uniq, rho)
     dpsi = min(math.pi, reach * sigma) / n_psi
     psi = (np.arange(n_psi) + 0.5) * dpsi
     phi = (np.arange(n_phi) + 0.5) * (2 * math.pi / n_phi)
-    n = np.array([math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec)])
-    e1 = np.array([-math.sin(ra), math.cos(ra), 0.0])
-    e2 = np.cross(n, e1)
+    n = unit_vector(ra, dec)
     tot = 0.0
     for k in range(0, n_psi, 256):
         ps = psi[k : k + 256, None]
-        x, y, z = (np.cos(ps) * n[c] + np.sin(ps) * (np.cos(phi) * e1[c] + np.sin(phi) * e2[c]) for c in range(3))  # fmt: skip
-        p = hp.vec2pix(1 << top, x.ravel(), y.ravel(), z.ravel(), nest=True)
-        r = np.searchsorted(lo, p, side="right") - 1
-        dens = np.where((r >= 0) & (p < hi[np.maximum(r, 0)]), rho[np.maximum(r, 0)], 0.0)
-        band = np.clip(np.searchsorted(SINDEC_EDGES, z, side="right") - 1, 0, SINDEC_EDGES.size - 2)  # fmt: skip
+        x = points_about(n, ps, phi)
+        band = np.clip(np.searchsorted(SINDEC_EDGES, x[..., 2], side="right") - 1, 0, SINDEC_EDGES.size - 2)  # fmt: skip
         g = np.exp(-0.5 * ps**2 / sigma**2) / (2 * math.pi * sigma**2) * np.sin(ps)
-        tot += np.sum(dens.reshape(x.shape) * row[band] * g)
+        tot += np.sum(density.at(x) * row[band] * g)
     return tot * dpsi * (2 * math.pi / n_phi)
 
 
