@@ -19,18 +19,12 @@ from bayestar_events import DATA
 
 from kernels import density_bounds as KB
 from kernels.trial_screen import pixel_cells
-from llama.science.skymap import SkyMap, read_sky_map, uniq_to_order_ipix
+from llama.science.skymap import SkyMap, read_sky_map
 
 
 def _pixels(skymap):
     """(order, ipix, density) of a map, as SkyBounds reads them."""
-    density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
-    if skymap.is_moc:
-        order, ipix = uniq_to_order_ipix(np.asarray(skymap.uniq))
-    else:
-        order = np.full(density.size, int(round(math.log(density.size / 12, 4))))
-        ipix = np.arange(density.size)
-    return order.astype(np.int64), ipix.astype(np.int64), density
+    return (*skymap.order_ipix(), np.ascontiguousarray(skymap.probdensity, dtype=np.float64))
 
 
 def _maps():

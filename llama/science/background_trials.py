@@ -77,7 +77,6 @@ from llama.science.fast_trials import (
 )
 from llama.science.odds import neutrino_energy_integral
 from llama.science.signal_tables import SINDEC_EDGES
-from llama.science.skymap import uniq_to_order_ipix
 
 __all__ = ["BackgroundTrials", "SkyBounds", "GRID_ROWS"]
 
@@ -131,13 +130,7 @@ class SkyBounds:
 
     def __init__(self, skymap, rows: int = GRID_ROWS) -> None:
         density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
-        if skymap.is_moc:
-            order, ipix = uniq_to_order_ipix(np.asarray(skymap.uniq))
-        else:
-            order = np.full(density.size, int(round(math.log(density.size / 12, 4))))
-            ipix = np.arange(density.size)
-        order = np.ascontiguousarray(order, dtype=np.int64)
-        ipix = np.ascontiguousarray(ipix, dtype=np.int64)
+        order, ipix = skymap.order_ipix()
         self.peak = float(density.max()) if density.size else 0.0
         self.rows = int(rows)
         self._pyramid = KB.pyramid(*KB.minmax_grids(order, ipix, density, self.rows))

@@ -71,7 +71,6 @@ from kernels import trial_screen as KS
 from kernels.trials import tile_offsets
 from llama.science import constants as C
 from llama.science.signal_tables import SINDEC_EDGES
-from llama.science.skymap import uniq_to_order_ipix
 
 __all__ = [
     "BOUND_RTOL",
@@ -227,16 +226,8 @@ class TrialScreen:
     """
 
     def __init__(self, skymap) -> None:
-        if skymap.is_moc:
-            order, ipix = uniq_to_order_ipix(np.asarray(skymap.uniq))
-            density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
-        else:
-            density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
-            npix = density.size
-            order = np.full(npix, int(round(math.log(npix / 12, 4))), dtype=np.int64)
-            ipix = np.arange(npix, dtype=np.int64)
-        order = np.ascontiguousarray(order, dtype=np.int64)
-        ipix = np.ascontiguousarray(ipix, dtype=np.int64)
+        density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
+        order, ipix = skymap.order_ipix()
         self.peak = float(np.max(density)) if density.size else 0.0
         self.threshold = (1.0 - _TAIL_SHARE) * SCREEN_FLOOR * self.peak
         self._max_order = int(order.max())

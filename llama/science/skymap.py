@@ -391,6 +391,22 @@ class SkyMap:
             return uniq_to_order_ipix(self.uniq)[0]
         return np.full(len(self.probdensity), _nside_to_order(self.nside), dtype=np.int64)
 
+    def order_ipix(self) -> tuple[np.ndarray, np.ndarray]:
+        """(HEALPix order, nested pixel index) of each row as contiguous int64 arrays,
+        for multi-order and flat maps alike (what the kernels take).
+
+        Examples
+        --------
+        >>> m = SkyMap(probdensity=np.ones(12) / (4 * np.pi), nside=1)
+        >>> [a.tolist()[:3] for a in m.order_ipix()]
+        [[0, 0, 0], [0, 1, 2]]
+        """
+        if self.is_moc:
+            order, ipix = uniq_to_order_ipix(np.asarray(self.uniq))
+            return np.ascontiguousarray(order, np.int64), np.ascontiguousarray(ipix, np.int64)
+        n = len(self.probdensity)
+        return np.full(n, _nside_to_order(self.nside), np.int64), np.arange(n, dtype=np.int64)
+
     @property
     def max_order(self) -> int:
         """The finest HEALPix order in the map."""
