@@ -206,15 +206,10 @@ def test_frame_read_off_the_model_is_its_detector_frame():
     assert np.max(np.abs((got - want + 180.0) % 360.0 - 180.0)) < 1e-9
 
 
-@pytest.mark.parametrize("psf", ["gaussian", "vmf"])
-def test_pair_bound_holds_against_the_exact_pair_kernel(psf):
-    """pair_overlap_bound >= the exact S_ij (rtol 1e-3) for 300 pairs on bbh-2, the first
-    member drawn from the map, the second 0-6 (sigma_i + sigma_j) away; and it is far
-    tighter than max a_j G_j,peak S_i for pairs several sigma apart."""
-    m = _model("bbh-2")
-    tight = EventModel(m.skymap, m.rho, m.rbar, m.population, psf=psf, overlap_rtol=1e-3)
-    rng = np.random.default_rng(8)
-    k = 300
+def _draw_pairs(m, rng, k):
+    """k pairs [rad]: the first member drawn from the map, sigma 0.2-3 deg log-uniform,
+    the second at 0-6 (sigma_i + sigma_j) from it along a random bearing; energies
+    1e3-1e6 GeV. Returns ra_i, dec_i, ra_j, dec_j, sig (2, k), sep, eps (2, k)."""
     nl = [simulate_signal_neutrino(rng, m.skymap, m.t_gw_mjd) for _ in range(k)]
     ra_i = np.radians([float(x.ra[0]) for x in nl])
     dec_i = np.radians([float(x.dec[0]) for x in nl])
@@ -225,6 +220,18 @@ def test_pair_bound_holds_against_the_exact_pair_kernel(psf):
     dec_j = np.arcsin(np.sin(dec_i) * np.cos(sep) + np.cos(dec_i) * np.sin(sep) * np.cos(bearing))  # fmt: skip
     ra_j = ra_i + np.arctan2(np.sin(bearing) * np.sin(sep) * np.cos(dec_i), np.cos(sep) - np.sin(dec_i) * np.sin(dec_j))  # fmt: skip
     eps = 10 ** rng.uniform(3, 6, (2, k))
+    return ra_i, dec_i, ra_j, dec_j, sig, sep, eps
+
+
+@pytest.mark.parametrize("psf", ["gaussian", "vmf"])
+def test_pair_bound_holds_against_the_exact_pair_kernel(psf):
+    """pair_overlap_bound >= the exact S_ij (rtol 1e-3) for 300 pairs on bbh-2, the first
+    member drawn from the map, the second 0-6 (sigma_i + sigma_j) away; and it is far
+    tighter than max a_j G_j,peak S_i for pairs several sigma apart."""
+    m = _model("bbh-2")
+    tight = EventModel(m.skymap, m.rho, m.rbar, m.population, psf=psf, overlap_rtol=1e-3)
+    k = 300
+    ra_i, dec_i, ra_j, dec_j, sig, sep, eps = _draw_pairs(m, np.random.default_rng(8), k)
     ra, dec, sigma = np.concatenate([ra_i, ra_j]), np.concatenate([dec_i, dec_j]), sig.ravel()
     pi, pj = np.arange(k), np.arange(k, 2 * k)
     s = tight.signal_overlap(np.degrees(ra), np.degrees(dec), np.degrees(sigma), eps.ravel())[1]
@@ -261,17 +268,8 @@ def test_pair_annulus_bound_holds_against_the_exact_pair_kernel(name, psf):
 
     m = _model(name)
     tight = EventModel(m.skymap, m.rho, m.rbar, m.population, psf=psf, overlap_rtol=1e-3)
-    rng = np.random.default_rng(12)
     k = 400
-    nl = [simulate_signal_neutrino(rng, m.skymap, m.t_gw_mjd) for _ in range(k)]
-    ra_i = np.radians([float(x.ra[0]) for x in nl])
-    dec_i = np.radians([float(x.dec[0]) for x in nl])
-    sig = np.radians(np.exp(rng.uniform(np.log(0.2), np.log(3.0), (2, k))))
-    sep = rng.uniform(0, 6, k) * (sig[0] + sig[1])
-    bearing = rng.uniform(0, 2 * np.pi, k)
-    dec_j = np.arcsin(np.sin(dec_i) * np.cos(sep) + np.cos(dec_i) * np.sin(sep) * np.cos(bearing))  # fmt: skip
-    ra_j = ra_i + np.arctan2(np.sin(bearing) * np.sin(sep) * np.cos(dec_i), np.cos(sep) - np.sin(dec_i) * np.sin(dec_j))  # fmt: skip
-    eps = 10 ** rng.uniform(3, 6, (2, k))
+    ra_i, dec_i, ra_j, dec_j, sig, sep, eps = _draw_pairs(m, np.random.default_rng(12), k)
     ra, dec = np.concatenate([ra_i, ra_j]), np.concatenate([dec_i, dec_j])
     exact = tight.pair_overlap(ra, dec, sig.ravel(), eps[0], eps[1], np.arange(k), np.arange(k, 2 * k))  # fmt: skip
     rows = m.tables.dec_rows(eps[0]) * m.tables.dec_rows(eps[1])
