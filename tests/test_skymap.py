@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from llama.science import skymap as skymap_module
 from llama.science.skymap import (
     SkyMap,
     SkyMapError,
@@ -187,6 +188,81 @@ def test_hdf5_version_1_still_reads(tmp_path, make):
     r = read_hdf5(tmp_path / "v1.hdf5")
     assert_same(r, m)
     assert r.meta == m.meta == read_hdf5_meta(tmp_path / "v1.hdf5")
+
+
+def _same_bits(a: SkyMap, b: SkyMap) -> None:
+    """Every array of the two maps has the same dtype, shape and bytes."""
+    for name in ("probdensity", "uniq", "distmu", "distsigma", "distnorm"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None), name
+        if x is not None:
+            assert (x.dtype, x.shape, x.tobytes()) == (y.dtype, y.shape, y.tobytes()), name
+    assert (a.nside, a.meta) == (b.nside, b.meta)
+
+
+@pytest.mark.parametrize(
+    "make", [moc_map, lambda: moc_map(distance=False), flat_map, lambda: flat_map(distance=False)]
+)
+def test_hdf5_kept_copy_is_what_h5py_reads(tmp_path, make):
+    """The copy kept by write_hdf5 (and by a read) gives the map that h5py reads from
+    the file, bit for bit, under any name the file is renamed to."""
+    m = make()
+    m.probdensity[3] = -0.0  # signs and odd values survive both ways
+    write_hdf5(tmp_path / "tmp.hdf5", m)
+    (tmp_path / "tmp.hdf5").rename(tmp_path / "m.hdf5")
+    data = (tmp_path / "m.hdf5").read_bytes()
+    assert skymap_module._KEPT.find(data) is not None
+    kept, kept_meta = read_hdf5(tmp_path / "m.hdf5"), read_hdf5_meta(tmp_path / "m.hdf5")
+    skymap_module._KEPT.clear()
+    assert read_hdf5_meta(tmp_path / "m.hdf5") == kept_meta == m.meta
+    skymap_module._KEPT.clear()
+    fresh = read_hdf5(tmp_path / "m.hdf5")
+    _same_bits(kept, fresh)
+    assert skymap_module._KEPT.find(data) is not None  # a read keeps it too
+    _same_bits(read_hdf5(tmp_path / "m.hdf5"), fresh)
+
+
+def test_hdf5_kept_copy_is_not_shared(tmp_path):
+    """A caller changing its map in place changes neither the next read nor the map
+    written."""
+    m, first_uniq = moc_map(), moc_map().uniq[0]
+    write_hdf5(tmp_path / "m.hdf5", m)
+    m.uniq[0] = 7
+    first = read_hdf5(tmp_path / "m.hdf5")
+    assert first.uniq[0] == first_uniq
+    first.probdensity[:] = 0.0
+    first.uniq[:] = 4
+    first.meta["objid"] = "changed"
+    again = read_hdf5(tmp_path / "m.hdf5")
+    assert again.uniq[0] == first_uniq and again.probdensity.min() > 0
+    assert "objid" not in again.meta and "objid" not in read_hdf5_meta(tmp_path / "m.hdf5")
+
+
+def test_hdf5_changed_in_place_at_once_is_read_again(tmp_path):
+    """A file rewritten in place straight after write_hdf5 (same name, same size, very
+    likely the same time stamp) is read from its new bytes, not from the kept copy."""
+    import h5py
+
+    m = moc_map()
+    write_hdf5(tmp_path / "m.hdf5", m)
+    size = (tmp_path / "m.hdf5").stat().st_size
+    with h5py.File(tmp_path / "m.hdf5", "a") as f:
+        f["layers"][0, 5] = 42.0
+    assert (tmp_path / "m.hdf5").stat().st_size == size
+    assert read_hdf5(tmp_path / "m.hdf5").probdensity[5] == 42.0
+    with h5py.File(tmp_path / "m.hdf5", "a") as f:
+        f.attrs["meta"] = json.dumps({"distmean": 301.0})
+    assert read_hdf5_meta(tmp_path / "m.hdf5") == {"distmean": 301.0}
+    assert read_hdf5(tmp_path / "m.hdf5").meta == {"distmean": 301.0}
+
+
+def test_hdf5_large_files_are_not_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(skymap_module, "_KEPT_MAX_BYTES", 1000)
+    skymap_module._KEPT.clear()
+    write_hdf5(tmp_path / "m.hdf5", moc_map())
+    assert skymap_module._KEPT.entries == []
+    _same_bits(read_hdf5(tmp_path / "m.hdf5"), moc_map())
+    assert skymap_module._KEPT.entries == []
 
 
 def test_hdf5_from_a_newer_llama(tmp_path):

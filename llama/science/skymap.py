@@ -32,6 +32,7 @@ import io
 import json
 import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -872,6 +873,82 @@ def write_sky_map(path: str | os.PathLike, skymap: SkyMap) -> None:
 _HDF5_LAYERS = ("probdensity", "distmu", "distsigma", "distnorm")
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    """What :func:`read_hdf5` takes from a version-2 copy: the ``layers`` rows, ``uniq``
+    (multi-order) or ``nside`` (flat), and the meta attribute's JSON text."""
+
+    layers: np.ndarray
+    uniq: np.ndarray | None
+    nside: int | None
+    meta: str
+
+    def skymap(self) -> SkyMap:
+        # fresh arrays and meta each time, as a read of the file gives: a caller may
+        # change its map in place without touching the kept one
+        layers = self.layers.copy()
+        kwargs: dict[str, Any] = dict(zip(_HDF5_LAYERS, layers, strict=False))
+        if self.uniq is not None:
+            kwargs["uniq"] = self.uniq.copy()
+        else:
+            kwargs["nside"] = self.nside
+        kwargs["meta"] = json.loads(self.meta)
+        return SkyMap(**kwargs)
+
+
+class _KeptCopies:
+    """The last few HDF5 copies written or read in this process, by their bytes.
+
+    An event writes its copy (LvcSkymapHdf5) and reads it back twice (its distances,
+    then its significance): h5py spends ~1-3 ms on each opening. A file whose bytes
+    equal a kept copy's is that copy, whatever its name, size or time stamps say
+    (reading the bytes and comparing them costs ~0.1 ms), so a file changed in place,
+    even within the file system's time-stamp resolution, is read again.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: list[tuple[bytes, _Parsed]] = []  # oldest first
+        self.lock = threading.Lock()
+
+    def find(self, data: bytes | None) -> _Parsed | None:
+        if data is None:
+            return None
+        with self.lock:
+            for kept, parsed in self.entries:
+                if kept == data:
+                    return parsed
+        return None
+
+    def keep(self, data: bytes, parsed: _Parsed) -> None:
+        with self.lock:
+            self.entries = [e for e in self.entries if e[0] != data][-(self.size - 1) :]
+            self.entries.append((data, parsed))
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries = []
+
+
+#: Up to 4 copies (~1.6 MB each for a BAYESTAR map: its bytes and its arrays), the
+#: events a process has in hand, of files up to `_KEPT_MAX_BYTES` (larger flat maps are
+#: read from the file each time rather than held twice in memory).
+_KEPT = _KeptCopies(4)
+_KEPT_MAX_BYTES = 8 << 20
+
+
+def _file_bytes(path: str) -> bytes | None:
+    """The file's bytes, or None when it cannot be read (h5py then says why) or is
+    larger than `_KEPT_MAX_BYTES`."""
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size > _KEPT_MAX_BYTES:
+                return None
+            return f.read()
+    except OSError:
+        return None
+
+
 def write_hdf5(path: str | os.PathLike, skymap: SkyMap) -> None:
     """Write the internal HDF5 copy (LvcSkymapHdf5).
 
@@ -901,17 +978,22 @@ def write_hdf5(path: str | os.PathLike, skymap: SkyMap) -> None:
     layers = np.empty((len(names), len(skymap)))
     for row, name in zip(layers, names, strict=True):
         row[:] = getattr(skymap, name)
+    meta = json.dumps(skymap.meta)
+    uniq = None if skymap.uniq is None else skymap.uniq.copy()  # kept: not the caller's
     tmp = f"{path}.tmp{os.getpid()}"
     with h5py.File(tmp, "w") as f:
         f.attrs["format"] = HDF5_FORMAT
         f.attrs["version"] = HDF5_VERSION
-        f.attrs["meta"] = json.dumps(skymap.meta)
-        if skymap.is_moc:
-            f.create_dataset("uniq", data=skymap.uniq)
+        f.attrs["meta"] = meta
+        if uniq is not None:
+            f.create_dataset("uniq", data=uniq)
         else:
             f.attrs["nside"] = skymap.nside
         f.create_dataset("layers", data=layers)
+    data = _file_bytes(tmp)
     os.replace(tmp, path)
+    if data is not None:
+        _KEPT.keep(data, _Parsed(layers, uniq, skymap.nside, meta))
 
 
 def _open_hdf5(where: str):
@@ -953,19 +1035,23 @@ def read_hdf5(path: str | os.PathLike) -> SkyMap:
         When the file is not an HDF5 file written by :func:`write_hdf5`.
     """
     where = os.fspath(path)
-    f, version = _open_hdf5(where)
-    with f:
-        if version == 1:
-            return _read_hdf5_v1(f)
-        attrs = f.attrs
-        layers = f["layers"][()]
-        kwargs: dict[str, Any] = dict(zip(_HDF5_LAYERS, layers, strict=False))
-        if "uniq" in f:
-            kwargs["uniq"] = f["uniq"][()]
-        else:
-            kwargs["nside"] = int(attrs["nside"])
-        kwargs["meta"] = json.loads(attrs["meta"])
-    return SkyMap(**kwargs)
+    data = _file_bytes(where)
+    parsed = _KEPT.find(data)
+    if parsed is None:
+        f, version = _open_hdf5(where)
+        with f:
+            if version == 1:
+                return _read_hdf5_v1(f)
+            attrs = f.attrs
+            parsed = _Parsed(
+                layers=f["layers"][()],
+                uniq=f["uniq"][()] if "uniq" in f else None,
+                nside=None if "uniq" in f else int(attrs["nside"]),
+                meta=attrs["meta"],
+            )
+        if data is not None:
+            _KEPT.keep(data, parsed)
+    return parsed.skymap()
 
 
 def read_hdf5_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -980,7 +1066,11 @@ def read_hdf5_meta(path: str | os.PathLike) -> dict[str, Any]:
     >>> read_hdf5_meta(path)
     {'distmean': 40.0}
     """
-    f, version = _open_hdf5(os.fspath(path))
+    where = os.fspath(path)
+    parsed = _KEPT.find(_file_bytes(where))
+    if parsed is not None:
+        return json.loads(parsed.meta)
+    f, version = _open_hdf5(where)
     with f:
         if version == 1:
             return {k: json.loads(v) for k, v in f["meta"].attrs.items()} if "meta" in f else {}
