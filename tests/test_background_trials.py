@@ -209,8 +209,9 @@ def _check_pvalues(model, seed, inject):
 
 def test_every_refinement_level_keeps_the_exact_statistic():
     """Thresholds at every 5th trial's own exact statistic above the cut (bbh-6, whose
-    lists often have doublets) send trials through each level (the kernel at a coarse
-    rtol, the exact S_i, a trial's exact doublet terms, then the whole statistic):
+    lists often have doublets) send trials through each level (a kernel look stopped
+    at the trial's thresholds, the exact S_i, a trial's exact doublet terms, then the
+    whole statistic):
     every resolved trial's O above the cut stays inside its bounds, no interval holds a
     threshold unless it is the exact value itself, and the counts
     at every threshold are the exact statistic's."""
@@ -227,24 +228,24 @@ def test_every_refinement_level_keeps_the_exact_statistic():
     assert resolved.sum() > 100
     t = exact[np.flatnonzero(exact >= bt.cut)[::5]]
     assert t.size > 20
-    looks = {"coarse": 0, "exact": 0, "pairs": 0}  # the ladder's steps (the real calls)
-    coarse, single, pairs = bt._coarse, model.signal_overlap, model.pair_terms
+    # the ladder's steps: looks stopped at their aims, looks run to the exact S_i, the
+    # exact doublet terms (the real calls)
+    looks = {"aimed": 0, "exact": 0, "pairs": 0}
+    look, pairs = bt._look, model.pair_terms
 
-    def counted_coarse(*a):
-        looks["coarse"] += 1
-        return coarse(*a)
-
-    def counted_single(*a):
-        looks["exact"] += 1
-        return single(*a)
+    def counted_look(*a):
+        lo, hi, exact = look(*a)
+        looks["aimed"] += int(np.sum(~exact))
+        looks["exact"] += int(np.sum(exact))
+        return lo, hi, exact
 
     def counted_pairs(*a, **k):
         looks["pairs"] += "overlap" not in k  # the exact doublet terms
         return pairs(*a, **k)
 
-    bt._coarse, model.signal_overlap, model.pair_terms = counted_coarse, counted_single, counted_pairs  # fmt: skip
+    bt._look, model.pair_terms = counted_look, counted_pairs
     d = bt.decide_batch(t, *lists, background_terms=bg, sample_index=pick)
-    assert looks["coarse"] > 0 and looks["exact"] > 0 and looks["pairs"] > 0, looks
+    assert looks["aimed"] > 0 and looks["exact"] > 0 and looks["pairs"] > 0, looks
     above = exact >= bt.cut
     assert np.all((d.lo <= exact) & (exact <= d.hi) | ~(resolved & above))
     assert d.n_refined > 0

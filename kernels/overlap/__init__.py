@@ -46,6 +46,7 @@ from .api import (
     prepare_map,
     prepare_map_flat,
     psf_overlap_prepared,
+    psf_overlap_targets,
     psf_pair_overlap_prepared,
 )
 from .common import ATOL, RES, RTOL
@@ -66,5 +67,6 @@ __all__ = [
     "prepare_map_flat",
     "psf_norm",
     "psf_overlap_prepared",
+    "psf_overlap_targets",
     "psf_pair_overlap_prepared",
 ]

@@ -20,7 +20,7 @@ from .common import RES, RTOL
 from .pairs import pair_parallel, pair_serial
 from .psf import PSF_GAUSS, PSF_VMF
 from .records import Accuracy, Heap, Neutrinos, PreparedMap, SignalRows
-from .traversal import HEAP_SIZE, overlap_parallel, overlap_serial
+from .traversal import HEAP_SIZE, overlap_parallel, overlap_serial, overlap_targets_serial
 from .tree import prepare_flat_arrays, prepare_moc_arrays
 
 #: Fewest neutrinos (or pairs) per Numba thread for which a call runs in parallel: one
@@ -260,6 +260,87 @@ def overlap_with_steps(pmap: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: A
     if threads:
         return overlap_parallel(pmap, nu, sig, acc, _chunk(n, threads))
     return _serial(overlap_serial, (pmap, nu, sig, acc), n)
+
+
+def psf_overlap_targets(
+    pmap: PreparedMap,
+    ra,
+    dec,
+    sigma,
+    rows,
+    sindec_edges,
+    psf_kind: int,
+    band_offsets,
+    band_lo,
+    band_hi,
+    margin: float,
+    *,
+    rtol: float = RTOL,
+    res: float = RES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`psf_overlap_prepared`'s weighted result, each look stopped as soon as its
+    interval leaves the neutrino's target bands.
+
+    A caller that needs to know only on which side of some values (the bands) a
+    weighted result lies says so: neutrino ``i``'s traversal stops as soon as the
+    interval ``weighted +- half``, with ``half`` the bounds of what it has not yet
+    refined plus ``margin`` times ``|weighted|`` (an allowance for the midpoint cells,
+    which carry no bound), meets none of its bands ``[band_lo[k], band_hi[k]]``, ``k``
+    from ``band_offsets[i]`` to ``band_offsets[i + 1] - 1``. A look that never gets
+    there runs to ``rtol``: the same traversal and the same weighted result as
+    :func:`psf_overlap_prepared`'s. Serial (one event's trials, in the calling thread).
+
+    Parameters
+    ----------
+    pmap, ra, dec, sigma, rows, sindec_edges, psf_kind, rtol, res
+        As :func:`psf_overlap_prepared`.
+    band_offsets : (n + 1,) int64
+        Each neutrino's bands, CSR: non-decreasing, from 0 to ``len(band_lo)``.
+    band_lo, band_hi : (m,) float64
+        The bands' ends, in ``weighted``'s unit.
+    margin : float
+        >= 0, relative allowance in each interval.
+
+    Returns
+    -------
+    weighted : (n,) float64
+        The weighted result where the look ran to ``rtol`` (``half`` -1), else the
+        running total where it stopped.
+    half : (n,) float64
+        The interval's half width, or -1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pm = prepare_map(4 + np.arange(12), np.full(12, 1 / (4 * np.pi)))
+    >>> args = (pm, [1.0, 1.0], [0.2, 0.2], [0.01, 0.01], [[1.0], [1.0]], [-1.0, 1.0], PSF_VMF)
+    >>> w, half = psf_overlap_targets(*args, [0, 1, 2], [0.5, 0.07], [0.6, 0.09], 0.05)
+    >>> bool(half[0] >= 0 and abs(w[0] - 1 / (4 * np.pi)) <= half[0]), float(half[1])
+    (True, -1.0)
+    """
+    acc = _accuracy(psf_kind, rtol, res)
+    nu = _neutrinos(ra, dec, sigma)
+    n = nu.ra.size
+    sig = _signal_rows(rows, sindec_edges, n)
+    off = np.require(band_offsets, np.int64, ("C", "W"))
+    lo, hi = _f64(band_lo, "band_lo"), _f64(band_hi, "band_hi")
+    if off.shape != (n + 1,) or lo.shape != hi.shape or lo.ndim != 1:
+        raise ValueError(
+            f"band_offsets must have n + 1 = {n + 1} entries and band_lo, band_hi one "
+            f"shape, got {off.shape}, {lo.shape}, {hi.shape}"
+        )
+    if off[0] != 0 or off[-1] != lo.size or np.any(np.diff(off) < 0):
+        raise ValueError("band_offsets must rise from 0 to the number of bands")
+    if not float(margin) >= 0.0:
+        raise ValueError(f"margin must be >= 0, got {margin!r}")
+    out = (np.empty(n), np.empty(n), np.empty(n), np.empty(n, np.int64))
+    heap = _heap()
+    i = 0
+    while i < n:
+        i = overlap_targets_serial(pmap, nu, sig, acc, heap, off, lo, hi, float(margin), i, n, *out)  # fmt: skip
+        if i < n:
+            heap = _heap(2 * heap.ints.shape[0])
+    return out[1], out[2]
 
 
 def psf_pair_overlap_prepared(

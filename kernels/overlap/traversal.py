@@ -194,12 +194,30 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
     return vo, vw, bo, bw, False
 
 
+@per_node
+def outside(band_lo, band_hi, b0, b1, lo, hi):
+    """Does [lo, hi] meet none of the bands ``b0 .. b1 - 1`` (each [band_lo, band_hi])?"""
+    for k in range(b0, b1):
+        if hi >= band_lo[k] and lo <= band_hi[k]:
+            return False
+    return True
+
+
 @inline
-def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: Heap, c0, c0w, ato, atw):  # fmt: skip
+def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: Heap, c0, c0w, ato, atw, band_lo, band_hi, b0, b1, margin):  # fmt: skip
     """The traversal of :func:`single` about the control constants (c0, c0w) to the
-    absolute floors (ato, atw): (overlap, weighted, node expansions, base_o, base_w),
-    the bases being the control variate's exact parts. A floor ``inf``: that result is
-    computed, but the pruning does not wait for it. Expansions -1: the heap is full."""
+    absolute floors (ato, atw): (overlap, weighted, node expansions, base_o, base_w,
+    half), the bases being the control variate's exact parts. A floor ``inf``: that
+    result is computed, but the pruning does not wait for it. Expansions -1: the heap
+    is full.
+
+    Target bands (``margin >= 0``, the weighted result waited for): the traversal stops
+    as soon as the weighted result's interval, its running total +- (the bounds left
+    + ``margin`` times its modulus), meets none of the bands ``b0 .. b1 - 1``; ``half``
+    is then that interval's half width, else -1 (run to the tolerance: the same steps
+    and result as without bands). Not while the corrections cancel over half the
+    control variate's exact part (see :func:`single`): the midpoint sums' errors are
+    then not within ``margin`` of the result."""
     kind, rtol, res = acc.psf_kind, acc.rtol, acc.res
     peak = psf_peak(sigma, kind)
     norm = psf_norm(sigma, kind)
@@ -215,7 +233,7 @@ def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: H
     rem_w = 0.0
     n = np.int64(0)
     if heap.ints.shape[0] < 12:
-        return 0.0, 0.0, -1, base_o, base_w
+        return 0.0, 0.0, -1, base_o, base_w, -1.0
     # the 12 base pixels are the roots: (order 0, ipix f, tid f)
     for f in range(12):
         o, p, tid = np.int64(0), np.int64(f), np.int64(f)
@@ -231,10 +249,16 @@ def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: H
             rem_w += bw
     top_o, top_w = rem_o, rem_w  # the running sums' scale: see DRIFT and pairs.pair
     steps = 0
+    aimed = margin >= 0.0 and atw != math.inf
     while n > 0 and steps < MAX_STEPS:
         steps += 1
         tot_o = base_o + acc_o
         tot_w = base_w + acc_w
+        if aimed and not (tot_w < 0.5 * base_w and base_w > CANCEL * atw):
+            # the running sum may have drifted below the exact one by DRIFT x top_w
+            half = rem_w + DRIFT * top_w + margin * abs(tot_w)
+            if outside(band_lo, band_hi, b0, b1, tot_w - half, tot_w + half):
+                return tot_o, tot_w, steps, base_o, base_w, half
         lo_o = max(rem_o - DRIFT * top_o, 0.0)
         lo_w = max(rem_w - DRIFT * top_w, 0.0)
         if converged(lo_o, lo_w, tot_o, tot_w, rtol, ato, atw):
@@ -248,7 +272,7 @@ def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: H
         acc_o -= vo  # provisional values are replaced by the children's
         acc_w -= vw
         if n + 4 > heap.ints.shape[0]:
-            return 0.0, 0.0, -1, base_o, base_w
+            return 0.0, 0.0, -1, base_o, base_w, -1.0
         for c in range(4):
             co, cp, ct = o + 1, 4 * p + c, child_tid(pm, tid, c)
             do, dw, cbo, cbw, leaf = visit(
@@ -263,15 +287,19 @@ def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: H
                 rem_w += cbw
         top_o = max(top_o, rem_o)
         top_w = max(top_w, rem_w)
-    return base_o + acc_o, base_w + acc_w, steps, base_o, base_w
+    return base_o + acc_o, base_w + acc_w, steps, base_o, base_w, -1.0
 
 
 @inline
-def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: Heap):
-    """(overlap, weighted, node expansions) for one neutrino at unit vector (vx, vy, vz)
-    with weight row ``arow`` over the bands ``edges``. Expansions -1: the heap is full,
-    call again with a larger one (growing here would make every loop iteration pay
-    reference counts on the heap arrays).
+def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: Heap, band_lo, band_hi, b0, b1, margin):  # fmt: skip
+    """(overlap, weighted, node expansions, half) for one neutrino at unit vector (vx,
+    vy, vz) with weight row ``arow`` over the bands ``edges``. Expansions -1: the heap
+    is full, call again with a larger one (growing here would make every loop
+    iteration pay reference counts on the heap arrays).
+
+    Target bands (``margin >= 0``; see :func:`walk`): ``half >= 0`` says the traversal
+    stopped early, the true weighted result within ``half`` of the one returned (the
+    overlap then unconverged); ``half`` -1: both results as without bands.
 
     Cancellation guard: where the corrections take off more than half of the control
     variate's exact part (the map far below ``c0`` where the PSF's weight lies: a
@@ -292,10 +320,13 @@ def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap:
     k0, k0w, ko, kw = c0, c0w, ato, atw
     redo_o, redo_w = True, True
     for again in range(2):  # a loop, not a second call: walk is inlined once
-        o2, w2, st2, bo, bw = walk(pm, vx, vy, vz, sigma, arow, edges, acc, heap, k0, k0w, ko, kw)
+        aim = margin if redo_w else -1.0  # bands for the weighted result walked again
+        o2, w2, st2, bo, bw, half = walk(pm, vx, vy, vz, sigma, arow, edges, acc, heap, k0, k0w, ko, kw, band_lo, band_hi, b0, b1, aim)  # fmt: skip
         if st2 < 0:
-            return 0.0, 0.0, -1
+            return 0.0, 0.0, -1, -1.0
         st += st2
+        if half >= 0.0:
+            return o2, w2, st, half
         if redo_o:
             o_ = o2
         if redo_w:
@@ -310,7 +341,7 @@ def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap:
         k0w = 0.0 if redo_w else c0w
         ko = ato if redo_o else math.inf
         kw = atw if redo_w else math.inf
-    return max(o_, 0.0), max(w_, 0.0), st
+    return max(o_, 0.0), max(w_, 0.0), st, -1.0
 
 
 # --------------------------------------------------------------------------------------
@@ -324,10 +355,27 @@ def overlap_serial(pm: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: Accurac
     with a larger heap, see :func:`new_heap`)."""
     for i in range(start, stop):
         vx, vy, vz = radec_to_vec(nu.ra[i], nu.dec[i])
-        o_, w_, st = single(pm, vx, vy, vz, nu.sigma[i], sig.rows[i], sig.sindec_edges, acc, heap)  # fmt: skip
+        # no target bands (margin -1): each look runs to the tolerance
+        o_, w_, st, _ = single(pm, vx, vy, vz, nu.sigma[i], sig.rows[i], sig.sindec_edges, acc, heap, out_o, out_o, 0, 0, -1.0)  # fmt: skip
         if st < 0:
             return i
         out_o[i], out_w[i], steps[i] = o_, w_, st
+    return stop
+
+
+@traversal_kernel
+def overlap_targets_serial(pm: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: Accuracy, heap: Heap, band_offsets, band_lo, band_hi, margin, start, stop, out_o, out_w, out_half, steps):  # fmt: skip
+    """:func:`overlap_serial` with target bands: neutrino ``i``'s look stops as soon as
+    its weighted result's interval meets none of its bands ``band_offsets[i] ..
+    band_offsets[i + 1] - 1`` (see :func:`walk`), its half width in ``out_half[i]``;
+    -1 there: the look ran to the tolerance, both results as :func:`overlap_serial`'s."""
+    for i in range(start, stop):
+        vx, vy, vz = radec_to_vec(nu.ra[i], nu.dec[i])
+        b0, b1 = band_offsets[i], band_offsets[i + 1]
+        o_, w_, st, half = single(pm, vx, vy, vz, nu.sigma[i], sig.rows[i], sig.sindec_edges, acc, heap, band_lo, band_hi, b0, b1, margin)  # fmt: skip
+        if st < 0:
+            return i
+        out_o[i], out_w[i], out_half[i], steps[i] = o_, w_, half, st
     return stop
 
 

@@ -19,12 +19,16 @@ be bounded cheaply:
   (:func:`llama.science.fast_trials.pair_overlap_bound`).
 
 A trial whose interval holds no threshold is decided there, without a kernel call.
-The others are refined, per trial the widest part first: one neutrino's S_i from the
-kernel at a coarse rtol (:data:`COARSE_RTOLS`; its result bounds the exact one), then
-from the exact kernel (the number ``EventModel.evaluate_batch`` computes, with a hair
-of margin for the order of the model's own products), or the trial's exact doublet
-terms where their bounds are the widest part; and, if still undecided, the whole
-exact statistic of the list. So every count is the exact statistic's.
+The others are refined, per trial the widest part first: one neutrino's S_i from a
+kernel look aimed at the trial's thresholds (:func:`kernels.overlap.psf_overlap_targets`:
+the exact kernel's traversal, stopped as soon as the interval of the true S_i it has
+reached, widened by :data:`MIDPOINT_ALLOWANCE`, decides the trial with the bounds of
+its other parts, else run on to the exact kernel's own S_i, the number
+``EventModel.evaluate_batch`` computes, kept with a hair of margin for the order of
+the model's own products); a look that stopped early is followed, if the trial still
+holds a threshold, by the exact one; or the trial's exact doublet terms where their
+bounds are the widest part; and, if still undecided, the whole exact statistic of the
+list. So every count is the exact statistic's.
 
 The ranked statistic h, in three tiers, with c the event's cut (``RESOLVED_FLOORS``
 times the largest odds an overlap at the screen floor gives any neutrino of the
@@ -94,10 +98,12 @@ GRID_ROWS = 256
 #: error there is within 0.36 of its tolerance (tests/test_kernels_single_tail.py).
 _KERNEL_MARGIN = 2.0
 _KERNEL_FLOOR = SCREEN_FLOOR
-#: Tolerances of the kernel's looks at a neutrino before its exact S_i: each result
-#: bounds the exact one within 1.5 rtol (and the floors). On bbh-6 the kernel at rtol
-#: 0.1 costs about half the exact call (0.01).
-COARSE_RTOLS = (0.1,)
+#: Allowance for the midpoint cells of a kernel look stopped early (they carry no
+#: bound): the true S lies within the bounds left plus this fraction of the running
+#: total. The looks at rtol 0.1 that came before took 1.5 rtol of the result, 0.05
+#: beyond the bounds left; the exact kernel is within 0.36 of its rtol (0.01) of the
+#: brute force on the worst cases found (tests/test_kernels_single_tail.py).
+MIDPOINT_ALLOWANCE = 0.05
 #: A neutrino whose O_i bound from one disc (the PSF's whole reach) is below this
 #: fraction of the cut keeps that bound: it cannot lift a list over the cut.
 _ENOUGH = 1e-3
@@ -477,7 +483,7 @@ class BackgroundTrials:
         todo = holding(np.flatnonzero(lo < hi))
         n_exact = 0
         if todo.size:
-            self._refine(lists, az, bg, rows, offsets, parts, todo, store, holding)
+            self._refine(lists, az, bg, offsets, parts, todo, store, holding, t, mid)
             left = holding(todo)
             n_exact = left.size
             if left.size:
@@ -490,14 +496,15 @@ class BackgroundTrials:
             point = np.where(lo == hi, lo, np.where(lo > 0, np.sqrt(lo * hi), 0.5 * hi))
         return TrialBounds(lo, hi, resolved, point, int(n_exact))
 
-    def _refine(self, lists, az, bg, rows, offsets, parts, trials, store, holding) -> None:  # fmt: skip
+    def _refine(self, lists, az, bg, offsets, parts, trials, store, holding, thresholds, mid) -> None:  # fmt: skip
         """Narrow the bounds of ``trials``' O (passed on to ``store(at, lo, hi)``) while
         they hold a threshold. Per round, each trial's widest part goes one step up the
-        ladder: a single neutrino's S_i from the kernel at each of
-        :data:`COARSE_RTOLS` (its result bounds the exact one within its tolerance),
-        then the exact kernel's S_i (the same call ``evaluate_batch`` makes); or, where
-        the doublet bounds are wider, the trial's exact doublet terms (the model's own
-        ``pair_terms``)."""
+        ladder: a single neutrino's S_i from a kernel look aimed at the trial's
+        thresholds (:meth:`_look`: bounds, or the exact S_i where the look had to run to
+        the end), then the exact kernel's S_i (the same call ``evaluate_batch`` makes);
+        or, where the doublet bounds are wider, the trial's exact doublet terms (the
+        model's own ``pair_terms``). ``thresholds`` (ascending) and ``mid`` (per list)
+        only aim the looks: what is decided is decided by ``holding``."""
         m = self.model
         single_lo, single_hi, pair_hi, unit, odd, den, _ = parts
         single_lo, single_hi = single_lo.copy(), single_hi.copy()
@@ -506,11 +513,18 @@ class BackgroundTrials:
         eps = bg.energy_eval
         idx, sub = _segments(offsets, trials)
         seg = np.repeat(np.arange(trials.size), np.diff(sub))
-        level = np.zeros(idx.size, dtype=np.int64)  # 0 bounds, then COARSE_RTOLS, then exact
-        top = len(COARSE_RTOLS) + 1
+        level = np.zeros(idx.size, dtype=np.int64)  # 0 bounds, 1 an aimed look, 2 exact
+        top = 2
         live = ~odd[trials]
         pair_open = np.bincount(seg, weights=pair_hi[idx], minlength=trials.size) > 0
         n_max = int(np.diff(sub).max()) if trials.size else 0
+
+        def trial_bounds(nus, off):
+            """Each trial's O bounds: an O_i below 0 (a kernel's S below 0) counts as 0."""
+            o_lo = KO.segment_sum(np.maximum(single_lo[nus] + pair_lo[nus], 0.0), off)
+            o_hi = KO.segment_sum(np.maximum(single_hi[nus] + pair_hi[nus], 0.0), off)
+            return o_lo, o_hi
+
         for _ in range(top * n_max + 1):
             still = np.isin(trials, holding(trials)) & live
             if not still.any():
@@ -526,23 +540,25 @@ class BackgroundTrials:
             pick = pick[(width[pick] > 0) & ~doublets]
             if pick.size == 0 and not doublets.any():
                 break
-            now = level[pick]
-            for step in range(top):
-                at = pick[now == step]
-                if not at.size:
-                    continue
-                k = idx[at]
-                if step == top - 1:
-                    s = m.signal_overlap(ra[k], dec[k], sig[k], eps[k])[1]
-                    value = unit[k] * s
-                    a, b = value * (1.0 - _HAIR), value * (1.0 + _HAIR)  # either sign
-                    single_lo[k], single_hi[k] = np.minimum(a, b), np.maximum(a, b)
-                else:
-                    s_lo, s_hi = self._coarse(ra[k], dec[k], sig[k], rows[k], COARSE_RTOLS[step])
-                    # never wider than what was known
-                    single_lo[k] = np.maximum(single_lo[k], unit[k] * s_lo)
-                    single_hi[k] = np.minimum(single_hi[k], unit[k] * s_hi)
-                level[at] += 1
+            if pick.size:
+                k = idx[pick]
+                # a first look aims at the thresholds the trial holds; a second one runs
+                # to the exact S_i
+                o_lo, o_hi = trial_bounds(idx, sub)
+                tr = seg[pick]
+                own_lo = np.maximum(single_lo[k] + pair_lo[k], 0.0)
+                own_hi = np.maximum(single_hi[k] + pair_hi[k], 0.0)
+                aims = self._aims(
+                    thresholds, mid[trials[tr]], o_lo[tr], o_hi[tr], o_lo[tr] - own_lo,
+                    o_hi[tr] - own_hi, pair_lo[k], pair_hi[k], unit[k], level[pick] == 0,
+                )  # fmt: skip
+                s_lo, s_hi, exact = self._look(ra[k], dec[k], sig[k], eps[k], *aims)
+                value = unit[k] * s_lo
+                a, b = value * (1.0 - _HAIR), value * (1.0 + _HAIR)  # either sign
+                # never wider than what was known
+                single_lo[k] = np.where(exact, np.minimum(a, b), np.maximum(single_lo[k], unit[k] * s_lo))  # fmt: skip
+                single_hi[k] = np.where(exact, np.maximum(a, b), np.minimum(single_hi[k], unit[k] * s_hi))  # fmt: skip
+                level[pick] = np.where(exact, top, level[pick] + 1)
             if doublets.any():
                 which = np.flatnonzero(doublets)
                 nus, off = _segments(sub, which)
@@ -556,27 +572,67 @@ class BackgroundTrials:
                 pair_open[which] = False
             at = np.unique(np.r_[seg[pick], np.flatnonzero(doublets)])
             sub_idx, sub_off = _segments(sub, at)
-            nus = idx[sub_idx]
-            # the model's O_i: negative (a kernel's S below 0) counts as 0
-            o_lo = KO.segment_sum(np.maximum(single_lo[nus] + pair_lo[nus], 0.0), sub_off)
-            o_hi = KO.segment_sum(np.maximum(single_hi[nus] + pair_hi[nus], 0.0), sub_off)
-            store(trials[at], o_lo, o_hi)
+            store(trials[at], *trial_bounds(idx[sub_idx], sub_off))
 
-    def _coarse(self, ra_d, dec_d, sig_d, rows, rtol):
-        """Bounds of the exact kernel's S from the kernel at ``rtol``: it stops when what
-        is left is below rtol of its result (taken 1.5 times), floors as :meth:`_parts`."""
-        from kernels.overlap import psf_overlap_prepared
+    def _aims(self, thresholds, mid, o_lo, o_hi, rest_lo, rest_hi, pair_lo, pair_hi, unit, aimed):  # fmt: skip
+        """Target bands of kernel looks at n neutrinos, one per trial, in the true S_i:
+        (CSR offsets, band ends), for :meth:`_look`.
+
+        A trial with O in [o_lo, o_hi] holds threshold T (in O; a threshold of h in
+        [mid, cut) is the cut in O, one below mid none) while the neutrino's new
+        [lo, hi] of O_i meets [T - rest_hi - pair_hi, T - rest_lo - pair_lo] (its other
+        parts in [rest_lo, rest_hi], its doublets' in [pair_lo, pair_hi]); each such
+        band, taken through the conversion of :meth:`_look` to the true S_i. Neutrinos
+        not ``aimed`` (or without a positive unit) get one band over everything: their
+        looks run to the exact S_i.
+        """
+        cut, r = self.cut, self.model.overlap_rtol
+        t = np.asarray(thresholds, dtype=np.float64)[None, :]
+        with np.errstate(invalid="ignore"):
+            big = np.where(t >= cut, t, np.where(t >= mid[:, None], cut, np.nan))
+            held = (big >= o_lo[:, None]) & (big <= o_hi[:, None])
+            ok = aimed & (unit > 0) & np.isfinite(unit)
+            lo_o = (big - rest_hi[:, None] - pair_hi[:, None]) * (1.0 - _KERNEL_MARGIN * r)
+            hi_o = (big - rest_lo[:, None] - pair_lo[:, None]) * (1.0 + _KERNEL_MARGIN * r)
+            u = np.where(ok, unit, 1.0)[:, None]
+            lo_s, hi_s = lo_o / u, hi_o / u
+        held &= ok[:, None] & np.isfinite(lo_s) & np.isfinite(hi_s)
+        everything = ~ok
+        counts = held.sum(axis=1) + everything
+        offsets = offsets_from_counts(counts)
+        band_lo = np.empty(offsets[-1])
+        band_hi = np.empty(offsets[-1])
+        row, col = np.nonzero(held)  # row-major: each neutrino's bands together
+        at = offsets[row] + (np.cumsum(held, axis=1)[row, col] - 1)
+        band_lo[at], band_hi[at] = lo_s[row, col], hi_s[row, col]
+        band_lo[offsets[:-1][everything]] = -np.inf
+        band_hi[offsets[:-1][everything]] = np.inf
+        return offsets, band_lo, band_hi
+
+    def _look(self, ra_d, dec_d, sig_d, eps, offsets, band_lo, band_hi):
+        """(lo, hi, exact) of the exact kernel's S_i from looks aimed at bands of the true
+        S_i (:meth:`_aims`; the floor is added here): where ``exact``, lo is the exact
+        kernel's S_i itself (the look ran to the end: the same traversal as
+        ``EventModel.signal_overlap``'s); elsewhere the true S_i is within the look's
+        half width of its result, and the exact kernel within its tolerance of that."""
+        from kernels.overlap import psf_overlap_targets
 
         m, r_e = self.model, self.model.overlap_rtol
-        rad = [np.radians(a) for a in (ra_d, dec_d, sig_d)]
-        value = psf_overlap_prepared(m.prepared_map(), *rad, rows, SINDEC_EDGES, m.psf_kind, rtol=rtol)[1]  # fmt: skip
-        scale = self.sky.peak * rows.max(axis=1)
-        # the true S >= 0 lies within 1.5 rtol of the value and the floor (the kernel's
-        # own at rtol 0.1 is 1e-13 of the scale), and the exact kernel's within its own
-        # tolerance of that
-        true_lo = np.maximum(value, 0.0) * (1.0 - 1.5 * rtol) - _KERNEL_FLOOR * scale
-        true_hi = np.maximum(value, 0.0) * (1.0 + 1.5 * rtol) + _KERNEL_FLOOR * scale
-        return _below(true_lo, r_e), true_hi / (1.0 - _KERNEL_MARGIN * r_e)
+        rows = m.tables.dec_rows(eps)  # as signal_overlap: the exact S_i, bit for bit
+        floor = _KERNEL_FLOOR * self.sky.peak * rows.max(axis=1)
+        n_bands = np.diff(offsets)
+        f = np.repeat(floor, n_bands)
+        rad = [np.radians(np.ascontiguousarray(a, dtype=np.float64)) for a in (ra_d, dec_d, sig_d)]
+        value, half = psf_overlap_targets(
+            m.prepared_map(), *rad, rows, SINDEC_EDGES, m.psf_kind, offsets, band_lo - f,
+            band_hi + f, MIDPOINT_ALLOWANCE, rtol=r_e,
+        )  # fmt: skip
+        exact = half < 0.0
+        true_lo = np.maximum(value - half, 0.0) - floor
+        true_hi = np.maximum(value + half, 0.0) + floor
+        lo = np.where(exact, value, _below(true_lo, r_e))
+        hi = np.where(exact, value, true_hi / (1.0 - _KERNEL_MARGIN * r_e))
+        return lo, hi, exact
 
     def evaluate_batch(self, *args, **kwargs):
         """The exact statistic (``EventModel.evaluate_batch``; bounds decide nothing here)."""
