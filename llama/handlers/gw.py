@@ -31,7 +31,6 @@ import binascii
 import logging
 import math
 from collections.abc import Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,12 +147,10 @@ def event_gps_time(info: Mapping[str, Any]) -> float:
     return _gps_of_iso(str(info["event_time_iso"]))
 
 
-@lru_cache(maxsize=256)
 def _gps_of_iso(iso: str) -> float:
-    """`llama.science.times.iso_to_gps`, once per distinct string in a process: an
-    event's ``event_time_iso`` is checked by every handler that reads its
-    skymap_info.json (5 per event to its significance) and astropy's Time takes
-    ~0.3 ms each. A ValueError is raised again each time (lru_cache keeps no failures)."""
+    """`llama.science.times.iso_to_gps`, which keeps each string's answer: an event's
+    ``event_time_iso`` is checked by every handler that reads its skymap_info.json
+    (5 per event to its significance). A bad string raises ValueError each time."""
     from llama.science.times import iso_to_gps
 
     return iso_to_gps(iso)
