@@ -312,10 +312,10 @@ def psf_overlap_targets(
     Examples
     --------
     >>> import numpy as np
-    >>> pm = prepare_map(4 + np.arange(12), np.full(12, 1 / (4 * np.pi)))
-    >>> args = (pm, [1.0, 1.0], [0.2, 0.2], [0.01, 0.01], [[1.0], [1.0]], [-1.0, 1.0], PSF_VMF)
-    >>> w, half = psf_overlap_targets(*args, [0, 1, 2], [0.5, 0.07], [0.6, 0.09], 0.05)
-    >>> bool(half[0] >= 0 and abs(w[0] - 1 / (4 * np.pi)) <= half[0]), float(half[1])
+    >>> pm = prepare_map(4 + np.arange(12), (1 + np.arange(12)) / (26 * np.pi))  # 12 steps
+    >>> args = (pm, [1.0, 1.0], [0.2, 0.2], [0.05, 0.05], [[1.0], [1.0]], [-1.0, 1.0], PSF_VMF)
+    >>> w, half = psf_overlap_targets(*args, [0, 1, 2], [0.5, 0.0], [0.6, 0.1], 0.05)
+    >>> bool(0 <= half[0] and w[0] + half[0] < 0.5), float(half[1])  # below; run to the end
     (True, -1.0)
     """
     acc = _accuracy(psf_kind, rtol, res)
