@@ -111,6 +111,14 @@ _RING_SPACING_SIGMAS = 4.0
 _MIN_RING_NODES = 8
 #: Tolerance of the exact kernel on the ring tables' nodes (the model's is 1e-2).
 _TABLE_KERNEL_RTOL = 1e-3
+#: ... where many trials are expected (``n_trials`` unknown, or from
+#: :data:`_TIGHT_FROM_TRIALS`): the nodes' error, amplified by the cubic, is then no
+#: longer most of a bound's width (median share of a looked-up S_i 7.1e-3 -> 1.9e-3 on
+#: bbh-3's 11 neutrinos), so fewer trials hold an observed value and need the exact
+#: kernel, for 1.4x the tables' set-up (bench/bench_scrambles.py).
+_TIGHT_TABLE_KERNEL_RTOL = 1e-4
+#: From this many trials expected, the tables' nodes are at :data:`_TIGHT_TABLE_KERNEL_RTOL`.
+_TIGHT_FROM_TRIALS = 200_000
 #: Up to this many trials expected, tables are coarse: their set-up, not the trials,
 #: is what an event's p-values cost, and a trial whose wider bounds hold an observed
 #: value gets the exact kernel (a p-value's default 2,000 trials: tables 2.1-2.4x
@@ -769,7 +777,11 @@ class ScrambleTrials:
         model's own kernel tolerance, wider bounds): cheaper to build than the
         trials' extra refinements cost. A neutrino whose table would need more kernel
         evaluations than this (a narrow PSF on a ring the map spans) is evaluated
-        with the exact kernel at each trial's RA instead.
+        with the exact kernel at each trial's RA instead. From 200,000 (or unknown),
+        the fine tables' nodes are 10x tighter still (:data:`_TIGHT_TABLE_KERNEL_RTOL`).
+    node_rtol : float, optional
+        The kernel's tolerance on the nodes of fine tables, instead of the one
+        ``n_trials`` picks (at most the model's ``overlap_rtol``).
 
     Attributes
     ----------
@@ -802,7 +814,7 @@ class ScrambleTrials:
 
     def __init__(
         self, model, ra, dec, sigma, energy, dt, zenith, rtol: float | None = None,
-        n_trials: int | None = None,
+        n_trials: int | None = None, node_rtol: float | None = None,
     ):  # fmt: skip
         if not supports_screening(model):
             raise ValueError("ScrambleTrials needs an O3 EventModel with distance='o3'")
@@ -838,17 +850,23 @@ class ScrambleTrials:
         self._amax = model.tables.dec_rows(eps).max(axis=1) if n else np.empty(0)
         self._rho_max = rho_max
         self.floor = SCREEN_FLOOR * rho_max * self._amax
-        # Fine tables: their kernel runs 10x tighter than the model's, so that the
+        # Fine tables: their kernel runs 10-100x tighter than the model's, so that the
         # bounds are mostly the exact kernel's own tolerance; coarse ones, at the model's.
         self.coarse = n_trials is not None and n_trials <= _COARSE_UP_TO_TRIALS
         if rtol is None:
             rtol = COARSE_TABLE_RTOL if self.coarse else TABLE_RTOL
+        if node_rtol is None:
+            many = n_trials is None or n_trials >= _TIGHT_FROM_TRIALS
+            node_rtol = _TIGHT_TABLE_KERNEL_RTOL if many else _TABLE_KERNEL_RTOL
         tight = copy.copy(model)
         if not self.coarse:
-            tight.overlap_rtol = min(model.overlap_rtol, _TABLE_KERNEL_RTOL)
+            tight.overlap_rtol = min(model.overlap_rtol, node_rtol)
         # kernel calls per first node in reach (checks, refinement) x their cost in
         # exact ones: 5-9 measured on BAYESTAR maps, the fine tables' at rtol 1e-3
-        per_node = 6.5 if self.coarse else 7.5
+        # (1.4x that at 1e-4)
+        per_node = (
+            6.5 if self.coarse else (7.5 if tight.overlap_rtol >= _TABLE_KERNEL_RTOL else 10.5)
+        )
         self._rows = model.tables.dec_rows(eps) if n else np.empty((0, 0))
         self._eps = eps
         self._screen = TrialScreen.for_model(model) if n else None
@@ -1466,7 +1484,7 @@ class ScrambleTrials:
             single = pick < n
             if single.any():
                 at, i = still[single], pick[single]
-                exact = self.model.signal_overlap(ra_sub[at * n + i], self.dec[i], self.sigma[i], self._eps[i])[1]  # fmt: skip
+                exact = self._single_overlaps(ra_sub[at * n + i], i)
                 value = unit_n[i] * exact
                 # a hair of margin for the roundings of the model's own products
                 part_lo[at, i] = value - 1e-12 * np.abs(value)
@@ -1488,6 +1506,17 @@ class ScrambleTrials:
             bad = still[~(np.isfinite(lo[trials[still]]) & np.isfinite(hi[trials[still]]))]
             lo[trials[bad]], hi[trials[bad]] = self.cut, np.inf  # (O3's B_j = 0): the exact one
             known[bad] = True
+
+    def _single_overlaps(self, ra_deg, which) -> np.ndarray:
+        """The exact kernel's S_i of neutrinos ``which`` at ``ra_deg`` (one each), as
+        ``EventModel.evaluate_batch`` computes them: the same call per entry, made in
+        order of neutrino and RA (neighbouring traversals share the map's nodes in
+        cache: 7% less CPU on bbh-3's 11 neutrinos)."""
+        order = np.lexsort((ra_deg, which))
+        out = np.empty(ra_deg.size)
+        w = which[order]
+        out[order] = self.model.signal_overlap(ra_deg[order], self.dec[w], self.sigma[w], self._eps[w])[1]  # fmt: skip
+        return out
 
     def _exact(self, ra_deg, trials) -> np.ndarray:
         """The exact statistic (``EventModel.evaluate_batch``) of the given trials."""
