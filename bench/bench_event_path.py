@@ -11,6 +11,9 @@ IceCube-like list per map (`llama.science.sim.simulate_background_neutrinos`):
   the in-process baseline of ``fits``;
 * ``hdf5-write`` / ``hdf5-read``: the internal copy written and read back (the
   significance handler reads it);
+* ``hdf5 write+meta+read``: what an event does with its copy (written, its meta
+  read for the distances, read for the significance), one map after the other;
+* ``GPS <-> MJD``: the neutrinos' MJD -> GPS and the GW time's GPS -> MJD;
 * ``statistic``: ``EventModel(...)`` and ``evaluate`` of the observed list, as the
   significance handler does before its trials (map preparation, single and pair
   overlaps, background terms, detector frame); ``of which the map prepared``: the
@@ -96,6 +99,21 @@ def stages(evs, tmp: Path) -> dict:
         for p in h5:
             S.read_hdf5(p)
 
+    def hdf5_event():
+        # what an event does with its copy: LvcSkymapHdf5 writes it, LvcDistancesJson
+        # reads its meta, the significance reads the map
+        for m, p in zip(maps, h5, strict=True):
+            S.write_hdf5(p, m)
+            S.read_hdf5_meta(p)
+            S.read_hdf5(p)
+
+    def times():
+        from llama.science.times import gps_to_mjd, mjd_to_gps
+
+        for _, _kw, nu, t_gw in evs:
+            mjd_to_gps(nu.mjd)  # the neutrinos' times (EventModel.evaluate)
+            gps_to_mjd(t_gw)  # the GW time (the significance's inputs)
+
     def statistic():
         for m, (_, kw, nu, t_gw) in zip(maps, evs, strict=True):
             EventModel(m, **kw).evaluate(nu, t_gw)
@@ -116,6 +134,8 @@ def stages(evs, tmp: Path) -> dict:
         "fits-astropy": fits_astropy,
         "hdf5-write": hdf5_write,
         "hdf5-read": hdf5_read,
+        "hdf5 write+meta+read": hdf5_event,
+        "GPS <-> MJD": times,
         "statistic": statistic,
         "  of which the map prepared": map_prepared,
         "watchdog (timeout set)": watchdog(120.0),

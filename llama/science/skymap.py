@@ -85,15 +85,20 @@ def uniq_to_order_ipix(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (array([0, 0, 1, 4]), array([ 0, 11,  0,  7]))
     """
     uniq = np.asarray(uniq, dtype=np.int64)
-    if np.any(uniq < 4):
+    if uniq.size and uniq.min() < 4:
         raise SkyMapError("NUNIQ indices must be >= 4; the UNIQ column is corrupt")
-    # uniq lies in [4 * 4**order, 16 * 4**order): frexp's exponent is its bit length,
-    # 2 * order + 3 or + 4. Above 2**53 the float of a uniq just below 16 * 4**order
-    # can round up to that power of 2 (never down past one): one integer check mends it.
-    _, nbits = np.frexp(uniq.astype(np.float64))
-    order = (nbits.astype(np.int64) - 3) >> 1
-    order -= uniq < (np.int64(4) << (2 * order))
-    ipix = uniq - (np.int64(4) << (2 * order))
+    # uniq lies in [4 * 4**order, 16 * 4**order): its bit length is 2 * order + 3 or
+    # + 4, and the exponent field of its double (bits 52-62) is the bit length + 1022.
+    # Above 2**53 the double of a uniq just below 16 * 4**order can round up to that
+    # power of 2 (never down past one): one integer check mends it, only there. In
+    # place, a pass over the rows each: this runs ~4 times per event on ~20,000 rows.
+    order = uniq.astype(np.float64).view(np.int64)
+    order >>= 52
+    order -= 1025
+    order >>= 1
+    if uniq.size and uniq.max() >= 1 << 53:
+        order -= uniq < (np.int64(4) << (2 * order))
+    ipix = uniq - (np.int64(4) << (order << 1))
     return order, ipix
 
 
@@ -696,7 +701,9 @@ def _read_fits_table(source, where: str) -> SkyMap:
     else:
         header, names, fields = _astropy_table(data, where)
     names = [name.upper() for name in names]
-    cols = {name: np.asarray(field).ravel() for name, field in zip(names, fields, strict=True)}
+    # reshape, not ravel: a column of the fast path is a strided view of the rows, which
+    # ravel would copy once before the astype below copies it again
+    cols = {name: np.asarray(field).reshape(-1) for name, field in zip(names, fields, strict=True)}
     ordering = str(header.get("ORDERING", "")).strip().upper()
     if not ordering and "UNIQ" in cols:
         ordering = "NUNIQ"
