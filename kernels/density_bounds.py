@@ -49,13 +49,14 @@ import math
 import numpy as np
 from numba import njit
 
-from .trial_screen import pixel_cells
+from .trial_screen import pixel_caps, pixel_cells_from
 
 __all__ = [
     "RADII_SIGMAS",
     "annulus_mass",
     "disc_minmax",
     "minmax_grids",
+    "minmax_pyramid",
     "overlap_bounds",
     "pyramid",
 ]
@@ -99,11 +100,24 @@ def minmax_grids(order, ipix, density, n_dec):
     (0.0, 11.0, True)
     """
     n_ra = 2 * n_dec
-    lo = np.full((n_dec, n_ra), np.inf)
-    hi = np.zeros((n_dec, n_ra))
+    level0 = np.empty((n_dec * n_ra, 2))
+    _paint(order, ipix, density, n_dec, level0)
+    return level0[:, 0].copy().reshape(n_dec, n_ra), level0[:, 1].copy().reshape(n_dec, n_ra)
+
+
+@njit(cache=True, nogil=True)
+def _paint(order, ipix, density, n_dec, level0):
+    """Fill ``level0`` ((n_dec 2 n_dec, 2), row-major cells: min, max) as
+    :func:`minmax_grids` describes."""
+    n_ra = 2 * n_dec
+    for k in range(level0.shape[0]):
+        level0[k, 0] = np.inf
+        level0[k, 1] = 0.0
+    cap, cap_sin = pixel_caps()
     for k in range(order.shape[0]):
         d = density[k]
-        r0, r1, c0, c1 = pixel_cells(order[k], ipix[k], n_dec)
+        o = order[k]
+        r0, r1, c0, c1 = pixel_cells_from(o, ipix[k], n_dec, cap[o], cap_sin[o])
         # the columns as up to two runs inside 0 .. n_ra - 1 (no modulo per cell: the
         # low-order pixels of a map's tail paint hundreds of cells each)
         a0, a1, b0, b1 = c0, c1, 0, -1
@@ -112,19 +126,59 @@ def minmax_grids(order, ipix, density, n_dec):
         elif c1 >= n_ra:
             a0, a1, b0, b1 = c0, n_ra - 1, 0, c1 - n_ra
         for row in range(r0, r1 + 1):
-            lo_r = lo[row]
-            hi_r = hi[row]
-            for col in range(a0, a1 + 1):
-                lo_r[col] = min(lo_r[col], d)
-                hi_r[col] = max(hi_r[col], d)
-            for col in range(b0, b1 + 1):
-                lo_r[col] = min(lo_r[col], d)
-                hi_r[col] = max(hi_r[col], d)
-    for row in range(n_dec):
-        for col in range(n_ra):
-            if lo[row, col] == np.inf:
-                lo[row, col] = 0.0
-    return lo, hi
+            base = row * n_ra
+            for cell in range(base + a0, base + a1 + 1):
+                level0[cell, 0] = min(level0[cell, 0], d)
+                level0[cell, 1] = max(level0[cell, 1], d)
+            for cell in range(base + b0, base + b1 + 1):
+                level0[cell, 0] = min(level0[cell, 0], d)
+                level0[cell, 1] = max(level0[cell, 1], d)
+    for k in range(level0.shape[0]):
+        if level0[k, 0] == np.inf:
+            level0[k, 0] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _levels(n_dec):
+    """(levels, cell_start, row_start) of a pyramid whose finest level has ``n_dec`` rows."""
+    levels = 0
+    while (n_dec >> levels) >= 1:
+        levels += 1
+    cell_start = np.zeros(levels + 1, np.int64)
+    row_start = np.zeros(levels + 1, np.int64)
+    for lv in range(levels):
+        nd = n_dec >> lv
+        cell_start[lv + 1] = cell_start[lv] + nd * 2 * nd
+        row_start[lv + 1] = row_start[lv] + nd
+    return levels, cell_start, row_start
+
+
+@njit(cache=True, nogil=True)
+def _halve(cells, rows, cell_start, row_start, levels, n_dec):
+    """Fill levels 1.. of ``cells`` from level 0, and every level's ``rows``."""
+    for lv in range(1, levels):
+        nd, pd = n_dec >> lv, n_dec >> (lv - 1)
+        base, prev = cell_start[lv], cell_start[lv - 1]
+        for r in range(nd):
+            for c in range(2 * nd):
+                mn, mx = np.inf, -np.inf
+                for dr in range(2):
+                    for dc in range(2):
+                        k = prev + (2 * r + dr) * 2 * pd + 2 * c + dc
+                        mn = min(mn, cells[k, 0])
+                        mx = max(mx, cells[k, 1])
+                cells[base + r * 2 * nd + c, 0] = mn
+                cells[base + r * 2 * nd + c, 1] = mx
+    for lv in range(levels):
+        nd = n_dec >> lv
+        for r in range(nd):
+            mn, mx = np.inf, -np.inf
+            for c in range(2 * nd):
+                k = cell_start[lv] + r * 2 * nd + c
+                mn = min(mn, cells[k, 0])
+                mx = max(mx, cells[k, 1])
+            rows[row_start[lv] + r, 0] = mn
+            rows[row_start[lv] + r, 1] = mx
 
 
 @njit(cache=True, nogil=True)
@@ -151,44 +205,36 @@ def pyramid(lo, hi):
     (3, [[0.0, 27.0], [4.0, 31.0]])
     """
     n_dec = lo.shape[0]
-    levels = 0
-    while (n_dec >> levels) >= 1:
-        levels += 1
-    cell_start = np.zeros(levels + 1, np.int64)
-    row_start = np.zeros(levels + 1, np.int64)
-    for lv in range(levels):
-        nd = n_dec >> lv
-        cell_start[lv + 1] = cell_start[lv] + nd * 2 * nd
-        row_start[lv + 1] = row_start[lv] + nd
+    levels, cell_start, row_start = _levels(n_dec)
     cells = np.empty((cell_start[levels], 2))
     rows = np.empty((row_start[levels], 2))
     for r in range(n_dec):
         for c in range(2 * n_dec):
             cells[r * 2 * n_dec + c, 0] = lo[r, c]
             cells[r * 2 * n_dec + c, 1] = hi[r, c]
-    for lv in range(1, levels):
-        nd, pd = n_dec >> lv, n_dec >> (lv - 1)
-        base, prev = cell_start[lv], cell_start[lv - 1]
-        for r in range(nd):
-            for c in range(2 * nd):
-                mn, mx = np.inf, -np.inf
-                for dr in range(2):
-                    for dc in range(2):
-                        k = prev + (2 * r + dr) * 2 * pd + 2 * c + dc
-                        mn = min(mn, cells[k, 0])
-                        mx = max(mx, cells[k, 1])
-                cells[base + r * 2 * nd + c, 0] = mn
-                cells[base + r * 2 * nd + c, 1] = mx
-    for lv in range(levels):
-        nd = n_dec >> lv
-        for r in range(nd):
-            mn, mx = np.inf, -np.inf
-            for c in range(2 * nd):
-                k = cell_start[lv] + r * 2 * nd + c
-                mn = min(mn, cells[k, 0])
-                mx = max(mx, cells[k, 1])
-            rows[row_start[lv] + r, 0] = mn
-            rows[row_start[lv] + r, 1] = mx
+    _halve(cells, rows, cell_start, row_start, levels, n_dec)
+    return cells, rows, cell_start, row_start, levels
+
+
+@njit(cache=True, nogil=True)
+def minmax_pyramid(order, ipix, density, n_dec):
+    """``pyramid(*minmax_grids(order, ipix, density, n_dec))``, the same arrays, with the
+    finest level painted in place (no grids to allocate and copy: 0.4 ms of a 256-row
+    map's 4.6).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> o, i, d = np.zeros(12, np.int64), np.arange(12), np.arange(12.0)
+    >>> a, b = minmax_pyramid(o, i, d, 8), pyramid(*minmax_grids(o, i, d, 8))
+    >>> all(np.array_equal(x, y) for x, y in zip(a, b))
+    True
+    """
+    levels, cell_start, row_start = _levels(n_dec)
+    cells = np.empty((cell_start[levels], 2))
+    rows = np.empty((row_start[levels], 2))
+    _paint(order, ipix, density, n_dec, cells[: cell_start[1]])
+    _halve(cells, rows, cell_start, row_start, levels, n_dec)
     return cells, rows, cell_start, row_start, levels
 
 

@@ -47,7 +47,9 @@ __all__ = [
     "density_table",
     "may_pair",
     "dilate_max",
+    "pixel_caps",
     "pixel_cells",
+    "pixel_cells_from",
     "psf_reach",
     "sky_max_grid",
 ]
@@ -105,6 +107,20 @@ def _row_of(dec: float, cell: float, n_dec: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def pixel_caps() -> tuple[np.ndarray, np.ndarray]:
+    """Radius [rad] of a pixel's circumscribed cap per order 0..29 (``max_pixrad`` +
+    1%, so that the cap contains the pixel), and its sine: what :func:`pixel_cells`
+    needs per order, for :func:`pixel_cells_from` to look up instead of computing per
+    pixel (a fifth of its time on a BAYESTAR map's 19,200 pixels)."""
+    radius = np.empty(30)
+    sin_radius = np.empty(30)
+    for order in range(30):
+        radius[order] = 1.01 * max_pixrad(order)
+        sin_radius[order] = math.sin(radius[order])
+    return radius, sin_radius
+
+
+@njit(cache=True, nogil=True)
 def pixel_cells(order: int, ipix: int, n_dec: int) -> tuple[int, int, int, int]:
     """Cells of the ``n_dec x 2 n_dec`` (dec, RA) grid that a NESTED pixel may touch.
 
@@ -117,16 +133,25 @@ def pixel_cells(order: int, ipix: int, n_dec: int) -> tuple[int, int, int, int]:
     >>> pixel_cells(0, 4, 18)  # base pixel on the equator at RA 0: a cap of ~48 deg, 10 deg cells
     (4, 13, -5, 4)
     """
+    r = 1.01 * max_pixrad(order)  # 1% margin: the cap must contain the pixel
+    return pixel_cells_from(order, ipix, n_dec, r, math.sin(r))
+
+
+@njit(cache=True, nogil=True)
+def pixel_cells_from(order: int, ipix: int, n_dec: int, radius: float, sin_radius: float) -> tuple[int, int, int, int]:  # fmt: skip
+    """:func:`pixel_cells` with the cap's radius and its sine given (:func:`pixel_caps`
+    at ``order``): the same cells."""
     n_ra = 2 * n_dec
     cell = math.pi / n_dec
     x, y, z = pix2vec_nest(order, ipix)
     ra, dec = vec_to_radec(x, y, z)
-    r = 1.01 * max_pixrad(order)  # 1% margin: the cap must contain the pixel
-    r0 = _row_of(dec - r, cell, n_dec)
-    r1 = _row_of(dec + r, cell, n_dec)
-    half = cap_ra_halfwidth(dec, r)
-    if half >= math.pi:
+    r0 = _row_of(dec - radius, cell, n_dec)
+    r1 = _row_of(dec + radius, cell, n_dec)
+    # cap_ra_halfwidth(dec, radius) with its sine given
+    cos_dec = math.cos(dec)
+    if abs(dec) + radius >= _HALF_PI or sin_radius >= cos_dec:
         return r0, r1, 0, n_ra - 1
+    half = math.asin(sin_radius / cos_dec)
     c0 = int(math.floor((ra - half) / cell))
     c1 = int(math.floor((ra + half) / cell))
     if c1 - c0 >= n_ra:

@@ -90,6 +90,33 @@ def test_grids_are_the_plain_per_cell_painting(name):
     np.testing.assert_array_equal(got_hi, hi)
 
 
+@pytest.mark.parametrize("name", ["bbh-6", "bns-1", "flat"])
+@pytest.mark.parametrize("n_dec", [64, 256])
+def test_minmax_pyramid_is_the_pyramid_of_the_grids(name, n_dec):
+    """The pyramid painted in place holds, array for array, what pyramid() makes of
+    minmax_grids() (the two-step build it replaces in the background trials)."""
+    pixels = _pixels(_maps()[name])
+    got = KB.minmax_pyramid(*pixels, n_dec)
+    want = KB.pyramid(*KB.minmax_grids(*pixels, n_dec))
+    assert got[4] == want[4]
+    for g, w in zip(got[:4], want[:4], strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_pixel_cells_from_the_caps_table_are_pixel_cells():
+    """pixel_cells_from with pixel_caps' radius and sine gives pixel_cells' cells for
+    pixels of every order 0-12, on grids of 4 to 512 rows."""
+    from kernels.trial_screen import pixel_caps, pixel_cells_from
+
+    cap, cap_sin = pixel_caps()
+    rng = np.random.default_rng(3)
+    for order in range(13):
+        for ipix in rng.integers(0, 12 << (2 * order), 40):
+            for n_dec in (4, 64, 256, 512):
+                want = pixel_cells(order, int(ipix), n_dec)
+                assert pixel_cells_from(order, int(ipix), n_dec, cap[order], cap_sin[order]) == want
+
+
 def _overlap_bounds_plainly(pyr, n_dec, peak, ra, dec, sigma, arows, edges, kind, enough):
     """overlap_bounds as its docstring states it, one neutrino and one disc at a time
     through the public disc_minmax and annulus_mass (what the kernel's shared edge
