@@ -60,7 +60,15 @@ SERVICES: dict[str, str] = {
 
 def config_path() -> Path:
     """The optional configuration file."""
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    # looked up ~30 times per event (each analysis option): the Path is made once per
+    # value of the two variables it depends on, and keeps its hash for _file_config
+    return _config_path_under(os.environ.get("XDG_CONFIG_HOME") or "", os.environ.get("HOME"))
+
+
+@lru_cache(maxsize=8)
+def _config_path_under(xdg_config_home: str, home: str | None) -> Path:
+    # ``home`` only keys the cache: Path.home() reads $HOME (or the user database)
+    base = xdg_config_home or Path.home() / ".config"
     return Path(base) / "llama" / "config.json"
 
 
