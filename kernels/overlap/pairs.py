@@ -353,6 +353,15 @@ def pair_taylor_coefs(x, y, z, c21, c22, v1, s1, pk1, v2, s2, pk2, kind):
 # one node, one pair
 # --------------------------------------------------------------------------------------
 @per_node
+def misses_bands(band_lo, band_hi, b0, b1, lo, hi):
+    """Does [lo, hi] meet none of the bands ``b0 .. b1 - 1`` (each [band_lo, band_hi])?"""
+    for k in range(b0, b1):
+        if hi >= band_lo[k] and lo <= band_hi[k]:
+            return False
+    return True
+
+
+@per_node
 def visit_pair(pm: PreparedMap, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, edges, res, cst, c0, c0w):  # fmt: skip
     """Pair version of :func:`.traversal.visit`: integrand ``(rho - c0) G1 G2`` (and
     ``(rho w - c0w) A1 A2 G1 G2``), the control variate having taken the rest."""
@@ -430,12 +439,21 @@ def visit_pair(pm: PreparedMap, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1
 
 
 @inline
-def pair_walk(pm: PreparedMap, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edges, acc: Accuracy, heap: Heap, c0, c0w, base_o, base_w, ato, atw):  # fmt: skip
+def pair_walk(pm: PreparedMap, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edges, acc: Accuracy, heap: Heap, c0, c0w, base_o, base_w, ato, atw, band_lo, band_hi, b0, b1, margin):  # fmt: skip
     """The traversal of :func:`pair` about the control constants (c0, c0w), whose
     exact parts are (base_o, base_w), to the absolute floors (ato, atw): (overlap,
-    weighted, node expansions). A floor ``inf``: that result is computed, but the
-    pruning does not wait for it. Expansions -1: the heap is full."""
+    weighted, node expansions, half). A floor ``inf``: that result is computed, but the
+    pruning does not wait for it. Expansions -1: the heap is full.
+
+    Target bands (``margin >= 0``, the weighted result waited for), as
+    :func:`.traversal.walk` has them: the traversal stops as soon as the weighted
+    result's interval, its running total +- (the bounds left + ``margin`` times its
+    modulus), meets none of the bands ``b0 .. b1 - 1``; ``half`` is then that
+    interval's half width, else -1 (run to the tolerance: the same steps and result as
+    without bands). Not while the corrections cancel over half the control variate's
+    exact part (see :func:`pair`)."""
     kind, rtol, res = acc.psf_kind, acc.rtol, acc.res
+    aimed = margin >= 0.0 and atw != math.inf
     ko = 0.0 if ato == math.inf else 1.0  # the heap's order follows the results waited for
     kw = 0.0 if atw == math.inf else 1.0
     acc_o = 0.0
@@ -461,6 +479,11 @@ def pair_walk(pm: PreparedMap, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edge
         else:
             if n == 0:
                 break
+            if aimed and not (tot_w < 0.5 * base_w and base_w > CANCEL * atw):
+                # the running sum may have drifted below the exact one by DRIFT x top_w
+                half = rem_w + DRIFT * top_w + margin * abs(tot_w)
+                if misses_bands(band_lo, band_hi, b0, b1, tot_w - half, tot_w + half):
+                    return tot_o, tot_w, steps, half
             lo_o = max(rem_o - DRIFT * top_o, 0.0)
             lo_w = max(rem_w - DRIFT * top_w, 0.0)
             if converged(lo_o, lo_w, tot_o, tot_w, rtol, ato, atw):
@@ -475,7 +498,7 @@ def pair_walk(pm: PreparedMap, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edge
             acc_w -= vw
             nch = 4
         if n + nch > heap.ints.shape[0]:
-            return 0.0, 0.0, -1
+            return 0.0, 0.0, -1, -1.0
         for c in range(nch):
             if first:
                 co, cp, ct = np.int64(0), np.int64(c), np.int64(c)
@@ -495,14 +518,19 @@ def pair_walk(pm: PreparedMap, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edge
         top_o = max(top_o, rem_o)
         top_w = max(top_w, rem_w)
         first = False
-    return base_o + acc_o, base_w + acc_w, steps
+    return base_o + acc_o, base_w + acc_w, steps, -1.0
 
 
 @inline
-def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, heap: Heap, wonly):  # fmt: skip
-    """(overlap, weighted, node expansions) of rho * G1 * G2 (and rho w A1 A2 G1 G2)
-    for one pair; -1 expansions: the heap is full (see :func:`.traversal.single`).
+def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, heap: Heap, wonly, band_lo, band_hi, b0, b1, margin):  # fmt: skip
+    """(overlap, weighted, node expansions, half) of rho * G1 * G2 (and rho w A1 A2 G1
+    G2) for one pair; -1 expansions: the heap is full (see :func:`.traversal.single`).
     ``wonly``: only ``weighted`` is wanted, the overlap's bounds never stop the loop.
+
+    Target bands (``margin >= 0``; see :func:`pair_walk`): ``half >= 0`` says the
+    traversal stopped early, the true weighted result within ``half`` of the one
+    returned (the overlap then unconverged); ``half`` -1: both results as without
+    bands.
 
     Cancellation guard, as :func:`.traversal.single` has: where the corrections take
     off more than half of the control variate's exact part (a pair in a band of tiny
@@ -540,13 +568,16 @@ def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, he
     k0, k0w, bo, bw, ko, kw = c0, c0w, base_o, base_w, ato, atw
     redo_o, redo_w = True, True
     for again in range(2):  # a loop, not a second call: pair_walk is inlined once
-        o2, w2, st2 = pair_walk(
+        aim = margin if redo_w else -1.0  # bands for the weighted result walked again
+        o2, w2, st2, half = pair_walk(
             pm, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edges, acc, heap, k0, k0w, bo,
-            bw, ko, kw,
+            bw, ko, kw, band_lo, band_hi, b0, b1, aim,
         )  # fmt: skip
         if st2 < 0:
-            return 0.0, 0.0, -1
+            return 0.0, 0.0, -1, -1.0
         st += st2
+        if half >= 0.0:
+            return o2, w2, st, half
         if redo_o:
             o_ = o2
         if redo_w:
@@ -561,7 +592,7 @@ def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, he
         k0w, bw = (0.0, 0.0) if redo_w else (c0w, base_w)
         ko = ato if redo_o else math.inf
         kw = atw if redo_w else math.inf
-    return max(o_, 0.0), max(w_, 0.0), st
+    return max(o_, 0.0), max(w_, 0.0), st, -1.0
 
 
 # --------------------------------------------------------------------------------------
@@ -577,13 +608,37 @@ def pair_serial(pm: PreparedMap, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRow
     for i in range(start, stop):
         x1, y1, z1 = radec_to_vec(nu1.ra[i], nu1.dec[i])
         x2, y2, z2 = radec_to_vec(nu2.ra[i], nu2.dec[i])
-        o_, w_, st = pair(
+        # no target bands (margin -1): each look runs to the tolerance
+        o_, w_, st, _ = pair(
             pm, (x1, y1, z1), nu1.sigma[i], (x2, y2, z2), nu2.sigma[i], sig1.rows[i],
-            sig2.rows[i], edges, acc, heap, wonly,
+            sig2.rows[i], edges, acc, heap, wonly, out_w, out_w, 0, 0, -1.0,
         )  # fmt: skip
         if st < 0:
             return i
         out_o[i], out_w[i], steps[i] = (np.nan if wonly else o_), w_, st
+    return stop
+
+
+@traversal_kernel
+def pair_targets_serial(pm: PreparedMap, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRows, sig2: SignalRows, acc: Accuracy, heap: Heap, band_offsets, band_lo, band_hi, margin, start, stop, out_w, out_half, steps):  # fmt: skip
+    """:func:`pair_serial`'s weighted results (``wonly``) with target bands: pair
+    ``i``'s look stops as soon as its weighted result's interval meets none of its
+    bands ``band_offsets[i] .. band_offsets[i + 1] - 1`` (see :func:`pair_walk`), its
+    half width in ``out_half[i]``; -1 there: the look ran to the tolerance, the result
+    :func:`pair_serial`'s bit for bit. Returns the first pair not done, as
+    :func:`pair_serial`."""
+    edges = sig1.sindec_edges
+    for i in range(start, stop):
+        x1, y1, z1 = radec_to_vec(nu1.ra[i], nu1.dec[i])
+        x2, y2, z2 = radec_to_vec(nu2.ra[i], nu2.dec[i])
+        b0, b1 = band_offsets[i], band_offsets[i + 1]
+        _, w_, st, half = pair(
+            pm, (x1, y1, z1), nu1.sigma[i], (x2, y2, z2), nu2.sigma[i], sig1.rows[i],
+            sig2.rows[i], edges, acc, heap, True, band_lo, band_hi, b0, b1, margin,
+        )  # fmt: skip
+        if st < 0:
+            return i
+        out_w[i], out_half[i], steps[i] = w_, half, st
     return stop
 
 
