@@ -87,7 +87,9 @@ def test_warm_fills_a_fresh_cache_that_a_second_process_loads(tmp_path):
 
 def test_after_warm_a_batch_event_compiles_nothing(tmp_path):
     """After ``llama warm`` a real ``llama batch`` event with its significance (trials
-    of either kind) loads every kernel from the cache: Numba saves nothing.
+    of either kind) loads every kernel from the cache: Numba saves nothing. Scrambles
+    run at the default 2,000 trials, where RA tables pay for some neutrinos
+    (kernels/ra_lookup.py; at 200 trials every neutrino gets the exact kernel instead).
 
     Uses Numba's own cache (``kernels/__pycache__``, which ``.ci/run`` warms before the
     tests; the first run after a kernel changed compiles it here).
@@ -96,8 +98,8 @@ def test_after_warm_a_batch_event_compiles_nothing(tmp_path):
     llama("warm", env=env)
     (tmp_path / "g.txt").write_text("S190425a\n")
     (tmp_path / "n.txt").write_text("bg-00\n")
-    for kind in ("background", "scramble"):
-        run_env = dict(env, NUMBA_DEBUG_CACHE="1", LLAMA_TRIAL_KIND=kind, LLAMA_N_TRIALS="200")
+    for kind, n_trials in (("background", "200"), ("scramble", "2000")):
+        run_env = dict(env, NUMBA_DEBUG_CACHE="1", LLAMA_TRIAL_KIND=kind, LLAMA_N_TRIALS=n_trials)
         out = llama(
             "batch", "-D", "-l", str(tmp_path / "log"),
             f"graceid={tmp_path / 'g.txt'}", f"neutrinos={tmp_path / 'n.txt'}",

@@ -15,8 +15,7 @@ from numba.core.registry import CPUDispatcher
 
 import kernels.overlap
 
-# the kernel modules of this package (kernels/trial_screen.py and kernels/ra_lookup.py
-# are another work item's)
+# the kernel modules of this package
 MODULES = [
     "kernels.healpix",
     "kernels.odds",
@@ -24,6 +23,7 @@ MODULES = [
     "kernels.trials",
     "kernels.trial_screen",
     "kernels.density_bounds",
+    "kernels.ra_lookup",
 ] + [f"kernels.overlap.{m.name}" for m in pkgutil.iter_modules(kernels.overlap.__path__)]
 DEG = math.pi / 180.0
 
