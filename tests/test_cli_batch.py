@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +373,29 @@ def test_a_named_handler_left_waiting_for_an_input_is_reported(tmp_path, capsys)
     assert code == 0, err
     assert "note:" not in err
     assert json.loads((tmp_path / "events" / "S1" / "lvalert_advok.json").read_text())["advok"]
+
+
+def test_the_command_ends_with_its_status_its_log_and_files_complete(tmp_path):
+    # `llama batch` as a program ends without tearing down its interpreter
+    # (llama.cli.end_process): its exit status, what it printed, its log file and its
+    # results file must be what a normal exit leaves, for a run with a failed event
+    args = _failing_sweep(tmp_path)
+    log = tmp_path / "run.log"
+    command = [sys.executable, "-m", "llama.cli", "batch", *args, "-D", "-v", "warning",
+               "-l", str(log), "--results", str(tmp_path / "results.nc")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    summary = "2 events: 1 done, 0 up to date, 0 vetoed, 1 failed"
+    assert summary in done.stdout
+    lines = log.read_text().splitlines()
+    assert summary in lines[-1] or any(summary in line for line in lines[-3:]), lines[-3:]
+    assert "results of 2 events" in log.read_text()
+    from llama.results import read_results
+
+    table = read_results(tmp_path / "results.nc")
+    assert sorted(table.state.values.tolist()) == ["done", "failed"]
+    # the same through main() called by a program of its own: no early end there
+    code = "import sys; from llama.cli import main; print(main(sys.argv[1:]))"
+    again = subprocess.run([sys.executable, "-c", code, *command[3:]], capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert again.stdout.strip().endswith("1"), again.stderr

@@ -5,8 +5,12 @@ Heavy imports live inside each ``main`` so that ``--help`` is instant.
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import logging
+import os
 import sys
+import threading
 from collections.abc import Sequence
 
 __all__ = ["COMMANDS", "main"]
@@ -21,6 +25,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "warm": ("llama.cli.warm", "compile the Numba kernels into their cache, once after install"),
 }
+
+#: Commands whose process ends as soon as they return, without tearing down its
+#: interpreter (`end_process`): ``llama batch`` holds Numba, its kernels, astropy and
+#: xarray, whose teardown took 0.5-0.65 s after a ``--jobs 2`` run and 1-2.7 s after
+#: ``--jobs 1`` (bench/README.md, "Realistic events end to end"); its files are
+#: closed by then, its logs flushed below.
+ENDS_AT_ONCE = frozenset({"batch"})
 
 
 def _usage() -> str:
@@ -47,15 +58,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[args[0]][0])
     try:
-        return module.main(args[1:]) or 0
+        status = module.main(args[1:]) or 0
     except BrokenPipeError:
         # the reader went away (``llama batch --print-default-pipeline | head -1``): not
         # an error; stdout goes to /dev/null so the flush at exit cannot fail again
-        import os
-
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    if argv is None and args[0] in ENDS_AT_ONCE:  # the program itself, not a caller's call
+        end_process(status)
+    return status
+
+
+def end_process(status: int) -> None:
+    """End this process with ``status`` as a normal exit would, less the teardown.
+
+    The exit handlers run (`atexit`: the logging handlers' flush and close,
+    multiprocessing's and Dask's clean-ups), the standard streams are flushed, and
+    the process ends without freeing every module and object one by one, which is
+    all a normal exit does after that and is nothing a finished command needs.
+    Returns (and the exit is a normal one) while a thread that a normal exit would
+    wait for still runs.
+    """
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    if threading.current_thread() is not threading.main_thread() or any(
+        t.is_alive() and not t.daemon for t in others
+    ):
+        return
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe: nothing more can be said there
+                pass
+        logging.shutdown()  # a no-op once atexit ran it; not when a handler failed
+        os._exit(status)
 
 
 if __name__ == "__main__":
