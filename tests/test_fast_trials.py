@@ -21,6 +21,7 @@ doublets) must agree exactly.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -325,12 +326,94 @@ def test_scramble_bounds_hold_the_exact_statistic(model, seed, inject):
     _check_scrambles(model, seed, inject)
 
 
-@pytest.mark.parametrize("n_trials", [None, N_TRIALS])
+@pytest.mark.parametrize("n_trials", [None, 20_000, N_TRIALS])
 def test_scramble_bounds_hold_the_exact_statistic_on_a_wide_map(n_trials):
     """The same on bbh-6 (754 deg² at 90%), where tables refine unevenly (one list:
-    its tables take ~1,000 kernel calls per neutrino), with fine tables and with the
-    coarse ones a p-value's 2,000 trials get (nodes at the model's own tolerance)."""
+    its tables take ~1,000 kernel calls per neutrino), with fine tables (nodes at
+    kernel rtol 1e-4 for many trials, 1e-3 for 20,000) and with the coarse ones a
+    p-value's 2,000 trials get (nodes at the model's own tolerance)."""
     assert _check_scrambles(_model("bbh-6"), 2, False, n_trials) > 100
+
+
+def test_tight_nodes_narrow_the_tables_share():
+    """Nodes at kernel rtol 1e-4 (many trials expected) instead of 1e-3: on the
+    intervals of a wide map's tables that are checked against the kernel, the share of
+    the bounds' width from the table (:func:`interval_error_bounds`) is at least 2x
+    narrower in the median, and the tables stay within their share of the tight
+    kernel's S_i at random RAs."""
+    model = _model("bbh-6")
+    lists = _lists(model, 2, False)
+    shares = {}
+    for node_rtol in (1e-3, 1e-4):
+        st = ScrambleTrials(model, *lists, node_rtol=node_rtol)
+        assert not st.coarse and not st.direct.any()
+        s = st._share[st._share < 1e-2]
+        shares[node_rtol] = np.median(s)
+    assert shares[1e-4] < 0.5 * shares[1e-3]
+    # the looked-up S_i against a kernel 10x tighter than the nodes', above the floor
+    tight = copy.copy(model)
+    tight.overlap_rtol = 1e-5
+    rng = np.random.default_rng(4)
+    ra = rng.uniform(0.0, 360.0, 200 * st.n)
+    s_look, share = KR.ring_lookup_shared(st.node_offsets, st.phi, *st._cubics, st._share, np.radians(ra))  # fmt: skip
+    i = np.arange(ra.size) % st.n
+    want = tight.signal_overlap(ra, st.dec[i], st.sigma[i], st._eps[i])[1]
+    above = want > 10 * st.floor[i]
+    assert above.sum() > 100
+    # the true S within the share, the 1e-5 kernel within 1e-5 of it
+    assert np.all(np.abs(s_look[above] / want[above] - 1) <= share[above] + 2e-5)
+
+
+def test_held_trials_get_the_exact_kernels_numbers_in_any_order():
+    """The exact S_i of held trials, computed in order of neutrino and RA, are the
+    numbers ``EventModel.signal_overlap`` gives each entry in the trials' own order,
+    to the bit."""
+    model = _model("bbh-2")
+    lists = _lists(model, 3, True)
+    st = ScrambleTrials(model, *lists, n_trials=10)
+    rng = np.random.default_rng(8)
+    which = rng.integers(0, st.n, 300)
+    ra = rng.uniform(0.0, 360.0, 300)
+    want = model.signal_overlap(ra, st.dec[which], st.sigma[which], st._eps[which])[1]
+    np.testing.assert_array_equal(st._single_overlaps(ra, which), want)
+
+
+def test_ring_s_bounds_is_the_lookup_with_its_bounds():
+    """kernels.ra_lookup.ring_s_bounds (tables looked up one after another) against the
+    lookup of ring_interp's Lagrange cubic and the bounds' formula in numpy, on three
+    tables (one untabled) and RAs list after list: the same values to 1e-10 relative."""
+    rng = np.random.default_rng(12)
+    tables = []
+    for k in (8, 40, 300):
+        phi = np.sort(rng.uniform(0.0, 2 * np.pi, k))
+        tables.append((phi, -30.0 + 8.0 * np.cos(phi - 1.0) + rng.normal(0.0, 0.05, k)))
+    offsets = np.cumsum([0] + [t[0].size for t in tables]).astype(np.int64)
+    phi, logv = (np.concatenate([t[i] for t in tables]) for i in (0, 1))
+    share = rng.uniform(1e-4, 1e-2, phi.size)
+    n, m, n_cols = len(tables), 4000, 360
+    s_max = rng.uniform(1e-14, 1e-12, (n, n_cols))
+    reach = rng.random((n, n_cols)) < 0.8
+    floor, atol = np.full(n, 1e-22), np.full(n, 1e-26)
+    untabled = np.array([False, True, False])
+    rtol, rel_floors, pad_floors = 1e-2, 3.0, 1.1
+    ra = rng.uniform(0.0, 2 * np.pi, n * m)
+    s, lo, hi = KR.ring_s_bounds(offsets, phi, *KR.ring_prepare(offsets, phi, logv, 2), share, ra, s_max, reach, floor, atol, untabled, rtol, rel_floors, pad_floors)  # fmt: skip
+    for t, (p_t, l_t) in enumerate(tables):
+        x = ra[t::n]
+        col = np.floor(x / (2 * np.pi / n_cols)).astype(int) % n_cols
+        cap = s_max[t, col]
+        if untabled[t]:
+            np.testing.assert_array_equal(s[t::n], 0.0)
+            np.testing.assert_array_equal(lo[t::n], -atol[t])
+            np.testing.assert_array_equal(hi[t::n], cap)
+            continue
+        v = np.exp(KR.ring_interp(p_t, l_t, x))
+        j = (np.searchsorted(p_t, x, side="right") - 1) % p_t.size  # the interval's node
+        sh = share[offsets[t] + j]
+        pad = np.where(reach[t, col] & (v > rel_floors * floor[t]), atol[t], pad_floors * floor[t])
+        np.testing.assert_allclose(s[t::n], v, rtol=1e-10)
+        np.testing.assert_allclose(lo[t::n], np.maximum(v * (1 - sh) / (1 + rtol) - pad, -atol[t]), rtol=1e-10)  # fmt: skip
+        np.testing.assert_allclose(hi[t::n], np.minimum(v * (1 + sh) / (1 - rtol) + pad, cap), rtol=1e-10)  # fmt: skip
 
 
 def _ranked(st, exact):
@@ -362,7 +445,7 @@ def _check_scrambles(model, seed, inject, n_trials=None):
     lists = _lists(model, seed, inject)
     n = lists[0].size
     st = ScrambleTrials(model, *lists, n_trials=n_trials)
-    assert st.coarse == (n_trials is not None) and not st.direct.all()
+    assert st.coarse == (n_trials is not None and n_trials <= 5000) and not st.direct.all()
     trials = scramble_sampler(*lists)(np.random.default_rng(seed), N_TRIALS)
     exact = _exact_scrambles(model, lists, trials)
     b = st.bounds(trials[0])
