@@ -111,14 +111,18 @@ _RING_SPACING_SIGMAS = 4.0
 _MIN_RING_NODES = 8
 #: Tolerance of the exact kernel on the ring tables' nodes (the model's is 1e-2).
 _TABLE_KERNEL_RTOL = 1e-3
-#: ... where many trials are expected (``n_trials`` unknown, or from
+#: ... where very many trials are expected (``n_trials`` unknown, or from
 #: :data:`_TIGHT_FROM_TRIALS`): the nodes' error, amplified by the cubic, is then no
 #: longer most of a bound's width (median share of a looked-up S_i 7.1e-3 -> 1.9e-3 on
-#: bbh-3's 11 neutrinos), so fewer trials hold an observed value and need the exact
-#: kernel, for 1.4x the tables' set-up (bench/bench_scrambles.py).
+#: bbh-3's 11 neutrinos, the rest the exact kernel's own 1e-2), so fewer trials hold an
+#: observed value and need the exact kernel (570 -> 410 of 20,000 there: 1.34x the
+#: trials per CPU second), for 1.4-1.5x the tables' set-up (+2.3 s CPU there;
+#: bench/bench_scrambles.py).
 _TIGHT_TABLE_KERNEL_RTOL = 1e-4
-#: From this many trials expected, the tables' nodes are at :data:`_TIGHT_TABLE_KERNEL_RTOL`.
-_TIGHT_FROM_TRIALS = 200_000
+#: From this many trials expected, the tables' nodes are at :data:`_TIGHT_TABLE_KERNEL_RTOL`:
+#: their extra set-up pays back from ~700,000 trials on bbh-3's 11 neutrinos (3.3 µs
+#: saved a trial), never on events whose trials seldom hold an observed value.
+_TIGHT_FROM_TRIALS = 1_000_000
 #: Up to this many trials expected, tables are coarse: their set-up, not the trials,
 #: is what an event's p-values cost, and a trial whose wider bounds hold an observed
 #: value gets the exact kernel (a p-value's default 2,000 trials: tables 2.1-2.4x
@@ -777,7 +781,7 @@ class ScrambleTrials:
         model's own kernel tolerance, wider bounds): cheaper to build than the
         trials' extra refinements cost. A neutrino whose table would need more kernel
         evaluations than this (a narrow PSF on a ring the map spans) is evaluated
-        with the exact kernel at each trial's RA instead. From 200,000 (or unknown),
+        with the exact kernel at each trial's RA instead. From 1,000,000 (or unknown),
         the fine tables' nodes are 10x tighter still (:data:`_TIGHT_TABLE_KERNEL_RTOL`).
     node_rtol : float, optional
         The kernel's tolerance on the nodes of fine tables, instead of the one
