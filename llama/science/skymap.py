@@ -774,15 +774,18 @@ def _density(cols, density_col, prob_col, uniq) -> np.ndarray:
 
 def _check_probability(skymap: SkyMap, where: str) -> None:
     p = skymap.probdensity
-    bad = ~np.isfinite(p)
-    if bad.any():
+    if not np.isfinite(p).all():
+        bad = ~np.isfinite(p)
         raise SkyMapError(
             f"{where}: {int(bad.sum())} pixel(s) have NaN or infinite probability (first at "
             f"row {int(np.argmax(bad))}); the map is corrupt: regenerate or re-download it"
         )
-    scale = max(float(np.abs(p).max()), 1e-300)
-    neg = p < -1e-12 * scale
-    if neg.any():
+    # the largest |p| from the two ends (no array of |p|), and the test for negatives
+    # from the smallest: the error arrays are made only when there is an error
+    low, high = float(p.min()), float(p.max())
+    scale = max(-low, high, 1e-300)
+    if low < -1e-12 * scale:
+        neg = p < -1e-12 * scale
         raise SkyMapError(
             f"{where}: {int(neg.sum())} pixel(s) have negative probability (first at row "
             f"{int(np.argmax(neg))}: {p[np.argmax(neg)]:g}); the map is corrupt"
