@@ -50,8 +50,28 @@ class WhereItRan(FileHandler, registry=AUTO):
                 "option": os.environ.get("LLAMA_TEST_AUTO_OPTION"),
                 "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
                 "threads": numba.get_num_threads(),
+                "faults": faults_reusing_freed_memory(),
             },
         )
+
+
+def faults_reusing_freed_memory(blocks: int = 24, size: int = 1 << 20) -> int:
+    """Page faults taken filling ``blocks`` arrays of ``size`` bytes again right after
+    the same were filled and freed: a realistic event's pattern, whose freed memory
+    glibc's default thresholds give back to the system (~6,000 faults here), and
+    `keep_freed_memory` keeps (none)."""
+    import resource
+
+    import numpy as np
+
+    for _ in range(2):
+        held = [np.ones(size // 8) for _ in range(blocks)]
+        del held
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    held = [np.ones(size // 8) for _ in range(blocks)]
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    del held
+    return faults
 
 
 def _leap_seconds_read() -> bool:
@@ -145,6 +165,7 @@ def test_auto_with_two_jobs_forks_two_preloaded_workers(tmp_path, monkeypatch):
         assert s["h5py"] and s["leap_seconds"]
         assert s["option"] == "set-after-the-server-started"
         assert s["threads"] == 1  # one level of parallelism: the kernels on one thread
+        assert s["faults"] < 100  # memory freed by an event kept for the next
 
 
 def test_workers_start_without_the_allocator_setting_the_driver_picked_up(tmp_path, monkeypatch):
@@ -169,6 +190,32 @@ def test_our_local_cluster_forks_its_workers_from_the_fork_server(tmp_path, monk
         assert s["preloaded"]
         assert s["option"] == "seen-by-the-cluster"
         assert s["threads"] == 1
+        assert s["faults"] < 100
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc settings")
+def test_keep_freed_memory_keeps_an_events_freed_memory_for_the_next():
+    # in fresh processes: glibc's default gives the freed blocks back and faults them
+    # in again; once kept, filling them again takes no page fault
+    import platform
+    import subprocess
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    code = (
+        "import sys; from test_schedulers_auto import faults_reusing_freed_memory as f; "
+        "from llama.batch.worker_processes import keep_freed_memory as k; "
+        "kept = k() if sys.argv[1] == 'kept' else False; print(kept, f())"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    seen = {}
+    for how in ("default", "kept"):
+        done = subprocess.run([sys.executable, "-c", code, how], capture_output=True,
+                              text=True, env=env, timeout=120, check=True)  # fmt: skip
+        made, faults = done.stdout.split()
+        seen[how] = (made, int(faults))
+    assert seen["kept"][0] == "True" and seen["kept"][1] < 100
+    assert seen["default"][1] > 24 * 256 / 2  # most of the 24 MB faulted in again
 
 
 def test_the_command_line_default_is_auto():

@@ -67,6 +67,10 @@ def preload() -> list[str]:
     server imports Numba with ``NUMBA_NUM_THREADS=1`` (set by whoever starts it).
     """
     failed = []
+    from llama.batch.worker_processes import keep_freed_memory
+
+    if not keep_freed_memory():  # inherited by every worker forked from here
+        failed.append("malloc settings")
     for name in MODULES:
         try:
             importlib.import_module(name)

@@ -30,6 +30,7 @@ __all__ = [
     "LogForwarding",
     "after_event",
     "driver_environ",
+    "keep_freed_memory",
     "restore_environment",
     "worker_context",
     "worker_process_init",
@@ -43,6 +44,50 @@ KERNEL_THREAD_VARIABLES = (
     "OPENBLAS_NUM_THREADS",
     "MKL_NUM_THREADS",
 )
+
+
+#: glibc's malloc settings for a process that runs events (`keep_freed_memory`):
+#: memory freed at the top of the heap is given back to the system only beyond this
+#: (``M_TRIM_THRESHOLD``; glibc's default: 128 kB, then twice the mmap threshold)...
+FREED_MEMORY_KEPT = 256 << 20
+#: ... and blocks up to this size come from the heap rather than from a mmap of
+#: their own (``M_MMAP_THRESHOLD``; glibc's default: 128 kB, rising with the largest
+#: block freed, to at most this).
+LARGEST_HEAP_BLOCK = 32 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters, malloc.h
+
+
+def keep_freed_memory() -> bool:
+    """Keep the memory an event frees for the next event, instead of giving it back to
+    the system and faulting it in again (glibc only; elsewhere nothing changes).
+
+    With glibc's default (adaptive) thresholds a realistic event freed and then
+    page-faulted ~12 MB again (~3,200 page faults): 20-35 ms of system time of its
+    60-90 ms of CPU; so set (`FREED_MEMORY_KEPT`, `LARGEST_HEAP_BLOCK`), ~5 page
+    faults and 51-57 ms (same process, alternated; bench/README.md, "Realistic events
+    end to end"). A process so set holds, at most, the memory of its largest event
+    plus `FREED_MEMORY_KEPT`. Called where events run: the fork server, whose
+    workers inherit the setting, and the ``llama batch`` process (``--jobs 1``'s
+    thread). Returns whether the settings were made.
+
+    Examples
+    --------
+    >>> keep_freed_memory()  # doctest: +SKIP
+    True
+    """
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    trim = mallopt(_M_TRIM_THRESHOLD, FREED_MEMORY_KEPT)
+    heap = mallopt(_M_MMAP_THRESHOLD, LARGEST_HEAP_BLOCK)
+    return bool(trim and heap)
 
 
 def restore_environment(previous: dict[str, str | None]) -> None:

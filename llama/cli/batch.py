@@ -668,12 +668,18 @@ def _start_early(args, total: int | None, results) -> None:
     while the driver waits for the workers' first events, so that after the last
     event only the file's own writing is left (~0.4 s of ~1.8 s for 200 events;
     bench/README.md, "Realistic events end to end"). On threads or with ``--jobs 1``
-    nothing is warmed: the driver's cores are the events' (``--jobs 1`` keeps to one).
+    nothing is warmed: the driver's cores are the events' (``--jobs 1`` keeps to one),
+    and the memory an event frees is kept for the next (`keep_freed_memory`, as the
+    fork server does for its workers).
     """
     from llama.batch.schedulers import start_workers_early
 
     chosen = start_workers_early(args.scheduler, args.jobs, total)
     in_workers = chosen in ("processes", "distributed") or "://" in chosen
+    if not in_workers:  # the events run on this process's threads
+        from llama.batch.worker_processes import keep_freed_memory
+
+        keep_freed_memory()
     if not in_workers or args.jobs < 2 or results is None:
         return
     from llama.results import is_zarr, warm_netcdf_writer
