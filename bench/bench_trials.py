@@ -274,13 +274,44 @@ def background_case(model, mjd, nl, n_trials, seed):
     }
 
 
-def per_event(directory: Path, n_events: int) -> dict[str, list[tuple[float, float]]]:
+def baseline_kernels(rev: str):
+    """The ``kernels`` package of git revision ``rev``, imported beside the working
+    tree's as its own package (``--baseline``): what the background trials' bounds call
+    (density_bounds, trial_screen) at that revision, for timing against the working
+    tree in one process. Its Numba cache lies in a temporary directory."""
+    import importlib
+    import subprocess
+    import tarfile
+    import tempfile
+
+    where = Path(tempfile.mkdtemp(prefix="bench_trials_"))
+    name = f"kernels_{rev.replace('/', '_').replace('~', '_').replace('^', '_')}"
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "kernels"], check=True, capture_output=True).stdout  # fmt: skip
+    (where / "kernels.tar").write_bytes(tar)
+    with tarfile.open(where / "kernels.tar") as t:
+        t.extractall(where, filter="data")
+    (where / "kernels").rename(where / name)
+    sys.path.insert(0, str(where))
+    for part in ("density_bounds", "trial_screen"):
+        importlib.import_module(f"{name}.{part}")
+    return importlib.import_module(name)
+
+
+def per_event(directory: Path, n_events: int, baseline=None) -> dict[str, list[tuple]]:
     """(CPU of trial_pvalues at 2,000 background trials, of its decide_batch) [s] per
-    event, by map; events as bench_realistic.py draws them (``--per-event``)."""
+    event, by map; events as bench_realistic.py draws them (``--per-event``). With a
+    ``baseline`` kernels package (:func:`baseline_kernels`), each event also with the
+    background trials calling its density_bounds and trial_screen, in turn with the
+    working tree's (which first alternates), each on a freshly loaded model: then
+    (CPU, decide_batch CPU, baseline CPU, its decide_batch, p-values identical)."""
+    import llama.science.background_trials as BT
+
     names = sorted(json.loads((directory / "events.json").read_text()))
     names = [m for m in names if (directory / f"{m}.fits").exists()]
     spent = [0.0]
     decide = BackgroundTrials.decide_batch
+    ours = (BT.KB, BT.KS)
+    theirs = None if baseline is None else (baseline.density_bounds, baseline.trial_screen)
 
     def timed_decide(self, *args, **kwargs):
         t0 = time.process_time()
@@ -289,20 +320,44 @@ def per_event(directory: Path, n_events: int) -> dict[str, list[tuple[float, flo
         finally:
             spent[0] += time.process_time() - t0
 
-    out: dict[str, list[tuple[float, float]]] = {}
+    def one(k, name, kernels):
+        BT.KB, BT.KS = kernels
+        model, mjd = load_event(directory, name)
+        nl = simulate_background_neutrinos(np.random.default_rng(8 + k), mjd)
+        obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
+        spent[0] = 0.0
+        t0 = time.process_time()
+        res = trial_pvalues(model, obs, DEFAULT_N_TRIALS, seed=k)
+        cpu = time.process_time() - t0
+        if theirs is None:
+            return cpu, spent[0], None
+        # the p-values that must not move: the event's and each neutrino's whose
+        # observed value is at or above the cut (below it the tiers may)
+        zen = np.where(np.isfinite(obs.zenith), obs.zenith, 90.0 + obs.dec)
+        cut = BackgroundTrials(model, obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, zen, obs.azimuth).cut  # fmt: skip
+        above = np.asarray(obs.odds_ratio) >= cut
+        fixed = (res.p_value if obs.odds >= cut else None, tuple(np.asarray(res.p_values_neutrino)[above]))  # fmt: skip
+        return cpu, spent[0], (res.p_value, tuple(res.p_values_neutrino)), fixed, bool(obs.odds >= cut or above.any())  # fmt: skip
+
+    out: dict[str, list[tuple]] = {}
     BackgroundTrials.decide_batch = timed_decide
     try:
         for k in range(n_events):
             name = names[k % len(names)]
-            model, mjd = load_event(directory, name)
-            nl = simulate_background_neutrinos(np.random.default_rng(8 + k), mjd)
-            obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
-            spent[0] = 0.0
-            t0 = time.process_time()
-            trial_pvalues(model, obs, DEFAULT_N_TRIALS, seed=k)
-            out.setdefault(name, []).append((time.process_time() - t0, spent[0]))
+            if theirs is None:
+                out.setdefault(name, []).append(one(k, name, ours)[:2])
+                continue
+            if k == 0:  # compile / load both packages' kernels outside the clock
+                one(k, name, ours)
+                one(k, name, theirs)
+            runs = {}
+            for which in ("ours", "theirs") if k % 2 == 0 else ("theirs", "ours"):
+                runs[which] = one(k, name, ours if which == "ours" else theirs)
+            a, b = runs["ours"], runs["theirs"]
+            out.setdefault(name, []).append((*a[:2], *b[:2], a[2] == b[2], a[3] == b[3], a[4]))  # fmt: skip
     finally:
         BackgroundTrials.decide_batch = decide
+        BT.KB, BT.KS = ours
     return out
 
 
@@ -382,6 +437,10 @@ def main(argv=None) -> int:
         help="background: CPU per event at 2,000 trials over N events as "
         "bench_realistic.py draws them (0: skip)",
     )
+    ap.add_argument("--baseline", default="", metavar="REV",
+                    help="with --per-event: also time each event with the kernels/ of git "
+                    "revision REV (density_bounds, trial_screen) in the background trials, "
+                    "in turn with the working tree's, same process")  # fmt: skip
     ap.add_argument("--held", type=int, default=0, metavar="K",
                     help="with --per-event: trials held by the bounds, and by bounds within "
                     "a factor f of the exact O_i, on the first K events above the cut")  # fmt: skip
@@ -451,17 +510,28 @@ def main(argv=None) -> int:
                 if kind == "scramble":
                     print(scramble_line(r, args.trials), flush=True)
     if args.per_event and "background" in kinds:
-        spent = per_event(SHARED if (SHARED / "events.json").exists() else LOCAL, args.per_event)
+        base = baseline_kernels(args.baseline) if args.baseline else None
+        spent = per_event(SHARED if (SHARED / "events.json").exists() else LOCAL, args.per_event, base)  # fmt: skip
         print(f"\nbackground significance per event, {DEFAULT_N_TRIALS} trials, CPU (load {os.getloadavg()[0]:.1f})")  # fmt: skip
-        print(f"{'map':7s} {'events':>6s} {'ms/event':>9s} {'decide ms':>9s} {'trials/s':>9s}")
+        head = f"{'map':7s} {'events':>6s} {'ms/event':>9s} {'decide ms':>9s} {'trials/s':>9s}"
+        if base is not None:
+            head += f" {'base ms':>8s} {'base dec':>8s} {'new/base':>8s} {'same p':>7s} {'above cut':>9s}"
+        print(head + (f"   (base: kernels/ of {args.baseline})" if base is not None else ""))
         every = [t for v in spent.values() for t in v]
-        for name, v in sorted(spent.items()):
+
+        def line(label, v):
             ms, dec = (1e3 * float(np.mean([t[j] for t in v])) for j in (0, 1))
-            print(f"{name:7s} {len(v):6d} {ms:9.1f} {dec:9.1f} {DEFAULT_N_TRIALS / ms * 1e3:9.0f}")
-        ms, dec = (1e3 * float(np.mean([t[j] for t in every])) for j in (0, 1))
-        print(
-            f"{'mean':7s} {len(every):6d} {ms:9.1f} {dec:9.1f} {DEFAULT_N_TRIALS / ms * 1e3:9.0f}"
-        )
+            text = f"{label:7s} {len(v):6d} {ms:9.1f} {dec:9.1f} {DEFAULT_N_TRIALS / ms * 1e3:9.0f}"
+            if base is not None:
+                b_ms, b_dec = (1e3 * float(np.mean([t[j] for t in v])) for j in (2, 3))
+                same = sum(bool(t[4]) for t in v)
+                fixed = sum(bool(t[5]) for t in v if t[6])
+                text += f" {b_ms:8.1f} {b_dec:8.1f} {ms / b_ms:8.2f} {same:3d}/{len(v):<3d} {fixed:3d}/{sum(bool(t[6]) for t in v):<3d}"
+            print(text)
+
+        for name, v in sorted(spent.items()):
+            line(name, v)
+        line("mean", every)
     if args.per_event and args.held and "background" in kinds:
         factors = (1.02, 1.05, 1.1, 1.3, 2.0, 5.0, 20.0)
         where = SHARED if (SHARED / "events.json").exists() else LOCAL
