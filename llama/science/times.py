@@ -25,7 +25,7 @@ from functools import lru_cache
 import erfa
 import numpy as np
 from astropy.time import Time
-from astropy.time.formats import TimeGPS
+from astropy.time.formats import TimeGPS, TimeISOT
 from astropy.time.utils import day_frac
 
 __all__ = [
@@ -66,7 +66,21 @@ def iso_to_gps(iso: str) -> float:
     >>> iso_to_gps('2019-04-25T08:18:05Z')
     1240215503.0
     """
-    return float(Time(str(iso).rstrip("Z"), format="isot", scale="utc").gps)
+    text = str(iso).rstrip("Z")
+    try:
+        # Time(text, format="isot", scale="utc").gps, step by step: the format class
+        # parses the string (its C parser, as Time's), then UTC -> TAI, TimeGPS.to_value
+        parsed = TimeISOT(np.array(text), None, "utc", 3, "*", "*")
+    except Exception:  # noqa: BLE001 - Time says what is wrong with the string
+        return float(Time(text, format="isot", scale="utc").gps)
+    return float(_utc_jd_to_gps(parsed.jd1, parsed.jd2))
+
+
+def _utc_jd_to_gps(jd1, jd2):
+    """GPS seconds of UTC (jd1, jd2) as astropy's ``Time(...).gps`` computes them."""
+    jd1_epoch, jd2_epoch, seconds_per_day = _gps_epoch()
+    jd1, jd2 = day_frac(*erfa.utctai(jd1, jd2))
+    return (jd1 - jd1_epoch) * seconds_per_day + (jd2 - jd2_epoch) * seconds_per_day
 
 
 @lru_cache(maxsize=1)
@@ -128,11 +142,8 @@ def mjd_to_gps(mjd):
     else:
         # Time(v, format="mjd", scale="utc").gps, step by step: TimeMJD.set_jds,
         # UTC -> TAI, TimeGPS.to_value
-        jd1_epoch, jd2_epoch, seconds_per_day = _gps_epoch()
         jd1, jd2 = day_frac(v, np.array(0.0))
-        jd1, jd2 = day_frac(jd1 + erfa.DJM0, jd2)
-        jd1, jd2 = day_frac(*erfa.utctai(jd1, jd2))
-        gps = (jd1 - jd1_epoch) * seconds_per_day + (jd2 - jd2_epoch) * seconds_per_day
+        gps = _utc_jd_to_gps(*day_frac(jd1 + erfa.DJM0, jd2))
     return float(gps) if np.ndim(gps) == 0 else np.asarray(gps)
 
 
