@@ -72,7 +72,10 @@ class WorkerEnviron(FileHandler, registry=PARALLEL):
 
         trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
         profile = dask.config.get("distributed.worker.profile.enabled", None)
-        write_json(out, {"MALLOC_TRIM_THRESHOLD_": trim, "profile": profile, "pid": os.getpid()})
+        monitor = dask.config.get("distributed.worker.memory.monitor-interval", None)
+        routes = dask.config.get("distributed.worker.http.routes", None)
+        write_json(out, {"MALLOC_TRIM_THRESHOLD_": trim, "profile": profile, "pid": os.getpid(),
+                         "monitor": monitor, "routes": routes})  # fmt: skip
 
 
 PARALLEL.check()
@@ -211,6 +214,7 @@ def test_our_local_cluster_keeps_the_default_allocator_no_profiler_and_our_envir
         assert seen["pid"] != os.getpid()  # it ran in a worker process
         assert seen["MALLOC_TRIM_THRESHOLD_"] is None, seen
         assert seen["profile"] is False, seen  # no dashboard to show it
+        assert seen["monitor"] == "1s" and seen["routes"] == [], seen  # nor to read these
     for name in names:
         assert name not in os.environ, name
 
