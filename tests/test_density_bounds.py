@@ -119,8 +119,9 @@ def test_pixel_cells_from_the_caps_table_are_pixel_cells():
 
 def _overlap_bounds_plainly(pyr, n_dec, peak, ra, dec, sigma, arows, edges, kind, enough):
     """overlap_bounds as its docstring states it, one neutrino and one disc at a time
-    through the public disc_minmax and annulus_mass (what the kernel's shared edge
-    exponentials, hoisted cos(dec) and modulo-free column runs must reproduce)."""
+    through the public disc_minmax, disc_quadrants and annulus_mass (what the kernel's
+    shared edge exponentials, hoisted cos(dec) and modulo-free column runs must
+    reproduce)."""
     radii = KB.RADII_SIGMAS
     nb = edges.size - 1
 
@@ -142,10 +143,16 @@ def _overlap_bounds_plainly(pyr, n_dec, peak, ra, dec, sigma, arows, edges, kind
             out[:, i] = m_lo * p_lo * a_lo, quick, m_hi * p_hi + tail
             continue
         acc, prev = [0.0, 0.0, 0.0], 0.0
+        r_last = r
         for k in range(radii.size):
             r = min(radii[k] * sg, math.pi)
             m_lo, m_hi = KB.annulus_mass(prev, r, sg, kind)
-            p_lo, p_hi = KB.disc_minmax(*pyr, n_dec, ra[i], d, r)
+            if r == r_last:  # the largest disc: its extremes
+                p_lo, p_hi = KB.disc_minmax(*pyr, n_dec, ra[i], d, r)
+            else:  # opposite quadrants' extremes, paired
+                ne_lo, ne_hi, sw_lo, sw_hi, nw_lo, nw_hi, se_lo, se_hi = KB.disc_quadrants(*pyr, n_dec, ra[i], d, r)  # fmt: skip
+                p_lo = 0.5 * min(ne_lo + sw_lo, nw_lo + se_lo)
+                p_hi = 0.5 * max(ne_hi + sw_hi, nw_hi + se_hi)
             a_lo, a_hi = a_range(row, d, r + 0.2 * sg)
             acc[0] += m_lo * p_lo * a_lo
             acc[1] += m_hi * p_hi * a_hi
