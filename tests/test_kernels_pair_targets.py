@@ -65,7 +65,7 @@ def _records(model, first, second, e1, e2):
     return nu1, nu2, sig1, sig2, acc
 
 
-def aimed(model, first, second, e1, e2, offsets, band_lo, band_hi, margin=MARGIN):
+def aimed(model, first, second, e1, e2, offsets, band_lo, band_hi, margin=MARGIN, narrow=0.0):
     """(weighted, half, node expansions) of the aimed looks at these pairs."""
     nu1, nu2, sig1, sig2, acc = _records(model, first, second, e1, e2)
     n = nu1.ra.size
@@ -77,7 +77,7 @@ def aimed(model, first, second, e1, e2, offsets, band_lo, band_hi, margin=MARGIN
     i = 0
     while i < n:  # a heap too small for a look: again from there with a larger one
         heap = Heap(np.empty((size, 3), np.int64), np.empty((size, 5)))
-        i = pair_targets_serial(model.prepared_map(), nu1, nu2, sig1, sig2, acc, heap, off, lo, hi, float(margin), i, n, *out)  # fmt: skip
+        i = pair_targets_serial(model.prepared_map(), nu1, nu2, sig1, sig2, acc, heap, off, lo, hi, float(margin), float(narrow), i, n, *out)  # fmt: skip
         size *= 2
     return out
 
@@ -95,7 +95,8 @@ def test_aimed_pair_looks_bound_the_brute_force_and_stop_only_outside_their_band
     both sides, or over it): every early stop's interval holds the brute force and
     meets no band; a look over whose value a band lies runs to the end and returns the
     exact kernel's S_ij bit for bit; most looks aimed at bands a factor 1.5 off stop
-    early, after fewer node expansions than the exact look."""
+    early, after fewer node expansions than the exact look. With ``narrow``, a look
+    inside a wide band stops once narrow enough against it."""
     model = _model(name)
     first, second, e1, e2 = _pairs(model, 8, np.random.default_rng(3))
     uniq = np.asarray(model.skymap.uniq, dtype=np.int64)
@@ -134,6 +135,18 @@ def test_aimed_pair_looks_bound_the_brute_force_and_stop_only_outside_their_band
             assert all(b < lo[j] or a > hi[j] for j in range(off[k], off[k + 1])), (what, k)
     assert early["over it"] == 0, early
     assert early["above"] >= 6 and early["below"] >= 6, early
+    # a band 1e4 wide about the value, with ``narrow``: the look stops once its interval
+    # lies inside the band and is no wider than a quarter of it, the brute force inside
+    off = np.arange(e1.size + 1)
+    lo, hi = 0.01 * truth, 100.0 * truth
+    w, half, steps = aimed(model, first, second, e1, e2, off, lo, hi, narrow=0.25)
+    stop = half >= 0.0
+    assert stop.sum() >= 6 and np.all(steps[stop] < full[2][stop]), (half, steps, full[2])
+    np.testing.assert_array_equal(w[~stop], ref[~stop])  # converged first: the exact look
+    a, b = w[stop] - half[stop], w[stop] + half[stop]
+    assert np.all(a >= lo[stop]) and np.all(b <= hi[stop])
+    assert np.all(b - a <= 0.25 * (hi[stop] - lo[stop]))
+    assert np.all(np.abs(w[stop] - truth[stop]) <= half[stop] + BRUTE * truth[stop])
 
 
 def test_pair_looks_without_bands_stop_at_once_and_over_everything_never():

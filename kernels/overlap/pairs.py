@@ -353,11 +353,15 @@ def pair_taylor_coefs(x, y, z, c21, c22, v1, s1, pk1, v2, s2, pk2, kind):
 # one node, one pair
 # --------------------------------------------------------------------------------------
 @per_node
-def misses_bands(band_lo, band_hi, b0, b1, lo, hi):
-    """Does [lo, hi] meet none of the bands ``b0 .. b1 - 1`` (each [band_lo, band_hi])?"""
+def settled(band_lo, band_hi, b0, b1, lo, hi, narrow):
+    """Does [lo, hi] meet none of the bands ``b0 .. b1 - 1`` (each [band_lo, band_hi]),
+    or lie inside a finite one, no wider than ``narrow`` (> 0) times it (what else is
+    unknown about the trial then matters more than the rest of this look)?"""
     for k in range(b0, b1):
         if hi >= band_lo[k] and lo <= band_hi[k]:
-            return False
+            width = band_hi[k] - band_lo[k]
+            inside = lo >= band_lo[k] and hi <= band_hi[k] and width < math.inf
+            return inside and narrow > 0.0 and hi - lo <= narrow * width
     return True
 
 
@@ -439,7 +443,7 @@ def visit_pair(pm: PreparedMap, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1
 
 
 @inline
-def pair_walk(pm: PreparedMap, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edges, acc: Accuracy, heap: Heap, c0, c0w, base_o, base_w, ato, atw, band_lo, band_hi, b0, b1, margin):  # fmt: skip
+def pair_walk(pm: PreparedMap, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edges, acc: Accuracy, heap: Heap, c0, c0w, base_o, base_w, ato, atw, band_lo, band_hi, b0, b1, margin, narrow):  # fmt: skip
     """The traversal of :func:`pair` about the control constants (c0, c0w), whose
     exact parts are (base_o, base_w), to the absolute floors (ato, atw): (overlap,
     weighted, node expansions, half). A floor ``inf``: that result is computed, but the
@@ -448,7 +452,8 @@ def pair_walk(pm: PreparedMap, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edge
     Target bands (``margin >= 0``, the weighted result waited for), as
     :func:`.traversal.walk` has them: the traversal stops as soon as the weighted
     result's interval, its running total +- (the bounds left + ``margin`` times its
-    modulus), meets none of the bands ``b0 .. b1 - 1``; ``half`` is then that
+    modulus), meets none of the bands ``b0 .. b1 - 1`` or lies inside one, no wider
+    than ``narrow`` times it (:func:`settled`); ``half`` is then that
     interval's half width, else -1 (run to the tolerance: the same steps and result as
     without bands). Not while the corrections cancel over half the control variate's
     exact part (see :func:`pair`)."""
@@ -482,7 +487,7 @@ def pair_walk(pm: PreparedMap, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edge
             if aimed and not (tot_w < 0.5 * base_w and base_w > CANCEL * atw):
                 # the running sum may have drifted below the exact one by DRIFT x top_w
                 half = rem_w + DRIFT * top_w + margin * abs(tot_w)
-                if misses_bands(band_lo, band_hi, b0, b1, tot_w - half, tot_w + half):
+                if settled(band_lo, band_hi, b0, b1, tot_w - half, tot_w + half, narrow):
                     return tot_o, tot_w, steps, half
             lo_o = max(rem_o - DRIFT * top_o, 0.0)
             lo_w = max(rem_w - DRIFT * top_w, 0.0)
@@ -522,7 +527,7 @@ def pair_walk(pm: PreparedMap, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edge
 
 
 @inline
-def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, heap: Heap, wonly, band_lo, band_hi, b0, b1, margin):  # fmt: skip
+def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, heap: Heap, wonly, band_lo, band_hi, b0, b1, margin, narrow):  # fmt: skip
     """(overlap, weighted, node expansions, half) of rho * G1 * G2 (and rho w A1 A2 G1
     G2) for one pair; -1 expansions: the heap is full (see :func:`.traversal.single`).
     ``wonly``: only ``weighted`` is wanted, the overlap's bounds never stop the loop.
@@ -571,7 +576,7 @@ def pair(pm: PreparedMap, v1, s1, v2, s2, arow1, arow2, edges, acc: Accuracy, he
         aim = margin if redo_w else -1.0  # bands for the weighted result walked again
         o2, w2, st2, half = pair_walk(
             pm, v1, s1, pk1, v2, s2, pk2, cst, arow1, arow2, edges, acc, heap, k0, k0w, bo,
-            bw, ko, kw, band_lo, band_hi, b0, b1, aim,
+            bw, ko, kw, band_lo, band_hi, b0, b1, aim, narrow,
         )  # fmt: skip
         if st2 < 0:
             return 0.0, 0.0, -1, -1.0
@@ -611,7 +616,7 @@ def pair_serial(pm: PreparedMap, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRow
         # no target bands (margin -1): each look runs to the tolerance
         o_, w_, st, _ = pair(
             pm, (x1, y1, z1), nu1.sigma[i], (x2, y2, z2), nu2.sigma[i], sig1.rows[i],
-            sig2.rows[i], edges, acc, heap, wonly, out_w, out_w, 0, 0, -1.0,
+            sig2.rows[i], edges, acc, heap, wonly, out_w, out_w, 0, 0, -1.0, 0.0,
         )  # fmt: skip
         if st < 0:
             return i
@@ -620,10 +625,11 @@ def pair_serial(pm: PreparedMap, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRow
 
 
 @traversal_kernel
-def pair_targets_serial(pm: PreparedMap, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRows, sig2: SignalRows, acc: Accuracy, heap: Heap, band_offsets, band_lo, band_hi, margin, start, stop, out_w, out_half, steps):  # fmt: skip
+def pair_targets_serial(pm: PreparedMap, nu1: Neutrinos, nu2: Neutrinos, sig1: SignalRows, sig2: SignalRows, acc: Accuracy, heap: Heap, band_offsets, band_lo, band_hi, margin, narrow, start, stop, out_w, out_half, steps):  # fmt: skip
     """:func:`pair_serial`'s weighted results (``wonly``) with target bands: pair
     ``i``'s look stops as soon as its weighted result's interval meets none of its
-    bands ``band_offsets[i] .. band_offsets[i + 1] - 1`` (see :func:`pair_walk`), its
+    bands ``band_offsets[i] .. band_offsets[i + 1] - 1``, or lies inside one, no wider
+    than ``narrow`` times it (0: never; see :func:`pair_walk`), its
     half width in ``out_half[i]``; -1 there: the look ran to the tolerance, the result
     :func:`pair_serial`'s bit for bit. Returns the first pair not done, as
     :func:`pair_serial`."""
@@ -634,7 +640,7 @@ def pair_targets_serial(pm: PreparedMap, nu1: Neutrinos, nu2: Neutrinos, sig1: S
         b0, b1 = band_offsets[i], band_offsets[i + 1]
         _, w_, st, half = pair(
             pm, (x1, y1, z1), nu1.sigma[i], (x2, y2, z2), nu2.sigma[i], sig1.rows[i],
-            sig2.rows[i], edges, acc, heap, True, band_lo, band_hi, b0, b1, margin,
+            sig2.rows[i], edges, acc, heap, True, band_lo, band_hi, b0, b1, margin, narrow,
         )  # fmt: skip
         if st < 0:
             return i
