@@ -351,7 +351,10 @@ def per_event(directory: Path, n_events: int, baseline=None) -> dict[str, list[t
                 one(k, name, ours)
                 one(k, name, theirs)
             runs = {}
-            for which in ("ours", "theirs") if k % 2 == 0 else ("theirs", "ours"):
+            # which goes first alternates per event and per round over the maps, so
+            # that each map's events get both orders
+            first = (k + k // len(names)) % 2 == 0
+            for which in ("ours", "theirs") if first else ("theirs", "ours"):
                 runs[which] = one(k, name, ours if which == "ours" else theirs)
             a, b = runs["ours"], runs["theirs"]
             out.setdefault(name, []).append((*a[:2], *b[:2], a[2] == b[2], a[3] == b[3], a[4]))  # fmt: skip
