@@ -139,7 +139,7 @@ class SkyBounds:
         order, ipix = skymap.order_ipix()
         self.peak = float(density.max()) if density.size else 0.0
         self.rows = int(rows)
-        self._pyramid = KB.pyramid(*KB.minmax_grids(order, ipix, density, self.rows))
+        self._pyramid = KB.minmax_pyramid(order, ipix, density, self.rows)
         # each pixel's range of NESTED indices at the finest order, for density()
         self._max_order = int(order.max()) if order.size else 0
         shift = 2 * (self._max_order - order)
