@@ -9,7 +9,10 @@ largest is split first, and the traversal stops when the sum of all bounds left 
 below ``rtol`` times the running total. An internal node no larger than sigma gets the
 second-order Taylor expansion of the PSF about its centre (exact in the node's stored
 moments), with the third-order remainder as its bound; a constant-density node below
-``res * sigma`` (smaller in the PSF tail) is integrated with the midpoint rule.
+``res * sigma`` (smaller in the PSF tail) is integrated with the midpoint rule, one no
+larger than sigma but not yet that fine is expanded the same way as an internal node
+(for a constant, the midpoint rule with :func:`.psf.cell_factor`) with that remainder
+as its bound, so it is split only while the bound matters.
 """
 
 from __future__ import annotations
@@ -35,7 +38,16 @@ from .common import (
     per_node,
     traversal_kernel,
 )
-from .psf import cell_factor, psf_at, psf_from_chord2, psf_norm, psf_peak, resolved, taylor_coefs
+from .psf import (
+    PSF_GAUSS,
+    cell_factor,
+    psf_at,
+    psf_from_chord2,
+    psf_norm,
+    psf_peak,
+    resolved,
+    taylor_coefs,
+)
 from .records import Accuracy, Heap, Neutrinos, PreparedMap, SignalRows
 from .tree import child_tid, control, global_max, node_centre, node_info, taylor_value
 
@@ -153,7 +165,10 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
     # across a band edge the midpoint rule takes the weight at the centre: finer cells
     res_a = res if aconst else res * EDGE_RES
     if const and resolved(o, psi_min, sigma, res_a):
-        ga = psf_from_chord2(c2, sigma, peak, kind) * AREA[o] * cell_factor(o, psi, sigma)
+        # the Gaussian's value from the psi above (psf_from_chord2's own steps, bit for
+        # bit, without its second asin)
+        g = psf_at(psi, sigma, peak, kind) if kind == PSF_GAUSS else psf_from_chord2(c2, sigma, peak, kind)  # fmt: skip
+        ga = g * AREA[o] * cell_factor(o, psi, sigma)
         # across a band edge: each band's share of the pixel (see bands.cell_weight)
         a = arow[jc] if aconst else cell_weight(arow, edges, z, o, j0, j1)
         return (r - c0) * ga, (rwv - c0w) * a * ga, 0.0, 0.0, True
@@ -168,26 +183,37 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
         return 0.0, 0.0, 0.0, 0.0, True
     vo = 0.0
     vw = 0.0
-    if not const and pm.flat == 0 and rad <= TAYLOR_RAD * sigma:
-        # moment expansion of an internal node (sub-pixels of a map pixel are
-        # constant and handled above); third-order remainder as its error bound:
+    if (const or pm.flat == 0) and rad <= TAYLOR_RAD * sigma:
+        # moment expansion of an internal node, or of a constant node (a map pixel or
+        # a sub-pixel of one) not yet fine enough for the midpoint rule; third-order
+        # remainder as its error bound:
         # |D^3 G| <= G(t) (t^3 + 3t) / sigma^3 (t = psi / sigma), <= 2.7 peak / sigma^3
         tmax = (psi + rad) / sigma
         env = min(g_min * (tmax * tmax * tmax + 3.0 * tmax), 2.7 * peak)
         e3 = env * AREA[o] * R3_MEAN * rad * rad * rad / (6.0 * sigma * sigma * sigma)
-        K = taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind)
-        mom = pm.moments
         # the cubic term of a constant nearly cancels over a cell: the density's
         # variation drives the remainder (the offset from c0 counts at ASYM)
         fo = (rmax - rmin) + ASYM * fo
         fw = (wmax - wmin) * amax + ASYM * fw
+        ct = 0.0
+        K = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        if const:
+            # the expansion of a constant over a cell (its moments: centre, A / 12 per
+            # tangent axis) is the midpoint rule with cell_factor (its Laplacian term)
+            g = psf_at(psi, sigma, peak, kind) if kind == PSF_GAUSS else psf_from_chord2(c2, sigma, peak, kind)  # fmt: skip
+            ct = g * AREA[o] * cell_factor(o, psi, sigma)
+        else:
+            K = taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind)
         if fo * e3 < bo:
-            vo = taylor_value(K, mom, tid, np.int64(0), c0)
+            vo = (r - c0) * ct if const else taylor_value(K, pm.moments, tid, np.int64(0), c0)
             bo = fo * e3
-        if fw * e3 < bw and (aconst or rad <= res_a * sigma):
+        if fw * e3 < bw and (aconst or (not const and rad <= res_a * sigma)):
             # across a band edge: each band's share of the node (see bands.cell_weight)
             a = arow[jc] if aconst else cell_weight(arow, edges, z, o, j0, j1)
-            vw = a * taylor_value(K, mom, tid, np.int64(1), c0w)
+            if const:
+                vw = a * (rwv - c0w) * ct
+            else:
+                vw = a * taylor_value(K, pm.moments, tid, np.int64(1), c0w)
             bw = fw * e3
         if bo <= 0.0 and bw <= 0.0:
             return vo, vw, 0.0, 0.0, True
