@@ -76,9 +76,11 @@ def keep_freed_memory() -> bool:
     True
     """
     import ctypes
-    import platform
 
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    try:  # glibc names itself here; other C libraries (musl, macOS, Windows) do not
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+            return False
+    except (AttributeError, ValueError, OSError):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
