@@ -155,7 +155,6 @@ def test_pair_looks_without_bands_stop_at_once_and_over_everything_never():
     expansions and all; a margin too wide for any band to be missed likewise."""
     model = _model("bns-9")
     first, second, e1, e2 = _pairs(model, 6, np.random.default_rng(2))
-    n = e1.size
     ref = exact(model, first, second, e1, e2)
     _, half, _ = aimed(model, first, second, e1, e2, np.zeros(n + 1), np.empty(0), np.empty(0))  # fmt: skip
     assert np.all(half >= 0.0)
@@ -166,3 +165,38 @@ def test_pair_looks_without_bands_stop_at_once_and_over_everything_never():
     w, half, _ = aimed(model, first, second, e1, e2, every, -ref, 3 * ref, margin=1e6)
     assert np.all(half == -1.0)
     np.testing.assert_array_equal(w, ref)
+
+
+def test_the_public_call_is_the_kernel_with_checks():
+    """kernels.overlap.psf_pair_overlap_targets (what background_trials calls): the
+    kernel's looks (bands, margin and narrow passed through, the pair resolution
+    RES / sqrt 2), bit for bit, its heap grown where a look needs more; bad input
+    refused."""
+    from kernels.overlap import psf_pair_overlap_targets
+
+    model = _model("bns-9")
+    first, second, e1, e2 = _pairs(model, 8, np.random.default_rng(5))
+    ref = exact(model, first, second, e1, e2)
+    # pairs 0-3: a band about the exact value (3: and one over everything), 4-6: one
+    # far below it, 7: none
+    off = np.array([0, 1, 2, 3, 5, 6, 7, 8, 8])
+    lo = np.r_[0.9 * ref[:4], -np.inf, 1e-3 * ref[4:7]]
+    hi = np.r_[1.1 * ref[:4], np.inf, 2e-3 * ref[4:7]]
+    rows = model.tables.dec_rows(e1), model.tables.dec_rows(e2)
+    call = (model.prepared_map(), *first, rows[0], *second, rows[1], SINDEC_EDGES, model.psf_kind, off, lo, hi, MARGIN)  # fmt: skip
+    for narrow in (0.0, 0.1):
+        w, half = psf_pair_overlap_targets(*call, narrow=narrow, rtol=model.overlap_rtol)
+        w_k, half_k, _ = aimed(model, first, second, e1, e2, off, lo, hi, narrow=narrow)
+        np.testing.assert_array_equal(w, w_k)
+        np.testing.assert_array_equal(half, half_k)
+        np.testing.assert_array_equal(w[half < 0], ref[half < 0])
+    assert np.any(half < 0) and np.any(half >= 0)
+    with pytest.raises(ValueError, match="band_offsets"):
+        psf_pair_overlap_targets(*call[:11], off[:-1], lo, hi, MARGIN)
+    with pytest.raises(ValueError, match="narrow"):
+        psf_pair_overlap_targets(*call, narrow=-1.0)
+    with pytest.raises(ValueError, match="equal numbers"):
+        psf_pair_overlap_targets(*call[:5], *(a[:-1] for a in second), rows[1][:-1], *call[9:])  # fmt: skip
+    none = ([], [], [], np.empty((0, SINDEC_EDGES.size - 1)))
+    w, half = psf_pair_overlap_targets(call[0], *none, *none, SINDEC_EDGES, model.psf_kind, [0], [], [], MARGIN)  # fmt: skip
+    assert w.size == 0 and half.size == 0

@@ -48,6 +48,7 @@ from .api import (
     psf_overlap_prepared,
     psf_overlap_targets,
     psf_pair_overlap_prepared,
+    psf_pair_overlap_targets,
 )
 from .common import ATOL, RES, RTOL
 from .psf import PSF_GAUSS, PSF_VMF, psf_norm
@@ -69,4 +70,5 @@ __all__ = [
     "psf_overlap_prepared",
     "psf_overlap_targets",
     "psf_pair_overlap_prepared",
+    "psf_pair_overlap_targets",
 ]

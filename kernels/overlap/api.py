@@ -17,7 +17,7 @@ from numba import get_num_threads
 
 from ..healpix import uniq_to_order_ipix_array
 from .common import RES, RTOL
-from .pairs import pair_parallel, pair_serial
+from .pairs import pair_parallel, pair_serial, pair_targets_serial
 from .psf import PSF_GAUSS, PSF_VMF
 from .records import Accuracy, Heap, Neutrinos, PreparedMap, SignalRows
 from .traversal import HEAP_SIZE, overlap_parallel, overlap_serial, overlap_targets_serial
@@ -75,6 +75,22 @@ def _signal_rows(rows, sindec_edges, n: int) -> SignalRows:
     if np.any(~(r >= 0)):
         raise ValueError("weight rows must be finite and >= 0")
     return SignalRows(r, se)
+
+
+def _bands(band_offsets, band_lo, band_hi, margin, n: int):
+    """Checked target bands of n looks: (offsets, band_lo, band_hi)."""
+    off = np.require(band_offsets, np.int64, ("C", "W"))
+    lo, hi = _f64(band_lo, "band_lo"), _f64(band_hi, "band_hi")
+    if off.shape != (n + 1,) or lo.shape != hi.shape or lo.ndim != 1:
+        raise ValueError(
+            f"band_offsets must have n + 1 = {n + 1} entries and band_lo, band_hi one "
+            f"shape, got {off.shape}, {lo.shape}, {hi.shape}"
+        )
+    if off[0] != 0 or off[-1] != lo.size or np.any(np.diff(off) < 0):
+        raise ValueError("band_offsets must rise from 0 to the number of bands")
+    if not float(margin) >= 0.0:
+        raise ValueError(f"margin must be >= 0, got {margin!r}")
+    return off, lo, hi
 
 
 def _chunk(n: int, threads: int) -> int:
@@ -322,17 +338,7 @@ def psf_overlap_targets(
     nu = _neutrinos(ra, dec, sigma)
     n = nu.ra.size
     sig = _signal_rows(rows, sindec_edges, n)
-    off = np.require(band_offsets, np.int64, ("C", "W"))
-    lo, hi = _f64(band_lo, "band_lo"), _f64(band_hi, "band_hi")
-    if off.shape != (n + 1,) or lo.shape != hi.shape or lo.ndim != 1:
-        raise ValueError(
-            f"band_offsets must have n + 1 = {n + 1} entries and band_lo, band_hi one "
-            f"shape, got {off.shape}, {lo.shape}, {hi.shape}"
-        )
-    if off[0] != 0 or off[-1] != lo.size or np.any(np.diff(off) < 0):
-        raise ValueError("band_offsets must rise from 0 to the number of bands")
-    if not float(margin) >= 0.0:
-        raise ValueError(f"margin must be >= 0, got {margin!r}")
+    off, lo, hi = _bands(band_offsets, band_lo, band_hi, margin, n)
     out = (np.empty(n), np.empty(n), np.empty(n), np.empty(n, np.int64))
     heap = _heap()
     i = 0
@@ -405,3 +411,89 @@ def psf_pair_overlap_prepared(
     else:
         out = _serial(pair_serial, (pmap, nu_i, nu_j, sig_i, sig_j, acc, wonly), n)
     return out[:2]
+
+
+def psf_pair_overlap_targets(
+    pmap: PreparedMap,
+    ra_i,
+    dec_i,
+    sigma_i,
+    rows_i,
+    ra_j,
+    dec_j,
+    sigma_j,
+    rows_j,
+    sindec_edges,
+    psf_kind: int,
+    band_offsets,
+    band_lo,
+    band_hi,
+    margin: float,
+    *,
+    narrow: float = 0.0,
+    rtol: float = RTOL,
+    res: float = RES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`psf_pair_overlap_prepared`'s weighted result (``weighted_only``), each
+    pair's look stopped as soon as its interval leaves the pair's target bands, as
+    :func:`psf_overlap_targets` does for single neutrinos.
+
+    Pair ``k``'s traversal stops as soon as ``weighted +- half`` (the bounds of what it
+    has not refined plus ``margin`` times ``|weighted|``) meets none of its bands
+    ``band_offsets[k] .. band_offsets[k + 1] - 1``, or, with ``narrow`` > 0, lies inside
+    a finite one and is no wider than ``narrow`` times it; a look that never gets there
+    runs to ``rtol``: the weighted result of :func:`psf_pair_overlap_prepared`, bit for
+    bit. Serial (one event's trials, in the calling thread).
+
+    Parameters
+    ----------
+    pmap, ra_i, dec_i, sigma_i, rows_i, ra_j, dec_j, sigma_j, rows_j, sindec_edges, psf_kind, rtol, res
+        As :func:`psf_pair_overlap_prepared`.
+    band_offsets, band_lo, band_hi, margin
+        As :func:`psf_overlap_targets`, per pair.
+    narrow : float
+        >= 0; 0: a look stops only outside its bands.
+
+    Returns
+    -------
+    weighted : (n_pairs,) float64
+        The weighted result where the look ran to ``rtol`` (``half`` -1), else the
+        running total where it stopped.
+    half : (n_pairs,) float64
+        The interval's half width, or -1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pm = prepare_map(4 + np.arange(12), (1 + np.arange(12)) / (26 * np.pi))
+    >>> one = ([1.0], [0.2], [0.05], [[1.0]])
+    >>> _, exact = psf_pair_overlap_prepared(pm, *one, *one, [-1.0, 1.0], PSF_VMF, weighted_only=True)
+    >>> w, half = psf_pair_overlap_targets(pm, *one, *one, [-1.0, 1.0], PSF_VMF, [0, 1], [1e9], [2e9], 0.05)
+    >>> bool(0 <= half[0] and w[0] + half[0] < 1e9)  # below its band: stopped
+    True
+    >>> w, half = psf_pair_overlap_targets(pm, *one, *one, [-1.0, 1.0], PSF_VMF, [0, 1], [-np.inf], [np.inf], 0.05)
+    >>> float(half[0]), bool(w[0] == exact[0])  # run to the end: the exact result
+    (-1.0, True)
+    """
+    acc = _accuracy(psf_kind, rtol, res / math.sqrt(2.0))
+    nu_i = _neutrinos(ra_i, dec_i, sigma_i, "first members'")
+    nu_j = _neutrinos(ra_j, dec_j, sigma_j, "second members'")
+    if nu_j.ra.size != nu_i.ra.size:
+        raise ValueError(
+            f"the pairs' members must be listed in equal numbers, got {nu_i.ra.size} and "
+            f"{nu_j.ra.size}"
+        )
+    n = nu_i.ra.size
+    sig_i = _signal_rows(rows_i, sindec_edges, n)
+    sig_j = SignalRows(_signal_rows(rows_j, sindec_edges, n).rows, sig_i.sindec_edges)
+    off, lo, hi = _bands(band_offsets, band_lo, band_hi, margin, n)
+    if not float(narrow) >= 0.0:
+        raise ValueError(f"narrow must be >= 0, got {narrow!r}")
+    out = (np.empty(n), np.empty(n), np.empty(n, np.int64))
+    heap = _heap()
+    i = 0
+    while i < n:
+        i = pair_targets_serial(pmap, nu_i, nu_j, sig_i, sig_j, acc, heap, off, lo, hi, float(margin), float(narrow), i, n, *out)  # fmt: skip
+        if i < n:
+            heap = _heap(2 * heap.ints.shape[0])
+    return out[0], out[1]
