@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Iterable
-from json.encoder import INFINITY as _INFINITY
-from json.encoder import encode_basestring_ascii as _quote
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -210,14 +208,10 @@ class FileHandler:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON (handlers use it for their ``out`` path).
-
-    The text is ``json.dumps(obj, indent=2)``'s, character for character (numpy
-    scalars and arrays as their ``tolist()``), made by `dumps_indented`.
-    """
+    """Write ``obj`` as indented JSON (handlers use it for their ``out`` path)."""
     # one string, one write: json.dump with an indent writes each token separately
     # (20,000 writes for a significance file with its trials' summary)
-    text = dumps_indented(obj, _json_default)
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
     with open(path, "w") as f:
         f.write(text + "\n")
 
@@ -227,176 +221,6 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
-
-
-# -- indented JSON -------------------------------------------------------------------------
-# Python's encoder runs in C only without an indent; with one it is a chain of
-# generators yielding a piece per token (~0.7 ms for a significance file of ~4,000
-# tokens). Here a container of plain scalars (the rows of a file: a trigger, the
-# constants) goes to the C encoder whole, with separators that cannot occur in its
-# ASCII output (control characters are always escaped there), which are then replaced
-# by the indented ones; the containers around them are walked in Python with the same
-# quoting, number texts and errors as json's own walk (tests/test_handler_json.py
-# compares the texts and the errors with json.dumps).
-
-#: The types whose texts the C encoder writes exactly as the indented Python encoder:
-#: exact types only (a subclass, say numpy's float64, takes the Python walk).
-_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
-_ITEM_MARK, _KEY_MARK = "\x1e", "\x1f"
-_FLAT_ENCODER = json.JSONEncoder(separators=(_ITEM_MARK, _KEY_MARK))
-
-
-def dumps_indented(obj: Any, default: Callable[[Any], Any] | None = None) -> str:
-    """``json.dumps(obj, indent=2, default=default)``, the same text.
-
-    Examples
-    --------
-    >>> print(dumps_indented({"a": [1, 2.5, None], "b": {}}))
-    {
-      "a": [
-        1,
-        2.5,
-        null
-      ],
-      "b": {}
-    }
-    """
-    if default is None:
-        default = _no_default
-    out: list[str] = []
-    _value(obj, 0, out, default, {})
-    return "".join(out)
-
-
-def _no_default(obj: Any) -> Any:
-    # json.JSONEncoder.default's message
-    raise TypeError(f"Object of type {obj.__class__.__name__} is not JSON serializable")
-
-
-def _float_text(value: float) -> str:
-    # json.encoder's floatstr with allow_nan
-    if value != value:
-        return "NaN"
-    if value == _INFINITY:
-        return "Infinity"
-    if value == -_INFINITY:
-        return "-Infinity"
-    return float.__repr__(value)
-
-
-def _scalar_text(value: Any) -> str | None:
-    """The text of a str, None, bool, int or float; None for anything else."""
-    if isinstance(value, str):
-        return _quote(value)
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return int.__repr__(value)
-    if isinstance(value, float):
-        return _float_text(value)
-    return None
-
-
-def _value(obj: Any, level: int, out: list[str], default, markers: dict) -> None:
-    text = _scalar_text(obj)
-    if text is not None:
-        out.append(text)
-    elif isinstance(obj, (list, tuple)):
-        _array(obj, level, out, default, markers)
-    elif isinstance(obj, dict):
-        _object(obj, level, out, default, markers)
-    else:
-        key = _mark(obj, markers)
-        _value(default(obj), level, out, default, markers)
-        del markers[key]
-
-
-def _mark(obj: Any, markers: dict) -> int:
-    key = id(obj)
-    if key in markers:
-        raise ValueError("Circular reference detected")
-    markers[key] = obj
-    return key
-
-
-def _array(items, level: int, out: list[str], default, markers: dict) -> None:
-    if not items:
-        out.append("[]")
-        return
-    newline = "\n" + "  " * (level + 1)
-    separator = "," + newline
-    if all(map(_PLAIN_TYPES.__contains__, map(type, items))):
-        flat = _FLAT_ENCODER.encode(items)  # "[a<mark>b<mark>c]"
-        flat = flat[1:-1].replace(_ITEM_MARK, separator)
-        out.append("[" + newline + flat + "\n" + "  " * level + "]")
-        return
-    key = _mark(items, markers)
-    out.append("[" + newline)
-    first = True
-    for item in items:
-        if first:
-            first = False
-        else:
-            out.append(separator)
-        text = _scalar_text(item)
-        if text is not None:
-            out.append(text)
-        else:
-            _value(item, level + 1, out, default, markers)
-    out.append("\n" + "  " * level + "]")
-    del markers[key]
-
-
-def _object(mapping: dict, level: int, out: list[str], default, markers: dict) -> None:
-    if not mapping:
-        out.append("{}")
-        return
-    newline = "\n" + "  " * (level + 1)
-    separator = "," + newline
-    if all(type(name) is str for name in mapping) and all(
-        map(_PLAIN_TYPES.__contains__, map(type, mapping.values()))
-    ):
-        flat = _FLAT_ENCODER.encode(mapping)[1:-1]  # "k<key mark>v<item mark>..."
-        flat = flat.replace(_ITEM_MARK, separator).replace(_KEY_MARK, ": ")
-        out.append("{" + newline + flat + "\n" + "  " * level + "}")
-        return
-    key = _mark(mapping, markers)
-    out.append("{" + newline)
-    first = True
-    for name, item in mapping.items():
-        if not isinstance(name, str):
-            name = _key_text(name)
-        if first:
-            first = False
-        else:
-            out.append(separator)
-        out.append(_quote(name) + ": ")
-        text = _scalar_text(item)
-        if text is not None:
-            out.append(text)
-        else:
-            _value(item, level + 1, out, default, markers)
-    out.append("\n" + "  " * level + "}")
-    del markers[key]
-
-
-def _key_text(name: Any) -> str:
-    # json.encoder's conversion of keys that are not strings (skipkeys=False)
-    if isinstance(name, float):
-        return _float_text(name)
-    if name is True:
-        return "true"
-    if name is False:
-        return "false"
-    if name is None:
-        return "null"
-    if isinstance(name, int):
-        return int.__repr__(name)
-    raise TypeError(f"keys must be str, int, float, bool or None, not {name.__class__.__name__}")
 
 
 def ancestors(classes: Iterable[type[FileHandler]]) -> set[type[FileHandler]]:
