@@ -64,8 +64,8 @@ def keep_freed_memory() -> bool:
     With glibc's default (adaptive) thresholds a realistic event freed and then
     page-faulted ~12 MB again (~3,200 page faults): 20-35 ms of system time of its
     60-90 ms of CPU; so set (`FREED_MEMORY_KEPT`, `LARGEST_HEAP_BLOCK`), ~5 page
-    faults and 51-57 ms (same process, alternated; bench/README.md, "Realistic events
-    end to end"). A process so set holds, at most, the memory of its largest event
+    faults and 51-57 ms (one process per setting, each alternating its main thread
+    and a second thread; bench/README.md, "Realistic events end to end"). A process so set holds, at most, the memory of its largest event
     plus `FREED_MEMORY_KEPT`. Called where events run: the fork server, whose
     workers inherit the setting, and the ``llama batch`` process (``--jobs 1``'s
     thread). Returns whether the settings were made.
