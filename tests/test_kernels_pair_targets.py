@@ -155,6 +155,7 @@ def test_pair_looks_without_bands_stop_at_once_and_over_everything_never():
     expansions and all; a margin too wide for any band to be missed likewise."""
     model = _model("bns-9")
     first, second, e1, e2 = _pairs(model, 6, np.random.default_rng(2))
+    n = e1.size
     ref = exact(model, first, second, e1, e2)
     _, half, _ = aimed(model, first, second, e1, e2, np.zeros(n + 1), np.empty(0), np.empty(0))  # fmt: skip
     assert np.all(half >= 0.0)
