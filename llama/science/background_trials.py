@@ -26,9 +26,11 @@ reached, widened by :data:`MIDPOINT_ALLOWANCE`, decides the trial with the bound
 its other parts, else run on to the exact kernel's own S_i, the number
 ``EventModel.evaluate_batch`` computes, kept with a hair of margin for the order of
 the model's own products); a look that stopped early is followed, if the trial still
-holds a threshold, by the exact one; or the trial's exact doublet terms where their
-bounds are the widest part; and, if still undecided, the whole exact statistic of the
-list. So every count is the exact statistic's.
+holds a threshold, by the exact one; or, where the doublet bounds are the widest part,
+pair looks aimed likewise (:func:`kernels.overlap.psf_pair_overlap_targets`, the exact
+pair kernel's traversal stopped early or run to its own S_ij), then, if the trial still
+needs them, its exact doublet terms; and, if still undecided, the whole exact statistic
+of the list. So every count is the exact statistic's.
 
 The ranked statistic h, in three tiers, with c the event's cut (``RESOLVED_FLOORS``
 times the largest odds an overlap at the screen floor gives any neutrino of the
@@ -104,6 +106,11 @@ _KERNEL_FLOOR = SCREEN_FLOOR
 #: beyond the bounds left; the exact kernel is within 0.36 of its rtol (0.01) of the
 #: brute force on the worst cases found (tests/test_kernels_single_tail.py).
 MIDPOINT_ALLOWANCE = 0.05
+#: A pair look stops inside a finite band once no wider than this fraction of it
+#: (``psf_pair_overlap_targets``' ``narrow``): the trial's other parts then matter more
+#: than the rest of the look. Engineer P's setting (99335f8); bench/bench_aimed_pairs.py
+#: --against compares two.
+PAIR_NARROW = 0.1
 #: A neutrino whose O_i bound from one disc (the PSF's whole reach) is below this
 #: fraction of the cut keeps that bound: it cannot lift a list over the cut.
 _ENOUGH = 1e-3
@@ -502,9 +509,11 @@ class BackgroundTrials:
         ladder: a single neutrino's S_i from a kernel look aimed at the trial's
         thresholds (:meth:`_look`: bounds, or the exact S_i where the look had to run to
         the end), then the exact kernel's S_i (the same call ``evaluate_batch`` makes);
-        or, where the doublet bounds are wider, the trial's exact doublet terms (the
-        model's own ``pair_terms``). ``thresholds`` (ascending) and ``mid`` (per list)
-        only aim the looks: what is decided is decided by ``holding``."""
+        or, where the doublet bounds are wider, the trial's doublets from pair looks
+        aimed at its thresholds (:meth:`_pair_looks`: exact where every look ran to the
+        end), then its exact doublet terms (the model's own ``pair_terms``).
+        ``thresholds`` (ascending) and ``mid`` (per list) only aim the looks: what is
+        decided is decided by ``holding``."""
         m = self.model
         single_lo, single_hi, pair_hi, unit, odd, den, _ = parts
         single_lo, single_hi = single_lo.copy(), single_hi.copy()
@@ -517,6 +526,7 @@ class BackgroundTrials:
         top = 2
         live = ~odd[trials]
         pair_open = np.bincount(seg, weights=pair_hi[idx], minlength=trials.size) > 0
+        pair_level = np.zeros(trials.size, dtype=np.int64)  # 0 bounds, 1 aimed looks
         n_max = int(np.diff(sub).max()) if trials.size else 0
 
         def trial_bounds(nus, off):
@@ -561,18 +571,107 @@ class BackgroundTrials:
                 level[pick] = np.where(exact, top, level[pick] + 1)
             if doublets.any():
                 which = np.flatnonzero(doublets)
-                nus, off = _segments(sub, which)
-                k = idx[nus]
-                sub_bg = type(bg)(*(a[k] for a in bg))
-                first_k, value = m.pair_terms(ra[k], dec[k], sig[k], energy[k], dt[k], zen[k], az[k], sub_bg, off)  # fmt: skip
-                share = value / den[k][first_k]
-                pair_lo[k] = pair_hi[k] = 0.0
-                np.add.at(pair_lo, k[first_k], share * (1.0 - _HAIR))
-                np.add.at(pair_hi, k[first_k], share * (1.0 + _HAIR))
-                pair_open[which] = False
+                o_lo, o_hi = trial_bounds(idx, sub)
+                for group, aim in ((which[pair_level[which] == 0], True), (which[pair_level[which] != 0], False)):  # fmt: skip
+                    if group.size == 0:
+                        continue
+                    nus, off = _segments(sub, group)
+                    k = idx[nus]
+                    sub_bg = type(bg)(*(a[k] for a in bg))
+                    call = (ra[k], dec[k], sig[k], energy[k], dt[k], zen[k], az[k], sub_bg, off)
+                    if aim:
+                        # trial t's other parts (its first members' doublets apart)
+                        tr = np.repeat(group, np.diff(off))
+                        rest = (o_lo[tr] - pair_lo[k], o_hi[tr] - pair_hi[k])
+                        aims = (thresholds, mid[trials[group]], o_lo[group], o_hi[group], *rest, den[k])  # fmt: skip
+                        first_k, v_lo, v_hi, settled = self._pair_looks(call, aims)
+                    else:
+                        first_k, v_lo = m.pair_terms(*call)
+                        v_hi, settled = v_lo, np.ones(group.size, dtype=bool)
+                    share_lo, share_hi = v_lo / den[k][first_k], v_hi / den[k][first_k]
+                    pair_lo[k] = pair_hi[k] = 0.0
+                    np.add.at(pair_lo, k[first_k], share_lo * (1.0 - _HAIR))
+                    np.add.at(pair_hi, k[first_k], share_hi * (1.0 + _HAIR))
+                    pair_open[group[settled]] = False
+                    pair_level[group] = 1
             at = np.unique(np.r_[seg[pick], np.flatnonzero(doublets)])
             sub_idx, sub_off = _segments(sub, at)
             store(trials[at], *trial_bounds(idx[sub_idx], sub_off))
+
+    def _pair_looks(self, call, aims):
+        """(first member, lo, hi of each doublet's term, settled per trial) of the
+        doublets of m trials (``call``: ``pair_terms``' arguments, their lists), from
+        pair looks aimed at the trials' thresholds.
+
+        ``aims``: (thresholds, mid, o_lo, o_hi per trial, rest_lo, rest_hi per
+        neutrino: its trial's O bounds without its doublets' as first member, P_c + P_0
+        per neutrino). Each live pair's term is c S_ij (``pair_terms`` with an overlap
+        of ones gives c); its bands are the S_ij at which its trial would still hold a
+        threshold, as :meth:`_aims` makes them for a single (through the pair kernel's
+        floor and margins, as :meth:`_look`). A look that stops gives bounds of the
+        exact pair kernel's S_ij, one that runs to the end that S_ij bit for bit; the
+        terms come from ``pair_terms`` with those S_ij (its own arithmetic: where every
+        look of a trial ran to the end, its exact doublet terms, and the trial is
+        ``settled``). Lists whose live pairs have a zero coefficient get the exact
+        terms.
+        """
+        from kernels.overlap import psf_pair_overlap_targets
+
+        m, r = self.model, self.model.overlap_rtol
+        thresholds, mid, o_lo, o_hi, rest_lo, rest_hi, den = aims
+        off = call[-1]
+        seen = []
+
+        def unit(ra, dec, sig, eps_i, eps_j, pi, pj, key=None):
+            seen.append((ra, dec, sig, eps_i, eps_j, pi, pj, key))
+            return np.ones(pi.size)
+
+        first, coef = m.pair_terms(*call, overlap=unit)
+        n_trials = off.size - 1
+        if not seen:  # no live pair: every term is already exact (0)
+            return first, coef, coef, np.ones(n_trials, dtype=bool)
+        ra, dec, sig, eps_i, eps_j, pi, pj, key = seen[0]
+        live = np.flatnonzero(coef != 0.0)
+        if len(seen) > 1 or key is not None or live.size != pi.size or not np.all(np.isfinite(coef)):  # fmt: skip
+            first, value = m.pair_terms(*call)
+            return first, value, value, np.ones(n_trials, dtype=bool)
+        # each live pair's term per unit S_ij, in its first member's share of O
+        c = coef[live] / den[pi]
+        t_of = np.repeat(np.arange(n_trials), np.diff(off))[pi]
+        t = np.asarray(thresholds, dtype=np.float64)[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            big = np.where(t >= self.cut, t, np.where(t >= mid[t_of][:, None], self.cut, np.nan))  # fmt: skip
+            held = (big >= o_lo[t_of][:, None]) & (big <= o_hi[t_of][:, None])
+            ok = (c > 0) & np.isfinite(c)
+            cc = np.where(ok, c, 1.0)[:, None]
+            lo_s = (big - rest_hi[pi][:, None]) * (1.0 - _KERNEL_MARGIN * r) / cc
+            hi_s = (big - rest_lo[pi][:, None]) * (1.0 + _KERNEL_MARGIN * r) / cc
+        held &= ok[:, None] & np.isfinite(lo_s) & np.isfinite(hi_s)
+        everything = ~ok
+        offsets = offsets_from_counts(held.sum(axis=1) + everything)
+        band_lo, band_hi = np.empty(offsets[-1]), np.empty(offsets[-1])
+        row, col = np.nonzero(held)  # row-major: each pair's bands together
+        at = offsets[row] + (np.cumsum(held, axis=1)[row, col] - 1)
+        band_lo[at], band_hi[at] = lo_s[row, col], hi_s[row, col]
+        band_lo[offsets[:-1][everything]] = -np.inf
+        band_hi[offsets[:-1][everything]] = np.inf
+        # the floor of _parts' pair bounds
+        rows_i, rows_j = m.tables.dec_rows(eps_i), m.tables.dec_rows(eps_j)
+        peak_g = np.minimum(_psf_at(0.0, sig[pi], m.psf_kind), _psf_at(0.0, sig[pj], m.psf_kind))  # fmt: skip
+        floor = _KERNEL_FLOOR * self.sky.peak * peak_g * rows_i.max(axis=1) * rows_j.max(axis=1)
+        f = np.repeat(floor, np.diff(offsets))
+        w, half = psf_pair_overlap_targets(
+            m.prepared_map(), ra[pi], dec[pi], sig[pi], rows_i, ra[pj], dec[pj], sig[pj],
+            rows_j, SINDEC_EDGES, m.psf_kind, offsets, band_lo - f, band_hi + f,
+            MIDPOINT_ALLOWANCE, narrow=PAIR_NARROW, rtol=r,
+        )  # fmt: skip
+        exact = half < 0.0
+        s_lo = np.where(exact, w, _below(np.maximum(w - half, 0.0) - floor, r))
+        s_hi = np.where(exact, w, (np.maximum(w + half, 0.0) + floor) / (1.0 - _KERNEL_MARGIN * r))  # fmt: skip
+        v_lo = m.pair_terms(*call, overlap=lambda *a: s_lo)[1]
+        v_hi = m.pair_terms(*call, overlap=lambda *a: s_hi)[1]
+        settled = np.bincount(t_of, weights=~exact, minlength=n_trials) == 0
+        return first, v_lo, v_hi, settled
 
     def _aims(self, thresholds, mid, o_lo, o_hi, rest_lo, rest_hi, pair_lo, pair_hi, unit, aimed):  # fmt: skip
         """Target bands of kernel looks at n neutrinos, one per trial, in the true S_i:
