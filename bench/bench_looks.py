@@ -5,11 +5,13 @@ The same events as ``bench_trials.py --per-event`` and ``bench_realistic.py`` (e
 k: map k mod the sorted maps of ``events.json``, list seed 8 + k, trial seed k), each
 through ``trial_pvalues`` at the default 2,000 background trials twice in turn: with
 ``llama/science/background_trials.py`` as commit ``--against`` had it (loaded from git
-under another module name; the kernels are this tree's), then as the tree has it. Per
-event: CPU of each, whether the p-values (the event's and each neutrino's) are
-identical, and for this tree's the kernel looks' share (number of neutrino looks, the
-share that stopped at their aims, their CPU) and the exact doublet terms' CPU. One
-Numba thread: CPU per event is per core, whatever the load (printed).
+under another module name; the kernels are this tree's) and as the tree has it, which
+goes first alternating per event and per round over the maps. Per event: CPU of each,
+whether the p-values (the event's and each neutrino's) are identical, and for this
+tree's the kernel looks' share (number of neutrino looks, the share that stopped at
+their aims, their CPU), its pair looks (``psf_pair_overlap_targets``: number, stopped
+at their aims, CPU) and the doublet terms' CPU (``pair_terms``, exact or with the
+looks' S_ij). One Numba thread: CPU per event is per core, whatever the load (printed).
 
 Run: ``python bench/bench_looks.py [--against c98c948] [--events 48]
 [--maps bbh-0,bbh-3,...]`` (the default maps: the 6 whose 2,000 trials took over
@@ -33,6 +35,7 @@ import numpy as np
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 from numba import set_num_threads  # noqa: E402
 
+import kernels.overlap as KO  # noqa: E402
 import llama.science.background_trials as tree_bt  # noqa: E402
 from llama.science.odds import EventModel  # noqa: E402
 from llama.science.pvalue import DEFAULT_N_TRIALS, trial_pvalues  # noqa: E402
@@ -102,8 +105,10 @@ def main(argv=None) -> int:
     tally: dict = {}
     counted(now_cls, "_look", tally, "looks", lambda out: (out[2].size, int(np.sum(~out[2]))))
     counted(EventModel, "pair_terms", tally, "pairs")
+    counted(KO, "psf_pair_overlap_targets", tally, "pair_looks", lambda out: (out[1].size, int(np.sum(out[1] >= 0.0))))  # fmt: skip
     rows = {}
-    print(f"{'k':>3s} {'map':7s} {'then ms':>8s} {'now ms':>7s} {'same p':>6s} {'looks':>6s} {'aimed':>6s} {'looks ms':>8s} {'pairs ms':>8s}")  # fmt: skip
+    n = 0
+    print(f"{'k':>3s} {'map':7s} {'then ms':>8s} {'now ms':>7s} {'same p':>6s} {'looks':>6s} {'aimed':>6s} {'looks ms':>8s} {'plooks':>6s} {'paimed':>6s} {'plook ms':>8s} {'pairs ms':>8s}")  # fmt: skip
     for k in range(args.events):
         name = names[k % len(names)]
         if name not in maps:
@@ -112,21 +117,27 @@ def main(argv=None) -> int:
         nl = simulate_background_neutrinos(np.random.default_rng(8 + k), mjd)
         obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
         out = {}
-        for which, cls in (("then", then.BackgroundTrials), ("now", now_cls)):
+        runs = (("then", then.BackgroundTrials), ("now", now_cls))
+        n += 1
+        for which, cls in runs if (n + k // len(names)) % 2 else runs[::-1]:
             tree_bt.BackgroundTrials = cls  # what trial_pvalues imports
             try:
                 trial_pvalues(model, obs, 20, seed=k)  # this model's set-up, both kinds
                 tally.clear()
                 out[which] = significance(model, obs, k)
+                if which == "now":  # this tree's looks and doublet terms
+                    now_tally = {key: list(v) for key, v in tally.items()}
             finally:
                 tree_bt.BackgroundTrials = now_cls
         same = out["then"][1:] == out["now"][1:]
-        looks = tally.get("looks", [0.0, 0, 0])
-        pairs = tally.get("pairs", [0.0, 0, 0])
+        looks = now_tally.get("looks", [0.0, 0, 0])
+        pairs = now_tally.get("pairs", [0.0, 0, 0])
+        plooks = now_tally.get("pair_looks", [0.0, 0, 0])
         rows.setdefault(name, []).append((out["then"][0], out["now"][0], same))
         print(
             f"{k:3d} {name:7s} {out['then'][0] * 1e3:8.1f} {out['now'][0] * 1e3:7.1f} {same!s:>6s} "
-            f"{looks[1]:6d} {looks[2]:6d} {looks[0] * 1e3:8.1f} {pairs[0] * 1e3:8.1f}",
+            f"{looks[1]:6d} {looks[2]:6d} {looks[0] * 1e3:8.1f} {plooks[1]:6d} {plooks[2]:6d} "
+            f"{plooks[0] * 1e3:8.1f} {pairs[0] * 1e3:8.1f}",
             flush=True,
         )
     print(f"\nper map, {DEFAULT_N_TRIALS} background trials, CPU ms per event (load {os.getloadavg()[0]:.1f})")  # fmt: skip
