@@ -162,13 +162,25 @@ def _flat_map() -> None:
 
 
 def _doublets() -> None:
-    """The PSF overlap of neutrino pairs (after 'overlaps', whose helpers it shares)."""
+    """The PSF overlap of neutrino pairs, exact and aimed (after 'overlaps', whose
+    helpers it shares)."""
     import numpy as np
 
     model, nu = _event()
     ra, dec, sig = (np.radians(nu[k]) for k in ("ra", "dec", "sigma"))
     pi, pj = np.array([0, 2]), np.array([1, 3])
     model.pair_overlap(ra, dec, sig, nu["energy"][pi], nu["energy"][pj], pi, pj)
+    # the background trials' pair looks aimed at thresholds (BackgroundTrials._pair_looks;
+    # the trials job's few trials seldom need one): one stopped, one run to the end
+    from kernels.overlap import psf_pair_overlap_targets
+    from llama.science.signal_tables import SINDEC_EDGES
+
+    rows_i, rows_j = (model.tables.dec_rows(nu["energy"][p]) for p in (pi, pj))
+    psf_pair_overlap_targets(
+        model.prepared_map(), ra[pi], dec[pi], sig[pi], rows_i, ra[pj], dec[pj], sig[pj],
+        rows_j, SINDEC_EDGES, model.psf_kind, np.array([0, 1, 2]), np.array([-1.0, -np.inf]),
+        np.array([-0.5, np.inf]), 0.05, narrow=0.1, rtol=model.overlap_rtol,
+    )  # fmt: skip
 
 
 def _trials() -> None:
