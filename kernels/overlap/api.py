@@ -111,14 +111,16 @@ def _heap(size: int = HEAP_SIZE) -> Heap:
     return heap
 
 
-def _serial(kernel, args, n: int):
-    """Run a serial traversal kernel over items 0..n-1: (overlap, weighted, steps). A
-    traversal that fills the heap stops there and goes on with one twice the size."""
-    out = (np.empty(n), np.empty(n), np.empty(n, np.int64))
+def _serial(kernel, args, n: int, after=(), out=None):
+    """Run a serial traversal kernel, ``kernel(*args, heap, *after, i, n, *out)``, over
+    items 0..n-1; ``out`` defaults to (overlap, weighted, steps). A traversal that
+    fills the heap stops there and goes on with one twice the size."""
+    if out is None:
+        out = (np.empty(n), np.empty(n), np.empty(n, np.int64))
     heap = _heap()
     i = 0
     while i < n:
-        i = kernel(*args, heap, i, n, *out)
+        i = kernel(*args, heap, *after, i, n, *out)
         if i < n:
             heap = _heap(2 * heap.ints.shape[0])
     return out
@@ -340,13 +342,24 @@ def psf_overlap_targets(
     sig = _signal_rows(rows, sindec_edges, n)
     off, lo, hi = _bands(band_offsets, band_lo, band_hi, margin, n)
     out = (np.empty(n), np.empty(n), np.empty(n), np.empty(n, np.int64))
-    heap = _heap()
-    i = 0
-    while i < n:
-        i = overlap_targets_serial(pmap, nu, sig, acc, heap, off, lo, hi, float(margin), i, n, *out)  # fmt: skip
-        if i < n:
-            heap = _heap(2 * heap.ints.shape[0])
+    _serial(overlap_targets_serial, (pmap, nu, sig, acc), n, (off, lo, hi, float(margin)), out)  # fmt: skip
     return out[1], out[2]
+
+
+def _pair_inputs(psf_kind, rtol, res, ra_i, dec_i, sigma_i, rows_i, ra_j, dec_j, sigma_j, rows_j, sindec_edges):  # fmt: skip
+    """A pair kernel's checked inputs: (accuracy at res / sqrt 2, both members'
+    Neutrinos, both members' SignalRows on one set of band edges)."""
+    acc = _accuracy(psf_kind, rtol, res / math.sqrt(2.0))
+    nu_i = _neutrinos(ra_i, dec_i, sigma_i, "first members'")
+    nu_j = _neutrinos(ra_j, dec_j, sigma_j, "second members'")
+    n = nu_i.ra.size
+    if nu_j.ra.size != n:
+        raise ValueError(
+            f"the pairs' members must be listed in equal numbers, got {n} and {nu_j.ra.size}"
+        )
+    sig_i = _signal_rows(rows_i, sindec_edges, n)
+    sig_j = SignalRows(_signal_rows(rows_j, sindec_edges, n).rows, sig_i.sindec_edges)
+    return acc, nu_i, nu_j, sig_i, sig_j
 
 
 def psf_pair_overlap_prepared(
@@ -391,16 +404,7 @@ def psf_pair_overlap_prepared(
     >>> bool(np.isclose(ov[0], 1 / (4 * np.pi) / (4 * np.pi * s * s), rtol=1e-2))
     True
     """
-    acc = _accuracy(psf_kind, rtol, res / math.sqrt(2.0))
-    nu_i = _neutrinos(ra_i, dec_i, sigma_i, "first members'")
-    nu_j = _neutrinos(ra_j, dec_j, sigma_j, "second members'")
-    if nu_j.ra.size != nu_i.ra.size:
-        raise ValueError(
-            f"the pairs' members must be listed in equal numbers, got {nu_i.ra.size} and "
-            f"{nu_j.ra.size}"
-        )
-    sig_i = _signal_rows(rows_i, sindec_edges, nu_i.ra.size)
-    sig_j = SignalRows(_signal_rows(rows_j, sindec_edges, nu_i.ra.size).rows, sig_i.sindec_edges)
+    acc, nu_i, nu_j, sig_i, sig_j = _pair_inputs(psf_kind, rtol, res, ra_i, dec_i, sigma_i, rows_i, ra_j, dec_j, sigma_j, rows_j, sindec_edges)  # fmt: skip
     n = nu_i.ra.size
     if n == 0:
         return np.empty(0), np.empty(0)
@@ -475,25 +479,11 @@ def psf_pair_overlap_targets(
     >>> float(half[0]), bool(w[0] == exact[0])  # run to the end: the exact result
     (-1.0, True)
     """
-    acc = _accuracy(psf_kind, rtol, res / math.sqrt(2.0))
-    nu_i = _neutrinos(ra_i, dec_i, sigma_i, "first members'")
-    nu_j = _neutrinos(ra_j, dec_j, sigma_j, "second members'")
-    if nu_j.ra.size != nu_i.ra.size:
-        raise ValueError(
-            f"the pairs' members must be listed in equal numbers, got {nu_i.ra.size} and "
-            f"{nu_j.ra.size}"
-        )
+    acc, nu_i, nu_j, sig_i, sig_j = _pair_inputs(psf_kind, rtol, res, ra_i, dec_i, sigma_i, rows_i, ra_j, dec_j, sigma_j, rows_j, sindec_edges)  # fmt: skip
     n = nu_i.ra.size
-    sig_i = _signal_rows(rows_i, sindec_edges, n)
-    sig_j = SignalRows(_signal_rows(rows_j, sindec_edges, n).rows, sig_i.sindec_edges)
     off, lo, hi = _bands(band_offsets, band_lo, band_hi, margin, n)
     if not float(narrow) >= 0.0:
         raise ValueError(f"narrow must be >= 0, got {narrow!r}")
-    out = (np.empty(n), np.empty(n), np.empty(n, np.int64))
-    heap = _heap()
-    i = 0
-    while i < n:
-        i = pair_targets_serial(pmap, nu_i, nu_j, sig_i, sig_j, acc, heap, off, lo, hi, float(margin), float(narrow), i, n, *out)  # fmt: skip
-        if i < n:
-            heap = _heap(2 * heap.ints.shape[0])
+    args = (pmap, nu_i, nu_j, sig_i, sig_j, acc)
+    out = _serial(pair_targets_serial, args, n, (off, lo, hi, float(margin), float(narrow)))
     return out[0], out[1]
