@@ -342,6 +342,38 @@ def _a_range(arow, dec, grow, edges):
 
 
 @njit(cache=True, nogil=True)
+def _disc_box(levels, n_dec, ra, d0, d1, radius, half, whole):
+    """The pyramid level a disc is read at and its box there: (level, cell size, columns
+    of a row, rows r0..r1, columns c0..c1 unwrapped, whether the box takes whole rows).
+
+    The disc spans declinations ``d0``..``d1`` and RA ``ra`` +- ``half`` (``whole``:
+    every RA); the level is the coarsest whose cells fit _CELLS_PER_RADIUS times in
+    ``radius``, coarsened further while the box is wider than _MAX_COLUMNS columns.
+    """
+    lv = 0
+    cell = math.pi / n_dec
+    while lv + 1 < levels and 2.0 * cell * _CELLS_PER_RADIUS <= radius:
+        lv += 1
+        cell *= 2.0
+    while True:
+        nd = n_dec >> lv
+        n_ra = 2 * nd
+        r0 = min(max(int(math.floor((d0 + _HALF_PI) / cell)), 0), nd - 1)
+        r1 = min(max(int(math.floor((d1 + _HALF_PI) / cell)), 0), nd - 1)
+        c0 = 0
+        c1 = n_ra - 1
+        if not whole:
+            c0 = int(math.floor((ra - half) / cell))
+            c1 = int(math.floor((ra + half) / cell))
+            whole = c1 - c0 + 1 >= n_ra
+        if whole or c1 - c0 + 1 <= _MAX_COLUMNS or lv + 1 >= levels:
+            break
+        lv += 1
+        cell *= 2.0
+    return lv, cell, n_ra, r0, r1, c0, c1, whole
+
+
+@njit(cache=True, nogil=True)
 def _disc_extremes(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_dec, radius):  # fmt: skip
     """:func:`disc_minmax` with ``cos_dec`` given (once per neutrino in
     :func:`overlap_bounds`'s inner loop); the columns read as at most two runs inside
@@ -354,27 +386,7 @@ def _disc_extremes(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, c
         half = math.pi
     else:
         half = math.asin(s / cos_dec)
-    lv = 0
-    cell = math.pi / n_dec
-    while lv + 1 < levels and 2.0 * cell * _CELLS_PER_RADIUS <= radius:
-        lv += 1
-        cell *= 2.0
-    while True:
-        nd = n_dec >> lv
-        n_ra = 2 * nd
-        r0 = min(max(int(math.floor((d0 + _HALF_PI) / cell)), 0), nd - 1)
-        r1 = min(max(int(math.floor((d1 + _HALF_PI) / cell)), 0), nd - 1)
-        whole = half >= math.pi
-        c0 = 0
-        c1 = n_ra - 1
-        if not whole:
-            c0 = int(math.floor((ra - half) / cell))
-            c1 = int(math.floor((ra + half) / cell))
-            whole = c1 - c0 + 1 >= n_ra
-        if whole or c1 - c0 + 1 <= _MAX_COLUMNS or lv + 1 >= levels:
-            break
-        lv += 1
-        cell *= 2.0
+    lv, cell, n_ra, r0, r1, c0, c1, whole = _disc_box(levels, n_dec, ra, d0, d1, radius, half, half >= math.pi)  # fmt: skip
     mn, mx = np.inf, -np.inf
     if whole:
         for r in range(r0, r1 + 1):
@@ -426,26 +438,7 @@ def _quadrants(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_d
         x = s / cos_dec
         half = math.asin(x)
         one_less_cos = x * x / (1.0 + math.sqrt((1.0 - x) * (1.0 + x)))
-    lv = 0
-    cell = math.pi / n_dec
-    while lv + 1 < levels and 2.0 * cell * _CELLS_PER_RADIUS <= radius:
-        lv += 1
-        cell *= 2.0
-    while True:
-        nd = n_dec >> lv
-        n_ra = 2 * nd
-        r0 = min(max(int(math.floor((d0 + _HALF_PI) / cell)), 0), nd - 1)
-        r1 = min(max(int(math.floor((d1 + _HALF_PI) / cell)), 0), nd - 1)
-        c0 = 0
-        c1 = n_ra - 1
-        if not whole:
-            c0 = int(math.floor((ra - half) / cell))
-            c1 = int(math.floor((ra + half) / cell))
-            whole = c1 - c0 + 1 >= n_ra
-        if whole or c1 - c0 + 1 <= _MAX_COLUMNS or lv + 1 >= levels:
-            break
-        lv += 1
-        cell *= 2.0
+    lv, cell, n_ra, r0, r1, c0, c1, whole = _disc_box(levels, n_dec, ra, d0, d1, radius, half, whole)  # fmt: skip
     if whole:
         mn, mx = np.inf, -np.inf
         for r in range(r0, r1 + 1):
