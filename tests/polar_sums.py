@@ -1,6 +1,7 @@
 """Pieces of the kernel tests' brute forces: midpoint sums on a polar (psi, phi) grid
 about a point of the sky, the map's density read from its own pixels, O3's Gaussian
-PSF evaluated exactly at each grid point.
+PSF evaluated exactly at each grid point; and the bands the aimed looks' tests place
+about a brute-force value, with the check of where a look stopped.
 
 Examples
 --------
@@ -60,3 +61,30 @@ class MultiOrderDensity:
         p = hp.vec2pix(1 << self.top, x[..., 0], x[..., 1], x[..., 2], nest=True)
         r = np.maximum(np.searchsorted(self.lo, p, side="right") - 1, 0)
         return np.where((self.lo[r] <= p) & (p < self.hi[r]), self.rho[r], 0.0)
+
+
+#: Bands about a value s, as (lower, upper) factors of s: wholly above it, wholly
+#: below, on both sides, over it.
+BAND_LAYOUTS = {
+    "above": [(1.5, 3.0)],
+    "below": [(0.2, 1 / 1.5)],
+    "both sides": [(0.3, 0.6), (1.6, 2.5)],
+    "over it": [(0.9, 1.1)],
+}
+
+
+def bands_about(values: np.ndarray, bands) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each of ``values``' bands from the factors ``bands``, CSR: (offsets, lo, hi)."""
+    off = np.arange(values.size + 1) * len(bands)
+    lo = np.concatenate([[f * s for f, _ in bands] for s in values])
+    hi = np.concatenate([[g * s for _, g in bands] for s in values])
+    return off, lo, hi
+
+
+def assert_stops_outside_bands(w, half, truth, off, lo, hi, rel: float, what: str) -> None:
+    """Every look that stopped (``half`` >= 0): its interval ``w +- half`` holds the
+    brute force ``truth`` (within ``rel`` of it) and meets none of its bands."""
+    for k in np.flatnonzero(half >= 0.0):
+        assert abs(w[k] - truth[k]) <= half[k] + rel * truth[k], (what, k, w[k], half[k], truth[k])  # fmt: skip
+        a, b = w[k] - half[k], w[k] + half[k]
+        assert all(b < lo[j] or a > hi[j] for j in range(off[k], off[k + 1])), (what, k)

@@ -17,7 +17,7 @@ import healpy as hp
 import numpy as np
 import pytest
 from bayestar_events import bayestar_model
-from polar_sums import unit_vector
+from polar_sums import BAND_LAYOUTS, assert_stops_outside_bands, bands_about, unit_vector
 from test_kernels_pair_tail import brute_force
 
 from kernels.overlap.common import RES
@@ -112,27 +112,16 @@ def test_aimed_pair_looks_bound_the_brute_force_and_stop_only_outside_their_band
     assert np.all(truth > 0.0)
     ref = exact(model, first, second, e1, e2)
     full = aimed(model, first, second, e1, e2, np.arange(e1.size + 1), np.full(e1.size, -np.inf), np.full(e1.size, np.inf))  # fmt: skip
-    layouts = {
-        "above": [(1.5, 3.0)],
-        "below": [(0.2, 1 / 1.5)],
-        "both sides": [(0.3, 0.6), (1.6, 2.5)],
-        "over it": [(0.9, 1.1)],
-    }
     early = {}
-    for what, bands in layouts.items():
-        off = np.arange(e1.size + 1) * len(bands)
-        lo = np.concatenate([[f * s for f, _ in bands] for s in truth])
-        hi = np.concatenate([[g * s for _, g in bands] for s in truth])
+    for what, bands in BAND_LAYOUTS.items():
+        off, lo, hi = bands_about(truth, bands)
         w, half, steps = aimed(model, first, second, e1, e2, off, lo, hi)
         stop = half >= 0.0
         early[what] = int(stop.sum())
         np.testing.assert_array_equal(w[~stop], ref[~stop])
         np.testing.assert_array_equal(steps[~stop], full[2][~stop])
         assert np.all(steps[stop] < full[2][stop]), (what, steps, full[2])
-        for k in np.flatnonzero(stop):
-            assert abs(w[k] - truth[k]) <= half[k] + BRUTE * truth[k], (what, k, w[k], half[k], truth[k])  # fmt: skip
-            a, b = w[k] - half[k], w[k] + half[k]
-            assert all(b < lo[j] or a > hi[j] for j in range(off[k], off[k + 1])), (what, k)
+        assert_stops_outside_bands(w, half, truth, off, lo, hi, BRUTE, what)
     assert early["over it"] == 0, early
     assert early["above"] >= 6 and early["below"] >= 6, early
     # a band 1e4 wide about the value, with ``narrow``: the look stops once its interval
