@@ -19,9 +19,11 @@ from llama.handler import FileHandler, HandlerRegistry, write_json
 from llama.pipeline import select_pipeline
 
 PARALLEL = HandlerRegistry()
-#: Seconds that event 0 takes (the others take none): long against the scheduler's
-#: round trips, so that a barrier behind it could not go unseen.
-SLOW_S = 3.0
+#: Seconds that event 0 is held at most, waiting for the driver to have the other
+#: events back (`Slow`): past it, event 0 ends anyway and the test fails.
+HOLD_S = 60.0
+#: The file, beside the event directories, whose existence releases event 0.
+RELEASE = "release-event-0"
 
 
 class Seed(FileHandler, registry=PARALLEL):
@@ -29,16 +31,24 @@ class Seed(FileHandler, registry=PARALLEL):
 
 
 class Slow(FileHandler, registry=PARALLEL):
-    """Sleeps `SLOW_S` for the seed value 0 only."""
+    """Event 0 (seed value 0) is held until the file `RELEASE` appears beside the event
+    directories (the test writes it once the driver has the other events back) or
+    `HOLD_S` has passed; the others end at once. Held on a condition, not for a fixed
+    time: on a loaded machine the other events took longer than a fixed sleep."""
 
     FILENAME = "slow.json"
     DEPENDENCIES = (Seed,)
 
     def generate(self, out: Path) -> None:
         value = self.read_json(Seed)["value"]
+        released = None
         if value == 0:
-            time.sleep(SLOW_S)
-        write_json(out, {"value": value, "pid": os.getpid()})
+            release = self.event.directory.parent / RELEASE
+            deadline = time.monotonic() + HOLD_S
+            while not release.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            released = release.exists()
+        write_json(out, {"value": value, "pid": os.getpid(), "released": released})
 
 
 class KernelThreads(FileHandler, registry=PARALLEL):
@@ -95,17 +105,24 @@ def _config(tmp_path: Path, n: int, handler: str, **kw) -> BatchConfig:
     )
 
 
-def _finish_order(tmp_path: Path, n: int, **kw) -> list[int]:
+def _finish_order(tmp_path: Path, n: int, release_after: int, **kw) -> list[int]:
+    """The order in which the driver got the events back, event 0 held (`Slow`) until
+    the driver has ``release_after`` of the others back. With a barrier anywhere
+    (chunks of events, say) the driver could not get them while event 0 is held:
+    event 0 would end at `HOLD_S` instead, and is asserted not to have."""
     order: list[int] = []
     config = _config(tmp_path, n, "Slow", **kw)
-    summary = run_batch(
-        [{"v": str(v)} for v in range(n)],
-        config,
-        progress=False,
-        on_outcome=lambda o: order.append(int(o.vector["v"])),
-    )
+
+    def back(outcome) -> None:
+        order.append(int(outcome.vector["v"]))
+        if len(order) == release_after and 0 not in order:
+            (tmp_path / "events" / RELEASE).touch()
+
+    summary = run_batch([{"v": str(v)} for v in range(n)], config, progress=False, on_outcome=back)
     assert summary.ok and summary.counts["done"] == n, summary.line()
     assert sorted(order) == list(range(n))
+    held = json.loads((tmp_path / "events" / "E0" / Slow.FILENAME).read_text())
+    assert held["released"], f"event 0 held the others back: {order}"
     return order
 
 
@@ -121,16 +138,15 @@ def cluster():
 def test_a_slow_event_holds_back_no_other_on_a_cluster(tmp_path, cluster):
     # 40 events: with the old chunks of 16, events 16-39 waited for event 0's chunk
     n = 40
-    order = _finish_order(tmp_path, n, jobs=2, scheduler=cluster.scheduler_address)
-    before = order.index(0)
-    # the other worker runs them all while event 0 sleeps; one event may have been
+    # the other worker runs them all while event 0 is held; one event may have been
     # queued on event 0's worker before the scheduler saw it was busy
-    assert before >= n - 2, order
+    order = _finish_order(tmp_path, n, n - 2, jobs=2, scheduler=cluster.scheduler_address)
+    assert order.index(0) >= n - 2, order
 
 
 def test_a_slow_event_holds_back_no_other_on_local_threads(tmp_path):
     n = 40
-    order = _finish_order(tmp_path, n, jobs=2, scheduler="threads")
+    order = _finish_order(tmp_path, n, n - 1, jobs=2, scheduler="threads")
     assert order[-1] == 0, order
 
 
