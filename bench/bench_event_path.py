@@ -23,7 +23,8 @@ IceCube-like list per map (`llama.science.sim.simulate_background_neutrinos`):
 
 Each stage runs ``--repeat`` rounds over all maps; the best round is kept (other work
 on the machine only ever slows a round). ``--against REV`` also runs this script on
-``git archive REV`` of the repository in a second process, the two processes taking
+``git archive REV`` of the repository (or the source tree in directory ``REV``,
+whose Numba cache is then reused) in a second process, the two processes taking
 turns round by round, and prints each stage's time there and the ratio: before and
 after a change under the same load.
 
@@ -176,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--maps", type=Path, default=BAYESTAR, help="BAYESTAR maps directory")
     parser.add_argument("--seed", type=int, default=8, help="seed of the neutrino lists (8)")
     parser.add_argument("--repeat", type=int, default=7, help="rounds per stage (7)")
-    parser.add_argument("--against", metavar="REV", help="also time git revision REV")
+    parser.add_argument("--against", metavar="REV",
+                        help="also time git revision REV, or the source tree in directory REV")  # fmt: skip
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -185,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     print("before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"this tree": REPO}
-        if args.against:
+        if args.against and Path(args.against).is_dir():
+            # a source tree (its kernels' Numba cache already filled, e.g. by llama warm)
+            trees[args.against] = Path(args.against).resolve()
+        elif args.against:
             old = Path(tmp) / "old"
             old.mkdir()
             archive = subprocess.run(["git", "-C", str(REPO), "archive", args.against],

@@ -168,6 +168,58 @@ def test_hdf5_layout_version_2(tmp_path):
     assert_same(read_hdf5(tmp_path / "f.hdf5"), flat)
 
 
+def _write_hdf5_high_level(path, m: SkyMap) -> None:
+    """Version 2 written with h5py's File, attrs and create_dataset: the reference that
+    write_hdf5's low-level calls must match byte for byte."""
+    import h5py
+
+    names = ("probdensity", "distmu", "distsigma", "distnorm")[: 4 if m.has_distance else 1]
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "llama-skymap"
+        f.attrs["version"] = 2
+        f.attrs["meta"] = json.dumps(m.meta)
+        if m.is_moc:
+            f.create_dataset("uniq", data=m.uniq)
+        else:
+            f.attrs["nside"] = m.nside
+        f.create_dataset("layers", data=np.array([getattr(m, n) for n in names]))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        moc_map,
+        lambda: moc_map(distance=False),
+        flat_map,
+        lambda: flat_map(distance=False),
+        lambda: SkyMap(probdensity=np.full(12, 1 / (4 * np.pi)), nside=1, meta={}),
+        lambda: SkyMap(
+            probdensity=np.full(12, 1 / (4 * np.pi)), nside=1, meta={"objid": "S\u00e9", "n": [1]}
+        ),
+    ],
+)
+def test_hdf5_bytes_are_h5py_high_level_ones(tmp_path, make):
+    """write_hdf5 (h5py's low-level calls) writes the very file h5py's File would: the
+    event's lvc_skymap.hdf5 and its checksum did not change with the faster writer."""
+    m = make()
+    write_hdf5(tmp_path / "low.hdf5", m)
+    _write_hdf5_high_level(tmp_path / "high.hdf5", m)
+    assert (tmp_path / "low.hdf5").read_bytes() == (tmp_path / "high.hdf5").read_bytes()
+    assert_same(read_hdf5(tmp_path / "low.hdf5"), m)
+
+
+def test_hdf5_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    """A write that fails half-way removes its temporary file and leaves no map."""
+
+    def broken(root, *args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(skymap_module, "_fill_hdf5_root", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_hdf5(tmp_path / "m.hdf5", moc_map())
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("make", [flat_map, moc_map])
 def test_hdf5_version_1_still_reads(tmp_path, make):
     """Copies written before version 2 (event directories made by an older llama)."""
