@@ -332,8 +332,19 @@ def cell(kind: str, value: Any) -> Any:
 
 def rows_to_dataset(rows: Sequence[ResultRow], layout: SweepLayout, **attrs: Any) -> xr.Dataset:
     """The labelled results Dataset of `rows` (see the module docstring)."""
-    import numpy as np
     import xarray as xr
+
+    variables, coords = _labelled_arrays(rows, layout)
+    ds = xr.Dataset(variables, coords=coords)
+    return decorate(ds, layout, **attrs)
+
+
+def _labelled_arrays(
+    rows: Sequence[ResultRow], layout: SweepLayout
+) -> tuple[dict[str, tuple[Any, np.ndarray]], dict[str, tuple[Any, np.ndarray]]]:
+    """The data variables and coordinates of `rows_to_dataset`, ``{name: (dims,
+    values)}`` in the Dataset's order, without attributes."""
+    import numpy as np
 
     draws = 1 + max((r.index for r in rows), default=-1)
     shape = layout.shape(draws)
@@ -366,33 +377,43 @@ def rows_to_dataset(rows: Sequence[ResultRow], layout: SweepLayout, **attrs: Any
     variables.update({name: (dims, values) for name, values in data.items()})
     for name, values in per_nu.items():
         variables[name] = (dims if name == "neutrino_count" else (*dims, "neutrino"), values)
-    ds = xr.Dataset(variables, coords=coords)
-    return decorate(ds, layout, **attrs)
+    return variables, coords
 
 
 def decorate(ds: xr.Dataset, layout: SweepLayout, **attrs: Any) -> xr.Dataset:
     """Set the CF attributes of every variable and the Dataset's own."""
     for name in ds.variables:
-        if name == "state":
-            ds[name].attrs.update(state_attrs())
-        elif name in layout.params:
-            # the name alone: it labels plot axes ("graceid", "sigma")
-            ds[name].attrs.update(long_name=name, comment=f"value of the params {name!r}")
-        elif name == "draw":
-            ds[name].attrs.update(long_name="random draw number")
-        elif name == "event":
-            ds[name].attrs.update(long_name="event number")
-        else:
-            ds[name].attrs.update(cf_attrs(str(name)))
-    ds.attrs.update(
-        Conventions="CF-1.8",
-        title="LLAMA sweep results",
-        llama_layout=layout.to_json(),
-        **{k: v for k, v in attrs.items() if v is not None},
-    )
-    if layout.seed is not None:
-        ds.attrs.setdefault("seed", layout.seed)
+        ds[name].attrs.update(variable_attrs(str(name), layout))
+    ds.attrs.update(dataset_attrs(layout, **attrs))
     return ds
+
+
+def variable_attrs(name: str, layout: SweepLayout) -> dict[str, Any]:
+    """The CF attributes of the variable `name` of a labelled Dataset."""
+    if name == "state":
+        return state_attrs()
+    if name in layout.params:
+        # the name alone: it labels plot axes ("graceid", "sigma")
+        return {"long_name": name, "comment": f"value of the params {name!r}"}
+    if name == "draw":
+        return {"long_name": "random draw number"}
+    if name == "event":
+        return {"long_name": "event number"}
+    return cf_attrs(name)
+
+
+def dataset_attrs(layout: SweepLayout, **attrs: Any) -> dict[str, Any]:
+    """The attributes of a labelled Dataset: CF's, the layout's, then `attrs` (those
+    not None), and the layout's seed unless `attrs` gave one."""
+    out = {
+        "Conventions": "CF-1.8",
+        "title": "LLAMA sweep results",
+        "llama_layout": layout.to_json(),
+        **{k: v for k, v in attrs.items() if v is not None},
+    }
+    if layout.seed is not None:
+        out.setdefault("seed", layout.seed)
+    return out
 
 
 def outcomes_to_dataset(
@@ -602,12 +623,11 @@ def write_results(
         digest = _rows_digest(rows, layout, attrs)
         if _written_with(path, digest):
             return path  # the same rows as the file holds: no xarray, no rewrite
-        ds = outcomes_to_dataset(rows, layout, **attrs)
         # a name of this process's own: a fixed name was held open (HDF5 file lock)
         # by the other run and failed with BlockingIOError
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            ds.to_netcdf(tmp, engine="h5netcdf")
+            _write_netcdf(rows, layout, attrs, tmp)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -615,22 +635,50 @@ def write_results(
     return path
 
 
-def warm_netcdf_writer() -> None:
-    """Import and run once what `write_results` uses, on a two-event Dataset written to
-    a temporary file, so that a run's own results file later costs only its writing.
+def _write_netcdf(rows, layout: SweepLayout | None, attrs: dict[str, Any], path: Path) -> None:
+    """The Dataset of `outcomes_to_dataset` written to `path` without xarray
+    (`llama.results_netcdf`: the same file, ~1.7 s of CPU less in a process that has
+    not imported xarray), or with it where an array is empty."""
+    from llama.results_netcdf import write_netcdf
 
-    The first netCDF file of a process pays for importing xarray, pandas, h5netcdf and
-    h5py and for their set-up at first use: ~1.4 s of CPU before a 200-event file
-    whose own building and writing take ~0.4 s (bench/README.md, "Realistic events end
-    to end"). ``llama batch`` calls this in a thread of its own while worker processes
-    run the events and the driver would otherwise wait, instead of after the last
-    event. Nothing is left behind: the temporary folder is removed.
+    if layout is None:
+        variables, coords = _flat_arrays(rows)
+        var_attrs: dict[str, dict[str, Any]] = {}
+        ds_attrs = {k: v for k, v in attrs.items() if v is not None}
+    else:
+        variables, coords = _labelled_arrays([row_from_outcome(o, layout) for o in rows], layout)
+        var_attrs = {name: variable_attrs(name, layout) for name in [*variables, *coords]}
+        ds_attrs = dataset_attrs(layout, **attrs)
+    try:
+        write_netcdf(
+            path,
+            {n: (_dims(d), v, var_attrs.get(n, {})) for n, (d, v) in variables.items()},
+            {n: (_dims(d), v, var_attrs.get(n, {})) for n, (d, v) in coords.items()},
+            ds_attrs,
+        )
+    except ValueError:  # no events, or values xarray encodes its own way
+        outcomes_to_dataset(rows, layout, **attrs).to_netcdf(path, engine="h5netcdf")
+
+
+def _dims(dims: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (dims,) if isinstance(dims, str) else tuple(dims)
+
+
+def warm_netcdf_writer() -> None:
+    """Import and run once what `write_results` uses, on a two-event file written to a
+    temporary folder, so that a run's own results file later costs only its writing.
+
+    The first netCDF file of a process pays for importing h5netcdf and h5py and for
+    their set-up at first use (xarray is not needed: `llama.results_netcdf`).
+    ``llama batch`` calls this in a thread of its own while worker processes run the
+    events and the driver would otherwise wait, instead of after the last event.
+    Nothing is left behind: the temporary folder is removed.
 
     Examples
     --------
     >>> import sys
     >>> warm_netcdf_writer()
-    >>> "xarray" in sys.modules and "h5netcdf" in sys.modules
+    >>> "h5netcdf" in sys.modules
     True
     """
     import tempfile
@@ -645,9 +693,8 @@ def warm_netcdf_writer() -> None:
         NEUTRINO_RECORD: {name: [0.0] for name in NEUTRINO_FIELDS},
     }
     outcome = EventOutcome(0, "a", "/nowhere/a", {"warm": "a"}, "done", records=records)
-    ds = outcomes_to_dataset([outcome], layout, seed=0)
     with tempfile.TemporaryDirectory(prefix="llama-results-warm-") as folder:
-        ds.to_netcdf(Path(folder) / "warm.nc", engine="h5netcdf")
+        _write_netcdf([outcome], layout, {"seed": 0}, Path(folder) / "warm.nc")
 
 
 # -- an unchanged re-run leaves the file alone ----------------------------------------
@@ -709,8 +756,18 @@ def _column(values: list[Any]) -> np.ndarray:
 
 
 def _flat_dataset(outcomes: Sequence[EventOutcome], **attrs: Any) -> xr.Dataset:
-    import numpy as np
     import xarray as xr
+
+    variables, coords = _flat_arrays(outcomes)
+    clean = {k: v for k, v in attrs.items() if v is not None}
+    return xr.Dataset(variables, coords=coords, attrs=clean)
+
+
+def _flat_arrays(
+    outcomes: Sequence[EventOutcome],
+) -> tuple[dict[str, tuple[str, np.ndarray]], dict[str, tuple[str, np.ndarray]]]:
+    """The data variables and coordinates of the flat table, ``{name: (dim, values)}``."""
+    import numpy as np
 
     columns: dict[str, list[Any]] = {
         "eventid": [o.eventid for o in outcomes],
@@ -726,8 +783,7 @@ def _flat_dataset(outcomes: Sequence[EventOutcome], **attrs: Any) -> xr.Dataset:
         columns[name] = [o.records.get(name) for o in outcomes]
     data = {name: ("event", _column(values)) for name, values in columns.items()}
     index = np.array([o.index for o in outcomes], dtype=np.int64)
-    clean = {k: v for k, v in attrs.items() if v is not None}
-    return xr.Dataset(data, coords={"event": index}, attrs=clean)
+    return data, {"event": ("event", index)}
 
 
 def _merge(rows: list[EventOutcome], path: Path, since: float) -> list[EventOutcome]:
