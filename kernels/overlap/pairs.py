@@ -26,6 +26,7 @@ from .bands import (
     row_max_between,
     zbins,
 )
+from .cells import cell_spread
 from .common import (
     AREA,
     ASYM,
@@ -295,9 +296,10 @@ def product_mass(cst, v1, s1, pk1, v2, s2, pk2, kind):
 @helper
 def pair_cell_factor(o, x, y, z, c21, c22, v1, s1, v2, s2, kind):
     """Second-order correction of the midpoint rule for G1 G2 = exp(f) over a cell (see
-    :func:`.psf.cell_factor`): ``1 + (|grad f|^2 + lap f) * A / 24`` with
-    ``grad f = grad log G1 + grad log G2`` (vector sum: the two gradients cancel
-    between the PSFs) and ``lap f = -2 / s1^2 - 2 / s2^2``. Without it the rule
+    :func:`.psf.cell_factor`): ``1 + tr((grad f grad f^T + Hess f) M) / 2`` with ``M``
+    the cell's own second moment (:func:`.cells.cell_spread`), ``grad f = grad log G1
+    + grad log G2`` (vector sum: the two gradients cancel between the PSFs) and ``Hess
+    f ~ -(1 / s1^2 + 1 / s2^2)`` times the identity. Without it the rule
     underestimates the product's peak by ~ A / (12 s12^2): percent-level for cells of
     ``res`` sigma."""
     gx = 0.0
@@ -320,8 +322,8 @@ def pair_cell_factor(o, x, y, z, c21, c22, v1, s1, v2, s2, kind):
         gx += f * (x * cp - nx)
         gy += f * (y * cp - ny)
         gz += f * (z * cp - nz)
-    g2 = gx * gx + gy * gy + gz * gz
-    return 1.0 + AREA[o] * (g2 - 2.0 / (s1 * s1) - 2.0 / (s2 * s2)) / 24.0
+    m_g, m_tr = cell_spread(o, x, y, z, gx, gy, gz)
+    return 1.0 + 0.5 * (m_g - (1.0 / (s1 * s1) + 1.0 / (s2 * s2)) * m_tr)
 
 
 @helper
@@ -426,7 +428,7 @@ def visit_pair(pm: PreparedMap, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1
         if not const:  # a constant keeps the full remainder (nothing varies to dominate)
             fo = (rmax - rmin) + ASYM * fo
             fw = (wmax - wmin) * a1max * a2max + ASYM * fw
-        kc = const_taylor(K, x, y, z, AREA[o]) if const else 0.0
+        kc = const_taylor(K, o, x, y, z) if const else 0.0
         mom = pm.moments
         if fo * e3 < bo:
             vo = (r - c0) * kc if const else taylor_value(K, mom, tid, np.int64(0), c0)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 
-from .common import AREA, MAX_REFINE_ORDER, RESOL, TWO_PI, helper, kernel
+from .cells import cell_spread
+from .common import MAX_REFINE_ORDER, RESOL, TWO_PI, helper, kernel
 
 #: PSF kinds.
 PSF_GAUSS = 0
@@ -86,13 +87,27 @@ def resolved(order: int, psi_min: float, sigma: float, res: float) -> bool:
 
 
 @helper
-def cell_factor(order: int, psi: float, sigma: float) -> float:
-    """Second-order correction of the midpoint rule for G = exp(f) over a cell:
-    ``1 + (|grad f|^2 + lap f) * A / 24`` with ``|grad f| = psi / sigma^2`` and
-    ``lap f = -2 / sigma^2`` (cell second moment ~ A / 12 per axis). Lets cells in the
-    PSF tail, where G falls steeply, stay larger for the same accuracy."""
+def cell_factor(o, x, y, z, vx, vy, vz, c2, psi, sigma, kind):
+    """Second-order correction of the midpoint rule for the PSF ``G = exp(f)`` over the
+    cell at order ``o`` centred on (x, y, z), ``c2`` and ``psi`` from the neutrino (vx,
+    vy, vz): ``1 + tr(H M) / 2`` with ``H = grad f grad f^T + Hess f`` and ``M`` the
+    cell's own second moment (:func:`.cells.cell_spread`; HEALPix cells are not
+    isotropic). Along ``e_r`` (away from the neutrino) ``H`` is ``f'^2 + f''``, across
+    it ``f' cot(psi)``. Lets cells in the PSF tail, where G falls steeply, stay larger
+    for the same accuracy."""
+    cosp = 1.0 - 0.5 * c2
+    dx, dy, dz = x * cosp - vx, y * cosp - vy, z * cosp - vz  # e_r sin(psi)
+    m_r, m_tr = cell_spread(o, x, y, z, dx, dy, dz)  # m_r = e_r^T M e_r sin^2(psi)
     s2 = sigma * sigma
-    return 1.0 + AREA[order] * (psi * psi / s2 - 2.0) / (24.0 * s2)
+    sin2 = dx * dx + dy * dy + dz * dz
+    if kind == PSF_VMF:  # f = (cos psi - 1) / s2: f'^2 + f'' - f' cot = sin^2 / s2^2
+        return 1.0 + 0.5 * (m_r / (s2 * s2) - cosp * m_tr / s2)
+    # Gauss, f = -psi^2 / 2 s2: f'^2 + f'' - f' cot = (psi^2 / s2 - 1 + psi cot psi) / s2
+    if sin2 > 1e-8:
+        q = psi * cosp / math.sqrt(sin2)  # psi cot psi
+        return 1.0 + 0.5 * ((psi * psi / s2 - 1.0 + q) * m_r / sin2 - q * m_tr) / s2
+    # next to the neutrino: psi cot psi = 1 - psi^2 / 3 + ..., psi^2 = sin^2 + ...
+    return 1.0 + 0.5 * ((1.0 / s2 - 1.0 / 3.0) * m_r - m_tr) / s2
 
 
 @helper

@@ -168,7 +168,7 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
         # the Gaussian's value from the psi above (psf_from_chord2's own steps, bit for
         # bit, without its second asin)
         g = psf_at(psi, sigma, peak, kind) if kind == PSF_GAUSS else psf_from_chord2(c2, sigma, peak, kind)  # fmt: skip
-        ga = g * AREA[o] * cell_factor(o, psi, sigma)
+        ga = g * AREA[o] * cell_factor(o, x, y, z, vx, vy, vz, c2, psi, sigma, kind)
         # across a band edge: each band's share of the pixel (see bands.cell_weight)
         a = arow[jc] if aconst else cell_weight(arow, edges, z, o, j0, j1)
         return (r - c0) * ga, (rwv - c0w) * a * ga, 0.0, 0.0, True
@@ -198,10 +198,10 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
         ct = 0.0
         K = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         if const:
-            # the expansion of a constant over a cell (its moments: centre, A / 12 per
-            # tangent axis) is the midpoint rule with cell_factor (its Laplacian term)
+            # the expansion of a constant over a cell (its moments: its centre and its
+            # own second moment) is the midpoint rule with cell_factor
             g = psf_at(psi, sigma, peak, kind) if kind == PSF_GAUSS else psf_from_chord2(c2, sigma, peak, kind)  # fmt: skip
-            ct = g * AREA[o] * cell_factor(o, psi, sigma)
+            ct = g * AREA[o] * cell_factor(o, x, y, z, vx, vy, vz, c2, psi, sigma, kind)
         else:
             K = taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind)
         if fo * e3 < bo:

@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from ..healpix import pix2vec_nest, pixel_area, uniq_to_order_ipix_array, vec2pix_nest
+from .cells import cell_tensor
 from .common import (
     AREA,
     MAX_REFINE_ORDER,
@@ -54,11 +55,10 @@ def count_internal(order, ipix, top):
 def leaf_moments(mom, i, o, x, y, z, r, rw):
     """Moments of a map pixel of constant density: 3 groups of 10 (rho, rho*w, area),
     each (mass, first moment x y z, second moment xx yy zz xy xz yz) of the pixel
-    centre ``(x, y, z)`` with the pixel's own spread, ``A / 12`` per tangent axis."""
+    centre ``(x, y, z)`` with the pixel's own spread (:func:`.cells.cell_tensor`)."""
     a = AREA[o]
-    s = a / 12.0
-    q = 1.0 - s
-    m = (1.0, x, y, z, q * x * x + s, q * y * y + s, q * z * z + s, q * x * y, q * x * z, q * y * z)  # fmt: skip
+    txx, tyy, tzz, txy, txz, tyz = cell_tensor(o, x, y, z)
+    m = (1.0, x, y, z, x * x + txx, y * y + tyy, z * z + tzz, x * y + txy, x * z + txz, y * z + tyz)  # fmt: skip
     for g in range(3):
         f = (r, rw, 1.0)[g] * a
         for k in range(10):
@@ -269,14 +269,13 @@ def taylor_value(K, mom, i, g, c):
 
 
 @helper
-def const_taylor(K, x, y, z, a):
-    """``sum_k K[k] * moment_k`` of a pixel of unit density, area ``a`` and centre
-    (x, y, z) (the moments of :func:`leaf_moments`, computed on the fly)."""
-    s = a / 12.0
-    q = 1.0 - s
-    m2 = K[4] * (q * x * x + s) + K[5] * (q * y * y + s) + K[6] * (q * z * z + s)
-    m2 += q * (K[7] * x * y + K[8] * x * z + K[9] * y * z)
-    return a * (K[0] + K[1] * x + K[2] * y + K[3] * z + m2)
+def const_taylor(K, o, x, y, z):
+    """``sum_k K[k] * moment_k`` of a pixel of unit density at order ``o`` centred on (x,
+    y, z) (the moments of :func:`leaf_moments`, computed on the fly)."""
+    txx, tyy, tzz, txy, txz, tyz = cell_tensor(o, x, y, z)
+    m2 = K[4] * (x * x + txx) + K[5] * (y * y + tyy) + K[6] * (z * z + tzz)
+    m2 += K[7] * (x * y + txy) + K[8] * (x * z + txz) + K[9] * (y * z + tyz)
+    return AREA[o] * (K[0] + K[1] * x + K[2] * y + K[3] * z + m2)
 
 
 # --------------------------------------------------------------------------------------
