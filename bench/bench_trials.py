@@ -277,8 +277,10 @@ def background_case(model, mjd, nl, n_trials, seed):
 def baseline_kernels(rev: str):
     """The ``kernels`` package of git revision ``rev``, imported beside the working
     tree's as its own package (``--baseline``): what the background trials' bounds call
-    (density_bounds, trial_screen) at that revision, for timing against the working
-    tree in one process. Its Numba cache lies in a temporary directory."""
+    (density_bounds, trial_screen) at that revision, and as its ``background_trials``
+    attribute that revision's llama.science.background_trials on them, for timing
+    against the working tree in one process. Its Numba cache lies in a temporary
+    directory."""
     import importlib
     import subprocess
     import tarfile
@@ -294,34 +296,45 @@ def baseline_kernels(rev: str):
     sys.path.insert(0, str(where))
     for part in ("density_bounds", "trial_screen"):
         importlib.import_module(f"{name}.{part}")
-    return importlib.import_module(name)
+    package = importlib.import_module(name)
+    # that revision's background_trials too, on those kernels (the overlap kernels and
+    # the rest of llama are the working tree's)
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:llama/science/background_trials.py"], check=True, capture_output=True, text=True).stdout  # fmt: skip
+    for part in ("density_bounds", "trial_screen"):
+        source = source.replace(f"from kernels import {part} as", f"from {name} import {part} as")  # fmt: skip
+    (where / f"{name}_background_trials.py").write_text(source)
+    package.background_trials = importlib.import_module(f"{name}_background_trials")
+    return package
 
 
 def per_event(directory: Path, n_events: int, baseline=None) -> dict[str, list[tuple]]:
     """(CPU of trial_pvalues at 2,000 background trials, of its decide_batch) [s] per
     event, by map; events as bench_realistic.py draws them (``--per-event``). With a
-    ``baseline`` kernels package (:func:`baseline_kernels`), each event also with the
-    background trials calling its density_bounds and trial_screen, in turn with the
-    working tree's (which first alternates), each on a freshly loaded model: then
+    ``baseline`` kernels package (:func:`baseline_kernels`), each event also with its
+    revision's background trials (on its density_bounds and trial_screen), in turn with
+    the working tree's (which first alternates), each on a freshly loaded model: then
     (CPU, decide_batch CPU, baseline CPU, its decide_batch, p-values identical)."""
     import llama.science.background_trials as BT
 
     names = sorted(json.loads((directory / "events.json").read_text()))
     names = [m for m in names if (directory / f"{m}.fits").exists()]
     spent = [0.0]
-    decide = BackgroundTrials.decide_batch
-    ours = (BT.KB, BT.KS)
-    theirs = None if baseline is None else (baseline.density_bounds, baseline.trial_screen)
+    ours = BT.BackgroundTrials
+    theirs = None if baseline is None else baseline.background_trials.BackgroundTrials
+    decide = {c: c.decide_batch for c in (ours, theirs) if c is not None}
 
-    def timed_decide(self, *args, **kwargs):
-        t0 = time.process_time()
-        try:
-            return decide(self, *args, **kwargs)
-        finally:
-            spent[0] += time.process_time() - t0
+    def timed(cls):
+        def timed_decide(self, *args, **kwargs):
+            t0 = time.process_time()
+            try:
+                return decide[cls](self, *args, **kwargs)
+            finally:
+                spent[0] += time.process_time() - t0
 
-    def one(k, name, kernels):
-        BT.KB, BT.KS = kernels
+        return timed_decide
+
+    def one(k, name, trials):
+        BT.BackgroundTrials = trials  # what trial_model builds
         model, mjd = load_event(directory, name)
         nl = simulate_background_neutrinos(np.random.default_rng(8 + k), mjd)
         obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
@@ -334,13 +347,14 @@ def per_event(directory: Path, n_events: int, baseline=None) -> dict[str, list[t
         # the p-values that must not move: the event's and each neutrino's whose
         # observed value is at or above the cut (below it the tiers may)
         zen = np.where(np.isfinite(obs.zenith), obs.zenith, 90.0 + obs.dec)
-        cut = BackgroundTrials(model, obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, zen, obs.azimuth).cut  # fmt: skip
+        cut = ours(model, obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, zen, obs.azimuth).cut  # fmt: skip
         above = np.asarray(obs.odds_ratio) >= cut
         fixed = (res.p_value if obs.odds >= cut else None, tuple(np.asarray(res.p_values_neutrino)[above]))  # fmt: skip
         return cpu, spent[0], (res.p_value, tuple(res.p_values_neutrino)), fixed, bool(obs.odds >= cut or above.any())  # fmt: skip
 
     out: dict[str, list[tuple]] = {}
-    BackgroundTrials.decide_batch = timed_decide
+    for cls in decide:
+        cls.decide_batch = timed(cls)
     try:
         for k in range(n_events):
             name = names[k % len(names)]
@@ -359,8 +373,9 @@ def per_event(directory: Path, n_events: int, baseline=None) -> dict[str, list[t
             a, b = runs["ours"], runs["theirs"]
             out.setdefault(name, []).append((*a[:2], *b[:2], a[2] == b[2], a[3] == b[3], a[4]))  # fmt: skip
     finally:
-        BackgroundTrials.decide_batch = decide
-        BT.KB, BT.KS = ours
+        for cls, f in decide.items():
+            cls.decide_batch = f
+        BT.BackgroundTrials = ours
     return out
 
 
@@ -441,9 +456,10 @@ def main(argv=None) -> int:
         "bench_realistic.py draws them (0: skip)",
     )
     ap.add_argument("--baseline", default="", metavar="REV",
-                    help="with --per-event: also time each event with the kernels/ of git "
-                    "revision REV (density_bounds, trial_screen) in the background trials, "
-                    "in turn with the working tree's, same process")  # fmt: skip
+                    help="with --per-event: also time each event with the background "
+                    "trials of git revision REV (llama/science/background_trials.py on its "
+                    "kernels/density_bounds, trial_screen), in turn with the working "
+                    "tree's, same process")  # fmt: skip
     ap.add_argument("--held", type=int, default=0, metavar="K",
                     help="with --per-event: trials held by the bounds, and by bounds within "
                     "a factor f of the exact O_i, on the first K events above the cut")  # fmt: skip
