@@ -664,10 +664,10 @@ def _start_early(args, total: int | None, results) -> None:
     Where the events run in worker processes, the fork server starts importing the
     engine now (`start_workers_early`), before the rest of the set-up; and with
     ``--jobs 2`` or more and a netCDF results file, a thread of the driver imports and
-    runs the results writer once on a tiny file (`llama.results.warm_netcdf_writer`)
-    while the driver waits for the workers' first events, so that after the last
-    event only the file's own writing is left (~0.4 s of ~1.8 s for 200 events;
-    bench/README.md, "Realistic events end to end"). On threads or with ``--jobs 1``
+    runs the results writer once on a tiny file (`llama.results.warm_netcdf_writer`:
+    h5netcdf and h5py, ~0.1 s since the file is written without xarray) while the
+    driver waits for the workers' first events, so that after the last event only
+    the file's own writing is left. On threads or with ``--jobs 1``
     nothing is warmed: the driver's cores are the events' (``--jobs 1`` keeps to one),
     and the memory an event frees is kept for the next (`keep_freed_memory`, as the
     fork server does for its workers).
