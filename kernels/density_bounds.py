@@ -321,10 +321,19 @@ def annulus_mass(a, b, sigma, kind):
 
 
 @njit(cache=True, nogil=True)
-def _band(s, edges):
+def _band(x, s, edges):
+    """The band of ``edges`` (ascending sin(dec), from -1 to 1) that ``s`` = sin(``x``)
+    falls in, ``x`` its declination [rad]: np.searchsorted(edges, s, side="right") - 1,
+    within 0..nb - 1. A first guess as if the bands were equal in declination (O3's
+    are, 10 deg each), then a step or two along the edges, instead of a binary search
+    (6-14% of :func:`overlap_bounds`' time on two wide maps' trial neutrinos)."""
     nb = edges.shape[0] - 1
-    j = np.searchsorted(edges, s, side="right") - 1
-    return min(max(j, 0), nb - 1)
+    j = min(max(int((x + _HALF_PI) * (nb / math.pi)), 0), nb - 1)
+    while j + 1 < nb and edges[j + 1] <= s:
+        j += 1
+    while j > 0 and edges[j] > s:
+        j -= 1
+    return j
 
 
 @njit(cache=True, nogil=True)
@@ -332,8 +341,10 @@ def _a_range(arow, dec, grow, edges):
     """Smallest and largest a(eps) of the sin(dec) bands within ``grow`` [rad] of
     ``dec``: a disc's bands, taken a little wider than the disc (0.2 sigma), so that a
     kernel cell crossing a band edge is covered whichever band weights it."""
-    j0 = _band(math.sin(max(dec - grow, -_HALF_PI)), edges)
-    j1 = _band(math.sin(min(dec + grow, _HALF_PI)), edges)
+    d0 = max(dec - grow, -_HALF_PI)
+    d1 = min(dec + grow, _HALF_PI)
+    j0 = _band(d0, math.sin(d0), edges)
+    j1 = _band(d1, math.sin(d1), edges)
     a_lo, a_hi = np.inf, 0.0
     for j in range(j0, j1 + 1):
         a_lo = min(a_lo, arow[j])
@@ -580,7 +591,6 @@ def overlap_bounds(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, 
         d = dec[i]
         ra_i = ra[i]
         cos_d = math.cos(d)
-        tan_d = math.sin(d) / cos_d
         acc_lo = 0.0
         acc_hi = 0.0
         acc_u = 0.0
@@ -603,6 +613,7 @@ def overlap_bounds(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, 
             s_hi[i] = quick
             u_hi[i] = m_hi * p_hi_last + tail
             continue
+        tan_d = math.sin(d) / cos_d
         prev = 0.0
         inner = centre
         for k in range(n_r):

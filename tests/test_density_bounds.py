@@ -232,3 +232,25 @@ def test_density_from_the_table_is_the_searched_one(name):
     np.testing.assert_array_equal(want, brute)
     if name == "partial":
         assert np.mean(want == 0) > 0.2
+
+
+@pytest.mark.parametrize("edges", ["o3", "uniform in sin"])
+def test_band_is_the_searched_band(edges):
+    """_band (a guess from the declination, then steps along the edges) gives the band
+    np.searchsorted finds for sin(dec), clipped to the bands, for O3's bands (10 deg
+    each) and bands uniform in sin(dec): 20,000 random declinations, every edge's
+    declination, its neighbouring floats and points 1e-13 to 1e-11 rad either side,
+    and the poles."""
+    from llama.science.signal_tables import SINDEC_EDGES
+
+    e = SINDEC_EDGES if edges == "o3" else np.linspace(-1.0, 1.0, 19)
+    at = np.arcsin(e)
+    x = np.concatenate([
+        np.random.default_rng(5).uniform(-0.5 * math.pi, 0.5 * math.pi, 20000),
+        at, np.nextafter(at, 9.0), np.nextafter(at, -9.0), [-0.5 * math.pi, 0.5 * math.pi],
+        *(at + d for d in (-1e-11, -1e-12, -1e-13, 1e-13, 1e-12, 1e-11)),
+    ])  # fmt: skip
+    x = np.clip(x, -0.5 * math.pi, 0.5 * math.pi)
+    want = np.clip(np.searchsorted(e, np.sin(x), side="right") - 1, 0, e.size - 2)
+    got = np.array([KB._band(float(v), math.sin(v), e) for v in x])
+    np.testing.assert_array_equal(got, want)
