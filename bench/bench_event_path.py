@@ -29,7 +29,8 @@ IceCube-like list per map (`llama.science.sim.simulate_background_neutrinos`):
   depending on where the directory lies, ~17 new files per event.
 
 Each stage runs ``--repeat`` rounds over all maps; the best round is kept (other work
-on the machine only ever slows a round). ``--against REV`` also runs this script on
+on the machine only ever slows a round), and with two trees the median over the rounds
+of their ratio is printed too. ``--against REV`` also runs this script on
 ``git archive REV`` of the repository (or the source tree in directory ``REV``,
 whose Numba cache is then reused) in a second process, the two processes taking
 turns round by round, and prints each stage's time there and the ratio: before and
@@ -195,7 +196,7 @@ def _whole_events(maps: Path, tmp: Path, events_in: Path):
     return run
 
 
-def serve(maps: Path, seed: int, events_in: Path | None) -> None:
+def serve(maps: Path, seed: int, events_in: Path | None, only: str | None = None) -> None:
     """Worker mode: one JSON line of per-event ms per round asked for on stdin."""
     os.environ["LLAMA_N_TRIALS"] = "20"  # the whole events: the path, hardly any trials
     try:  # as llama batch runs events: freed memory kept for the next event
@@ -207,6 +208,7 @@ def serve(maps: Path, seed: int, events_in: Path | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         evs = events(maps, seed)
         run = stages(evs, Path(tmp), events_in)
+        run = {name: f for name, f in run.items() if only is None or only in name}
         for f in run.values():  # warm-up: imports, kernel loads, caches
             f()
         print(json.dumps({"ready": True}), flush=True)
@@ -222,7 +224,8 @@ def serve(maps: Path, seed: int, events_in: Path | None) -> None:
 def _worker(tree: Path, args) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(tree), NUMBA_NUM_THREADS="1")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", "--maps", str(args.maps),
-           "--seed", str(args.seed), "--events-in", args.events_in]  # fmt: skip
+           "--seed", str(args.seed), "--events-in", args.events_in,
+           *(["--only", args.only] if args.only else [])]  # fmt: skip
     p = subprocess.Popen(cmd, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          text=True)  # fmt: skip
     if json.loads(p.stdout.readline()).get("ready") is not True:
@@ -241,10 +244,13 @@ def main(argv: list[str] | None = None) -> int:
                         else tempfile.gettempdir(),
                         help="where the whole events' directories go (/dev/shm; 'none': "
                         "leave that stage out)")  # fmt: skip
+    parser.add_argument("--only", metavar="TEXT",
+                        help="time only the stages whose name contains TEXT")  # fmt: skip
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.maps, args.seed, None if args.events_in == "none" else Path(args.events_in))
+        serve(args.maps, args.seed, None if args.events_in == "none" else Path(args.events_in),
+              args.only)  # fmt: skip
         return 0
     print("before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,13 +266,14 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
             trees[args.against] = old
         workers = {name: _worker(tree, args) for name, tree in trees.items()}
-        best: dict[str, dict[str, float]] = {name: {} for name in trees}
-        for _ in range(args.repeat):  # the trees take turns, round by round
-            for name, p in workers.items():
+        times: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
+        for r in range(args.repeat):  # the trees take turns, which goes first alternating
+            for name in list(workers)[:: 1 if r % 2 == 0 else -1]:
+                p = workers[name]
                 p.stdin.write("round\n")
                 p.stdin.flush()
                 for stage, ms in json.loads(p.stdout.readline()).items():
-                    best[name][stage] = min(ms, best[name].get(stage, float("inf")))
+                    times[name].setdefault(stage, []).append(ms)
         for p in workers.values():
             p.stdin.close()
             p.wait()
@@ -275,11 +282,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{n} BAYESTAR events, best of {args.repeat} rounds, CPU ms per event")
     names = list(trees)
     head = f"{'stage':26s}" + "".join(f"{name:>14s}" for name in names)
-    print(head + ("   ratio" if len(names) == 2 else ""))
-    for stage in best[names[0]]:
-        row = f"{stage:26s}" + "".join(f"{best[name][stage]:14.2f}" for name in names)
+    print(head + ("   ratio  median of the rounds' ratios" if len(names) == 2 else ""))
+    for stage in times[names[0]]:
+        row = f"{stage:26s}" + "".join(f"{min(times[name][stage]):14.2f}" for name in names)
         if len(names) == 2:
-            row += f"   {best[names[1]][stage] / best[names[0]][stage]:5.2f}x"
+            new, old = times[names[0]][stage], times[names[1]][stage]
+            ratios = sorted(b / a for a, b in zip(new, old, strict=True) if a > 0)
+            median = ratios[len(ratios) // 2] if ratios else float("nan")
+            row += f"   {min(old) / min(new):5.2f}x  {median:5.2f}x"
         print(row)
     return 0
 
