@@ -535,7 +535,9 @@ def main(argv=None) -> int:
         head = f"{'map':7s} {'events':>6s} {'ms/event':>9s} {'decide ms':>9s} {'trials/s':>9s}"
         if base is not None:
             head += f" {'base ms':>8s} {'base dec':>8s} {'new/base':>8s} {'same p':>7s} {'above cut':>9s}"
-        print(head + (f"   (base: kernels/ of {args.baseline})" if base is not None else ""))
+        print(
+            head + (f"   (base: background trials of {args.baseline})" if base is not None else "")
+        )
         every = [t for v in spent.values() for t in v]
 
         def line(label, v):
