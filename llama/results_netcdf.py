@@ -78,9 +78,12 @@ def write_netcdf(
         sizes.update(zip(dims, values.shape, strict=True))
     along = _coordinates_along(everything, coords)
     text = h5py.string_dtype()
-    # h5netcdf.File as xarray's backend opens it for writing a NETCDF4 file
-    with h5netcdf.File(path, "w", invalid_netcdf=None, decode_vlen_strings=True, driver=None,
-                       format="NETCDF4") as f:  # fmt: skip
+    # h5netcdf.File as xarray's backend opens it for writing a NETCDF4 file (which
+    # names the format only to an h5netcdf that takes it: after 1.6.4)
+    options = {"invalid_netcdf": None, "decode_vlen_strings": True, "driver": None}
+    if _version(h5netcdf.__version__) > (1, 6, 4):
+        options["format"] = "NETCDF4"
+    with h5netcdf.File(path, "w", **options) as f:
         for key, value in attrs.items():
             f.attrs[key] = value
         for dim, size in sizes.items():
@@ -97,6 +100,19 @@ def write_netcdf(
             if along.get(name):
                 var.attrs["coordinates"] = " ".join(sorted(along[name]))
             var[...] = values.astype(object) if values.dtype.kind == "U" else values
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """The leading numbers of a version string: "1.8.3" -> (1, 8, 3).
+
+    Examples
+    --------
+    >>> _version("1.8.3"), _version("1.7.0rc1") > (1, 6, 4)
+    ((1, 8, 3), True)
+    """
+    import re
+
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
 
 
 def _coordinates_along(
