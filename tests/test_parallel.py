@@ -88,6 +88,23 @@ class WorkerEnviron(FileHandler, registry=PARALLEL):
                          "monitor": monitor, "routes": routes})  # fmt: skip
 
 
+class DiesOnOne(FileHandler, registry=PARALLEL):
+    """Ends its Dask worker process at once for the seed value 1 (a worker killed in
+    the middle of an event, by the kernel's OOM killer say); records its process."""
+
+    FILENAME = "dies_on_one.json"
+    DEPENDENCIES = (Seed,)
+
+    def generate(self, out: Path) -> None:
+        value = self.read_json(Seed)["value"]
+        if value == 1:
+            from distributed import get_worker
+
+            get_worker()  # raises ValueError outside a Dask worker: never the test's process
+            os._exit(1)
+        write_json(out, {"value": value, "pid": os.getpid()})
+
+
 PARALLEL.check()
 
 
@@ -243,3 +260,39 @@ def test_a_cluster_whose_workers_trim_malloc_is_named_with_the_fix(tmp_path, clu
     (warning,) = [r.getMessage() for r in caplog.records if "MALLOC_TRIM" in r.getMessage()]
     assert cluster.scheduler_address in warning
     assert "pre-spawn-environ.MALLOC_TRIM_THRESHOLD_ to null" in warning
+
+
+def test_our_local_cluster_runs_each_event_as_a_call_to_its_workers_runner(tmp_path):
+    pytest.importorskip("distributed")
+    from llama.batch import schedulers
+
+    calls = []
+    real = schedulers._Distributed._collect
+
+    async def collect(self, job, runner, call):
+        calls.append(runner)
+        await real(self, job, runner, call)
+
+    config = _config(tmp_path, 6, "Seed", jobs=2, scheduler="distributed")
+    try:
+        schedulers._Distributed._collect = collect
+        summary = run_batch([{"v": str(v)} for v in range(6)], config, progress=False)
+    finally:
+        schedulers._Distributed._collect = real
+    assert summary.ok and summary.counts["done"] == 6, summary.line()
+    # every event went to one of the 2 workers' runners, and both had some
+    assert len(calls) == 6 and len({id(r) for r in calls}) == 2
+
+
+def test_a_worker_that_dies_fails_its_events_and_the_batch_goes_on(tmp_path):
+    # the runner of the dead worker is dropped; the event it ran (and one sent to it
+    # behind that, if any) fail with their worker; the others are done, on the other
+    # worker and on the one its nanny restarts
+    pytest.importorskip("distributed")
+    n = 10
+    config = _config(tmp_path, n, "DiesOnOne", jobs=2, scheduler="distributed")
+    summary = run_batch([{"v": str(v)} for v in range(n)], config, progress=False)
+    failed = {int(o.vector["v"]): o.error for o in summary.outcomes if o.state == "failed"}
+    assert 1 in failed and len(failed) <= 2, failed
+    assert all("worker was lost" in error for error in failed.values()), failed
+    assert summary.counts["done"] == n - len(failed), summary.line()
