@@ -102,3 +102,31 @@ def test_icecube_site_is_astropys():
     np.testing.assert_allclose(mine[:2], [lon.to_value(u.rad), lat.to_value(u.rad)],
                                rtol=0, atol=1e-14)  # fmt: skip
     assert abs(mine[2] - height.to_value(u.m)) < 1e-6  # metres
+
+
+def _draw_after_init(queue) -> None:
+    from llama.batch.worker_processes import worker_process_init
+
+    worker_process_init()
+    queue.put(float(np.random.random()))
+
+
+def test_each_worker_gets_its_own_numpy_random_state():
+    """Workers forked from one process start with its copy of NumPy's global random
+    state; worker_process_init seeds each afresh (what Dask's initializer did)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    np.random.seed(1234)  # the state every child inherits
+    inherited = np.random.random()
+    np.random.seed(1234)
+    queue = context.Queue()
+    children = [context.Process(target=_draw_after_init, args=(queue,)) for _ in range(2)]
+    for child in children:
+        child.start()
+    draws = [queue.get(timeout=60) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+    assert all(child.exitcode == 0 for child in children)
+    assert inherited not in draws  # without the seeding both would draw this
+    assert draws[0] != draws[1]

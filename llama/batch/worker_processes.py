@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -188,7 +189,8 @@ def worker_process_init(
     is the driver's as it is now (what a spawned worker would inherit), so that an
     option set in between (``LLAMA_N_TRIALS``, say) reaches the events. ``driver``:
     the driver's process id (`_end_with_the_driver`). ``records``: the queue of
-    `LogForwarding` and the driver's level of the ``llama`` logger.
+    `LogForwarding` and the driver's level of the ``llama`` logger. NumPy's global
+    random state, where NumPy is loaded, is seeded afresh in each worker.
     """
     import signal
 
@@ -205,6 +207,12 @@ def worker_process_init(
         os.environ[name] = "1"
     # Ctrl-C is the driver's to handle: workers that got it too printed tracebacks
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # each worker forked from the fork server holds a copy of NumPy's global random
+    # state: give each its own, as Dask's initializer (`initialize_worker_process`,
+    # which the pool imports Dask for: ~0.12 s in each worker) does
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
     global _kernels_to_record
     _kernels_to_record = True
 
