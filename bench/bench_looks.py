@@ -13,7 +13,13 @@ their aims, their CPU), its pair looks (``psf_pair_overlap_targets``: number, st
 at their aims, CPU) and the doublet terms' CPU (``pair_terms``, exact or with the
 looks' S_ij). One Numba thread: CPU per event is per core, whatever the load (printed).
 
-Run: ``python bench/bench_looks.py [--against c98c948] [--events 48]
+``--kernels REV``: the "then" side also runs the overlap kernels (``kernels/overlap/``)
+as commit REV had them, loaded as the package ``kernels.overlap_then`` (its own Numba
+cache, kept between runs under the temporary directory) and put in place of
+``kernels.overlap`` for that side's calls, each side with its own prepared maps: with
+``--against HEAD`` the cost of a kernel change alone.
+
+Run: ``python bench/bench_looks.py [--against c98c948] [--kernels REV] [--events 48]
 [--maps bbh-0,bbh-3,...]`` (the default maps: the 6 whose 2,000 trials took over
 100 ms before the aimed looks).
 """
@@ -21,11 +27,14 @@ Run: ``python bench/bench_looks.py [--against c98c948] [--events 48]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -63,6 +72,30 @@ def module_at(rev: str):
     return mod
 
 
+def kernels_at(rev: str | None, name: str = "kernels.overlap_then"):
+    """``kernels/overlap/`` as commit ``rev`` had it (None: as this tree has it), as the
+    package ``name`` (its relative imports reach this tree's ``kernels``), kept under
+    the temporary directory with its own Numba cache."""
+    if rev is None:
+        files = {p.name: p.read_bytes() for p in sorted((ROOT / "kernels" / "overlap").glob("*.py"))}  # fmt: skip
+        key = "tree-" + hashlib.sha1(b"".join(files.values())).hexdigest()[:12]
+    else:
+        key = subprocess.run(["git", "rev-parse", "--short=12", rev], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+        tar = subprocess.run(["git", "archive", key, "kernels/overlap"], cwd=ROOT, check=True, capture_output=True).stdout  # fmt: skip
+        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+            files = {Path(m.name).name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile() and m.name.endswith(".py")}  # fmt: skip
+    where = Path(tempfile.gettempdir()) / "bench_looks_kernels" / key / "overlap"
+    if not (where / "__init__.py").exists():  # written once: the Numba cache stays valid
+        where.mkdir(parents=True, exist_ok=True)
+        for fname, text in files.items():
+            (where / fname).write_bytes(text)
+    spec = importlib.util.spec_from_file_location(name, where / "__init__.py", submodule_search_locations=[str(where)])  # fmt: skip
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def counted(cls, name: str, tally: dict, key: str, count=None):
     """Wrap ``cls.name`` to add its CPU (and ``count(result)``) to ``tally[key]``."""
     f = getattr(cls, name)
@@ -92,6 +125,7 @@ def significance(model, obs, seed: int):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--against", default="c98c948", help="commit of the older BackgroundTrials")
+    ap.add_argument("--kernels", default=None, help="commit of the then side's kernels/overlap")
     ap.add_argument("--events", type=int, default=48, help="events drawn (k = 0 .. N - 1)")
     ap.add_argument("--maps", default=HARD, help="time only the events on these maps")
     args = ap.parse_args(argv)
@@ -101,6 +135,7 @@ def main(argv=None) -> int:
     names = [m for m in names if (where / f"{m}.fits").exists()]
     maps = set(args.maps.split(","))
     then = module_at(args.against)
+    kernels_then = kernels_at(args.kernels) if args.kernels else None
     now_cls = tree_bt.BackgroundTrials
     tally: dict = {}
     counted(now_cls, "_look", tally, "looks", lambda out: (out[2].size, int(np.sum(~out[2]))))
@@ -118,9 +153,13 @@ def main(argv=None) -> int:
         obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
         out = {}
         runs = (("then", then.BackgroundTrials), ("now", now_cls))
+        prepared = {"then": {}, "now": {}}  # each side's kernels prepare their own maps
         n += 1
         for which, cls in runs if (n + k // len(names)) % 2 else runs[::-1]:
             tree_bt.BackgroundTrials = cls  # what trial_pvalues imports
+            if kernels_then is not None:
+                sys.modules["kernels.overlap"] = kernels_then if which == "then" else KO
+                model._prepared = prepared[which]
             try:
                 trial_pvalues(model, obs, 20, seed=k)  # this model's set-up, both kinds
                 tally.clear()
@@ -129,6 +168,7 @@ def main(argv=None) -> int:
                     now_tally = {key: list(v) for key, v in tally.items()}
             finally:
                 tree_bt.BackgroundTrials = now_cls
+                sys.modules["kernels.overlap"] = KO
         same = out["then"][1:] == out["now"][1:]
         looks = now_tally.get("looks", [0.0, 0, 0])
         pairs = now_tally.get("pairs", [0.0, 0, 0])
