@@ -168,8 +168,14 @@ def xyf_to_nest(order: int, ix: int, iy: int, face: int) -> int:
 
 # --- pixel centres ------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def pix2vec_nest(order: int, ipix: int) -> tuple[float, float, float]:
-    """Unit vector ``(x, y, z)`` of the centre of NESTED pixel ``ipix`` at ``order``."""
+def pix2zphi_nest(order: int, ipix: int) -> tuple[float, float, float]:
+    """``(z, sin(theta), phi)`` of the centre of NESTED pixel ``ipix`` at ``order``.
+
+    ``z = sin(dec)``, ``sin(theta) = cos(dec)`` and ``phi = ra`` in [0, 2 pi), straight
+    from the ring geometry: callers that want angles skip the vector's cos/sin and
+    the atan2 back (a third of a map's per-pixel set-up in
+    :func:`kernels.trial_screen.pixel_cells_from`).
+    """
     nside = nside_of(order)
     ix, iy, face = nest_to_xyf(order, ipix)
     fact2 = 4.0 / float(npix_of(order))
@@ -202,6 +208,13 @@ def pix2vec_nest(order: int, ipix: int) -> tuple[float, float, float]:
         phi = (0.5 * _HALFPI * float(t)) / float(nr)
     if sth < 0.0:
         sth = math.sqrt((1.0 - z) * (1.0 + z))
+    return z, sth, phi
+
+
+@njit(cache=True, nogil=True)
+def pix2vec_nest(order: int, ipix: int) -> tuple[float, float, float]:
+    """Unit vector ``(x, y, z)`` of the centre of NESTED pixel ``ipix`` at ``order``."""
+    z, sth, phi = pix2zphi_nest(order, ipix)
     return sth * math.cos(phi), sth * math.sin(phi), z
 
 

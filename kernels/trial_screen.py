@@ -38,7 +38,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .healpix import max_pixrad, pix2vec_nest, vec2pix_nest, vec_to_radec
+from .healpix import max_pixrad, pix2zphi_nest, vec2pix_nest
 
 __all__ = [
     "cap_ra_halfwidth",
@@ -143,12 +143,12 @@ def pixel_cells_from(order: int, ipix: int, n_dec: int, radius: float, sin_radiu
     at ``order``): the same cells."""
     n_ra = 2 * n_dec
     cell = math.pi / n_dec
-    x, y, z = pix2vec_nest(order, ipix)
-    ra, dec = vec_to_radec(x, y, z)
+    # the centre's angles from the ring geometry (no unit vector and atan2 back)
+    sin_dec, cos_dec, ra = pix2zphi_nest(order, ipix)
+    dec = math.atan2(sin_dec, cos_dec)
     r0 = _row_of(dec - radius, cell, n_dec)
     r1 = _row_of(dec + radius, cell, n_dec)
     # cap_ra_halfwidth(dec, radius) with its sine given
-    cos_dec = math.cos(dec)
     if abs(dec) + radius >= _HALF_PI or sin_radius >= cos_dec:
         return r0, r1, 0, n_ra - 1
     half = math.asin(sin_radius / cos_dec)

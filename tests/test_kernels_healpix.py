@@ -19,6 +19,7 @@ from kernels.healpix import (
     pix2ang_nest,
     pix2vec_nest,
     pix2vec_nest_array,
+    pix2zphi_nest,
     pixel_area,
     pixel_distance_bounds,
     pixel_may_intersect_disc,
@@ -55,6 +56,29 @@ def test_pix2vec_and_pix2ang(rng, order):
         ra, dec = pix2ang_nest(order, pix[k])
         assert ra == pytest.approx(ph[k], abs=1e-12)
         assert dec == pytest.approx(math.pi / 2 - th[k], abs=1e-12)
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 5, 9, 13, 20, 29])
+def test_pix2zphi_against_healpy(order):
+    """z = cos(theta), sin(theta) and phi of pixel centres as healpy gives them, the
+    polar caps' first rings (where z is near +-1) and the seams included."""
+    nside = 2**order
+    # its own generator: the module's shared one feeds the tests after this one
+    pix = _random_pix(np.random.default_rng(order), order)
+    npix = 12 * 4**order
+    edge = np.arange(min(npix, 64), dtype=np.int64)  # north cap's first pixels
+    pix = np.unique(np.concatenate([pix, edge, npix - 1 - edge, [npix // 2]]))
+    th, ph = hp.pix2ang(nside, pix, nest=True)
+    got = np.array([pix2zphi_nest(order, p) for p in pix])
+    np.testing.assert_allclose(got[:, 0], np.cos(th), atol=1e-14)
+    # sin(theta) near the poles to a relative accuracy, not just an absolute one
+    np.testing.assert_allclose(got[:, 1], np.sin(th), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got[:, 2], ph, rtol=1e-13, atol=1e-14)
+    assert np.all((got[:, 2] >= 0.0) & (got[:, 2] < 2 * math.pi))
+    # and pix2vec_nest is its vector (the same numbers, not just close)
+    for k in range(0, pix.size, 17):
+        z, s, phi = got[k]
+        assert pix2vec_nest(order, pix[k]) == (s * math.cos(phi), s * math.sin(phi), z)
 
 
 @pytest.mark.parametrize("order", ORDERS)
