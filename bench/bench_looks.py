@@ -17,7 +17,9 @@ looks' S_ij). One Numba thread: CPU per event is per core, whatever the load (pr
 as commit REV had them, loaded as the package ``kernels.overlap_then`` (its own Numba
 cache, kept between runs under the temporary directory) and put in place of
 ``kernels.overlap`` for that side's calls, each side with its own prepared maps: with
-``--against HEAD`` the cost of a kernel change alone.
+``--against HEAD`` the cost of a kernel change alone. A loaded copy ran slower than the
+tree's own package on the same code (1.17x on 16 events): for the kernels' ratio,
+``bench_look_replay.py`` loads both sides alike.
 
 Run: ``python bench/bench_looks.py [--against c98c948] [--kernels REV] [--events 48]
 [--maps bbh-0,bbh-3,...]`` (the default maps: the 6 whose 2,000 trials took over

@@ -111,6 +111,23 @@ def cell_factor(o, x, y, z, vx, vy, vz, c2, psi, sigma, kind):
 
 
 @helper
+def log_psf_slope_z(x, y, z, c2, psi, vz, sigma, kind):
+    """``d log G / d sin(dec)`` along the meridian at (x, y, z) (``c2``, ``psi`` from
+    the neutrino, ``vz`` its sin dec): ``f'(psi) (e_r . north) / cos(dec)`` with
+    ``e_r . north = (z cos psi - vz) / (cos(dec) sin psi)``; 0 at the poles."""
+    w2 = x * x + y * y
+    if w2 < 1e-24:
+        return 0.0
+    cosp = 1.0 - 0.5 * c2
+    if kind == PSF_VMF:  # f' / sin psi = -1 / s2
+        q = 1.0
+    else:  # Gauss: f' / sin psi = -(psi / sin psi) / s2
+        sinp = math.sqrt(max(c2 * (1.0 - 0.25 * c2), 0.0))
+        q = psi / sinp if sinp > 1e-12 else 1.0
+    return -q * (z * cosp - vz) / (sigma * sigma * w2)
+
+
+@helper
 def psf_local(x, y, z, c2, vx, vy, vz, sigma, peak, kind):
     """Local shape of the PSF at a node centre ``x0`` (squared chord ``c2`` from the
     neutrino): ``(h, h', h'' - hc, hc, e_r)`` with ``h(psi)`` the profile, ``hc = h'

@@ -23,7 +23,7 @@ import numpy as np
 from numba import prange
 
 from ..healpix import chord2, radec_to_vec
-from .bands import band_sum, cell_weight, row_max, row_max_between, zbins
+from .bands import band_sum, cell_weight, cell_weight_slope, row_max, row_max_between, zbins
 from .common import (
     AREA,
     ASYM,
@@ -41,6 +41,7 @@ from .common import (
 from .psf import (
     PSF_GAUSS,
     cell_factor,
+    log_psf_slope_z,
     psf_at,
     psf_from_chord2,
     psf_norm,
@@ -169,8 +170,11 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
         # bit, without its second asin)
         g = psf_at(psi, sigma, peak, kind) if kind == PSF_GAUSS else psf_from_chord2(c2, sigma, peak, kind)  # fmt: skip
         ga = g * AREA[o] * cell_factor(o, x, y, z, vx, vy, vz, c2, psi, sigma, kind)
-        # across a band edge: each band's share of the pixel (see bands.cell_weight)
+        # across a band edge: each band's share of the pixel (see bands.cell_weight),
+        # and where in the pixel it lies (bands.cell_weight_slope)
         a = arow[jc] if aconst else cell_weight(arow, edges, z, o, j0, j1)
+        if not aconst:
+            a += log_psf_slope_z(x, y, z, c2, psi, vz, sigma, kind) * cell_weight_slope(arow, edges, z, o, j0, j1)  # fmt: skip
         return (r - c0) * ga, (rwv - c0w) * a * ga, 0.0, 0.0, True
     fo = max(rmax - c0, c0 - rmin)
     fw = max(wmax - c0w, c0w - wmin) * amax
