@@ -239,11 +239,16 @@ def pix2vec_nest_array(order: np.ndarray, ipix: np.ndarray) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def vec2pix_nest(order: int, x: float, y: float, z: float) -> int:
     """NESTED pixel at ``order`` containing the direction ``(x, y, z)`` (need not be unit)."""
-    nside = nside_of(order)
     r = math.sqrt(x * x + y * y + z * z)
-    z = z / r
-    sth = math.sqrt(x * x + y * y) / r
-    phi = math.atan2(y, x)
+    return zphi2pix_nest(order, z / r, math.sqrt(x * x + y * y) / r, math.atan2(y, x))
+
+
+@njit(cache=True, nogil=True)
+def zphi2pix_nest(order: int, z: float, sth: float, phi: float) -> int:
+    """NESTED pixel at ``order`` containing the direction of ``z = cos(theta)``,
+    ``sth = sin(theta)`` and longitude ``phi`` [rad] (any turn): from (ra, dec) that is
+    ``(sin(dec), cos(dec), ra)``, with no unit vector and atan2 back."""
+    nside = nside_of(order)
     za = abs(z)
     tt = (phi * _INV_HALFPI) % 4.0
     if tt < 0.0:

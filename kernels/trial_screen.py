@@ -38,7 +38,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .healpix import max_pixrad, pix2zphi_nest, vec2pix_nest
+from .healpix import max_pixrad, pix2zphi_nest, zphi2pix_nest
 
 __all__ = [
     "cap_ra_halfwidth",
@@ -342,8 +342,7 @@ def density_at(start, stop, density, max_order, ra, dec):
     """
     out = np.empty(ra.shape[0])
     for k in range(ra.shape[0]):
-        c = math.cos(dec[k])
-        pix = vec2pix_nest(max_order, c * math.cos(ra[k]), c * math.sin(ra[k]), math.sin(dec[k]))
+        pix = zphi2pix_nest(max_order, math.sin(dec[k]), math.cos(dec[k]), ra[k])
         j = np.searchsorted(start, pix, side="right") - 1
         out[k] = density[j] if j >= 0 and pix < stop[j] else 0.0
     return out
@@ -385,8 +384,7 @@ def density_at_table(start, stop, density, max_order, table, order, ra, dec):
     shift = 2 * (max_order - order)
     out = np.empty(ra.shape[0])
     for k in range(ra.shape[0]):
-        c = math.cos(dec[k])
-        pix = vec2pix_nest(max_order, c * math.cos(ra[k]), c * math.sin(ra[k]), math.sin(dec[k]))
+        pix = zphi2pix_nest(max_order, math.sin(dec[k]), math.cos(dec[k]), ra[k])
         j = table[pix >> shift]
         if j < 0:
             j = np.searchsorted(start, pix, side="right") - 1

@@ -27,6 +27,7 @@ from kernels.healpix import (
     uniq_to_order_ipix,
     uniq_to_order_ipix_array,
     vec2pix_nest,
+    zphi2pix_nest,
 )
 
 ORDERS = list(range(14))
@@ -92,6 +93,26 @@ def test_vec2pix_and_ang2pix(rng, order):
     dec = np.arcsin(rng.uniform(-1, 1, 50))
     mine = np.array([ang2pix_nest(order, a, d) for a, d in zip(ra, dec, strict=True)])
     np.testing.assert_array_equal(mine, hp.ang2pix(nside, np.pi / 2 - dec, ra, nest=True))
+
+
+@pytest.mark.parametrize("order", [0, 3, 6, 9, 13, 29])
+def test_zphi2pix_against_healpy(order):
+    """The pixel of (sin(dec), cos(dec), ra) is healpy's ang2pix, everywhere and right
+    at the poles, either side of the polar caps' edge (|z| = 2/3) and of the switch
+    to sin(theta) (|z| = 0.99), and at RA 0 / 2 pi. (Points exactly on a pixel edge
+    are left out: there the rounding of sin(arcsin(z)) picks the side.)"""
+    rng = np.random.default_rng(100 + order)  # not the module's shared generator
+    nside = 2**order
+    edges = np.array([2 / 3, 0.99])
+    edges = np.concatenate([edges + 1e-9, edges - 1e-9, -edges + 1e-9, -edges - 1e-9])
+    ra = np.concatenate([rng.uniform(0, 2 * math.pi, 2000), [0.0, np.nextafter(2 * math.pi, 0)] * 11])  # fmt: skip
+    z = np.concatenate([rng.uniform(-1, 1, 2000), [1.0, -1.0, 0.3, -0.3, 1e-9, -1e-9], edges, edges])  # fmt: skip
+    z[:200] = np.sign(z[:200]) * (1.0 - 10.0 ** rng.uniform(-14, -1, 200))  # near the poles
+    dec = np.arcsin(z)
+    mine = np.array(
+        [zphi2pix_nest(order, math.sin(d), math.cos(d), r) for r, d in zip(ra, dec, strict=True)]
+    )
+    np.testing.assert_array_equal(mine, hp.ang2pix(nside, 0.5 * np.pi - dec, ra, nest=True))
 
 
 @pytest.mark.parametrize("order", ORDERS)
