@@ -296,3 +296,29 @@ def test_a_worker_that_dies_fails_its_events_and_the_batch_goes_on(tmp_path):
     assert 1 in failed and len(failed) <= 2, failed
     assert all("worker was lost" in error for error in failed.values()), failed
     assert summary.counts["done"] == n - len(failed), summary.line()
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_our_local_cluster_keeps_both_workers_busy_whatever_the_jobs(tmp_path):
+    # the pool counts each runner's events in flight from what comes back, not from
+    # the job (here one and the same object for every event)
+    pytest.importorskip("distributed")
+    from llama.batch.schedulers import make_pool
+
+    pool = make_pool("distributed", 2, _pid_after)
+    try:
+        job, todo, pids = 0.1, 12, []
+        while todo or pool.in_flight:
+            while todo and pool.in_flight < 4:
+                pool.submit(job)
+                todo -= 1
+            pids.append(pool.next_finished(timeout=60)[1])
+        assert all(isinstance(pid, int) for pid in pids), pids
+        assert len(set(pids[-6:])) == 2, pids
+        assert [r.in_flight for r in pool.runners] == [0, 0]
+    finally:
+        pool.close()

@@ -205,7 +205,7 @@ class EventPool:
         except queue.Empty:
             return None
         self.running -= 1
-        self._forget(job)
+        self._forget(job, future)
         try:
             return job, future.result()
         except KeyboardInterrupt:
@@ -216,7 +216,7 @@ class EventPool:
     def _submit(self, job: Any):
         raise NotImplementedError
 
-    def _forget(self, job: Any) -> None:
+    def _forget(self, job: Any, future: Any) -> None:
         pass
 
     def close(self, interrupted: bool = False) -> None:
@@ -390,10 +390,10 @@ def local_cluster(workers: int, dashboard_address: str | None = None):
 
 class _Settled:
     """A result already fetched, or the exception that took its place, with the
-    ``result()`` of a future (`EventPool.next_finished`)."""
+    ``result()`` of a future (`EventPool.next_finished`), and the runner it came from."""
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    def __init__(self, value: Any, runner: _Runner) -> None:
+        self.value, self.runner = value, runner
 
     def result(self) -> Any:
         if isinstance(self.value, BaseException):
@@ -440,7 +440,6 @@ class _Distributed(EventPool):
         self.address, self.client, self.cluster = address, None, None
         self.futures: dict[int, Any] = {}  # a future nobody holds is cancelled by Dask
         self.runners: list[_Runner] | None = None  # our own cluster's
-        self.sent: dict[int, _Runner] = {}  # id(job) -> the runner it was sent to
         self.look = 0.0  # when to look again for workers without a runner
         if address is not None:
             self._connect()  # a remote cluster decides the slots: its worker threads
@@ -516,9 +515,8 @@ class _Distributed(EventPool):
             self._start_runners()
             self.look = time.monotonic() + 1.0
         runner = min(self.runners, key=lambda r: r.in_flight)
-        runner.in_flight += 1
+        runner.in_flight += 1  # and less in _forget: both in the calling thread
         self.running += 1
-        self.sent[id(job)] = runner
         call = runner.actor.run(job)  # sent from the client's event loop
         self.client.loop.add_callback(self._collect, job, runner, call)
 
@@ -529,7 +527,7 @@ class _Distributed(EventPool):
         except BaseException as err:  # its worker died (the event failed with it)
             runner.lost = True
             value = err
-        self.finished.put((job, _Settled(value)))
+        self.finished.put((job, _Settled(value, runner)))
 
     def _submit(self, job: Any):
         import uuid
@@ -539,11 +537,11 @@ class _Distributed(EventPool):
         self.futures[id(job)] = future
         return future
 
-    def _forget(self, job: Any) -> None:
-        self.futures.pop(id(job), None)
-        runner = self.sent.pop(id(job), None)
-        if runner is not None:
-            runner.in_flight -= 1
+    def _forget(self, job: Any, future: Any) -> None:
+        if isinstance(future, _Settled):
+            future.runner.in_flight -= 1
+        else:
+            self.futures.pop(id(job), None)
 
     def close(self, interrupted: bool = False) -> None:
         if self.client is not None:
