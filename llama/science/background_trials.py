@@ -322,7 +322,7 @@ class BackgroundTrials:
         pair_hi = np.zeros(ra.size)
 
         def bound(ra_, dec_, sig_, eps_i, eps_j, pi, pj, key=None):
-            a_i = m.tables.dec_rows(eps_i).max(axis=1)
+            a_i = a_max[pi]  # the first member's own row (eps_i is its energy_eval)
             a_j = m.tables.dec_rows(eps_j).max(axis=1)
             kind = m.psf_kind
             b = pair_overlap_bound(
