@@ -479,7 +479,8 @@ class BackgroundTrials:
             from llama.science.pvalue import _sample_terms
 
             terms = _sample_terms(m, m.background)
-            rows = self.pool_rows(m.background, terms)[sample_index]
+            # take, not fancy indexing: half the time for (n, 18) rows
+            rows = self.pool_rows(m.background, terms).take(sample_index, axis=0)
             a_max = self.pool_row_max(m.background, terms)[sample_index]
         else:
             rows = m.tables.dec_rows(bg.energy_eval)
