@@ -487,9 +487,10 @@ class _Distributed(EventPool):
         import uuid
 
         self.client.wait_for_workers(1)
-        placed = {w for r in self.runners for w in self.client.who_has([r.future])[r.future.key]}
+        held = self.client.who_has([r.future for r in self.runners]) if self.runners else {}
+        placed = {worker for workers in held.values() for worker in workers}
         new = []
-        for worker in self.client.scheduler_info()["workers"]:
+        for worker in self.client.nthreads():  # every worker (scheduler_info lists a few)
             if worker in placed:
                 continue
             key = f"event-runner-{uuid.uuid4().hex[:8]}"
