@@ -151,3 +151,103 @@ def test_iso_conversions_and_their_errors():
                 iso_to_gps(bad)
             with pytest.raises(ValueError):
                 astropy_iso_to_gps(bad)
+
+
+def test_day_frac_is_astropys():
+    """The exact two-double sum (and quotient) on random and tie-breaking values."""
+    from astropy.time.utils import day_frac as astropy_day_frac
+
+    from llama.science.times import day_frac
+
+    rng = np.random.default_rng(12)
+    a = np.r_[rng.uniform(-1e9, 1e9, 20_000), np.arange(-4.0, 4.0, 0.5)]
+    b = np.r_[rng.uniform(-1.0, 1.0, 20_000) * 10.0 ** rng.integers(-17, 3, 20_000),
+              np.full(16, 2.0**-60)]  # fmt: skip
+    for divisor in (None, 86400.0, 1.0 / (1.0 / 86400.0)):
+        kwargs = {} if divisor is None else {"divisor": divisor}
+        for ours, theirs in zip(day_frac(a, b, **kwargs), astropy_day_frac(a, b, **kwargs), strict=True):  # fmt: skip
+            assert_bits(ours, theirs)
+
+
+def test_gps_epoch_is_astropys():
+    from astropy.time.formats import TimeGPS
+
+    from llama.science.times import _gps_epoch
+
+    epoch = TimeGPS._epoch if hasattr(TimeGPS, "_epoch") else None
+    if epoch is None:
+        epoch = Time(TimeGPS.epoch_val, TimeGPS.epoch_val2, scale=TimeGPS.epoch_scale,
+                     format=TimeGPS.epoch_format)  # fmt: skip
+    assert _gps_epoch() == (epoch.jd1, epoch.jd2, 1.0 / TimeGPS.unit)
+
+
+def iso_texts(seed: int, n: int) -> list[str]:
+    """Random ISO strings (1972-2026) to 0-9 decimals, each leap second (23:59:60)
+    and the instants either side of it, and the shorter forms astropy's parser takes."""
+    rng = np.random.default_rng(seed)
+    texts = []
+    for mjd in rng.uniform(41317.0, 61400.0, n):
+        whole = Time(mjd, format="mjd", scale="utc").isot[:19]
+        digits = int(rng.integers(0, 10))
+        fraction = "" if digits == 0 else "." + "".join(map(str, rng.integers(0, 10, digits)))
+        texts += [whole + fraction, whole[:16], whole[:10]]
+    for day in leap_second_mjds():
+        last = Time(day - 1.0, format="mjd", scale="utc").isot[:10]
+        texts += [f"{last}T23:59:59.9999995", f"{last}T23:59:60", f"{last}T23:59:60.",
+                  f"{last}T23:59:60.9999996", f"{last}T23:59:59.999999"]  # fmt: skip
+    return texts
+
+
+def test_iso_outputs_are_astropys():
+    """normalise_iso, iso_to_mjd, gps_to_iso and mjd_to_iso against Time, string for
+    string and bit for bit, including each leap second and the rounding next to it."""
+    from llama.science.times import normalise_iso
+
+    for text in iso_texts(13, 1000):
+        t = Time(text, format="isot", scale="utc", precision=6)
+        assert normalise_iso(text + "Z") == t.isot, text
+        assert iso_to_mjd(text) == float(t.mjd), text
+    rng = np.random.default_rng(14)
+    gps = np.r_[rng.uniform(0.0, 1.5e9, 2000), [float(astropy_mjd_to_gps(d)) for d in leap_second_mjds()]]  # fmt: skip
+    for g in np.r_[gps, gps - 0.5, gps - 1e-7, gps + 0.9999996]:
+        assert gps_to_iso(g) == Time(g, format="gps", precision=6).utc.isot, g
+    days = leap_second_mjds()
+    for m in np.r_[rng.uniform(41317.0, 61400.0, 2000), days, days - 0.5 / 86401.0, np.nextafter(days, 0)]:  # fmt: skip
+        assert mjd_to_iso(m) == Time(m, format="mjd", scale="utc", precision=6).isot, m
+
+
+def test_now_gps_is_now():
+    from llama.science.times import now_gps
+
+    before = float(Time.now().gps)
+    ours = now_gps()
+    assert before <= ours <= float(Time.now().gps)
+
+
+def test_an_event_time_needs_no_astropy():
+    """In a fresh process the conversions import no astropy, and leave ERFA's
+    leap-second table (rows and expiry) as astropy's first UTC conversion does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, erfa\n"
+        "from llama.science import times as T\n"
+        "v = [T.iso_to_gps('2019-04-25T08:18:05.5Z'), T.gps_to_mjd(1240215503.0),"
+        " T.mjd_to_gps(58598.3), T.gps_to_iso(1240215503.25), T.normalise_iso('2019-04-25T08:18'),"
+        " T.mjd_to_iso(58598.1), T.iso_to_mjd('2019-04-25')]\n"
+        "assert not [m for m in sys.modules if m.startswith('astropy')], 'astropy imported'\n"
+        "print(repr(v)); print(erfa.leap_seconds.get().tolist()); print(erfa.leap_seconds.expires)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    values, rows, expires = out.stdout.strip().splitlines()
+    t = Time("2019-04-25T08:18:05.5", format="isot", scale="utc")  # astropy's update ran
+    assert values == repr([
+        float(t.gps), float(astropy_gps_to_mjd(1240215503.0)), float(astropy_mjd_to_gps(58598.3)),
+        Time(1240215503.25, format="gps", precision=6).utc.isot,
+        Time("2019-04-25T08:18", format="isot", precision=6).isot,
+        Time(58598.1, format="mjd", scale="utc", precision=6).isot,
+        float(Time("2019-04-25", format="isot", scale="utc").mjd),
+    ])  # fmt: skip
+    assert rows == str(erfa.leap_seconds.get().tolist())
+    assert expires == str(erfa.leap_seconds.expires)

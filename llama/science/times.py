@@ -1,11 +1,14 @@
 """Time conversions between GPS seconds, MJD (UTC) and ISO 8601 UTC strings.
 
 GW alerts give times as GPS seconds or ISO UTC strings; IceCube neutrino lists use
-MJD (UTC). All conversions are astropy's (:class:`astropy.time.Time`), so leap seconds
-are handled in one place; GPS <-> MJD and ISO -> GPS, on every event's path, run
-astropy's own steps (its isot parser, `astropy.time.utils.day_frac` and ERFA's UTC <->
-TAI) without building Time objects (~0.06-0.15 ms a call instead of ~0.4), the same
-doubles bit for bit (tests/test_times.py: across the whole leap-second table).
+MJD (UTC). Every conversion gives astropy's numbers (:class:`astropy.time.Time`) bit
+for bit, made with astropy's own steps on plain doubles without importing astropy
+(0.3-0.4 s of every command's start): its fast ISO parser (fixed-width
+``YYYY-MM-DD[THH:MM[:SS[.fff]]]``), its exact two-double arithmetic (:func:`day_frac`),
+ERFA's calendar <-> JD and UTC <-> TAI, and astropy's leap-second table update
+(:func:`_leap_seconds_current`). Strings the fast parser does not take and values that
+are not finite go to astropy itself, which answers or says what is wrong
+(tests/test_times.py compares with astropy across the whole leap-second table).
 
 Examples
 --------
@@ -20,13 +23,12 @@ Examples
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import erfa
 import numpy as np
-from astropy.time import Time
-from astropy.time.formats import TimeGPS, TimeISOT
-from astropy.time.utils import day_frac
 
 __all__ = [
     "gps_to_iso",
@@ -35,11 +37,207 @@ __all__ = [
     "mjd_to_gps",
     "mjd_to_iso",
     "iso_to_mjd",
+    "normalise_iso",
+    "now_gps",
+    "day_frac",
     "SECONDS_PER_DAY",
 ]
 
 #: Seconds in one (UTC) day, for converting MJD offsets to seconds.
 SECONDS_PER_DAY = 86400.0
+
+#: What astropy's fast C parser of the ``isot`` format takes: fixed-width fields,
+#: the time optional after the date and the seconds after the minutes.
+_ISOT = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]*))?)?)?"
+)
+
+
+# --- astropy's exact arithmetic (astropy.time.utils), on float64 -----------------------
+
+
+def _two_sum(a, b):
+    """a + b as the rounded sum and its exact error (Shewchuk 1997)."""
+    x = a + b
+    eb = x - a
+    ea = x - eb
+    return x, (a - ea) + (b - eb)
+
+
+def _split(a):
+    c = 134217729.0 * a  # 2**27 + 1
+    high = c - (c - a)
+    return high, a - high
+
+
+def _two_product(a, b):
+    """a * b as the rounded product and its exact error (Shewchuk 1997)."""
+    x = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    y = x - ah * bh
+    y -= al * bh
+    y -= ah * bl
+    return x, al * bl - y
+
+
+def day_frac(val1, val2, divisor=None):
+    """val1 + val2 (divided by ``divisor``) as an integer day and a fraction in
+    [-0.5, 0.5], exactly: astropy's ``astropy.time.utils.day_frac``, step for step,
+    so that Time's (jd1, jd2) come out the same doubles.
+
+    Examples
+    --------
+    >>> [float(v) for v in day_frac(2451545.0, 0.75)]
+    [2451546.0, -0.25]
+    """
+    val1 = np.asarray(val1, dtype=np.float64)
+    val2 = np.asarray(val2, dtype=np.float64)
+    sum12, err12 = _two_sum(val1, val2)
+    if divisor is not None:
+        q1 = sum12 / divisor
+        p1, p2 = _two_product(q1, divisor)
+        d1, d2 = _two_sum(sum12, -p1)
+        d2 += err12
+        d2 -= p2
+        q2 = (d1 + d2) / divisor
+        sum12, err12 = _two_sum(q1, q2)
+    day = np.round(sum12)
+    # a fraction of exactly +-0.5 may have been rounded the wrong way: its error decides
+    frac, check = _two_sum(sum12 - day, err12)
+    day += np.where(frac * np.sign(check) != 0.5, np.round(frac), np.round(frac + 2 * check))
+    frac = sum12 - day
+    frac += err12
+    return day, frac
+
+
+# --- leap seconds ------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _leap_seconds_current() -> None:
+    """Bring ERFA's leap-second table up to date as astropy does before its first UTC
+    conversion in a process (``astropy.time.core.update_leap_seconds``): kept as it is
+    if it expires more than 150 days from today, else extended with the first table
+    that does, here the IERS ``Leap_Second.dat`` of the astropy-iers-data package.
+    When that one is stale too, astropy's own update runs (its system and online
+    tables)."""
+    good_enough = np.datetime64(datetime.now(UTC).date()) + np.timedelta64(150, "D")
+    if np.datetime64(erfa.leap_seconds.expires.date()) > good_enough:
+        return
+    table, expires = _iers_leap_second_file()
+    if table is not None and np.datetime64(expires.date()) > good_enough:
+        erfa.leap_seconds.update(table)  # its expiry too, as astropy's table carries it
+        return
+    from astropy.time.core import update_leap_seconds
+
+    update_leap_seconds()
+
+
+class _LeapSecondTable(np.ndarray):
+    """ERFA's leap-second rows with the ``expires`` date `erfa.leap_seconds.update` reads."""
+
+    expires: datetime | None = None
+
+
+def _iers_leap_second_file():
+    """(year, month, TAI - UTC) rows of astropy-iers-data's ``Leap_Second.dat`` as
+    ERFA's table dtype, and the date the file expires; (None, None) when missing or
+    not understood. Found without importing astropy."""
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec("astropy_iers_data")
+        path = Path(spec.origin).parent / "data" / "Leap_Second.dat"
+        rows, expires = [], None
+        for line in path.read_text().splitlines():
+            if line.startswith("#"):
+                if "File expires on" in line:
+                    text = line.split("File expires on", 1)[1].strip()
+                    expires = datetime.strptime(text, "%d %B %Y")
+            elif line.strip():
+                _, _, month, year, tai_utc = line.split()
+                rows.append((int(year), int(month), float(tai_utc)))
+        if not rows or expires is None:
+            return None, None
+        table = np.array(rows, dtype=erfa.dt_eraLEAPSECOND).view(_LeapSecondTable)
+        table.expires = expires
+        return table, expires
+    except (AttributeError, TypeError, OSError, ValueError):
+        return None, None
+
+
+# --- GPS <-> UTC (jd1, jd2) ---------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _gps_epoch() -> tuple[float, float, float]:
+    """(jd1, jd2) of the GPS epoch, 1980-01-06 00:00:19 TAI, as astropy's ``TimeGPS``
+    holds it (parsed, then ERFA's dtf2d and `day_frac`), and its days -> seconds
+    factor (``1 / TimeGPS.unit``, 86400 recovered exactly from 1 / 86400)."""
+    jd1, jd2 = day_frac(*erfa.dtf2d(b"TAI", 1980, 1, 6, 0, 0, 19.0))
+    return float(jd1), float(jd2), 1.0 / (1.0 / erfa.DAYSEC)
+
+
+def _gps_to_utc_jd(gps: np.ndarray):
+    """UTC (jd1, jd2) of finite GPS seconds: ``TimeGPS.set_jds``, then TAI -> UTC."""
+    _leap_seconds_current()
+    jd1_epoch, jd2_epoch, seconds_per_day = _gps_epoch()
+    day, frac = day_frac(gps, 0.0, divisor=seconds_per_day)
+    jd1, jd2 = jd1_epoch + day, jd2_epoch + frac
+    whole = np.round(jd2)
+    return day_frac(*erfa.taiutc(jd1 + whole, jd2 - whole))
+
+
+def _utc_jd_to_gps(jd1, jd2):
+    """GPS seconds of UTC (jd1, jd2): UTC -> TAI, then ``TimeGPS.to_value``."""
+    _leap_seconds_current()
+    jd1_epoch, jd2_epoch, seconds_per_day = _gps_epoch()
+    jd1, jd2 = day_frac(*erfa.utctai(jd1, jd2))
+    return (jd1 - jd1_epoch) * seconds_per_day + (jd2 - jd2_epoch) * seconds_per_day
+
+
+# --- ISO strings ----------------------------------------------------------------------------
+
+
+def _iso_to_utc_jd(iso: str):
+    """UTC (jd1, jd2) of an ISO string as astropy's ``Time(iso, format="isot",
+    scale="utc")``: its fast parser's fields (the fraction of a second summed digit by
+    digit, as its C code does), ERFA's dtf2d, `day_frac`. None when that parser
+    would not take the string."""
+    match = _ISOT.fullmatch(iso)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction = match.groups()
+    frac, mult = 0.0, 0.1
+    for digit in fraction or "":
+        frac += int(digit) * mult
+        mult /= 10.0
+    seconds = float(int(second or 0)) + frac
+    _leap_seconds_current()
+    jd = erfa.dtf2d(b"UTC", int(year), int(month), int(day), int(hour or 0), int(minute or 0), seconds)  # fmt: skip
+    return day_frac(*jd)
+
+
+def _utc_jd_to_iso(jd1, jd2) -> str:
+    """``Time(...).isot`` with precision 6 of UTC (jd1, jd2): ERFA's d2dtf (which
+    writes a leap second as :60) in astropy's format."""
+    _leap_seconds_current()
+    year, month, day, hmsf = erfa.d2dtf(b"UTC", 6, jd1, jd2)
+    h, m, s, f = (int(hmsf[k]) for k in "hmsf")
+    return f"{int(year):d}-{int(month):02d}-{int(day):02d}T{h:02d}:{m:02d}:{s:02d}.{f:06d}"
+
+
+def _astropy_time(*args, **kwargs):
+    """astropy's Time, for what the steps here do not take (it answers or raises)."""
+    from astropy.time import Time
+
+    return Time(*args, **kwargs)
+
+
+def _iso_text(iso) -> str:
+    return str(iso).rstrip("Z")
 
 
 def gps_to_iso(gps: float) -> str:
@@ -50,7 +248,10 @@ def gps_to_iso(gps: float) -> str:
     >>> gps_to_iso(1240215503.0)
     '2019-04-25T08:18:05.000000'
     """
-    return Time(float(gps), format="gps", precision=6).utc.isot
+    v = _finite(float(gps))
+    if v is None:
+        return _astropy_time(float(gps), format="gps", precision=6).utc.isot
+    return _utc_jd_to_iso(*_gps_to_utc_jd(v))
 
 
 @lru_cache(maxsize=1024)
@@ -58,45 +259,45 @@ def iso_to_gps(iso: str) -> float:
     """ISO 8601 UTC string (a trailing ``Z`` is allowed) -> GPS seconds.
 
     Kept per string in a process: an event's time is read from its skymap_info.json
-    by each handler and from its sky map's DATE-OBS (~0.4 ms each through astropy).
-    A bad string raises ValueError each time.
+    by each handler and from its sky map's DATE-OBS. A bad string raises ValueError
+    (astropy's) each time.
 
     Examples
     --------
     >>> iso_to_gps('2019-04-25T08:18:05Z')
     1240215503.0
     """
-    text = str(iso).rstrip("Z")
-    try:
-        # Time(text, format="isot", scale="utc").gps, step by step: the format class
-        # parses the string (its C parser, as Time's), then UTC -> TAI, TimeGPS.to_value
-        parsed = TimeISOT(np.array(text), None, "utc", 3, "*", "*")
-    except Exception:  # noqa: BLE001 - Time says what is wrong with the string
-        return float(Time(text, format="isot", scale="utc").gps)
-    return float(_utc_jd_to_gps(parsed.jd1, parsed.jd2))
+    text = _iso_text(iso)
+    jd = _iso_to_utc_jd(text)
+    if jd is None:
+        return float(_astropy_time(text, format="isot", scale="utc").gps)
+    return float(_utc_jd_to_gps(*jd))
 
 
-def _utc_jd_to_gps(jd1, jd2):
-    """GPS seconds of UTC (jd1, jd2) as astropy's ``Time(...).gps`` computes them."""
-    jd1_epoch, jd2_epoch, seconds_per_day = _gps_epoch()
-    jd1, jd2 = day_frac(*erfa.utctai(jd1, jd2))
-    return (jd1 - jd1_epoch) * seconds_per_day + (jd2 - jd2_epoch) * seconds_per_day
+def normalise_iso(iso: str) -> str:
+    """An ISO 8601 UTC string (a trailing ``Z`` is allowed) rewritten as astropy writes
+    it, with microseconds (``Time(iso, format="isot", precision=6).isot``).
+
+    Examples
+    --------
+    >>> normalise_iso('2019-04-25T08:18:05Z')
+    '2019-04-25T08:18:05.000000'
+    """
+    text = _iso_text(iso)
+    jd = _iso_to_utc_jd(text)
+    if jd is None:
+        return str(_astropy_time(text, format="isot", scale="utc", precision=6).isot)
+    return _utc_jd_to_iso(*jd)
 
 
-@lru_cache(maxsize=1)
-def _gps_epoch() -> tuple[float, float, float]:
-    """(jd1, jd2) of the GPS epoch (TAI) as astropy's ``TimeGPS`` holds it, and its
-    days -> seconds factor; made as ``TimeGPS._epoch`` is. Converting the epoch to UTC
-    here makes astropy bring ERFA's leap-second table up to date, as its first UTC
-    conversion in a process does."""
-    epoch = Time(
-        TimeGPS.epoch_val,
-        TimeGPS.epoch_val2,
-        scale=TimeGPS.epoch_scale,
-        format=TimeGPS.epoch_format,
-    )
-    _ = epoch.utc
-    return float(epoch.jd1), float(epoch.jd2), 1.0 / TimeGPS.unit
+def now_gps() -> float:
+    """The current time in GPS seconds, as astropy's ``Time.now().gps`` takes it
+    (``datetime.now`` in UTC, to the microsecond)."""
+    now = datetime.now(UTC)
+    seconds = now.second + now.microsecond / 1e6
+    _leap_seconds_current()
+    jd = erfa.dtf2d(b"UTC", now.year, now.month, now.day, now.hour, now.minute, seconds)
+    return float(_utc_jd_to_gps(*day_frac(*jd)))
 
 
 def _finite(values) -> np.ndarray | None:
@@ -115,17 +316,18 @@ def gps_to_mjd(gps):
     """
     v = _finite(gps)
     if v is None:
-        mjd = Time(np.asarray(gps, dtype=float), format="gps").utc.mjd
+        mjd = _astropy_time(np.asarray(gps, dtype=float), format="gps").utc.mjd
     else:
-        # Time(v, format="gps").utc.mjd, step by step: TimeGPS.set_jds, TAI -> UTC,
-        # TimeMJD.to_value
-        jd1_epoch, jd2_epoch, seconds_per_day = _gps_epoch()
-        day, frac = day_frac(v, np.array(0.0), divisor=seconds_per_day)
-        jd1, jd2 = jd1_epoch + day, jd2_epoch + frac
-        whole = np.round(jd2)
-        jd1, jd2 = day_frac(*erfa.taiutc(jd1 + whole, jd2 - whole))
+        # Time(v, format="gps").utc.mjd: TimeMJD.to_value of the UTC (jd1, jd2)
+        jd1, jd2 = _gps_to_utc_jd(v)
         mjd = (jd1 - erfa.DJM0) + jd2
     return float(mjd) if np.ndim(mjd) == 0 else np.asarray(mjd)
+
+
+def _mjd_to_utc_jd(mjd: np.ndarray):
+    """UTC (jd1, jd2) of MJD (UTC) values, as ``TimeMJD.set_jds``."""
+    jd1, jd2 = day_frac(mjd, 0.0)
+    return day_frac(jd1 + erfa.DJM0, jd2)
 
 
 def mjd_to_gps(mjd):
@@ -138,12 +340,9 @@ def mjd_to_gps(mjd):
     """
     v = _finite(mjd)
     if v is None:
-        gps = Time(np.asarray(mjd, dtype=float), format="mjd", scale="utc").gps
+        gps = _astropy_time(np.asarray(mjd, dtype=float), format="mjd", scale="utc").gps
     else:
-        # Time(v, format="mjd", scale="utc").gps, step by step: TimeMJD.set_jds,
-        # UTC -> TAI, TimeGPS.to_value
-        jd1, jd2 = day_frac(v, np.array(0.0))
-        gps = _utc_jd_to_gps(*day_frac(jd1 + erfa.DJM0, jd2))
+        gps = _utc_jd_to_gps(*_mjd_to_utc_jd(v))
     return float(gps) if np.ndim(gps) == 0 else np.asarray(gps)
 
 
@@ -155,7 +354,10 @@ def mjd_to_iso(mjd: float) -> str:
     >>> mjd_to_iso(58598.0)
     '2019-04-25T00:00:00.000000'
     """
-    return Time(float(mjd), format="mjd", scale="utc", precision=6).isot
+    v = _finite(float(mjd))
+    if v is None:
+        return _astropy_time(float(mjd), format="mjd", scale="utc", precision=6).isot
+    return _utc_jd_to_iso(*_mjd_to_utc_jd(v))
 
 
 def iso_to_mjd(iso: str) -> float:
@@ -166,4 +368,9 @@ def iso_to_mjd(iso: str) -> float:
     >>> iso_to_mjd('2019-04-25T12:00:00')
     58598.5
     """
-    return float(Time(str(iso).rstrip("Z"), format="isot", scale="utc").mjd)
+    text = _iso_text(iso)
+    jd = _iso_to_utc_jd(text)
+    if jd is None:
+        return float(_astropy_time(text, format="isot", scale="utc").mjd)
+    jd1, jd2 = jd
+    return float((jd1 - erfa.DJM0) + jd2)
