@@ -84,3 +84,73 @@ def test_a_table_set_by_the_user_is_the_one_used():
         zen0, az0 = astropy_altaz(ra, dec, np.full(2, mjd))
     np.testing.assert_allclose(zen, zen0, rtol=0, atol=1e-9)
     assert (_angle_diff(az, az0) * np.sin(np.radians(zen0))).max() < 1e-9
+
+
+def _child(code: str, cache_home) -> list[str]:
+    """stdout lines of ``code`` run in a fresh interpreter with its own cache home."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)  # fmt: skip
+    return out.stdout.splitlines()
+
+
+#: Random directions at random times from 1962 (before the IERS-B table) to 2080 (past
+#: every table), in a fresh process: the astropy modules it imported, and the results.
+_FRESH = (
+    "import sys, numpy as np\n"
+    "from llama.science.detector_frame import zenith_azimuth\n"
+    "rng = np.random.default_rng(21)\n"
+    "ra, dec = rng.uniform(0, 360, 3000), np.degrees(np.arcsin(rng.uniform(-1, 1, 3000)))\n"
+    "mjd = np.r_[rng.uniform(37000.0, 80000.0, 2990), 57753.99999, 57754.00001, 37665.0, 80000.0, 36000.0, 61000.0, 61500.0, 62000.0, 57000.0, 58000.0]\n"  # noqa: E501
+    "zen, az = zenith_azimuth(ra, dec, mjd)\n"
+    "print(sorted(m for m in sys.modules if m.split('.')[0] == 'astropy'))\n"
+    "print(zen.tobytes().hex()); print(az.tobytes().hex())\n"
+)
+
+
+def test_the_cached_table_needs_no_astropy_and_gives_its_numbers(tmp_path):
+    """With the arrays' file missing a process reads astropy's table (and keeps the
+    arrays); the next one imports no astropy module and gives the same doubles as
+    astropy's own table read here, bit for bit, also outside the IERS tables."""
+    from astropy.utils import iers
+
+    from llama.science import detector_frame as D
+
+    first = _child(_FRESH, tmp_path)
+    assert "astropy.utils.iers" in first[0]  # no file yet: astropy parsed the table
+    assert len(list((tmp_path / "llama").glob("earth-orientation-*.npz"))) == 1
+    second = _child(_FRESH, tmp_path)
+    assert second[0] == "[]", second[0]  # astropy_iers_data (its file names) at most
+    assert second[1:] == first[1:]
+
+    rng = np.random.default_rng(21)
+    ra, dec = rng.uniform(0, 360, 3000), np.degrees(np.arcsin(rng.uniform(-1, 1, 3000)))
+    mjd = np.r_[rng.uniform(37000.0, 80000.0, 2990), 57753.99999, 57754.00001, 37665.0,
+                80000.0, 36000.0, 61000.0, 61500.0, 62000.0, 57000.0, 58000.0]  # fmt: skip
+    with D._offline_astropy():
+        eop = D._EarthOrientation(iers.earth_orientation_table.get())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zen, az = D._observed(ra, dec, D._apco(mjd, eop))
+    assert second[1] == zen.tobytes().hex() and second[2] == az.tobytes().hex()
+
+
+def test_the_arrays_file_is_named_as_from_astropy():
+    """The file's key, found without astropy, is the one astropy's own module gives
+    (its version, its IERS-A/B file names, sizes and times): it changes with them."""
+    import hashlib
+    import os
+
+    import astropy
+    from astropy.utils import iers
+
+    from llama.science.detector_frame import _stored_arrays_path
+
+    files = (iers.IERS_A_FILE, iers.IERS_B_FILE)
+    stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+    key = hashlib.sha256(repr((astropy.__version__, stats)).encode()).hexdigest()[:16]
+    assert _stored_arrays_path().name == f"earth-orientation-{key}.npz"

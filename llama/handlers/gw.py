@@ -183,9 +183,9 @@ def _instrument_list(value: Any) -> list[str]:
 
 
 def _normalise_iso(value: str) -> str:
-    from astropy.time import Time
+    from llama.science.times import normalise_iso
 
-    return Time(str(value).rstrip("Z"), format="isot", scale="utc", precision=6).isot
+    return normalise_iso(str(value))
 
 
 def _filename_from_url(url: str) -> str:

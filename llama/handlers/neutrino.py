@@ -90,9 +90,9 @@ def fetch_neutrinos(base_url: str, t_gw_gps: float) -> NeutrinoList:
 
 
 def _now_gps() -> float:
-    from astropy.time import Time
+    from llama.science.times import now_gps
 
-    return float(Time.now().gps)
+    return now_gps()
 
 
 def _blind(neutrinos: NeutrinoList) -> NeutrinoList:

@@ -18,7 +18,8 @@ astropy; times outside them use astropy's degraded-accuracy fallback (errors of
 milliarcseconds to arcseconds, far below the 5° and 10° bins).
 The arrays read from astropy's default table are kept in
 ``$XDG_CACHE_HOME/llama`` (``~/.cache/llama``) for later processes, so that each worker
-process does not parse the tables' text again (~0.9 s); a table set with
+process does not import astropy's IERS and table modules and parse the tables' text
+again (~1.2 s): with that file present no astropy module is imported. A table set with
 ``astropy.utils.iers.earth_orientation_table.set`` is always used as it is.
 
 Examples
@@ -136,13 +137,18 @@ class _EarthOrientation:
 
     @classmethod
     def get(cls) -> _EarthOrientation:
-        from astropy.utils import iers
+        import sys
 
-        default = iers.earth_orientation_table._value is None  # astropy's own table
-        if default and iers.IERS_Auto.iers_table is None:
-            # not read in this process yet: every worker process would parse the
-            # bundled IERS-A/B text again (~0.9 s of its ~3 s start); the arrays
-            # parsed once are kept in a file (`_stored_arrays`)
+        iers = sys.modules.get("astropy.utils.iers")
+        untouched = iers is None or (
+            iers.earth_orientation_table._value is None and iers.IERS_Auto.iers_table is None
+        )
+        if untouched:
+            # astropy's default table, not read in this process yet (none can have been
+            # set or read while astropy.utils.iers was never imported): every worker
+            # process would import astropy's IERS and table modules and parse the
+            # bundled IERS-A/B text again (~1.2 s of its start); the arrays parsed
+            # once are kept in a file (`_stored_arrays`)
             cached = cls._cache
             if cached is not None and cached[0] is _DEFAULT_TABLE:
                 return cached[1]
@@ -150,6 +156,9 @@ class _EarthOrientation:
             if stored is not None:
                 cls._cache = (_DEFAULT_TABLE, stored)
                 return stored
+        from astropy.utils import iers
+
+        default = iers.earth_orientation_table._value is None  # astropy's own table
         with _offline_astropy():
             table = iers.earth_orientation_table.get()
         cached = cls._cache
@@ -192,22 +201,27 @@ def _stored_arrays_path():
     """The file that keeps the arrays of astropy's default Earth-orientation table for
     later processes, named by what the table is read from (astropy's version, the
     bundled IERS-A/B files' names, sizes and times); None when astropy would read a
-    ``finals2000A.all`` of the working directory instead, or the files are missing."""
+    ``finals2000A.all`` of the working directory instead, or the files are missing.
+
+    Found without importing astropy (its IERS module costs a worker ~0.3 s): the
+    version from the installed package's metadata, the files from astropy-iers-data,
+    where ``astropy.utils.iers`` takes ``IERS_A_FILE`` and ``IERS_B_FILE`` from."""
     import hashlib
+    import importlib.metadata
     import os
     from pathlib import Path
-
-    import astropy
-    from astropy.utils import iers
 
     if os.path.exists("finals2000A.all"):
         return None
     try:
+        from astropy_iers_data import IERS_A_FILE, IERS_B_FILE
+
+        version = importlib.metadata.version("astropy")
         stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns)
-                 for f in (iers.IERS_A_FILE, iers.IERS_B_FILE)]  # fmt: skip
-    except (OSError, TypeError):
+                 for f in (IERS_A_FILE, IERS_B_FILE)]  # fmt: skip
+    except (ImportError, importlib.metadata.PackageNotFoundError, OSError, TypeError):
         return None
-    key = hashlib.sha256(repr((astropy.__version__, stats)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(repr((version, stats)).encode()).hexdigest()[:16]
     root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(root) / "llama" / f"earth-orientation-{key}.npz"
 
@@ -256,7 +270,10 @@ def _astrometry(mjd: np.ndarray) -> np.ndarray:
     no refraction (pressure 0): the calls of astropy's ``ErfaAstrom.apco`` for an
     AltAz frame, with its time scales (UT1 -> UTC -> TAI -> TT -> TDB at the
     geocentre) and Earth-orientation table, made directly on arrays."""
+    from llama.science.times import _leap_seconds_current
+
     mjd = np.asarray(mjd, dtype=np.float64)
+    _leap_seconds_current()  # ERFA's UTC <-> TAI as after astropy's first UTC conversion
     eop = _EarthOrientation.get()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ERFA's "dubious year" far from the tables
