@@ -172,9 +172,11 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
         ga = g * AREA[o] * cell_factor(o, x, y, z, vx, vy, vz, c2, psi, sigma, kind)
         # across a band edge: each band's share of the pixel (see bands.cell_weight),
         # and where in the pixel it lies (bands.cell_weight_slope)
-        a = arow[jc] if aconst else cell_weight(arow, edges, z, o, j0, j1)
-        if not aconst:
-            a += log_psf_slope_z(x, y, z, c2, psi, vz, sigma, kind) * cell_weight_slope(arow, edges, z, o, j0, j1)  # fmt: skip
+        if aconst:
+            a = arow[jc]
+        else:
+            a, a_z = cell_weight_slope(arow, edges, z, o, j0, j1)
+            a += log_psf_slope_z(x, y, z, c2, psi, vz, sigma, kind) * a_z
         return (r - c0) * ga, (rwv - c0w) * a * ga, 0.0, 0.0, True
     fo = max(rmax - c0, c0 - rmin)
     fw = max(wmax - c0w, c0w - wmin) * amax
