@@ -1,0 +1,128 @@
+"""The background trials' per-map set-up, the working tree against a git revision, in one process.
+
+What every event pays before its trials, besides the kernel looks: the map's min/max
+pyramid (``kernels.density_bounds.minmax_pyramid``, the whole of ``SkyBounds.for_model``
+but 0.4 ms), the map's density under each trial neutrino (``SkyBounds.density``, through
+``kernels.trial_screen.density_at_table``, 2,000 trials' ~12,800 neutrinos) and the cut
+(``BackgroundTrials._cut``). Each is run with the working tree's code and with
+``--against REV``'s (its ``kernels`` package from ``git archive``, loaded beside as a
+package of its own; its ``llama/science/background_trials.py`` for the cut), which goes
+first alternating, CPU per call; printed: the medians, the median of the per-pair ratios
+(pairs run back to back share the machine's load) and whether both gave the same numbers.
+
+Run: ``python bench/bench_sky_setup.py --against HEAD~1 [--maps bbh-6,bns-9] [--pairs 20]``.
+Exits 1 if any result differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from functools import partial
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from numba import set_num_threads  # noqa: E402
+
+from kernels import density_bounds as KB  # noqa: E402
+from kernels import trial_screen as KS  # noqa: E402
+from llama.science import background_trials as BT  # noqa: E402
+from llama.science.odds import EventModel  # noqa: E402
+from llama.science.pvalue import _background_draws  # noqa: E402
+from llama.science.skymap import read_sky_map  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data" / "bayestar"
+LOCAL = ROOT / "tests" / "data" / "bayestar"
+
+
+def at_revision(rev: str):
+    """(density_bounds, trial_screen, background_trials) of git revision ``rev``: its
+    ``kernels`` package unpacked into a temporary directory as ``kernels_base`` (its own
+    Numba cache), its background_trials as a module on the working tree's llama."""
+    where = Path(tempfile.mkdtemp(prefix="bench_sky_setup_"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "kernels"], check=True, capture_output=True).stdout  # fmt: skip
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(where, filter="data")
+    (where / "kernels").rename(where / "kernels_base")
+    sys.path.insert(0, str(where))
+    db = importlib.import_module("kernels_base.density_bounds")
+    ts = importlib.import_module("kernels_base.trial_screen")
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:llama/science/background_trials.py"], check=True, capture_output=True, text=True).stdout  # fmt: skip
+    spec = importlib.util.spec_from_loader("background_trials_base", loader=None)
+    bt = importlib.util.module_from_spec(spec)
+    exec(compile(source, "background_trials_base", "exec"), bt.__dict__)
+    return db, ts, bt
+
+
+def alternate(new, old, pairs: int) -> tuple[float, float, float]:
+    """(median CPU new, old [s], median of the per-pair ratios new/old)."""
+    t_new, t_old = [], []
+    for k in range(pairs):
+        for f, acc in ((new, t_new), (old, t_old)) if k % 2 == 0 else ((old, t_old), (new, t_new)):  # fmt: skip
+            t0 = time.process_time()
+            f()
+            acc.append(time.process_time() - t0)
+    t_new, t_old = np.array(t_new), np.array(t_old)
+    return float(np.median(t_new)), float(np.median(t_old)), float(np.median(t_new / t_old))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", required=True, help="git revision to compare with")
+    parser.add_argument("--maps", default="bbh-0,bbh-3,bbh-6,bbh-10,bns-5,bns-9")
+    parser.add_argument("--pairs", type=int, default=20)
+    args = parser.parse_args(argv)
+    set_num_threads(1)
+    directory = SHARED if (SHARED / "events.json").exists() else LOCAL
+    events = json.loads((directory / "events.json").read_text())
+    db, ts, bt = at_revision(args.against)
+    print(f"the per-map set-up of the background trials, this tree (new) against {args.against} (old); CPU per call, {args.pairs} pairs; load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(f"{'map':8}{'call':12}{'old ms':>8}{'new ms':>8}{'new/old':>9}  same")
+    differs = False
+    for name in args.maps.split(","):
+        info = events[name]
+        skymap = read_sky_map(directory / f"{name}.fits")
+        model = EventModel(skymap, float(info["network_snr"]), float(info["distmean_mpc"]), info["population"], t_gw_mjd=float(info["mjd_obs"]))  # fmt: skip
+        density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
+        order, ipix = skymap.order_ipix()
+        rows = BT.GRID_ROWS
+        sb = BT.SkyBounds(skymap)
+        (ra, dec, *_), _ = _background_draws(model.background)(np.random.default_rng(1), 2000)
+        ra, dec = np.radians(ra), np.radians(dec)
+        table = (sb._start, sb._stop, sb._density, sb._max_order, sb._table, sb._table_order, ra, dec)  # fmt: skip
+        observed = ([10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
+        new_bt, old_bt = (
+            BT.BackgroundTrials(model, *observed),
+            bt.BackgroundTrials(model, *observed),
+        )
+        pyr = (order, ipix, density, rows)
+        calls = {
+            "pyramid": (partial(KB.minmax_pyramid, *pyr), partial(db.minmax_pyramid, *pyr)),
+            "density": (partial(KS.density_at_table, *table), partial(ts.density_at_table, *table)),
+            "cut": (new_bt._cut, old_bt._cut),
+        }
+        for call, (new, old) in calls.items():
+            a, b = new(), old()
+            a, b = (a, b) if isinstance(a, tuple) else ((a,), (b,))
+            same = all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+            differs |= not same
+            t_new, t_old, ratio = alternate(new, old, args.pairs)
+            print(f"{name:8}{call:12}{t_old * 1e3:8.3f}{t_new * 1e3:8.3f}{ratio:9.2f}  {same}")
+    print(f"load {os.getloadavg()[0]:.1f}")
+    return 1 if differs else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
