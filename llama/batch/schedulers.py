@@ -265,14 +265,12 @@ class _Executor(EventPool):
         from concurrent.futures import ProcessPoolExecutor
         from functools import partial
 
-        from dask.multiprocessing import initialize_worker_process
-
         if self.logs is None:
             self.logs = LogForwarding(context)
         level = logging.getLogger("llama").getEffectiveLevel()
         records = (self.logs.queue, level)
-        own = partial(worker_process_init, driver_environ(), os.getpid(), records)
-        init = partial(initialize_worker_process, user_initializer=own)
+        # worker_process_init reseeds NumPy as Dask's initializer would: no Dask here
+        init = partial(worker_process_init, driver_environ(), os.getpid(), records)
         return ProcessPoolExecutor(self.slots, mp_context=context, initializer=init)
 
     def _submit(self, job: Any):
@@ -314,7 +312,7 @@ def start_workers_early(name: str, jobs: int, total: int | None = None) -> str:
     server starts importing the engine (`llama.batch.worker_preload`, ~1 s) while
     the caller goes on with its own set-up, instead of at the run's first event;
     `make_pool` later forks the workers from it. The modules the pool itself needs
-    in this process (Dask's, concurrent.futures') are imported here meanwhile.
+    in this process (concurrent.futures') are imported here meanwhile.
     Returns what ``name`` means for this run, like `choose_scheduler`. Other
     schedulers start nothing.
 
@@ -332,8 +330,6 @@ def start_workers_early(name: str, jobs: int, total: int | None = None) -> str:
         # imports: this thread has nothing else to do until the workers are forked,
         # and a thread the caller starts next imports none of it at the same time
         import concurrent.futures.process  # noqa: F401
-
-        import dask.multiprocessing  # noqa: F401
     elif chosen == "distributed":
         worker_context(CLUSTER_PRELOAD)
         import distributed  # noqa: F401
