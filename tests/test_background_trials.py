@@ -352,3 +352,32 @@ def test_pool_row_maxima_are_the_rows_maxima():
     terms = _sample_terms(model, model.background)
     rows = bt.pool_rows(model.background, terms)
     np.testing.assert_array_equal(bt.pool_row_max(model.background, terms), rows.max(axis=1))
+
+
+@pytest.mark.parametrize("name", ["bbh-6", "bns-9"])
+def test_what_the_sample_index_looks_up_is_what_is_computed(name):
+    """decide_batch with ``sample_index`` looks up, per trial neutrino, its sample
+    event's a(eps) row, its largest a and its d_1 (the cut's per-sample energy factor
+    from the distinct w(theta)); without it, it computes them from the energies and
+    zeniths. Both must give the same bounds bit for bit, thresholds held or not; and
+    the sample's d_1 is the one computed from each event's own w(theta)."""
+    from llama.science.odds import neutrino_energy_integral
+
+    model = _model(name)
+    obs = _observed(model, 6, False)
+    zen = np.where(np.isfinite(obs.zenith), obs.zenith, 90.0 + obs.dec)
+    bt = BackgroundTrials(model, obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, zen, obs.azimuth)  # fmt: skip
+    sample = model.background
+    w = model.tables.zenith_weight(sample.zenith_sorted)
+    direct = model.egw * neutrino_energy_integral(model.rate_per_energy * w, 1)
+    np.testing.assert_array_equal(bt._sample_d1(sample), direct)
+    lists, pick = _background_draws(sample)(np.random.default_rng(11), 400)
+    pool = _sample_terms(model, sample)
+    bg = type(pool)(*(a[pick] for a in pool))
+    free = bt.decide_batch([], *lists, background_terms=bg)
+    t = np.sort(free.hi[free.resolved])[::7]
+    for thresholds in ([], t):
+        a = bt.decide_batch(thresholds, *lists, background_terms=bg, sample_index=pick)
+        b = bt.decide_batch(thresholds, *lists, background_terms=bg)
+        for x, y in ((a.lo, b.lo), (a.hi, b.hi), (a.point, b.point), (a.resolved, b.resolved)):
+            np.testing.assert_array_equal(x, y)

@@ -286,7 +286,8 @@ class BackgroundTrials:
         sample = self.model.background
         terms = _sample_terms(self.model, sample)
         a_max = self.pool_row_max(sample, terms)
-        d_1 = self._sample_d1(sample)
+        # kept for decide_batch: a trial neutrino's d_1 is its sample event's
+        d_1 = self._sample_d1_now = self._sample_d1(sample)
         unit, _ = self._units(np.zeros(a_max.size), sample.zenith_sorted, terms.density, d_1)
         q = unit * a_max
         q = q[np.isfinite(q)]
@@ -295,7 +296,7 @@ class BackgroundTrials:
 
     # -- bounds -----------------------------------------------------------------------
 
-    def _parts(self, ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, rows, a_max=None):
+    def _parts(self, ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, rows, a_max=None, d_1=None):  # fmt: skip
         """Bounds of every part of m lists' statistics.
 
         Returns (single_lo, single_hi, pair_hi per first member, unit, odd per list,
@@ -306,7 +307,7 @@ class BackgroundTrials:
         """
         m, r = self.model, self.model.overlap_rtol
         ra, dec, sig = np.radians(ra_d), np.radians(dec_d), np.radians(sig_d)
-        unit, den = self._units(dt, zen, bg.density)
+        unit, den = self._units(dt, zen, bg.density, d_1)
         # far from the map one disc bounds S well enough: O_i below 1e-3 of the cut
         with np.errstate(divide="ignore"):
             enough = np.where(unit > 0, _ENOUGH * self.cut / unit, np.inf)
@@ -351,14 +352,14 @@ class BackgroundTrials:
             stand = unit * np.minimum(here, k_hi)
         return single_lo, single_hi, pair_hi, unit, odd, den, stand
 
-    def _lists(self, ra, dec, sigma, energy, dt, zen, offsets, bg, rows, az=None, a_max=None):
+    def _lists(self, ra, dec, sigma, energy, dt, zen, offsets, bg, rows, az=None, a_max=None, d_1=None):  # fmt: skip
         """(arrays as floats, azimuth, offsets, parts) of m lists."""
         f64 = np.float64
         ra, dec, sigma, energy, dt, zen = (np.ascontiguousarray(a, dtype=f64).ravel() for a in (ra, dec, sigma, energy, dt, zen))  # fmt: skip
         offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         az_in = np.full(ra.size, np.nan) if az is None else az
         zen, az = self._detector_frame(ra, dec, sigma, dt, zen, az_in, offsets)
-        parts = self._parts(ra, dec, sigma, energy, dt, zen, az, bg, offsets, rows, a_max)
+        parts = self._parts(ra, dec, sigma, energy, dt, zen, az, bg, offsets, rows, a_max, d_1)
         return (ra, dec, sigma, energy, dt, zen), az, offsets, parts
 
     def _detector_frame(self, ra, dec, sigma, dt, zen, az, offsets):
@@ -482,10 +483,12 @@ class BackgroundTrials:
             # take, not fancy indexing: half the time for (n, 18) rows
             rows = self.pool_rows(m.background, terms).take(sample_index, axis=0)
             a_max = self.pool_row_max(m.background, terms)[sample_index]
+            # the sample events' own d_1 (their zeniths, which the frame keeps)
+            d_1 = self._sample_d1_now[sample_index] if np.isfinite(zenith).all() else None
         else:
             rows = m.tables.dec_rows(bg.energy_eval)
-            a_max = None
-        lists, az, offsets, parts = self._lists(ra, dec, sigma, energy, dt, zenith, offsets, bg, rows, azimuth_deg, a_max)  # fmt: skip
+            a_max = d_1 = None
+        lists, az, offsets, parts = self._lists(ra, dec, sigma, energy, dt, zenith, offsets, bg, rows, azimuth_deg, a_max, d_1)  # fmt: skip
         lo_o, hi_o, stand = self._sums(parts, offsets)
         cut = self.cut
         resolved = hi_o >= cut
