@@ -251,3 +251,18 @@ def test_an_event_time_needs_no_astropy():
     ])  # fmt: skip
     assert rows == str(erfa.leap_seconds.get().tolist())
     assert expires == str(erfa.leap_seconds.expires)
+
+
+def test_leap_second_file_is_read_as_astropy_reads_it():
+    """The rows and expiry taken from astropy-iers-data's Leap_Second.dat without
+    astropy are the ones astropy's reader gives."""
+    from astropy.utils import iers
+
+    from llama.science.times import _iers_leap_second_file
+
+    table, expires = _iers_leap_second_file()
+    theirs = iers.LeapSeconds.from_iers_leap_seconds(iers.IERS_LEAP_SECOND_FILE)
+    for column in ("year", "month", "tai_utc"):
+        np.testing.assert_array_equal(table[column], np.asarray(theirs[column]))
+    assert expires.date().isoformat() == theirs.expires.isot[:10]
+    assert table.expires == expires  # what erfa.leap_seconds.update reads
