@@ -66,8 +66,17 @@ def preload() -> list[str]:
     Kernels run on one thread in every worker (one level of parallelism), so the fork
     server imports Numba with ``NUMBA_NUM_THREADS=1`` (set by whoever starts it).
     """
+    import atexit
+    import os
+
+    from llama.batch.worker_processes import FORK_SERVER_VARIABLE, keep_freed_memory
+
     failed = []
-    from llama.batch.worker_processes import keep_freed_memory
+    if os.environ.pop(FORK_SERVER_VARIABLE, None) == "1":
+        # the server ends when the driver does; tearing down an interpreter holding
+        # the whole engine took seconds, while it still held the command's stderr open
+        # (a caller reading it waited). Its workers end by os._exit already.
+        atexit.register(os._exit, 0)
 
     if not keep_freed_memory():  # inherited by every worker forked from here
         failed.append("malloc settings")

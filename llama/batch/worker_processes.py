@@ -239,6 +239,12 @@ def after_event() -> None:
 
 #: What the fork server imports before it forks a worker (`worker_context`).
 WORKER_PRELOAD = ("llama.batch.worker_preload",)
+
+#: Set in the fork server's environment alone: the preload ends that process by
+#: ``os._exit`` at its exit (`llama.batch.worker_preload`), never a process that
+#: merely imports the module (a test's, say).
+FORK_SERVER_VARIABLE = "LLAMA_FORK_SERVER"
+
 #: Variables the fork server, and so every worker, starts without, whatever the
 #: driver's environment holds: glibc reads ``MALLOC_TRIM_THRESHOLD_`` once, as a
 #: process starts, and distributed's nannies write theirs (65536) into the driver's
@@ -290,8 +296,10 @@ def worker_context(preload: tuple[str, ...] = WORKER_PRELOAD):
     context = multiprocessing.get_context("forkserver")
     with _fork_server_lock:
         forkserver.set_forkserver_preload(list(preload))  # used if it starts now
-        before = {name: os.environ.get(name) for name in [*KERNEL_THREAD_VARIABLES, *NOT_FORKED]}
+        server_only = [*KERNEL_THREAD_VARIABLES, *NOT_FORKED, FORK_SERVER_VARIABLE]
+        before = {name: os.environ.get(name) for name in server_only}
         os.environ.update(dict.fromkeys(KERNEL_THREAD_VARIABLES, "1"))
+        os.environ[FORK_SERVER_VARIABLE] = "1"
         for name in NOT_FORKED:
             os.environ.pop(name, None)
         try:  # a no-op when it runs already (a second run in a notebook, say)
