@@ -44,7 +44,7 @@ class WhereItRan(FileHandler, registry=AUTO):
                 "pid": os.getpid(),
                 "ppid": os.getppid(),
                 "preloaded": "llama.batch.worker_preload" in sys.modules,
-                "fits": "astropy.io.fits" in sys.modules,
+                "fits": "llama.science.fits_bintable" in sys.modules,
                 "h5py": "h5py" in sys.modules,
                 "leap_seconds": _leap_seconds_read(),
                 "option": os.environ.get("LLAMA_TEST_AUTO_OPTION"),
@@ -75,10 +75,10 @@ def faults_reusing_freed_memory(blocks: int = 24, size: int = 1 << 20) -> int:
 
 
 def _leap_seconds_read() -> bool:
-    """Whether this process has read astropy's leap-second table (at its first UTC
-    conversion), without reading it."""
-    core = sys.modules.get("astropy.time.core")
-    return core is not None and core._LEAP_SECONDS_CHECK.name == "DONE"
+    """Whether this process has brought the leap-second table up to date (at its first
+    UTC conversion, `llama.science.times`), without doing it."""
+    times = sys.modules.get("llama.science.times")
+    return times is not None and times._leap_seconds_current.cache_info().currsize == 1
 
 
 class Sleepy(FileHandler, registry=AUTO):

@@ -6,16 +6,16 @@ single-threaded process started once per run, which imports this module before i
 forks any worker. Every worker then starts with the batch engine, the handler
 catalogue, Numba and its CPU target, the FITS reader and the statistic's modules
 already imported, instead of importing them itself (~1 s of CPU each: interpreter,
-``llama``, Numba 0.3-0.4 s, ``astropy.io.fits`` 0.35 s, the ``scipy.linalg`` that
-Numba's registries import 0.2-0.3 s; bench/README.md, "Realistic events end to end").
+``llama``, Numba 0.3-0.4 s, the ``scipy.linalg`` that Numba's registries import
+0.2-0.3 s; bench/README.md, "Realistic events end to end"). An event imports no
+astropy (`llama.science.times`, `llama.science.detector_frame`), so neither does this.
 
 Nothing is compiled here. The kernels that earlier runs' workers loaded from
 Numba's cache at their first event are loaded here from the same entries
 (`llama.batch.worker_kernels`), so every worker inherits them; on a first run, or for
 a kernel edited since, each worker loads them itself. Another first-use cost of
-every event is paid here, once: astropy's leap-second table (read
-at the first UTC -> GPS conversion, with astropy.time, astropy.utils.iers and the
-astropy.table they import) and h5py: ~0.3 s of each worker's first event before.
+every event is paid here, once: the leap-second table brought up to date (at the
+first UTC -> GPS conversion, `llama.science.times`) and h5py's import.
 
 A fork server that fails to import this module still forks workers (Python skips an
 ImportError there), and anything else that goes wrong is swallowed below: a worker
@@ -39,12 +39,10 @@ MODULES = (
     "llama.batch.runner",
     "llama.handlers",  # the handler catalogue: every handler's module
     "numba",
-    "astropy.io.fits",
     "h5py",  # the sky map's HDF5 copy (LvcSkymapHdf5)
     "scipy.linalg",
     "llama.science.skymap",
-    "astropy.time",
-    "astropy.utils.iers",
+    "llama.science.fits_bintable",  # the FITS reader of LVK multi-order maps
     "llama.science.times",
     "llama.science.detector_frame",
     "llama.science.odds",
@@ -56,7 +54,7 @@ MODULES = (
     "kernels.trial_screen",
 )
 
-#: A UTC time converted once, so that astropy reads its leap-second table here.
+#: A UTC time converted once, so that the leap-second table is brought up to date here.
 LEAP_SECOND_PROBE = "2019-04-25T08:18:05"
 
 
@@ -103,7 +101,7 @@ def preload() -> list[str]:
         failed.append("kernels")
     try:
         # every event converts its UTC times to GPS: the first conversion in a process
-        # reads and checks astropy's leap-second table
+        # brings ERFA's leap-second table up to date
         from llama.science.times import iso_to_gps
 
         iso_to_gps(LEAP_SECOND_PROBE)
