@@ -34,12 +34,10 @@ from numba import set_num_threads  # noqa: E402
 
 import kernels.overlap as KO  # noqa: E402
 from llama.science.pvalue import DEFAULT_N_TRIALS, trial_pvalues  # noqa: E402
-from llama.science.sim import simulate_background_neutrinos  # noqa: E402
-from llama.science.times import mjd_to_gps  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_looks import HARD, kernels_at  # noqa: E402
-from bench_trials import LOCAL, SHARED, load_event  # noqa: E402
+from bench_trials import LOCAL, SHARED, observed_event  # noqa: E402
 
 CALLS = ("psf_overlap_targets", "psf_overlap_prepared", "psf_pair_overlap_targets", "psf_pair_overlap_prepared")  # fmt: skip
 PREPARE = ("prepare_map", "prepare_map_flat")
@@ -75,9 +73,7 @@ def record(events: int, maps: set[str]):
             name = names[k % len(names)]
             if name not in maps:
                 continue
-            model, mjd = load_event(where, name)
-            nl = simulate_background_neutrinos(np.random.default_rng(8 + k), mjd)
-            obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
+            model, obs = observed_event(where, name, k)
             trial_pvalues(model, obs, DEFAULT_N_TRIALS, seed=k)
     finally:
         for name, f in originals.items():

@@ -50,11 +50,9 @@ import kernels.overlap as KO  # noqa: E402
 import llama.science.background_trials as tree_bt  # noqa: E402
 from llama.science.odds import EventModel  # noqa: E402
 from llama.science.pvalue import DEFAULT_N_TRIALS, trial_pvalues  # noqa: E402
-from llama.science.sim import simulate_background_neutrinos  # noqa: E402
-from llama.science.times import mjd_to_gps  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_trials import LOCAL, SHARED, load_event  # noqa: E402
+from bench_trials import LOCAL, SHARED, observed_event  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HARD = "bbh-0,bbh-3,bbh-6,bbh-10,bns-5,bns-9"
@@ -150,9 +148,7 @@ def main(argv=None) -> int:
         name = names[k % len(names)]
         if name not in maps:
             continue
-        model, mjd = load_event(where, name)
-        nl = simulate_background_neutrinos(np.random.default_rng(8 + k), mjd)
-        obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
+        model, obs = observed_event(where, name, k)
         out = {}
         runs = (("then", then.BackgroundTrials), ("now", now_cls))
         prepared = {"then": {}, "now": {}}  # each side's kernels prepare their own maps

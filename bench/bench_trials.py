@@ -102,6 +102,15 @@ def load_event(directory: Path, name: str):
     return model, mjd
 
 
+def observed_event(directory: Path, name: str, k: int):
+    """The benches' realistic event k on map ``name``: (model, its observed statistic) of
+    the IceCube-like list drawn with seed 8 + k (bench_looks, bench_look_replay and
+    bench_realistic use the same events)."""
+    model, mjd = load_event(directory, name)
+    nl = simulate_background_neutrinos(np.random.default_rng(8 + k), mjd)
+    return model, model.evaluate(nl, float(mjd_to_gps(mjd)))
+
+
 def accuracy(fast, exact, floor):
     """(largest relative error above 100x floor, trials outside 1% + floor)."""
     fin = np.isfinite(exact)
@@ -335,9 +344,7 @@ def per_event(directory: Path, n_events: int, baseline=None) -> dict[str, list[t
 
     def one(k, name, trials):
         BT.BackgroundTrials = trials  # what trial_model builds
-        model, mjd = load_event(directory, name)
-        nl = simulate_background_neutrinos(np.random.default_rng(8 + k), mjd)
-        obs = model.evaluate(nl, float(mjd_to_gps(mjd)))
+        model, obs = observed_event(directory, name, k)
         spent[0] = 0.0
         t0 = time.process_time()
         res = trial_pvalues(model, obs, DEFAULT_N_TRIALS, seed=k)
@@ -404,8 +411,7 @@ def held_by_bound_width(directory: Path, n_events: int, k_show: int, factors) ->
         if len(rows) >= k_show:
             break
         name = names[k % len(names)]
-        model, mjd = load_event(directory, name)
-        obs = model.evaluate(simulate_background_neutrinos(np.random.default_rng(8 + k), mjd), float(mjd_to_gps(mjd)))  # fmt: skip
+        model, obs = observed_event(directory, name, k)
         zen = np.where(np.isfinite(obs.zenith), obs.zenith, 90.0 + obs.dec)
         bt = BackgroundTrials(model, obs.ra, obs.dec, obs.sigma, obs.energy, obs.dt, zen, obs.azimuth)  # fmt: skip
         t_event, t_nu = bt.thresholds(obs.ra, obs.odds, obs.odds_ratio)
