@@ -154,3 +154,26 @@ def test_the_arrays_file_is_named_as_from_astropy():
     stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
     key = hashlib.sha256(repr((astropy.__version__, stats)).encode()).hexdigest()[:16]
     assert _stored_arrays_path().name == f"earth-orientation-{key}.npz"
+
+
+@pytest.mark.parametrize("t0", (58598.3459, 57753.9999, 80000.25))
+def test_one_astrometry_gives_the_angles_and_the_frame_of_separate_calls(t0):
+    """The neutrinos' angles and the frame's astrometry from one set of ERFA calls are
+    those of separate calls, bit for bit (the frame's rotation included)."""
+    from llama.science.detector_frame import zenith_azimuth_and_frame_astrometry
+
+    rng = np.random.default_rng(7)
+    ra = rng.uniform(0.0, 360.0, 9)
+    dec = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, 9)))
+    mjd = t0 + rng.uniform(-500.0, 500.0, 9) / 86400.0
+    zen, az, astrom = zenith_azimuth_and_frame_astrometry(ra, dec, mjd, t0)
+    zen0, az0 = zenith_azimuth(ra, dec, mjd)
+    assert np.array_equal(zen, zen0) and np.array_equal(az, az0)
+    shared, own = DetectorFrame(t0, astrom), DetectorFrame(t0)
+    assert np.array_equal(shared.rotation, own.rotation)
+    dt = rng.uniform(-500.0, 500.0, 9)
+    assert all(np.array_equal(a, b) for a, b in zip(shared.zenith_azimuth(ra, dec, dt), own.zenith_azimuth(ra, dec, dt), strict=True))  # fmt: skip
+    empty = zenith_azimuth_and_frame_astrometry([], [], [], t0)
+    assert empty[0].shape == (0,) and np.array_equal(
+        DetectorFrame(t0, empty[2]).rotation, own.rotation
+    )

@@ -232,6 +232,24 @@ def test_given_zenith_and_azimuth_are_used(precise):
     assert given.b_density[0] != own.b_density[0]  # B follows the zenith given
 
 
+def test_frame_from_evaluates_astrometry_is_the_frames_own(precise):
+    """evaluate fills in missing angles and keeps ERFA's astrometry at t_gw for the
+    trials' frame: the angles, the frame and what it gives are a fresh model's."""
+    from llama.science.detector_frame import DetectorFrame, zenith_azimuth
+
+    nl = neutrinos([CENTER[0], CENTER[0] + 40.0], [CENTER[1], -30.0], [-100.0, 300.0])
+    m = model(precise)
+    res = m.evaluate(nl, T_GW)
+    zen, az = zenith_azimuth(nl.ra, nl.dec, nl.mjd)
+    assert np.array_equal(res.zenith, zen) and np.array_equal(res.azimuth, az)
+    fresh = model(precise)
+    args = ([10.0, 200.0], [20.0, -45.0], [0.0, 400.0], [np.nan, 100.0], [np.nan, np.nan])
+    got, want = m.detector_frame(*args), fresh.detector_frame(*args)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    assert m._frame_astrometry is not None  # the frame was built from evaluate's
+    assert np.array_equal(m._frame.rotation, DetectorFrame(T_GW_MJD).rotation)
+
+
 # --- the options (improvements), each off by default -----------------------------------
 
 

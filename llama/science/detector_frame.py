@@ -104,6 +104,27 @@ def zenith_azimuth(ra_deg, dec_deg, mjd) -> tuple[np.ndarray, np.ndarray]:
     return _observed(ra, dec, _astrometry(t))
 
 
+def zenith_azimuth_and_frame_astrometry(ra_deg, dec_deg, mjd, frame_mjd):
+    """:func:`zenith_azimuth` of 1-D arrays, and the astrometry a :class:`DetectorFrame`
+    at ``frame_mjd`` is fitted on, from one set of ERFA calls.
+
+    ERFA's calls work time by time, so each result is the one separate calls give, bit
+    for bit; an event that fills in its neutrinos' angles and later builds its trials'
+    frame makes the calls of the astrometry (~1 ms, their count not their size) once.
+
+    Returns
+    -------
+    zenith, azimuth : ndarray [deg]
+        As :func:`zenith_azimuth` gives them.
+    frame_astrometry : ndarray
+        For ``DetectorFrame(frame_mjd, astrometry=frame_astrometry)``.
+    """
+    ra, dec, t = (np.asarray(a, dtype=np.float64).ravel() for a in (ra_deg, dec_deg, mjd))
+    astrom = _astrometry(np.append(t, np.float64(frame_mjd)))
+    zenith, azimuth = _observed(ra, dec, astrom[:-1]) if ra.size else (np.empty(0), np.empty(0))
+    return zenith, azimuth, astrom[-1:]
+
+
 @functools.cache
 def _icecube_geodetic() -> tuple[float, float, float]:
     """IceCube's WGS84 longitude, latitude [rad] and height [m], as astropy gives them.
@@ -334,6 +355,9 @@ class DetectorFrame:
     ----------
     mjd : float
         Reference time (the GW event), MJD read as UT1.
+    astrometry : ndarray, optional
+        ERFA's astrometry at ``mjd`` where the caller has it (from
+        :func:`zenith_azimuth_and_frame_astrometry`); else computed.
 
     Examples
     --------
@@ -344,13 +368,15 @@ class DetectorFrame:
     True
     """
 
-    def __init__(self, mjd: float) -> None:
+    def __init__(self, mjd: float, astrometry: np.ndarray | None = None) -> None:
         self.mjd = float(mjd)
+        if astrometry is None:
+            astrometry = _astrometry(np.float64(self.mjd))
         # Fit on a spread of directions: the least-squares rotation (Kabsch) averages
         # the direction-dependent aberration away.
         ra = np.array([0.0, 90.0, 180.0, 270.0, 45.0, 135.0, 225.0, 315.0, 0.0, 0.0])
         dec = np.array([0.0, 0.0, 0.0, 0.0, 45.0, -45.0, 45.0, -45.0, 89.0, -89.0])
-        zen, az = _observed(ra, dec, _astrometry(np.float64(self.mjd)))  # one time
+        zen, az = _observed(ra, dec, astrometry)  # one time
         sky, local = _unit(ra, dec), _local_unit(zen, az)
         u_, _, vt = np.linalg.svd(local.T @ sky)
         d = np.sign(np.linalg.det(u_ @ vt))

@@ -353,6 +353,7 @@ class EventModel:
         self.null_ratio = self._null_ratio(snr_list) if null == "full" else 0.0
         self._prepared: dict[Any, Any] = {}
         self._frame = None
+        self._frame_astrometry = None  # ERFA's at t_gw, when evaluate computed it
 
     # -- geometry ------------------------------------------------------------------------
 
@@ -370,7 +371,7 @@ class EventModel:
             if self._frame is None:
                 from llama.science.detector_frame import DetectorFrame
 
-                self._frame = DetectorFrame(self.t_gw_mjd)
+                self._frame = DetectorFrame(self.t_gw_mjd, self._frame_astrometry)
             z0, a0 = self._frame.zenith_azimuth(ra, dec, np.asarray(dt_s)[need])
         zen[need] = np.where(np.isfinite(zen[need]), zen[need], z0)
         az[need] = np.where(np.isfinite(az[need]), az[need], a0)
@@ -652,9 +653,14 @@ class EventModel:
         az = _optional(getattr(neutrinos, "azimuth", None), n)
         missing = ~(np.isfinite(zen) & np.isfinite(az))
         if missing.any():
-            from llama.science.detector_frame import zenith_azimuth
+            from llama.science import detector_frame as F
 
-            z0, a0 = zenith_azimuth(ra[missing], dec[missing], mjd[missing])
+            if self.t_gw_mjd is None or self._frame is not None:
+                z0, a0 = F.zenith_azimuth(ra[missing], dec[missing], mjd[missing])
+            else:  # the trials' frame at t_gw, from the same ERFA calls (one set, ~1 ms)
+                z0, a0, self._frame_astrometry = F.zenith_azimuth_and_frame_astrometry(
+                    ra[missing], dec[missing], mjd[missing], self.t_gw_mjd
+                )
             zen[missing] = np.where(np.isfinite(zen[missing]), zen[missing], z0)
             az[missing] = np.where(np.isfinite(az[missing]), az[missing], a0)
         batch = self.evaluate_batch(
