@@ -22,7 +22,9 @@ waits for a slower one that happened to be submitted with it. On our own local
 cluster (``distributed``) each event is a call to the `EventRunner` of the worker with
 the fewest events in flight, straight from the client to that worker; on a running
 scheduler (``tcp://...``, a cluster shared with others or watched on its dashboard)
-each event is a Dask task, which the scheduler places and may move.
+each event is a Dask task, which the scheduler places and may move. Either way an
+event whose worker dies (killed, out of memory) runs again on a live worker, up to
+Dask's ``distributed.scheduler.allowed-failures`` times (3) before it fails.
 
 Examples
 --------
@@ -40,7 +42,9 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -62,6 +66,7 @@ __all__ = [
     "KERNEL_THREAD_VARIABLES",
     "LOCAL_CLUSTER_CONFIG",
     "EventPool",
+    "WorkerLost",
     "choose_scheduler",
     "local_cluster",
     "make_pool",
@@ -206,12 +211,7 @@ class EventPool:
             return None
         self.running -= 1
         self._forget(job, future)
-        try:
-            return job, future.result()
-        except KeyboardInterrupt:
-            raise
-        except BaseException as err:  # CancelledError is a BaseException in 3.8+
-            return job, err
+        return _result(job, future)
 
     def _submit(self, job: Any):
         raise NotImplementedError
@@ -386,15 +386,31 @@ def local_cluster(workers: int, dashboard_address: str | None = None):
 
 class _Settled:
     """A result already fetched, or the exception that took its place, with the
-    ``result()`` of a future (`EventPool.next_finished`), and the runner it came from."""
+    ``result()`` of a future (`EventPool.next_finished`), the runner it came from, and
+    how many times the event has been lost with its worker (this call's loss included)."""
 
-    def __init__(self, value: Any, runner: _Runner) -> None:
-        self.value, self.runner = value, runner
+    def __init__(self, value: Any, runner: _Runner, lost: int = 0, dead: bool = False) -> None:
+        self.value, self.runner, self.lost = value, runner, lost
+        self.dead = dead  # this call failed with its worker (``value`` says how)
 
     def result(self) -> Any:
         if isinstance(self.value, BaseException):
             raise self.value
         return self.value
+
+
+class _Raised:
+    """An exception that the task itself raised on the worker: told apart, in the
+    driver, from the OSError of a call whose worker died."""
+
+    def __init__(self, err: BaseException) -> None:
+        self.err = err
+
+
+class WorkerLost(RuntimeError):
+    """An event that was not re-run after its worker was lost: it had been lost with
+    its worker more than the allowed times, or its worker could not be reached and
+    was not known to be dead (re-run, it might have run twice at once)."""
 
 
 class EventRunner:
@@ -407,23 +423,66 @@ class EventRunner:
     its release), each handled in Python: 9-13 ms of CPU per realistic event in the
     driver (scheduler, client) and 8.5-12 ms in the worker beside the event's own,
     against 4-6 and 6-8.5 ms as a call (bench/bench_cluster.py, 1 and 2 workers, load
-    5-8). A worker that dies fails the events sent to it (Dask retried a task
-    elsewhere); its nanny restarts it and it gets a runner of its own again.
+    5-8). A worker that dies loses the events sent to it; the pool sends each again
+    to a live runner, as Dask retries a task elsewhere (`_Distributed.next_finished`);
+    the nanny restarts the worker and it gets a runner of its own again.
+
+    Parameters
+    ----------
+    task
+        The pool's task, one whole event per call.
+    record
+        A file (on this machine: the cluster is ours) where the runner notes the number
+        of the call it runs and whether it has returned, for the driver to read once
+        the worker has died: the event it was running is the one to blame
+        (`_running_call`). Two ``pwrite`` calls per event, microseconds.
     """
 
-    def __init__(self, task: Callable[[Any], Any]) -> None:
+    def __init__(self, task: Callable[[Any], Any], record: str | None = None) -> None:
         self.task = task
+        self.record = None if record is None else os.open(record, os.O_WRONLY | os.O_CREAT)
 
-    def run(self, job: Any) -> Any:
-        return self.task(job)
+    def run(self, job: Any, number: int = 0) -> Any:
+        self._note(number, b"running")
+        try:
+            return self.task(job)
+        except Exception as err:  # the task's own: an OSError here is no lost worker
+            return _Raised(err)
+        finally:
+            self._note(number, b"done")
+
+    def _note(self, number: int, state: bytes) -> None:
+        if self.record is not None:  # one line, always the same length: no truncation
+            os.pwrite(self.record, b"%20d %-7s\n" % (number, state), 0)
+
+
+def _running_call(record: str) -> int | None:
+    """The number of the call that a dead runner was running (`EventRunner`), 0 if
+    none (it died between events), None if its record cannot be read."""
+    try:
+        with open(record, "rb") as file:
+            number, state = file.read().split()
+        return int(number) if state == b"running" else 0
+    except (OSError, ValueError):
+        return None
 
 
 class _Runner:
     """The driver's side of one `EventRunner`: its actor, the future that keeps it
     alive, and the events sent to it and not yet handed back."""
 
-    def __init__(self, future) -> None:
+    def __init__(self, future, record: str) -> None:
         self.future, self.actor, self.in_flight, self.lost = future, None, 0, False
+        self.record = record  # where its EventRunner notes the call it runs
+        # the calls sent, numbered from 1, and those not back yet
+        self.sent, self.open = 0, set()
+        self.running_when_lost: int | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Not known to be lost. A runner's future is ``finished`` while its actor
+        lives; once its worker is gone it is lost (and calling it raises)."""
+        return not self.lost and self.future.status == "finished"
 
 
 class _Distributed(EventPool):
@@ -437,6 +496,8 @@ class _Distributed(EventPool):
         self.futures: dict[int, Any] = {}  # a future nobody holds is cancelled by Dask
         self.runners: list[_Runner] | None = None  # our own cluster's
         self.look = 0.0  # when to look again for workers without a runner
+        self.allowed_failures = 3  # re-runs of an event lost with its worker: _connect
+        self.records: str | None = None  # the folder of the runners' records
         if address is not None:
             self._connect()  # a remote cluster decides the slots: its worker threads
 
@@ -451,6 +512,10 @@ class _Distributed(EventPool):
             for name in ["distributed", *logging.root.manager.loggerDict]:
                 if name == "distributed" or name.startswith("distributed."):
                     logging.getLogger(name).setLevel(logging.WARNING)
+            import dask
+
+            self.allowed_failures = dask.config.get("distributed.scheduler.allowed-failures", 3)
+            self.records = tempfile.mkdtemp(prefix="llama-runners-")
             self.cluster = local_cluster(self.slots)
             self.client = Client(self.cluster)
             self.runners = []
@@ -490,10 +555,11 @@ class _Distributed(EventPool):
             if worker in placed:
                 continue
             key = f"event-runner-{uuid.uuid4().hex[:8]}"
+            record = os.path.join(self.records, key)
             # preferred there, moved by the scheduler should that worker die meanwhile
-            future = self.client.submit(EventRunner, self.task, actor=True, key=key,
+            future = self.client.submit(EventRunner, self.task, record, actor=True, key=key,
                                         workers=[worker], allow_other_workers=True)  # fmt: skip
-            new.append(_Runner(future))
+            new.append(_Runner(future, record))
         for runner in new:
             runner.actor = runner.future.result()
         self.runners.extend(new)
@@ -504,8 +570,13 @@ class _Distributed(EventPool):
         if self.runners is None:  # a running scheduler: events as tasks
             super().submit(job)
             return
-        if any(r.lost for r in self.runners):
-            self.runners = [r for r in self.runners if not r.lost]
+        self._send(job, 0)
+
+    def _send(self, job: Any, lost: int) -> None:
+        """Call the runner with the fewest events in flight on ``job``, lost ``lost``
+        times before."""
+        if not all(r.usable for r in self.runners):
+            self.runners = [r for r in self.runners if r.usable]
         # a worker that died is restarted by its nanny (a second or two): a runner is
         # started there once it is back; at most one look a second meanwhile
         if not self.runners or (len(self.runners) < self.slots and time.monotonic() >= self.look):
@@ -514,17 +585,102 @@ class _Distributed(EventPool):
         runner = min(self.runners, key=lambda r: r.in_flight)
         runner.in_flight += 1  # and less in _forget: both in the calling thread
         self.running += 1
-        call = runner.actor.run(job)  # sent from the client's event loop
-        self.client.loop.add_callback(self._collect, job, runner, call)
+        runner.sent += 1
+        runner.open.add(runner.sent)
+        call = runner.actor.run(job, runner.sent)  # sent from the client's event loop
+        self.client.loop.add_callback(self._collect, job, runner, call, lost, runner.sent)
 
-    async def _collect(self, job: Any, runner: _Runner, call) -> None:
-        """In the client's event loop: the call's result, handed to `next_finished`."""
+    async def _collect(self, job: Any, runner: _Runner, call, lost: int = 0, number: int = 0):
+        """In the client's event loop: the call's result, handed to `next_finished`.
+
+        ``lost`` counts the times the event was lost while it ran; ``number`` is the
+        call's on its runner. Of the calls that a dead worker loses, only the one it
+        was running (its record says which) counts one more: the others had not
+        started, or had returned and their results were lost on the way."""
+        dead = False
         try:
             value = await call
-        except BaseException as err:  # its worker died (the event failed with it)
-            runner.lost = True
+        except OSError as err:  # its worker died, or could not be reached
+            if runner.running_when_lost is None:  # the first of its calls to fail
+                running = _running_call(runner.record)
+                # no record: the oldest call not back (the worker runs them in turn)
+                if running is None:
+                    running = min(runner.open, default=number)
+                runner.running_when_lost = running
+            runner.lost = dead = True
+            value, lost = err, lost + (number == runner.running_when_lost)
+        except BaseException as err:  # a problem of the call itself (pickling, say)
             value = err
-        self.finished.put((job, _Settled(value, runner)))
+        runner.open.discard(number)
+        if isinstance(value, _Raised):
+            value = value.err
+        self.finished.put((job, _Settled(value, runner, lost, dead)))
+
+    def next_finished(self, timeout: float | None) -> tuple[Any, Any] | None:
+        """The next finished ``(job, result)`` (`EventPool.next_finished`). On our own
+        cluster an event lost with its worker is sent again to a live runner, as Dask
+        retries a task whose worker died, once the scheduler has seen that worker
+        go (so that no event runs twice at once); it is handed back as a `WorkerLost`
+        only once lost more than ``distributed.scheduler.allowed-failures`` times.
+        A loss counts against the event that its worker was running when it died
+        (`EventRunner`), not against those queued behind it there, nor one sent to a
+        worker that had died already: they are sent again as they were. (Dask counts
+        every task on the worker.)
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                job, settled = self.finished.get(timeout=left)
+            except queue.Empty:
+                return None
+            self.running -= 1
+            self._forget(job, settled)
+            if not isinstance(settled, _Settled) or not settled.dead:
+                return _result(job, settled)
+            lost = self._retry(job, settled)
+            if lost is not None:
+                return job, lost
+
+    def _retry(self, job: Any, settled: _Settled) -> WorkerLost | None:
+        """Send ``job`` again after its worker was lost, or the failure to hand back."""
+        address = settled.runner.actor._address
+        if not self._gone(address):
+            return WorkerLost(
+                f"its worker {address} could not be reached ({settled.value}) but is still "
+                "listed by the scheduler: not re-run, lest it run twice at once; run the "
+                "same command again to re-run it"
+            )
+        if settled.lost > self.allowed_failures:
+            return WorkerLost(
+                f"lost with its worker {settled.lost} times (the worker process died "
+                "while running it: killed, out of memory?); not re-run more than "
+                f"distributed.scheduler.allowed-failures={self.allowed_failures} times. "
+                "Run the same command again to re-run it (events done are kept), or set "
+                "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES higher"
+            )
+        log = logging.getLogger("llama.batch")
+        name = getattr(getattr(job, "directory", None), "name", job)
+        log.warning("event %s: its worker %s was lost; sent again (lost running %d times, "
+                    "%d allowed)", name, address, settled.lost, self.allowed_failures)  # fmt: skip
+        self._send(job, settled.lost)
+        return None
+
+    def _gone(self, address: str, wait_s: float = 30.0) -> bool:
+        """Whether the scheduler has dropped the worker at ``address`` (it has, by the
+        time a call to a dead worker fails, but for a moment), waiting up to ``wait_s``
+        seconds. Every runner whose worker is gone is marked lost on the way."""
+        end = time.monotonic() + wait_s
+        while True:
+            workers = self.client.nthreads()
+            for runner in self.runners or ():
+                if runner.actor._address not in workers:
+                    runner.lost = True
+            if address not in workers:
+                return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.05)
 
     def _submit(self, job: Any):
         import uuid
@@ -547,6 +703,19 @@ class _Distributed(EventPool):
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+        if self.records is not None:
+            shutil.rmtree(self.records, ignore_errors=True)
+
+
+def _result(job: Any, future: Any) -> tuple[Any, Any]:
+    """``(job, result)``, or ``(job, exception)`` that kept it from returning one;
+    KeyboardInterrupt is raised."""
+    try:
+        return job, future.result()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # CancelledError is a BaseException in 3.8+
+        return job, err
 
 
 def choose_scheduler(name: str, jobs: int, total: int | None = None) -> str:
