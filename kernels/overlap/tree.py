@@ -18,7 +18,13 @@ import math
 
 import numpy as np
 
-from ..healpix import pix2vec_nest, pixel_area, uniq_to_order_ipix_array, vec2pix_nest
+from ..healpix import (
+    pix2vec_nest,
+    pix2zphi_nest,
+    pixel_area,
+    uniq_to_order_ipix_array,
+    vec2pix_nest,
+)
 from .cells import cell_tensor
 from .common import (
     AREA,
@@ -65,6 +71,38 @@ def leaf_moments(mom, i, o, x, y, z, r, rw):
             mom[i, 10 * g + k] = f * m[k]
 
 
+#: |z| of the equatorial belt's edge, 2/3, and a little: its pixel centres reach 2/3
+#: (rounded), a polar cap's stay above 2/3 + 1/(3 nside) (> 1e-9 at order 29).
+_BELT_EDGE = 2.0 / 3.0 + 1e-12
+
+
+@helper
+def node_centres(t_ord, t_pix, top):
+    """Unit vectors of the nodes' centres, :func:`pix2vec_nest`'s bit for bit, with the
+    cosine and sine of a longitude computed once per order: the equatorial belt's
+    pixel centres lie on the meridians ``pi t / (4 nside)``, which a map's pixels
+    share column by column (a polar cap's rarely repeat: computed as they come)."""
+    n = t_ord.shape[0]
+    cen = np.empty((n, 3))
+    # order o's 8 nside meridians from 8 (2^o - 1) on; the longitude each slot holds
+    # is checked, so that none takes another's cosine
+    phi_at = np.full(16 << top, np.nan)
+    cos_at = np.empty(16 << top)
+    sin_at = np.empty(16 << top)
+    for i in range(n):
+        z, sth, phi = pix2zphi_nest(t_ord[i], t_pix[i])
+        if abs(z) > _BELT_EDGE:  # a polar cap
+            cen[i, 0], cen[i, 1], cen[i, 2] = sth * math.cos(phi), sth * math.sin(phi), z
+            continue
+        nside = np.int64(1) << t_ord[i]
+        t = np.int64(phi * (4.0 * nside / math.pi) + 0.5)
+        k = 8 * (nside - 1) + min(max(t, 0), 8 * nside - 1)
+        if phi_at[k] != phi:
+            phi_at[k], cos_at[k], sin_at[k] = phi, math.cos(phi), math.sin(phi)
+        cen[i, 0], cen[i, 1], cen[i, 2] = sth * cos_at[k], sth * sin_at[k], z
+    return cen
+
+
 @helper
 def build_tree(order, ipix, lo, hi, rho, rw, top):
     """Quadtree of a sorted, disjoint multi-order map; returns (child, leaf_row, bounds,
@@ -109,9 +147,7 @@ def build_tree(order, ipix, lo, hi, rho, rw, top):
                     t_b[count] = k
                     count += 1
         i += 1
-    cen = np.empty((count, 3))  # node centres: every traversal visits them again
-    for i in range(count):
-        cen[i, 0], cen[i, 1], cen[i, 2] = pix2vec_nest(t_ord[i], t_pix[i])
+    cen = node_centres(t_ord[:count], t_pix[:count], top)  # every traversal visits them
     bnd = np.empty((count, 4))
     mom = np.empty((count, NMOM))  # every row is written below
     for i in range(count - 1, -1, -1):
