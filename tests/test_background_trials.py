@@ -381,3 +381,34 @@ def test_what_the_sample_index_looks_up_is_what_is_computed(name):
         b = bt.decide_batch(thresholds, *lists, background_terms=bg)
         for x, y in ((a.lo, b.lo), (a.hi, b.hi), (a.point, b.point), (a.resolved, b.resolved)):
             np.testing.assert_array_equal(x, y)
+
+
+def test_kept_partner_background_is_the_computed_one():
+    """The O3 partner background that _parts keeps gives later pair_terms calls on
+    whole lists of the batch (as _refine makes them) the terms computed afresh, bit
+    for bit, every doublet found among those kept; crowded lists give many doublets."""
+    model = _model("bns-1")
+    bt = BackgroundTrials(model, [10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
+    rng = np.random.default_rng(5)
+    ra, dec, sig, dt, zen, off = _crowded_lists(rng, 300, 8)
+    energy = 10.0 ** rng.uniform(2.5, 6.0, ra.size)
+    bg = model.background_terms(zen, energy)
+    rows = model.tables.dec_rows(bg.energy_eval)
+    lists, az, off, parts = bt._lists(ra, dec, sig, energy, dt, zen, off, bg, rows)
+    partners = parts[-1]
+    assert partners.key.size > 200
+    trials = np.flatnonzero(rng.uniform(size=off.size - 1) < 0.5)
+    k = np.concatenate([np.arange(off[t], off[t + 1]) for t in trials])
+    sub_off = np.r_[0, np.cumsum(np.diff(off)[trials])]
+    sub_bg = type(bg)(*(a[k] for a in bg))
+    call = (*(a[k] for a in lists), az[k], sub_bg, sub_off)
+
+    def never(*_):
+        raise AssertionError("a doublet of whole lists was not kept")
+
+    looked_up = partners.of(k)
+    first, value = model.pair_terms(*call, partner=lambda i, j, _: looked_up(i, j, never))
+    first0, value0 = model.pair_terms(*call)
+    assert first.size > 100
+    np.testing.assert_array_equal(first, first0)
+    np.testing.assert_array_equal(value, value0)  # NaN where O3 divided 0 by B_j = 0

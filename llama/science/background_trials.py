@@ -207,6 +207,41 @@ def _segments(offsets, which) -> tuple[np.ndarray, np.ndarray]:
     return idx, new
 
 
+class _Partners:
+    """The O3 partner background (B_j, eps_j) of m lists' doublets, kept from the
+    ``pair_terms`` call of :meth:`BackgroundTrials._parts` for the later calls on some
+    of those lists (:meth:`BackgroundTrials._refine`): each partner's values depend on
+    its doublet alone (its primary's band, its own zenith and energy), and a subset of
+    whole lists holds the same doublets, so the values looked up are those computed.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n  # neutrinos in the lists: a doublet's key is first * n + second
+        self.key = np.empty(0, dtype=np.int64)
+        self.values = (np.empty(0), np.empty(0))
+
+    def keep(self, first, second, compute):
+        """``pair_terms``' ``partner`` on the lists themselves: computed, kept."""
+        density, energy_eval = compute()
+        key = first * np.int64(self.n) + second
+        order = np.argsort(key, kind="stable")
+        self.key = key[order]
+        self.values = (np.asarray(density)[order], np.asarray(energy_eval)[order])
+        return density, energy_eval
+
+    def of(self, k):
+        """``pair_terms``' ``partner`` on the lists of neutrinos ``k`` (whole lists)."""
+
+        def known(first, second, compute):
+            key = k[first] * np.int64(self.n) + k[second]
+            at = np.minimum(np.searchsorted(self.key, key), max(self.key.size - 1, 0))
+            if self.key.size == 0 or not np.array_equal(self.key[at], key):
+                return compute()  # a doublet not seen (never with whole lists)
+            return self.values[0][at], self.values[1][at]
+
+        return known
+
+
 class BackgroundTrials:
     """Decides background lists against the observed values by bounds (module docstring).
 
@@ -302,10 +337,12 @@ class BackgroundTrials:
         """Bounds of every part of m lists' statistics.
 
         Returns (single_lo, single_hi, pair_hi per first member, unit, odd per list,
-        P_c + P_0, the stand-in ranked below the cut):
+        P_c + P_0, the stand-in ranked below the cut, the doublets' partners):
         O_i without doublets in [single_lo, single_hi] (the exact kernel's S_i
         inside), the doublet terms at i in [0, pair_hi]; ``odd`` lists have a term
-        these cannot bound (B = 0: O3's +inf or NaN) and get the exact statistic.
+        these cannot bound (B = 0: O3's +inf or NaN) and get the exact statistic. The
+        partners (:class:`_Partners`) give later ``pair_terms`` calls on these lists
+        the O3 partner background computed here.
         """
         m, r = self.model, self.model.overlap_rtol
         ra, dec, sig = np.radians(ra_d), np.radians(dec_d), np.radians(sig_d)
@@ -336,7 +373,8 @@ class BackgroundTrials:
             floor = _KERNEL_FLOOR * self.sky.peak * peak_g * a_i * a_j
             return (b + floor) / (1.0 - _KERNEL_MARGIN * r)
 
-        first, value = m.pair_terms(ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, overlap=bound)  # fmt: skip
+        partners = _Partners(ra.size)
+        first, value = m.pair_terms(ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, overlap=bound, partner=partners.keep)  # fmt: skip
         if first.size:
             bad[first[~np.isfinite(value)]] = True
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -352,7 +390,7 @@ class BackgroundTrials:
         here = self.sky.density(ra, dec) * rows[np.arange(ra.size), band]
         with np.errstate(invalid="ignore"):
             stand = unit * np.minimum(here, k_hi)
-        return single_lo, single_hi, pair_hi, unit, odd, den, stand
+        return single_lo, single_hi, pair_hi, unit, odd, den, stand, partners
 
     def _lists(self, ra, dec, sigma, energy, dt, zen, offsets, bg, rows, az=None, a_max=None, d_1=None):  # fmt: skip
         """(arrays as floats, azimuth, offsets, parts) of m lists."""
@@ -408,7 +446,7 @@ class BackgroundTrials:
     @staticmethod
     def _sums(parts, offsets):
         """(lo, hi, stand-in) per list."""
-        single_lo, single_hi, pair_hi, _, odd, _, stand = parts
+        single_lo, single_hi, pair_hi, _, odd, _, stand, _ = parts
         lo = KO.segment_sum(np.maximum(single_lo, 0.0), offsets)  # O_i < 0 counts as 0
         hi = KO.segment_sum(np.maximum(single_hi + pair_hi, 0.0), offsets)
         lo[odd], hi[odd] = 0.0, np.inf
@@ -539,7 +577,7 @@ class BackgroundTrials:
         ``thresholds`` (ascending) and ``mid`` (per list) only aim the looks: what is
         decided is decided by ``holding``."""
         m = self.model
-        single_lo, single_hi, pair_hi, unit, odd, den, _ = parts
+        single_lo, single_hi, pair_hi, unit, odd, den, _, partners = parts
         single_lo, single_hi = single_lo.copy(), single_hi.copy()
         pair_lo, pair_hi = np.zeros(pair_hi.size), pair_hi.copy()
         ra, dec, sig, energy, dt, zen = lists
@@ -603,14 +641,15 @@ class BackgroundTrials:
                     k = idx[nus]
                     sub_bg = type(bg)(*(a[k] for a in bg))
                     call = (ra[k], dec[k], sig[k], energy[k], dt[k], zen[k], az[k], sub_bg, off)
+                    known = partners.of(k)
                     if aim:
                         # trial t's other parts (its first members' doublets apart)
                         tr = np.repeat(group, np.diff(off))
                         rest = (o_lo[tr] - pair_lo[k], o_hi[tr] - pair_hi[k])
                         aims = (thresholds, mid[trials[group]], o_lo[group], o_hi[group], *rest, den[k])  # fmt: skip
-                        first_k, v_lo, v_hi, settled = self._pair_looks(call, aims)
+                        first_k, v_lo, v_hi, settled = self._pair_looks(call, aims, known)
                     else:
-                        first_k, v_lo = m.pair_terms(*call)
+                        first_k, v_lo = m.pair_terms(*call, partner=known)
                         v_hi, settled = v_lo, np.ones(group.size, dtype=bool)
                     share_lo, share_hi = v_lo / den[k][first_k], v_hi / den[k][first_k]
                     pair_lo[k] = pair_hi[k] = 0.0
@@ -622,7 +661,7 @@ class BackgroundTrials:
             sub_idx, sub_off = _segments(sub, at)
             store(trials[at], *trial_bounds(idx[sub_idx], sub_off))
 
-    def _pair_looks(self, call, aims):
+    def _pair_looks(self, call, aims, partner=None):
         """(first member, lo, hi of each doublet's term, settled per trial) of the
         doublets of m trials (``call``: ``pair_terms``' arguments, their lists), from
         pair looks aimed at the trials' thresholds.
@@ -637,7 +676,7 @@ class BackgroundTrials:
         terms come from ``pair_terms`` with those S_ij (its own arithmetic: where every
         look of a trial ran to the end, its exact doublet terms, and the trial is
         ``settled``). Lists whose live pairs have a zero coefficient get the exact
-        terms.
+        terms. ``partner``: ``pair_terms``' (the partners' background kept by _parts).
         """
         from kernels.overlap import psf_pair_overlap_targets
 
@@ -650,14 +689,14 @@ class BackgroundTrials:
             seen.append((ra, dec, sig, eps_i, eps_j, pi, pj, key))
             return np.ones(pi.size)
 
-        first, coef = m.pair_terms(*call, overlap=unit)
+        first, coef = m.pair_terms(*call, overlap=unit, partner=partner)
         n_trials = off.size - 1
         if not seen:  # no live pair: every term is already exact (0)
             return first, coef, coef, np.ones(n_trials, dtype=bool)
         ra, dec, sig, eps_i, eps_j, pi, pj, key = seen[0]
         live = np.flatnonzero(coef != 0.0)
         if len(seen) > 1 or key is not None or live.size != pi.size or not np.all(np.isfinite(coef)):  # fmt: skip
-            first, value = m.pair_terms(*call)
+            first, value = m.pair_terms(*call, partner=partner)
             return first, value, value, np.ones(n_trials, dtype=bool)
         # each live pair's term per unit S_ij, in its first member's share of O
         c = coef[live] / den[pi]
@@ -692,8 +731,8 @@ class BackgroundTrials:
         exact = half < 0.0
         s_lo = np.where(exact, w, _below(np.maximum(w - half, 0.0) - floor, r))
         s_hi = np.where(exact, w, (np.maximum(w + half, 0.0) + floor) / (1.0 - _KERNEL_MARGIN * r))  # fmt: skip
-        v_lo = m.pair_terms(*call, overlap=lambda *a: s_lo)[1]
-        v_hi = m.pair_terms(*call, overlap=lambda *a: s_hi)[1]
+        v_lo = m.pair_terms(*call, overlap=lambda *a: s_lo, partner=partner)[1]
+        v_hi = m.pair_terms(*call, overlap=lambda *a: s_hi, partner=partner)[1]
         settled = np.bincount(t_of, weights=~exact, minlength=n_trials) == 0
         return first, v_lo, v_hi, settled
 

@@ -575,7 +575,7 @@ class EventModel:
         }
         return BatchOdds(K.segment_sum(odds_i, offsets), odds_i, offsets, terms)
 
-    def pair_terms(self, ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, overlap=None):
+    def pair_terms(self, ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, overlap=None, partner=None):  # fmt: skip
         """(first member, P_s2 contribution) of every doublet; those outside the common
         time window contribute 0 (or NaN, see below) without an overlap.
 
@@ -588,6 +588,10 @@ class EventModel:
         overlap : callable, optional
             Replaces :meth:`pair_overlap` (same arguments), e.g. with a bound on S_ij
             (P_s2 is linear in it): fast trials (:mod:`llama.science.fast_trials`).
+        partner : callable, optional
+            ``partner(first, second, compute)``: the partners' (B_j, eps_j) under O3's
+            pair background, where the caller keeps them (from an earlier call on
+            lists that held these doublets); ``compute()`` gives them as without it.
         """
         if overlap is None:
             overlap = self.pair_overlap
@@ -601,11 +605,15 @@ class EventModel:
             return _EMPTY_I, _EMPTY_F
         t_ij = K.pair_time_overlap(dt, pi, pj, C.EMISSION_HALF_WINDOW_S)
         if self.choices["pair_background"] == "o3":
-            partner = self.background.o3_partner(
-                zen[pj], energy[pj], bg.energy_lo[pi], bg.energy_hi[pi], bg.energy_eval[pi],
-                rule="o3", band=self.choices["background_band"],
-            )  # fmt: skip
-            b_j, eps_j = partner.density, partner.energy_eval
+
+            def compute():
+                terms = self.background.o3_partner(
+                    zen[pj], energy[pj], bg.energy_lo[pi], bg.energy_hi[pi], bg.energy_eval[pi],
+                    rule="o3", band=self.choices["background_band"],
+                )  # fmt: skip
+                return terms.density, terms.energy_eval
+
+            b_j, eps_j = compute() if partner is None else partner(pi, pj, compute)
         else:  # the corrected rule: the partner's own background, as a primary
             b_j, eps_j = bg.density[pj], bg.energy_eval[pj]
         # A pair outside the common window (T_ij = 0) needs no overlap, but O3 still
