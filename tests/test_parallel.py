@@ -393,3 +393,33 @@ def test_our_local_cluster_keeps_both_workers_busy_whatever_the_jobs(tmp_path):
         assert [r.in_flight for r in pool.runners] == [0, 0]
     finally:
         pool.close()
+
+
+def test_a_worker_killed_while_idle_costs_the_next_events_nothing(tmp_path):
+    # both workers killed between events (SIGKILL, as the OOM killer does): the next
+    # events, sent to their runners before the driver knows, are sent again to the
+    # runners of the restarted workers and counted as lost by none (allowed 0 here)
+    pytest.importorskip("distributed")
+    import signal
+
+    import dask
+
+    from llama.batch.schedulers import make_pool
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        pool = make_pool("distributed", 2, _pid_after)
+        try:
+            for _ in range(2):
+                pool.submit(0.0)
+            first = [pool.next_finished(timeout=60)[1] for _ in range(2)]
+            killed = set(pool.client.run(os.getpid).values())
+            assert set(first) <= killed and len(killed) == 2, (first, killed)
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            for _ in range(4):
+                pool.submit(0.05)
+            after = [pool.next_finished(timeout=60) for _ in range(4)]
+        finally:
+            pool.close()
+    pids = [result for _, result in after]
+    assert all(isinstance(pid, int) and pid not in killed for pid in pids), pids

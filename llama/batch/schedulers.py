@@ -561,8 +561,11 @@ class _Distributed(EventPool):
                                         workers=[worker], allow_other_workers=True)  # fmt: skip
             new.append(_Runner(future, record))
         for runner in new:
-            runner.actor = runner.future.result()
-        self.runners.extend(new)
+            try:
+                runner.actor = runner.future.result()
+            except Exception:  # its worker died as it started: looked for again later
+                continue
+            self.runners.append(runner)
 
     def submit(self, job: Any) -> None:
         if self.client is None:
@@ -575,19 +578,29 @@ class _Distributed(EventPool):
     def _send(self, job: Any, lost: int) -> None:
         """Call the runner with the fewest events in flight on ``job``, lost ``lost``
         times before."""
-        if not all(r.usable for r in self.runners):
-            self.runners = [r for r in self.runners if r.usable]
-        # a worker that died is restarted by its nanny (a second or two): a runner is
-        # started there once it is back; at most one look a second meanwhile
-        if not self.runners or (len(self.runners) < self.slots and time.monotonic() >= self.look):
-            self._start_runners()
-            self.look = time.monotonic() + 1.0
-        runner = min(self.runners, key=lambda r: r.in_flight)
+        while True:
+            if not all(r.usable for r in self.runners):
+                self.runners = [r for r in self.runners if r.usable]
+            # a worker that died is restarted by its nanny (a second or two): a runner
+            # is started there once it is back; at most one look a second meanwhile
+            if not self.runners or (
+                len(self.runners) < self.slots and time.monotonic() >= self.look
+            ):
+                self._start_runners()
+                self.look = time.monotonic() + 1.0
+                continue
+            runner = min(self.runners, key=lambda r: r.in_flight)
+            try:
+                run = runner.actor.run  # raises once the client has seen its worker go
+            except RuntimeError:
+                runner.lost = True
+                continue
+            break
         runner.in_flight += 1  # and less in _forget: both in the calling thread
         self.running += 1
         runner.sent += 1
         runner.open.add(runner.sent)
-        call = runner.actor.run(job, runner.sent)  # sent from the client's event loop
+        call = run(job, runner.sent)  # sent from the client's event loop
         self.client.loop.add_callback(self._collect, job, runner, call, lost, runner.sent)
 
     async def _collect(self, job: Any, runner: _Runner, call, lost: int = 0, number: int = 0):
