@@ -205,13 +205,19 @@ class EventPool:
         returning one (a worker that died, say) for the caller to turn into that
         event's failure. KeyboardInterrupt is raised, not returned.
         """
+        got = self._next(timeout)
+        return None if got is None else _result(*got)
+
+    def _next(self, timeout: float | None) -> tuple[Any, Any] | None:
+        """The next finished ``(job, future)``, no longer counted as running; None when
+        none finished within ``timeout``."""
         try:
             job, future = self.finished.get(timeout=timeout)
         except queue.Empty:
             return None
         self.running -= 1
         self._forget(job, future)
-        return _result(job, future)
+        return job, future
 
     def _submit(self, job: Any):
         raise NotImplementedError
@@ -643,12 +649,10 @@ class _Distributed(EventPool):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                job, settled = self.finished.get(timeout=left)
-            except queue.Empty:
+            got = self._next(left)
+            if got is None:
                 return None
-            self.running -= 1
-            self._forget(job, settled)
+            job, settled = got
             if not isinstance(settled, _Settled) or not settled.dead:
                 return _result(job, settled)
             lost = self._retry(job, settled)
