@@ -369,8 +369,7 @@ class BackgroundTrials:
                 ra_[pi], dec_[pi], sig_[pi], ra_[pj], dec_[pj], sig_[pj],
                 a_i * u_hi[pi], a_j * u_hi[pj], a_i, a_j, kind,
             )  # fmt: skip
-            peak_g = np.minimum(_psf_at(0.0, sig_[pi], kind), _psf_at(0.0, sig_[pj], kind))
-            floor = _KERNEL_FLOOR * self.sky.peak * peak_g * a_i * a_j
+            floor = self._pair_floor(sig_[pi], sig_[pj], a_i, a_j)
             return (b + floor) / (1.0 - _KERNEL_MARGIN * r)
 
         partners = _Partners(ra.size)
@@ -391,6 +390,15 @@ class BackgroundTrials:
         with np.errstate(invalid="ignore"):
             stand = unit * np.minimum(here, k_hi)
         return single_lo, single_hi, pair_hi, unit, odd, den, stand, partners
+
+    def _pair_floor(self, sig_i, sig_j, a_i, a_j) -> np.ndarray:
+        """The pair kernel's floor for pairs of these widths [rad] and largest signal
+        rows, which its bounds and looks are widened by (as a single's by
+        ``_KERNEL_FLOOR`` x the peak density x its largest row): :meth:`_parts` and
+        :meth:`_pair_looks` use the same."""
+        kind = self.model.psf_kind
+        peak_g = np.minimum(_psf_at(0.0, sig_i, kind), _psf_at(0.0, sig_j, kind))
+        return _KERNEL_FLOOR * self.sky.peak * peak_g * a_i * a_j
 
     def _lists(self, ra, dec, sigma, energy, dt, zen, offsets, bg, rows, az=None, a_max=None, d_1=None):  # fmt: skip
         """(arrays as floats, azimuth, offsets, parts) of m lists."""
@@ -720,8 +728,7 @@ class BackgroundTrials:
         band_hi[offsets[:-1][everything]] = np.inf
         # the floor of _parts' pair bounds
         rows_i, rows_j = m.tables.dec_rows(eps_i), m.tables.dec_rows(eps_j)
-        peak_g = np.minimum(_psf_at(0.0, sig[pi], m.psf_kind), _psf_at(0.0, sig[pj], m.psf_kind))  # fmt: skip
-        floor = _KERNEL_FLOOR * self.sky.peak * peak_g * rows_i.max(axis=1) * rows_j.max(axis=1)
+        floor = self._pair_floor(sig[pi], sig[pj], rows_i.max(axis=1), rows_j.max(axis=1))
         f = np.repeat(floor, np.diff(offsets))
         w, half = psf_pair_overlap_targets(
             m.prepared_map(), ra[pi], dec[pi], sig[pi], rows_i, ra[pj], dec[pj], sig[pj],
