@@ -19,7 +19,7 @@ only).
 
 Baselines, in the same process, doing the same work (draw, PNG, PDF) on the same
 events, rounds interleaved with the current code: the plotting code of earlier
-commits, read with ``git show`` and imported under other names (``plotting.py`` and,
+commits, read from git and imported under other names by ``bench/revisions.py`` (``plotting.py`` and,
 where the commit has it, ``skyfigure.py``; other modules are today's): ``52e499d``,
 before the rewrite, and ``3536903``, the code before texts were laid out once per
 string in PDFs and drawn from kept glyphs in PNGs (its ``save_figure`` does not use
@@ -41,14 +41,11 @@ Examples
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -58,6 +55,9 @@ sys.path.insert(0, str(ROOT))
 from llama.science import plotting, times  # noqa: E402
 from llama.science.neutrinos import NeutrinoList  # noqa: E402
 from llama.science.skymap import read_sky_map  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from revisions import RevisionError, module_at, module_name, source_at  # noqa: E402
 
 #: Goal for one drawing saved as PNG and PDF, on one core [s of CPU].
 GOAL_PAIR_S = 0.2
@@ -92,40 +92,22 @@ def fresh(event):
     return graceid, copy, nl, dt
 
 
-def _git_show(commit: str, path: str) -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "show", f"{commit}:{path}"],
-            cwd=ROOT, capture_output=True, check=True, text=True,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def _import_source(name: str, source: str):
-    path = Path(tempfile.mkdtemp()) / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_baseline(commit: str):
     """The plotting module of ``commit`` (with that commit's skyfigure module, if it
     has one, in place of today's), or None when git cannot give it."""
-    plotting_src = _git_show(commit, "llama/science/plotting.py")
-    if plotting_src is None:
+    plotting_name, figure_name = module_name("plotting_", commit), module_name("skyfigure_", commit)
+    try:
+        has_figure = source_at(commit, "llama/science/skyfigure.py") is not None
+        # each module's import of the other renamed, so the two load as a pair
+        module = module_at(
+            commit, "llama/science/plotting.py", plotting_name,
+            {"llama.science.skyfigure": figure_name} if has_figure else None,
+        )  # fmt: skip
+        if has_figure:
+            module_at(commit, "llama/science/skyfigure.py", figure_name,
+                      {"llama.science.plotting": plotting_name})  # fmt: skip
+    except RevisionError:
         return None
-    figure_src = _git_show(commit, "llama/science/skyfigure.py")
-    plotting_name, figure_name = f"plotting_{commit}", f"skyfigure_{commit}"
-    if figure_src is not None:
-        plotting_src = plotting_src.replace("llama.science.skyfigure", figure_name)
-        figure_src = figure_src.replace("llama.science.plotting", plotting_name)
-    module = _import_source(plotting_name, plotting_src)
-    if figure_src is not None:
-        _import_source(figure_name, figure_src)
     return module
 
 

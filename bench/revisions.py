@@ -10,7 +10,8 @@ source tree. This module gives both, one way:
   working tree's files copied as they are now (``rev=None``), or a directory given by
   hand (a tree with some files reverted, say);
 * :func:`module_at` and :func:`package_at`: a revision's module or package imported
-  under a name of the bench's choice (:func:`load_module` for a file already on disk);
+  under a name of the bench's choice (:func:`module_name` makes one from a revision;
+  :func:`load_module` imports a file already on disk);
 * :func:`environment` and :func:`warm_cache`: the environment a command on such a tree
   runs with, and that tree's Numba cache filled by its own ``llama warm``.
 
@@ -33,6 +34,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -180,6 +182,13 @@ def tree_at(rev: str | None, paths: Sequence[str] = (), repo: Path = REPO) -> Pa
             tar.extractall(part, filter="data")  # time stamps: the commit's
 
     return _write_once(final, unpack)
+
+
+def module_name(prefix: str, rev: str) -> str:
+    """A module name for ``prefix`` at revision ``rev``: ``module_name("plotting_",
+    "HEAD~5")`` is ``"plotting_HEAD_5"`` (what is not a letter, digit or ``_`` becomes
+    ``_``), for a module loaded beside this tree's."""
+    return prefix + re.sub(r"\W", "_", rev)
 
 
 def load_module(name: str, path: Path) -> ModuleType:

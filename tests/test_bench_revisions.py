@@ -115,6 +115,7 @@ def test_what_git_cannot_give_is_a_revision_error(repo):
     with pytest.raises(revisions.RevisionError):
         revisions.tree_at(first, ["nowhere"], repo=repo)
     assert "mod_none" not in sys.modules
+    assert revisions.module_name("plotting_", "HEAD~5^2") == "plotting_HEAD_5_2"
     assert revisions.warm_cache(revisions.tree_at(first, repo=repo)) is False  # no llama warm
 
 
