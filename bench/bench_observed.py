@@ -10,14 +10,15 @@ parts: the background terms, the single overlaps (``signal_overlap``) and the do
 overlaps (``pair_overlap``, with the kernel's node expansions of every pair).
 
 With ``--baseline REV`` the same events are evaluated by the code of git revision REV
-(a worktree in a temporary directory), each tree in its own process, the processes
+(its tree from ``bench/revisions.py``, kept with its Numba cache for the next run; or
+the source tree in directory REV), each tree in its own process, the processes
 alternating (``--rounds``) so both see the same load: the odds must be identical
 unless the math changed. (Two trees in one process do not compare: whichever tree's
 kernels were loaded second ran up to 2x slower, the same code included.)
 
 Run: ``python bench/bench_observed.py [--events 200] [--baseline HEAD~1] [--rounds 2]
 [--pairs]``.
-Prints a table; writes nothing (the baseline worktree is removed at the end).
+Prints a table; writes only the baseline's kept tree (``$TMPDIR/llama-bench-revisions``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import numpy as np
 
 BAYESTAR = Path("/work/shared/data/bayestar")
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from revisions import tree_at  # noqa: E402
 
 
 def load_code(root: Path):
@@ -230,8 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.mkdtemp(prefix="bench_observed_")
     try:
         if args.baseline:
-            base = Path(tmp) / "base"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.baseline], check=True, capture_output=True)  # fmt: skip
+            base = tree_at(args.baseline)
             trees = {f"baseline {args.baseline}": base, "this tree": ROOT}
         best: dict[str, dict] = {}
         for r in range(args.rounds):  # alternating, so both see the same load
@@ -268,8 +270,6 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows[:15]:
                 print(f"  {r[0]:7s} event {r[1]:3d}: {1e3 * r[2]:8.2f} ms, {r[3]:7d} nodes, sigma {r[4]:.2f}, {r[5]:.2f} deg")  # fmt: skip
     finally:
-        if args.baseline:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(tmp) / "base")], check=False)  # fmt: skip
         for f in Path(tmp).glob("*.npz"):
             f.unlink()
         os.rmdir(tmp)
