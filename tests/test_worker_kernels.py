@@ -46,7 +46,7 @@ def _python(code: str, cache: Path) -> str:
 
 def test_a_kernel_recorded_by_one_process_is_loaded_from_the_cache_by_the_next(tmp_path):
     _python(_USE_AND_RECORD, tmp_path)
-    recorded = json.loads((tmp_path / "llama" / "worker-kernels.json").read_text())
+    recorded = json.loads((tmp_path / "llama" / "worker-kernels-2.json").read_text())
     assert "kernels.healpix:npix_of:(int64,)" in recorded
     seen = json.loads(_python(_LOAD, tmp_path))
     assert seen["loaded"] >= 1 and seen["held"] == 1  # there before the first call
@@ -59,7 +59,7 @@ def test_a_kernel_recorded_by_one_process_is_loaded_from_the_cache_by_the_next(t
 def test_nothing_recorded_or_unknown_names_load_nothing(tmp_path):
     assert json.loads(_python(_LOAD, tmp_path))["loaded"] == 0  # no file yet
     (tmp_path / "llama").mkdir()
-    (tmp_path / "llama" / "worker-kernels.json").write_text(json.dumps([
+    (tmp_path / "llama" / "worker-kernels-2.json").write_text(json.dumps([
         "kernels.healpix:no_such_kernel:(int64,)", "no.such.module:f:(int64,)",
         "kernels.healpix:npix_of:(float32,)",  # a signature the cache does not hold
         "this:f:(int64,)",  # not this project's: never imported (it would print)
@@ -88,3 +88,46 @@ assert not kernels_file().exists()
 
 def test_a_worker_process_records_its_kernels_after_its_first_event(tmp_path):
     _python(_WORKER, tmp_path)
+
+
+_CALLEES = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import numba
+from llama.batch import worker_kernels
+from llama.batch.worker_processes import after_event, worker_process_init
+worker_kernels._PACKAGES = (*worker_kernels._PACKAGES, "kernels_for_test")
+worker_process_init()  # a worker: Numba imported (by the fork server), compiles watched
+import kernels_for_test as k
+assert k.twice(2.0) == 4.0  # called by the event itself
+assert k.outer(3) == 7  # compiles inner as its callee
+after_event()
+print(json.dumps(sorted(json.loads(worker_kernels.kernels_file().read_text()))))
+"""
+
+_KERNELS_FOR_TEST = """
+from numba import njit
+
+@njit
+def inner(x):
+    return 2 * x
+
+@njit
+def outer(x):
+    return inner(x) + 1
+
+@njit
+def twice(x):
+    return inner(x)
+"""
+
+
+def test_a_worker_records_the_kernels_it_calls_not_their_callees(tmp_path):
+    (tmp_path / "kernels_for_test.py").write_text(_KERNELS_FOR_TEST)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "NUMBA_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", _CALLEES, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    recorded = [name for name in json.loads(done.stdout) if "kernels_for_test" in name]
+    # twice compiled inner(float64) too, and outer inner(int64): neither was called
+    assert recorded == ["kernels_for_test:outer:(int64,)", "kernels_for_test:twice:(float64,)"]

@@ -4,9 +4,13 @@ A worker forked from the fork server (`llama.batch.worker_processes`) loaded its
 kernels from Numba's cache at its first event: ~17 kernels, 0.24 s of the 0.42 s of
 CPU that a realistic first event took against ~0.07 s for the next ones, paid by each
 worker. Now a worker records, after its first event, which kernels it holds
-(`record_used`, in ``$XDG_CACHE_HOME/llama/worker-kernels.json``), and the fork
+(`record_used`, in ``$XDG_CACHE_HOME/llama/worker-kernels-2.json``), and the fork
 server of later runs loads those same cache entries (`load_recorded`) before it
 forks: every worker starts with them, and the load is paid once per run.
+
+Only the kernels the events call are recorded: a kernel compiled because another
+one being compiled calls it is part of that one's cache entry, and is never loaded
+on its own by a worker that finds its caller in the cache (`watch_compiles`).
 
 Only what Numba's cache holds for this machine and this source is loaded: a kernel
 edited since, or an entry of another CPU, no longer matches its index key and is
@@ -19,7 +23,7 @@ Examples
 --------
 >>> from llama.batch.worker_kernels import kernels_file
 >>> kernels_file().name
-'worker-kernels.json'
+'worker-kernels-2.json'
 """
 
 from __future__ import annotations
@@ -29,16 +33,22 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["kernels_file", "load_recorded", "record_used", "used_kernels"]
+__all__ = ["kernels_file", "load_recorded", "record_used", "used_kernels", "watch_compiles"]
 
 #: Packages whose modules hold the kernels of the events.
 _PACKAGES = ("kernels", "llama")
 
 
 def kernels_file() -> Path:
-    """Where the kernels used by workers are recorded (one JSON list of names)."""
+    """Where the kernels used by workers are recorded (one JSON list of names).
+
+    The first record, ``worker-kernels.json`` (left to the versions that write it),
+    also kept the kernels compiled as callees of others, which grew it to 88 loadable
+    entries where a realistic event calls 20: ~0.6 s more of the fork server's CPU
+    before its first fork.
+    """
     root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(root) / "llama" / "worker-kernels.json"
+    return Path(root) / "llama" / "worker-kernels-2.json"
 
 
 def _dispatchers():
@@ -59,7 +69,7 @@ def _serial(dispatcher) -> bool:
     return not dispatcher.targetoptions.get("parallel")
 
 
-def used_kernels() -> set[str]:
+def _held() -> set[str]:
     """``module:function:signature`` of every kernel this process holds (not the
     ``parallel=True`` ones)."""
     if "numba" not in sys.modules:
@@ -70,6 +80,53 @@ def used_kernels() -> set[str]:
         if _serial(d)
         for sig in list(d.overloads)
     }
+
+
+#: Kernels of `_held` that this process got only as callees of a kernel it compiled.
+_callees: set[str] = set()
+_watching = False
+
+
+def watch_compiles() -> None:
+    """From now on, tell the kernels this process compiles or loads only because a
+    kernel being compiled calls them apart from those its own code calls.
+
+    A kernel compiled afresh (a cache miss: its source edited, say) compiles or loads
+    each kernel it calls, which then holds an overload of its own; a worker that finds
+    the caller in the cache never needs those, since the caller's entry holds their
+    code. Numba announces each compile (its ``numba:compile`` event, never sent for a
+    cache hit); what appears during the outermost one, other than the compiled
+    kernel's own overloads, is a callee. Called once per worker process, before its
+    first event; Numba must be imported already.
+    """
+    global _watching
+    if _watching:
+        return
+    from numba.core import event
+
+    class _Callees(event.Listener):
+        depth, before, own = 0, frozenset(), ""
+
+        def on_start(self, ev) -> None:
+            if self.depth == 0:
+                self.before = frozenset(_held())
+                py_func = ev.data["dispatcher"].py_func
+                self.own = f"{py_func.__module__}:{py_func.__qualname__}:"
+            self.depth += 1
+
+        def on_end(self, ev) -> None:
+            self.depth -= 1
+            if self.depth == 0:
+                _callees.update(k for k in _held() - self.before if not k.startswith(self.own))
+
+    event.register("numba:compile", _Callees())
+    _watching = True
+
+
+def used_kernels() -> set[str]:
+    """``module:function:signature`` of every kernel this process holds (not the
+    ``parallel=True`` ones), less those it got only as callees (`watch_compiles`)."""
+    return _held() - _callees
 
 
 def record_used() -> None:

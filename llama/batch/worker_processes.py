@@ -213,6 +213,13 @@ def worker_process_init(
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         numpy.random.seed()
+    if "numba" in sys.modules:  # the fork server's preload imported it
+        try:  # so that only the kernels its events call are recorded
+            from llama.batch.worker_kernels import watch_compiles
+
+            watch_compiles()
+        except Exception as err:  # an internal of Numba: callees recorded too
+            logging.getLogger("llama.batch").debug("compiles not watched: %s", err)
     global _kernels_to_record
     _kernels_to_record = True
 
