@@ -130,3 +130,27 @@ def test_each_worker_gets_its_own_numpy_random_state():
     assert all(child.exitcode == 0 for child in children)
     assert inherited not in draws  # without the seeding both would draw this
     assert draws[0] != draws[1]
+
+
+_PRELOAD = """
+import json, sys, threading
+import llama.batch.worker_preload as preload
+from llama.science import detector_frame
+print(json.dumps({"failed": preload.preload(), "threads": threading.active_count(),
+                  "modules": [m for m in preload.MODULES if m not in sys.modules],
+                  "frame": detector_frame._EarthOrientation._cache is not None}))
+"""
+
+
+def test_the_fork_server_reads_what_every_event_reads_first_and_stays_one_thread(cache_home):
+    """What a worker's first event imported or read (its modules, the leap seconds, the
+    Earth-orientation arrays) is there once the fork server's preload ran, and the
+    server has no thread besides its own: a process with threads must not fork."""
+    import os
+
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", _PRELOAD], capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen == {"failed": [], "threads": 1, "modules": [], "frame": True}

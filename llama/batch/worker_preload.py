@@ -15,7 +15,8 @@ Numba's cache at their first event are loaded here from the same entries
 (`llama.batch.worker_kernels`), so every worker inherits them; on a first run, or for
 a kernel edited since, each worker loads them itself. Another first-use cost of
 every event is paid here, once: the leap-second table brought up to date (at the
-first UTC -> GPS conversion, `llama.science.times`) and h5py's import.
+first UTC -> GPS conversion, `llama.science.times`), the Earth-orientation arrays
+(`llama.science.detector_frame`) and h5py's import.
 
 A fork server that fails to import this module still forks workers (Python skips an
 ImportError there), and anything else that goes wrong is swallowed below: a worker
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["LEAP_SECOND_PROBE", "MODULES", "preload"]
+__all__ = ["DETECTOR_FRAME_PROBE", "LEAP_SECOND_PROBE", "MODULES", "preload"]
 
 #: Modules a realistic event imports in a fresh worker, in the order they load best.
 MODULES = (
@@ -52,10 +53,19 @@ MODULES = (
     "kernels.overlap",
     "kernels.trials",
     "kernels.trial_screen",
+    # imported by an event's first calls (single_threaded_kernels, the significance
+    # handler's table lookup, the neutrino list): each worker compiled their sources
+    # again at its first event (PYTHONDONTWRITEBYTECODE), ~40 ms of its CPU
+    "llama.batch.schedulers",
+    "llama.science.background_table",
+    "llama.science.neutrinos",
 )
 
 #: A UTC time converted once, so that the leap-second table is brought up to date here.
 LEAP_SECOND_PROBE = "2019-04-25T08:18:05"
+#: A direction (RA, Dec [deg]) and time (MJD) turned into IceCube's zenith/azimuth
+#: once, so that the Earth-orientation arrays and the site are read here.
+DETECTOR_FRAME_PROBE = (10.0, 20.0, 58598.3)
 
 
 def preload() -> list[str]:
@@ -107,6 +117,16 @@ def preload() -> list[str]:
         iso_to_gps(LEAP_SECOND_PROBE)
     except Exception:  # the first event reads the table itself
         failed.append("leap seconds")
+    try:
+        # every event turns its neutrinos into the detector's frame: the first time in
+        # a process reads the Earth-orientation arrays (a file) and their package's
+        # metadata, ~9 ms
+        from llama.science.detector_frame import zenith_azimuth
+
+        ra, dec, mjd = DETECTOR_FRAME_PROBE
+        zenith_azimuth([ra], [dec], mjd)
+    except Exception:  # the first event reads them itself
+        failed.append("detector frame")
     return failed
 
 
