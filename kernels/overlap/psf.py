@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .cells import cell_spread
-from .common import MAX_REFINE_ORDER, RESOL, TWO_PI, helper, kernel
+from .common import AREA, MAX_REFINE_ORDER, RESOL, TWO_PI, helper, kernel
 
 #: PSF kinds.
 PSF_GAUSS = 0
@@ -108,6 +108,19 @@ def cell_factor(o, x, y, z, vx, vy, vz, c2, psi, sigma, kind):
         return 1.0 + 0.5 * ((psi * psi / s2 - 1.0 + q) * m_r / sin2 - q * m_tr) / s2
     # next to the neutrino: psi cot psi = 1 - psi^2 / 3 + ..., psi^2 = sin^2 + ...
     return 1.0 + 0.5 * ((1.0 / s2 - 1.0 / 3.0) * m_r - m_tr) / s2
+
+
+@helper
+def cell_midpoint(o, x, y, z, vx, vy, vz, c2, psi, sigma, peak, kind):
+    """The PSF's mass over the cell at order ``o`` centred on (x, y, z) by the midpoint
+    rule with :func:`cell_factor`, ``c2`` and ``psi`` from the neutrino (vx, vy, vz).
+    The Gaussian's value at the centre comes from ``psi`` (:func:`psf_from_chord2`'s
+    own steps, bit for bit, without its second asin)."""
+    if kind == PSF_GAUSS:
+        g = psf_at(psi, sigma, peak, kind)
+    else:
+        g = psf_from_chord2(c2, sigma, peak, kind)
+    return g * AREA[o] * cell_factor(o, x, y, z, vx, vy, vz, c2, psi, sigma, kind)
 
 
 @helper

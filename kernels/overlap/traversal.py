@@ -39,11 +39,9 @@ from .common import (
     traversal_kernel,
 )
 from .psf import (
-    PSF_GAUSS,
-    cell_factor,
+    cell_midpoint,
     log_psf_slope_z,
     psf_at,
-    psf_from_chord2,
     psf_norm,
     psf_peak,
     resolved,
@@ -166,10 +164,7 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
     # across a band edge the midpoint rule takes the weight at the centre: finer cells
     res_a = res if aconst else res * EDGE_RES
     if const and resolved(o, psi_min, sigma, res_a):
-        # the Gaussian's value from the psi above (psf_from_chord2's own steps, bit for
-        # bit, without its second asin)
-        g = psf_at(psi, sigma, peak, kind) if kind == PSF_GAUSS else psf_from_chord2(c2, sigma, peak, kind)  # fmt: skip
-        ga = g * AREA[o] * cell_factor(o, x, y, z, vx, vy, vz, c2, psi, sigma, kind)
+        ga = cell_midpoint(o, x, y, z, vx, vy, vz, c2, psi, sigma, peak, kind)
         # across a band edge: each band's share of the pixel (see bands.cell_weight),
         # and where in the pixel it lies (bands.cell_weight_slope)
         if aconst:
@@ -206,8 +201,7 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
         if const:
             # the expansion of a constant over a cell (its moments: its centre and its
             # own second moment) is the midpoint rule with cell_factor
-            g = psf_at(psi, sigma, peak, kind) if kind == PSF_GAUSS else psf_from_chord2(c2, sigma, peak, kind)  # fmt: skip
-            ct = g * AREA[o] * cell_factor(o, x, y, z, vx, vy, vz, c2, psi, sigma, kind)
+            ct = cell_midpoint(o, x, y, z, vx, vy, vz, c2, psi, sigma, peak, kind)
         else:
             K = taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind)
         if fo * e3 < bo:

@@ -57,14 +57,24 @@ def count_internal(order, ipix, top):
     return count
 
 
+@helper
+def unit_moments(o, x, y, z):
+    """Moments per unit area of a pixel at order ``o`` of constant unit density centred
+    on ``(x, y, z)``: (1, first moment x y z, second moment xx yy zz xy xz yz), its
+    centre with the pixel's own spread (:func:`.cells.cell_tensor`). The one moment
+    expansion of a pixel: :func:`leaf_moments` stores it, :func:`const_taylor` uses it
+    on the fly."""
+    txx, tyy, tzz, txy, txz, tyz = cell_tensor(o, x, y, z)
+    return (1.0, x, y, z, x * x + txx, y * y + tyy, z * z + tzz, x * y + txy, x * z + txz, y * z + tyz)  # fmt: skip
+
+
 @per_node
 def leaf_moments(mom, i, o, x, y, z, r, rw):
     """Moments of a map pixel of constant density: 3 groups of 10 (rho, rho*w, area),
-    each (mass, first moment x y z, second moment xx yy zz xy xz yz) of the pixel
-    centre ``(x, y, z)`` with the pixel's own spread (:func:`.cells.cell_tensor`)."""
+    each (mass, first moment x y z, second moment xx yy zz xy xz yz) of
+    :func:`unit_moments` times the group's density and the pixel's area."""
     a = AREA[o]
-    txx, tyy, tzz, txy, txz, tyz = cell_tensor(o, x, y, z)
-    m = (1.0, x, y, z, x * x + txx, y * y + tyy, z * z + tzz, x * y + txy, x * z + txz, y * z + tyz)  # fmt: skip
+    m = unit_moments(o, x, y, z)
     for g in range(3):
         f = (r, rw, 1.0)[g] * a
         for k in range(10):
@@ -307,11 +317,11 @@ def taylor_value(K, mom, i, g, c):
 @helper
 def const_taylor(K, o, x, y, z):
     """``sum_k K[k] * moment_k`` of a pixel of unit density at order ``o`` centred on (x,
-    y, z) (the moments of :func:`leaf_moments`, computed on the fly)."""
-    txx, tyy, tzz, txy, txz, tyz = cell_tensor(o, x, y, z)
-    m2 = K[4] * (x * x + txx) + K[5] * (y * y + tyy) + K[6] * (z * z + tzz)
-    m2 += K[7] * (x * y + txy) + K[8] * (x * z + txz) + K[9] * (y * z + tyz)
-    return AREA[o] * (K[0] + K[1] * x + K[2] * y + K[3] * z + m2)
+    y, z) (the moments of :func:`leaf_moments`, :func:`unit_moments` on the fly)."""
+    m = unit_moments(o, x, y, z)
+    m2 = K[4] * m[4] + K[5] * m[5] + K[6] * m[6]
+    m2 += K[7] * m[7] + K[8] * m[8] + K[9] * m[9]
+    return AREA[o] * (K[0] + K[1] * m[1] + K[2] * m[2] + K[3] * m[3] + m2)
 
 
 # --------------------------------------------------------------------------------------
