@@ -33,12 +33,18 @@ job, a thread otherwise), gives events/s as a user would see them, with the CPU 
 command's children report (worker processes forked from a fork server count once
 they are reaped).
 
+With ``--against REV`` the same runs are made, interleaved, on the source tree of git
+revision REV (``bench/revisions.py``: kept with its Numba cache for the next run; or
+the source tree in directory REV), both trees' Numba caches filled first by their own
+``llama warm`` (outside the clock); each tree's steady CPU per event and the ratio
+REV / this tree are printed last.
+
 Analysis options: those ``llama/examples/review.args`` gives with ``--analysis``
 (sequential p-values, ``trial_stop_after=20``), unless ``--analysis`` names others;
 ``--analysis`` with nothing after it runs O3's analysis (all 2,000 trials).
 
 Run: ``python bench/bench_review.py [--small 1] [--large 3] [--jobs 2]
-[--analysis [NAME=VALUE ...]]``. Prints a
+[--analysis [NAME=VALUE ...]] [--against REV]``. Prints a
 table; writes only temporary directories. Exit status 1 when the steady CPU per event
 exceeds the goal.
 
@@ -62,6 +68,9 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from revisions import environment, tree_at, warm_cache  # noqa: E402
+
 EXAMPLES = ROOT / "llama" / "examples"
 #: Goal: 5 events/s on 2 busy cores = 0.4 s of CPU per event.
 GOAL_CPU_PER_EVENT_S = 0.4
@@ -86,9 +95,15 @@ def review_analysis() -> list[str]:
 
 
 def run_review(
-    workdir: Path, n_lists: int, scheduler: str | None, jobs: int, analysis: list[str]
+    workdir: Path,
+    n_lists: int,
+    scheduler: str | None,
+    jobs: int,
+    analysis: list[str],
+    tree: Path = ROOT,
 ) -> dict:
-    """One ``llama batch`` of the review pipeline over 8 maps x ``n_lists`` lists."""
+    """One ``llama batch`` of the review pipeline over 8 maps x ``n_lists`` lists, run
+    on the code of source tree ``tree`` (this tree's example events in any case)."""
     workdir.mkdir(parents=True)
     lists = (EXAMPLES / "neutrinos.txt").read_text().split()[:n_lists]
     (workdir / "neutrinos.txt").write_text("\n".join(lists) + "\n")
@@ -105,7 +120,8 @@ def run_review(
         *(["--analysis", *analysis] if analysis else []),
     ]  # fmt: skip
     cpu0, wall0 = _children_cpu(), time.perf_counter()
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    env = None if tree == ROOT else environment(tree)
+    done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - wall0, _children_cpu() - cpu0
     if done.returncode != 0:
         raise SystemExit(f"llama batch failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -126,15 +142,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="--jobs of the third run (0: none)")
     ap.add_argument("--analysis", nargs="*", default=None, metavar="NAME=VALUE",
                     help="analysis options (default: review.args's; none given: O3's)")  # fmt: skip
+    ap.add_argument("--against", metavar="REV",
+                    help="also run git revision REV (or the source tree in directory REV)")  # fmt: skip
     args = ap.parse_args(argv)
     if not 0 < args.small < args.large <= 24:
         ap.error("need 0 < --small < --large <= 24")
     analysis = review_analysis() if args.analysis is None else args.analysis
     print(f"load average {os.getloadavg()[0]:.2f} (CPU cores: {os.cpu_count()}); "
           f"analysis options: {' '.join(analysis) or 'none (O3: all 2,000 trials)'}")  # fmt: skip
+    trees = {"this tree": ROOT}
+    if args.against:
+        trees[args.against] = tree_at(args.against)
+        for tree in trees.values():  # their Numba caches full: neither run compiles
+            warm_cache(tree, jobs=2)
+    runs: dict[str, dict[str, dict]] = {name: {} for name in trees}
     with tempfile.TemporaryDirectory() as tmp:
-        small = run_review(Path(tmp) / "small", args.small, "synchronous", 1, analysis)
-        large = run_review(Path(tmp) / "large", args.large, "synchronous", 1, analysis)
+        for k, (size, n_lists) in enumerate((("small", args.small), ("large", args.large))):
+            # the trees take turns, which goes first alternating: both see the same load
+            for t, name in enumerate(list(trees)[:: 1 if k % 2 == 0 else -1]):
+                where = Path(tmp) / f"{size}-{t}"
+                runs[name][size] = run_review(where, n_lists, "synchronous", 1, analysis, trees[name])  # fmt: skip
+        small, large = runs["this tree"]["small"], runs["this tree"]["large"]
         threaded = None
         if args.jobs > 1:
             threaded = run_review(Path(tmp) / "jobs", args.large, None, args.jobs, analysis)
@@ -172,6 +200,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{rate:.2f} events/s; handlers' CPU per event {handlers * 1e3:.0f} ms "
               f"(riders); the command's own CPU {busy * 100:.0f}% of wall time (worker "
               f"processes forked from a fork server are not counted there)")  # fmt: skip
+    if args.against:
+        theirs = runs[args.against]
+        their_steady = (theirs["large"]["cpu"] - theirs["small"]["cpu"]) / d_events
+        their_large = theirs["large"]["cpu"] / n
+        print(f"\n{args.against} / this tree: steady CPU per event {their_steady:.3f} / "
+              f"{steady:.3f} s = {their_steady / steady:.2f}x; CPU per event of the "
+              f"{n}-event run {their_large:.3f} / {large['cpu'] / n:.3f} s = "
+              f"{their_large / (large['cpu'] / n):.2f}x (load {os.getloadavg()[0]:.2f})")  # fmt: skip
     print(f"\ngoal <= {GOAL_CPU_PER_EVENT_S} s CPU per event (steady): "
           f"{'met' if steady <= GOAL_CPU_PER_EVENT_S else 'missed'}")  # fmt: skip
     return 0 if steady <= GOAL_CPU_PER_EVENT_S else 1
