@@ -70,6 +70,7 @@ __all__ = [
     "minmax_pyramid",
     "overlap_bounds",
     "pyramid",
+    "sky_order",
 ]
 
 _HALF_PI = 0.5 * math.pi
@@ -82,6 +83,10 @@ RADII_SIGMAS = np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0])
 _CELLS_PER_RADIUS = 2.0
 #: Beyond this many columns in a row, the row's own extremes are read instead.
 _MAX_COLUMNS = 24
+#: :func:`overlap_bounds` takes the neutrinos cell by cell of a grid of this many rows
+#: (2.8 deg cells; declination bands of 1, 2 or 4 deg sorted by RA were as fast on
+#: bbh-6, bns-9, bns-0 and bbh-3's trial neutrinos, 8 deg slower).
+_ORDER_ROWS = 64
 
 
 @njit(cache=True, nogil=True)
@@ -535,13 +540,51 @@ def _mass_between(inner, outer, sigma, kind):
 
 
 @njit(cache=True, nogil=True)
+def sky_order(ra, dec, n_rows):
+    """The neutrinos' indices sorted by cell of an equal-angle grid of ``n_rows`` rows
+    (row by row from the south, columns by RA; within a cell as given): a counting
+    sort, O(n).
+
+    Neighbours in this order read the same rows of the pyramid, so most of a disc's
+    cells are still in the CPU's cache from the neutrino before; in the order drawn
+    (random over the sky) nearly every disc fetches its cells from memory.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sky_order(np.array([3.0, 1.0, 1.0, 0.5]), np.array([0.0, 1.0, -1.0, 1.0]), 4).tolist()
+    [2, 0, 3, 1]
+    """
+    n_cols = 2 * n_rows
+    cell = math.pi / n_rows
+    n = ra.shape[0]
+    key = np.empty(n, np.int64)
+    start = np.zeros(n_rows * n_cols + 1, np.int64)
+    for i in range(n):
+        # clamped after the cast: a NaN angle goes to some cell, no error
+        r = min(max(int(math.floor((dec[i] + _HALF_PI) / cell)), 0), n_rows - 1)
+        c = min(max(int(math.floor(ra[i] / cell)), -n_cols), 2 * n_cols) % n_cols
+        key[i] = r * n_cols + c
+        start[key[i] + 1] += 1
+    for k in range(1, start.shape[0]):
+        start[k] += start[k - 1]
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        order[start[key[i]]] = i
+        start[key[i]] += 1
+    return order
+
+
+@njit(cache=True, nogil=True)
 def overlap_bounds(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, dec, sigma, arows, edges, kind, enough):  # fmt: skip
     """Lower and upper bounds of S = integral of p a G per neutrino (module docstring).
 
     A neutrino whose bound from the largest disc alone (the whole PSF at the disc's
     largest density and weight, plus what lies beyond) is at most ``enough`` keeps
     that bound: far from the map one disc read instead of ten. The others get the
-    nested discs, each read as its four quadrants (module docstring).
+    nested discs, each read as its four quadrants (module docstring). The neutrinos
+    are taken in :func:`sky_order` (the results are each neutrino's own, in the order
+    given): 0.73-0.85x the CPU of the order drawn on 2,000 trials' neutrinos.
 
     Parameters
     ----------
@@ -580,6 +623,18 @@ def overlap_bounds(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, 
     >>> bool(abs(lo[0] - 2.0) < 1e-3 and abs(hi[0] - 2.0) < 1e-3), float(lo[1]), bool(hi[1] < 1e-12)
     (True, 0.0, True)
     """
+    # the neutrinos cell by cell of a coarse grid (sky_order), their arrays gathered in
+    # that order, the results put back in the caller's
+    order = sky_order(ra, dec, _ORDER_ROWS)
+    lo, hi, u = _overlap_bounds_in_order(cells, rows, cell_start, row_start, levels, n_dec, peak, ra[order], dec[order], sigma[order], arows[order], edges, kind, enough[order])  # fmt: skip
+    s_lo, s_hi, u_hi = np.empty_like(lo), np.empty_like(lo), np.empty_like(lo)
+    s_lo[order], s_hi[order], u_hi[order] = lo, hi, u
+    return s_lo, s_hi, u_hi
+
+
+@njit(cache=True, nogil=True)
+def _overlap_bounds_in_order(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, dec, sigma, arows, edges, kind, enough):  # fmt: skip
+    """:func:`overlap_bounds` on the neutrinos in the order given."""
     n = ra.shape[0]
     nb = edges.shape[0] - 1
     s_lo = np.empty(n)

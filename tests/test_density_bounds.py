@@ -254,3 +254,24 @@ def test_band_is_the_searched_band(edges):
     want = np.clip(np.searchsorted(e, np.sin(x), side="right") - 1, 0, e.size - 2)
     got = np.array([KB._band(float(v), math.sin(v), e) for v in x])
     np.testing.assert_array_equal(got, want)
+
+
+def test_sky_order_is_a_stable_sort_by_grid_cell():
+    """sky_order (the order overlap_bounds reads the pyramid in) is the stable argsort of
+    each direction's cell of the n_rows x 2 n_rows grid, the cell found in plain Python:
+    RA taken modulo 2 pi (given from -2 pi to 4 pi), dec clamped to the poles' rows, many
+    directions per cell, and NaN angles put somewhere without error."""
+    rng = np.random.default_rng(5)
+    n, n_rows = 4000, 16
+    ra = np.concatenate([rng.uniform(-2 * np.pi, 4 * np.pi, n), np.radians(rng.integers(0, 16, n) * 22.5)])  # fmt: skip
+    dec = np.concatenate([np.arcsin(rng.uniform(-1, 1, n)), np.radians(rng.choice([-90.0, 0.0, 45.0, 90.0], n))])  # fmt: skip
+    cell = math.pi / n_rows
+    key = [
+        min(max(math.floor((d + 0.5 * math.pi) / cell), 0), n_rows - 1) * 2 * n_rows
+        + math.floor(r / cell) % (2 * n_rows)  # fmt: skip
+        for r, d in zip(ra, dec, strict=True)
+    ]
+    want = np.argsort(np.array(key), kind="stable")
+    np.testing.assert_array_equal(KB.sky_order(ra, dec, n_rows), want)
+    odd = KB.sky_order(np.array([np.nan, 1.0, 2.0]), np.array([0.0, np.nan, np.inf]), n_rows)
+    assert sorted(odd.tolist()) == [0, 1, 2]
