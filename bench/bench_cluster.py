@@ -88,7 +88,7 @@ def worker_pids(pool) -> set[int]:
     return set(procs)
 
 
-#: Dask settings tried over `llama.batch.schedulers.LOCAL_CLUSTER_CONFIG` by a pool
+#: Dask settings tried over `llama.batch.cluster.LOCAL_CLUSTER_CONFIG` by a pool
 #: named ``distributed+NAME`` (NAME: a key here, or several joined by ``+``).
 VARIANTS = {
     "nomemory": {
@@ -102,38 +102,56 @@ VARIANTS = {
 def run_pool(name: str, jobs: int, config_jobs, warm: int) -> dict[str, float]:
     """Feed ``config_jobs`` through a fresh pool ``name``; the CPU split per event of all
     but the first ``warm`` per worker, and the start."""
-    from llama.batch import schedulers
+    from llama.batch import cluster
 
     base, *variants = name.split("+")
-    ours = schedulers.LOCAL_CLUSTER_CONFIG
-    schedulers.LOCAL_CLUSTER_CONFIG = {**ours}
+    ours = cluster.LOCAL_CLUSTER_CONFIG
+    cluster.LOCAL_CLUSTER_CONFIG = {**ours}
     for v in variants:
-        schedulers.LOCAL_CLUSTER_CONFIG.update(VARIANTS[v])
+        cluster.LOCAL_CLUSTER_CONFIG.update(VARIANTS[v])
     try:
         return _run_pool(base, jobs, config_jobs, warm)
     finally:
-        schedulers.LOCAL_CLUSTER_CONFIG = ours
+        cluster.LOCAL_CLUSTER_CONFIG = ours
 
 
 #: ``{REV: module}``: `llama.batch.schedulers` as of git revision REV (``--against``).
 AGAINST: dict[str, Any] = {}
 
+#: The modules of the pools as of a revision, each loaded after those it imports.
+POOL_MODULES = ("pools", "cluster", "schedulers")
+
 
 def schedulers_of(rev: str):
     """`llama.batch.schedulers` of git revision ``rev`` (of the repository holding this
-    script, or ``$BENCH_REPO``), loaded beside this tree's: its pools run here in the
-    same process (the workers' side is this tree's)."""
+    script, or ``$BENCH_REPO``), loaded beside this tree's with the pool modules it
+    imports as of ``rev`` (`POOL_MODULES`; a revision before the split has the one
+    module): its pools run here in the same process (the workers' side is this
+    tree's)."""
     import importlib.util
 
-    if rev not in AGAINST:
-        repo = Path(os.environ.get("BENCH_REPO") or Path(__file__).resolve().parent.parent)
-        text = subprocess.run(["git", "show", f"{rev}:llama/batch/schedulers.py"], cwd=repo,
-                              capture_output=True, text=True, check=True).stdout  # fmt: skip
-        path = Path(tempfile.mkdtemp(prefix="bench-cluster-")) / f"schedulers_{rev}.py"
+    if rev in AGAINST:
+        return AGAINST[rev]
+    repo = Path(os.environ.get("BENCH_REPO") or Path(__file__).resolve().parent.parent)
+    folder = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    loaded: dict[str, str] = {}  # llama.batch.NAME -> the name it is loaded under
+    for name in POOL_MODULES:
+        shown = subprocess.run(["git", "show", f"{rev}:llama/batch/{name}.py"], cwd=repo,
+                               capture_output=True, text=True)  # fmt: skip
+        if shown.returncode != 0:  # not in that revision
+            continue
+        text = shown.stdout
+        for module, alias in loaded.items():
+            text = text.replace(module, alias)
+        alias = f"{name}_{rev}"
+        path = folder / f"{alias}.py"
         path.write_text(text)
-        spec = importlib.util.spec_from_file_location(f"schedulers_{rev}", path)
-        AGAINST[rev] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(AGAINST[rev])
+        spec = importlib.util.spec_from_file_location(alias, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[alias] = module  # for the next ones' imports
+        spec.loader.exec_module(module)
+        loaded[f"llama.batch.{name}"] = alias
+    AGAINST[rev] = sys.modules[f"schedulers_{rev}"]
     return AGAINST[rev]
 
 

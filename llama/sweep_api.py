@@ -383,7 +383,7 @@ class _Cluster:
 
             from distributed import Client
 
-            from llama.batch.schedulers import local_cluster
+            from llama.batch.cluster import local_cluster
 
             # the dashboard needs bokeh; without it the link would lead nowhere
             dashboard = ":0" if importlib.util.find_spec("bokeh") is not None else None

@@ -241,14 +241,14 @@ def test_kernels_run_single_threaded_on_a_cluster(tmp_path, cluster):
 
 
 def test_an_up_to_date_rerun_starts_no_workers(tmp_path, monkeypatch):
-    from llama.batch import schedulers
+    from llama.batch import pools
 
     config = _config(tmp_path, 3, "Seed", jobs=2, scheduler="processes")
     vectors = [{"v": str(v)} for v in range(3)]
     assert run_batch(vectors, config, progress=False).counts["done"] == 3
     made = []
-    real = schedulers._Executor._make
-    monkeypatch.setattr(schedulers._Executor, "_make", lambda self: made.append(1) or real(self))
+    real = pools._Executor._make
+    monkeypatch.setattr(pools._Executor, "_make", lambda self: made.append(1) or real(self))
     again = run_batch(vectors, config, progress=False)
     assert again.counts["up to date"] == 3 and not made
 
@@ -288,10 +288,10 @@ def test_a_cluster_whose_workers_trim_malloc_is_named_with_the_fix(tmp_path, clu
 
 def test_our_local_cluster_runs_each_event_as_a_call_to_its_workers_runner(tmp_path):
     pytest.importorskip("distributed")
-    from llama.batch import schedulers
+    from llama.batch.cluster import _Distributed
 
     calls = []
-    real = schedulers._Distributed._collect
+    real = _Distributed._collect
 
     async def collect(self, job, runner, call, *more):
         calls.append(runner)
@@ -299,10 +299,10 @@ def test_our_local_cluster_runs_each_event_as_a_call_to_its_workers_runner(tmp_p
 
     config = _config(tmp_path, 6, "Seed", jobs=2, scheduler="distributed")
     try:
-        schedulers._Distributed._collect = collect
+        _Distributed._collect = collect
         summary = run_batch([{"v": str(v)} for v in range(6)], config, progress=False)
     finally:
-        schedulers._Distributed._collect = real
+        _Distributed._collect = real
     assert summary.ok and summary.counts["done"] == 6, summary.line()
     # every event went to one of the 2 workers' runners, and both had some
     assert len(calls) == 6 and len({id(r) for r in calls}) == 2

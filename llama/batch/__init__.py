@@ -9,6 +9,10 @@ The data path, one module each:
   the environment;
 - `llama.batch.runner`: vectors -> event jobs -> one Dask graph per event (handlers
   as tasks) -> files and per-event outcomes; progress, summary, resume;
+- `llama.batch.schedulers`: the pool of workers that ``--scheduler``/``--jobs`` mean,
+  one whole event per task: on this machine (`llama.batch.pools`: the calling
+  thread, threads, processes) or on a Dask cluster (`llama.batch.cluster`: our own
+  local cluster, or a running scheduler);
 - `llama.batch.errdump`: copies a failed event directory to every ``--errdump`` place;
 - `llama.batch.alerts`: ``--err-alert`` webhook posts.
 
