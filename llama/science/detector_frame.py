@@ -189,25 +189,31 @@ class _EarthOrientation:
                 _store_arrays(cached[1])
         return cached[1]
 
-    def _at(self, mjd_utc: np.ndarray, column: np.ndarray, leap: bool):
+    def _at(self, mjd_utc: np.ndarray, *columns: tuple[np.ndarray, bool]):
+        """Each ``(column, leap)`` interpolated at ``mjd_utc`` (the rows and the
+        fraction between them found once for all), and where the times lie outside."""
         i = np.searchsorted(self.mjd, mjd_utc, side="right")
-        i1 = np.clip(i, 1, len(self.mjd) - 1)
+        # np.clip's Python wrapper costs more than the lookup of ~10 times
+        i1 = np.minimum(np.maximum(i, 1), len(self.mjd) - 1)
         i0 = i1 - 1
-        step = column[i1] - column[i0]
-        if leap:
-            step = step - np.round(step)
-        value = column[i0] + (mjd_utc - self.mjd[i0]) / (self.mjd[i1] - self.mjd[i0]) * step
-        value = np.where(i == 0, column[0], value)
-        return np.where(i == len(self.mjd), column[-1], value), (i == 0) | (i == len(self.mjd))
+        fraction = (mjd_utc - self.mjd[i0]) / (self.mjd[i1] - self.mjd[i0])
+        before, after = i == 0, i == len(self.mjd)
+        values = []
+        for column, leap in columns:
+            step = column[i1] - column[i0]
+            if leap:
+                step = step - np.round(step)
+            value = np.where(before, column[0], column[i0] + fraction * step)
+            values.append(np.where(after, column[-1], value))
+        return values, before | after
 
     def dut1(self, mjd_utc: np.ndarray) -> np.ndarray:
         """UT1 - UTC [s]."""
-        return self._at(mjd_utc, self.ut1_utc, leap=True)[0]
+        return self._at(mjd_utc, (self.ut1_utc, True))[0][0]
 
     def polar_motion(self, mjd_utc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(x_p, y_p) [rad]; astropy's 50-year mean outside the table."""
-        xp, outside = self._at(mjd_utc, self.pm_x, leap=False)
-        yp, _ = self._at(mjd_utc, self.pm_y, leap=False)
+        (xp, yp), outside = self._at(mjd_utc, (self.pm_x, False), (self.pm_y, False))
         mean_x, mean_y = (math.radians(v / 3600.0) for v in _MEAN_POLAR_MOTION_ARCSEC)
         return np.where(outside, mean_x, xp), np.where(outside, mean_y, yp)
 
