@@ -236,16 +236,34 @@ class NeutrinoList:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> NeutrinoList:
-        """Read an ``icecube_neutrino_list.json`` file."""
+        """Read an ``icecube_neutrino_list.json`` file.
+
+        The list last read in this process is kept with the file's text: an event reads
+        its list for the significance, then for its record; a file with the same text
+        gives a copy of the kept list instead of parsing and checking it again.
+        """
         try:
             with open(path) as f:
                 text = f.read()
         except FileNotFoundError:
             raise NeutrinoListError(f"{os.fspath(path)}: no such file") from None
+        kept = _LAST_READ.get("list")
+        if kept is not None and kept[0] == text and type(kept[1]) is cls:
+            return kept[1].copy()
         try:
-            return cls.from_json(text)
+            neutrinos = cls.from_json(text)
         except NeutrinoListError as exc:
             raise NeutrinoListError(f"{os.fspath(path)}: {exc}") from None
+        _LAST_READ["list"] = (text, neutrinos.copy())
+        return neutrinos
+
+    def copy(self) -> NeutrinoList:
+        """An independent copy (its arrays and ``extra`` copied), without checking the
+        values again as the constructor would."""
+        out = object.__new__(type(self))
+        for name, value in self.__dict__.items():
+            out.__dict__[name] = value.copy() if isinstance(value, (np.ndarray, dict)) else value
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of the file format (optional keys only where known)."""
@@ -348,6 +366,10 @@ class NeutrinoList:
         array([  0., 121.])
         """
         return np.where(np.isfinite(self.zenith), self.zenith, 90.0 + self.dec)
+
+
+#: ``"list"``: (text, NeutrinoList) of the last file `NeutrinoList.read` parsed.
+_LAST_READ: dict[str, tuple[str, NeutrinoList]] = {}
 
 
 def _as_float(value, i: int, key: str) -> float:
