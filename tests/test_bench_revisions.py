@@ -92,6 +92,16 @@ def test_package_and_module_of_an_older_revision_load_beside_the_working_tree(re
     assert importlib.import_module("pkg_then.core").VALUE == 1  # both at once
 
 
+def test_a_dotted_name_puts_an_older_module_inside_a_loaded_package(repo):
+    """As bench_overlap loads old kernels as ``kernels.overlap_baseline``: the older
+    module's relative imports reach the package it is put in (here, HEAD's)."""
+    repo, first = repo
+    revisions.package_at("HEAD", "pkg", "pkg_head", repo=repo)
+    util = revisions.module_at(first, "pkg/util.py", "pkg_head.util_then", repo=repo)
+    assert util.TWICE == 4  # 2 x HEAD's VALUE, through "from .core import VALUE"
+    assert sys.modules["pkg_head.util_then"] is util
+
+
 def test_the_working_tree_copy_follows_uncommitted_files(repo):
     repo, _ = repo
     write(repo, {"pkg/core.py": "VALUE = 3\n", "pkg/new.py": "N = 4\n", "pkg/x.log": "ignored"})
