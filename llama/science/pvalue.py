@@ -200,8 +200,13 @@ def _significance(event_background, event_odds, neutrino_odds, seed, neutrino_ba
             return bounded_pvalues(*bg, x, u)
         return randomised_pvalues(bg, x, u)
 
-    event = pvalues(event_background, [event_odds], [u_event])
-    per_nu = pvalues(nu_bg, nu, u_nu)
+    if nu_bg is event_background:  # the background sorted once for the event and its O_i
+        both = pvalues(event_background, np.append(event_odds, nu), np.append(u_event, u_nu))
+        event = {key: values[:1] for key, values in both.items()}
+        per_nu = {key: values[1:] for key, values in both.items()}
+    else:
+        event = pvalues(event_background, [event_odds], [u_event])
+        per_nu = pvalues(nu_bg, nu, u_nu)
     method = {
         "convention": TIE_CONVENTION,
         "seed": seed,
