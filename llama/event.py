@@ -431,7 +431,7 @@ class Event:
         renamed = False
         try:
             cpu = _call_with_timeout(
-                instance.generate, tmps[0], handler.TIMEOUT_S, handler.__name__
+                instance.generate, tmps[0], handler.time_limit(self), handler.__name__
             )
             stats = []
             for tmp in tmps:  # one stat each, kept for the metadata

@@ -467,6 +467,37 @@ def test_gracedb_event_data_online(tmp_path, fake_services):
     assert gw.LVCGraceDbEventData.record(event)["snr"] == 12.9
 
 
+@pytest.mark.parametrize("handler", [gw.LVCGraceDbEventData, gw.PAstro])
+def test_gracedb_handlers_time_limit_only_when_asking_gracedb(tmp_path, fake_services, handler):
+    """Online the GraceDB handlers' generate runs on the watchdog thread under
+    TIMEOUT_S; offline (skymap_info.json alone) on the calling thread, unlimited."""
+    import threading
+
+    serve_gracedb(fake_services)
+    threads = []
+    generate = handler.generate
+
+    def noting_thread(self, out):
+        threads.append(threading.current_thread())
+        generate(self, out)
+
+    p_astro = {"BNS": 1.0, "NSBH": 0.0, "BBH": 0.0, "MassGap": 0.0, "Terrestrial": 0.0}
+    info = {**INFO, "snr": 12.0, "p_astro": p_astro}
+    offline = make_event(tmp_path / "off", info)
+    online = make_event(tmp_path / "on", info, ONLINE="true")
+    assert handler.time_limit(offline) is None
+    assert handler.time_limit(online) == handler.TIMEOUT_S == 120.0
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(handler, "generate", noting_thread)
+        offline.generate(handler)
+        online.generate(handler)
+    assert threads[0] is threading.current_thread()
+    assert threads[1] is not threading.current_thread()
+    assert json.loads(online.path(handler.FILENAME).read_text()) != json.loads(
+        offline.path(handler.FILENAME).read_text()
+    )
+
+
 def test_gracedb_event_data_burst_and_retry(tmp_path, fake_services):
     serve_gracedb(fake_services)
     fake_services.events["G330564"]["extra_attributes"] = {"MultiBurst": {"snr": 8.5}}

@@ -634,6 +634,12 @@ def _use_gracedb(event: Event) -> str | None:
     return service_url("gracedb")
 
 
+def _online_time_limit(cls, event: Event) -> float | None:
+    """`FileHandler.time_limit` of the handlers that ask GraceDB only when ONLINE: none
+    offline, where they read skymap_info.json alone."""
+    return cls.TIMEOUT_S if _use_gracedb(event) else None
+
+
 def _snr_of(gevent: Mapping[str, Any]) -> float | None:
     extra = gevent.get("extra_attributes") or {}
     for group in ("CoincInspiral", "MultiBurst"):
@@ -657,6 +663,7 @@ class LVCGraceDbEventData(FileHandler):
     DEPENDENCIES = (SkymapInfo,)
     RETRIES = 1  # on top of get_json's own retries of transient HTTP failures
     TIMEOUT_S = 120.0
+    time_limit = classmethod(_online_time_limit)
 
     def generate(self, out: Path) -> None:
         info = read_skymap_info(self.event)
@@ -730,6 +737,7 @@ class PAstro(FileHandler):
     DEPENDENCIES = (SkymapInfo,)
     RETRIES = 1  # on top of get_json's own retries of transient HTTP failures
     TIMEOUT_S = 120.0
+    time_limit = classmethod(_online_time_limit)
 
     def generate(self, out: Path) -> None:
         info = read_skymap_info(self.event)
