@@ -87,6 +87,8 @@ _MAX_COLUMNS = 24
 #: (2.8 deg cells; declination bands of 1, 2 or 4 deg sorted by RA were as fast on
 #: bbh-6, bns-9, bns-0 and bbh-3's trial neutrinos, 8 deg slower).
 _ORDER_ROWS = 64
+#: exp(-x) rounds to 0.0 from here on (below the smallest subnormal, exp(-745.1)).
+_EXP_ZERO = 750.0
 
 
 @njit(cache=True, nogil=True)
@@ -520,8 +522,11 @@ def _mass_edge(psi, sigma, kind):
     that the annuli share their edges' exponentials: the same numbers, half the exp."""
     if kind == 1:
         kappa = 1.0 / (sigma * sigma)
-        return math.exp(-2.0 * kappa * math.sin(0.5 * psi) ** 2), 0.0
+        y = 2.0 * kappa * math.sin(0.5 * psi) ** 2
+        return (0.0 if _EXP_ZERO <= y < math.inf else math.exp(-y)), 0.0
     x = 0.5 * psi * psi / (sigma * sigma)
+    if _EXP_ZERO <= x < math.inf:  # exp(-x) is 0.0: the tail at pi of every trial PSF
+        return 0.0, 0.0
     e = math.exp(-x)
     return e, (1.0 + x) * e
 
