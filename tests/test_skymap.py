@@ -264,16 +264,31 @@ def test_hdf5_moc_image_declined_when_hdf5_lays_out_otherwise(tmp_path, monkeypa
     assert (tmp_path / "low.hdf5").read_bytes() == (tmp_path / "high.hdf5").read_bytes()
 
 
-def test_hdf5_failed_write_leaves_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("make", [moc_map, flat_map])
+def test_hdf5_written_in_place_is_the_same_file(tmp_path, make):
+    """atomic=False (a handler's temporary output) writes the same bytes straight to
+    the path, with no temporary file of its own, and keeps the copy as a write does."""
+    write_hdf5(tmp_path / "a.hdf5", make())
+    (tmp_path / "b").mkdir()
+    write_hdf5(tmp_path / "b" / "m.hdf5", make(), atomic=False)
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["m.hdf5"]
+    data = (tmp_path / "b" / "m.hdf5").read_bytes()
+    assert data == (tmp_path / "a.hdf5").read_bytes()
+    assert skymap_module._KEPT.find(data) is not None
+
+
+@pytest.mark.parametrize("atomic", [True, False])
+def test_hdf5_failed_write_leaves_nothing(tmp_path, monkeypatch, atomic):
     """A write that fails half-way removes its temporary file and leaves no map,
-    through h5py (a flat map) or from the patched header (a multi-order one)."""
+    through h5py (a flat map) or from the patched header (a multi-order one); in place
+    (atomic=False), the half-written file is removed."""
 
     def broken(root, *args):
         raise OSError("disk full")
 
     monkeypatch.setattr(skymap_module, "_fill_hdf5_root", broken)
     with pytest.raises(OSError, match="disk full"):
-        write_hdf5(tmp_path / "m.hdf5", flat_map())
+        write_hdf5(tmp_path / "m.hdf5", flat_map(), atomic=atomic)
     assert list(tmp_path.iterdir()) == []
 
     class HalfWritten:  # a file whose write stops part of the way: the disk is full
@@ -292,7 +307,7 @@ def test_hdf5_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(skymap_module, "open", HalfWritten, raising=False)
     with pytest.raises(OSError, match="disk full"):
-        write_hdf5(tmp_path / "m.hdf5", moc_map())
+        write_hdf5(tmp_path / "m.hdf5", moc_map(), atomic=atomic)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -575,7 +575,8 @@ class LvcSkymapHdf5(FileHandler):
     def generate(self, out: Path) -> None:
         from llama.science.skymap import read_sky_map, write_hdf5
 
-        write_hdf5(out, read_sky_map(self.dep_path(LvcSkymapFits)))
+        # ``out`` is a temporary name, renamed by the event: no second one inside
+        write_hdf5(out, read_sky_map(self.dep_path(LvcSkymapFits)), atomic=False)
 
 
 class LvcDistancesJson(FileHandler):
