@@ -110,6 +110,7 @@ def _write_once(final: Path, fill) -> Path:
     part = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         fill(part)
+        part.chmod(0o755)  # mkdtemp's 0700: readable by the others' benches too
         os.rename(part, final)
     except OSError:
         if not final.is_dir():  # not another process's tree finished first
