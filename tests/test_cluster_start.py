@@ -46,3 +46,26 @@ def test_the_driver_leaves_the_fork_servers_preload_to_us(tmp_path):
     assert seen["pandas"] is False
     assert seen["preload"] == seen["ours"]
     assert len(seen["pids"]) == 1 and seen["pids"][0] != os.getpid()
+
+
+def _heartbeat_running(dask_worker) -> bool:
+    return dask_worker.periodic_callbacks["heartbeat"].is_running()
+
+
+def test_closing_our_cluster_stops_the_workers_heartbeats_first(capfd):
+    # a heartbeat on its way as the scheduler retired its worker logged an ERROR
+    # with a traceback on the command's stderr (1 close in 6)
+    pytest.importorskip("distributed")
+    from llama.batch.cluster import _stop_heartbeats
+    from llama.batch.schedulers import make_pool
+
+    pool = make_pool("distributed", 2, len)
+    try:
+        pool.submit("abc")
+        assert pool.next_finished(timeout=120) == ("abc", 3)
+        assert all(pool.client.run(_heartbeat_running).values())
+        _stop_heartbeats(pool.client)
+        assert not any(pool.client.run(_heartbeat_running).values())
+    finally:
+        pool.close()
+    assert "ERROR" not in capfd.readouterr().err

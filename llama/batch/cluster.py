@@ -147,6 +147,25 @@ def _keep_our_fork_server_preload() -> None:
         distributed.utils._forkserver_preload_set = True
 
 
+def _stop_heartbeats(client) -> None:
+    """Stop the heartbeats of our own cluster's workers before it closes.
+
+    The scheduler retires the workers as the cluster closes; a worker whose heartbeat
+    was then on its way found the connection closed and logged an ERROR with its
+    traceback on the command's stderr (1 close in 6 on 2 workers, load 9). Nothing
+    waits on a heartbeat here: the worker is closed next.
+    """
+    try:
+        client.run(_stop_heartbeat)
+    except Exception:  # a worker gone already: the cluster's close deals with it
+        pass
+
+
+def _stop_heartbeat(dask_worker) -> None:
+    """Run in a worker (`_stop_heartbeats`)."""
+    dask_worker.periodic_callbacks["heartbeat"].stop()
+
+
 class _Settled:
     """A result already fetched, or the exception that took its place, with the
     ``result()`` of a future (`EventPool.next_finished`), the runner it came from, and
@@ -474,6 +493,8 @@ class _Distributed(EventPool):
         if self.client is not None:
             if interrupted:
                 self.client.cancel(list(self.futures.values()))
+            elif self.cluster is not None:
+                _stop_heartbeats(self.client)
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
