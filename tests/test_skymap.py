@@ -208,62 +208,6 @@ def test_hdf5_bytes_are_h5py_high_level_ones(tmp_path, make):
     assert_same(read_hdf5(tmp_path / "low.hdf5"), m)
 
 
-def _moc_map_of(n: int, meta_bytes: int, seed: int) -> SkyMap:
-    """A multi-order map of ``n`` order-12 rows (any densities: write_hdf5 takes them as
-    they are) whose meta text is ``meta_bytes`` long."""
-    rng = np.random.default_rng(seed)
-    ipix = np.sort(rng.choice(12 * 4**12, n, replace=False))
-    meta = {"objid": ""}
-    meta["objid"] = "x" * (meta_bytes - len(json.dumps(meta)))
-    assert len(json.dumps(meta)) == meta_bytes
-    return SkyMap(
-        probdensity=rng.random(n),
-        uniq=4 * 4**12 + ipix,
-        distmu=rng.normal(300.0, 50.0, n),
-        distsigma=rng.uniform(10.0, 90.0, n),
-        distnorm=rng.uniform(0.0, 1e-4, n),
-        meta=meta,
-    )
-
-
-@pytest.mark.parametrize("n", [1, 2, 3, 8, 255, 256, 1000, 19200])
-@pytest.mark.parametrize("meta_bytes", [13, 15, 16, 17, 215, 2048, 3000, 3001, 5000])
-def test_hdf5_moc_image_is_h5py_file(tmp_path, n, meta_bytes):
-    """A multi-order map with its distance layers is written from h5py's header patched
-    (no HDF5 call): the same bytes as h5py's File for any row count and any meta text
-    up to _MOC_META_MAX bytes (the global heap's padding and free space move with its
-    length); longer ones still go through h5py."""
-    m = _moc_map_of(n, meta_bytes, seed=n + meta_bytes)
-    patched = skymap_module._moc_image(
-        np.array([m.probdensity, m.distmu, m.distsigma, m.distnorm]), m.uniq, json.dumps(m.meta)
-    )
-    assert (patched is not None) == (meta_bytes <= skymap_module._MOC_META_MAX)
-    write_hdf5(tmp_path / "low.hdf5", m)
-    _write_hdf5_high_level(tmp_path / "high.hdf5", m)
-    assert (tmp_path / "low.hdf5").read_bytes() == (tmp_path / "high.hdf5").read_bytes()
-    skymap_module._KEPT.clear()
-    _same_bits(read_hdf5(tmp_path / "low.hdf5"), m)
-
-
-def test_hdf5_moc_image_declined_when_hdf5_lays_out_otherwise(tmp_path, monkeypatch):
-    """Where the patched header would not give h5py's probe files (another HDF5
-    release's layout, simulated by a wrong end-of-file field), every copy is h5py's."""
-    patch = skymap_module._patched_moc_image
-
-    def off_by_one(*args):
-        image = bytearray(patch(*args))
-        image[40] ^= 1
-        return bytes(image)
-
-    monkeypatch.setattr(skymap_module, "_patched_moc_image", off_by_one)
-    monkeypatch.setattr(skymap_module, "_MOC_HEADER", [])
-    m = moc_map()
-    write_hdf5(tmp_path / "low.hdf5", m)
-    assert skymap_module._MOC_HEADER == [None]
-    _write_hdf5_high_level(tmp_path / "high.hdf5", m)
-    assert (tmp_path / "low.hdf5").read_bytes() == (tmp_path / "high.hdf5").read_bytes()
-
-
 @pytest.mark.parametrize("make", [moc_map, flat_map])
 def test_hdf5_written_in_place_is_the_same_file(tmp_path, make):
     """atomic=False (a handler's temporary output) writes the same bytes straight to
@@ -279,9 +223,8 @@ def test_hdf5_written_in_place_is_the_same_file(tmp_path, make):
 
 @pytest.mark.parametrize("atomic", [True, False])
 def test_hdf5_failed_write_leaves_nothing(tmp_path, monkeypatch, atomic):
-    """A write that fails half-way removes its temporary file and leaves no map,
-    through h5py (a flat map) or from the patched header (a multi-order one); in place
-    (atomic=False), the half-written file is removed."""
+    """A write that fails half-way removes its temporary file and leaves no map; in
+    place (atomic=False), the half-written file is removed."""
 
     def broken(root, *args):
         raise OSError("disk full")
@@ -290,22 +233,6 @@ def test_hdf5_failed_write_leaves_nothing(tmp_path, monkeypatch, atomic):
     with pytest.raises(OSError, match="disk full"):
         write_hdf5(tmp_path / "m.hdf5", flat_map(), atomic=atomic)
     assert list(tmp_path.iterdir()) == []
-
-    class HalfWritten:  # a file whose write stops part of the way: the disk is full
-        def __init__(self, path, mode):
-            self.file = open(path, mode)  # noqa: SIM115 - closed by __exit__
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.file.close()
-
-        def write(self, data):
-            self.file.write(data[:100])
-            raise OSError("disk full")
-
-    monkeypatch.setattr(skymap_module, "open", HalfWritten, raising=False)
     with pytest.raises(OSError, match="disk full"):
         write_hdf5(tmp_path / "m.hdf5", moc_map(), atomic=atomic)
     assert list(tmp_path.iterdir()) == []

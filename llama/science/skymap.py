@@ -992,132 +992,18 @@ def write_hdf5(path: str | os.PathLike, skymap: SkyMap, atomic: bool = True) -> 
         row[:] = getattr(skymap, name)
     meta = json.dumps(skymap.meta)
     uniq = None if skymap.uniq is None else skymap.uniq.copy()  # kept: not the caller's
-    image = _moc_image(layers, uniq, meta)
     tmp = f"{path}.tmp{os.getpid()}" if atomic else path
     try:
-        if image is None:
-            _write_hdf5_file(tmp, layers, uniq, skymap.nside, meta)
-        else:
-            with open(tmp, "wb") as f:
-                f.write(image)
+        _write_hdf5_file(tmp, layers, uniq, skymap.nside, meta)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    data = _file_bytes(tmp) if image is None else image
+    data = _file_bytes(tmp)
     if atomic:
         os.replace(tmp, path)
-    if data is not None and len(data) <= _KEPT_MAX_BYTES:
+    if data is not None:
         _KEPT.keep(data, _Parsed(layers, uniq, skymap.nside, meta))
-
-
-#: Where h5py puts the first dataset of a multi-order copy with four layers: after the
-#: superblock, the root group's headers and the global heap of its two strings.
-_MOC_DATA_START = 6144
-#: The longest meta text (bytes) the patched header takes: the global heap's 4,096
-#: bytes then still hold it with room to spare (longer ones go through h5py).
-_MOC_META_MAX = 3000
-
-
-def _moc_image(layers: np.ndarray, uniq: np.ndarray | None, meta: str) -> bytes | None:
-    """The bytes :func:`_write_hdf5_file` writes for a multi-order map with its four
-    layers (every LVK map since O3), made without HDF5; None for other maps, a meta
-    text of over `_MOC_META_MAX` bytes, or an HDF5 whose file differs from the one
-    expected (`_moc_header`).
-
-    Such a file is h5py's header (a fixed 6,144 bytes: the superblock, the root group,
-    the attributes, the two datasets' headers and the global heap of the two strings),
-    then ``uniq`` and ``layers``, contiguous and little-endian. Of the header only the
-    sizes and the meta text change from map to map; HDF5 spends ~2 ms writing it
-    through h5py, the patch ~0.05 ms.
-    """
-    text = meta.encode()
-    if uniq is None or len(layers) != 4 or not 0 < len(text) <= _MOC_META_MAX:
-        return None
-    header = _moc_header()
-    if header is None:
-        return None
-    return _patched_moc_image(header, len(uniq), text, uniq, layers)
-
-
-def _patched_moc_image(header: bytes, n: int, text: bytes, uniq, layers) -> bytes:
-    """The file of ``n`` rows and this meta text, from the header of another such file.
-
-    Offsets are those of h5py's file (HDF5 superblock version 0, object header version
-    1, global heap collection at 2048): each field is little-endian."""
-    head = bytearray(header)
-    start = _MOC_DATA_START
-    put = _put_le
-    put(head, 40, 8, start + 40 * n)  # superblock: end-of-file address
-    put(head, 1008, 4, len(text))  # the meta attribute: its string's length
-    put(head, 1056, 8, n)  # uniq: dataspace size and maximum size
-    put(head, 1064, 8, n)
-    put(head, 1130, 8, 8 * n)  # uniq: contiguous layout's size (its address is start)
-    put(head, 1664, 8, n)  # layers: dataspace (4, n) and its maximum
-    put(head, 1680, 8, n)
-    put(head, 1746, 8, start + 8 * n)  # layers: contiguous layout's address and size
-    put(head, 1754, 8, 32 * n)
-    # global heap: object 2 (the meta text, padded to 8 bytes), then the free space
-    padded = -(-len(text) // 8) * 8
-    put(head, 2104, 8, len(text))
-    head[2112:start] = bytes(start - 2112)
-    head[2112 : 2112 + len(text)] = text
-    put(head, 2112 + padded + 8, 8, 4096 - 64 - padded)
-    # the arrays' own buffers (no copy where they are contiguous little-endian already)
-    uniq, layers = (np.ascontiguousarray(a, dtype=t) for a, t in ((uniq, "<i8"), (layers, "<f8")))
-    return b"".join((head, memoryview(uniq).cast("B"), memoryview(layers).cast("B")))
-
-
-def _put_le(buf: bytearray, offset: int, size: int, value: int) -> None:
-    buf[offset : offset + size] = value.to_bytes(size, "little")
-
-
-_MOC_HEADER: list = []  # [header or None], once h5py's probe files were compared
-
-
-def _moc_header() -> bytes | None:
-    """h5py's header of a multi-order four-layer copy, written in memory by
-    :func:`_write_hdf5_file`'s calls, once per process; None (h5py then writes every
-    copy) unless `_patched_moc_image` of that header gives h5py's files of other sizes
-    and meta texts byte for byte (another HDF5 release may lay its file out otherwise)."""
-    if not _MOC_HEADER:
-        header = None
-        try:
-            first = _h5py_moc_image(1, b"{}")
-            if first[:4] == b"\x89HDF" and len(first) == _MOC_DATA_START + 40:
-                candidate = first[:_MOC_DATA_START]
-                if all(
-                    _patched_moc_image(candidate, n, text, *_probe_arrays(n))
-                    == _h5py_moc_image(n, text)
-                    for n, text in ((3, b'{"a": 1}'), (517, b"x" * 9), (64, b"y" * _MOC_META_MAX))
-                ):
-                    header = candidate
-        except Exception:  # noqa: BLE001 - any surprise: h5py writes the copies
-            header = None
-        _MOC_HEADER.append(header)
-    return _MOC_HEADER[0]
-
-
-def _probe_arrays(n: int) -> tuple[np.ndarray, np.ndarray]:
-    uniq = np.arange(n, dtype=np.int64) + 16 * 4**8
-    return uniq, np.linspace(-1.0, 2.0, 4 * n).reshape(4, n)
-
-
-def _h5py_moc_image(n: int, text: bytes) -> bytes:
-    """The file `_write_hdf5_file` makes of probe arrays, written by HDF5 in memory."""
-    from h5py import h5f, h5g
-
-    fapl, fcpl = _hdf5_property_lists()
-    fapl.set_fapl_core(block_size=1 << 16, backing_store=False)
-    name = f"llama-probe-{os.getpid()}-{threading.get_ident()}".encode()
-    fid = h5f.create(name, h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl)
-    try:
-        uniq, layers = _probe_arrays(n)
-        _fill_hdf5_root(h5g.open(fid, b"/"), layers, uniq, None, text.decode())
-        h5f.flush(fid)
-        return fid.get_file_image()
-    finally:
-        fid.close()
 
 
 def _write_hdf5_file(path: str, layers, uniq, nside, meta: str) -> None:
@@ -1127,27 +1013,19 @@ def _write_hdf5_file(path: str, layers, uniq, nside, meta: str) -> None:
     with h5py's defaults (library-version bounds, alignment, no object times). The
     high-level File, AttributeManager and create_dataset spent ~1 ms more per BAYESTAR
     map on argument checks and property lists than HDF5 spends writing it."""
-    from h5py import h5f, h5g
-
-    fapl, fcpl = _hdf5_property_lists()
-    fid = h5f.create(os.fsencode(path), h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl)
-    try:
-        # the root group is released when this call returns, before the file is closed
-        _fill_hdf5_root(h5g.open(fid, b"/"), layers, uniq, nside, meta)
-    finally:
-        fid.close()
-
-
-def _hdf5_property_lists():
-    """The file access and creation property lists of ``h5py.File(path, "w")``."""
-    from h5py import h5f, h5p
+    from h5py import h5f, h5g, h5p
 
     fapl = h5p.create(h5p.FILE_ACCESS)
     fapl.set_libver_bounds(h5f.LIBVER_EARLIEST, h5f.LIBVER_LATEST)
     fapl.set_alignment(1, 1)
     fcpl = h5p.create(h5p.FILE_CREATE)
     fcpl.set_obj_track_times(False)
-    return fapl, fcpl
+    fid = h5f.create(os.fsencode(path), h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl)
+    try:
+        # the root group is released when this call returns, before the file is closed
+        _fill_hdf5_root(h5g.open(fid, b"/"), layers, uniq, nside, meta)
+    finally:
+        fid.close()
 
 
 def _fill_hdf5_root(root, layers, uniq, nside, meta: str) -> None:
