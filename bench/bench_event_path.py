@@ -31,8 +31,8 @@ IceCube-like list per map (`llama.science.sim.simulate_background_neutrinos`):
 Each stage runs ``--repeat`` rounds over all maps; the best round is kept (other work
 on the machine only ever slows a round), and with two trees the median over the rounds
 of their ratio is printed too. ``--against REV`` also runs this script on
-``git archive REV`` of the repository (or the source tree in directory ``REV``,
-whose Numba cache is then reused) in a second process, the two processes taking
+the tree of git revision ``REV`` (``bench/revisions.py``: kept with its Numba cache
+for the next run) or the source tree in directory ``REV`` in a second process, the two processes taking
 turns round by round, and prints each stage's time there and the ratio: before and
 after a change under the same load.
 
@@ -52,6 +52,8 @@ from pathlib import Path
 
 BAYESTAR = Path("/work/shared/data/bayestar")
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from revisions import environment, tree_at  # noqa: E402
 
 
 def events(maps: Path, seed: int):
@@ -222,7 +224,7 @@ def serve(maps: Path, seed: int, events_in: Path | None, only: str | None = None
 
 
 def _worker(tree: Path, args) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(tree), NUMBA_NUM_THREADS="1")
+    env = environment(tree, NUMBA_NUM_THREADS="1")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", "--maps", str(args.maps),
            "--seed", str(args.seed), "--events-in", args.events_in,
            *(["--only", args.only] if args.only else [])]  # fmt: skip
@@ -253,30 +255,21 @@ def main(argv: list[str] | None = None) -> int:
               args.only)  # fmt: skip
         return 0
     print("before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    with tempfile.TemporaryDirectory() as tmp:
-        trees = {"this tree": REPO}
-        if args.against and Path(args.against).is_dir():
-            # a source tree (its kernels' Numba cache already filled, e.g. by llama warm)
-            trees[args.against] = Path(args.against).resolve()
-        elif args.against:
-            old = Path(tmp) / "old"
-            old.mkdir()
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.against],
-                                     capture_output=True, check=True).stdout  # fmt: skip
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-            trees[args.against] = old
-        workers = {name: _worker(tree, args) for name, tree in trees.items()}
-        times: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
-        for r in range(args.repeat):  # the trees take turns, which goes first alternating
-            for name in list(workers)[:: 1 if r % 2 == 0 else -1]:
-                p = workers[name]
-                p.stdin.write("round\n")
-                p.stdin.flush()
-                for stage, ms in json.loads(p.stdout.readline()).items():
-                    times[name].setdefault(stage, []).append(ms)
-        for p in workers.values():
-            p.stdin.close()
-            p.wait()
+    trees = {"this tree": REPO}
+    if args.against:  # a revision's tree, kept with its Numba cache, or a directory
+        trees[args.against] = tree_at(args.against)
+    workers = {name: _worker(tree, args) for name, tree in trees.items()}
+    times: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
+    for r in range(args.repeat):  # the trees take turns, which goes first alternating
+        for name in list(workers)[:: 1 if r % 2 == 0 else -1]:
+            p = workers[name]
+            p.stdin.write("round\n")
+            p.stdin.flush()
+            for stage, ms in json.loads(p.stdout.readline()).items():
+                times[name].setdefault(stage, []).append(ms)
+    for p in workers.values():
+        p.stdin.close()
+        p.wait()
     print("after: ", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     n = len(events_names(args.maps))
     print(f"{n} BAYESTAR events, best of {args.repeat} rounds, CPU ms per event")
