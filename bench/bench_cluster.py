@@ -152,6 +152,8 @@ def schedulers_of(rev: str):
         spec.loader.exec_module(module)
         loaded[f"llama.batch.{name}"] = alias
     AGAINST[rev] = sys.modules[f"schedulers_{rev}"]
+    for alias in loaded.values():  # not importable by the workers: pickled by value
+        del sys.modules[alias]
     return AGAINST[rev]
 
 

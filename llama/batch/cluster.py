@@ -299,7 +299,10 @@ class _Distributed(EventPool):
             self.allowed_failures = dask.config.get("distributed.scheduler.allowed-failures", 3)
             self.records = tempfile.mkdtemp(prefix="llama-runners-")
             self.cluster = local_cluster(self.slots)
-            self.client = Client(self.cluster)
+            # each event's call goes to its worker and back; through the scheduler
+            # (distributed's default) it took two more messages, handled in this
+            # process, and a worker's death was logged as the scheduler's ERROR
+            self.client = Client(self.cluster, direct_to_workers=True)
             self.runners = []
             self._start_runners()
         else:
