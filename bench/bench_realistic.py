@@ -208,18 +208,14 @@ def measure_cli(
             "after": t0 + wall - ends[-1]}  # fmt: skip
 
 
-def baseline_tree(rev: str, parent: Path) -> Path:
-    """The source tree of git revision ``rev`` (``git archive``) in ``parent``, or the
-    directory ``rev``, for ``--baseline``: its commands run beside this tree's,
-    interleaved, in one process."""
-    if Path(rev).is_dir():  # a tree made by hand (this one with some files reverted, say)
-        return Path(rev).resolve()
-    tree = parent / f"baseline-{rev}"
-    tree.mkdir(parents=True)
-    repo = Path(__file__).resolve().parent.parent
-    archive = subprocess.run(["git", "archive", rev], cwd=repo, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-    return tree
+def baseline_tree(rev: str) -> Path:
+    """The source tree of git revision ``rev`` (kept by ``bench/revisions.py`` with its
+    Numba cache for the next run), or the directory ``rev``, for ``--baseline``: its
+    commands run beside this tree's, interleaved, in one process."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from revisions import tree_at
+
+    return tree_at(rev)
 
 
 def synthetic_config(src: Path, root: Path, scheduler: str, jobs: int):
@@ -435,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     counts: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="bench-realistic-", dir=args.tmp) as tmp:
         work = Path(tmp)
-        baseline = baseline_tree(args.baseline, work) if args.baseline else None
+        baseline = baseline_tree(args.baseline) if args.baseline else None
         trees = [("", None)] + ([(f"{args.baseline}:", baseline)] if baseline else [])
         for case in cases:
             src = work / case / "src"

@@ -125,13 +125,17 @@ def run_warm_step(cache_dir: str, tree: Path = ROOT, jobs: int | None = None) ->
     return {"process_s": wall, "cpu_s": cpu, "summary": out.stdout.strip().splitlines()[-1]}
 
 
-def unpack(rev: str, dest: Path) -> Path:
-    """``kernels/`` and ``llama/`` of git revision ``rev`` under ``dest``."""
-    tar = subprocess.run(["git", "archive", rev, "kernels", "llama"], cwd=ROOT, capture_output=True)
-    if tar.returncode != 0:
-        raise SystemExit(f"--baseline {rev}: {tar.stderr.decode().strip()}")
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=tar.stdout, check=True)
-    return dest
+def unpack(rev: str) -> Path:
+    """``kernels/`` and ``llama/`` of git revision ``rev``: a tree kept by
+    ``bench/revisions.py`` (its cold runs use their own ``NUMBA_CACHE_DIR``, so a
+    kept tree's cache does not matter)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from revisions import RevisionError, tree_at
+
+    try:
+        return tree_at(rev, ["kernels", "llama"])
+    except RevisionError as err:
+        raise SystemExit(f"--baseline {rev}: {err}") from None
 
 
 def median(records: list) -> dict:
@@ -186,26 +190,25 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     names = ["cold cache", "warm cache", STEP, FIRST, *(step_name(n) for n in args.warm_jobs)]
     cases = {"this tree": (ROOT, {k: [] for k in names})}
-    with tempfile.TemporaryDirectory(prefix="llama-startup-") as top:
-        if args.baseline:
-            tree = unpack(args.baseline, Path(top))
-            cases[f"baseline {args.baseline}"] = (tree, {k: [] for k in names})
-        load = [os.getloadavg()[0]]
-        for _ in range(args.repeat):
-            for tree, runs in cases.values():  # interleaved: the same load for each
+    if args.baseline:
+        tree = unpack(args.baseline)
+        cases[f"baseline {args.baseline}"] = (tree, {k: [] for k in names})
+    load = [os.getloadavg()[0]]
+    for _ in range(args.repeat):
+        for tree, runs in cases.values():  # interleaved: the same load for each
+            with tempfile.TemporaryDirectory(prefix="numba-cache-") as tmp:
+                runs["cold cache"].append(run_child(args.map, tmp, tree))
+                runs["warm cache"].append(run_child(args.map, tmp, tree))
+            load.append(os.getloadavg()[0])
+            if args.no_warm_step or not (tree / "llama" / "cli" / "warm.py").is_file():
+                continue
+            with tempfile.TemporaryDirectory(prefix="numba-cache-") as tmp:
+                runs[STEP].append(run_warm_step(tmp, tree))
+                runs[FIRST].append(run_child(args.map, tmp, tree))
+            for n in args.warm_jobs:
                 with tempfile.TemporaryDirectory(prefix="numba-cache-") as tmp:
-                    runs["cold cache"].append(run_child(args.map, tmp, tree))
-                    runs["warm cache"].append(run_child(args.map, tmp, tree))
-                load.append(os.getloadavg()[0])
-                if args.no_warm_step or not (tree / "llama" / "cli" / "warm.py").is_file():
-                    continue
-                with tempfile.TemporaryDirectory(prefix="numba-cache-") as tmp:
-                    runs[STEP].append(run_warm_step(tmp, tree))
-                    runs[FIRST].append(run_child(args.map, tmp, tree))
-                for n in args.warm_jobs:
-                    with tempfile.TemporaryDirectory(prefix="numba-cache-") as tmp:
-                        runs[step_name(n)].append(run_warm_step(tmp, tree, n))
-                load.append(os.getloadavg()[0])
+                    runs[step_name(n)].append(run_warm_step(tmp, tree, n))
+            load.append(os.getloadavg()[0])
     print(f"load average {min(load):.2f} to {max(load):.2f} during the runs")
     meds = {k: show(k, runs, args.verbose) for k, (_, runs) in cases.items()}
     c = meds["this tree"]["cold cache"]
