@@ -59,7 +59,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .trial_screen import pixel_caps, pixel_cells_from
+from .healpix import pix2zphi_nest
+from .trial_screen import cap_columns, cap_rows, pixel_caps
 
 __all__ = [
     "RADII_SIGMAS",
@@ -87,6 +88,9 @@ _MAX_COLUMNS = 24
 #: (2.8 deg cells; declination bands of 1, 2 or 4 deg sorted by RA were as fast on
 #: bbh-6, bns-9, bns-0 and bbh-3's trial neutrinos, 8 deg slower).
 _ORDER_ROWS = 64
+#: Slots of :func:`_paint`'s table of rings (a BAYESTAR map's 19,200 pixels lie on a
+#: few hundred to a few thousand rings).
+_RING_SLOTS = 4096
 #: exp(-x) rounds to 0.0 from here on (below the smallest subnormal, exp(-745.1)).
 _EXP_ZERO = 750.0
 
@@ -132,10 +136,28 @@ def _paint(order, ipix, density, n_dec, level0):
         level0[k, 0] = np.inf
         level0[k, 1] = 0.0
     cap, cap_sin = pixel_caps()
+    # the rows and RA half-width of the pixels' caps (trial_screen.pixel_cells_from) are
+    # the same along a ring of an order: kept per ring in a direct-mapped table (its slot
+    # from the ring's 3 nside² (1 - z), an integer), used where its centre is this
+    # pixel's to the bit; two of the three transcendentals per pixel
+    ring_order = np.full(_RING_SLOTS, -1, np.int64)
+    ring_z = np.empty((_RING_SLOTS, 2))
+    ring_rows = np.empty((_RING_SLOTS, 2), np.int64)
+    ring_half = np.empty(_RING_SLOTS)
     for k in range(order.shape[0]):
         d = density[k]
         o = order[k]
-        r0, r1, c0, c1 = pixel_cells_from(o, ipix[k], n_dec, cap[o], cap_sin[o])
+        sin_dec, cos_dec, ra = pix2zphi_nest(o, ipix[k])
+        nside = float(1 << o)
+        at = (int((1.0 - sin_dec) * 3.0 * nside * nside + 0.5) + 7919 * o) % _RING_SLOTS
+        if ring_order[at] == o and ring_z[at, 0] == sin_dec and ring_z[at, 1] == cos_dec:
+            r0, r1, half = ring_rows[at, 0], ring_rows[at, 1], ring_half[at]
+        else:
+            r0, r1, half = cap_rows(sin_dec, cos_dec, n_dec, cap[o], cap_sin[o])
+            ring_order[at] = o
+            ring_z[at, 0], ring_z[at, 1] = sin_dec, cos_dec
+            ring_rows[at, 0], ring_rows[at, 1], ring_half[at] = r0, r1, half
+        c0, c1 = cap_columns(ra, half, n_dec)
         # the columns as up to two runs inside 0 .. n_ra - 1 (no modulo per cell: the
         # low-order pixels of a map's tail paint hundreds of cells each)
         a0, a1, b0, b1 = c0, c1, 0, -1

@@ -41,7 +41,9 @@ from numba import njit
 from .healpix import max_pixrad, pix2zphi_nest, zphi2pix_nest
 
 __all__ = [
+    "cap_columns",
     "cap_ra_halfwidth",
+    "cap_rows",
     "cell_lookup",
     "density_at",
     "density_table",
@@ -141,22 +143,50 @@ def pixel_cells(order: int, ipix: int, n_dec: int) -> tuple[int, int, int, int]:
 def pixel_cells_from(order: int, ipix: int, n_dec: int, radius: float, sin_radius: float) -> tuple[int, int, int, int]:  # fmt: skip
     """:func:`pixel_cells` with the cap's radius and its sine given (:func:`pixel_caps`
     at ``order``): the same cells."""
-    n_ra = 2 * n_dec
-    cell = math.pi / n_dec
     # the centre's angles from the ring geometry (no unit vector and atan2 back)
     sin_dec, cos_dec, ra = pix2zphi_nest(order, ipix)
+    r0, r1, half = cap_rows(sin_dec, cos_dec, n_dec, radius, sin_radius)
+    c0, c1 = cap_columns(ra, half, n_dec)
+    return r0, r1, c0, c1
+
+
+@njit(cache=True, nogil=True)
+def cap_rows(sin_dec: float, cos_dec: float, n_dec: int, radius: float, sin_radius: float) -> tuple[int, int, float]:  # fmt: skip
+    """Rows ``r0..r1`` of the ``n_dec x 2 n_dec`` grid that the cap of ``radius`` about a
+    centre at declination asin(``sin_dec``) may touch, and its RA half-width (inf: whole
+    rows), for :func:`cap_columns`: what :func:`pixel_cells_from` takes of the centre's
+    declination, the same for every pixel of a ring.
+
+    Examples
+    --------
+    >>> r = 1.01 * max_pixrad(0)
+    >>> r0, r1, half = cap_rows(0.0, 1.0, 18, r, math.sin(r))
+    >>> (r0, r1), cap_columns(0.0, half, 18)    # pixel_cells(0, 4, 18)
+    ((4, 13), (-5, 4))
+    """
+    cell = math.pi / n_dec
     dec = math.atan2(sin_dec, cos_dec)
     r0 = _row_of(dec - radius, cell, n_dec)
     r1 = _row_of(dec + radius, cell, n_dec)
     # cap_ra_halfwidth(dec, radius) with its sine given
     if abs(dec) + radius >= _HALF_PI or sin_radius >= cos_dec:
-        return r0, r1, 0, n_ra - 1
-    half = math.asin(sin_radius / cos_dec)
+        return r0, r1, math.inf
+    return r0, r1, math.asin(sin_radius / cos_dec)
+
+
+@njit(cache=True, nogil=True)
+def cap_columns(ra: float, half: float, n_dec: int) -> tuple[int, int]:
+    """Columns ``c0..c1`` (to be read modulo ``2 n_dec``) of a cap about RA ``ra`` with
+    the RA half-width ``half`` of :func:`cap_rows`."""
+    n_ra = 2 * n_dec
+    cell = math.pi / n_dec
+    if half == math.inf:
+        return 0, n_ra - 1
     c0 = int(math.floor((ra - half) / cell))
     c1 = int(math.floor((ra + half) / cell))
     if c1 - c0 >= n_ra:
-        return r0, r1, 0, n_ra - 1
-    return r0, r1, c0, c1
+        return 0, n_ra - 1
+    return c0, c1
 
 
 @njit(cache=True, nogil=True)

@@ -275,3 +275,36 @@ def test_sky_order_is_a_stable_sort_by_grid_cell():
     np.testing.assert_array_equal(KB.sky_order(ra, dec, n_rows), want)
     odd = KB.sky_order(np.array([np.nan, 1.0, 2.0]), np.array([0.0, np.nan, np.inf]), n_rows)
     assert sorted(odd.tolist()) == [0, 1, 2]
+
+
+def test_grids_of_a_map_of_many_orders_are_the_plain_per_cell_painting():
+    """A sky of pixels of orders 1 to 12 (each pixel split into its four children at
+    random, down to order 12 near one point): the grids are the per-cell painting of
+    each pixel's cap from pixel_cells, through the ring table of the kernel (thousands
+    of rings on 4,096 slots, so slots shared by several rings)."""
+    rng = np.random.default_rng(3)
+    centre = hp.ang2vec(1.1, 2.0)
+    todo, order, ipix = [(0, p) for p in range(12)], [], []
+    while todo:
+        o, p = todo.pop()
+        near = np.dot(hp.pix2vec(1 << o, p, nest=True), centre) > math.cos(3.0 * hp.max_pixrad(1 << o))  # fmt: skip
+        if o < 12 and (near or (o < 5 and rng.uniform() < 0.6)):
+            todo.extend((o + 1, 4 * p + c) for c in range(4))
+        else:
+            order.append(o)
+            ipix.append(p)
+    order, ipix = np.array(order, dtype=np.int64), np.array(ipix, dtype=np.int64)
+    density = rng.uniform(0.0, 1.0, order.size)
+    assert set(range(1, 13)) <= set(order.tolist())
+    for n_dec in (64, 256):
+        lo = np.full((n_dec, 2 * n_dec), np.inf)
+        hi = np.zeros((n_dec, 2 * n_dec))
+        for o, p, d in zip(order, ipix, density, strict=True):
+            r0, r1, c0, c1 = pixel_cells(o, p, n_dec)
+            cols = np.arange(c0, c1 + 1) % (2 * n_dec)
+            lo[r0 : r1 + 1, cols] = np.minimum(lo[r0 : r1 + 1, cols], d)
+            hi[r0 : r1 + 1, cols] = np.maximum(hi[r0 : r1 + 1, cols], d)
+        lo[np.isinf(lo)] = 0.0
+        got_lo, got_hi = KB.minmax_grids(order, ipix, density, n_dec)
+        np.testing.assert_array_equal(got_lo, lo)
+        np.testing.assert_array_equal(got_hi, hi)
