@@ -535,15 +535,13 @@ def test_deep_refinement_outgrows_the_first_heap(maps):
     assert default[0][0] == pytest.approx(deep[0][0], rel=1e-2)
 
 
-def test_tree_node_centres_are_healpix_pixel_centres_bit_for_bit():
-    """The tree's node centres (longitudes' cosines shared along the equatorial
-    belt's meridians) are the pixel centres of kernels.healpix, bit for bit, and
-    healpy's to 1e-15, over maps reaching both poles, the belt and its edges."""
-    from kernels.healpix import order_ipix_to_uniq, pix2vec_nest_array
-    from kernels.overlap.tree import prepare_moc_arrays
+def split_moc(seed):
+    """A multi-order map reaching both poles, the belt and its edges: order 3
+    everywhere, a random quarter split to order 5, a random quarter of those to 8;
+    (uniq, order, ipix) sorted by nested range."""
+    from kernels.healpix import order_ipix_to_uniq
 
-    rng = np.random.default_rng(11)
-    # order 3 everywhere, a random quarter split to order 5, a random quarter of those to 8
+    rng = np.random.default_rng(seed)
     order, ipix = np.full(768, 3), np.arange(768)
     for fine in (5, 8):
         split = rng.random(ipix.size) < 0.25
@@ -551,19 +549,62 @@ def test_tree_node_centres_are_healpix_pixel_centres_bit_for_bit():
         kids = np.concatenate([(p << g) + np.arange(1 << g) for p, g in zip(ipix[split], grow, strict=True)])  # fmt: skip
         order = np.concatenate([order[~split], np.full(kids.size, fine)])
         ipix = np.concatenate([ipix[~split], kids])
-    lo = ipix << (2 * (8 - order))
-    at = np.argsort(lo)
-    uniq = order_ipix_to_uniq(order[at], ipix[at])
-    rho = rng.random(uniq.size)
-    child, cen = (lambda f: (f[6], f[12]))(prepare_moc_arrays(uniq, rho, np.ones_like(rho)))
+    at = np.argsort(ipix << (2 * (8 - order)))
+    return order_ipix_to_uniq(order[at], ipix[at]), order[at], ipix[at]
+
+
+def tree_pixels(child):
+    """(order, ipix) of every node of a prepared map's tree (children follow parents)."""
     t_ord, t_pix = np.zeros(child.size, np.int64), np.zeros(child.size, np.int64)
     t_pix[:12] = np.arange(12)
-    for i in np.flatnonzero(child >= 0):  # children follow their parents
+    for i in np.flatnonzero(child >= 0):
         t_ord[child[i] : child[i] + 4] = t_ord[i] + 1
         t_pix[child[i] : child[i] + 4] = 4 * t_pix[i] + np.arange(4)
+    return t_ord, t_pix
+
+
+def test_tree_node_centres_are_healpix_pixel_centres_bit_for_bit():
+    """The tree's node centres (longitudes' cosines shared along the equatorial
+    belt's meridians) are the pixel centres of kernels.healpix, bit for bit, and
+    healpy's to 1e-15, over maps reaching both poles, the belt and its edges."""
+    from kernels.healpix import pix2vec_nest_array
+    from kernels.overlap.tree import prepare_moc_arrays
+
+    uniq, _, _ = split_moc(11)
+    rho = np.random.default_rng(11).random(uniq.size)
+    child, cen = (lambda f: (f[6], f[12]))(prepare_moc_arrays(uniq, rho, np.ones_like(rho)))
+    t_ord, t_pix = tree_pixels(child)
     assert t_ord.max() == 8 and np.abs(cen[:, 2]).max() > 0.99
     assert np.array_equal(cen, pix2vec_nest_array(t_ord, t_pix))
     for o in np.unique(t_ord):
         sel = t_ord == o
         ref = np.array(hp.pix2vec(1 << int(o), t_pix[sel], nest=True)).T
         np.testing.assert_allclose(cen[sel], ref, rtol=0, atol=1e-15)
+
+
+def test_tree_moments_are_sums_over_the_map_pixels_below():
+    """The tree keeps moments for its internal nodes alone, row k for the node whose
+    children begin at 12 + 4k; each row's masses and first moments of rho, rho*w
+    and area are the sums over the map's pixels below the node (pixel areas times
+    healpy's centres, summed in numpy) to 1e-12 (of the mass for first moments
+    whose terms cancel)."""
+    uniq, order, ipix = split_moc(12)
+    rng = np.random.default_rng(12)
+    rho, w = rng.random(uniq.size), rng.random(uniq.size)
+    pm = prepare_map(uniq, rho, w)
+    internal = np.flatnonzero(pm.child >= 0)
+    assert np.array_equal(pm.child[internal], 12 + 4 * np.arange(internal.size))
+    assert pm.moments.shape == (internal.size, 30)
+    t_ord, t_pix = tree_pixels(pm.child)
+    area = 4 * np.pi / (12 * 4.0**order)
+    vec = np.empty((uniq.size, 3))
+    for o in np.unique(order):
+        vec[order == o] = np.array(hp.pix2vec(1 << int(o), ipix[order == o], nest=True)).T
+    for k, i in enumerate(internal):
+        below = (order >= t_ord[i]) & ((ipix >> (2 * (order - t_ord[i]))) == t_pix[i])
+        for g, f in enumerate((rho, rho * w, np.ones_like(rho))):
+            mass = (f * area)[below]
+            assert pm.moments[k, 10 * g] == pytest.approx(mass.sum(), rel=1e-12)
+            first = (mass[:, None] * vec[below]).sum(axis=0)
+            np.testing.assert_allclose(pm.moments[k, 10 * g + 1 : 10 * g + 4], first, rtol=1e-12, atol=1e-12 * mass.sum())  # fmt: skip
+    assert pm.moments[:, 20].sum() > 4 * np.pi  # nodes of several orders, not one

@@ -39,9 +39,10 @@ class PreparedMap(NamedTuple):
         First pyramid node of each order (flat maps).
     pyramid_order : int
         Deepest order of the pyramid (flat maps; -1 for multi-order).
-    moments : (nodes, 30) float64
-        Mass, first and second moments of rho, rho*w and area per tree node (see
-        :func:`.tree.leaf_moments`; multi-order).
+    moments : (internal nodes, 30) float64
+        Mass, first and second moments of rho, rho*w and area per internal tree node
+        (see :func:`.tree.leaf_moments`; row :func:`.tree.moment_row` of the node's
+        first child; multi-order).
     centres : (nodes, 3) float64
         Unit vectors of the tree nodes' centres (multi-order).
 

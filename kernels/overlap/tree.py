@@ -3,8 +3,9 @@ one), what a node knows (bounds, moments, centre, children) and the map lookups 
 control variate.
 
 A multi-order map becomes a quadtree over the 12 HEALPix base pixels whose leaves are
-the map's rows; each node knows min/max of ``rho`` and ``rho*w`` below it and the
-mass, first and second moments of ``rho``, ``rho*w`` and of its area. A flat NESTED map
+the map's rows; each node knows min/max of ``rho`` and ``rho*w`` below it, each
+internal node the mass, first and second moments of ``rho``, ``rho*w`` and of its
+area (a leaf, a constant, is integrated from its centre). A flat NESTED map
 keeps its pixels and gets a min/max pyramid down to order 7; its tree is implicit.
 
 A node on a traversal's heap is ``(order, ipix, tid)``: ``tid >= 0`` is an explicit
@@ -113,6 +114,15 @@ def node_centres(t_ord, t_pix, top):
     return cen
 
 
+@per_node
+def moment_row(first_child):
+    """Row of :attr:`PreparedMap.moments` of the internal node whose 4 children begin at
+    tree node ``first_child``: the tree's nodes are numbered breadth first, the 12 base
+    pixels, then each internal node's children in turn, so ``first_child`` is ``12 +
+    4 k`` for the ``k``-th internal node."""
+    return (first_child - 12) >> 2
+
+
 @helper
 def build_tree(order, ipix, lo, hi, rho, rw, top):
     """Quadtree of a sorted, disjoint multi-order map; returns (child, leaf_row, bounds,
@@ -159,17 +169,27 @@ def build_tree(order, ipix, lo, hi, rho, rw, top):
         i += 1
     cen = node_centres(t_ord[:count], t_pix[:count], top)  # every traversal visits them
     bnd = np.empty((count, 4))
-    mom = np.empty((count, NMOM))  # every row is written below
+    # moments of the internal nodes alone (the traversals expand only those; a leaf
+    # is a constant, integrated from its centre): row moment_row(child), see there
+    mom = np.empty(((count - 12) // 4, NMOM))
+    kids = np.empty((4, NMOM))  # the moments of a node's 4 children
     for i in range(count - 1, -1, -1):
         c = t_child[i]
         if c < 0:
             r = t_row[i]
             bnd[i, 0] = bnd[i, 1] = rho[r]
             bnd[i, 2] = bnd[i, 3] = rw[r]
-            leaf_moments(mom, i, t_ord[i], cen[i, 0], cen[i, 1], cen[i, 2], rho[r], rw[r])
         else:
+            for q in range(4):  # the children's moments, in turn
+                cq = t_child[c + q]
+                if cq < 0:
+                    r = t_row[c + q]
+                    leaf_moments(kids, q, t_ord[c + q], cen[c + q, 0], cen[c + q, 1], cen[c + q, 2], rho[r], rw[r])  # fmt: skip
+                else:
+                    kids[q, :] = mom[moment_row(cq)]
+            m = moment_row(c)
             for k in range(NMOM):
-                mom[i, k] = mom[c, k] + mom[c + 1, k] + mom[c + 2, k] + mom[c + 3, k]
+                mom[m, k] = kids[0, k] + kids[1, k] + kids[2, k] + kids[3, k]
             bnd[i, 0] = max(max(bnd[c, 0], bnd[c + 1, 0]), max(bnd[c + 2, 0], bnd[c + 3, 0]))
             bnd[i, 1] = min(min(bnd[c, 1], bnd[c + 1, 1]), min(bnd[c + 2, 1], bnd[c + 3, 1]))
             bnd[i, 2] = max(max(bnd[c, 2], bnd[c + 1, 2]), max(bnd[c + 2, 2], bnd[c + 3, 2]))
@@ -303,11 +323,13 @@ def child_tid(pm: PreparedMap, tid, c):
     return tid
 
 
-@helper
-def taylor_value(K, mom, i, g, c):
-    """``sum_k K[k] * (moment_k(group g) - c * moment_k(area))`` of tree node ``i``
-    (callers pass ``g`` as ``np.int64``: a bare literal compiles one version per
+@per_node
+def taylor_value(K, pm: PreparedMap, tid, g, c):
+    """``sum_k K[k] * (moment_k(group g) - c * moment_k(area))`` of internal tree node
+    ``tid`` (callers pass ``g`` as ``np.int64``: a bare literal compiles one version per
     value)."""
+    mom = pm.moments
+    i = moment_row(pm.child[tid])
     acc = 0.0
     for k in range(10):
         acc += K[k] * (mom[i, 10 * g + k] - c * mom[i, 20 + k])
