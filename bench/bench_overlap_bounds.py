@@ -18,12 +18,9 @@ Run: ``python bench/bench_overlap_bounds.py --against HEAD~1 [--maps bbh-6,bns-9
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,22 +37,18 @@ from llama.science.pvalue import _background_draws, _sample_terms  # noqa: E402
 from llama.science.signal_tables import SINDEC_EDGES  # noqa: E402
 from llama.science.skymap import read_sky_map  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from revisions import module_at  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "data" / "bayestar"
 LOCAL = ROOT / "tests" / "data" / "bayestar"
 
 
 def kernel_at(rev: str):
-    """``kernels/density_bounds.py`` of git revision ``rev`` as a module of its own (its
-    relative imports from the working tree's kernels package; Numba cache in a
-    temporary directory)."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:kernels/density_bounds.py"], check=True, capture_output=True, text=True).stdout  # fmt: skip
-    source = source.replace("from .", "from kernels.")
-    where = Path(tempfile.mkdtemp(prefix="bench_overlap_bounds_")) / "density_bounds_base.py"
-    where.write_text(source)
-    spec = importlib.util.spec_from_file_location("density_bounds_base", where)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``kernels/density_bounds.py`` of git revision ``rev`` as the module
+    ``kernels.density_bounds_base`` (its relative imports from the working tree's
+    kernels package; kept by ``bench/revisions.py`` with its own Numba cache)."""
+    return module_at(rev, "kernels/density_bounds.py", "kernels.density_bounds_base")
 
 
 def calls(directory: Path, name: str, seed: int):

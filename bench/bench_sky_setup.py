@@ -5,8 +5,8 @@ pyramid (``kernels.density_bounds.minmax_pyramid``, the whole of ``SkyBounds.for
 but 0.4 ms), the map's density under each trial neutrino (``SkyBounds.density``, through
 ``kernels.trial_screen.density_at_table``, 2,000 trials' ~12,800 neutrinos) and the cut
 (``BackgroundTrials._cut``). Each is run with the working tree's code and with
-``--against REV``'s (its ``kernels`` package from ``git archive``, loaded beside as a
-package of its own; its ``llama/science/background_trials.py`` for the cut), which goes
+``--against REV``'s (its ``kernels`` package, loaded beside as a package of its own
+by ``bench/revisions.py``; its ``llama/science/background_trials.py`` for the cut), which goes
 first alternating, CPU per call; printed: the medians, the median of the per-pair ratios
 (pairs run back to back share the machine's load) and whether both gave the same numbers.
 
@@ -18,16 +18,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import os
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from functools import partial
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -43,26 +38,21 @@ from llama.science.odds import EventModel  # noqa: E402
 from llama.science.pvalue import _background_draws  # noqa: E402
 from llama.science.skymap import read_sky_map  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from revisions import module_at, package_at  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "data" / "bayestar"
 LOCAL = ROOT / "tests" / "data" / "bayestar"
 
 
 def at_revision(rev: str):
     """(density_bounds, trial_screen, background_trials) of git revision ``rev``: its
-    ``kernels`` package unpacked into a temporary directory as ``kernels_base`` (its own
-    Numba cache), its background_trials as a module on the working tree's llama."""
-    where = Path(tempfile.mkdtemp(prefix="bench_sky_setup_"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "kernels"], check=True, capture_output=True).stdout  # fmt: skip
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(where, filter="data")
-    (where / "kernels").rename(where / "kernels_base")
-    sys.path.insert(0, str(where))
+    ``kernels`` package loaded as ``kernels_base`` (kept by ``bench/revisions.py``, its
+    own Numba cache), its background_trials as a module on the working tree's llama."""
+    package_at(rev, "kernels", "kernels_base")
     db = importlib.import_module("kernels_base.density_bounds")
     ts = importlib.import_module("kernels_base.trial_screen")
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:llama/science/background_trials.py"], check=True, capture_output=True, text=True).stdout  # fmt: skip
-    spec = importlib.util.spec_from_loader("background_trials_base", loader=None)
-    bt = importlib.util.module_from_spec(spec)
-    exec(compile(source, "background_trials_base", "exec"), bt.__dict__)
+    bt = module_at(rev, "llama/science/background_trials.py", "background_trials_base")
     return db, ts, bt
 
 

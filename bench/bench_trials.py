@@ -288,31 +288,24 @@ def baseline_kernels(rev: str):
     tree's as its own package (``--baseline``): what the background trials' bounds call
     (density_bounds, trial_screen) at that revision, and as its ``background_trials``
     attribute that revision's llama.science.background_trials on them, for timing
-    against the working tree in one process. Its Numba cache lies in a temporary
-    directory."""
+    against the working tree in one process. Kept by ``bench/revisions.py`` with its own
+    Numba cache."""
     import importlib
-    import subprocess
-    import tarfile
-    import tempfile
 
-    where = Path(tempfile.mkdtemp(prefix="bench_trials_"))
-    name = f"kernels_{rev.replace('/', '_').replace('~', '_').replace('^', '_')}"
-    tar = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "kernels"], check=True, capture_output=True).stdout  # fmt: skip
-    (where / "kernels.tar").write_bytes(tar)
-    with tarfile.open(where / "kernels.tar") as t:
-        t.extractall(where, filter="data")
-    (where / "kernels").rename(where / name)
-    sys.path.insert(0, str(where))
-    for part in ("density_bounds", "trial_screen"):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from revisions import module_at, module_name, package_at
+
+    name = module_name("kernels_", rev)
+    package = package_at(rev, "kernels", name)
+    parts = ("density_bounds", "trial_screen")
+    for part in parts:
         importlib.import_module(f"{name}.{part}")
-    package = importlib.import_module(name)
     # that revision's background_trials too, on those kernels (the overlap kernels and
     # the rest of llama are the working tree's)
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:llama/science/background_trials.py"], check=True, capture_output=True, text=True).stdout  # fmt: skip
-    for part in ("density_bounds", "trial_screen"):
-        source = source.replace(f"from kernels import {part} as", f"from {name} import {part} as")  # fmt: skip
-    (where / f"{name}_background_trials.py").write_text(source)
-    package.background_trials = importlib.import_module(f"{name}_background_trials")
+    package.background_trials = module_at(
+        rev, "llama/science/background_trials.py", f"{name}_background_trials",
+        {f"from kernels import {part} as": f"from {name} import {part} as" for part in parts},
+    )  # fmt: skip
     return package
 
 
