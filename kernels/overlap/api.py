@@ -21,7 +21,7 @@ from .pairs import pair_parallel, pair_serial, pair_targets_serial
 from .psf import PSF_GAUSS, PSF_VMF
 from .records import Accuracy, Heap, Neutrinos, PreparedMap, SignalRows
 from .traversal import HEAP_SIZE, overlap_parallel, overlap_serial, overlap_targets_serial
-from .tree import prepare_flat_arrays, prepare_moc_arrays
+from .tree import nested_ascending, prepare_flat_arrays, prepare_moc_arrays
 
 #: Fewest neutrinos (or pairs) per Numba thread for which a call runs in parallel: one
 #: event's handful runs in the calling thread, so the parallel kernels are compiled
@@ -173,10 +173,9 @@ def prepare_map(uniq, probdensity, pixel_weight=None) -> PreparedMap:
         )
     if uniq.size and uniq.min() < 4:
         raise ValueError(f"uniq must be NUNIQ indices (>= 4), got {uniq.min()}")
-    order, ipix = uniq_to_order_ipix_array(uniq)
-    lo = ipix << (2 * (29 - order))
-    if lo.size > 1 and np.any(np.diff(lo) < 0):  # accept any row order, sort once
-        idx = np.argsort(lo, kind="stable")
+    if not nested_ascending(uniq):  # accept any row order, sort once
+        order, ipix = uniq_to_order_ipix_array(uniq)
+        idx = np.argsort(ipix << (2 * (29 - order)), kind="stable")
         uniq, rho, w = uniq[idx], rho[idx], w[idx]
     return PreparedMap(*prepare_moc_arrays(uniq, rho, w))
 
