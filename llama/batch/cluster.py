@@ -136,10 +136,10 @@ def _keep_our_fork_server_preload() -> None:
 
     A nanny's first worker makes distributed import, in this process and while the
     cluster's event loop waits, every package it would have a fork server preload
-    (pandas among them: 0.50 s of this process's CPU per cluster start against 0.11 s
-    without), for a list that only a server started later would read, replacing
-    ours (`CLUSTER_PRELOAD`) should our server have to start again. A private flag of
-    ``distributed.utils``; where a release has none, nothing changes.
+    (pandas among them: ``local_cluster(2)`` took 0.60-0.68 s of this process's CPU,
+    0.10-0.14 s without), for a list that only a server started later would read,
+    replacing ours (`CLUSTER_PRELOAD`) should our server have to start again. A
+    private flag of ``distributed.utils``; where a release has none, nothing changes.
     """
     import distributed.utils
 
