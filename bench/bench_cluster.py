@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -154,6 +155,7 @@ def schedulers_of(rev: str):
     AGAINST[rev] = sys.modules[f"schedulers_{rev}"]
     for alias in loaded.values():  # not importable by the workers: pickled by value
         del sys.modules[alias]
+    shutil.rmtree(folder)  # loaded: the copies are not read again
     return AGAINST[rev]
 
 
