@@ -5,7 +5,7 @@ end"): ``--jobs 2`` runs at least 1.8x the events/s of ``--jobs 1`` with at leas
 CPU, ``--jobs 1`` keeps to one core, and a local Dask cluster of 2 worker processes
 runs at least 1.8x the events/s of 1 worker. A run named ``distributed-stock`` is a
 local cluster with distributed's own settings in place of
-`llama.batch.schedulers.LOCAL_CLUSTER_CONFIG`: the ratio of its CPU per event to the
+`llama.batch.cluster.LOCAL_CLUSTER_CONFIG`: the ratio of its CPU per event to the
 cluster's with ours is what those settings save.
 
 Workload
@@ -75,7 +75,7 @@ RUNS = (
 )
 #: A run of this name is a local cluster with distributed's own settings (the
 #: nannies' MALLOC_TRIM_THRESHOLD_, the worker profiler, 20 ms ticks) instead of
-#: `llama.batch.schedulers.LOCAL_CLUSTER_CONFIG`: the CPU those settings cost.
+#: `llama.batch.cluster.LOCAL_CLUSTER_CONFIG`: the CPU those settings cost.
 STOCK = "distributed-stock"
 
 
@@ -281,15 +281,15 @@ class TreeCPU:
 
 
 def measure(vectors, config, jobs: int, stock: bool = False) -> dict[str, float]:
-    from llama.batch import schedulers
+    from llama.batch import cluster
 
-    ours = schedulers.LOCAL_CLUSTER_CONFIG
-    if stock:  # distributed's defaults, this run only
-        schedulers.LOCAL_CLUSTER_CONFIG = {}
+    ours = cluster.LOCAL_CLUSTER_CONFIG
+    if stock:  # distributed's defaults, this run only (local_cluster reads it there)
+        cluster.LOCAL_CLUSTER_CONFIG = {}
     try:
         return _measure(vectors, config, jobs)
     finally:
-        schedulers.LOCAL_CLUSTER_CONFIG = ours
+        cluster.LOCAL_CLUSTER_CONFIG = ours
 
 
 def _measure(vectors, config, jobs: int) -> dict[str, float]:

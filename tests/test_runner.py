@@ -256,3 +256,36 @@ def test_an_up_to_date_rerun_takes_the_records_of_the_run_that_finished_it(tmp_p
     assert third.counts["up to date"] == 3
     assert third.outcomes[1].records["far"] == 2.5e-10
     assert third.outcomes[0].records == first.outcomes[0].records
+
+
+@pytest.mark.parametrize(
+    ("err", "expected"),
+    [
+        ("broken", "its worker was lost: BrokenProcessPool: A process in the pool died"),
+        ("lost", "its worker was lost: lost with its worker 4 times"),
+        ("other", "its task failed in the pool: PicklingError: cannot pickle 'x'"),
+    ],
+)
+def test_an_event_whose_task_never_returned_says_why(tmp_path, err, expected):
+    """A failure handed back by the pool instead of an outcome: a lost worker is named
+    as such (the cluster's WorkerLost message without its class name), anything else
+    as the pool's failure, not as a lost worker."""
+    import pickle
+    from concurrent.futures.process import BrokenProcessPool
+
+    from llama.batch.cluster import WorkerLost
+    from llama.batch.runner import EventJob, _lost_outcome
+
+    errors = {
+        "broken": BrokenProcessPool("A process in the pool died"),
+        "lost": WorkerLost("lost with its worker 4 times"),
+        "other": pickle.PicklingError("cannot pickle 'x'"),
+    }
+    job = EventJob(
+        index=3, vector={"v": "3"}, directory=tmp_path / "E3", temporary=False, get={},
+        put={}, format=(), errdump=(), flags=None, public=False, version="", handlers=(),
+        explicit=frozenset(), err_alert=False, environ={},
+    )  # fmt: skip
+    outcome = _lost_outcome(job, errors[err])
+    assert outcome.state == "failed" and outcome.eventid == "E3"
+    assert outcome.error == expected

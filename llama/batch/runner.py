@@ -911,15 +911,32 @@ class _Window:
         self.record(result)
 
 
+#: Exceptions a pool hands back for an event whose worker went away (by name: the
+#: cluster's and distributed's classes are not imported where no cluster runs).
+_WORKER_LOST = (
+    "WorkerLost",
+    "BrokenProcessPool",
+    "BrokenExecutor",
+    "KilledWorker",
+    "CommClosedError",
+)
+
+
 def _lost_outcome(job: EventJob, err: BaseException) -> EventOutcome:
-    """The failure of an event whose task never returned (its worker died, say)."""
+    """The failure of an event whose task never returned: its worker was lost (died,
+    or could not be reached), or the pool failed to run the task."""
+    reason = _reason(err).removeprefix("WorkerLost: ")  # its message says how, in words
+    if any(c.__name__ in _WORKER_LOST for c in type(err).__mro__):
+        error = f"its worker was lost: {reason}"
+    else:
+        error = f"its task failed in the pool: {reason}"
     outcome = EventOutcome(
         index=job.index,
         eventid=job.directory.name,
         directory=str(job.directory),
         vector=job.vector,
         state="failed",
-        error=f"its worker was lost: {_reason(err)}",
+        error=error,
     )
     log.error("event %s failed: %s", outcome.eventid, outcome.error)
     return outcome

@@ -6,7 +6,7 @@ are forked from one fork server (`worker_context`) that has imported the engine 
 environment as it is when the pool starts, runs its kernels on one thread, leaves
 Ctrl-C to the driver, sends its log records to the driver's loggers
 (`LogForwarding`) and ends within a second of the driver's end. The pools themselves
-are in `llama.batch.schedulers`.
+are in `llama.batch.pools` (processes) and `llama.batch.cluster` (a local Dask cluster).
 
 Examples
 --------
