@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -127,35 +126,24 @@ def schedulers_of(rev: str):
     """`llama.batch.schedulers` of git revision ``rev`` (of the repository holding this
     script, or ``$BENCH_REPO``), loaded beside this tree's with the pool modules it
     imports as of ``rev`` (`POOL_MODULES`; a revision before the split has the one
-    module): its pools run here in the same process (the workers' side is this
-    tree's)."""
-    import importlib.util
+    module; `bench/revisions.py`): its pools run here in the same process (the workers'
+    side is this tree's)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from revisions import module_at, module_name, source_at
 
     if rev in AGAINST:
         return AGAINST[rev]
-    repo = Path(os.environ.get("BENCH_REPO") or Path(__file__).resolve().parent.parent)
-    folder = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     loaded: dict[str, str] = {}  # llama.batch.NAME -> the name it is loaded under
     for name in POOL_MODULES:
-        shown = subprocess.run(["git", "show", f"{rev}:llama/batch/{name}.py"], cwd=repo,
-                               capture_output=True, text=True)  # fmt: skip
-        if shown.returncode != 0:  # not in that revision
+        path = f"llama/batch/{name}.py"
+        if source_at(rev, path) is None:  # not in that revision
             continue
-        text = shown.stdout
-        for module, alias in loaded.items():
-            text = text.replace(module, alias)
-        alias = f"{name}_{rev}"
-        path = folder / f"{alias}.py"
-        path.write_text(text)
-        spec = importlib.util.spec_from_file_location(alias, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[alias] = module  # for the next ones' imports
-        spec.loader.exec_module(module)
+        alias = module_name(f"{name}_", rev)
+        module_at(rev, path, alias, replace=dict(loaded))
         loaded[f"llama.batch.{name}"] = alias
-    AGAINST[rev] = sys.modules[f"schedulers_{rev}"]
+    AGAINST[rev] = sys.modules[module_name("schedulers_", rev)]
     for alias in loaded.values():  # not importable by the workers: pickled by value
         del sys.modules[alias]
-    shutil.rmtree(folder)  # loaded: the copies are not read again
     return AGAINST[rev]
 
 
