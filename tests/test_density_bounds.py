@@ -75,8 +75,12 @@ def test_each_cell_holds_the_density_of_its_points(name, n_dec):
 def test_grids_are_the_plain_per_cell_painting(name):
     """The same grids as painting each pixel's cap cell by cell, columns modulo the
     row (the kernel splits them into runs that never wrap)."""
-    n_dec = 64
     order, ipix, density = _pixels(_maps()[name])
+    _assert_plain_painting(order, ipix, density, 64)
+
+
+def _assert_plain_painting(order, ipix, density, n_dec: int) -> None:
+    """minmax_grids gives the grids of each pixel's cap painted cell by cell."""
     lo = np.full((n_dec, 2 * n_dec), np.inf)
     hi = np.zeros((n_dec, 2 * n_dec))
     for o, p, d in zip(order, ipix, density, strict=True):
@@ -297,14 +301,4 @@ def test_grids_of_a_map_of_many_orders_are_the_plain_per_cell_painting():
     density = rng.uniform(0.0, 1.0, order.size)
     assert set(range(1, 13)) <= set(order.tolist())
     for n_dec in (64, 256):
-        lo = np.full((n_dec, 2 * n_dec), np.inf)
-        hi = np.zeros((n_dec, 2 * n_dec))
-        for o, p, d in zip(order, ipix, density, strict=True):
-            r0, r1, c0, c1 = pixel_cells(o, p, n_dec)
-            cols = np.arange(c0, c1 + 1) % (2 * n_dec)
-            lo[r0 : r1 + 1, cols] = np.minimum(lo[r0 : r1 + 1, cols], d)
-            hi[r0 : r1 + 1, cols] = np.maximum(hi[r0 : r1 + 1, cols], d)
-        lo[np.isinf(lo)] = 0.0
-        got_lo, got_hi = KB.minmax_grids(order, ipix, density, n_dec)
-        np.testing.assert_array_equal(got_lo, lo)
-        np.testing.assert_array_equal(got_hi, hi)
+        _assert_plain_painting(order, ipix, density, n_dec)

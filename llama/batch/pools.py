@@ -90,15 +90,6 @@ def _one_thread_numba_if_loaded_later() -> dict[str, str | None]:
     return previous
 
 
-def _one_thread_per_kernel_here() -> str | None:
-    """Run in each worker process of a running cluster: kernels loaded later there
-    are sized at one thread (`KERNEL_THREAD_VARIABLES`), as in our own workers.
-    Returns the worker's ``MALLOC_TRIM_THRESHOLD_`` (see `LOCAL_CLUSTER_CONFIG`)."""
-    if "numba" not in sys.modules:
-        os.environ["NUMBA_NUM_THREADS"] = "1"
-    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
-
-
 class EventPool:
     """Runs ``task(job)`` for each submitted job and reports them as they finish.
 
