@@ -422,22 +422,17 @@ def visit_pair(pm: PreparedMap, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1
         gm = min(gm, cst[3] + (psic + rad) / (s12 * s12))
         env = min(g1 * g2 * (gm * gm * gm + 3.0 * gm / (s12 * s12)), 2.7 * pk1 * pk2 / (s12 * s12 * s12))  # fmt: skip
         e3 = env * AREA[o] * R3_MEAN * rad * rad * rad / 6.0
+        K = pair_taylor_coefs(x, y, z, c21, c22, v1, s1, pk1, v2, s2, pk2, kind)
         # the cubic term of a constant nearly cancels over a cell: the density's
         # variation drives the remainder (its level counts at ASYM), as in visit
         if not const:  # a constant keeps the full remainder (nothing varies to dominate)
             fo = (rmax - rmin) + ASYM * fo
             fw = (wmax - wmin) * a1max * a2max + ASYM * fw
-        # the expansion only where its remainder beats the bound it would replace
-        use_o = fo * e3 < bo
-        use_w = fw * e3 < bw and (aconst or rad <= res * EDGE_RES * s12)
-        if not (use_o or use_w):
-            return vo, vw, bo, bw, False
-        K = pair_taylor_coefs(x, y, z, c21, c22, v1, s1, pk1, v2, s2, pk2, kind)
         kc = const_taylor(K, o, x, y, z) if const else 0.0
-        if use_o:
+        if fo * e3 < bo:
             vo = (r - c0) * kc if const else taylor_value(K, pm, tid, np.int64(0), c0)
             bo = fo * e3
-        if use_w:
+        if fw * e3 < bw and (aconst or rad <= res * EDGE_RES * s12):
             dw = (rwv - c0w) * kc if const else taylor_value(K, pm, tid, np.int64(1), c0w)
             # across a band edge: each band's share of the node, as for a cell above
             a = arow1[jc] * arow2[jc] if aconst else cell_weight_pair(arow1, arow2, edges, z, o, j0, j1)  # fmt: skip

@@ -196,11 +196,6 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
         # variation drives the remainder (the offset from c0 counts at ASYM)
         fo = (rmax - rmin) + ASYM * fo
         fw = (wmax - wmin) * amax + ASYM * fw
-        # the expansion only where its remainder beats the bound it would replace
-        use_o = fo * e3 < bo
-        use_w = fw * e3 < bw and (aconst or (not const and rad <= res_a * sigma))
-        if not (use_o or use_w):
-            return vo, vw, bo, bw, False
         ct = 0.0
         K = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         if const:
@@ -209,10 +204,10 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
             ct = cell_midpoint(o, x, y, z, vx, vy, vz, c2, psi, sigma, peak, kind)
         else:
             K = taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind)
-        if use_o:
+        if fo * e3 < bo:
             vo = (r - c0) * ct if const else taylor_value(K, pm, tid, np.int64(0), c0)
             bo = fo * e3
-        if use_w:
+        if fw * e3 < bw and (aconst or (not const and rad <= res_a * sigma)):
             # across a band edge: each band's share of the node (see bands.cell_weight)
             a = arow[jc] if aconst else cell_weight(arow, edges, z, o, j0, j1)
             if const:
