@@ -29,15 +29,9 @@ Run: ``python bench/bench_looks.py [--against c98c948] [--kernels REV] [--events
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
-import io
 import json
 import os
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +46,7 @@ from llama.science.odds import EventModel  # noqa: E402
 from llama.science.pvalue import DEFAULT_N_TRIALS, trial_pvalues  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import revisions  # noqa: E402
 from bench_trials import LOCAL, SHARED, observed_event  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,40 +55,16 @@ HARD = "bbh-0,bbh-3,bbh-6,bbh-10,bns-5,bns-9"
 
 def module_at(rev: str):
     """``llama/science/background_trials.py`` as commit ``rev`` had it, as a module."""
-    text = subprocess.run(
-        ["git", "show", f"{rev}:llama/science/background_trials.py"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    path = Path(tempfile.mkdtemp()) / "background_trials_then.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location("llama.science.background_trials_then", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return revisions.module_at(
+        rev, "llama/science/background_trials.py", "llama.science.background_trials_then"
+    )
 
 
 def kernels_at(rev: str | None, name: str = "kernels.overlap_then"):
     """``kernels/overlap/`` as commit ``rev`` had it (None: as this tree has it), as the
-    package ``name`` (its relative imports reach this tree's ``kernels``), kept under
-    the temporary directory with its own Numba cache."""
-    if rev is None:
-        files = {p.name: p.read_bytes() for p in sorted((ROOT / "kernels" / "overlap").glob("*.py"))}  # fmt: skip
-        key = "tree-" + hashlib.sha1(b"".join(files.values())).hexdigest()[:12]
-    else:
-        key = subprocess.run(["git", "rev-parse", "--short=12", rev], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
-        tar = subprocess.run(["git", "archive", key, "kernels/overlap"], cwd=ROOT, check=True, capture_output=True).stdout  # fmt: skip
-        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
-            files = {Path(m.name).name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile() and m.name.endswith(".py")}  # fmt: skip
-    where = Path(tempfile.gettempdir()) / "bench_looks_kernels" / key / "overlap"
-    if not (where / "__init__.py").exists():  # written once: the Numba cache stays valid
-        where.mkdir(parents=True, exist_ok=True)
-        for fname, text in files.items():
-            (where / fname).write_bytes(text)
-    spec = importlib.util.spec_from_file_location(name, where / "__init__.py", submodule_search_locations=[str(where)])  # fmt: skip
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    package ``name`` (its relative imports reach this tree's ``kernels``), kept by
+    ``bench/revisions.py`` with its own Numba cache."""
+    return revisions.package_at(rev, "kernels/overlap", name)
 
 
 def counted(cls, name: str, tally: dict, key: str, count=None):

@@ -26,15 +26,10 @@ nothing outside the temporary directory.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import io
 import math
 import os
 import resource
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +47,9 @@ from kernels.overlap import (  # noqa: E402
 )
 from llama.science.background import load_background_sample  # noqa: E402
 from llama.science.signal_tables import SINDEC_EDGES, load_signal_tables  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from revisions import RevisionError, module_at, package_at, source_at  # noqa: E402
 
 DEG = math.pi / 180
 MAX_ORDER = 11
@@ -132,43 +130,19 @@ def random_pairs(rng, n):
 
 
 def baseline_kernels(rev):
-    """The overlap kernels as they were at git revision ``rev``, imported under another
-    name (``kernels`` stays the working tree's); relative imports of the kernels' sibling
-    modules (``kernels.healpix``, ``kernels.plain``) point at the working tree's."""
-    sha = subprocess.run(
-        ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    base = Path(tempfile.gettempdir()) / f"llama-bench-overlap-{sha[:12]}"
-    single = subprocess.run(
-        ["git", "show", f"{sha}:kernels/overlap.py"], cwd=ROOT, capture_output=True
-    )
-    if single.returncode == 0:  # the one-module kernels
-        files = {"overlap_baseline.py": single.stdout.decode()}
-    else:  # the package
-        got = subprocess.run(["git", "archive", sha, "kernels/overlap"], cwd=ROOT, capture_output=True)  # fmt: skip
-        if got.returncode != 0:
-            raise SystemExit(f"--baseline {rev}: no kernels/overlap.py nor kernels/overlap/ there")
-        tar = got.stdout
-        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
-            files = {
-                "overlap_baseline/" + Path(m.name).name: tf.extractfile(m).read().decode()
-                for m in tf.getmembers()
-                if m.isfile() and m.name.endswith(".py")
-            }
-    for name, text in files.items():
-        path = base / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = text.replace("from ..", "from kernels.")  # healpix, plain: the tree's
-        text = text.replace("from .healpix import", "from kernels.healpix import")
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-    entry = base / ("overlap_baseline.py" if single.returncode == 0 else "overlap_baseline/__init__.py")  # fmt: skip
-    spec = importlib.util.spec_from_file_location("overlap_baseline", entry)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["overlap_baseline"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    """The overlap kernels as they were at git revision ``rev``, imported as
+    ``kernels.overlap_baseline`` (``kernels.overlap`` stays the working tree's) by
+    ``bench/revisions.py``, kept with their own Numba cache; their relative imports of
+    the kernels' sibling modules (``kernels.healpix``, ``kernels.plain``) reach the
+    working tree's."""
+    try:
+        if source_at(rev, "kernels/overlap.py") is not None:  # the one-module kernels
+            return module_at(rev, "kernels/overlap.py", "kernels.overlap_baseline")
+        return package_at(rev, "kernels/overlap", "kernels.overlap_baseline")
+    except RevisionError as err:
+        raise SystemExit(
+            f"--baseline {rev}: no kernels/overlap.py nor kernels/overlap/ ({err})"
+        ) from None
 
 
 def one_event(uniq, rho, nu, ko=KO):
