@@ -20,9 +20,9 @@ whatever load the machine has. Each tree loads the kernels its own version recor
 worker processes with each first (``bench_realistic.py --baseline`` does).
 
 Run: ``python bench/bench_fork_server.py [--repeat N] [--tree DIR] [--baseline REV]``
-(``--tree``: time another source tree as this one, a ``git archive`` of a commit
-whose kernels are cached, say, while the working tree's are being edited); prints one
-line per case and the medians; writes nothing outside a temporary directory.
+(``--tree``: time another source tree as this one, a commit's tree whose kernels are
+cached, say, while the working tree's are being edited); prints one line per case and
+the medians; a revision's tree is kept by ``bench/revisions.py`` for the next run.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -65,16 +64,13 @@ def run_case(tree: Path) -> dict:
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "wall": wall}
 
 
-def source_tree(rev: str, parent: Path) -> Path:
-    """The directory ``rev``, or git revision ``rev`` unpacked in ``parent``."""
-    if Path(rev).is_dir():
-        return Path(rev).resolve()
-    tree = parent / f"tree-{rev}"
-    tree.mkdir()
-    archive = subprocess.run(["git", "archive", rev, "llama", "kernels"], cwd=ROOT,
-                             capture_output=True, check=True)  # fmt: skip
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-    return tree
+def source_tree(rev: str) -> Path:
+    """The directory ``rev``, or the ``llama`` and ``kernels`` of git revision ``rev``
+    (kept by ``bench/revisions.py`` with its Numba cache for the next run)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from revisions import tree_at
+
+    return tree_at(rev, ["llama", "kernels"])
 
 
 def uptime() -> str:
@@ -93,18 +89,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time git revision REV, or the source tree in directory REV")  # fmt: skip
     args = ap.parse_args(argv)
     print(f"before: {uptime()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-fork-server-") as tmp:
-        trees = {"this tree": args.tree.resolve()}
-        if args.baseline:
-            trees[args.baseline] = source_tree(args.baseline, Path(tmp))
-        runs: dict[str, list[dict]] = {name: [] for name in trees}
-        for r in range(args.repeat):
-            for name, tree in trees.items():
-                res = run_case(tree)
-                runs[name].append(res)
-                print(f"round {r + 1} {name:12s}: CPU {res['cpu']:.3f} s, wall "
-                      f"{res['wall']:.3f} s, {res['kernels']} kernels, {res['modules']} "
-                      f"llama/kernels modules, {res['threads']} thread(s)", flush=True)  # fmt: skip
+    trees = {"this tree": args.tree.resolve()}
+    if args.baseline:
+        trees[args.baseline] = source_tree(args.baseline)
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    for r in range(args.repeat):
+        for name, tree in trees.items():
+            res = run_case(tree)
+            runs[name].append(res)
+            print(f"round {r + 1} {name:12s}: CPU {res['cpu']:.3f} s, wall "
+                  f"{res['wall']:.3f} s, {res['kernels']} kernels, {res['modules']} "
+                  f"llama/kernels modules, {res['threads']} thread(s)", flush=True)  # fmt: skip
     print(f"after: {uptime()}")
     medians = {name: {k: statistics.median(r[k] for r in rs) for k in ("cpu", "wall")}
                for name, rs in runs.items()}  # fmt: skip
