@@ -308,12 +308,25 @@ def test_our_local_cluster_runs_each_event_as_a_call_to_its_workers_runner(tmp_p
     assert len(calls) == 6 and len({id(r) for r in calls}) == 2
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+def _gone(pid: int, wait_s: float = 10.0) -> bool:
+    """Whether process ``pid`` has ended: no such process, or a zombie its parent has
+    not reaped yet (under load a nanny reaps its dead worker late), waiting up to
+    ``wait_s`` seconds for it to end."""
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # Linux: the state letter follows the command's closing parenthesis
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            state = ""
+        if state == "Z":
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.1)
 
 
 def _never_twice_at_once(events: Path, n: int) -> None:
