@@ -459,6 +459,36 @@ def test_nan_probability(tmp_path):
         read_sky_map(tmp_path / "m.fits")
 
 
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinite_probability(tmp_path, bad):
+    prob = np.full(12, 1 / (4 * np.pi))
+    prob[7] = bad
+    _write_raw_moc(tmp_path / "m.fits", prob)
+    with pytest.raises(SkyMapError, match="1 pixel.*NaN or infinite.*row 7"):
+        read_sky_map(tmp_path / "m.fits")
+
+
+@pytest.mark.parametrize("zeros", [(-1e-20, -0.0), (0.0, -0.0)])
+def test_round_off_negatives_and_negative_zeros_become_positive_zeros(tmp_path, zeros):
+    """Tiny negatives (round-off) and -0.0 are read as +0.0, the others renormalised;
+    also with -0.0 the smallest value and no negative at all."""
+    prob = np.full(12, 12 / 10 / (4 * np.pi))  # the 10 other pixels hold it all
+    prob[2], prob[9] = zeros
+    _write_raw_moc(tmp_path / "m.fits", prob)
+    density = read_sky_map(tmp_path / "m.fits").probdensity
+    assert density[2] == 0.0 and density[9] == 0.0
+    assert not np.signbit(density).any()
+    kept = np.delete(np.arange(12), [2, 9])
+    np.testing.assert_allclose(density[kept], 12 / 10 / (4 * np.pi), rtol=1e-14)
+
+
+def test_a_positive_map_is_only_renormalised(tmp_path):
+    prob = np.linspace(1.0, 2.0, 12) / (1.5 * 4 * np.pi)  # mean 1 / (4 pi)
+    _write_raw_moc(tmp_path / "m.fits", prob)
+    total = sum(float(p) * np.pi / 3 for p in prob)  # order-0 pixels: pi / 3 sr each
+    np.testing.assert_allclose(read_sky_map(tmp_path / "m.fits").probdensity, prob / total, rtol=1e-14)  # fmt: skip
+
+
 def test_negative_probability(tmp_path):
     prob = np.full(12, 1 / (4 * np.pi))
     prob[5] = -0.01

@@ -68,6 +68,12 @@ HDF5_FORMAT = "llama-skymap"
 HDF5_VERSION = 2
 
 
+#: Pixel area [sr] of each HEALPix order, 4 pi / (12 * 4**order) = (pi / 3) * 2**(-2 order):
+#: the same double either way, a scaling by a power of 2 being exact. Orders 0-29 are
+#: HEALPix's; 30 and 31 are there for any int64 NUNIQ index (`uniq_to_order_ipix`).
+_AREA_OF_ORDER = np.ldexp(np.pi / 3, -2 * np.arange(32))
+
+
 class SkyMapError(ValueError):
     """A sky map that cannot be read, written or used; the message names the fix."""
 
@@ -371,13 +377,15 @@ class SkyMap:
         order, ipix = uniq_to_order_ipix(self.uniq)
         start = ipix << (2 * (order.max() - order))
         if len(start) > 1 and np.any(np.diff(start) < 0):
+            # LVK files list their rows by NUNIQ (order by order): every read sorts
             idx = np.argsort(start, kind="stable")
-            self.uniq = self.uniq[idx]
-            self.probdensity = self.probdensity[idx]
+            # take: ~30% less than fancy indexing's general machinery, the same rows
+            self.uniq = self.uniq.take(idx)
+            self.probdensity = self.probdensity.take(idx)
             for name in ("distmu", "distsigma", "distnorm"):
                 arr = getattr(self, name)
                 if arr is not None:
-                    setattr(self, name, arr[idx])
+                    setattr(self, name, arr.take(idx))
 
     # -- shape ------------------------------------------------------------------------
 
@@ -432,9 +440,9 @@ class SkyMap:
         >>> float(SkyMap(probdensity=np.ones(12) / (4 * np.pi), nside=1).pixel_area()[0])
         1.0471975511965976
         """
-        # 4 pi / (12 * 4**order) = (pi / 3) * 2**(-2 order): the same double, as a
-        # scaling by a power of 2 is exact, without a float power per row (2.3x faster)
-        return np.ldexp(np.pi / 3, -2 * self.orders)
+        # looked up per row: ldexp runs element by element (~0.1 ms on a BAYESTAR map,
+        # the table lookup ~0.01 ms), for the same doubles
+        return _AREA_OF_ORDER.take(self.orders)
 
     def probability(self) -> np.ndarray:
         """Probability in each pixel (density x area), summing to 1."""
@@ -775,15 +783,16 @@ def _density(cols, density_col, prob_col, uniq) -> np.ndarray:
 
 def _check_probability(skymap: SkyMap, where: str) -> None:
     p = skymap.probdensity
-    if not np.isfinite(p).all():
+    # the smallest and largest value say it all: NaN makes both NaN, an infinity shows at
+    # one end; the largest |p| comes from the two ends (no array of |p|), the test for
+    # negatives from the smallest; the error arrays are made only when there is an error
+    low, high = float(p.min()), float(p.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
         bad = ~np.isfinite(p)
         raise SkyMapError(
             f"{where}: {int(bad.sum())} pixel(s) have NaN or infinite probability (first at "
             f"row {int(np.argmax(bad))}); the map is corrupt: regenerate or re-download it"
         )
-    # the largest |p| from the two ends (no array of |p|), and the test for negatives
-    # from the smallest: the error arrays are made only when there is an error
-    low, high = float(p.min()), float(p.max())
     scale = max(-low, high, 1e-300)
     if low < -1e-12 * scale:
         neg = p < -1e-12 * scale
@@ -791,7 +800,8 @@ def _check_probability(skymap: SkyMap, where: str) -> None:
             f"{where}: {int(neg.sum())} pixel(s) have negative probability (first at row "
             f"{int(np.argmax(neg))}: {p[np.argmax(neg)]:g}); the map is corrupt"
         )
-    p = np.maximum(p, 0.0)  # round-off negatives
+    if not low > 0.0:  # round-off negatives (and -0.0) to +0.0; else p stays as it is
+        p = np.maximum(p, 0.0)
     total = float((p * skymap.pixel_area()).sum())
     if not abs(total - 1.0) <= NORM_TOLERANCE:
         raise SkyMapError(
