@@ -381,6 +381,31 @@ def test_what_the_sample_index_looks_up_is_what_is_computed(name):
         b = bt.decide_batch(thresholds, *lists, background_terms=bg)
         for x, y in ((a.lo, b.lo), (a.hi, b.hi), (a.point, b.point), (a.resolved, b.resolved)):
             np.testing.assert_array_equal(x, y)
+    # lists whose neutrinos are not where the draws put their sample events (dec moved):
+    # their own band's a is computed, not looked up (the stand-ins below the cut, in
+    # ``point``, would differ)
+    moved = list(lists)
+    moved[1] = np.clip(lists[1] + 7.5, -90.0, 90.0)
+    a = bt.decide_batch([], *moved, background_terms=bg, sample_index=pick)
+    b = bt.decide_batch([], *moved, background_terms=bg)
+    np.testing.assert_array_equal(a.point, b.point)
+    np.testing.assert_array_equal(a.hi, b.hi)
+
+
+def test_pool_own_band_is_each_sample_event_a_at_its_declination():
+    """The kept a(eps) of each background-sample event in its own declination band
+    (dec = zenith - 90) is the signal tables' a at that declination, band by band
+    from SINDEC_EDGES' ends."""
+    model = _model("bns-1")
+    bt = BackgroundTrials(model, [10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
+    terms = _sample_terms(model, model.background)
+    dec, own = bt.pool_own_band(model.background, terms)
+    np.testing.assert_array_equal(dec, np.clip(model.background.zenith_sorted - 90.0, -90.0, 90.0))  # fmt: skip
+    rows = bt.pool_rows(model.background, terms)
+    sindec = np.sin(np.radians(dec))
+    for i in np.random.default_rng(2).integers(0, dec.size, 300):
+        band = next(b for b in range(SINDEC_EDGES.size - 2, -1, -1) if sindec[i] >= SINDEC_EDGES[b]) if sindec[i] >= SINDEC_EDGES[0] else 0  # fmt: skip
+        assert own[i] == rows[i, band]
 
 
 def test_kept_partner_background_is_the_computed_one():
