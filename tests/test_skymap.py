@@ -208,6 +208,18 @@ def test_hdf5_bytes_are_h5py_high_level_ones(tmp_path, make):
     assert_same(read_hdf5(tmp_path / "low.hdf5"), m)
 
 
+def test_hdf5_writes_one_after_another_are_each_h5py_high_level_file(tmp_path):
+    """The property lists and types write_hdf5 keeps between writes carry nothing from
+    one map to the next: multi-order and flat maps, with and without distance layers,
+    written in turn, are each the file h5py's File writes for it alone."""
+    makes = [moc_map, flat_map, lambda: moc_map(distance=False), lambda: flat_map(distance=False)]
+    for k, make in enumerate(makes * 2):
+        m = make()
+        write_hdf5(tmp_path / f"low{k}.hdf5", m)
+        _write_hdf5_high_level(tmp_path / f"high{k}.hdf5", m)
+        assert (tmp_path / f"low{k}.hdf5").read_bytes() == (tmp_path / f"high{k}.hdf5").read_bytes()
+
+
 @pytest.mark.parametrize("make", [moc_map, flat_map])
 def test_hdf5_written_in_place_is_the_same_file(tmp_path, make):
     """atomic=False (a handler's temporary output) writes the same bytes straight to
