@@ -15,6 +15,8 @@ from .common import AREA, MAX_REFINE_ORDER, RESOL, TWO_PI, helper, kernel
 #: PSF kinds.
 PSF_GAUSS = 0
 PSF_VMF = 1
+#: asin(s) <= s + (pi / 2 - 1) s^3 on [0, 1] (equal at 1): see :func:`azimuth_share`.
+_ASIN_CUBE = 0.5 * math.pi - 1.0
 
 
 @kernel
@@ -75,6 +77,23 @@ def psf_at(psi: float, sigma: float, peak: float, kind: int) -> float:
         s = math.sin(0.5 * psi)
         return peak * math.exp(-2.0 * s * s / (sigma * sigma))
     return peak * math.exp(-0.5 * psi * psi / (sigma * sigma))
+
+
+@helper
+def azimuth_share(c2: float, psi: float, rad: float, sin_rad: float) -> float:
+    """Upper bound of the share of the PSF's mass beyond any angle that falls in a cap of
+    angular radius ``rad`` (``sin_rad`` its sine) centred ``psi`` from the neutrino
+    (``c2`` the squared chord): the cap lies within azimuths ``+- beta`` about its
+    centre's, ``sin beta = sin rad / sin psi``, and the PSF is the same at every
+    azimuth, so it holds ``beta / pi`` of any ring about the neutrino; ``beta <= s +
+    (pi / 2 - 1) s^3`` (``s = sin beta``; the series of asin has positive terms), so no
+    asin. 1 for a cap that holds the neutrino or its antipode."""
+    if psi <= rad or psi + rad >= math.pi:
+        return 1.0
+    s = sin_rad / math.sqrt(c2 * (1.0 - 0.25 * c2))
+    if s >= 1.0:  # psi within rounding of rad
+        return 1.0
+    return s * (1.0 + _ASIN_CUBE * s * s) / math.pi
 
 
 @helper

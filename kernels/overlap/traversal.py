@@ -4,7 +4,8 @@ Control variate: with ``c0 = rho`` at the neutrino, ``overlap = c0 * int G +
 int (rho - c0) G``; ``int G`` over the sphere is known in closed form and ``int A G``
 band by band (:func:`.bands.band_sum`), so only map-pixel boundaries inside the PSF
 need refining. Nodes sit in a max-heap keyed by an upper bound of their remaining
-contribution (density bound x min(G(psi_min) area, PSF tail mass beyond psi_min)); the
+contribution (density bound x min(G(psi_min) area, PSF tail mass beyond psi_min in the
+azimuths the node spans, :func:`.psf.azimuth_share`)); the
 largest is split first, and the traversal stops when the sum of all bounds left is
 below ``rtol`` times the running total. An internal node no larger than sigma gets the
 second-order Taylor expansion of the PSF about its centre (exact in the node's stored
@@ -32,6 +33,7 @@ from .common import (
     MAX_STEPS,
     MAXRAD,
     R3_MEAN,
+    SINRAD,
     TAYLOR_RAD,
     inline,
     parallel_kernel,
@@ -39,6 +41,7 @@ from .common import (
     traversal_kernel,
 )
 from .psf import (
+    azimuth_share,
     cell_midpoint,
     log_psf_slope_z,
     psf_at,
@@ -177,7 +180,8 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
     fw = max(wmax - c0w, c0w - wmin) * amax
     g_min = psf_at(psi_min, sigma, peak, kind)
     # G(psi_min) x area, or the PSF's tail mass beyond psi_min (G / peak, see psf_at)
-    gint = g_min * min(AREA[o], 1.0 / peak)
+    # in the azimuths the node spans (a node beside the neutrino: a quarter or less)
+    gint = g_min * min(AREA[o], azimuth_share(c2, psi, rad, SINRAD[o]) / peak)
     bo = fo * gint
     bw = fw * gint
     if bo <= 0.0 and bw <= 0.0:
