@@ -203,30 +203,56 @@ def _levels(n_dec):
 
 @njit(cache=True, nogil=True)
 def _halve(cells, rows, cell_start, row_start, levels, n_dec):
-    """Fill levels 1.. of ``cells`` from level 0, and every level's ``rows``."""
+    """Fill levels 1.. of ``cells`` from level 0, and every level's ``rows``.
+
+    Level 0's rows are gathered as its cells are read for level 1, and a row of a
+    coarser level is the two rows of the level below it (the same cells): level 0 is
+    read once, not twice."""
+    if levels == 1:
+        _scan_rows(cells, rows, cell_start, row_start, 0, n_dec)
+        return
     for lv in range(1, levels):
         nd, pd = n_dec >> lv, n_dec >> (lv - 1)
         base, prev = cell_start[lv], cell_start[lv - 1]
         for r in range(nd):
+            # the rows 2r and 2r + 1 below, for level 0's rows
+            lo0, hi0, lo1, hi1 = np.inf, -np.inf, np.inf, -np.inf
             for c in range(2 * nd):
-                mn, mx = np.inf, -np.inf
-                for dr in range(2):
-                    for dc in range(2):
-                        k = prev + (2 * r + dr) * 2 * pd + 2 * c + dc
-                        mn = min(mn, cells[k, 0])
-                        mx = max(mx, cells[k, 1])
-                cells[base + r * 2 * nd + c, 0] = mn
-                cells[base + r * 2 * nd + c, 1] = mx
-    for lv in range(levels):
-        nd = n_dec >> lv
+                k = prev + 2 * r * 2 * pd + 2 * c
+                a_lo, a_hi = min(cells[k, 0], cells[k + 1, 0]), max(cells[k, 1], cells[k + 1, 1])
+                k += 2 * pd
+                b_lo, b_hi = min(cells[k, 0], cells[k + 1, 0]), max(cells[k, 1], cells[k + 1, 1])
+                cells[base + r * 2 * nd + c, 0] = min(a_lo, b_lo)
+                cells[base + r * 2 * nd + c, 1] = max(a_hi, b_hi)
+                if lv == 1:
+                    lo0, hi0 = min(lo0, a_lo), max(hi0, a_hi)
+                    lo1, hi1 = min(lo1, b_lo), max(hi1, b_hi)
+            if lv == 1:
+                rows[2 * r, 0], rows[2 * r, 1] = lo0, hi0
+                rows[2 * r + 1, 0], rows[2 * r + 1, 1] = lo1, hi1
+        if pd % 2 == 1:  # a row below left out of this level's cells (n_dec not a power of 2)
+            if lv == 1:
+                _scan_rows(cells, rows, cell_start, row_start, 0, n_dec)
+            _scan_rows(cells, rows, cell_start, row_start, lv, n_dec)
+            continue
         for r in range(nd):
-            mn, mx = np.inf, -np.inf
-            for c in range(2 * nd):
-                k = cell_start[lv] + r * 2 * nd + c
-                mn = min(mn, cells[k, 0])
-                mx = max(mx, cells[k, 1])
-            rows[row_start[lv] + r, 0] = mn
-            rows[row_start[lv] + r, 1] = mx
+            k, j = row_start[lv] + r, row_start[lv - 1] + 2 * r
+            rows[k, 0] = min(rows[j, 0], rows[j + 1, 0])
+            rows[k, 1] = max(rows[j, 1], rows[j + 1, 1])
+
+
+@njit(cache=True, nogil=True)
+def _scan_rows(cells, rows, cell_start, row_start, lv, n_dec):
+    """Level ``lv``'s rows of ``rows``, each the extremes of its cells."""
+    nd = n_dec >> lv
+    for r in range(nd):
+        mn, mx = np.inf, -np.inf
+        for c in range(2 * nd):
+            k = cell_start[lv] + r * 2 * nd + c
+            mn = min(mn, cells[k, 0])
+            mx = max(mx, cells[k, 1])
+        rows[row_start[lv] + r, 0] = mn
+        rows[row_start[lv] + r, 1] = mx
 
 
 @njit(cache=True, nogil=True)

@@ -107,6 +107,26 @@ def test_minmax_pyramid_is_the_pyramid_of_the_grids(name, n_dec):
         np.testing.assert_array_equal(g, w)
 
 
+@pytest.mark.parametrize("name", ["bbh-6", "flat"])
+@pytest.mark.parametrize("n_dec", [1, 8, 256])
+def test_pyramid_levels_and_rows_are_numpys_block_extremes(name, n_dec):
+    """Each level of the pyramid is the one below it reduced over 2 x 2 blocks, and each
+    level's rows hold the extremes of that level's cells, as numpy reduces them (what
+    the discs' reads of whole rows and of the coarser levels rest on)."""
+    lo, hi = KB.minmax_grids(*_pixels(_maps()[name]), n_dec)
+    cells, rows, cell_start, row_start, levels = KB.pyramid(lo, hi)
+    assert levels == int(np.log2(n_dec)) + 1
+    for lv in range(levels):
+        nd = n_dec >> lv
+        got = cells[cell_start[lv] : cell_start[lv + 1]].reshape(nd, 2 * nd, 2)
+        np.testing.assert_array_equal(got[..., 0], lo)
+        np.testing.assert_array_equal(got[..., 1], hi)
+        np.testing.assert_array_equal(rows[row_start[lv] : row_start[lv + 1]], np.stack([lo.min(axis=1), hi.max(axis=1)], axis=1))  # fmt: skip
+        lo = lo.reshape(nd // 2, 2, nd, 2).min(axis=(1, 3)) if nd > 1 else lo
+        hi = hi.reshape(nd // 2, 2, nd, 2).max(axis=(1, 3)) if nd > 1 else hi
+    assert cell_start[levels] == cells.shape[0] and row_start[levels] == rows.shape[0]
+
+
 def test_pixel_cells_from_the_caps_table_are_pixel_cells():
     """pixel_cells_from with pixel_caps' radius and sine gives pixel_cells' cells for
     pixels of every order 0-12, on grids of 4 to 512 rows."""
