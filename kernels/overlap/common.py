@@ -24,7 +24,10 @@ caller:
 * ``parallel_kernel``: the batch drivers' ``prange`` versions, compiled only when a call
   has neutrinos enough for more than one thread (a single event does not).
 * ``inline``: the traversal of one neutrino (or pair), inlined into its serial kernel so
-  that it runs without reference counting there.
+  that it runs without reference counting there; and the single look's node visit
+  (``traversal.visit``), too large for LLVM to inline: called, it had the prepared
+  map's record (~80 words) pushed on the stack at every node, a sixth of the look's
+  time. Its one call site keeps the extra compilation to ~7 s.
 
 Every argument has one type (float64 / int64 / C-contiguous writeable float64 or int64
 arrays and the records of :mod:`.records`): the Python side converts, so each kernel

@@ -144,7 +144,7 @@ def converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
 # --------------------------------------------------------------------------------------
 # one node, one neutrino
 # --------------------------------------------------------------------------------------
-@per_node
+@inline
 def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, edges, res):
     """Evaluate a node, expand it in moments, or bound it.
 
@@ -264,59 +264,67 @@ def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: H
     n = np.int64(0)
     if heap.ints.shape[0] < 12:
         return 0.0, 0.0, -1, base_o, base_w, -1.0
-    # the 12 base pixels are the roots: (order 0, ipix f, tid f)
-    for f in range(12):
-        o, p, tid = np.int64(0), np.int64(f), np.int64(f)
-        do, dw, bo, bw, leaf = visit(
-            pm, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, edges, res
-        )
-        acc_o += do
-        acc_w += dw
-        if not leaf:
-            key = ko * bo / max(abs(base_o + acc_o), 1e-300) + kw * bw / max(abs(base_w + acc_w), 1e-300)  # fmt: skip
-            n = heap_push(heap, n, o, p, tid, key, bo, bw, do, dw)
-            rem_o += bo
-            rem_w += bw
-    top_o, top_w = rem_o, rem_w  # the running sums' scale: see DRIFT and pairs.pair
+    # one loop visits the 12 base pixels, the roots (order 0, ipix f, tid f), then the
+    # children of each node taken off the heap: visit is inlined (passing the map's
+    # record to a call pushed ~90 words), and inlined once, not at two sites
+    top_o, top_w = 0.0, 0.0  # the running sums' scale: see DRIFT and pairs.pair
+    tot_o, tot_w = 0.0, 0.0
+    o, p, tid = np.int64(0), np.int64(0), np.int64(0)
     steps = 0
     aimed = margin >= 0.0 and atw != math.inf
-    while n > 0 and steps < MAX_STEPS:
-        steps += 1
-        tot_o = base_o + acc_o
-        tot_w = base_w + acc_w
-        if aimed and not (tot_w < 0.5 * base_w and base_w > CANCEL * atw):
-            # the running sum may have drifted below the exact one by DRIFT x top_w
-            half = rem_w + DRIFT * top_w + margin * abs(tot_w)
-            if outside(band_lo, band_hi, b0, b1, tot_w - half, tot_w + half):
-                return tot_o, tot_w, steps, base_o, base_w, half
-        lo_o = max(rem_o - DRIFT * top_o, 0.0)
-        lo_w = max(rem_w - DRIFT * top_w, 0.0)
-        if converged(lo_o, lo_w, tot_o, tot_w, rtol, ato, atw):
-            rem_o, rem_w = remaining(heap, n)
-            top_o, top_w = rem_o, rem_w
-            if converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
+    roots = True
+    while True:
+        nch = 12
+        if not roots:
+            if n == 0 or steps >= MAX_STEPS:
                 break
-        o, p, tid, bo, bw, vo, vw, n = heap_pop(heap, n)
-        rem_o = max(rem_o - bo, 0.0)
-        rem_w = max(rem_w - bw, 0.0)
-        acc_o -= vo  # provisional values are replaced by the children's
-        acc_w -= vw
-        if n + 4 > heap.ints.shape[0]:
-            return 0.0, 0.0, -1, base_o, base_w, -1.0
-        for c in range(4):
-            co, cp, ct = o + 1, 4 * p + c, child_tid(pm, tid, c)
+            steps += 1
+            tot_o = base_o + acc_o
+            tot_w = base_w + acc_w
+            if aimed and not (tot_w < 0.5 * base_w and base_w > CANCEL * atw):
+                # the running sum may have drifted below the exact one by DRIFT x top_w
+                half = rem_w + DRIFT * top_w + margin * abs(tot_w)
+                if outside(band_lo, band_hi, b0, b1, tot_w - half, tot_w + half):
+                    return tot_o, tot_w, steps, base_o, base_w, half
+            lo_o = max(rem_o - DRIFT * top_o, 0.0)
+            lo_w = max(rem_w - DRIFT * top_w, 0.0)
+            if converged(lo_o, lo_w, tot_o, tot_w, rtol, ato, atw):
+                rem_o, rem_w = remaining(heap, n)
+                top_o, top_w = rem_o, rem_w
+                if converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
+                    break
+            o, p, tid, bo, bw, vo, vw, n = heap_pop(heap, n)
+            rem_o = max(rem_o - bo, 0.0)
+            rem_w = max(rem_w - bw, 0.0)
+            acc_o -= vo  # provisional values are replaced by the children's
+            acc_w -= vw
+            if n + 4 > heap.ints.shape[0]:
+                return 0.0, 0.0, -1, base_o, base_w, -1.0
+            nch = 4
+        for c in range(nch):
+            if roots:
+                co, cp, ct = np.int64(0), np.int64(c), np.int64(c)
+            else:
+                co, cp, ct = o + 1, 4 * p + c, child_tid(pm, tid, c)
             do, dw, cbo, cbw, leaf = visit(
                 pm, co, cp, ct, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, edges, res
             )
             acc_o += do
             acc_w += dw
             if not leaf:
-                key = ko * cbo / max(abs(tot_o), 1e-300) + kw * cbw / max(abs(tot_w), 1e-300)  # fmt: skip
+                if roots:  # scaled by the running totals
+                    key = ko * cbo / max(abs(base_o + acc_o), 1e-300) + kw * cbw / max(abs(base_w + acc_w), 1e-300)  # fmt: skip
+                else:
+                    key = ko * cbo / max(abs(tot_o), 1e-300) + kw * cbw / max(abs(tot_w), 1e-300)  # fmt: skip
                 n = heap_push(heap, n, co, cp, ct, key, cbo, cbw, do, dw)
                 rem_o += cbo
                 rem_w += cbw
-        top_o = max(top_o, rem_o)
-        top_w = max(top_w, rem_w)
+        if roots:
+            top_o, top_w = rem_o, rem_w
+            roots = False
+        else:
+            top_o = max(top_o, rem_o)
+            top_w = max(top_w, rem_w)
     return base_o + acc_o, base_w + acc_w, steps, base_o, base_w, -1.0
 
 
