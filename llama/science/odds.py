@@ -83,6 +83,23 @@ _PSF_CODES = {"gaussian": 0, "vmf": 1}
 _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_F = np.empty(0, dtype=np.float64)
 
+#: pi / 180: NumPy's radians multiplies each double by this very double (npymath's
+#: ``npy_deg2rad``), in a loop ~6x slower than a plain multiply on 10,000 values.
+_RADIANS_PER_DEGREE = np.pi / 180.0
+
+
+def _radians(degrees) -> np.ndarray:
+    """``np.radians`` of float64 values, bit for bit, at the speed of a multiply (the
+    trials' pair terms convert ~13,000 directions and errors per call).
+
+    Examples
+    --------
+    >>> x = np.array([0.0, -0.0, 90.0, 1e-300, np.inf, np.nan, 359.99999999999994])
+    >>> bool((_radians(x).view(np.int64) == np.radians(x).view(np.int64)).all())
+    True
+    """
+    return np.asarray(degrees, dtype=np.float64) * _RADIANS_PER_DEGREE
+
 
 def gw_energy_factor(rho: float, rbar_mpc: float, population: str | None = None) -> float:
     """r̄² · P_Egw((r̄ρ/k0)²) [Mpc² per code energy unit].
@@ -407,14 +424,14 @@ class EventModel:
         >>> bool(abs(ov[0] * 4 * np.pi - 1) < 1e-3)  # uniform map: ∫G / 4π, to the kernels' 1%
         True
         """
-        ra = np.radians(np.ascontiguousarray(ra_deg, dtype=np.float64))
+        ra = _radians(np.ascontiguousarray(ra_deg, dtype=np.float64))
         if ra.size == 0:
             return _EMPTY_F, _EMPTY_F
         return _overlap_kernels().psf_overlap_prepared(
             self.prepared_map(pixel_weight_key),
             ra,
-            np.radians(np.ascontiguousarray(dec_deg, dtype=np.float64)),
-            np.radians(np.ascontiguousarray(sigma_deg, dtype=np.float64)),
+            _radians(np.ascontiguousarray(dec_deg, dtype=np.float64)),
+            _radians(np.ascontiguousarray(sigma_deg, dtype=np.float64)),
             self.tables.dec_rows(energy_eval_gev),
             SINDEC_EDGES,
             self.psf_kind,
@@ -596,10 +613,10 @@ class EventModel:
         if overlap is None:
             overlap = self.pair_overlap
         if self.choices["pairs"] == "o3":  # flat in detector (azimuth, zenith), no wrap
-            lon, lat, mode = np.radians(az), np.radians(zen), K.PAIR_O3_FLAT
+            lon, lat, mode = _radians(az), _radians(zen), K.PAIR_O3_FLAT
         else:
-            lon, lat, mode = np.radians(ra_d), np.radians(dec_d), K.PAIR_GREAT_CIRCLE
-        sig = np.radians(sig_d)
+            lon, lat, mode = _radians(ra_d), _radians(dec_d), K.PAIR_GREAT_CIRCLE
+        sig = _radians(sig_d)
         pi, pj = K.find_pairs(lon, lat, sig, offsets, C.PAIR_SEPARATION_SIGMAS, mode)
         if pi.size == 0:
             return _EMPTY_I, _EMPTY_F
@@ -626,7 +643,7 @@ class EventModel:
             return pi, value
         pl, pjl = pi[live], pj[live]
         w_ij = np.asarray(self.tables.zenith_weight(0.5 * (zen[pl] + zen[pjl])), dtype=np.float64)
-        ra, dec = np.radians(ra_d), np.radians(dec_d)
+        ra, dec = _radians(ra_d), _radians(dec_d)
         eps_i, eps_j = bg.energy_eval[pl], eps_j[live]
         s_ij = np.empty(live.size)
         for sel, key in self._weight_groups(w_ij, 2):
