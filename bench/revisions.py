@@ -254,6 +254,9 @@ def module_at(
     return load_module(name, where)
 
 
+_CACHES = shutil.ignore_patterns("__pycache__")
+
+
 def package_at(rev: str | None, path: str, name: str, repo: Path = REPO) -> ModuleType:
     """The package folder ``path`` (say ``kernels`` or ``kernels/overlap``) of revision
     ``rev`` (None: the working tree's, copied) imported as the package ``name``.
@@ -268,10 +271,15 @@ def package_at(rev: str | None, path: str, name: str, repo: Path = REPO) -> Modu
     RevisionError
         When ``rev`` is unknown or has no such folder.
     """
-    folder = tree_at(rev, [path], repo) / path
-    if not (folder / "__init__.py").is_file():
+    tree = tree_at(rev, [path], repo)
+    if not (tree / path / "__init__.py").is_file():
         raise RevisionError(f"{rev or 'the working tree'}: {path} is not a package")
-    return load_module(name, folder)
+    # one copy per name it is loaded as: Numba's cache entries name the module they were
+    # compiled in, and an entry written for ``kernels_HEAD`` failed to load as
+    # ``kernels_base`` (ModuleNotFoundError) when two benches shared one tree
+    own = _write_once(tree.with_name(f"{tree.name}-as-{name}"),
+                      lambda part: shutil.copytree(tree / path, part / path, ignore=_CACHES))  # fmt: skip
+    return load_module(name, own / path)
 
 
 def environment(tree: Path, **extra: str) -> dict[str, str]:
