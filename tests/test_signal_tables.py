@@ -64,6 +64,28 @@ def test_zenith_weight_bins_and_peak():
     assert max(w) == pytest.approx(2.66636028) and w[0] == pytest.approx(0.064912)
 
 
+def test_zenith_bins_are_the_exact_floor_at_every_edge():
+    """Zeniths a few ulps either side of each 5° / 10° edge (where the rounded quotient
+    θ / 5 lands on the edge's integer) take the bin of the exact quotient's floor,
+    computed with fractions; NaN and ±inf take the first bin, as ``//``'s NaN did."""
+    from fractions import Fraction
+
+    t = load_signal_tables()
+    w, a = np.asarray(RAW["zenith_weight"]["values"]), t.energy_density
+    theta = [np.float64(v) for v in np.arange(0.0, 185.0, 5.0)]
+    for _ in range(6):
+        theta += [np.nextafter(v, -np.inf) for v in theta[-37:]]
+    theta += [np.nextafter(np.float64(v), np.inf) for v in np.arange(0.0, 185.0, 5.0)]
+    theta = np.array(theta)
+    exact = [math.floor(Fraction(float(v)) / 5) for v in theta]
+    assert t.zenith_weight(theta).tolist() == w[np.clip(exact, 0, w.size - 1)].tolist()
+    col = np.clip([math.floor(Fraction(float(v)) / 10) for v in theta], 0, t.factor.shape[1] - 1)
+    eps = np.full(theta.size, 1e3)
+    assert a(eps, theta).tolist() == a(eps, 10.0 * col + 5.0).tolist()  # the bin's centre
+    with np.errstate(invalid="ignore"):  # the cast of NaN warns, as it did after `//`
+        assert t.zenith_weight([np.nan, np.inf, -np.inf]).tolist() == [w[0]] * 3
+
+
 def test_replacement_file_and_clear_errors(tmp_path):
     doubled = json.loads(DEFAULT_SIGNAL_TABLES.read_text())
     doubled["zenith_weight"]["values"] = [2 * v for v in doubled["zenith_weight"]["values"]]

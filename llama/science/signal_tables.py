@@ -116,11 +116,7 @@ class SignalTables:
         True
         """
         row, offset = self._row_and_offset(energy_gev)
-        col = np.clip(
-            (np.asarray(zenith_deg, dtype=np.float64) // ZENITH_BIN_DEG).astype(np.int64),
-            0,
-            self.factor.shape[1] - 1,
-        )
+        col = _bin_index(zenith_deg, ZENITH_BIN_DEG, self.factor.shape[1])
         row, offset, col = np.broadcast_arrays(row, offset, col)
         return 10.0 ** (self.factor[row, col] + offset * self.exponent[row, col])
 
@@ -152,9 +148,22 @@ class SignalTables:
         >>> load_signal_tables().zenith_weight([0.0, 4.9, 5.0]).tolist()
         [0.064912, 0.064912, 0.06930208]
         """
-        theta = np.asarray(zenith_deg, dtype=np.float64)
-        j = np.clip((theta // WEIGHT_BIN_DEG).astype(np.int64), 0, self.weight.size - 1)
-        return self.weight[j]
+        return self.weight[_bin_index(zenith_deg, WEIGHT_BIN_DEG, self.weight.size)]
+
+
+def _bin_index(theta_deg, width: float, n_bins: int) -> np.ndarray:
+    """Bin int(θ / width) of each zenith, clipped to 0..n_bins − 1: ``θ // width``.
+
+    NumPy's float ``//`` goes through fmod per element (~15 ns each, 3x the steps
+    here); the floor of the rounded quotient is the same but where the quotient rounds
+    up onto the next integer (θ just below a bin edge), which the product check steps
+    back. NaN and ±inf become NaN, as ``//`` makes them.
+    """
+    theta = np.asarray(theta_deg, dtype=np.float64)
+    q = np.floor(theta / width)
+    q = q - (q * width > theta) + (theta - theta)  # θ − θ: 0, or NaN where not finite
+    # np.clip's Python wrapper costs more than the rest on an event's few neutrinos
+    return np.minimum(np.maximum(q.astype(np.int64), 0), n_bins - 1)
 
 
 def _row_arrays(rows: dict, key: str, n_zen: int, path: str) -> tuple[list, list]:
