@@ -89,6 +89,25 @@ def test_conversions_are_astropys_across_each_leap_second(day):
     assert mjd_to_gps(day) == float(astropy_mjd_to_gps(day))
 
 
+@pytest.mark.parametrize("day", leap_second_mjds().tolist()[-8:])
+def test_single_times_and_few_take_astropys_doubles_at_leap_seconds(day):
+    """Scalars and lists of up to 16 times (an event's neutrinos), converted on floats
+    one by one, across a leap second: the doubles of astropy's arrays."""
+    seconds = np.r_[np.arange(-3.0, 3.0, 0.25), -1.0 / 86401.0 * 86400.0]
+    mjd = np.r_[day + seconds / 86400.0, day + seconds / 86401.0]
+    mjd = np.r_[mjd, np.nextafter(mjd, np.inf), np.nextafter(mjd, -np.inf)]
+    want = astropy_mjd_to_gps(mjd)
+    for k in range(0, mjd.size, 16):
+        assert_bits(mjd_to_gps(mjd[k : k + 16]), want[k : k + 16])
+    assert_bits(mjd_to_gps(mjd[:12].reshape(3, 4)), want[:12].reshape(3, 4))
+    gps = want + np.r_[0.0, 0.5, -0.5].repeat(mjd.size // 3 + 1)[: mjd.size]
+    theirs = astropy_gps_to_mjd(gps)
+    for k in range(0, gps.size, 5):
+        assert gps_to_mjd(float(gps[k])) == float(theirs[k])
+        iso = gps_to_iso(float(gps[k]))
+        assert iso_to_gps(iso) == astropy_iso_to_gps(iso), iso
+
+
 def test_round_trips_stay_within_a_microsecond():
     rng = np.random.default_rng(10)
     gps = rng.uniform(6e8, 1.4e9, 1000)  # 1999 to 2024: no "dubious year" warnings
