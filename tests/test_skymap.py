@@ -612,3 +612,38 @@ def test_llama_map_reads_in_ligo_skymap(tmp_path):
     prob, _ = lfits.read_sky_map(str(tmp_path / "ours.fits.gz"), nest=True)
     assert prob.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(prob, m.flatten(8).probability(), atol=1e-12)
+
+
+def test_rows_split_once_stay_each_rows_order_and_pixel():
+    """orders, order_ipix and pixel_area of a multi-order map are each row's own
+    (order, pixel) from its NUNIQ index, by integer arithmetic: for rows given sorted
+    (the split made by the sort check is kept) and unsorted, after a caller writes to
+    what it was given, and after ``uniq`` is set to other rows."""
+    rng = np.random.default_rng(4)
+    # a valid MOC: order 2 everywhere, some pixels split to order 4
+    uniq = []
+    for ipix in range(12 * 4**2):
+        if rng.random() < 0.3:
+            uniq += [4 * 4**4 + 16 * ipix + k for k in range(16)]
+        else:
+            uniq.append(4 * 4**2 + ipix)
+    uniq = np.array(uniq, dtype=np.int64)
+
+    def by_hand(u):
+        order = np.array([(int(x).bit_length() - 3) // 2 for x in u])
+        return order, u - 4 * 4**order
+
+    for rows in (uniq, np.sort(uniq)):  # the nested order, then by NUNIQ (sorted on making)
+        m = SkyMap(probdensity=np.ones(rows.size), uniq=rows.copy())
+        order, ipix = by_hand(m.uniq)
+        got = m.order_ipix()
+        assert [a.tolist() for a in got] == [order.tolist(), ipix.tolist()]
+        assert all(a.dtype == np.int64 and a.flags.c_contiguous for a in got)
+        got[0][:] = -1  # the caller's to keep: the map's answer does not change
+        got[1][:] = -1
+        assert m.orders.tolist() == order.tolist()
+        m.orders[:] = 0
+        assert m.order_ipix()[1].tolist() == ipix.tolist()
+        assert m.pixel_area().tolist() == (4 * np.pi / (12 * 4.0**order)).tolist()
+        m.uniq = m.uniq[::-1].copy()  # other rows: split again
+        assert m.orders.tolist() == order[::-1].tolist()
