@@ -125,3 +125,54 @@ def test_an_absurd_arrival_time_is_one_clear_message(mjd):
     trig = {"mjd": mjd, "ra": 1.0, "dec": 2.0, "sigma": 0.5, "energy": 1e4}
     with pytest.raises(NeutrinoListError, match=r"trigger 0: mjd = .* is outside \[0, 100000\]"):
         NeutrinoList.from_json({"triggers": [trig]})
+
+
+def _trigger(**changes):
+    trig = {"mjd": 58598.3, "ra": 10.0, "dec": -5.0, "sigma": 0.5, "energy": 2e3}
+    trig.update(changes)
+    return {k: v for k, v in trig.items() if v is not ...}
+
+
+@pytest.mark.parametrize(
+    ("triggers", "match"),
+    [
+        # the first trigger in list order is named, whatever its key's place
+        ([_trigger(energy=...), _trigger(mjd="x")], "trigger 0: missing key 'energy'"),
+        ([_trigger(), _trigger(ra=None), _trigger(energy=...)], "trigger 1: ra = None is not"),
+        ([_trigger(), _trigger(mjd="x", ra=...)], "trigger 1: mjd = 'x' is not a number"),
+        ([_trigger(), _trigger(), _trigger(sigma=float("nan"))], "trigger 2: sigma is NaN"),
+        ([_trigger(), _trigger(zenith=float("nan"))], "trigger 1: zenith is NaN"),
+        ([_trigger(), 3, _trigger(energy=...)], "trigger 1: is int, not an object"),
+        # past the parse, the range checks in turn (sigma, dec, energy, mjd) name theirs
+        (
+            [_trigger(), _trigger(), _trigger(dec=95.0), _trigger(sigma=-1.0)],
+            "trigger 3: sigma = -1",
+        ),
+        ([_trigger(), _trigger(), _trigger(dec=95.0)], "trigger 2: dec = 95"),
+        ([_trigger(), _trigger(energy=0.0)], "trigger 1: energy = 0 must be > 0"),
+        ([_trigger(), _trigger(type="nope")], "trigger 1: type 'nope' is not one of"),
+        ([_trigger(mjd=1e6), _trigger(dec=-91.0)], "trigger 1: dec = -91"),
+        ([_trigger(), _trigger(mjd=1e6)], "trigger 1: mjd = 1e"),
+    ],
+)
+def test_a_list_names_its_first_bad_trigger(triggers, match):
+    with pytest.raises(NeutrinoListError, match=match):
+        NeutrinoList.from_json({"triggers": triggers})
+
+
+def test_plain_triggers_read_as_given():
+    triggers = [
+        _trigger(zenith=95.0, run=7),
+        _trigger(mjd="58598.4", type="observation", azimuth=12.5, event=3),
+        _trigger(dec=-90.0, sigma=0.01, energy=1e9, type=None),
+        _trigger(dec=90.0, mjd=100000.0),
+    ]
+    nl = NeutrinoList.from_json({"triggers": triggers, "complete": False})
+    assert nl.mjd.tolist() == [58598.3, 58598.4, 58598.3, 100000.0]
+    assert nl.dec.tolist() == [-5.0, -5.0, -90.0, 90.0]
+    assert nl.sigma.tolist() == [0.5, 0.5, SIGMA_FLOOR_DEG, 0.5]
+    assert nl.type.tolist() == ["unspecified", "observation", "unspecified", "unspecified"]
+    assert np.isnan(nl.zenith[1:]).all() and nl.zenith[0] == 95.0
+    assert np.isnan(nl.azimuth[[0, 2, 3]]).all() and nl.azimuth[1] == 12.5
+    assert nl.run.tolist() == [7, -1, -1, -1] and nl.event.tolist() == [-1, 3, -1, -1]
+    assert nl.complete is False and nl.mjd.dtype == np.float64 and nl.run.dtype == np.int64

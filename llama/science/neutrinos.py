@@ -138,6 +138,10 @@ class NeutrinoList:
         for name in ("type", *_OPTIONAL_FLOAT, *_OPTIONAL_INT):
             if len(getattr(self, name)) != n:
                 raise NeutrinoListError(f"{name} has {len(getattr(self, name))} values, not {n}")
+        if n and self._values_hold():
+            bad_type = [t for t in self.type if t not in NEUTRINO_TYPES]
+            if not bad_type:
+                return
         for name in _REQUIRED:
             bad = ~np.isfinite(getattr(self, name))
             if bad.any():
@@ -166,6 +170,26 @@ class NeutrinoList:
                 raise NeutrinoListError(
                     f"trigger {i}: type {t!r} is not one of {', '.join(NEUTRINO_TYPES)}"
                 )
+
+    def _values_hold(self) -> bool:
+        """Whether every required value is finite and within its range, from each
+        column's extremes (a list's few triggers: ~6 NumPy calls instead of ~25); when
+        not, `_validate`'s checks one by one find and name the first bad value."""
+        columns = np.array([getattr(self, name) for name in _REQUIRED])
+        if not np.isfinite(columns).all():
+            return False
+        (mjd_lo, _, dec_lo, sigma_lo, energy_lo), (mjd_hi, _, dec_hi, _, _) = (
+            columns.min(axis=1).tolist(),
+            columns.max(axis=1).tolist(),
+        )
+        return (
+            sigma_lo > 0
+            and -90 <= dec_lo
+            and dec_hi <= 90
+            and energy_lo > 0
+            and MJD_VALID[0] <= mjd_lo
+            and mjd_hi <= MJD_VALID[1]
+        )
 
     # -- construction ---------------------------------------------------------------
 
@@ -207,26 +231,9 @@ class NeutrinoList:
         triggers = obj["triggers"]
         if not isinstance(triggers, list):
             raise NeutrinoListError("'triggers' must be a JSON list of trigger objects")
-        cols: dict[str, list] = {k: [] for k in (*_REQUIRED, "type", *_OPTIONAL_FLOAT)}
-        cols.update({k: [] for k in _OPTIONAL_INT})
-        for i, trig in enumerate(triggers):
-            if not isinstance(trig, dict):
-                raise NeutrinoListError(f"trigger {i}: is {type(trig).__name__}, not an object")
-            for key in _REQUIRED:
-                if key not in trig:
-                    raise NeutrinoListError(
-                        f"trigger {i}: missing key {key!r}; each trigger needs "
-                        f"{', '.join(_REQUIRED)} (and optionally type, zenith, azimuth, "
-                        "run, event)"
-                    )
-                cols[key].append(_as_float(trig[key], i, key))
-            cols["type"].append(trig.get("type") or "unspecified")
-            for key in _OPTIONAL_FLOAT:
-                v = trig.get(key)
-                cols[key].append(np.nan if v is None else _as_float(v, i, key))
-            for key in _OPTIONAL_INT:
-                v = trig.get(key)
-                cols[key].append(-1 if v is None else int(v))
+        cols = _plain_columns(triggers)
+        if cols is None:  # a trigger is not plain: the loop names the first problem
+            cols = _checked_columns(triggers)
         z = np.zeros(0)
         return cls(
             **{k: (np.asarray(v) if v else z) for k, v in cols.items() if k != "type"},
@@ -380,3 +387,58 @@ def _as_float(value, i: int, key: str) -> float:
     if math.isnan(out):
         raise NeutrinoListError(f"trigger {i}: {key} is NaN; every trigger needs a finite {key}")
     return out
+
+
+def _plain_columns(triggers: list) -> dict[str, list] | None:
+    """The columns of triggers that are all plain (objects with every required number,
+    none NaN, optional values absent or numbers), gathered key by key: ~half the
+    time of the trigger-by-trigger loop on an event's list. None when one is not."""
+    if not all(isinstance(trig, dict) for trig in triggers):
+        return None
+    try:
+        cols = {key: [float(trig[key]) for trig in triggers] for key in _REQUIRED}
+        for key in _OPTIONAL_FLOAT:
+            given = [trig.get(key) for trig in triggers]
+            cols[key] = [np.nan if v is None else float(v) for v in given]
+            if sum(v is None for v in given) != sum(math.isnan(v) for v in cols[key]):
+                return None  # a NaN given
+        for key in _OPTIONAL_INT:
+            cols[key] = [-1 if (v := trig.get(key)) is None else int(v) for trig in triggers]
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    if any(math.isnan(v) for key in _REQUIRED for v in cols[key]):
+        return None
+    cols["type"] = [trig.get("type") or "unspecified" for trig in triggers]
+    return cols
+
+
+def _checked_columns(triggers: list) -> dict[str, list]:
+    """The columns, trigger by trigger and key by key: the first trigger that is not an
+    object or has a key missing, not a number or NaN is named."""
+    cols: dict[str, list] = {k: [] for k in (*_REQUIRED, "type", *_OPTIONAL_FLOAT)}
+    cols.update({k: [] for k in _OPTIONAL_INT})
+    for i, trig in enumerate(triggers):
+        if not isinstance(trig, dict):
+            raise NeutrinoListError(f"trigger {i}: is {type(trig).__name__}, not an object")
+        _required_values(trig, i, cols)
+        cols["type"].append(trig.get("type") or "unspecified")
+        for key in _OPTIONAL_FLOAT:
+            v = trig.get(key)
+            cols[key].append(np.nan if v is None else _as_float(v, i, key))
+        for key in _OPTIONAL_INT:
+            v = trig.get(key)
+            cols[key].append(-1 if v is None else int(v))
+    return cols
+
+
+def _required_values(trig: dict, i: int, cols: dict[str, list]) -> None:
+    """Trigger ``i``'s required values appended to ``cols``, key by key: the first one
+    missing, not a number or NaN is named."""
+    for key in _REQUIRED:
+        if key not in trig:
+            raise NeutrinoListError(
+                f"trigger {i}: missing key {key!r}; each trigger needs "
+                f"{', '.join(_REQUIRED)} (and optionally type, zenith, azimuth, "
+                "run, event)"
+            )
+        cols[key].append(_as_float(trig[key], i, key))
