@@ -10,9 +10,19 @@ argument (the Python side converts), and kept in Numba's on-disk cache
 (``cache=True``: ``__pycache__`` here, or ``NUMBA_CACHE_DIR``); importing compiles
 nothing (``kernels.plain`` evaluates the plain Python of kernels that module-level
 tables need). ``llama warm`` fills the cache at install time, in parallel processes.
+A cached kernel's entry is stamped with all of this package's sources
+(``kernels.cache_stamp``): an edit in any file recompiles every kernel at its next use,
+since a caller's compiled code holds the helpers it calls from other files.
 """
 
-from .healpix import (
+from pathlib import Path as _Path
+
+from . import cache_stamp as _cache_stamp
+
+# before any kernel module runs its decorators: Numba reads the stamp there
+_cache_stamp.install(_Path(__file__).parent)
+
+from .healpix import (  # noqa: E402 (after the stamp is installed)
     ang2pix_nest,
     angular_distance,
     children_nest,
@@ -31,7 +41,7 @@ from .healpix import (
     uniq_to_order_ipix_array,
     vec2pix_nest,
 )
-from .overlap import (
+from .overlap import (  # noqa: E402
     PSF_GAUSS,
     PSF_VMF,
     PreparedMap,
