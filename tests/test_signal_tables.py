@@ -47,6 +47,15 @@ def test_rows_per_dec_band_match_point_lookups():
     dec_centres = np.degrees(np.arcsin(0.5 * (SINDEC_EDGES[1:] + SINDEC_EDGES[:-1])))
     for i, e in enumerate(eps):
         np.testing.assert_allclose(rows[i], [by_hand(e, 90.0 + d) for d in dec_centres], rtol=1e-12)  # fmt: skip
+    # each call's rows are the caller's own: writing to them changes no later answer
+    rows[:] = 0.0
+    assert t.dec_rows(eps).tolist() == t.dec_rows(eps.copy()).tolist() != rows.tolist()
+    assert t.dec_rows(eps[1]).tolist() == [t.dec_rows(eps)[1].tolist()]
+    # and they are a(ε, θ) at each band's zenith, to the bit
+    band_zenith = 90.0 + dec_centres
+    assert rows.dtype == np.float64
+    for e in eps:
+        assert t.dec_rows(e)[0].tolist() == t.energy_density(np.full(18, e), band_zenith).tolist()
 
 
 def test_density_is_normalised_like_o3_says():
