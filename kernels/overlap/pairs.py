@@ -367,10 +367,14 @@ def settled(band_lo, band_hi, b0, b1, lo, hi, narrow):
     return True
 
 
-@per_node
+@inline
 def visit_pair(pm: PreparedMap, o, p, tid, v1, s1, pk1, v2, s2, pk2, kind, arow1, arow2, edges, res, cst, c0, c0w):  # fmt: skip
     """Pair version of :func:`.traversal.visit`: integrand ``(rho - c0) G1 G2`` (and
-    ``(rho w - c0w) A1 A2 G1 G2``), the control variate having taken the rest."""
+    ``(rho w - c0w) A1 A2 G1 G2``), the control variate having taken the rest.
+
+    Inlined into :func:`pair_walk`'s one call site, as ``visit`` is into ``walk``: too
+    large for LLVM to inline, called it had the prepared map's record pushed on the
+    stack at every node."""
     const, r, rwv, rmax, rmin, wmax, wmin = node_info(pm, o, p, tid)
     if const and r == c0 and rwv == c0w:
         return 0.0, 0.0, 0.0, 0.0, True  # integrand of the correction is zero here
