@@ -141,6 +141,29 @@ def test_pyramid_extremes_hold_every_pixel_in_a_disc():
         assert mn <= d.min() and d.max() <= mx
 
 
+@pytest.mark.parametrize("rows", [1, 8, 64, 256])
+def test_every_pyramid_level_holds_a_lone_hot_pixel(rows):
+    """A map flat but for one hot pixel, at each pole in turn: every level of the
+    pyramid, each of its rows too, has the hot pixel's density as its max and the
+    flat one as its min, at every grid size the bounds accept (each coarser level is
+    made of the rows below it, none left out)."""
+    for hot in (0, 12 * 8**2 - 1):  # nested: first pixel southern, last northern
+        density = np.ones(12 * 8**2)
+        density[hot] = 50.0
+        sb = SkyBounds(SkyMap(probdensity=density, nside=8), rows=rows)
+        cells, row_ext, cell_start, row_start, levels = sb._pyramid
+        for lv in range(levels):
+            for ext in (cells[cell_start[lv] : cell_start[lv + 1]], row_ext[row_start[lv] : row_start[lv + 1]]):  # fmt: skip
+                assert (ext[:, 0].min(), ext[:, 1].max()) == (1.0, 50.0), (hot, lv)
+
+
+@pytest.mark.parametrize("rows", [0, 3, 96, 384])
+def test_grid_rows_other_than_a_power_of_two_are_refused(rows):
+    """384 rows halve to 3 and then 1: the top level would miss a third of the sky."""
+    with pytest.raises(ValueError, match="power of 2"):
+        SkyBounds(SkyMap(probdensity=np.ones(12), nside=1), rows=rows)
+
+
 def _observed(model, seed, inject):
     rng = np.random.default_rng(seed)
     nl = simulate_background_neutrinos(rng, model.t_gw_mjd)

@@ -165,10 +165,16 @@ class SkyBounds:
     """
 
     def __init__(self, skymap, rows: int = GRID_ROWS) -> None:
+        rows = int(rows)
+        if rows < 1 or rows & (rows - 1):
+            # each pyramid level halves the rows of the one below: with an odd count
+            # on the way (384 -> ... -> 3 -> 1) a row is left out of the coarser
+            # levels and their maxima are no longer bounds
+            raise ValueError(f"rows must be a power of 2, got {rows}")
         density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
         order, ipix = skymap.order_ipix()
         self.peak = float(density.max()) if density.size else 0.0
-        self.rows = int(rows)
+        self.rows = rows
         self._pyramid = KB.minmax_pyramid(order, ipix, density, self.rows)
         # each pixel's range of NESTED indices at the finest order, for density()
         self._max_order = int(order.max()) if order.size else 0
