@@ -57,7 +57,9 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+# one Numba thread: set_num_threads(1) in main and in each worker (whose environment
+# also says so), not NUMBA_NUM_THREADS here: importing this module (its tests do)
+# must leave the importing process's Numba configuration alone
 from numba import set_num_threads  # noqa: E402
 
 import kernels.overlap as KO  # noqa: E402

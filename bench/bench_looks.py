@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+# one Numba thread by set_num_threads(1) in main, not NUMBA_NUM_THREADS here: other
+# benches and their tests import this module, and must keep their Numba configuration
 from numba import set_num_threads  # noqa: E402
 
 import kernels.overlap as KO  # noqa: E402
