@@ -25,23 +25,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from numba import set_num_threads
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-
-import kernels.overlap as KO  # noqa: E402
-import llama.science.background_trials as BT  # noqa: E402
-from llama.science.odds import EventModel  # noqa: E402
-from llama.science.pvalue import trial_pvalues  # noqa: E402
-from llama.science.sim import simulate_background_neutrinos  # noqa: E402
-from llama.science.skymap import read_sky_map  # noqa: E402
-from llama.science.times import mjd_to_gps  # noqa: E402
+import kernels.overlap as KO
+import llama.science.background_trials as BT
+from llama.science.odds import EventModel
+from llama.science.pvalue import trial_pvalues
+from llama.science.sim import simulate_background_neutrinos
+from llama.science.skymap import read_sky_map
+from llama.science.times import mjd_to_gps
 
 BAYESTAR = Path("/work/shared/data/bayestar")
 HARD = "bbh-0,bbh-10,bbh-3,bbh-6,bns-5,bns-9"
@@ -75,6 +73,9 @@ def main(argv=None) -> int:
         "--against", type=float, default=None, help="a second narrow criterion, alternated"
     )
     args = ap.parse_args(argv)
+    # one Numba thread, set here rather than in os.environ at import: a process that
+    # imports this module (a test) keeps its own thread count
+    set_num_threads(1)
     print("before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     KO.psf_pair_overlap_targets, EventModel.pair_terms = counted_look, counted_terms
     cat = json.loads((BAYESTAR / "events.json").read_text())
