@@ -15,20 +15,24 @@ band rows the kernels take.
 
 Run: ``python bench/bench_overlap.py [--quick] [--pairs N] [--baseline REV]``
 (``--quick`` times the naive sum on a fraction of the sky and extrapolates).
-``--baseline REV`` also loads the kernels as they were at git revision REV
+``--baseline REV`` also times the kernels as they were at git revision REV
 (``kernels/overlap.py`` or the ``kernels/overlap/`` package, unpacked under the temporary
-directory with its own Numba cache) and times the event, the trials and random pairs
-(the doublets of background trials) with both in this process, interleaved, so that the
-ratio new / baseline holds under whatever load the machine has. Prints a table; writes
+directory with its own Numba cache): the event, the trials and random pairs (the
+doublets of background trials), each side in processes of its own (``--rounds`` each,
+alternated), so that the ratio new / baseline holds under whatever load the machine has
+and neither side's calls go through Numba's Python typeof as a second copy's did in one
+process. Prints a table; writes
 nothing outside the temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -211,18 +215,78 @@ def timeit(fn, repeat):
     return float(np.median(best)), float(np.min(best))
 
 
-def interleaved(fn_new, fn_base, repeat):
-    """Median times of two functions run alternately (each warmed first), so that both
-    see the same load; returns (new, baseline) medians."""
-    fn_new()
-    fn_base()
-    tn, tb = [], []
-    for _ in range(repeat):
-        for fn, out in ((fn_new, tn), (fn_base, tb)):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-    return float(np.median(tn)), float(np.median(tb))
+def workload(n_random, n_pairs):
+    """The bench's inputs, the same in every process: the map, the event's neutrinos,
+    ``n_random`` random-sky trial neutrinos (ra, dec, sigma, evaluation energy) and
+    ``n_pairs`` random pairs (`random_pairs`)."""
+    rng = np.random.default_rng(2019)
+    uniq, rho = make_map(thresh=1.2e-4)
+    nu = event_neutrinos(rng)
+    rra = rng.uniform(0, 2 * np.pi, n_random)
+    rdec = np.arcsin(rng.uniform(-1, 1, n_random))
+    rsig = np.exp(rng.uniform(np.log(0.2), np.log(3.0), n_random)) * DEG
+    ren = energy_eval(rdec, 10 ** rng.uniform(2.5, 5, n_random))
+    return uniq, rho, nu, (rra, rdec, rsig, ren), random_pairs(rng, n_pairs)
+
+
+def side_timings(ko, work, threads, rounds=50, call_rounds=3):
+    """Median times [s] of the event, the random-sky trials and the random pairs with the
+    kernels of module ``ko`` (the only copy of the kernels this process calls), at 1
+    and ``threads`` Numba threads, and the event's weighted overlaps."""
+    uniq, rho, nu, (rra, rdec, rsig, ren), pair_args = work
+    t = time.perf_counter()
+    weighted = one_event(uniq, rho, nu, ko)[0][1]
+    out = {"first": time.perf_counter() - t, "weighted": weighted.tolist()}
+    pm = ko.prepare_map(uniq, rho)
+    rows = TABLES.dec_rows(ren)
+    for nt in sorted({1, threads}):
+        set_num_threads(nt)
+        out[f"event {nt}"] = timeit(lambda: one_event(uniq, rho, nu, ko), rounds)[0]
+        out[f"trials {nt}"] = timeit(
+            lambda: ko.psf_overlap_prepared(pm, rra, rdec, rsig, rows, SINDEC_EDGES), call_rounds
+        )[0]
+        out[f"pairs {nt}"] = timeit(
+            lambda: ko.psf_pair_overlap_prepared(pm, *pair_args, weighted_only=True), call_rounds
+        )[0]
+    set_num_threads(threads)
+    return out
+
+
+TAG = "@@side "  # a side's answer on its stdout starts with this
+
+
+def versus_baseline(args, threads):
+    """Rows comparing this tree's kernels with those of ``args.baseline``: each side in
+    processes of its own (in one process, Numba would give the second copy's prepared
+    map the first's type and send its every call through Python's typeof), the two
+    alternated round by round, ratios of the medians over rounds."""
+    sides = {"new": [], "baseline": []}
+    for r in range(args.rounds):
+        for side in ("new", "baseline") if r % 2 == 0 else ("baseline", "new"):
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--baseline", args.baseline,
+                   "--side", side, "--random", str(args.random), "--pairs", str(args.pairs)]  # fmt: skip
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [x for x in done.stdout.splitlines() if x.startswith(TAG)]
+            if done.returncode != 0 or not lines:
+                raise SystemExit(f"the {side} side failed (exit {done.returncode}):\n{done.stderr[-2000:]}")  # fmt: skip
+            sides[side].append(json.loads(lines[-1][len(TAG) :]))
+
+    def median(side, key):
+        return float(np.median([x[key] for x in sides[side]]))
+
+    same = all(x["weighted"] == sides["new"][0]["weighted"] for s in sides.values() for x in s)
+    rows = [
+        (f"baseline {args.baseline}: first call", f"{median('baseline', 'first'):.2f} s"),
+        ("same weighted overlaps as baseline", str(same)),
+    ]
+    for nt in sorted({1, threads}):
+        en, eb = median("new", f"event {nt}"), median("baseline", f"event {nt}")
+        tn, tb = median("new", f"trials {nt}"), median("baseline", f"trials {nt}")
+        pn, pb = median("new", f"pairs {nt}"), median("baseline", f"pairs {nt}")
+        rows.append((f"event, {nt} thread(s): new / baseline", f"{en * 1e3:.2f} / {eb * 1e3:.2f} ms = {en / eb:.2f}"))  # fmt: skip
+        rows.append((f"trials, {nt} thread(s): new / baseline", f"{args.random / tn:,.0f} / {args.random / tb:,.0f} per s = {tn / tb:.2f} (time)"))  # fmt: skip
+        rows.append((f"pairs, {nt} thread(s): new / baseline", f"{args.pairs / pn:,.0f} / {args.pairs / pb:,.0f} per s = {pn / pb:.2f} (time)"))  # fmt: skip
+    return rows
 
 
 def main(argv=None):
@@ -231,15 +295,20 @@ def main(argv=None):
     ap.add_argument("--random", type=int, default=20000, help="random-sky neutrinos")
     ap.add_argument("--pairs", type=int, default=2000, help="random pairs (doublet trials)")
     ap.add_argument("--baseline", metavar="REV", help="also time the kernels of git REV")
+    ap.add_argument("--rounds", type=int, default=4, help="--baseline: processes per side")
+    ap.add_argument("--side", choices=("new", "baseline"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    rng = np.random.default_rng(2019)
     threads = get_num_threads()
+    if args.side:  # one side's process of --baseline
+        ko = baseline_kernels(args.baseline) if args.side == "baseline" else KO
+        work = workload(args.random, args.pairs)
+        print(TAG + json.dumps(side_timings(ko, work, threads)), flush=True)
+        return
 
     t = time.perf_counter()
-    uniq, rho = make_map(thresh=1.2e-4)
+    uniq, rho, nu, (rra, rdec, rsig, ren), pair_args = work = workload(args.random, args.pairs)
     t_map = time.perf_counter() - t
     o = (np.log2(uniq // 4) // 2).astype(int)
-    nu = event_neutrinos(rng)
 
     t = time.perf_counter()
     res = one_event(uniq, rho, nu)
@@ -252,11 +321,6 @@ def main(argv=None):
 
     # background trials: random-sky neutrinos in one call
     n = args.random
-    rra = rng.uniform(0, 2 * np.pi, n)
-    rdec = np.arcsin(rng.uniform(-1, 1, n))
-    rsig = np.exp(rng.uniform(np.log(0.2), np.log(3.0), n)) * DEG
-    ren = energy_eval(rdec, 10 ** rng.uniform(2.5, 5, n))
-
     pm = prepare_map(uniq, rho)  # trials reuse the event's prepared map
 
     def trials():
@@ -270,40 +334,11 @@ def main(argv=None):
 
     # doublet trials: random pairs, half near the blobs, separations up to 5 (s1 + s2),
     # many of them wide and in the map's tail (where the absolute floor matters)
-    pair_args = random_pairs(rng, args.pairs)
-
-    def pair_trials(ko=KO, pmap=pm):
-        return ko.psf_pair_overlap_prepared(pmap, *pair_args, weighted_only=True)
-
     set_num_threads(1)
-    tp1, _ = timeit(pair_trials, 3)
+    tp1, _ = timeit(lambda: KO.psf_pair_overlap_prepared(pm, *pair_args, weighted_only=True), 3)
+    set_num_threads(threads)
 
-    versus = []
-    if args.baseline:
-        kb = baseline_kernels(args.baseline)
-        t = time.perf_counter()
-        one_event(uniq, rho, nu, kb)
-        t_base_first = time.perf_counter() - t
-        pmb = kb.prepare_map(uniq, rho)
-
-        def trials_base():
-            return kb.psf_overlap_prepared(pmb, rra, rdec, rsig, TABLES.dec_rows(ren), SINDEC_EDGES)  # fmt: skip
-
-        same = np.array_equal(one_event(uniq, rho, nu)[0][1], one_event(uniq, rho, nu, kb)[0][1])
-        versus.append((f"baseline {args.baseline}: first call", f"{t_base_first:.2f} s"))
-        versus.append(("same weighted overlaps as baseline", str(same)))
-        for nt in sorted({1, threads}):
-            set_num_threads(nt)
-            en, eb = interleaved(
-                lambda: one_event(uniq, rho, nu), lambda: one_event(uniq, rho, nu, kb), 50
-            )
-            tn, tb = interleaved(trials, trials_base, 3)
-            pn, pb = interleaved(pair_trials, lambda: pair_trials(kb, pmb), 3)
-            versus.append((f"event, {nt} thread(s): new / baseline", f"{en * 1e3:.2f} / {eb * 1e3:.2f} ms = {en / eb:.2f}"))  # fmt: skip
-            versus.append((f"trials, {nt} thread(s): new / baseline", f"{n / tn:,.0f} / {n / tb:,.0f} per s = {tn / tb:.2f} (time)"))  # fmt: skip
-            versus.append((f"pairs, {nt} thread(s): new / baseline", f"{args.pairs / pn:,.0f} / {args.pairs / pb:,.0f} per s = {pn / pb:.2f} (time)"))  # fmt: skip
-        set_num_threads(threads)
-
+    versus = versus_baseline(args, threads) if args.baseline else []
     frac = 0.125 if args.quick else 1.0
     t = time.perf_counter()
     nov, nwt, npov, npwt = naive(uniq, rho, nu, fraction=1.0 if not args.quick else frac)
