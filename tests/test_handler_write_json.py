@@ -67,3 +67,73 @@ def test_short_writes_are_continued_until_the_text_is_written(tmp_path, monkeypa
     text = json.dumps(PLAIN, indent=2) + "\n"
     assert (tmp_path / "f.json").read_text() == text
     assert len(calls) == -(-len(text) // 7)
+
+
+def _random_value(rng, depth):
+    """Nested dicts, lists and tuples of what json.dumps takes: floats of every
+    magnitude and NaN/inf, ints and IntEnums, bools, None, text with escapes and
+    non-ASCII, NumPy scalars and arrays, str and float subclasses, odd keys."""
+    import enum
+    import math
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Text(str):
+        pass
+
+    class Loud(float):
+        def __repr__(self):
+            return "not used by JSON"
+
+    kind = rng.integers(5) if depth < 5 else 0
+    if kind == 0:
+        return [
+            float(rng.random() * 10.0 ** rng.integers(-320, 308)),
+            rng.choice([math.nan, math.inf, -math.inf, 0.0, -0.0, 5e-324, 1e16, 1e-7]),
+            int(rng.integers(-(2**62), 2**62)) * 10**6,
+            True, False, None,
+            "".join(chr(c) for c in rng.integers(0, 0x3000, 5)) + '\\"\n\x00\u2028é😀',
+            np.float64(rng.random()), np.int64(rng.integers(-9, 9)), np.bool_(True),
+            np.float32(0.1), Level.HIGH, Loud(2.5), Text("t\t"), np.array([1.5, np.nan]),
+        ][rng.integers(15)]  # fmt: skip
+    if kind == 1:
+        return [_random_value(rng, depth + 1) for _ in range(rng.integers(5))]
+    if kind == 2:
+        return tuple(_random_value(rng, depth + 1) for _ in range(rng.integers(4)))
+    keys = ["a", "é\t", Text("k"), 1.5, math.nan, -math.inf, True, False, None, 7, Level.HIGH]
+    return {
+        keys[rng.integers(len(keys))] if rng.random() < 0.3 else f"key{rng.integers(50)}":
+        _random_value(rng, depth + 1)
+        for _ in range(rng.integers(6))
+    }  # fmt: skip
+
+
+def test_the_text_is_json_dumps_own_on_random_contents():
+    """indented_json writes json.dumps(indent=2)'s text, not only for handlers' files."""
+    from llama.handler import _json_default, indented_json
+
+    rng = np.random.default_rng(5)
+    for _ in range(3000):
+        obj = _random_value(rng, 0)
+        assert indented_json(obj) == json.dumps(obj, indent=2, default=_json_default)
+
+
+def test_what_json_dumps_refuses_it_refuses_with_the_same_error():
+    import pytest
+
+    from llama.handler import indented_json
+
+    loop: list = []
+    loop.append(loop)
+    inner: dict = {}
+    inner["x"] = [inner]
+    for obj, error, message in [
+        ({(1, 2): 1}, TypeError, "keys must be str, int, float, bool or None, not tuple"),
+        ({"a": [object()]}, TypeError, "cannot write object to JSON"),
+        ({"a": {1j: 2}}, TypeError, "not complex"),
+        (loop, ValueError, "Circular reference detected"),
+        (inner, ValueError, "Circular reference detected"),
+    ]:
+        with pytest.raises(error, match=message):
+            indented_json(obj)
