@@ -322,3 +322,16 @@ def test_grids_of_a_map_of_many_orders_are_the_plain_per_cell_painting():
     assert set(range(1, 13)) <= set(order.tolist())
     for n_dec in (64, 256):
         _assert_plain_painting(order, ipix, density, n_dec)
+
+
+@pytest.mark.parametrize("n_dec", [0, 3, 12, 96, 384])
+def test_a_pyramid_of_rows_other_than_a_power_of_two_is_refused(n_dec):
+    """384 rows halve to 3 and then 1, and a row left out of a coarser level leaves its
+    maxima no bounds: the kernels refuse the grid (as SkyBounds does before them)."""
+    order, ipix, density = np.zeros(12, np.int64), np.arange(12, dtype=np.int64), np.arange(12.0)
+    with pytest.raises(ValueError, match="power of 2"):
+        KB.minmax_pyramid(order, ipix, density, n_dec)
+    if n_dec:
+        lo, hi = KB.minmax_grids(order, ipix, density, n_dec)
+        with pytest.raises(ValueError, match="power of 2"):
+            KB.pyramid(lo, hi)
