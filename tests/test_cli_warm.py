@@ -144,3 +144,76 @@ def test_ctrl_c_stops_the_workers_at_once(tmp_path):
         for _ in range(50):
             os.killpg(proc.pid, 0)
             time.sleep(0.1)
+
+
+def test_warm_compiles_the_bytecode_that_later_processes_read(tmp_path):
+    """``llama warm`` leaves a current ``.pyc`` for every module of ``llama`` and
+    ``kernels``, and a later process with ``PYTHONDONTWRITEBYTECODE=1`` (as on the
+    bench machine) loads the modules it imports from them, not from source."""
+    import importlib.util
+
+    out = llama("warm", "--only", "flat", env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    assert "Python bytecode of llama, kernels compiled" in out.stdout, out.stdout
+    for package in ("llama", "kernels"):
+        for source in (ROOT / package).rglob("*.py"):
+            cached = Path(importlib.util.cache_from_source(str(source)))
+            assert cached.is_file(), f"no .pyc for {source}"
+            head = cached.read_bytes()[:16]  # magic, flags, source mtime, source size
+            flags = int.from_bytes(head[4:8], "little")
+            if flags == 0:  # timestamp-checked: what the loader compares
+                st = source.stat()
+                assert int.from_bytes(head[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+                assert int.from_bytes(head[12:16], "little") == st.st_size & 0xFFFFFFFF
+    # python -v names the file each module's code object came from
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    code = "import llama.cli.warm, llama.batch.runner, kernels.overlap"
+    verbose = subprocess.run(
+        [sys.executable, "-v", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    ).stderr
+    ours = [
+        line for line in verbose.splitlines()
+        if line.startswith("# code object from") and str(ROOT) in line
+    ]  # fmt: skip
+    assert len(ours) > 10, verbose[-2000:]
+    from_source = [line for line in ours if not line.rstrip("'").endswith(".pyc")]
+    assert from_source == [], from_source
+
+
+def test_bytecode_of_a_package_is_used_and_a_read_only_one_skipped(tmp_path):
+    """compile_bytecode on a package of its own: Python then runs the ``.pyc`` (a source
+    changed behind its back, same size and mtime, still gives the compiled value), and
+    a package it cannot write to is reported, not an error."""
+    from llama.cli.warm import compile_bytecode
+
+    pkg = tmp_path / "tinypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("VALUE = 1\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), PYTHONDONTWRITEBYTECODE="1")
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from llama.cli.warm import " \
+        "compile_bytecode; print(compile_bytecode(['tinypkg']))"  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, env=env,
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert str(pkg) in done.stdout
+    st = (pkg / "__init__.py").stat()
+    (pkg / "__init__.py").write_text("VALUE = 2\n")  # same size
+    os.utime(pkg / "__init__.py", ns=(st.st_atime_ns, st.st_mtime_ns))
+    value = subprocess.run(
+        [sys.executable, "-c", "import tinypkg; print(tinypkg.VALUE)"], cwd=tmp_path,
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert value.stdout.strip() == "1"  # the .pyc's code, not the source's
+
+    assert compile_bytecode(["no_such_package_here"]) == ([], ["no_such_package_here"])
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        (ro / "ropkg").mkdir(parents=True)
+        (ro / "ropkg" / "__init__.py").write_text("")
+        (ro / "ropkg").chmod(0o555)
+        sys.path.insert(0, str(ro))
+        try:
+            assert compile_bytecode(["ropkg"]) == ([], [str(ro / "ropkg")])
+        finally:
+            sys.path.remove(str(ro))
+            (ro / "ropkg").chmod(0o755)

@@ -12,6 +12,16 @@ an event with both kinds of on-the-fly trials, which loads everything the other 
 compiled and compiles whatever they missed. Running it again loads everything and
 compiles nothing.
 
+It also compiles the Python bytecode of the ``llama`` and ``kernels`` packages
+(``.pyc`` files in their ``__pycache__`` folders, :func:`compile_bytecode`), which Python
+reads at every later start, even where ``PYTHONDONTWRITEBYTECODE`` is set (that variable
+only stops Python from writing them). Without them each process of a run compiles
+every module it imports from source: the fork server of ``llama batch`` spent 1.49 s of
+CPU preloading instead of 1.13 s, and the first event of a 20-event command ended
+0.3-0.6 s later. A package installed read-only is skipped (its installer compiled it,
+or nothing can be written there); a source edited later is compiled from source again
+until the next ``llama warm`` (Python checks each ``.pyc`` against its source).
+
 Kernels run single-threaded in the workers, as in ``llama batch`` (one level of
 parallelism: ``llama.batch.schedulers``), so the multi-threaded ``prange`` versions
 that only large calls from Python use are left to compile on first use.
@@ -40,7 +50,10 @@ from collections.abc import Callable, Sequence
 
 from llama.version import __version__
 
-__all__ = ["JOBS", "main", "parser", "run_job"]
+__all__ = ["JOBS", "compile_bytecode", "main", "parser", "run_job"]
+
+#: The packages whose bytecode ``llama warm`` compiles (everything LLAMA installs).
+PACKAGES = ("llama", "kernels")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,7 +64,9 @@ def parser() -> argparse.ArgumentParser:
         "(kernels/__pycache__, or NUMBA_CACHE_DIR), in parallel worker processes, so that "
         "the first 'llama batch' after an install loads them instead of compiling them "
         "while its events wait. Run once after 'pip install'; running it again loads "
-        "everything and compiles nothing.",
+        "everything and compiles nothing. It also compiles the Python bytecode (.pyc) of "
+        "the llama and kernels packages, which every later process reads instead of "
+        "compiling the modules from source (skipped where they are read-only).",
     )
     p.add_argument(
         "-V", "--version", action="version", version=__version__,
@@ -325,6 +340,41 @@ def cache_location() -> str:
     return f"Numba's per-user cache ({user} on Linux; {where} is read-only)"
 
 
+def compile_bytecode(packages: Sequence[str] = PACKAGES) -> tuple[list[str], list[str]]:
+    """Compile the Python bytecode of ``packages`` into their ``__pycache__`` folders.
+
+    Returns (the folders compiled, the folders skipped): a package whose folder cannot
+    be written is skipped without failing, and so is one that cannot be found. Files
+    whose ``.pyc`` is current are left as they are; a file that does not compile (a
+    syntax error) leaves its package among the compiled ones (Python reports it at
+    import). ``compileall`` writes even where ``PYTHONDONTWRITEBYTECODE`` is set.
+
+    Examples
+    --------
+    >>> compiled, skipped = compile_bytecode(["no_such_package_here"])
+    >>> compiled, skipped
+    ([], ['no_such_package_here'])
+    """
+    import compileall
+    import importlib.util
+
+    compiled, skipped = [], []
+    for name in packages:
+        spec = importlib.util.find_spec(name)  # without importing it
+        where = list(spec.submodule_search_locations or []) if spec else []
+        if not where:
+            skipped.append(name)
+            continue
+        for folder in where:
+            pycache = os.path.join(folder, "__pycache__")
+            if not os.access(pycache if os.path.isdir(pycache) else folder, os.W_OK):
+                skipped.append(folder)
+                continue
+            compileall.compile_dir(folder, quiet=2)  # silent, whatever it finds
+            compiled.append(folder)
+    return compiled, skipped
+
+
 class _Progress:
     """One status line, rewritten in place on a terminal, one line per job otherwise."""
 
@@ -416,8 +466,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = cache_location()
     procs = f"{workers} worker process{'es' if workers > 1 else ''}"
     print(f"llama warm: compiling the Numba kernels into {where} with {procs}")
-    sys.stdout.flush()
     t0 = time.perf_counter()
+    compiled_dirs, skipped = compile_bytecode()  # first: the workers then start from it
+    if compiled_dirs:
+        print(
+            f"llama warm: Python bytecode of {', '.join(PACKAGES)} compiled "
+            f"({time.perf_counter() - t0:.1f} s)"
+        )
+    if skipped:
+        print(f"llama warm: Python bytecode not compiled in {', '.join(skipped)} (read-only)")
+    sys.stdout.flush()
     progress = _Progress(len(names))
     try:
         records = run_jobs(names, workers, progress)
