@@ -14,6 +14,14 @@ naming the non-dimension coordinates that lie along the variable
 (tests/test_results_netcdf.py compares every object, attribute and value of the
 two files).
 
+h5netcdf opens every object it touches again by its path at each use (each
+variable's dataset and each dimension's scale, ~1,450 lookups for a 42-variable
+file, each a new h5py object and an HDF5 open): the write is given an h5py file of
+its own (`_LookupCache`) that opens each path once and hands out the same object
+after, until something is deleted. The same HDF5 calls otherwise, in the same
+order: the file's bytes are unchanged, and its writing took half the time (~355 ->
+~175 ms for 42 variables of 20 events, measured old/new interleaved in one process).
+
 Examples
 --------
 >>> import numpy as np, tempfile, xarray as xr
@@ -83,7 +91,13 @@ def write_netcdf(
     options = {"invalid_netcdf": None, "decode_vlen_strings": True, "driver": None}
     if _version(h5netcdf.__version__) > (1, 6, 4):
         options["format"] = "NETCDF4"
-    with h5netcdf.File(path, "w", **options) as f:
+    track_order = _track_order(h5netcdf)
+    # h5netcdf.File leaves a file it was handed open (and still writes _NCProperties
+    # into it when the mode is "w"): closed here after it
+    with (
+        _LookupCache(path, "w", track_order=track_order) as h5file,
+        h5netcdf.File(h5file, "w", **options) as f,
+    ):
         for key, value in attrs.items():
             f.attrs[key] = value
         for dim, size in sizes.items():
@@ -100,6 +114,93 @@ def write_netcdf(
             if along.get(name):
                 var.attrs["coordinates"] = " ".join(sorted(along[name]))
             var[...] = values.astype(object) if values.dtype.kind == "U" else values
+
+
+def _track_order(h5netcdf) -> bool | None:
+    """The ``track_order`` h5netcdf gives h5py when it creates a file itself (True
+    since h5py 3.7: netCDF-4 orders objects by creation)."""
+    try:
+        return h5netcdf.core._get_track_order("h5py")
+    except AttributeError:  # an h5netcdf without it: what all recent ones answer
+        return True
+
+
+def _lookup_cache_class():
+    """`_LookupCache`, built on first use (h5py is imported only then)."""
+    import h5py
+
+    class _Group(h5py.Group):
+        """A group from `_LookupCache`: deleting through it empties the cache."""
+
+        _lookups: dict
+
+        def __delitem__(self, name) -> None:
+            self._lookups.clear()
+            super().__delitem__(name)
+
+        def move(self, source, dest) -> None:
+            self._lookups.clear()
+            super().move(source, dest)
+
+    class LookupCache(h5py.File):
+        """An h5py file that opens each object once by its path (a ``str``) and hands
+        out that object at every later lookup, until an object is deleted or moved
+        (through the file or a group it gave): then every path is opened again.
+        Other lookups (references, bytes) go to h5py as they are."""
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self._lookups: dict[str, object] = {}
+
+        def __getitem__(self, name):
+            if not isinstance(name, str):
+                return super().__getitem__(name)
+            found = self._lookups.get(name)
+            if found is None:
+                found = super().__getitem__(name)
+                if isinstance(found, h5py.Group) and not isinstance(found, h5py.File):
+                    found = _Group(found.id)
+                    found._lookups = self._lookups
+                self._lookups[name] = found
+            return found
+
+        def __delitem__(self, name) -> None:
+            self._lookups.clear()
+            super().__delitem__(name)
+
+        def move(self, source, dest) -> None:
+            self._lookups.clear()
+            super().move(source, dest)
+
+    return LookupCache
+
+
+def _LookupCache(*args, **kwargs):
+    """An h5py file whose objects are opened once each by path
+    (`_lookup_cache_class`); the arguments are h5py.File's.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     with _LookupCache(Path(folder) / "c.h5", "w") as f:
+    ...         _ = f.create_dataset("x", data=np.arange(3))
+    ...         same = f["x"] is f["x"] and f["/"] is f["/"]
+    ...         del f["/"]["x"]
+    ...         gone = "x" not in f and "x" not in f._lookups
+    ...         _ = f.create_dataset("x", data=np.arange(4))
+    ...         size = f["x"].size
+    >>> same, gone, size
+    (True, True, 4)
+    """
+    global _LOOKUP_CACHE
+    if _LOOKUP_CACHE is None:
+        _LOOKUP_CACHE = _lookup_cache_class()
+    return _LOOKUP_CACHE(*args, **kwargs)
+
+
+_LOOKUP_CACHE = None
 
 
 def _version(text: str) -> tuple[int, ...]:
