@@ -214,3 +214,39 @@ def test_broken_files_give_one_clear_message(tmp_path):
     (tmp_path / "bad.fits.gz").write_bytes(gzip.compress(data)[:1000])
     with pytest.raises(SkyMapError, match="bad.fits.gz: not a readable FITS file"):
         read_sky_map(tmp_path / "bad.fits.gz")
+
+
+def test_cards_read_before_give_the_same_header(monkeypatch):
+    """Cards kept from earlier files (fits_bintable._CARDS) read as when read afresh:
+    every map with an empty store, with the others' cards in it, and with a store
+    so small that it is emptied while a header is read; a bytearray too."""
+    datas = [p.read_bytes() for p in MAPS]
+    fits_bintable._CARDS.clear()
+    fresh = []
+    for data in datas:
+        fits_bintable._CARDS.clear()
+        fresh.append(read_bintable(data))
+    for limit in (3, fits_bintable._CARDS_KEPT):
+        monkeypatch.setattr(fits_bintable, "_CARDS_KEPT", limit)
+        for _ in range(2):
+            for data, first in zip(datas, fresh, strict=True):
+                for given in (data, bytearray(data)):
+                    table = read_bintable(given)
+                    assert table.header == first.header and table.names == first.names
+                    assert all(type(v) is type(first.header[k]) for k, v in table.header.items())
+                    for ours, theirs in zip(table.fields, first.fields, strict=True):
+                        np.testing.assert_array_equal(ours, theirs)
+        assert len(fits_bintable._CARDS) <= limit
+
+
+def test_a_kept_card_still_declines_where_it_did():
+    """A card that made the reader decline (here a CONTINUE card) declines again when
+    it comes from the store, and a header cut before its END is still no header."""
+    data = MAPS[0].read_bytes()
+    end = data.index(b"END" + b" " * 77, 2880)
+    card = b"CONTINUE  'more'".ljust(80)
+    broken = data[:end] + card + data[end + 80 :]
+    assert read_bintable(broken) is None
+    assert read_bintable(broken) is None  # the card is kept now
+    assert read_bintable(data[:end]) is None
+    assert read_bintable(data) is not None
