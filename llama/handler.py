@@ -222,130 +222,13 @@ def write_json(path: Path, obj: Any) -> None:
     # (20,000 writes for a significance file with its trials' summary); its ASCII
     # bytes through the descriptor: open()'s text and buffer layers cost ~20 us a
     # file, more than writing a small one
-    data = memoryview((indented_json(obj) + "\n").encode())
+    data = memoryview((json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         while data:  # a regular file takes it in one write but for a full disk
             data = data[os.write(fd, data) :]
     finally:
         os.close(fd)
-
-
-def indented_json(obj: Any) -> str:
-    """``json.dumps(obj, indent=2, default=...)``, the same text, ~1.7x faster.
-
-    With an indent, Python's encoder runs its pure-Python path, a chain of generators
-    passing every token up through each level (~0.47 ms for a realistic significance
-    file of 10 kB, 561 tokens; ~0.27 ms here, json.dumps without an indent, all in
-    C, ~0.18 ms: float repr is most of it). This writes the same tokens in the same
-    order into one list: the type tests, their order and the texts are the
-    encoder's (``json.encoder._make_iterencode`` with ``indent=2``, ``ensure_ascii``,
-    ``allow_nan``, no ``sort_keys``), so readers, checksums and earlier events' files
-    see no change.
-    What it does not handle (a bad key, a circular or too deep container, a value
-    the default refuses) is handed to ``json.dumps``, which raises its own error.
-    """
-    out: list[str] = []
-    try:
-        _put(obj, out, "\n")
-    except Exception:  # noqa: BLE001 - json.dumps gives the error (or the text)
-        return json.dumps(obj, indent=2, default=_json_default)
-    return "".join(out)
-
-
-_INF = float("inf")
-
-
-def _float_text(x: float, _repr=float.__repr__) -> str:
-    # json.encoder's floatstr with allow_nan
-    if x != x:
-        return "NaN"
-    if x == _INF:
-        return "Infinity"
-    if x == -_INF:
-        return "-Infinity"
-    return _repr(x)
-
-
-def _put(
-    o: Any,
-    out: list[str],
-    nl: str,
-    _esc=json.encoder.encode_basestring_ascii,
-    _int=int.__repr__,
-    _float=float.__repr__,
-) -> None:
-    """Append the text of ``o`` whose lines start with ``nl`` (newline + indent).
-
-    Containers write a plain float (finite: ``x - x == 0``), str or int item with its
-    separator in one piece, without a call; the rest through the encoder's chain.
-    """
-    if isinstance(o, str):
-        out.append(_esc(o))
-    elif o is None:
-        out.append("null")
-    elif o is True:
-        out.append("true")
-    elif o is False:
-        out.append("false")
-    elif isinstance(o, int):
-        out.append(_int(o))
-    elif isinstance(o, float):
-        out.append(_float_text(o))
-    elif isinstance(o, (list, tuple)):
-        if not o:
-            out.append("[]")
-            return
-        inner = nl + "  "
-        sep = "[" + inner
-        for value in o:
-            t = type(value)
-            if t is float and value - value == 0.0:
-                out.append(sep + _float(value))
-            elif t is str:
-                out.append(sep + _esc(value))
-            elif t is int:
-                out.append(sep + _int(value))
-            else:
-                out.append(sep)
-                _put(value, out, inner)
-            sep = "," + inner
-        out.append(nl + "]")
-    elif isinstance(o, dict):
-        if not o:
-            out.append("{}")
-            return
-        inner = nl + "  "
-        sep = "{" + inner
-        for key, value in o.items():
-            if isinstance(key, str):
-                pass
-            elif isinstance(key, float):
-                key = _float_text(key)
-            elif key is True:
-                key = "true"
-            elif key is False:
-                key = "false"
-            elif key is None:
-                key = "null"
-            elif isinstance(key, int):
-                key = _int(key)
-            else:
-                raise TypeError("a key json.dumps refuses")
-            t = type(value)
-            if t is float and value - value == 0.0:
-                out.append(f"{sep}{_esc(key)}: {_float(value)}")
-            elif t is str:
-                out.append(f"{sep}{_esc(key)}: {_esc(value)}")
-            elif t is int:
-                out.append(f"{sep}{_esc(key)}: {_int(value)}")
-            else:
-                out.append(f"{sep}{_esc(key)}: ")
-                _put(value, out, inner)
-            sep = "," + inner
-        out.append(nl + "}")
-    else:
-        _put(_json_default(o), out, nl)
 
 
 def _json_default(obj: Any) -> Any:
