@@ -56,6 +56,7 @@ __all__ = [
     "solid_angle",
     "o3_primary_terms",
     "o3_partner_terms",
+    "o3_partner_terms_kept",
     "o3_list_terms",
 ]
 
@@ -220,16 +221,20 @@ def _steps_4_5(count, eps, eps_own, theta, half, rel, n_bg, steep_zenith, index,
 @njit(cache=True, nogil=True)
 def _primary_loop(
     zen_sorted, en_by_zen, en_blk, block, theta, eps, half, rel, median, min_events,
-    widen, step, max_widen,
+    widen, step, max_widen, first,
 ):  # fmt: skip
     """Step 3: count, and while the count is short widen both windows and move eps.
 
+    ``first``: the first pass's count where the caller knows it (else -1).
     Returns ``(count, eps, half, rel)`` after the loop.
     """
     count = 0
     for it in range(max_widen + 1):
-        lo, hi = _window(zen_sorted, np.int64(0), zen_sorted.shape[0], theta, half)
-        count = _count(en_by_zen, en_blk, block, lo, hi, eps, eps * rel)
+        if it == 0 and first >= 0:
+            count = first
+        else:
+            lo, hi = _window(zen_sorted, np.int64(0), zen_sorted.shape[0], theta, half)
+            count = _count(en_by_zen, en_blk, block, lo, hi, eps, eps * rel)
         if count >= min_events or it == max_widen:
             break
         rel *= widen
@@ -245,7 +250,7 @@ def _primary_loop(
 @njit(cache=True, nogil=True)
 def _slip_loop(
     zen_sorted, en_by_zen, en_blk, block, theta, eps, half, rel, median, min_events,
-    widen, step, max_widen, eps_test,
+    widen, step, max_widen, eps_test, first,
 ):  # fmt: skip
     """O3's partner loop: count, then ALWAYS widen and move eps, until a count reached 5.
 
@@ -253,12 +258,16 @@ def _slip_loop(
     windows and energy moved once more after it; and the direction of the move (x10
     below the median, /10 above) tests ``eps_test``, the primary's energy, not the
     partner's (SCIENCE.md: "the test looked at the primary's value"). At most
-    ``max_widen`` passes.
+    ``max_widen`` passes. ``first``: the first pass's count where the caller knows it
+    (else -1).
     """
     count = 0
-    for _ in range(max(max_widen, 1)):
-        lo, hi = _window(zen_sorted, np.int64(0), zen_sorted.shape[0], theta, half)
-        count = _count(en_by_zen, en_blk, block, lo, hi, eps, eps * rel)
+    for it in range(max(max_widen, 1)):
+        if it == 0 and first >= 0:
+            count = first
+        else:
+            lo, hi = _window(zen_sorted, np.int64(0), zen_sorted.shape[0], theta, half)
+            count = _count(en_by_zen, en_blk, block, lo, hi, eps, eps * rel)
         rel *= widen
         half *= widen
         if eps_test < median:
@@ -378,8 +387,70 @@ def o3_partner_terms(
     >>> float(slip[1][0]), float(fixed[1][0])  # slip moved eps once more after counting
     (100.0, 1000.0)
     """
+    none = np.empty(0, dtype=np.int64)  # no first counts known
+    return _partner_terms(
+        zen_q, en_q, lo_q, hi_q, primary_q, none, none, zen_sorted, en_by_zen, en_blk, block,
+        median_energy, half_zen, rel_en, min_events, widen, energy_step, steep_zenith,
+        spectral_index, max_widen, capped, fixed,
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def o3_partner_terms_kept(
+    zen_q, en_q, lo_q, hi_q, primary_q, at_q, kept, zen_sorted, en_by_zen, en_blk, block,
+    median_energy, half_zen, rel_en, min_events, widen, energy_step, steep_zenith,
+    spectral_index, max_widen, capped, fixed,
+):  # fmt: skip
+    """:func:`o3_partner_terms` for partners that are sample events, their first counts
+    kept across calls: the same numbers.
+
+    Both rules' first pass counts the band ``half_zen`` about theta_j at the clamped
+    energy with width ``rel_en`` times it. Where partner q is sample event ``at_q[q]``
+    (its zenith and, after the clamp, its energy that event's own), that count depends
+    on the event alone: ``kept[at_q[q]]`` holds it once counted (-1: not yet), and is
+    filled here. The background trials' partners are sample events (each trial
+    neutrino is one), ~700 per event at 2,000 trials and ~2 us each to count: kept per
+    sample, a later event's partners are mostly counted already.
+
+    Parameters
+    ----------
+    at_q : int64 array
+        Each partner's sample event (its index in ``zen_sorted``), or -1.
+    kept : int64 array
+        One per sample event: its first-pass count, or -1 (read and written).
+    (others)
+        As :func:`o3_partner_terms`, whose result this returns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> zen = np.linspace(0.0, 180.0, 3601); en = np.full(zen.size, 1e3)
+    >>> args = (zen, en, block_sort(en, 64), 64, 1e3, 2.5, 0.3, 5, 1.5, 10.0, 80.0, 3.7,
+    ...         60, False, False)
+    >>> q = (zen[[1200]], en[[1200]], np.array([1e3]), np.array([1e3]), np.array([1e3]))
+    >>> kept = np.full(zen.size, -1)
+    >>> r = o3_partner_terms_kept(*q, np.array([1200]), kept, *args)
+    >>> int(kept[1200]), bool(r[0][0] == o3_partner_terms(*q, *args)[0][0])
+    (99, True)
+    """
+    return _partner_terms(
+        zen_q, en_q, lo_q, hi_q, primary_q, at_q, kept, zen_sorted, en_by_zen, en_blk, block,
+        median_energy, half_zen, rel_en, min_events, widen, energy_step, steep_zenith,
+        spectral_index, max_widen, capped, fixed,
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def _partner_terms(
+    zen_q, en_q, lo_q, hi_q, primary_q, at_q, kept, zen_sorted, en_by_zen, en_blk, block,
+    median_energy, half_zen, rel_en, min_events, widen, energy_step, steep_zenith,
+    spectral_index, max_widen, capped, fixed,
+):  # fmt: skip
+    """The partners' loop of :func:`o3_partner_terms` and :func:`o3_partner_terms_kept`
+    (``at_q`` empty: nothing kept)."""
     nq = zen_q.shape[0]
     n_bg = zen_sorted.shape[0]
+    known = at_q.shape[0] == nq
     density = np.empty(nq)
     energy_eval = np.empty(nq)
     count = np.empty(nq, dtype=np.int64)
@@ -392,15 +463,26 @@ def o3_partner_terms(
         if eps > hi_q[q]:
             eps = hi_q[q]
         eps_clamped = eps
+        first = np.int64(-1)
+        if known:
+            s = at_q[q]
+            # the first pass is sample event s's own: its zenith, its energy
+            if 0 <= s < n_bg and theta == zen_sorted[s] and eps == en_by_zen[s]:
+                first = kept[s]
+                if first < 0:
+                    lo, hi = _window(zen_sorted, np.int64(0), n_bg, theta, half_zen)
+                    first = _count(en_by_zen, en_blk, block, lo, hi, eps, eps * rel_en)
+                    kept[s] = first
         if fixed:
             n, eps, half, rel = _primary_loop(
                 zen_sorted, en_by_zen, en_blk, block, theta, eps, half_zen, rel_en,
-                median_energy, min_events, widen, energy_step, max_widen,
+                median_energy, min_events, widen, energy_step, max_widen, first,
             )  # fmt: skip
         else:
             n, eps, half, rel = _slip_loop(
                 zen_sorted, en_by_zen, en_blk, block, theta, eps, half_zen, rel_en,
                 median_energy, min_events, widen, energy_step, max_widen, primary_q[q],
+                first,
             )  # fmt: skip
         b, eps = _steps_4_5(
             n, eps, eps_clamped, theta, half, rel, n_bg, steep_zenith, spectral_index, capped
@@ -466,7 +548,7 @@ def o3_list_terms(
                 eps = e_lo
             n, eps, half, rel = _primary_loop(
                 zen_sorted, en_by_zen, en_blk, block, theta, eps, half, rel,
-                median_energy, min_events, widen, energy_step, max_widen,
+                median_energy, min_events, widen, energy_step, max_widen, np.int64(-1),
             )  # fmt: skip
             b, eps = _steps_4_5(
                 n, eps, eps_own, theta, half, rel, n_bg, steep_zenith, spectral_index, capped

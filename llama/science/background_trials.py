@@ -147,6 +147,9 @@ _BOUNDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _POOL_ROWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: Per background sample: (signal tables, distinct w(theta) of its events, which one each has).
 _SAMPLE_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Per background sample: (its kernel arguments, each event's first-pass count as a
+#: doublet partner or -1) for ``kernels.background.o3_partner_terms_kept``.
+_FIRST_COUNTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class SkyBounds:
@@ -246,14 +249,15 @@ class _Partners:
     whole lists holds the same doublets, so the values looked up are those computed.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, own=None) -> None:
         self.n = n  # neutrinos in the lists: a doublet's key is first * n + second
         self.key = np.empty(0, dtype=np.int64)
         self.values = (np.empty(0), np.empty(0))
+        self.own = own  # own(first, second): the same values (partner_terms), or None
 
     def keep(self, first, second, compute):
         """``pair_terms``' ``partner`` on the lists themselves: computed, kept."""
-        density, energy_eval = compute()
+        density, energy_eval = compute() if self.own is None else self.own(first, second)
         key = first * np.int64(self.n) + second
         order = np.argsort(key, kind="stable")
         self.key = key[order]
@@ -271,6 +275,34 @@ class _Partners:
             return self.values[0][at], self.values[1][at]
 
         return known
+
+
+def partner_terms(model, zen, energy, bg, at, first, second):
+    """(B_j, eps_j) of doublets (first, second) under O3's pair background, as
+    ``EventModel.pair_terms`` computes them (``BackgroundDensity.o3_partner``, O3's slip),
+    for lists whose neutrino k is sample event ``at[k]`` of ``model.background`` (-1:
+    none): the same numbers, each sample event's first count kept across calls and
+    events (``kernels.background.o3_partner_terms_kept``; the kernel checks that a
+    partner is its event before using what is kept)."""
+    from kernels.background import o3_partner_terms_kept
+    from llama.science.background import BAND_OPTIONS
+
+    sample = model.background
+    args = sample._o3_args()
+    kept = _FIRST_COUNTS.get(sample)
+    if kept is None or any(a is not b for a, b in zip(kept[0][:3], args[:3], strict=True)) or kept[0][3:] != args[3:]:  # fmt: skip
+        kept = _FIRST_COUNTS[sample] = (args, np.full(sample.zenith_sorted.size, -1, dtype=np.int64))  # fmt: skip
+    band = model.choices["background_band"]
+    if band not in BAND_OPTIONS:
+        raise ValueError(f"band must be one of {', '.join(map(repr, BAND_OPTIONS))}; got {band!r}")  # fmt: skip
+    f64 = np.float64
+    terms = o3_partner_terms_kept(
+        np.ascontiguousarray(zen[second], dtype=f64), np.ascontiguousarray(energy[second], dtype=f64),
+        np.ascontiguousarray(bg.energy_lo[first], dtype=f64), np.ascontiguousarray(bg.energy_hi[first], dtype=f64),
+        np.ascontiguousarray(bg.energy_eval[first], dtype=f64), np.ascontiguousarray(at[second], dtype=np.int64),
+        kept[1], *args, band == "capped", False,
+    )  # fmt: skip
+    return terms[0], terms[1]
 
 
 class BackgroundTrials:
@@ -376,7 +408,7 @@ class BackgroundTrials:
 
     # -- bounds -----------------------------------------------------------------------
 
-    def _parts(self, ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, rows, a_max=None, d_1=None, own_a=None):  # fmt: skip
+    def _parts(self, ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, rows, a_max=None, d_1=None, own_a=None, at=None):  # fmt: skip
         """Bounds of every part of m lists' statistics.
 
         Returns (single_lo, single_hi, pair_hi per first member, unit, odd per list,
@@ -385,7 +417,8 @@ class BackgroundTrials:
         inside), the doublet terms at i in [0, pair_hi]; ``odd`` lists have a term
         these cannot bound (B = 0: O3's +inf or NaN) and get the exact statistic. The
         partners (:class:`_Partners`) give later ``pair_terms`` calls on these lists
-        the O3 partner background computed here.
+        the O3 partner background computed here (``at``: each neutrino's event in the
+        background sample, if known: :func:`partner_terms`).
         """
         m, r = self.model, self.model.overlap_rtol
         ra, dec, sig = np.radians(ra_d), np.radians(dec_d), np.radians(sig_d)
@@ -415,7 +448,13 @@ class BackgroundTrials:
             floor = self._pair_floor(sig_[pi], sig_[pj], a_i, a_j)
             return (b + floor) / (1.0 - _KERNEL_MARGIN * r)
 
-        partners = _Partners(ra.size)
+        own = None
+        if at is not None and m.choices["pair_background"] == "o3":
+
+            def own(first, second):
+                return partner_terms(m, zen, energy, bg, at, first, second)
+
+        partners = _Partners(ra.size, own)
         first, value = m.pair_terms(ra_d, dec_d, sig_d, energy, dt, zen, az, bg, offsets, overlap=bound, partner=partners.keep)  # fmt: skip
         if first.size:
             bad[first[~np.isfinite(value)]] = True
@@ -442,7 +481,7 @@ class BackgroundTrials:
         peak_g = np.minimum(_psf_at(0.0, sig_i, kind), _psf_at(0.0, sig_j, kind))
         return _KERNEL_FLOOR * self.sky.peak * peak_g * a_i * a_j
 
-    def _lists(self, ra, dec, sigma, energy, dt, zen, offsets, bg, rows, az=None, a_max=None, d_1=None, own_a=None):  # fmt: skip
+    def _lists(self, ra, dec, sigma, energy, dt, zen, offsets, bg, rows, az=None, a_max=None, d_1=None, own_a=None, at=None):  # fmt: skip
         """(arrays as floats, azimuth, offsets, parts) of m lists."""
         f64 = np.float64
         ra, dec, sigma, energy, dt, zen = (np.ascontiguousarray(a, dtype=f64).ravel() for a in (ra, dec, sigma, energy, dt, zen))  # fmt: skip
@@ -450,7 +489,7 @@ class BackgroundTrials:
         az_in = np.full(ra.size, np.nan) if az is None else az
         zen, az = self._detector_frame(ra, dec, sigma, dt, zen, az_in, offsets)
         parts = self._parts(
-            ra, dec, sigma, energy, dt, zen, az, bg, offsets, rows, a_max, d_1, own_a
+            ra, dec, sigma, energy, dt, zen, az, bg, offsets, rows, a_max, d_1, own_a, at
         )
         return (ra, dec, sigma, energy, dt, zen), az, offsets, parts
 
@@ -584,7 +623,8 @@ class BackgroundTrials:
         else:
             rows = m.tables.dec_rows(bg.energy_eval)
             a_max = d_1 = own_a = None
-        lists, az, offsets, parts = self._lists(ra, dec, sigma, energy, dt, zenith, offsets, bg, rows, azimuth_deg, a_max, d_1, own_a)  # fmt: skip
+        at = None if sample_index is None else np.ascontiguousarray(sample_index, dtype=np.int64)
+        lists, az, offsets, parts = self._lists(ra, dec, sigma, energy, dt, zenith, offsets, bg, rows, azimuth_deg, a_max, d_1, own_a, at)  # fmt: skip
         lo_o, hi_o, stand = self._sums(parts, offsets)
         cut = self.cut
         resolved = hi_o >= cut
