@@ -495,12 +495,14 @@ def _disc_extremes(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, c
         b1 = a1 - n_ra
         a1 = n_ra - 1
     base = cell_start[lv]
+    # cells counted in uint64 (never negative: a0 >= 0, b1 >= -1), which Numba reads
+    # without a test for a negative index to wrap (_paint's): the single disc 0.95x
     for r in range(r0, r1 + 1):
         row = base + r * n_ra
-        for k in range(row + a0, row + a1 + 1):
+        for k in range(np.uint64(row + a0), np.uint64(row + a1 + 1)):
             mn = min(mn, cells[k, 0])
             mx = max(mx, cells[k, 1])
-        for k in range(row, row + b1 + 1):
+        for k in range(np.uint64(row), np.uint64(row + b1 + 1)):
             mn = min(mn, cells[k, 0])
             mx = max(mx, cells[k, 1])
     return mn, mx
@@ -608,6 +610,20 @@ def _mass_edge(psi, sigma, kind):
         return 0.0, 0.0
     e = math.exp(-x)
     return e, (1.0 + x) * e
+
+
+@_inlined
+def _mass_centre(sigma, kind):
+    """:func:`_mass_edge` at psi = 0, where its exponent is 0 whenever sigma² > 0 (and
+    kappa finite): exp(-0.0) is 1.0, so (1, 1) for kind 0 and (1, 0) for kind 1, the
+    same floats without the exp (one per neutrino); else :func:`_mass_edge` itself."""
+    s2 = sigma * sigma
+    if kind == 1:
+        if 2.0 * (1.0 / s2) < math.inf:  # y = 2 kappa sin(0)² = 0
+            return 1.0, 0.0
+    elif s2 > 0.0:  # x = 0 / sigma² = 0
+        return 1.0, 1.0
+    return _mass_edge(0.0, sigma, kind)
 
 
 @_inlined
@@ -738,7 +754,7 @@ def _overlap_bounds_in_order(cells, rows, cell_start, row_start, levels, n_dec, 
             a_all = max(a_all, arows[i, j])
         # the largest disc alone: the whole PSF at its extremes, plus the tail
         r_last = min(RADII_SIGMAS[n_r - 1] * sg, math.pi)
-        centre = _mass_edge(0.0, sg, kind)
+        centre = _mass_centre(sg, kind)
         edge_last = _mass_edge(r_last, sg, kind)
         m_lo, m_hi = _mass_between(centre, edge_last, sg, kind)
         p_lo_last, p_hi_last = _disc_extremes(cells, rows, cell_start, row_start, levels, n_dec, ra_i, d, cos_d, r_last)  # fmt: skip
@@ -757,7 +773,7 @@ def _overlap_bounds_in_order(cells, rows, cell_start, row_start, levels, n_dec, 
         inner = centre
         for k in range(n_r):
             r = min(RADII_SIGMAS[k] * sg, math.pi)
-            outer = _mass_edge(r, sg, kind)
+            outer = edge_last if r == r_last else _mass_edge(r, sg, kind)
             m_lo, m_hi = _mass_between(inner, outer, sg, kind)
             if r == r_last:  # the largest disc, read above
                 p_lo, p_hi, a_lo, a_hi = p_lo_last, p_hi_last, a_lo_last, a_hi_last
@@ -771,8 +787,7 @@ def _overlap_bounds_in_order(cells, rows, cell_start, row_start, levels, n_dec, 
             inner = outer
             if r >= math.pi:
                 break
-        if prev < math.pi:
-            tail = _mass_between(inner, _mass_edge(math.pi, sg, kind), sg, kind)[1] * peak
+        if prev < math.pi:  # prev is r_last, inner edge_last: the tail above
             acc_hi += tail * a_all
             acc_u += tail
         s_lo[i] = acc_lo
