@@ -33,7 +33,14 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["DETECTOR_FRAME_PROBE", "LEAP_SECOND_PROBE", "MODULES", "preload"]
+__all__ = [
+    "DEFERRED",
+    "DETECTOR_FRAME_PROBE",
+    "LEAP_SECOND_PROBE",
+    "MODULES",
+    "defer_imports",
+    "preload",
+]
 
 #: Modules a realistic event imports in a fresh worker, in the order they load best.
 MODULES = (
@@ -61,11 +68,61 @@ MODULES = (
     "llama.science.neutrinos",
 )
 
+#: NumPy submodules that NumPy imports only when first named (its ``__getattr__``),
+#: and that SciPy's vendored array_api_compat names all of at its import (``from numpy
+#: import *`` and ``dir(numpy)``, via ``scipy.linalg``), though no event uses them:
+#: ~60 ms of CPU for numpy.f2py, ~40 ms for numpy.testing (and unittest), in the fork
+#: server's ~1.1-1.4 s. `defer_imports` makes them lazy modules instead.
+DEFERRED = ("numpy.f2py", "numpy.testing")
+
 #: A UTC time converted once, so that the leap-second table is brought up to date here.
 LEAP_SECOND_PROBE = "2019-04-25T08:18:05"
 #: A direction (RA, Dec [deg]) and time (MJD) turned into IceCube's zenith/azimuth
 #: once, so that the Earth-orientation arrays and the site are read here.
 DETECTOR_FRAME_PROBE = (10.0, 20.0, 58598.3)
+
+
+def defer_imports(names: tuple[str, ...] = DEFERRED) -> list[str]:
+    """Make ``names`` (submodules of imported packages) lazy: each is registered, and
+    set on its package, as a module that runs its code at its first attribute access
+    (`importlib.util.LazyLoader`), so that naming it imports nothing; using it imports
+    it as before. Names already imported, or not found, are left as they are; returns
+    the names deferred.
+
+    For a single-threaded process (the fork server): before Python 3.12 a lazy
+    module's first use from two threads at once is not safe.
+
+    Examples
+    --------
+    >>> import sys
+    >>> "json.tool" in sys.modules or defer_imports(("json.tool", "no_such_package.x"))
+    ['json.tool']
+    >>> import json.tool
+    >>> callable(json.tool.main)  # its first use runs it
+    True
+    """
+    import importlib.util
+    import sys
+
+    deferred = []
+    for name in names:
+        if name in sys.modules:
+            continue
+        package, _, child = name.rpartition(".")
+        try:
+            parent = importlib.import_module(package)
+            spec = importlib.util.find_spec(name)
+        except Exception:  # not installed, or not importable: the import fails later
+            continue
+        if spec is None or spec.loader is None:
+            continue
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        setattr(parent, child, module)  # as an import does; numpy's __getattr__ not reached
+        deferred.append(name)
+    return deferred
 
 
 def preload() -> list[str]:
@@ -88,6 +145,10 @@ def preload() -> list[str]:
 
     if not keep_freed_memory():  # inherited by every worker forked from here
         failed.append("malloc settings")
+    try:
+        defer_imports()  # before scipy.linalg names them
+    except Exception:  # they are imported as before
+        failed.append("deferred imports")
     for name in MODULES:
         try:
             importlib.import_module(name)
