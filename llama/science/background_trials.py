@@ -241,6 +241,22 @@ def _segments(offsets, which) -> tuple[np.ndarray, np.ndarray]:
     return idx, new
 
 
+def _widest(width, seg, offsets) -> np.ndarray:
+    """Per segment (CSR ``offsets``, ``seg`` each entry's) the index of its largest
+    ``width``, the first of ties, segments in order: what each segment's first entry
+    of ``np.lexsort((-width, seg))`` is, without the sort (0.33 -> ~0.07 ms per event).
+    Segments none empty and widths none NaN (the lexsort otherwise: both hold in
+    _refine, where every trial has a neutrino and finite bounds)."""
+    counts = np.diff(offsets)
+    if width.size == 0 or not counts.all() or np.isnan(width).any():
+        order = np.lexsort((-width, seg))
+        first = np.r_[0, np.flatnonzero(np.diff(seg[order])) + 1] if order.size else order
+        return order[first]
+    top = np.maximum.reduceat(width, offsets[:-1])
+    at = np.flatnonzero(width == np.repeat(top, counts))  # each segment's maxima, in order
+    return at[np.r_[0, np.flatnonzero(np.diff(seg[at])) + 1]]
+
+
 class _Partners:
     """The O3 partner background (B_j, eps_j) of m lists' doublets, kept from the
     ``pair_terms`` call of :meth:`BackgroundTrials._parts` for the later calls on some
@@ -713,10 +729,7 @@ class BackgroundTrials:
                 seg = np.repeat(np.arange(keep.size), np.diff(sub))
             open_ = level < top
             width = np.where(open_, single_hi[idx] - single_lo[idx], -1.0)
-            # the widest open single per trial (ties: the first)
-            order = np.lexsort((-width, seg))
-            first = np.r_[0, np.flatnonzero(np.diff(seg[order])) + 1] if order.size else order
-            pick = order[first]  # one per trial, in trial order
+            pick = _widest(width, seg, sub)  # the widest open single per trial, in order
             pair_width = np.bincount(seg, weights=pair_hi[idx] - pair_lo[idx], minlength=trials.size)  # fmt: skip
             doublets = pair_open & (pair_width > np.maximum(width[pick], 0.0))
             pick = pick[(width[pick] > 0) & ~doublets]
