@@ -290,26 +290,50 @@ def background_sampler(background, rate_hz: float = C.NU_BACKGROUND_RATE_HZ) -> 
     return lambda rng, m: draw(rng, m)[0]
 
 
+#: Per sample: (its zeniths, the declination a background list puts each event at).
+_SAMPLE_DEC: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _sample_dec(background) -> np.ndarray:
+    """dec = zenith - 90 [deg] of every sample event (IceCube at the South Pole), kept
+    per sample: a draw gathers it instead of computing it per trial neutrino."""
+    kept = _SAMPLE_DEC.get(background)
+    if kept is None or kept[0] is not background.zenith_sorted:
+        zen = background.zenith_sorted
+        kept = _SAMPLE_DEC[background] = (zen, np.clip(zen - 90.0, -90.0, 90.0))
+    return kept[1]
+
+
 def _background_draws(background, rate_hz: float = C.NU_BACKGROUND_RATE_HZ):
     """``draw(rng, m) -> (lists, pick)``: the lists of :func:`background_sampler` and the
     index of each neutrino's (zenith, energy) in the sample (its B_i can be looked up)."""
     zen_pool = background.zenith_sorted
     en_pool = background.energy_by_zenith
+    dec_pool = _sample_dec(background)
     mean = rate_hz * 2.0 * C.SEARCH_HALF_WINDOW_S
+    lo, hi = np.log(_SIGMA_RANGE_DEG[0]), np.log(_SIGMA_RANGE_DEG[1])
+    half = C.SEARCH_HALF_WINDOW_S
+
+    def uniform(rng, low: float, high: float, n: int) -> np.ndarray:
+        """``rng.uniform(low, high, n)``, the same doubles (NumPy's is low + (high -
+        low) * random(), for scalars too) for ~2/3 of its cost."""
+        out = rng.random(n)
+        out *= high - low
+        if low != 0.0:
+            out += low
+        return out
 
     def draw(rng: np.random.Generator, m: int):
         counts = rng.poisson(mean, m)
         n = int(counts.sum())
         pick = rng.integers(0, zen_pool.size, n)
-        zen = zen_pool[pick]
-        lo, hi = np.log(_SIGMA_RANGE_DEG[0]), np.log(_SIGMA_RANGE_DEG[1])
         lists = (
-            rng.uniform(0.0, 360.0, n),
-            np.clip(zen - 90.0, -90.0, 90.0),  # IceCube at the South Pole: dec = zenith - 90
-            np.exp(rng.uniform(lo, hi, n)),
-            en_pool[pick],
-            rng.uniform(-C.SEARCH_HALF_WINDOW_S, C.SEARCH_HALF_WINDOW_S, n),
-            zen,
+            uniform(rng, 0.0, 360.0, n),
+            dec_pool.take(pick),
+            np.exp(uniform(rng, lo, hi, n)),
+            en_pool.take(pick),
+            uniform(rng, -half, half, n),
+            zen_pool.take(pick),
             offsets_from_counts(counts),
         )
         return lists, pick
@@ -467,7 +491,7 @@ def run_trials(
         bg = None
         if draws is not None:
             (ra, dec, sigma, energy, dt, zen, offsets), pick = draws(rng, m)
-            bg = type(pool)(*(a[pick] for a in pool))
+            bg = type(pool)(*(a.take(pick) for a in pool))  # take: ~half a fancy index's cost
         else:
             ra, dec, sigma, energy, dt, zen, offsets = sampler(rng, m)
             if fixed is not None:
