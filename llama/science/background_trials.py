@@ -82,7 +82,7 @@ from llama.science.fast_trials import (
     _psf_at,
     pair_overlap_bound,
 )
-from llama.science.odds import neutrino_energy_integral
+from llama.science.odds import _radians, neutrino_energy_integral
 from llama.science.signal_tables import SINDEC_EDGES
 
 __all__ = ["BackgroundTrials", "SkyBounds", "GRID_ROWS"]
@@ -437,7 +437,7 @@ class BackgroundTrials:
         background sample, if known: :func:`partner_terms`).
         """
         m, r = self.model, self.model.overlap_rtol
-        ra, dec, sig = np.radians(ra_d), np.radians(dec_d), np.radians(sig_d)
+        ra, dec, sig = _radians(ra_d), _radians(dec_d), _radians(sig_d)  # np.radians' doubles
         unit, den = self._units(dt, zen, bg.density, d_1)
         # far from the map one disc bounds S well enough: O_i below 1e-3 of the cut
         with np.errstate(divide="ignore"):
@@ -535,7 +535,7 @@ class BackgroundTrials:
             self._tilt = math.radians(float(pole[0][0]))
         f64 = np.float64
         maybe = KS.may_pair(
-            *(np.radians(np.asarray(a, dtype=f64)) for a in (ra, dec, zen, sigma)),
+            *(_radians(a) for a in (ra, dec, zen, sigma)),
             np.ascontiguousarray(dt, dtype=f64), offsets, float(C.PAIR_SEPARATION_SIGMAS),
             self._tilt, EARTH_RATE_RAD_S,
         )  # fmt: skip
@@ -931,7 +931,7 @@ class BackgroundTrials:
         floor = _KERNEL_FLOOR * self.sky.peak * rows.max(axis=1)
         n_bands = np.diff(offsets)
         f = np.repeat(floor, n_bands)
-        rad = [np.radians(np.ascontiguousarray(a, dtype=np.float64)) for a in (ra_d, dec_d, sig_d)]
+        rad = [_radians(a) for a in (ra_d, dec_d, sig_d)]  # np.radians' doubles, C-contiguous
         value, half = psf_overlap_targets(
             m.prepared_map(), *rad, rows, SINDEC_EDGES, m.psf_kind, offsets, band_lo - f,
             band_hi + f, MIDPOINT_ALLOWANCE, rtol=r_e,
