@@ -76,7 +76,7 @@ def aimed(model, first, second, e1, e2, offsets, band_lo, band_hi, margin=MARGIN
     size = 1 << 12
     i = 0
     while i < n:  # a heap too small for a look: again from there with a larger one
-        heap = Heap(np.empty((size, 3), np.int64), np.empty((size, 5)))
+        heap = Heap.empty(size)
         i = pair_targets_serial(model.prepared_map(), nu1, nu2, sig1, sig2, acc, heap, off, lo, hi, float(margin), float(narrow), i, n, *out)  # fmt: skip
         size *= 2
     return out

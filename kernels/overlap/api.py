@@ -106,7 +106,7 @@ def _heap(size: int = HEAP_SIZE) -> Heap:
     serial kernels allocate nothing, and a heap serves one call at a time)."""
     heap = getattr(_SCRATCH, "heap", None)
     if heap is None or heap.ints.shape[0] < size:
-        heap = Heap(np.empty((size, 3), np.int64), np.empty((size, 5)))
+        heap = Heap.empty(size)
         _SCRATCH.heap = heap
     return heap
 

@@ -65,73 +65,79 @@ CANCEL = 100.0
 
 
 # --------------------------------------------------------------------------------------
-# best-first heap (max-heap on key); node ints (order, ipix, tid), floats (key, bo, bw,
-# vo, vw): bounds of the node's remaining error and its provisional (Taylor) values
+# best-first heap (max-heap on key) of (key, slot); a node's ints (order, ipix, tid) and
+# floats (bo, bw, vo, vw: bounds of its remaining error and its provisional (Taylor)
+# values) stay in its slot (see records.Heap)
 # --------------------------------------------------------------------------------------
 @inline
 def new_heap(size):
     """Scratch arrays of a heap of ``size`` nodes. A traversal that fills them stops
     and is run again with twice the size (rare; see :func:`single`)."""
-    return Heap(np.empty((size, 3), np.int64), np.empty((size, 5)))
+    return Heap(np.empty(size), np.arange(size), np.empty((size, 3), np.int64), np.empty((size, 4)))  # fmt: skip
 
 
 @per_node
 def heap_push(heap: Heap, n, o, p, tid, key, bo, bw, vo, vw):
     """Push a node (the arrays must have room); returns n + 1."""
+    keys, slots = heap.keys, heap.slots
+    s = slots[n]  # a free slot
     hi_, hf = heap.ints, heap.floats
+    hi_[s, 0], hi_[s, 1], hi_[s, 2] = o, p, tid
+    hf[s, 0], hf[s, 1], hf[s, 2], hf[s, 3] = bo, bw, vo, vw
     k = n
     while k > 0:  # sift up
         par = (k - 1) >> 1
-        if hf[par, 0] >= key:
+        if keys[par] >= key:
             break
-        for c in range(3):
-            hi_[k, c] = hi_[par, c]
-        for c in range(5):
-            hf[k, c] = hf[par, c]
+        keys[k] = keys[par]
+        slots[k] = slots[par]
         k = par
-    hi_[k, 0], hi_[k, 1], hi_[k, 2] = o, p, tid
-    hf[k, 0], hf[k, 1], hf[k, 2], hf[k, 3], hf[k, 4] = key, bo, bw, vo, vw
+    keys[k] = key
+    slots[k] = s
     return n + 1
 
 
 @per_node
 def heap_pop(heap: Heap, n):
-    """Remove the top; returns (o, p, tid, bo, bw, vo, vw, new n)."""
+    """Remove the top; returns (o, p, tid, bo, bw, vo, vw, new n). Its slot is freed:
+    read before the next push."""
+    keys, slots = heap.keys, heap.slots
     hi_, hf = heap.ints, heap.floats
-    o, p, tid = hi_[0, 0], hi_[0, 1], hi_[0, 2]
-    bo, bw, vo, vw = hf[0, 1], hf[0, 2], hf[0, 3], hf[0, 4]
+    s0 = slots[0]
+    o, p, tid = hi_[s0, 0], hi_[s0, 1], hi_[s0, 2]
+    bo, bw, vo, vw = hf[s0, 0], hf[s0, 1], hf[s0, 2], hf[s0, 3]
     n -= 1
     if n > 0:
-        li0, li1, li2 = hi_[n, 0], hi_[n, 1], hi_[n, 2]
-        lf0, lf1, lf2, lf3, lf4 = hf[n, 0], hf[n, 1], hf[n, 2], hf[n, 3], hf[n, 4]
+        lk, ls = keys[n], slots[n]
         k = 0
         while True:  # sift down
             c = 2 * k + 1
             if c >= n:
                 break
-            if c + 1 < n and hf[c + 1, 0] > hf[c, 0]:
+            if c + 1 < n and keys[c + 1] > keys[c]:
                 c += 1
-            if hf[c, 0] <= lf0:
+            if keys[c] <= lk:
                 break
-            for j in range(3):
-                hi_[k, j] = hi_[c, j]
-            for j in range(5):
-                hf[k, j] = hf[c, j]
+            keys[k] = keys[c]
+            slots[k] = slots[c]
             k = c
-        hi_[k, 0], hi_[k, 1], hi_[k, 2] = li0, li1, li2
-        hf[k, 0], hf[k, 1], hf[k, 2], hf[k, 3], hf[k, 4] = lf0, lf1, lf2, lf3, lf4
+        keys[k] = lk
+        slots[k] = ls
+    slots[n] = s0  # position n is past the heap now: the freed slot
     return o, p, tid, bo, bw, vo, vw, n
 
 
 @per_node
 def remaining(heap: Heap, n):
-    """Exact sums of the bounds still on the heap (guards the running sums' drift)."""
-    hf = heap.floats
+    """Exact sums of the bounds still on the heap (guards the running sums' drift),
+    in heap order."""
+    slots, hf = heap.slots, heap.floats
     so = 0.0
     sw = 0.0
     for k in range(n):
-        so += hf[k, 1]
-        sw += hf[k, 2]
+        s = slots[k]
+        so += hf[s, 0]
+        sw += hf[s, 1]
     return so, sw
 
 
@@ -200,25 +206,31 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
         # variation drives the remainder (the offset from c0 counts at ASYM)
         fo = (rmax - rmin) + ASYM * fo
         fw = (wmax - wmin) * amax + ASYM * fw
-        ct = 0.0
-        K = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        if const:
-            # the expansion of a constant over a cell (its moments: its centre and its
-            # own second moment) is the midpoint rule with cell_factor
-            ct = cell_midpoint(o, x, y, z, vx, vy, vz, c2, psi, sigma, peak, kind)
-        else:
-            K = taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind)
-        if fo * e3 < bo:
-            vo = (r - c0) * ct if const else taylor_value(K, pm, tid, np.int64(0), c0)
-            bo = fo * e3
-        if fw * e3 < bw and (aconst or (not const and rad <= res_a * sigma)):
-            # across a band edge: each band's share of the node (see bands.cell_weight)
-            a = arow[jc] if aconst else cell_weight(arow, edges, z, o, j0, j1)
+        use_o = fo * e3 < bo
+        use_w = fw * e3 < bw and (aconst or (not const and rad <= res_a * sigma))
+        # the expansion only where its remainder beats the bound (in the PSF's tail
+        # often neither does: its exp, atan2 and sqrt were then wasted)
+        if use_o or use_w:
+            ct = 0.0
+            K = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
             if const:
-                vw = a * (rwv - c0w) * ct
+                # the expansion of a constant over a cell (its moments: its centre and
+                # its own second moment) is the midpoint rule with cell_factor
+                ct = cell_midpoint(o, x, y, z, vx, vy, vz, c2, psi, sigma, peak, kind)
             else:
-                vw = a * taylor_value(K, pm, tid, np.int64(1), c0w)
-            bw = fw * e3
+                K = taylor_coefs(x, y, z, c2, vx, vy, vz, sigma, peak, kind)
+            if use_o:
+                vo = (r - c0) * ct if const else taylor_value(K, pm, tid, np.int64(0), c0)
+                bo = fo * e3
+            if use_w:
+                # across a band edge: each band's share of the node (see
+                # bands.cell_weight)
+                a = arow[jc] if aconst else cell_weight(arow, edges, z, o, j0, j1)
+                if const:
+                    vw = a * (rwv - c0w) * ct
+                else:
+                    vw = a * taylor_value(K, pm, tid, np.int64(1), c0w)
+                bw = fw * e3
         if bo <= 0.0 and bw <= 0.0:
             return vo, vw, 0.0, 0.0, True
     return vo, vw, bo, bw, False
