@@ -35,7 +35,10 @@ psutil every 0.2 s) over the wall time; 100% is one core busy. Events/s are give
 the whole run and "steady" (from the moment the first ``2 x jobs`` events are back to
 the last; with ``--via cli``, from when each event directory was last written).
 ``auto`` is the default scheduler of ``llama batch`` (threads for ``--jobs 1``,
-processes for ``--jobs 2`` on these runs).
+processes for ``--jobs 2`` on these runs). Every run of the realistic case must give
+each event the same odds and p-values (the event's and its neutrinos') as the case's
+first run, whatever its scheduler or source tree: a row says whether they did, and a
+run that did not is named (the exit status is then 1).
 
 Run ``python bench/bench_realistic.py --help`` for the options; ``uptime`` is printed
 before and after, since other work on the machine shares its cores.
@@ -206,6 +209,22 @@ def measure_cli(
     return {"wall": wall, "rate": n / wall, "steady": steady, "cpu": 100 * cpu_s / wall,
             "cpu_ms": 1e3 * cpu_s / n, "steady_cpu": steady_cpu, "first": ends[0] - t0,
             "after": t0 + wall - ends[-1]}  # fmt: skip
+
+
+def significance_of(root: Path) -> dict[str, str]:
+    """Each event directory's significance (the event's odds, p-value and upper p-value,
+    and each neutrino's): what every run of the same events must give alike, whatever
+    the scheduler or the source tree (its speed changes must not change the science)."""
+    out = {}
+    for path in sorted(root.glob("*/significance_lvc-i3.json")):
+        res = json.loads(path.read_text())["outputs"]
+        c = res["neutrino_gw_combined"]
+        # as JSON text, so that a NaN equals itself
+        out[path.parent.name] = json.dumps([
+            c["odds_ratio"], c["p_value"], c["p_value_upper"], c["p_values_neutrino_upper"],
+            [(t["odds_ratio"], t["p_value"]) for t in res["neutrino_gw_triggers"]],
+        ])  # fmt: skip
+    return out
 
 
 def baseline_tree(rev: str) -> Path:
@@ -429,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict] = {}
     counts: dict[str, int] = {}
+    reference: dict[str, dict] = {}  # each case's first run's significances
+    differ: list[str] = []  # the runs whose significances were not the first's
     with tempfile.TemporaryDirectory(prefix="bench-realistic-", dir=args.tmp) as tmp:
         work = Path(tmp)
         baseline = baseline_tree(args.baseline) if args.baseline else None
@@ -488,6 +509,10 @@ def main(argv: list[str] | None = None) -> int:
                           f"events/s (steady {res['steady']:.2f}), CPU {res['cpu']:.0f}%, "
                           f"{res['cpu_ms']:.1f} ms CPU per event{timeline}",
                           flush=True)  # fmt: skip
+                    science = significance_of(root)
+                    first = reference.setdefault(case, science)
+                    if science != first:
+                        differ.append(f"{case} round {r + 1} {scheduler} --jobs {jobs}")
                     shutil.rmtree(root)
     print(f"after: {uptime()}")
     print(f"python {sys.version.split()[0]}, numba {numba.__version__} "
@@ -513,6 +538,13 @@ def main(argv: list[str] | None = None) -> int:
                 if key in base:
                     rows.append((f"{case}: {key[0]} --jobs {key[1]}, this tree / baseline",
                                  f"{res['rate'] / base[key]['rate']:.2f}x", "", ""))  # fmt: skip
+    for case in cases:
+        if reference.get(case):  # the synthetic case writes none
+            same = not any(run.startswith(f"{case} ") for run in differ)
+            rows.append((f"{case}: same odds and p-values in every run", str(same), "same",
+                         "PASS" if same else "MISS"))  # fmt: skip
+    for run in differ:
+        print(f"significances differ from the first run's: {run}")
     print("ratio")
     print(f"  {'figure':46s} {'measured':>10s} {'goal':>9s}  result")
     for name, value, goal, result in rows:
