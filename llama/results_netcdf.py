@@ -129,8 +129,9 @@ def _lookup_cache_class():
     """`_LookupCache`, built on first use (h5py is imported only then)."""
     import h5py
 
-    class _Group(h5py.Group):
-        """A group from `_LookupCache`: deleting through it empties the cache."""
+    class _Forgets:
+        """Deleting or moving an object empties the lookups (the paths kept may now
+        name other objects, or none)."""
 
         _lookups: dict
 
@@ -142,7 +143,10 @@ def _lookup_cache_class():
             self._lookups.clear()
             super().move(source, dest)
 
-    class LookupCache(h5py.File):
+    class _Group(_Forgets, h5py.Group):
+        """A group from `_LookupCache`: deleting through it empties the cache."""
+
+    class LookupCache(_Forgets, h5py.File):
         """An h5py file that opens each object once by its path (a ``str``) and hands
         out that object at every later lookup, until an object is deleted or moved
         (through the file or a group it gave): then every path is opened again.
@@ -163,14 +167,6 @@ def _lookup_cache_class():
                     found._lookups = self._lookups
                 self._lookups[name] = found
             return found
-
-        def __delitem__(self, name) -> None:
-            self._lookups.clear()
-            super().__delitem__(name)
-
-        def move(self, source, dest) -> None:
-            self._lookups.clear()
-            super().move(source, dest)
 
     return LookupCache
 
