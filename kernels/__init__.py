@@ -18,6 +18,11 @@ since a caller's compiled code holds the helpers it calls from other files.
 from pathlib import Path as _Path
 
 from . import cache_stamp as _cache_stamp
+from .lean_blas import load_blas_alone as _load_blas_alone
+
+# before Numba's CPU target first loads its registries (at the first kernel): ~0.25 s
+# of scipy.linalg's import spared in every process that runs kernels
+_load_blas_alone()
 
 # before any kernel module runs its decorators: Numba reads the stamp there
 _cache_stamp.install(_Path(__file__).parent)
