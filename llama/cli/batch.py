@@ -715,17 +715,26 @@ def _exit_now(status: int) -> None:
     events, their locks' release (the kernel drops them with the process), the
     results. Worker processes (``--scheduler processes``) are ended first.
     """
-    import multiprocessing
-
-    for child in multiprocessing.active_children():
-        child.terminate()
-    for stream in (sys.stdout, sys.stderr):
+    try:
+        # no import here: a second Ctrl-C landing while the first's call imported
+        # multiprocessing found it half-initialised (no active_children) and raised
+        mp = sys.modules.get("multiprocessing")  # imported by whoever started workers
+        for child in getattr(mp, "active_children", list)():
+            child.terminate()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a closed pipe; or, from a second Ctrl-C's handler, the
+                pass  # stream this process was writing ("reentrant call"): end anyway
         try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can be said there
+            logging.shutdown()
+        except Exception:  # as above, in a log handler's stream
             pass
-    logging.shutdown()
-    os._exit(status)
+    finally:
+        # whatever the above raised, the process ends here: raised on, it reached the
+        # normal exit, which joined the threads still waiting on a silent server (a CI
+        # run waited past 10 s; tests/test_waits_and_locks.py)
+        os._exit(status)
 
 
 def _results_writer(args, plan):
