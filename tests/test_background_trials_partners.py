@@ -92,3 +92,19 @@ def test_trial_partners_are_pair_terms_own(name):
         np.testing.assert_array_equal(partners.values[1], t.energy_eval)
         seen.append(int((BT._FIRST_COUNTS[sample][1] >= 0).sum()))
     assert seen[0] > 300 and seen[1] == seen[0]
+
+
+def test_partner_terms_refuse_an_unknown_band_as_o3_partner_does():
+    """One check of the band option (llama.science.background's), the same message."""
+
+    class Model:
+        background = bayestar_model("bns-1").background
+        choices = {"background_band": "wide"}
+
+    z = np.zeros(1)
+    i = np.zeros(1, dtype=np.int64)
+    terms = type("T", (), {"energy_lo": z, "energy_hi": z, "energy_eval": z})
+    with pytest.raises(ValueError, match="band must be one of 'o3', 'capped'; got 'wide'"):
+        BT.partner_terms(Model, z, z, terms, i, i, i)
+    with pytest.raises(ValueError, match="band must be one of 'o3', 'capped'; got 'wide'"):
+        Model.background.o3_partner(z, z, z, z, z, band="wide")

@@ -168,12 +168,9 @@ class SkyBounds:
     """
 
     def __init__(self, skymap, rows: int = GRID_ROWS) -> None:
+        # rows not a power of 2 (their halving would leave rows out of the coarser
+        # levels' bounds): kernels.density_bounds.minmax_pyramid refuses them
         rows = int(rows)
-        if rows < 1 or rows & (rows - 1):
-            # each pyramid level halves the rows of the one below: with an odd count
-            # on the way (384 -> ... -> 3 -> 1) a row is left out of the coarser
-            # levels and their maxima are no longer bounds
-            raise ValueError(f"rows must be a power of 2, got {rows}")
         density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
         order, ipix = skymap.order_ipix()
         self.peak = float(density.max()) if density.size else 0.0
@@ -245,16 +242,18 @@ def _widest(width, seg, offsets) -> np.ndarray:
     """Per segment (CSR ``offsets``, ``seg`` each entry's) the index of its largest
     ``width``, the first of ties, segments in order: what each segment's first entry
     of ``np.lexsort((-width, seg))`` is, without the sort (0.33 -> ~0.07 ms per event).
-    Segments none empty and widths none NaN (the lexsort otherwise: both hold in
-    _refine, where every trial has a neutrino and finite bounds)."""
+    No segment may be empty and no width NaN (both hold in _refine, its one caller:
+    every trial has a neutrino and finite bounds); either would leave a segment
+    without a pick, which is refused."""
     counts = np.diff(offsets)
-    if width.size == 0 or not counts.all() or np.isnan(width).any():
-        order = np.lexsort((-width, seg))
-        first = np.r_[0, np.flatnonzero(np.diff(seg[order])) + 1] if order.size else order
-        return order[first]
+    if counts.size == 0:
+        return np.zeros(0, dtype=np.int64)
     top = np.maximum.reduceat(width, offsets[:-1])
     at = np.flatnonzero(width == np.repeat(top, counts))  # each segment's maxima, in order
-    return at[np.r_[0, np.flatnonzero(np.diff(seg[at])) + 1]]
+    pick = at[np.r_[0, np.flatnonzero(np.diff(seg[at])) + 1]] if at.size else at
+    if pick.size != counts.size:
+        raise ValueError("_widest needs segments none empty and widths none NaN")
+    return pick
 
 
 class _Partners:
@@ -301,22 +300,21 @@ def partner_terms(model, zen, energy, bg, at, first, second):
     events (``kernels.background.o3_partner_terms_kept``; the kernel checks that a
     partner is its event before using what is kept)."""
     from kernels.background import o3_partner_terms_kept
-    from llama.science.background import BAND_OPTIONS
+    from llama.science.background import BAND_OPTIONS, _choice
 
     sample = model.background
     args = sample._o3_args()
     kept = _FIRST_COUNTS.get(sample)
     if kept is None or any(a is not b for a, b in zip(kept[0][:3], args[:3], strict=True)) or kept[0][3:] != args[3:]:  # fmt: skip
         kept = _FIRST_COUNTS[sample] = (args, np.full(sample.zenith_sorted.size, -1, dtype=np.int64))  # fmt: skip
-    band = model.choices["background_band"]
-    if band not in BAND_OPTIONS:
-        raise ValueError(f"band must be one of {', '.join(map(repr, BAND_OPTIONS))}; got {band!r}")  # fmt: skip
+    # the option checked as BackgroundDensity.o3_partner checks it
+    capped = _choice("band", model.choices["background_band"], BAND_OPTIONS) == "capped"
     f64 = np.float64
     terms = o3_partner_terms_kept(
         np.ascontiguousarray(zen[second], dtype=f64), np.ascontiguousarray(energy[second], dtype=f64),
         np.ascontiguousarray(bg.energy_lo[first], dtype=f64), np.ascontiguousarray(bg.energy_hi[first], dtype=f64),
         np.ascontiguousarray(bg.energy_eval[first], dtype=f64), np.ascontiguousarray(at[second], dtype=np.int64),
-        kept[1], *args, band == "capped", False,
+        kept[1], *args, capped, False,
     )  # fmt: skip
     return terms[0], terms[1]
 
