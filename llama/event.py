@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from llama.flags import DEFAULT_FLAGS, FlagPreset, validate_flags
-from llama.handler import FileHandler, Status
+from llama.handler import FileHandler, Status, written_digest
 from llama.storage import atomic_write_bytes  # event files and riders are written with it
 
 __all__ = [
@@ -111,16 +111,34 @@ def _directory_error(directory: Path, err: OSError) -> EventError:
 
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's contents."""
+    return _hash_file(path)[0]
+
+
+def _hash_file(path: str | os.PathLike) -> tuple[str, bytes | None]:
+    """(hex sha256, the file's bytes where the first read took them all, else None)."""
     h = hashlib.sha256()
     # os.read on a raw descriptor: open() would add a stat, an isatty ioctl and a seek
-    # per file, and every generated file is hashed once
+    # per file, and every generated file is hashed once. Blocks of 1 MiB: a larger
+    # first read (to keep larger files whole) cost a small file 4x, a map 2x (malloc)
     fd = os.open(path, os.O_RDONLY)
     try:
+        whole = os.read(fd, 1 << 20)
+        h.update(whole)
         while block := os.read(fd, 1 << 20):
+            whole = None
             h.update(block)
     finally:
         os.close(fd)
-    return h.hexdigest()
+    return h.hexdigest(), whole
+
+
+#: The bytes the last checksums read, path -> (size, mtime_ns, bytes): a handler
+#: reading its input next takes them (`Event.read_bytes`) instead of reading the file
+#: again (a sky map: ~0.8 MB hashed, then parsed). A few entries, each taken once,
+#: process-wide (an `Event` may live as long as its batch).
+_HASHED: dict[str, tuple[int, int, bytes]] = {}
+_HASHED_MAX = 4
+_HASHED_LOCK = threading.Lock()
 
 
 # temporary names (.F.tmp-*) of _tmp_name and storage.atomic_write_bytes, and (.F.*.part)
@@ -325,9 +343,29 @@ class Event:
         if meta and (meta.get("size"), meta.get("mtime_ns")) == key:
             digest = meta["sha256"]
         else:
-            digest = sha256_file(self._file(filename))
+            path = self._file(filename)
+            digest, data = _hash_file(path)
+            if data is not None and len(data) == st.st_size:
+                with _HASHED_LOCK:
+                    while len(_HASHED) >= _HASHED_MAX:
+                        del _HASHED[next(iter(_HASHED))]
+                    _HASHED[path] = (*key, data)
         self._sha_memo[filename] = (*key, digest)
         return digest
+
+    def read_bytes(self, filename: str) -> bytes:
+        """The bytes of data file ``filename``: those its checksum just read where the
+        file's size and mtime are still the ones it had then (the checksums' trust), else
+        read from the file."""
+        path = self._file(filename)
+        with _HASHED_LOCK:
+            kept = _HASHED.pop(path, None)
+        if kept is not None:
+            st = os.stat(path)
+            if (st.st_size, st.st_mtime_ns) == kept[:2]:
+                return kept[2]
+        with open(path, "rb") as f:
+            return f.read()
 
     def read_meta(self, filename: str) -> dict[str, Any] | None:
         """The metadata rider of ``filename`` (None if it was supplied from outside)."""
@@ -471,7 +509,9 @@ class Event:
         settings: dict[str, str] | None = None,
     ) -> None:
         st = os.stat(tmp) if st is None else st  # os.replace keeps size and mtime
-        digest = sha256_file(tmp)
+        # the bytes generate wrote, where it recorded them (llama.handler.note_written:
+        # JSON files, the sky map's copy), else the file read back
+        digest = written_digest(tmp, st.st_size) or sha256_file(tmp)
         self._sha_memo[filename] = (st.st_size, st.st_mtime_ns, digest)
         write_rider(
             f"{self._dir}/.{filename}.meta.json",

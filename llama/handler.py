@@ -24,8 +24,10 @@ Examples
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -222,13 +224,55 @@ def write_json(path: Path, obj: Any) -> None:
     # (20,000 writes for a significance file with its trials' summary); its ASCII
     # bytes through the descriptor: open()'s text and buffer layers cost ~20 us a
     # file, more than writing a small one
-    data = memoryview((json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+    text = (json.dumps(obj, indent=2, default=_json_default) + "\n").encode()
+    data = memoryview(text)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         while data:  # a regular file takes it in one write but for a full disk
             data = data[os.write(fd, data) :]
     finally:
         os.close(fd)
+    note_written(path, text)
+
+
+#: sha256 of files just written whole by a handler (path -> (size, hex digest)), taken
+#: by the event for the file's metadata (`written_digest`) instead of reading it back.
+_WRITTEN: dict[str, tuple[int, str]] = {}
+_WRITTEN_LOCK = threading.Lock()
+#: Entries kept at most: one is left behind only where generate failed after a write.
+_WRITTEN_MAX = 64
+
+
+def note_written(path: str | os.PathLike, data: bytes) -> None:
+    """Record that ``path`` (a handler's output) now holds exactly ``data``.
+
+    The event then takes the file's checksum from these bytes instead of reading the
+    file back (`llama.event.Event.generate`): a sky map's HDF5 copy is ~0.8 MB, which
+    its handler holds after writing it (`llama.science.skymap.write_hdf5`). Call it
+    only after the last write to ``path``; a size that differs from the file's at the
+    check falls back to reading the file.
+
+    Examples
+    --------
+    >>> note_written("/tmp/x.json", b"{}")
+    >>> written_digest("/tmp/x.json", 2) == hashlib.sha256(b"{}").hexdigest()
+    True
+    >>> written_digest("/tmp/x.json", 2) is None  # taken once
+    True
+    """
+    entry = (len(data), hashlib.sha256(data).hexdigest())
+    with _WRITTEN_LOCK:
+        while len(_WRITTEN) >= _WRITTEN_MAX:
+            del _WRITTEN[next(iter(_WRITTEN))]
+        _WRITTEN[os.fspath(path)] = entry
+
+
+def written_digest(path: str | os.PathLike, size: int) -> str | None:
+    """The sha256 `note_written` recorded for ``path`` (removed from the record) when
+    its size is ``size``, else None."""
+    with _WRITTEN_LOCK:
+        entry = _WRITTEN.pop(os.fspath(path), None)
+    return entry[1] if entry is not None and entry[0] == size else None
 
 
 def _json_default(obj: Any) -> Any:

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llama.handler import FileHandler, write_json
+from llama.handler import FileHandler, note_written, write_json
 
 if TYPE_CHECKING:
     from llama.event import Event
@@ -573,10 +573,17 @@ class LvcSkymapHdf5(FileHandler):
     DEPENDENCIES = (LvcSkymapFits,)
 
     def generate(self, out: Path) -> None:
+        import io
+
         from llama.science.skymap import read_sky_map, write_hdf5
 
+        # the bytes the event's checksum of the input read just before, not a second read
+        fits = io.BytesIO(self.event.read_bytes(LvcSkymapFits.FILENAME))
+        fits.name = str(self.dep_path(LvcSkymapFits))  # named in read_sky_map's errors
         # ``out`` is a temporary name, renamed by the event: no second one inside
-        write_hdf5(out, read_sky_map(self.dep_path(LvcSkymapFits)), atomic=False)
+        data = write_hdf5(out, read_sky_map(fits), atomic=False)
+        if data is not None:  # its checksum from the bytes read back, not a second read
+            note_written(out, data)
 
 
 class LvcDistancesJson(FileHandler):

@@ -984,8 +984,10 @@ def _file_bytes(path: str) -> bytes | None:
         return None
 
 
-def write_hdf5(path: str | os.PathLike, skymap: SkyMap, atomic: bool = True) -> None:
-    """Write the internal HDF5 copy (LvcSkymapHdf5).
+def write_hdf5(path: str | os.PathLike, skymap: SkyMap, atomic: bool = True) -> bytes | None:
+    """Write the internal HDF5 copy (LvcSkymapHdf5); returns the file's bytes as
+    written (read back and kept for :func:`read_hdf5`), or None for a file too large to
+    keep (`_KEPT_MAX_BYTES`) or one that could not be read back.
 
     Layout (version 2): root attributes ``format`` ("llama-skymap"), ``version`` (2),
     ``meta`` (the map's meta dict, JSON-encoded) and, for flat NESTED maps, ``nside``;
@@ -1004,7 +1006,9 @@ def write_hdf5(path: str | os.PathLike, skymap: SkyMap, atomic: bool = True) -> 
     >>> import tempfile, os
     >>> m = SkyMap(probdensity=np.ones(12) / (4 * np.pi), nside=1, meta={"objid": "S1"})
     >>> path = os.path.join(tempfile.mkdtemp(), "m.hdf5")
-    >>> write_hdf5(path, m)
+    >>> data = write_hdf5(path, m)  # the bytes written
+    >>> data == open(path, "rb").read()
+    True
     >>> r = read_hdf5(path)
     >>> r.nside, r.meta["objid"]
     (1, 'S1')
@@ -1028,6 +1032,7 @@ def write_hdf5(path: str | os.PathLike, skymap: SkyMap, atomic: bool = True) -> 
         os.replace(tmp, path)
     if data is not None:
         _KEPT.keep(data, _Parsed(layers, uniq, skymap.nside, meta))
+    return data
 
 
 def _write_hdf5_file(path: str, layers, uniq, nside, meta: str) -> None:
@@ -1176,7 +1181,7 @@ def read_hdf5_meta(path: str | os.PathLike) -> dict[str, Any]:
     >>> import tempfile, os
     >>> m = SkyMap(probdensity=np.ones(12) / (4 * np.pi), nside=1, meta={"distmean": 40.0})
     >>> path = os.path.join(tempfile.mkdtemp(), "m.hdf5")
-    >>> write_hdf5(path, m)
+    >>> _ = write_hdf5(path, m)
     >>> read_hdf5_meta(path)
     {'distmean': 40.0}
     """
