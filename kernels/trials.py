@@ -15,7 +15,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["tile_offsets", "offsets_from_counts", "count_at_least"]
+__all__ = [
+    "tile_offsets",
+    "offsets_from_counts",
+    "count_at_least",
+    "segment_gather",
+    "widest_single",
+    "segment_bounds",
+    "aimed_bands",
+]
 
 
 @njit(cache=True, nogil=True)
@@ -67,3 +75,177 @@ def count_at_least(trials, observed):
     for k in range(observed.shape[0]):
         out[k] = n - np.searchsorted(s, observed[k], side="left")
     return out
+
+
+@njit(cache=True, nogil=True)
+def segment_gather(offsets, which):
+    """(entry indices, new CSR offsets) of segments ``which`` of CSR ``offsets``, in
+    the order given: what ``np.repeat`` and ``np.arange`` give in NumPy, in one pass
+    (background_trials._refine takes the trials it still holds ~20 times per batch).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> segment_gather(np.array([0, 2, 2, 5]), np.array([2, 0]))
+    (array([2, 3, 4, 0, 1]), array([0, 3, 5]))
+    """
+    new = np.empty(which.shape[0] + 1, dtype=np.int64)
+    new[0] = 0
+    for k in range(which.shape[0]):
+        w = which[k]
+        new[k + 1] = new[k] + (offsets[w + 1] - offsets[w])
+    idx = np.empty(new[-1], dtype=np.int64)
+    for k in range(which.shape[0]):
+        start = offsets[which[k]]
+        for q in range(new[k + 1] - new[k]):
+            idx[new[k] + q] = start + q
+    return idx, new
+
+
+@njit(cache=True, nogil=True)
+def widest_single(single_lo, single_hi, pair_lo, pair_hi, idx, level, top, offsets):
+    """Per segment of CSR ``offsets`` over neutrinos ``idx`` (a trial's, in
+    background_trials._refine): (the entry of its widest open single, the first of
+    ties; that width; the sum of its doublet bounds' widths). A single is open while
+    its ``level`` is below ``top``; a closed one's width is -1. The same numbers as
+    ``np.where(level < top, single_hi[idx] - single_lo[idx], -1.0)``, its first
+    maximum per segment and ``np.bincount`` of ``pair_hi[idx] - pair_lo[idx]`` (sums
+    in entry order). Segments must be non-empty and widths not NaN (ValueError).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lo, hi = np.zeros(3), np.array([1.0, 3.0, 3.0])
+    >>> widest_single(lo, hi, lo, hi, np.array([2, 1, 0]), np.array([0, 0, 2]), 2, np.array([0, 3]))
+    (array([0]), array([3.]), array([7.]))
+    """
+    m = offsets.shape[0] - 1
+    pick = np.empty(m, dtype=np.int64)
+    best = np.empty(m)
+    pairs = np.empty(m)
+    for s in range(m):
+        if offsets[s + 1] <= offsets[s]:
+            raise ValueError("widest_single needs segments none empty and widths none NaN")
+        acc = 0.0
+        at = -1
+        top_w = 0.0
+        for e in range(offsets[s], offsets[s + 1]):
+            k = idx[e]
+            w = single_hi[k] - single_lo[k] if level[e] < top else -1.0
+            if w != w:
+                raise ValueError("widest_single needs segments none empty and widths none NaN")
+            if at < 0 or w > top_w:
+                at = e
+                top_w = w
+            acc += pair_hi[k] - pair_lo[k]
+        pick[s] = at
+        best[s] = top_w
+        pairs[s] = acc
+    return pick, best, pairs
+
+
+@njit(cache=True, nogil=True)
+def segment_bounds(single_lo, pair_lo, single_hi, pair_hi, idx, offsets):
+    """Per segment of CSR ``offsets`` over neutrinos ``idx``: the sums of
+    ``max(single_lo + pair_lo, 0)`` and of ``max(single_hi + pair_hi, 0)`` (NaN kept,
+    as ``np.maximum``), in entry order: a trial's O bounds from its neutrinos' parts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.array([1.0, -3.0, 2.0])
+    >>> segment_bounds(v, v, v, np.zeros(3), np.array([0, 1, 2]), np.array([0, 2, 3]))
+    (array([2., 4.]), array([1., 2.]))
+    """
+    m = offsets.shape[0] - 1
+    lo = np.zeros(m)
+    hi = np.zeros(m)
+    for s in range(m):
+        a = 0.0
+        b = 0.0
+        for e in range(offsets[s], offsets[s + 1]):
+            k = idx[e]
+            x = single_lo[k] + pair_lo[k]
+            a += x if (x > 0.0 or x != x) else 0.0  # np.maximum(x, 0.0): -0.0 -> 0.0
+            y = single_hi[k] + pair_hi[k]
+            b += y if (y > 0.0 or y != y) else 0.0
+        lo[s] = a
+        hi[s] = b
+    return lo, hi
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def aimed_bands(thresholds, cut, mid, o_lo, o_hi, rest_lo, rest_hi, pair_lo, pair_hi, unit, ok, f_lo, f_hi, cells):  # fmt: skip
+    """Target bands of n kernel looks (one per row) at a trial's thresholds, in CSR
+    form: (offsets, band_lo, band_hi). The numbers of the NumPy of
+    background_trials' ``_aims`` (``pair_lo``, ``pair_hi`` zeros: ``_pair_looks``').
+
+    Row n's trial has O in [o_lo[n], o_hi[n]]; threshold T (ascending; one at or above
+    ``cut`` as it is, one in [mid[n], cut) as the cut, one below mid[n] none) is held
+    where that interval holds it; a held one gives the look's band
+    [((T - rest_hi - pair_hi) f_lo) / unit, ((T - rest_lo - pair_lo) f_hi) / unit]
+    where both ends are finite, as ``cells + 1`` points (``cells`` equal cells from
+    max(lo, 0) up where hi > 0, each end a band of one point), or as itself where
+    ``cells`` is 0. A row not ``ok`` gets one band over everything.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> one = np.ones(1)
+    >>> zero, yes = np.zeros(1), np.ones(1, np.bool_)
+    >>> off, lo, hi = aimed_bands(np.array([2.0]), 1.0, one, one, 3 * one, zero, 2 * one, zero, zero, one, yes, 1.0, 1.0, 2)
+    >>> off.tolist(), lo.tolist(), bool((lo == hi).all())
+    ([0, 3], [0.0, 1.0, 2.0], True)
+    """
+    n = mid.shape[0]
+    per = cells + 1 if cells else 1
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[0] = 0
+    for r in range(2):  # count, then fill
+        if r == 1:
+            band_lo = np.empty(offsets[n])
+            band_hi = np.empty(offsets[n])
+        else:
+            band_lo = np.empty(0)
+            band_hi = np.empty(0)
+        for i in range(n):
+            at = offsets[i]
+            if not ok[i]:
+                if r == 0:
+                    offsets[i + 1] = at + 1
+                else:
+                    band_lo[at] = -np.inf
+                    band_hi[at] = np.inf
+                continue
+            u = unit[i]
+            q = 0
+            for j in range(thresholds.shape[0]):
+                t = thresholds[j]
+                if t >= cut:
+                    big = t
+                elif t >= mid[i]:
+                    big = cut
+                else:
+                    continue
+                if not (big >= o_lo[i] and big <= o_hi[i]):
+                    continue
+                a = (big - rest_hi[i] - pair_hi[i]) * f_lo / u
+                b = (big - rest_lo[i] - pair_lo[i]) * f_hi / u
+                if not (np.isfinite(a) and np.isfinite(b)):
+                    continue
+                if r == 1:
+                    pos = at + q * per
+                    if cells:
+                        if b > 0.0 and not a > 0.0:  # np.maximum(a, 0.0), a finite
+                            a = 0.0
+                        for k in range(per):
+                            v = a + (b - a) * (k / cells)
+                            band_lo[pos + k] = v
+                            band_hi[pos + k] = v
+                    else:
+                        band_lo[pos] = a
+                        band_hi[pos] = b
+                q += 1
+            if r == 0:
+                offsets[i + 1] = at + q * per
+    return offsets, band_lo, band_hi

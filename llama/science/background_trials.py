@@ -72,7 +72,7 @@ import numpy as np
 from kernels import density_bounds as KB
 from kernels import odds as KO
 from kernels import trial_screen as KS
-from kernels.trials import offsets_from_counts
+from kernels import trials as KT
 from llama.science import constants as C
 from llama.science.detector_frame import EARTH_RATE_RAD_S
 from llama.science.fast_trials import (
@@ -231,29 +231,8 @@ def _own_band(rows, dec) -> np.ndarray:
 
 
 def _segments(offsets, which) -> tuple[np.ndarray, np.ndarray]:
-    """(neutrino indices, new CSR offsets) of lists ``which`` of a batch."""
-    counts = offsets[which + 1] - offsets[which]
-    new = offsets_from_counts(counts)
-    idx = np.repeat(offsets[which] - new[:-1], counts) + np.arange(new[-1])
-    return idx, new
-
-
-def _widest(width, seg, offsets) -> np.ndarray:
-    """Per segment (CSR ``offsets``, ``seg`` each entry's) the index of its largest
-    ``width``, the first of ties, segments in order: what each segment's first entry
-    of ``np.lexsort((-width, seg))`` is, without the sort (0.33 -> ~0.07 ms per event).
-    No segment may be empty and no width NaN (both hold in _refine, its one caller:
-    every trial has a neutrino and finite bounds); either would leave a segment
-    without a pick, which is refused."""
-    counts = np.diff(offsets)
-    if counts.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    top = np.maximum.reduceat(width, offsets[:-1])
-    at = np.flatnonzero(width == np.repeat(top, counts))  # each segment's maxima, in order
-    pick = at[np.r_[0, np.flatnonzero(np.diff(seg[at])) + 1]] if at.size else at
-    if pick.size != counts.size:
-        raise ValueError("_widest needs segments none empty and widths none NaN")
-    return pick
+    """(neutrino indices, new CSR offsets) of lists ``which`` (int64) of a batch."""
+    return KT.segment_gather(offsets, which)
 
 
 class _Partners:
@@ -697,19 +676,16 @@ class BackgroundTrials:
         ra, dec, sig, energy, dt, zen = lists
         eps = bg.energy_eval
         idx, sub = _segments(offsets, trials)
-        seg = np.repeat(np.arange(trials.size), np.diff(sub))
         level = np.zeros(idx.size, dtype=np.int64)  # 0 bounds, 1 an aimed look, 2 exact
         top = 2
         live = ~odd[trials]
-        pair_open = np.bincount(seg, weights=pair_hi[idx], minlength=trials.size) > 0
+        pair_open = KO.segment_sum(pair_hi[idx], sub) > 0
         pair_level = np.zeros(trials.size, dtype=np.int64)  # pair looks taken
         n_max = int(np.diff(sub).max()) if trials.size else 0
 
         def trial_bounds(nus, off):
             """Each trial's O bounds: an O_i below 0 (a kernel's S below 0) counts as 0."""
-            o_lo = KO.segment_sum(np.maximum(single_lo[nus] + pair_lo[nus], 0.0), off)
-            o_hi = KO.segment_sum(np.maximum(single_hi[nus] + pair_hi[nus], 0.0), off)
-            return o_lo, o_hi
+            return KT.segment_bounds(single_lo, pair_lo, single_hi, pair_hi, nus, off)
 
         for _ in range(top * n_max + PAIR_LOOKS + 1):
             still = held(trials) & live
@@ -724,13 +700,12 @@ class BackgroundTrials:
                 idx, level = idx[nus], level[nus]
                 trials, live = trials[keep], live[keep]
                 pair_open, pair_level = pair_open[keep], pair_level[keep]
-                seg = np.repeat(np.arange(keep.size), np.diff(sub))
-            open_ = level < top
-            width = np.where(open_, single_hi[idx] - single_lo[idx], -1.0)
-            pick = _widest(width, seg, sub)  # the widest open single per trial, in order
-            pair_width = np.bincount(seg, weights=pair_hi[idx] - pair_lo[idx], minlength=trials.size)  # fmt: skip
-            doublets = pair_open & (pair_width > np.maximum(width[pick], 0.0))
-            pick = pick[(width[pick] > 0) & ~doublets]
+            # per trial: its widest open single (the first of ties; -1 where none is
+            # open), that width, and the width of its doublet bounds
+            pick, width, pair_width = KT.widest_single(single_lo, single_hi, pair_lo, pair_hi, idx, level, top, sub)  # fmt: skip
+            doublets = pair_open & (pair_width > np.maximum(width, 0.0))
+            singles = (width > 0) & ~doublets
+            pick, tr = pick[singles], np.flatnonzero(singles)
             if pick.size == 0 and not doublets.any():
                 break
             changed = doublets.copy()
@@ -738,7 +713,6 @@ class BackgroundTrials:
                 k = idx[pick]
                 # a first look aims at the thresholds the trial holds; a second one runs
                 # to the exact S_i
-                tr = seg[pick]
                 changed[tr] = True
                 nus, off = _segments(sub, tr)
                 o_lo, o_hi = trial_bounds(idx[nus], off)
@@ -832,23 +806,13 @@ class BackgroundTrials:
         # each live pair's term per unit S_ij, in its first member's share of O
         c = coef[live] / den[pi]
         t_of = np.repeat(np.arange(n_trials), np.diff(off))[pi]
-        t = np.asarray(thresholds, dtype=np.float64)[None, :]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            big = np.where(t >= self.cut, t, np.where(t >= mid[t_of][:, None], self.cut, np.nan))  # fmt: skip
-            held = (big >= o_lo[t_of][:, None]) & (big <= o_hi[t_of][:, None])
-            ok = (c > 0) & np.isfinite(c)
-            cc = np.where(ok, c, 1.0)[:, None]
-            lo_s = (big - rest_hi[pi][:, None]) * (1.0 - _KERNEL_MARGIN * r) / cc
-            hi_s = (big - rest_lo[pi][:, None]) * (1.0 + _KERNEL_MARGIN * r) / cc
-        held &= ok[:, None] & np.isfinite(lo_s) & np.isfinite(hi_s)
-        everything = ~ok
-        offsets = offsets_from_counts(held.sum(axis=1) + everything)
-        band_lo, band_hi = np.empty(offsets[-1]), np.empty(offsets[-1])
-        row, col = np.nonzero(held)  # row-major: each pair's bands together
-        at = offsets[row] + (np.cumsum(held, axis=1)[row, col] - 1)
-        band_lo[at], band_hi[at] = lo_s[row, col], hi_s[row, col]
-        band_lo[offsets[:-1][everything]] = -np.inf
-        band_hi[offsets[:-1][everything]] = np.inf
+        ok = (c > 0) & np.isfinite(c)
+        zero = np.zeros(pi.size)
+        offsets, band_lo, band_hi = KT.aimed_bands(
+            np.ascontiguousarray(thresholds, dtype=np.float64), float(self.cut), mid[t_of],
+            o_lo[t_of], o_hi[t_of], rest_lo[pi], rest_hi[pi], zero, zero, c, ok,
+            1.0 - _KERNEL_MARGIN * r, 1.0 + _KERNEL_MARGIN * r, 0,
+        )  # fmt: skip
         # the floor of _parts' pair bounds
         rows_i, rows_j = m.tables.dec_rows(eps_i), m.tables.dec_rows(eps_j)
         floor = self._pair_floor(sig[pi], sig[pj], rows_i.max(axis=1), rows_j.max(axis=1))
@@ -882,39 +846,14 @@ class BackgroundTrials:
         one cell. Neutrinos not ``aimed`` (or without a positive unit) get one band
         over everything: their looks run to the exact S_i.
         """
-        cut, r = self.cut, self.model.overlap_rtol
-        t = np.asarray(thresholds, dtype=np.float64)[None, :]
-        with np.errstate(invalid="ignore"):
-            big = np.where(t >= cut, t, np.where(t >= mid[:, None], cut, np.nan))
-            held = (big >= o_lo[:, None]) & (big <= o_hi[:, None])
-            ok = aimed & (unit > 0) & np.isfinite(unit)
-            lo_o = (big - rest_hi[:, None] - pair_hi[:, None]) * (1.0 - _KERNEL_MARGIN * r)
-            hi_o = (big - rest_lo[:, None] - pair_lo[:, None]) * (1.0 + _KERNEL_MARGIN * r)
-            u = np.where(ok, unit, 1.0)[:, None]
-            lo_s, hi_s = lo_o / u, hi_o / u
-        held &= ok[:, None] & np.isfinite(lo_s) & np.isfinite(hi_s)
-        everything = ~ok
-        cells = LOOK_CELLS
-        per = cells + 1 if cells else 1  # bands per held threshold
-        counts = held.sum(axis=1) * per + everything
-        offsets = offsets_from_counts(counts)
-        band_lo = np.empty(offsets[-1])
-        band_hi = np.empty(offsets[-1])
-        row, col = np.nonzero(held)  # row-major: each neutrino's bands together
-        at = offsets[row] + (np.cumsum(held, axis=1)[row, col] - 1) * per
-        a, b = lo_s[row, col], hi_s[row, col]
-        if cells:
-            # the band's cells' ends, each a band of one point: the look also stops
-            # inside the band once within one cell (S >= 0: cells from 0 up)
-            a = np.where(b > 0.0, np.maximum(a, 0.0), a)
-            pts = a[:, None] + (b - a)[:, None] * (np.arange(per) / cells)[None, :]
-            pos = (at[:, None] + np.arange(per)[None, :]).ravel()
-            band_lo[pos] = band_hi[pos] = pts.ravel()
-        else:
-            band_lo[at], band_hi[at] = a, b
-        band_lo[offsets[:-1][everything]] = -np.inf
-        band_hi[offsets[:-1][everything]] = np.inf
-        return offsets, band_lo, band_hi
+        r = self.model.overlap_rtol
+        ok = aimed & (unit > 0) & np.isfinite(unit)
+        f64 = np.float64
+        return KT.aimed_bands(
+            np.ascontiguousarray(thresholds, dtype=f64), float(self.cut), mid, o_lo, o_hi,
+            rest_lo, rest_hi, pair_lo, pair_hi, unit, ok, 1.0 - _KERNEL_MARGIN * r,
+            1.0 + _KERNEL_MARGIN * r, LOOK_CELLS,
+        )  # fmt: skip
 
     def _look(self, ra_d, dec_d, sig_d, eps, offsets, band_lo, band_hi):
         """(lo, hi, exact) of the exact kernel's S_i from looks aimed at bands of the true
