@@ -24,7 +24,6 @@ from ..healpix import (
     pix2zphi_nest,
     pixel_area,
     uniq_to_order_ipix,
-    uniq_to_order_ipix_array,
     vec2pix_nest,
 )
 from .cells import cell_tensor
@@ -45,14 +44,18 @@ from .records import PreparedMap
 # building
 # --------------------------------------------------------------------------------------
 @helper
-def count_internal(order, ipix, top):
-    """Number of distinct strict ancestors of the rows (= internal tree nodes)."""
+def count_internal(lo, hi, top):
+    """Number of distinct strict ancestors of the rows (= internal tree nodes): a row
+    finer than order ``o`` (its range shorter than an order-``o`` pixel's) has the
+    ancestor ``lo >> 2 (top - o)`` there."""
     count = 0
     for o in range(top):
+        sh = 2 * (top - o)
+        size = np.int64(1) << sh
         prev = -1
-        for k in range(order.shape[0]):
-            if order[k] > o:
-                anc = ipix[k] >> (2 * (order[k] - o))
+        for k in range(lo.shape[0]):
+            if hi[k] - lo[k] < size:
+                anc = lo[k] >> sh
                 if anc != prev:
                     count += 1
                     prev = anc
@@ -96,19 +99,22 @@ def node_centres(t_ord, t_pix, top):
     share column by column (a polar cap's rarely repeat: computed as they come)."""
     n = t_ord.shape[0]
     cen = np.empty((n, 3))
-    # order o's 8 nside meridians from 8 (2^o - 1) on; the longitude each slot holds
-    # is checked, so that none takes another's cosine
-    phi_at = np.full(16 << top, np.nan)
-    cos_at = np.empty(16 << top)
-    sin_at = np.empty(16 << top)
+    # one slot per meridian of order ``top`` (8 << top), meridian t of order o at t <<
+    # (top - o): a meridian's longitude comes out the same at every order (its t and
+    # 1 / nside both scale by powers of 2), so the orders share its cosine; the
+    # longitude each slot holds is checked, so that none takes another's cosine
+    phi_at = np.full(8 << top, np.nan)
+    cos_at = np.empty(8 << top)
+    sin_at = np.empty(8 << top)
     for i in range(n):
-        z, sth, phi = pix2zphi_nest(t_ord[i], t_pix[i])
+        o = np.int64(t_ord[i])
+        z, sth, phi = pix2zphi_nest(o, t_pix[i])
         if abs(z) > _BELT_EDGE:  # a polar cap
             cen[i, 0], cen[i, 1], cen[i, 2] = sth * math.cos(phi), sth * math.sin(phi), z
             continue
-        nside = np.int64(1) << t_ord[i]
+        nside = np.int64(1) << o
         t = np.int64(phi * (4.0 * nside / math.pi) + 0.5)
-        k = 8 * (nside - 1) + min(max(t, 0), 8 * nside - 1)
+        k = min(max(t, 0), 8 * nside - 1) << (top - o)
         if phi_at[k] != phi:
             phi_at[k], cos_at[k], sin_at[k] = phi, math.cos(phi), math.sin(phi)
         cen[i, 0], cen[i, 1], cen[i, 2] = sth * cos_at[k], sth * sin_at[k], z
@@ -125,14 +131,16 @@ def moment_row(first_child):
 
 
 @helper
-def tree_nodes(order, ipix, lo, top, cap):
+def tree_nodes(lo, hi, top, cap):
     """The tree's nodes breadth first, at most ``cap`` of them: (count, order, pixel,
-    first child (-1: a leaf), row (n: not covered)); count -1 where ``cap`` is too few."""
-    n = order.shape[0]
-    t_ord = np.empty(cap, np.int64)
+    first child (-1: a leaf), row (n: not covered)); count -1 where ``cap`` is too few.
+    The scratch arrays are narrow (orders int8, row ranges int32: ``n < 2**31``): a
+    third less memory for the build to touch."""
+    n = lo.shape[0]
+    t_ord = np.empty(cap, np.int8)
     t_pix = np.empty(cap, np.int64)
-    t_a = np.empty(cap, np.int64)
-    t_b = np.empty(cap, np.int64)
+    t_a = np.empty(cap, np.int32)
+    t_b = np.empty(cap, np.int32)
     t_child = np.full(cap, -1, np.int64)
     t_row = np.full(cap, n, np.int64)  # row n = "not covered" (zero density)
     for f in range(12):
@@ -143,11 +151,12 @@ def tree_nodes(order, ipix, lo, top, cap):
     count = 12
     i = 0
     while i < count:  # children are appended, so parents always precede children
-        a, b, o = t_a[i], t_b[i], t_ord[i]
+        a, b, o = np.int64(t_a[i]), np.int64(t_b[i]), np.int64(t_ord[i])
         if b > a:
-            if b - a == 1 and order[a] == o:
+            size = np.int64(1) << (2 * (top - o))  # the node's range at order top
+            if b - a == 1 and hi[a] - lo[a] == size:  # the row is the node
                 t_row[i] = a
-            elif order[a] < o:
+            elif hi[a] - lo[a] > size:  # coarser than the node
                 raise ValueError("overlapping pixels in the multi-order map")
             else:
                 if count + 4 > cap:
@@ -170,19 +179,21 @@ def tree_nodes(order, ipix, lo, top, cap):
 
 
 @helper
-def build_tree(order, ipix, lo, hi, rho, rw, top):
-    """Quadtree of a sorted, disjoint multi-order map; returns (child, leaf_row, bounds,
-    moments, centres)."""
-    n = order.shape[0]
+def build_tree(lo, hi, rho, rw, top):
+    """Quadtree of a sorted, disjoint multi-order map (rows' ranges ``lo``, ``hi`` at
+    order ``top``); returns (child, leaf_row, bounds, moments, centres)."""
+    n = lo.shape[0]
     for k in range(n - 1):
         if hi[k] > lo[k + 1]:
             raise ValueError("uniq must be sorted by nested range and disjoint")
     # rows that tile the sky (a BAYESTAR map's) are a tree's leaves, 12 + 3 I of them
     # for I internal nodes: room for those without counting (count_internal, a pass
     # over the rows per order, was 5% of the build); counted where rows leave gaps
-    count, t_ord, t_pix, t_child, t_row = tree_nodes(order, ipix, lo, top, 12 + 4 * max((n - 12) // 3, 0))  # fmt: skip
+    cap = 12 + 4 * max((n - 12) // 3, 0)
+    count, t_ord, t_pix, t_child, t_row = tree_nodes(lo, hi, top, cap)
     if count < 0:
-        count, t_ord, t_pix, t_child, t_row = tree_nodes(order, ipix, lo, top, 12 + 4 * count_internal(order, ipix, top))  # fmt: skip
+        cap = 12 + 4 * count_internal(lo, hi, top)
+        count, t_ord, t_pix, t_child, t_row = tree_nodes(lo, hi, top, cap)
     cen = node_centres(t_ord[:count], t_pix[:count], top)  # every traversal visits them
     bnd = np.empty((count, 4))
     # moments of the internal nodes alone (the traversals expand only those; a leaf
@@ -200,7 +211,7 @@ def build_tree(order, ipix, lo, hi, rho, rw, top):
                 cq = t_child[c + q]
                 if cq < 0:
                     r = t_row[c + q]
-                    leaf_moments(kids, q, t_ord[c + q], cen[c + q, 0], cen[c + q, 1], cen[c + q, 2], rho[r], rw[r])  # fmt: skip
+                    leaf_moments(kids, q, np.int64(t_ord[c + q]), cen[c + q, 0], cen[c + q, 1], cen[c + q, 2], rho[r], rw[r])  # fmt: skip
                 else:
                     kids[q, :] = mom[moment_row(cq)]
             m = moment_row(c)
@@ -210,6 +221,8 @@ def build_tree(order, ipix, lo, hi, rho, rw, top):
             bnd[i, 1] = min(min(bnd[c, 1], bnd[c + 1, 1]), min(bnd[c + 2, 1], bnd[c + 3, 1]))
             bnd[i, 2] = max(max(bnd[c, 2], bnd[c + 1, 2]), max(bnd[c + 2, 2], bnd[c + 3, 2]))
             bnd[i, 3] = min(min(bnd[c, 3], bnd[c + 1, 3]), min(bnd[c + 2, 3], bnd[c + 3, 3]))
+    if count == cap:  # a tiling map's tree fills its room: no copies
+        return t_child, t_row, bnd, mom, cen
     return t_child[:count].copy(), t_row[:count].copy(), bnd, mom, cen
 
 
@@ -263,23 +276,29 @@ def nested_ascending(uniq):
 @kernel
 def prepare_moc_arrays(uniq, probdensity, pixel_weight):
     """The fields of a :class:`PreparedMap` for a sorted, disjoint multi-order map."""
-    order, ipix = uniq_to_order_ipix_array(uniq)
-    n = order.shape[0]
-    top = np.int64(0)
+    n = uniq.shape[0]
+    if n >= 2**31:
+        raise ValueError("more than 2**31 - 1 rows in the multi-order map")
+    # the deepest order is the largest uniq's (orders' uniq ranges [4^(o+1), 4^(o+2))
+    # follow each other), so one decoding pass gives the ranges, with no order and
+    # pixel arrays
+    umax = np.int64(0)
     for k in range(n):
-        top = max(top, order[k])
+        umax = max(umax, uniq[k])
+    top = uniq_to_order_ipix(umax)[0]
     lo = np.empty(n, np.int64)
     hi = np.empty(n, np.int64)
-    for k in range(n):
-        sh = 2 * (top - order[k])
-        lo[k] = ipix[k] << sh
-        hi[k] = (ipix[k] + 1) << sh
-    rho = np.zeros(n + 1)
-    rw = np.zeros(n + 1)
+    rho = np.empty(n + 1)
+    rw = np.empty(n + 1)
     for k in range(n):  # a loop: slice arithmetic compiles numpy's broadcasting checks
+        order, ipix = uniq_to_order_ipix(uniq[k])
+        sh = 2 * (top - order)
+        lo[k] = ipix << sh
+        hi[k] = (ipix + 1) << sh
         rho[k] = probdensity[k]
         rw[k] = probdensity[k] * pixel_weight[k]
-    t_child, t_row, bnd, mom, cen = build_tree(order, ipix, lo, hi, rho, rw, top)
+    rho[n] = rw[n] = 0.0  # the row of sky no pixel covers
+    t_child, t_row, bnd, mom, cen = build_tree(lo, hi, rho, rw, top)
     poff = np.zeros(1, np.int64)
     return (np.int64(0), top, rho, rw, lo, hi, t_child, t_row, bnd, poff, np.int64(-1), mom, cen)
 
