@@ -243,8 +243,9 @@ _WRITTEN_LOCK = threading.Lock()
 _WRITTEN_MAX = 64
 
 
-def note_written(path: str | os.PathLike, data: bytes) -> None:
-    """Record that ``path`` (a handler's output) now holds exactly ``data``.
+def note_written(path: str | os.PathLike, data: bytes, sha256: str | None = None) -> None:
+    """Record that ``path`` (a handler's output) now holds exactly ``data`` (whose
+    sha256 ``sha256`` is, when the caller has it already).
 
     The event then takes the file's checksum from these bytes instead of reading the
     file back (`llama.event.Event.generate`): a sky map's HDF5 copy is ~0.8 MB, which
@@ -260,7 +261,7 @@ def note_written(path: str | os.PathLike, data: bytes) -> None:
     >>> written_digest("/tmp/x.json", 2) is None  # taken once
     True
     """
-    entry = (len(data), hashlib.sha256(data).hexdigest())
+    entry = (len(data), sha256 or hashlib.sha256(data).hexdigest())
     with _WRITTEN_LOCK:
         while len(_WRITTEN) >= _WRITTEN_MAX:
             del _WRITTEN[next(iter(_WRITTEN))]

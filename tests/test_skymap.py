@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 
 import healpy as hp
@@ -226,11 +227,12 @@ def test_hdf5_written_in_place_is_the_same_file(tmp_path, make):
     the path, with no temporary file of its own, and keeps the copy as a write does."""
     write_hdf5(tmp_path / "a.hdf5", make())
     (tmp_path / "b").mkdir()
-    write_hdf5(tmp_path / "b" / "m.hdf5", make(), atomic=False)
+    written = write_hdf5(tmp_path / "b" / "m.hdf5", make(), atomic=False)
     assert [p.name for p in (tmp_path / "b").iterdir()] == ["m.hdf5"]
     data = (tmp_path / "b" / "m.hdf5").read_bytes()
-    assert data == (tmp_path / "a.hdf5").read_bytes()
-    assert skymap_module._KEPT.find(data) is not None
+    assert data == (tmp_path / "a.hdf5").read_bytes() == written.data
+    assert written.sha256 == hashlib.sha256(data).hexdigest()
+    assert skymap_module._KEPT.find(written.sha256) is not None
 
 
 @pytest.mark.parametrize("atomic", [True, False])
@@ -286,38 +288,42 @@ def _same_bits(a: SkyMap, b: SkyMap) -> None:
     "make", [moc_map, lambda: moc_map(distance=False), flat_map, lambda: flat_map(distance=False)]
 )
 def test_hdf5_kept_copy_is_what_h5py_reads(tmp_path, make):
-    """The copy kept by write_hdf5 (and by a read) gives the map that h5py reads from
-    the file, bit for bit, under any name the file is renamed to."""
+    """The copy kept by write_hdf5 (and by a read given the file's checksum) gives the
+    map that h5py reads from the file, bit for bit, under any name the file is renamed
+    to."""
     m = make()
     m.probdensity[3] = -0.0  # signs and odd values survive both ways
     write_hdf5(tmp_path / "tmp.hdf5", m)
     (tmp_path / "tmp.hdf5").rename(tmp_path / "m.hdf5")
-    data = (tmp_path / "m.hdf5").read_bytes()
-    assert skymap_module._KEPT.find(data) is not None
-    kept, kept_meta = read_hdf5(tmp_path / "m.hdf5"), read_hdf5_meta(tmp_path / "m.hdf5")
+    sha = hashlib.sha256((tmp_path / "m.hdf5").read_bytes()).hexdigest()
+    assert skymap_module._KEPT.find(sha) is not None
+    kept = read_hdf5(tmp_path / "m.hdf5", sha256=sha)
+    kept_meta = read_hdf5_meta(tmp_path / "m.hdf5", sha256=sha)
     skymap_module._KEPT.clear()
-    assert read_hdf5_meta(tmp_path / "m.hdf5") == kept_meta == m.meta
-    skymap_module._KEPT.clear()
+    assert read_hdf5_meta(tmp_path / "m.hdf5", sha256=sha) == kept_meta == m.meta
     fresh = read_hdf5(tmp_path / "m.hdf5")
     _same_bits(kept, fresh)
-    assert skymap_module._KEPT.find(data) is not None  # a read keeps it too
-    _same_bits(read_hdf5(tmp_path / "m.hdf5"), fresh)
+    assert skymap_module._KEPT.find(sha) is None  # no checksum given: nothing kept
+    _same_bits(read_hdf5(tmp_path / "m.hdf5", sha256=sha), fresh)
+    assert skymap_module._KEPT.find(sha) is not None  # a read under a checksum keeps it
+    _same_bits(read_hdf5(tmp_path / "m.hdf5", sha256=sha), fresh)
 
 
 def test_hdf5_kept_copy_is_not_shared(tmp_path):
     """A caller changing its map in place changes neither the next read nor the map
     written."""
     m, first_uniq = moc_map(), moc_map().uniq[0]
-    write_hdf5(tmp_path / "m.hdf5", m)
+    sha = write_hdf5(tmp_path / "m.hdf5", m).sha256
     m.uniq[0] = 7
-    first = read_hdf5(tmp_path / "m.hdf5")
+    first = read_hdf5(tmp_path / "m.hdf5", sha256=sha)
     assert first.uniq[0] == first_uniq
     first.probdensity[:] = 0.0
     first.uniq[:] = 4
     first.meta["objid"] = "changed"
-    again = read_hdf5(tmp_path / "m.hdf5")
+    again = read_hdf5(tmp_path / "m.hdf5", sha256=sha)
     assert again.uniq[0] == first_uniq and again.probdensity.min() > 0
-    assert "objid" not in again.meta and "objid" not in read_hdf5_meta(tmp_path / "m.hdf5")
+    assert "objid" not in again.meta
+    assert "objid" not in read_hdf5_meta(tmp_path / "m.hdf5", sha256=sha)
 
 
 def test_hdf5_changed_in_place_at_once_is_read_again(tmp_path):
@@ -343,7 +349,7 @@ def test_hdf5_large_files_are_not_kept(tmp_path, monkeypatch):
     skymap_module._KEPT.clear()
     write_hdf5(tmp_path / "m.hdf5", moc_map())
     assert skymap_module._KEPT.entries == []
-    _same_bits(read_hdf5(tmp_path / "m.hdf5"), moc_map())
+    _same_bits(read_hdf5(tmp_path / "m.hdf5", sha256="ab" * 32), moc_map())
     assert skymap_module._KEPT.entries == []
 
 

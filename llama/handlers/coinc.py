@@ -151,12 +151,11 @@ class CoincSignificanceI3Lvc(FileHandler):
         from llama.science.constants import constants_dict
         from llama.science.odds import EventModel
         from llama.science.pvalue import trial_pvalues
-        from llama.science.skymap import read_hdf5
 
         ev = _event_inputs(self)
         info, neutrinos, p_astro, pop = ev.info, ev.neutrinos, ev.p_astro, ev.population
         model = EventModel(
-            read_hdf5(self.dep_path(LvcSkymapHdf5)),
+            LvcSkymapHdf5.read(self.event),
             rho=ev.rho,
             rbar=ev.distmean,
             population=pop,
@@ -258,7 +257,6 @@ class CoincSignificanceSubthresholdI3Lvc(FileHandler):
         from llama.config import analysis_number, analysis_option
         from llama.science.constants import constants_dict
         from llama.science.gw_null import SYNTHETIC_SNR_LIST, read_snr_list
-        from llama.science.skymap import read_hdf5
         from llama.science.subthreshold import (
             SubthresholdModel,
             subthreshold_table_pvalue,
@@ -271,7 +269,7 @@ class CoincSignificanceSubthresholdI3Lvc(FileHandler):
         snr_path = analysis_option("background_snr_list") or None
         # the OPA statistic's tables, background sample and overlap tolerance apply here
         model = SubthresholdModel(
-            read_hdf5(self.dep_path(LvcSkymapHdf5)),
+            LvcSkymapHdf5.read(self.event),
             rho=ev.rho,
             rbar=ev.distmean,
             p_terrestrial=float(p_astro.get("Terrestrial", 0.0)),

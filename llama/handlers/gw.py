@@ -38,6 +38,7 @@ from llama.handler import FileHandler, note_written, write_json
 
 if TYPE_CHECKING:
     from llama.event import Event
+    from llama.science.skymap import SkyMap
 
 __all__ = [
     "P_ASTRO_KEYS",
@@ -581,9 +582,26 @@ class LvcSkymapHdf5(FileHandler):
         fits = io.BytesIO(self.event.read_bytes(LvcSkymapFits.FILENAME))
         fits.name = str(self.dep_path(LvcSkymapFits))  # named in read_sky_map's errors
         # ``out`` is a temporary name, renamed by the event: no second one inside
-        data = write_hdf5(out, read_sky_map(fits), atomic=False)
-        if data is not None:  # its checksum from the bytes read back, not a second read
-            note_written(out, data)
+        written = write_hdf5(out, read_sky_map(fits), atomic=False)
+        if written is not None:  # its checksum from the bytes read back, not a second read
+            note_written(out, written.data, written.sha256)
+
+    @classmethod
+    def read(cls, event: Event) -> SkyMap:
+        """The event's copy of the map. Read under its checksum (`Event.sha256`: one
+        stat where the file's size and mtime_ns are those of its last checksum), so
+        the map `write_hdf5` or an earlier read kept in this process is taken without
+        opening the file (`llama.science.skymap.read_hdf5`)."""
+        from llama.science.skymap import read_hdf5
+
+        return read_hdf5(event.path(cls.FILENAME), sha256=event.sha256(cls.FILENAME))
+
+    @classmethod
+    def read_meta(cls, event: Event) -> dict[str, Any]:
+        """The copy's meta dict (the FITS header's keys), as `read` finds the map."""
+        from llama.science.skymap import read_hdf5_meta
+
+        return read_hdf5_meta(event.path(cls.FILENAME), sha256=event.sha256(cls.FILENAME))
 
 
 class LvcDistancesJson(FileHandler):
@@ -601,15 +619,13 @@ class LvcDistancesJson(FileHandler):
     DEPENDENCIES = (LvcSkymapHdf5,)
 
     def generate(self, out: Path) -> None:
-        path = self.dep_path(LvcSkymapHdf5)
-        header = _header_distances(path)
+        header = _header_distances(self.event)
         if header is not None:
             (distmean, diststd), method = header, "header"
         else:
-            from llama.science.skymap import read_hdf5
-
             # SkyMapError names what is missing when there are no layers either
-            (distmean, diststd), method = read_hdf5(path).distance_moments(), "layers"
+            skymap = LvcSkymapHdf5.read(self.event)
+            (distmean, diststd), method = skymap.distance_moments(), "layers"
         write_json(out, {"distmean": float(distmean), "diststd": float(diststd), "method": method})
 
     @classmethod
@@ -620,13 +636,11 @@ class LvcDistancesJson(FileHandler):
         return {"distmean": d["distmean"], "diststd": d["diststd"]}
 
 
-def _header_distances(path: Path) -> tuple[float, float] | None:
+def _header_distances(event: Event) -> tuple[float, float] | None:
     """(DISTMEAN, DISTSTD) [Mpc] kept from the FITS header in an `LvcSkymapHdf5` copy
     (its meta, see `llama.science.skymap.write_hdf5`), or None when the header had no
     finite pair: then they come from the layers."""
-    from llama.science.skymap import read_hdf5_meta
-
-    meta = read_hdf5_meta(path)  # SkyMapError names a file that is not such a copy
+    meta = LvcSkymapHdf5.read_meta(event)  # SkyMapError names a file that is not a copy
     values = [meta.get(k) for k in ("distmean", "diststd")]
     if all(isinstance(v, float) and math.isfinite(v) for v in values):
         return values[0], values[1]

@@ -125,15 +125,13 @@ class _ScatterPlot(FileHandler, abstract=True):
         """The event's sky map; the PNG and PDF handlers of a plot, which run one after
         the other in the same thread, read it once (the file's identity, size and
         modification time must match)."""
-        from llama.science.skymap import read_hdf5
-
         path = self.dep_path(LvcSkymapHdf5)
         st = path.stat()
         key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
         last = getattr(_last_map, "entry", None)
         if last is not None and last[0] == key:
             return last[1]
-        skymap = read_hdf5(path)
+        skymap = LvcSkymapHdf5.read(self.event)
         _last_map.entry = (key, skymap)
         return skymap
 

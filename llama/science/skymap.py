@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import io
 import json
 import math
@@ -37,7 +38,7 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -932,44 +933,55 @@ class _Parsed:
 
 
 class _KeptCopies:
-    """The last few HDF5 copies written or read in this process, by their bytes.
+    """The last few HDF5 copies written or read in this process, by their sha256.
 
     An event writes its copy (LvcSkymapHdf5) and reads it back twice (its distances,
-    then its significance): h5py spends ~1-3 ms on each opening. A file whose bytes
-    equal a kept copy's is that copy, whatever its name, size or time stamps say
-    (reading the bytes and comparing them costs ~0.1 ms), so a file changed in place,
-    even within the file system's time-stamp resolution, is read again.
+    then its significance): h5py spends ~1-3 ms on each opening, and reading the
+    file's bytes to compare them with a kept copy's ~0.2-0.4 ms more. A copy is kept
+    under the sha256 of the bytes written (`write_hdf5`), or under the one the caller
+    gives for the file it reads (`read_hdf5`'s ``sha256``: `llama.event.Event.sha256`,
+    which trusts a file whose size and mtime_ns are unchanged since its checksum was
+    taken, as every up-to-date check does). The checksum is that trust's one place:
+    this holds only checksum -> map, so a file changed in place is read again as soon
+    as the event sees a new size or time stamp.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.entries: list[tuple[bytes, _Parsed]] = []  # oldest first
+        self.entries: list[tuple[str, _Parsed]] = []  # oldest first
         self.lock = threading.Lock()
 
-    def find(self, data: bytes | None) -> _Parsed | None:
-        if data is None:
+    def find(self, sha256: str | None) -> _Parsed | None:
+        if sha256 is None:
             return None
         with self.lock:
             for kept, parsed in self.entries:
-                if kept == data:
+                if kept == sha256:
                     return parsed
         return None
 
-    def keep(self, data: bytes, parsed: _Parsed) -> None:
+    def keep(self, sha256: str, parsed: _Parsed) -> None:
         with self.lock:
-            self.entries = [e for e in self.entries if e[0] != data][-(self.size - 1) :]
-            self.entries.append((data, parsed))
+            self.entries = [e for e in self.entries if e[0] != sha256][-(self.size - 1) :]
+            self.entries.append((sha256, parsed))
 
     def clear(self) -> None:
         with self.lock:
             self.entries = []
 
 
-#: Up to 4 copies (~1.6 MB each for a BAYESTAR map: its bytes and its arrays), the
-#: events a process has in hand, of files up to `_KEPT_MAX_BYTES` (larger flat maps are
-#: read from the file each time rather than held twice in memory).
+#: Up to 4 copies (~0.8 MB of arrays each for a BAYESTAR map), the events a process
+#: has in hand, of files up to `_KEPT_MAX_BYTES` (larger flat maps are read from the
+#: file each time rather than held in memory).
 _KEPT = _KeptCopies(4)
 _KEPT_MAX_BYTES = 8 << 20
+
+
+class HDF5Written(NamedTuple):
+    """What `write_hdf5` wrote: the file's bytes (read back) and their sha256."""
+
+    data: bytes
+    sha256: str
 
 
 def _file_bytes(path: str) -> bytes | None:
@@ -984,10 +996,11 @@ def _file_bytes(path: str) -> bytes | None:
         return None
 
 
-def write_hdf5(path: str | os.PathLike, skymap: SkyMap, atomic: bool = True) -> bytes | None:
+def write_hdf5(path: str | os.PathLike, skymap: SkyMap, atomic: bool = True) -> HDF5Written | None:
     """Write the internal HDF5 copy (LvcSkymapHdf5); returns the file's bytes as
-    written (read back and kept for :func:`read_hdf5`), or None for a file too large to
-    keep (`_KEPT_MAX_BYTES`) or one that could not be read back.
+    written and their sha256 (`HDF5Written`; the copy is kept under that checksum for
+    :func:`read_hdf5`), or None for a file too large to keep (`_KEPT_MAX_BYTES`) or
+    one that could not be read back.
 
     Layout (version 2): root attributes ``format`` ("llama-skymap"), ``version`` (2),
     ``meta`` (the map's meta dict, JSON-encoded) and, for flat NESTED maps, ``nside``;
@@ -1006,10 +1019,10 @@ def write_hdf5(path: str | os.PathLike, skymap: SkyMap, atomic: bool = True) -> 
     >>> import tempfile, os
     >>> m = SkyMap(probdensity=np.ones(12) / (4 * np.pi), nside=1, meta={"objid": "S1"})
     >>> path = os.path.join(tempfile.mkdtemp(), "m.hdf5")
-    >>> data = write_hdf5(path, m)  # the bytes written
-    >>> data == open(path, "rb").read()
+    >>> written = write_hdf5(path, m)  # the bytes written and their sha256
+    >>> written.data == open(path, "rb").read()
     True
-    >>> r = read_hdf5(path)
+    >>> r = read_hdf5(path, sha256=written.sha256)  # the kept copy: the file is not read
     >>> r.nside, r.meta["objid"]
     (1, 'S1')
     """
@@ -1030,9 +1043,11 @@ def write_hdf5(path: str | os.PathLike, skymap: SkyMap, atomic: bool = True) -> 
     data = _file_bytes(tmp)
     if atomic:
         os.replace(tmp, path)
-    if data is not None:
-        _KEPT.keep(data, _Parsed(layers, uniq, skymap.nside, meta))
-    return data
+    if data is None:
+        return None
+    written = HDF5Written(data, hashlib.sha256(data).hexdigest())
+    _KEPT.keep(written.sha256, _Parsed(layers, uniq, skymap.nside, meta))
+    return written
 
 
 def _write_hdf5_file(path: str, layers, uniq, nside, meta: str) -> None:
@@ -1145,18 +1160,22 @@ def _open_hdf5(where: str):
     return f, version
 
 
-def read_hdf5(path: str | os.PathLike) -> SkyMap:
+def read_hdf5(path: str | os.PathLike, sha256: str | None = None) -> SkyMap:
     """Read a map written by :func:`write_hdf5` (either version of its layout).
+
+    ``sha256``: the file's checksum as the caller knows it (`llama.event.Event.sha256`,
+    which trusts a file unchanged in size and mtime_ns since its checksum was taken):
+    the copy kept under it, if any, is taken without opening the file, and a file read
+    is kept under it. Without it the file is read, and nothing kept.
 
     Raises
     ------
     SkyMapError
         When the file is not an HDF5 file written by :func:`write_hdf5`.
     """
-    where = os.fspath(path)
-    data = _file_bytes(where)
-    parsed = _KEPT.find(data)
+    parsed = _KEPT.find(sha256)
     if parsed is None:
+        where = os.fspath(path)
         f, version = _open_hdf5(where)
         with f:
             if version == 1:
@@ -1168,13 +1187,15 @@ def read_hdf5(path: str | os.PathLike) -> SkyMap:
                 nside=None if "uniq" in f else int(attrs["nside"]),
                 meta=attrs["meta"],
             )
-        if data is not None:
-            _KEPT.keep(data, parsed)
+        held = parsed.layers.nbytes + (0 if parsed.uniq is None else parsed.uniq.nbytes)
+        if sha256 is not None and held <= _KEPT_MAX_BYTES:
+            _KEPT.keep(sha256, parsed)
     return parsed.skymap()
 
 
-def read_hdf5_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The meta dict of a :func:`write_hdf5` file, without reading its pixels.
+def read_hdf5_meta(path: str | os.PathLike, sha256: str | None = None) -> dict[str, Any]:
+    """The meta dict of a :func:`write_hdf5` file, without reading its pixels
+    (``sha256``: as for :func:`read_hdf5`; a kept copy gives it without opening the file).
 
     Examples
     --------
@@ -1185,11 +1206,10 @@ def read_hdf5_meta(path: str | os.PathLike) -> dict[str, Any]:
     >>> read_hdf5_meta(path)
     {'distmean': 40.0}
     """
-    where = os.fspath(path)
-    parsed = _KEPT.find(_file_bytes(where))
+    parsed = _KEPT.find(sha256)
     if parsed is not None:
         return json.loads(parsed.meta)
-    f, version = _open_hdf5(where)
+    f, version = _open_hdf5(os.fspath(path))
     with f:
         if version == 1:
             return {k: json.loads(v) for k, v in f["meta"].attrs.items()} if "meta" in f else {}
