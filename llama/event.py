@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from llama.flags import DEFAULT_FLAGS, FlagPreset, validate_flags
-from llama.handler import FileHandler, Status, written_digest
+from llama.handler import WRITTEN_BYTES_MAX, FileHandler, Status, written_record
 from llama.storage import atomic_write_bytes  # event files and riders are written with it
 
 __all__ = [
@@ -216,6 +216,9 @@ class Event:
             except OSError as err:
                 raise _directory_error(self.directory, err) from err
         self._sha_memo: dict[str, tuple[int, int, str]] = {}
+        # small files' bytes (filename -> (size, mtime_ns, bytes)): those a handler wrote
+        # or that were read, for the readers that follow (`read_bytes`)
+        self._small: dict[str, tuple[int, int, bytes]] = {}
         # files whose status was just read with no .F.failed.json beside them: their
         # generation need not try to remove one (a system call per handler)
         self._no_failure_record: set[str] = set()
@@ -354,18 +357,33 @@ class Event:
         return digest
 
     def read_bytes(self, filename: str) -> bytes:
-        """The bytes of data file ``filename``: those its checksum just read where the
-        file's size and mtime are still the ones it had then (the checksums' trust), else
-        read from the file."""
+        """The bytes of data file ``filename``, not read again where the file's size and
+        mtime_ns are still those it had when they were last taken (the checksums'
+        trust): a small file's (up to `llama.handler.WRITTEN_BYTES_MAX`) as its handler
+        wrote them or as this event last read them, kept for the event's life (an
+        event's JSON files are read by several handlers and its batch record), or a
+        larger one's as its checksum just read them (taken once).
+
+        Raises FileNotFoundError for a missing file, as a read does.
+        """
         path = self._file(filename)
+        st = os.stat(path)
+        key = (st.st_size, st.st_mtime_ns)
+        small = self._small.get(filename)
+        if small is not None and small[:2] == key:
+            return small[2]
         with _HASHED_LOCK:
             kept = _HASHED.pop(path, None)
-        if kept is not None:
-            st = os.stat(path)
-            if (st.st_size, st.st_mtime_ns) == kept[:2]:
-                return kept[2]
-        with open(path, "rb") as f:
-            return f.read()
+        if kept is not None and kept[:2] == key:
+            data = kept[2]
+        else:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())  # the key of the bytes read, not of the stat
+                key = (st.st_size, st.st_mtime_ns)
+                data = f.read()
+        if len(data) <= WRITTEN_BYTES_MAX and len(data) == key[0]:
+            self._small[filename] = (*key, data)
+        return data
 
     def read_meta(self, filename: str) -> dict[str, Any] | None:
         """The metadata rider of ``filename`` (None if it was supplied from outside)."""
@@ -511,8 +529,13 @@ class Event:
         st = os.stat(tmp) if st is None else st  # os.replace keeps size and mtime
         # the bytes generate wrote, where it recorded them (llama.handler.note_written:
         # JSON files, the sky map's copy), else the file read back
-        digest = written_digest(tmp, st.st_size) or sha256_file(tmp)
+        written = written_record(tmp, st.st_size)
+        digest = written[0] if written is not None else sha256_file(tmp)
         self._sha_memo[filename] = (st.st_size, st.st_mtime_ns, digest)
+        if written is not None and written[1] is not None:  # kept for its readers
+            self._small[filename] = (st.st_size, st.st_mtime_ns, written[1])
+        else:
+            self._small.pop(filename, None)
         write_rider(
             f"{self._dir}/.{filename}.meta.json",
             {

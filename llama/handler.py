@@ -207,15 +207,17 @@ class FileHandler:
         return self.dep_path(dep).read_text()
 
     def read_json(self, dep: type[FileHandler]) -> Any:
-        """A dependency's JSON file; a damaged one fails with a message naming it."""
-        with open(self.dep_path(dep)) as f:
-            try:
-                return json.load(f)
-            except json.JSONDecodeError as err:
-                raise ValueError(
-                    f"{dep.FILENAME} is not valid JSON ({err.msg} at line {err.lineno}, "
-                    f"column {err.colno}): correct or remove the file"
-                ) from None
+        """A dependency's JSON file; a damaged one fails with a message naming it.
+        Its bytes through `Event.read_bytes`: those its handler wrote, where the file is
+        unchanged since, are not read again."""
+        data = self.event.read_bytes(dep.FILENAME)
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{dep.FILENAME} is not valid JSON ({err.msg} at line {err.lineno}, "
+                f"column {err.colno}): correct or remove the file"
+            ) from None
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -235,12 +237,16 @@ def write_json(path: Path, obj: Any) -> None:
     note_written(path, text)
 
 
-#: sha256 of files just written whole by a handler (path -> (size, hex digest)), taken
-#: by the event for the file's metadata (`written_digest`) instead of reading it back.
-_WRITTEN: dict[str, tuple[int, str]] = {}
+#: sha256 of files just written whole by a handler (path -> (size, hex digest, the
+#: bytes of a small file or None)), taken by the event for the file's metadata
+#: (`written_record`) instead of reading it back.
+_WRITTEN: dict[str, tuple[int, str, bytes | None]] = {}
 _WRITTEN_LOCK = threading.Lock()
 #: Entries kept at most: one is left behind only where generate failed after a write.
 _WRITTEN_MAX = 64
+#: Files up to this size keep their bytes in the record too: the event keeps them for
+#: the readers that follow (its dependants, the batch record; `Event.read_bytes`).
+WRITTEN_BYTES_MAX = 64 << 10
 
 
 def note_written(path: str | os.PathLike, data: bytes, sha256: str | None = None) -> None:
@@ -261,7 +267,8 @@ def note_written(path: str | os.PathLike, data: bytes, sha256: str | None = None
     >>> written_digest("/tmp/x.json", 2) is None  # taken once
     True
     """
-    entry = (len(data), sha256 or hashlib.sha256(data).hexdigest())
+    small = data if len(data) <= WRITTEN_BYTES_MAX else None
+    entry = (len(data), sha256 or hashlib.sha256(data).hexdigest(), small)
     with _WRITTEN_LOCK:
         while len(_WRITTEN) >= _WRITTEN_MAX:
             del _WRITTEN[next(iter(_WRITTEN))]
@@ -271,9 +278,17 @@ def note_written(path: str | os.PathLike, data: bytes, sha256: str | None = None
 def written_digest(path: str | os.PathLike, size: int) -> str | None:
     """The sha256 `note_written` recorded for ``path`` (removed from the record) when
     its size is ``size``, else None."""
+    record = written_record(path, size)
+    return None if record is None else record[0]
+
+
+def written_record(path: str | os.PathLike, size: int) -> tuple[str, bytes | None] | None:
+    """(sha256, the bytes where the file is small, else None) as `note_written`
+    recorded them for ``path`` (removed from the record) when its size is ``size``,
+    else None."""
     with _WRITTEN_LOCK:
         entry = _WRITTEN.pop(os.fspath(path), None)
-    return entry[1] if entry is not None and entry[0] == size else None
+    return entry[1:] if entry is not None and entry[0] == size else None
 
 
 def _json_default(obj: Any) -> Any:

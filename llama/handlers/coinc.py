@@ -219,7 +219,7 @@ class CoincSignificanceI3Lvc(FileHandler):
 
         from llama.results_schema import NEUTRINO_RECORD, neutrino_columns
 
-        data = json.loads(event.path(cls.FILENAME).read_text())
+        data = json.loads(event.read_bytes(cls.FILENAME))
         combined = data["outputs"]["neutrino_gw_combined"]
         records = {
             "odds_ratio": combined["odds_ratio"],
@@ -341,7 +341,7 @@ class CoincSignificanceSubthresholdI3Lvc(FileHandler):
     def record(cls, event) -> dict[str, Any]:
         import json
 
-        data = json.loads(event.path(cls.FILENAME).read_text())
+        data = json.loads(event.read_bytes(cls.FILENAME))
         combined = data["outputs"]["neutrino_gw_combined"]
         return {
             "subthreshold_odds_ratio": combined["odds_ratio"],

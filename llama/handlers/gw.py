@@ -131,8 +131,8 @@ def read_skymap_info(event: Event) -> dict[str, Any]:
     import json
 
     path = event.path(SkymapInfo.FILENAME)
-    try:
-        info = json.loads(path.read_text())
+    try:  # its bytes kept by the event: read by ~5 handlers and the record of each event
+        info = json.loads(event.read_bytes(SkymapInfo.FILENAME))
     except FileNotFoundError:
         raise SkymapInfoError(
             f"{event.eventid}: no {SkymapInfo.FILENAME}; supply it with --get or make it "
@@ -531,7 +531,7 @@ class LVAlertAdvok(FileHandler):
     def record(cls, event: Event) -> dict[str, Any]:
         import json
 
-        return {"advok": json.loads(event.path(cls.FILENAME).read_text())["advok"]}
+        return {"advok": json.loads(event.read_bytes(cls.FILENAME))["advok"]}
 
 
 class LvcSkymapFits(FileHandler):
@@ -632,7 +632,7 @@ class LvcDistancesJson(FileHandler):
     def record(cls, event: Event) -> dict[str, Any]:
         import json
 
-        d = json.loads(event.path(cls.FILENAME).read_text())
+        d = json.loads(event.read_bytes(cls.FILENAME))
         return {"distmean": d["distmean"], "diststd": d["diststd"]}
 
 
@@ -741,7 +741,7 @@ class LVCGraceDbEventData(FileHandler):
     def record(cls, event: Event) -> dict[str, Any]:
         import json
 
-        d = json.loads(event.path(cls.FILENAME).read_text())
+        d = json.loads(event.read_bytes(cls.FILENAME))
         return {"snr": d["snr"], "gw_instruments": ",".join(d.get("instruments") or [])}
 
 
@@ -783,5 +783,5 @@ class PAstro(FileHandler):
     def record(cls, event: Event) -> dict[str, Any]:
         import json
 
-        d = json.loads(event.path(cls.FILENAME).read_text())
+        d = json.loads(event.read_bytes(cls.FILENAME))
         return {f"p_{k.lower()}": d.get(k) for k in P_ASTRO_KEYS}

@@ -154,7 +154,7 @@ class _ServiceQuery(FileHandler, abstract=True):
     def record(cls, event: Event) -> dict[str, Any]:
         import json
 
-        return {cls.RECORD_KEY: len(json.loads(event.path(cls.FILENAME).read_text()))}
+        return {cls.RECORD_KEY: len(json.loads(event.read_bytes(cls.FILENAME)))}
 
 
 class ZtfTriggerList(_ServiceQuery):
