@@ -25,7 +25,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -177,7 +177,26 @@ def analysis_fingerprint(name: str) -> str:
     >>> analysis_fingerprint("background_table")
     ''
     """
-    value = _option_value(name, _config_or_empty())
+    return _fingerprint(name, _config_or_empty())
+
+
+def analysis_fingerprints(names: Iterable[str]) -> dict[str, str]:
+    """`analysis_fingerprint` of each of ``names``, the config file looked up once
+    (a handler's `llama.handler.FileHandler.settings`: every option, once per
+    significance file made or checked; per option, finding the config file cost more
+    than the option's own value).
+
+    Examples
+    --------
+    >>> analysis_fingerprints(["psf", "background_table"])
+    {'psf': 'gaussian', 'background_table': ''}
+    """
+    config = _config_or_empty()
+    return {name: _fingerprint(name, config) for name in names}
+
+
+def _fingerprint(name: str, file_config: dict) -> str:
+    value = _option_value(name, file_config)
     if value and name in FILE_OPTIONS:
         try:
             st = os.stat(value)

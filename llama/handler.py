@@ -154,9 +154,9 @@ class FileHandler:
         """The current values of `SETTINGS` (`llama.config.analysis_fingerprint`)."""
         if not cls.SETTINGS:
             return {}
-        from llama.config import analysis_fingerprint
+        from llama.config import analysis_fingerprints
 
-        return {name: analysis_fingerprint(name) for name in cls.SETTINGS}
+        return analysis_fingerprints(cls.SETTINGS)
 
     @classmethod
     def is_input(cls) -> bool:
