@@ -15,6 +15,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from kernels.odds import time_overlap
+
+#: The largest double (``np.nan_to_num``'s stand-in for +inf).
+_DBL_MAX = np.finfo(np.float64).max
+
 __all__ = [
     "tile_offsets",
     "offsets_from_counts",
@@ -23,6 +28,9 @@ __all__ = [
     "widest_single",
     "segment_bounds",
     "aimed_bands",
+    "trial_units",
+    "trial_singles",
+    "segment_any",
 ]
 
 
@@ -249,3 +257,92 @@ def aimed_bands(thresholds, cut, mid, o_lo, o_hi, rest_lo, rest_hi, pair_lo, pai
             if r == 0:
                 offsets[i + 1] = at + q * per
     return offsets, band_lo, band_hi
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def trial_units(dt, density, d_1, half_window, rate_common, null_ratio, rate_norm, time_norm, enough_num):  # fmt: skip
+    """(unit, den, enough) per trial neutrino, the numbers of background_trials'
+    NumPy: T_i = ``time_overlap(dt, half_window)``, p_c = ``rate_common`` B_i,
+    den = p_c + p_c ``null_ratio``, unit = ``rate_norm`` T_i d_1 / ``time_norm`` / den
+    (left to right), and ``np.nan_to_num(where(unit > 0, enough_num / unit, inf),
+    nan=0.0)`` (0 for NaN, the largest double for +inf).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> u, d, e = trial_units(np.zeros(2), np.array([1.0, 0.0]), np.ones(2), 250.0, 2.0, 0.5, 3.0, 1.0, 1.0)
+    >>> u.tolist(), d.tolist(), e.tolist()
+    ([500.0, inf], [3.0, 0.0], [0.002, 0.0])
+    """
+    n = dt.shape[0]
+    t_i = time_overlap(dt, half_window)
+    unit = np.empty(n)
+    den = np.empty(n)
+    enough = np.empty(n)
+    for k in range(n):
+        p_c = rate_common * density[k]
+        d = p_c + p_c * null_ratio
+        u = rate_norm * t_i[k] * d_1[k] / time_norm / d
+        unit[k] = u
+        den[k] = d
+        e = enough_num / u if u > 0 else np.inf
+        if e != e:
+            e = 0.0
+        elif e == np.inf:
+            e = _DBL_MAX
+        elif e == -np.inf:
+            e = -_DBL_MAX
+        enough[k] = e
+    return unit, den, enough
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def trial_singles(s_lo, s_hi, unit, den, a_max, peak, floor, lo_div, hi_div):
+    """(single_lo, single_hi, k_hi, bad) per trial neutrino from the bounds of its true
+    S_i, the numbers of background_trials' NumPy: f = ``floor`` (``peak`` a_max),
+    k_lo = max(s_lo - f, 0) / ``lo_div``, k_hi = (s_hi + f) / ``hi_div``, the singles
+    unit k_lo and unit k_hi, bad where den is not > 0 or single_hi not finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> one = np.ones(2)
+    >>> lo, hi, k_hi, bad = trial_singles(np.array([0.0, 2.0]), 3 * one, 2 * one, np.array([1.0, 0.0]), one, 1.0, 0.5, 1.0, 0.5)
+    >>> lo.tolist(), hi.tolist(), bad.tolist()
+    ([0.0, 3.0], [14.0, 14.0], [False, True])
+    """
+    n = s_lo.shape[0]
+    single_lo = np.empty(n)
+    single_hi = np.empty(n)
+    k_hi = np.empty(n)
+    bad = np.empty(n, dtype=np.bool_)
+    for k in range(n):
+        f = floor * (peak * a_max[k])
+        x = s_lo[k] - f
+        x = x if (x > 0.0 or x != x) else 0.0  # np.maximum(x, 0.0): -0.0 -> 0.0
+        hi = (s_hi[k] + f) / hi_div
+        k_hi[k] = hi
+        single_lo[k] = unit[k] * (x / lo_div)
+        single_hi[k] = unit[k] * hi
+        bad[k] = not (den[k] > 0) or not np.isfinite(single_hi[k])
+    return single_lo, single_hi, k_hi, bad
+
+
+@njit(cache=True, nogil=True)
+def segment_any(flags, offsets):
+    """Per CSR segment: does any of its ``flags`` hold (an empty segment: no).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> segment_any(np.array([False, True, False]), np.array([0, 1, 1, 3])).tolist()
+    [False, False, True]
+    """
+    m = offsets.shape[0] - 1
+    out = np.zeros(m, dtype=np.bool_)
+    for s in range(m):
+        for k in range(offsets[s], offsets[s + 1]):
+            if flags[k]:
+                out[s] = True
+                break
+    return out

@@ -175,3 +175,49 @@ def test_aimed_bands_are_the_numpy_ones(cells, seed):
         for g, w in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w)
             assert np.array_equal(np.signbit(g), np.signbit(w))
+
+
+def _special(rng, n, values):
+    x = 10.0 ** rng.uniform(-30, 30, n) * rng.choice([1.0, 1.0, 1.0, -1.0], n)
+    return np.where(rng.uniform(size=n) < 0.1, rng.choice(values, n), x)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_trial_units_and_singles_are_the_numpy_ones(seed):
+    """_parts' per-neutrino arithmetic (kernels.trials.trial_units, trial_singles,
+    segment_any) against the NumPy it replaced, bit for bit, with zeros, -0.0,
+    subnormals, infinities and NaN among B_i, d_1, dt and the S bounds."""
+    rng = np.random.default_rng(seed)
+    odd = [0.0, -0.0, 5e-324, np.inf, -np.inf, np.nan]
+    n = 5000
+    dt = np.where(rng.uniform(size=n) < 0.05, rng.choice(odd, n), rng.uniform(-600, 600, n))
+    density, d_1 = _special(rng, n, odd), _special(rng, n, odd)
+    half, rc, null, rn, tn = 250.0, 3.7e-13, 0.25, 1.3e9, 7.1e4
+    for enough_num in (1e-20, 0.0, np.inf):
+        with np.errstate(all="ignore"):
+            t_i = KO.time_overlap(dt, half)
+            p_c = rc * density
+            den = p_c + p_c * null
+            unit = rn * t_i * d_1 / tn / den
+            enough = np.nan_to_num(np.where(unit > 0, enough_num / unit, np.inf), nan=0.0)
+        got = KT.trial_units(dt, density, d_1, half, rc, null, rn, tn, enough_num)
+        for g, w in zip(got, (unit, den, enough), strict=True):
+            np.testing.assert_array_equal(g, w)
+            assert np.array_equal(np.signbit(g), np.signbit(w))
+    s_lo, s_hi = _special(rng, n, odd), _special(rng, n, odd)
+    a_max = np.abs(_special(rng, n, odd))
+    peak, floor, r = 37.5, 1e-12, 1e-4
+    with np.errstate(all="ignore"):
+        scale = peak * a_max
+        k_lo = np.maximum(s_lo - floor * scale, 0.0) / (1.0 + 2.0 * r)
+        k_hi = (s_hi + floor * scale) / (1.0 - 2.0 * r)
+        want = (unit * k_lo, unit * k_hi, k_hi, ~(den > 0) | ~np.isfinite(unit * k_hi))
+    got = KT.trial_singles(s_lo, s_hi, unit, den, a_max, peak, floor, 1.0 + 2.0 * r, 1.0 - 2.0 * r)  # fmt: skip
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+        assert np.array_equal(np.signbit(g), np.signbit(w))
+    counts = rng.integers(0, 12, 900)
+    off = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    flags = rng.uniform(size=int(off[-1])) < 0.02
+    want_any = np.bincount(np.repeat(np.arange(counts.size), counts), weights=flags, minlength=counts.size) > 0  # fmt: skip
+    np.testing.assert_array_equal(KT.segment_any(flags, off), want_any)

@@ -326,19 +326,24 @@ class BackgroundTrials:
 
     # -- per-neutrino constants -------------------------------------------------------
 
-    def _units(self, dt, zen, density, d_1=None):
+    def _units(self, dt, zen, density, d_1=None, enough_num=None):
         """(unit_i, P_c,i + P_0,i): O_i without doublets is unit_i S_i (``d_1``: the
-        energy factor per neutrino, if known: :meth:`_sample_d1`)."""
+        energy factor per neutrino, if known: :meth:`_sample_d1`); with
+        ``enough_num``, enough_i too: ``enough_num`` / unit_i where unit_i > 0, else the
+        largest double (as ``np.nan_to_num`` gives: a NaN is 0). One pass
+        (:func:`kernels.trials.trial_units`)."""
         m = self.model
         if d_1 is None:
             w = np.asarray(m.tables.zenith_weight(zen), dtype=np.float64)
             d_1 = m.egw * neutrino_energy_integral(m.rate_per_energy * w, 1)
-        t_i = KO.time_overlap(np.ascontiguousarray(dt, dtype=np.float64), C.EMISSION_HALF_WINDOW_S)
-        p_c = C.NU_BACKGROUND_RATE_HZ * m.common * density
-        den = p_c + p_c * m.null_ratio
-        with np.errstate(divide="ignore", invalid="ignore"):
-            unit = C.NDOT_MPC3_S / C.BEAMING_FACTOR * t_i * d_1 / C.TIME_NORM_S2 / den
-        return unit, den
+        f64 = np.float64
+        unit, den, enough = KT.trial_units(
+            np.ascontiguousarray(dt, dtype=f64), np.ascontiguousarray(density, dtype=f64),
+            np.ascontiguousarray(d_1, dtype=f64), C.EMISSION_HALF_WINDOW_S,
+            C.NU_BACKGROUND_RATE_HZ * m.common, m.null_ratio, C.NDOT_MPC3_S / C.BEAMING_FACTOR,
+            C.TIME_NORM_S2, 0.0 if enough_num is None else float(enough_num),
+        )  # fmt: skip
+        return (unit, den) if enough_num is None else (unit, den, enough)
 
     def pool_rows(self, sample, terms) -> np.ndarray:
         """a(ε) rows of every event of the background sample (kept per sample and
@@ -415,19 +420,17 @@ class BackgroundTrials:
         """
         m, r = self.model, self.model.overlap_rtol
         ra, dec, sig = _radians(ra_d), _radians(dec_d), _radians(sig_d)  # np.radians' doubles
-        unit, den = self._units(dt, zen, bg.density, d_1)
         # far from the map one disc bounds S well enough: O_i below 1e-3 of the cut
-        with np.errstate(divide="ignore"):
-            enough = np.where(unit > 0, _ENOUGH * self.cut / unit, np.inf)
-        s_lo, s_hi, u_hi = self.sky.overlap(ra, dec, sig, rows, m.psf_kind, np.nan_to_num(enough, nan=0.0))  # fmt: skip
+        unit, den, enough = self._units(dt, zen, bg.density, d_1, _ENOUGH * self.cut)
+        s_lo, s_hi, u_hi = self.sky.overlap(ra, dec, sig, rows, m.psf_kind, enough)
         a_max = rows.max(axis=1) if a_max is None else a_max  # each row's largest a
-        scale = self.sky.peak * a_max
-        k_lo = _below(s_lo - _KERNEL_FLOOR * scale, r)
-        k_hi = (s_hi + _KERNEL_FLOOR * scale) / (1.0 - _KERNEL_MARGIN * r)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            single_lo = unit * k_lo
-            single_hi = unit * k_hi
-        bad = ~(den > 0) | ~np.isfinite(single_hi)
+        # the exact kernel's S_i within _KERNEL_MARGIN rtol and the floor of the true
+        # S_i's bounds (as _below), times unit_i; bad where den or single_hi is not
+        # usable
+        single_lo, single_hi, k_hi, bad = KT.trial_singles(
+            s_lo, s_hi, unit, den, np.ascontiguousarray(a_max, dtype=np.float64), self.sky.peak,
+            _KERNEL_FLOOR, 1.0 + _KERNEL_MARGIN * r, 1.0 - _KERNEL_MARGIN * r,
+        )  # fmt: skip
         pair_hi = np.zeros(ra.size)
 
         def bound(ra_, dec_, sig_, eps_i, eps_j, pi, pj, key=None):
@@ -455,8 +458,7 @@ class BackgroundTrials:
                 share = value / den[first]
             bad[first[~np.isfinite(share)]] = True
             pair_hi = np.bincount(first, weights=np.where(np.isfinite(share), share, 0.0), minlength=ra.size)  # fmt: skip
-        n_lists = offsets.size - 1
-        odd = np.bincount(np.repeat(np.arange(n_lists), np.diff(offsets)), weights=bad, minlength=n_lists) > 0  # fmt: skip
+        odd = KT.segment_any(bad, offsets)
         # below the cut a list is ranked by the map's density at its neutrinos times
         # a(eps_i) there (never above the bound): it orders them as the exact statistic
         # roughly does, which the bounds far from the map do not
