@@ -108,7 +108,8 @@ def main(argv=None) -> int:
         sb = BT.SkyBounds(skymap)
         (ra, dec, *_), _ = _background_draws(model.background)(np.random.default_rng(1), 2000)
         ra, dec = np.radians(ra), np.radians(dec)
-        table = (sb._start, sb._stop, sb._density, sb._max_order, sb._table, sb._table_order, ra, dec)  # fmt: skip
+        # each side's own table (kernels.trial_screen.density_table), its dtype included
+        tables = [(sb._start, sb._stop, sb._density, sb._max_order, m.density_table(sb._start, sb._stop, sb._max_order, sb._table_order), sb._table_order, ra, dec) for m in (KS, ts)]  # fmt: skip
         observed = ([10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
         new_bt, old_bt = (
             BT.BackgroundTrials(model, *observed),
@@ -118,7 +119,10 @@ def main(argv=None) -> int:
         moc = (np.ascontiguousarray(skymap.uniq, dtype=np.int64), density, np.ones_like(density))
         calls = {
             "pyramid": (partial(KB.minmax_pyramid, *pyr), partial(db.minmax_pyramid, *pyr)),
-            "density": (partial(KS.density_at_table, *table), partial(ts.density_at_table, *table)),
+            "density": (
+                partial(KS.density_at_table, *tables[0]),
+                partial(ts.density_at_table, *tables[1]),
+            ),  # fmt: skip
             "cut": (new_bt._cut, old_bt._cut),
             "prepare": (
                 partial(KT.prepare_moc_arrays, *moc),
