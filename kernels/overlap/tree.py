@@ -94,7 +94,7 @@ _BELT_EDGE = 2.0 / 3.0 + 1e-12
 @helper
 def node_centres(t_ord, t_pix, top):
     """Unit vectors of the nodes' centres, :func:`pix2vec_nest`'s bit for bit, with the
-    cosine and sine of a longitude computed once per order: the equatorial belt's
+    cosine and sine of a longitude computed once for all orders: the equatorial belt's
     pixel centres lie on the meridians ``pi t / (4 nside)``, which a map's pixels
     share column by column (a polar cap's rarely repeat: computed as they come)."""
     n = t_ord.shape[0]
