@@ -14,30 +14,15 @@ mass m_k on the annulus is known in closed form. So
     sum_k m_k min_(disc k) p min_(disc k) a  <=  S  <=  sum_k m_k max_(disc k) p max_(disc k) a
                                                      + max p max a x (mass beyond R_K).
 
-Tighter where the density slopes across a disc: cut the disc into quadrants by the
-centre's meridian plane and the great circle across it there. The two are perpendicular
-great circles through the centre, so the quadrants are 90 deg wedges about it and the
-PSF, a function of the angle from the centre alone, puts a quarter of its mass on each
-annulus into each: U over an annulus lies between its mass times the mean of the four
-quadrants' minima and times the mean of their maxima (:func:`disc_quadrants`), which
-replace the disc's extremes for every disc but the largest (read alone first, below).
-On four BAYESTAR maps' events (bbh-0, bbh-3, bbh-6, bns-5) the quadrants, then paired
-by the half-turn about the centre (the smaller / larger of the two opposite pairs'
-sums, never tighter than the mean of all four), took the bounds of S from 3.6-6.0x
-above / 6.5-220x below the exact S to 3.0-4.8x / 4.4-54x (median of trial neutrinos
-near the map); the mean of the four holds 3.6% fewer of the wide maps' background
-trials on an observed value (bbh-3, bns-9, bbh-6: 6,757 -> 6,515 of 18,000, 9 events).
-
-What limits the bounds there is the map's own pixels, not the discs' shapes: the wide
-maps' pixels (orders 6-8, 0.2-0.9 deg) and the grid's cells (0.7 deg, each holding
-every pixel whose circumscribed cap may touch it) are as wide as the PSFs, so even a
-0.25 deg disc's extremes span some +-20-40% of its mean density. Bounds of the
-density less a fitted linear part (which integrates to 0 over each annulus), cell by
-cell over the annuli up to 4 sigma, held 6,415 against the four quadrants' 6,503 (a
-pass over ~100-1,000 cells per neutrino); finer levels (cells at most radius / 4)
-6,363 for 1.05x the event's CPU; and bounds within
-30% of the exact S everywhere would still leave 60% of those trials' kernel-look CPU
-(2,312 held).
+Tighter where the density slopes across a disc: the PSF is symmetric under the
+half-turn about its centre, x -> x', so U over an annulus is the integral of
+(p(x) + p(x')) / 2 G. Cut the disc into quadrants by the centre's meridian plane and
+the great circle across it there: x and x' lie in opposite quadrants, so (p(x) +
+p(x')) / 2 lies between half the smaller sum of opposite quadrants' minima and half
+the larger sum of their maxima (:func:`disc_quadrants`), which replace the disc's
+extremes for every disc but the largest (read alone first, below). On four BAYESTAR
+maps' events (bbh-0, bbh-3, bbh-6, bns-5) this takes the bounds of S from 3.6-6.0x above / 6.5-220x below the
+exact S to 3.0-4.8x / 4.4-54x (median of trial neutrinos near the map).
 
 Where the map is smooth on the PSF's scale (wide maps) this brackets S within tens of
 per cent for the cost of a few hundred array reads; where it is not (the peak of a
@@ -92,11 +77,8 @@ __all__ = [
 _HALF_PI = 0.5 * math.pi
 _TWO_PI = 2.0 * math.pi
 #: Outer radii of the PSF's disc and annuli [sigma]. The last leaves exp(-8²/2) ~ 1e-14
-#: of a Gaussian's mass beyond it (bounded by the map's peak there). No disc at 6: the
-#: annulus 5-8 takes the largest disc's extremes (read first anyway); its mass is ~4e-6,
-#: and the 6-sigma disc's quadrants cost 7-12% of the nested discs for 12 fewer held
-#: trials of 6,515 (the wide maps above).
-RADII_SIGMAS = np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0])
+#: of a Gaussian's mass beyond it (bounded by the map's peak there).
+RADII_SIGMAS = np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0])
 #: A disc is read at the coarsest level whose cells are at most radius / this (3 gave
 #: the same decisions on bbh-6 for 20% more time).
 _CELLS_PER_RADIUS = 2.0
@@ -604,16 +586,14 @@ def _run_extremes(cells, row, j0, j1, n_ra):
 
 
 @_inlined
-def _quadrant_mean(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_dec, tan_dec, radius):  # fmt: skip
-    """Bounds of the PSF-weighted mean density over an annulus within the disc of
-    ``radius`` about the centre (:func:`_quadrants`): the quadrants are 90 deg wedges
-    about the centre, each with a quarter of the annulus' PSF mass, so the mean lies
-    between the mean of the four quadrants' minima and the mean of their maxima.
-    Within the disc's extremes; on a slope across the disc narrower. (The half-turn
-    pairing it replaces, half the smaller / larger sum of two opposite quadrants',
-    is never narrower: the mean of the two pairs' sums lies between them.)"""
+def _pair_mean(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_dec, tan_dec, radius):  # fmt: skip
+    """Bounds of the mean of p(x) and p(x') over a disc or annulus of at most ``radius``
+    about the centre, x' the half-turn of x about it (:func:`_quadrants`): x and x'
+    lie in opposite quadrants, so the mean lies between half the smaller sum of two
+    opposite quadrants' minima and half the larger sum of their maxima. Within the
+    disc's extremes; on a slope across the disc much narrower."""
     ne_lo, ne_hi, sw_lo, sw_hi, nw_lo, nw_hi, se_lo, se_hi = _quadrants(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_dec, tan_dec, radius)  # fmt: skip
-    return 0.25 * ((ne_lo + sw_lo) + (nw_lo + se_lo)), 0.25 * ((ne_hi + sw_hi) + (nw_hi + se_hi))
+    return 0.5 * min(ne_lo + sw_lo, nw_lo + se_lo), 0.5 * max(ne_hi + sw_hi, nw_hi + se_hi)
 
 
 @_inlined
@@ -798,7 +778,7 @@ def _overlap_bounds_in_order(cells, rows, cell_start, row_start, levels, n_dec, 
             if r == r_last:  # the largest disc, read above
                 p_lo, p_hi, a_lo, a_hi = p_lo_last, p_hi_last, a_lo_last, a_hi_last
             else:
-                p_lo, p_hi = _quadrant_mean(cells, rows, cell_start, row_start, levels, n_dec, ra_i, d, cos_d, tan_d, r)  # fmt: skip
+                p_lo, p_hi = _pair_mean(cells, rows, cell_start, row_start, levels, n_dec, ra_i, d, cos_d, tan_d, r)  # fmt: skip
                 a_lo, a_hi = _a_range(arows[i], d, r + 0.2 * sg, edges)
             acc_lo += m_lo * p_lo * a_lo
             acc_hi += m_hi * p_hi * a_hi

@@ -144,35 +144,3 @@ def test_each_quadrant_is_its_cells_read_one_by_one(name, n_dec):
         assert got == _quadrants_cell_by_cell(pyr, n_dec, ra, dec, radius), (name, ra, dec, radius)  # fmt: skip
         wrapped += min(ra, 2 * np.pi - ra) < radius
     assert wrapped > 50  # discs across RA 0 were read
-
-
-@pytest.mark.parametrize("name", ["bbh-6", "bns-1", "flat"])
-def test_a_rings_mean_lies_within_the_mean_of_the_quadrants(name):
-    """What overlap_bounds' annuli rest on: the quadrants are 90 deg wedges about the
-    centre, so the PSF, a function of the angle from the centre alone, gives each a
-    quarter of a ring's weight, and a ring's mean density (240 azimuths, 1.5 deg apart
-    from a random phase: 60 in each wedge) lies between the mean of the four quadrants'
-    minima and the mean of their maxima (90 discs, 12 rings each, up to the disc's
-    edge; near the poles, across RA 0, and up to 20 deg wide). Never outside the
-    half-turn pairing's bounds the mean replaced."""
-    skymap = _map(name)
-    order, ipix = skymap.order_ipix()
-    density = np.ascontiguousarray(skymap.probdensity, dtype=np.float64)
-    pyr = KB.minmax_pyramid(order, ipix, density, 256)
-    rng = np.random.default_rng(29)
-    narrower = 0
-    for ra, dec, radius in zip(*_discs(rng, skymap, 30), strict=True):
-        ne_lo, ne_hi, sw_lo, sw_hi, nw_lo, nw_hi, se_lo, se_hi = KB.disc_quadrants(*pyr, 256, ra, dec, radius)  # fmt: skip
-        lo = 0.25 * ((ne_lo + sw_lo) + (nw_lo + se_lo))
-        hi = 0.25 * ((ne_hi + sw_hi) + (nw_hi + se_hi))
-        paired_lo = 0.5 * min(ne_lo + sw_lo, nw_lo + se_lo)
-        paired_hi = 0.5 * max(ne_hi + sw_hi, nw_hi + se_hi)
-        assert paired_lo <= lo <= hi <= paired_hi
-        narrower += (lo > paired_lo) or (hi < paired_hi)
-        psi = (radius * rng.uniform(0, 1, 12))[:, None] * (1 - 1e-9)
-        phi = rng.uniform(0, 2 * np.pi) + np.arange(240) * (2 * np.pi / 240)
-        x = points_about(unit_vector(ra, dec), psi, phi)
-        ring = _density(skymap, x.reshape(-1, 3)).reshape(12, 240).mean(axis=1)
-        tol = 1e-12 * hi
-        assert np.all(lo - tol <= ring) and np.all(ring <= hi + tol), (name, ra, dec, radius)
-    assert narrower > 10
