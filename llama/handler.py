@@ -262,9 +262,9 @@ def note_written(path: str | os.PathLike, data: bytes, sha256: str | None = None
     Examples
     --------
     >>> note_written("/tmp/x.json", b"{}")
-    >>> written_digest("/tmp/x.json", 2) == hashlib.sha256(b"{}").hexdigest()
+    >>> written_record("/tmp/x.json", 2) == (hashlib.sha256(b"{}").hexdigest(), b"{}")
     True
-    >>> written_digest("/tmp/x.json", 2) is None  # taken once
+    >>> written_record("/tmp/x.json", 2) is None  # taken once
     True
     """
     small = data if len(data) <= WRITTEN_BYTES_MAX else None
@@ -273,13 +273,6 @@ def note_written(path: str | os.PathLike, data: bytes, sha256: str | None = None
         while len(_WRITTEN) >= _WRITTEN_MAX:
             del _WRITTEN[next(iter(_WRITTEN))]
         _WRITTEN[os.fspath(path)] = entry
-
-
-def written_digest(path: str | os.PathLike, size: int) -> str | None:
-    """The sha256 `note_written` recorded for ``path`` (removed from the record) when
-    its size is ``size``, else None."""
-    record = written_record(path, size)
-    return None if record is None else record[0]
 
 
 def written_record(path: str | os.PathLike, size: int) -> tuple[str, bytes | None] | None:

@@ -11,7 +11,7 @@ import pytest
 
 from llama import event as event_module
 from llama.event import Event, sha256_file
-from llama.handler import FileHandler, HandlerRegistry, note_written, write_json, written_digest
+from llama.handler import FileHandler, HandlerRegistry, note_written, write_json, written_record
 
 REG = HandlerRegistry()
 
@@ -88,10 +88,10 @@ def test_a_recorded_file_is_not_read_back(tmp_path, monkeypatch):
 def test_a_record_is_taken_once_and_only_at_its_size(tmp_path):
     path = tmp_path / "f.bin"
     note_written(path, b"abc")
-    assert written_digest(path, 4) is None  # another size: no digest (and taken)
-    assert written_digest(path, 3) is None
+    assert written_record(path, 4) is None  # another size: no digest (and taken)
+    assert written_record(path, 3) is None
     note_written(str(path), b"abc")
-    assert written_digest(path, 3) == sha256_file(_write(path, b"abc"))
+    assert written_record(path, 3)[0] == sha256_file(_write(path, b"abc"))
 
 
 def test_records_left_behind_are_bounded(tmp_path):
@@ -100,7 +100,7 @@ def test_records_left_behind_are_bounded(tmp_path):
     for k in range(3 * handler._WRITTEN_MAX):
         note_written(tmp_path / f"{k}", b"x")
     assert len(handler._WRITTEN) <= handler._WRITTEN_MAX
-    assert written_digest(tmp_path / f"{3 * handler._WRITTEN_MAX - 1}", 1) is not None
+    assert written_record(tmp_path / f"{3 * handler._WRITTEN_MAX - 1}", 1) is not None
 
 
 def test_the_sky_maps_copy_gets_the_checksum_of_its_bytes(tmp_path):
