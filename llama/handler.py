@@ -26,9 +26,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import json.encoder
 import os
 import threading
 from collections.abc import Iterable
+from json.encoder import c_make_encoder  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -221,12 +223,12 @@ class FileHandler:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON (handlers use it for their ``out`` path)."""
-    # one string, one write: json.dump with an indent writes each token separately
-    # (20,000 writes for a significance file with its trials' summary); its ASCII
-    # bytes through the descriptor: open()'s text and buffer layers cost ~20 us a
-    # file, more than writing a small one
-    text = (json.dumps(obj, indent=2, default=_json_default) + "\n").encode()
+    """Write ``obj`` as JSON (handlers use it for their ``out`` path), laid out by
+    `indented_json`: the top level and containers of containers indented, each
+    container of plain values (a trigger, a list of numbers) on one line."""
+    # one string, one write; its ASCII bytes through the descriptor: open()'s text and
+    # buffer layers cost ~20 us a file, more than writing a small one
+    text = (indented_json(obj) + "\n").encode()
     data = memoryview(text)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
@@ -235,6 +237,113 @@ def write_json(path: Path, obj: Any) -> None:
     finally:
         os.close(fd)
     note_written(path, text)
+
+
+#: Containers nested deeper than this are written on one line (a circular one is
+#: then refused by the C encoder, as json.dumps refuses it).
+_INDENT_LEVELS = 16
+_NESTED = (dict, list, tuple)
+#: exact types that are never containers (the common values: one set lookup each)
+_PLAIN = frozenset((str, float, int, bool, type(None)))
+_encode_str = json.encoder.encode_basestring_ascii  # json.dumps' own (C), ASCII output
+
+
+def _holds_containers(values: Iterable[Any]) -> bool:
+    # NumPy arrays count as the lists they are written as
+    return any(
+        type(v) not in _PLAIN and (isinstance(v, _NESTED) or getattr(v, "ndim", 0) > 0)
+        for v in values
+    )
+
+
+def indented_json(obj: Any) -> str:
+    """``obj`` as JSON text, indented where that helps a reader: a non-empty dict or
+    list at the top level, or one holding another dict or list (or a NumPy array), is
+    laid out as ``json.dumps(obj, indent=2)`` lays it out (a member a line, two spaces
+    a level); any other value, a dict or list of plain values included, is
+    ``json.dumps(value)``: one line, ``", "`` and ``": "`` between members.
+
+    Why: json.dumps with an indent runs the pure-Python encoder, ~1.6x the time of
+    this on the files of a realistic event (its significance file's ~24 triggers,
+    options and constants are one-line dicts here, each one call of the C encoder).
+    Most of what is left is float repr (~250 floats a significance file).
+
+    The values are json.dumps' own (the same encoders: floats by float.__repr__, NaN
+    and Infinity allowed, ASCII strings), so they read back exactly as before; the
+    text depends only on ``obj``, so the same command writes the same bytes run to
+    run. A top-level dict of plain values (p_astro, distances) is json.dumps(indent=2)'s
+    very text. NumPy scalars and arrays are written as their ``tolist()``. A dict
+    with a key that is not a string is written on one line (json.dumps converts such
+    keys), as is anything nested deeper than 16 levels.
+
+    Examples
+    --------
+    >>> print(indented_json({"outputs": {"rows": [{"a": 1.5, "b": None}, {"a": 2}],
+    ...                      "n": 2, "names": ["x", "y"]}, "empty": {}}))
+    {
+      "outputs": {
+        "rows": [
+          {"a": 1.5, "b": null},
+          {"a": 2}
+        ],
+        "n": 2,
+        "names": ["x", "y"]
+      },
+      "empty": {}
+    }
+    >>> print(indented_json({"BBH": 0.97, "Terrestrial": 0.03}))
+    {
+      "BBH": 0.97,
+      "Terrestrial": 0.03
+    }
+    """
+    # one C encoder per file for its one-line parts: a fresh one, so that its markers
+    # catch a circular container as json.dumps' do
+    if c_make_encoder is None:  # an interpreter without the C encoder
+        one_line = json.JSONEncoder(default=_json_default).encode
+    else:
+        encoder = c_make_encoder(
+            {}, _json_default, _encode_str, None, ": ", ", ", False, False, True
+        )
+
+        def one_line(value: Any) -> str:
+            if type(value) is str:
+                return _encode_str(value)
+            return "".join(encoder(value, 0))
+
+    def text(obj: Any, level: int) -> str:
+        if level < _INDENT_LEVELS:
+            if isinstance(obj, dict):
+                if (
+                    obj
+                    and (level == 0 or _holds_containers(obj.values()))
+                    and all(type(k) is str for k in obj)
+                ):
+                    pad = "\n" + "  " * (level + 1)
+                    return (
+                        "{"
+                        + ",".join(
+                            f"{pad}{_encode_str(k)}: {text(v, level + 1)}" for k, v in obj.items()
+                        )
+                        + "\n"
+                        + "  " * level
+                        + "}"
+                    )
+            elif isinstance(obj, (list, tuple)):
+                if obj and (level == 0 or _holds_containers(obj)):
+                    pad = "\n" + "  " * (level + 1)
+                    return (
+                        "["
+                        + ",".join(f"{pad}{text(v, level + 1)}" for v in obj)
+                        + "\n"
+                        + "  " * level
+                        + "]"
+                    )
+            elif type(obj) not in _PLAIN and getattr(obj, "ndim", 0) > 0:
+                return text(obj.tolist(), level)
+        return one_line(obj)
+
+    return text(obj, 0)
 
 
 #: sha256 of files just written whole by a handler (path -> (size, hex digest, the

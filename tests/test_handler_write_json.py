@@ -1,4 +1,5 @@
-"""llama.handler.write_json: the indented JSON every handler's file is written as."""
+"""llama.handler.write_json: the JSON every handler's file is written as (laid out by
+llama.handler.indented_json; its layout is tested in test_handler_indented_json.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 
 import numpy as np
 
-from llama.handler import write_json
+from llama.handler import indented_json, write_json
 
 # what handlers put in their files: nested containers, NumPy scalars and arrays,
 # non-ASCII text, floats that print in exponent form, None and booleans
@@ -38,11 +39,19 @@ PLAIN = {
 }
 
 
-def test_the_file_is_json_dumps_with_an_indent_of_two_and_a_newline(tmp_path):
+def test_the_file_is_indented_json_and_a_newline_and_reads_back_as_json_dumps(tmp_path):
     write_json(tmp_path / "f.json", CONTENT)
     data = (tmp_path / "f.json").read_bytes()
-    assert data == (json.dumps(PLAIN, indent=2) + "\n").encode("ascii")
-    assert json.loads(data) == PLAIN
+    assert data == (indented_json(PLAIN) + "\n").encode("ascii")
+    assert json.loads(data) == PLAIN == json.loads(json.dumps(PLAIN, indent=2))
+    assert data.decode("ascii").splitlines()[:3] == ["{", '  "inputs": {', '    "skymap_info": {']
+
+
+def test_a_flat_file_is_json_dumps_with_an_indent_of_two(tmp_path):
+    """p_astro, distances, GraceDB data: the same bytes as before indented_json."""
+    flat = {"BNS": 0.0, "BBH": 0.97, "far": 1e-09, "graceid": "S1é", "n": 3, "x": None}
+    write_json(tmp_path / "f.json", flat)
+    assert (tmp_path / "f.json").read_bytes() == (json.dumps(flat, indent=2) + "\n").encode()
 
 
 def test_a_longer_file_in_the_way_is_replaced_whole(tmp_path):
@@ -64,6 +73,6 @@ def test_short_writes_are_continued_until_the_text_is_written(tmp_path, monkeypa
     monkeypatch.setattr(os, "write", short_write)
     write_json(tmp_path / "f.json", PLAIN)
     monkeypatch.undo()
-    text = json.dumps(PLAIN, indent=2) + "\n"
+    text = indented_json(PLAIN) + "\n"
     assert (tmp_path / "f.json").read_text() == text
     assert len(calls) == -(-len(text) // 7)
