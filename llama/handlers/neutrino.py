@@ -103,15 +103,27 @@ def _blind(neutrinos: NeutrinoList) -> NeutrinoList:
     return neutrinos.scramble_ra(np.random.default_rng())
 
 
+def _read_list(event: Event) -> NeutrinoList:
+    """The event's list as its file holds it, its bytes through `Event.read_bytes`:
+    those its checksum read (the significance's input hashes) or that the event keeps,
+    not read from disk again (the significance, then the record)."""
+    from llama.science.neutrinos import NeutrinoList, NeutrinoListError
+
+    path = event.path(IceCubeNeutrinoList.FILENAME)
+    try:
+        data = event.read_bytes(IceCubeNeutrinoList.FILENAME)
+    except FileNotFoundError:
+        raise NeutrinoListError(f"{path}: no such file") from None
+    return NeutrinoList.read(path, data)
+
+
 def read_neutrino_list(event: Event) -> NeutrinoList:
     """The event's neutrino list, blinded in memory when BLINDED_NEUTRINOS=true.
 
     A file written by `IceCubeNeutrinoList` under that flag is already blinded; a
     supplied one may not be, and is scrambled here (the file itself stays as it was).
     """
-    from llama.science.neutrinos import NeutrinoList
-
-    neutrinos = NeutrinoList.read(event.path(IceCubeNeutrinoList.FILENAME))
+    neutrinos = _read_list(event)
     if event.flags.is_true("BLINDED_NEUTRINOS") and any(t != "blinded" for t in neutrinos.type):
         log.warning(
             "%s: BLINDED_NEUTRINOS=true but %s holds unblinded triggers; scrambling RA in memory",
@@ -158,9 +170,7 @@ class IceCubeNeutrinoList(FileHandler):
 
     @classmethod
     def record(cls, event: Event) -> dict[str, Any]:
-        from llama.science.neutrinos import NeutrinoList
-
-        neutrinos = NeutrinoList.read(event.path(cls.FILENAME))
+        neutrinos = _read_list(event)
         return {
             "n_neutrinos": len(neutrinos),
             "neutrinos_complete": neutrinos.complete,

@@ -242,26 +242,31 @@ class NeutrinoList:
         )
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> NeutrinoList:
-        """Read an ``icecube_neutrino_list.json`` file.
+    def read(cls, path: str | os.PathLike, data: bytes | None = None) -> NeutrinoList:
+        """Read an ``icecube_neutrino_list.json`` file (``data``: its bytes, where the
+        caller holds them already, e.g. from `llama.event.Event.read_bytes`).
 
-        The list last read in this process is kept with the file's text: an event reads
-        its list for the significance, then for its record; a file with the same text
+        The list last read in this process is kept with the file's bytes: an event reads
+        its list for the significance, then for its record; a file with the same bytes
         gives a copy of the kept list instead of parsing and checking it again.
         """
-        try:
-            with open(path) as f:
-                text = f.read()
-        except FileNotFoundError:
-            raise NeutrinoListError(f"{os.fspath(path)}: no such file") from None
+        if data is None:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                raise NeutrinoListError(f"{os.fspath(path)}: no such file") from None
         kept = _LAST_READ.get("list")
-        if kept is not None and kept[0] == text and type(kept[1]) is cls:
+        if kept is not None and kept[0] == data and type(kept[1]) is cls:
             return kept[1].copy()
         try:
-            neutrinos = cls.from_json(text)
+            # decoded as the text-mode read before did (UTF-8; the JSON of a list is ASCII)
+            neutrinos = cls.from_json(data.decode())
+        except UnicodeDecodeError as exc:
+            raise NeutrinoListError(f"{os.fspath(path)}: not valid JSON: {exc}") from None
         except NeutrinoListError as exc:
             raise NeutrinoListError(f"{os.fspath(path)}: {exc}") from None
-        _LAST_READ["list"] = (text, neutrinos.copy())
+        _LAST_READ["list"] = (data, neutrinos.copy())
         return neutrinos
 
     def copy(self) -> NeutrinoList:
@@ -375,8 +380,8 @@ class NeutrinoList:
         return np.where(np.isfinite(self.zenith), self.zenith, 90.0 + self.dec)
 
 
-#: ``"list"``: (text, NeutrinoList) of the last file `NeutrinoList.read` parsed.
-_LAST_READ: dict[str, tuple[str, NeutrinoList]] = {}
+#: ``"list"``: (bytes, NeutrinoList) of the last file `NeutrinoList.read` parsed.
+_LAST_READ: dict[str, tuple[bytes, NeutrinoList]] = {}
 
 
 def _as_float(value, i: int, key: str) -> float:
