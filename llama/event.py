@@ -132,10 +132,11 @@ def _hash_file(path: str | os.PathLike) -> tuple[str, bytes | None]:
     return h.hexdigest(), whole
 
 
-#: The bytes the last checksums read, path -> (size, mtime_ns, bytes): a handler
-#: reading its input next takes them (`Event.read_bytes`) instead of reading the file
-#: again (a sky map: ~0.8 MB hashed, then parsed). A few entries, each taken once,
-#: process-wide (an `Event` may live as long as its batch).
+#: The bytes of the large files (over `llama.handler.WRITTEN_BYTES_MAX`) the last
+#: checksums read, path -> (size, mtime_ns, bytes): a handler reading its input next
+#: takes them (`Event.read_bytes`) instead of reading the file again (a sky map: ~0.8 MB
+#: hashed, then parsed). A few entries, each taken once, process-wide (an `Event` may
+#: live as long as its batch: it keeps only its small files' bytes).
 _HASHED: dict[str, tuple[int, int, bytes]] = {}
 _HASHED_MAX = 4
 _HASHED_LOCK = threading.Lock()
@@ -215,10 +216,11 @@ class Event:
                 self.directory.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise _directory_error(self.directory, err) from err
-        self._sha_memo: dict[str, tuple[int, int, str]] = {}
-        # small files' bytes (filename -> (size, mtime_ns, bytes)): those a handler wrote
-        # or that were read, for the readers that follow (`read_bytes`)
-        self._small: dict[str, tuple[int, int, bytes]] = {}
+        # what the event knows of its files while their size and mtime_ns are those
+        # it had then (the checksums' trust): filename -> (size, mtime_ns, sha256 or
+        # None, the bytes of a small file or None). The checksum memo, and the bytes a
+        # handler wrote, a checksum read or `read_bytes` read, for the readers that follow
+        self._known: dict[str, tuple[int, int, str | None, bytes | None]] = {}
         # files whose status was just read with no .F.failed.json beside them: their
         # generation need not try to remove one (a system call per handler)
         self._no_failure_record: set[str] = set()
@@ -327,7 +329,8 @@ class Event:
         """sha256 of a data file, or None if it does not exist.
 
         Cheap on re-runs: a file whose size and mtime match its own metadata is not
-        read again, and results are memoised per (size, mtime).
+        read again, and results are memoised per (size, mtime); a small file whose
+        bytes the event holds at that (size, mtime) is hashed from them.
         """
         return self._sha256(filename, _UNREAD)
 
@@ -338,29 +341,37 @@ class Event:
         except FileNotFoundError:
             return None
         key = (st.st_size, st.st_mtime_ns)
-        memo = self._sha_memo.get(filename)
-        if memo and memo[:2] == key:
-            return memo[2]
+        known = self._known.get(filename)
+        small = None
+        if known is not None and known[:2] == key:
+            if known[2] is not None:
+                return known[2]
+            small = known[3]  # read by read_bytes, not hashed yet
         if meta is _UNREAD:
             meta = self.read_meta(filename)
         if meta and (meta.get("size"), meta.get("mtime_ns")) == key:
             digest = meta["sha256"]
+        elif small is not None:
+            digest = hashlib.sha256(small).hexdigest()
         else:
             path = self._file(filename)
             digest, data = _hash_file(path)
             if data is not None and len(data) == st.st_size:
-                with _HASHED_LOCK:
-                    while len(_HASHED) >= _HASHED_MAX:
-                        del _HASHED[next(iter(_HASHED))]
-                    _HASHED[path] = (*key, data)
-        self._sha_memo[filename] = (*key, digest)
+                if len(data) <= WRITTEN_BYTES_MAX:
+                    small = data
+                else:
+                    with _HASHED_LOCK:
+                        while len(_HASHED) >= _HASHED_MAX:
+                            del _HASHED[next(iter(_HASHED))]
+                        _HASHED[path] = (*key, data)
+        self._known[filename] = (*key, digest, small)
         return digest
 
     def read_bytes(self, filename: str) -> bytes:
         """The bytes of data file ``filename``, not read again where the file's size and
         mtime_ns are still those it had when they were last taken (the checksums'
         trust): a small file's (up to `llama.handler.WRITTEN_BYTES_MAX`) as its handler
-        wrote them or as this event last read them, kept for the event's life (an
+        wrote them, its checksum or this event last read them, kept for the event's life (an
         event's JSON files are read by several handlers and its batch record), or a
         larger one's as its checksum just read them (taken once).
 
@@ -369,9 +380,9 @@ class Event:
         path = self._file(filename)
         st = os.stat(path)
         key = (st.st_size, st.st_mtime_ns)
-        small = self._small.get(filename)
-        if small is not None and small[:2] == key:
-            return small[2]
+        known = self._known.get(filename)
+        if known is not None and known[:2] == key and known[3] is not None:
+            return known[3]
         with _HASHED_LOCK:
             kept = _HASHED.pop(path, None)
         if kept is not None and kept[:2] == key:
@@ -382,7 +393,9 @@ class Event:
                 key = (st.st_size, st.st_mtime_ns)
                 data = f.read()
         if len(data) <= WRITTEN_BYTES_MAX and len(data) == key[0]:
-            self._small[filename] = (*key, data)
+            # the checksum stays where it is of these very bytes (the same key)
+            digest = known[2] if known is not None and known[:2] == key else None
+            self._known[filename] = (*key, digest, data)
         return data
 
     def read_meta(self, filename: str) -> dict[str, Any] | None:
@@ -531,11 +544,9 @@ class Event:
         # JSON files, the sky map's copy), else the file read back
         written = written_record(tmp, st.st_size)
         digest = written[0] if written is not None else sha256_file(tmp)
-        self._sha_memo[filename] = (st.st_size, st.st_mtime_ns, digest)
-        if written is not None and written[1] is not None:  # kept for its readers
-            self._small[filename] = (st.st_size, st.st_mtime_ns, written[1])
-        else:
-            self._small.pop(filename, None)
+        # its bytes kept for its readers where the handler recorded them (small files)
+        small = written[1] if written is not None else None
+        self._known[filename] = (st.st_size, st.st_mtime_ns, digest, small)
         write_rider(
             f"{self._dir}/.{filename}.meta.json",
             {

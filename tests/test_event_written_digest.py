@@ -122,9 +122,11 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def test_an_input_is_read_once_for_its_checksum_and_its_handler(tmp_path):
+def test_an_input_is_read_once_for_its_checksum_and_its_handler(tmp_path, monkeypatch):
     """Event.read_bytes gives the bytes the checksum read (the same object), once, and
-    reads the file where it changed since or nothing was kept."""
+    reads the file where it changed since or nothing was kept. (Files over
+    WRITTEN_BYTES_MAX: the event keeps a small file's bytes itself, test_event_known_files.)"""
+    monkeypatch.setattr(event_module, "WRITTEN_BYTES_MAX", 8)
     ev = _event(tmp_path)
     path = ev.path("seed.json")
     ev.sha256("seed.json")
@@ -140,10 +142,11 @@ def test_an_input_is_read_once_for_its_checksum_and_its_handler(tmp_path):
     assert other.read_bytes("seed.json") == b'{"value": 44}'
 
 
-def test_the_kept_bytes_are_bounded(tmp_path):
+def test_the_kept_bytes_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(event_module, "WRITTEN_BYTES_MAX", 8)
     for k in range(3 * event_module._HASHED_MAX):
         ev = Event(tmp_path / f"E{k}")
-        ev.path("seed.json").write_text("{}")
+        ev.path("seed.json").write_text('{"value": 1}')
         ev.sha256("seed.json")
     assert len(event_module._HASHED) <= event_module._HASHED_MAX
 
