@@ -142,6 +142,15 @@ _HASHED_MAX = 4
 _HASHED_LOCK = threading.Lock()
 
 
+#: sha256 of local files that `llama.storage.get` copied into events, by the source's
+#: identity (`llama.storage.CopyStamp.source`): a batch copies each sky map into many
+#: events (``--get``), and hashing a ~0.8 MB copy was ~1 ms of each. Filled from the
+#: checksum of a copy still as made (`Event.note_copy`); process-wide, the 64 sources
+#: used last.
+_COPIED: dict[tuple[int, int, int, int], str] = {}
+_COPIED_MAX = 64
+
+
 # temporary names (.F.tmp-*) of _tmp_name and storage.atomic_write_bytes, and (.F.*.part)
 # of llama.storage downloads (see Event.remove_leftovers)
 _LEFTOVER = re.compile(r"^\..+\.(tmp-[0-9a-f]{12}.*|[0-9a-f]{12}\.part)$", re.DOTALL)
@@ -221,6 +230,8 @@ class Event:
         # None, the bytes of a small file or None). The checksum memo, and the bytes a
         # handler wrote, a checksum read or `read_bytes` read, for the readers that follow
         self._known: dict[str, tuple[int, int, str | None, bytes | None]] = {}
+        # copies llama.storage.get made, not hashed yet: filename -> its CopyStamp
+        self._copies: dict[str, Any] = {}
         # files whose status was just read with no .F.failed.json beside them: their
         # generation need not try to remove one (a system call per handler)
         self._no_failure_record: set[str] = set()
@@ -353,9 +364,17 @@ class Event:
             digest = meta["sha256"]
         elif small is not None:
             digest = hashlib.sha256(small).hexdigest()
+        elif (copied := self._copied_digest(filename, key)) is not None:
+            digest = copied
         else:
             path = self._file(filename)
             digest, data = _hash_file(path)
+            copy = self._copies.pop(filename, None)
+            if copy is not None and copy.made == key:  # the bytes of its source, as copied
+                with _HASHED_LOCK:
+                    while len(_COPIED) >= _COPIED_MAX:
+                        del _COPIED[next(iter(_COPIED))]
+                    _COPIED[copy.source] = digest
             if data is not None and len(data) == st.st_size:
                 if len(data) <= WRITTEN_BYTES_MAX:
                     small = data
@@ -365,6 +384,27 @@ class Event:
                             del _HASHED[next(iter(_HASHED))]
                         _HASHED[path] = (*key, data)
         self._known[filename] = (*key, digest, small)
+        return digest
+
+    def note_copy(self, filename: str, copy: Any) -> None:
+        """Record that data file ``filename`` was just made by `llama.storage.get` as a
+        copy of a local file (``copy``: its `llama.storage.CopyStamp`). Where a copy of
+        the same source (the same device, inode, size and mtime_ns throughout) was
+        hashed in this process, its checksum is this one's while the file is still at
+        the size and mtime_ns it was made with (the checksums' trust); else the first
+        checksum taken records it for the copies that follow. Small files (up to
+        `llama.handler.WRITTEN_BYTES_MAX`) are not recorded: hashing one costs less."""
+        if copy.made[0] > WRITTEN_BYTES_MAX:
+            self._copies[filename] = copy
+
+    def _copied_digest(self, filename: str, key: tuple[int, int]) -> str | None:
+        copy = self._copies.get(filename)
+        if copy is None or copy.made != key:
+            return None
+        with _HASHED_LOCK:  # the most recently used last: the first to go is the oldest
+            digest = _COPIED.pop(copy.source, None)
+            if digest is not None:
+                _COPIED[copy.source] = digest
         return digest
 
     def read_bytes(self, filename: str) -> bytes:

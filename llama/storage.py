@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
@@ -870,12 +870,15 @@ def get(
     local_path: str | os.PathLike[str],
     *,
     retry: RetryPolicy | None = None,
-) -> None:
+) -> CopyStamp | None:
     """Download `url` to `local_path` atomically.
 
     The data goes to a temporary file in the destination directory, which is then
     renamed into place (``os.replace``), so `local_path` is either the old file or
     the complete new one. Parent directories are created.
+
+    Returns the `CopyStamp` of a local source that was the same file throughout the
+    copy (`llama.event.Event.note_copy` takes the copy's checksum from it), else None.
 
     Examples
     --------
@@ -883,9 +886,11 @@ def get(
     >>> d = tempfile.mkdtemp()
     >>> with open(os.path.join(d, "src.txt"), "w") as f:
     ...     _ = f.write("data")
-    >>> get(os.path.join(d, "src.txt"), os.path.join(d, "sub", "dst.txt"))
+    >>> stamp = get(os.path.join(d, "src.txt"), os.path.join(d, "sub", "dst.txt"))
     >>> open(os.path.join(d, "sub", "dst.txt")).read()
     'data'
+    >>> stamp.made[0], stamp.source[2]  # the copy's size, the source's
+    (4, 4)
     """
     url = os.fspath(url)
     if not is_local(os.fspath(local_path)):
@@ -897,25 +902,52 @@ def get(
         source = _local_path(url)
         # plain os calls (open, sendfile, rename): fsspec's local copy made ~13 stats
         # per file, and inputs are copied into every event of a batch
-        _call("download", url, lambda: _copy_local(source, local_path), retry)
-        return
+        return _call("download", url, lambda: _copy_local(source, local_path), retry)
     fs, path = _filesystem(url)
 
     def attempt() -> None:
         _atomic_local_write(local_path, lambda tmp: fs.get_file(path, tmp))
 
     _call("download", url, attempt, retry)
+    return None
 
 
-def _copy_local(source: str, dest: str) -> None:
+class CopyStamp(NamedTuple):
+    """A local copy `get` made: the source's identity (st_dev, st_ino, size,
+    mtime_ns), the same before and after the copy, and the copy's (size, mtime_ns) as
+    made. Under the checksums' trust (a file unchanged in size and mtime_ns has the
+    same bytes), a copy still at ``made`` holds the bytes of any other copy of the
+    same ``source``."""
+
+    source: tuple[int, int, int, int]
+    made: tuple[int, int]
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _copy_local(source: str, dest: str) -> CopyStamp | None:
     """Copy the local file `source` to `dest` atomically: a hidden ``.NAME.<hex>.part``
-    file beside `dest` (parents made when missing), then a rename."""
+    file beside `dest` (parents made when missing), then a rename. Returns its
+    `CopyStamp`, or None where the source changed during the copy."""
     tmp = _part_beside(dest)
     src = os.open(source, os.O_RDONLY)
+    made: list[os.stat_result] = []
+
+    def fill(out: int) -> None:
+        _copy_fd(src, out)
+        made.append(os.fstat(out))  # os.replace keeps size and mtime
+
     try:
-        _replace_atomically(dest, tmp, lambda out: _copy_fd(src, out), make_parents=True)
+        before = os.fstat(src)
+        _replace_atomically(dest, tmp, fill, make_parents=True)
+        after = _identity(os.fstat(src))
     finally:
         os.close(src)
+    if after != _identity(before) or made[0].st_size != after[2]:
+        return None
+    return CopyStamp(after, (made[0].st_size, made[0].st_mtime_ns))
 
 
 def _copy_fd(src: int, out: int) -> None:

@@ -363,7 +363,11 @@ def prepare_event(job: EventJob) -> str:
                 text = _format_text(storage.read_text(url), job, dest)
                 _atomic_text(target, text)
             else:
-                storage.get(url, target)
+                copied = storage.get(url, target)
+                if copied is not None and target.parent == job.directory:
+                    # its checksum from an earlier copy of the same file, if one was
+                    # hashed (a batch's events share their sky maps): not hashed again
+                    event.note_copy(target.name, copied)
         for name in job.format:
             if name not in job.get:  # a file already in the event
                 target = storage.safe_join(job.directory, name)
