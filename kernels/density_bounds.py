@@ -600,10 +600,26 @@ def _quadrants(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_d
     e1 = w0 + (c1 - c0)
     ne_lo, ne_hi, nw_lo, nw_hi = np.inf, -np.inf, np.inf, -np.inf
     se_lo, se_hi, sw_lo, sw_hi = np.inf, -np.inf, np.inf, -np.inf
+    # each side's two runs (_run_ends), read row by row here rather than through an
+    # inlined helper per run: the helper's cells were increfed and decrefed per row
+    wa0, wa1, wb0, wb1 = _run_ends(w0, mid, n_ra)
+    ea0, ea1, eb0, eb1 = _run_ends(mid, e1, n_ra)
     for r in range(r0, r1 + 1):
         row = base + r * n_ra
-        w_lo, w_hi = _run_extremes(cells, row, w0, mid, n_ra)
-        e_lo, e_hi = _run_extremes(cells, row, mid, e1, n_ra)
+        w_lo, w_hi = np.inf, -np.inf
+        for k in range(np.uint64(row + wa0), np.uint64(row + wa1)):
+            w_lo = min(w_lo, cells[k, 0])
+            w_hi = max(w_hi, cells[k, 1])
+        for k in range(np.uint64(row + wb0), np.uint64(row + wb1)):
+            w_lo = min(w_lo, cells[k, 0])
+            w_hi = max(w_hi, cells[k, 1])
+        e_lo, e_hi = np.inf, -np.inf
+        for k in range(np.uint64(row + ea0), np.uint64(row + ea1)):
+            e_lo = min(e_lo, cells[k, 0])
+            e_hi = max(e_hi, cells[k, 1])
+        for k in range(np.uint64(row + eb0), np.uint64(row + eb1)):
+            e_lo = min(e_lo, cells[k, 0])
+            e_hi = max(e_hi, cells[k, 1])
         if r >= n0:
             ne_lo, ne_hi = min(ne_lo, e_lo), max(ne_hi, e_hi)
             nw_lo, nw_hi = min(nw_lo, w_lo), max(nw_hi, w_hi)
@@ -614,19 +630,18 @@ def _quadrants(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_d
 
 
 @_inlined
-def _run_extremes(cells, row, j0, j1, n_ra):
-    """(min, max) of the cells at offsets j0..j1 from ``row``, the start of a row of
-    ``n_ra`` cells: 0 <= j0 < n_ra, j1 - j0 < n_ra, offsets from n_ra on wrapping to 0.
-    Two plain runs, no test per cell (:func:`_quadrants` reads every row of a disc's
-    box so, 0.95x the CPU of the nested discs of a wrap test per cell)."""
-    mn, mx = np.inf, -np.inf
-    for k in range(row + j0, row + min(j1, n_ra - 1) + 1):
-        mn = min(mn, cells[k, 0])
-        mx = max(mx, cells[k, 1])
-    for k in range(row + max(j0 - n_ra, 0), row + j1 - n_ra + 1):
-        mn = min(mn, cells[k, 0])
-        mx = max(mx, cells[k, 1])
-    return mn, mx
+def _run_ends(j0, j1, n_ra):
+    """The cells at offsets j0..j1 of a row of ``n_ra`` cells (0 <= j0 < 2 n_ra, j1 - j0 <
+    n_ra, offsets from n_ra on wrapping to 0) as two half-open runs (a0, a1), (b0, b1)
+    in the row: two plain runs, no test per cell (:func:`_quadrants` reads every row of
+    a disc's box so; a wrap test per cell cost 1/0.95 of the nested discs), and 0 <=
+    each start <= its end (an empty run ends where it starts), so the cells can be
+    counted in uint64 (no test for a negative index to wrap)."""
+    a0 = j0
+    a1 = max(min(j1, n_ra - 1) + 1, a0)
+    b0 = max(j0 - n_ra, 0)
+    b1 = max(j1 - n_ra + 1, b0)
+    return a0, a1, b0, b1
 
 
 @_inlined
