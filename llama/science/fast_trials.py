@@ -256,10 +256,14 @@ class TrialScreen:
 
     @classmethod
     def for_model(cls, model) -> TrialScreen:
-        """The screen of ``model``'s map, built once per model."""
+        """The screen of ``model``'s map, built once per model, and kept per map where
+        the map came from the process's store (`llama.science.skymap.kept_product`)."""
         screen = _SCREENS.get(model)
         if screen is None:
-            screen = _SCREENS[model] = cls(model.skymap)
+            from llama.science.skymap import kept_product
+
+            # of the map's pixels alone: kept with the map in the process's store
+            screen = _SCREENS[model] = kept_product(model.skymap, ("trial_screen", cls), cls)
         return screen
 
     def relevant(self, ra, dec, sigma) -> np.ndarray:

@@ -37,6 +37,7 @@ import math
 import os
 import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NamedTuple
 
@@ -49,6 +50,7 @@ __all__ = [
     "write_sky_map",
     "read_hdf5",
     "write_hdf5",
+    "hdf5_copy",
     "read_hdf5_meta",
     "uniq_to_order_ipix",
     "order_ipix_to_uniq",
@@ -919,21 +921,85 @@ class _Parsed:
     nside: int | None
     meta: str
 
-    def skymap(self) -> SkyMap:
+    def skymap(self, copy: bool = True) -> SkyMap:
         # fresh arrays and meta each time, as a read of the file gives: a caller may
-        # change its map in place without touching the kept one
-        layers = self.layers.copy()
+        # change its map in place without touching the kept one (``copy=False``: the
+        # kept arrays themselves, for the store's own map, which no caller is given)
+        layers = self.layers.copy() if copy else self.layers
         kwargs: dict[str, Any] = dict(zip(_HDF5_LAYERS, layers, strict=False))
         if self.uniq is not None:
-            kwargs["uniq"] = self.uniq.copy()
+            kwargs["uniq"] = self.uniq.copy() if copy else self.uniq
         else:
             kwargs["nside"] = self.nside
         kwargs["meta"] = json.loads(self.meta)
         return SkyMap(**kwargs)
 
 
-class _KeptCopies:
-    """The last few HDF5 copies written or read in this process, by their sha256.
+class _Entry:
+    """One map in the store: its parsed copy, what was derived from it, their bytes."""
+
+    __slots__ = ("sha256", "parsed", "products", "nbytes", "data", "_own")
+
+    def __init__(self, sha256: str, parsed: _Parsed) -> None:
+        self.sha256 = sha256
+        self.parsed = parsed
+        self.products: dict[Any, Any] = {}
+        self.nbytes = _held_bytes(parsed)
+        self.data: bytes | None = None  # the HDF5 copy's bytes, where a FITS file names it
+        self._own: SkyMap | None = None
+
+    def own_map(self) -> SkyMap:
+        """The entry's own map, which the products are built from: its arrays are the
+        kept ones, which no caller is given, so a product holding one holds nothing a
+        caller may change (and no bytes more)."""
+        if self._own is None:
+            self._own = self.parsed.skymap(copy=False)
+        return self._own
+
+    def same_pixels(self, skymap: SkyMap) -> bool:
+        """Are ``skymap``'s pixels (uniq or nside) and densities bit for bit this
+        entry's? A caller may change a map read from the store in place, or set
+        another array on it: products are served only while what they were built from
+        is still the map's (~40 us a BAYESTAR map)."""
+        parsed = self.parsed
+        if skymap.nside != parsed.nside or (skymap.uniq is None) != (parsed.uniq is None):
+            return False
+        arrays = [(skymap.uniq, parsed.uniq)] if parsed.uniq is not None else []
+        arrays.append((skymap.probdensity, parsed.layers[0]))
+        for mine, kept in arrays:
+            if not (
+                isinstance(mine, np.ndarray)
+                and mine.dtype == kept.dtype
+                and mine.shape == kept.shape
+                # bits, not values: -0.0 and 0.0 (or two NaNs) are not the same pixels
+                and np.array_equal(mine.view(np.uint64), kept.view(np.uint64))
+            ):
+                return False
+        return True
+
+
+def _held_bytes(obj, depth: int = 0) -> int:
+    """The bytes of the NumPy arrays ``obj`` holds: itself, its tuple or list items,
+    its attributes (``__dict__``, ``__slots__``), two levels down."""
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes)
+    if depth > 2:
+        return 0
+    if isinstance(obj, (tuple, list)):
+        return sum(_held_bytes(x, depth + 1) for x in obj)
+    if isinstance(obj, dict):
+        return sum(_held_bytes(x, depth + 1) for x in obj.values())
+    held = 0
+    if hasattr(obj, "__dict__"):
+        held += sum(_held_bytes(x, depth + 1) for x in vars(obj).values())
+    for name in getattr(type(obj), "__slots__", ()):
+        held += _held_bytes(getattr(obj, name, None), depth + 1)
+    return held
+
+
+class _MapStore:
+    """The sky maps of this process and what is derived from them, by the sha256 of
+    their HDF5 copy; least recently used out first, bounded by bytes.
 
     An event writes its copy (LvcSkymapHdf5) and reads it back twice (its distances,
     then its significance): h5py spends ~1-3 ms on each opening, and reading the
@@ -944,37 +1010,198 @@ class _KeptCopies:
     taken, as every up-to-date check does). The checksum is that trust's one place:
     this holds only checksum -> map, so a file changed in place is read again as soon
     as the event sees a new size or time stamp.
+
+    A campaign sweeps many neutrino lists over a set of maps (``llama batch --get
+    lvc_skymap.fits=maps/{map}.fits``), so a worker meets each map again and again, and
+    the copy written for it has the same bytes (and sha256) each time. Beside the map,
+    an entry keeps what is built from its pixels alone (`kept_product`: the exact
+    kernel's tree, the background trials' min/max pyramid and density table, the trial
+    screen), ~8-13 ms of CPU per BAYESTAR map and event otherwise.
+
+    Memory, one BAYESTAR map (bns-0, -7, -9 and bbh-0, -3, -6 alike: 19,200 rows
+    each): the parsed map 0.73 MiB, the exact kernel's tree 3.81, the background
+    trials' pyramid and density table 3.30, the trial screen (scramble trials) 3.41;
+    7.8 MiB for a background-trials event, 11.3 with all three; and the copy's bytes
+    (0.74 MiB) once `hdf5_copy` has written it for a FITS file. `MAP_STORE_BYTES`
+    bounds the whole (counted from the arrays and bytes each holds).
     """
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.entries: list[tuple[str, _Parsed]] = []  # oldest first
+    def __init__(self, max_bytes: int) -> None:
+        #: the bound [bytes]; 0 keeps nothing (every read under a checksum opens the file)
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recent first
+        self._by_fits: dict[str, _Entry] = {}  # a FITS file's sha256 -> its copy's entry
+        # (sha256, key) of the products asked for once, the most recent `_ASKED` of them
+        self._asked: OrderedDict[tuple[str, Any], None] = OrderedDict()
+        self.held = 0
         self.lock = threading.Lock()
 
-    def find(self, sha256: str | None) -> _Parsed | None:
+    @property
+    def entries(self) -> list[tuple[str, _Parsed]]:
+        """(sha256, parsed map) of the entries, least recently used first."""
+        with self.lock:
+            return [(sha, e.parsed) for sha, e in self._entries.items()]
+
+    def entry(self, sha256: str | None) -> _Entry | None:
+        """The entry kept under ``sha256`` (now the most recently used), or None."""
         if sha256 is None:
             return None
         with self.lock:
-            for kept, parsed in self.entries:
-                if kept == sha256:
-                    return parsed
-        return None
+            entry = self._entries.get(sha256)
+            if entry is not None:
+                self._entries.move_to_end(sha256)
+            return entry
 
-    def keep(self, sha256: str, parsed: _Parsed) -> None:
+    def find(self, sha256: str | None) -> _Parsed | None:
+        entry = self.entry(sha256)
+        return None if entry is None else entry.parsed
+
+    def keep(self, sha256: str, parsed: _Parsed) -> _Entry:
+        """The entry of ``sha256``: the one kept (its products with it: the same bytes
+        are the same map), else a new one for ``parsed``, kept if it fits."""
         with self.lock:
-            self.entries = [e for e in self.entries if e[0] != sha256][-(self.size - 1) :]
-            self.entries.append((sha256, parsed))
+            entry = self._entries.get(sha256)
+            if entry is not None:
+                self._entries.move_to_end(sha256)
+                return entry
+            entry = _Entry(sha256, parsed)
+            if entry.nbytes <= self.max_bytes:
+                self._entries[sha256] = entry
+                self.held += entry.nbytes
+                self._evict()
+                self._evict_met_once()
+            return entry
+
+    def _evict_met_once(self) -> None:
+        """Of the entries holding only their map (no product, no FITS bytes: maps met
+        once so far), the `_MET_ONCE` most recent are kept, as before the store: a
+        map that never comes back holds no memory (whose growth cost the first visits
+        page faults and slower kernels, ~0.9x); one that does is asked for again
+        (`_asked_before` remembers it) and keeps its products then."""
+        once = [sha for sha, e in self._entries.items() if not e.products and e.data is None]
+        for sha in once[: max(len(once) - _MET_ONCE, 0)]:
+            self.held -= self._entries.pop(sha).nbytes
+
+    def add_product(self, entry: _Entry, key, value):
+        """``value`` kept as ``entry``'s product ``key`` where it was asked for before
+        (a map met once keeps nothing: memory held for maps that never come back costs
+        every event page faults while the store fills, ~2,100 a BAYESTAR map, ~7% of
+        its CPU); the one kept first if two threads built it. An entry no longer in the
+        store keeps nothing more."""
+        size = _held_bytes(value)
+        with self.lock:
+            if self._entries.get(entry.sha256) is not entry:
+                return value
+            kept = entry.products.get(key)
+            if kept is not None:
+                return kept
+            if not self._asked_before((entry.sha256, key)):
+                return value
+            if entry.nbytes + size > self.max_bytes:
+                return value
+            entry.products[key] = value
+            entry.nbytes += size
+            self.held += size
+            self._entries.move_to_end(entry.sha256)
+            self._evict()
+            return value
+
+    def of_fits(self, fits_sha256: str | None) -> _Entry | None:
+        """The entry of the copy written for the FITS file of ``fits_sha256``, with its
+        bytes (now the most recently used), or None."""
+        if fits_sha256 is None:
+            return None
+        with self.lock:
+            entry = self._by_fits.get(fits_sha256)
+            if entry is None or self._entries.get(entry.sha256) is not entry:
+                self._by_fits.pop(fits_sha256, None)
+                return None
+            self._entries.move_to_end(entry.sha256)
+            return entry
+
+    def keep_fits(self, fits_sha256: str, written: HDF5Written) -> None:
+        """Note that the FITS file of ``fits_sha256`` gave the copy ``written``
+        (kept by `write_hdf5`): its bytes are kept with the copy's entry, if it fits,
+        from the second time on (as products: `add_product`)."""
+        with self.lock:
+            entry = self._entries.get(written.sha256)
+            if entry is None or not self._asked_before((written.sha256, fits_sha256)):
+                return
+            if entry.data is None:
+                if entry.nbytes + len(written.data) > self.max_bytes:
+                    return
+                entry.data = written.data
+                entry.nbytes += len(written.data)
+                self.held += len(written.data)
+            self._by_fits[fits_sha256] = entry
+            self._entries.move_to_end(entry.sha256)
+            self._evict()
+
+    def _asked_before(self, asked) -> bool:
+        """Was ``asked`` asked for before? Noted now if not (the lock held)."""
+        if asked in self._asked:
+            return True
+        self._asked[asked] = None
+        if len(self._asked) > _ASKED:
+            self._asked.popitem(last=False)
+        return False
+
+    def _evict(self) -> None:
+        while self.held > self.max_bytes and self._entries:
+            _, old = self._entries.popitem(last=False)
+            self.held -= old.nbytes
 
     def clear(self) -> None:
         with self.lock:
-            self.entries = []
+            self._entries.clear()
+            self._by_fits.clear()
+            self._asked.clear()
+            self.held = 0
 
 
-#: Up to 4 copies (~0.8 MB of arrays each for a BAYESTAR map), the events a process
-#: has in hand, of files up to `_KEPT_MAX_BYTES` (larger flat maps are read from the
-#: file each time rather than held in memory).
-_KEPT = _KeptCopies(4)
+#: The store's bound per process: 256 MiB holds ~32 BAYESTAR maps with a background
+#: event's products (~22 with all three; a campaign's maps in rotation), small beside a
+#: worker's ~1-2 GB. Change it in a process with ``_KEPT.max_bytes = n`` (0 keeps
+#: nothing: every event builds its own, as before the store).
+MAP_STORE_BYTES = 256 << 20
+#: Entries holding only their map kept at most (the 4 copies kept before the store:
+#: the events a process has in hand).
+_MET_ONCE = 4
+#: Products asked for once that the store remembers (a checksum and a key each, ~200
+#: bytes): a campaign's maps in rotation, many times over.
+_ASKED = 4096
+_KEPT = _MapStore(MAP_STORE_BYTES)
+#: Files up to this size are kept (larger flat maps are read from the file each time
+#: rather than held in memory).
 _KEPT_MAX_BYTES = 8 << 20
+
+
+def kept_product(skymap: SkyMap, key, build):
+    """``build(skymap)``, built at most twice per map: kept with the map's store entry
+    the second time it is asked for, where ``skymap`` came from `read_hdf5` (or
+    `write_hdf5`'s copy) and its pixels are still bit for bit the kept ones
+    (`_Entry.same_pixels`); else built and not kept.
+    ``key`` names the product and everything besides the pixels it depends on (a
+    module constant, an option); ``build`` must read only the map's pixels and
+    densities (``uniq`` or ``nside``, ``probdensity``: what is checked, not the
+    distance layers or meta), and what it returns is shared by every event of the map
+    (read it, never change it).
+
+    Examples
+    --------
+    >>> m = SkyMap(probdensity=np.ones(12) / (4 * np.pi), nside=1)
+    >>> kept_product(m, "peak", lambda m: float(m.probdensity.max())) > 0  # not kept
+    True
+    """
+    entry = getattr(skymap, "_kept", None)
+    if entry is None or not entry.same_pixels(skymap):
+        return build(skymap)
+    value = entry.products.get(key)
+    if value is None:
+        # built from the store's own copy: a product holding one of the map's arrays
+        # holds none a caller may change later
+        value = _KEPT.add_product(entry, key, build(entry.own_map()))
+    return value
 
 
 class HDF5Written(NamedTuple):
@@ -1047,6 +1274,49 @@ def write_hdf5(path: str | os.PathLike, skymap: SkyMap, atomic: bool = True) -> 
         return None
     written = HDF5Written(data, hashlib.sha256(data).hexdigest())
     _KEPT.keep(written.sha256, _Parsed(layers, uniq, skymap.nside, meta))
+    return written
+
+
+def hdf5_copy(
+    path: str | os.PathLike, fits, fits_sha256: str | None, atomic: bool = True
+) -> HDF5Written | None:
+    """``write_hdf5(path, read_sky_map(fits), atomic)``, once per map in the process:
+    where the FITS file's checksum ``fits_sha256`` (`llama.event.Event.sha256`: the
+    trust of every up-to-date check) is that of a file whose copy this process wrote
+    twice and still keeps, the copy's kept bytes are written again (the same bytes: a copy's
+    layout has no time stamps), without parsing the FITS file or calling h5py
+    (~5-7 ms a BAYESTAR map). ``fits``: what `read_sky_map` takes, read on a miss only.
+
+    Examples
+    --------
+    >>> import tempfile, os, hashlib
+    >>> d = tempfile.mkdtemp()
+    >>> m = SkyMap(probdensity=np.ones(12) / (4 * np.pi), nside=1, meta={"objid": "S1"})
+    >>> write_sky_map(os.path.join(d, "m.fits"), m)
+    >>> fits_sha = hashlib.sha256(open(os.path.join(d, "m.fits"), "rb").read()).hexdigest()
+    >>> for _ in range(2):  # kept the second time (as products: kept_product)
+    ...     a = hdf5_copy(os.path.join(d, "a.hdf5"), os.path.join(d, "m.fits"), fits_sha)
+    >>> b = hdf5_copy(os.path.join(d, "b.hdf5"), "no such file: not read", fits_sha)
+    >>> b == a and open(os.path.join(d, "b.hdf5"), "rb").read() == a.data
+    True
+    """
+    entry = _KEPT.of_fits(fits_sha256)
+    if entry is not None and entry.data is not None:
+        path = os.fspath(path)
+        tmp = f"{path}.tmp{os.getpid()}" if atomic else path
+        try:
+            with open(tmp, "wb") as f:
+                f.write(entry.data)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        if atomic:
+            os.replace(tmp, path)
+        return HDF5Written(entry.data, entry.sha256)
+    written = write_hdf5(path, read_sky_map(fits), atomic=atomic)
+    if written is not None and fits_sha256 is not None:
+        _KEPT.keep_fits(fits_sha256, written)
     return written
 
 
@@ -1173,7 +1443,8 @@ def read_hdf5(path: str | os.PathLike, sha256: str | None = None) -> SkyMap:
     SkyMapError
         When the file is not an HDF5 file written by :func:`write_hdf5`.
     """
-    parsed = _KEPT.find(sha256)
+    entry = _KEPT.entry(sha256)
+    parsed = None if entry is None else entry.parsed
     if parsed is None:
         where = os.fspath(path)
         f, version = _open_hdf5(where)
@@ -1189,8 +1460,11 @@ def read_hdf5(path: str | os.PathLike, sha256: str | None = None) -> SkyMap:
             )
         held = parsed.layers.nbytes + (0 if parsed.uniq is None else parsed.uniq.nbytes)
         if sha256 is not None and held <= _KEPT_MAX_BYTES:
-            _KEPT.keep(sha256, parsed)
-    return parsed.skymap()
+            entry = _KEPT.keep(sha256, parsed)
+    skymap = parsed.skymap()
+    if entry is not None:
+        skymap._kept = entry  # its products, while its pixels are the kept ones (kept_product)
+    return skymap
 
 
 def read_hdf5_meta(path: str | os.PathLike, sha256: str | None = None) -> dict[str, Any]:
