@@ -576,13 +576,20 @@ class LvcSkymapHdf5(FileHandler):
     def generate(self, out: Path) -> None:
         import io
 
-        from llama.science.skymap import read_sky_map, write_hdf5
+        from llama.science.skymap import hdf5_copy
 
-        # the bytes the event's checksum of the input read just before, not a second read
-        fits = io.BytesIO(self.event.read_bytes(LvcSkymapFits.FILENAME))
-        fits.name = str(self.dep_path(LvcSkymapFits))  # named in read_sky_map's errors
-        # ``out`` is a temporary name, renamed by the event: no second one inside
-        written = write_hdf5(out, read_sky_map(fits), atomic=False)
+        def fits() -> io.BytesIO:
+            # the bytes the event's checksum of the input read just before, not a
+            # second read; only where this process has no copy of this map yet
+            data = io.BytesIO(self.event.read_bytes(LvcSkymapFits.FILENAME))
+            data.name = str(self.dep_path(LvcSkymapFits))  # named in read_sky_map's errors
+            return data
+
+        # ``out`` is a temporary name, renamed by the event: no second one inside. A
+        # map this process has copied before (a campaign's maps over many neutrino
+        # lists) is written from the kept copy's bytes, the FITS file not parsed
+        sha256 = self.event.sha256(LvcSkymapFits.FILENAME)
+        written = hdf5_copy(out, fits, sha256, atomic=False)
         if written is not None:  # its checksum from the bytes read back, not a second read
             note_written(out, written.data, written.sha256)
 

@@ -1285,7 +1285,8 @@ def hdf5_copy(
     trust of every up-to-date check) is that of a file whose copy this process wrote
     twice and still keeps, the copy's kept bytes are written again (the same bytes: a copy's
     layout has no time stamps), without parsing the FITS file or calling h5py
-    (~5-7 ms a BAYESTAR map). ``fits``: what `read_sky_map` takes, read on a miss only.
+    (~5-7 ms a BAYESTAR map). ``fits``: what `read_sky_map` takes, or a function of no
+    arguments returning it, read (called) on a miss only.
 
     Examples
     --------
@@ -1314,7 +1315,7 @@ def hdf5_copy(
         if atomic:
             os.replace(tmp, path)
         return HDF5Written(entry.data, entry.sha256)
-    written = write_hdf5(path, read_sky_map(fits), atomic=atomic)
+    written = write_hdf5(path, read_sky_map(fits() if callable(fits) else fits), atomic=atomic)
     if written is not None and fits_sha256 is not None:
         _KEPT.keep_fits(fits_sha256, written)
     return written
