@@ -18,6 +18,7 @@ from .common import (
     SINRAD,
     TWO_PI,
     helper,
+    inline,
     per_node,
     search_right,
 )
@@ -41,7 +42,7 @@ def bin_index(edges: np.ndarray, x: float) -> int:
     return k
 
 
-@per_node
+@inline  # once per node visit: called, every live float of the visit was saved around it
 def zbins(sindec_edges: np.ndarray, z: float, o: int) -> tuple[int, int, int]:
     """Bands of a pixel of order ``o`` centred at ``sin dec = z``: (band of the
     centre, lowest and highest band within its radius ``MAXRAD[o]``)."""

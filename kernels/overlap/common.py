@@ -29,6 +29,13 @@ caller:
   map's record (~80 words) pushed on the stack at every node, a sixth of the look's
   time. Its one call site keeps the extra compilation to ~7 s.
 
+The traversal kernels and every helper compile with ``error_model="numpy"``: a float
+division by zero gives inf or NaN instead of raising ZeroDivisionError, so no test of
+the divisor and no branch to the raising code at each of the ~15 divisions a node
+visit makes (their divisors are sigma, the PSF's peak, sines and totals kept above
+zero; the quotients are the same floats). Perf JIT/libm sample ratio of the recorded
+single looks: about 3% fewer kernel samples.
+
 Every argument has one type (float64 / int64 / C-contiguous writeable float64 or int64
 arrays and the records of :mod:`.records`): the Python side converts, so each kernel
 compiles once.
@@ -45,9 +52,9 @@ from ..healpix import max_pixrad, pixel_area
 from ..plain import plain_python
 
 kernel = njit(cache=True, nogil=True)
-traversal_kernel = njit(cache=True, nogil=True, _nrt=False)
-helper = njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-per_node = njit(cache=True, nogil=True, _nrt=False, no_cpython_wrapper=True, no_cfunc_wrapper=True)  # fmt: skip
+traversal_kernel = njit(cache=True, nogil=True, _nrt=False, error_model="numpy")
+helper = njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, error_model="numpy")  # fmt: skip
+per_node = njit(cache=True, nogil=True, _nrt=False, no_cpython_wrapper=True, no_cfunc_wrapper=True, error_model="numpy")  # fmt: skip
 inline = njit(inline="always")
 parallel_kernel = njit(cache=True, nogil=True, parallel=True)
 

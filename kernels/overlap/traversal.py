@@ -66,6 +66,8 @@ DRIFT = 1e-10
 #: walked again without it when that part exceeds this many times the floor: the
 #: cancelled sums' errors (up to ~1% of them) could then exceed the tolerance.
 CANCEL = 100.0
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
 
 
 @intrinsic
@@ -170,7 +172,12 @@ def heap_push(heap: Heap, n, o, p, tid, key, bo, bw, vo, vw):
 @per_node
 def heap_pop(heap: Heap, n):
     """Remove the top; returns (o, p, tid, bo, bw, vo, vw, new n). Its slot is freed:
-    read before the next push."""
+    read before the next push.
+
+    The sift down counts in uint64 (positions are never negative: no test for a
+    negative index to wrap) and takes the larger child without a branch (the keys'
+    order is random: the branch missed about every other level); the same child as
+    ``if c + 1 < n and keys[c + 1] > keys[c]: c += 1``, so the same heap."""
     keys, slots = heap.keys, heap.slots
     hi_, hf = heap.ints, heap.floats
     s0 = slots[0]
@@ -178,14 +185,16 @@ def heap_pop(heap: Heap, n):
     bo, bw, vo, vw = hf[s0, 0], hf[s0, 1], hf[s0, 2], hf[s0, 3]
     n -= 1
     if n > 0:
-        lk, ls = keys[n], slots[n]
-        k = 0
+        un = np.uint64(n)
+        lk, ls = keys[un], slots[un]
+        k = _U0
         while True:  # sift down
-            c = 2 * k + 1
-            if c >= n:
+            c = k + k + _U1
+            if c >= un:
                 break
-            if c + 1 < n and keys[c + 1] > keys[c]:
-                c += 1
+            # keys[c + 1] exists (c + 1 <= n, below the arrays' size) even where it is
+            # past the heap: the test c + 1 < n then discards it
+            c += np.uint64((c + _U1 < un) & (keys[c + _U1] > keys[c]))
             if keys[c] <= lk:
                 break
             keys[k] = keys[c]
