@@ -313,6 +313,56 @@ def network_option(name: str) -> float:
     return value
 
 
+# -- memory ------------------------------------------------------------------------------
+#: The bound of what each process keeps of the sky maps it met, for the events that use
+#: the same map again (the parsed map, the exact kernel's tree, the bounds' pyramid:
+#: ~8 MiB a BAYESTAR map): environment variable and default [MiB]. The config file may
+#: give it as ``{"map_store_mib": 64}``.
+MAP_STORE_MIB = ("LLAMA_MAP_STORE_MIB", 256)
+
+
+def map_store_bytes() -> int:
+    """The bound of each process's store of sky maps [bytes] (environment, config file,
+    default `MAP_STORE_MIB`); 0 keeps no map from one event to the next.
+
+    Raises
+    ------
+    ValueError
+        One message naming the variable, the bad value and what to set instead.
+
+    Examples
+    --------
+    >>> import os
+    >>> map_store_bytes() == 256 << 20
+    True
+    >>> os.environ["LLAMA_MAP_STORE_MIB"] = "0.5"
+    >>> map_store_bytes()
+    524288
+    >>> os.environ["LLAMA_MAP_STORE_MIB"] = "lots"
+    >>> map_store_bytes()
+    Traceback (most recent call last):
+    ...
+    ValueError: LLAMA_MAP_STORE_MIB='lots' is not a size in MiB; set e.g. 256 (0 keeps no map) or unset it
+    >>> del os.environ["LLAMA_MAP_STORE_MIB"]
+    """
+    var, default = MAP_STORE_MIB
+    raw = os.environ.get(var)
+    where = var
+    if not raw:
+        raw = _config_or_empty().get("map_store_mib")
+        where = f"map_store_mib in {config_path()}"
+    if raw is None or raw == "":
+        return default << 20
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        shown = f"{var}={raw!r}" if where == var else f"{where}: {raw!r}"
+        raise ValueError(f"{shown} is not a size in MiB; set e.g. {default} (0 keeps no map) or unset it")  # fmt: skip
+    return int(value * (1 << 20))
+
+
 # -- credentials -------------------------------------------------------------------------
 #: Words that mark a variable as a credential wherever they appear in its name.
 CREDENTIAL_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")

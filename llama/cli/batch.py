@@ -244,7 +244,9 @@ def parser() -> argparse.ArgumentParser:
             "use by PID n (host h)', waits up to LLAMA_BATCH_LOCK_WAIT_S while the batch goes "
             "on, then is counted as skipped (exit status 1). The --results file gets the rows "
             "of both runs. Ctrl-C stops the run within a second or two (exit status 130); run "
-            "the same command again to resume.",
+            "the same command again to resume. Each process keeps the sky maps it met, and "
+            "what is built from them, for the events that use the same map again, up to "
+            "LLAMA_MAP_STORE_MIB (default 256; 0 keeps none).",
             width=78,
         ),
     )
@@ -424,12 +426,13 @@ def _check_values(args, params) -> None:
 
 
 def _check_waits() -> None:
-    """Refuse, before any work, a timeout or retry budget that is not a number of seconds."""
-    from llama.config import NETWORK_OPTIONS, network_option
+    """Refuse, before any work, a timeout or retry budget that is not a number of seconds,
+    or a map store bound that is not a size."""
+    from llama.config import NETWORK_OPTIONS, map_store_bytes, network_option
 
-    for name in NETWORK_OPTIONS:
+    for check in [*(lambda n=name: network_option(n) for name in NETWORK_OPTIONS), map_store_bytes]:
         try:
-            network_option(name)
+            check()
         except ValueError as err:
             raise UsageError(str(err)) from None
 

@@ -43,6 +43,8 @@ from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
+from llama.config import MAP_STORE_MIB, map_store_bytes
+
 __all__ = [
     "SkyMap",
     "SkyMapError",
@@ -1022,19 +1024,33 @@ class _MapStore:
     each): the parsed map 0.73 MiB, the exact kernel's tree 3.81, the background
     trials' pyramid and density table 3.30, the trial screen (scramble trials) 3.41;
     7.8 MiB for a background-trials event, 11.3 with all three; and the copy's bytes
-    (0.74 MiB) once `hdf5_copy` has written it for a FITS file. `MAP_STORE_BYTES`
-    bounds the whole (counted from the arrays and bytes each holds).
+    (0.74 MiB) once `hdf5_copy` has written it for a FITS file. LLAMA_MAP_STORE_MIB
+    (default `MAP_STORE_BYTES`) bounds the whole (counted from the arrays and bytes each
+    holds).
     """
 
-    def __init__(self, max_bytes: int) -> None:
-        #: the bound [bytes]; 0 keeps nothing (every read under a checksum opens the file)
-        self.max_bytes = int(max_bytes)
+    def __init__(self, max_bytes: int | None = None) -> None:
+        # the bound [bytes]; 0 keeps nothing (every read under a checksum opens the
+        # file); None: LLAMA_MAP_STORE_MIB (llama.config.map_store_bytes) at first use
+        self._max_bytes = None if max_bytes is None else int(max_bytes)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recent first
         self._by_fits: dict[str, _Entry] = {}  # a FITS file's sha256 -> its copy's entry
         # (sha256, key) of the products asked for once, the most recent `_ASKED` of them
         self._asked: OrderedDict[tuple[str, Any], None] = OrderedDict()
         self.held = 0
         self.lock = threading.Lock()
+
+    @property
+    def max_bytes(self) -> int:
+        """The bound [bytes]: set, or LLAMA_MAP_STORE_MIB's, read once per process (a
+        worker inherits the variable from the command that started it)."""
+        if self._max_bytes is None:
+            self._max_bytes = map_store_bytes()
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int | None) -> None:
+        self._max_bytes = None if value is None else int(value)
 
     @property
     def entries(self) -> list[tuple[str, _Parsed]]:
@@ -1159,18 +1175,19 @@ class _MapStore:
             self.held = 0
 
 
-#: The store's bound per process: 256 MiB holds ~32 BAYESTAR maps with a background
-#: event's products (~22 with all three; a campaign's maps in rotation), small beside a
-#: worker's ~1-2 GB. Change it in a process with ``_KEPT.max_bytes = n`` (0 keeps
-#: nothing: every event builds its own, as before the store).
-MAP_STORE_BYTES = 256 << 20
+#: The store's default bound per process: 256 MiB holds ~32 BAYESTAR maps with a
+#: background event's products (~22 with all three; a campaign's maps in rotation),
+#: small beside a worker's ~1-2 GB. LLAMA_MAP_STORE_MIB sets it (llama.config, read at
+#: first use); in a process ``_KEPT.max_bytes = n`` (0 keeps nothing: every event builds
+#: its own, as before the store).
+MAP_STORE_BYTES = MAP_STORE_MIB[1] << 20
 #: Entries holding only their map kept at most (the 4 copies kept before the store:
 #: the events a process has in hand).
 _MET_ONCE = 4
 #: Products asked for once that the store remembers (a checksum and a key each, ~200
 #: bytes): a campaign's maps in rotation, many times over.
 _ASKED = 4096
-_KEPT = _MapStore(MAP_STORE_BYTES)
+_KEPT = _MapStore()
 #: Files up to this size are kept (larger flat maps are read from the file each time
 #: rather than held in memory).
 _KEPT_MAX_BYTES = 8 << 20
