@@ -294,22 +294,30 @@ def network_option(name: str) -> float:
     >>> del os.environ["LLAMA_READ_TIMEOUT_S"]
     """
     var, default, _ = NETWORK_OPTIONS[name]
+    # a timeout of 0 would fail every request at once; a budget of 0 only means no retries
+    zero_ok = name in ("retry_budget_s", "lock_wait_s")
+    return _number_setting(var, name, default, zero_ok, "a number of seconds", f"{default:g}")
+
+
+def _number_setting(var: str, key: str, default: float, zero_ok: bool, unit: str, example: str):
+    """A finite number above 0 (at least 0 where ``zero_ok``) from environment variable
+    ``var``, else ``key`` in the config file, else ``default``; else ValueError naming
+    where the value came from, the value, ``unit`` ("a number of seconds") and
+    ``example`` to set instead."""
     raw = os.environ.get(var)
     where = var
     if not raw:
-        raw = _config_or_empty().get(name)
-        where = f"{name} in {config_path()}"
+        raw = _config_or_empty().get(key)
+        where = f"{key} in {config_path()}"
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except (TypeError, ValueError):
         value = math.nan
-    # a timeout of 0 would fail every request at once; a budget of 0 only means no retries
-    lowest_ok = (value >= 0) if name in ("retry_budget_s", "lock_wait_s") else (value > 0)
-    if not (math.isfinite(value) and lowest_ok):
+    if not (math.isfinite(value) and (value >= 0 if zero_ok else value > 0)):
         shown = f"{var}={raw!r}" if where == var else f"{where}: {raw!r}"
-        raise ValueError(f"{shown} is not a number of seconds; set e.g. {default:g} or unset it")
+        raise ValueError(f"{shown} is not {unit}; set e.g. {example} or unset it")
     return value
 
 
@@ -346,21 +354,8 @@ def map_store_bytes() -> int:
     >>> del os.environ["LLAMA_MAP_STORE_MIB"]
     """
     var, default = MAP_STORE_MIB
-    raw = os.environ.get(var)
-    where = var
-    if not raw:
-        raw = _config_or_empty().get("map_store_mib")
-        where = f"map_store_mib in {config_path()}"
-    if raw is None or raw == "":
-        return default << 20
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        shown = f"{var}={raw!r}" if where == var else f"{where}: {raw!r}"
-        raise ValueError(f"{shown} is not a size in MiB; set e.g. {default} (0 keeps no map) or unset it")  # fmt: skip
-    return int(value * (1 << 20))
+    mib = _number_setting(var, "map_store_mib", default, True, "a size in MiB", f"{default} (0 keeps no map)")  # fmt: skip
+    return int(mib * (1 << 20))
 
 
 # -- credentials -------------------------------------------------------------------------
