@@ -1321,16 +1321,18 @@ def hdf5_copy(
     entry = _KEPT.of_fits(fits_sha256)
     if entry is not None and entry.data is not None:
         path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}" if atomic else path
-        try:
-            with open(tmp, "wb") as f:
-                f.write(entry.data)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
         if atomic:
-            os.replace(tmp, path)
+            from llama.storage import atomic_write_bytes
+
+            atomic_write_bytes(path, entry.data)
+        else:  # ``path`` is a temporary name already: written in place, removed on failure
+            try:
+                with open(path, "wb") as f:
+                    f.write(entry.data)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                raise
         return HDF5Written(entry.data, entry.sha256)
     written = write_hdf5(path, read_sky_map(fits() if callable(fits) else fits), atomic=atomic)
     if written is not None and fits_sha256 is not None:
