@@ -19,6 +19,13 @@ left to the worker (loaded or compiled there, as before). Kernels compiled
 a process with threads must not fork. Anything that goes wrong is swallowed: the
 workers then load their kernels themselves.
 
+The recorded kernels are loaded without Numba's registries (`cache_loads_only`):
+Numba refreshes its CPU target before every cache load, and the first refresh in a
+process imports and installs every typing and lowering registry it has (0.3-0.5 s
+of CPU), which only a compile uses; a cached kernel's machine code needs Numba's
+runtime and C helpers alone. A compile later in the process (a kernel missing from
+the cache) refreshes the target itself, as before.
+
 Examples
 --------
 >>> from llama.batch.worker_kernels import kernels_file
@@ -31,9 +38,20 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["kernels_file", "load_recorded", "record_used", "used_kernels", "watch_compiles"]
+__all__ = [
+    "CompileRefused",
+    "cache_loads_only",
+    "kernels_file",
+    "load_recorded",
+    "record_used",
+    "used_kernels",
+    "watch_compiles",
+]
 
 #: Packages whose modules hold the kernels of the events.
 _PACKAGES = ("kernels", "llama")
@@ -152,11 +170,72 @@ def record_used() -> None:
         pass
 
 
+class CompileRefused(RuntimeError):
+    """A compile started within `cache_loads_only` (a cache entry that did not load)."""
+
+
+@contextmanager
+def cache_loads_only() -> Iterator[None]:
+    """Within: kernels load from Numba's cache without Numba's registries; none compiles.
+
+    Numba's cache load (``load_overload``) refreshes the CPU target first, and the
+    first refresh in a process imports and installs every typing and lowering
+    registry of Numba (``numba.np.arraymath``, ``linalg``, ... 0.3-0.5 s of CPU): what
+    a compile needs, not a cached kernel, whose machine code links only to Numba's
+    runtime (NRT) and C helpers. So the runtime is started here (its symbols and
+    atomic functions), the hash secrets' symbols set (``numba.cpython.hashing``,
+    which the refresh would import), and the target's refresh is a no-op while the
+    block runs. A compile within the block (an entry that fails to load) raises
+    `CompileRefused` at its start, before any work: it would otherwise run without
+    the registries. All under Numba's compiler lock, so that no other thread
+    compiles meanwhile; after the block, the first compile or cache load refreshes
+    as before.
+
+    In a process of one thread (the fork server), the LLVM lock's callbacks (a
+    Numba event per LLVM call, ~8,500 for 28 kernels, listened to only by a
+    compile's timers) are also left out within the block: ~0.08 s of CPU.
+    """
+    import llvmlite.binding as llvm
+    import numba.cpython.hashing  # noqa: F401  (its symbols: what a refresh would add)
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+    from numba.core.runtime import rtsys
+
+    context = cpu_target.target_context
+    with global_compiler_lock:
+        rtsys.initialize(context)
+        lock = getattr(getattr(llvm.ffi, "lib", None), "_lock", None)
+        callbacks = getattr(lock, "_cblist", None)
+        muted = list(callbacks) if threading.active_count() == 1 and callbacks else []
+        for pair in muted:
+            lock.unregister(*pair)
+        # instance attributes shadow the methods: a cache load refreshes the target
+        # (now nothing), a compile refreshes the typing context first (now refused)
+        context.refresh = _no_refresh
+        context.typing_context.refresh = _refuse_compile
+        try:
+            yield
+        finally:
+            del context.refresh
+            del context.typing_context.refresh
+            for pair in muted:
+                lock.register(*pair)
+
+
+def _no_refresh() -> None:
+    """Numba's target refresh, left out by `cache_loads_only`."""
+
+
+def _refuse_compile() -> None:
+    raise CompileRefused("no compile within cache_loads_only")
+
+
 def load_recorded() -> int:
     """Load the kernels of `kernels_file` from Numba's cache; how many were loaded.
 
     Each recorded signature is loaded only from an entry of the kernel's cache index
-    that matches this machine and this source, so nothing is ever compiled here.
+    that matches this machine and this source, so nothing is ever compiled here; and
+    without Numba's registries (`cache_loads_only`).
     """
     import importlib
 
@@ -175,7 +254,7 @@ def load_recorded() -> int:
             continue
         wanted.setdefault((module, function), set()).add(signature)
     codegen = cpu_target.target_context.codegen()
-    loaded = 0
+    found = []
     for (module, function), signatures in wanted.items():
         try:
             dispatcher = getattr(importlib.import_module(module), function)
@@ -187,6 +266,15 @@ def load_recorded() -> int:
         for key in cache._cache_file._load_index():  # {} once the source changed
             sig = key[0]
             if str(sig) in signatures and key == cache._index_key(sig, codegen):
+                found.append((dispatcher, sig))
+    if not found:
+        return 0
+    loaded = 0
+    with cache_loads_only():
+        for dispatcher, sig in found:
+            try:
                 dispatcher.compile(sig)  # a cache hit: the entry matches
-                loaded += 1
+            except CompileRefused:  # it did not load: left to the events
+                continue
+            loaded += 1
     return loaded

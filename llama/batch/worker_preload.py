@@ -14,7 +14,9 @@ astropy (`llama.science.times`, `llama.science.detector_frame`), so neither does
 Nothing is compiled here. The kernels that earlier runs' workers loaded from
 Numba's cache at their first event are loaded here from the same entries
 (`llama.batch.worker_kernels`), so every worker inherits them; on a first run, or for
-a kernel edited since, each worker loads them itself. Another first-use cost of
+a kernel edited since, each worker loads them itself. They load without Numba's
+typing and lowering registries (`llama.batch.worker_kernels.cache_loads_only`); only
+when none was recorded are the registries loaded here, for the workers' own loads. Another first-use cost of
 every event is paid here, once: the leap-second table brought up to date (at the
 first UTC -> GPS conversion, `llama.science.times`), the Earth-orientation arrays
 (`llama.science.detector_frame`) and h5py's import.
@@ -155,22 +157,26 @@ def preload() -> list[str]:
             importlib.import_module(name)
         except Exception:  # a missing optional part: the worker imports it at need
             failed.append(name)
-    try:
-        # the first kernel loaded from the cache fills Numba's CPU target with its
-        # registries (numba.np.arraymath, ... 0.3-0.4 s), once per process: here
-        from numba.core.registry import cpu_target
-
-        cpu_target.target_context.refresh()
-    except Exception:  # an internal of Numba: without it the first event does it
-        failed.append("numba cpu target")
+    loaded = 0
     try:
         # the kernels earlier runs' workers loaded at their first event, from the
-        # same cache entries (`llama.batch.worker_kernels`): loaded once, here
+        # same cache entries (`llama.batch.worker_kernels`): loaded once, here, and
+        # without Numba's registries, which only a compile uses (0.3-0.5 s less)
         from llama.batch.worker_kernels import load_recorded
 
-        load_recorded()
+        loaded = load_recorded()
     except Exception:  # each worker loads its kernels at its first event
         failed.append("kernels")
+    if not loaded:
+        try:
+            # none recorded yet (a first run): the first kernel a worker loads from
+            # the cache fills Numba's CPU target with its registries
+            # (numba.np.arraymath, ... 0.3-0.5 s), once per process: here, once
+            from numba.core.registry import cpu_target
+
+            cpu_target.target_context.refresh()
+        except Exception:  # an internal of Numba: without it the first event does it
+            failed.append("numba cpu target")
     try:
         # every event converts its UTC times to GPS: the first conversion in a process
         # brings ERFA's leap-second table up to date

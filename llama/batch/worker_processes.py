@@ -32,6 +32,7 @@ __all__ = [
     "after_event",
     "driver_environ",
     "keep_freed_memory",
+    "kernels_for_threads",
     "restore_environment",
     "worker_context",
     "worker_process_init",
@@ -224,14 +225,16 @@ def worker_process_init(
     _kernels_to_record = True
 
 
-#: In a worker process until its first event has ended: then the kernels it loaded
+#: In a worker process (or a process whose events run on its threads:
+#: `kernels_for_threads`) until its first event has ended: then the kernels it loaded
 #: are recorded for the fork servers of later runs (`llama.batch.worker_kernels`).
 _kernels_to_record = False
 
 
 def after_event() -> None:
     """Called after each event in every worker: after the first one in a worker
-    process, record the kernels it loaded (`llama.batch.worker_kernels.record_used`)."""
+    process (or on the threads of a `kernels_for_threads` run), record the kernels
+    it loaded (`llama.batch.worker_kernels.record_used`)."""
     global _kernels_to_record
     if not _kernels_to_record:
         return
@@ -242,6 +245,37 @@ def after_event() -> None:
         record_used()
     except Exception as err:  # a later run's workers load their kernels themselves
         logging.getLogger("llama.batch").debug("kernels used not recorded: %s", err)
+
+
+def kernels_for_threads() -> dict[str, str | None]:
+    """Before a run whose events run on this process's threads (``llama batch --jobs
+    1``): load the kernels earlier runs recorded, now, and record after the first
+    event those it loaded in addition (`after_event`), as worker processes do.
+
+    They load from Numba's cache without Numba's typing and lowering registries
+    (`llama.batch.worker_kernels.cache_loads_only`), which the first event's first
+    kernel otherwise loaded on its thread (0.3-0.5 s of the first event's CPU) and
+    which only a compile uses. Numba is imported here with one thread per kernel, as
+    the thread pool would import it (`llama.batch.pools`); returns the variables so
+    set, to put back with `restore_environment` once the run has ended (Numba
+    refuses another thread count once its threads run). Anything that goes wrong
+    is logged at debug level: the events then load their kernels as before.
+    """
+    global _kernels_to_record
+    previous: dict[str, str | None] = {}
+    if "numba" not in sys.modules:
+        previous = {"NUMBA_NUM_THREADS": os.environ.get("NUMBA_NUM_THREADS")}
+        os.environ["NUMBA_NUM_THREADS"] = "1"
+    try:
+        from llama.batch.worker_kernels import load_recorded, watch_compiles
+
+        load_recorded()
+        watch_compiles()
+    except Exception as err:  # an internal of Numba: the events load them themselves
+        logging.getLogger("llama.batch").debug("kernels not loaded before the run: %s", err)
+    else:
+        _kernels_to_record = True
+    return previous
 
 
 #: What the fork server imports before it forks a worker (`worker_context`).
