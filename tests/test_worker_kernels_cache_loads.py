@@ -109,8 +109,10 @@ def test_a_compile_within_cache_loads_only_is_refused_then_runs_after_it(tmp_pat
 _THREADS = """
 import json, os, sys
 from llama.batch import worker_processes
-from llama.batch.worker_kernels import kernels_file
-previous = worker_processes.kernels_for_threads()
+from llama.batch.worker_kernels import kernels_file, pipelines_file
+# a pipeline holding all the handlers of one recorded as loading kernels on threads
+pipelines_file().write_text(json.dumps([["Coinc", "Map"]]))
+previous = worker_processes.kernels_for_threads(["Coinc", "Map", "Plot"])
 from kernels.healpix import npix_of, nside_of  # noqa
 seen = {"previous": previous, "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),
         "held_before_call": len(npix_of.overloads)}
@@ -121,15 +123,20 @@ seen["restored"] = os.environ.get("NUMBA_NUM_THREADS")
 assert nside_of(3) == 8  # a kernel the record does not hold: loaded by the event
 worker_processes.after_event()  # the first event on the run's threads: recorded
 seen["recorded"] = sorted(json.loads(kernels_file().read_text()))
+seen["pipelines"] = json.loads(pipelines_file().read_text())
 print(json.dumps(seen))
 """
 
 
+def _threads_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    return {**env, "XDG_CACHE_HOME": str(tmp_path)}
+
+
 def test_a_run_on_threads_loads_the_recorded_kernels_first_and_records_new_ones(tmp_path):
     _python(_RECORD, tmp_path)
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
     done = subprocess.run([sys.executable, "-c", _THREADS], capture_output=True, text=True,
-                          env={**env, "XDG_CACHE_HOME": str(tmp_path)}, timeout=300)  # fmt: skip
+                          env=_threads_env(tmp_path), timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert seen["held_before_call"] == 1  # loaded before the run, from the record
@@ -140,3 +147,35 @@ def test_a_run_on_threads_loads_the_recorded_kernels_first_and_records_new_ones(
     recorded = seen["recorded"]
     assert "kernels.healpix:npix_of:(int64,)" in recorded
     assert any(name.startswith("kernels.healpix:nside_of:") for name in recorded)
+    assert seen["pipelines"] == [["Coinc", "Map"]]  # known already: not added again
+
+
+_OTHER_PIPELINES = """
+import json, sys
+from llama.batch import worker_processes
+from llama.batch.worker_kernels import pipelines_file
+pipelines_file().write_text(json.dumps([["Coinc", "Map"]]))
+seen = {}
+# without all the handlers of a pipeline that loaded kernels: nothing loaded first
+seen["previous"] = worker_processes.kernels_for_threads(["Map"])
+seen["numba"] = "numba" in sys.modules
+worker_processes.after_event()  # an event that loaded no kernel: nothing recorded
+seen["after_plain"] = json.loads(pipelines_file().read_text())
+worker_processes.kernels_for_threads(["Map", "Other"])
+from kernels.healpix import npix_of
+assert npix_of(3) == 12 * 4**3  # its first event loads a kernel: its pipeline recorded
+worker_processes.after_event()
+seen["after_kernels"] = json.loads(pipelines_file().read_text())
+print(json.dumps(seen))
+"""
+
+
+def test_a_pipeline_without_kernels_imports_no_numba_and_one_with_them_is_recorded(tmp_path):
+    (tmp_path / "llama").mkdir()
+    done = subprocess.run([sys.executable, "-c", _OTHER_PIPELINES], capture_output=True,
+                          text=True, env=_threads_env(tmp_path), timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["previous"] == {} and not seen["numba"]
+    assert seen["after_plain"] == [["Coinc", "Map"]]
+    assert seen["after_kernels"] == [["Coinc", "Map"], ["Map", "Other"]]

@@ -48,8 +48,11 @@ __all__ = [
     "cache_loads_only",
     "kernels_file",
     "load_recorded",
+    "pipelines_file",
+    "record_pipeline",
     "record_used",
     "used_kernels",
+    "uses_kernels",
     "watch_compiles",
 ]
 
@@ -67,6 +70,59 @@ def kernels_file() -> Path:
     """
     root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(root) / "llama" / "worker-kernels-2.json"
+
+
+def pipelines_file() -> Path:
+    """Where the pipelines whose first event on threads loaded kernels are recorded
+    (one JSON list of lists of handler names; `record_pipeline`)."""
+    return kernels_file().with_name("thread-pipelines-1.json")
+
+
+#: Pipelines kept in `pipelines_file`: the ones recorded last.
+MAX_PIPELINES = 32
+
+
+def _pipelines() -> list[list[str]]:
+    try:
+        known = json.loads(pipelines_file().read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(known, list):
+        return []
+    return [[str(n) for n in p] for p in known if isinstance(p, list)]
+
+
+def uses_kernels(handlers) -> bool:
+    """Whether a pipeline of ``handlers`` (names) holds all the handlers of one whose
+    first event on threads loaded kernels (`record_pipeline`): then it loads them
+    too, and `llama.batch.worker_processes.kernels_for_threads` loads the recorded
+    kernels before its run.
+
+    Examples
+    --------
+    >>> uses_kernels(["NoSuchHandler"])
+    False
+    """
+    names = set(handlers)
+    return any(pipeline and set(pipeline) <= names for pipeline in _pipelines())
+
+
+def record_pipeline(handlers) -> None:
+    """Add a pipeline (its handler names) whose first event on threads loaded kernels
+    to `pipelines_file` (written atomically, only when new; the `MAX_PIPELINES`
+    recorded last kept)."""
+    pipeline = sorted(set(handlers))
+    known = _pipelines()
+    if not pipeline or pipeline in known:
+        return
+    from llama.storage import atomic_write_bytes
+
+    try:
+        path = pipelines_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps([*known, pipeline][-MAX_PIPELINES:]).encode())
+    except OSError:  # a read-only home: runs on threads load their kernels in their events
+        pass
 
 
 def _dispatchers():

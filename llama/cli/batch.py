@@ -634,7 +634,7 @@ def _run(args, pipeline, flags, version, log) -> int:
     # the one path shared with llama.sweep: same vectors, same results layout
     plan = plan_sweep(params, args.random, args.seed)
     total = plan.total
-    environ = _start_early(args, total, results)
+    environ = _start_early(args, total, results, pipeline)
     log.info("pipeline %s: %d handlers; %s events", pipeline.name or "custom", len(pipeline),
              total if total is not None else "endless")  # fmt: skip
     config = BatchConfig(
@@ -664,7 +664,7 @@ def _run(args, pipeline, flags, version, log) -> int:
     return 0 if summary.ok else 1
 
 
-def _start_early(args, total: int | None, results) -> dict[str, str | None]:
+def _start_early(args, total: int | None, results, pipeline) -> dict[str, str | None]:
     """Start what the run's end and its worker processes need while the driver is idle.
 
     Where the events run in worker processes, the fork server starts importing the
@@ -676,10 +676,11 @@ def _start_early(args, total: int | None, results) -> dict[str, str | None]:
     the file's own writing is left. On threads or with ``--jobs 1``
     nothing is warmed: the driver's cores are the events' (``--jobs 1`` keeps to one),
     and the memory an event frees is kept for the next (`keep_freed_memory`, as the
-    fork server does for its workers). On threads the kernels earlier runs recorded
-    are loaded now, without Numba's registries (`kernels_for_threads`: 0.3-0.5 s less
-    CPU before the first event's end, as in the fork server). Returns the
-    environment variables set for the run, to put back after it.
+    fork server does for its workers). On threads, for a pipeline whose earlier runs
+    loaded kernels, the kernels recorded are loaded now, without Numba's registries
+    (`kernels_for_threads`: 0.3-0.5 s less CPU before the first event's end, as in
+    the fork server). Returns the environment variables set for the run, to put
+    back after it.
     """
     from llama.batch.schedulers import start_workers_early
 
@@ -689,7 +690,7 @@ def _start_early(args, total: int | None, results) -> dict[str, str | None]:
         from llama.batch.worker_processes import keep_freed_memory, kernels_for_threads
 
         keep_freed_memory()
-        return kernels_for_threads()
+        return kernels_for_threads(pipeline.names())
     if args.jobs < 2 or results is None:
         return {}
     from llama.results import is_zarr, warm_netcdf_writer
