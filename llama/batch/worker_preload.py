@@ -16,10 +16,10 @@ Numba's cache at their first event are loaded here from the same entries
 (`llama.batch.worker_kernels`), so every worker inherits them; on a first run, or for
 a kernel edited since, each worker loads them itself. They load without Numba's
 typing and lowering registries (`llama.batch.worker_kernels.cache_loads_only`); only
-when none was recorded are the registries loaded here, for the workers' own loads. Another first-use cost of
-every event is paid here, once: the leap-second table brought up to date (at the
-first UTC -> GPS conversion, `llama.science.times`), the Earth-orientation arrays
-(`llama.science.detector_frame`) and h5py's import.
+when none was recorded are the registries loaded here, for the workers' own loads.
+Another first-use cost of every event is paid here, once: the leap-second table
+brought up to date (at the first UTC -> GPS conversion, `llama.science.times`), the
+Earth-orientation arrays (`llama.science.detector_frame`) and h5py's import.
 
 A fork server that fails to import this module still forks workers (Python skips an
 ImportError there), and anything else that goes wrong is swallowed below: a worker
