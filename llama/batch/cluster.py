@@ -2,10 +2,13 @@
 (``tcp://HOST:PORT``), as a pool of ``--jobs`` workers fed one whole event per task.
 
 On our own cluster (`local_cluster`: worker processes forked from the fork server,
-`LOCAL_CLUSTER_CONFIG`) each event is a call to the `EventRunner` of the worker with
-the fewest events in flight, straight from the client to that worker; on a running
+`LOCAL_CLUSTER_CONFIG`) each event is a call to the `EventRunner` of one worker,
+straight from the client to that worker; on a running
 scheduler (a cluster shared with others or watched on its dashboard) each event is a
-Dask task, which the scheduler places and may move. Either way an event whose worker
+Dask task, which the scheduler places and may move. Either way the events of one sky
+map go to one worker while the load stays balanced (`llama.batch.pools.Affinity`;
+on a running scheduler as the task's preferred worker, ``allow_other_workers``), as
+each worker keeps the maps it met and their products. An event whose worker
 dies (killed, out of memory) runs again on a live worker, up to Dask's
 ``distributed.scheduler.allowed-failures`` times (3) before it fails (`WorkerLost`).
 
@@ -31,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from llama.batch.pools import EventPool, _result
+from llama.batch.pools import ROUTED_IN_FLIGHT_PER_SLOT, Affinity, EventPool, _result, affinity_key
 from llama.batch.worker_processes import (
     CLUSTER_PRELOAD,
     KERNEL_THREAD_VARIABLES,
@@ -267,15 +270,33 @@ class _Runner:
         return not self.lost and self.future.status == "finished"
 
 
+def _free_slot(runner: _Runner) -> int:
+    """A runner's free slot (1) or the events queued behind its running one (below 0)."""
+    return 1 - runner.in_flight
+
+
 class _Distributed(EventPool):
     """Events on a local cluster of ``jobs`` worker processes, each worker's through its
     `EventRunner`, or as Dask futures on a running scheduler (``tcp://HOST:PORT``); the
     cluster starts on first use."""
 
+    in_flight_per_slot = ROUTED_IN_FLIGHT_PER_SLOT  # a queue per worker: see there
+
+    #: Seconds between looks at a running scheduler's workers (for `Affinity`): one
+    #: call to the scheduler; a worker that joined meanwhile gets no event until then.
+    WORKERS_LOOK_S = 2.0
+
     def __init__(self, task: Callable[[Any], Any], jobs: int, address: str | None) -> None:
         super().__init__(task, jobs)
         self.address, self.client, self.cluster = address, None, None
         self.futures: dict[int, Any] = {}  # a future nobody holds is cancelled by Dask
+        self.route = Affinity()
+        # a running scheduler's workers (address -> threads), looked at every
+        # WORKERS_LOOK_S; the events sent to each (by this pool) and where each went
+        self.threads: dict[str, int] = {}
+        self.sent_to: dict[str, int] = {}
+        self.placed: dict[int, str] = {}
+        self.look_workers = 0.0
         self.runners: list[_Runner] | None = None  # our own cluster's
         self.look = 0.0  # when to look again for workers without a runner
         self.allowed_failures = 3  # re-runs of an event lost with its worker: _connect
@@ -361,8 +382,8 @@ class _Distributed(EventPool):
         self._send(job, 0)
 
     def _send(self, job: Any, lost: int) -> None:
-        """Call the runner with the fewest events in flight on ``job``, lost ``lost``
-        times before."""
+        """Call a runner on ``job``, lost ``lost`` times before: its map's runner, or the
+        one with the fewest events in flight (`Affinity`)."""
         while True:
             if not all(r.usable for r in self.runners):
                 self.runners = [r for r in self.runners if r.usable]
@@ -374,7 +395,7 @@ class _Distributed(EventPool):
                 self._start_runners()
                 self.look = time.monotonic() + 1.0
                 continue
-            runner = min(self.runners, key=lambda r: r.in_flight)
+            runner = self.route.pick(affinity_key(job), self.runners, _free_slot)
             try:
                 run = runner.actor.run  # raises once the client has seen its worker go
             except RuntimeError:
@@ -482,7 +503,23 @@ class _Distributed(EventPool):
         import uuid
 
         key = f"event-{job.index}-{uuid.uuid4().hex[:8]}"
-        future = self.client.submit(self.task, job, key=key, pure=False)
+        now = time.monotonic()
+        if now >= self.look_workers:
+            self.threads = self.client.nthreads()
+            self.look_workers = now + self.WORKERS_LOOK_S
+        if not self.threads:  # none yet: the scheduler places it when one comes
+            future = self.client.submit(self.task, job, key=key, pure=False)
+        else:
+            sent, threads = self.sent_to, self.threads
+            worker = self.route.pick(
+                affinity_key(job), list(threads), lambda w: threads[w] - sent.get(w, 0)
+            )
+            # preferred, not required: the scheduler may still move it (to a worker
+            # that has nothing to do, or when that one dies)
+            future = self.client.submit(self.task, job, key=key, pure=False,
+                                        workers=[worker], allow_other_workers=True)  # fmt: skip
+            sent[worker] = sent.get(worker, 0) + 1
+            self.placed[id(job)] = worker
         self.futures[id(job)] = future
         return future
 
@@ -491,6 +528,9 @@ class _Distributed(EventPool):
             future.runner.in_flight -= 1
         else:
             self.futures.pop(id(job), None)
+            worker = self.placed.pop(id(job), None)
+            if worker is not None:
+                self.sent_to[worker] -= 1
 
     def close(self, interrupted: bool = False) -> None:
         if self.client is not None:
