@@ -139,7 +139,10 @@ def prefetch_grandchildren(pm: PreparedMap, tid, taylor):
 # --------------------------------------------------------------------------------------
 # best-first heap (max-heap on key) of (key, slot); a node's ints (order, ipix, tid) and
 # floats (bo, bw, vo, vw: bounds of its remaining error and its provisional (Taylor)
-# values) stay in its slot (see records.Heap)
+# values) stay in its slot (see records.Heap); where walk tracks them, the weighted
+# error's bounds above and below in the slot's row of a scratch array of its own
+# (``side``: the heap's slot rows stay 32 bytes and its record as the pair kernels
+# pass it)
 # --------------------------------------------------------------------------------------
 @inline
 def new_heap(size):
@@ -221,6 +224,20 @@ def remaining(heap: Heap, n):
 
 
 @per_node
+def remaining_sides(heap: Heap, hs, n):
+    """Exact sums of each side's weighted bounds still on the heap (:func:`walk` with
+    ``sides``, their rows ``hs``), in heap order."""
+    slots = heap.slots
+    up = 0.0
+    dn = 0.0
+    for k in range(n):
+        s = slots[k]
+        up += hs[s, 0]
+        dn += hs[s, 1]
+    return up, dn
+
+
+@per_node
 def converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
     """Are both sums of remaining bounds within tolerance of their totals?"""
     return rem_o <= rtol * abs(tot_o) + ato and rem_w <= rtol * abs(tot_w) + atw
@@ -230,17 +247,25 @@ def converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
 # one node, one neutrino
 # --------------------------------------------------------------------------------------
 @inline
-def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, edges, res):
+def visit(
+    pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, edges, res, track
+):
     """Evaluate a node, expand it in moments, or bound it.
 
-    Returns (d_overlap, d_weighted, bound_o, bound_w, done). ``done`` means the node was
-    integrated (or contributes exactly nothing) and needs no heap entry; otherwise the
-    d_ values are provisional (a moment expansion, or 0) and the bounds bound their
-    error.
+    Returns (d_overlap, d_weighted, bound_o, bound_w, above_w, below_w, done). ``done``
+    means the node was integrated (or contributes exactly nothing) and needs no heap
+    entry; otherwise the d_ values are provisional (a moment expansion, or 0) and the
+    bounds bound their error: |error| <= bound; the weighted one also one side at a
+    time, -below_w <= error <= above_w (each <= bound_w). A node left at 0 (bounded,
+    not expanded) has a weighted error between (wmin - c0w) and (wmax - c0w) times
+    amax times its PSF mass, one of them often 0 (the node all above or all below
+    the neutrino's density): the aimed looks' interval (:func:`walk`) takes each side's
+    sum, not twice the larger; an expansion's remainder counts on both sides. Computed
+    only where ``track`` (else 0).
     """
     const, r, rwv, rmax, rmin, wmax, wmin = node_info(pm, o, p, tid)
     if const and r == c0 and rwv == c0w:
-        return 0.0, 0.0, 0.0, 0.0, True  # integrand of the correction is zero here
+        return 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, True  # integrand of the correction is zero here
     x, y, z = node_centre(pm, o, p, tid)
     c2 = chord2(x, y, z, vx, vy, vz)
     psi = 2.0 * math.asin(min(0.5 * math.sqrt(c2), 1.0))
@@ -260,7 +285,7 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
         else:
             a, a_z = cell_weight_slope(arow, edges, z, o, j0, j1)
             a += log_psf_slope_z(x, y, z, c2, psi, vz, sigma, kind) * a_z
-        return (r - c0) * ga, (rwv - c0w) * a * ga, 0.0, 0.0, True
+        return (r - c0) * ga, (rwv - c0w) * a * ga, 0.0, 0.0, 0.0, 0.0, True
     fo = max(rmax - c0, c0 - rmin)
     fw = max(wmax - c0w, c0w - wmin) * amax
     g_min = psf_at(psi_min, sigma, peak, kind)
@@ -270,7 +295,14 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
     bo = fo * gint
     bw = fw * gint
     if bo <= 0.0 and bw <= 0.0:
-        return 0.0, 0.0, 0.0, 0.0, True
+        return 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, True
+    # each side of the weighted error alone (a >= 0 over the node, at most amax)
+    up_w = 0.0
+    dn_w = 0.0
+    if track:
+        aw = amax * gint
+        up_w = max(wmax - c0w, 0.0) * aw
+        dn_w = max(c0w - wmin, 0.0) * aw
     vo = 0.0
     vw = 0.0
     if (const or pm.flat == 0) and rad <= TAYLOR_RAD * sigma:
@@ -310,9 +342,11 @@ def visit(pm: PreparedMap, o, p, tid, vx, vy, vz, sigma, peak, kind, c0, c0w, ar
                 else:
                     vw = a * taylor_value(K, pm, tid, np.int64(1), c0w)
                 bw = fw * e3
+                up_w = bw
+                dn_w = bw
         if bo <= 0.0 and bw <= 0.0:
-            return vo, vw, 0.0, 0.0, True
-    return vo, vw, bo, bw, False
+            return vo, vw, 0.0, 0.0, 0.0, 0.0, True
+    return vo, vw, bo, bw, up_w, dn_w, False
 
 
 @per_node
@@ -325,18 +359,21 @@ def outside(band_lo, band_hi, b0, b1, lo, hi):
 
 
 @inline
-def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: Heap, c0, c0w, ato, atw, band_lo, band_hi, b0, b1, margin):  # fmt: skip
+def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: Heap, side, c0, c0w, ato, atw, band_lo, band_hi, b0, b1, margin, sides):  # fmt: skip
     """The traversal of :func:`single` about the control constants (c0, c0w) to the
     absolute floors (ato, atw): (overlap, weighted, node expansions, base_o, base_w,
-    half), the bases being the control variate's exact parts. A floor ``inf``: that
+    below, above), the bases being the control variate's exact parts. A floor ``inf``: that
     result is computed, but the pruning does not wait for it. Expansions -1: the heap
     is full.
 
     Target bands (``margin >= 0``, the weighted result waited for): the traversal stops
-    as soon as the weighted result's interval, its running total +- (the bounds left
-    + ``margin`` times its modulus), meets none of the bands ``b0 .. b1 - 1``; ``half``
-    is then that interval's half width, else -1 (run to the tolerance: the same steps
-    and result as without bands). Not while the corrections cancel over half the
+    as soon as the weighted result's interval, its running total - below .. + above,
+    meets none of the bands ``b0 .. b1 - 1``; else below and above are -1 (run to the
+    tolerance: the same steps and result as without bands). Each side is the bounds
+    left + ``margin`` times the total's modulus: with ``sides`` each side's own sum of
+    bounds (:func:`visit`, kept in ``side``, a (heap size, 2) scratch array: the
+    interval often half as wide, the heap's order and the tolerance's test the same),
+    else the two-sided sum on both (``side`` then unused). Not while the corrections cancel over half the
     control variate's exact part (see :func:`single`): the midpoint sums' errors are
     then not within ``margin`` of the result."""
     kind, rtol, res = acc.psf_kind, acc.rtol, acc.res
@@ -354,7 +391,7 @@ def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: H
     rem_w = 0.0
     n = np.int64(0)
     if heap.ints.shape[0] < 12:
-        return 0.0, 0.0, -1, base_o, base_w, -1.0
+        return 0.0, 0.0, -1, base_o, base_w, -1.0, -1.0
     # one loop visits the 12 base pixels, the roots (order 0, ipix f, tid f), then the
     # children of each node taken off the heap: visit is inlined (passing the map's
     # record to a call pushed ~90 words), and inlined once, not at two sites
@@ -363,6 +400,9 @@ def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: H
     o, p, tid = np.int64(0), np.int64(0), np.int64(0)
     steps = 0
     aimed = margin >= 0.0 and atw != math.inf
+    track = aimed and sides
+    rem_up = 0.0  # each side's sum of the weighted bounds left (tracked looks only)
+    rem_dn = 0.0
     roots = True
     while True:
         nch = 12
@@ -374,23 +414,34 @@ def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: H
             tot_w = base_w + acc_w
             if aimed and not (tot_w < 0.5 * base_w and base_w > CANCEL * atw):
                 # the running sum may have drifted below the exact one by DRIFT x top_w
-                half = rem_w + DRIFT * top_w + margin * abs(tot_w)
-                if outside(band_lo, band_hi, b0, b1, tot_w - half, tot_w + half):
-                    return tot_o, tot_w, steps, base_o, base_w, half
+                # each side's running sum drifts no more than the two-sided one; the
+                # sums in the order the two-sided half always took (the same floats)
+                drift = DRIFT * top_w
+                allow = margin * abs(tot_w)
+                below = (max(rem_dn, 0.0) if track else rem_w) + drift + allow
+                above = (max(rem_up, 0.0) if track else rem_w) + drift + allow
+                if outside(band_lo, band_hi, b0, b1, tot_w - below, tot_w + above):
+                    return tot_o, tot_w, steps, base_o, base_w, below, above
             lo_o = max(rem_o - DRIFT * top_o, 0.0)
             lo_w = max(rem_w - DRIFT * top_w, 0.0)
             if converged(lo_o, lo_w, tot_o, tot_w, rtol, ato, atw):
                 rem_o, rem_w = remaining(heap, n)
                 top_o, top_w = rem_o, rem_w
+                if track:  # each side's sum exact too: its drift is then below DRIFT x top_w
+                    rem_up, rem_dn = remaining_sides(heap, side, n)
                 if converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
                     break
+            if track:
+                s0 = heap.slots[0]
+                rem_up -= side[s0, 0]
+                rem_dn -= side[s0, 1]
             o, p, tid, bo, bw, vo, vw, n = heap_pop(heap, n)
             rem_o = max(rem_o - bo, 0.0)
             rem_w = max(rem_w - bw, 0.0)
             acc_o -= vo  # provisional values are replaced by the children's
             acc_w -= vw
             if n + 4 > heap.ints.shape[0]:
-                return 0.0, 0.0, -1, base_o, base_w, -1.0
+                return 0.0, 0.0, -1, base_o, base_w, -1.0, -1.0
             nch = 4
             # the children's records came in ahead (below): now what they point to
             prefetch_grandchildren(pm, tid, MAXRAD[o + 1] <= TAYLOR_RAD * sigma)
@@ -399,8 +450,8 @@ def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: H
                 co, cp, ct = np.int64(0), np.int64(c), np.int64(c)
             else:
                 co, cp, ct = o + 1, 4 * p + c, child_tid(pm, tid, c)
-            do, dw, cbo, cbw, leaf = visit(
-                pm, co, cp, ct, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, edges, res
+            do, dw, cbo, cbw, cup, cdn, leaf = visit(
+                pm, co, cp, ct, vx, vy, vz, sigma, peak, kind, c0, c0w, arow, edges, res, track
             )
             acc_o += do
             acc_w += dw
@@ -409,6 +460,12 @@ def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: H
                     key = ko * cbo / max(abs(base_o + acc_o), 1e-300) + kw * cbw / max(abs(base_w + acc_w), 1e-300)  # fmt: skip
                 else:
                     key = ko * cbo / max(abs(tot_o), 1e-300) + kw * cbw / max(abs(tot_w), 1e-300)  # fmt: skip
+                if track:
+                    s = heap.slots[n]  # the free slot heap_push fills
+                    side[s, 0] = cup
+                    side[s, 1] = cdn
+                    rem_up += cup
+                    rem_dn += cdn
                 n = heap_push(heap, n, co, cp, ct, key, cbo, cbw, do, dw)
                 rem_o += cbo
                 rem_w += cbw
@@ -422,19 +479,20 @@ def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: H
         else:
             top_o = max(top_o, rem_o)
             top_w = max(top_w, rem_w)
-    return base_o + acc_o, base_w + acc_w, steps, base_o, base_w, -1.0
+    return base_o + acc_o, base_w + acc_w, steps, base_o, base_w, -1.0, -1.0
 
 
 @inline
-def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: Heap, band_lo, band_hi, b0, b1, margin):  # fmt: skip
-    """(overlap, weighted, node expansions, half) for one neutrino at unit vector (vx,
+def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: Heap, side, band_lo, band_hi, b0, b1, margin, sides):  # fmt: skip
+    """(overlap, weighted, node expansions, below, above) for one neutrino at unit vector (vx,
     vy, vz) with weight row ``arow`` over the bands ``edges``. Expansions -1: the heap
     is full, call again with a larger one (growing here would make every loop
     iteration pay reference counts on the heap arrays).
 
-    Target bands (``margin >= 0``; see :func:`walk`): ``half >= 0`` says the traversal
-    stopped early, the true weighted result within ``half`` of the one returned (the
-    overlap then unconverged); ``half`` -1: both results as without bands.
+    Target bands (``margin >= 0``; see :func:`walk`): ``below >= 0`` says the traversal
+    stopped early, the true weighted result between the one returned - ``below`` and
+    + ``above`` (the overlap then unconverged; ``sides``: each side its own bounds, see
+    :func:`walk`); -1: both results as without bands.
 
     Cancellation guard: where the corrections take off more than half of the control
     variate's exact part (the map far below ``c0`` where the PSF's weight lies: a
@@ -456,12 +514,12 @@ def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap:
     redo_o, redo_w = True, True
     for again in range(2):  # a loop, not a second call: walk is inlined once
         aim = margin if redo_w else -1.0  # bands for the weighted result walked again
-        o2, w2, st2, bo, bw, half = walk(pm, vx, vy, vz, sigma, arow, edges, acc, heap, k0, k0w, ko, kw, band_lo, band_hi, b0, b1, aim)  # fmt: skip
+        o2, w2, st2, bo, bw, below, above = walk(pm, vx, vy, vz, sigma, arow, edges, acc, heap, side, k0, k0w, ko, kw, band_lo, band_hi, b0, b1, aim, sides)  # fmt: skip
         if st2 < 0:
-            return 0.0, 0.0, -1, -1.0
+            return 0.0, 0.0, -1, -1.0, -1.0
         st += st2
-        if half >= 0.0:
-            return o2, w2, st, half
+        if below >= 0.0:
+            return o2, w2, st, below, above
         if redo_o:
             o_ = o2
         if redo_w:
@@ -476,7 +534,7 @@ def single(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap:
         k0w = 0.0 if redo_w else c0w
         ko = ato if redo_o else math.inf
         kw = atw if redo_w else math.inf
-    return max(o_, 0.0), max(w_, 0.0), st, -1.0
+    return max(o_, 0.0), max(w_, 0.0), st, -1.0, -1.0
 
 
 # --------------------------------------------------------------------------------------
@@ -491,7 +549,7 @@ def overlap_serial(pm: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: Accurac
     for i in range(start, stop):
         vx, vy, vz = radec_to_vec(nu.ra[i], nu.dec[i])
         # no target bands (margin -1): each look runs to the tolerance
-        o_, w_, st, _ = single(pm, vx, vy, vz, nu.sigma[i], sig.rows[i], sig.sindec_edges, acc, heap, out_o, out_o, 0, 0, -1.0)  # fmt: skip
+        o_, w_, st, _, _ = single(pm, vx, vy, vz, nu.sigma[i], sig.rows[i], sig.sindec_edges, acc, heap, heap.floats, out_o, out_o, 0, 0, -1.0, False)  # fmt: skip
         if st < 0:
             return i
         out_o[i], out_w[i], steps[i] = o_, w_, st
@@ -499,18 +557,21 @@ def overlap_serial(pm: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: Accurac
 
 
 @traversal_kernel
-def overlap_targets_serial(pm: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: Accuracy, heap: Heap, band_offsets, band_lo, band_hi, margin, start, stop, out_o, out_w, out_half, steps):  # fmt: skip
+def overlap_targets_serial(pm: PreparedMap, nu: Neutrinos, sig: SignalRows, acc: Accuracy, heap: Heap, side, band_offsets, band_lo, band_hi, margin, sides, start, stop, out_o, out_w, out_below, out_above, steps):  # fmt: skip
     """:func:`overlap_serial` with target bands: neutrino ``i``'s look stops as soon as
     its weighted result's interval meets none of its bands ``band_offsets[i] ..
-    band_offsets[i + 1] - 1`` (see :func:`walk`), its half width in ``out_half[i]``;
-    -1 there: the look ran to the tolerance, both results as :func:`overlap_serial`'s."""
+    band_offsets[i + 1] - 1`` (see :func:`walk`), the interval's extent below and above
+    the result in ``out_below[i]``, ``out_above[i]`` (equal unless ``sides``); -1
+    there: the look ran to the tolerance, both results as :func:`overlap_serial`'s.
+    ``side``: scratch rows for each side's bounds, at least as many as the heap's
+    (:func:`walk`; read only with ``sides``)."""
     for i in range(start, stop):
         vx, vy, vz = radec_to_vec(nu.ra[i], nu.dec[i])
         b0, b1 = band_offsets[i], band_offsets[i + 1]
-        o_, w_, st, half = single(pm, vx, vy, vz, nu.sigma[i], sig.rows[i], sig.sindec_edges, acc, heap, band_lo, band_hi, b0, b1, margin)  # fmt: skip
+        o_, w_, st, below, above = single(pm, vx, vy, vz, nu.sigma[i], sig.rows[i], sig.sindec_edges, acc, heap, side, band_lo, band_hi, b0, b1, margin, sides)  # fmt: skip
         if st < 0:
             return i
-        out_o[i], out_w[i], out_half[i], steps[i] = o_, w_, half, st
+        out_o[i], out_w[i], out_below[i], out_above[i], steps[i] = o_, w_, below, above, st
     return stop
 
 

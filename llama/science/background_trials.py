@@ -866,7 +866,13 @@ class BackgroundTrials:
         S_i (:meth:`_aims`; the floor is added here): where ``exact``, lo is the exact
         kernel's S_i itself (the look ran to the end: the same traversal as
         ``EventModel.signal_overlap``'s); elsewhere the true S_i is within the look's
-        half width of its result, and the exact kernel within its tolerance of that."""
+        half width of its result, and the exact kernel within its tolerance of that.
+
+        Each side of a look's interval is its own sum of what the look has left on that
+        side (``sides``: a node all above or all below the neutrino's density bounds one
+        side only), not the larger sum on both: the interval about half as wide where the
+        map is dense about the neutrino, so the look leaves its bands sooner (the same
+        traversal; bbh-3 and bns-9's looks 10-21% fewer node expansions)."""
         from kernels.overlap import psf_overlap_targets
 
         m, r_e = self.model, self.model.overlap_rtol
@@ -875,13 +881,13 @@ class BackgroundTrials:
         n_bands = np.diff(offsets)
         f = np.repeat(floor, n_bands)
         rad = [_radians(a) for a in (ra_d, dec_d, sig_d)]  # np.radians' doubles, C-contiguous
-        value, half = psf_overlap_targets(
+        value, below, above = psf_overlap_targets(
             m.prepared_map(), *rad, rows, SINDEC_EDGES, m.psf_kind, offsets, band_lo - f,
-            band_hi + f, MIDPOINT_ALLOWANCE, rtol=r_e,
+            band_hi + f, MIDPOINT_ALLOWANCE, rtol=r_e, sides=True,
         )  # fmt: skip
-        exact = half < 0.0
-        true_lo = np.maximum(value - half, 0.0) - floor
-        true_hi = np.maximum(value + half, 0.0) + floor
+        exact = below < 0.0
+        true_lo = np.maximum(value - below, 0.0) - floor
+        true_hi = np.maximum(value + above, 0.0) + floor
         lo = np.where(exact, value, _below(true_lo, r_e))
         hi = np.where(exact, value, true_hi / (1.0 - _KERNEL_MARGIN * r_e))
         return lo, hi, exact
