@@ -35,10 +35,14 @@ toward 1. Each worker counts such calls in its timed turns (:func:`fallbacks_cou
 and the bench fails if any.
 
 Run: ``python bench/bench_look_replay.py --against REV [--now REV2] [--events 48]
-[--maps ...] [--rounds 3] [--processes 4] [--turn round|call] [--recording FILE]`` (``--now``: the
+[--maps ...] [--rounds 3] [--processes 4] [--turn round|call] [--recording FILE]
+[--drop-keyword sides]`` (``--now``: the
 newer side a commit's instead of the working tree's; the calls are recorded on the
 working tree's kernels either way; ``--recording``: record once, replay it in later
-runs).
+runs; ``--drop-keyword NAME``: replay every call without that keyword argument on both
+sides, for a side whose functions do not take it: since e28cbdd background trials
+call ``psf_overlap_targets(..., sides=True)``, which older commits lack, so ``--drop-keyword
+sides`` compares both sides' two-sided looks).
 """
 
 from __future__ import annotations
@@ -109,6 +113,19 @@ def record(events: int, maps: set[str]):
         for name, f in originals.items():
             setattr(KO, name, f)
     return calls, prepared
+
+
+def without_keywords(calls: list, names) -> list:
+    """The recorded calls (as :func:`save` writes them) without the keyword arguments
+    ``names``.
+
+    Examples
+    --------
+    >>> without_keywords([("f", 1, (2,), {"sides": True, "rtol": 0.01})], ["sides"])
+    [('f', 1, (2,), {'rtol': 0.01})]
+    """
+    drop = set(names)
+    return [(name, key, a, {x: v for x, v in k.items() if x not in drop}) for name, key, a, k in calls]  # fmt: skip
 
 
 def save(calls, prepared, path: Path) -> None:
@@ -241,6 +258,8 @@ def main(argv=None) -> int:
                     help="what one side runs while the other waits: all the calls (round) or one")  # fmt: skip
     ap.add_argument("--recording", type=Path,
                     help="the recorded calls: read from this file if it exists, else saved to it")  # fmt: skip
+    ap.add_argument("--drop-keyword", action="append", default=[], metavar="NAME",
+                    help="replay the calls without this keyword argument (both sides)")  # fmt: skip
     ap.add_argument("--worker", choices=("now", "then"), help=argparse.SUPPRESS)
     ap.add_argument("--replay", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -259,6 +278,12 @@ def main(argv=None) -> int:
             save(calls, prepared, path)
             if args.recording:
                 shutil.copyfile(path, args.recording)
+        if args.drop_keyword:  # both workers read the calls from path
+            with open(path, "rb") as f:
+                rec = pickle.load(f)
+            rec["calls"] = without_keywords(rec["calls"], args.drop_keyword)
+            with open(path, "wb") as f:
+                pickle.dump(rec, f, protocol=pickle.HIGHEST_PROTOCOL)
         with open(path, "rb") as f:
             calls = pickle.load(f)["calls"]
         # a worker keeps a speed of its own for its life (memory layout, likely): the
