@@ -136,7 +136,8 @@ def plain_pool(src: Path, root: Path, n: int, scheduler: str, jobs: int) -> None
     from llama.batch.schedulers import make_pool
 
     pool = make_pool(scheduler, jobs, plain_event)
-    window = IN_FLIGHT_PER_SLOT * pool.slots
+    # the runner's window: a routed pool (a queue per worker) asks for more per slot
+    window = (getattr(pool, "in_flight_per_slot", None) or IN_FLIGHT_PER_SLOT) * pool.slots
     todo = iter((str(src / f"in-{i}.json"), str(root / f"E{i}")) for i in range(n))
     try:
         exhausted = False
