@@ -120,16 +120,18 @@ def _side_rows(heap: Heap) -> np.ndarray:
     return rows
 
 
-def _serial(kernel, args, n: int, after=(), out=None):
+def _serial(kernel, args, n: int, after=(), out=None, side_rows: bool = False):
     """Run a serial traversal kernel, ``kernel(*args, heap, *after, i, n, *out)``, over
     items 0..n-1; ``out`` defaults to (overlap, weighted, steps). A traversal that
-    fills the heap stops there and goes on with one twice the size."""
+    fills the heap stops there and goes on with one twice the size. ``side_rows``: the
+    kernel takes the heap's scratch side rows after it (`_side_rows`, sized with it)."""
     if out is None:
         out = (np.empty(n), np.empty(n), np.empty(n, np.int64))
     heap = _heap()
     i = 0
     while i < n:
-        i = kernel(*args, heap, *after, i, n, *out)
+        scratch = (heap, _side_rows(heap)) if side_rows else (heap,)
+        i = kernel(*args, *scratch, *after, i, n, *out)
         if i < n:
             heap = _heap(2 * heap.ints.shape[0])
     return out
@@ -362,12 +364,7 @@ def psf_overlap_targets(
     off, lo, hi = _bands(band_offsets, band_lo, band_hi, margin, n)
     out = (np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n, np.int64))
     after = (off, lo, hi, float(margin), bool(sides))
-    heap = _heap()
-    i = 0
-    while i < n:  # _serial's loop, with the sides' scratch rows sized to the heap
-        i = overlap_targets_serial(pmap, nu, sig, acc, heap, _side_rows(heap), *after, i, n, *out)  # fmt: skip
-        if i < n:
-            heap = _heap(2 * heap.ints.shape[0])
+    _serial(overlap_targets_serial, (pmap, nu, sig, acc), n, after, out, side_rows=True)
     if sides:
         return out[1], out[2], out[3]
     return out[1], out[2]
