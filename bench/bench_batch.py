@@ -132,12 +132,11 @@ def plain_event(job: tuple[str, str]) -> str:
 
 def plain_pool(src: Path, root: Path, n: int, scheduler: str, jobs: int) -> None:
     """`plain_event` for every event on the runner's pool, with the runner's window."""
-    from llama.batch.runner import IN_FLIGHT_PER_SLOT
+    from llama.batch.runner import automatic_window
     from llama.batch.schedulers import make_pool
 
     pool = make_pool(scheduler, jobs, plain_event)
-    # the runner's window: a routed pool (a queue per worker) asks for more per slot
-    window = (getattr(pool, "in_flight_per_slot", None) or IN_FLIGHT_PER_SLOT) * pool.slots
+    window = automatic_window(pool)
     todo = iter((str(src / f"in-{i}.json"), str(root / f"E{i}")) for i in range(n))
     try:
         exhausted = False

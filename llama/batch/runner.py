@@ -53,6 +53,7 @@ __all__ = [
     "BatchSummary",
     "EventJob",
     "EventOutcome",
+    "automatic_window",
     "check_jobs",
     "max_jobs",
     "run_batch",
@@ -74,6 +75,14 @@ MAX_IN_FLIGHT = 1024
 IN_FLIGHT_PER_SLOT = 2
 #: Most --jobs per CPU: beyond this, threads or processes only wait on one another.
 JOBS_PER_CPU = 64
+
+
+def automatic_window(pool) -> int:
+    """The events a run keeps in flight on ``pool`` when not told: `IN_FLIGHT_PER_SLOT`
+    per worker, or the pool's own ``in_flight_per_slot`` where it asks more (a pool
+    that routes events to a queue per worker), at most `MAX_IN_FLIGHT`."""
+    per_slot = getattr(pool, "in_flight_per_slot", None) or IN_FLIGHT_PER_SLOT
+    return min(per_slot * pool.slots, MAX_IN_FLIGHT)
 
 
 def max_jobs() -> int:
@@ -863,10 +872,7 @@ def run_batch(
     check_jobs(config.jobs)
     pool = make_pool(config.scheduler, config.jobs, run_event, total=total)
     bar = _Progress(total, progress)
-    # a pool that routes events to a worker of their own asks for more (its own queues)
-    per_slot = getattr(pool, "in_flight_per_slot", None) or IN_FLIGHT_PER_SLOT
-    window = config.chunk_events or min(per_slot * pool.slots, MAX_IN_FLIGHT)
-    window = min(window, MAX_IN_FLIGHT)
+    window = min(config.chunk_events or automatic_window(pool), MAX_IN_FLIGHT)
     environ = dict(config.env())  # one snapshot for the whole run
     jobs = (make_job(i, v, config, environ) for i, v in enumerate(vectors))
     if config.lock_wait_s is None:
