@@ -59,6 +59,7 @@ __all__ = [
     "atomic_write_bytes",
     "clear_cache",
     "exists",
+    "filesystem_path",
     "get",
     "get_retry_policy",
     "is_local",
@@ -168,8 +169,16 @@ def is_local(url: str | os.PathLike[str]) -> bool:
     return _scheme(os.fspath(url)) in ("", "file")
 
 
-def _local_path(url: str) -> str:
-    """Filesystem path of a local path or ``file://`` URL (``~`` expanded)."""
+def filesystem_path(url: str) -> str:
+    """Filesystem path of a local path or ``file://`` URL (``~`` expanded).
+
+    Examples
+    --------
+    >>> filesystem_path("file:///data/S190425z/skymap.fits")
+    '/data/S190425z/skymap.fits'
+    >>> filesystem_path("file://localhost/data/x.json"), filesystem_path("/tmp/x")
+    ('/data/x.json', '/tmp/x')
+    """
     if _scheme(url) == "file":
         url = url.split("://", 1)[1]
         # file://localhost/abs is the same as file:///abs
@@ -673,7 +682,7 @@ def _filesystem(url: str) -> tuple[Any, str]:
     if backend.protocol == "file":
         import fsspec
 
-        return fsspec.filesystem("file"), _local_path(url)
+        return fsspec.filesystem("file"), filesystem_path(url)
     if backend.protocol == "s3":
         return _s3_filesystem(), url.split("://", 1)[1]
     return _http_filesystem(backend.protocol), url
@@ -821,7 +830,7 @@ def read_bytes(url: str | os.PathLike[str], *, retry: RetryPolicy | None = None)
     if is_local(url):
         # plain os calls, as `get` makes: a command that reads only local files (its
         # params lists) need not import fsspec (~0.05-0.07 s of CPU)
-        path = _local_path(url)
+        path = filesystem_path(url)
         # a pipe such as bash's <(...) can be read once only: no retry
         once = RetryPolicy(tries=1) if _is_stream(path) else retry
         return _call("read", url, lambda: Path(path).read_bytes(), once)
@@ -897,9 +906,9 @@ def get(
         raise StorageError(
             f"cannot download {redact(url)} to {redact(local_path)}: the destination must be local"
         )
-    local_path = _local_path(os.fspath(local_path))
+    local_path = filesystem_path(os.fspath(local_path))
     if is_local(url):
-        source = _local_path(url)
+        source = filesystem_path(url)
         # plain os calls (open, sendfile, rename): fsspec's local copy made ~13 stats
         # per file, and inputs are copied into every event of a batch
         return _call("download", url, lambda: _copy_local(source, local_path), retry)
@@ -997,7 +1006,7 @@ def put(
     ...
     llama.storage.StorageError: cannot upload to https://example.org/b: https:// locations are read-only; write to a local path or an s3:// URL instead
     """
-    src = _local_path(os.fspath(local_path))
+    src = filesystem_path(os.fspath(local_path))
     url = os.fspath(url)
     _refuse_readonly(url, "upload to")
     if not os.path.isfile(src):
@@ -1063,7 +1072,7 @@ def put_tree(
     ...                                        exclude=[".git"])]
     ['a.json']
     """
-    root = _local_path(os.fspath(local_dir))
+    root = filesystem_path(os.fspath(local_dir))
     url = os.fspath(url)
     _refuse_readonly(url, "upload to")
     if not os.path.isdir(root):
@@ -1098,7 +1107,7 @@ def exists(url: str | os.PathLike[str], *, retry: RetryPolicy | None = None) -> 
     """
     url = os.fspath(url)
     if is_local(url):
-        return os.path.exists(_local_path(url))
+        return os.path.exists(filesystem_path(url))
     fs, path = _filesystem(url)
     if _scheme(url) in ("http", "https"):
         check: Callable[[], Any] = lambda: _http_status_of(fs, path)  # noqa: E731

@@ -394,14 +394,13 @@ class _Executor(EventPool):
             for pool in pools:
                 pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
         else:
-            # every worker told to stop first, then waited for: they end side by side
-            # (one after the other, 32 workers' exits added up)
-            managers = [getattr(p, "_executor_manager_thread", None) for p in pools]
-            for pool in pools:
-                pool.shutdown(wait=False)
-            for manager in managers:
-                if manager is not None:
-                    manager.join()
+            # every worker's shutdown in its own thread: they end side by side (one
+            # after the other, 32 workers' exits added up)
+            stopping = [threading.Thread(target=pool.shutdown) for pool in pools]
+            for thread in stopping:
+                thread.start()
+            for thread in stopping:
+                thread.join()
         if self.logs is not None:
             self.logs.stop()
         restore_environment(self.environ)

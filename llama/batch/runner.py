@@ -233,7 +233,7 @@ def _affinity_key(sources: Iterable[str]) -> str | None:
         if not storage.is_local(source):
             url = source if url is None else url
             continue
-        path = storage._local_path(source)
+        path = storage.filesystem_path(source)
         try:
             info = os.stat(path)
         except OSError:  # missing: the event's own failure to report, not the router's
