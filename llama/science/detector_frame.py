@@ -34,13 +34,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import threading
 import warnings
 
 import numpy as np
 
 from llama.science import constants as C
 
-__all__ = ["zenith_azimuth", "DetectorFrame", "EARTH_RATE_RAD_S"]
+__all__ = ["zenith_azimuth", "DetectorFrame", "detector_frame_at", "EARTH_RATE_RAD_S"]
 
 #: Sidereal rotation rate of the Earth [rad / s].
 EARTH_RATE_RAD_S = 7.292115e-5
@@ -409,3 +410,54 @@ class DetectorFrame:
     @staticmethod
     def _turn_deg(dt) -> np.ndarray:
         return -math.degrees(EARTH_RATE_RAD_S) * dt
+
+    @functools.cached_property
+    def pole_zenith_deg(self) -> float:
+        """The zenith [deg] of the south celestial pole at the reference time: the
+        frame's vertical off the pole (``zenith_azimuth`` of (0, -90) at dt = 0, the
+        same double), kept with the frame."""
+        return float(self.zenith_azimuth(np.zeros(1), np.full(1, -90.0), np.zeros(1))[0][0])
+
+
+#: Frames fitted in this process, by (time, the astrometry's shape and bytes), most
+#: recent last: a campaign's events of one map share its GW time, and each event
+#: fitted the same rotation again (~0.8 ms: ERFA per fit direction and an SVD).
+_FRAMES: dict[tuple, DetectorFrame] = {}
+_FRAMES_KEPT = 64
+_FRAMES_LOCK = threading.Lock()
+
+
+def detector_frame_at(mjd: float, astrometry: np.ndarray | None = None) -> DetectorFrame:
+    """``DetectorFrame(mjd, astrometry)``, kept per process for the same astrometry
+    (bit for bit: the same rotation; computed here when not given), the last
+    `_FRAMES_KEPT` of them. The frame returned is shared: read it, never change it.
+
+    Examples
+    --------
+    >>> detector_frame_at(58598.3459) is detector_frame_at(58598.3459)
+    True
+    """
+    mjd = float(mjd)
+    if astrometry is None:
+        astrometry = _astrometry(np.float64(mjd))
+    # one time: (1,) as evaluate's, 0-d as _astrometry's of a scalar, the same frame
+    astrometry = np.asarray(astrometry)
+    if astrometry.size == 1:
+        astrometry = astrometry.reshape(1)
+    fields = astrometry.dtype.names or ()
+    if "phi" in fields:
+        # ERFA's apco leaves the struct's ``phi`` unset (whatever the memory held: it
+        # differs between calls at one time) and nothing here reads it (``atioq`` takes
+        # sphi and cphi), so the key leaves it out
+        astrometry = astrometry.copy()
+        astrometry["phi"] = 0.0
+    key = (mjd, astrometry.shape, astrometry.dtype.str, astrometry.tobytes())
+    with _FRAMES_LOCK:
+        frame = _FRAMES.get(key)
+    if frame is None:
+        frame = DetectorFrame(mjd, astrometry)
+        with _FRAMES_LOCK:
+            frame = _FRAMES.setdefault(key, frame)
+            while len(_FRAMES) > _FRAMES_KEPT:
+                del _FRAMES[next(iter(_FRAMES))]
+    return frame

@@ -394,14 +394,21 @@ class EventModel:
         if self.t_gw_mjd is None:
             z0, a0 = 90.0 + dec, ra % 360.0
         else:
-            if self._frame is None:
-                from llama.science.detector_frame import DetectorFrame
-
-                self._frame = DetectorFrame(self.t_gw_mjd, self._frame_astrometry)
-            z0, a0 = self._frame.zenith_azimuth(ra, dec, np.asarray(dt_s)[need])
+            z0, a0 = self.frame().zenith_azimuth(ra, dec, np.asarray(dt_s)[need])
         zen[need] = np.where(np.isfinite(zen[need]), zen[need], z0)
         az[need] = np.where(np.isfinite(az[need]), az[need], a0)
         return zen, az
+
+    def frame(self):
+        """The detector frame at t_gw (``DetectorFrame``), None without ``t_gw_mjd``;
+        built on first use from evaluate's astrometry where it has it, and shared
+        with the process's other models of the same astrometry
+        (:func:`llama.science.detector_frame.detector_frame_at`)."""
+        if self._frame is None and self.t_gw_mjd is not None:
+            from llama.science.detector_frame import detector_frame_at
+
+            self._frame = detector_frame_at(self.t_gw_mjd, self._frame_astrometry)
+        return self._frame
 
     # -- kernels -------------------------------------------------------------------------
 
