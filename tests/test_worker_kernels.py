@@ -105,18 +105,20 @@ after_event()
 print(json.dumps(sorted(json.loads(worker_kernels.kernels_file().read_text()))))
 """
 
+# cached, as the project's kernels are: a kernel without a cache is never recorded
+# (tests/test_worker_kernels_uncached.py)
 _KERNELS_FOR_TEST = """
 from numba import njit
 
-@njit
+@njit(cache=True)
 def inner(x):
     return 2 * x
 
-@njit
+@njit(cache=True)
 def outer(x):
     return inner(x) + 1
 
-@njit
+@njit(cache=True)
 def twice(x):
     return inner(x)
 """

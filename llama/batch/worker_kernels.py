@@ -143,6 +143,18 @@ def _serial(dispatcher) -> bool:
     return not dispatcher.targetoptions.get("parallel")
 
 
+def _cached(dispatcher) -> bool:
+    """Whether ``dispatcher`` keeps its overloads in Numba's cache (``cache=True``).
+
+    A kernel without (an ``inline="always"`` helper that Python also calls, say:
+    ``kernels.overlap.traversal.new_heap``) has a ``NullCache``, with no index to
+    load from: recorded, it made `load_recorded` raise, and so load nothing, in
+    every run since (the fork server's and threads' kernels then loaded at the
+    first event, with the registries: ~0.75 s of CPU on its critical path).
+    """
+    return hasattr(dispatcher._cache, "_cache_file")
+
+
 def _held() -> set[str]:
     """``module:function:signature`` of every kernel this process holds (not the
     ``parallel=True`` ones)."""
@@ -151,7 +163,7 @@ def _held() -> set[str]:
     return {
         f"{d.py_func.__module__}:{d.py_func.__qualname__}:{sig}"
         for d in _dispatchers()
-        if _serial(d)
+        if _serial(d) and _cached(d)
         for sig in list(d.overloads)
     }
 
@@ -318,11 +330,18 @@ def load_recorded() -> int:
             continue
         if not isinstance(dispatcher, Dispatcher) or not _serial(dispatcher):
             continue
+        if not _cached(dispatcher):  # nothing to load: compiled where it is used
+            continue
         cache = dispatcher._cache
-        for key in cache._cache_file._load_index():  # {} once the source changed
-            sig = key[0]
-            if str(sig) in signatures and key == cache._index_key(sig, codegen):
-                found.append((dispatcher, sig))
+        try:
+            index = cache._cache_file._load_index()  # {} once the source changed
+            found.extend(
+                (dispatcher, key[0])
+                for key in index
+                if str(key[0]) in signatures and key == cache._index_key(key[0], codegen)
+            )
+        except Exception:  # an internal of Numba's cache: this kernel left to the events
+            continue
     if not found:
         return 0
     loaded = 0
