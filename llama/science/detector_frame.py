@@ -407,6 +407,13 @@ class DetectorFrame:
         azimuth = np.degrees(np.arctan2(v[..., 0], v[..., 1])) + self._turn_deg(dt)
         return zenith, azimuth % 360.0
 
+    def azimuth(self, ra_deg, dec_deg, dt_s) -> np.ndarray:
+        """:meth:`zenith_azimuth`'s azimuth alone (the same doubles), for 1-D float64
+        arrays: the background trials' doublet test reads azimuths of neutrinos whose
+        zenith it has (~0.1 ms of 2,000 trials' zeniths not computed)."""
+        v = _unit(ra_deg, dec_deg) @ self.rotation.T
+        return (np.degrees(np.arctan2(v[..., 0], v[..., 1])) + self._turn_deg(dt_s)) % 360.0
+
     @staticmethod
     def _turn_deg(dt) -> np.ndarray:
         return -math.degrees(EARTH_RATE_RAD_S) * dt
