@@ -12,6 +12,16 @@ Only the kernels the events call are recorded: a kernel compiled because another
 one being compiled calls it is part of that one's cache entry, and is never loaded
 on its own by a worker that finds its caller in the cache (`watch_compiles`).
 
+They are recorded per kind of run too (`runs_file`: ``llama batch`` names its run by
+its handlers and analysis options, `RUN_VARIABLE`), and a run of a kind loads only
+that kind's kernels: the one list gathers every kind a machine ever ran (on a
+developer's machine 97 names, 61 still in the cache, where the realistic bench's
+pipeline uses 28: ~0.3 s more CPU before the first event, or before the fork
+server's first fork). A kind not recorded yet loads none: a process records what it
+holds, loaded kernels included, so what a run loads beyond its needs would be
+recorded as its own. A run of no kind (`run_batch` called directly) loads the one
+list, as before.
+
 Only what Numba's cache holds for this machine and this source is loaded: a kernel
 edited since, or an entry of another CPU, no longer matches its index key and is
 left to the worker (loaded or compiled there, as before). Kernels compiled
@@ -44,6 +54,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
+    "RUN_VARIABLE",
     "CompileRefused",
     "cache_loads_only",
     "kernels_file",
@@ -51,6 +62,8 @@ __all__ = [
     "pipelines_file",
     "record_pipeline",
     "record_used",
+    "run_kind",
+    "runs_file",
     "used_kernels",
     "uses_kernels",
     "watch_compiles",
@@ -70,6 +83,36 @@ def kernels_file() -> Path:
     """
     root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(root) / "llama" / "worker-kernels-2.json"
+
+
+#: The kind of the run this process serves (its handlers and analysis options, one
+#: line of text), set in the environment by ``llama batch`` for the run: the fork
+#: server and the workers inherit it, so each records and loads that kind's kernels.
+RUN_VARIABLE = "LLAMA_KERNELS_RUN"
+
+#: Kinds of runs kept in `runs_file`: the ones recorded last.
+MAX_RUNS = 32
+
+
+def runs_file() -> Path:
+    """Where the kernels used are recorded per kind of run (one JSON object: the
+    run's kind, `RUN_VARIABLE`, -> a list of names as in `kernels_file`)."""
+    return kernels_file().with_name("worker-kernels-by-run-1.json")
+
+
+def run_kind() -> str | None:
+    """The kind of run this process serves (`RUN_VARIABLE`), or None."""
+    return os.environ.get(RUN_VARIABLE) or None
+
+
+def _runs() -> dict[str, list[str]]:
+    try:
+        known = json.loads(runs_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(known, dict):
+        return {}
+    return {str(k): [str(n) for n in v] for k, v in known.items() if isinstance(v, list)}
 
 
 def pipelines_file() -> Path:
@@ -216,24 +259,29 @@ def used_kernels() -> set[str]:
 
 
 def record_used() -> None:
-    """Add the kernels this process holds to `kernels_file` (written atomically, only
-    when something is new; two workers writing at once may each keep only their own:
-    the next run adds the rest)."""
+    """Add the kernels this process holds to `kernels_file`, and to its run's kind in
+    `runs_file` (each written atomically, only when something is new; two workers
+    writing at once may each keep only their own: the next run adds the rest)."""
     used = used_kernels()
     if not used:
         return
+    from llama.storage import atomic_write_bytes
+
     path = kernels_file()
     try:
         known = set(json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         known = set()
-    if used <= known:
-        return
-    from llama.storage import atomic_write_bytes
-
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, json.dumps(sorted(known | used), indent=0).encode())
+        if not used <= known:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, json.dumps(sorted(known | used), indent=0).encode())
+        kind = run_kind()
+        runs = _runs() if kind else {}
+        if kind and not used <= set(runs.get(kind, ())):
+            runs[kind] = sorted(used.union(runs.pop(kind, ())))  # now the last one
+            kept = dict(list(runs.items())[-MAX_RUNS:])
+            atomic_write_bytes(runs_file(), json.dumps(kept, indent=0).encode())
     except OSError:  # a read-only home: the workers load their kernels themselves
         pass
 
@@ -298,8 +346,22 @@ def _refuse_compile() -> None:
     raise CompileRefused("no compile within cache_loads_only")
 
 
+def _recorded_names() -> list:
+    """The names to load: those recorded for this run's kind (`run_kind`; none for a
+    kind not recorded yet), or for a run of no kind all of `kernels_file`."""
+    kind = run_kind()
+    if kind:
+        return _runs().get(kind, [])
+    try:
+        names = json.loads(kernels_file().read_text())
+    except (OSError, ValueError):
+        return []
+    return names if isinstance(names, list) else []
+
+
 def load_recorded() -> int:
-    """Load the kernels of `kernels_file` from Numba's cache; how many were loaded.
+    """Load the recorded kernels (`_recorded_names`) from Numba's cache; how many
+    were loaded.
 
     Each recorded signature is loaded only from an entry of the kernel's cache index
     that matches this machine and this source, so nothing is ever compiled here; and
@@ -310,12 +372,9 @@ def load_recorded() -> int:
     from numba.core.dispatcher import Dispatcher
     from numba.core.registry import cpu_target
 
-    try:
-        names = json.loads(kernels_file().read_text())
-    except (OSError, ValueError):
-        return 0
+    names = _recorded_names()
     wanted: dict[tuple[str, str], set[str]] = {}
-    for name in names if isinstance(names, list) else []:
+    for name in names:
         module, _, rest = str(name).partition(":")
         function, _, signature = rest.partition(":")
         if module.partition(".")[0] not in _PACKAGES:  # only this project's modules

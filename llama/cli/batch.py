@@ -679,24 +679,29 @@ def _start_early(args, total: int | None, results, pipeline) -> dict[str, str | 
     fork server does for its workers). On threads, for a pipeline whose earlier runs
     loaded kernels, the kernels recorded are loaded now, without Numba's registries
     (`kernels_for_threads`: 0.3-0.5 s less CPU before the first event's end, as in
-    the fork server). Returns the environment variables set for the run, to put
-    back after it.
+    the fork server). The run's kind (`_run_kind`) is set in the environment first,
+    so that the fork server, the workers and this process load and record the
+    kernels of this kind of run (`llama.batch.worker_kernels.RUN_VARIABLE`). Returns
+    the environment variables set for the run, to put back after it.
     """
     from llama.batch.schedulers import start_workers_early
+    from llama.batch.worker_kernels import RUN_VARIABLE
 
+    previous = {RUN_VARIABLE: os.environ.get(RUN_VARIABLE)}
+    os.environ[RUN_VARIABLE] = _run_kind(pipeline)
     chosen = start_workers_early(args.scheduler, args.jobs, total)
     in_workers = chosen in ("processes", "distributed") or "://" in chosen
     if not in_workers:  # the events run on this process's threads
         from llama.batch.worker_processes import keep_freed_memory, kernels_for_threads
 
         keep_freed_memory()
-        return kernels_for_threads(pipeline.names())
+        return {**kernels_for_threads(pipeline.names()), **previous}
     if args.jobs < 2 or results is None:
-        return {}
+        return previous
     from llama.results import is_zarr, warm_netcdf_writer
 
     if is_zarr(results):  # written as events finish, by the driver: nothing to warm
-        return {}
+        return previous
 
     def warm() -> None:
         log = logging.getLogger("llama.batch")
@@ -709,7 +714,24 @@ def _start_early(args, total: int | None, results, pipeline) -> dict[str, str | 
             log.debug("results writer warmed in %.1f s", time.monotonic() - start)
 
     threading.Thread(target=warm, name="llama-results-warm", daemon=True).start()
-    return {}
+    return previous
+
+
+def _run_kind(pipeline) -> str:
+    """What decides which kernels a run's events use: its handlers and the analysis
+    options set in the environment (``--analysis``, or set by the caller), one line.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> _run_kind(SimpleNamespace(names=lambda: ["SkymapInfo", "CoincSignificanceI3Lvc"])).split()[0]
+    'CoincSignificanceI3Lvc,SkymapInfo'
+    """
+    from llama.config import ANALYSIS_OPTIONS
+
+    variables = sorted({variable for variable, *_ in ANALYSIS_OPTIONS.values()})
+    options = [f"{v}={os.environ[v]}" for v in variables if os.environ.get(v)]
+    return " ".join([",".join(sorted(set(pipeline.names()))), *options])
 
 
 def _exit_at_once(signum, frame) -> None:
