@@ -648,8 +648,12 @@ class BackgroundTrials:
             pool_dec, pool_a = self.pool_own_band(m.background, terms)
             same = np.array_equal(pool_dec.take(sample_index), np.asarray(dec, dtype=np.float64).ravel())  # fmt: skip
             own_a = pool_a.take(sample_index) if same else None
+            # the rows are dec_rows of each neutrino's energy_eval (the looks' own, bit
+            # for bit: an elementwise function of it) where bg holds the sample's values
+            same = np.array_equal(terms.energy_eval.take(sample_index), bg.energy_eval)
+            exact_rows = rows if same else None
         else:
-            rows = m.tables.dec_rows(bg.energy_eval)
+            rows = exact_rows = m.tables.dec_rows(bg.energy_eval)
             a_max = d_1 = own_a = None
         at = None if sample_index is None else np.ascontiguousarray(sample_index, dtype=np.int64)
         lists, az, offsets, parts = self._lists(ra, dec, sigma, energy, dt, zenith, offsets, bg, rows, azimuth_deg, a_max, d_1, own_a, at)  # fmt: skip
@@ -679,7 +683,7 @@ class BackgroundTrials:
         todo = holding(np.flatnonzero(lo < hi))
         n_exact = 0
         if todo.size:
-            self._refine(lists, az, bg, offsets, parts, todo, store, held, t, mid)
+            self._refine(lists, az, bg, offsets, parts, todo, store, held, t, mid, exact_rows)
             left = holding(todo)
             n_exact = left.size
             if left.size:
@@ -692,7 +696,7 @@ class BackgroundTrials:
             point = np.where(lo == hi, lo, np.where(lo > 0, np.sqrt(lo * hi), 0.5 * hi))
         return TrialBounds(lo, hi, resolved, point, int(n_exact))
 
-    def _refine(self, lists, az, bg, offsets, parts, trials, store, held, thresholds, mid) -> None:  # fmt: skip
+    def _refine(self, lists, az, bg, offsets, parts, trials, store, held, thresholds, mid, rows=None) -> None:  # fmt: skip
         """Narrow the bounds of ``trials``' O (passed on to ``store(at, lo, hi)``) while
         they hold a threshold. Per round, each trial's widest part goes one step up the
         ladder: a single neutrino's S_i from a kernel look aimed at the trial's
@@ -703,7 +707,9 @@ class BackgroundTrials:
         end; :data:`PAIR_LOOKS` rounds, each within the last), then its exact doublet
         terms (the model's own ``pair_terms``).
         ``thresholds`` (ascending) and ``mid`` (per list) only aim the looks: what is
-        decided is decided by ``held`` (per list of ``at``: does it hold a threshold)."""
+        decided is decided by ``held`` (per list of ``at``: does it hold a threshold).
+        ``rows``: the lists' ``tables.dec_rows(bg.energy_eval)``, if known (the looks
+        gather theirs instead of computing them again)."""
         m = self.model
         single_lo, single_hi, pair_hi, unit, odd, den, _, partners = parts
         single_lo, single_hi = single_lo.copy(), single_hi.copy()
@@ -757,7 +763,8 @@ class BackgroundTrials:
                     thresholds, mid[trials[tr]], o_lo, o_hi, o_lo - own_lo, o_hi - own_hi,
                     pair_lo[k], pair_hi[k], unit[k], level[pick] == 0,
                 )  # fmt: skip
-                s_lo, s_hi, exact = self._look(ra[k], dec[k], sig[k], eps[k], *aims)
+                rows_k = None if rows is None else rows.take(k, axis=0)
+                s_lo, s_hi, exact = self._look(ra[k], dec[k], sig[k], eps[k], *aims, rows_k)
                 value = unit[k] * s_lo
                 a, b = value * (1.0 - _HAIR), value * (1.0 + _HAIR)  # either sign
                 # never wider than what was known
@@ -782,7 +789,7 @@ class BackgroundTrials:
                         tr = np.repeat(np.arange(group.size), np.diff(off))
                         rest = (o_lo[tr] - pair_lo[k], o_hi[tr] - pair_hi[k])
                         aims = (thresholds, mid[trials[group]], o_lo, o_hi, *rest, den[k])
-                        first_k, v_lo, v_hi, settled = self._pair_looks(call, aims, known)
+                        first_k, v_lo, v_hi, settled = self._pair_looks(call, aims, known, None if rows is None else (rows, k))  # fmt: skip
                     else:
                         first_k, v_lo = m.pair_terms(*call, partner=known)
                         v_hi, settled = v_lo, np.ones(group.size, dtype=bool)
@@ -800,7 +807,7 @@ class BackgroundTrials:
             nus, off = _segments(sub, at)
             store(trials[at], *trial_bounds(idx[nus], off))
 
-    def _pair_looks(self, call, aims, partner=None):
+    def _pair_looks(self, call, aims, partner=None, rows=None):
         """(first member, lo, hi of each doublet's term, settled per trial) of the
         doublets of m trials (``call``: ``pair_terms``' arguments, their lists), from
         pair looks aimed at the trials' thresholds.
@@ -816,7 +823,9 @@ class BackgroundTrials:
         exact doublet terms to the rounding of that product, which the caller's
         ``_HAIR`` covers, and the trial is ``settled``). Lists whose live pairs have a
         zero coefficient get the exact terms. ``partner``: ``pair_terms``' (the
-        partners' background kept by _parts).
+        partners' background kept by _parts). ``rows``: (rows, k), where ``rows[k]``
+        are ``tables.dec_rows`` of the call's neutrinos' energy_eval, if known (the
+        first members' rows are gathered, not computed again).
         """
         from kernels.overlap import psf_pair_overlap_targets
 
@@ -848,8 +857,10 @@ class BackgroundTrials:
             o_lo[t_of], o_hi[t_of], rest_lo[pi], rest_hi[pi], zero, zero, c, ok,
             1.0 - _KERNEL_MARGIN * r, 1.0 + _KERNEL_MARGIN * r, 0,
         )  # fmt: skip
+        # the first members' rows: dec_rows(eps_i), gathered where the caller has them
+        rows_i = m.tables.dec_rows(eps_i) if rows is None else rows[0].take(rows[1][pi], axis=0)
+        rows_j = m.tables.dec_rows(eps_j)
         # the floor of _parts' pair bounds
-        rows_i, rows_j = m.tables.dec_rows(eps_i), m.tables.dec_rows(eps_j)
         floor = self._pair_floor(sig[pi], sig[pj], rows_i.max(axis=1), rows_j.max(axis=1))
         f = np.repeat(floor, np.diff(offsets))
         w, half = psf_pair_overlap_targets(
@@ -890,7 +901,7 @@ class BackgroundTrials:
             1.0 + _KERNEL_MARGIN * r, LOOK_CELLS,
         )  # fmt: skip
 
-    def _look(self, ra_d, dec_d, sig_d, eps, offsets, band_lo, band_hi):
+    def _look(self, ra_d, dec_d, sig_d, eps, offsets, band_lo, band_hi, rows=None):
         """(lo, hi, exact) of the exact kernel's S_i from looks aimed at bands of the true
         S_i (:meth:`_aims`; the floor is added here): where ``exact``, lo is the exact
         kernel's S_i itself (the look ran to the end: the same traversal as
@@ -905,7 +916,8 @@ class BackgroundTrials:
         from kernels.overlap import psf_overlap_targets
 
         m, r_e = self.model, self.model.overlap_rtol
-        rows = m.tables.dec_rows(eps)  # as signal_overlap: the exact S_i, bit for bit
+        if rows is None:  # given: dec_rows(eps), gathered from the lists' own
+            rows = m.tables.dec_rows(eps)  # as signal_overlap: the exact S_i, bit for bit
         floor = _KERNEL_FLOOR * self.sky.peak * rows.max(axis=1)
         n_bands = np.diff(offsets)
         f = np.repeat(floor, n_bands)
