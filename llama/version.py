@@ -2,76 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 __all__ = ["__version__", "release_problem"]
 
 
-def _metadata_version(name: str) -> str | None:
-    """The ``Version`` of distribution ``name`` as `importlib.metadata` finds it (the
-    first ``NAME-*.dist-info`` or ``NAME-*.egg-info`` folder along ``sys.path``), read
-    here without importing `importlib.metadata` (~45-85 ms of CPU: it imports the
-    ``email`` package, which nothing else of a ``llama batch`` driver on worker
-    processes needs, before it starts its fork server). None where the answer is not
-    that plain (two candidates in one folder, a zip, no ``Version`` line): then
-    `importlib.metadata` answers.
-
-    Examples
-    --------
-    >>> from importlib import metadata
-    >>> _metadata_version("llama") in (None, metadata.version("llama"))
-    True
-    >>> _metadata_version("no-such-distribution") is None
-    True
-    """
-    wanted = re.sub(r"[-_.]+", "_", name).lower()
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except (OSError, TypeError):  # a zip or a missing folder: importlib's to read
-            continue
-        found = [
-            n
-            for n in names
-            if n.endswith((".dist-info", ".egg-info"))
-            and re.sub(r"[-_.]+", "_", n.rpartition(".")[0].partition("-")[0]).lower() == wanted
-        ]
-        if not found:
-            continue
-        if len(found) > 1:
-            return None
-        folder = os.path.join(entry or ".", found[0])
-        inside = "METADATA" if found[0].endswith(".dist-info") else "PKG-INFO"
-        try:
-            with open(os.path.join(folder, inside), encoding="utf-8") as f:
-                for line in f:
-                    if not line.strip():  # the end of the headers
-                        break
-                    if line.startswith("Version:"):
-                        return line.partition(":")[2].strip()
-        except OSError:
-            pass
-        return None
-    return None
-
-
-def _version() -> str:
-    found = _metadata_version("llama")
-    if found is not None:
-        return found
-    from importlib import metadata
-
-    try:
-        return metadata.version("llama")
-    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-        return "0.0.0+unknown"
-
-
-__version__ = _version()
+#: The release, in one place: the packaging reads it from here (pyproject.toml's
+#: ``dynamic`` version), so the installed metadata says the same, and a command knows
+#: its version without looking the distribution up (``importlib.metadata`` imports the
+#: ``email`` package: ~45-85 ms of CPU before the fork server starts).
+__version__ = "0.1.0"
 
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 
