@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 __all__ = ["__version__", "release_problem"]
@@ -35,6 +34,8 @@ def release_problem(version: str = __version__, source: Path | None = None) -> s
     source = source if source is not None else Path(__file__).resolve().parent.parent
     if not (source / ".git").exists():
         return None
+    import subprocess  # here: only a git checkout asks git
+
     try:
         changed = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", "llama", "kernels"],
