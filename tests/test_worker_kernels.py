@@ -12,6 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from llama.batch.worker_kernels import RUN_VARIABLE
+
+_RECORD_FILE = "worker-kernels-by-run-1.json"
+
 _USE_AND_RECORD = """
 from kernels.healpix import npix_of
 from llama.batch.worker_kernels import record_used
@@ -37,7 +41,8 @@ print(json.dumps({"loaded": loaded, "held": held, "hits": hits, "misses": misses
 
 
 def _python(code: str, cache: Path) -> str:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "NUMBA_NUM_THREADS": "1"}
+    env = {k: v for k, v in os.environ.items() if k != RUN_VARIABLE}  # a run of no kind
+    env.update({"XDG_CACHE_HOME": str(cache), "NUMBA_NUM_THREADS": "1"})
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -46,8 +51,8 @@ def _python(code: str, cache: Path) -> str:
 
 def test_a_kernel_recorded_by_one_process_is_loaded_from_the_cache_by_the_next(tmp_path):
     _python(_USE_AND_RECORD, tmp_path)
-    recorded = json.loads((tmp_path / "llama" / "worker-kernels-2.json").read_text())
-    assert "kernels.healpix:npix_of:(int64,)" in recorded
+    recorded = json.loads((tmp_path / "llama" / _RECORD_FILE).read_text())
+    assert recorded == {"": ["kernels.healpix:npix_of:(int64,)"]}  # a run of no kind
     seen = json.loads(_python(_LOAD, tmp_path))
     assert seen["loaded"] >= 1 and seen["held"] == 1  # there before the first call
     assert seen["hits"] >= 1 and seen["misses"] == 0  # from the cache, nothing compiled
@@ -59,11 +64,11 @@ def test_a_kernel_recorded_by_one_process_is_loaded_from_the_cache_by_the_next(t
 def test_nothing_recorded_or_unknown_names_load_nothing(tmp_path):
     assert json.loads(_python(_LOAD, tmp_path))["loaded"] == 0  # no file yet
     (tmp_path / "llama").mkdir()
-    (tmp_path / "llama" / "worker-kernels-2.json").write_text(json.dumps([
+    (tmp_path / "llama" / _RECORD_FILE).write_text(json.dumps({"": [
         "kernels.healpix:no_such_kernel:(int64,)", "no.such.module:f:(int64,)",
         "kernels.healpix:npix_of:(float32,)",  # a signature the cache does not hold
         "this:f:(int64,)",  # not this project's: never imported (it would print)
-    ]))  # fmt: skip
+    ]}))  # fmt: skip
     out = _python(_LOAD, tmp_path)
     assert "Beautiful is better" not in out
     seen = json.loads(out)
@@ -102,7 +107,7 @@ import kernels_for_test as k
 assert k.twice(2.0) == 4.0  # called by the event itself
 assert k.outer(3) == 7  # compiles inner as its callee
 after_event()
-print(json.dumps(sorted(json.loads(worker_kernels.kernels_file().read_text()))))
+print(json.dumps(worker_kernels.recorded_kernels()))
 """
 
 # cached, as the project's kernels are: a kernel without a cache is never recorded

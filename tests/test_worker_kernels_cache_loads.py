@@ -14,6 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from llama.batch.worker_kernels import RUN_VARIABLE
+
+
+def _no_kind() -> dict[str, str]:
+    """This process's environment less a kind of run (`RUN_VARIABLE`)."""
+    return {k: v for k, v in os.environ.items() if k != RUN_VARIABLE}
+
+
 _RECORD = """
 from kernels.healpix import npix_of
 from llama.batch.worker_kernels import record_used
@@ -60,7 +68,7 @@ print(json.dumps(seen))
 
 
 def _python(code: str, cache: Path, *args: str, **env: str) -> str:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "NUMBA_NUM_THREADS": "1", **env}
+    env = {**_no_kind(), "XDG_CACHE_HOME": str(cache), "NUMBA_NUM_THREADS": "1", **env}
     done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -109,10 +117,9 @@ def test_a_compile_within_cache_loads_only_is_refused_then_runs_after_it(tmp_pat
 _THREADS = """
 import json, os, sys
 from llama.batch import worker_processes
-from llama.batch.worker_kernels import kernels_file, pipelines_file
-# a pipeline holding all the handlers of one recorded as loading kernels on threads
-pipelines_file().write_text(json.dumps([["Coinc", "Map"]]))
-previous = worker_processes.kernels_for_threads(["Coinc", "Map", "Plot"])
+from llama.batch.worker_kernels import RUN_VARIABLE, kernels_file, recorded_kernels
+os.environ[RUN_VARIABLE] = "Coinc,Map"  # the kind the record holds kernels for
+previous = worker_processes.kernels_for_threads()
 from kernels.healpix import npix_of, nside_of  # noqa
 seen = {"previous": previous, "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),
         "held_before_call": len(npix_of.overloads)}
@@ -122,19 +129,19 @@ worker_processes.restore_environment(previous)
 seen["restored"] = os.environ.get("NUMBA_NUM_THREADS")
 assert nside_of(3) == 8  # a kernel the record does not hold: loaded by the event
 worker_processes.after_event()  # the first event on the run's threads: recorded
-seen["recorded"] = sorted(json.loads(kernels_file().read_text()))
-seen["pipelines"] = json.loads(pipelines_file().read_text())
+seen["recorded"] = recorded_kernels("Coinc,Map")
+seen["kinds"] = list(json.loads(kernels_file().read_text()))
 print(json.dumps(seen))
 """
 
 
 def _threads_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    env = {k: v for k, v in _no_kind().items() if k != "NUMBA_NUM_THREADS"}
     return {**env, "XDG_CACHE_HOME": str(tmp_path)}
 
 
 def test_a_run_on_threads_loads_the_recorded_kernels_first_and_records_new_ones(tmp_path):
-    _python(_RECORD, tmp_path)
+    _python(_RECORD, tmp_path, **{RUN_VARIABLE: "Coinc,Map"})
     done = subprocess.run([sys.executable, "-c", _THREADS], capture_output=True, text=True,
                           env=_threads_env(tmp_path), timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -147,35 +154,44 @@ def test_a_run_on_threads_loads_the_recorded_kernels_first_and_records_new_ones(
     recorded = seen["recorded"]
     assert "kernels.healpix:npix_of:(int64,)" in recorded
     assert any(name.startswith("kernels.healpix:nside_of:") for name in recorded)
-    assert seen["pipelines"] == [["Coinc", "Map"]]  # known already: not added again
+    assert seen["kinds"] == ["Coinc,Map"]  # recorded under the run's kind alone
 
 
-_OTHER_PIPELINES = """
-import json, sys
+_OTHER_KINDS = """
+import json, os, sys
 from llama.batch import worker_processes
-from llama.batch.worker_kernels import pipelines_file
-pipelines_file().write_text(json.dumps([["Coinc", "Map"]]))
+from llama.batch.worker_kernels import RUN_VARIABLE, kernels_file
+before = kernels_file().read_text()
 seen = {}
-# without all the handlers of a pipeline that loaded kernels: nothing loaded first
-seen["previous"] = worker_processes.kernels_for_threads(["Map"])
-seen["numba"] = "numba" in sys.modules
-worker_processes.after_event()  # an event that loaded no kernel: nothing recorded
-seen["after_plain"] = json.loads(pipelines_file().read_text())
-worker_processes.kernels_for_threads(["Map", "Other"])
+for kind in (None, "Map"):  # no kind, and a kind not recorded: nothing loaded first
+    os.environ.pop(RUN_VARIABLE, None)
+    if kind:
+        os.environ[RUN_VARIABLE] = kind
+    seen.setdefault("previous", []).append(worker_processes.kernels_for_threads())
+    seen.setdefault("numba", []).append("numba" in sys.modules)
+    worker_processes.after_event()  # an event that loaded no kernel: nothing recorded
+    seen.setdefault("unchanged", []).append(kernels_file().read_text() == before)
+os.environ[RUN_VARIABLE] = "Map,Other"
+worker_processes.kernels_for_threads()
 from kernels.healpix import npix_of
-assert npix_of(3) == 12 * 4**3  # its first event loads a kernel: its pipeline recorded
+assert npix_of(3) == 12 * 4**3  # its first event loads a kernel: its kind recorded
 worker_processes.after_event()
-seen["after_kernels"] = json.loads(pipelines_file().read_text())
+seen["after_kernels"] = json.loads(kernels_file().read_text())
 print(json.dumps(seen))
 """
 
 
-def test_a_pipeline_without_kernels_imports_no_numba_and_one_with_them_is_recorded(tmp_path):
+def test_a_kind_without_kernels_imports_no_numba_and_one_with_them_is_recorded(tmp_path):
     (tmp_path / "llama").mkdir()
-    done = subprocess.run([sys.executable, "-c", _OTHER_PIPELINES], capture_output=True,
+    record = tmp_path / "llama" / "worker-kernels-by-run-1.json"
+    record.write_text(json.dumps({"Coinc,Map": ["kernels.healpix:npix_of:(int64,)"]}))
+    done = subprocess.run([sys.executable, "-c", _OTHER_KINDS], capture_output=True,
                           text=True, env=_threads_env(tmp_path), timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
-    assert seen["previous"] == {} and not seen["numba"]
-    assert seen["after_plain"] == [["Coinc", "Map"]]
-    assert seen["after_kernels"] == [["Coinc", "Map"], ["Map", "Other"]]
+    assert seen["previous"] == [{}, {}] and seen["numba"] == [False, False]
+    assert seen["unchanged"] == [True, True]
+    assert seen["after_kernels"] == {
+        "Coinc,Map": ["kernels.healpix:npix_of:(int64,)"],
+        "Map,Other": ["kernels.healpix:npix_of:(int64,)"],
+    }

@@ -15,6 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from llama.batch.worker_kernels import RUN_VARIABLE
+
+_RECORD_FILE = "worker-kernels-by-run-1.json"
+
 _KERNELS_FOR_TEST = """
 from numba import njit
 
@@ -52,7 +56,8 @@ print(json.dumps({"loaded": loaded, "cached": len(k.cached.overloads),
 
 
 def _python(code: str, folder: Path) -> str:
-    env = {**os.environ, "XDG_CACHE_HOME": str(folder), "NUMBA_NUM_THREADS": "1"}
+    env = {k: v for k, v in os.environ.items() if k != RUN_VARIABLE}  # a run of no kind
+    env.update({"XDG_CACHE_HOME": str(folder), "NUMBA_NUM_THREADS": "1"})
     done = subprocess.run([sys.executable, "-c", code, str(folder)], env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -62,18 +67,18 @@ def _python(code: str, folder: Path) -> str:
 def test_a_kernel_without_a_cache_is_not_recorded(tmp_path):
     (tmp_path / "uncached_kernels_for_test.py").write_text(_KERNELS_FOR_TEST)
     _python(_RECORD, tmp_path)
-    recorded = json.loads((tmp_path / "llama" / "worker-kernels-2.json").read_text())
-    assert recorded == ["uncached_kernels_for_test:cached:(int64,)"]
+    recorded = json.loads((tmp_path / "llama" / _RECORD_FILE).read_text())
+    assert recorded == {"": ["uncached_kernels_for_test:cached:(int64,)"]}
 
 
 def test_a_recorded_kernel_without_a_cache_leaves_the_others_loaded(tmp_path):
     (tmp_path / "uncached_kernels_for_test.py").write_text(_KERNELS_FOR_TEST)
     _python(_RECORD, tmp_path)  # fills Numba's cache with cached(int64)
     # a record written before kernels without a cache were left out
-    (tmp_path / "llama" / "worker-kernels-2.json").write_text(json.dumps([
+    (tmp_path / "llama" / _RECORD_FILE).write_text(json.dumps({"": [
         "uncached_kernels_for_test:cached:(int64,)",
         "uncached_kernels_for_test:uncached:(int64,)",
-    ]))  # fmt: skip
+    ]}))  # fmt: skip
     seen = json.loads(_python(_LOAD, tmp_path))
     assert seen["loaded"] == 1 and seen["cached"] == 1  # there before the first call
     assert seen["uncached"] == 0 and seen["value"] == 5

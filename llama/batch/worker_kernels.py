@@ -4,23 +4,42 @@ A worker forked from the fork server (`llama.batch.worker_processes`) loaded its
 kernels from Numba's cache at its first event: ~17 kernels, 0.24 s of the 0.42 s of
 CPU that a realistic first event took against ~0.07 s for the next ones, paid by each
 worker. Now a worker records, after its first event, which kernels it holds
-(`record_used`, in ``$XDG_CACHE_HOME/llama/worker-kernels-2.json``), and the fork
-server of later runs loads those same cache entries (`load_recorded`) before it
-forks: every worker starts with them, and the load is paid once per run.
+(`record_used`), and the fork server of later runs loads those same cache entries
+(`load_recorded`) before it forks: every worker starts with them, and the load is
+paid once per run. A run whose events run on the threads of ``llama batch``'s own
+process does the same before its first event
+(`llama.batch.worker_processes.kernels_for_threads`).
+
+The record is one JSON object in ``$XDG_CACHE_HOME/llama`` (`kernels_file`): the
+kind of a run -> the kernels its processes held, each as
+``module:function:signature``. ``llama batch`` names its run's kind
+by its handlers and analysis options (`RUN_VARIABLE`, which the fork server, the
+workers and a run on threads inherit); a run of no kind (`run_batch` called
+directly) is recorded under ``""``. It answers three questions:
+
+- which kernels a run loads before its events: its kind's (`load_recorded`), so a
+  kind not recorded yet loads none (a process records what it holds, loaded kernels
+  included, so what a run loads beyond its needs would be recorded as its own); a
+  run of no kind loads the union of all kinds (on a developer's machine the union
+  was 97 names, 61 still in the cache, where the realistic bench's pipeline uses
+  28: ~0.3 s more CPU before the first event, or before the fork server's first
+  fork);
+- whether a run on threads uses kernels at all (`uses_kernels`: its kind has some),
+  so that a pipeline without any (``-f SkymapInfo``) never imports Numba;
+- what the machine's runs used, all kinds together.
+
+It keeps the `MAX_RUNS` kinds recorded last, and is written atomically, only when a
+process holds a kernel its kind lacks. An unreadable file, or one of another format,
+reads as empty (and is replaced at the next record); a home that cannot be written
+leaves each run to load its kernels in its events. Earlier versions' records
+(``worker-kernels-2.json``: every kernel any process loaded; ``thread-pipelines-1.json``:
+the pipelines whose first event on threads loaded kernels) are neither read nor
+written: this one answers what they did, and they are left to the versions that
+write them.
 
 Only the kernels the events call are recorded: a kernel compiled because another
 one being compiled calls it is part of that one's cache entry, and is never loaded
 on its own by a worker that finds its caller in the cache (`watch_compiles`).
-
-They are recorded per kind of run too (`runs_file`: ``llama batch`` names its run by
-its handlers and analysis options, `RUN_VARIABLE`), and a run of a kind loads only
-that kind's kernels: the one list gathers every kind a machine ever ran (on a
-developer's machine 97 names, 61 still in the cache, where the realistic bench's
-pipeline uses 28: ~0.3 s more CPU before the first event, or before the fork
-server's first fork). A kind not recorded yet loads none: a process records what it
-holds, loaded kernels included, so what a run loads beyond its needs would be
-recorded as its own. A run of no kind (`run_batch` called directly) loads the one
-list, as before.
 
 Only what Numba's cache holds for this machine and this source is loaded: a kernel
 edited since, or an entry of another CPU, no longer matches its index key and is
@@ -40,7 +59,7 @@ Examples
 --------
 >>> from llama.batch.worker_kernels import kernels_file
 >>> kernels_file().name
-'worker-kernels-2.json'
+'worker-kernels-by-run-1.json'
 """
 
 from __future__ import annotations
@@ -54,16 +73,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
+    "MAX_RUNS",
     "RUN_VARIABLE",
     "CompileRefused",
     "cache_loads_only",
     "kernels_file",
     "load_recorded",
-    "pipelines_file",
-    "record_pipeline",
     "record_used",
+    "recorded_kernels",
     "run_kind",
-    "runs_file",
     "used_kernels",
     "uses_kernels",
     "watch_compiles",
@@ -74,15 +92,14 @@ _PACKAGES = ("kernels", "llama")
 
 
 def kernels_file() -> Path:
-    """Where the kernels used by workers are recorded (one JSON list of names).
+    """Where the kernels used are recorded: one JSON object, a run's kind
+    (`RUN_VARIABLE`; ``""`` for a run of no kind) -> a list of kernel names.
 
-    The first record, ``worker-kernels.json`` (left to the versions that write it),
-    also kept the kernels compiled as callees of others, which grew it to 88 loadable
-    entries where a realistic event calls 20: ~0.6 s more of the fork server's CPU
-    before its first fork.
+    The name is the one 24c3a02 gave the per-kind record it kept beside two others,
+    in the same format: the kinds it recorded load as before.
     """
     root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(root) / "llama" / "worker-kernels-2.json"
+    return Path(root) / "llama" / "worker-kernels-by-run-1.json"
 
 
 #: The kind of the run this process serves (its handlers and analysis options, one
@@ -90,14 +107,8 @@ def kernels_file() -> Path:
 #: server and the workers inherit it, so each records and loads that kind's kernels.
 RUN_VARIABLE = "LLAMA_KERNELS_RUN"
 
-#: Kinds of runs kept in `runs_file`: the ones recorded last.
+#: Kinds of runs kept in `kernels_file`: the ones recorded last.
 MAX_RUNS = 32
-
-
-def runs_file() -> Path:
-    """Where the kernels used are recorded per kind of run (one JSON object: the
-    run's kind, `RUN_VARIABLE`, -> a list of names as in `kernels_file`)."""
-    return kernels_file().with_name("worker-kernels-by-run-1.json")
 
 
 def run_kind() -> str | None:
@@ -106,8 +117,10 @@ def run_kind() -> str | None:
 
 
 def _runs() -> dict[str, list[str]]:
+    """`kernels_file`'s kinds, in the order recorded (the last one last); empty where
+    the file is missing, unreadable or of another format."""
     try:
-        known = json.loads(runs_file().read_text())
+        known = json.loads(kernels_file().read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(known, dict):
@@ -115,57 +128,29 @@ def _runs() -> dict[str, list[str]]:
     return {str(k): [str(n) for n in v] for k, v in known.items() if isinstance(v, list)}
 
 
-def pipelines_file() -> Path:
-    """Where the pipelines whose first event on threads loaded kernels are recorded
-    (one JSON list of lists of handler names; `record_pipeline`)."""
-    return kernels_file().with_name("thread-pipelines-1.json")
-
-
-#: Pipelines kept in `pipelines_file`: the ones recorded last.
-MAX_PIPELINES = 32
-
-
-def _pipelines() -> list[list[str]]:
-    try:
-        known = json.loads(pipelines_file().read_text())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(known, list):
-        return []
-    return [[str(n) for n in p] for p in known if isinstance(p, list)]
-
-
-def uses_kernels(handlers) -> bool:
-    """Whether a pipeline of ``handlers`` (names) holds all the handlers of one whose
-    first event on threads loaded kernels (`record_pipeline`): then it loads them
-    too, and `llama.batch.worker_processes.kernels_for_threads` loads the recorded
-    kernels before its run.
+def recorded_kernels(kind: str | None = None) -> list[str]:
+    """The kernels recorded for runs of ``kind`` (none for a kind not recorded), or
+    for ``kind=None`` those of all kinds together; sorted.
 
     Examples
     --------
-    >>> uses_kernels(["NoSuchHandler"])
-    False
+    >>> recorded_kernels("no such kind of run")
+    []
     """
-    names = set(handlers)
-    return any(pipeline and set(pipeline) <= names for pipeline in _pipelines())
+    runs = _runs()
+    if kind is not None:
+        return sorted(runs.get(kind, ()))
+    return sorted({name for names in runs.values() for name in names})
 
 
-def record_pipeline(handlers) -> None:
-    """Add a pipeline (its handler names) whose first event on threads loaded kernels
-    to `pipelines_file` (written atomically, only when new; the `MAX_PIPELINES`
-    recorded last kept)."""
-    pipeline = sorted(set(handlers))
-    known = _pipelines()
-    if not pipeline or pipeline in known:
-        return
-    from llama.storage import atomic_write_bytes
-
-    try:
-        path = pipelines_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, json.dumps([*known, pipeline][-MAX_PIPELINES:]).encode())
-    except OSError:  # a read-only home: runs on threads load their kernels in their events
-        pass
+def uses_kernels() -> bool:
+    """Whether this run's kind (`run_kind`) loaded kernels in an earlier run: then
+    `llama.batch.worker_processes.kernels_for_threads` loads them before its run on
+    threads. False for a run of no kind: ``llama batch`` always names its run, and
+    anything else on threads loads its kernels in its events.
+    """
+    kind = run_kind()
+    return kind is not None and bool(_runs().get(kind))
 
 
 def _dispatchers():
@@ -259,29 +244,25 @@ def used_kernels() -> set[str]:
 
 
 def record_used() -> None:
-    """Add the kernels this process holds to `kernels_file`, and to its run's kind in
-    `runs_file` (each written atomically, only when something is new; two workers
-    writing at once may each keep only their own: the next run adds the rest)."""
+    """Add the kernels this process holds to its run's kind (`run_kind`; ``""`` for
+    none) in `kernels_file`, now the kind recorded last (written atomically, only
+    when something is new; two workers writing at once may each keep only their
+    own: the next run adds the rest)."""
     used = used_kernels()
     if not used:
         return
     from llama.storage import atomic_write_bytes
 
-    path = kernels_file()
+    kind = run_kind() or ""
+    runs = _runs()
+    if used <= set(runs.get(kind, ())):
+        return
+    runs[kind] = sorted(used.union(runs.pop(kind, ())))  # now the last one
+    kept = dict(list(runs.items())[-MAX_RUNS:])
     try:
-        known = set(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        known = set()
-    try:
-        if not used <= known:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, json.dumps(sorted(known | used), indent=0).encode())
-        kind = run_kind()
-        runs = _runs() if kind else {}
-        if kind and not used <= set(runs.get(kind, ())):
-            runs[kind] = sorted(used.union(runs.pop(kind, ())))  # now the last one
-            kept = dict(list(runs.items())[-MAX_RUNS:])
-            atomic_write_bytes(runs_file(), json.dumps(kept, indent=0).encode())
+        path = kernels_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(kept, indent=0).encode())
     except OSError:  # a read-only home: the workers load their kernels themselves
         pass
 
@@ -346,22 +327,10 @@ def _refuse_compile() -> None:
     raise CompileRefused("no compile within cache_loads_only")
 
 
-def _recorded_names() -> list:
-    """The names to load: those recorded for this run's kind (`run_kind`; none for a
-    kind not recorded yet), or for a run of no kind all of `kernels_file`."""
-    kind = run_kind()
-    if kind:
-        return _runs().get(kind, [])
-    try:
-        names = json.loads(kernels_file().read_text())
-    except (OSError, ValueError):
-        return []
-    return names if isinstance(names, list) else []
-
-
 def load_recorded() -> int:
-    """Load the recorded kernels (`_recorded_names`) from Numba's cache; how many
-    were loaded.
+    """Load the kernels recorded for this run's kind (`recorded_kernels` of
+    `run_kind`: the union of all kinds for a run of no kind) from Numba's cache; how
+    many were loaded.
 
     Each recorded signature is loaded only from an entry of the kernel's cache index
     that matches this machine and this source, so nothing is ever compiled here; and
@@ -372,7 +341,7 @@ def load_recorded() -> int:
     from numba.core.dispatcher import Dispatcher
     from numba.core.registry import cpu_target
 
-    names = _recorded_names()
+    names = recorded_kernels(run_kind())
     wanted: dict[tuple[str, str], set[str]] = {}
     for name in names:
         module, _, rest = str(name).partition(":")

@@ -22,7 +22,6 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
 
 __all__ = [
     "CLUSTER_PRELOAD",
@@ -228,46 +227,37 @@ def worker_process_init(
 
 #: In a worker process (or a process whose events run on its threads:
 #: `kernels_for_threads`) until its first event has ended: then the kernels it loaded
-#: are recorded for the fork servers of later runs (`llama.batch.worker_kernels`).
+#: are recorded for later runs of its kind (`llama.batch.worker_kernels`).
 _kernels_to_record = False
 
 
 def after_event() -> None:
     """Called after each event in every worker: after the first one in a worker
     process (or on the threads of a `kernels_for_threads` run), record the kernels
-    it loaded (`llama.batch.worker_kernels.record_used`), and on threads the run's
-    pipeline if its first event loaded kernels (`record_pipeline`)."""
-    global _kernels_to_record, _pipeline_to_record
+    it loaded for its run's kind (`llama.batch.worker_kernels.record_used`)."""
+    global _kernels_to_record
     if not _kernels_to_record:
         return
     _kernels_to_record = False
-    pipeline, _pipeline_to_record = _pipeline_to_record, ()
     try:
-        from llama.batch.worker_kernels import record_pipeline, record_used, used_kernels
+        from llama.batch.worker_kernels import record_used
 
         record_used()
-        if pipeline and used_kernels():
-            record_pipeline(pipeline)
     except Exception as err:  # a later run's workers load their kernels themselves
         logging.getLogger("llama.batch").debug("kernels used not recorded: %s", err)
 
 
-#: On threads, the handlers of a run that did not load kernels before its first
-#: event: recorded after it if it loaded some (`kernels_for_threads`).
-_pipeline_to_record: tuple[str, ...] = ()
+def kernels_for_threads() -> dict[str, str | None]:
+    """Before a run whose events run on this process's threads (``llama batch
+    --jobs 1``): load the kernels earlier runs of its kind recorded, now, and record
+    after the first event those it loaded in addition (`after_event`), as worker
+    processes do.
 
-
-def kernels_for_threads(handlers: Sequence[str]) -> dict[str, str | None]:
-    """Before a run of the pipeline of ``handlers`` (their names) whose events run on
-    this process's threads (``llama batch --jobs 1``): load the kernels earlier runs
-    recorded, now, and record after the first event those it loaded in addition
-    (`after_event`), as worker processes do.
-
-    Only for a pipeline that holds all the handlers of one whose first event on
-    threads loaded kernels before (`llama.batch.worker_kernels.uses_kernels`): a
-    pipeline without kernels (``-f SkymapInfo``) never imports Numba. Another
-    pipeline's run loads its kernels in its events, as before, and is recorded
-    after its first event if that loaded any.
+    Only for a kind of run (`llama.batch.worker_kernels.RUN_VARIABLE`) that loaded
+    kernels before (`llama.batch.worker_kernels.uses_kernels`): a pipeline without
+    kernels (``-f SkymapInfo``) never imports Numba. Another kind's run loads its
+    kernels in its events, as before, and is recorded after its first event if that
+    loaded any.
 
     They load from Numba's cache without Numba's typing and lowering registries
     (`llama.batch.worker_kernels.cache_loads_only`), which the first event's first
@@ -278,13 +268,12 @@ def kernels_for_threads(handlers: Sequence[str]) -> dict[str, str | None]:
     refuses another thread count once its threads run). Anything that goes wrong
     is logged at debug level: the events then load their kernels as before.
     """
-    global _kernels_to_record, _pipeline_to_record
+    global _kernels_to_record
     _kernels_to_record = True
     try:
         from llama.batch.worker_kernels import uses_kernels
 
-        if not uses_kernels(handlers):
-            _pipeline_to_record = tuple(sorted(handlers))
+        if not uses_kernels():
             return {}
     except Exception as err:  # nothing loaded before the run, as before
         logging.getLogger("llama.batch").debug("kernels not loaded before the run: %s", err)

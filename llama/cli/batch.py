@@ -676,7 +676,7 @@ def _start_early(args, total: int | None, results, pipeline) -> dict[str, str | 
     the file's own writing is left. On threads or with ``--jobs 1``
     nothing is warmed: the driver's cores are the events' (``--jobs 1`` keeps to one),
     and the memory an event frees is kept for the next (`keep_freed_memory`, as the
-    fork server does for its workers). On threads, for a pipeline whose earlier runs
+    fork server does for its workers). On threads, for a kind of run whose earlier runs
     loaded kernels, the kernels recorded are loaded now, without Numba's registries
     (`kernels_for_threads`: 0.3-0.5 s less CPU before the first event's end, as in
     the fork server). The run's kind (`_run_kind`) is set in the environment first,
@@ -695,7 +695,7 @@ def _start_early(args, total: int | None, results, pipeline) -> dict[str, str | 
         from llama.batch.worker_processes import keep_freed_memory, kernels_for_threads
 
         keep_freed_memory()
-        return {**kernels_for_threads(pipeline.names()), **previous}
+        return {**kernels_for_threads(), **previous}
     if args.jobs < 2 or results is None:
         return previous
     from llama.results import is_zarr, warm_netcdf_writer
