@@ -510,87 +510,6 @@ def _disc_box(levels, n_dec, ra, d0, d1, radius, half, whole):
     return lv, cell, n_ra, r0, r1, c0, c1, whole
 
 
-#: :func:`_half_brackets` brackets sin(radius) and asin(x) by their series up to these
-#: (beyond, or where a bracket leaves a column or row open, sin and asin are taken).
-_SERIES_MAX = 0.5
-#: Each bracket is widened by this relative margin: it covers libm's rounding of sin,
-#: asin and the division (an ulp each, ~1e-16) and the series' own (a few ulps).
-_MARGIN = 1e-13
-
-
-@_inlined
-def _half_brackets(radius, dec, cos_dec):
-    """Where a disc's box needs sin(``radius``) and asin(sin(``radius``) / ``cos_dec``)
-    (:func:`_disc_extremes`, :func:`_quadrants`), brackets of what they compute, from
-    series instead of sin and asin (two of a nested disc's ~250 ns): (state, h_lo,
-    h_hi, o_lo, o_hi), state 1 where the box takes whole rows (certain without sin),
-    2 where the RA half-width lies in [h_lo, h_hi] and 1 - cos of it in [o_lo, o_hi],
-    0 where neither is certain (take sin and asin).
-
-    sin r lies between r - r³/6 + r⁵/120 - r⁷/5040 and r - r³/6 + r⁵/120 (an
-    alternating series of falling terms, r <= 0.5); asin x between x + x³/6 + 3x⁵/40
-    and that plus (5/112) x⁷ / (1 - x²) (positive terms, coefficients falling from
-    5/112 on); 1 - sqrt(1 - y) between y/2 + y²/8 and that plus y³ / 16 / (1 - y),
-    y = x². Every bracket is widened by _MARGIN for the floats' rounding. The caller
-    takes the box's columns (and quadrant rows) from both ends: equal, they are the
-    ones the exact sin and asin give (every step from the half-width to a column is
-    monotonic in floats too)."""
-    if abs(dec) + radius >= _HALF_PI:
-        return 1, 0.0, 0.0, 0.0, 0.0
-    if not (0.0 <= radius <= _SERIES_MAX):
-        return 0, 0.0, 0.0, 0.0, 0.0
-    r2 = radius * radius
-    s_lo = radius * (1.0 - r2 / 6.0 * (1.0 - r2 / 20.0 * (1.0 - r2 / 42.0))) * (1.0 - _MARGIN)
-    s_hi = radius * (1.0 - r2 / 6.0 * (1.0 - r2 / 20.0)) * (1.0 + _MARGIN)
-    if s_lo >= cos_dec:
-        return 1, 0.0, 0.0, 0.0, 0.0
-    if not s_hi < cos_dec:
-        return 0, 0.0, 0.0, 0.0, 0.0
-    x_lo = s_lo / cos_dec * (1.0 - _MARGIN)
-    x_hi = s_hi / cos_dec * (1.0 + _MARGIN)
-    if not x_hi <= _SERIES_MAX:
-        return 0, 0.0, 0.0, 0.0, 0.0
-    y_lo = x_lo * x_lo
-    y_hi = x_hi * x_hi
-    h_lo = x_lo * (1.0 + y_lo / 6.0 * (1.0 + 0.45 * y_lo)) * (1.0 - _MARGIN)
-    h_hi = (x_hi * (1.0 + y_hi / 6.0 * (1.0 + 0.45 * y_hi)) + 5.0 / 112.0 * x_hi * y_hi * y_hi * y_hi / (1.0 - y_hi)) * (1.0 + _MARGIN)  # fmt: skip
-    o_lo = y_lo * (0.5 + 0.125 * y_lo) * (1.0 - _MARGIN)
-    o_hi = (y_hi * (0.5 + 0.125 * y_hi) + y_hi * y_hi * y_hi / (16.0 * (1.0 - y_hi))) * (1.0 + _MARGIN)  # fmt: skip
-    return 2, h_lo, h_hi, o_lo, o_hi
-
-
-@_inlined
-def _disc_box_brackets(levels, n_dec, ra, d0, d1, radius, h_lo, h_hi):
-    """:func:`_disc_box` (not whole to begin with) with the RA half-width known to lie in
-    [``h_lo``, ``h_hi``]: (certain, and _disc_box's 8), certain False where a column
-    (and so whether the box takes whole rows or a coarser level) depends on where in
-    the bracket it lies. The columns from both ends through the same float steps as
-    _disc_box's (monotonic: equal ends, the same column in between)."""
-    lv = 0
-    cell = math.pi / n_dec
-    while lv + 1 < levels and 2.0 * cell * _CELLS_PER_RADIUS <= radius:
-        lv += 1
-        cell *= 2.0
-    certain = True
-    whole = False
-    while True:
-        nd = n_dec >> lv
-        n_ra = 2 * nd
-        r0 = min(max(int(math.floor((d0 + _HALF_PI) / cell)), 0), nd - 1)
-        r1 = min(max(int(math.floor((d1 + _HALF_PI) / cell)), 0), nd - 1)
-        c0 = int(math.floor((ra - h_hi) / cell))
-        c1 = int(math.floor((ra + h_lo) / cell))
-        if c0 != int(math.floor((ra - h_lo) / cell)) or c1 != int(math.floor((ra + h_hi) / cell)):
-            certain = False
-            break
-        whole = c1 - c0 + 1 >= n_ra
-        if whole or c1 - c0 + 1 <= _MAX_COLUMNS or lv + 1 >= levels:
-            break
-        lv += 1
-        cell *= 2.0
-    return certain, lv, cell, n_ra, r0, r1, c0, c1, whole
-
-
 @_inlined
 def _disc_extremes(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_dec, radius):  # fmt: skip
     """:func:`disc_minmax` with ``cos_dec`` given (once per neutrino in
@@ -605,12 +524,6 @@ def _disc_extremes(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, c
     else:
         half = math.asin(s / cos_dec)
     lv, cell, n_ra, r0, r1, c0, c1, whole = _disc_box(levels, n_dec, ra, d0, d1, radius, half, half >= math.pi)  # fmt: skip
-    return _box_extremes(cells, rows, cell_start, row_start, lv, n_ra, r0, r1, c0, c1, whole)
-
-
-@_inlined
-def _box_extremes(cells, rows, cell_start, row_start, lv, n_ra, r0, r1, c0, c1, whole):
-    """(min, max) over a disc's box from :func:`_disc_box` (:func:`_disc_extremes`)."""
     mn, mx = np.inf, -np.inf
     if whole:
         for r in range(r0, r1 + 1):
@@ -729,6 +642,17 @@ def _run_ends(j0, j1, n_ra):
     b0 = max(j0 - n_ra, 0)
     b1 = max(j1 - n_ra + 1, b0)
     return a0, a1, b0, b1
+
+
+@_inlined
+def _pair_mean(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_dec, tan_dec, radius):  # fmt: skip
+    """Bounds of the mean of p(x) and p(x') over a disc or annulus of at most ``radius``
+    about the centre, x' the half-turn of x about it (:func:`_quadrants`): x and x'
+    lie in opposite quadrants, so the mean lies between half the smaller sum of two
+    opposite quadrants' minima and half the larger sum of their maxima. Within the
+    disc's extremes; on a slope across the disc much narrower."""
+    ne_lo, ne_hi, sw_lo, sw_hi, nw_lo, nw_hi, se_lo, se_hi = _quadrants(cells, rows, cell_start, row_start, levels, n_dec, ra, dec, cos_dec, tan_dec, radius)  # fmt: skip
+    return 0.5 * min(ne_lo + sw_lo, nw_lo + se_lo), 0.5 * max(ne_hi + sw_hi, nw_hi + se_hi)
 
 
 @_inlined
@@ -859,8 +783,7 @@ def overlap_bounds(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, 
     (True, 0.0, True)
     """
     # the neutrinos cell by cell of a coarse grid (sky_order), their arrays gathered in
-    # that order, the results put back in the caller's (gathered in the kernel's loop
-    # instead, by Numba's fancy indexing or a loop of one's own, the calls went 0.91x)
+    # that order, the results put back in the caller's
     order = sky_order(ra, dec, _ORDER_ROWS)
     lo, hi, u = _overlap_bounds_in_order(cells, rows, cell_start, row_start, levels, n_dec, peak, ra[order], dec[order], sigma[order], arows[order], edges, kind, enough[order])  # fmt: skip
     s_lo, s_hi, u_hi = np.empty_like(lo), np.empty_like(lo), np.empty_like(lo)
@@ -868,48 +791,9 @@ def overlap_bounds(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, 
     return s_lo, s_hi, u_hi
 
 
-@_inlined
-def _mass_edge_known(psi, sigma, kind, x_known, e_known):
-    """:func:`_mass_edge`, with exp(-x) taken as ``e_known`` (exp(-``x_known``)) where x is
-    ``x_known`` to the bit: the same float without the exp. At psi = k sigma with k a
-    power of 2 (0.5, 1, 2, 4, 8 of RADII_SIGMAS) x = psi²/2 sigma² is k²/2 exactly
-    whenever sigma² is a normal float (scaling by a power of 2 is exact), so one exp
-    per neutrino on the single disc and five on the nested discs are saved."""
-    if kind == 1:
-        return _mass_edge(psi, sigma, kind)
-    x = 0.5 * psi * psi / (sigma * sigma)
-    if x == x_known:
-        return e_known, (1.0 + x) * e_known
-    if _EXP_ZERO <= x < math.inf:
-        return 0.0, 0.0
-    e = math.exp(-x)
-    return e, (1.0 + x) * e
-
-
-@njit(cache=True, nogil=True)
-def _known_exps():
-    """(x, exp(-x)) at each radius of RADII_SIGMAS, x = k²/2 as :func:`_mass_edge` computes
-    it for psi = k sigma, sigma = 1 (:func:`_mass_edge_known`)."""
-    n_r = RADII_SIGMAS.shape[0]
-    xs = np.empty(n_r)
-    es = np.empty(n_r)
-    for k in range(n_r):
-        psi = RADII_SIGMAS[k]
-        xs[k] = 0.5 * psi * psi / (1.0 * 1.0)
-        es[k] = math.exp(-xs[k])
-    return xs, es
-
-
 @njit(cache=True, nogil=True)
 def _overlap_bounds_in_order(cells, rows, cell_start, row_start, levels, n_dec, peak, ra, dec, sigma, arows, edges, kind, enough):  # fmt: skip
-    """:func:`overlap_bounds` on the neutrinos in the order given.
-
-    The nested discs are :func:`_quadrants` of each radius, read here in the loop
-    (helpers inlined still incref and decref the arrays they are given) and grown from
-    the disc before where both boxes lie at the same pyramid level: each row's extremes
-    west and east of the centre's column are kept (``rowx``), and a larger box at that
-    level reads only its new columns and rows. Extremes of the same cells, so the same
-    floats (min and max are exact, whatever the order)."""
+    """:func:`overlap_bounds` on the neutrinos in the order given."""
     n = ra.shape[0]
     nb = edges.shape[0] - 1
     s_lo = np.empty(n)
@@ -917,9 +801,6 @@ def _overlap_bounds_in_order(cells, rows, cell_start, row_start, levels, n_dec, 
     u_hi = np.empty(n)
     n_r = RADII_SIGMAS.shape[0]
     etab = _edge_table(edges)
-    xk, ek = _known_exps()
-    # per row of the last nested disc's box: west min, max, east min, max
-    rowx = np.empty((n_dec, 4))
     for i in range(n):
         sg = sigma[i]
         d = dec[i]
@@ -934,25 +815,9 @@ def _overlap_bounds_in_order(cells, rows, cell_start, row_start, levels, n_dec, 
         # the largest disc alone: the whole PSF at its extremes, plus the tail
         r_last = min(RADII_SIGMAS[n_r - 1] * sg, math.pi)
         centre = _mass_centre(sg, kind)
-        edge_last = _mass_edge_known(r_last, sg, kind, xk[n_r - 1], ek[n_r - 1])
+        edge_last = _mass_edge(r_last, sg, kind)
         m_lo, m_hi = _mass_between(centre, edge_last, sg, kind)
-        # _disc_extremes(..., r_last), its box from brackets of sin and asin where they
-        # leave no column open (_half_brackets)
-        d0 = max(d - r_last, -_HALF_PI)
-        d1 = min(d + r_last, _HALF_PI)
-        state, h_lo, h_hi, o_lo, o_hi = _half_brackets(r_last, d, cos_d)
-        certain = state == 1
-        if state == 1:
-            lv, cell, n_ra, r0, r1, c0, c1, whole = _disc_box(levels, n_dec, ra_i, d0, d1, r_last, math.pi, True)  # fmt: skip
-        elif state == 2:
-            certain, lv, cell, n_ra, r0, r1, c0, c1, whole = _disc_box_brackets(levels, n_dec, ra_i, d0, d1, r_last, h_lo, h_hi)  # fmt: skip
-        if not certain:
-            s = math.sin(r_last)
-            half = math.pi
-            if not (abs(d) + r_last >= _HALF_PI or s >= cos_d):
-                half = math.asin(s / cos_d)
-            lv, cell, n_ra, r0, r1, c0, c1, whole = _disc_box(levels, n_dec, ra_i, d0, d1, r_last, half, half >= math.pi)  # fmt: skip
-        p_lo_last, p_hi_last = _box_extremes(cells, rows, cell_start, row_start, lv, n_ra, r0, r1, c0, c1, whole)  # fmt: skip
+        p_lo_last, p_hi_last = _disc_extremes(cells, rows, cell_start, row_start, levels, n_dec, ra_i, d, cos_d, r_last)  # fmt: skip
         a_lo_last, a_hi_last = _a_range(arows, i, d, r_last + 0.2 * sg, etab)
         tail = 0.0
         if r_last < math.pi:
@@ -966,164 +831,14 @@ def _overlap_bounds_in_order(cells, rows, cell_start, row_start, levels, n_dec, 
         tan_d = math.sin(d) / cos_d
         prev = 0.0
         inner = centre
-        # the box of the disc before in rowx: level (-1: none), rows, columns, centre's
-        p_lv, p_r0, p_r1, p_c0, p_c1, p_cc = -1, 0, -1, 0, -1, 0
         for k in range(n_r):
             r = min(RADII_SIGMAS[k] * sg, math.pi)
-            outer = edge_last if r == r_last else _mass_edge_known(r, sg, kind, xk[k], ek[k])
+            outer = edge_last if r == r_last else _mass_edge(r, sg, kind)
             m_lo, m_hi = _mass_between(inner, outer, sg, kind)
             if r == r_last:  # the largest disc, read above
                 p_lo, p_hi, a_lo, a_hi = p_lo_last, p_hi_last, a_lo_last, a_hi_last
             else:
-                # _quadrants(..., r), its box grown from the one before where it can be
-                d0 = max(d - r, -_HALF_PI)
-                d1 = min(d + r, _HALF_PI)
-                # the box and the quadrants' rows from brackets of sin and asin where
-                # they leave none open (_half_brackets), else as _quadrants takes them
-                state, h_lo, h_hi, o_lo, o_hi = _half_brackets(r, d, cos_d)
-                certain = state == 1
-                n0, s1 = 0, 0
-                if state == 1:
-                    lv, cell, n_ra, r0, r1, c0, c1, whole = _disc_box(levels, n_dec, ra_i, d0, d1, r, math.pi, True)  # fmt: skip
-                elif state == 2:
-                    certain, lv, cell, n_ra, r0, r1, c0, c1, whole = _disc_box_brackets(levels, n_dec, ra_i, d0, d1, r, h_lo, h_hi)  # fmt: skip
-                    if certain and not whole:
-                        b_lo = o_lo * abs(tan_d) + 1e-12
-                        b_hi = o_hi * abs(tan_d) + 1e-12
-                        if d >= 0.0:
-                            n0 = min(
-                                max(int(math.floor((d - b_hi - 1e-12 + _HALF_PI) / cell)), r0), r1
-                            )
-                            certain = n0 == min(max(int(math.floor((d - b_lo - 1e-12 + _HALF_PI) / cell)), r0), r1)  # fmt: skip
-                            s1 = min(max(int(math.floor((d + 1e-12 + _HALF_PI) / cell)), r0), r1)
-                        else:
-                            n0 = min(max(int(math.floor((d - 1e-12 + _HALF_PI) / cell)), r0), r1)
-                            s1 = min(
-                                max(int(math.floor((d + b_lo + 1e-12 + _HALF_PI) / cell)), r0), r1
-                            )
-                            certain = s1 == min(max(int(math.floor((d + b_hi + 1e-12 + _HALF_PI) / cell)), r0), r1)  # fmt: skip
-                if not certain:
-                    s = math.sin(r)
-                    whole = abs(d) + r >= _HALF_PI or s >= cos_d
-                    half = math.pi
-                    one_less_cos = 2.0  # 1 - cos(half)
-                    if not whole:
-                        x = s / cos_d
-                        half = math.asin(x)
-                        one_less_cos = x * x / (1.0 + math.sqrt((1.0 - x) * (1.0 + x)))
-                    lv, cell, n_ra, r0, r1, c0, c1, whole = _disc_box(levels, n_dec, ra_i, d0, d1, r, half, whole)  # fmt: skip
-                    if not whole:
-                        # the rows of each side, a hair wider than the arithmetic (rounding)
-                        bend = one_less_cos * abs(tan_d) + 1e-12
-                        north_from = d - bend if d >= 0.0 else d
-                        south_to = d if d >= 0.0 else d + bend
-                        n0 = min(
-                            max(int(math.floor((north_from - 1e-12 + _HALF_PI) / cell)), r0), r1
-                        )
-                        s1 = min(max(int(math.floor((south_to + 1e-12 + _HALF_PI) / cell)), r0), r1)
-                if whole:
-                    mn, mx = np.inf, -np.inf
-                    for rr in range(r0, r1 + 1):
-                        kk = row_start[lv] + rr
-                        mn = min(mn, rows[kk, 0])
-                        mx = max(mx, rows[kk, 1])
-                    p_lo = 0.5 * min(mn + mn, mn + mn)
-                    p_hi = 0.5 * max(mx + mx, mx + mx)
-                    p_lv = -1
-                else:
-                    cc = min(max(int(math.floor(ra_i / cell)), c0), c1)
-                    base = cell_start[lv]
-                    w0 = c0 % n_ra
-                    mid = w0 + (cc - c0)
-                    e1 = w0 + (c1 - c0)
-                    # whole rows: west up to the centre's column, east from it
-                    wa0, wa1, wb0, wb1 = _run_ends(w0, mid, n_ra)
-                    ea0, ea1, eb0, eb1 = _run_ends(mid, e1, n_ra)
-                    # rows of the box before: only the columns it lacked (its box lies
-                    # inside this one, at the same level, about the same column)
-                    grow = lv == p_lv and cc == p_cc and c0 <= p_c0 and c1 >= p_c1 and r0 <= p_r0 and r1 >= p_r1  # fmt: skip
-                    if not grow:  # no row of a box before; no columns it lacked
-                        p_r0, p_r1, p_c0, p_c1 = 0, -1, c0, c1
-                    xa0, xa1, xb0, xb1 = _run_ends(w0, w0 + (p_c0 - c0) - 1, n_ra)
-                    ya0, ya1, yb0, yb1 = _run_ends(w0 + (p_c1 + 1 - c0), e1, n_ra)
-                    ne_lo, ne_hi, nw_lo, nw_hi = np.inf, -np.inf, np.inf, -np.inf
-                    se_lo, se_hi, sw_lo, sw_hi = np.inf, -np.inf, np.inf, -np.inf
-                    # a box inside the row (no wrap past the last column): one run
-                    # each side, the rows of the box before reading only the columns
-                    # it lacked
-                    flat = e1 < n_ra
-                    if flat:
-                        gw1 = w0 + (p_c0 - c0)  # the new west columns w0 .. gw1 - 1
-                        ge0 = w0 + (p_c1 + 1 - c0)  # the new east columns ge0 .. e1
-                    for rr in range(r0, r1 + 1 if flat else r0):
-                        row = base + rr * n_ra
-                        if p_r0 <= rr <= p_r1:
-                            w_lo, w_hi = rowx[rr, 0], rowx[rr, 1]
-                            e_lo, e_hi = rowx[rr, 2], rowx[rr, 3]
-                            for kk in range(np.uint64(row + w0), np.uint64(row + gw1)):
-                                w_lo = min(w_lo, cells[kk, 0])
-                                w_hi = max(w_hi, cells[kk, 1])
-                            for kk in range(np.uint64(row + ge0), np.uint64(row + e1 + 1)):
-                                e_lo = min(e_lo, cells[kk, 0])
-                                e_hi = max(e_hi, cells[kk, 1])
-                        else:
-                            w_lo, w_hi = np.inf, -np.inf
-                            for kk in range(np.uint64(row + w0), np.uint64(row + mid + 1)):
-                                w_lo = min(w_lo, cells[kk, 0])
-                                w_hi = max(w_hi, cells[kk, 1])
-                            e_lo, e_hi = np.inf, -np.inf
-                            for kk in range(np.uint64(row + mid), np.uint64(row + e1 + 1)):
-                                e_lo = min(e_lo, cells[kk, 0])
-                                e_hi = max(e_hi, cells[kk, 1])
-                        rowx[rr, 0], rowx[rr, 1], rowx[rr, 2], rowx[rr, 3] = w_lo, w_hi, e_lo, e_hi
-                        if rr >= n0:
-                            ne_lo, ne_hi = min(ne_lo, e_lo), max(ne_hi, e_hi)
-                            nw_lo, nw_hi = min(nw_lo, w_lo), max(nw_hi, w_hi)
-                        if rr <= s1:
-                            se_lo, se_hi = min(se_lo, e_lo), max(se_hi, e_hi)
-                            sw_lo, sw_hi = min(sw_lo, w_lo), max(sw_hi, w_hi)
-                    for rr in range(r1 + 1 if flat else r0, r1 + 1):
-                        row = base + rr * n_ra
-                        if p_r0 <= rr <= p_r1:
-                            w_lo, w_hi = rowx[rr, 0], rowx[rr, 1]
-                            e_lo, e_hi = rowx[rr, 2], rowx[rr, 3]
-                            for kk in range(np.uint64(row + xa0), np.uint64(row + xa1)):
-                                w_lo = min(w_lo, cells[kk, 0])
-                                w_hi = max(w_hi, cells[kk, 1])
-                            for kk in range(np.uint64(row + xb0), np.uint64(row + xb1)):
-                                w_lo = min(w_lo, cells[kk, 0])
-                                w_hi = max(w_hi, cells[kk, 1])
-                            for kk in range(np.uint64(row + ya0), np.uint64(row + ya1)):
-                                e_lo = min(e_lo, cells[kk, 0])
-                                e_hi = max(e_hi, cells[kk, 1])
-                            for kk in range(np.uint64(row + yb0), np.uint64(row + yb1)):
-                                e_lo = min(e_lo, cells[kk, 0])
-                                e_hi = max(e_hi, cells[kk, 1])
-                        else:
-                            w_lo, w_hi = np.inf, -np.inf
-                            for kk in range(np.uint64(row + wa0), np.uint64(row + wa1)):
-                                w_lo = min(w_lo, cells[kk, 0])
-                                w_hi = max(w_hi, cells[kk, 1])
-                            for kk in range(np.uint64(row + wb0), np.uint64(row + wb1)):
-                                w_lo = min(w_lo, cells[kk, 0])
-                                w_hi = max(w_hi, cells[kk, 1])
-                            e_lo, e_hi = np.inf, -np.inf
-                            for kk in range(np.uint64(row + ea0), np.uint64(row + ea1)):
-                                e_lo = min(e_lo, cells[kk, 0])
-                                e_hi = max(e_hi, cells[kk, 1])
-                            for kk in range(np.uint64(row + eb0), np.uint64(row + eb1)):
-                                e_lo = min(e_lo, cells[kk, 0])
-                                e_hi = max(e_hi, cells[kk, 1])
-                        rowx[rr, 0], rowx[rr, 1], rowx[rr, 2], rowx[rr, 3] = w_lo, w_hi, e_lo, e_hi
-                        if rr >= n0:
-                            ne_lo, ne_hi = min(ne_lo, e_lo), max(ne_hi, e_hi)
-                            nw_lo, nw_hi = min(nw_lo, w_lo), max(nw_hi, w_hi)
-                        if rr <= s1:
-                            se_lo, se_hi = min(se_lo, e_lo), max(se_hi, e_hi)
-                            sw_lo, sw_hi = min(sw_lo, w_lo), max(sw_hi, w_hi)
-                    p_lo = 0.5 * min(ne_lo + sw_lo, nw_lo + se_lo)
-                    p_hi = 0.5 * max(ne_hi + sw_hi, nw_hi + se_hi)
-                    p_lv, p_r0, p_r1, p_c0, p_c1, p_cc = lv, r0, r1, c0, c1, cc
+                p_lo, p_hi = _pair_mean(cells, rows, cell_start, row_start, levels, n_dec, ra_i, d, cos_d, tan_d, r)  # fmt: skip
                 a_lo, a_hi = _a_range(arows, i, d, r + 0.2 * sg, etab)
             acc_lo += m_lo * p_lo * a_lo
             acc_hi += m_hi * p_hi * a_hi
