@@ -1,13 +1,9 @@
-"""The background trials' cut kept per process and model constants: each event's cut
-and d_1 are those of its own pass over the background sample, bit for bit."""
+"""The refining looks' a(ε) rows gathered from the lists' rows: the same bits."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from llama.science import background_trials as BT
 from llama.science.odds import EventModel
 from llama.science.skymap import SkyMap
 from llama.science.times import gps_to_mjd
@@ -20,46 +16,6 @@ def _map() -> SkyMap:
     rng = np.random.default_rng(3)
     p = rng.uniform(0.5, 1.5, 12 * nside**2)
     return SkyMap(probdensity=p / p.sum() / (4 * np.pi / p.size), nside=nside)
-
-
-def _old_cut(bt):
-    """BackgroundTrials._cut as each event computed it before the cut was kept."""
-    from llama.science.fast_trials import RESOLVED_FLOORS, SCREEN_FLOOR
-    from llama.science.pvalue import _sample_terms
-
-    sample = bt.model.background
-    terms = _sample_terms(bt.model, sample)
-    a_max = bt.pool_row_max(sample, terms)
-    d_1 = bt._sample_d1(sample)
-    unit, _ = bt._units(np.zeros(a_max.size), sample.zenith_sorted, terms.density, d_1)
-    q = unit * a_max
-    q = q[np.isfinite(q)]
-    top = float(q.max()) if q.size else 0.0
-    return RESOLVED_FLOORS * SCREEN_FLOOR * bt.sky.peak * top, d_1
-
-
-def test_kept_cut_is_each_models_own():
-    """Models of one map with the same constants share the kept cut and d_1; other
-    SNRs, distances and null options get their own: each the value its own pass over
-    the sample gives, bit for bit."""
-    BT._CUT_TOPS.clear()
-    args = ([10.0], [0.0], [1.0], [1e3], [0.0], [90.0])
-    seen = []
-    for rho, rbar, kw in [
-        (12.0, 150.0, {}),
-        (12.0, 150.0, {}),
-        (9.0, 150.0, {}),
-        (12.0, 400.0, {}),
-        (12.0, 150.0, {"null": "full", "p_terrestrial": 0.3}),
-        (9.0, 150.0, {}),
-    ]:
-        bt = BT.BackgroundTrials(EventModel(_map(), rho, rbar, t_gw_mjd=T_GW_MJD, **kw), *args)
-        cut, d_1 = _old_cut(bt)
-        assert bt.cut == cut and math.isfinite(cut) and cut > 0
-        assert np.array_equal(bt._sample_d1_now, d_1)
-        seen.append(bt._sample_d1_now)
-    assert seen[1] is seen[0] and seen[5] is seen[2]
-    assert len(BT._CUT_TOPS[bt.model.background]) == 4
 
 
 def test_rows_gathered_from_the_lists_are_the_looks_own():

@@ -150,13 +150,6 @@ _SAMPLE_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: Per background sample: (its kernel arguments, each event's first-pass count as a
 #: doublet partner or -1) for ``kernels.background.o3_partner_terms_kept``.
 _FIRST_COUNTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-#: Per background sample: [((signal tables, sample terms, the model's egw, rate per
-#: energy, common factor and null ratio), (largest unit_i x a_max over the sample, d_1
-#: per sample event))], the most recent :data:`_CUT_TOPS_KEPT`: the cut of every event
-#: with the same constants (a campaign's events of one map) from one pass over the
-#: sample (~0.4 ms per event otherwise).
-_CUT_TOPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_CUT_TOPS_KEPT = 32
 
 
 class SkyBounds:
@@ -404,27 +397,15 @@ class BackgroundTrials:
         event of the background sample at the best time (T = 500 s)."""
         from llama.science.pvalue import _sample_terms
 
-        m = self.model
-        sample = m.background
-        terms = _sample_terms(m, sample)
-        # everything _units and _sample_d1 read besides the sample (module constants apart)
-        key = (m.tables, terms, m.egw, m.rate_per_energy, m.common, m.null_ratio)
-        kept = _CUT_TOPS.setdefault(sample, [])
-        # the objects compared by identity (every model shares the tables and terms),
-        # the numbers by value
-        found = next((v for k, v in kept if k[0] is key[0] and k[1] is key[1] and k[2:] == key[2:]), None)  # fmt: skip
-        if found is None:
-            a_max = self.pool_row_max(sample, terms)
-            d_1 = self._sample_d1(sample)
-            unit, _ = self._units(np.zeros(a_max.size), sample.zenith_sorted, terms.density, d_1)
-            q = unit * a_max
-            q = q[np.isfinite(q)]
-            found = (float(q.max()) if q.size else 0.0, d_1)
-            kept.append((key, found))
-            del kept[:-_CUT_TOPS_KEPT]
-        top, d_1 = found
-        # kept for decide_batch: a trial neutrino's d_1 is its sample event's (read only)
-        self._sample_d1_now = d_1
+        sample = self.model.background
+        terms = _sample_terms(self.model, sample)
+        a_max = self.pool_row_max(sample, terms)
+        # kept for decide_batch: a trial neutrino's d_1 is its sample event's
+        d_1 = self._sample_d1_now = self._sample_d1(sample)
+        unit, _ = self._units(np.zeros(a_max.size), sample.zenith_sorted, terms.density, d_1)
+        q = unit * a_max
+        q = q[np.isfinite(q)]
+        top = float(q.max()) if q.size else 0.0
         return RESOLVED_FLOORS * SCREEN_FLOOR * self.sky.peak * top
 
     # -- bounds -----------------------------------------------------------------------
