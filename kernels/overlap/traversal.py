@@ -213,28 +213,22 @@ def heap_pop(heap: Heap, n):
 def remaining(heap: Heap, n):
     """Exact sums of the bounds still on the heap (guards the running sums' drift),
     in heap order."""
-    slots, hf = heap.slots, heap.floats
-    so = 0.0
-    sw = 0.0
-    for k in range(n):
-        s = slots[k]
-        so += hf[s, 0]
-        sw += hf[s, 1]
-    return so, sw
+    return remaining_in(heap, heap.floats, n)
 
 
 @per_node
-def remaining_sides(heap: Heap, hs, n):
-    """Exact sums of each side's weighted bounds still on the heap (:func:`walk` with
-    ``sides``, their rows ``hs``), in heap order."""
+def remaining_in(heap: Heap, rows, n):
+    """Exact sums of columns 0 and 1 of ``rows`` (one row per heap slot) over the nodes
+    still on the heap, in heap order: the bounds (``heap.floats``: :func:`remaining`),
+    or each side's weighted bounds (:func:`walk` with ``sides``: its ``side`` rows)."""
     slots = heap.slots
-    up = 0.0
-    dn = 0.0
+    s0 = 0.0
+    s1 = 0.0
     for k in range(n):
         s = slots[k]
-        up += hs[s, 0]
-        dn += hs[s, 1]
-    return up, dn
+        s0 += rows[s, 0]
+        s1 += rows[s, 1]
+    return s0, s1
 
 
 @per_node
@@ -428,7 +422,7 @@ def walk(pm: PreparedMap, vx, vy, vz, sigma, arow, edges, acc: Accuracy, heap: H
                 rem_o, rem_w = remaining(heap, n)
                 top_o, top_w = rem_o, rem_w
                 if track:  # each side's sum exact too: its drift is then below DRIFT x top_w
-                    rem_up, rem_dn = remaining_sides(heap, side, n)
+                    rem_up, rem_dn = remaining_in(heap, side, n)
                 if converged(rem_o, rem_w, tot_o, tot_w, rtol, ato, atw):
                     break
             if track:
