@@ -42,21 +42,27 @@ def _neutrinos(model, n, rng):
     return np.radians(ra % 360.0), np.radians(dec), np.radians(sigma), energy
 
 
-@pytest.mark.parametrize("name", ["bns-9", "bbh-6"])
-def test_aimed_looks_bound_the_brute_force_and_stop_only_outside_their_bands(name):
-    """Per neutrino, bands placed about its brute-force S (wholly above it, wholly
-    below, both sides, or over it): every early stop's interval holds the brute force
-    and meets no band; a look over whose value a band lies runs to the end and returns
-    the exact kernel's S_i; most looks aimed at bands a factor 1.5 off stop early."""
-    model = _model(name)
-    rng = np.random.default_rng(5)
-    ra, dec, sig, en = _neutrinos(model, 8, rng)
+def looks_case(model, n, seed):
+    """(ra, dec, sig, rows, pm, kind, rtol, truth, exact) of n `_neutrinos` about the
+    map: their a(eps) rows, the map's prepared record and the model's kernel options,
+    the brute-force S per neutrino, and the exact kernel's."""
+    ra, dec, sig, en = _neutrinos(model, n, np.random.default_rng(seed))
     rows = model.tables.dec_rows(en)
     pm, kind, rtol = model.prepared_map(), model.psf_kind, model.overlap_rtol
     uniq = np.asarray(model.skymap.uniq, dtype=np.int64)
     rho = np.asarray(model.skymap.probdensity, dtype=np.float64)
     truth = np.array([brute_force(uniq, rho, ra[k], dec[k], sig[k], rows[k]) for k in range(ra.size)])  # fmt: skip
     exact = psf_overlap_prepared(pm, ra, dec, sig, rows, SINDEC_EDGES, kind, rtol=rtol)[1]
+    return ra, dec, sig, rows, pm, kind, rtol, truth, exact
+
+
+@pytest.mark.parametrize("name", ["bns-9", "bbh-6"])
+def test_aimed_looks_bound_the_brute_force_and_stop_only_outside_their_bands(name):
+    """Per neutrino, bands placed about its brute-force S (wholly above it, wholly
+    below, both sides, or over it): every early stop's interval holds the brute force
+    and meets no band; a look over whose value a band lies runs to the end and returns
+    the exact kernel's S_i; most looks aimed at bands a factor 1.5 off stop early."""
+    ra, dec, sig, rows, pm, kind, rtol, truth, exact = looks_case(_model(name), 8, 5)
     early = {}
     for what, bands in BAND_LAYOUTS.items():
         off, lo, hi = bands_about(truth, bands)

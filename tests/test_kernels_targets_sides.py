@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 from bayestar_events import bayestar_model
 from polar_sums import BAND_LAYOUTS, bands_about
-from test_kernels_single_tail import brute_force
-from test_kernels_targets import BRUTE, _neutrinos
+from test_kernels_targets import BRUTE, _neutrinos, looks_case
 
 from kernels.overlap import psf_overlap_prepared, psf_overlap_targets
 from llama.science.signal_tables import SINDEC_EDGES
@@ -48,15 +47,7 @@ def _assert_sided_stops(w, below, above, truth, off, lo, hi, what):
 
 @pytest.mark.parametrize("name", ["bns-9", "bbh-6"])
 def test_sided_looks_hold_the_brute_force_and_stop_no_later(name):
-    model = _model(name)
-    rng = np.random.default_rng(11)
-    ra, dec, sig, en = _neutrinos(model, 10, rng)
-    rows = model.tables.dec_rows(en)
-    pm, kind, rtol = model.prepared_map(), model.psf_kind, model.overlap_rtol
-    uniq = np.asarray(model.skymap.uniq, dtype=np.int64)
-    rho = np.asarray(model.skymap.probdensity, dtype=np.float64)
-    truth = np.array([brute_force(uniq, rho, ra[k], dec[k], sig[k], rows[k]) for k in range(ra.size)])  # fmt: skip
-    exact = psf_overlap_prepared(pm, ra, dec, sig, rows, SINDEC_EDGES, kind, rtol=rtol)[1]
+    ra, dec, sig, rows, pm, kind, rtol, truth, exact = looks_case(_model(name), 10, 11)
     args = (pm, ra, dec, sig, rows, SINDEC_EDGES, kind)
     stops = {}
     for what, bands in {**BAND_LAYOUTS, **NEAR}.items():
