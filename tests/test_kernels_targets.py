@@ -56,6 +56,14 @@ def looks_case(model, n, seed):
     return ra, dec, sig, rows, pm, kind, rtol, truth, exact
 
 
+def kernel_args(model, n, seed):
+    """(psf_overlap_prepared's leading arguments, its exact S per neutrino) for n
+    `_neutrinos` about the map."""
+    ra, dec, sig, en = _neutrinos(model, n, np.random.default_rng(seed))
+    args = (model.prepared_map(), ra, dec, sig, model.tables.dec_rows(en), SINDEC_EDGES, model.psf_kind)  # fmt: skip
+    return args, psf_overlap_prepared(*args, rtol=model.overlap_rtol)[1]
+
+
 @pytest.mark.parametrize("name", ["bns-9", "bbh-6"])
 def test_aimed_looks_bound_the_brute_force_and_stop_only_outside_their_bands(name):
     """Per neutrino, bands placed about its brute-force S (wholly above it, wholly
@@ -79,11 +87,8 @@ def test_no_bands_stop_at_once_and_bands_over_everything_never():
     """No band: the first check stops the look (where the map is not constant under the
     PSF); a band over every value: the exact kernel's result; a margin too wide for any
     band to be missed likewise."""
-    model = _model("bns-9")
-    ra, dec, sig, en = _neutrinos(model, 6, np.random.default_rng(2))
-    rows = model.tables.dec_rows(en)
-    args = (model.prepared_map(), ra, dec, sig, rows, SINDEC_EDGES, model.psf_kind)
-    exact = psf_overlap_prepared(*args, rtol=model.overlap_rtol)[1]
+    args, exact = kernel_args(_model("bns-9"), 6, 2)
+    ra = args[1]
     none = np.zeros(ra.size + 1, np.int64)
     _, half = psf_overlap_targets(*args, none, np.empty(0), np.empty(0), 0.05)
     assert np.all(half >= 0.0)

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from bayestar_events import bayestar_model
 from polar_sums import BAND_LAYOUTS, bands_about
-from test_kernels_targets import BRUTE, _neutrinos, looks_case
+from test_kernels_targets import BRUTE, _neutrinos, kernel_args, looks_case
 
-from kernels.overlap import psf_overlap_prepared, psf_overlap_targets
+from kernels.overlap import psf_overlap_targets
 from llama.science.signal_tables import SINDEC_EDGES
 
 _model = functools.cache(bayestar_model)
@@ -86,11 +86,8 @@ def test_each_side_is_at_most_the_two_sided_half_and_often_less(name):
 def test_sided_looks_without_bands_or_with_every_band():
     """No band: stopped at once; a band over every value, or a margin that no band can
     miss: the exact kernel's result, both sides -1."""
-    model = _model("bns-9")
-    ra, dec, sig, en = _neutrinos(model, 6, np.random.default_rng(2))
-    rows = model.tables.dec_rows(en)
-    args = (model.prepared_map(), ra, dec, sig, rows, SINDEC_EDGES, model.psf_kind)
-    exact = psf_overlap_prepared(*args, rtol=model.overlap_rtol)[1]
+    args, exact = kernel_args(_model("bns-9"), 6, 2)
+    ra = args[1]
     none = np.zeros(ra.size + 1, np.int64)
     _, below, above = psf_overlap_targets(*args, none, np.empty(0), np.empty(0), 0.05, sides=True)  # fmt: skip
     assert np.all(below >= 0.0) and np.all(above >= 0.0)
